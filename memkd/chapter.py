@@ -1,0 +1,158 @@
+"""What every chapter notebook does besides the science: resolve its parameters, keep its outputs.
+
+A chapter's first code cells are: the Colab install cell, then a `parameters` cell of plain values
+(papermill overrides them), then::
+
+    ch = memkd.chapter.Chapter("02_logit_distillation", profile=profile, results_dir=results_dir,
+                               device=device, seed=seed)
+
+`ch.profile` is the resolved profile (an empty `profile` parameter means `$MEMKD_PROFILE`, else
+"quick"), `ch.device` a `torch.device` (cuda, then mps, then cpu unless forced). Results go to
+`ch.results_dir`, by default `<results root>/<chapter>` where the results root is `$MEMKD_RESULTS`
+or `<book root>/results/<profile>` (the book root is the first parent folder holding `_config.yml`).
+
+Files a chapter leaves there (the report page and the sweeps read them):
+    table.csv      the tidy results, one row per trained student (`save_table`)
+    <name>.png     each figure (`save_figure`)
+    claims.csv     one row per claim of the paper with this build's verdict (`add_claim`)
+    meta.json      chapter, profile, device, seed, memkd version, and the elapsed seconds
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from memkd import __version__
+
+PROFILES = ("smoke", "quick", "paper")
+CLAIM_COLUMNS = ["chapter", "claim", "paper", "measured", "sem", "n", "p_value", "holds", "detail"]
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """Return `profile`, or `$MEMKD_PROFILE` when it is empty, or "quick"; checked against PROFILES."""
+    resolved = profile or os.environ.get("MEMKD_PROFILE") or "quick"
+    if resolved not in PROFILES:
+        raise ValueError(
+            f"The 'profile' parameter must be one of {PROFILES}. Got {resolved!r} instead."
+        )
+    return resolved
+
+
+def book_root(start: Path | None = None) -> Path | None:
+    """The first folder at or above `start` (default: the working directory) holding `_config.yml`."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_config.yml").is_file():
+            return folder
+    return None
+
+
+def results_root(profile: str) -> Path:
+    """`$MEMKD_RESULTS`, else `<book root>/results/<profile>`, else `./results/<profile>`."""
+    if os.environ.get("MEMKD_RESULTS"):
+        return Path(os.environ["MEMKD_RESULTS"])
+    root = book_root() or Path.cwd()
+    return root / "results" / profile
+
+
+@dataclass
+class Claim:
+    """One claim of the paper with what this build measured (see `Chapter.add_claim`)."""
+
+    chapter: str
+    claim: str  # short id, e.g. "soft_beats_chance"
+    paper: str  # the claim in our own words
+    measured: float
+    sem: float
+    n: int
+    p_value: float
+    holds: bool
+    detail: str = ""
+
+
+@dataclass
+class Chapter:
+    """Resolved parameters and the output folder of one chapter run."""
+
+    name: str
+    profile: str = ""
+    results_dir: str = ""
+    device: str = "auto"
+    seed: int = 0
+    claims: list[Claim] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from memkd.device import resolve_device
+
+        self.profile = resolve_profile(self.profile)
+        self.device = resolve_device(self.device)
+        path = Path(self.results_dir) if self.results_dir else results_root(self.profile) / self.name
+        self.results_dir = str(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self._started = time.perf_counter()
+
+    @property
+    def path(self) -> Path:
+        return Path(self.results_dir)
+
+    def save_table(self, table: pd.DataFrame, name: str = "table") -> Path:
+        """Write a tidy table as CSV (atomically) and return its path."""
+        target = self.path / f"{name}.csv"
+        tmp = target.with_suffix(".csv.tmp")
+        table.to_csv(tmp, index=False)
+        tmp.replace(target)
+        return target
+
+    def save_figure(self, figure: Any, name: str) -> Path:
+        """Save a matplotlib figure as PNG next to the tables."""
+        target = self.path / f"{name}.png"
+        figure.savefig(target, dpi=120, bbox_inches="tight")
+        return target
+
+    def add_claim(
+        self,
+        claim: str,
+        paper: str,
+        measured: float,
+        sem: float,
+        n: int,
+        p_value: float,
+        holds: bool,
+        detail: str = "",
+    ) -> Claim:
+        """Record a verdict; `finish` writes all of them to claims.csv."""
+        entry = Claim(self.name, claim, paper, float(measured), float(sem), int(n),
+                      float(p_value) if p_value is not None else math.nan, bool(holds), detail)
+        self.claims = [c for c in self.claims if c.claim != claim] + [entry]
+        return entry
+
+    def finish(self) -> pd.DataFrame:
+        """Write claims.csv and meta.json; return the claims as a table."""
+        claims = pd.DataFrame([asdict(c) for c in self.claims], columns=CLAIM_COLUMNS)
+        self.save_table(claims, "claims")
+        meta = {
+            "chapter": self.name,
+            "profile": self.profile,
+            "device": str(self.device),
+            "seed": self.seed,
+            "memkd_version": __version__,
+            "elapsed_s": round(time.perf_counter() - self._started, 2),
+        }
+        (self.path / "meta.json").write_text(json.dumps(meta, indent=2))
+        return claims
+
+
+def load_claims(root: Path) -> pd.DataFrame:
+    """All chapters' claims.csv under `root` (one folder per chapter), in chapter order."""
+    frames = [pd.read_csv(p) for p in sorted(Path(root).glob("*/claims.csv"))]
+    if not frames:
+        return pd.DataFrame(columns=CLAIM_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
