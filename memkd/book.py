@@ -1,0 +1,398 @@
+"""Build the book in two stages: execute the notebooks, then render the executed copies.
+
+Sphinx reads documents in sorted order (book/ before nbs/), so a plain `jupyter-book build` would run
+the reproduction report before the chapters whose results it gathers. `build_book` therefore:
+
+1. executes every chapter that `_toc.yml` lists under nbs/ with papermill, one process per notebook,
+   with `profile` and `results_dir=<output>/results/<profile>/<chapter>` injected; a failing
+   chapter stops the build with the chapter, the cell and the error;
+2. executes the other notebooks of the toc (book/report.ipynb), which read the chapters' claims;
+3. renders a staged copy of the book (<output>/stage: _config.yml with execution turned off,
+   _toc.yml, book/, the executed nbs/) with Jupyter Book's Sphinx, warnings as errors, into
+   <output>/html.
+
+    >>> index = build_book(profile="smoke", output="/tmp/memkd-book")   # doctest: +SKIP
+    >>> index.name
+    'index.html'
+
+It also holds the helpers of the report page (`report_table`). Left out: incremental builds (every
+build executes everything: the library changes outside the notebooks) and non-HTML builders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html as htmllib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from memkd.chapter import PROFILES, book_root, resolve_profile
+
+# Per-cell execution timeout of each profile, in seconds (a cell trains at most one experiment).
+CELL_TIMEOUT = {"smoke": 300, "quick": 1200, "paper": 6 * 3600}
+KERNEL = "python3"  # the kernel every venv has; custom names fail with NoSuchKernel
+CHAPTER_DIR = "nbs"
+
+
+class BookBuildError(RuntimeError):
+    """A chapter failed to execute, or the site failed to render."""
+
+
+# ---------------------------------------------------------------------------- the table of contents
+
+
+def toc_docnames(root: Path) -> list[str]:
+    """Every document of `<root>/_toc.yml` in reading order, e.g. ["book/intro", "nbs/01_toy_2d", ...]."""
+    toc = yaml.safe_load((Path(root) / "_toc.yml").read_text())
+    names: list[str] = [toc["root"]]
+
+    def walk(entries: list[dict]) -> None:
+        for entry in entries or []:
+            if "file" in entry:
+                names.append(entry["file"])
+            for key in ("parts", "chapters", "sections"):
+                walk(entry.get(key, []))
+
+    walk([{k: v for k, v in toc.items() if k in ("parts", "chapters", "sections")}])
+    return [str(Path(n).with_suffix("")) if n.endswith((".md", ".ipynb")) else n for n in names]
+
+
+def toc_chapters(root: Path) -> list[str]:
+    """The docnames of the toc under nbs/, e.g. ["nbs/01_toy_2d", "nbs/02_logit_distillation"]."""
+    return [n for n in toc_docnames(root) if n.split("/")[0] == CHAPTER_DIR]
+
+
+def toc_pages(root: Path) -> list[str]:
+    """The notebooks of the toc outside nbs/ (the report): executed after the chapters."""
+    return [n for n in toc_docnames(root)
+            if n.split("/")[0] != CHAPTER_DIR and (Path(root) / f"{n}.ipynb").is_file()]
+
+
+# ---------------------------------------------------------------------------- executing one notebook
+
+
+@dataclass
+class Job:
+    """One notebook to execute: where it is, where the executed copy goes, what it gets."""
+
+    name: str  # docname, e.g. "nbs/02_logit_distillation"
+    source: Path
+    target: Path
+    parameters: dict
+    cwd: Path  # the notebook's own folder, as for jupyter-book
+    timeout: int  # seconds per cell
+    env: dict  # extra environment variables
+    log: Path
+
+
+def execute_notebook(job: Job) -> float:
+    """Execute one notebook with papermill in its own process; return the wall time in seconds.
+
+    The single place where notebooks are executed: one papermill run per process (several kernels
+    started from one process can race). Raises BookBuildError naming the notebook and the cell.
+    """
+    cmd = [sys.executable, "-m", "papermill", str(job.source), str(job.target),
+           "--kernel", KERNEL, "--cwd", str(job.cwd), "--execution-timeout", str(job.timeout),
+           "--no-progress-bar", "--log-level", "WARNING"]
+    for key, value in job.parameters.items():
+        cmd += ["-p", key, str(value)]
+    env = {**os.environ, **job.env}
+    job.log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(job.log, "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=job.cwd)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise BookBuildError(_describe_failure(job, proc.returncode, seconds))
+    return seconds
+
+
+def _describe_failure(job: Job, returncode: int, seconds: float) -> str:
+    """'<notebook> failed at cell N (In [k]): ename: evalue', plus the log's tail."""
+    where = "before any cell ran (see the log)"
+    try:
+        import nbformat
+
+        nb = nbformat.read(job.target, as_version=4)
+        for index, cell in enumerate(nb.cells):
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            failed = cell.get("metadata", {}).get("papermill", {}).get("exception")
+            if errors or failed:
+                count = cell.get("execution_count")
+                first_line = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
+                where = f"cell {index} (In [{count}]: {first_line[:70]!r})"
+                if errors:
+                    where += f": {errors[0]['ename']}: {errors[0]['evalue']}"
+                break
+    except Exception:  # the executed copy may be missing or partial: the log still tells
+        pass
+    tail = "\n".join(job.log.read_text(errors="replace").splitlines()[-25:])
+    return (f"build_book: {job.name} failed at {where} after {seconds:.0f} s (papermill exit "
+            f"code {returncode}).\nExecuted copy: {job.target}\nLog: {job.log}\n--- log tail ---\n{tail}")
+
+
+def run_jobs(jobs: list[Job], workers: int = 1, scheduler: str | None = None) -> dict[str, float]:
+    """Execute the jobs in order (workers=1), on a thread pool of subprocesses, or on a Dask
+    scheduler (its workers must see the same file system); return {name: seconds}. The first
+    failure stops the build."""
+    times: dict[str, float] = {}
+    if scheduler:
+        from dask.distributed import Client  # optional dependency (the `dist` extra)
+
+        with Client(scheduler) as client:
+            futures = {job.name: client.submit(execute_notebook, job, pure=False) for job in jobs}
+            for name, future in futures.items():
+                times[name] = future.result()
+                print(f"  {name}: {times[name]:.1f} s", flush=True)
+        return times
+    if workers <= 1:
+        for i, job in enumerate(jobs, 1):
+            print(f"  [{i}/{len(jobs)}] {job.name} ...", end="", flush=True)
+            try:
+                times[job.name] = execute_notebook(job)
+            except BookBuildError:
+                print(" failed", flush=True)
+                raise
+            print(f" {times[job.name]:.1f} s", flush=True)
+        return times
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {job.name: pool.submit(execute_notebook, job) for job in jobs}
+        for name, future in futures.items():
+            times[name] = future.result()
+            print(f"  {name}: {times[name]:.1f} s", flush=True)
+    return times
+
+
+# ---------------------------------------------------------------------------- staging and rendering
+
+
+def stage_tree(root: Path, stage: Path) -> None:
+    """Copy what the site needs into `stage`; the staged _config.yml does not execute notebooks."""
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    config.setdefault("execute", {})["execute_notebooks"] = "off"  # executed by stage 1
+    (stage / "_config.yml").write_text(
+        "# Staged by memkd.book: a copy of the root _config.yml with execution turned off.\n"
+        + yaml.safe_dump(config, sort_keys=False))
+    shutil.copy2(root / "_toc.yml", stage / "_toc.yml")
+    skip = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "results", "_build", "*.ipynb")
+    for folder in ("book", CHAPTER_DIR):
+        if (root / folder).is_dir():
+            shutil.copytree(root / folder, stage / folder, ignore=skip)
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell `remove-cell`, so the page shows only the
+    notebook's own `parameters` cell."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, path)
+
+
+def render(stage: Path, html: Path, log: Path) -> None:
+    """Render the staged book with Jupyter Book's Sphinx (-W --keep-going) in a subprocess."""
+    code = ("import sys; from memkd.book import _render_main; "
+            "sys.exit(_render_main(sys.argv[1], sys.argv[2]))")
+    with open(log, "w") as out:
+        proc = subprocess.run([sys.executable, "-c", code, str(stage), str(html)],
+                              stdout=out, stderr=subprocess.STDOUT, cwd=stage)
+    if proc.returncode != 0:
+        text = log.read_text(errors="replace").splitlines()
+        problems = [ln for ln in text if "WARNING" in ln or "ERROR" in ln] or text[-25:]
+        raise BookBuildError("build_book: the site did not render (warnings are errors).\n"
+                             + "\n".join(problems[:40]) + f"\nFull log: {log}")
+
+
+def _render_main(stage: str, html: str) -> int:
+    """What `jupyter-book build <stage> -W --keep-going` does, with the html folder chosen."""
+    from jupyter_book.sphinx import build_sphinx
+
+    stage_path = Path(stage).resolve()
+    result = build_sphinx(
+        stage_path, Path(html).resolve(), noconfig=True,
+        path_config=stage_path / "_config.yml",
+        confoverrides={"external_toc_path": (stage_path / "_toc.yml").as_posix(),
+                       "latex_individualpages": False},
+        doctreedir=Path(html).resolve().parent / ".doctrees",
+        warningiserror=True, keep_going=True, freshenv=True, builder="html",
+    )
+    if isinstance(result, Exception):
+        print(f"build_book: Sphinx raised {result!r}", file=sys.stderr)
+        return 2
+    return int(result)
+
+
+# ---------------------------------------------------------------------------- the whole build
+
+
+def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None = None,
+               output: str = "_build", timeout: int | None = None, *,
+               root: str | Path | None = None) -> Path:
+    """Execute every chapter at `profile`, then the report, then render the site; return index.html.
+
+    profile : "smoke" | "quick" | "paper", passed to every notebook (and as $MEMKD_PROFILE)
+    workers : chapters executed at once (each in its own process); 1 runs them in toc order
+    scheduler : address of a Dask scheduler to execute the chapters on instead (shared file system)
+    output : build folder, relative to the book root: results/<profile>/<chapter>/ (tables, figures,
+        claims), stage/ (the executed copy of the book), logs/, html/ (the site)
+    timeout : seconds per cell; default CELL_TIMEOUT[profile]
+    root : the book root (holding _config.yml and _toc.yml); default: found from the working
+        directory, else the folder above this package
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"The 'profile' parameter of build_book must be one of {PROFILES}. "
+                         f"Got {profile!r} instead.")
+    profile = resolve_profile(profile)
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"The 'workers' parameter of build_book must be an int >= 1. Got {workers!r} instead.")
+    book = Path(root) if root else (book_root() or Path(__file__).resolve().parents[1])
+    book = book.resolve()
+    if not (book / "_toc.yml").is_file():
+        raise BookBuildError(f"build_book: no _toc.yml in the book root {book}.")
+    out = (book / output).resolve()
+    results = out / "results" / profile
+    stage, logs, html = out / "stage", out / "logs", out / "html"
+    cell_timeout = int(timeout or CELL_TIMEOUT[profile])
+    env = {"MEMKD_PROFILE": profile, "MEMKD_RESULTS": str(results)}
+
+    chapters = toc_chapters(book)
+    missing = [c for c in chapters if not (book / f"{c}.ipynb").is_file()]
+    if missing:
+        raise BookBuildError(f"build_book: _toc.yml lists {missing} but there is no such notebook "
+                             f"({', '.join(m + '.ipynb' for m in missing)}) in {book}.")
+    if results.exists():
+        shutil.rmtree(results)  # no stale claims from an earlier build
+    results.mkdir(parents=True)
+    stage_tree(book, stage)
+    started = time.perf_counter()
+
+    def job(name: str, parameters: dict) -> Job:
+        return Job(name, book / f"{name}.ipynb", stage / f"{name}.ipynb", parameters,
+                   cwd=(book / name).parent, timeout=cell_timeout, env=env,
+                   log=logs / f"{name.replace('/', '__')}.log")
+
+    print(f"build_book: executing {len(chapters)} chapters at profile {profile!r} "
+          f"(cell timeout {cell_timeout} s) into {results}", flush=True)
+    times = run_jobs([job(c, {"profile": profile, "results_dir": results / Path(c).name})
+                      for c in chapters], workers=workers, scheduler=scheduler)
+    (results / "build_times.json").write_text(json.dumps(times, indent=2))
+    pages = toc_pages(book)
+    print(f"build_book: executing {len(pages)} page(s) that gather the results", flush=True)
+    times.update(run_jobs([job(p, {"profile": profile, "results_root": results}) for p in pages]))
+    for name in [*chapters, *pages]:
+        hide_injected_parameters(stage / f"{name}.ipynb")
+    executed = time.perf_counter() - started
+
+    print(f"build_book: rendering {stage} -> {html}", flush=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    render(stage, html, logs / "sphinx.log")
+    index = html / "index.html"
+    total = time.perf_counter() - started
+    print(f"build_book: executed in {executed:.0f} s, total {total:.0f} s. The book is at\n{index}",
+          flush=True)
+    return index
+
+
+# ---------------------------------------------------------------------------- the report's helpers
+
+
+def format_p(p: float) -> str:
+    """A p-value for a table: '3.1e-05', '0.12', '< 1e-300', or '–' when missing."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    if p == 0:
+        return "< 1e-300"
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def report_table(claims, link: bool = True):
+    """The claims as a display table: chapter, claim, measured ± SEM (n), p-value, verdict.
+
+    claims : the DataFrame of `memkd.chapter.load_claims`; link : chapter names as links to their
+    pages (relative to a page in book/).
+    """
+    import pandas as pd
+
+    rows = [{
+        "Chapter": _chapter_cell(str(r.chapter), link),
+        "Claim of the paper": htmllib.escape(str(r.paper)),
+        "This build": f"{r.measured:.3g} ± {r.sem:.2g} (n={int(r.n)})",
+        "p-value": format_p(float(r.p_value)),
+        "Verdict": "holds" if bool(r.holds) else "does not hold",
+    } for r in claims.itertuples()]
+    return pd.DataFrame(rows, columns=["Chapter", "Claim of the paper", "This build", "p-value", "Verdict"])
+
+
+def _chapter_cell(name: str, link: bool = True) -> str:
+    return f'<a href="../{CHAPTER_DIR}/{name}.html">{htmllib.escape(name)}</a>' if link else htmllib.escape(name)
+
+
+def chapter_summary(claims, results: Path, link: bool = True):
+    """One row per chapter: claims holding, profile, device, the chapter's own time, build time.
+
+    Chapters come from the toc (when a book root is found) and from `claims`; a chapter of the toc
+    without results shows "no results".
+    """
+    import pandas as pd
+
+    results = Path(results)
+    root = book_root()
+    names = [Path(c).name for c in toc_chapters(root)] if root and (root / "_toc.yml").is_file() else []
+    names += [c for c in dict.fromkeys(claims["chapter"].astype(str)) if c not in names]
+    times_file = results / "build_times.json"
+    wall = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    rows = []
+    for name in names:
+        mine = claims[claims["chapter"].astype(str) == name]
+        meta_file = results / name / "meta.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        seconds = wall.get(f"{CHAPTER_DIR}/{name}")
+        rows.append({
+            "Chapter": _chapter_cell(name, link),
+            "Claims holding": (f"{int(mine['holds'].astype(bool).sum())} of {len(mine)}"
+                               if meta or len(mine) else "no results"),
+            "Profile": meta.get("profile", "–"),
+            "Device": meta.get("device", "–"),
+            "Chapter time (s)": f"{meta['elapsed_s']:.0f}" if "elapsed_s" in meta else "–",
+            "Build time (s)": f"{seconds:.0f}" if seconds is not None else "–",
+        })
+    return pd.DataFrame(rows, columns=["Chapter", "Claims holding", "Profile", "Device",
+                                       "Chapter time (s)", "Build time (s)"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m memkd.book --profile quick`: what `memkd book` runs."""
+    parser = argparse.ArgumentParser(prog="memkd book", description=build_book.__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick", choices=PROFILES)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--scheduler", default=None, help="Dask scheduler address")
+    parser.add_argument("--output", default="_build")
+    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+    args = parser.parse_args(argv)
+    try:
+        build_book(args.profile, args.workers, args.scheduler, args.output, args.timeout)
+    except BookBuildError as err:
+        print(err, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
