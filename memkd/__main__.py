@@ -1,0 +1,7 @@
+"""`python -m memkd ...` is the `memkd` command."""
+
+import sys
+
+from memkd.cli import main
+
+sys.exit(main())

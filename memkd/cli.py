@@ -1,0 +1,131 @@
+"""The `memkd` command (also `python -m memkd`): `memkd sweep` and `memkd book`.
+
+    memkd sweep nbs/02_logit_distillation.ipynb -p profile=smoke -p alpha=0.2,0.6 -p seed=0,1,2
+    memkd sweep NOTEBOOK --grid grid.yaml --out sweeps/fig2 --dask-local 4
+    memkd sweep NOTEBOOK --list-params
+    memkd book --profile paper
+
+Exit status: 0 when every run is done, 1 when a run failed, 2 for a bad command line or grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from pathlib import Path
+
+
+def _sweep_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="execute a notebook over a grid of parameters (resumable)",
+        description="Execute NOTEBOOK with papermill at every point of a grid; finished runs are "
+        "skipped on the next invocation. Results: OUT/results.parquet and OUT/results.csv.",
+    )
+    p.add_argument("notebook", help="the notebook, e.g. nbs/02_logit_distillation.ipynb")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=V1,V2",
+                   help="a parameter and its values (repeat; the lists expand as a product)")
+    p.add_argument("-g", "--grid", metavar="FILE.yaml",
+                   help="YAML grid: name: value or [values], optional points: [{...}]; -p overrides")
+    p.add_argument("-o", "--out", metavar="DIR", help="sweep directory (default: sweeps/<notebook name>)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-w", "--workers", type=int, default=2, help="local worker processes (default 2)")
+    where.add_argument("--dask-local", type=int, metavar="N", help="start a Dask LocalCluster of N workers")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per cell (default 1800)")
+    p.add_argument("--retry-failed", action="store_true", help="rerun the runs whose last attempt failed")
+    p.add_argument("--list-params", action="store_true", help="print the notebook's parameters and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the points and their status, run nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _book_parser(sub) -> None:
+    p = sub.add_parser(
+        "book",
+        help="execute every chapter at a profile and render the book",
+        description="Execute every chapter (nbs/) at PROFILE through the sweep machinery, then render "
+        "the site from the executed notebooks (memkd.book.build_book).",
+    )
+    p.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"),
+                   help="smoke | quick | paper (default quick)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-w", "--workers", type=int, help="local worker processes")
+    where.add_argument("--dask-local", type=int, metavar="N", help="start a Dask LocalCluster of N workers")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("-o", "--output", metavar="DIR", help="where the executed notebooks and the site go")
+    p.add_argument("--timeout", type=float, help="seconds per cell")
+
+
+def _run_sweep_command(args) -> int:
+    from memkd import sweep
+
+    notebook = Path(args.notebook)
+    if not notebook.is_file():
+        raise ValueError(f"memkd sweep: no notebook at {notebook}.")
+    if args.list_params:
+        for param in sweep.notebook_parameters(notebook).values():
+            print(param.describe())
+        return 0
+    grid = sweep.load_grid(args.grid) if args.grid else {}
+    grid.update(sweep.parse_cli_grid(args.param))
+    out = Path(args.out) if args.out else Path("sweeps") / notebook.stem
+    if args.dry_run:
+        params = sweep.notebook_parameters(notebook)
+        for point in sweep.expand_grid(params, grid):
+            point = sweep._resolve_point(params, point)
+            rid = sweep.run_id(notebook, point, params)
+            record = sweep._status_on_disk(out.resolve(), rid)
+            print(rid, record["status"] if record else "pending", point)
+        return 0
+    result = sweep.run_sweep(
+        notebook, grid, out, workers=args.workers, scheduler=args.scheduler, dask_local=args.dask_local,
+        timeout=args.timeout, retry_failed=args.retry_failed, progress=not args.no_progress,
+    )
+    for record in result.records:
+        if record["status"] == "failed":
+            cell = record.get("cell_index")
+            print(f"failed {record['run']} {record['parameters']}: {record['error']}"
+                  + (f" (cell {cell})" if cell is not None else ""), file=sys.stderr)
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+def _run_book_command(args) -> int:
+    from memkd.book import build_book  # written alongside the book; imported only when asked for
+
+    options = {"profile": args.profile, "workers": args.workers, "scheduler": args.scheduler,
+               "dask_local": args.dask_local, "output": args.output, "timeout": args.timeout}
+    given = {k: v for k, v in options.items() if v is not None}
+    accepted = inspect.signature(build_book).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    unknown = [k for k in given if k not in accepted and not takes_any]
+    if unknown:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        raise ValueError(f"memkd book: {flags} not supported by memkd.book.build_book{inspect.signature(build_book)}.")
+    result = build_book(**given)
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `memkd` console script; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="memkd", description="memkd: knowledge distillation for random data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _sweep_parser(sub)
+    _book_parser(sub)
+    args = parser.parse_args(argv)
+    expected = (ValueError, RuntimeError) if args.command == "sweep" else (ValueError,)
+    try:
+        if args.command == "sweep":
+            return _run_sweep_command(args)
+        return _run_book_command(args)
+    except expected as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
