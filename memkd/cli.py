@@ -54,7 +54,7 @@ def _book_parser(sub) -> None:
     where.add_argument("--dask-local", type=int, metavar="N", help="start a Dask LocalCluster of N workers")
     where.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("-o", "--output", metavar="DIR", help="where the executed notebooks and the site go")
-    p.add_argument("--timeout", type=float, help="seconds per cell")
+    p.add_argument("--timeout", type=int, help="seconds per cell (default: by profile)")
 
 
 def _run_sweep_command(args) -> int:
@@ -95,16 +95,22 @@ def _run_book_command(args) -> int:
     from memkd.book import build_book  # written alongside the book; imported only when asked for
 
     options = {"profile": args.profile, "workers": args.workers, "scheduler": args.scheduler,
-               "dask_local": args.dask_local, "output": args.output, "timeout": args.timeout}
+               "output": args.output, "timeout": args.timeout}
     given = {k: v for k, v in options.items() if v is not None}
     accepted = inspect.signature(build_book).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
     unknown = [k for k in given if k not in accepted and not takes_any]
-    if unknown:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+    if unknown or (args.dask_local and "scheduler" not in accepted and not takes_any):
+        flags = ", ".join("--" + k.replace("_", "-") for k in unknown) or "--dask-local"
         raise ValueError(f"memkd book: {flags} not supported by memkd.book.build_book{inspect.signature(build_book)}.")
-    result = build_book(**given)
-    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+    if args.dask_local:  # a LocalCluster for the build; build_book sees only its address
+        from dask.distributed import LocalCluster
+
+        with LocalCluster(n_workers=args.dask_local, threads_per_worker=1, dashboard_address=None) as cluster:
+            build_book(**given, scheduler=cluster.scheduler_address)
+    else:
+        build_book(**given)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,14 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     _sweep_parser(sub)
     _book_parser(sub)
     args = parser.parse_args(argv)
-    expected = (ValueError, RuntimeError) if args.command == "sweep" else (ValueError,)
     try:
         if args.command == "sweep":
             return _run_sweep_command(args)
         return _run_book_command(args)
-    except expected as err:
+    except ValueError as err:  # a bad command line, grid or notebook: nothing ran
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # another sweep holds the folder; a chapter of the book failed
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; run the same command again to resume", file=sys.stderr)
         return 130

@@ -343,6 +343,14 @@ def _failing_cell(nb_path: Path) -> tuple[int | None, str]:
     return None, ""
 
 
+def _source_index(notebook: Path, source: str) -> int | None:
+    """Index of the cell with this source in the notebook itself (papermill adds cells to its copy)."""
+    if not source:
+        return None
+    cells = _read_notebook(notebook).cells
+    return next((i for i, cell in enumerate(cells) if cell.source == source), None)
+
+
 def _excerpt(source: str, lines: int = 6, chars: int = 400) -> str:
     text = "\n".join(source.splitlines()[:lines])
     return text[:chars]
@@ -370,8 +378,9 @@ def execute_point(
     the notebook has a `results_dir` parameter not given in `parameters`, its results in
     `run_dir/results`. Everything is written under a temporary name beside `run_dir` and renamed
     when complete; an existing `run_dir` is replaced. A failed run goes to `failed_dir` (default:
-    `run_dir` itself) with status "failed", the error, and the failing cell's index (in the
-    executed notebook, counting papermill's injected cell) and source. `timeout` is per cell.
+    `run_dir` itself) with status "failed", the error, the failing cell's source and its index in
+    `notebook` (`cell_index`) and in the executed copy (`executed_cell_index`, which counts the
+    cells papermill adds). `timeout` is per cell.
     """
     import papermill
 
@@ -385,7 +394,7 @@ def execute_point(
     output = tmp / notebook.name
     record: dict[str, Any] = {
         "run": run_dir.name, "notebook": str(notebook), "parameters": dict(parameters),
-        "status": "failed", "error": "", "cell_index": None, "cell_source": "",
+        "status": "failed", "error": "", "cell_index": None, "executed_cell_index": None, "cell_source": "",
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": os.uname().nodename, "pid": os.getpid(),
     }
     started = time.perf_counter()
@@ -401,8 +410,10 @@ def execute_point(
             record["error"] = f"{err.ename}: {err.evalue}"
         else:
             record["error"] = f"{type(err).__name__}: {err}".strip()
-        record["cell_index"], source = _failing_cell(output)
-        record["cell_source"] = _excerpt(getattr(err, "source", "") or source)
+        record["executed_cell_index"], source = _failing_cell(output)
+        source = getattr(err, "source", "") or source
+        record["cell_index"] = _source_index(notebook, source)
+        record["cell_source"] = _excerpt(source)
     record["elapsed_s"] = round(time.perf_counter() - started, 3)
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     _relocate_paths(output, str(tmp), str(run_dir if record["status"] == "done" else Path(failed_dir or run_dir)))
