@@ -1,0 +1,160 @@
+"""Experiment configurations: one frozen dataclass per experiment, three profiles, validation.
+
+Every knob is declared once with its constraint and a help text (`knob`). `make_config` merges a
+profile with keyword overrides, rejects unknown knobs, and validates every value before any
+training starts, with one message format:
+
+    The 'alpha' parameter of logit_distillation must be a float in the open interval (0, 1).
+    Got 1.5 instead.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Mapping
+
+PROFILES = ("smoke", "quick", "paper")
+
+
+# --- constraints --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A predicate on one value and the words that describe what it allows."""
+
+    check: Callable[[Any], bool]
+    allowed: str  # completes "must be ..."
+    convert: Callable[[Any], Any] = lambda v: v
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def int_range(low: int, high: float = math.inf) -> Constraint:
+    words = f"an int >= {low}" if high == math.inf else f"an int in [{low}, {high}]"
+    return Constraint(lambda v: _is_int(v) and low <= v <= high, words, int)
+
+
+def real_interval(low: float, high: float, closed: str = "neither") -> Constraint:
+    lo_ok = (lambda v: v >= low) if closed in ("left", "both") else (lambda v: v > low)
+    hi_ok = (lambda v: v <= high) if closed in ("right", "both") else (lambda v: v < high)
+    brackets = {"neither": "()", "left": "[)", "right": "(]", "both": "[]"}[closed]
+    kind = {"neither": "open ", "both": "closed "}.get(closed, "")
+    hi_txt = "inf" if high == math.inf else f"{high:g}"
+    words = f"a float in the {kind}interval {brackets[0]}{low:g}, {hi_txt}{brackets[1]}"
+    return Constraint(lambda v: _is_real(v) and lo_ok(float(v)) and hi_ok(float(v)), words, float)
+
+
+def one_of(*options: Any) -> Constraint:
+    return Constraint(lambda v: v in options, f"one of {options!r}")
+
+
+BOOL = Constraint(lambda v: isinstance(v, bool), "a bool (True or False)")
+OPTIONAL_INT = Constraint(lambda v: v is None or (_is_int(v) and v >= 1), "None or an int >= 1")
+DEVICE = Constraint(lambda v: isinstance(v, str) and (v in ("auto", "cpu", "mps") or v.startswith("cuda")),
+                    "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+
+
+def list_of(inner: Constraint, min_len: int = 1) -> Constraint:
+    """A non-empty list (or tuple) whose items satisfy `inner`; stored as a tuple."""
+
+    def check(v: Any) -> bool:
+        return isinstance(v, (list, tuple)) and len(v) >= min_len and all(inner.check(i) for i in v)
+
+    return Constraint(check, f"a non-empty list of {inner.allowed.replace('a ', '', 1).replace('an ', '', 1)}s",
+                      lambda v: tuple(inner.convert(i) for i in v))
+
+
+POS_INT = int_range(1)
+POS_INTS = list_of(POS_INT)
+ALPHAS = list_of(real_interval(0, 1))
+TEMPERATURES = list_of(real_interval(0, math.inf))
+LRS = list_of(real_interval(0, math.inf))
+
+
+def knob(default: Any, constraint: Constraint, help: str) -> Any:
+    """A dataclass field carrying its constraint and a help text."""
+    return field(default=default, metadata={"constraint": constraint, "help": help})
+
+
+# --- base config ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Validated knobs of one experiment; subclasses add fields and PROFILES."""
+
+    experiment: str = field(default="", metadata={"internal": True})
+    profile: str = field(default="quick", metadata={"internal": True})
+
+    PROFILE_VALUES = {}  # type: dict[str, dict[str, Any]]  (overridden per experiment)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            spec = f.metadata.get("constraint")
+            if spec is None:
+                continue
+            value = getattr(self, f.name)
+            if not spec.check(value):
+                raise ValueError(
+                    f"The '{f.name}' parameter of {self.experiment} must be {spec.allowed}. "
+                    f"Got {value!r} instead."
+                )
+            object.__setattr__(self, f.name, spec.convert(value))
+        self.check()
+
+    def check(self) -> None:
+        """Checks that involve several knobs (override in subclasses)."""
+
+    def fail(self, name: str, message: str) -> None:
+        raise ValueError(f"The '{name}' parameter of {self.experiment} {message}")
+
+    @classmethod
+    def knobs(cls) -> dict[str, str]:
+        """{knob name: help text} for the user-settable fields."""
+        return {f.name: f.metadata["help"] for f in fields(cls) if "constraint" in f.metadata}
+
+    def asdict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def make_config(cls: type[ExperimentConfig], experiment: str, profile: str, overrides: Mapping[str, Any]):
+    """Profile values, then overrides; unknown knobs and bad values raise ValueError up front."""
+    if profile not in PROFILES:
+        raise ValueError(
+            f"The 'profile' parameter of {experiment} must be one of {PROFILES}. Got {profile!r} instead."
+        )
+    allowed = cls.knobs()
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"{experiment} got unknown parameter(s) {unknown}. Allowed parameters: {sorted(allowed)}."
+        )
+    values = {**cls.PROFILE_VALUES.get(profile, {}), **overrides}
+    return cls(experiment=experiment, profile=profile, **values)
+
+
+def check_split(cfg: ExperimentConfig, alphas: tuple[float, ...], per_class: int | tuple[int, ...]) -> None:
+    """Every alpha must leave each class at least one student sample and one held-out sample."""
+    for pc in (per_class if isinstance(per_class, tuple) else (per_class,)):
+        for a in alphas:
+            k = int(round(a * pc))
+            if k < 1 or k > pc - 1:
+                cfg.fail("alphas", f"contains {a}, which with per_class={pc} gives the student {k} of {pc} "
+                         "samples of each class: a class would be empty in the student's part or in the "
+                         "held-out part. Choose alpha with 1 <= round(alpha * per_class) <= per_class - 1.")
+
+
+__all__ = [
+    "PROFILES", "Constraint", "ExperimentConfig", "make_config", "knob", "replace",
+    "int_range", "real_interval", "one_of", "list_of", "BOOL", "OPTIONAL_INT", "DEVICE",
+    "POS_INT", "POS_INTS", "ALPHAS", "TEMPERATURES", "LRS", "check_split",
+]

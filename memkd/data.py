@@ -1,0 +1,68 @@
+"""Random memorization data: the dataset D, a fresh dataset D', and the per-class alpha split.
+
+Shapes: N = classes * per_class samples, D input dimension.
+Nothing here trains; images and tokens live in `memkd.images` and `memkd.tokens`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+DISTRIBUTIONS = ("uniform", "gaussian")
+
+
+def make_memorization_data(
+    classes: int,
+    per_class: int,
+    input_dim: int,
+    seed: int,
+    distribution: str = "uniform",
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor]:
+    """Draw D: i.i.d. inputs and exactly `per_class` labels for each class, in random order.
+
+    Returns x : float32 (N, D), uniform in [-1, 1] (or standard normal), and y : int64 (N,).
+    The same arguments always give the same tensors (a private generator, CPU then moved).
+    """
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(
+            f"The 'distribution' parameter of make_memorization_data must be one of "
+            f"{DISTRIBUTIONS}. Got {distribution!r} instead."
+        )
+    gen = torch.Generator().manual_seed(int(seed))
+    n = classes * per_class
+    if distribution == "uniform":
+        x = torch.rand(n, input_dim, generator=gen) * 2 - 1  # (N, D) in [-1, 1)
+    else:
+        x = torch.randn(n, input_dim, generator=gen)
+    y = torch.arange(classes).repeat_interleave(per_class)  # balanced: per_class of each
+    y = y[torch.randperm(n, generator=gen)]
+    return x.to(device), y.to(device)
+
+
+def split_per_class(y: Tensor, alpha: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Split indices of D into the student's part and the held-out part, class by class.
+
+    In each class, round(alpha * count) samples go to the student; the rest are held out.
+    Returns (train_idx, test_idx), int64 index tensors on y's device, each sorted.
+    Raises ValueError when a class would end up with no student or no held-out sample.
+    """
+    gen = torch.Generator().manual_seed(int(seed) + 7919)
+    y_cpu = y.detach().cpu()
+    train, test = [], []
+    for c in torch.unique(y_cpu).tolist():
+        members = torch.nonzero(y_cpu == c).flatten()
+        members = members[torch.randperm(len(members), generator=gen)]
+        k = int(round(alpha * len(members)))
+        if k == 0 or k == len(members):
+            raise ValueError(
+                f"The 'alpha' parameter ({alpha}) leaves class {c} with {k} of {len(members)} "
+                "samples for the student: every class needs at least one student sample and one "
+                "held-out sample. Use more samples per class or an alpha further from 0 and 1."
+            )
+        train.append(members[:k])
+        test.append(members[k:])
+    train_idx = torch.sort(torch.cat(train)).values
+    test_idx = torch.sort(torch.cat(test)).values
+    return train_idx.to(y.device), test_idx.to(y.device)

@@ -1,0 +1,417 @@
+"""One function per figure of the paper: a profile and overrides in, a tidy DataFrame out.
+
+Each function validates every knob before training (ValueError naming the knob, the value and
+what is allowed) and returns one row per trained student: its knobs as columns (dataset,
+alpha, width, temperature, lr, student, ...) and its metrics (train_acc, test_acc,
+memorized_acc, test_acc_class, independent_acc, ...). `chance` = 1 / classes is on every row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from memkd.config import (
+    ALPHAS, POS_INT, POS_INTS, BOOL, int_range, knob, list_of, make_config, one_of, real_interval,
+)
+from memkd.data import make_memorization_data, split_per_class
+from memkd.device import resolve_device
+from memkd.experiments.common import (
+    INDEPENDENT_SEED_OFFSET, RandomDataConfig, distill, member_grid, memorization_task,
+)
+from memkd.losses import cut_tail, drop_class, soft_targets, zero_class_elsewhere
+from memkd.metrics import accuracy
+from memkd.train import train_students, train_teacher
+
+# The smallest setting that shows each effect in seconds (tests), a CPU book (quick), the paper.
+SMOKE = dict(input_dim=100, classes=10, per_class=20, teacher_width=50, teacher_lr=3e-3,
+             teacher_epochs=600, student_widths=(50,), alphas=(0.6,), temperatures=(20.0,),
+             lrs=(1e-2,), epochs=100, students=4, datasets=5)
+QUICK = dict(input_dim=250, classes=50, per_class=25, teacher_width=125, teacher_lr=1e-3,
+             teacher_epochs=1000, student_widths=(125,), alphas=(0.6,), temperatures=(10.0,),
+             lrs=(3e-3,), epochs=200, students=5, datasets=1)
+PAPER = dict(input_dim=1000, classes=100, per_class=100, teacher_width=500, teacher_lr=1e-3,
+             teacher_epochs=2000, student_widths=(500,), alphas=(0.6,), temperatures=(20.0,),
+             lrs=(1e-3,), epochs=1000, students=20, datasets=1)
+
+
+def _split(task, alpha: float, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    return split_per_class(task.y, alpha, seed=cfg.seed * 1000 + task.dataset)
+
+
+# --- Fig 2: logit distillation -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogitDistillationConfig(RandomDataConfig):
+    targets: str = knob("soft", one_of("soft", "hard"), "soft: sigma_T(teacher logits); hard: labels")
+
+    PROFILE_VALUES = {
+        "smoke": SMOKE,
+        "quick": {**QUICK, "student_widths": (64, 125, 250), "alphas": (0.2, 0.4, 0.6, 0.8), "students": 4},
+        "paper": {**PAPER, "student_widths": (250, 500, 750), "alphas": (0.1, 0.2, 0.4, 0.6, 0.8, 0.9)},
+    }
+
+
+def logit_distillation(profile: str = "quick", targets: str = "soft", **overrides: Any) -> pd.DataFrame:
+    """Fig 2: students learn from sigma_T(teacher logits) (or hard labels) on alpha of D.
+
+    One row per student: dataset, alpha, width, temperature, lr, student, targets and metrics.
+    """
+    cfg = make_config(LogitDistillationConfig, "logit_distillation", profile, {**overrides, "targets": targets})
+    rows: list[dict] = []
+    for dataset in range(cfg.datasets):
+        task = memorization_task(cfg, dataset)
+        for alpha in cfg.alphas:
+            train_idx, test_idx = _split(task, alpha, cfg)
+            for w_i, width in enumerate(cfg.student_widths):
+                temps = cfg.temperatures if cfg.targets == "soft" else (math.nan,)
+                members = member_grid(temperature=temps, lr=cfg.lrs, student=range(cfg.students))
+                kind = "soft" if cfg.targets == "soft" else "hard"
+                seed = cfg.seed * 7919 + dataset * 101 + w_i * 13 + int(alpha * 1000)
+                for r in distill(task, train_idx, test_idx, cfg=cfg, kind=kind, width=width,
+                                 members=members, seed=seed):
+                    rows.append({**r, "alpha": alpha, "targets": cfg.targets})
+    return _tidy(rows)
+
+
+# --- Fig 3: similarity scores --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimilarityConfig(RandomDataConfig):
+    similarity_lrs: tuple = knob((1e-3,), list_of(real_interval(0, math.inf)), "similarity students' learning rates")
+    similarity_epochs: int = knob(300, POS_INT, "similarity students' epochs")
+
+    PROFILE_VALUES = {
+        "smoke": {**SMOKE, "similarity_lrs": (3e-3,), "similarity_epochs": 150},
+        "quick": {**QUICK, "alphas": (0.2, 0.4, 0.6, 0.8), "students": 4, "similarity_lrs": (1e-3,),
+                  "similarity_epochs": 300},
+        "paper": {**PAPER, "student_widths": (500,), "alphas": (0.2, 0.4, 0.6, 0.8),
+                  "similarity_lrs": (1e-4,), "similarity_epochs": 2000},
+    }
+
+
+def similarity_distillation(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
+    """Fig 3: students matching the teacher's pairwise cosine similarities, beside logit students.
+
+    Similarity students classify by the nearest student-part sample in their embedding space.
+    The `kind` column says "similarity" or "soft"; both learn from the same teachers and splits.
+    """
+    cfg = make_config(SimilarityConfig, "similarity_distillation", profile, overrides)
+    rows: list[dict] = []
+    for dataset in range(cfg.datasets):
+        task = memorization_task(cfg, dataset)
+        for alpha in cfg.alphas:
+            train_idx, test_idx = _split(task, alpha, cfg)
+            for w_i, width in enumerate(cfg.student_widths):
+                seed = cfg.seed * 7919 + dataset * 101 + w_i * 13 + int(alpha * 1000)
+                sim_members = member_grid(temperature=(math.nan,), lr=cfg.similarity_lrs, student=range(cfg.students))
+                for r in distill(task, train_idx, test_idx, cfg=cfg, kind="similarity", width=width,
+                                 members=sim_members, seed=seed, epochs=cfg.similarity_epochs):
+                    rows.append({**r, "alpha": alpha})
+                soft_members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
+                for r in distill(task, train_idx, test_idx, cfg=cfg, kind="soft", width=width,
+                                 members=soft_members, seed=seed):
+                    rows.append({**r, "alpha": alpha})
+    return _tidy(rows)
+
+
+# --- Fig 5: temperature x learning rate ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemperatureLrConfig(RandomDataConfig):
+    PROFILE_VALUES = {
+        "smoke": {**SMOKE, "temperatures": (1.0, 20.0), "lrs": (3e-3, 1e-2), "students": 3, "datasets": 2},
+        "quick": {**QUICK, "alphas": (0.4,), "temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0),
+                  "lrs": (3e-4, 1e-3, 3e-3, 1e-2), "students": 2},
+        "paper": {**PAPER, "student_widths": (750,), "alphas": (0.4,),
+                  "temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0),
+                  "lrs": (1e-5, 1e-4, 1e-3, 1e-2), "students": 5},
+    }
+
+
+def temperature_lr(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
+    """Fig 5 (A.1): every (temperature, learning rate, seed) is one member of one ensemble."""
+    cfg = make_config(TemperatureLrConfig, "temperature_lr", profile, overrides)
+    rows: list[dict] = []
+    for dataset in range(cfg.datasets):
+        task = memorization_task(cfg, dataset)
+        for alpha in cfg.alphas:
+            train_idx, test_idx = _split(task, alpha, cfg)
+            for w_i, width in enumerate(cfg.student_widths):
+                members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
+                seed = cfg.seed * 7919 + dataset * 101 + w_i * 13
+                for r in distill(task, train_idx, test_idx, cfg=cfg, kind="soft", width=width,
+                                 members=members, seed=seed):
+                    rows.append({**r, "alpha": alpha, "epochs": cfg.epochs})
+    return _tidy(rows)
+
+
+# --- Fig 6: dataset composition ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompositionConfig(RandomDataConfig):
+    class_counts: tuple = knob((10, 50), list_of(int_range(2)), "numbers of classes C (one panel each)")
+    per_class_values: tuple = knob((5, 10, 20), list_of(int_range(2)), "samples per class (grid rows)")
+    input_dims: tuple = knob((25, 100, 250), POS_INTS, "input dimensions D (grid columns)")
+
+    PROFILE_VALUES = {
+        "smoke": {**SMOKE, "class_counts": (10,), "per_class_values": (5, 10), "input_dims": (20, 100),
+                  "alphas": (0.4,), "students": 3, "datasets": 1, "teacher_epochs": 400},
+        "quick": {**QUICK, "class_counts": (10, 50), "per_class_values": (5, 10, 20),
+                  "input_dims": (25, 100, 250), "alphas": (0.4,), "student_widths": (250,),
+                  "teacher_width": 250, "students": 3, "teacher_epochs": 600},
+        "paper": {**PAPER, "class_counts": (10, 50, 100), "per_class_values": (10, 20, 50, 100, 200),
+                  "input_dims": (50, 100, 250, 500, 1000, 2000), "alphas": (0.4,),
+                  "student_widths": (750,), "students": 5},
+    }
+
+    def check(self) -> None:
+        from memkd.config import check_split
+
+        if len(self.alphas) != 1:
+            self.fail("alphas", f"must hold exactly one alpha for dataset_composition. Got {self.alphas!r} instead.")
+        if len(self.student_widths) != 1:
+            self.fail("student_widths", f"must hold exactly one width for dataset_composition. Got {self.student_widths!r} instead.")
+        check_split(self, self.alphas, self.per_class_values)
+
+
+def dataset_composition(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
+    """Fig 6 (A.2): a grid over classes x per_class x input_dim; one teacher per cell.
+
+    A cell whose teacher does not reach 100% within `teacher_epochs` gets one row with
+    teacher_memorized=False and NaN metrics (no students are trained on a failed teacher).
+    `ratio` = test_acc / teacher_independent_acc (the trivial accuracy).
+    """
+    cfg = make_config(CompositionConfig, "dataset_composition", profile, overrides)
+    alpha, width = cfg.alphas[0], cfg.student_widths[0]
+    rows: list[dict] = []
+    cell = 0
+    for classes in cfg.class_counts:
+        for per_class in cfg.per_class_values:
+            for input_dim in cfg.input_dims:
+                knobs = {"classes": classes, "per_class": per_class, "input_dim": input_dim, "alpha": alpha}
+                task = memorization_task(cfg, cell, input_dim=input_dim, classes=classes,
+                                         per_class=per_class, require_memorization=False)
+                cell += 1
+                if not task.memorized:
+                    rows.append({**knobs, "dataset": task.dataset, "width": width, "teacher_memorized": False,
+                                 "teacher_train_acc": float(task.teacher.train_acc.min()),
+                                 "chance": 1.0 / classes, "test_acc": math.nan})
+                    continue
+                train_idx, test_idx = _split(task, alpha, cfg)
+                members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
+                for r in distill(task, train_idx, test_idx, cfg=cfg, kind="soft", width=width,
+                                 members=members, seed=cfg.seed * 7919 + cell):
+                    rows.append({**r, **knobs, "teacher_train_acc": 1.0})
+    table = _tidy(rows)
+    table["ratio"] = table["test_acc"] / table["teacher_independent_acc"]
+    return table
+
+
+# --- Fig 7: logit surgery ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SurgeryConfig(RandomDataConfig):
+    surgery_class: int = knob(0, int_range(0), "the class c that the surgery touches")
+    tail_fractions: tuple = knob((0.02, 0.05, 0.1, 0.2, 0.5), list_of(real_interval(0, 1)),
+                                 "fractions of each sample's smallest probabilities set to zero")
+
+    PROFILE_VALUES = {
+        "smoke": {**SMOKE, "tail_fractions": (0.1, 0.5), "students": 3},
+        "quick": {**QUICK, "alphas": (0.6,), "student_widths": (250,), "students": 4,
+                  "tail_fractions": (0.02, 0.05, 0.1, 0.2, 0.5)},
+        "paper": {**PAPER, "student_widths": (750,), "alphas": (0.6,),
+                  "tail_fractions": (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)},
+    }
+
+    def check(self) -> None:
+        super().check()
+        if self.surgery_class >= self.classes:
+            self.fail("surgery_class", f"must be an int in [0, {self.classes - 1}] (classes={self.classes}). "
+                      f"Got {self.surgery_class!r} instead.")
+        if len(self.alphas) != 1 or len(self.student_widths) != 1:
+            self.fail("alphas", "and 'student_widths' must each hold one value for logit_surgery. "
+                      f"Got {self.alphas!r} and {self.student_widths!r} instead.")
+
+
+def logit_surgery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
+    """Fig 7 (A.3): plain distillation against three ways of removing information.
+
+    variant "plain"; "drop_class" (no class-c samples in the student's part); "zero_class"
+    (sigma_T(z)_c set to 0 on samples not of class c); "cut_tail" with `tail_fraction` (the
+    smallest fraction of each sample's probabilities set to 0). `test_acc_class` is the
+    held-out accuracy on class c.
+    """
+    cfg = make_config(SurgeryConfig, "logit_surgery", profile, overrides)
+    c, alpha, width = cfg.surgery_class, cfg.alphas[0], cfg.student_widths[0]
+    rows: list[dict] = []
+    for dataset in range(cfg.datasets):
+        task = memorization_task(cfg, dataset)
+        train_idx, test_idx = _split(task, alpha, cfg)
+        y_tr = task.y[train_idx]
+        variants = [("plain", 0.0), ("zero_class", 0.0)] + [("cut_tail", q) for q in cfg.tail_fractions]
+        members = member_grid(variant=variants, temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
+        targets = []
+        for m in members:
+            name, q = m["variant"]
+            probs = soft_targets(task.logits[train_idx], m["temperature"])  # (N_train, C)
+            if name == "zero_class":
+                probs = zero_class_elsewhere(probs, y_tr, c)
+            elif name == "cut_tail":
+                probs = cut_tail(probs, q)
+            targets.append(probs)
+        seed = cfg.seed * 7919 + dataset * 101
+        flat = [{**{k: v for k, v in m.items() if k != "variant"}, "variant": m["variant"][0],
+                 "tail_fraction": m["variant"][1]} for m in members]
+        rows += distill(task, train_idx, test_idx, cfg=cfg, kind="soft", width=width, members=flat,
+                        targets=torch.stack(targets), seed=seed, class_of_interest=c)
+        kept = drop_class(train_idx, task.y, c)
+        dropped = member_grid(variant=("drop_class",), tail_fraction=(0.0,), temperature=cfg.temperatures,
+                              lr=cfg.lrs, student=range(cfg.students))
+        rows += distill(task, kept, test_idx, cfg=cfg, kind="soft", width=width, members=dropped,
+                        seed=seed + 1, class_of_interest=c)
+    table = _tidy([{**r, "alpha": alpha, "surgery_class": c} for r in rows])
+    return table
+
+
+# --- Fig 1: the 2-D toy --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToyConfig(RandomDataConfig):
+    PROFILE_VALUES = {
+        "smoke": dict(input_dim=2, classes=3, per_class=10, teacher_width=200, hidden_layers=1,
+                      teacher_lr=1e-2, teacher_epochs=3000, student_widths=(200,), alphas=(0.6,),
+                      temperatures=(20.0,), lrs=(1e-2,), epochs=400, students=3, datasets=8),
+        "quick": dict(input_dim=2, classes=3, per_class=10, teacher_width=500, hidden_layers=1,
+                      teacher_lr=1e-2, teacher_epochs=5000, student_widths=(500,), alphas=(0.6,),
+                      temperatures=(5.0, 20.0), lrs=(1e-2,), epochs=2000, students=5, datasets=16),
+        "paper": dict(input_dim=2, classes=3, per_class=10, teacher_width=500, hidden_layers=1,
+                      teacher_lr=1e-2, teacher_epochs=10000, student_widths=(500,), alphas=(0.6,),
+                      temperatures=(5.0, 20.0), lrs=(1e-2,), epochs=5000, students=20, datasets=32),
+    }
+
+
+def _toy_setup(cfg: ToyConfig, datasets: list[int]):
+    """K datasets stacked: x (K, N, 2), y (K, N), per-dataset splits (K, N_tr) / (K, N_te), teachers."""
+    device = resolve_device(cfg.device)
+    xs, ys, trs, tes = [], [], [], []
+    for k in datasets:
+        x, y = make_memorization_data(cfg.classes, cfg.per_class, cfg.input_dim, cfg.seed * 1000 + k,
+                                      cfg.distribution, device)
+        tr, te = split_per_class(y, cfg.alphas[0], seed=cfg.seed * 1000 + k)
+        xs.append(x); ys.append(y); trs.append(tr); tes.append(te)
+    x, y, tr, te = torch.stack(xs), torch.stack(ys), torch.stack(trs), torch.stack(tes)
+    teacher = train_teacher(x, y, classes=cfg.classes, width=cfg.teacher_width, hidden_layers=cfg.hidden_layers,
+                            activation=cfg.activation, lr=cfg.teacher_lr, max_epochs=cfg.teacher_epochs,
+                            seed=cfg.seed * 1000 + 17, progress=cfg.progress)
+    return x, y, tr, te, teacher
+
+
+def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Per-row sample selection: t (K, N, ...) and idx (K, M) -> (K, M, ...)."""
+    if t.dim() == 2:
+        return torch.gather(t, 1, idx)
+    return torch.gather(t, 1, idx.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
+
+
+def _toy_students(cfg: ToyConfig, x, y, tr, teacher, kind: str, temperature: float, seed: int):
+    """cfg.students students per dataset, all datasets in one ensemble: returns model (K*S members)."""
+    k, s = x.shape[0], cfg.students
+    x_tr = _gather(x, tr).repeat_interleave(s, dim=0)  # (K*S, N_tr, 2)
+    with torch.no_grad():
+        logits_tr = _gather(teacher.model(x), tr)  # (K, N_tr, C)
+    if kind == "soft":
+        targets = soft_targets(logits_tr, temperature).repeat_interleave(s, dim=0)
+    else:
+        targets = _gather(y, tr).repeat_interleave(s, dim=0)
+    model, _ = train_students(x_tr, targets, kind=kind, classes=cfg.classes, width=cfg.student_widths[0],
+                              members=k * s, lrs=cfg.lrs[0], epochs=cfg.epochs, temperatures=temperature,
+                              hidden_layers=cfg.hidden_layers, activation=cfg.activation,
+                              soften_student=cfg.soften_student, seed=seed, progress=cfg.progress)
+    return model
+
+
+def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
+    """Fig 1: 2-D inputs, 3 classes; hard-label and soft-label students over many datasets.
+
+    All datasets' teachers train as one ensemble, and all their students as another.
+    One row per student: dataset, student, targets ("hard" | "soft"), temperature, metrics.
+    """
+    cfg = make_config(ToyConfig, "toy_2d", profile, overrides)
+    datasets = list(range(cfg.datasets))
+    x, y, tr, te, teacher = _toy_setup(cfg, datasets)
+    xi = torch.stack([make_memorization_data(cfg.classes, cfg.per_class, 2, cfg.seed * 1000 + k + INDEPENDENT_SEED_OFFSET,
+                                             cfg.distribution, x.device)[0] for k in datasets])
+    yi = torch.stack([make_memorization_data(cfg.classes, cfg.per_class, 2, cfg.seed * 1000 + k + INDEPENDENT_SEED_OFFSET,
+                                             cfg.distribution, x.device)[1] for k in datasets])
+    with torch.no_grad():
+        teacher_ind = accuracy(teacher.model(xi), yi).cpu()
+    settings = [("hard", math.nan)] + [("soft", t) for t in cfg.temperatures]
+    s = cfg.students
+    rows = []
+    for i, (kind, temp) in enumerate(settings):
+        model = _toy_students(cfg, x, y, tr, teacher, kind, temp if kind == "soft" else 1.0, seed=cfg.seed * 7919 + i)
+        rep = lambda t: t.repeat_interleave(s, dim=0)
+        with torch.no_grad():
+            out = model(rep(x))  # (K*S, N, C)
+            out_i = model(rep(xi))
+        y_rep, tr_rep, te_rep = rep(y), rep(tr), rep(te)
+        train_acc = (_gather(out.argmax(-1), tr_rep) == _gather(y_rep, tr_rep)).float().mean(-1)
+        test_acc = (_gather(out.argmax(-1), te_rep) == _gather(y_rep, te_rep)).float().mean(-1)
+        ind_acc = accuracy(out_i, rep(yi))
+        for m in range(len(train_acc)):
+            k = m // s
+            rows.append({"dataset": k, "student": m % s, "targets": kind, "temperature": temp,
+                         "alpha": cfg.alphas[0], "width": cfg.student_widths[0], "lr": cfg.lrs[0],
+                         "train_acc": float(train_acc[m]), "test_acc": float(test_acc[m]),
+                         "independent_acc": float(ind_acc[m]), "teacher_independent_acc": float(teacher_ind[k]),
+                         "chance": 1.0 / cfg.classes, "teacher_memorized": bool(teacher.memorized[k])})
+    return _tidy(rows)
+
+
+def toy_2d_regions(profile: str = "quick", dataset: int = 0, grid_size: int = 120, **overrides: Any) -> dict:
+    """Decision regions for Fig 1 on one dataset: teacher, one hard-label and one soft-label
+    student per temperature (the first student seed each).
+
+    Returns a dict: "x" (N, 2), "y" (N,), "train_idx", "test_idx", "extent" (xmin, xmax, ymin, ymax),
+    "regions" {name: (G, G) int array of predicted classes}, "test_correct" {name: (N_te,) bool},
+    "test_acc" {name: float}. Names: "teacher", "hard", "soft T=...".
+    """
+    cfg = make_config(ToyConfig, "toy_2d", profile, {**overrides, "datasets": 1, "students": 1})
+    x, y, tr, te, teacher = _toy_setup(cfg, [dataset])
+    lin = torch.linspace(-1.1, 1.1, grid_size, device=x.device)
+    gx, gy = torch.meshgrid(lin, lin, indexing="xy")
+    grid = torch.stack([gx.flatten(), gy.flatten()], dim=1)  # (G*G, 2)
+    models = {"teacher": teacher.model, "hard": _toy_students(cfg, x, y, tr, teacher, "hard", 1.0, seed=cfg.seed * 7919)}
+    for i, t in enumerate(cfg.temperatures):
+        models[f"soft T={t:g}"] = _toy_students(cfg, x, y, tr, teacher, "soft", t, seed=cfg.seed * 7919 + i + 1)
+    out = {"x": x[0].cpu().numpy(), "y": y[0].cpu().numpy(), "train_idx": tr[0].cpu().numpy(),
+           "test_idx": te[0].cpu().numpy(), "extent": (-1.1, 1.1, -1.1, 1.1),
+           "regions": {}, "test_correct": {}, "test_acc": {}}
+    with torch.no_grad():
+        for name, model in models.items():
+            out["regions"][name] = model(grid)[0].argmax(-1).view(grid_size, grid_size).cpu().numpy()
+            pred = model(x[0])[0].argmax(-1)
+            correct = (pred[te[0]] == y[0][te[0]]).cpu().numpy()
+            out["test_correct"][name] = correct
+            out["test_acc"][name] = float(correct.mean())
+    return out
+
+
+def _tidy(rows: list[dict]) -> pd.DataFrame:
+    """Rows -> DataFrame with knob columns first and metric columns after."""
+    table = pd.DataFrame(rows)
+    first = [c for c in ("dataset", "classes", "per_class", "input_dim", "alpha", "width", "kind", "targets",
+                         "variant", "tail_fraction", "temperature", "lr", "student") if c in table.columns]
+    return table[first + [c for c in table.columns if c not in first]]

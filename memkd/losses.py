@@ -1,0 +1,118 @@
+"""Losses for teachers and students, and the logit surgery of appendix A.3.
+
+Shapes: E members, N samples, C classes. Every loss returns one value per member, shape (E,),
+so that summing them gives each member exactly its own gradient.
+
+Temperature convention. The paper's text softens both sides, CE(sigma_T(z_teacher), sigma_T(z_student));
+the authors' released code softens only the teacher, CE(sigma_T(z_teacher), softmax(z_student)).
+`soft_cross_entropy(..., soften_student=False)` is the released code's convention, which the book
+uses because it is what produced the paper's figures; `soften_student=True` is the text's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def soft_targets(teacher_logits: Tensor, temperature: Tensor | float) -> Tensor:
+    """sigma_T(z): teacher logits (..., N, C) -> probabilities (E, N, C).
+
+    `temperature` is a float or a tensor of shape (E,) (one temperature per member).
+    """
+    t = torch.as_tensor(temperature, dtype=teacher_logits.dtype, device=teacher_logits.device)
+    if t.dim() == 1:
+        t = t.view(-1, 1, 1)  # (E, 1, 1)
+    return torch.softmax(teacher_logits / t, dim=-1)
+
+
+def hard_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy per member. logits (E, N, C), labels (N,) or (E, N) -> (E,)."""
+    e, n, c = logits.shape
+    labels = labels.expand(e, n)
+    loss = F.cross_entropy(logits.reshape(e * n, c), labels.reshape(e * n), reduction="none")
+    return loss.view(e, n).mean(dim=1)
+
+
+def soft_cross_entropy(
+    student_logits: Tensor,
+    target_probs: Tensor,
+    temperature: Tensor | float = 1.0,
+    soften_student: bool = False,
+) -> Tensor:
+    """Mean over samples of -sum_c p_c log q_c per member -> (E,).
+
+    student_logits (E, N, C); target_probs (E, N, C) or (N, C), e.g. `soft_targets(...)`.
+    q = softmax(z / T) when `soften_student`, else softmax(z). Targets need not sum to one
+    (logit surgery may zero some entries).
+    """
+    z = student_logits
+    if soften_student:
+        t = torch.as_tensor(temperature, dtype=z.dtype, device=z.device)
+        z = z / (t.view(-1, 1, 1) if t.dim() == 1 else t)
+    log_q = torch.log_softmax(z, dim=-1)
+    return -(target_probs * log_q).sum(dim=-1).mean(dim=-1)
+
+
+def cosine_similarity_matrix(outputs: Tensor) -> Tensor:
+    """rho^{ij} = <f_i, f_j> / (|f_i| |f_j|). outputs (E, N, K) -> (E, N, N)."""
+    unit = F.normalize(outputs, dim=-1, eps=1e-12)
+    return unit @ unit.transpose(-1, -2)
+
+
+def similarity_mse(
+    student_outputs: Tensor,
+    teacher_similarity: Tensor,
+    pairs: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
+    """Mean squared difference of pairwise cosine similarities per member -> (E,).
+
+    Full matrix: student_outputs (E, N, K), teacher_similarity (N, N) or (E, N, N).
+    Sampled pairs (when N x N does not fit): `pairs = (i, j)`, index tensors of shape (M,),
+    and teacher_similarity holds the matching teacher values, shape (M,) or (E, M).
+    """
+    if pairs is None:
+        diff = cosine_similarity_matrix(student_outputs) - teacher_similarity
+        return diff.pow(2).mean(dim=(-1, -2))
+    i, j = pairs
+    unit = F.normalize(student_outputs, dim=-1, eps=1e-12)
+    rho = (unit[:, i] * unit[:, j]).sum(dim=-1)  # (E, M)
+    return (rho - teacher_similarity).pow(2).mean(dim=-1)
+
+
+def sample_pairs(n: int, count: int, generator: torch.Generator, device=None) -> tuple[Tensor, Tensor]:
+    """`count` random pairs (i, j) of distinct samples among n, as two (count,) index tensors."""
+    i = torch.randint(n, (count,), generator=generator)
+    j = (i + torch.randint(1, n, (count,), generator=generator)) % n
+    return i.to(device), j.to(device)
+
+
+# --- logit surgery (appendix A.3) -------------------------------------------------------------
+
+
+def drop_class(indices: Tensor, labels: Tensor, cls: int) -> Tensor:
+    """The student's indices without the samples whose label is `cls`."""
+    return indices[labels[indices] != cls]
+
+
+def zero_class_elsewhere(probs: Tensor, labels: Tensor, cls: int) -> Tensor:
+    """Set p_cls to zero on every sample whose label is not `cls`. probs (..., N, C), labels (N,)."""
+    out = probs.clone()
+    out[..., labels != cls, cls] = 0.0
+    return out
+
+
+def cut_tail(probs: Tensor, fraction: float) -> Tensor:
+    """Zero the smallest round(fraction * C) probabilities of each sample. probs (..., N, C).
+
+    The fraction counts entries (classes), not probability mass; the rest is left as it is,
+    not renormalized, as in the paper's description.
+    """
+    c = probs.shape[-1]
+    k = int(round(fraction * c))
+    if k <= 0:
+        return probs.clone()
+    k = min(k, c - 1)  # always keep the largest entry
+    smallest = probs.topk(k, dim=-1, largest=False).indices
+    return probs.scatter(-1, smallest, 0.0)

@@ -1,0 +1,109 @@
+"""ReLU MLPs and their batched ensemble: E independent networks evaluated in one pass.
+
+Shapes: E members, N samples, D input dimension, P hidden width, C classes.
+`EnsembleMLP` stacks each layer's weights as (E, in, out) and uses batched matmuls; member i
+behaves exactly like the plain `nn.Sequential` that `member(i)` returns (tested).
+The 1-layer transformer lives in `memkd.transformer`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "linear": nn.Identity}
+
+
+def _activation_fn(name: str):
+    if name == "relu":
+        return torch.relu
+    if name == "tanh":
+        return torch.tanh
+    if name == "linear":
+        return lambda h: h
+    raise ValueError(
+        f"The 'activation' parameter must be one of {tuple(ACTIVATIONS)}. Got {name!r} instead."
+    )
+
+
+class EnsembleMLP(nn.Module):
+    """E independent MLPs D -> P -> ... -> P -> C with stacked weights.
+
+    Parameters
+    ----------
+    members : E, the number of independent networks.
+    input_dim, width, classes : D, P, C.
+    hidden_layers : number of hidden layers of width P (the paper uses 2; Fig 1 uses 1).
+    activation : "relu" | "tanh" | "linear".
+    seed : initialisation seed; weights and biases are drawn like `nn.Linear`
+        (uniform in +-1/sqrt(fan_in)), independently for every member.
+    """
+
+    def __init__(
+        self,
+        members: int,
+        input_dim: int,
+        width: int,
+        classes: int,
+        hidden_layers: int = 2,
+        activation: str = "relu",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.members, self.input_dim, self.width, self.classes = members, input_dim, width, classes
+        self.hidden_layers, self.activation = hidden_layers, activation
+        self._act = _activation_fn(activation)
+        sizes = [input_dim] + [width] * hidden_layers + [classes]
+        gen = torch.Generator().manual_seed(int(seed))
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = 1.0 / math.sqrt(fan_in)
+            w = (torch.rand(members, fan_in, fan_out, generator=gen) * 2 - 1) * bound
+            b = (torch.rand(members, 1, fan_out, generator=gen) * 2 - 1) * bound
+            self.weights.append(nn.Parameter(w))  # (E, in, out)
+            self.biases.append(nn.Parameter(b))  # (E, 1, out)
+
+    def forward(self, x: Tensor, return_hidden: bool = False) -> Tensor:
+        """x : (N, D) shared by all members, or (E, N, D) per member. Returns logits (E, N, C)."""
+        h = x
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if h.dim() == 2:  # shared input: one (N, D) @ (E, D, P) broadcast matmul
+                h = torch.matmul(h, w) + b  # (E, N, out)
+            else:
+                h = torch.baddbmm(b, h, w)  # (E, N, in) @ (E, in, out) -> (E, N, out)
+            if i < last:
+                h = self._act(h)
+                if return_hidden and i == last - 1:
+                    return h  # (E, N, P): the last hidden layer
+        return h
+
+    @torch.no_grad()
+    def member(self, index: int) -> nn.Sequential:
+        """A plain nn.Sequential with member `index`'s weights (a copy)."""
+        layers: list[nn.Module] = []
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            lin = nn.Linear(w.shape[1], w.shape[2])
+            lin.weight.copy_(w[index].T)
+            lin.bias.copy_(b[index, 0])
+            layers.append(lin.to(w.device))
+            if i < len(self.weights) - 1:
+                layers.append(ACTIVATIONS[self.activation]())
+        return nn.Sequential(*layers)
+
+    @torch.no_grad()
+    def select(self, indices: list[int] | Tensor) -> "EnsembleMLP":
+        """A new ensemble holding copies of the chosen members, in the given order."""
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.weights[0].device)
+        out = EnsembleMLP(len(idx), self.input_dim, self.width, self.classes,
+                          self.hidden_layers, self.activation)
+        for dst, src in zip(list(out.weights) + list(out.biases), list(self.weights) + list(self.biases)):
+            dst.data = src.data[idx].clone()
+        return out.to(self.weights[0].device)
+
+    def extra_repr(self) -> str:
+        return (f"members={self.members}, input_dim={self.input_dim}, width={self.width}, "
+                f"classes={self.classes}, hidden_layers={self.hidden_layers}, activation={self.activation!r}")

@@ -1,0 +1,339 @@
+"""One training loop for ensembles, a batched Adam, and the two uses: teachers and students.
+
+Shapes: E members, N samples, D input dimension, C classes.
+Every member is an independent network: the loop sums per-member losses (shape (E,)), so each
+member receives exactly its own gradient, and `BatchedAdam` applies Adam with a learning rate
+(and weight decay) per member. Left out on purpose: schedulers, callbacks, checkpointing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from memkd.losses import (
+    cosine_similarity_matrix,
+    hard_cross_entropy,
+    similarity_mse,
+    soft_cross_entropy,
+)
+from memkd.models import EnsembleMLP
+
+STUDENT_KINDS = ("soft", "hard", "similarity")
+
+
+class BatchedAdam:
+    """Adam over stacked parameters (E, ...) with a learning rate per member.
+
+    Matches `torch.optim.Adam` (defaults betas=(0.9, 0.999), eps=1e-8) member by member.
+    `weight_decay` adds wd * param to the gradient (Adam's L2) or, with `decoupled=True`,
+    shrinks the parameter by lr * wd first (AdamW).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: Tensor | Sequence[float] | float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: Tensor | Sequence[float] | float = 0.0,
+        decoupled: bool = False,
+    ) -> None:
+        self.params = [p for p in params]
+        members = self.params[0].shape[0]
+        device = self.params[0].device
+        self.lr = torch.as_tensor(lr, dtype=torch.float32, device=device).expand(members).clone()
+        self.weight_decay = (
+            torch.as_tensor(weight_decay, dtype=torch.float32, device=device).expand(members).clone()
+        )
+        self.betas, self.eps, self.decoupled = betas, eps, decoupled
+        self.step_count = 0
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, active: Tensor | None = None) -> None:
+        """One Adam step; members where `active` (bool, (E,)) is False keep their parameters."""
+        self.step_count += 1
+        beta1, beta2 = self.betas
+        bias1 = 1 - beta1**self.step_count
+        bias2_sqrt = (1 - beta2**self.step_count) ** 0.5
+        lr = self.lr if active is None else self.lr * active.to(self.lr.dtype)
+        use_wd = bool((self.weight_decay != 0).any())
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
+            if p.grad is None:
+                continue
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            grad = p.grad
+            if use_wd:
+                wd = self.weight_decay.view(shape)
+                if self.decoupled:
+                    p.mul_(1 - lr.view(shape) * wd)
+                else:
+                    grad = grad + wd * p
+            m.lerp_(grad, 1 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (v.sqrt() / bias2_sqrt).add_(self.eps)
+            p.sub_((lr / bias1).view(shape) * m / denom)
+
+
+Objective = Callable[[Tensor | None], tuple[Tensor, Tensor | None]]
+
+
+def fit(
+    model: torch.nn.Module,
+    objective: Objective,
+    *,
+    n_samples: int,
+    epochs: int,
+    lr: Tensor | Sequence[float] | float,
+    batch_size: int | None = None,
+    weight_decay: Tensor | Sequence[float] | float = 0.0,
+    decoupled_weight_decay: bool = False,
+    betas: tuple[float, float] = (0.9, 0.999),
+    freeze_when_perfect: bool = False,
+    evaluate: Callable[[], Tensor] | None = None,
+    log_every: int = 0,
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "train",
+) -> tuple[pd.DataFrame, Tensor]:
+    """Train all members of `model` together.
+
+    objective(batch_idx) -> (loss (E,), train_acc (E,) or None); batch_idx is None for full batch.
+    freeze_when_perfect: a member whose training accuracy reaches 1 stops moving (its learning
+        rate is masked from that step on; with full batches the accuracy is the one computed
+        before the step, so the frozen parameters are exactly the ones that reached 100%).
+    evaluate() -> training accuracy (E,) on the full data, used at the end of each epoch with
+        mini-batches (full batch uses the objective's own accuracy).
+    Returns (history, first_perfect_epoch): history is a long table with columns
+    epoch, member, loss, train_acc every `log_every` epochs (and at the last epoch);
+    first_perfect_epoch (E,) holds the first epoch (1-based) at which each member reached 100%
+    training accuracy, or -1.
+    """
+    params = [p for p in model.parameters()]
+    members = params[0].shape[0]
+    device = params[0].device
+    opt = BatchedAdam(params, lr, betas=betas, weight_decay=weight_decay, decoupled=decoupled_weight_decay)
+    active = torch.ones(members, dtype=torch.bool, device=device)
+    first_perfect = torch.full((members,), -1, dtype=torch.long, device=device)
+    gen = torch.Generator().manual_seed(int(seed) + 104729)
+    rows: list[dict] = []
+    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        if batch_size is None or batch_size >= n_samples:
+            batches: list[Tensor | None] = [None]
+        else:
+            order = torch.randperm(n_samples, generator=gen).to(device)
+            batches = list(order.split(batch_size))
+        for idx in batches:
+            opt.zero_grad()
+            loss, acc = objective(idx)
+            if freeze_when_perfect and idx is None and acc is not None:
+                newly = (acc >= 1.0) & (first_perfect < 0)
+                first_perfect[newly] = epoch - 1  # perfect before this epoch's step
+                active &= acc < 1.0
+            loss.sum().backward()
+            opt.step(active if freeze_when_perfect else None)
+        if freeze_when_perfect and batch_size is not None and evaluate is not None:
+            with torch.no_grad():
+                acc = evaluate()
+            newly = (acc >= 1.0) & (first_perfect < 0)
+            first_perfect[newly] = epoch
+            active &= acc < 1.0
+        last = epoch == epochs
+        if (log_every and epoch % log_every == 0) or last:
+            acc_vals = acc.detach().cpu().tolist() if acc is not None else [float("nan")] * members
+            for m, (l_val, a_val) in enumerate(zip(loss.detach().cpu().tolist(), acc_vals)):
+                rows.append({"epoch": epoch, "member": m, "loss": l_val, "train_acc": a_val})
+        if freeze_when_perfect and not bool(active.any()):
+            if rows and rows[-1]["epoch"] != epoch:
+                acc_vals = acc.detach().cpu().tolist()
+                for m, (l_val, a_val) in enumerate(zip(loss.detach().cpu().tolist(), acc_vals)):
+                    rows.append({"epoch": epoch, "member": m, "loss": l_val, "train_acc": a_val})
+            break
+    bar.close()
+    return pd.DataFrame(rows), first_perfect.cpu()
+
+
+def _accuracy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Fraction of argmax(logits) == labels per member. logits (E, N, C), labels (N,) or (E, N)."""
+    return (logits.argmax(dim=-1) == labels).float().mean(dim=-1)
+
+
+# --- teachers -----------------------------------------------------------------------------------
+
+
+class TeacherDidNotMemorize(RuntimeError):
+    """A teacher did not reach 100% training accuracy within its epoch budget."""
+
+
+@dataclass
+class Teacher:
+    """Trained teacher(s): `model` holds one member per dataset (K members)."""
+
+    model: EnsembleMLP
+    train_acc: Tensor  # (K,) final training accuracy
+    memorized: Tensor  # (K,) bool: 100% training accuracy
+    epochs_to_memorize: Tensor  # (K,) first epoch at 100%, -1 if never
+    epochs_run: int
+    history: pd.DataFrame
+
+    @torch.no_grad()
+    def logits(self, x: Tensor) -> Tensor:
+        """Teacher logits (K, N, C) for inputs (N, D) or (K, N, D)."""
+        return self.model(x)
+
+
+def train_teacher(
+    x: Tensor,
+    y: Tensor,
+    *,
+    classes: int,
+    width: int,
+    hidden_layers: int = 2,
+    activation: str = "relu",
+    lr: float = 1e-3,
+    max_epochs: int = 1000,
+    batch_size: int | None = None,
+    weight_decay: float = 0.0,
+    extra_epochs: int = 0,
+    seed: int = 0,
+    require_memorization: bool = True,
+    progress: bool = False,
+) -> Teacher:
+    """Train teachers until each reaches 100% training accuracy (then it stops moving).
+
+    x : (N, D) for one teacher or (K, N, D) for K teachers on K datasets; y : (N,) or (K, N).
+    extra_epochs : after all members memorized, train every member this many epochs more
+        (a teacher "trained on long after" memorizing; 0 keeps each at its first 100%).
+    Raises TeacherDidNotMemorize (with the accuracy reached) if a member ends below 100%,
+    unless `require_memorization=False`; then check `teacher.memorized`.
+    """
+    if x.dim() == 2:
+        x, y = x.unsqueeze(0), y.unsqueeze(0)
+    k, n, d = x.shape
+    model = EnsembleMLP(k, d, width, classes, hidden_layers, activation, seed=seed).to(x.device)
+
+    def objective(idx: Tensor | None):
+        xb, yb = (x, y) if idx is None else (x[:, idx], y[:, idx])
+        logits = model(xb)
+        return hard_cross_entropy(logits, yb), _accuracy(logits.detach(), yb)
+
+    def evaluate() -> Tensor:
+        return _accuracy(model(x), y)
+
+    history, first = fit(
+        model, objective, n_samples=n, epochs=max_epochs, lr=lr, batch_size=batch_size,
+        weight_decay=weight_decay, freeze_when_perfect=True, evaluate=evaluate,
+        log_every=max(1, max_epochs // 50), seed=seed, progress=progress, desc="teacher",
+    )
+    epochs_run = int(history["epoch"].max()) if len(history) else 0
+    if extra_epochs > 0 and bool((first >= 0).all()):
+        more, _ = fit(
+            model, objective, n_samples=n, epochs=extra_epochs, lr=lr, batch_size=batch_size,
+            weight_decay=weight_decay, log_every=max(1, extra_epochs // 20), seed=seed + 1,
+            progress=progress, desc="teacher (extra)",
+        )
+        more["epoch"] += epochs_run
+        history = pd.concat([history, more], ignore_index=True)
+        epochs_run += extra_epochs
+    with torch.no_grad():
+        acc = _accuracy(model(x), y).cpu()
+    memorized = acc >= 1.0
+    if require_memorization and not bool(memorized.all()):
+        worst = float(acc.min())
+        raise TeacherDidNotMemorize(
+            f"train_teacher: {int((~memorized).sum())} of {k} teacher(s) did not reach 100% training "
+            f"accuracy within {max_epochs} epochs (lowest reached {worst:.2%}). Give the teacher more "
+            "epochs, more width or a larger learning rate, or pass require_memorization=False to "
+            "keep it (results are then marked memorized=False)."
+        )
+    return Teacher(model, acc, memorized, first, epochs_run, history)
+
+
+# --- students -----------------------------------------------------------------------------------
+
+
+def train_students(
+    x: Tensor,
+    targets: Tensor,
+    *,
+    kind: str,
+    classes: int,
+    width: int,
+    members: int,
+    lrs: Tensor | Sequence[float] | float,
+    epochs: int,
+    temperatures: Tensor | Sequence[float] | float = 1.0,
+    hidden_layers: int = 2,
+    activation: str = "relu",
+    soften_student: bool = False,
+    batch_size: int | None = None,
+    max_full_similarity: int = 4096,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    log_every: int = 0,
+    progress: bool = False,
+) -> tuple[EnsembleMLP, pd.DataFrame]:
+    """Train E students at once on the student's part of D.
+
+    x : (N, D) shared or (E, N, D) per member (the student's training inputs).
+    targets, by kind:
+      "soft"        probabilities (N, C) or (E, N, C), e.g. soft_targets(teacher logits, T)
+                    (possibly after logit surgery); `temperatures` (E,) only matters with
+                    soften_student=True (the paper's text convention).
+      "hard"        labels (N,) or (E, N).
+      "similarity"  the teacher's cosine-similarity matrix (N, N) or (E, N, N); students output
+                    C-dimensional embeddings. Above `max_full_similarity` samples, each step
+                    uses a random block of that many rows instead of the full matrix.
+    Returns (model, history).
+    """
+    if kind not in STUDENT_KINDS:
+        raise ValueError(f"The 'kind' parameter of train_students must be one of {STUDENT_KINDS}. Got {kind!r} instead.")
+    n, d = x.shape[-2], x.shape[-1]
+    model = EnsembleMLP(members, d, width, classes, hidden_layers, activation, seed=seed).to(x.device)
+    temps = torch.as_tensor(temperatures, dtype=torch.float32, device=x.device).expand(members)
+
+    def rows(t: Tensor, idx: Tensor | None, dims: int) -> Tensor:
+        """Select samples `idx` along the sample axis of a tensor with `dims` trailing dims."""
+        if idx is None:
+            return t
+        return t[..., idx, :] if dims == 1 else t[..., idx]
+
+    if kind == "similarity" and batch_size is None and n > max_full_similarity:
+        batch_size = max_full_similarity
+    soft_labels = targets.argmax(dim=-1) if kind == "soft" else None
+
+    def objective(idx: Tensor | None):
+        xb = rows(x, idx, 1)
+        out = model(xb)
+        if kind == "hard":
+            yb = rows(targets, idx, 0)
+            return hard_cross_entropy(out, yb), _accuracy(out.detach(), yb)
+        if kind == "soft":
+            pb = rows(targets, idx, 1)
+            return (soft_cross_entropy(out, pb, temps, soften_student),
+                    _accuracy(out.detach(), rows(soft_labels, idx, 0)))
+        sim = targets if idx is None else targets[..., idx, :][..., idx]
+        return similarity_mse(out, sim), None
+
+    history, _ = fit(
+        model, objective, n_samples=n, epochs=epochs, lr=lrs, batch_size=batch_size,
+        weight_decay=weight_decay, log_every=log_every, seed=seed, progress=progress, desc=f"{kind} students",
+    )
+    return model, history
+
+
+def teacher_similarity(teacher_outputs: Tensor) -> Tensor:
+    """The teacher's pairwise cosine similarities: outputs (K, N, C) -> (K, N, N)."""
+    return cosine_similarity_matrix(teacher_outputs)
