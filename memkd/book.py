@@ -3,7 +3,8 @@
 Sphinx reads documents in sorted order (book/ before nbs/), so a plain `jupyter-book build` would run
 the reproduction report before the chapters whose results it gathers. `build_book` therefore:
 
-1. executes every chapter that `_toc.yml` lists under nbs/ with papermill, one process per notebook,
+1. executes every chapter that `_toc.yml` lists under nbs/ with papermill, one process per notebook
+   (through `memkd.sweep.execute_isolated`, the machinery of `memkd sweep`),
    with `profile` and `results_dir=<output>/results/<profile>/<chapter>` injected; a failing
    chapter stops the build with the chapter, the cell and the error;
 2. executes the other notebooks of the toc (book/report.ipynb), which read the chapters' claims;
@@ -22,6 +23,7 @@ build executes everything: the library changes outside the notebooks) and non-HT
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html as htmllib
 import json
 import math
@@ -87,58 +89,73 @@ class Job:
 
     name: str  # docname, e.g. "nbs/02_logit_distillation"
     source: Path
-    target: Path
+    target: Path  # the executed copy (in the staged book)
     parameters: dict
     cwd: Path  # the notebook's own folder, as for jupyter-book
     timeout: int  # seconds per cell
-    env: dict  # extra environment variables
-    log: Path
+    env: dict  # environment variables the execution sees
+    run_dir: Path  # the run's folder: run.json and the executed notebook (memkd.sweep layout)
+
+
+@contextlib.contextmanager
+def _environ(values: dict):
+    """Set environment variables for a while; only those that differ, so nested uses are no-ops."""
+    changed = {k: os.environ.get(k) for k, v in values.items() if os.environ.get(k) != str(v)}
+    os.environ.update({k: str(values[k]) for k in changed})
+    try:
+        yield
+    finally:
+        for key, old in changed.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 def execute_notebook(job: Job) -> float:
-    """Execute one notebook with papermill in its own process; return the wall time in seconds.
+    """Execute one notebook in its own process; copy it to `job.target`; return the wall seconds.
 
-    The single place where notebooks are executed: one papermill run per process (several kernels
-    started from one process can race). Raises BookBuildError naming the notebook and the cell.
+    The single place where the book executes notebooks: through `memkd.sweep.execute_isolated`, the
+    machinery of `memkd sweep` (papermill, one kernel per child process, kernels that die with their
+    parent). Raises BookBuildError naming the notebook, the cell and the error.
     """
-    cmd = [sys.executable, "-m", "papermill", str(job.source), str(job.target),
-           "--kernel", KERNEL, "--cwd", str(job.cwd), "--execution-timeout", str(job.timeout),
-           "--no-progress-bar", "--log-level", "WARNING"]
-    for key, value in job.parameters.items():
-        cmd += ["-p", key, str(value)]
-    env = {**os.environ, **job.env}
-    job.log.parent.mkdir(parents=True, exist_ok=True)
+    from memkd.sweep import execute_isolated
+
     start = time.perf_counter()
-    with open(job.log, "w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=job.cwd)
+    with _environ(job.env):
+        record = execute_isolated(job.source, job.parameters, job.run_dir, timeout=job.timeout,
+                                  cwd=str(job.cwd))
     seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise BookBuildError(_describe_failure(job, proc.returncode, seconds))
+    if record["status"] != "done":
+        source = (record.get("cell_source") or "").strip()
+        first = source.splitlines()[0][:80] if source else ""
+        raise BookBuildError(
+            f"build_book: {job.name} failed in cell {record.get('cell_index')} (counting from 0 in "
+            f"{job.source.name}: {first!r}) after "
+            f"{seconds:.0f} s: {record.get('error')}\n"
+            f"The executed notebook, with the traceback: {record.get('executed_notebook')}")
+    job.target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(job.run_dir / job.source.name, job.target)
     return seconds
 
 
-def _describe_failure(job: Job, returncode: int, seconds: float) -> str:
-    """'<notebook> failed at cell N (In [k]): ename: evalue', plus the log's tail."""
-    where = "before any cell ran (see the log)"
-    try:
-        import nbformat
+def notebook_job(root: Path, name: str, profile: str, output: Path, timeout: int | None = None) -> Job:
+    """The Job that executes toc document `name` of the book at `root` for a build into `output`.
 
-        nb = nbformat.read(job.target, as_version=4)
-        for index, cell in enumerate(nb.cells):
-            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-            failed = cell.get("metadata", {}).get("papermill", {}).get("exception")
-            if errors or failed:
-                count = cell.get("execution_count")
-                first_line = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
-                where = f"cell {index} (In [{count}]: {first_line[:70]!r})"
-                if errors:
-                    where += f": {errors[0]['ename']}: {errors[0]['evalue']}"
-                break
-    except Exception:  # the executed copy may be missing or partial: the log still tells
-        pass
-    tail = "\n".join(job.log.read_text(errors="replace").splitlines()[-25:])
-    return (f"build_book: {job.name} failed at {where} after {seconds:.0f} s (papermill exit "
-            f"code {returncode}).\nExecuted copy: {job.target}\nLog: {job.log}\n--- log tail ---\n{tail}")
+    A chapter (nbs/...) gets `profile` and `results_dir=<output>/results/<profile>/<chapter>`; a
+    page (the report) gets `profile` and `results_root=<output>/results/<profile>`. The executed
+    copy goes to `<output>/stage/<name>.ipynb`, the run's record to `<output>/runs/`.
+    """
+    root, output = Path(root), Path(output)
+    results = output / "results" / profile
+    if name.split("/")[0] == CHAPTER_DIR:
+        parameters = {"profile": profile, "results_dir": str(results / Path(name).name)}
+    else:
+        parameters = {"profile": profile, "results_root": str(results)}
+    return Job(name, root / f"{name}.ipynb", output / "stage" / f"{name}.ipynb", parameters,
+               cwd=(root / name).parent, timeout=int(timeout or CELL_TIMEOUT[profile]),
+               env={"MEMKD_PROFILE": profile, "MEMKD_RESULTS": str(results)},
+               run_dir=output / "runs" / name.replace("/", "__"))
 
 
 def run_jobs(jobs: list[Job], workers: int = 1, scheduler: str | None = None) -> dict[str, float]:
@@ -165,11 +182,14 @@ def run_jobs(jobs: list[Job], workers: int = 1, scheduler: str | None = None) ->
                 raise
             print(f" {times[job.name]:.1f} s", flush=True)
         return times
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="memkd-book")
+    try:
         futures = {job.name: pool.submit(execute_notebook, job) for job in jobs}
         for name, future in futures.items():
             times[name] = future.result()
             print(f"  {name}: {times[name]:.1f} s", flush=True)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # after a failure: start nothing new
     return times
 
 
@@ -251,7 +271,8 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
     workers : chapters executed at once (each in its own process); 1 runs them in toc order
     scheduler : address of a Dask scheduler to execute the chapters on instead (shared file system)
     output : build folder, relative to the book root: results/<profile>/<chapter>/ (tables, figures,
-        claims), stage/ (the executed copy of the book), logs/, html/ (the site)
+        claims), runs/ (each execution's record), stage/ (the executed copy of the book),
+        logs/sphinx.log, html/ (the site)
     timeout : seconds per cell; default CELL_TIMEOUT[profile]
     root : the book root (holding _config.yml and _toc.yml); default: found from the working
         directory, else the folder above this package
@@ -270,32 +291,29 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
     results = out / "results" / profile
     stage, logs, html = out / "stage", out / "logs", out / "html"
     cell_timeout = int(timeout or CELL_TIMEOUT[profile])
-    env = {"MEMKD_PROFILE": profile, "MEMKD_RESULTS": str(results)}
 
     chapters = toc_chapters(book)
     missing = [c for c in chapters if not (book / f"{c}.ipynb").is_file()]
     if missing:
         raise BookBuildError(f"build_book: _toc.yml lists {missing} but there is no such notebook "
                              f"({', '.join(m + '.ipynb' for m in missing)}) in {book}.")
-    if results.exists():
-        shutil.rmtree(results)  # no stale claims from an earlier build
+    for folder in (results, out / "runs", html):
+        if folder.exists():
+            shutil.rmtree(folder)  # no stale claims, runs or pages from an earlier build
     results.mkdir(parents=True)
     stage_tree(book, stage)
     started = time.perf_counter()
 
-    def job(name: str, parameters: dict) -> Job:
-        return Job(name, book / f"{name}.ipynb", stage / f"{name}.ipynb", parameters,
-                   cwd=(book / name).parent, timeout=cell_timeout, env=env,
-                   log=logs / f"{name.replace('/', '__')}.log")
-
-    print(f"build_book: executing {len(chapters)} chapters at profile {profile!r} "
-          f"(cell timeout {cell_timeout} s) into {results}", flush=True)
-    times = run_jobs([job(c, {"profile": profile, "results_dir": results / Path(c).name})
-                      for c in chapters], workers=workers, scheduler=scheduler)
-    (results / "build_times.json").write_text(json.dumps(times, indent=2))
-    pages = toc_pages(book)
-    print(f"build_book: executing {len(pages)} page(s) that gather the results", flush=True)
-    times.update(run_jobs([job(p, {"profile": profile, "results_root": results}) for p in pages]))
+    env = {"MEMKD_PROFILE": profile, "MEMKD_RESULTS": str(results)}
+    with _environ(env):  # set once, before any worker thread starts
+        print(f"build_book: executing {len(chapters)} chapters at profile {profile!r} "
+              f"(cell timeout {cell_timeout} s) into {results}", flush=True)
+        times = run_jobs([notebook_job(book, c, profile, out, cell_timeout) for c in chapters],
+                         workers=workers, scheduler=scheduler)
+        (results / "build_times.json").write_text(json.dumps(times, indent=2))
+        pages = toc_pages(book)
+        print(f"build_book: executing {len(pages)} page(s) that gather the results", flush=True)
+        times.update(run_jobs([notebook_job(book, p, profile, out, cell_timeout) for p in pages]))
     for name in [*chapters, *pages]:
         hide_injected_parameters(stage / f"{name}.ipynb")
     executed = time.perf_counter() - started
