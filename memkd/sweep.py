@@ -58,6 +58,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -465,10 +466,18 @@ def execute_isolated(notebook, parameters, run_dir, **kwargs) -> dict:
     lines = proc.stdout.strip().splitlines()
     if proc.returncode == 0 and lines:
         return json.loads(lines[-1])
-    raise RuntimeError(
+    raise WorkerDied(
         f"execute_isolated: the worker process for {notebook} exited with code {proc.returncode}: "
-        f"{proc.stderr.strip()[-2000:]}"
+        f"{proc.stderr.strip()[-2000:]}", proc.returncode,
     )
+
+
+class WorkerDied(RuntimeError):
+    """The child process of `execute_isolated` ended without a record (`.returncode` < 0: a signal)."""
+
+    def __init__(self, message: str, returncode: int):
+        super().__init__(message)
+        self.returncode = returncode
 
 
 def _worker_main() -> None:
@@ -494,14 +503,16 @@ class SweepResult:
     records: list[dict] = field(default_factory=list)
     table: Any = None  # pandas DataFrame of all finished runs (results.parquet)
     elapsed_s: float = 0.0
+    not_run: int = 0  # runs interrupted (their worker got Ctrl-C or SIGTERM): pending, not failed
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0
+        return self.failed == 0 and self.not_run == 0
 
     def summary(self) -> str:
         rate = f", {self.done / self.elapsed_s:.2f} runs/s" if self.done and self.elapsed_s else ""
-        line = (f"sweep: {self.done} done, {self.skipped} skipped, {self.failed} failed "
+        interrupted = f", {self.not_run} interrupted" if self.not_run else ""
+        line = (f"sweep: {self.done} done, {self.skipped} skipped, {self.failed} failed{interrupted} "
                 f"in {self.elapsed_s:.1f} s{rate} -> {self.sweep_dir}")
         if self.failed:
             line += " (see manifest.json; --retry-failed reruns the failed runs)"
@@ -572,6 +583,8 @@ def _run_job(job: dict) -> dict:
         record = {"run": rid, "notebook": job["notebook"], "parameters": job["parameters"],
                   "status": "failed", "error": f"{type(err).__name__}: {err}", "cell_index": None,
                   "cell_source": ""}
+        if getattr(err, "returncode", None) in (-signal.SIGINT, -signal.SIGTERM):
+            return {**record, "status": "pending", "error": "interrupted"}  # Ctrl-C: not a failure
         failed = sweep_dir / "failed" / rid
         failed.mkdir(parents=True, exist_ok=True)
         _write_json(failed / "run.json", record)
@@ -638,18 +651,20 @@ def run_sweep(
                     for future in finished:
                         record = future.result()
                         records[record["run"]] = record
-                        done, failed = done + (record["status"] == "done"), failed + (record["status"] != "done")
+                        done, failed = done + (record["status"] == "done"), failed + (record["status"] == "failed")
                         bar.update(1)
                         bar.set_postfix(failed=failed + old_failures, refresh=False)
                     _write_manifest(manifest, notebook, records)
-            finally:
+            finally:  # also on Ctrl-C: the workers got it too; their runs stay pending
                 close()
+                _write_manifest(manifest, notebook, records)
         bar.close()
         table = aggregate(sweep_dir, [r for r, rec in records.items() if rec["status"] == "done"],
                           columns=_grid_columns(points))
         _write_table(table, sweep_dir)
+    not_run = sum(r["status"] == "pending" for r in records.values())
     return SweepResult(sweep_dir, done, skipped, failed + old_failures, list(records.values()), table,
-                       round(time.perf_counter() - started, 3))
+                       round(time.perf_counter() - started, 3), not_run)
 
 
 def _write_manifest(path: Path, notebook: Path, records: Mapping[str, dict]) -> None:
