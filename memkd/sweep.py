@@ -8,12 +8,14 @@ Public API (everything else here is private)::
         `results.parquet` / `results.csv`, write `manifest.json`. Never raises for a failing run:
         `SweepResult.failed` counts them (the `memkd sweep` command then exits non-zero).
     execute_point(notebook, parameters, run_dir, timeout=1800, kernel_name="python3",
-                  failed_dir=None, raise_on_error=False) -> dict
+                  failed_dir=None, raise_on_error=False, cwd=None) -> dict
         Execute ONE notebook with papermill into `run_dir` (written under a temporary name and
         renamed when complete) and return its record (status, error, failing cell, elapsed_s).
         It launches a kernel from the calling process: call it from a process running no other
         kernel (`execute_isolated` does that for you, in a fresh child process).
-    execute_isolated(...)             the same arguments; runs `execute_point` in a child process.
+    execute_isolated(notebook, parameters, run_dir, env=None, **execute_point_kwargs) -> dict
+        The same in a fresh child process that dies with its caller (its kernel too), with extra
+        environment variables `env`; this is what sweeps and the book builder call.
     notebook_parameters(notebook)     -> {name: Param(name, type, default, help)} of the `parameters` cell
     expand_grid(params, grid)         -> list of points (dicts), typed and validated
     parse_cli_grid(["alpha=0.2,0.6"]) -> {"alpha": ["0.2", "0.6"]}  (strings are typed by expand_grid)
@@ -390,7 +392,11 @@ def execute_point(
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = run_dir.parent / f".tmp-{run_dir.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
-    if RESULTS_PARAM not in params and RESULTS_PARAM in notebook_parameters(notebook):
+    try:
+        declared = notebook_parameters(notebook)
+    except ValueError:  # no `parameters` cell: papermill injects the values at the top
+        declared = {}
+    if RESULTS_PARAM not in params and RESULTS_PARAM in declared:
         params[RESULTS_PARAM] = str(tmp / "results")
     output = tmp / notebook.name
     record: dict[str, Any] = {
@@ -454,18 +460,27 @@ def _commit(tmp: Path, target: Path) -> None:
         tmp.rename(target)
 
 
-def execute_isolated(notebook, parameters, run_dir, **kwargs) -> dict:
-    """`execute_point` in a fresh child process (one kernel per process; it dies with its parent)."""
+def execute_isolated(notebook, parameters, run_dir, env: Mapping[str, str] | None = None, **kwargs) -> dict:
+    """`execute_point` in a fresh child process (one kernel per process; it dies with its parent).
+
+    `env` adds environment variables for the child and its kernel (thread-safe, unlike changing
+    os.environ); the other keyword arguments are execute_point's. Raises WorkerDied when the child
+    ends without a record (killed, or a crash outside the notebook).
+    """
+    raise_on_error = kwargs.pop("raise_on_error", False)  # raised here, not in the child
     job = {"notebook": str(notebook), "parameters": dict(parameters), "run_dir": str(run_dir), **kwargs}
     job = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in job.items()}
-    env = {**os.environ, "MEMKD_SWEEP_PARENT": str(os.getpid())}
+    env = {**os.environ, **{k: str(v) for k, v in (env or {}).items()}, "MEMKD_SWEEP_PARENT": str(os.getpid())}
     proc = subprocess.run(
         [sys.executable, "-m", "memkd.sweep"], input=json.dumps(job, default=repr),
         capture_output=True, text=True, env=env,
     )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode == 0 and lines:
-        return json.loads(lines[-1])
+        record = json.loads(lines[-1])
+        if raise_on_error and record["status"] != "done":
+            raise RunFailed(record)
+        return record
     raise WorkerDied(
         f"execute_isolated: the worker process for {notebook} exited with code {proc.returncode}: "
         f"{proc.stderr.strip()[-2000:]}", proc.returncode,
