@@ -423,8 +423,8 @@ def execute_point(
         record["cell_source"] = _excerpt(source)
     record["elapsed_s"] = round(time.perf_counter() - started, 3)
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    _relocate_paths(output, str(tmp), str(run_dir if record["status"] == "done" else Path(failed_dir or run_dir)))
     target = run_dir if record["status"] == "done" else Path(failed_dir or run_dir).resolve()
+    _relocate_paths(output, str(tmp), str(target))
     record["executed_notebook"] = str(target / notebook.name)
     _write_json(tmp / "run.json", record)
     _commit(tmp, target)
@@ -595,15 +595,20 @@ def _run_job(job: dict) -> dict:
         return execute_isolated(job["notebook"], job["parameters"], sweep_dir / "runs" / rid,
                                 timeout=job["timeout"], failed_dir=str(sweep_dir / "failed" / rid))
     except Exception as err:  # noqa: BLE001
-        record = {"run": rid, "notebook": job["notebook"], "parameters": job["parameters"],
-                  "status": "failed", "error": f"{type(err).__name__}: {err}", "cell_index": None,
-                  "cell_source": ""}
         if getattr(err, "returncode", None) in (-signal.SIGINT, -signal.SIGTERM):
-            return {**record, "status": "pending", "error": "interrupted"}  # Ctrl-C: not a failure
-        failed = sweep_dir / "failed" / rid
-        failed.mkdir(parents=True, exist_ok=True)
-        _write_json(failed / "run.json", record)
-        return record
+            return {"run": rid, "parameters": job["parameters"], "status": "pending", "error": "interrupted"}
+        return _failure(job, err)
+
+
+def _failure(job: dict, err: BaseException) -> dict:
+    """Record a run that failed outside its notebook (worker crash, lost Dask worker) in failed/."""
+    record = {"run": job["run_id"], "notebook": job["notebook"], "parameters": job["parameters"],
+              "status": "failed", "error": f"{type(err).__name__}: {err}", "cell_index": None,
+              "executed_cell_index": None, "cell_source": ""}
+    failed = Path(job["sweep_dir"]) / "failed" / job["run_id"]
+    failed.mkdir(parents=True, exist_ok=True)
+    _write_json(failed / "run.json", record)
+    return record
 
 
 def run_sweep(
@@ -659,12 +664,16 @@ def run_sweep(
         if todo:
             submit, wait_any, close = _executor(workers, scheduler, dask_local)
             try:
-                pending = {submit(job) for job in todo}
+                jobs = {submit(job): job for job in todo}
+                pending = set(jobs)
                 while pending:
                     finished = wait_any(pending)
                     pending -= set(finished)
                     for future in finished:
-                        record = future.result()
+                        try:
+                            record = future.result()
+                        except Exception as err:  # noqa: BLE001 - e.g. Dask gave up on a lost worker
+                            record = _failure(jobs[future], err)
                         records[record["run"]] = record
                         done, failed = done + (record["status"] == "done"), failed + (record["status"] == "failed")
                         bar.update(1)
