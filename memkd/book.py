@@ -23,7 +23,6 @@ build executes everything: the library changes outside the notebooks) and non-HT
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html as htmllib
 import json
 import math
@@ -97,21 +96,6 @@ class Job:
     run_dir: Path  # the run's folder: run.json and the executed notebook (memkd.sweep layout)
 
 
-@contextlib.contextmanager
-def _environ(values: dict):
-    """Set environment variables for a while; only those that differ, so nested uses are no-ops."""
-    changed = {k: os.environ.get(k) for k, v in values.items() if os.environ.get(k) != str(v)}
-    os.environ.update({k: str(values[k]) for k in changed})
-    try:
-        yield
-    finally:
-        for key, old in changed.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
 def execute_notebook(job: Job) -> float:
     """Execute one notebook in its own process; copy it to `job.target`; return the wall seconds.
 
@@ -122,9 +106,11 @@ def execute_notebook(job: Job) -> float:
     from memkd.sweep import execute_isolated
 
     start = time.perf_counter()
-    with _environ(job.env):
-        record = execute_isolated(job.source, job.parameters, job.run_dir, timeout=job.timeout,
-                                  cwd=str(job.cwd))
+    try:
+        record = execute_isolated(job.source, job.parameters, job.run_dir, env=job.env,
+                                  timeout=job.timeout, cwd=str(job.cwd))
+    except RuntimeError as err:  # the worker process died without a record (killed, crashed)
+        raise BookBuildError(f"build_book: {job.name} did not finish: {err}") from err
     seconds = time.perf_counter() - start
     if record["status"] != "done":
         source = (record.get("cell_source") or "").strip()
@@ -304,16 +290,15 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
     stage_tree(book, stage)
     started = time.perf_counter()
 
-    env = {"MEMKD_PROFILE": profile, "MEMKD_RESULTS": str(results)}
-    with _environ(env):  # set once, before any worker thread starts
-        print(f"build_book: executing {len(chapters)} chapters at profile {profile!r} "
-              f"(cell timeout {cell_timeout} s) into {results}", flush=True)
-        times = run_jobs([notebook_job(book, c, profile, out, cell_timeout) for c in chapters],
-                         workers=workers, scheduler=scheduler)
-        (results / "build_times.json").write_text(json.dumps(times, indent=2))
-        pages = toc_pages(book)
-        print(f"build_book: executing {len(pages)} page(s) that gather the results", flush=True)
-        times.update(run_jobs([notebook_job(book, p, profile, out, cell_timeout) for p in pages]))
+    # Every execution gets MEMKD_PROFILE and MEMKD_RESULTS through its Job's env.
+    print(f"build_book: executing {len(chapters)} chapters at profile {profile!r} "
+          f"(cell timeout {cell_timeout} s) into {results}", flush=True)
+    times = run_jobs([notebook_job(book, c, profile, out, cell_timeout) for c in chapters],
+                     workers=workers, scheduler=scheduler)
+    (results / "build_times.json").write_text(json.dumps(times, indent=2))
+    pages = toc_pages(book)
+    print(f"build_book: executing {len(pages)} page(s) that gather the results", flush=True)
+    times.update(run_jobs([notebook_job(book, p, profile, out, cell_timeout) for p in pages]))
     for name in [*chapters, *pages]:
         hide_injected_parameters(stage / f"{name}.ipynb")
     executed = time.perf_counter() - started
@@ -323,6 +308,8 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
     render(stage, html, logs / "sphinx.log")
     index = html / "index.html"
     total = time.perf_counter() - started
+    print("build_book: seconds per notebook (wall, kernel start included): "
+          + ", ".join(f"{Path(n).name} {t:.0f}" for n, t in times.items()), flush=True)
     print(f"build_book: executed in {executed:.0f} s, total {total:.0f} s. The book is at\n{index}",
           flush=True)
     return index
