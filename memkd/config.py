@@ -69,7 +69,7 @@ def list_of(inner: Constraint, min_len: int = 1) -> Constraint:
     def check(v: Any) -> bool:
         return isinstance(v, (list, tuple)) and len(v) >= min_len and all(inner.check(i) for i in v)
 
-    return Constraint(check, f"a non-empty list of {inner.allowed.replace('a ', '', 1).replace('an ', '', 1)}s",
+    return Constraint(check, f"a non-empty list, each item {inner.allowed}",
                       lambda v: tuple(inner.convert(i) for i in v))
 
 

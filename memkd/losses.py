@@ -11,6 +11,8 @@ uses because it is what produced the paper's figures; `soften_student=True` is t
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -104,13 +106,14 @@ def zero_class_elsewhere(probs: Tensor, labels: Tensor, cls: int) -> Tensor:
 
 
 def cut_tail(probs: Tensor, fraction: float) -> Tensor:
-    """Zero the smallest round(fraction * C) probabilities of each sample. probs (..., N, C).
+    """Zero the smallest ceil(fraction * C) probabilities of each sample. probs (..., N, C).
 
-    The fraction counts entries (classes), not probability mass; the rest is left as it is,
-    not renormalized, as in the paper's description.
+    The fraction counts entries (classes), not probability mass, and any fraction > 0 cuts at
+    least one entry (so the paper's 0.5% of 100 classes cuts the single smallest). The rest is
+    left as it is, not renormalized, as in the paper's description.
     """
     c = probs.shape[-1]
-    k = int(round(fraction * c))
+    k = math.ceil(fraction * c - 1e-9)
     if k <= 0:
         return probs.clone()
     k = min(k, c - 1)  # always keep the largest entry

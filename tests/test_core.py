@@ -1,0 +1,219 @@
+"""The core library: data, ensembles, losses, batched Adam, teachers, metrics, validation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from memkd.data import make_memorization_data, split_per_class
+from memkd.device import resolve_device
+from memkd.losses import (
+    cosine_similarity_matrix, cut_tail, drop_class, hard_cross_entropy, sample_pairs, similarity_mse,
+    soft_cross_entropy, soft_targets, zero_class_elsewhere,
+)
+from memkd.metrics import (
+    compare_to_chance, nearest_neighbour_accuracy, per_class_accuracy, verdict,
+)
+from memkd.models import EnsembleMLP
+from memkd.train import BatchedAdam, TeacherDidNotMemorize, train_students, train_teacher
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+def test_data_is_balanced_in_range_and_deterministic():
+    x, y = make_memorization_data(classes=7, per_class=9, input_dim=5, seed=3)
+    assert x.shape == (63, 5) and y.shape == (63,) and y.dtype == torch.int64
+    assert torch.bincount(y, minlength=7).tolist() == [9] * 7
+    assert x.min() >= -1 and x.max() <= 1
+    x2, y2 = make_memorization_data(classes=7, per_class=9, input_dim=5, seed=3)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    x3, y3 = make_memorization_data(classes=7, per_class=9, input_dim=5, seed=4)
+    assert not torch.equal(x, x3)
+    assert not torch.equal(y, torch.sort(y).values)  # labels come in random order
+
+
+def test_gaussian_option_and_bad_distribution():
+    x, _ = make_memorization_data(3, 200, 4, seed=0, distribution="gaussian")
+    assert x.abs().max() > 1  # not confined to [-1, 1]
+    with pytest.raises(ValueError, match="'distribution'"):
+        make_memorization_data(3, 2, 4, seed=0, distribution="cauchy")
+
+
+def test_split_is_exact_per_class_disjoint_and_deterministic():
+    _, y = make_memorization_data(classes=5, per_class=10, input_dim=3, seed=1)
+    tr, te = split_per_class(y, alpha=0.6, seed=2)
+    assert torch.bincount(y[tr], minlength=5).tolist() == [6] * 5
+    assert torch.bincount(y[te], minlength=5).tolist() == [4] * 5
+    assert len(set(tr.tolist()) & set(te.tolist())) == 0 and len(tr) + len(te) == 50
+    tr2, te2 = split_per_class(y, alpha=0.6, seed=2)
+    assert torch.equal(tr, tr2) and torch.equal(te, te2)
+    with pytest.raises(ValueError, match="class .* every class needs"):
+        split_per_class(y, alpha=0.01, seed=0)
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hidden_layers,activation", [(1, "relu"), (2, "relu"), (2, "tanh"), (3, "linear")])
+def test_member_equals_plain_module_forward_and_gradients(hidden_layers, activation):
+    ens = EnsembleMLP(4, 6, 8, 3, hidden_layers=hidden_layers, activation=activation, seed=0).double()
+    x = torch.randn(10, 6, dtype=torch.double)
+    y = torch.randint(3, (10,))
+    out = ens(x)
+    assert out.shape == (4, 10, 3)
+    F.cross_entropy(out.reshape(40, 3), y.repeat(4), reduction="sum").backward()
+    for i in range(4):
+        plain = ens.member(i).double()
+        ref = plain(x)
+        torch.testing.assert_close(out[i], ref)
+        F.cross_entropy(ref, y, reduction="sum").backward()
+        linears = [m for m in plain if isinstance(m, torch.nn.Linear)]
+        for lin, w, b in zip(linears, ens.weights, ens.biases):
+            torch.testing.assert_close(w.grad[i], lin.weight.grad.T)
+            torch.testing.assert_close(b.grad[i, 0], lin.bias.grad)
+
+
+def test_per_member_inputs_and_init_bounds():
+    ens = EnsembleMLP(3, 5, 7, 2, seed=1)
+    x = torch.randn(3, 4, 5)
+    out = ens(x)
+    for i in range(3):
+        torch.testing.assert_close(out[i], ens.member(i)(x[i]))
+    for w in ens.weights:
+        bound = 1 / math.sqrt(w.shape[1])
+        assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound
+    assert not torch.equal(ens.weights[0][0], ens.weights[0][1])  # members are independent
+
+
+# --- losses ---------------------------------------------------------------------------------------
+
+def test_soft_cross_entropy_matches_formula_in_both_conventions():
+    torch.manual_seed(0)
+    z_s, z_t = torch.randn(2, 5, 4), torch.randn(5, 4)
+    temps = torch.tensor([2.0, 10.0])
+    p = soft_targets(z_t.unsqueeze(0), temps)
+    for e, t in enumerate(temps):
+        target = torch.softmax(z_t / t, -1)
+        torch.testing.assert_close(p[e], target)
+        released = -(target * torch.log_softmax(z_s[e], -1)).sum(-1).mean()
+        text = -(target * torch.log_softmax(z_s[e] / t, -1)).sum(-1).mean()
+        torch.testing.assert_close(soft_cross_entropy(z_s, p, temps, soften_student=False)[e], released)
+        torch.testing.assert_close(soft_cross_entropy(z_s, p, temps, soften_student=True)[e], text)
+
+
+def test_hard_cross_entropy_and_similarity_mse():
+    torch.manual_seed(1)
+    z, y = torch.randn(3, 6, 4), torch.randint(4, (6,))
+    for e in range(3):
+        torch.testing.assert_close(hard_cross_entropy(z, y)[e], F.cross_entropy(z[e], y))
+    teacher = torch.randn(6, 4)
+    rho_t = F.cosine_similarity(teacher[:, None], teacher[None], dim=-1)
+    rho_s = F.cosine_similarity(z[1][:, None], z[1][None], dim=-1)
+    torch.testing.assert_close(cosine_similarity_matrix(teacher.unsqueeze(0))[0], rho_t)
+    torch.testing.assert_close(similarity_mse(z, rho_t)[1], ((rho_s - rho_t) ** 2).mean())
+    i, j = sample_pairs(6, 50, torch.Generator().manual_seed(0))
+    assert bool((i != j).all())
+    torch.testing.assert_close(similarity_mse(z, rho_t[i, j], pairs=(i, j))[1], ((rho_s[i, j] - rho_t[i, j]) ** 2).mean())
+
+
+def test_logit_surgery():
+    probs = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]])
+    labels = torch.tensor([0, 2])
+    cut = cut_tail(probs, 0.5)  # two smallest of four entries
+    assert torch.equal(cut, torch.tensor([[0.0, 0.0, 0.3, 0.4], [0.4, 0.3, 0.0, 0.0]]))
+    assert torch.equal(cut_tail(probs, 0.0), probs)
+    assert torch.equal(cut_tail(probs, 0.1)[0], torch.tensor([0.0, 0.2, 0.3, 0.4]))  # any q > 0 cuts one
+    zeroed = zero_class_elsewhere(probs, labels, cls=0)
+    assert zeroed[0, 0] == 0.1 and zeroed[1, 0] == 0.0 and torch.equal(zeroed[:, 1:], probs[:, 1:])
+    idx = torch.arange(2)
+    assert drop_class(idx, labels, cls=0).tolist() == [1]
+
+
+# --- training -------------------------------------------------------------------------------------
+
+def test_batched_adam_equals_torch_adam_with_different_learning_rates():
+    torch.manual_seed(0)
+    lrs = [1e-3, 3e-2, 0.1]
+    wd = 0.01
+    ens = EnsembleMLP(3, 4, 6, 3, seed=2)
+    plains = [ens.member(i) for i in range(3)]
+    opts = [torch.optim.Adam(p.parameters(), lr=lr, weight_decay=wd) for p, lr in zip(plains, lrs)]
+    batched = BatchedAdam(ens.parameters(), lr=lrs, weight_decay=wd)
+    x, y = torch.randn(12, 4), torch.randint(3, (12,))
+    for _ in range(25):
+        batched.zero_grad()
+        hard_cross_entropy(ens(x), y).sum().backward()
+        batched.step()
+        for p, o in zip(plains, opts):
+            o.zero_grad()
+            F.cross_entropy(p(x), y).backward()
+            o.step()
+    for i, p in enumerate(plains):
+        torch.testing.assert_close(ens(x)[i], p(x), atol=1e-5, rtol=1e-5)
+
+
+def test_adamw_variant_and_inactive_members_stay_put():
+    ens = EnsembleMLP(2, 3, 4, 2, seed=0)
+    plain = ens.member(1)
+    opt = torch.optim.AdamW(plain.parameters(), lr=1e-2, weight_decay=0.5)
+    batched = BatchedAdam(ens.parameters(), lr=1e-2, weight_decay=0.5, decoupled=True)
+    before0 = ens.weights[0][0].detach().clone()
+    x, y = torch.randn(5, 3), torch.randint(2, (5,))
+    for _ in range(5):
+        batched.zero_grad()
+        hard_cross_entropy(ens(x), y).sum().backward()
+        batched.step(active=torch.tensor([False, True]))
+        opt.zero_grad()
+        F.cross_entropy(plain(x), y).backward()
+        opt.step()
+    assert torch.equal(ens.weights[0][0], before0)
+    torch.testing.assert_close(ens(x)[1], plain(x), atol=1e-5, rtol=1e-5)
+
+
+def test_teacher_memorizes_and_stops_at_first_perfect_epoch():
+    x, y = make_memorization_data(10, 20, 100, seed=0)
+    teacher = train_teacher(x, y, classes=10, width=50, lr=3e-3, max_epochs=600, seed=0)
+    assert bool(teacher.memorized.all()) and float(teacher.train_acc[0]) == 1.0
+    assert 0 < int(teacher.epochs_to_memorize[0]) < 600
+
+
+def test_teacher_that_fails_raises_with_accuracy_unless_accepted():
+    x, y = make_memorization_data(10, 50, 5, seed=0)  # 500 points in 5-D, a tiny net: impossible
+    with pytest.raises(TeacherDidNotMemorize, match=r"lowest reached \d+\.\d+%"):
+        train_teacher(x, y, classes=10, width=4, max_epochs=20, seed=0)
+    t = train_teacher(x, y, classes=10, width=4, max_epochs=20, seed=0, require_memorization=False)
+    assert not bool(t.memorized.all()) and float(t.train_acc[0]) < 1.0
+
+
+def test_mini_batch_teacher_and_students_run():
+    x, y = make_memorization_data(5, 10, 20, seed=0)
+    t = train_teacher(x, y, classes=5, width=64, lr=1e-2, max_epochs=400, batch_size=16, seed=0)
+    assert bool(t.memorized.all())
+    model, hist = train_students(x, y, kind="hard", classes=5, width=32, members=3, lrs=[1e-3, 1e-2, 3e-2],
+                                 epochs=5, batch_size=16, log_every=1)
+    assert set(hist.columns) == {"epoch", "member", "loss", "train_acc"} and hist.epoch.max() == 5
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+def test_metrics():
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]])
+    labels = torch.tensor([0, 0, 1])
+    pc = per_class_accuracy(logits, labels, classes=3)
+    assert pc[0, 0] == 0.5 and pc[0, 1] == 0.0 and torch.isnan(pc[0, 2])
+    ref = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    q = torch.tensor([[[0.9, 0.1], [0.2, 5.0]]])
+    assert nearest_neighbour_accuracy(ref, torch.tensor([0, 1]), q, torch.tensor([0, 1]))[0] == 1.0
+    above = compare_to_chance([0.3, 0.32, 0.35, 0.31], 0.1)
+    assert above["p_value"] < 1e-3 and above["n"] == 4
+    assert compare_to_chance([0.09, 0.11, 0.1, 0.1], 0.1)["p_value"] > 0.1
+    assert "beats chance" in verdict([0.3, 0.32, 0.35, 0.31], 0.1)
+    assert "not distinguishable" in verdict([0.09, 0.11, 0.1, 0.1], 0.1)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="'device'"):
+        resolve_device("tpu-of-dreams")

@@ -1,0 +1,114 @@
+"""Experiments: validation before training, determinism, and the science at the smoke profile."""
+
+import numpy as np
+import pytest
+
+from memkd import experiments as ex
+from memkd.metrics import compare_to_chance
+
+
+@pytest.fixture(scope="module")
+def soft():
+    return ex.logit_distillation("smoke")
+
+
+@pytest.fixture(scope="module")
+def hard():
+    return ex.logit_distillation("smoke", targets="hard")
+
+
+def per_dataset(table, column="test_acc"):
+    return table.groupby("dataset")[column].mean().to_numpy()
+
+
+def test_teachers_memorize_and_students_fit(soft):
+    assert soft["teacher_memorized"].all()
+    assert soft["train_acc"].mean() > 0.95
+
+
+def test_soft_label_students_beat_chance_on_held_out_memorized_data(soft):
+    chance = soft["chance"].iloc[0]
+    result = compare_to_chance(per_dataset(soft), chance)  # one value per independent dataset
+    assert result["n"] == 5
+    assert result["p_value"] < 0.01, result
+    assert result["mean"] > 1.5 * chance
+    # and well above the teacher's trivial accuracy on fresh data D'
+    assert soft["test_acc"].mean() > soft["teacher_independent_acc"].mean() + 0.05
+
+
+def test_hard_label_students_stay_at_chance(hard):
+    chance = hard["chance"].iloc[0]
+    result = compare_to_chance(per_dataset(hard), chance)
+    assert result["p_value"] > 0.01, result
+    assert abs(result["mean"] - chance) < 0.05
+
+
+def test_similarity_students_beat_chance():
+    table = ex.similarity_distillation("smoke")
+    sim = table[table.kind == "similarity"]
+    assert set(table.kind) == {"similarity", "soft"}
+    assert (sim["train_acc"] == 1.0).all()  # each sample is its own nearest neighbour
+    result = compare_to_chance(per_dataset(sim), sim["chance"].iloc[0])
+    assert result["p_value"] < 0.01, result
+
+
+def test_same_seed_same_numbers():
+    a = ex.logit_distillation("smoke", datasets=1, students=2)
+    b = ex.logit_distillation("smoke", datasets=1, students=2)
+    c = ex.logit_distillation("smoke", datasets=1, students=2, seed=1)
+    assert a.equals(b)
+    assert not np.allclose(a["test_acc"], c["test_acc"]) or not np.allclose(a["independent_acc"], c["independent_acc"])
+
+
+def test_tidy_columns(soft):
+    for col in ["dataset", "alpha", "width", "temperature", "lr", "student", "train_acc", "test_acc",
+                "memorized_acc", "test_acc_class", "independent_acc", "teacher_independent_acc", "chance"]:
+        assert col in soft.columns
+    assert len(soft) == 5 * 4  # datasets x students
+
+
+@pytest.mark.parametrize("fn,kwargs,pattern", [
+    (ex.logit_distillation, {"alphas": [1.5]}, r"'alphas' parameter of logit_distillation must be a non-empty list, each item a float in the open interval \(0, 1\)\. Got \[1\.5\]"),
+    (ex.logit_distillation, {"alphas": [0.0]}, r"'alphas'.*open interval"),
+    (ex.logit_distillation, {"per_class": 1}, r"'per_class' parameter .* must be an int >= 2\. Got 1"),
+    (ex.logit_distillation, {"temperatures": [-1.0]}, r"'temperatures'.*\(0, inf\).*Got \[-1\.0\]"),
+    (ex.logit_distillation, {"student_widths": [0]}, r"'student_widths'.*int >= 1.*Got \[0\]"),
+    (ex.logit_distillation, {"student_widths": [12.5]}, r"'student_widths'"),
+    (ex.logit_distillation, {"teacher_width": "wide"}, r"'teacher_width'"),
+    (ex.logit_distillation, {"alphas": [0.01]}, r"'alphas' .*0\.01.*a class would be empty"),
+    (ex.logit_distillation, {"widht": 3}, r"unknown parameter\(s\) \['widht'\]. Allowed parameters: \["),
+    (ex.logit_distillation, {"targets": "fuzzy"}, r"'targets'.*one of \('soft', 'hard'\)"),
+    (ex.logit_distillation, {"device": "tpu"}, r"'device'"),
+    (ex.temperature_lr, {"lrs": []}, r"'lrs'.*non-empty list"),
+    (ex.dataset_composition, {"per_class_values": [5], "alphas": [0.1]}, r"per_class=5 .* a class would be empty"),
+    (ex.logit_surgery, {"surgery_class": 99}, r"'surgery_class'.*\[0, 9\]"),
+    (ex.toy_2d, {"epochs": -5}, r"'epochs' parameter of toy_2d must be an int >= 1"),
+])
+def test_bad_input_fails_before_training(fn, kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        fn("smoke", **kwargs)
+
+
+def test_unknown_profile():
+    with pytest.raises(ValueError, match=r"'profile' parameter of logit_distillation must be one of \('smoke', 'quick', 'paper'\)"):
+        ex.logit_distillation("huge")
+
+
+def test_other_figures_at_smoke_have_their_columns():
+    t5 = ex.temperature_lr("smoke")
+    assert set(t5.temperature) == {1.0, 20.0} and set(t5.lr) == {3e-3, 1e-2}
+    t6 = ex.dataset_composition("smoke")
+    assert {"classes", "per_class", "input_dim", "ratio", "teacher_memorized"} <= set(t6.columns)
+    t7 = ex.logit_surgery("smoke")
+    assert set(t7.variant) == {"plain", "zero_class", "cut_tail", "drop_class"}
+    assert set(t7[t7.variant == "cut_tail"].tail_fraction) == {0.1, 0.5}
+
+
+def test_toy_2d_and_regions():
+    t1 = ex.toy_2d("smoke")
+    assert set(t1.targets) == {"hard", "soft"} and t1.teacher_memorized.all()
+    assert t1.dataset.nunique() == 8
+    reg = ex.toy_2d_regions("smoke", grid_size=20)
+    assert reg["regions"]["teacher"].shape == (20, 20)
+    assert set(reg["regions"]) == {"teacher", "hard", "soft T=20"}
+    assert len(reg["test_correct"]["hard"]) == len(reg["test_idx"]) == 12
