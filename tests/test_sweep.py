@@ -237,3 +237,29 @@ def test_failing_point_is_recorded_the_others_finish_and_retry_reruns_only_it(tm
     assert [k for event, k, _ in read_log(log)[lines:] if event == "start"] == [key({"seed": 1})]
     assert not (out / "failed" / bad["run"]).exists()
     assert len(pd.read_csv(out / "results.csv")) == 3 * 3
+
+
+# --------------------------------------------------------------------------- the command line
+def test_list_params_and_dry_run_run_nothing(tmp_path, capsys):
+    assert cli.main(["sweep", str(FIXTURE), "--list-params"]) == 0
+    assert "alpha: float = 0.5  # a float knob" in capsys.readouterr().out
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", str(FIXTURE), "-p", "seed=0,1", "-o", str(out), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[1] for line in lines] == ["pending", "pending"]
+    assert lines[0].split()[0] == run_id(FIXTURE, {"seed": 0}) and not out.exists()
+
+
+def test_book_command_passes_its_options_to_build_book(monkeypatch):
+    import memkd.book
+
+    calls = []
+
+    def build_book(profile="quick", workers=1, scheduler=None, output="_build", timeout=None, *, root=None):
+        calls.append(dict(profile=profile, workers=workers, scheduler=scheduler, output=output, timeout=timeout))
+
+    monkeypatch.setattr(memkd.book, "build_book", build_book)
+    assert cli.main(["book", "--profile", "smoke", "--workers", "2", "--output", "/tmp/b", "--timeout", "9"]) == 0
+    assert cli.main(["book", "--profile", "paper", "--scheduler", "tcp://head:8786"]) == 0
+    assert calls == [dict(profile="smoke", workers=2, scheduler=None, output="/tmp/b", timeout=9),
+                     dict(profile="paper", workers=1, scheduler="tcp://head:8786", output="_build", timeout=None)]
