@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             return _run_sweep_command(args)
         return _run_book_command(args)
+    except ModuleNotFoundError as err:  # an optional dependency
+        extra = "dist" if (err.name or "").split(".")[0] in ("dask", "distributed") else "book"
+        print(f"error: {err.name} is not installed: pip install 'memkd[{extra}]'", file=sys.stderr)
+        return 2
     except ValueError as err:  # a bad command line, grid or notebook: nothing ran
         print(f"error: {err}", file=sys.stderr)
         return 2
