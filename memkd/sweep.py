@@ -633,6 +633,11 @@ def run_sweep(
     """
     from tqdm.auto import tqdm
 
+    for name, value in (("workers", workers), ("dask_local", dask_local or 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"The {name!r} parameter of run_sweep must be an int >= 1. Got {value!r} instead.")
+    if not timeout or timeout <= 0:
+        raise ValueError(f"The 'timeout' parameter of run_sweep must be a number of seconds > 0. Got {timeout!r} instead.")
     started = time.perf_counter()
     notebook = Path(notebook).resolve()
     nb = _read_notebook(notebook)

@@ -121,6 +121,8 @@ def test_run_id_is_stable_and_fills_in_defaults(params):
 def test_bad_grid_stops_before_anything_runs(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown parameter"):
         run_sweep(FIXTURE, {"nope": [1]}, tmp_path / "sweep")
+    with pytest.raises(ValueError, match="The 'workers' parameter of run_sweep must be an int >= 1. Got 0"):
+        run_sweep(FIXTURE, {"seed": [1]}, tmp_path / "sweep", workers=0)
     assert not (tmp_path / "sweep").exists()
     assert cli.main(["sweep", str(FIXTURE), "-p", "seed=x", "-o", str(tmp_path / "s2")]) == 2
     err = capsys.readouterr().err
