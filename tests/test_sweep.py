@@ -242,7 +242,8 @@ def test_failing_point_is_recorded_the_others_finish_and_retry_reruns_only_it(tm
 
 
 # --------------------------------------------------------------------------- the command line
-def test_list_params_and_dry_run_run_nothing(tmp_path, capsys):
+def test_list_params_and_dry_run_run_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MEMKD_PROFILE", raising=False)  # it would fill in the empty profile
     assert cli.main(["sweep", str(FIXTURE), "--list-params"]) == 0
     assert "alpha: float = 0.5  # a float knob" in capsys.readouterr().out
     out = tmp_path / "sweep"
