@@ -1,0 +1,55 @@
+"""Modular addition as tokens (Nanda et al., 2023): the input `a b =`, the label (a + b) mod k.
+
+Token ids 0..k-1 are the numbers, id k is "=". All k^2 ordered pairs form the universe; a random
+`fraction` of them is the memorized set D the teacher trains on, the rest are the pairs outside D
+(the "independent" data, the analogue of a fresh D'). Students see an alpha fraction of D, split per
+class (per answer) with `memkd.data.split_per_class` like the MLP experiments.
+
+Shapes: N sequences of length 3, tokens int64 of shape (N, 3), labels int64 of shape (N,).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class ModularAddition:
+    """All pairs of one modulus, with D and its complement as index arrays into them."""
+
+    modulus: int
+    tokens: torch.Tensor  # (k^2, 3) int64: a, b, "=" (id k)
+    labels: torch.Tensor  # (k^2,) int64: (a + b) mod k
+    memorized: np.ndarray  # indices of D
+    outside: np.ndarray  # indices of the pairs not in D
+
+    @property
+    def vocab(self) -> int:
+        return self.modulus + 1
+
+
+def all_pairs(modulus: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every `a b =` sequence of modulus k, and its answer: shapes (k^2, 3) and (k^2,)."""
+    if not isinstance(modulus, (int, np.integer)) or modulus < 2:
+        raise ValueError(f"The 'modulus' parameter of all_pairs must be an int >= 2. "
+                         f"Got {modulus!r} instead.")
+    a, b = torch.meshgrid(torch.arange(modulus), torch.arange(modulus), indexing="ij")
+    a, b = a.reshape(-1), b.reshape(-1)
+    tokens = torch.stack([a, b, torch.full_like(a, modulus)], dim=1)  # (k^2, 3)
+    return tokens, (a + b) % modulus
+
+
+def make_modular_addition(modulus: int, fraction: float, seed: int = 0) -> ModularAddition:
+    """Modular addition with a random `fraction` of all k^2 pairs as the memorized set D."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"The 'fraction' parameter of make_modular_addition must be a float in "
+                         f"the open interval (0, 1). Got {fraction!r} instead.")
+    tokens, labels = all_pairs(modulus)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    size = int(round(fraction * len(labels)))
+    return ModularAddition(int(modulus), tokens, labels, np.sort(order[:size]),
+                           np.sort(order[size:]))
+
