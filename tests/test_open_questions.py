@@ -4,6 +4,7 @@ statistics on constructed cases, the frozen-layer student, and the chapter under
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -182,7 +183,8 @@ def test_chapter_executes_at_smoke(tmp_path):
     results = tmp_path / "results"
     subprocess.run([str(papermill), str(NOTEBOOK), str(out), "-p", "profile", "smoke", "-p", "results_dir",
                     str(results), "--execution-timeout", "300", "-k", "python3"],
-                   check=True, cwd=ROOT, timeout=900, capture_output=True)
+                   check=True, cwd=ROOT, timeout=900, capture_output=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})  # tiny nets: one thread per kernel
     table = pd.read_csv(results / "table.csv")
     assert set(table["question"]) == {"overlap", "regularization", "architecture", "convention", "probe"}
     claims = pd.read_csv(results / "claims.csv")
