@@ -134,6 +134,61 @@ class Chapter:
         self.claims = [c for c in self.claims if c.claim != claim] + [entry]
         return entry
 
+    def claim_vs_baseline(
+        self,
+        claim: str,
+        paper: str,
+        values,
+        baseline: float,
+        expect_above: bool = True,
+        level: float = 0.01,
+        what: str = "held-out accuracy",
+        detail: str = "",
+    ) -> str:
+        """Test mean(values) > baseline (one-sided t-test), record the claim, return the verdict.
+
+        expect_above=False states a claim that the values do *not* beat the baseline (hard labels).
+        The returned sentence is Markdown, built from the numbers (display it with
+        `IPython.display.Markdown`).
+        """
+        from memkd.metrics import compare_to_chance, format_p
+
+        r = compare_to_chance(values, baseline)
+        above = r["p_value"] < level
+        holds = above if expect_above else not above
+        sentence = (
+            f"**{what}**: {r['mean']:.3f} ± {r['sem']:.3f} (mean ± SEM, n = {r['n']}) against "
+            f"{baseline:.3f}, {r['mean'] / baseline:.2f}×, one-sided t-test {format_p(r['p_value'])}: "
+            + ("above it" if above else "not distinguishable from it") + f" at the {level:g} level. "
+            + ("The paper's claim holds in this build." if holds else "**The paper's claim does not hold in this build.**")
+        )
+        self.add_claim(claim, paper, r["mean"], r["sem"], r["n"], r["p_value"], holds,
+                       detail or f"baseline {baseline:.4f}")
+        return sentence
+
+    def claim_paired(
+        self,
+        claim: str,
+        paper: str,
+        a,
+        b,
+        level: float = 0.01,
+        what: str = "difference",
+        detail: str = "",
+    ) -> str:
+        """Test mean(a - b) > 0 on matched pairs (one-sided paired t-test); record and return the verdict."""
+        from memkd.metrics import compare_paired, format_p
+
+        r = compare_paired(a, b)
+        holds = r["p_value"] < level
+        sentence = (
+            f"**{what}**: {r['mean_a']:.3f} against {r['mean_b']:.3f}, difference {r['mean']:+.3f} ± "
+            f"{r['sem']:.3f} (n = {r['n']} pairs), one-sided paired t-test {format_p(r['p_value'])}. "
+            + ("The paper's claim holds in this build." if holds else "**The paper's claim does not hold in this build.**")
+        )
+        self.add_claim(claim, paper, r["mean"], r["sem"], r["n"], r["p_value"], holds, detail)
+        return sentence
+
     def finish(self) -> pd.DataFrame:
         """Write claims.csv and meta.json; return the claims as a table."""
         claims = pd.DataFrame([asdict(c) for c in self.claims], columns=CLAIM_COLUMNS)

@@ -1,0 +1,96 @@
+"""The book's figure style and the few plots every chapter needs.
+
+Every plot shows mean +- SEM over seeds and, where there is one, the chance level.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+
+from memkd.metrics import mean_sem
+
+CLASS_COLORS = ["#1f5fa8", "#b8213b", "#e3b505", "#2a9d8f", "#6d597a", "#e76f51"]
+
+
+def style() -> None:
+    """A quiet style for all figures of the book."""
+    plt.rcParams.update({
+        "figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False,
+        "axes.grid": True, "grid.alpha": 0.25, "font.size": 10, "legend.frameon": False,
+    })
+
+
+def summarize(table: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Mean, SEM and n of each metric per group: columns `<m>`, `<m>_sem`, `n`."""
+    rows = []
+    for key, group in table.groupby(list(by), dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(by, key))
+        for m in metrics:
+            row[m], row[f"{m}_sem"] = mean_sem(group[m])
+        row["n"] = len(group)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def errorbar_lines(ax, table: pd.DataFrame, x: str, y: str, hue: str | None = None,
+                   label_fmt: str = "{}", **kwargs) -> None:
+    """Mean +- SEM of `y` against `x`, one line per value of `hue`."""
+    groups = [(None, table)] if hue is None else table.groupby(hue)
+    for value, group in groups:
+        s = summarize(group, [x], [y]).sort_values(x)
+        label = kwargs.pop("label", None) if hue is None else label_fmt.format(value)
+        ax.errorbar(s[x], s[y], yerr=s[f"{y}_sem"], marker="o", ms=4, capsize=3, label=label, **kwargs)
+
+
+def chance_line(ax, chance: float, label: str = "chance") -> None:
+    ax.axhline(chance, color="grey", ls=":", lw=1.2, label=label)
+
+
+def heatmap(ax, pivot: pd.DataFrame, fmt: str = "{:.2f}", cmap: str = "viridis", vmin=None, vmax=None,
+            annotations: pd.DataFrame | None = None, colorbar_label: str = ""):
+    """A heat map of a pivoted table (rows x columns); NaN cells stay blank.
+
+    `annotations` (same shape) supplies the numbers written on the cells (default: the values).
+    """
+    values = pivot.to_numpy(dtype=float)
+    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
+    ax.set_xticks(range(pivot.shape[1]), [f"{c:g}" if isinstance(c, float) else str(c) for c in pivot.columns])
+    ax.set_yticks(range(pivot.shape[0]), [f"{r:g}" if isinstance(r, float) else str(r) for r in pivot.index])
+    ax.grid(False)
+    notes = values if annotations is None else annotations.to_numpy(dtype=float)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if not np.isnan(notes[i, j]) and not np.isnan(values[i, j]):
+                ax.text(j, i, fmt.format(notes[i, j]), ha="center", va="center", color="white", fontsize=8)
+    cbar = ax.figure.colorbar(im, ax=ax, shrink=0.85)
+    cbar.set_label(colorbar_label)
+    return im
+
+
+def decision_regions(ax, regions: np.ndarray, extent, x: np.ndarray, y: np.ndarray,
+                     train_idx: np.ndarray, test_idx: np.ndarray, test_correct: np.ndarray | None = None,
+                     title: str = "") -> None:
+    """Predicted class over the plane, the student's points as class-coloured dots, and the
+    held-out points as green (right) or red (wrong) crosses when `test_correct` is given."""
+    classes = int(max(regions.max(), y.max())) + 1
+    cmap = ListedColormap(CLASS_COLORS[:classes])
+    ax.imshow(regions, extent=extent, origin="lower", cmap=cmap, alpha=0.3, vmin=0, vmax=classes - 1,
+              interpolation="nearest", aspect="auto")
+    ax.scatter(x[train_idx, 0], x[train_idx, 1], c=[CLASS_COLORS[c] for c in y[train_idx]], s=22,
+               edgecolor="k", linewidth=0.4)
+    if test_correct is None:
+        ax.scatter(x[test_idx, 0], x[test_idx, 1], c=[CLASS_COLORS[c] for c in y[test_idx]], s=22,
+                   edgecolor="k", linewidth=0.4)
+    else:
+        colors = np.where(test_correct, "#2b9348", "#d00000")
+        ax.scatter(x[test_idx, 0], x[test_idx, 1], c=[CLASS_COLORS[c] for c in y[test_idx]], s=50,
+                   marker="o", edgecolor=colors, linewidth=2.0)
+    ax.set_xlim(extent[0], extent[1]); ax.set_ylim(extent[2], extent[3])
+    ax.set_xticks([]); ax.set_yticks([]); ax.grid(False)
+    ax.set_title(title, fontsize=10)
