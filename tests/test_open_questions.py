@@ -96,6 +96,20 @@ def test_random_features_probe_variants():
     trainable = table.groupby("variant")["trainable"].first()
     assert set(trainable.index) == {"trained", "frozen_first", "random_features", "linear"}
     assert trainable["frozen_first"] < trainable["trained"]
+    assert table["teacher_linear_r2"].between(-1, 1).all() and (table["teacher_activation"] == "relu").all()
+
+
+def test_linear_fit_r2_is_one_for_a_linear_teacher_only():
+    from types import SimpleNamespace
+
+    gen = torch.Generator().manual_seed(0)
+    x, x_new = torch.rand(300, 20, generator=gen), torch.rand(200, 20, generator=gen)
+    w = torch.randn(20, 5, generator=gen)
+    linear = SimpleNamespace(x=x, logits=x @ w + 1.0, x_independent=x_new, logits_independent=x_new @ w + 1.0)
+    assert oq.linear_fit_r2(linear) > 0.999
+    noise = SimpleNamespace(x=x, logits=torch.randn(300, 5, generator=gen), x_independent=x_new,
+                            logits_independent=torch.randn(200, 5, generator=gen))
+    assert oq.linear_fit_r2(noise) < 0.1
 
 
 def test_frozen_first_layer_never_moves():

@@ -397,6 +397,21 @@ class ProbeConfig(OpenQuestionConfig):
     PROFILE_VALUES = _profiles(quick={"datasets": 2})
 
 
+def linear_fit_r2(task: MemorizationTask) -> float:
+    """How linear is the teacher? Fit logits ~ x W + b by least squares on D, score R^2 on fresh D'.
+
+    Out of sample on purpose: on D itself a linear fit with D + 1 parameters per class explains
+    about (D + 1) / N of anything, noise included. 1 means the teacher is a linear map of the input.
+    """
+    ones = lambda x: torch.cat([x, torch.ones(len(x), 1, device=x.device)], dim=1)  # (N, D + 1)
+    coef = torch.linalg.lstsq(ones(task.x).cpu().double(), task.logits.cpu().double()).solution  # (D + 1, C)
+    pred = ones(task.x_independent).cpu().double() @ coef  # (N', C)
+    target = task.logits_independent.cpu().double()
+    residual = (target - pred).pow(2).sum()
+    total = (target - target.mean(0)).pow(2).sum()
+    return float(1 - residual / total)
+
+
 def train_probe_students(x, probs, *, classes: int, width: int, hidden_layers: int, activation: str,
                          frozen_layers: int, members: int, lr: float, epochs: int, seed: int) -> EnsembleMLP:
     """Soft-label students whose first `frozen_layers` layers keep their random initialisation.
@@ -425,7 +440,10 @@ def random_features_probe(profile: str = "quick", **overrides: Any) -> pd.DataFr
     "frozen_first": the same network with its first layer frozen at its random initialisation.
     "random_features": one frozen random ReLU layer of width feature_factor * P, a trained linear readout.
     "linear": one hidden layer without activation, i.e. a linear map D -> C.
-    One row per student: variant, trainable (parameters that train), and the metrics.
+    One row per student: variant, trainable (parameters that train), teacher_activation,
+    teacher_linear_r2 (`linear_fit_r2`: how much of the teacher's logits on fresh D' a linear map
+    fitted on D explains) and the metrics. `activation` sets the teacher's (and the trained and
+    frozen_first students') activation.
     """
     cfg = make_config(ProbeConfig, "random_features_probe", profile, overrides)
     p, t = cfg.student_widths[0], cfg.temperatures[0]
@@ -438,6 +456,7 @@ def random_features_probe(profile: str = "quick", **overrides: Any) -> pd.DataFr
         task = memorization_task(cfg, dataset)
         train_idx, test_idx = _split(task, cfg)
         probs = soft_targets(task.logits[train_idx], t)  # (N_train, C)
+        r2 = linear_fit_r2(task)
         for name, width, depth, act, frozen, lr in variants:
             model = train_probe_students(task.x[train_idx], probs, classes=task.classes, width=width,
                                          hidden_layers=depth, activation=act, frozen_layers=frozen,
@@ -450,12 +469,13 @@ def random_features_probe(profile: str = "quick", **overrides: Any) -> pd.DataFr
                              "student_activation": act, "frozen_layers": frozen, "trainable": trainable,
                              "temperature": t, "lr": lr, "student": s, "alpha": cfg.alphas[0],
                              **{k: float(v[s]) for k, v in metrics.items()}, "chance": 1.0 / task.classes,
+                             "teacher_activation": cfg.activation, "teacher_linear_r2": r2,
                              "teacher_independent_acc": task.teacher_independent_acc})
     return _tidy(rows, "probe")
 
 
 __all__ = [
     "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
-    "random_features_probe", "overlap_test", "phi", "paired_difference", "combine_p", "summarize",
+    "random_features_probe", "linear_fit_r2", "overlap_test", "phi", "paired_difference", "combine_p", "summarize",
     "train_probe_students",
 ]
