@@ -144,6 +144,15 @@ def test_bad_value_names_the_knob(fn, knob, value):
         fn("smoke", **{knob: value})
 
 
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+def test_every_profile_validates(profile):
+    from memkd.config import make_config
+
+    for cls in (oq.OverlapConfig, oq.RegularizationConfig, oq.ArchitectureConfig, oq.ConventionConfig, oq.ProbeConfig):
+        cfg = make_config(cls, cls.__name__, profile, {})
+        assert cfg.profile == profile and len(cfg.alphas) == 1 and len(cfg.student_widths) == 1
+
+
 def test_mismatch_needs_a_layer_to_lose():
     with pytest.raises(ValueError, match="'hidden_layers' parameter of architecture"):
         oq.architecture("smoke", hidden_layers=1)

@@ -81,7 +81,7 @@ def _seed(cfg: OpenQuestionConfig, dataset: int, offset: int = 0) -> int:
 # --- statistics ----------------------------------------------------------------------------------
 
 
-def overlap_test(correct_a, correct_b, permutations: int = 2000, seed: int = 0) -> dict:
+def overlap_test(correct_a, correct_b, permutations: int = 2000, seed: int = 0, perms=None) -> dict:
     """Do two groups of students get the *same* samples right more often than by chance?
 
     correct_a : bool array (A, N) or (N,), correct_b : (B, N) or (N,): who is right on each of N
@@ -90,7 +90,8 @@ def overlap_test(correct_a, correct_b, permutations: int = 2000, seed: int = 0) 
     its members at once, which keeps every student's accuracy and the agreement within each group.
     Returns n, acc_a, acc_b (mean accuracies), both (observed statistic), expected (its null
     mean, N * acc_a * acc_b), lift = both / expected, and the one-sided permutation p-value
-    (1 + #{permuted >= observed}) / (1 + permutations).
+    (1 + #{permuted >= observed}) / (1 + permutations). `perms` (P, N) reuses permutations
+    drawn once (many tests on the same N samples); otherwise they are drawn from `seed`.
     """
     a = np.atleast_2d(np.asarray(correct_a, dtype=float))  # (A, N)
     b = np.atleast_2d(np.asarray(correct_b, dtype=float))  # (B, N)
@@ -99,13 +100,19 @@ def overlap_test(correct_a, correct_b, permutations: int = 2000, seed: int = 0) 
     n = a.shape[1]
     ma, mb = a.mean(0), b.mean(0)  # (N,) per-sample fraction of each group that is right
     observed = float(ma @ mb)
-    rng = np.random.default_rng(seed)
-    perms = np.argsort(rng.random((permutations, n)), axis=1)  # (P, N) random permutations
+    if perms is None:
+        perms = permutation_matrix(n, permutations, seed)
     null = mb[perms] @ ma  # (P,)
     expected = float(ma.sum() * mb.sum() / n)
     return {"n": n, "acc_a": float(ma.mean()), "acc_b": float(mb.mean()), "both": observed,
             "expected": expected, "lift": observed / expected if expected > 0 else math.nan,
-            "p_value": float((1 + (null >= observed - 1e-9).sum()) / (1 + permutations))}
+            "p_value": float((1 + (null >= observed - 1e-9).sum()) / (1 + len(perms)))}
+
+
+def permutation_matrix(n: int, permutations: int, seed: int = 0) -> np.ndarray:
+    """(P, N) int array: `permutations` independent random permutations of range(n)."""
+    rng = np.random.default_rng(seed)
+    return np.argsort(rng.random((permutations, n)), axis=1)
 
 
 def phi(a, b) -> float:
@@ -214,16 +221,17 @@ def logit_vs_similarity_overlap(profile: str = "quick", **overrides: Any) -> pd.
         sim = _students_with_model(task, train_idx, test_idx, cfg, "similarity", member_grid(
             lr=(cfg.similarity_lr,), student=range(cfg.students)), seed + 1, epochs=cfg.similarity_epochs)
         half = cfg.students // 2
+        perms = permutation_matrix(len(test_idx), cfg.permutations, seed)  # shared by this dataset's tests
         groups = {"soft-soft": (soft, soft, soft[:half], soft[half:]),
                   "soft-similarity": (soft, sim, soft, sim),
                   "similarity-similarity": (sim, sim, sim[:half], sim[half:])}
-        for g_i, (pair, (a, b, ga, gb)) in enumerate(groups.items()):
-            group_p = overlap_test(ga, gb, cfg.permutations, seed + 10 + g_i)["p_value"] if len(ga) and len(gb) else math.nan
+        for pair, (a, b, ga, gb) in groups.items():
+            group_p = overlap_test(ga, gb, perms=perms)["p_value"] if len(ga) and len(gb) else math.nan
             for i in range(len(a)):
                 for j in range(len(b)):
                     if a is b and j <= i:
                         continue
-                    t = overlap_test(a[i], b[j], cfg.permutations, seed + 100 * i + j)
+                    t = overlap_test(a[i], b[j], perms=perms)
                     rows.append({"dataset": dataset, "alpha": cfg.alphas[0], "width": cfg.student_widths[0],
                                  "pair": pair, "student_a": i, "student_b": j, **t, "phi": phi(a[i], b[j]),
                                  "group_p_value": group_p, "chance": 1.0 / task.classes,
@@ -476,6 +484,6 @@ def random_features_probe(profile: str = "quick", **overrides: Any) -> pd.DataFr
 
 __all__ = [
     "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
-    "random_features_probe", "linear_fit_r2", "overlap_test", "phi", "paired_difference", "combine_p", "summarize",
+    "random_features_probe", "linear_fit_r2", "overlap_test", "permutation_matrix", "phi", "paired_difference", "combine_p", "summarize",
     "train_probe_students",
 ]
