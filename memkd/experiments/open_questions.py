@@ -233,6 +233,7 @@ def logit_vs_similarity_overlap(profile: str = "quick", **overrides: Any) -> pd.
                         continue
                     t = overlap_test(a[i], b[j], perms=perms)
                     rows.append({"dataset": dataset, "alpha": cfg.alphas[0], "width": cfg.student_widths[0],
+                                 "temperature": cfg.temperatures[0], "epochs": cfg.epochs,
                                  "pair": pair, "student_a": i, "student_b": j, **t, "phi": phi(a[i], b[j]),
                                  "group_p_value": group_p, "chance": 1.0 / task.classes,
                                  "teacher_independent_acc": task.teacher_independent_acc})
