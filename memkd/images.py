@@ -182,7 +182,10 @@ def download_cifar10(folder: str | Path | None = None, url: str = CIFAR10_URL,
 def _load_torchvision(root: Path, split: str, download: bool) -> ImageSet:
     from torchvision.datasets import CIFAR10  # optional: present on Colab
 
-    data = CIFAR10(str(root), train=(split == "train"), download=download)
+    try:
+        data = CIFAR10(str(root), train=(split == "train"), download=download)
+    except (RuntimeError, OSError) as err:  # not downloaded and no network, or a bad archive
+        raise DatasetUnavailable(_missing_message(root, f"torchvision: {err}")) from err
     # torchvision keeps (N, 32, 32, 3); the archive's layout is channel-major (N, 3, 32, 32)
     x = np.ascontiguousarray(np.asarray(data.data).transpose(0, 3, 1, 2)).reshape(len(data.data), -1)
     return ImageSet(x, np.asarray(data.targets, dtype=np.int64), "cifar10", (3, 32, 32),

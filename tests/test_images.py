@@ -150,3 +150,19 @@ def test_cifar_shuffles_smoke_on_digits():
     assert (labels["train_acc"] > 0.9).all()  # the students fit their part of D
     clean = table[table["setting"] == "clean"]
     assert (clean["test_acc"] > 0.8).all()
+
+
+def test_torchvision_failure_becomes_a_clear_error(tmp_path, monkeypatch):
+    """Where torchvision is installed (Colab) but cannot download, auto still falls back."""
+    import sys
+    import types
+
+    def failing_cifar(root, train, download):
+        raise RuntimeError("Dataset not found or corrupted. You can use download=True to download it")
+
+    fake = types.ModuleType("torchvision.datasets")
+    fake.CIFAR10 = failing_cifar
+    monkeypatch.setitem(sys.modules, "torchvision", types.ModuleType("torchvision"))
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", fake)
+    with pytest.raises(DatasetUnavailable, match="torchvision: Dataset not found"):
+        load_cifar10(tmp_path, use_torchvision=True, download=False)
