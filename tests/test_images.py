@@ -166,3 +166,21 @@ def test_torchvision_failure_becomes_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision.datasets", fake)
     with pytest.raises(DatasetUnavailable, match="torchvision: Dataset not found"):
         load_cifar10(tmp_path, use_torchvision=True, download=False)
+
+
+def test_cifar_shuffles_runs_on_an_extracted_cifar_folder(tmp_path):
+    """The CIFAR-10 branch of the experiment, end to end, on a tiny extracted folder."""
+    from memkd.experiments.beyond import cifar_shuffles
+
+    folder = tmp_path / images.CIFAR10_FOLDER
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, name in enumerate([*images.CIFAR10_TRAIN_BATCHES, "test_batch"]):
+        labels = [int(v) for v in np.repeat(np.arange(10), 2)]  # 2 per class per batch
+        batch = {b"labels": labels, b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8)}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    table = cifar_shuffles("smoke", dataset="cifar10", data_root=str(tmp_path), per_class=8,
+                           settings=("both",), alphas=(0.5,), students=1, teacher_width=64,
+                           student_widths=(32,), epochs=5)
+    assert len(table) == 1 and table["dataset"].iloc[0] == "cifar10" and table["note"].iloc[0] == ""
+    assert table["n_memorized"].iloc[0] == 80 and table["n_trivial"].iloc[0] == 20
