@@ -327,21 +327,31 @@ def format_p(p: float) -> str:
     return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
 
 
+def format_measured(measured: float, sem: float, n: int) -> str:
+    """'0.432 ± 0.012 (n=20)'; without the ± part when the SEM is missing (a single value)."""
+    spread = "" if sem is None or math.isnan(float(sem)) else f" ± {float(sem):.2g}"
+    return f"{float(measured):.3g}{spread} (n={int(n)})"
+
+
 def report_table(claims, link: bool = True):
     """The claims as a display table: chapter, claim, measured ± SEM (n), p-value, verdict.
 
     claims : the DataFrame of `memkd.chapter.load_claims`; link : chapter names as links to their
-    pages (relative to a page in book/).
+    pages (relative to a page in book/). A chapter's name shows on its first row only.
     """
     import pandas as pd
 
-    rows = [{
-        "Chapter": _chapter_cell(str(r.chapter), link),
-        "Claim of the paper": htmllib.escape(str(r.paper)),
-        "This build": f"{r.measured:.3g} ± {r.sem:.2g} (n={int(r.n)})",
-        "p-value": format_p(float(r.p_value)),
-        "Verdict": "holds" if bool(r.holds) else "does not hold",
-    } for r in claims.itertuples()]
+    rows, previous = [], None
+    for r in claims.itertuples():
+        chapter = str(r.chapter)
+        rows.append({
+            "Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
+            "Claim of the paper": htmllib.escape(str(r.paper)),
+            "This build": format_measured(r.measured, r.sem, r.n),
+            "p-value": format_p(float(r.p_value)),
+            "Verdict": "holds" if bool(r.holds) else "does not hold",
+        })
+        previous = chapter
     return pd.DataFrame(rows, columns=["Chapter", "Claim of the paper", "This build", "p-value", "Verdict"])
 
 

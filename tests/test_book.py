@@ -144,6 +144,10 @@ def test_report_table_formats_claims():
     assert table["Verdict"].tolist() == ["holds", "does not hold"]
     assert "&lt;beat&gt;" in table["Claim of the paper"][0]  # chapters' text is escaped
     assert 'href="../nbs/02_logit_distillation.html"' in table["Chapter"][0]
+    again = report_table(pd.concat([claims.iloc[:1], claims.iloc[:1].assign(sem=float("nan"))],
+                                   ignore_index=True))
+    assert again["Chapter"][1] == "", "a chapter's name shows on its first row only"
+    assert again["This build"][1] == "0.432 (n=20)"
 
 
 # ---------------------------------------------------------------------------- a failing chapter
