@@ -1,5 +1,10 @@
-"""One function per paper figure: `fn(profile="smoke" | "quick" | "paper", **overrides) -> DataFrame`."""
+"""One function per experiment: `fn(profile="smoke" | "quick" | "paper", **overrides) -> DataFrame`.
 
+The paper's figures 1-3 and 5-7 (`figures`), its figures 4 and 8 beyond random vectors
+(`beyond`), and the questions it leaves open (`open_questions`, chapter 09).
+"""
+
+from memkd.experiments.beyond import cifar_shuffles, transformer_distillation
 from memkd.experiments.figures import (
     dataset_composition,
     logit_distillation,
@@ -9,8 +14,17 @@ from memkd.experiments.figures import (
     toy_2d,
     toy_2d_regions,
 )
+from memkd.experiments.open_questions import (
+    architecture,
+    logit_vs_similarity_overlap,
+    random_features_probe,
+    teacher_regularization,
+    temperature_convention,
+)
 
 __all__ = [
     "toy_2d", "toy_2d_regions", "logit_distillation", "similarity_distillation", "temperature_lr",
-    "dataset_composition", "logit_surgery",
+    "dataset_composition", "logit_surgery", "cifar_shuffles", "transformer_distillation",
+    "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
+    "random_features_probe",
 ]
