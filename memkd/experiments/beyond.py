@@ -204,7 +204,7 @@ class TransformerConfig(ExperimentConfig):
         "smoke": dict(modulus=13, memorized_fraction=0.6, d_model=32, heads=4, d_mlp=64,
                       teacher_epochs=2000, temperatures=(1.0, 10.0), epochs=100, students=2),
         "quick": dict(modulus=23, memorized_fraction=0.5, temperatures=(1.0, 2.0, 5.0, 10.0, 20.0),
-                      epochs=200, students=4),
+                      epochs=300, students=4),
         "paper": dict(modulus=113, memorized_fraction=0.3, alphas=(0.5,),
                       temperatures=(1.0, 2.0, 5.0, 10.0, 20.0), epochs=2000, students=10),
     }
