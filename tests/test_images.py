@@ -18,6 +18,17 @@ from memkd.images import (
 PER_BATCH = 4  # images per batch in the tiny archive
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread is faster, and far faster on a CPU shared with other work."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _batch(seed: int, n: int) -> dict:
     rng = np.random.default_rng(seed)
     return {b"batch_label": b"tiny", b"labels": [int(v) for v in rng.integers(0, 10, n)],
@@ -136,13 +147,7 @@ def test_cifar_shuffles_validates_up_front():
 def test_cifar_shuffles_smoke_on_digits():
     from memkd.experiments.beyond import cifar_shuffles
 
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        table = cifar_shuffles("smoke", settings=("clean", "labels"), students=2)
-    finally:
-        torch.set_num_threads(threads)
+    table = cifar_shuffles("smoke", settings=("clean", "labels"), students=2)
     assert len(table) == 2 * 2 and set(table["setting"]) == {"clean", "labels"}
     assert (table["dataset"] == "digits").all() and (table["chance"] == 0.1).all()
     labels = table[table["setting"] == "labels"]
