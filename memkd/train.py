@@ -156,7 +156,7 @@ def fit(
             for m, (l_val, a_val) in enumerate(zip(loss.detach().cpu().tolist(), acc_vals)):
                 rows.append({"epoch": epoch, "member": m, "loss": l_val, "train_acc": a_val})
         if freeze_when_perfect and not bool(active.any()):
-            if rows and rows[-1]["epoch"] != epoch:
+            if not rows or rows[-1]["epoch"] != epoch:  # always log the epoch we stop at
                 acc_vals = acc.detach().cpu().tolist()
                 for m, (l_val, a_val) in enumerate(zip(loss.detach().cpu().tolist(), acc_vals)):
                     rows.append({"epoch": epoch, "member": m, "loss": l_val, "train_acc": a_val})
