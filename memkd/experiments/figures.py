@@ -130,7 +130,7 @@ class TemperatureLrConfig(RandomDataConfig):
     PROFILE_VALUES = {
         "smoke": {**SMOKE, "temperatures": (1.0, 20.0), "lrs": (3e-3, 1e-2), "students": 3, "datasets": 2},
         "quick": {**QUICK, "alphas": (0.4,), "temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0),
-                  "lrs": (3e-4, 1e-3, 3e-3, 1e-2), "students": 2},
+                  "lrs": (3e-4, 1e-3, 3e-3, 1e-2), "students": 4},
         "paper": {**PAPER, "student_widths": (750,), "alphas": (0.4,),
                   "temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0),
                   "lrs": (1e-5, 1e-4, 1e-3, 1e-2), "students": 5},
@@ -228,7 +228,7 @@ class SurgeryConfig(RandomDataConfig):
 
     PROFILE_VALUES = {
         "smoke": {**SMOKE, "tail_fractions": (0.1, 0.5), "students": 3},
-        "quick": {**QUICK, "alphas": (0.6,), "student_widths": (250,), "students": 4,
+        "quick": {**QUICK, "alphas": (0.6,), "student_widths": (250,), "students": 4, "datasets": 2,
                   "tail_fractions": (0.02, 0.05, 0.1, 0.2, 0.5)},
         "paper": {**PAPER, "student_widths": (750,), "alphas": (0.6,),
                   "tail_fractions": (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)},
