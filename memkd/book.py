@@ -334,11 +334,12 @@ def format_measured(measured: float, sem: float, n: int) -> str:
     return f"{float(measured):.3g}{spread} (n={int(n)})"
 
 
-def report_table(claims, link: bool = True):
+def report_table(claims, link: bool = True, claim_header: str = "Claim of the paper"):
     """The claims as a display table: chapter, claim, measured ± SEM (n), p-value, verdict.
 
     claims : the DataFrame of `memkd.chapter.load_claims`; link : chapter names as links to their
-    pages (relative to a page in book/). A chapter's name shows on its first row only.
+    pages (relative to a page in book/); claim_header : the title of the claims' column (the new
+    results of chapter 09 are not claims of the paper). A chapter's name shows on its first row only.
     """
     import pandas as pd
 
@@ -347,13 +348,13 @@ def report_table(claims, link: bool = True):
         chapter = str(r.chapter)
         rows.append({
             "Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
-            "Claim of the paper": htmllib.escape(str(r.paper)),
+            claim_header: htmllib.escape(str(r.paper)),
             "This build": format_measured(r.measured, r.sem, r.n),
             "p-value": format_p(float(r.p_value)),
             "Verdict": "holds" if bool(r.holds) else "does not hold",
         })
         previous = chapter
-    return pd.DataFrame(rows, columns=["Chapter", "Claim of the paper", "This build", "p-value", "Verdict"])
+    return pd.DataFrame(rows, columns=["Chapter", claim_header, "This build", "p-value", "Verdict"])
 
 
 def _chapter_cell(name: str, link: bool = True) -> str:
