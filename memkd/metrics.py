@@ -6,6 +6,7 @@ Shapes: E members, N samples, C classes, K embedding dimension.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -79,11 +80,13 @@ def compare_to_chance(values: Sequence[float] | np.ndarray, chance: float) -> di
     n = len(v)
     if n < 2:
         return {"mean": mean, "sem": sem, "n": n, "chance": chance, "t": math.nan, "p_value": math.nan}
-    if v.std() == 0:
+    if v.std() <= 1e-9 * max(1.0, abs(mean)):  # no spread (float noise only): the sign decides
         p = 0.0 if mean > chance else 1.0
         t = math.inf if mean > chance else -math.inf if mean < chance else math.nan
     else:
-        t, p = stats.ttest_1samp(v, chance, alternative="greater")
+        with warnings.catch_warnings():  # scipy warns about precision when values nearly agree
+            warnings.simplefilter("ignore", RuntimeWarning)
+            t, p = stats.ttest_1samp(v, chance, alternative="greater")
     return {"mean": mean, "sem": sem, "n": n, "chance": chance, "t": float(t), "p_value": float(p)}
 
 
