@@ -111,11 +111,12 @@ class Chapter:
         tmp.replace(target)
         return target
 
-    def save_figure(self, figure: Any, name: str) -> Path:
-        """Save a matplotlib figure as PNG next to the tables."""
-        target = self.path / f"{name}.png"
-        figure.savefig(target, dpi=120, bbox_inches="tight")
-        return target
+    def save_figure(self, figure: Any, name: str) -> None:
+        """Save a matplotlib figure as `<results_dir>/<name>.png` next to the tables.
+
+        Returns None, so that a cell ending with this call shows the figure and no path.
+        """
+        figure.savefig(self.path / f"{name}.png", dpi=120, bbox_inches="tight")
 
     def add_claim(
         self,
