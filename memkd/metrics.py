@@ -98,6 +98,28 @@ def compare_paired(a: Sequence[float], b: Sequence[float]) -> dict:
     return out
 
 
+def compare_independent(a: Sequence[float], b: Sequence[float], two_sided: bool = False) -> dict:
+    """Welch's t-test of mean(a) > mean(b) (or != with `two_sided`) for unpaired samples.
+
+    Returns mean_a, mean_b, difference, t and p_value. Samples without spread decide by the
+    sign of the difference (scipy would warn and return NaN).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = float(a.mean() - b.mean())
+    spread = max(a.std(), b.std())
+    if spread <= 1e-9 * max(1.0, abs(float(a.mean())), abs(float(b.mean()))):
+        if two_sided:
+            p = 1.0 if abs(diff) <= 1e-12 else 0.0
+        else:
+            p = 0.0 if diff > 0 else 1.0
+        t = math.copysign(math.inf, diff) if diff else math.nan
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            t, p = stats.ttest_ind(a, b, equal_var=False, alternative="two-sided" if two_sided else "greater")
+    return {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "difference": diff, "t": float(t), "p_value": float(p)}
+
+
 def format_p(p: float) -> str:
     """p-values as people read them: 'p = 0.03', 'p < 1e-6'."""
     if p is None or math.isnan(p):
