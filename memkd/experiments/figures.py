@@ -44,6 +44,18 @@ def _split(task, alpha: float, cfg) -> tuple[torch.Tensor, torch.Tensor]:
     return split_per_class(task.y, alpha, seed=cfg.seed * 1000 + task.dataset)
 
 
+def _settings(cfg: RandomDataConfig):
+    """For every dataset (one teacher each), alpha and student width, in that order, yield
+    (task, alpha, train_idx, test_idx, width, seed): the loop figures 2, 3 and 5 share."""
+    for dataset in range(cfg.datasets):
+        task = memorization_task(cfg, dataset)
+        for alpha in cfg.alphas:
+            train_idx, test_idx = _split(task, alpha, cfg)
+            for w_i, width in enumerate(cfg.student_widths):
+                seed = cfg.seed * 7919 + dataset * 101 + w_i * 13 + int(alpha * 1000)
+                yield task, alpha, train_idx, test_idx, width, seed
+
+
 # --- Fig 2: logit distillation -------------------------------------------------------------------
 
 
@@ -64,19 +76,13 @@ def logit_distillation(profile: str = "quick", targets: str = "soft", **override
     One row per student: dataset, alpha, width, temperature, lr, student, targets and metrics.
     """
     cfg = make_config(LogitDistillationConfig, "logit_distillation", profile, {**overrides, "targets": targets})
+    temps = cfg.temperatures if cfg.targets == "soft" else (math.nan,)
+    members = member_grid(temperature=temps, lr=cfg.lrs, student=range(cfg.students))
     rows: list[dict] = []
-    for dataset in range(cfg.datasets):
-        task = memorization_task(cfg, dataset)
-        for alpha in cfg.alphas:
-            train_idx, test_idx = _split(task, alpha, cfg)
-            for w_i, width in enumerate(cfg.student_widths):
-                temps = cfg.temperatures if cfg.targets == "soft" else (math.nan,)
-                members = member_grid(temperature=temps, lr=cfg.lrs, student=range(cfg.students))
-                kind = "soft" if cfg.targets == "soft" else "hard"
-                seed = cfg.seed * 7919 + dataset * 101 + w_i * 13 + int(alpha * 1000)
-                for r in distill(task, train_idx, test_idx, cfg=cfg, kind=kind, width=width,
-                                 members=members, seed=seed):
-                    rows.append({**r, "alpha": alpha, "targets": cfg.targets})
+    for task, alpha, train_idx, test_idx, width, seed in _settings(cfg):
+        for r in distill(task, train_idx, test_idx, cfg=cfg, kind=cfg.targets, width=width,
+                         members=members, seed=seed):
+            rows.append({**r, "alpha": alpha, "targets": cfg.targets})
     return _tidy(rows)
 
 
@@ -104,21 +110,15 @@ def similarity_distillation(profile: str = "quick", **overrides: Any) -> pd.Data
     The `kind` column says "similarity" or "soft"; both learn from the same teachers and splits.
     """
     cfg = make_config(SimilarityConfig, "similarity_distillation", profile, overrides)
+    sim_members = member_grid(temperature=(math.nan,), lr=cfg.similarity_lrs, student=range(cfg.students))
+    soft_members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
     rows: list[dict] = []
-    for dataset in range(cfg.datasets):
-        task = memorization_task(cfg, dataset)
-        for alpha in cfg.alphas:
-            train_idx, test_idx = _split(task, alpha, cfg)
-            for w_i, width in enumerate(cfg.student_widths):
-                seed = cfg.seed * 7919 + dataset * 101 + w_i * 13 + int(alpha * 1000)
-                sim_members = member_grid(temperature=(math.nan,), lr=cfg.similarity_lrs, student=range(cfg.students))
-                for r in distill(task, train_idx, test_idx, cfg=cfg, kind="similarity", width=width,
-                                 members=sim_members, seed=seed, epochs=cfg.similarity_epochs):
-                    rows.append({**r, "alpha": alpha})
-                soft_members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
-                for r in distill(task, train_idx, test_idx, cfg=cfg, kind="soft", width=width,
-                                 members=soft_members, seed=seed):
-                    rows.append({**r, "alpha": alpha})
+    for task, alpha, train_idx, test_idx, width, seed in _settings(cfg):
+        rows += [{**r, "alpha": alpha} for r in distill(
+            task, train_idx, test_idx, cfg=cfg, kind="similarity", width=width, members=sim_members,
+            seed=seed, epochs=cfg.similarity_epochs)]
+        rows += [{**r, "alpha": alpha} for r in distill(
+            task, train_idx, test_idx, cfg=cfg, kind="soft", width=width, members=soft_members, seed=seed)]
     return _tidy(rows)
 
 
@@ -140,17 +140,11 @@ class TemperatureLrConfig(RandomDataConfig):
 def temperature_lr(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Fig 5 (A.1): every (temperature, learning rate, seed) is one member of one ensemble."""
     cfg = make_config(TemperatureLrConfig, "temperature_lr", profile, overrides)
+    members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
     rows: list[dict] = []
-    for dataset in range(cfg.datasets):
-        task = memorization_task(cfg, dataset)
-        for alpha in cfg.alphas:
-            train_idx, test_idx = _split(task, alpha, cfg)
-            for w_i, width in enumerate(cfg.student_widths):
-                members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
-                seed = cfg.seed * 7919 + dataset * 101 + w_i * 13
-                for r in distill(task, train_idx, test_idx, cfg=cfg, kind="soft", width=width,
-                                 members=members, seed=seed):
-                    rows.append({**r, "alpha": alpha, "epochs": cfg.epochs})
+    for task, alpha, train_idx, test_idx, width, seed in _settings(cfg):
+        rows += [{**r, "alpha": alpha, "epochs": cfg.epochs} for r in distill(
+            task, train_idx, test_idx, cfg=cfg, kind="soft", width=width, members=members, seed=seed)]
     return _tidy(rows)
 
 
