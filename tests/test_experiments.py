@@ -112,3 +112,19 @@ def test_toy_2d_and_regions():
     assert reg["regions"]["teacher"].shape == (20, 20)
     assert set(reg["regions"]) == {"teacher", "hard", "soft T=20"}
     assert len(reg["test_correct"]["hard"]) == len(reg["test_idx"]) == 12
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+def test_every_profile_of_every_figure_validates(profile):
+    """The paper profile never runs in CI: at least its knobs must pass validation."""
+    from memkd.config import make_config
+    from memkd.experiments import beyond, figures
+
+    configs = [(figures.LogitDistillationConfig, "logit_distillation"), (figures.SimilarityConfig, "similarity_distillation"),
+               (figures.TemperatureLrConfig, "temperature_lr"), (figures.CompositionConfig, "dataset_composition"),
+               (figures.SurgeryConfig, "logit_surgery"), (figures.ToyConfig, "toy_2d")]
+    configs += [(cls, name) for name, cls in vars(beyond).items()
+                if isinstance(cls, type) and name.endswith("Config") and cls.__module__ == beyond.__name__]
+    for cls, name in configs:
+        cfg = make_config(cls, name, profile, {})
+        assert cfg.profile == profile
