@@ -22,6 +22,7 @@ from memkd.losses import (
     similarity_mse,
     soft_cross_entropy,
 )
+from memkd.metrics import accuracy
 from memkd.models import EnsembleMLP
 
 STUDENT_KINDS = ("soft", "hard", "similarity")
@@ -165,11 +166,6 @@ def fit(
     return pd.DataFrame(rows), first_perfect.cpu()
 
 
-def _accuracy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Fraction of argmax(logits) == labels per member. logits (E, N, C), labels (N,) or (E, N)."""
-    return (logits.argmax(dim=-1) == labels).float().mean(dim=-1)
-
-
 # --- teachers -----------------------------------------------------------------------------------
 
 
@@ -227,10 +223,10 @@ def train_teacher(
     def objective(idx: Tensor | None):
         xb, yb = (x, y) if idx is None else (x[:, idx], y[:, idx])
         logits = model(xb)
-        return hard_cross_entropy(logits, yb), _accuracy(logits.detach(), yb)
+        return hard_cross_entropy(logits, yb), accuracy(logits.detach(), yb)
 
     def evaluate() -> Tensor:
-        return _accuracy(model(x), y)
+        return accuracy(model(x), y)
 
     history, first = fit(
         model, objective, n_samples=n, epochs=max_epochs, lr=lr, batch_size=batch_size,
@@ -248,7 +244,7 @@ def train_teacher(
         history = pd.concat([history, more], ignore_index=True)
         epochs_run += extra_epochs
     with torch.no_grad():
-        acc = _accuracy(model(x), y).cpu()
+        acc = accuracy(model(x), y).cpu()
     memorized = acc >= 1.0
     if require_memorization and not bool(memorized.all()):
         worst = float(acc.min())
@@ -319,11 +315,11 @@ def train_students(
         out = model(xb)
         if kind == "hard":
             yb = rows(targets, idx, 0)
-            return hard_cross_entropy(out, yb), _accuracy(out.detach(), yb)
+            return hard_cross_entropy(out, yb), accuracy(out.detach(), yb)
         if kind == "soft":
             pb = rows(targets, idx, 1)
             return (soft_cross_entropy(out, pb, temps, soften_student),
-                    _accuracy(out.detach(), rows(soft_labels, idx, 0)))
+                    accuracy(out.detach(), rows(soft_labels, idx, 0)))
         sim = targets if idx is None else targets[..., idx, :][..., idx]
         return similarity_mse(out, sim), None
 

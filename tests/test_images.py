@@ -18,15 +18,7 @@ from memkd.images import (
 PER_BATCH = 4  # images per batch in the tiny archive
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster, and far faster on a CPU shared with other work."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _batch(seed: int, n: int) -> dict:

@@ -22,13 +22,7 @@ NOTEBOOK = ROOT / "nbs" / "09_open_questions.ipynb"
 METRICS = ["train_acc", "test_acc", "independent_acc", "chance"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks on busy shared cores run ~10x faster on one intra-op thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 # ---------------------------------------------------------------------------- the five functions

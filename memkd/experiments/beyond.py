@@ -30,6 +30,7 @@ from memkd.config import (
     ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
 )
 from memkd.data import split_per_class
+from memkd.experiments.common import member_grid
 from memkd.device import resolve_device
 from memkd.losses import soft_targets
 from memkd.metrics import accuracy
@@ -40,11 +41,6 @@ STRING = Constraint(lambda v: isinstance(v, str), "a str (a path, or '' for the 
 
 def _tidy(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).reset_index(drop=True)
-
-
-def _members(temperatures, lrs, students) -> list[dict]:
-    return [{"temperature": t, "lr": lr, "student": s}
-            for t in temperatures for lr in lrs for s in range(students)]
 
 
 # --- Fig 4: images with shuffles ------------------------------------------------------------------
@@ -151,7 +147,7 @@ def cifar_shuffles(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
         for a_i, alpha in enumerate(cfg.alphas):
             train_idx, test_idx = split_per_class(y, alpha, seed=cfg.seed * 1000 + a_i)
             for w_i, width in enumerate(cfg.student_widths):
-                members = _members(cfg.temperatures, cfg.lrs, cfg.students)
+                members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
                 temps = torch.tensor([m["temperature"] for m in members], device=device)
                 lrs = torch.tensor([m["lr"] for m in members], device=device)
                 model, _ = train_students(
@@ -246,7 +242,7 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
     rows: list[dict] = []
     for a_i, alpha in enumerate(cfg.alphas):
         train_idx, test_idx = split_per_class(y, alpha, seed=cfg.seed * 1000 + a_i)
-        members = _members(cfg.temperatures, cfg.lrs, cfg.students)
+        members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
         temps = torch.tensor([m["temperature"] for m in members], device=device)
         lrs = torch.tensor([m["lr"] for m in members], device=device)
         model, _ = train_transformer_students(

@@ -35,9 +35,9 @@ from memkd.experiments.common import (
     MemorizationTask, RandomDataConfig, distill, evaluate_students, member_grid, memorization_task,
 )
 from memkd.losses import soft_cross_entropy, soft_targets
-from memkd.metrics import nearest_neighbour_predictions
+from memkd.metrics import accuracy, nearest_neighbour_predictions
 from memkd.models import EnsembleMLP
-from memkd.train import _accuracy, fit, teacher_similarity, train_students
+from memkd.train import fit, teacher_similarity, train_students
 
 # Smallest settings that show the effect in seconds (smoke), a CPU chapter within ~3 minutes on two
 # cores (quick: about half the figures' quick scale, several teachers per question), the paper's.
@@ -436,7 +436,7 @@ def train_probe_students(x, probs, *, classes: int, width: int, hidden_layers: i
 
     def objective(idx):
         out = model(x)  # (E, N_train, C)
-        return soft_cross_entropy(out, probs), _accuracy(out.detach(), labels)
+        return soft_cross_entropy(out, probs), accuracy(out.detach(), labels)
 
     fit(model, objective, n_samples=x.shape[0], epochs=epochs, lr=lr, seed=seed)
     return model
