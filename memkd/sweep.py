@@ -718,23 +718,70 @@ def aggregate(sweep_dir: str | os.PathLike, runs: Iterable[str] | None = None, c
     sweep_dir = Path(sweep_dir)
     ids = list(runs) if runs is not None else sorted(p.name for p in (sweep_dir / "runs").iterdir()
                                                        if (p / "run.json").is_file())
-    frames, defaults = [], {}
+    frames, defaults, lead_names = [], {}, set()
     for rid in ids:
         folder = sweep_dir / "runs" / rid
         record = json.loads((folder / "run.json").read_text())
         values = _full_parameters(record, defaults)
         names = columns if columns is not None else list(record["parameters"])
         table_path = next((p for p in (folder / "results" / TABLE, folder / TABLE) if p.is_file()), None)
-        table = pd.read_csv(table_path) if table_path else pd.DataFrame(index=[0])
+        table = _read_text_table(table_path) if table_path else pd.DataFrame(index=[0])
         lead = {"run": rid}
         for name in names:
             lead[f"param_{name}" if name in table.columns or name == "run" else name] = values.get(name)
+        lead_names.update(lead)
         for i, (name, value) in enumerate(lead.items()):
             table.insert(i, name, [value] * len(table))
         frames.append(table)
     if not frames:
         return pd.DataFrame(columns=["run", *(columns or [])])
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    for name in table.columns:  # the parameters keep their types; the tables' text is parsed
+        if name not in lead_names:
+            table[name] = infer_column(table[name])
+    return table
+
+
+def _read_text_table(path: Path):
+    """A run's CSV with every cell kept as text ("" where empty): types are inferred later, per
+    column over all runs, because one run's few rows can make text look like a number."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+_MISSING = {"", "nan", "NaN", "NA", "<NA>", "None", "null"}
+_NON_FINITE = {"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+
+
+def infer_column(column):
+    """One aggregated column as numbers, booleans or text: numbers only when every present cell
+    is written as one.
+
+    A cell that pandas would read as infinite without being spelled `inf` (a hex token such as
+    "97e398195100" reads as 9.7e399) keeps the column as text. Cells that are not strings (the
+    parameters) make the column keep the values it has; a run without the column counts as empty.
+    """
+    import numpy as np
+    import pandas as pd
+
+    is_text = column.map(lambda v: isinstance(v, str))
+    if not (is_text | column.isna()).all():
+        return column
+    column = column.where(is_text, "")  # a run without this column: missing, like an empty cell
+    missing = column.isin(_MISSING)
+    present = column[~missing]
+    if present.empty:
+        return pd.Series(np.nan, index=column.index)
+    if present.isin(["True", "False"]).all():
+        return column.map({"True": True, "False": False}).where(~missing, None)
+    numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.isna().any():
+        return column.where(~missing, np.nan)
+    spelled = present.str.lower().isin(_NON_FINITE)
+    if (~np.isfinite(numbers.astype(float)) & ~spelled).any():
+        return column.where(~missing, np.nan)
+    return pd.to_numeric(column.where(~missing, np.nan))
 
 
 def _full_parameters(record: dict, cache: dict) -> dict:

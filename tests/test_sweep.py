@@ -16,6 +16,7 @@ import pytest
 
 from memkd import cli
 from memkd.sweep import (
+    aggregate,
     expand_grid,
     notebook_parameters,
     parse_cli_grid,
@@ -132,6 +133,24 @@ def test_bad_grid_stops_before_anything_runs(tmp_path, capsys):
 # --------------------------------------------------------------------------- real sweeps
 @pytest.mark.slow
 @pytest.mark.timeout(150)
+def test_aggregate_infers_each_column_over_all_runs_and_keeps_text_that_looks_numeric(tmp_path):
+    # a run whose hex token reads as 9.7e399 in its own 3-row CSV must not turn into `inf`
+    tables = {"r1": "student,token,score,ok,note\n0,97e398195100,0.5,True,\n1,97e398195100,inf,False,x\n",
+              "r2": "student,token,score,ok,note\n0,3fa9c2e1b0d4,1.5,True,\n"}
+    for rid, text in tables.items():
+        folder = tmp_path / "runs" / rid
+        (folder / "results").mkdir(parents=True)
+        (folder / "results" / "table.csv").write_text(text)
+        (folder / "run.json").write_text(json.dumps({"parameters": {"seed": int(rid[1]), "label": "1"},
+                                                     "notebook": "gone.ipynb"}))
+    table = aggregate(tmp_path)
+    assert table.token.tolist() == ["97e398195100", "97e398195100", "3fa9c2e1b0d4"]
+    assert table.score.dtype == float and table.score.tolist() == [0.5, float("inf"), 1.5]
+    assert table.student.dtype.kind == "i" and table.ok.tolist() == [True, False, True]
+    assert table.label.tolist() == ["1"] * 3 and table.seed.tolist() == [1, 1, 2]  # parameters keep their types
+    assert table.note.isna().tolist() == [True, False, True]
+
+
 def test_local_pool_and_dask_give_the_same_table(tmp_path):
     grid = {"seed": [0, 1], "alpha": [0.2]}  # one round of 2 workers: 2 runs
     started = time.perf_counter()
@@ -197,7 +216,7 @@ def test_kill_9_mid_sweep_then_resume_runs_everything_exactly_once(tmp_path):
     rerun_starts = [k for event, k, _ in new_lines if event == "start"]
     assert sorted(rerun_starts) == sorted({key({"seed": s}) for s in seeds} - done_before)
     # and the table holds, per point, the execution that ended last for that point
-    table = pd.read_csv(out / "results.csv")
+    table = pd.read_csv(out / "results.csv", dtype={"token": str})
     assert len(table) == len(seeds) * 3 and table.groupby("run").token.nunique().eq(1).all()
     ends = {k: token for event, k, token in read_log(log) if event == "end"}
     for rid, point in runs.items():
