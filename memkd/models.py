@@ -18,9 +18,9 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "linear": nn.Identity}
 
 def _activation_fn(name: str):
     if name == "relu":
-        return torch.relu
+        return torch.relu_
     if name == "tanh":
-        return torch.tanh
+        return torch.tanh_
     if name == "linear":
         return lambda h: h
     raise ValueError(
@@ -71,12 +71,11 @@ class EnsembleMLP(nn.Module):
         h = x
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            if h.dim() == 2:  # shared input: one (N, D) @ (E, D, P) broadcast matmul
-                h = torch.matmul(h, w) + b  # (E, N, out)
-            else:
-                h = torch.baddbmm(b, h, w)  # (E, N, in) @ (E, in, out) -> (E, N, out)
+            if h.dim() == 2:  # shared input: broadcast (N, D) to (E, N, D) without a copy
+                h = h.expand(self.members, *h.shape)
+            h = torch.baddbmm(b, h, w)  # (E, N, in) @ (E, in, out) + b -> (E, N, out)
             if i < last:
-                h = self._act(h)
+                h = self._act(h)  # in place: autograd keeps what the backward needs
                 if return_hidden and i == last - 1:
                     return h  # (E, N, P): the last hidden layer
         return h

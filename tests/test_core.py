@@ -9,12 +9,13 @@ import torch.nn.functional as F
 
 from memkd.data import make_memorization_data, split_per_class
 from memkd.device import resolve_device
+from memkd.fused import FusedCrossEntropy
 from memkd.losses import (
     cosine_similarity_matrix, cut_tail, drop_class, hard_cross_entropy, sample_pairs, similarity_mse,
     soft_cross_entropy, soft_targets, zero_class_elsewhere,
 )
 from memkd.metrics import (
-    compare_to_chance, nearest_neighbour_accuracy, per_class_accuracy, verdict,
+    accuracy, compare_to_chance, nearest_neighbour_accuracy, per_class_accuracy, verdict,
 )
 from memkd.models import EnsembleMLP
 from memkd.train import BatchedAdam, TeacherDidNotMemorize, train_students, train_teacher
@@ -194,6 +195,65 @@ def test_mini_batch_teacher_and_students_run():
                                  epochs=5, batch_size=16, log_every=1)
     assert set(hist.columns) == {"epoch", "member", "loss", "train_acc"} and hist.epoch.max() == 5
 
+
+# --- the fused full-batch step --------------------------------------------------------------------
+
+def _autograd_reference(model, x, targets, temps, soften):
+    loss = (hard_cross_entropy(model(x), targets) if targets.dtype == torch.long
+            else soft_cross_entropy(model(x), targets, temps, soften))
+    loss.sum().backward()
+    return loss.detach(), [p.grad for p in model.parameters()]
+
+
+@pytest.mark.parametrize("hidden_layers,activation,soften,per_member,hard", [
+    (1, "relu", False, False, False), (2, "relu", True, False, False), (2, "tanh", False, True, False),
+    (3, "linear", True, True, False), (2, "relu", False, False, True), (3, "tanh", False, True, True)])
+def test_fused_step_gives_autograds_loss_accuracy_and_gradients(hidden_layers, activation, soften, per_member, hard):
+    gen = torch.Generator().manual_seed(0)
+    e, n, d, c = 4, 15, 6, 5
+    x = torch.randn(e, n, d, generator=gen, dtype=torch.double) if per_member else torch.randn(n, d, dtype=torch.double)
+    targets = (torch.randint(c, (n,), generator=gen) if hard
+               else torch.softmax(3 * torch.randn(e, n, c, generator=gen, dtype=torch.double), -1))
+    if not hard:
+        targets[..., 0] = 0.0  # after logit surgery targets need not sum to one
+    labels = targets if hard else targets.argmax(-1)
+    temps = torch.tensor([1.0, 2.0, 5.0, 20.0])
+    fused_model = EnsembleMLP(e, d, 7, c, hidden_layers, activation, seed=3).double()
+    reference = EnsembleMLP(e, d, 7, c, hidden_layers, activation, seed=3).double()
+    step = FusedCrossEntropy(fused_model, x, targets, labels, temps, soften)
+    loss, acc = step()
+    ref_loss, ref_grads = _autograd_reference(reference, x, targets, temps, soften)
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(acc, accuracy(reference(x), labels))
+    assert [p.shape for p in fused_model.parameters()] == [p.shape for p in reference.parameters()]
+    grads = step.weight_grads + step.bias_grads  # stored (E, out, in) and (E, out, 1)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got.transpose(1, 2), want)
+    torch.testing.assert_close(fused_model(x), reference(x))  # the module still reads its weights
+
+
+def test_fused_training_follows_autograd_training():
+    x, y = make_memorization_data(5, 8, 12, seed=0)
+    t_fused = train_teacher(x, y, classes=5, width=32, lr=1e-2, max_epochs=300, seed=0)
+    t_plain = train_teacher(x, y, classes=5, width=32, lr=1e-2, max_epochs=300, seed=0, fused=False)
+    assert torch.equal(t_fused.epochs_to_memorize, t_plain.epochs_to_memorize)
+    torch.testing.assert_close(t_fused.logits(x), t_plain.logits(x), atol=1e-4, rtol=1e-4)
+    probs = soft_targets(t_fused.logits(x)[0], 10.0)
+    for kind, targets in (("soft", probs), ("hard", y)):
+        runs = [train_students(x, targets, kind=kind, classes=5, width=16, members=3, lrs=[1e-3, 3e-3, 1e-2],
+                               epochs=10, temperatures=[2.0, 5.0, 10.0], soften_student=True, fused=fused,
+                               log_every=5)
+                for fused in (True, False)]
+        (m_fused, h_fused), (m_plain, h_plain) = runs
+        torch.testing.assert_close(m_fused(x), m_plain(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(torch.tensor(h_fused.loss.values), torch.tensor(h_plain.loss.values))
+
+
+def test_fused_step_refuses_mini_batches():
+    model = EnsembleMLP(2, 3, 4, 2)
+    step = FusedCrossEntropy(model, torch.randn(6, 3), torch.zeros(6, dtype=torch.long), torch.zeros(6, dtype=torch.long))
+    with pytest.raises(ValueError, match="full batch only"):
+        step(torch.arange(3))
 
 # --- metrics --------------------------------------------------------------------------------------
 
