@@ -19,11 +19,11 @@ is the convention of issue 2; the real work is smaller by the first layer's inpu
 the paper's shapes the real count is 79% of it). `ceiling` = loop s/epoch over the time the real
 FLOPs take at the torch.mm rate: no implementation of these FLOPs can beat it on this machine.
 
-Run:  .venv/bin/python benchmarks/ensemble_speed.py [--shapes smoke,quick,paper] [--epochs N]
+Run:  .venv/bin/python benchmarks/ensemble_speed.py [--shapes smoke,quick,paper] [--epochs N] [--phases]
 Targets (issue 2, 2-core CPU): >= 30x at smoke, >= 5x at quick, >= 1.3x and >= 60% of the
-matmul rate at paper shapes. Measured in two quiet runs on 2 shared cores (2026-11-29): smoke
-6.0x / 7.5x, quick 1.4x / 1.2x, paper 0.7x / 0.8x at 64% / 75% of torch.mm; tables, noise and
-the reasons in benchmarks/README.md.
+matmul rate at paper shapes. Measured on the idle 2-core machine (2026-11-29): about 9x, 1.7x
+and 1.0x at 100% of torch.mm (3x count), against ceilings of about 41x, 2.7x and 1.3x; tables
+and the reasons in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -184,6 +184,32 @@ def run_vmap(x: Tensor, probs: Tensor, shape: Shape, members: int, epochs: int, 
         return vmap(lambda p, xb: functional_call(base, p, (xb,)), in_dims=(0, None))(params, x)
 
 
+def fused_phases(x: Tensor, probs: Tensor, shape: Shape, members: int, epochs: int) -> dict[str, float]:
+    """Milliseconds per epoch of each phase of the fused step (forward, loss, backward, Adam)."""
+    from memkd.fused import FusedCrossEntropy
+
+    model = EnsembleMLP(members, shape.input_dim, shape.width, shape.classes, HIDDEN_LAYERS, seed=0)
+    step = FusedCrossEntropy(model, x, probs, probs.argmax(dim=-1), TEMPERATURE)
+    opt = BatchedAdam(step.parameters(), LR)
+    phases = {"forward": 0.0, "loss": 0.0, "backward": 0.0, "adam": 0.0}
+    for epoch in range(epochs + 1):  # the first epoch is a warm-up
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            logits = step._forward()
+            t1 = time.perf_counter()
+            step._loss_and_logit_gradient(logits)
+            t2 = time.perf_counter()
+            step._backward()
+            t3 = time.perf_counter()
+        step.flat.grad = step.grad
+        opt.step()
+        t4 = time.perf_counter()
+        if epoch:
+            for name, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                phases[name] += 1e3 * seconds / epochs
+    return phases
+
+
 def matmul_rate(n: int = 4096, repeats: int = 3) -> float:
     """GFLOP/s of an (n x n) @ (n x n) fp32 torch.mm, median of `repeats` after a warm-up."""
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -208,6 +234,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=20, help="E, students per ensemble")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--vmap", action="store_true", help="also time the torch.func vmap variant")
+    parser.add_argument("--phases", action="store_true", help="also time each phase of the fused step")
     parser.add_argument("--no-check", action="store_true", help="skip the loop-vs-ensemble logits check")
     args = parser.parse_args()
     names = [s.strip() for s in args.shapes.split(",") if s.strip()]
@@ -236,6 +263,9 @@ def main() -> None:
             per_epoch[label], cpu_per_epoch[label] = marginal_epoch_time(
                 lambda k: fn(x, probs, shape, e, k), epochs, repeats, shape.warmup)
         note = "" if args.no_check else check(x, probs, shape, args.vmap)
+        if args.phases:
+            parts = fused_phases(x, probs, shape, e, epochs)
+            print(f"  {name} fused step, ms/epoch: " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
         rows.append((name, shape, epochs, repeats, per_epoch, cpu_per_epoch, note))
         print(f"  done {name}: " + ", ".join(f"{k} {v:.4f} s/epoch" for k, v in per_epoch.items()), flush=True)
     mm = max(mm_before, matmul_rate())  # measured before and after the shapes; the better one

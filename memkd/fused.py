@@ -146,8 +146,8 @@ class FusedCrossEntropy:
 
     def _loss_and_logit_gradient(self, logits: Tensor) -> tuple[Tensor, Tensor]:
         """loss (E,) and accuracy (E,); leaves d loss / d logits (E, C, N) in `self.log_q`."""
-        # argmax over a strided dim is several times slower than a copy + argmax over the last
-        acc = (logits.transpose(1, 2).contiguous().argmax(dim=-1) == self.labels).float().mean(dim=-1)
+        # max(...).indices is argmax (the first maximum on ties), 2-3x faster over dim 1 on a CPU
+        acc = (logits.max(dim=1).indices == self.labels).float().mean(dim=-1)
         z = logits if self.inv_t is None else torch.mul(logits, self.inv_t, out=self.log_q)
         torch.sub(z, torch.logsumexp(z, dim=1, keepdim=True), out=self.log_q)
         n = logits.shape[-1]
