@@ -223,7 +223,7 @@ def train_teacher(
     Raises TeacherDidNotMemorize (with the accuracy reached) if a member ends below 100%,
     unless `require_memorization=False`; then check `teacher.memorized`.
     fused : full batch, train through `memkd.fused.FusedCrossEntropy` (no autograd, the same
-        numbers to float rounding, several times faster on a CPU); False uses autograd.
+        numbers to float rounding, 1.2-1.3x faster on a CPU); False uses autograd.
     """
     if x.dim() == 2:
         x, y = x.unsqueeze(0), y.unsqueeze(0)
@@ -306,7 +306,7 @@ def train_students(
                     C-dimensional embeddings. Above `max_full_similarity` samples, each step
                     uses a random block of that many rows instead of the full matrix.
     fused : full-batch "soft" and "hard" students train through `memkd.fused.FusedCrossEntropy`
-        (no autograd, the same numbers to float rounding, several times faster on a CPU);
+        (no autograd, the same numbers to float rounding, 1.2-1.3x faster on a CPU);
         False uses autograd.
     Returns (model, history).
     """
