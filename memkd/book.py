@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -169,9 +169,13 @@ def run_jobs(jobs: list[Job], workers: int = 1, scheduler: str | None = None) ->
                 raise
             print(f" {times[job.name]:.1f} s", flush=True)
         return times
+    from memkd.sweep import thread_share
+
+    share = thread_share(workers)  # the kernels side by side split the cores
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="memkd-book")
     try:
-        futures = {job.name: pool.submit(execute_notebook, job) for job in jobs}
+        futures = {job.name: pool.submit(execute_notebook, replace(job, env={**job.env, **share}))
+                   for job in jobs}
         for name, future in futures.items():
             times[name] = future.result()
             print(f"  {name}: {times[name]:.1f} s", flush=True)

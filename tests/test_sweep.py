@@ -22,6 +22,7 @@ from memkd.sweep import (
     parse_cli_grid,
     run_id,
     run_sweep,
+    thread_share,
 )
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sweep_fixture.ipynb"
@@ -151,6 +152,15 @@ def test_aggregate_infers_each_column_over_all_runs_and_keeps_text_that_looks_nu
     assert table.note.isna().tolist() == [True, False, True]
 
 
+def test_thread_share_splits_the_cores_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert thread_share(4) == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
+    assert thread_share(32) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # never zero
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert thread_share(4) == {}
+
+
 def test_local_pool_and_dask_give_the_same_table(tmp_path):
     grid = {"seed": [0, 1], "alpha": [0.2]}  # one round of 2 workers: 2 runs
     started = time.perf_counter()
@@ -170,6 +180,8 @@ def test_local_pool_and_dask_give_the_same_table(tmp_path):
     pd.testing.assert_frame_equal(table, pd.read_csv(tmp_path / "local" / "results.csv"), check_dtype=False)
     assert list(table.columns[:3]) == ["run", "param_seed", "alpha"]  # the table's own `seed` stays
     assert len(table) == 2 * 3 and set(zip(table.param_seed, table.alpha)) == {(0, .2), (1, .2)}
+    share = thread_share(2).get("OMP_NUM_THREADS")  # 2 runs side by side split the cores
+    assert table.omp_threads.astype(str).eq(share or os.environ.get("OMP_NUM_THREADS", "")).all()
     row = table[(table.param_seed == 1) & (table.alpha == 0.2) & (table.student == 2)].iloc[0]
     assert row.score == pytest.approx(1.4) and row.seed == 12
     for rid in table.run.unique():
