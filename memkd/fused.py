@@ -8,7 +8,8 @@ in on first touch: a ReLU over a fresh (20, 6000, 500) tensor runs at about 5 GB
 30), and each small op costs dispatcher time, which dominates at the `smoke` shapes. This step
 keeps every activation and gradient in buffers allocated once, and lays all parameters (and
 their gradients) out in one flat (E, K) tensor, so that `BatchedAdam` updates every layer with a
-handful of ops. It computes the same loss, accuracy and gradients as
+handful of ops. Activations are stored feature-major (E, features, N), and with a shared input
+layer 1 is a single GEMM over all members. It computes the same loss, accuracy and gradients as
 `soft_cross_entropy` / `hard_cross_entropy` + `loss.sum().backward()` (tested to float
 rounding), for any depth and for the relu, tanh and linear activations.
 """
@@ -21,7 +22,9 @@ from torch import Tensor
 from memkd.models import EnsembleMLP
 
 
-def flatten_parameters(model: EnsembleMLP) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor]]:
+def flatten_parameters(
+    model: EnsembleMLP,
+) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
     """Move `model`'s parameters into one flat (E, K) tensor, in place, stored feature-major.
 
     Each weight is stored as an (E, out, in) block and each bias as an (E, out) block of `flat`;
