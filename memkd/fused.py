@@ -75,6 +75,9 @@ class FusedCrossEntropy:
 
     def __init__(self, model: EnsembleMLP, x: Tensor, targets: Tensor, labels: Tensor,
                  temperatures: Tensor | float = 1.0, soften_student: bool = False) -> None:
+        if not all(p.requires_grad for p in model.parameters()):
+            raise ValueError("FusedCrossEntropy trains every parameter; a model with frozen parameters "
+                             "(requires_grad=False) needs the autograd path (fit with a plain objective).")
         self.model, self.activation = model, model.activation
         (self.flat, self.grad, self.weights, self.weight_grads,
          self.biases, self.bias_grads) = flatten_parameters(model)

@@ -249,11 +249,15 @@ def test_fused_training_follows_autograd_training():
         torch.testing.assert_close(torch.tensor(h_fused.loss.values), torch.tensor(h_plain.loss.values))
 
 
-def test_fused_step_refuses_mini_batches():
+def test_fused_step_refuses_mini_batches_and_frozen_parameters():
     model = EnsembleMLP(2, 3, 4, 2)
     step = FusedCrossEntropy(model, torch.randn(6, 3), torch.zeros(6, dtype=torch.long), torch.zeros(6, dtype=torch.long))
     with pytest.raises(ValueError, match="full batch only"):
         step(torch.arange(3))
+    frozen = EnsembleMLP(2, 3, 4, 2)
+    frozen.weights[0].requires_grad_(False)
+    with pytest.raises(ValueError, match="frozen parameters"):
+        FusedCrossEntropy(frozen, torch.randn(6, 3), torch.zeros(6, dtype=torch.long), torch.zeros(6, dtype=torch.long))
 
 # --- metrics --------------------------------------------------------------------------------------
 
