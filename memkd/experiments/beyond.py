@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -30,17 +29,13 @@ from memkd.config import (
     ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
 )
 from memkd.data import split_per_class
-from memkd.experiments.common import member_grid
+from memkd.experiments.common import member_grid, tidy
 from memkd.device import resolve_device
 from memkd.losses import soft_targets
 from memkd.metrics import accuracy
 
 SETTINGS = ("clean", "labels", "pixels", "both", "fixed")
 STRING = Constraint(lambda v: isinstance(v, str), "a str (a path, or '' for the default)")
-
-
-def _tidy(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows).reset_index(drop=True)
 
 
 # --- Fig 4: images with shuffles ------------------------------------------------------------------
@@ -169,9 +164,7 @@ def cifar_shuffles(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                                  "chance": 1.0 / images.classes,
                                  "teacher_epochs": int(teacher.epochs_to_memorize.max()),
                                  "n_memorized": len(y), "n_trivial": len(y_triv), "note": note})
-    table = _tidy(rows)
-    table["ratio"] = table["test_acc"] / table["teacher_independent_acc"]
-    return table
+    return tidy(rows, ratio_to_trivial=True)
 
 
 # --- Fig 8: a 1-layer transformer on modular addition ----------------------------------------------
@@ -260,6 +253,4 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
                          "teacher_epochs": teacher.epochs_to_memorize,
                          "teacher_extra_epochs": cfg.teacher_extra_epochs,
                          "n_memorized": len(y), "n_outside": len(out_idx)})
-    table = _tidy(rows)
-    table["ratio"] = table["test_acc"] / table["teacher_independent_acc"]
-    return table
+    return tidy(rows, ratio_to_trivial=True)

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import pandas as pd
 import torch
 from torch import Tensor
 
@@ -217,3 +218,18 @@ def evaluate_students(
         "test_acc_class": class_acc.cpu(), "independent_acc": independent.cpu(),
         "teacher_agreement_independent": teacher_agree.cpu(),
     }
+
+
+def tidy(rows: list[dict], ratio_to_trivial: bool = False) -> pd.DataFrame:
+    """Rows -> DataFrame with the knob columns first and the metrics after.
+
+    ratio_to_trivial: add `ratio` = test_acc / teacher_independent_acc, how many times the
+    teacher's accuracy on fresh data D' the student reaches on held-out memorized data.
+    """
+    table = pd.DataFrame(rows)
+    first = [c for c in ("dataset", "classes", "per_class", "input_dim", "alpha", "width", "kind", "targets",
+                         "variant", "tail_fraction", "temperature", "lr", "student") if c in table.columns]
+    table = table[first + [c for c in table.columns if c not in first]]
+    if ratio_to_trivial:
+        table["ratio"] = table["test_acc"] / table["teacher_independent_acc"]
+    return table

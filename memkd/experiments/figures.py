@@ -12,17 +12,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from memkd.config import (
-    ALPHAS, POS_INT, POS_INTS, BOOL, int_range, knob, list_of, make_config, one_of, real_interval,
+    POS_INT, POS_INTS, int_range, knob, list_of, make_config, one_of, real_interval,
 )
 from memkd.data import make_memorization_data, split_per_class
 from memkd.device import resolve_device
 from memkd.experiments.common import (
-    INDEPENDENT_SEED_OFFSET, RandomDataConfig, distill, member_grid, memorization_task,
+    INDEPENDENT_SEED_OFFSET, RandomDataConfig, distill, member_grid, memorization_task, tidy,
 )
 from memkd.losses import cut_tail, drop_class, soft_targets, zero_class_elsewhere
 from memkd.metrics import accuracy
@@ -83,7 +82,7 @@ def logit_distillation(profile: str = "quick", targets: str = "soft", **override
         for r in distill(task, train_idx, test_idx, cfg=cfg, kind=cfg.targets, width=width,
                          members=members, seed=seed):
             rows.append({**r, "alpha": alpha, "targets": cfg.targets})
-    return _tidy(rows)
+    return tidy(rows)
 
 
 # --- Fig 3: similarity scores --------------------------------------------------------------------
@@ -119,7 +118,7 @@ def similarity_distillation(profile: str = "quick", **overrides: Any) -> pd.Data
             seed=seed, epochs=cfg.similarity_epochs)]
         rows += [{**r, "alpha": alpha} for r in distill(
             task, train_idx, test_idx, cfg=cfg, kind="soft", width=width, members=soft_members, seed=seed)]
-    return _tidy(rows)
+    return tidy(rows)
 
 
 # --- Fig 5: temperature x learning rate ----------------------------------------------------------
@@ -145,7 +144,7 @@ def temperature_lr(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     for task, alpha, train_idx, test_idx, width, seed in _settings(cfg):
         rows += [{**r, "alpha": alpha, "epochs": cfg.epochs} for r in distill(
             task, train_idx, test_idx, cfg=cfg, kind="soft", width=width, members=members, seed=seed)]
-    return _tidy(rows)
+    return tidy(rows)
 
 
 # --- Fig 6: dataset composition ------------------------------------------------------------------
@@ -206,9 +205,7 @@ def dataset_composition(profile: str = "quick", **overrides: Any) -> pd.DataFram
                 for r in distill(task, train_idx, test_idx, cfg=cfg, kind="soft", width=width,
                                  members=members, seed=cfg.seed * 7919 + cell):
                     rows.append({**r, **knobs, "teacher_train_acc": 1.0})
-    table = _tidy(rows)
-    table["ratio"] = table["test_acc"] / table["teacher_independent_acc"]
-    return table
+    return tidy(rows, ratio_to_trivial=True)
 
 
 # --- Fig 7: logit surgery ------------------------------------------------------------------------
@@ -274,7 +271,7 @@ def logit_surgery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                               lr=cfg.lrs, student=range(cfg.students))
         rows += distill(task, kept, test_idx, cfg=cfg, kind="soft", width=width, members=dropped,
                         seed=seed + 1, class_of_interest=c)
-    table = _tidy([{**r, "alpha": alpha, "surgery_class": c} for r in rows])
+    table = tidy([{**r, "alpha": alpha, "surgery_class": c} for r in rows])
     return table
 
 
@@ -371,7 +368,7 @@ def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                          "train_acc": float(train_acc[m]), "test_acc": float(test_acc[m]),
                          "independent_acc": float(ind_acc[m]), "teacher_independent_acc": float(teacher_ind[k]),
                          "chance": 1.0 / cfg.classes, "teacher_memorized": bool(teacher.memorized[k])})
-    return _tidy(rows)
+    return tidy(rows)
 
 
 def toy_2d_regions(profile: str = "quick", dataset: int = 0, grid_size: int = 120, **overrides: Any) -> dict:
@@ -402,10 +399,3 @@ def toy_2d_regions(profile: str = "quick", dataset: int = 0, grid_size: int = 12
             out["test_acc"][name] = float(correct.mean())
     return out
 
-
-def _tidy(rows: list[dict]) -> pd.DataFrame:
-    """Rows -> DataFrame with knob columns first and metric columns after."""
-    table = pd.DataFrame(rows)
-    first = [c for c in ("dataset", "classes", "per_class", "input_dim", "alpha", "width", "kind", "targets",
-                         "variant", "tail_fraction", "temperature", "lr", "student") if c in table.columns]
-    return table[first + [c for c in table.columns if c not in first]]
