@@ -15,7 +15,8 @@ Files a chapter leaves there (the report page and the sweeps read them):
     table.csv      the tidy results, one row per trained student (`save_table`)
     <name>.png     each figure (`save_figure`)
     claims.csv     one row per claim of the paper with this build's verdict (`add_claim`)
-    meta.json      chapter, profile, device, seed, memkd version, and the elapsed seconds
+    meta.json      chapter, profile, seed, elapsed seconds, and the build's provenance
+                   (`memkd.provenance.collect`: versions, git commit, device name, threads, host)
 """
 
 from __future__ import annotations
@@ -191,7 +192,14 @@ class Chapter:
         return sentence
 
     def finish(self) -> pd.DataFrame:
-        """Write claims.csv and meta.json; return the claims as a table."""
+        """Write claims.csv and meta.json; return the claims as a table.
+
+        meta.json holds the chapter, profile, seed and wall time (elapsed_s) together with
+        the build's provenance (`memkd.provenance.collect`: memkd version, git commit and
+        cleanliness, Python and torch versions, device and its name, threads, platform, host).
+        """
+        from memkd.provenance import collect
+
         claims = pd.DataFrame([asdict(c) for c in self.claims], columns=CLAIM_COLUMNS)
         self.save_table(claims, "claims")
         meta = {
@@ -202,6 +210,7 @@ class Chapter:
             "memkd_version": __version__,
             "elapsed_s": round(time.perf_counter() - self._started, 2),
         }
+        meta.update({k: v for k, v in collect(self.device).items() if k not in meta})
         (self.path / "meta.json").write_text(json.dumps(meta, indent=2))
         return claims
 
