@@ -9,7 +9,9 @@ The 1-layer transformer lives in `memkd.transformer`.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -28,6 +30,18 @@ def _activation_fn(name: str):
     )
 
 
+def _draw_layers(members: int, sizes: list[int], seed: int) -> list[tuple[Tensor, Tensor]]:
+    """Weights (E, in, out) and biases (E, 1, out) of every layer, uniform in +-1/sqrt(fan_in)."""
+    gen = torch.Generator().manual_seed(seed)
+    layers = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        bound = 1.0 / math.sqrt(fan_in)
+        w = (torch.rand(members, fan_in, fan_out, generator=gen) * 2 - 1) * bound
+        b = (torch.rand(members, 1, fan_out, generator=gen) * 2 - 1) * bound
+        layers.append((w, b))
+    return layers
+
+
 class EnsembleMLP(nn.Module):
     """E independent MLPs D -> P -> ... -> P -> C with stacked weights.
 
@@ -38,7 +52,9 @@ class EnsembleMLP(nn.Module):
     hidden_layers : number of hidden layers of width P (the paper uses 2; Fig 1 uses 1).
     activation : "relu" | "tanh" | "linear".
     seed : initialisation seed; weights and biases are drawn like `nn.Linear`
-        (uniform in +-1/sqrt(fan_in)), independently for every member.
+        (uniform in +-1/sqrt(fan_in)), independently for every member. A sequence of E seeds
+        draws member i from seed[i] alone, so that it equals a one-member ensemble with that
+        seed whatever ensemble it is trained in (see `memkd.seeds`).
     """
 
     def __init__(
@@ -49,22 +65,25 @@ class EnsembleMLP(nn.Module):
         classes: int,
         hidden_layers: int = 2,
         activation: str = "relu",
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
     ) -> None:
         super().__init__()
         self.members, self.input_dim, self.width, self.classes = members, input_dim, width, classes
         self.hidden_layers, self.activation = hidden_layers, activation
         self._act = _activation_fn(activation)
         sizes = [input_dim] + [width] * hidden_layers + [classes]
-        gen = torch.Generator().manual_seed(int(seed))
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            bound = 1.0 / math.sqrt(fan_in)
-            w = (torch.rand(members, fan_in, fan_out, generator=gen) * 2 - 1) * bound
-            b = (torch.rand(members, 1, fan_out, generator=gen) * 2 - 1) * bound
-            self.weights.append(nn.Parameter(w))  # (E, in, out)
-            self.biases.append(nn.Parameter(b))  # (E, 1, out)
+        if isinstance(seed, (int, np.integer)):
+            layers = _draw_layers(members, sizes, int(seed))
+        else:
+            seeds = [int(s) for s in seed]
+            if len(seeds) != members:
+                raise ValueError(f"The 'seed' parameter of EnsembleMLP must be an int or hold one seed per member "
+                                 f"({members}). Got {len(seeds)} seeds instead.")
+            per_member = [_draw_layers(1, sizes, s) for s in seeds]
+            layers = [(torch.cat([m[i][0] for m in per_member]), torch.cat([m[i][1] for m in per_member]))
+                      for i in range(len(sizes) - 1)]
+        self.weights = nn.ParameterList([nn.Parameter(w) for w, _ in layers])  # (E, in, out)
+        self.biases = nn.ParameterList([nn.Parameter(b) for _, b in layers])  # (E, 1, out)
 
     def forward(self, x: Tensor, return_hidden: bool = False) -> Tensor:
         """x : (N, D) shared by all members, or (E, N, D) per member. Returns logits (E, N, C)."""

@@ -23,10 +23,12 @@ from memkd.losses import (
     soft_cross_entropy,
 )
 from memkd.fused import FusedCrossEntropy
+from memkd.memory import members_per_chunk, training_bytes_per_member
 from memkd.metrics import accuracy
 from memkd.models import EnsembleMLP
 
 STUDENT_KINDS = ("soft", "hard", "similarity")
+TEACHER_STOPS = ("budget", "first_perfect")
 
 
 class BatchedAdam:
@@ -105,6 +107,7 @@ def fit(
     decoupled_weight_decay: bool = False,
     betas: tuple[float, float] = (0.9, 0.999),
     freeze_when_perfect: bool = False,
+    record_first_perfect: bool = False,
     evaluate: Callable[[], Tensor] | None = None,
     log_every: int = 0,
     seed: int = 0,
@@ -119,6 +122,8 @@ def fit(
     freeze_when_perfect: a member whose training accuracy reaches 1 stops moving (its learning
         rate is masked from that step on; with full batches the accuracy is the one computed
         before the step, so the frozen parameters are exactly the ones that reached 100%).
+    record_first_perfect: track the first epoch at 100% (as freeze_when_perfect does) without
+        freezing anyone: the teacher's fixed-budget protocol.
     evaluate() -> training accuracy (E,) on the full data, used at the end of each epoch with
         mini-batches (full batch uses the objective's own accuracy).
     Returns (history, first_perfect_epoch): history is a long table with columns
@@ -133,6 +138,7 @@ def fit(
     opt = BatchedAdam(params, lr, betas=betas, weight_decay=weight_decay, decoupled=decoupled_weight_decay)
     active = torch.ones(members, dtype=torch.bool, device=device)
     first_perfect = torch.full((members,), -1, dtype=torch.long, device=device)
+    track = freeze_when_perfect or record_first_perfect
     gen = torch.Generator().manual_seed(int(seed) + 104729)
     rows: list[dict] = []
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=False)
@@ -145,19 +151,21 @@ def fit(
         for idx in batches:
             opt.zero_grad()
             loss, acc = objective(idx)
-            if freeze_when_perfect and idx is None and acc is not None:
+            if track and idx is None and acc is not None:
                 newly = (acc >= 1.0) & (first_perfect < 0)
                 first_perfect[newly] = epoch - 1  # perfect before this epoch's step
-                active &= acc < 1.0
+                if freeze_when_perfect:
+                    active &= acc < 1.0
             if not fused:
                 loss.sum().backward()
             opt.step(active if freeze_when_perfect else None)
-        if freeze_when_perfect and batch_size is not None and evaluate is not None:
+        if track and batch_size is not None and evaluate is not None:
             with torch.no_grad():
                 acc = evaluate()
             newly = (acc >= 1.0) & (first_perfect < 0)
             first_perfect[newly] = epoch
-            active &= acc < 1.0
+            if freeze_when_perfect:
+                active &= acc < 1.0
         last = epoch == epochs
         if (log_every and epoch % log_every == 0) or last:
             acc_vals = acc.detach().cpu().tolist() if acc is not None else [float("nan")] * members
@@ -210,25 +218,38 @@ def train_teacher(
     batch_size: int | None = None,
     weight_decay: float = 0.0,
     extra_epochs: int = 0,
-    seed: int = 0,
+    stop: str = "budget",
+    seed: int | Sequence[int] = 0,
     require_memorization: bool = True,
     progress: bool = False,
     fused: bool = True,
 ) -> Teacher:
-    """Train teachers until each reaches 100% training accuracy (then it stops moving).
+    """Train K teachers at once, each required to end at 100% training accuracy.
 
     x : (N, D) for one teacher or (K, N, D) for K teachers on K datasets; y : (N,) or (K, N).
-    extra_epochs : after all members memorized, train every member this many epochs more
-        (a teacher "trained on long after" memorizing; 0 keeps each at its first 100%).
+    stop : "budget" (the paper's protocol and the released code's default): every teacher trains
+        for all `max_epochs` and must be at 100% at the end; "first_perfect": each teacher stops
+        moving at the first epoch where it classifies all of its data correctly (an early stop).
+    extra_epochs : with stop="first_perfect", after all members memorized, train every member
+        this many epochs more (a teacher "trained on long after" memorizing).
+    seed : one int for the whole ensemble, or one seed per teacher (see `memkd.seeds`).
     Raises TeacherDidNotMemorize (with the accuracy reached) if a member ends below 100%,
     unless `require_memorization=False`; then check `teacher.memorized`.
     fused : full batch, train through `memkd.fused.FusedCrossEntropy` (no autograd, the same
         numbers to float rounding, 1.2-1.3x faster on a CPU); False uses autograd.
     """
+    if stop not in TEACHER_STOPS:
+        raise ValueError(f"The 'stop' parameter of train_teacher must be one of {TEACHER_STOPS}. Got {stop!r} instead.")
     if x.dim() == 2:
         x, y = x.unsqueeze(0), y.unsqueeze(0)
     k, n, d = x.shape
+    need = training_bytes_per_member(n, d, width, classes, hidden_layers, own_inputs=True, soft_targets=False)
+    if members_per_chunk(k, need, x.device, "the teacher width, the dataset size or the number of datasets") < k:
+        raise MemoryError(f"train_teacher: {k} teachers of width {width} on {n} samples of dimension {d} need "
+                          f"about {k * need / 2**30:.1f} GiB, more than {x.device} has free. Train fewer "
+                          "datasets at once, or reduce the teacher width or the dataset size.")
     model = EnsembleMLP(k, d, width, classes, hidden_layers, activation, seed=seed).to(x.device)
+    fit_seed = seed if isinstance(seed, int) else int(list(seed)[0])
 
     def objective(idx: Tensor | None):
         xb, yb = (x, y) if idx is None else (x[:, idx], y[:, idx])
@@ -242,14 +263,14 @@ def train_teacher(
         objective = FusedCrossEntropy(model, x, y, y)
     history, first = fit(
         model, objective, n_samples=n, epochs=max_epochs, lr=lr, batch_size=batch_size,
-        weight_decay=weight_decay, freeze_when_perfect=True, evaluate=evaluate,
-        log_every=max(1, max_epochs // 50), seed=seed, progress=progress, desc="teacher",
+        weight_decay=weight_decay, freeze_when_perfect=stop == "first_perfect", record_first_perfect=True,
+        evaluate=evaluate, log_every=max(1, max_epochs // 50), seed=fit_seed, progress=progress, desc="teacher",
     )
     epochs_run = int(history["epoch"].max()) if len(history) else 0
     if extra_epochs > 0 and bool((first >= 0).all()):
         more, _ = fit(
             model, objective, n_samples=n, epochs=extra_epochs, lr=lr, batch_size=batch_size,
-            weight_decay=weight_decay, log_every=max(1, extra_epochs // 20), seed=seed + 1,
+            weight_decay=weight_decay, log_every=max(1, extra_epochs // 20), seed=fit_seed + 1,
             progress=progress, desc="teacher (extra)",
         )
         more["epoch"] += epochs_run
@@ -262,7 +283,8 @@ def train_teacher(
         worst = float(acc.min())
         raise TeacherDidNotMemorize(
             f"train_teacher: {int((~memorized).sum())} of {k} teacher(s) did not reach 100% training "
-            f"accuracy within {max_epochs} epochs (lowest reached {worst:.2%}). Give the teacher more "
+            f"accuracy {'after' if stop == 'budget' else 'within'} {max_epochs} epochs (teacher_stop={stop!r}; "
+            f"lowest reached {worst:.2%}). Give the teacher more "
             "epochs, more width or a larger learning rate, or pass require_memorization=False to "
             "keep it (results are then marked memorized=False)."
         )
@@ -289,7 +311,7 @@ def train_students(
     batch_size: int | None = None,
     max_full_similarity: int = 4096,
     weight_decay: float = 0.0,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     log_every: int = 0,
     progress: bool = False,
     fused: bool = True,
@@ -308,12 +330,20 @@ def train_students(
     fused : full-batch "soft" and "hard" students train through `memkd.fused.FusedCrossEntropy`
         (no autograd, the same numbers to float rounding, 1.2-1.3x faster on a CPU);
         False uses autograd.
+    seed : one int for the whole ensemble, or one seed per student (see `memkd.seeds`).
+    Raises MemoryError naming the knobs to reduce when one student cannot fit on the device.
     Returns (model, history).
     """
     if kind not in STUDENT_KINDS:
         raise ValueError(f"The 'kind' parameter of train_students must be one of {STUDENT_KINDS}. Got {kind!r} instead.")
     n, d = x.shape[-2], x.shape[-1]
+    need = training_bytes_per_member(n, d, width, classes, hidden_layers, own_inputs=x.dim() == 3,
+                                     soft_targets=kind != "hard")
+    if kind == "similarity":
+        need += 4 * 3 * min(n, max_full_similarity) ** 2
+    members_per_chunk(1, need, x.device, "the student width or the number of training samples")
     model = EnsembleMLP(members, d, width, classes, hidden_layers, activation, seed=seed).to(x.device)
+    fit_seed = seed if isinstance(seed, int) else int(list(seed)[0])
     temps = torch.as_tensor(temperatures, dtype=torch.float32, device=x.device).expand(members)
 
     def rows(t: Tensor, idx: Tensor | None, dims: int) -> Tensor:
@@ -347,7 +377,7 @@ def train_students(
 
     history, _ = fit(
         model, objective, n_samples=n, epochs=epochs, lr=lrs, batch_size=batch_size,
-        weight_decay=weight_decay, log_every=log_every, seed=seed, progress=progress, desc=f"{kind} students",
+        weight_decay=weight_decay, log_every=log_every, seed=fit_seed, progress=progress, desc=f"{kind} students",
     )
     return model, history
 

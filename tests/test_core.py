@@ -174,9 +174,38 @@ def test_adamw_variant_and_inactive_members_stay_put():
 
 def test_teacher_memorizes_and_stops_at_first_perfect_epoch():
     x, y = make_memorization_data(10, 20, 100, seed=0)
-    teacher = train_teacher(x, y, classes=10, width=50, lr=3e-3, max_epochs=600, seed=0)
+    teacher = train_teacher(x, y, classes=10, width=50, lr=3e-3, max_epochs=600, seed=0, stop="first_perfect")
     assert bool(teacher.memorized.all()) and float(teacher.train_acc[0]) == 1.0
     assert 0 < int(teacher.epochs_to_memorize[0]) < 600
+    assert teacher.epochs_run == int(teacher.epochs_to_memorize[0]) + 1  # stopped moving, then ended
+
+
+def test_budget_teacher_trains_every_epoch_and_moves_on_after_memorizing():
+    x, y = make_memorization_data(10, 20, 100, seed=0)
+    early = train_teacher(x, y, classes=10, width=50, lr=3e-3, max_epochs=600, seed=0, stop="first_perfect")
+    budget = train_teacher(x, y, classes=10, width=50, lr=3e-3, max_epochs=600, seed=0, stop="budget")
+    assert budget.epochs_run == 600 and bool(budget.memorized.all())
+    assert torch.equal(budget.epochs_to_memorize, early.epochs_to_memorize)  # same path up to 100%
+    assert not torch.allclose(budget.logits(x), early.logits(x))  # ... then it kept training
+    with pytest.raises(ValueError, match="'stop'.*budget"):
+        train_teacher(x, y, classes=10, width=50, max_epochs=5, stop="early")
+
+
+def test_budget_teacher_below_100_percent_at_the_end_raises():
+    x, y = make_memorization_data(10, 20, 100, seed=0)
+    with pytest.raises(TeacherDidNotMemorize, match="after 3 epochs.*teacher_stop='budget'"):
+        train_teacher(x, y, classes=10, width=50, lr=3e-3, max_epochs=3, seed=0, stop="budget")
+
+
+def test_per_member_seeds_make_stacked_teachers_equal_separate_ones():
+    xs, ys = zip(*(make_memorization_data(5, 8, 12, seed=s) for s in (1, 2)))
+    stacked = train_teacher(torch.stack(xs), torch.stack(ys), classes=5, width=32, lr=1e-2, max_epochs=60,
+                            seed=[11, 12])
+    for k, s in enumerate((11, 12)):
+        alone = train_teacher(xs[k], ys[k], classes=5, width=32, lr=1e-2, max_epochs=60, seed=s)
+        torch.testing.assert_close(stacked.logits(xs[k])[k], alone.logits(xs[k])[0], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="one seed per member"):
+        EnsembleMLP(3, 4, 5, 2, seed=[1, 2])
 
 
 def test_teacher_that_fails_raises_with_accuracy_unless_accepted():
@@ -234,8 +263,9 @@ def test_fused_step_gives_autograds_loss_accuracy_and_gradients(hidden_layers, a
 
 def test_fused_training_follows_autograd_training():
     x, y = make_memorization_data(5, 8, 12, seed=0)
-    t_fused = train_teacher(x, y, classes=5, width=32, lr=1e-2, max_epochs=300, seed=0)
-    t_plain = train_teacher(x, y, classes=5, width=32, lr=1e-2, max_epochs=300, seed=0, fused=False)
+    t_fused = train_teacher(x, y, classes=5, width=32, lr=1e-2, max_epochs=300, seed=0, stop="first_perfect")
+    t_plain = train_teacher(x, y, classes=5, width=32, lr=1e-2, max_epochs=300, seed=0, fused=False,
+                            stop="first_perfect")
     assert torch.equal(t_fused.epochs_to_memorize, t_plain.epochs_to_memorize)
     torch.testing.assert_close(t_fused.logits(x), t_plain.logits(x), atol=1e-4, rtol=1e-4)
     probs = soft_targets(t_fused.logits(x)[0], 10.0)
