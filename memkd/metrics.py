@@ -1,6 +1,11 @@
 """Accuracies and the statistics every claim is stated with.
 
 Shapes: E members, N samples, C classes, K embedding dimension.
+
+Teachers (datasets) are the unit of replication: students trained on one teacher are averaged
+first (`per_unit_means`), and a claim is tested on one difference per teacher (`interval_test`),
+with three verdicts (VERDICTS). `choose_and_test_units` splits teachers so that a setting is never
+chosen and tested on the same runs.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import warnings
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy import stats
 from torch import Tensor
@@ -19,18 +25,6 @@ from torch import Tensor
 def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
     """Fraction of argmax(logits) == labels per member. logits (E, N, C), labels (N,) or (E, N) -> (E,)."""
     return (logits.argmax(dim=-1) == labels).float().mean(dim=-1)
-
-
-@torch.no_grad()
-def per_class_accuracy(logits: Tensor, labels: Tensor, classes: int) -> Tensor:
-    """Accuracy on the samples of each class. -> (E, C); NaN for a class with no sample."""
-    correct = (logits.argmax(dim=-1) == labels).float()  # (E, N)
-    labels = labels.expand_as(correct)
-    totals = torch.zeros(correct.shape[0], classes, device=correct.device)
-    hits = torch.zeros_like(totals)
-    totals.scatter_add_(1, labels, torch.ones_like(correct))
-    hits.scatter_add_(1, labels, correct)
-    return hits / totals  # 0/0 -> NaN
 
 
 @torch.no_grad()
@@ -120,24 +114,184 @@ def compare_independent(a: Sequence[float], b: Sequence[float], two_sided: bool 
     return {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "difference": diff, "t": float(t), "p_value": float(p)}
 
 
-def format_p(p: float) -> str:
-    """p-values as people read them: 'p = 0.03', 'p < 1e-6'."""
-    if p is None or math.isnan(p):
-        return "p = n/a"
+def format_p(p: float | None, label: bool = True) -> str:
+    """p-values as people read them: 'p = 0.030', 'p = 2.1e-04', 'p < 1e-6', 'p = n/a'.
+
+    label=False drops the 'p = ' for a table column: '0.030', '2.1e-04', '< 1e-6', '–'.
+    """
+    if p is None or (isinstance(p, (float, np.floating)) and math.isnan(p)):
+        return "p = n/a" if label else "–"
+    p = float(p)
     if p < 1e-6:
-        return "p < 1e-6"
-    if p < 1e-3:
-        return f"p = {p:.1e}"
-    return f"p = {p:.3f}"
+        text = "< 1e-6"
+    elif p < 1e-3:
+        text = f"{p:.1e}"
+    else:
+        text = f"{p:.3f}"
+    if not label:
+        return text
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
-def verdict(values: Sequence[float], chance: float, level: float = 0.01, what: str = "accuracy") -> str:
-    """A sentence: mean +- SEM (n), the ratio to chance, the p-value and whether it beats chance."""
-    r = compare_to_chance(values, chance)
-    beats = r["p_value"] < level
-    return (
-        f"{what}: {r['mean']:.3f} ± {r['sem']:.3f} (n = {r['n']}), {r['mean'] / chance:.2f}× chance "
-        f"({chance:.3f}), {format_p(r['p_value'])}: "
-        + ("beats chance" if beats else "not distinguishable from chance")
-        + f" at the {level:g} level."
-    )
+# ---------------------------------------------------------------------------- verdicts per teacher
+
+VERDICTS = ("holds", "does not hold", "inconclusive")
+EXPECTATIONS = ("above", "below", "equivalent")
+
+
+def per_unit_means(table: pd.DataFrame, value: str, baseline: str | float | None = None,
+                   unit: str = "dataset") -> pd.DataFrame:
+    """Average the students of each unit (teacher / dataset): one row per unit.
+
+    table : one row per trained student, with columns `unit`, `value` and (when `baseline` is a
+        column name) `baseline`
+    baseline : a column name (averaged over the same students), a constant, or None (no baseline:
+        the difference is the value itself)
+    Returns a DataFrame of U rows (units in sorted order) with columns: `unit` (under its own name,
+    e.g. "dataset"), "value" (the mean of `value` over the unit's students; also under the name
+    `value`, e.g. "test_acc"), "baseline" (NaN when None), "difference" (value - baseline, or value
+    without a baseline) and "students" (rows averaged). Rows whose value (or baseline column) is
+    NaN are dropped before averaging; a unit left without rows is dropped.
+
+    >>> t = pd.DataFrame({"dataset": [0, 0, 1], "test_acc": [0.3, 0.5, 0.2]})
+    >>> per_unit_means(t, "test_acc", 0.1)["difference"].round(3).tolist()
+    [0.3, 0.1]
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise ValueError(f"per_unit_means: 'table' must be a pandas DataFrame. Got {type(table).__name__} instead.")
+    for name, column in (("unit", unit), ("value", value)):
+        if column not in table.columns:
+            raise ValueError(f"per_unit_means: the '{name}' column {column!r} is not in the table "
+                             f"(columns: {list(table.columns)}).")
+    rows = pd.DataFrame({"unit": table[unit], "value": pd.to_numeric(table[value], errors="coerce")})
+    if isinstance(baseline, str):
+        if baseline not in table.columns:
+            raise ValueError(f"per_unit_means: the 'baseline' column {baseline!r} is not in the table "
+                             f"(columns: {list(table.columns)}).")
+        rows["baseline"] = pd.to_numeric(table[baseline], errors="coerce")
+    elif baseline is None:
+        rows["baseline"] = math.nan
+    else:
+        if not (isinstance(baseline, (int, float, np.number)) and math.isfinite(float(baseline))):
+            raise ValueError("per_unit_means: 'baseline' must be a column name, a finite number or None. "
+                             f"Got {baseline!r} instead.")
+        rows["baseline"] = float(baseline)
+    keep = rows["value"].notna() & (rows["baseline"].notna() if isinstance(baseline, str) else True)
+    grouped = rows[keep].groupby("unit", sort=True)
+    out = grouped[["value", "baseline"]].mean()
+    out["students"] = grouped.size()
+    out["difference"] = out["value"] - (0.0 if baseline is None else out["baseline"])
+    out = out.reset_index().rename(columns={"unit": unit})
+    out = out[[unit, "value", "baseline", "difference", "students"]]
+    if value not in out.columns:
+        out[value] = out["value"]
+    return out
+
+
+def _check_test_args(expect: str, margin: float, level: float) -> None:
+    if expect not in EXPECTATIONS:
+        raise ValueError(f"The 'expect' parameter of interval_test must be one of {EXPECTATIONS}. Got {expect!r} instead.")
+    if not (isinstance(margin, (int, float, np.floating)) and math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"The 'margin' parameter of interval_test must be a finite float >= 0. Got {margin!r} instead.")
+    if expect == "equivalent" and margin <= 0:
+        raise ValueError("The 'margin' parameter of interval_test must be > 0 for expect='equivalent' "
+                         f"(the equivalence margin). Got {margin!r} instead.")
+    if not (isinstance(level, (int, float, np.floating)) and 0 < level < 0.5):
+        raise ValueError(f"The 'level' parameter of interval_test must be a float in the open interval (0, 0.5). "
+                         f"Got {level!r} instead.")
+
+
+def _decide(expect: str, margin: float, low: float, high: float) -> str:
+    """The verdict of an interval [low, high] of the mean difference (see interval_test)."""
+    if expect == "above":
+        return "holds" if low > margin else "does not hold" if high <= margin else "inconclusive"
+    if expect == "below":
+        return "holds" if high < -margin else "does not hold" if low >= -margin else "inconclusive"
+    if -margin < low and high < margin:
+        return "holds"
+    return "does not hold" if low >= margin or high <= -margin else "inconclusive"
+
+
+def interval_test(differences, expect: str, margin: float = 0.0, level: float = 0.01) -> dict:
+    """Three-way verdict for one-sample `differences` (one per teacher), from a t interval.
+
+    differences : sequence of U floats (NaN dropped), e.g. per_unit_means(...)["difference"]
+    expect : "above" (the mean difference exceeds `margin`), "below" (it lies under -`margin`) or
+        "equivalent" (it lies within (-margin, margin); two one-sided tests, TOST)
+    margin : >= 0; > 0 for "equivalent"
+    level : each one-sided test's level; the interval [ci_low, ci_high] is the two-sided
+        (1 - 2*level) t interval of the mean, i.e. the two one-sided level-`level` bounds.
+
+    above:      holds if ci_low > margin;  does not hold if ci_high <= margin;  else inconclusive
+    below:      holds if ci_high < -margin; does not hold if ci_low >= -margin; else inconclusive
+    equivalent: holds if -margin < ci_low and ci_high < margin;
+                does not hold if ci_low >= margin or ci_high <= -margin;    else inconclusive
+    Fewer than 2 values: inconclusive (NaN interval). Values without spread: the interval collapses
+    to the mean, which decides.
+
+    Returns a dict: mean, sem, n, ci_low, ci_high, p_value (the one-sided p of the stated direction
+    against the margin; for "equivalent" the larger of the two TOST p-values, so holds <=> p < level),
+    expect, margin, level, verdict.
+
+    >>> interval_test([0.10, 0.12, 0.11, 0.13, 0.09], "above")["verdict"]
+    'holds'
+    """
+    _check_test_args(expect, margin, level)
+    margin, level = float(margin), float(level)
+    v = np.asarray(differences, dtype=float).ravel()
+    v = v[~np.isnan(v)]
+    n = len(v)
+    mean, sem = mean_sem(v)
+    out = {"mean": mean, "sem": sem, "n": n, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan,
+           "expect": expect, "margin": margin, "level": level, "verdict": "inconclusive"}
+    if n < 2:
+        return out
+    if v.std() <= 1e-9 * max(1.0, abs(mean)):  # no spread (float noise only): the mean decides
+        low = high = mean
+        sem = 0.0
+        out["verdict"] = _decide(expect, margin, low, high)
+
+        def p_above(bound: float) -> float:  # one-sided p of "mean > bound"
+            return 0.0 if mean > bound else 1.0
+
+        def p_below(bound: float) -> float:
+            return 0.0 if mean < bound else 1.0
+    else:
+        half = float(stats.t.ppf(1 - level, n - 1)) * sem
+        low, high = mean - half, mean + half
+        out["verdict"] = _decide(expect, margin, low, high)
+
+        def p_above(bound: float) -> float:
+            return float(stats.t.sf((mean - bound) / sem, n - 1))
+
+        def p_below(bound: float) -> float:
+            return float(stats.t.cdf((mean - bound) / sem, n - 1))
+    if expect == "above":
+        p = p_above(margin)
+    elif expect == "below":
+        p = p_below(-margin)
+    else:
+        p = max(p_above(-margin), p_below(margin))
+    out.update(sem=float(sem), ci_low=float(low), ci_high=float(high), p_value=float(p))
+    return out
+
+
+def choose_and_test_units(units: Sequence, seed: int = 0) -> tuple[list, list]:
+    """Split the distinct units (teachers) into a half to choose a setting on and a half to test it on.
+
+    units : the units, repeats allowed (e.g. table["dataset"]); at least 2 distinct ones
+    Returns (choose, test): disjoint lists, each sorted, together all distinct units; `choose` gets
+    floor(U/2) of the U units and `test` the rest. The same seed gives the same split.
+
+    >>> choose_and_test_units([0, 0, 1, 2, 3], seed=0)[0].__len__()
+    2
+    """
+    distinct = sorted(pd.unique(pd.Series(list(units))).tolist())
+    if len(distinct) < 2:
+        raise ValueError("The 'units' parameter of choose_and_test_units must hold at least 2 distinct units "
+                         f"(one to choose on, one to test on). Got {distinct!r} instead.")
+    order = np.random.default_rng(seed).permutation(len(distinct))
+    k = len(distinct) // 2
+    choose = sorted(distinct[i] for i in order[:k])
+    test = sorted(distinct[i] for i in order[k:])
+    return choose, test
