@@ -1,0 +1,152 @@
+"""Verdicts with teachers as the unit: per_unit_means, interval_test's three verdicts (with the
+inconclusive cases a small n must give), choose_and_test_units and format_p."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from memkd.metrics import VERDICTS, choose_and_test_units, format_p, interval_test, per_unit_means
+
+
+# ---------------------------------------------------------------------------- per_unit_means
+
+
+def test_students_are_averaged_within_each_teacher():
+    table = pd.DataFrame({"dataset": [0, 0, 0, 1, 1, 2, 2, 2, 2],
+                          "test_acc": [0.1, 0.2, 0.3, 0.5, 0.7, 0.0, 0.4, 0.4, 0.4],
+                          "independent_acc": [0.1] * 9})
+    means = per_unit_means(table, "test_acc", "independent_acc")
+    assert means["dataset"].tolist() == [0, 1, 2], "one row per teacher: n counts teachers"
+    assert np.allclose(means["value"], [0.2, 0.6, 0.3]) and np.allclose(means["test_acc"], means["value"])
+    assert means["students"].tolist() == [3, 2, 4]
+    assert np.allclose(means["difference"], [0.1, 0.5, 0.2])
+    assert np.allclose(per_unit_means(table, "test_acc", 0.2)["difference"], [0.0, 0.4, 0.1])
+    alone = per_unit_means(table, "test_acc")  # no baseline: the value itself is tested
+    assert alone["baseline"].isna().all() and np.allclose(alone["difference"], alone["value"])
+
+
+def test_nan_rows_are_dropped_before_averaging():
+    table = pd.DataFrame({"teacher": ["a", "a", "b", "c"], "v": [0.2, np.nan, 0.4, np.nan],
+                          "b": [0.1, 0.1, np.nan, 0.0]})
+    means = per_unit_means(table, "v", "b", unit="teacher")
+    assert means["teacher"].tolist() == ["a"] and means["students"].tolist() == [1]
+    assert per_unit_means(table, "v", unit="teacher")["teacher"].tolist() == ["a", "b"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"value": "nope"}, "'value' column 'nope'"),
+    ({"value": "v", "unit": "seed"}, "'unit' column 'seed'"),
+    ({"value": "v", "baseline": "nope"}, "'baseline' column 'nope'"),
+    ({"value": "v", "baseline": float("nan")}, "'baseline'"),
+])
+def test_per_unit_means_names_a_bad_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        per_unit_means(pd.DataFrame({"dataset": [0], "v": [0.1]}), **kwargs)
+
+
+# ---------------------------------------------------------------------------- interval_test
+
+
+def test_interval_is_the_two_one_sided_bounds_of_a_t_interval():
+    d = [0.05, 0.09, 0.02, 0.07, 0.04]
+    r = interval_test(d, "above", level=0.01)
+    low, high = stats.t.interval(0.98, len(d) - 1, loc=np.mean(d), scale=stats.sem(d))
+    assert math.isclose(r["ci_low"], low) and math.isclose(r["ci_high"], high)
+    assert r["n"] == 5 and math.isclose(r["mean"], np.mean(d)) and math.isclose(r["sem"], stats.sem(d))
+    assert math.isclose(r["p_value"], stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
+    assert set(r) >= {"mean", "sem", "n", "ci_low", "ci_high", "p_value", "expect", "margin", "level", "verdict"}
+
+
+@pytest.mark.parametrize("differences, expect, margin, verdict", [
+    # above: the whole interval above the margin / the whole interval at or below it / across it
+    ([0.10, 0.12, 0.11, 0.13, 0.09], "above", 0.0, "holds"),
+    ([-0.10, -0.12, -0.11, -0.13, -0.09], "above", 0.0, "does not hold"),
+    ([0.04, 0.06, 0.05, 0.05, 0.07], "above", 0.05, "inconclusive"),
+    ([0.2, -0.1, 0.05], "above", 0.0, "inconclusive"),  # n = 3, wide spread around 0
+    # below: mirror images
+    ([-0.10, -0.12, -0.11, -0.13, -0.09], "below", 0.0, "holds"),
+    ([0.10, 0.12, 0.11, 0.13, 0.09], "below", 0.0, "does not hold"),
+    ([-0.2, 0.1, -0.05], "below", 0.0, "inconclusive"),
+    ([-0.10, -0.12, -0.11], "below", 0.2, "does not hold"),  # below 0, but not below -margin
+    # equivalent: inside the margin / outside it / an interval straddling it
+    ([0.001, -0.002, 0.0015, 0.0, -0.001], "equivalent", 0.02, "holds"),
+    ([0.10, 0.12, 0.11, 0.13, 0.09], "equivalent", 0.02, "does not hold"),
+    ([-0.10, -0.12, -0.11, -0.13, -0.09], "equivalent", 0.02, "does not hold"),
+    ([0.03, -0.02, 0.04], "equivalent", 0.02, "inconclusive"),  # n = 3, wide spread around the margin
+    ([0.015, -0.015, 0.01], "equivalent", 0.02, "inconclusive"),  # mean well inside, yet too few teachers
+])
+def test_three_verdicts(differences, expect, margin, verdict):
+    r = interval_test(differences, expect, margin=margin, level=0.05 if expect == "equivalent" else 0.01)
+    assert r["verdict"] == verdict, r
+    assert r["verdict"] in VERDICTS
+
+
+@pytest.mark.parametrize("expect", ["above", "below", "equivalent"])
+def test_holds_exactly_when_p_is_below_the_level(expect):
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(2, 9))
+        d = rng.normal(rng.normal(0, 0.05), rng.uniform(0.001, 0.1), size=n)
+        r = interval_test(d, expect, margin=0.03, level=0.05)
+        assert (r["verdict"] == "holds") == (r["p_value"] < 0.05), r
+
+
+def test_more_teachers_turn_an_inconclusive_equivalence_into_a_verdict():
+    rng = np.random.default_rng(0)
+    d = rng.normal(0.0, 0.02, size=40)
+    assert interval_test(d[:3], "equivalent", margin=0.02)["verdict"] == "inconclusive"
+    assert interval_test(d, "equivalent", margin=0.02)["verdict"] == "holds"
+
+
+def test_fewer_than_two_teachers_are_inconclusive():
+    for d in ([], [0.5], [0.5, np.nan]):
+        r = interval_test(d, "above")
+        assert r["verdict"] == "inconclusive" and math.isnan(r["ci_low"]) and math.isnan(r["p_value"])
+    assert interval_test([0.5], "above")["n"] == 1
+
+
+def test_no_spread_collapses_the_interval_to_the_mean():
+    r = interval_test([0.1, 0.1, 0.1], "above")
+    assert r["ci_low"] == r["ci_high"] == pytest.approx(0.1) and r["p_value"] == 0.0 and r["verdict"] == "holds"
+    assert interval_test([0.1] * 3, "below")["verdict"] == "does not hold"
+    assert interval_test([0.01] * 3, "equivalent", margin=0.02)["verdict"] == "holds"
+    assert interval_test([0.02] * 3, "equivalent", margin=0.02)["verdict"] == "does not hold"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"expect": "greater"}, "'expect' parameter of interval_test"),
+    ({"expect": "above", "margin": -0.1}, "'margin' parameter"),
+    ({"expect": "equivalent", "margin": 0.0}, "must be > 0 for expect='equivalent'"),
+    ({"expect": "above", "level": 0.5}, "'level' parameter"),
+])
+def test_interval_test_names_a_bad_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        interval_test([0.1, 0.2], **kwargs)
+
+
+# ---------------------------------------------------------------------------- choose and test
+
+
+def test_choose_and_test_halves_are_disjoint_deterministic_and_cover_the_teachers():
+    units = [3, 3, 1, 0, 2, 4, 4]
+    choose, test = choose_and_test_units(units, seed=5)
+    assert set(choose).isdisjoint(test) and sorted(choose + test) == [0, 1, 2, 3, 4]
+    assert len(choose) == 2 and len(test) == 3
+    assert choose_and_test_units(units, seed=5) == (choose, test)
+    splits = {tuple(choose_and_test_units(range(10), seed=s)[0]) for s in range(10)}
+    assert len(splits) > 1, "the seed changes the split"
+    assert choose_and_test_units(["a", "b"]) in ((["a"], ["b"]), (["b"], ["a"]))
+    with pytest.raises(ValueError, match="at least 2 distinct units"):
+        choose_and_test_units([7, 7])
+
+
+def test_format_p():
+    assert format_p(0.2) == "p = 0.200" and format_p(2e-4) == "p = 2.0e-04" and format_p(1e-9) == "p < 1e-6"
+    assert format_p(float("nan")) == "p = n/a" and format_p(None) == "p = n/a"
+    assert format_p(0.2, label=False) == "0.200" and format_p(1e-9, label=False) == "< 1e-6"
+    assert format_p(float("nan"), label=False) == "–"
