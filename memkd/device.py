@@ -55,3 +55,33 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             f"The 'device' parameter must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'. Got {device!r} instead."
         ) from err
     return _check_available(parsed)
+
+
+def set_tf32(enabled: bool) -> bool:
+    """Let float32 matmuls and cuDNN convolutions on CUDA run on TF32 tensor cores (True), or keep
+    them in full fp32 (False); returns whether TF32 matmuls were allowed before.
+
+    memkd's default is full fp32 (PyTorch's own default for matmuls) until the effect of TF32 on
+    held-out accuracy is measured at the paper's shapes (`benchmarks/gpu_check.sh` prints it).
+    TF32 keeps fp32's range with a 10-bit mantissa; Ampere and later GPUs run it several times
+    faster. CPU and MPS are not affected. Uses the `fp32_precision` settings where torch has
+    them (torch >= 2.9; mixing them with the legacy `allow_tf32` flags is an error there).
+    """
+    if not isinstance(enabled, bool):
+        raise ValueError(f"The 'enabled' parameter of set_tf32 must be a bool (True or False). Got {enabled!r} instead.")
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    if hasattr(matmul, "fp32_precision"):
+        previous = matmul.fp32_precision == "tf32"
+        matmul.fp32_precision = "tf32" if enabled else "ieee"
+        cudnn.conv.fp32_precision = "tf32" if enabled else "ieee"
+    else:  # older torch
+        previous = bool(matmul.allow_tf32)
+        matmul.allow_tf32 = enabled
+        cudnn.allow_tf32 = enabled
+    return previous
+
+
+def tf32_enabled() -> bool:
+    """Whether float32 matmuls on CUDA may use TF32 (see `set_tf32`)."""
+    matmul = torch.backends.cuda.matmul
+    return matmul.fp32_precision == "tf32" if hasattr(matmul, "fp32_precision") else bool(matmul.allow_tf32)

@@ -113,6 +113,8 @@ def fit(
     seed: int = 0,
     progress: bool = False,
     desc: str = "train",
+    cuda_graph: bool | None = None,
+    sync_every: int | None = None,
 ) -> tuple[pd.DataFrame, Tensor]:
     """Train all members of `model` together.
 
@@ -126,59 +128,94 @@ def fit(
         freezing anyone: the teacher's fixed-budget protocol.
     evaluate() -> training accuracy (E,) on the full data, used at the end of each epoch with
         mini-batches (full batch uses the objective's own accuracy).
+    cuda_graph: on CUDA, a fused objective with batch_size=None trains through
+        `memkd.fused.StaticEpoch` (no host synchronisation per epoch), captured in a CUDA graph
+        after 3 eager epochs. None (auto): capture there; False: never capture; True: capture,
+        and warn where it is not possible (not CUDA, not fused full batch). A failed capture
+        warns and trains eagerly. The numbers equal the eager ones to float rounding.
+    sync_every: how often (epochs) the host reads the device to stop early once every member
+        is frozen; None: 1 on CPU and MPS, 50 on CUDA. The history and first-perfect epochs do
+        not depend on it (the device remembers the epoch at which the last member froze).
     Returns (history, first_perfect_epoch): history is a long table with columns
     epoch, member, loss, train_acc every `log_every` epochs (and at the last epoch);
     first_perfect_epoch (E,) holds the first epoch (1-based) at which each member reached 100%
     training accuracy, or -1.
     """
+    from memkd.fused import PerfectTracker, StaticEpoch
+
     fused = getattr(objective, "fills_gradients", False)
     params = objective.parameters() if fused else [p for p in model.parameters()]
     members = params[0].shape[0]
     device = params[0].device
+    if sync_every is None:
+        sync_every = 50 if device.type == "cuda" else 1
+    if not isinstance(sync_every, int) or isinstance(sync_every, bool) or sync_every < 1:
+        raise ValueError(f"The 'sync_every' parameter of fit must be None or an int >= 1. Got {sync_every!r} instead.")
+    if cuda_graph not in (None, True, False):
+        raise ValueError(f"The 'cuda_graph' parameter of fit must be None, True or False. Got {cuda_graph!r} instead.")
     opt = BatchedAdam(params, lr, betas=betas, weight_decay=weight_decay, decoupled=decoupled_weight_decay)
-    active = torch.ones(members, dtype=torch.bool, device=device)
-    first_perfect = torch.full((members,), -1, dtype=torch.long, device=device)
     track = freeze_when_perfect or record_first_perfect
+    tracker = PerfectTracker(members, device, freeze=freeze_when_perfect, remember_stop=sync_every > 1)
+    active, first_perfect = tracker.active, tracker.first_perfect
+    static = None
+    if fused and batch_size is None and device.type == "cuda":
+        static = StaticEpoch(objective, opt, tracker, track=track, freeze=freeze_when_perfect,
+                             capture=cuda_graph is not False)
+    elif cuda_graph:
+        import warnings
+
+        warnings.warn("fit(cuda_graph=True): capture needs a CUDA device and a fused full-batch objective "
+                      f"(here {device.type}, fused={fused}, batch_size={batch_size}); training eagerly.",
+                      RuntimeWarning, stacklevel=2)
     gen = torch.Generator().manual_seed(int(seed) + 104729)
-    rows: list[dict] = []
+    logged: list[tuple[int, Tensor, Tensor | None]] = []  # kept on the device until the end
+    stop: int | None = None
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
-        if batch_size is None or batch_size >= n_samples:
-            batches: list[Tensor | None] = [None]
+        if static is not None:
+            loss, acc = static()
         else:
-            order = torch.randperm(n_samples, generator=gen).to(device)
-            batches = list(order.split(batch_size))
-        for idx in batches:
-            opt.zero_grad()
-            loss, acc = objective(idx)
-            if track and idx is None and acc is not None:
-                newly = (acc >= 1.0) & (first_perfect < 0)
-                first_perfect[newly] = epoch - 1  # perfect before this epoch's step
-                if freeze_when_perfect:
-                    active &= acc < 1.0
-            if not fused:
-                loss.sum().backward()
-            opt.step(active if freeze_when_perfect else None)
-        if track and batch_size is not None and evaluate is not None:
-            with torch.no_grad():
-                acc = evaluate()
-            newly = (acc >= 1.0) & (first_perfect < 0)
-            first_perfect[newly] = epoch
-            if freeze_when_perfect:
-                active &= acc < 1.0
+            if batch_size is None or batch_size >= n_samples:
+                batches: list[Tensor | None] = [None]
+            else:
+                order = torch.randperm(n_samples, generator=gen).to(device)
+                batches = list(order.split(batch_size))
+            for idx in batches:
+                opt.zero_grad()
+                loss, acc = objective(idx)
+                if track and idx is None and acc is not None:
+                    tracker.mark(acc, epoch - 1)  # perfect before this epoch's step
+                if not fused:
+                    loss.sum().backward()
+                opt.step(active if freeze_when_perfect else None)
+            if track and batch_size is not None and evaluate is not None:
+                with torch.no_grad():
+                    acc = evaluate()
+                tracker.mark(acc, epoch)
+            tracker.end_epoch(epoch, loss, acc)
         last = epoch == epochs
         if (log_every and epoch % log_every == 0) or last:
-            acc_vals = acc.detach().cpu().tolist() if acc is not None else [float("nan")] * members
-            for m, (l_val, a_val) in enumerate(zip(loss.detach().cpu().tolist(), acc_vals)):
-                rows.append({"epoch": epoch, "member": m, "loss": l_val, "train_acc": a_val})
-        if freeze_when_perfect and not bool(active.any()):
-            if not rows or rows[-1]["epoch"] != epoch:  # always log the epoch we stop at
-                acc_vals = acc.detach().cpu().tolist()
-                for m, (l_val, a_val) in enumerate(zip(loss.detach().cpu().tolist(), acc_vals)):
-                    rows.append({"epoch": epoch, "member": m, "loss": l_val, "train_acc": a_val})
+            logged.append((epoch, loss.detach().clone(), None if acc is None else acc.detach().clone()))
+        if freeze_when_perfect and (epoch % sync_every == 0 or last) and not bool(active.any()):
+            stop = int(tracker.stopped_at) if tracker.remember_stop else epoch
+            if tracker.remember_stop:  # what the epoch we stop at reported
+                loss, acc = tracker.loss_at_stop, tracker.acc_at_stop
+            logged = [entry for entry in logged if entry[0] <= stop]
+            if not logged or logged[-1][0] != stop:  # always log the epoch we stop at
+                logged.append((stop, loss.detach().clone(), acc.detach().clone()))
             break
     bar.close()
-    return pd.DataFrame(rows), first_perfect.cpu()
+    return _history(logged, members), first_perfect.cpu()
+
+
+def _history(logged: list[tuple[int, Tensor, Tensor | None]], members: int) -> pd.DataFrame:
+    """The long history table (epoch, member, loss, train_acc) from (epoch, loss (E,), acc (E,) or None)."""
+    rows: list[dict] = []
+    for epoch, loss, acc in logged:
+        acc_vals = acc.cpu().tolist() if acc is not None else [float("nan")] * members
+        for m, (l_val, a_val) in enumerate(zip(loss.cpu().tolist(), acc_vals)):
+            rows.append({"epoch": epoch, "member": m, "loss": l_val, "train_acc": a_val})
+    return pd.DataFrame(rows)
 
 
 # --- teachers -----------------------------------------------------------------------------------
