@@ -188,3 +188,21 @@ def test_nbstripout_leaves_committed_notebooks_unchanged(tmp_path):
         shutil.copy2(path, copy)
         subprocess.run(["nbstripout", "--keep-id", str(copy)], check=True)
         assert json.loads(copy.read_text()) == load(path), f"nbstripout would change {rel(path)}"
+
+
+def test_vendored_widget_files_each_have_a_licence():
+    folder = ROOT / "book" / "_static" / "widgets"
+    readme = (folder / "README.md").read_text()
+    scripts = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]["nb_ipywidgets_js"]
+    names = [Path(s).name for s in scripts]
+    words = dict(enumerate(["no", "one", "two", "three", "four", "five", "six", "seven", "eight"]))
+    assert f"the {words[len(names)]} scripts" in readme and all(f"`{n}`" in readme for n in names)
+    fonts = sorted(p.name for p in folder.iterdir() if p.suffix in (".woff", ".woff2"))
+    ofl = (folder / "LICENSE.font-awesome.txt").read_text()
+    assert "SIL OPEN FONT LICENSE" in ofl and "Version 1.1" in ofl
+    assert all(name in ofl for name in fonts), "a font is missing from LICENSE.font-awesome.txt's map"
+    assert f"({words[len(fonts)]} files)" in readme
+    bsd = (folder / "LICENSE.html-manager.txt").read_text()
+    assert "Redistribution and use in source and binary forms" in bsd and "Neither the name" in bsd
+    for licence in ("LICENSE.requirejs.txt", "LICENSE.html-manager.txt", "LICENSE.font-awesome.txt"):
+        assert f"`{licence}`" in readme
