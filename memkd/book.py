@@ -16,7 +16,7 @@ the reproduction report before the chapters whose results it gathers. `build_boo
     >>> index.name
     'index.html'
 
-It also holds the helpers of the report page (`report_table`). Left out: incremental builds (every
+It also holds the helpers of the report page (`headline`, `report_table`, `protocol_table`, `build_info`). Left out: incremental builds (every
 build executes everything: the library changes outside the notebooks) and non-HTML builders.
 """
 
@@ -321,81 +321,221 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
 
 
 # ---------------------------------------------------------------------------- the report's helpers
+# The report (book/report.ipynb) reads what the chapters wrote: claims.csv (memkd.chapter.CLAIM_COLUMNS,
+# older files filled in by memkd.chapter.normalize_claims), departures.csv and meta.json.
+
+BUILD_FIELDS = [  # meta.json key -> label of the report's "This build" box (memkd.provenance.collect)
+    ("profile", "Profile"), ("memkd_version", "memkd version"), ("git_commit", "Git commit"),
+    ("git_clean", "Tracked files unchanged since that commit"), ("python", "Python"), ("torch", "torch"),
+    ("device", "Device"), ("device_name", "Device name"), ("threads", "torch threads"),
+    ("platform", "Platform"), ("hostname", "Host"),
+]
 
 
-def format_p(p: float) -> str:
-    """A p-value for a table: '3.1e-05', '0.12', '< 1e-300', or '–' when missing."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
+def split_claims(claims):
+    """(paper, stand_in, beyond): the claims of the paper measured on its kind of data (the
+    headline's), those measured on a stand-in, and the findings of chapters beyond the paper."""
+    from memkd.chapter import normalize_claims
+
+    claims = normalize_claims(claims)
+    beyond = claims["beyond_paper"].astype(bool)
+    on_paper_data = claims["data"].astype(str) == "paper"
+    return (claims[~beyond & on_paper_data].reset_index(drop=True),
+            claims[~beyond & ~on_paper_data].reset_index(drop=True),
+            claims[beyond].reset_index(drop=True))
+
+
+def verdict_counts(claims) -> dict[str, int]:
+    """{verdict: count} over memkd.metrics.VERDICTS (zeros included)."""
+    from memkd.metrics import VERDICTS
+
+    counts = claims["verdict"].astype(str).value_counts() if len(claims) else {}
+    return {v: int(counts.get(v, 0)) for v in VERDICTS}
+
+
+def headline(claims) -> str:
+    """'**X of Y claims of the paper hold in this build**, Z inconclusive, W do not hold (...)',
+    counting only the claims of the paper measured on its kind of data (see `split_claims`)."""
+    paper, stand_in, beyond = split_claims(claims)
+    c = verdict_counts(paper)
+    text = (f"**{c['holds']} of {len(paper)} claims of the paper hold in this build**, "
+            f"{c['inconclusive']} inconclusive, {c['does not hold']} do not hold "
+            f"({paper['chapter'].nunique()} chapters).")
+    others = [f"{len(stand_in)} measured on a stand-in" if len(stand_in) else "",
+              f"{len(beyond)} findings beyond the paper" if len(beyond) else ""]
+    others = [o for o in others if o]
+    return text + (f" Not counted: {' and '.join(others)}." if others else "")
+
+
+def format_measured(measured: float, sem: float, baseline: float = math.nan, difference: float = math.nan) -> str:
+    """'0.432 ± 0.012' (the SEM over teachers), or with a baseline '0.085 vs 0.020: +0.065 ± 0.006'
+    (the SEM is that of the difference); without the ± part when the SEM is missing."""
+    def num(x) -> float:
+        try:
+            return float(x)
+        except (TypeError, ValueError):
+            return math.nan
+
+    measured, sem, baseline, difference = num(measured), num(sem), num(baseline), num(difference)
+    if math.isnan(measured):
         return "–"
-    if p == 0:
-        return "< 1e-300"
-    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+    spread = "" if math.isnan(sem) else f" ± {sem:.2g}"
+    if math.isnan(baseline):
+        return f"{measured:.3g}{spread}"
+    difference = measured - baseline if math.isnan(difference) else difference
+    return f"{measured:.3g} vs {baseline:.3g}: {difference:+.3g}{spread}"
 
 
-def format_measured(measured: float, sem: float, n: int) -> str:
-    """'0.432 ± 0.012 (n=20)'; without the ± part when the SEM is missing (a single value)."""
-    spread = "" if sem is None or math.isnan(float(sem)) else f" ± {float(sem):.2g}"
-    return f"{float(measured):.3g}{spread} (n={int(n)})"
+def _test_cell(row) -> str:
+    """The test behind a verdict: '98% interval [0.047, 0.070] > 0', or the old per-student t-test."""
+    from memkd.chapter import interval_text
+
+    text = interval_text(row._asdict() if hasattr(row, "_asdict") else dict(row), of="")
+    if text:
+        return text
+    if not math.isnan(float(row.students)):  # tested per teacher, but too few teachers
+        return "no interval (fewer than 2 teachers)"
+    if not math.isnan(float(row.p_value)):
+        return "the chapter's own test, students counted as units"
+    return "–"
 
 
 def report_table(claims, link: bool = True, claim_header: str = "Claim of the paper"):
-    """The claims as a display table: chapter, claim, measured ± SEM (n), p-value, verdict.
+    """The claims as a display table: chapter, claim, this build's numbers, n (teachers × students),
+    the test (its interval and bound; the margin of an equivalence claim), p-value, verdict.
 
-    claims : the DataFrame of `memkd.chapter.load_claims`; link : chapter names as links to their
-    pages (relative to a page in book/); claim_header : the title of the claims' column (the new
-    results of chapter 09 are not claims of the paper). A chapter's name shows on its first row only.
+    claims : a table of claims (`memkd.chapter.load_claims`; older formats are filled in);
+    link : chapter names as links to their pages (relative to a page in book/); claim_header : the
+    title of the claims' column. A chapter's name shows on its first row only.
     """
     import pandas as pd
 
+    from memkd.chapter import normalize_claims, units_text
+    from memkd.metrics import format_p
+
+    columns = ["Chapter", claim_header, "This build", "n", "Test", "p-value", "Verdict"]
     rows, previous = [], None
-    for r in claims.itertuples():
+    for r in normalize_claims(claims).itertuples(index=False):
         chapter = str(r.chapter)
         rows.append({
             "Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
             claim_header: htmllib.escape(str(r.paper)),
-            "This build": format_measured(r.measured, r.sem, r.n),
-            "p-value": format_p(float(r.p_value)),
-            "Verdict": "holds" if bool(r.holds) else "does not hold",
+            "This build": format_measured(r.measured, r.sem, r.baseline, r.difference),
+            "n": units_text(r.n, r.students),
+            "Test": htmllib.escape(_test_cell(r)),
+            "p-value": format_p(float(r.p_value), label=False),
+            "Verdict": str(r.verdict),
         })
         previous = chapter
-    return pd.DataFrame(rows, columns=["Chapter", claim_header, "This build", "p-value", "Verdict"])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _chapter_cell(name: str, link: bool = True) -> str:
     return f'<a href="../{CHAPTER_DIR}/{name}.html">{htmllib.escape(name)}</a>' if link else htmllib.escape(name)
 
 
-def chapter_summary(claims, results: Path, link: bool = True):
-    """One row per chapter: claims holding, profile, device, the chapter's own time, build time.
+def load_meta(results: Path) -> dict[str, dict]:
+    """{chapter: the contents of its meta.json} for every chapter folder under `results`
+    (unreadable files are skipped)."""
+    out = {}
+    for path in sorted(Path(results).glob("*/meta.json")):
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict):
+            out[path.parent.name] = meta
+    return out
 
-    Chapters come from the toc (when a book root is found) and from `claims`; a chapter of the toc
-    without results shows "no results".
+
+def chapter_summary(claims, results: Path, link: bool = True):
+    """One row per chapter: its verdicts, profile, teacher protocol, device, its own time, build time.
+
+    Chapters come from the toc (when a book root is found), the results folders and `claims`; a
+    chapter without results shows "no results".
     """
     import pandas as pd
 
+    from memkd.chapter import normalize_claims
+
+    claims = normalize_claims(claims)
     results = Path(results)
+    metas = load_meta(results)
     root = book_root()
     names = [Path(c).name for c in toc_chapters(root)] if root and (root / "_toc.yml").is_file() else []
-    names += [c for c in dict.fromkeys(claims["chapter"].astype(str)) if c not in names]
+    names += [c for c in dict.fromkeys([*metas, *claims["chapter"].astype(str)]) if c not in names]
     times_file = results / "build_times.json"
-    wall = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    try:
+        wall = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    except ValueError:
+        wall = {}
     rows = []
     for name in names:
         mine = claims[claims["chapter"].astype(str) == name]
-        meta_file = results / name / "meta.json"
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-        seconds = wall.get(f"{CHAPTER_DIR}/{name}")
+        meta = metas.get(name, {})
+        seconds = wall.get(f"{CHAPTER_DIR}/{name}") if isinstance(wall, dict) else None
+        c = verdict_counts(mine)
         rows.append({
             "Chapter": _chapter_cell(name, link),
-            "Claims holding": (f"{int(mine['holds'].astype(bool).sum())} of {len(mine)}"
+            "Claims holding": (f"{c['holds']} of {len(mine)}" + (f" ({c['inconclusive']} inconclusive)"
+                                                              if c["inconclusive"] else "")
                                if meta or len(mine) else "no results"),
-            "Profile": meta.get("profile", "–"),
-            "Device": meta.get("device", "–"),
-            "Chapter time (s)": f"{meta['elapsed_s']:.0f}" if "elapsed_s" in meta else "–",
-            "Build time (s)": f"{seconds:.0f}" if seconds is not None else "–",
+            "Profile": str(meta.get("profile") or "–"),
+            "Teacher stop": str(meta.get("teacher_stop") or "–"),
+            "Device": str(meta.get("device") or "–"),
+            "Chapter time (s)": _seconds(meta.get("elapsed_s")),
+            "Build time (s)": _seconds(seconds),
         })
-    return pd.DataFrame(rows, columns=["Chapter", "Claims holding", "Profile", "Device",
+    return pd.DataFrame(rows, columns=["Chapter", "Claims holding", "Profile", "Teacher stop", "Device",
                                        "Chapter time (s)", "Build time (s)"])
+
+
+def _seconds(value) -> str:
+    try:
+        return f"{float(value):.0f}"
+    except (TypeError, ValueError):
+        return "–"
+
+
+def protocol_table(departures, link: bool = True):
+    """The report's protocol table: one row per way a chapter departs from the paper's text or
+    the authors' released code, from the chapters' departures.csv (`memkd.chapter.load_departures`).
+    A chapter's name shows on its first row only."""
+    import pandas as pd
+
+    columns = ["Chapter", "Topic", "The paper or its released code", "This book", "Why"]
+    rows, previous = [], None
+    for r in departures.itertuples(index=False):
+        chapter = str(r.chapter)
+        rows.append({"Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
+                     "Topic": htmllib.escape(str(r.topic)),
+                     "The paper or its released code": htmllib.escape(str(r.paper)),
+                     "This book": htmllib.escape(str(r.book)), "Why": htmllib.escape(str(r.reason))})
+        previous = chapter
+    return pd.DataFrame(rows, columns=columns)
+
+
+def build_info(results: Path):
+    """The report's "This build" box: one row per field of the chapters' meta.json (BUILD_FIELDS)
+    with columns Field and Value (its distinct values over the chapters, "–" where none recorded it)."""
+    import pandas as pd
+
+    metas = list(load_meta(results).values())
+    rows = []
+    for key, label in BUILD_FIELDS:
+        values = []
+        for meta in metas:
+            value = meta.get(key)
+            if value is None or value == "":
+                continue
+            if key == "git_commit":
+                value = str(value)[:12]
+            elif key == "git_clean":
+                value = "yes" if value is True else "no" if value is False else str(value)
+            if str(value) not in values:
+                values.append(str(value))
+        rows.append({"Field": label, "Value": htmllib.escape(", ".join(values)) if values else "–"})
+    return pd.DataFrame(rows, columns=["Field", "Value"])
 
 
 def main(argv: list[str] | None = None) -> int:

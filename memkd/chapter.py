@@ -129,14 +129,16 @@ def units_text(n: Any, students: Any = math.nan) -> str:
 
 def interval_text(r: dict, of: str = "difference") -> str:
     """'98% interval of the difference [0.050, 0.080] > 0' from an interval_test result (or a
-    claims.csv row with ci_low, ci_high, expect, margin, level); '' without an interval."""
+    claims.csv row with ci_low, ci_high, expect, margin, level); '98% interval [...]' when `of` is
+    empty; '' without an interval."""
     low, high, level = float(r["ci_low"]), float(r["ci_high"]), float(r["level"])
     if math.isnan(low) or math.isnan(high) or math.isnan(level):
         return ""
     margin = float(r["margin"]) if not math.isnan(float(r["margin"])) else 0.0
     criterion = {"above": f"> {margin:g}", "below": f"< {(-margin if margin else 0.0):g}",
                  "equivalent": f"within the equivalence margin ±{margin:g}"}.get(str(r["expect"]), "")
-    return f"{100 * (1 - 2 * level):.0f}% interval of the {of} [{low:.3f}, {high:.3f}] {criterion}".rstrip()
+    where = f" of the {of}" if of else ""
+    return f"{100 * (1 - 2 * level):.0f}% interval{where} [{low:.3f}, {high:.3f}] {criterion}".rstrip()
 
 
 def _pm(mean: float, sem: float) -> str:
@@ -534,13 +536,16 @@ def normalize_claims(claims: pd.DataFrame, chapter: str = "", beyond_paper: bool
     if "chapter" not in out.columns or out["chapter"].isna().all():
         out["chapter"] = chapter
     if "verdict" not in out.columns:
-        out["verdict"] = (out["holds"].map(lambda h: "holds" if _as_bool(h) else "does not hold")
-                          if "holds" in out.columns else "inconclusive")
+        out["verdict"] = math.nan
+    if "holds" in out.columns:  # the old format, perhaps mixed with the new one
+        old = out["holds"].map(lambda h: "holds" if _as_bool(h) else "does not hold")
+        out["verdict"] = out["verdict"].where(out["verdict"].notna() | out["holds"].isna(), old)
     out["verdict"] = out["verdict"].where(out["verdict"].isin(VERDICTS), "inconclusive")
     out["data"] = out["data"].fillna("paper") if "data" in out.columns else "paper"
     out["beyond_paper"] = out["beyond_paper"].map(_as_bool) if "beyond_paper" in out.columns else beyond_paper
     for column, default in (("claim", ""), ("paper", ""), ("detail", ""), ("expect", ""), ("value", "")):
-        out[column] = out[column].fillna(default).astype(str) if column in out.columns else default
+        out[column] = (out[column].astype(object).where(out[column].notna(), default).astype(str)
+                       if column in out.columns else default)
     for column in CLAIM_COLUMNS:
         if column not in out.columns:
             out[column] = math.nan

@@ -28,6 +28,7 @@ from memkd.book import (
     hide_injected_parameters,
     notebook_job,
     report_table,
+    split_claims,
     stage_tree,
     toc_chapters,
     toc_docnames,
@@ -133,21 +134,23 @@ def test_injected_parameters_are_removed_from_the_page(tmp_path):
 def test_report_table_formats_claims():
     claims = pd.DataFrame([
         {"chapter": "02_logit_distillation", "claim": "a", "paper": "Soft labels <beat> chance",
-         "measured": 0.4321, "sem": 0.0123, "n": 20, "p_value": 3.2e-9, "holds": True, "detail": ""},
+         "measured": 0.4321, "sem": 0.0123, "n": 5, "students": 4, "p_value": 3.2e-9, "verdict": "holds",
+         "detail": ""},
         {"chapter": "03_similarity_scores", "claim": "b", "paper": "Similarity helps",
-         "measured": 0.1, "sem": 0.05, "n": 5, "p_value": 0.21, "holds": False, "detail": ""},
+         "measured": 0.1, "sem": 0.05, "n": 5, "p_value": 0.21, "holds": False, "detail": ""},  # old format
     ])
     table = report_table(claims)
-    assert list(table.columns) == ["Chapter", "Claim of the paper", "This build", "p-value", "Verdict"]
-    assert table["This build"].tolist() == ["0.432 ± 0.012 (n=20)", "0.1 ± 0.05 (n=5)"]
-    assert table["p-value"].tolist() == ["3.2e-09", "0.21"]
+    assert list(table.columns) == ["Chapter", "Claim of the paper", "This build", "n", "Test", "p-value", "Verdict"]
+    assert table["This build"].tolist() == ["0.432 ± 0.012", "0.1 ± 0.05"]
+    assert table["n"].tolist() == ["5 teachers × 4 students", "n = 5"]
+    assert table["p-value"].tolist() == ["< 1e-6", "0.210"]
     assert table["Verdict"].tolist() == ["holds", "does not hold"]
     assert "&lt;beat&gt;" in table["Claim of the paper"][0]  # chapters' text is escaped
     assert 'href="../nbs/02_logit_distillation.html"' in table["Chapter"][0]
     again = report_table(pd.concat([claims.iloc[:1], claims.iloc[:1].assign(sem=float("nan"))],
                                    ignore_index=True))
     assert again["Chapter"][1] == "", "a chapter's name shows on its first row only"
-    assert again["This build"][1] == "0.432 (n=20)"
+    assert again["This build"][1] == "0.432"
 
 
 # ---------------------------------------------------------------------------- a failing chapter
@@ -262,12 +265,12 @@ def test_report_gathers_the_chapters_claims(book):
     assert "Verdict" in text and "New results beyond the paper" in text
     claims = load_claims(book.out / "results" / "smoke")
     assert len(claims), "no chapter wrote a claim"
-    paper = claims[~claims["chapter"].astype(str).str.startswith("09")]
+    paper, _, beyond = split_claims(claims)  # stand-ins and chapters beyond the paper: not counted
     table = text.split('class="dataframe memkd-claims"', 1)[1].split("</table>", 1)[0]
     assert table.count("<tr") - 1 == len(paper), "one row per claim of the paper"
-    if len(paper) < len(claims):  # chapter 09 is in the build: its own table, not in the count
+    if len(beyond):  # chapter 09 is in the build: its own table, not in the count
         assert 'class="dataframe memkd-new-results"' in text
-    held = int(paper["holds"].astype(bool).sum())
+    held = int((paper["verdict"] == "holds").sum())
     assert f"{held} of {len(paper)} claims of the paper hold" in text
     assert not ERROR_OUTPUT.search(text)
 

@@ -1,0 +1,174 @@
+"""The reproduction report on a fake results folder: chapters in the current format, in the old one
+(no verdict, data or beyond_paper column), a stand-in, a chapter beyond the paper, a chapter that
+stopped before writing claims and an empty claims file. The headline counts only the paper's
+claims on the paper's kind of data; the protocol table and the "This build" box come from the
+chapters' files; the notebook itself executes under papermill on that folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import memkd.book as mb
+from memkd.chapter import CLAIM_COLUMNS, DEPARTURE_COLUMNS, load_claims, load_departures
+
+ROOT = Path(__file__).resolve().parents[1]
+NAN = float("nan")
+
+
+def claim_row(chapter, claim, verdict, data="paper", beyond=False, **extra):
+    row = {"chapter": chapter, "claim": claim, "paper": f"Claim {claim} <of the paper>", "data": data,
+           "beyond_paper": beyond, "expect": "above", "value": "test_acc", "measured": 0.08, "baseline": 0.02,
+           "difference": 0.06, "sem": 0.005, "ci_low": 0.045, "ci_high": 0.075, "margin": 0.0, "level": 0.01,
+           "n": 5, "students": 4, "p_value": 1e-4, "verdict": verdict, "detail": ""}
+    return {**row, **extra}
+
+
+def write(folder: Path, claims=None, departures=None, meta=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    if claims is not None:
+        pd.DataFrame(claims).to_csv(folder / "claims.csv", index=False)
+    if departures is not None:
+        pd.DataFrame(departures, columns=DEPARTURE_COLUMNS).to_csv(folder / "departures.csv", index=False)
+    if meta is not None:
+        (folder / "meta.json").write_text(json.dumps(meta))
+
+
+PROVENANCE = {"memkd_version": "0.1.0", "git_commit": "0123456789abcdef0123456789abcdef01234567",
+              "git_clean": True, "python": "3.11.7", "torch": "2.13.0+cpu", "device": "cpu",
+              "device_name": "Test CPU", "threads": 2, "platform": "Linux", "hostname": "testhost"}
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    root = tmp_path / "results"
+    ch = "02_logit_distillation"
+    write(root / ch, [claim_row(ch, "a", "holds"),
+                      claim_row(ch, "b", "inconclusive", expect="equivalent", margin=0.01, level=0.05,
+                                ci_low=-0.02, ci_high=0.005),
+                      claim_row(ch, "c", "does not hold")],
+          [{"chapter": ch, "topic": "teacher stop", "paper": "a fixed budget", "book": "the first perfect epoch",
+            "reason": "compared in chapter 09"},
+           {"chapter": ch, "topic": "epochs", "paper": "none given", "book": "300", "reason": "students converge"}],
+          {"chapter": ch, "profile": "smoke", "teacher_stop": "budget", "beyond_paper": False, "elapsed_s": 12.3,
+           **PROVENANCE})
+    ch = "03_similarity_scores"  # the old format: holds, no verdict / data / beyond_paper; old meta.json
+    write(root / ch, [{"chapter": ch, "claim": "x", "paper": "Old holds", "measured": 0.1, "sem": 0.01, "n": 20,
+                       "p_value": 1e-5, "holds": True, "detail": ""},
+                      {"chapter": ch, "claim": "y", "paper": "Old fails", "measured": 0.02, "sem": 0.01, "n": 20,
+                       "p_value": 0.4, "holds": False, "detail": ""}],
+          meta={"chapter": ch, "profile": "smoke", "device": "cpu", "seed": 0, "memkd_version": "0.1.0",
+                "elapsed_s": 3.0})
+    ch = "04_cifar10"
+    write(root / ch, [claim_row(ch, "s1", "holds", data="stand-in"), claim_row(ch, "s2", "inconclusive", data="stand-in"),
+                      claim_row(ch, "p1", "holds")],
+          [{"chapter": ch, "topic": "pixel shuffle", "paper": "shuffled pixels", "book": "one permutation per image",
+            "reason": "the paper's wording allows it"}],
+          {"chapter": ch, "profile": "smoke", "beyond_paper": False, **PROVENANCE, "device_name": "Other CPU"})
+    write(root / "05_temperature_lr", meta={"chapter": "05_temperature_lr", "profile": "smoke"})  # no claims
+    (root / "06_dataset_composition").mkdir()
+    (root / "06_dataset_composition" / "claims.csv").write_text("")  # a file left empty
+    ch = "09_open_questions"
+    write(root / ch, [claim_row(ch, "q1", "holds", beyond=True), claim_row(ch, "q2", "does not hold", beyond=True)],
+          meta={"chapter": ch, "profile": "smoke", "beyond_paper": True})
+    ch = "10_later"  # old format beyond the paper, known from its meta.json
+    write(root / ch, [{"chapter": ch, "claim": "z", "paper": "Later", "measured": 0.1, "sem": 0.01, "n": 3,
+                       "p_value": 0.01, "holds": True, "detail": ""}], meta={"beyond_paper": True})
+    return root
+
+
+def test_load_claims_fills_in_old_files(results):
+    claims = load_claims(results)
+    assert list(claims.columns) == CLAIM_COLUMNS
+    old = claims[claims["chapter"] == "03_similarity_scores"]
+    assert old["verdict"].tolist() == ["holds", "does not hold"] and (old["data"] == "paper").all()
+    assert not old["beyond_paper"].any() and old["students"].isna().all()
+    assert claims.loc[claims["chapter"] == "10_later", "beyond_paper"].all()
+    assert "06_dataset_composition" not in set(claims["chapter"])
+
+
+def test_old_chapter_09_without_beyond_column_or_meta_is_beyond_by_the_toc(tmp_path):
+    write(tmp_path / "09_open_questions", [{"chapter": "09_open_questions", "claim": "q", "paper": "Q",
+                                            "measured": 0.1, "sem": 0.01, "n": 3, "p_value": 0.01, "holds": True}])
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # the toc of this book says which chapters are beyond the paper
+    try:
+        assert load_claims(tmp_path)["beyond_paper"].all()
+    finally:
+        os.chdir(cwd)
+
+
+def test_headline_counts_only_the_papers_claims_on_the_papers_data(results):
+    claims = load_claims(results)
+    paper, stand_in, beyond = mb.split_claims(claims)
+    assert sorted(paper["claim"]) == ["a", "b", "c", "p1", "x", "y"]
+    assert sorted(stand_in["claim"]) == ["s1", "s2"] and sorted(beyond["claim"]) == ["q1", "q2", "z"]
+    text = mb.headline(claims)
+    assert text.startswith("**3 of 6 claims of the paper hold in this build**, 1 inconclusive, 2 do not hold")
+    assert "2 measured on a stand-in" in text and "3 findings beyond the paper" in text
+
+
+def test_report_table_shows_teachers_times_students_and_the_margin(results):
+    paper, _, _ = mb.split_claims(load_claims(results))
+    table = mb.report_table(paper)
+    assert list(table.columns) == ["Chapter", "Claim of the paper", "This build", "n", "Test", "p-value", "Verdict"]
+    first = table.iloc[0]
+    assert first["n"] == "5 teachers × 4 students" and first["This build"] == "0.08 vs 0.02: +0.06 ± 0.005"
+    assert first["Test"] == "98% interval [0.045, 0.075] &gt; 0" and first["p-value"] == "1.0e-04"
+    assert "&lt;of the paper&gt;" in first["Claim of the paper"]
+    equivalence = table.iloc[1]
+    assert "within the equivalence margin ±0.01" in equivalence["Test"] and equivalence["Verdict"] == "inconclusive"
+    old = table[table["Claim of the paper"] == "Old holds"].iloc[0]
+    assert old["n"] == "n = 20" and "students counted as units" in old["Test"]
+    assert table["Chapter"].str.contains("02_logit_distillation").sum() == 1, "a chapter's name on its first row only"
+    assert 'href="../nbs/02_logit_distillation.html"' in table["Chapter"][0]
+
+
+def test_report_table_fills_in_a_bare_old_table():
+    old = pd.DataFrame([{"chapter": "02_x", "claim": "a", "paper": "P", "measured": 0.4321, "sem": 0.0123,
+                         "n": 20, "p_value": 3.2e-9, "holds": True, "detail": ""}])
+    row = mb.report_table(old).iloc[0]
+    assert row["This build"] == "0.432 ± 0.012" and row["n"] == "n = 20" and row["Verdict"] == "holds"
+    assert row["p-value"] == "< 1e-6"
+
+
+def test_protocol_table_comes_from_the_chapters_departures(results):
+    departures = load_departures(results)
+    assert list(departures.columns) == DEPARTURE_COLUMNS and len(departures) == 3
+    table = mb.protocol_table(departures)
+    assert table["Topic"].tolist() == ["teacher stop", "epochs", "pixel shuffle"]
+    assert table["This book"][2] == "one permutation per image" and table["Chapter"][1] == ""
+    assert mb.protocol_table(load_departures(results / "nothing")).empty
+
+
+def test_chapter_summary_and_build_box(results):
+    claims = load_claims(results)
+    summary = mb.chapter_summary(claims, results, link=False).set_index("Chapter")
+    assert summary.loc["02_logit_distillation", "Claims holding"] == "1 of 3 (1 inconclusive)"
+    assert summary.loc["02_logit_distillation", "Teacher stop"] == "budget"
+    assert summary.loc["05_temperature_lr", "Claims holding"] == "0 of 0"
+    assert summary.loc["07_logit_surgery", "Claims holding"] == "no results"  # in the toc, no folder
+    box = mb.build_info(results).set_index("Field")["Value"]
+    assert box["Git commit"] == "0123456789ab" and box["Tracked files unchanged since that commit"] == "yes"
+    assert box["Device name"] == "Test CPU, Other CPU" and box["Profile"] == "smoke"
+    assert mb.build_info(results / "nothing")["Value"].eq("–").all()
+
+
+@pytest.mark.slow
+def test_report_notebook_executes_on_partial_and_old_results(results, tmp_path):
+    out = tmp_path / "report.ipynb"
+    subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "book" / "report.ipynb"), str(out),
+                    "-p", "results_root", str(results), "-k", "python3", "--execution-timeout", "120"],
+                   check=True, cwd=ROOT / "book", timeout=300, capture_output=True)
+    nb = json.loads(out.read_text())
+    text = json.dumps([c.get("outputs", []) for c in nb["cells"]])
+    assert "3 of 6 claims of the paper hold in this build" in text
+    for css in ("memkd-claims", "memkd-stand-in", "memkd-new-results", "memkd-protocol", "memkd-chapters", "memkd-build"):
+        assert css in text, css
+    assert '"output_type": "error"' not in text and '"name": "stderr"' not in text
