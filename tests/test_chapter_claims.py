@@ -1,0 +1,150 @@
+"""Chapter's claim recording with teachers as the unit: claim, claim_difference, the old forms
+(recorded in the new format), stand-in and beyond-the-paper flags, departures, the teacher protocol,
+config.json beside a table, and what finish writes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from memkd.chapter import CLAIM_COLUMNS, DEPARTURE_COLUMNS, Chapter
+
+
+@pytest.fixture
+def ch(tmp_path):
+    return Chapter("02_logit_distillation", profile="smoke", results_dir=str(tmp_path / "ch"), device="cpu")
+
+
+def students(teachers=5, per_teacher=4, mean=0.08, spread=0.01, seed=0):
+    """One row per student: dataset (teacher), test_acc and independent_acc."""
+    rng = np.random.default_rng(seed)
+    n = teachers * per_teacher
+    return pd.DataFrame({"dataset": np.repeat(np.arange(teachers), per_teacher),
+                         "test_acc": mean + spread * rng.standard_normal(n),
+                         "independent_acc": 0.02 + 0.002 * rng.standard_normal(n)})
+
+
+def test_claim_counts_teachers_and_records_the_interval(ch):
+    table = students().iloc[:-1]  # the last teacher has 3 students
+    text = ch.claim("soft_beats_trivial", "Soft labels beat the trivial accuracy.", table, baseline=0.02)
+    assert "over 5 teachers × 3 students" in text  # students: the fewest any teacher had
+    assert "98% interval of the difference [" in text and "] > 0" in text and text.endswith("**holds**.")
+    c = ch.claims[-1]
+    assert (c.n, c.students, c.verdict, c.expect, c.value, c.data) == (5, 3, "holds", "above", "test_acc", "paper")
+    means = table.groupby("dataset")["test_acc"].mean()
+    assert math.isclose(c.measured, means.mean()) and math.isclose(c.difference, means.mean() - 0.02)
+    assert math.isclose(c.sem, means.std(ddof=1) / math.sqrt(5)) and c.ci_low < c.difference < c.ci_high
+    assert c.baseline == 0.02 and c.level == 0.01 and not c.beyond_paper
+
+
+def test_claim_against_a_baseline_column_and_below(ch):
+    table = students(mean=0.01)
+    ch.claim("below_fresh", "Below fresh data.", table, baseline="independent_acc", expect="below")
+    c = ch.claims[-1]
+    assert c.verdict == "holds" and c.ci_high < 0
+    assert math.isclose(c.baseline, table.groupby("dataset")["independent_acc"].mean().mean())
+
+
+def test_equivalence_needs_a_margin_prints_it_and_is_inconclusive_with_few_teachers(ch):
+    with pytest.raises(ValueError, match="'margin' parameter of Chapter.claim"):
+        ch.claim("hard_at_chance", "Hard labels stay at chance.", students(), baseline=0.02, expect="equivalent")
+    few = students(teachers=3, mean=0.02, spread=0.03)
+    text = ch.claim("hard_at_chance", "Hard labels stay at chance.", few, baseline=0.02, expect="equivalent",
+                    margin=0.01, what="hard-label students")
+    assert "90% interval" in text and "within the equivalence margin ±0.01" in text and "**inconclusive**" in text
+    assert ch.claims[-1].margin == 0.01 and ch.claims[-1].level == 0.05
+    many = students(teachers=12, per_teacher=8, mean=0.02, spread=0.003)
+    ch.claim("hard_at_chance", "Hard labels stay at chance.", many, baseline=0.02, expect="equivalent", margin=0.01)
+    assert [c.verdict for c in ch.claims if c.claim == "hard_at_chance"] == ["holds"], "one row per claim id"
+
+
+def test_one_teacher_is_inconclusive(ch):
+    text = ch.claim("x", "X", students(teachers=1), baseline=0.02)
+    assert "**inconclusive** (1 teacher: no interval)" in text and ch.claims[-1].n == 1
+
+
+def test_claim_difference_pairs_on_shared_teachers(ch):
+    a = students(teachers=5)
+    b = students(teachers=6, seed=1).assign(test_acc=lambda t: t["test_acc"] - 0.03)
+    text = ch.claim_difference("wider_more", "Wider students extract more.", a, b, what="wide minus narrow")
+    c = ch.claims[-1]
+    assert c.n == 5 and "paired on teachers" in text and c.verdict == "holds"
+    diffs = a.groupby("dataset")["test_acc"].mean() - b.groupby("dataset")["test_acc"].mean().iloc[:5]
+    assert math.isclose(c.difference, diffs.mean())
+    with pytest.raises(ValueError, match="share no 'dataset'"):
+        ch.claim_difference("none", "N", a, b.assign(dataset=b["dataset"] + 100))
+
+
+def test_bad_arguments_name_the_parameter(ch):
+    with pytest.raises(ValueError, match="'data' parameter of Chapter.claim"):
+        ch.claim("x", "X", students(), data="digits")
+    with pytest.raises(ValueError, match="'expect' parameter of Chapter.claim"):
+        ch.claim("x", "X", students(), expect="greater")
+    with pytest.raises(ValueError, match="'unit' column 'teacher'"):
+        ch.claim("x", "X", students(), unit="teacher")
+
+
+def test_old_forms_record_the_new_format(ch):
+    ch.claim_vs_baseline("old_above", "Old above.", [0.3, 0.32, 0.35, 0.31], 0.1)
+    ch.claim_vs_baseline("old_not_above", "Old hard labels.", [0.09, 0.11, 0.1, 0.1], 0.1, expect_above=False)
+    ch.claim_paired("old_paired", "Old paired.", [0.3, 0.4, 0.5], [0.1, 0.2, 0.3])
+    ch.add_claim("old_direct", "Old direct.", 0.5, 0.1, 7, 0.2, False)
+    got = {c.claim: c for c in ch.claims}
+    assert [got[k].verdict for k in ("old_above", "old_not_above", "old_paired", "old_direct")] == \
+        ["holds", "holds", "holds", "does not hold"]
+    assert all(c.data == "paper" for c in ch.claims) and got["old_above"].n == 4 and got["old_direct"].n == 7
+    assert got["old_not_above"].expect == "not above" and math.isnan(got["old_above"].students)
+
+
+def test_stand_in_and_beyond_paper_are_recorded(tmp_path):
+    beyond = Chapter("09_open_questions", profile="smoke", results_dir=str(tmp_path / "b"), device="cpu",
+                     beyond_paper=True)
+    beyond.claim("q", "Q", students(), baseline=0.02, data="stand-in")
+    claims = beyond.finish()
+    assert claims["beyond_paper"].tolist() == [True] and claims["data"].tolist() == ["stand-in"]
+    assert json.loads((tmp_path / "b" / "meta.json").read_text())["beyond_paper"] is True
+
+
+def test_protocol_and_departures_reach_departures_csv_and_meta(ch):
+    assert "whole budget" in ch.protocol("budget") and not ch.departures
+    text = ch.protocol("first_perfect", reason="compared in chapter 09")
+    assert "first epoch" in text and ch.departures[-1]["topic"] == "teacher stop"
+    with pytest.raises(ValueError, match="'teacher_stop' parameter of Chapter.protocol"):
+        ch.protocol("early")
+    ch.departure("epochs", "none given", "300 student epochs", "students converge by then")
+    ch.departure("epochs", "none given", "300 student epochs", "students converge by then")  # a cell run twice
+    with pytest.raises(ValueError, match="'reason' parameter of Chapter.departure"):
+        ch.departure("epochs", "none", "300", "")
+    ch.claim("x", "X", students(), baseline=0.02)
+    claims = ch.finish()
+    assert list(claims.columns) == CLAIM_COLUMNS
+    on_disk = pd.read_csv(ch.path / "claims.csv")
+    assert list(on_disk.columns) == CLAIM_COLUMNS and on_disk["verdict"].tolist() == ["holds"]
+    departures = pd.read_csv(ch.path / "departures.csv")
+    assert list(departures.columns) == DEPARTURE_COLUMNS and len(departures) == 2
+    assert departures["reason"].tolist()[0] == "compared in chapter 09"
+    meta = json.loads((ch.path / "meta.json").read_text())
+    assert meta["teacher_stop"] == "first_perfect" and meta["profile"] == "smoke" and "elapsed_s" in meta
+
+
+def test_finish_without_claims_or_departures_writes_headers(ch):
+    ch.finish()
+    assert list(pd.read_csv(ch.path / "claims.csv").columns) == CLAIM_COLUMNS
+    assert list(pd.read_csv(ch.path / "departures.csv").columns) == DEPARTURE_COLUMNS
+
+
+def test_save_table_writes_the_config_beside_the_table(ch):
+    table = students()
+    ch.save_table(table, "plain")
+    assert (ch.path / "plain.csv").is_file() and not (ch.path / "plain.config.json").exists()
+    table.attrs["config"] = {"d": 100, "alphas": (0.2, 0.6), "lr": np.float64(3e-3), "device": ch.device}
+    ch.save_table(table)
+    config = json.loads((ch.path / "table.config.json").read_text())
+    assert config == {"d": 100, "alphas": [0.2, 0.6], "lr": 3e-3, "device": "cpu"}
+    table.attrs["config"] = "d=100"
+    with pytest.raises(ValueError, match=r"table.attrs\['config'\] must be a dict"):
+        ch.save_table(table)
