@@ -491,14 +491,17 @@ def knob_overrides(**values: Any) -> dict[str, Any]:
 
 
 def beyond_paper_chapters(root: Path | None = None) -> set[str]:
-    """Chapter names the book's _toc.yml lists under a part captioned "Beyond the paper"
-    (empty without a book root): the fallback for results written before `beyond_paper` existed."""
+    """Chapter names the book's _toc.yml lists under a part captioned "Beyond the paper" (the
+    book root is found from `root`, else from the working directory; empty without one)."""
     import yaml
 
     book = (book_root(Path(root)) if root else None) or book_root()
     if not book or not (book / "_toc.yml").is_file():
         return set()
-    toc = yaml.safe_load((book / "_toc.yml").read_text()) or {}
+    try:
+        toc = yaml.safe_load((book / "_toc.yml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return set()
     return {Path(entry["file"]).name for part in toc.get("parts", []) or []
             if "beyond" in str(part.get("caption", "")).lower()
             for entry in part.get("chapters", []) or [] if "file" in entry}
@@ -557,22 +560,20 @@ def normalize_claims(claims: pd.DataFrame, chapter: str = "", beyond_paper: bool
 
 def load_claims(root: Path) -> pd.DataFrame:
     """All chapters' claims.csv under `root` (one folder per chapter), in chapter order, in the
-    format of CLAIM_COLUMNS whatever their age (see `normalize_claims`; beyond_paper, when a file
-    lacks it, comes from the chapter's meta.json, else from the toc). Unreadable files are skipped."""
+    format of CLAIM_COLUMNS whatever their age (see `normalize_claims`). A claim is beyond the paper
+    when its row, its chapter's meta.json or the book's toc (a chapter under "Beyond the paper")
+    says so. Unreadable files are skipped."""
     frames = []
-    beyond = None
+    toc_beyond = beyond_paper_chapters(Path(root))
     for path in sorted(Path(root).glob("*/claims.csv")):
         frame = _read_csv(path)
         if frame is None:
             continue
         name = path.parent.name
-        meta = _meta(path.parent)
-        if "beyond_paper" in meta:
-            flag = _as_bool(meta["beyond_paper"])
-        else:
-            beyond = beyond_paper_chapters() if beyond is None else beyond
-            flag = name in beyond
-        frames.append(normalize_claims(frame, name, flag))
+        flag = _as_bool(_meta(path.parent).get("beyond_paper")) or name in toc_beyond
+        frame = normalize_claims(frame, name, flag)
+        frame["beyond_paper"] = frame["beyond_paper"] | flag  # the toc's part decides too
+        frames.append(frame)
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=CLAIM_COLUMNS)

@@ -93,15 +93,14 @@ def test_load_claims_fills_in_old_files(results):
     assert "06_dataset_composition" not in set(claims["chapter"])
 
 
-def test_old_chapter_09_without_beyond_column_or_meta_is_beyond_by_the_toc(tmp_path):
-    write(tmp_path / "09_open_questions", [{"chapter": "09_open_questions", "claim": "q", "paper": "Q",
-                                            "measured": 0.1, "sem": 0.01, "n": 3, "p_value": 0.01, "holds": True}])
-    cwd = os.getcwd()
-    os.chdir(ROOT)  # the toc of this book says which chapters are beyond the paper
-    try:
-        assert load_claims(tmp_path)["beyond_paper"].all()
-    finally:
-        os.chdir(cwd)
+def test_a_chapter_under_beyond_the_paper_in_the_toc_is_beyond_whatever_it_wrote(tmp_path, monkeypatch):
+    ch = "09_open_questions"
+    write(tmp_path / "old" / ch, [{"chapter": ch, "claim": "q", "paper": "Q", "measured": 0.1, "sem": 0.01,
+                                   "n": 3, "p_value": 0.01, "holds": True}])  # no column, no meta.json
+    write(tmp_path / "new" / ch, [claim_row(ch, "r", "holds")], meta={"beyond_paper": False})  # flag not set
+    monkeypatch.chdir(ROOT)  # the toc of this book says which chapters are beyond the paper
+    assert load_claims(tmp_path / "old")["beyond_paper"].all()
+    assert load_claims(tmp_path / "new")["beyond_paper"].all()
 
 
 def test_headline_counts_only_the_papers_claims_on_the_papers_data(results):
