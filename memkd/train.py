@@ -241,6 +241,17 @@ class Teacher:
         """Teacher logits (K, N, C) for inputs (N, D) or (K, N, D)."""
         return self.model(x)
 
+    @torch.no_grad()
+    def member(self, k: int) -> "Teacher":
+        """Teacher k alone, as a one-member Teacher (a copy of its weights)."""
+        m = self.model
+        one = EnsembleMLP(1, m.input_dim, m.width, m.classes, m.hidden_layers, m.activation)
+        for dst, src in zip(list(one.weights) + list(one.biases), list(m.weights) + list(m.biases)):
+            dst.data = src.data[k:k + 1].clone()
+        history = self.history[self.history["member"] == k].assign(member=0) if len(self.history) else self.history
+        return Teacher(one.to(m.weights[0].device), self.train_acc[k:k + 1], self.memorized[k:k + 1],
+                       self.epochs_to_memorize[k:k + 1], self.epochs_run, history)
+
 
 def train_teacher(
     x: Tensor,

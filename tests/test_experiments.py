@@ -1,9 +1,13 @@
 """Experiments: validation before training, determinism, and the science at the smoke profile."""
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from memkd import experiments as ex
+from memkd.train import TeacherDidNotMemorize
 from memkd.metrics import compare_to_chance
 
 
@@ -29,7 +33,7 @@ def test_teachers_memorize_and_students_fit(soft):
 def test_soft_label_students_beat_chance_on_held_out_memorized_data(soft):
     chance = soft["chance"].iloc[0]
     result = compare_to_chance(per_dataset(soft), chance)  # one value per independent dataset
-    assert result["n"] == 5
+    assert result["n"] == 4  # teachers, the unit of replication
     assert result["p_value"] < 0.01, result
     assert result["mean"] > 1.5 * chance
     # and well above the teacher's trivial accuracy on fresh data D'
@@ -64,7 +68,7 @@ def test_tidy_columns(soft):
     for col in ["dataset", "alpha", "width", "temperature", "lr", "student", "train_acc", "test_acc",
                 "memorized_acc", "test_acc_class", "independent_acc", "teacher_independent_acc", "chance"]:
         assert col in soft.columns
-    assert len(soft) == 5 * 4  # datasets x students
+    assert len(soft) == 4 * 3  # datasets (teachers) x students
 
 
 @pytest.mark.parametrize("fn,kwargs,pattern", [
@@ -128,3 +132,51 @@ def test_every_profile_of_every_figure_validates(profile):
     for cls, name in configs:
         cfg = make_config(cls, name, profile, {})
         assert cfg.profile == profile
+
+
+# --- teachers as the unit: the stacked ensemble equals the loop over datasets -----------------------
+
+
+def test_stacked_datasets_give_the_numbers_of_a_loop_over_datasets():
+    """All teachers as one ensemble and all students of all datasets as another give, student by
+    student, what training each dataset on its own gives (same seeds), to float rounding."""
+    from memkd.config import make_config
+    from memkd.experiments.common import distill, member_grid, memorization_task, split
+    from memkd.experiments.figures import LogitDistillationConfig
+
+    overrides = dict(datasets=3, students=2, temperatures=(5.0, 20.0), epochs=40)
+    stacked = ex.logit_distillation("smoke", **overrides)
+    cfg = make_config(LogitDistillationConfig, "logit_distillation", "smoke", overrides)
+    members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
+    alpha, width = cfg.alphas[0], cfg.student_widths[0]
+    looped = []
+    for k in range(cfg.datasets):
+        task = memorization_task(cfg, k)
+        looped += distill(task, split(task, alpha, cfg), cfg=cfg, kind="soft", width=width, members=members,
+                          setting=(alpha,))
+    looped = pd.DataFrame(looped)
+    key = ["dataset", "temperature", "student"]
+    a, b = stacked.set_index(key).sort_index(), looped.set_index(key).sort_index()
+    assert len(a) == len(b) == 3 * 2 * 2
+    for column in ("train_acc", "test_acc", "independent_acc", "teacher_independent_acc"):
+        np.testing.assert_allclose(a[column], b[column], atol=1.5 / 50)  # at most a sample flips
+    assert (a["test_acc"] - b["test_acc"]).abs().mean() < 0.01
+
+
+def test_teacher_stop_is_a_knob_with_the_budget_as_default():
+    table = ex.logit_distillation("smoke", datasets=3, students=2, epochs=20)
+    assert set(table["teacher_stop"]) == {"budget"}
+    early = ex.logit_distillation("smoke", datasets=3, students=2, epochs=20, teacher_stop="first_perfect")
+    assert set(early["teacher_stop"]) == {"first_perfect"}
+    assert not np.allclose(table["test_acc"], early["test_acc"])  # a different teacher, other students
+    with pytest.raises(ValueError, match="teacher_stop"):
+        ex.logit_distillation("smoke", teacher_stop="never")
+    with pytest.raises(TeacherDidNotMemorize, match="teacher_stop='budget'"):
+        ex.logit_distillation("smoke", datasets=3, teacher_epochs=3)
+
+
+def test_every_table_carries_its_validated_configuration():
+    table = ex.logit_distillation("smoke", datasets=3, students=2, epochs=5)
+    config = table.attrs["config"]
+    assert config["datasets"] == 3 and config["teacher_stop"] == "budget" and config["epochs"] == 5
+    json.dumps(config)  # plain values only

@@ -1,15 +1,20 @@
-"""The pipeline every random-data experiment shares: data -> teacher -> students -> metrics.
+"""The pipeline every random-data experiment shares: data -> teachers -> students -> metrics.
 
-Shapes: E students, K teachers, N samples of D, N' samples of D', D input dim, C classes.
-`memorization_task` makes one dataset and its teacher; `distill` trains E students on the
-student's part and returns one row of knobs and metrics per student.
+Shapes: K datasets (one teacher each), M students per dataset, E = K * M ensemble members,
+N samples of D, N' samples of D', D input dim, C classes.
+Teachers are the unit of replication, so an experiment trains several. `memorization_tasks`
+draws K datasets and trains their K teachers as one ensemble; `distill` trains the students of
+all K datasets (x temperatures x learning rates x seeds) as one ensemble, split into chunks only
+when the device cannot hold them, and returns one row of knobs and metrics per student. Every
+seed comes from `memkd.seeds.derive_seed`, so the stacked path gives the numbers of a loop over
+datasets (tested).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import pandas as pd
@@ -20,13 +25,13 @@ from memkd.config import (
     ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES,
     ExperimentConfig, int_range, knob, one_of, real_interval,
 )
-from memkd.data import make_memorization_data
+from memkd.data import make_memorization_data, split_per_class
 from memkd.device import resolve_device
 from memkd.losses import soft_targets
+from memkd.memory import members_per_chunk, training_bytes_per_member
 from memkd.metrics import accuracy, agreement, nearest_neighbour_accuracy
-from memkd.train import Teacher, teacher_similarity, train_students, train_teacher
-
-INDEPENDENT_SEED_OFFSET = 500_000  # D' is drawn with seed + this offset
+from memkd.seeds import derive_seed
+from memkd.train import TEACHER_STOPS, Teacher, teacher_similarity, train_students, train_teacher
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,9 @@ class RandomDataConfig(ExperimentConfig):
     hidden_layers: int = knob(2, int_range(1, 4), "hidden layers of teacher and students")
     activation: str = knob("relu", one_of("relu", "tanh", "linear"), "hidden activation")
     teacher_lr: float = knob(1e-3, real_interval(0, 1, "right"), "teacher's Adam learning rate")
-    teacher_epochs: int = knob(1000, POS_INT, "teacher's epoch budget to reach 100%")
+    teacher_epochs: int = knob(1000, POS_INT, "teacher's epoch budget; it must be at 100% at its end")
+    teacher_stop: str = knob("budget", one_of(*TEACHER_STOPS),
+                             "budget: train all teacher_epochs (the paper); first_perfect: stop at the first 100%")
     student_widths: tuple = knob((125,), POS_INTS, "P of the students")
     alphas: tuple = knob((0.6,), ALPHAS, "fraction of each class the student sees")
     temperatures: tuple = knob((10.0,), TEMPERATURES, "softmax temperatures T of the soft labels")
@@ -70,7 +77,7 @@ class MemorizationTask:
     y: Tensor  # (N,)
     x_independent: Tensor  # (N', D)
     y_independent: Tensor  # (N',)
-    teacher: Teacher
+    teacher: Teacher  # one member
     logits: Tensor  # (N, C) teacher logits on D
     logits_independent: Tensor  # (N', C) teacher logits on D'
     classes: int
@@ -86,34 +93,59 @@ class MemorizationTask:
         return float(accuracy(self.logits_independent.unsqueeze(0), self.y_independent)[0])
 
 
-def memorization_task(
+def memorization_tasks(
     cfg: RandomDataConfig,
-    dataset: int,
+    datasets: Sequence[int] | None = None,
     *,
     input_dim: int | None = None,
     classes: int | None = None,
     per_class: int | None = None,
     require_memorization: bool = True,
     teacher_overrides: dict | None = None,
-) -> MemorizationTask:
-    """Draw D and D' for dataset index `dataset` and train its teacher (to 100%, or raise)."""
+) -> list[MemorizationTask]:
+    """Draw D and D' for each dataset index (default: range(cfg.datasets)) and train their teachers
+    as one ensemble (in chunks if the device cannot hold them all); returns one task per dataset.
+
+    Raises TeacherDidNotMemorize when a teacher ends below 100%, unless require_memorization=False.
+    """
     device = resolve_device(cfg.device)
-    d = input_dim or cfg.input_dim
-    c = classes or cfg.classes
-    pc = per_class or cfg.per_class
-    data_seed = cfg.seed * 1000 + dataset
-    x, y = make_memorization_data(c, pc, d, data_seed, cfg.distribution, device)
-    xi, yi = make_memorization_data(c, pc, d, data_seed + INDEPENDENT_SEED_OFFSET, cfg.distribution, device)
+    datasets = list(range(cfg.datasets)) if datasets is None else list(datasets)
+    d, c, pc = input_dim or cfg.input_dim, classes or cfg.classes, per_class or cfg.per_class
+    shape = (c, pc, d)
+    draws = [make_memorization_data(c, pc, d, derive_seed(cfg.seed, "data", k, *shape), cfg.distribution, device)
+             for k in datasets]
+    fresh = [make_memorization_data(c, pc, d, derive_seed(cfg.seed, "independent", k, *shape), cfg.distribution,
+                                    device) for k in datasets]
     kwargs = dict(classes=c, width=cfg.teacher_width, hidden_layers=cfg.hidden_layers,
                   activation=cfg.activation, lr=cfg.teacher_lr, max_epochs=cfg.teacher_epochs,
-                  batch_size=cfg.batch_size, seed=data_seed + 17,
+                  batch_size=cfg.batch_size, stop=cfg.teacher_stop,
                   require_memorization=require_memorization, progress=cfg.progress)
     kwargs.update(teacher_overrides or {})
-    teacher = train_teacher(x, y, **kwargs)
-    with torch.no_grad():
-        logits = teacher.logits(x)[0]
-        logits_ind = teacher.logits(xi)[0]
-    return MemorizationTask(dataset, x, y, xi, yi, teacher, logits, logits_ind, c)
+    per_teacher = training_bytes_per_member(c * pc, d, kwargs["width"], c, kwargs["hidden_layers"], own_inputs=True)
+    chunk = members_per_chunk(len(datasets), per_teacher, device, "the teacher width or the dataset size")
+    tasks: list[MemorizationTask] = []
+    for start in range(0, len(datasets), chunk):
+        part = list(range(start, min(start + chunk, len(datasets))))
+        x = torch.stack([draws[i][0] for i in part])  # (K, N, D)
+        y = torch.stack([draws[i][1] for i in part])  # (K, N)
+        seeds = [derive_seed(cfg.seed, "teacher", datasets[i], *shape) for i in part]
+        teacher = train_teacher(x, y, seed=seeds, **kwargs)
+        for j, i in enumerate(part):
+            xi, yi = fresh[i]
+            one = teacher.member(j)
+            tasks.append(MemorizationTask(datasets[i], x[j], y[j], xi, yi, one, one.logits(x[j])[0],
+                                          one.logits(xi)[0], c))
+    return tasks
+
+
+def memorization_task(cfg: RandomDataConfig, dataset: int, **kwargs: Any) -> MemorizationTask:
+    """One dataset and its teacher: `memorization_tasks(cfg, [dataset], ...)[0]`."""
+    return memorization_tasks(cfg, [dataset], **kwargs)[0]
+
+
+def split(task: MemorizationTask, alpha: float, cfg: RandomDataConfig) -> tuple[Tensor, Tensor]:
+    """The per-class alpha split of a task's D: (train_idx (N_tr,), test_idx (N_te,))."""
+    return split_per_class(task.y, alpha, seed=derive_seed(cfg.seed, "split", task.dataset))
 
 
 def member_grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
@@ -122,59 +154,111 @@ def member_grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
     return [dict(zip(names, values)) for values in itertools.product(*(axes[n] for n in names))]
 
 
+def member_tensor(members: list[dict[str, Any]], key: str, default: float, device: torch.device) -> Tensor:
+    """The per-member knob `key` (e.g. "temperature", "lr") as a float32 tensor (E,)."""
+    return torch.tensor([m.get(key, default) for m in members], dtype=torch.float32, device=device)
+
+
+def student_seed(cfg: RandomDataConfig, dataset: int, width: int, setting: Sequence[Any], student: int) -> int:
+    """The initialization of student `student` of a setting on a dataset. It does not depend on the
+    temperature or learning rate, so members that differ only in those start from the same weights
+    (paired comparisons across T and lr are paired by initialization)."""
+    return derive_seed(cfg.seed, "student", dataset, width, *setting, student)
+
+
+def _stack(parts: list[Tensor], shared_if_one: bool) -> Tensor:
+    return parts[0] if shared_if_one and len(parts) == 1 else torch.cat(parts)
+
+
 def distill(
-    task: MemorizationTask,
-    train_idx: Tensor,
-    test_idx: Tensor,
+    tasks: MemorizationTask | Sequence[MemorizationTask],
+    splits: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor]],
     *,
     cfg: RandomDataConfig,
     kind: str,
     width: int,
     members: list[dict[str, Any]],
-    targets: Tensor | None = None,
-    seed: int = 0,
+    targets: Sequence[Tensor] | Tensor | None = None,
+    setting: Sequence[Any] = (),
     hidden_layers: int | None = None,
     activation: str | None = None,
     epochs: int | None = None,
     class_of_interest: int = 0,
 ) -> list[dict[str, Any]]:
-    """Train one ensemble of students on the student's part of D and measure each of them.
+    """Train the students of every task as one ensemble and measure each of them.
 
-    members : one dict per student with its "temperature", "lr" and "student" (seed index);
-        any other keys are copied into its row.
-    targets : for kind="soft", probabilities (E, N_train, C) to use instead of sigma_T(teacher
-        logits) (logit surgery); computed from the teacher otherwise.
-    Returns one dict per student: its knobs and train_acc, test_acc, memorized_acc,
-    test_acc_class (held-out samples of `class_of_interest`), independent_acc,
-    teacher_agreement_independent, teacher_independent_acc, chance.
+    tasks, splits : K tasks and their (train_idx, test_idx); one task and one split also work.
+    members : M dicts per dataset, each with "lr", "student" (seed index) and for soft students
+        "temperature"; any other keys are copied into the rows. E = K * M students in all.
+    targets : for kind="soft", per task probabilities (M, N_train, C) to use instead of
+        sigma_T(teacher logits) (logit surgery).
+    setting : values naming this setting (e.g. alpha) in every student's seed (`student_seed`).
+    Returns one dict per student: its knobs and train_acc, test_acc, memorized_acc, test_acc_class
+    (held-out samples of `class_of_interest`), independent_acc, teacher_agreement_independent,
+    teacher_independent_acc, chance, teacher_memorized, teacher_epochs, teacher_stop.
     """
-    e = len(members)
-    temps = torch.tensor([m.get("temperature", 1.0) for m in members], dtype=torch.float32, device=task.x.device)
-    lrs = torch.tensor([m["lr"] for m in members], dtype=torch.float32, device=task.x.device)
-    x_tr, y_tr = task.x[train_idx], task.y[train_idx]
+    if isinstance(tasks, MemorizationTask):
+        tasks, splits = [tasks], [splits]
+        targets = None if targets is None else [targets]
+    device = tasks[0].x.device
+    m, k = len(members), len(tasks)
+    depth, act = hidden_layers or cfg.hidden_layers, activation or cfg.activation
+    temps = member_tensor(members, "temperature", 1.0, device).repeat(k)  # (E,)
+    lrs = member_tensor(members, "lr", math.nan, device).repeat(k)
+    seeds = [student_seed(cfg, t.dataset, width, setting, mm["student"]) for t in tasks for mm in members]
+    x_tr = [t.x[tr].expand(m, -1, -1) for t, (tr, _) in zip(tasks, splits)]  # K x (M, N_tr, D)
     if kind == "soft":
-        train_targets = targets if targets is not None else soft_targets(task.logits[train_idx].unsqueeze(0), temps)
+        y_t = [targets[i] if targets is not None else soft_targets(t.logits[tr].unsqueeze(0), temps[:m])
+               for i, (t, (tr, _)) in enumerate(zip(tasks, splits))]
     elif kind == "hard":
-        train_targets = y_tr
+        y_t = [t.y[tr].expand(m, -1) for t, (tr, _) in zip(tasks, splits)]
     else:
-        train_targets = teacher_similarity(task.logits[train_idx].unsqueeze(0))[0]
-    model, _ = train_students(
-        x_tr, train_targets, kind=kind, classes=task.classes, width=width, members=e, lrs=lrs,
-        epochs=epochs or cfg.epochs, temperatures=temps, hidden_layers=hidden_layers or cfg.hidden_layers,
-        activation=activation or cfg.activation, soften_student=cfg.soften_student,
-        batch_size=cfg.batch_size, seed=seed, progress=cfg.progress,
-    )
-    with torch.no_grad():
-        out_d = model(task.x)  # (E, N, C)
-        out_ind = model(task.x_independent)  # (E, N', C)
-    metrics = evaluate_students(task, out_d, out_ind, train_idx, test_idx, kind, class_of_interest)
-    rows = []
-    for i, m in enumerate(members):
-        row = {"dataset": task.dataset, "kind": kind, "width": width, **m}
-        row.update({k: float(v[i]) for k, v in metrics.items()})
-        row.update(teacher_independent_acc=task.teacher_independent_acc, chance=1.0 / task.classes,
-                   teacher_memorized=task.memorized, teacher_epochs=int(task.teacher.epochs_to_memorize.max()))
-        rows.append(row)
+        y_t = [teacher_similarity(t.logits[tr].unsqueeze(0)).expand(m, -1, -1) for t, (tr, _) in zip(tasks, splits)]
+    n_tr, d = x_tr[0].shape[-2], x_tr[0].shape[-1]
+    need = training_bytes_per_member(n_tr, d, width, tasks[0].classes, depth, own_inputs=k > 1)
+    if kind == "similarity":
+        need += 4 * 3 * n_tr * n_tr
+    chunk = members_per_chunk(k * m, need, device, "the number of students, datasets or the student width")
+    rows: list[dict[str, Any]] = []
+    for start in range(0, k * m, chunk):
+        sel = list(range(start, min(start + chunk, k * m)))
+        owners = sorted({i // m for i in sel})
+        shared = len(owners) == 1
+        x_c = torch.cat([x_tr[i // m][i % m:i % m + 1] for i in sel]) if not shared else x_tr[owners[0]][0]
+        t_c = torch.cat([y_t[i // m][i % m:i % m + 1] for i in sel])
+        if shared and kind != "soft" and targets is None:
+            t_c = t_c[0]
+        model, _ = train_students(
+            x_c, t_c, kind=kind, classes=tasks[0].classes, width=width, members=len(sel), lrs=lrs[sel],
+            epochs=epochs or cfg.epochs, temperatures=temps[sel], hidden_layers=depth, activation=act,
+            soften_student=cfg.soften_student, batch_size=cfg.batch_size, seed=[seeds[i] for i in sel],
+            progress=cfg.progress,
+        )
+        rows += _measure(model, [tasks[o] for o in owners], [splits[o] for o in owners],
+                         [[i for i in sel if i // m == o] for o in owners], members, cfg, kind, width,
+                         class_of_interest)
+    return rows
+
+
+@torch.no_grad()
+def _measure(model, tasks, splits, member_ids, members, cfg, kind, width, class_of_interest) -> list[dict]:
+    """Rows for the students of `model`; member_ids[j] are the global ids of task j's members."""
+    m = len(members)
+    x_d = torch.cat([t.x.expand(len(ids), -1, -1) for t, ids in zip(tasks, member_ids)])  # (E_c, N, D)
+    x_i = torch.cat([t.x_independent.expand(len(ids), -1, -1) for t, ids in zip(tasks, member_ids)])
+    out_d, out_ind = model(x_d), model(x_i)  # (E_c, N, C), (E_c, N', C)
+    rows, offset = [], 0
+    for task, (tr, te), ids in zip(tasks, splits, member_ids):
+        part = slice(offset, offset + len(ids))
+        offset += len(ids)
+        metrics = evaluate_students(task, out_d[part], out_ind[part], tr, te, kind, class_of_interest)
+        for j, gid in enumerate(ids):
+            row = {"dataset": task.dataset, "kind": kind, "width": width, **members[gid % m]}
+            row.update({key: float(v[j]) for key, v in metrics.items()})
+            row.update(teacher_independent_acc=task.teacher_independent_acc, chance=1.0 / task.classes,
+                       teacher_memorized=task.memorized, teacher_stop=cfg.teacher_stop,
+                       teacher_epochs=int(task.teacher.epochs_to_memorize.max()))
+            rows.append(row)
     return rows
 
 
@@ -220,11 +304,13 @@ def evaluate_students(
     }
 
 
-def tidy(rows: list[dict], ratio_to_trivial: bool = False) -> pd.DataFrame:
+def tidy(rows: list[dict], ratio_to_trivial: bool = False, cfg: ExperimentConfig | None = None) -> pd.DataFrame:
     """Rows -> DataFrame with the knob columns first and the metrics after.
 
     ratio_to_trivial: add `ratio` = test_acc / teacher_independent_acc, how many times the
     teacher's accuracy on fresh data D' the student reaches on held-out memorized data.
+    cfg: the validated configuration, kept as `table.attrs["config"]` (a chapter saves it as
+    <table>.config.json beside the table).
     """
     table = pd.DataFrame(rows)
     first = [c for c in ("dataset", "classes", "per_class", "input_dim", "alpha", "width", "kind", "targets",
@@ -232,4 +318,15 @@ def tidy(rows: list[dict], ratio_to_trivial: bool = False) -> pd.DataFrame:
     table = table[first + [c for c in table.columns if c not in first]]
     if ratio_to_trivial:
         table["ratio"] = table["test_acc"] / table["teacher_independent_acc"]
+    if cfg is not None:
+        table.attrs["config"] = config_dict(cfg)
     return table
+
+
+def config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """A validated configuration as plain JSON-ready values (tuples become lists)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, (tuple, list)):
+            return [plain(i) for i in v]
+        return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+    return {"experiment": type(cfg).__name__, **{k: plain(v) for k, v in asdict(cfg).items()}}

@@ -31,8 +31,9 @@ from memkd.config import (
     BOOL, POS_INT, int_range, knob, list_of, make_config, one_of, real_interval,
 )
 from memkd.data import split_per_class
+from memkd.seeds import derive_seed
 from memkd.experiments.common import (
-    MemorizationTask, RandomDataConfig, distill, evaluate_students, member_grid, memorization_task,
+    MemorizationTask, RandomDataConfig, distill, evaluate_students, member_grid, memorization_task, split,
 )
 from memkd.losses import soft_cross_entropy, soft_targets
 from memkd.metrics import accuracy, nearest_neighbour_predictions
@@ -71,11 +72,11 @@ def _profiles(**extra: dict) -> dict:
 
 
 def _split(task: MemorizationTask, cfg: OpenQuestionConfig):
-    return split_per_class(task.y, cfg.alphas[0], seed=cfg.seed * 1000 + task.dataset)
+    return split(task, cfg.alphas[0], cfg)
 
 
 def _seed(cfg: OpenQuestionConfig, dataset: int, offset: int = 0) -> int:
-    return cfg.seed * 7919 + dataset * 101 + offset
+    return derive_seed(cfg.seed, "probe", dataset, offset)
 
 
 # --- statistics ----------------------------------------------------------------------------------
@@ -288,8 +289,8 @@ def teacher_regularization(profile: str = "quick", **overrides: Any) -> pd.DataF
                     continue
                 train_idx, test_idx = _split(task, cfg)
                 members = member_grid(temperature=cfg.temperatures[:1], lr=cfg.lrs[:1], student=range(cfg.students))
-                for r in distill(task, train_idx, test_idx, cfg=cfg, kind="soft", width=cfg.student_widths[0],
-                                 members=members, seed=_seed(cfg, dataset)):
+                for r in distill(task, (train_idx, test_idx), cfg=cfg, kind="soft", width=cfg.student_widths[0],
+                                 members=members, setting=(cfg.alphas[0],)):
                     rows.append({**r, **knobs, **teacher})
     return _tidy(rows, "regularization")
 
@@ -359,9 +360,9 @@ def architecture(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
             if key not in students:
                 train_idx, test_idx = _split(task, cfg)
                 members = member_grid(temperature=cfg.temperatures[:1], lr=cfg.lrs[:1], student=range(cfg.students))
-                students[key] = distill(task, train_idx, test_idx, cfg=cfg, kind="soft", width=s_width,
-                                        members=members, seed=_seed(cfg, dataset), hidden_layers=s_depth,
-                                        activation=s_act)
+                students[key] = distill(task, (train_idx, test_idx), cfg=cfg, kind="soft", width=s_width,
+                                        members=members, setting=(cfg.alphas[0], s_depth, s_act),
+                                        hidden_layers=s_depth, activation=s_act)
             rows += [{**r, **knobs, "teacher_train_acc": 1.0} for r in students[key]]
     return _tidy(rows, "architecture")
 
@@ -389,8 +390,8 @@ def temperature_convention(profile: str = "quick", **overrides: Any) -> pd.DataF
         train_idx, test_idx = _split(task, cfg)
         members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs[:1], student=range(cfg.students))
         for soften in (False, True):
-            for r in distill(task, train_idx, test_idx, cfg=replace(cfg, soften_student=soften), kind="soft",
-                             width=cfg.student_widths[0], members=members, seed=_seed(cfg, dataset)):
+            for r in distill(task, (train_idx, test_idx), cfg=replace(cfg, soften_student=soften), kind="soft",
+                             width=cfg.student_widths[0], members=members, setting=(cfg.alphas[0],)):
                 rows.append({**r, "soften_student": soften, "alpha": cfg.alphas[0]})
     return _tidy(rows, "convention")
 
