@@ -206,3 +206,26 @@ def test_vendored_widget_files_each_have_a_licence():
     assert "Redistribution and use in source and binary forms" in bsd and "Neither the name" in bsd
     for licence in ("LICENSE.requirejs.txt", "LICENSE.html-manager.txt", "LICENSE.font-awesome.txt"):
         assert f"`{licence}`" in readme
+
+
+def test_pages_workflow_builds_the_quick_book_and_deploys_it():
+    flow = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text())
+    on = flow.get("on", flow.get(True))  # PyYAML reads the key `on` as True
+    assert "main" in on["push"]["branches"]
+    assert flow["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
+    build, deploy = flow["jobs"]["build"]["steps"], flow["jobs"]["deploy"]["steps"]
+    runs = " ".join(s.get("run", "") for s in build)
+    assert "make book" in runs and "PROFILE=quick" in runs
+    upload = [s for s in build if s.get("uses", "").startswith("actions/upload-pages-artifact@")]
+    assert upload and upload[0]["with"]["path"] == "_build/html"
+    assert any(s.get("uses", "").startswith("actions/deploy-pages@") for s in deploy)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["html"]["baseurl"] == "https://memkd.github.io/memkd/"
+    assert "https://memkd.github.io/memkd/" in (ROOT / "README.md").read_text()
+
+
+def test_version_agrees_everywhere():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^version = "(.+)"$', pyproject, re.M).group(1) == memkd.__version__
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert str(cff["version"]) == memkd.__version__
