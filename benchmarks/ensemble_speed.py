@@ -15,12 +15,12 @@ grad wrt inputs, grad wrt weights; the first layer needs no grad wrt inputs, so 
 over-counts the work). Every s/epoch is the wall time of all E students for one more epoch:
 a run of 1 + epochs minus a run of 1 epoch, over `epochs`, median over --repeats (so building
 the models and the final logits, paid once per run by both paths, are left out). The 3x count
-is the convention of issue 2; the real work is smaller by the first layer's input gradient (at
+is the usual training convention; the real work is smaller by the first layer's input gradient (at
 the paper's shapes the real count is 79% of it). `ceiling` = loop s/epoch over the time the real
 FLOPs take at the torch.mm rate: no implementation of these FLOPs can beat it on this machine.
 
 Run:  .venv/bin/python benchmarks/ensemble_speed.py [--shapes smoke,quick,paper] [--epochs N] [--phases]
-Targets (issue 2, 2-core CPU): >= 30x at smoke, >= 5x at quick, >= 1.3x and >= 60% of the
+Targets (2-core CPU): >= 30x at smoke, >= 5x at quick, >= 1.3x and >= 60% of the
 matmul rate at paper shapes. Measured on the idle 2-core machine (2026-11-29): about 9x, 1.7x
 and 1.0x at 100% of torch.mm (3x count), against ceilings of about 41x, 2.7x and 1.3x; tables
 and the reasons in benchmarks/README.md.
