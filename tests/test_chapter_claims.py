@@ -121,7 +121,7 @@ def test_protocol_and_departures_reach_departures_csv_and_meta(ch):
         ch.departure("epochs", "none", "300", "")
     ch.claim("x", "X", students(), baseline=0.02)
     claims = ch.finish()
-    assert list(claims.columns) == CLAIM_COLUMNS
+    assert list(claims.columns) == [*CLAIM_COLUMNS, "holds"] and claims["holds"].tolist() == [True]
     on_disk = pd.read_csv(ch.path / "claims.csv")
     assert list(on_disk.columns) == CLAIM_COLUMNS and on_disk["verdict"].tolist() == ["holds"]
     departures = pd.read_csv(ch.path / "departures.csv")
