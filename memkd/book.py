@@ -420,11 +420,11 @@ def report_table(claims, link: bool = True, claim_header: str = "Claim of the pa
         rows.append({
             "Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
             claim_header: htmllib.escape(str(r.paper)),
-            "This build": format_measured(r.measured, r.sem, r.baseline, r.difference),
-            "n": units_text(r.n, r.students),
+            "This build": htmllib.escape(format_measured(r.measured, r.sem, r.baseline, r.difference)),
+            "n": htmllib.escape(units_text(r.n, r.students)),
             "Test": htmllib.escape(_test_cell(r)),
-            "p-value": format_p(float(r.p_value), label=False),
-            "Verdict": str(r.verdict),
+            "p-value": htmllib.escape(format_p(float(r.p_value), label=False)),
+            "Verdict": htmllib.escape(str(r.verdict)),
         })
         previous = chapter
     return pd.DataFrame(rows, columns=columns)

@@ -134,7 +134,7 @@ def test_report_table_fills_in_a_bare_old_table():
                          "n": 20, "p_value": 3.2e-9, "holds": True, "detail": ""}])
     row = mb.report_table(old).iloc[0]
     assert row["This build"] == "0.432 ± 0.012" and row["n"] == "n = 20" and row["Verdict"] == "holds"
-    assert row["p-value"] == "< 1e-6"
+    assert row["p-value"] == "&lt; 1e-6"  # escaped for the HTML table
 
 
 def test_protocol_table_comes_from_the_chapters_departures(results):
