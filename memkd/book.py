@@ -3,9 +3,9 @@
 Sphinx reads documents in sorted order (book/ before nbs/), so a plain `jupyter-book build` would run
 the reproduction report before the chapters whose results it gathers. `build_book` therefore:
 
-1. executes every chapter that `_toc.yml` lists under nbs/ with papermill, one process per notebook
-   (through `memkd.sweep.execute_isolated`, the machinery of `memkd sweep`),
-   with `profile` and `results_dir=<output>/results/<profile>/<chapter>` injected; a failing
+1. executes every chapter that `_toc.yml` lists under nbs/ with papermill, one fresh process per
+   notebook (`memkd.sweep.execute_point` on an executor of `memkd.sweep.make_executor`: the
+   machinery of `memkd sweep`, local processes or Dask), with `profile` and `results_dir=<output>/results/<profile>/<chapter>` injected; a failing
    chapter stops the build with the chapter, the cell and the error;
 2. executes the other notebooks of the toc (book/report.ipynb), which read the chapters' claims;
 3. renders a staged copy of the book (<output>/stage: _config.yml with execution turned off,
@@ -22,7 +22,6 @@ build executes everything: the library changes outside the notebooks) and non-HT
 
 from __future__ import annotations
 
-import argparse
 import html as htmllib
 import json
 import math
@@ -31,18 +30,13 @@ import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from memkd.chapter import PROFILES, book_root, resolve_profile
-
-# Per-cell execution timeout of each profile, in seconds: it catches a hung kernel, so it leaves
-# about 5x the longest cell measured on 2 busy CPU cores (smoke 102 s, quick 395 s).
-CELL_TIMEOUT = {"smoke": 600, "quick": 1800, "paper": 6 * 3600}
-KERNEL = "python3"  # the kernel every venv has; custom names fail with NoSuchKernel
+from memkd.sweep.run import CELL_TIMEOUT  # per-profile cell timeouts, shared with `memkd sweep`
 CHAPTER_DIR = "nbs"
 
 
@@ -98,20 +92,24 @@ class Job:
 
 
 def execute_notebook(job: Job) -> float:
-    """Execute one notebook in its own process; copy it to `job.target`; return the wall seconds.
+    """Execute one notebook in a fresh child process with `job.env`; copy it to `job.target`;
+    return the wall seconds. Raises BookBuildError naming the notebook, the cell and the error."""
+    from memkd.sweep import ChildDied, in_child
 
-    The single place where the book executes notebooks: through `memkd.sweep.execute_isolated`, the
-    machinery of `memkd sweep` (papermill, one kernel per child process, kernels that die with their
-    parent). Raises BookBuildError naming the notebook, the cell and the error.
-    """
-    from memkd.sweep import execute_isolated
+    try:
+        return in_child(_execute_here, job, env=job.env)
+    except ChildDied as err:  # the process died without a record (killed, crashed)
+        raise BookBuildError(f"build_book: {job.name} did not finish: {err}") from err
+
+
+def _execute_here(job: Job) -> float:
+    """`execute_notebook` in this process, which must run no other kernel and already have
+    `job.env` (an executor's fresh process): `memkd.sweep.execute_point`, the machinery of
+    `memkd sweep` (papermill, a kernel that dies with this process)."""
+    from memkd.sweep import execute_point
 
     start = time.perf_counter()
-    try:
-        record = execute_isolated(job.source, job.parameters, job.run_dir, env=job.env,
-                                  timeout=job.timeout, cwd=str(job.cwd))
-    except RuntimeError as err:  # the worker process died without a record (killed, crashed)
-        raise BookBuildError(f"build_book: {job.name} did not finish: {err}") from err
+    record = execute_point(job.source, job.parameters, job.run_dir, timeout=job.timeout, cwd=str(job.cwd))
     seconds = time.perf_counter() - start
     if record["status"] != "done":
         source = (record.get("cell_source") or "").strip()
@@ -145,43 +143,29 @@ def notebook_job(root: Path, name: str, profile: str, output: Path, timeout: int
                run_dir=output / "runs" / name.replace("/", "__"))
 
 
-def run_jobs(jobs: list[Job], workers: int = 1, scheduler: str | None = None) -> dict[str, float]:
-    """Execute the jobs in order (workers=1), on a thread pool of subprocesses, or on a Dask
-    scheduler (its workers must see the same file system); return {name: seconds}. The first
-    failure stops the build."""
+def run_jobs(jobs: list[Job], workers: int = 1, scheduler: str | None = None,
+             scheduler_file: str | None = None, dask_local: int | None = None, retries: int = 1) -> dict[str, float]:
+    """Execute the jobs, each in a fresh process, on the executor of `memkd.sweep.make_executor`
+    (`workers` local processes, in toc order when 1; or Dask: its workers must see the same file
+    system); return {name: seconds} in the jobs' order. The first failure stops the build."""
+    from memkd.sweep import make_executor
+
     times: dict[str, float] = {}
-    if scheduler:
-        from dask.distributed import Client  # optional dependency (the `dist` extra)
-
-        with Client(scheduler) as client:
-            futures = {job.name: client.submit(execute_notebook, job, pure=False) for job in jobs}
-            for name, future in futures.items():
-                times[name] = future.result()
-                print(f"  {name}: {times[name]:.1f} s", flush=True)
-        return times
-    if workers <= 1:
-        for i, job in enumerate(jobs, 1):
-            print(f"  [{i}/{len(jobs)}] {job.name} ...", end="", flush=True)
+    with make_executor(workers, scheduler, scheduler_file, dask_local, retries) as executor:
+        futures = {executor.submit(_execute_here, job, env=job.env): job for job in jobs}
+        for i, future in enumerate(executor.as_completed(futures), 1):
+            name = futures[future].name
             try:
-                times[job.name] = execute_notebook(job)
-            except BookBuildError:
-                print(" failed", flush=True)
-                raise
-            print(f" {times[job.name]:.1f} s", flush=True)
-        return times
-    from memkd.sweep import thread_share
-
-    share = thread_share(workers)  # the kernels side by side split the cores
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="memkd-book")
-    try:
-        futures = {job.name: pool.submit(execute_notebook, replace(job, env={**job.env, **share}))
-                   for job in jobs}
-        for name, future in futures.items():
-            times[name] = future.result()
-            print(f"  {name}: {times[name]:.1f} s", flush=True)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # after a failure: start nothing new
-    return times
+                times[name] = future.result()
+            except Exception as err:
+                print(f"  [{i}/{len(jobs)}] {name}: failed", flush=True)
+                for other in futures:
+                    other.cancel()  # start nothing new; the executor waits for those running
+                if isinstance(err, BookBuildError):
+                    raise
+                raise BookBuildError(f"build_book: {name} did not finish: {type(err).__name__}: {err}") from err
+            print(f"  [{i}/{len(jobs)}] {name}: {times[name]:.1f} s", flush=True)
+    return {job.name: times[job.name] for job in jobs}
 
 
 # ---------------------------------------------------------------------------- staging and rendering
@@ -255,13 +239,17 @@ def _render_main(stage: str, html: str) -> int:
 
 def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None = None,
                output: str = "_build", timeout: int | None = None, *,
+               scheduler_file: str | None = None, dask_local: int | None = None, retries: int = 1,
                root: str | Path | None = None) -> Path:
     """Execute every chapter at `profile`, then the report, then render the site; return index.html.
 
     profile : "smoke" | "quick" | "paper", passed to every notebook (and as $MEMKD_PROFILE)
     workers : chapters executed at once (each in its own process); 1 runs them in toc order
-    scheduler : address of a Dask scheduler to execute the chapters on instead (shared file system)
-    output : build folder, relative to the book root: results/<profile>/<chapter>/ (tables, figures,
+    scheduler, scheduler_file : a Dask scheduler (its address, or the file `dask scheduler
+        --scheduler-file` writes) to execute the chapters on instead (shared file system)
+    dask_local : start a Dask LocalCluster of this many workers to execute the chapters on
+    retries : times Dask reruns a chapter whose worker died
+    output : build folder, relative to the book root (or absolute): results/<profile>/<chapter>/ (tables, figures,
         claims), runs/ (each execution's record), stage/ (the executed copy of the book),
         logs/sphinx.log, html/ (the site)
     timeout : seconds per cell; default CELL_TIMEOUT[profile]
@@ -299,7 +287,7 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
     print(f"build_book: executing {len(chapters)} chapters at profile {profile!r} "
           f"(cell timeout {cell_timeout} s) into {results}", flush=True)
     times = run_jobs([notebook_job(book, c, profile, out, cell_timeout) for c in chapters],
-                     workers=workers, scheduler=scheduler)
+                     workers, scheduler, scheduler_file, dask_local, retries)
     (results / "build_times.json").write_text(json.dumps(times, indent=2))
     pages = toc_pages(book)
     print(f"build_book: executing {len(pages)} page(s) that gather the results", flush=True)
@@ -537,23 +525,3 @@ def build_info(results: Path):
         rows.append({"Field": label, "Value": htmllib.escape(", ".join(values)) if values else "–"})
     return pd.DataFrame(rows, columns=["Field", "Value"])
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m memkd.book --profile quick`: what `memkd book` runs."""
-    parser = argparse.ArgumentParser(prog="memkd book", description=build_book.__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="quick", choices=PROFILES)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--scheduler", default=None, help="Dask scheduler address")
-    parser.add_argument("--output", default="_build")
-    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell")
-    args = parser.parse_args(argv)
-    try:
-        build_book(args.profile, args.workers, args.scheduler, args.output, args.timeout)
-    except BookBuildError as err:
-        print(err, file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -190,13 +190,20 @@ class Chapter:
     def save_table(self, table: pd.DataFrame, name: str = "table") -> Path:
         """Write a tidy table as `<name>.csv` (atomically) and return its path.
 
-        When `table.attrs["config"]` holds a dict (an experiment's full validated configuration),
-        it is also written beside the table as `<name>.config.json`.
+        The same table goes to `<name>.parquet` with its column types (what `memkd sweep`
+        aggregates: no type is guessed from text). When `table.attrs["config"]` holds a dict (an
+        experiment's full validated configuration), it is also written beside the table as
+        `<name>.config.json`.
         """
         target = self.path / f"{name}.csv"
         tmp = target.with_suffix(".csv.tmp")
         table.to_csv(tmp, index=False)
         tmp.replace(target)
+        typed = self.path / f"{name}.parquet"
+        frame = table.copy(deep=False)
+        frame.attrs = {}  # the config goes to its own JSON file below
+        frame.to_parquet(typed.with_suffix(".parquet.tmp"), index=False)
+        typed.with_suffix(".parquet.tmp").replace(typed)
         config = table.attrs.get("config")
         if config is not None:
             if not isinstance(config, dict):
@@ -427,6 +434,13 @@ class Chapter:
                 "the authors' released code train for a fixed budget of epochs.")
 
     # ------------------------------------------------------------------------ the end of a chapter
+
+    def verdicts_markdown(self) -> str:
+        """The claims recorded so far as a Markdown list, each with this build's verdict: what a
+        chapter's closing text shows instead of stating an outcome the build did not compute."""
+        if not self.claims:
+            return "*No claim was tested in this run.*"
+        return "\n".join(f"- {c.paper} **{c.verdict}** (n = {units_text(c.n, c.students)})" for c in self.claims)
 
     def finish(self) -> pd.DataFrame:
         """Write claims.csv, departures.csv and meta.json; return the claims as a table.

@@ -1,19 +1,35 @@
 """The `memkd` command (also `python -m memkd`): `memkd sweep` and `memkd book`.
 
     memkd sweep nbs/02_logit_distillation.ipynb -p profile=smoke -p alpha=0.2,0.6 -p seed=0,1,2
-    memkd sweep NOTEBOOK --grid grid.yaml --out sweeps/fig2 --dask-local 4
+    memkd sweep NOTEBOOK --grid grid.yaml -o sweeps/fig2 --dask-local 4
     memkd sweep NOTEBOOK --list-params
-    memkd book --profile paper
+    memkd book --profile paper -o _build
+    memkd --version
 
+`-o/--out` is the output folder in every subcommand (relative to the working directory);
+`--scheduler ADDRESS`, `--scheduler-file FILE` and `--dask-local N` run on Dask in both.
 Exit status: 0 when every run is done, 1 when a run failed, 2 for a bad command line or grid.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from pathlib import Path
+
+
+def _executor_options(p: argparse.ArgumentParser, workers_help: str) -> None:
+    """The options that choose where runs execute (the same in every subcommand)."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-w", "--workers", type=int, help=workers_help)
+    where.add_argument("--dask-local", type=int, metavar="N", help="start a Dask LocalCluster of N workers")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
+    where.add_argument("--scheduler-file", metavar="FILE",
+                       help="Dask scheduler file (written by `dask scheduler --scheduler-file FILE`)")
+    p.add_argument("--retries", type=int, default=1,
+                   help="times Dask reruns a run whose worker died (default 1)")
+    p.add_argument("--timeout", type=float, help="seconds per cell (default: by profile, as for the book: "
+                   "smoke 600, quick 1800, paper 21600)")
 
 
 def _sweep_parser(sub) -> None:
@@ -25,15 +41,13 @@ def _sweep_parser(sub) -> None:
     )
     p.add_argument("notebook", help="the notebook, e.g. nbs/02_logit_distillation.ipynb")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=V1,V2",
-                   help="a parameter and its values (repeat; the lists expand as a product)")
+                   help="a parameter and its values, each read as YAML (repeat; the lists expand as a "
+                   "product): -p alpha=0.2,0.6  -p 'ids=[1, 2]'  -p \"title='a,b'\"")
     p.add_argument("-g", "--grid", metavar="FILE.yaml",
                    help="YAML grid: name: value or [values], optional points: [{...}]; -p overrides")
-    p.add_argument("-o", "--out", metavar="DIR", help="sweep directory (default: sweeps/<notebook name>)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("-w", "--workers", type=int, default=2, help="local worker processes (default 2)")
-    where.add_argument("--dask-local", type=int, metavar="N", help="start a Dask LocalCluster of N workers")
-    where.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per cell (default 1800)")
+    p.add_argument("-o", "--out", "--output", dest="out", metavar="DIR",
+                   help="output folder: the sweep directory (default: sweeps/<notebook name>)")
+    _executor_options(p, "local worker processes (default 2)")
     p.add_argument("--retry-failed", action="store_true", help="rerun the runs whose last attempt failed")
     p.add_argument("--list-params", action="store_true", help="print the notebook's parameters and exit")
     p.add_argument("--dry-run", action="store_true", help="print the points and their status, run nothing")
@@ -44,17 +58,15 @@ def _book_parser(sub) -> None:
     p = sub.add_parser(
         "book",
         help="execute every chapter at a profile and render the book",
-        description="Execute every chapter (nbs/) at PROFILE through the sweep machinery, then render "
+        description="Execute every chapter (nbs/) at PROFILE, each in its own process, then render "
         "the site from the executed notebooks (memkd.book.build_book).",
     )
     p.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"),
                    help="smoke | quick | paper (default quick)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("-w", "--workers", type=int, help="local worker processes")
-    where.add_argument("--dask-local", type=int, metavar="N", help="start a Dask LocalCluster of N workers")
-    where.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
-    p.add_argument("-o", "--output", metavar="DIR", help="where the executed notebooks and the site go")
-    p.add_argument("--timeout", type=int, help="seconds per cell (default: by profile)")
+    p.add_argument("-o", "--out", "--output", dest="out", metavar="DIR",
+                   help="output folder: results, executed notebooks and the site (default: _build in the "
+                   "book root)")
+    _executor_options(p, "chapters executed at once (default 1)")
 
 
 def _run_sweep_command(args) -> int:
@@ -71,16 +83,13 @@ def _run_sweep_command(args) -> int:
     grid.update(sweep.parse_cli_grid(args.param))
     out = Path(args.out) if args.out else Path("sweeps") / notebook.stem
     if args.dry_run:
-        params = sweep.notebook_parameters(notebook)
-        for point in sweep.expand_grid(params, grid):
-            point = sweep._resolve_point(params, point)
-            rid = sweep.run_id(notebook, point, params)
-            record = sweep._status_on_disk(out.resolve(), rid)
+        for rid, point, record in sweep.plan_sweep(notebook, grid, out):
             print(rid, record["status"] if record else "pending", point)
         return 0
     result = sweep.run_sweep(
-        notebook, grid, out, workers=args.workers, scheduler=args.scheduler, dask_local=args.dask_local,
-        timeout=args.timeout, retry_failed=args.retry_failed, progress=not args.no_progress,
+        notebook, grid, out, workers=args.workers or 2, scheduler=args.scheduler,
+        scheduler_file=args.scheduler_file, dask_local=args.dask_local, timeout=args.timeout,
+        retries=args.retries, retry_failed=args.retry_failed, progress=not args.no_progress,
     )
     for record in result.records:
         if record["status"] == "failed":
@@ -92,30 +101,26 @@ def _run_sweep_command(args) -> int:
 
 
 def _run_book_command(args) -> int:
-    from memkd.book import build_book  # written alongside the book; imported only when asked for
+    from memkd import book
 
-    options = {"profile": args.profile, "workers": args.workers, "scheduler": args.scheduler,
-               "output": args.output, "timeout": args.timeout}
-    given = {k: v for k, v in options.items() if v is not None}
-    accepted = inspect.signature(build_book).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
-    unknown = [k for k in given if k not in accepted and not takes_any]
-    if unknown or (args.dask_local and "scheduler" not in accepted and not takes_any):
-        flags = ", ".join("--" + k.replace("_", "-") for k in unknown) or "--dask-local"
-        raise ValueError(f"memkd book: {flags} not supported by memkd.book.build_book{inspect.signature(build_book)}.")
-    if args.dask_local:  # a LocalCluster for the build; build_book sees only its address
-        from dask.distributed import LocalCluster
-
-        with LocalCluster(n_workers=args.dask_local, threads_per_worker=1, dashboard_address=None) as cluster:
-            build_book(**given, scheduler=cluster.scheduler_address)
-    else:
-        build_book(**given)
+    options = {"workers": args.workers, "scheduler": args.scheduler, "scheduler_file": args.scheduler_file,
+               "dask_local": args.dask_local, "timeout": args.timeout,
+               "output": str(Path(args.out).resolve()) if args.out else None}
+    book.build_book(profile=args.profile, retries=args.retries,
+                    **{k: v for k, v in options.items() if v is not None})
     return 0
+
+
+def _version() -> str:
+    import memkd
+
+    return f"memkd {memkd.__version__}"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `memkd` console script; returns the exit status."""
     parser = argparse.ArgumentParser(prog="memkd", description="memkd: knowledge distillation for random data.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     _sweep_parser(sub)
     _book_parser(sub)

@@ -1,5 +1,6 @@
 """memkd.sweep and `memkd sweep` on a tiny fixture notebook (plain Python kernels, about 2-5 s a run
-on 2 busy cores): grids and their validation, local pool vs Dask, kill -9 then resume, failures."""
+on 2 busy cores): grids and their validation (types, -p as YAML, the experiments' knobs), typed
+aggregation, the lock without fcntl, local pool vs Dask, kill -9 then resume, failures, the CLI."""
 
 from __future__ import annotations
 
@@ -14,18 +15,28 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import memkd
 from memkd import cli
 from memkd.sweep import (
+    CELL_TIMEOUT,
+    ChildDied,
     aggregate,
+    check_points,
     expand_grid,
+    in_child,
+    make_executor,
     notebook_parameters,
     parse_cli_grid,
     run_id,
     run_sweep,
     thread_share,
+    timeout_for,
 )
+from memkd.sweep.grid import read_notebook
 
+ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "sweep_fixture.ipynb"
+CHAPTERS = sorted((ROOT / "nbs").glob("[0-9][0-9]_*.ipynb"))
 TIMEOUT = 60  # seconds per cell: a stuck kernel fails the run instead of hanging the test
 
 
@@ -84,6 +95,19 @@ def test_command_line_values_take_each_parameter_type(params):
         parse_cli_grid(["seed"])
 
 
+def test_command_line_values_are_yaml_so_lists_and_commas_fit(params):
+    assert [v.value for v in parse_cli_grid(["ids=[1, 2]"])["ids"]] == [[1, 2]]  # one list value
+    assert [v.value for v in parse_cli_grid(["ids=[1, 2],[3]"])["ids"]] == [[1, 2], [3]]
+    points = expand_grid(params, parse_cli_grid(["label='a,b'", "alpha=1e-3,2"]))
+    assert points == [{"label": "a,b", "alpha": 0.001}, {"label": "a,b", "alpha": 2.0}]  # YAML 1.1 reads 1e-3 as text
+    assert expand_grid(params, parse_cli_grid(["label=no,007"])) == [{"label": "no"}, {"label": "007"}]  # text stays text
+    assert expand_grid(params, parse_cli_grid(["label="])) == [{"label": ""}]
+    with pytest.raises(ValueError, match="the values of 'label' must be YAML flow items"):
+        parse_cli_grid(["label=[1, 2"])
+    with pytest.raises(ValueError, match="the 'label' parameter must be a str. Got \\[1, 2\\]"):
+        expand_grid(params, parse_cli_grid(["label=[1, 2]"]))
+
+
 def test_unknown_parameter_is_refused_with_the_notebooks_parameters(params):
     with pytest.raises(ValueError, match="unknown parameter 'alhpa'") as info:
         expand_grid(params, {"alhpa": [0.1]})
@@ -132,24 +156,42 @@ def test_bad_grid_stops_before_anything_runs(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- real sweeps
-@pytest.mark.slow
-@pytest.mark.timeout(150)
-def test_aggregate_infers_each_column_over_all_runs_and_keeps_text_that_looks_numeric(tmp_path):
-    # a run whose hex token reads as 9.7e399 in its own 3-row CSV must not turn into `inf`
-    tables = {"r1": "student,token,score,ok,note\n0,97e398195100,0.5,True,\n1,97e398195100,inf,False,x\n",
-              "r2": "student,token,score,ok,note\n0,3fa9c2e1b0d4,1.5,True,\n"}
-    for rid, text in tables.items():
-        folder = tmp_path / "runs" / rid
-        (folder / "results").mkdir(parents=True)
-        (folder / "results" / "table.csv").write_text(text)
-        (folder / "run.json").write_text(json.dumps({"parameters": {"seed": int(rid[1]), "label": "1"},
-                                                     "notebook": "gone.ipynb"}))
+def write_run(root: Path, rid: str, table: pd.DataFrame | None, parameters: dict, csv: bool = False) -> None:
+    folder = root / "runs" / rid
+    (folder / "results").mkdir(parents=True)
+    if table is not None:
+        table.to_csv(folder / "results" / "table.csv", index=False) if csv else \
+            table.to_parquet(folder / "results" / "table.parquet", index=False)
+    (folder / "run.json").write_text(json.dumps({"parameters": parameters, "notebook": "gone.ipynb"}))
+
+
+def test_aggregate_keeps_each_runs_types_and_text_that_looks_numeric(tmp_path):
+    # a hex token that reads as 9.7e399 once written as CSV stays text: nothing is parsed
+    write_run(tmp_path, "r1", pd.DataFrame({"student": [0, 1], "token": ["97e398195100"] * 2,
+                                            "score": [0.5, float("inf")], "ok": [True, False],
+                                            "note": [None, "x"]}), {"seed": 1, "label": "1"})
+    write_run(tmp_path, "r2", pd.DataFrame({"student": [0], "token": ["3fa9c2e1b0d4"], "score": [1.5],
+                                            "ok": [True], "note": [None]}), {"seed": 2, "label": "1"})
     table = aggregate(tmp_path)
     assert table.token.tolist() == ["97e398195100", "97e398195100", "3fa9c2e1b0d4"]
     assert table.score.dtype == float and table.score.tolist() == [0.5, float("inf"), 1.5]
-    assert table.student.dtype.kind == "i" and table.ok.tolist() == [True, False, True]
+    assert table.student.dtype.kind == "i" and table.ok.dtype == bool and table.ok.tolist() == [True, False, True]
     assert table.label.tolist() == ["1"] * 3 and table.seed.tolist() == [1, 1, 2]  # parameters keep their types
     assert table.note.isna().tolist() == [True, False, True]
+    from memkd.sweep import write_results
+
+    write_results(table, tmp_path)
+    again = pd.read_parquet(tmp_path / "results.parquet")
+    pd.testing.assert_frame_equal(again.drop(columns="note"), table.drop(columns="note"))
+    assert again.note.isna().tolist() == [True, False, True]  # pandas' own null for text
+    assert (tmp_path / "results.csv").read_text().splitlines()[1].split(",")[4] == "97e398195100"
+
+
+def test_aggregate_reads_no_csv_and_says_so(tmp_path):
+    write_run(tmp_path, "r1", pd.DataFrame({"score": [1.0]}), {"seed": 1}, csv=True)
+    with pytest.warns(UserWarning, match="wrote table.csv but no table.parquet"):
+        table = aggregate(tmp_path)
+    assert list(table.columns) == ["run", "seed"] and len(table) == 1
 
 
 def test_thread_share_splits_the_cores_unless_the_user_chose(monkeypatch):
@@ -157,42 +199,115 @@ def test_thread_share_splits_the_cores_unless_the_user_chose(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert thread_share(4) == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
     assert thread_share(32) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # never zero
+    assert thread_share(1) == {}  # a single run keeps torch's own choice
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert thread_share(4) == {}
 
 
 def test_local_pool_and_dask_give_the_same_table(tmp_path):
+    from dask.distributed import Client, LocalCluster
+
     grid = {"seed": [0, 1], "alpha": [0.2]}  # one round of 2 workers: 2 runs
     started = time.perf_counter()
     local = run_sweep(FIXTURE, grid, tmp_path / "local", workers=2, timeout=TIMEOUT, progress=False)
     local_s = time.perf_counter() - started
     started = time.perf_counter()
-    dask = run_sweep(FIXTURE, grid, tmp_path / "dask", dask_local=2, timeout=TIMEOUT, progress=False)
+    # a scheduler reached through its scheduler file, as on an HPC cluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.write_scheduler_file(str(tmp_path / "scheduler.json"))
+        dask = run_sweep(FIXTURE, grid, tmp_path / "dask", scheduler_file=tmp_path / "scheduler.json",
+                         timeout=TIMEOUT, progress=False)
     dask_s = time.perf_counter() - started
     print(f"2 runs: local pool {local_s:.1f} s, Dask LocalCluster {dask_s:.1f} s (incl. cluster start)")
     assert (local.done, local.skipped, local.failed) == (2, 0, 0) == (dask.done, dask.skipped, dask.failed)
 
-    def comparable(table):  # `token` names the execution, so it differs by design
-        return table.drop(columns="token").sort_values(["run", "student"]).reset_index(drop=True)
+    def comparable(table):  # `token` names the execution; threads follow the workers' own settings
+        return table.drop(columns=["token", "omp_threads"]).sort_values(["run", "student"]).reset_index(drop=True)
 
     pd.testing.assert_frame_equal(comparable(local.table), comparable(dask.table))
     table = pd.read_parquet(tmp_path / "local" / "results.parquet")
-    pd.testing.assert_frame_equal(table, pd.read_csv(tmp_path / "local" / "results.csv"), check_dtype=False)
+    exported = pd.read_csv(tmp_path / "local" / "results.csv", dtype={"token": str, "omp_threads": str},
+                           keep_default_na=False)
+    pd.testing.assert_frame_equal(table, exported)
     assert list(table.columns[:3]) == ["run", "param_seed", "alpha"]  # the table's own `seed` stays
     assert len(table) == 2 * 3 and set(zip(table.param_seed, table.alpha)) == {(0, .2), (1, .2)}
+    assert table.score.dtype == float and table.student.dtype.kind == "i"  # the notebook's own types
     share = thread_share(2).get("OMP_NUM_THREADS")  # 2 runs side by side split the cores
-    assert table.omp_threads.astype(str).eq(share or os.environ.get("OMP_NUM_THREADS", "")).all()
+    assert table.omp_threads.eq(share or os.environ.get("OMP_NUM_THREADS", "")).all()
     row = table[(table.param_seed == 1) & (table.alpha == 0.2) & (table.student == 2)].iloc[0]
     assert row.score == pytest.approx(1.4) and row.seed == 12
     for rid in table.run.unique():
         folder = tmp_path / "local" / "runs" / rid
-        assert (folder / "sweep_fixture.ipynb").is_file() and (folder / "results" / "table.csv").is_file()
+        assert (folder / "sweep_fixture.ipynb").is_file() and (folder / "results" / "table.parquet").is_file()
     manifest = json.loads((tmp_path / "local" / "manifest.json").read_text())
     assert manifest["counts"] == {"done": 2, "failed": 0, "pending": 0}
+    for record in manifest["runs"]:  # each run's provenance, collected where it ran
+        facts = record["provenance"]
+        assert facts["memkd_version"] == memkd.__version__ and facts["python"] and facts["torch"]
+        assert facts["hostname"] == record["host"] and record["cell_timeout_s"] == TIMEOUT
 
     again = run_sweep(FIXTURE, grid, tmp_path / "local", workers=2, timeout=TIMEOUT, progress=False)
     assert (again.done, again.skipped, again.failed) == (0, 2, 0)
     pd.testing.assert_frame_equal(again.table, local.table)
+
+
+def test_timeout_follows_the_profile_as_for_the_book(monkeypatch, tmp_path):
+    import memkd.book
+
+    assert memkd.book.CELL_TIMEOUT is CELL_TIMEOUT
+    monkeypatch.delenv("MEMKD_PROFILE", raising=False)
+    assert [timeout_for(p) for p in ("smoke", "quick", "paper", "")] == [600, 1800, 6 * 3600, 1800]
+    monkeypatch.setenv("MEMKD_PROFILE", "paper")
+    assert timeout_for("") == CELL_TIMEOUT["paper"] and timeout_for("smoke") == CELL_TIMEOUT["smoke"]
+    with pytest.raises(ValueError, match="The 'timeout' parameter of run_sweep"):
+        run_sweep(FIXTURE, {"seed": [1]}, tmp_path / "s", timeout=-1)
+
+
+def test_in_child_returns_the_result_or_the_exception_of_a_fresh_process():
+    assert in_child(os.getenv, "MEMKD_TEST_VALUE", env={"MEMKD_TEST_VALUE": "7"}) == "7"
+    assert in_child(os.getpid) != os.getpid()
+    with pytest.raises(ZeroDivisionError):
+        in_child(divmod, 1, 0)
+    with pytest.raises(ChildDied, match="exited with code 5"):
+        in_child(os._exit, 5)
+
+
+def test_executor_options_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="'scheduler_file' parameter must name an existing file"):
+        make_executor(scheduler_file=tmp_path / "nope.json")
+    with pytest.raises(ValueError, match="'retries' parameter must be an int >= 0"):
+        make_executor(retries=-1)
+    with pytest.raises(ValueError, match="at most one of"):
+        make_executor(scheduler="tcp://x:1", dask_local=2)
+
+
+def test_the_lock_works_without_fcntl(tmp_path):
+    """filelock's portable path (as where fcntl does not exist): a second sweep is refused."""
+    code = (
+        "import sys, warnings; sys.modules['fcntl'] = None; warnings.simplefilter('ignore')\n"
+        "import filelock\n"
+        "from memkd.sweep import lock_sweep_dir\n"
+        "assert not filelock.has_fcntl, filelock.FileLock\n"
+        "with lock_sweep_dir(sys.argv[1]):\n"
+        "    try:\n"
+        "        with lock_sweep_dir(sys.argv[1]): print('not refused')\n"
+        "    except RuntimeError as err: print('refused:', err)\n"
+        "with lock_sweep_dir(sys.argv[1]): print('free again')\n"
+        "print('fcntl' in sys.modules and sys.modules['fcntl'] is not None)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("refused: run_sweep: another sweep is running in") and lines[1:] == ["free again", "False"]
+
+
+def test_the_lock_refuses_a_second_sweep(tmp_path):
+    from memkd.sweep import lock_sweep_dir
+
+    with lock_sweep_dir(tmp_path):
+        with pytest.raises(RuntimeError, match="another sweep is running"):
+            run_sweep(FIXTURE, {"seed": [1]}, tmp_path, progress=False)
 
 
 @pytest.mark.slow
@@ -284,16 +399,55 @@ def test_list_params_and_dry_run_run_nothing(tmp_path, capsys, monkeypatch):
     assert lines[0].split()[0] == run_id(FIXTURE, {"seed": 0}) and not out.exists()
 
 
-def test_book_command_passes_its_options_to_build_book(monkeypatch):
+def test_book_command_passes_its_options_to_build_book(monkeypatch, tmp_path):
     import memkd.book
 
     calls = []
+    monkeypatch.setattr(memkd.book, "build_book", lambda **options: calls.append(options))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["book", "--profile", "smoke", "--workers", "2", "-o", "b", "--timeout", "9"]) == 0
+    assert cli.main(["book", "--profile", "paper", "--scheduler-file", "s.json", "--retries", "3"]) == 0
+    assert cli.main(["book", "--output", "/tmp/b", "--dask-local", "2"]) == 0
+    assert calls == [
+        dict(profile="smoke", retries=1, workers=2, timeout=9.0, output=str(tmp_path / "b")),
+        dict(profile="paper", retries=3, scheduler_file="s.json"),
+        dict(profile="quick", retries=1, dask_local=2, output="/tmp/b"),
+    ]
 
-    def build_book(profile="quick", workers=1, scheduler=None, output="_build", timeout=None, *, root=None):
-        calls.append(dict(profile=profile, workers=workers, scheduler=scheduler, output=output, timeout=timeout))
 
-    monkeypatch.setattr(memkd.book, "build_book", build_book)
-    assert cli.main(["book", "--profile", "smoke", "--workers", "2", "--output", "/tmp/b", "--timeout", "9"]) == 0
-    assert cli.main(["book", "--profile", "paper", "--scheduler", "tcp://head:8786"]) == 0
-    assert calls == [dict(profile="smoke", workers=2, scheduler=None, output="/tmp/b", timeout=9),
-                     dict(profile="paper", workers=1, scheduler="tcp://head:8786", output="_build", timeout=None)]
+def test_out_means_the_output_folder_in_every_subcommand():
+    parser_help = {}
+    for command in ("sweep", "book"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+    for command in ("sweep", "book"):
+        parser_help[command] = subprocess.run([sys.executable, "-m", "memkd", command, "--help"],
+                                              capture_output=True, text=True).stdout
+        assert "-o DIR, --out DIR, --output DIR" in parser_help[command]
+        assert "output folder" in parser_help[command] and "--scheduler-file FILE" in parser_help[command]
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"memkd {memkd.__version__}"
+
+
+# --------------------------------------------------------------------------- the experiments' knobs
+def test_a_point_the_experiment_refuses_stops_before_any_kernel(tmp_path, capsys):
+    notebook = ROOT / "nbs" / "02_logit_distillation.ipynb"
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", str(notebook), "-p", "alpha=0.5,1.5", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "The point {'alpha': 1.5} is refused before running" in err
+    assert "'alphas' parameter of logit_distillation must be" in err and "(0, 1)" in err
+    assert not out.exists()
+    assert cli.main(["sweep", str(notebook), "-p", "profile=huge", "-o", str(out), "--dry-run"]) == 2
+    assert "'profile' parameter must be one of ('smoke', 'quick', 'paper')" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_every_chapter_names_its_experiments_and_its_defaults_pass(chapter):
+    nb = read_notebook(chapter)
+    assert nb.metadata.get("memkd", {}).get("experiments"), f"{chapter.name}: no memkd.experiments metadata"
+    assert check_points(nb, notebook_parameters(nb), [{"profile": "smoke"}]) == len(nb.metadata["memkd"]["experiments"])

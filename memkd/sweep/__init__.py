@@ -1,0 +1,71 @@
+"""Run a notebook over a grid of parameters with papermill: resumable, on local processes or Dask.
+
+The modules, from the grid to the results:
+
+    grid        the notebook's parameters (papermill's parser), -p parsing, grids, run ids
+    validate    each point checked against the experiment's knobs before any kernel starts
+    run         one papermill execution (`execute_point`), its record, per-profile cell timeouts
+    executors   where runs execute: local process pool or Dask (shared with the book build)
+    aggregate   every finished run's typed table -> results.parquet and a results.csv export
+    driver      the sweep folder (lock, status, manifest.json) and `run_sweep`
+
+Public API::
+
+    run_sweep(notebook, grid, sweep_dir, workers=2, scheduler=None, scheduler_file=None,
+              dask_local=None, timeout=None, retries=1, retry_failed=False, progress=True) -> SweepResult
+    plan_sweep(notebook, grid, sweep_dir) -> [(run id, point, record on disk or None)]
+    execute_point(notebook, parameters, run_dir, timeout=None, ...) -> record (dict)
+    execute_isolated(notebook, parameters, run_dir, env=None, **execute_point_kwargs) -> record
+    notebook_parameters(notebook)      -> {name: Param(name, type, default, help)}
+    expand_grid(params, grid)          -> list of points (dicts), typed and validated
+    parse_cli_grid(["alpha=0.2,0.6"])  -> {"alpha": [CliValue(0.2, "0.2"), CliValue(0.6, "0.6")]}
+    load_grid(path)                    -> the grid of a YAML file
+    run_id(notebook, point)            -> the stable folder name of a run
+    aggregate(sweep_dir, runs=None)    -> one DataFrame of every finished run's table.parquet
+    make_executor(workers, scheduler, scheduler_file, dask_local, retries) -> Executor
+
+A grid is a mapping ``{name: value or list of values}``; lists expand as a product. An optional
+``points:`` entry lists explicit points (mappings), each crossed with the product of the others::
+
+    alpha: [0.2, 0.6]        # 2 x 3 = 6 runs ...
+    seed: [0, 1, 2]
+    points:                  # ... times 2 explicit points = 12 runs
+      - {temperature: 1.0, lr: 0.01}
+      - {temperature: 10.0, lr: 0.003}
+
+On the command line, ``-p alpha=0.2,0.6`` gives two values; each value is read as YAML, so
+``-p 'ids=[1, 2]'`` is one list and ``-p "title='a,b'"`` one string with a comma.
+
+Layout of a sweep directory::
+
+    manifest.json            status and provenance of every run of the last invocation
+    results.parquet/.csv     all finished runs of the grid: their parameters as columns + their table
+    runs/<id>/               a finished run: run.json, the executed notebook, results/ (table.parquet ...)
+    runs/.tmp-<id>-<rand>/   a run in flight (removed at the next start if its process was killed)
+    failed/<id>/             the last failed attempt of a run, with its partly executed notebook
+
+`<id>` hashes the notebook's code cells and the point's full parameter set (defaults filled in),
+so an unchanged point is found again and skipped; editing a code cell starts fresh runs. The
+notebook's `results_dir` parameter, when it has one, is set to `<run folder>/results`; it cannot
+be swept. An empty `profile` is replaced by `$MEMKD_PROFILE` here, so remote workers agree.
+
+Left out: scheduling priorities, retries of failing notebooks within one invocation (a failure
+is recorded, the others go on; `retry_failed=True` reruns them), and cleaning of old runs.
+"""
+
+from memkd.sweep.aggregate import aggregate, write_results
+from memkd.sweep.driver import SweepResult, lock_sweep_dir, plan_sweep, run_sweep, status_on_disk
+from memkd.sweep.executors import ChildDied, Executor, in_child, make_executor, thread_share
+from memkd.sweep.grid import (
+    CliValue, Param, expand_grid, load_grid, notebook_parameters, parse_cli_grid, resolve_point, run_id,
+)
+from memkd.sweep.run import CELL_TIMEOUT, RunFailed, execute_isolated, execute_point, timeout_for
+from memkd.sweep.validate import check_points
+
+__all__ = [
+    "run_sweep", "plan_sweep", "SweepResult", "lock_sweep_dir", "status_on_disk",
+    "execute_point", "execute_isolated", "RunFailed", "CELL_TIMEOUT", "timeout_for",
+    "make_executor", "Executor", "in_child", "ChildDied", "thread_share",
+    "notebook_parameters", "Param", "expand_grid", "parse_cli_grid", "CliValue", "load_grid",
+    "resolve_point", "run_id", "check_points", "aggregate", "write_results",
+]

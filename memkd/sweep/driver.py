@@ -1,0 +1,196 @@
+"""The sweep folder and `run_sweep`: plan the points against what is done, run the rest, gather.
+
+Owns: the sweep directory's lock (`filelock`: released by the OS when a sweep is killed), the
+status of each run on disk, the plan (`plan_sweep`: run id and status per point, also what
+`memkd sweep --dry-run` prints), driving an executor over the pending runs, `manifest.json`, and
+`SweepResult`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from memkd.sweep.aggregate import aggregate, write_results
+from memkd.sweep.executors import make_executor
+from memkd.sweep.grid import expand_grid, notebook_parameters, read_notebook, resolve_point, run_id
+from memkd.sweep.run import (
+    failure_record, interrupted_record, is_interruption, run_point, timeout_for, write_json,
+)
+from memkd.sweep.validate import check_points
+
+
+@dataclass
+class SweepResult:
+    """What `run_sweep` did: counts, per-run records, and the aggregated table."""
+
+    sweep_dir: Path
+    done: int  # runs executed successfully by this invocation
+    skipped: int  # runs already finished before it
+    failed: int  # runs that failed now or earlier (not retried)
+    records: list[dict] = field(default_factory=list)
+    table: Any = None  # pandas DataFrame of all finished runs (results.parquet)
+    elapsed_s: float = 0.0
+    not_run: int = 0  # runs interrupted (their worker got Ctrl-C or SIGTERM): pending, not failed
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.not_run == 0
+
+    def summary(self) -> str:
+        rate = f", {self.done / self.elapsed_s:.2f} runs/s" if self.done and self.elapsed_s else ""
+        interrupted = f", {self.not_run} interrupted" if self.not_run else ""
+        line = (f"sweep: {self.done} done, {self.skipped} skipped, {self.failed} failed{interrupted} "
+                f"in {self.elapsed_s:.1f} s{rate} -> {self.sweep_dir}")
+        if self.failed:
+            line += " (see manifest.json; --retry-failed reruns the failed runs)"
+        return line
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+@contextlib.contextmanager
+def lock_sweep_dir(sweep_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold the exclusive lock of a sweep directory; RuntimeError when another sweep holds it.
+
+    `filelock.FileLock`: an OS lock (flock on Unix, msvcrt on Windows) that a killed sweep
+    releases; where neither exists, a lock file (a killed sweep then leaves `.lock` behind).
+    """
+    import filelock
+
+    lock = filelock.FileLock(str(Path(sweep_dir) / ".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise RuntimeError(f"run_sweep: another sweep is running in {sweep_dir}.") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def status_on_disk(sweep_dir: Path, rid: str) -> dict | None:
+    """The record of run `rid` in `sweep_dir` (runs/ first, then failed/), or None."""
+    for sub in ("runs", "failed"):
+        path = Path(sweep_dir) / sub / rid / "run.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+    return None
+
+
+def plan_sweep(notebook: str | os.PathLike, grid: Mapping[str, Any],
+               sweep_dir: str | os.PathLike) -> list[tuple[str, dict, dict | None]]:
+    """(run id, point, record on disk or None) for every point of `grid`, checked against the
+    notebook's parameters (`expand_grid`) and its experiments' knobs (`check_points`)."""
+    nb = read_notebook(notebook)
+    params = notebook_parameters(nb)
+    points = [resolve_point(params, p) for p in expand_grid(params, grid)]
+    check_points(nb, params, points)
+    sweep_dir = Path(sweep_dir).resolve()
+    return [(rid, point, status_on_disk(sweep_dir, rid))
+            for point in points for rid in [run_id(nb, point, params)]]
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"The {name!r} parameter of run_sweep must be an int >= {low}. Got {value!r} instead.")
+
+
+def run_sweep(
+    notebook: str | os.PathLike,
+    grid: Mapping[str, Any],
+    sweep_dir: str | os.PathLike,
+    workers: int = 2,
+    scheduler: str | None = None,
+    scheduler_file: str | os.PathLike | None = None,
+    dask_local: int | None = None,
+    timeout: float | None = None,
+    retries: int = 1,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> SweepResult:
+    """Execute `notebook` at every point of `grid` not yet done in `sweep_dir`; aggregate the results.
+
+    workers     local processes running at once (the default executor)
+    scheduler   address of a Dask scheduler ("tcp://host:8786"), or
+    scheduler_file  the JSON file of `dask scheduler --scheduler-file` (usual on HPC clusters);
+                the sweep folder must be on a file system the Dask workers share
+    dask_local  start a Dask LocalCluster of this many single-threaded workers instead
+    timeout     seconds per cell (papermill's execution timeout); None: by each point's profile,
+                as for the book (`memkd.sweep.run.CELL_TIMEOUT`)
+    retries     times Dask reruns a run whose worker died (a failing notebook is not rerun)
+    retry_failed  rerun the points whose last attempt failed (otherwise they stay failed)
+    Never raises for a failing run: `SweepResult.failed` counts them. Raises ValueError for a bad
+    grid or a point the experiment refuses, before any kernel starts.
+    """
+    from tqdm.auto import tqdm
+
+    _check_int("workers", workers, 1)
+    _check_int("dask_local", dask_local or 1, 1)
+    _check_int("retries", retries, 0)
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ValueError(f"The 'timeout' parameter of run_sweep must be a number of seconds > 0 or None. "
+                         f"Got {timeout!r} instead.")
+    started = time.perf_counter()
+    notebook = Path(notebook).resolve()
+    plan = plan_sweep(notebook, grid, sweep_dir)
+    sweep_dir = Path(sweep_dir).resolve()
+    (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
+    with lock_sweep_dir(sweep_dir):
+        for stale in (sweep_dir / "runs").glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # runs in flight when a sweep was killed
+        records: dict[str, dict] = {}
+        todo, skipped, old_failures = [], 0, 0
+        for rid, point, previous in plan:
+            if previous and previous["status"] == "done":
+                records[rid], skipped = previous, skipped + 1
+            elif previous and not retry_failed:
+                records[rid], old_failures = previous, old_failures + 1
+            else:
+                records[rid] = {"run": rid, "parameters": point, "status": "pending"}
+                todo.append({"run_id": rid, "notebook": str(notebook), "parameters": point,
+                             "sweep_dir": str(sweep_dir), "timeout": timeout or timeout_for(point.get("profile"))})
+        manifest = sweep_dir / "manifest.json"
+        _write_manifest(manifest, notebook, records)
+        done = failed = 0
+        bar = tqdm(total=len(plan), initial=skipped + old_failures, unit="run",
+                   desc=notebook.stem, disable=not progress)
+        if todo:
+            executor = make_executor(workers, scheduler, scheduler_file, dask_local, retries)
+            try:
+                jobs = {executor.submit(run_point, job): job for job in todo}
+                for future in executor.as_completed(jobs):
+                    try:
+                        record = future.result()
+                    except Exception as err:  # noqa: BLE001 - a dead worker, a lost Dask worker
+                        job = jobs[future]
+                        record = interrupted_record(job) if is_interruption(err) else failure_record(job, err)
+                    records[record["run"]] = record
+                    done, failed = done + (record["status"] == "done"), failed + (record["status"] == "failed")
+                    bar.update(1)
+                    bar.set_postfix(failed=failed + old_failures, refresh=False)
+                    _write_manifest(manifest, notebook, records)
+            finally:  # also on Ctrl-C: the workers got it too; their runs stay pending
+                executor.close()
+                _write_manifest(manifest, notebook, records)
+        bar.close()
+        points = [point for _, point, _ in plan]
+        table = aggregate(sweep_dir, [r for r, rec in records.items() if rec["status"] == "done"],
+                          columns=list(dict.fromkeys(name for point in points for name in point)))
+        write_results(table, sweep_dir)
+    not_run = sum(r["status"] == "pending" for r in records.values())
+    return SweepResult(sweep_dir, done, skipped, failed + old_failures, list(records.values()), table,
+                       round(time.perf_counter() - started, 3), not_run)
+
+
+def _write_manifest(path: Path, notebook: Path, records: Mapping[str, dict]) -> None:
+    """manifest.json: the notebook, counts per status, and every run's record (with provenance)."""
+    counts = {s: sum(r["status"] == s for r in records.values()) for s in ("done", "failed", "pending")}
+    write_json(path, {"notebook": str(notebook), "counts": counts, "runs": list(records.values())})
