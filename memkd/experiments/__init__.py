@@ -1,10 +1,13 @@
 """One function per experiment: `fn(profile="smoke" | "quick" | "paper", **overrides) -> DataFrame`.
 
 The paper's figures 1-3 and 5-7 (`figures`), its figures 4 and 8 beyond random vectors
-(`beyond`), and the questions it leaves open (`open_questions`, chapter 09).
+(`beyond`), the questions it leaves open (`open_questions`, chapter 09), and CNN teachers and
+students (`convolutions`, chapter 10).
 """
 
 from memkd.experiments.beyond import cifar_shuffles, transformer_distillation
+from memkd.experiments.common import standard_departures
+from memkd.experiments.convolutions import convolutional_distillation
 from memkd.experiments.figures import (
     dataset_composition,
     logit_distillation,
@@ -26,5 +29,5 @@ __all__ = [
     "toy_2d", "toy_2d_regions", "logit_distillation", "similarity_distillation", "temperature_lr",
     "dataset_composition", "logit_surgery", "cifar_shuffles", "transformer_distillation",
     "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
-    "random_features_probe",
+    "random_features_probe", "standard_departures", "convolutional_distillation",
 ]

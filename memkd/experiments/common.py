@@ -330,3 +330,33 @@ def config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
             return [plain(i) for i in v]
         return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
     return {"experiment": type(cfg).__name__, **{k: plain(v) for k, v in asdict(cfg).items()}}
+
+
+# The sizes of the paper's main setting (Fig 2) and the released code's teacher budget.
+PAPER_SIZES = {"input_dim": 1000, "classes": 100, "per_class": 100, "teacher_width": 500}
+RELEASED_TEACHER_EPOCHS = 2000
+
+
+def standard_departures(config: dict[str, Any], paper_sizes: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    """The departures from the paper that a random-data table's `config` implies, as keyword
+    dicts for `Chapter.departure`: the temperature convention, the teacher's budget and protocol,
+    and the sizes of D and of the teacher when they are not the paper's (`paper_sizes`)."""
+    out: list[dict[str, str]] = []
+    if "soften_student" in config and not config["soften_student"]:
+        out.append(dict(topic="temperature convention",
+                        paper="the text divides both the teacher's and the student's logits by T",
+                        book="only the teacher's logits are divided by T (soften_student=False)",
+                        reason="the authors' released code does so, and it produced the paper's figures"))
+    if config.get("teacher_epochs") not in (None, RELEASED_TEACHER_EPOCHS) and config.get("teacher_stop") == "budget":
+        out.append(dict(topic="teacher budget",
+                        paper=f"a fixed budget ({RELEASED_TEACHER_EPOCHS} epochs in the released code)",
+                        book=f"a fixed budget of {config['teacher_epochs']} epochs, then 100% required",
+                        reason="about 3x the epochs these teachers need to reach 100%; keeps the profile fast"))
+    sizes = paper_sizes or PAPER_SIZES
+    differ = {k: v for k, v in sizes.items() if k in config and config[k] != v}
+    if differ:
+        out.append(dict(topic="sizes",
+                        paper=", ".join(f"{k}={v}" for k, v in sizes.items()),
+                        book=", ".join(f"{k}={config[k]}" for k in sizes if k in config),
+                        reason="a smaller profile that runs in minutes on a CPU; profile='paper' uses the paper's"))
+    return out
