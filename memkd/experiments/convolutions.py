@@ -1,0 +1,270 @@
+"""Does the leak survive convolution? CNN and MLP teachers and students on memorized images.
+
+Same contract as the other experiments: `convolutional_distillation(profile, **overrides) -> tidy DataFrame`,
+every knob validated before any training, one row per trained student, and the validated
+configuration in `table.attrs["config"]`.
+
+Design. A *unit* is one setting and one teacher index k (column `dataset`): its own draw of the
+memorized set D and the trivial set (balanced classes, `split_memorized` with a seed of k), its
+own shuffles, and two teachers trained to 100% on the same D: a CNN and an MLP. Teachers are the
+unit of replication: `teachers` independent units per setting. The settings are those of chapter
+04: "clean", "labels" (labels permuted), "pixels" (each image's pixels in its own order), "both",
+and the probe "fixed" (one pixel order shared by every image of the unit). Unit k of "clean",
+"pixels" and "fixed" holds the same images (their labels are not shuffled, so the split is the
+same); only the pixel order differs.
+
+Students see alpha of each class of D, labelled with sigma_T(teacher logits), and are tested on the
+rest of D (`test_acc`). Their own trivial accuracy (`independent_acc`) is their accuracy on the
+trivial set: images of the same distribution and shuffles that no teacher saw. `leak` =
+test_acc - independent_acc is what the student knows about held-out *memorized* images beyond what
+it would know about any image. Pairs: "cnn->cnn", "mlp->mlp", "cnn->mlp", "mlp->cnn" (teacher ->
+student), all on the same units, splits and temperature.
+
+All teachers of one architecture train as one ensemble (one member per unit, each on its own D);
+all students of one architecture train as one ensemble (units x teacher architectures x seeds),
+in chunks of at most `chunk` members.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from memkd.config import (
+    BOOL, DEVICE, OPTIONAL_INT, POS_INT, ExperimentConfig, int_range, knob, list_of, make_config,
+    one_of, real_interval,
+)
+from memkd.convolutions import EnsembleCNN, predict, train_ensemble_students, train_ensemble_teacher
+from memkd.data import split_per_class
+from memkd.device import resolve_device
+from memkd.experiments.beyond import STRING
+from memkd.experiments.common import tidy
+from memkd.losses import soft_targets
+from memkd.metrics import accuracy
+from memkd.models import EnsembleMLP
+
+SETTINGS = ("clean", "labels", "pixels", "both", "fixed")
+PAIRS = ("cnn->cnn", "mlp->mlp", "cnn->mlp", "mlp->cnn")
+ARCHS = ("cnn", "mlp")
+
+
+@dataclass(frozen=True)
+class ConvolutionConfig(ExperimentConfig):
+    dataset: str = knob("auto", one_of("auto", "cifar10", "digits"),
+                        "cifar10, digits (sklearn's 8x8, no download), or auto (CIFAR-10 if it can be had)")
+    data_root: str = knob("", STRING, "CIFAR-10 archive or its folder; '' uses $MEMKD_DATA or ~/.cache/memkd")
+    settings: tuple = knob(SETTINGS, list_of(one_of(*SETTINGS)), "clean, labels, pixels, both, fixed")
+    pairs: tuple = knob(PAIRS, list_of(one_of(*PAIRS)), "teacher -> student architectures")
+    teachers: int = knob(5, int_range(1), "independent units (data draw and teachers) per setting")
+    memorized_fraction: float = knob(0.8, real_interval(0, 1), "fraction of each class in D (the rest: trivial set)")
+    per_class: Any = knob(None, OPTIONAL_INT, "images per class in D (a subsample); None: all of the fraction")
+    cnn_width: int = knob(32, POS_INT, "channels of the CNN's first conv layer (doubling per layer)")
+    conv_layers: int = knob(2, int_range(1, 3), "conv blocks (3x3 conv, ReLU, 2x2 max pool) of the CNN")
+    head_width: int = knob(256, POS_INT, "hidden units of the CNN's MLP head")
+    mlp_width: int = knob(512, POS_INT, "P of the MLPs (two hidden ReLU layers)")
+    cnn_teacher_lr: float = knob(1e-3, real_interval(0, 1, "right"), "CNN teacher's Adam learning rate")
+    mlp_teacher_lr: float = knob(1e-3, real_interval(0, 1, "right"), "MLP teacher's Adam learning rate")
+    cnn_teacher_epochs: int = knob(300, POS_INT, "CNN teacher's epoch budget")
+    mlp_teacher_epochs: int = knob(2000, POS_INT, "MLP teacher's epoch budget")
+    teacher_stop: str = knob("budget", one_of("budget", "first_perfect"),
+                             "budget: all epochs, 100% required at the end; first_perfect: stop at the first 100%")
+    teacher_batch_size: Any = knob(None, OPTIONAL_INT, "teachers' mini-batch size; None: full batch")
+    alpha: float = knob(0.6, real_interval(0, 1), "fraction of each class of D the student sees")
+    temperature: float = knob(5.0, real_interval(0, float("inf")), "softmax temperature T of the soft labels")
+    soften_student: bool = knob(False, BOOL, "also divide the student's logits by T (the paper's text)")
+    cnn_lr: float = knob(3e-3, real_interval(0, 1, "right"), "CNN students' Adam learning rate")
+    mlp_lr: float = knob(3e-3, real_interval(0, 1, "right"), "MLP students' Adam learning rate")
+    epochs: int = knob(200, POS_INT, "students' training epochs")
+    batch_size: Any = knob(None, OPTIONAL_INT, "students' mini-batch size; None: full batch")
+    students: int = knob(4, POS_INT, "student seeds per teacher and pair")
+    chunk: Any = knob(None, OPTIONAL_INT, "most members trained as one ensemble; None: all at once")
+    seed: int = knob(0, int_range(0), "base random seed (draws, shuffles, splits, initialisations)")
+    device: str = knob("auto", DEVICE, "where to train")
+    progress: bool = knob(False, BOOL, "show progress bars")
+
+    PROFILE_VALUES = {
+        "smoke": dict(dataset="digits", teachers=3, memorized_fraction=0.5, per_class=10, cnn_width=8,
+                      head_width=64, mlp_width=128, cnn_teacher_lr=3e-3, mlp_teacher_lr=3e-3,
+                      cnn_teacher_epochs=150, mlp_teacher_epochs=300, epochs=40, students=2),
+        "quick": dict(teachers=5, memorized_fraction=0.5, per_class=20, cnn_width=8, head_width=128,
+                      mlp_width=256, cnn_teacher_lr=3e-3, mlp_teacher_lr=3e-3, cnn_teacher_epochs=200,
+                      mlp_teacher_epochs=400, epochs=80, students=2),
+        "paper": dict(dataset="auto", teachers=5, memorized_fraction=0.8, per_class=None, cnn_width=32,
+                      conv_layers=3, head_width=512, mlp_width=512, cnn_teacher_epochs=300,
+                      mlp_teacher_epochs=1000, teacher_batch_size=1000, epochs=300, batch_size=2000,
+                      students=4, chunk=40),
+    }
+
+    def check(self) -> None:
+        for name in ("settings", "pairs"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                self.fail(name, f"must not repeat an entry. Got {values!r} instead.")
+        if self.per_class is not None:
+            k = int(round(self.alpha * self.per_class))
+            if k < 1 or k > self.per_class - 1:
+                self.fail("alpha", f"({self.alpha}) with per_class={self.per_class} gives the student {k} "
+                          "images of each class: a class would be empty in the student's part or in the "
+                          "held-out part.")
+
+
+@dataclass
+class Unit:
+    """One setting and teacher index: D (N images), the trivial set (M images), the student split."""
+
+    setting: str
+    index: int
+    x: Tensor  # (N, D) standardized
+    y: Tensor  # (N,)
+    x_trivial: Tensor  # (M, D)
+    y_trivial: Tensor  # (M,)
+    train_idx: Tensor  # (N_train,) indices into D
+    test_idx: Tensor  # (N - N_train,)
+
+
+def make_unit(images, setting: str, index: int, cfg: ConvolutionConfig, device: torch.device) -> Unit:
+    """Draw unit `index` of `setting`: labels shuffled over the whole set, then a balanced split,
+    then the pixel shuffles on the chosen images (each image on its own, or one order for all)."""
+    from memkd.images import permute_pixels, shuffle_labels, shuffle_pixels, split_memorized, standardize
+
+    base = cfg.seed * 100_000 + index * 100
+    x, y = images.x, images.y
+    if setting in ("labels", "both"):
+        y = shuffle_labels(y, base + 1)
+    memorized, trivial = split_memorized(y, cfg.memorized_fraction, base + 4, cfg.per_class)
+    chosen = np.concatenate([memorized, trivial])
+    xs, ys = x[chosen], y[chosen]
+    if setting in ("pixels", "both"):
+        xs = shuffle_pixels(xs, images.image_shape, base + 2)
+    if setting == "fixed":
+        xs = permute_pixels(xs, images.image_shape, base + 3)
+    xs = standardize(xs, images.image_shape)  # per-channel statistics: unchanged by pixel shuffles
+    n = len(memorized)
+    as_t = lambda a, dt: torch.as_tensor(a, dtype=dt, device=device)
+    x_d, y_d = as_t(xs[:n], torch.float32), as_t(ys[:n], torch.long)
+    train_idx, test_idx = split_per_class(y_d, cfg.alpha, seed=base + 5)
+    return Unit(setting, index, x_d, y_d, as_t(xs[n:], torch.float32), as_t(ys[n:], torch.long),
+                train_idx, test_idx)
+
+
+def build(arch: str, members: int, cfg: ConvolutionConfig, image_shape, classes: int, seed: int,
+          device: torch.device):
+    """An ensemble of `members` CNNs (member i seeded seed + i) or MLPs."""
+    if arch == "cnn":
+        return EnsembleCNN(members, image_shape, classes, width=cfg.cnn_width, conv_layers=cfg.conv_layers,
+                           head_width=cfg.head_width, seed=seed).to(device)
+    return EnsembleMLP(members, int(np.prod(image_shape)), cfg.mlp_width, classes, 2, "relu", seed=seed).to(device)
+
+
+def _chunks(count: int, size: int | None) -> list[range]:
+    size = size or count
+    return [range(i, min(i + size, count)) for i in range(0, count, size)]
+
+
+def train_teachers(units: list[Unit], arch: str, cfg: ConvolutionConfig, image_shape, classes: int,
+                   device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Train one teacher of `arch` per unit. Returns logits on D (U, N, C), trivial accuracy (U,),
+    and the first epoch at 100% (U,)."""
+    logits, trivial, epochs = [], [], []
+    lr = cfg.cnn_teacher_lr if arch == "cnn" else cfg.mlp_teacher_lr
+    budget = cfg.cnn_teacher_epochs if arch == "cnn" else cfg.mlp_teacher_epochs
+    for part in _chunks(len(units), cfg.chunk):
+        us = [units[i] for i in part]
+        x = torch.stack([u.x for u in us])
+        y = torch.stack([u.y for u in us])
+        seed = cfg.seed * 100_000 + 50_000 + (0 if arch == "cnn" else 20_000) + part.start
+        model = build(arch, len(us), cfg, image_shape, classes, seed, device)
+        teacher = train_ensemble_teacher(model, x, y, epochs=budget, lr=lr, teacher_stop=cfg.teacher_stop,
+                                         batch_size=cfg.teacher_batch_size, seed=seed, progress=cfg.progress)
+        logits.append(predict(model, x))
+        xt = torch.stack([u.x_trivial for u in us])
+        trivial.append(accuracy(predict(model, xt), torch.stack([u.y_trivial for u in us])).cpu())
+        epochs.append(teacher.epochs_to_memorize)
+        del model, x, xt
+    return torch.cat(logits), torch.cat(trivial), torch.cat(epochs)
+
+
+def train_students(units: list[Unit], arch: str, members: list[dict], teacher_logits: dict[str, Tensor],
+                   cfg: ConvolutionConfig, image_shape, classes: int, device: torch.device) -> list[dict]:
+    """Train the students of `arch`; `members` holds one dict per student (unit, teacher, student).
+    Returns one row per student with train_acc, test_acc, independent_acc."""
+    rows: list[dict] = []
+    lr = cfg.cnn_lr if arch == "cnn" else cfg.mlp_lr
+    for c_i, part in enumerate(_chunks(len(members), cfg.chunk)):
+        ms = [members[i] for i in part]
+        us = [units[m["unit"]] for m in ms]
+        x = torch.stack([u.x[u.train_idx] for u in us])  # (E, N_train, D)
+        targets = torch.stack([soft_targets(teacher_logits[m["teacher"]][m["unit"], u.train_idx], cfg.temperature)
+                               for m, u in zip(ms, us)])  # (E, N_train, C)
+        seed = cfg.seed * 100_000 + 70_000 + (0 if arch == "cnn" else 15_000) + part.start
+        model = build(arch, len(ms), cfg, image_shape, classes, seed, device)
+        train_ensemble_students(model, x, targets, kind="soft", lrs=lr, epochs=cfg.epochs,
+                                temperatures=cfg.temperature, soften_student=cfg.soften_student,
+                                batch_size=cfg.batch_size, seed=seed, progress=cfg.progress)
+        del x, targets
+        out_d = predict(model, torch.stack([u.x for u in us]))  # (E, N, C)
+        out_t = predict(model, torch.stack([u.x_trivial for u in us]))  # (E, M, C)
+        for i, (m, u) in enumerate(zip(ms, us)):
+            rows.append({**m,
+                         "train_acc": float(accuracy(out_d[i:i + 1, u.train_idx], u.y[u.train_idx])[0]),
+                         "test_acc": float(accuracy(out_d[i:i + 1, u.test_idx], u.y[u.test_idx])[0]),
+                         "independent_acc": float(accuracy(out_t[i:i + 1], u.y_trivial)[0])})
+        del model, out_d, out_t
+    return rows
+
+
+def convolutional_distillation(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
+    """CNN and MLP teachers and students in the settings of chapter 04, and the probe.
+
+    One row per student: dataset (teacher index k within its setting), setting, pair, teacher,
+    student_arch, student (seed index), alpha, temperature, lr, train_acc, test_acc,
+    independent_acc (the student's own trivial accuracy), leak (test_acc - independent_acc),
+    teacher_independent_acc (its teacher on the trivial set), teacher_first_perfect (first logged epoch at 100%),
+    chance, images ("cifar10" | "digits"), n_memorized, n_trivial, note. `table.attrs["config"]`
+    holds the validated configuration.
+    """
+    from memkd.experiments.beyond import prepare_images
+
+    cfg = make_config(ConvolutionConfig, "convolutional_distillation", profile, overrides)
+    device = resolve_device(cfg.device)
+    images, note = prepare_images(cfg)
+    units = [make_unit(images, s, k, cfg, device) for s in cfg.settings for k in range(cfg.teachers)]
+    needed = {p.split("->")[0] for p in cfg.pairs}
+    logits, trivial, epochs = {}, {}, {}
+    for arch in ARCHS:
+        if arch in needed:
+            logits[arch], trivial[arch], epochs[arch] = train_teachers(
+                units, arch, cfg, images.image_shape, images.classes, device)
+    rows: list[dict] = []
+    for arch in ARCHS:
+        members = [{"unit": u_i, "teacher": p.split("->")[0], "pair": p, "student": s}
+                   for u_i in range(len(units)) for p in cfg.pairs if p.endswith(arch)
+                   for s in range(cfg.students)]
+        if members:
+            rows += train_students(units, arch, members, logits, cfg, images.image_shape, images.classes, device)
+    out = []
+    for r in rows:
+        u, t = units[r["unit"]], r["teacher"]
+        out.append({"dataset": u.index, "setting": u.setting, "pair": r["pair"], "teacher": t,
+                    "student_arch": r["pair"].split("->")[1], "student": r["student"], "alpha": cfg.alpha,
+                    "temperature": cfg.temperature,
+                    "lr": cfg.cnn_lr if r["pair"].endswith("cnn") else cfg.mlp_lr,
+                    "train_acc": r["train_acc"], "test_acc": r["test_acc"],
+                    "independent_acc": r["independent_acc"], "leak": r["test_acc"] - r["independent_acc"],
+                    "teacher_independent_acc": float(trivial[t][r["unit"]]),
+                    "teacher_first_perfect": int(epochs[t][r["unit"]]), "chance": 1.0 / images.classes,
+                    "images": images.name, "n_memorized": len(u.y), "n_trivial": len(u.y_trivial),
+                    "note": note})
+    table = tidy(out)
+    order = {p: i for i, p in enumerate(cfg.pairs)}
+    table = table.sort_values(["setting", "pair", "dataset", "student"],
+                              key=lambda c: c.map(order) if c.name == "pair" else
+                              (c.map({s: i for i, s in enumerate(cfg.settings)}) if c.name == "setting" else c))
+    table = table.reset_index(drop=True)
+    table.attrs["config"] = cfg.asdict()
+    return table

@@ -1,0 +1,189 @@
+"""Batched CNN ensembles (memkd.convolutions), the convolution experiment and chapter 10 at smoke."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from memkd.convolutions import EnsembleCNN, predict, train_ensemble_students, train_ensemble_teacher
+from memkd.experiments.convolutions import convolutional_distillation as convolutions
+from memkd.losses import soft_targets
+from memkd.train import TeacherDidNotMemorize
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "nbs" / "10_convolutions.ipynb"
+SHAPE = (1, 8, 8)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+
+def _data(members: int, n: int = 24, classes: int = 4, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(members, n, 64, generator=gen)
+    logits = 3 * torch.randn(members, n, classes, generator=gen)
+    return x, logits
+
+
+@pytest.mark.parametrize("backend", ["grouped", "vmap"])
+def test_member_equals_plain_cnn_and_single_model_with_its_seed(backend):
+    model = EnsembleCNN(3, SHAPE, 5, width=4, conv_layers=2, head_width=16, seed=10, backend=backend)
+    x, _ = _data(3)
+    out = model(x)
+    shared = model(x[0])
+    for i in range(3):
+        single = EnsembleCNN(1, SHAPE, 5, width=4, conv_layers=2, head_width=16, seed=10 + i)
+        torch.testing.assert_close(out[i], single(x[i])[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out[i], model.member(i)(x[i]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(shared[i], model.member(i)(x[0]), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(out[0], model.member(1)(x[0]))  # members differ
+
+
+def test_grouped_and_vmap_backends_agree_on_values_and_gradients():
+    a = EnsembleCNN(4, (3, 8, 8), 3, width=4, conv_layers=3, head_width=8, seed=1, backend="grouped")
+    b = EnsembleCNN(4, (3, 8, 8), 3, width=4, conv_layers=3, head_width=8, seed=1, backend="vmap")
+    x = torch.randn(4, 10, 192)
+    a(x).square().sum().backward()
+    b(x).square().sum().backward()
+    torch.testing.assert_close(a(x), b(x), atol=1e-5, rtol=1e-5)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind,soften,batch", [("soft", False, None), ("soft", True, None),
+                                               ("hard", False, None), ("soft", False, 8)])
+def test_ensemble_members_train_like_separately_trained_single_cnns(kind, soften, batch):
+    """Three members, each with its own data, targets, learning rate and temperature, trained for a
+    few steps as one ensemble, equal the same three CNNs trained one by one with their seeds."""
+    e, epochs = 3, 4
+    x, logits = _data(e, classes=4)
+    temps = torch.tensor([1.0, 2.0, 5.0])
+    lrs = torch.tensor([1e-3, 3e-3, 1e-2])
+    targets = soft_targets(logits, temps) if kind == "soft" else logits.argmax(-1)
+    arch = dict(width=4, conv_layers=2, head_width=16)
+    ens = EnsembleCNN(e, SHAPE, 4, seed=[7, 19, 3], **arch)
+    train_ensemble_students(ens, x, targets, kind=kind, lrs=lrs, epochs=epochs, temperatures=temps,
+                            soften_student=soften, batch_size=batch, seed=5)
+    for i, s in enumerate([7, 19, 3]):
+        one = EnsembleCNN(1, SHAPE, 4, seed=s, **arch)
+        train_ensemble_students(one, x[i:i + 1], targets[i:i + 1], kind=kind, lrs=lrs[i:i + 1],
+                                epochs=epochs, temperatures=temps[i:i + 1], soften_student=soften,
+                                batch_size=batch, seed=5)
+        for pe, po in zip(ens.parameters(), one.parameters()):
+            torch.testing.assert_close(pe[i], po[0], atol=2e-5, rtol=1e-4)
+        before = EnsembleCNN(1, SHAPE, 4, seed=s, **arch)
+        assert not torch.allclose(before.weights[1], one.weights[1])  # training moved it
+
+
+def test_temperature_conventions_differ_only_when_the_student_is_softened():
+    x, logits = _data(2)
+    targets = soft_targets(logits, 4.0)
+    tables = []
+    for soften in (False, True):
+        m = EnsembleCNN(2, SHAPE, 4, width=4, head_width=8, seed=0)
+        train_ensemble_students(m, x, targets, kind="soft", lrs=1e-2, epochs=3, temperatures=4.0,
+                                soften_student=soften)
+        tables.append(m(x).detach())
+    assert not torch.allclose(tables[0], tables[1])
+
+
+def test_teacher_budget_memorizes_or_raises():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 20, 64, generator=gen)
+    y = torch.randint(0, 4, (2, 20), generator=gen)
+    model = EnsembleCNN(2, SHAPE, 4, width=8, head_width=64, seed=0)
+    teacher = train_ensemble_teacher(model, x, y, epochs=150, lr=1e-2)
+    assert bool(teacher.memorized.all()) and teacher.epochs_run == 150
+    assert ((teacher.epochs_to_memorize >= 1) & (teacher.epochs_to_memorize <= 150)).all()
+    first = train_ensemble_teacher(EnsembleCNN(2, SHAPE, 4, width=8, head_width=64, seed=0), x, y,
+                                   epochs=150, lr=1e-2, teacher_stop="first_perfect")
+    assert bool(first.memorized.all()) and first.epochs_run <= 150
+    with pytest.raises(TeacherDidNotMemorize, match="did not reach 100%"):
+        train_ensemble_teacher(EnsembleCNN(2, SHAPE, 4, width=1, head_width=1, seed=0), x, y,
+                               epochs=2, lr=1e-4)
+    assert predict(model, x, chunk=7).shape == (2, 20, 4)
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(width=0), "width"), (dict(conv_layers=4), "conv_layers"), (dict(head_width=-1), "head_width"),
+    (dict(members=0), "members"), (dict(backend="fft"), "backend"), (dict(image_shape=(1, 6, 6)), "conv_layers"),
+    (dict(seed=[1, 2]), "seed"), (dict(classes=1), "classes"),
+])
+def test_cnn_rejects_bad_knobs_naming_them(kwargs, name):
+    args = dict(members=3, image_shape=SHAPE, classes=4, width=4, conv_layers=2, head_width=8)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=f"'{name}' parameter"):
+        EnsembleCNN(**args)
+
+
+def test_training_rejects_bad_kind_stop_and_shapes():
+    m = EnsembleCNN(2, SHAPE, 4, width=4, head_width=8)
+    x, logits = _data(2)
+    with pytest.raises(ValueError, match="'kind' parameter"):
+        train_ensemble_students(m, x, logits, kind="similarity", lrs=1e-3, epochs=1)
+    with pytest.raises(ValueError, match="'epochs' parameter"):
+        train_ensemble_students(m, x, logits.softmax(-1), kind="soft", lrs=1e-3, epochs=0)
+    with pytest.raises(ValueError, match="'teacher_stop' parameter"):
+        train_ensemble_teacher(m, x, logits.argmax(-1), epochs=1, teacher_stop="early")
+    with pytest.raises(ValueError, match="expects inputs of shape"):
+        m(torch.randn(5, 63))
+
+
+# ---------------------------------------------------------------------------- the experiment
+def test_experiment_validates_up_front():
+    with pytest.raises(ValueError, match="'teachers' parameter of convolutional_distillation"):
+        convolutions("smoke", teachers=0)
+    with pytest.raises(ValueError, match="'pairs' parameter"):
+        convolutions("smoke", pairs=("cnn->transformer",))
+    with pytest.raises(ValueError, match="'settings' parameter"):
+        convolutions("smoke", settings=("clean", "clean"))
+    with pytest.raises(ValueError, match="'alpha' parameter"):
+        convolutions("smoke", alpha=0.01)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        convolutions("smoke", width=3)
+    with pytest.raises(ValueError, match="'profile' parameter"):
+        convolutions("huge")
+
+
+def test_experiment_rows_units_and_config():
+    table = convolutions("smoke", settings=("clean", "fixed", "labels"), teachers=2, students=2,
+                         cnn_teacher_epochs=120, mlp_teacher_epochs=200, epochs=10, chunk=5, device="cpu")
+    assert len(table) == 3 * 2 * 4 * 2  # settings x teachers x pairs x students
+    assert set(table.pair) == {"cnn->cnn", "mlp->mlp", "cnn->mlp", "mlp->cnn"}
+    assert set(table.dataset) == {0, 1} and table.images.iloc[0] == "digits"
+    assert table.groupby(["setting", "pair", "dataset"]).size().eq(2).all()
+    assert (table.leak == table.test_acc - table.independent_acc).all()
+    assert table[["train_acc", "test_acc", "independent_acc"]].stack().between(0, 1).all()
+    # the clean and fixed units hold the same images: the teacher's trivial accuracy of the MLP
+    # (blind to a fixed permutation of its inputs only up to training noise) is defined on both
+    assert table.teacher_independent_acc.between(0, 1).all()
+    config = table.attrs["config"]
+    assert config["teachers"] == 2 and config["settings"] == ("clean", "fixed", "labels")
+    json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in config.items()})
+
+
+# ---------------------------------------------------------------------------- the chapter
+@pytest.mark.slow
+def test_chapter_executes_at_smoke(tmp_path):
+    papermill = Path(sys.executable).parent / "papermill"
+    out = tmp_path / "out.ipynb"
+    results = tmp_path / "results"
+    subprocess.run([str(papermill), str(NOTEBOOK), str(out), "-p", "profile", "smoke", "-p", "results_dir",
+                    str(results), "--execution-timeout", "300", "-k", "python3"],
+                   check=True, cwd=ROOT, timeout=900, capture_output=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})  # tiny nets: one thread per kernel
+    table = pd.read_csv(results / "table.csv")
+    assert set(table.setting) == {"clean", "labels", "pixels", "both", "fixed"}
+    assert table.groupby("setting").dataset.nunique().min() >= 3
+    claims = pd.read_csv(results / "claims.csv")
+    assert len(claims) >= 12 and claims["verdict"].isin(["holds", "does not hold", "inconclusive"]).all()
+    assert (claims["data"] == "stand-in").all() and claims["beyond_paper"].all()
+    assert (claims.loc[claims.expect == "equivalent", "margin"] > 0).all()
+    assert (results / "meta.json").is_file() and (results / "table.config.json").is_file()
+    assert len(list(results.glob("*.png"))) >= 2
