@@ -171,3 +171,14 @@ def test_report_notebook_executes_on_partial_and_old_results(results, tmp_path):
     for css in ("memkd-claims", "memkd-stand-in", "memkd-new-results", "memkd-protocol", "memkd-chapters", "memkd-build"):
         assert css in text, css
     assert '"output_type": "error"' not in text and '"name": "stderr"' not in text
+
+
+@pytest.mark.slow
+def test_report_notebook_executes_without_any_results(tmp_path):
+    out = tmp_path / "report.ipynb"
+    subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "book" / "report.ipynb"), str(out),
+                    "-p", "results_root", str(tmp_path / "nothing"), "-k", "python3", "--execution-timeout", "120"],
+                   check=True, cwd=ROOT / "book", timeout=300, capture_output=True)
+    text = json.dumps([c.get("outputs", []) for c in json.loads(out.read_text())["cells"]])
+    assert "No chapter has written a claim of the paper yet" in text
+    assert '"output_type": "error"' not in text and '"name": "stderr"' not in text
