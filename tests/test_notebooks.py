@@ -210,7 +210,7 @@ def test_vendored_widget_files_each_have_a_licence():
 def test_pages_workflow_builds_the_quick_book_and_deploys_it():
     flow = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text())
     on = flow.get("on", flow.get(True))  # PyYAML reads the key `on` as True
-    assert "main" in on["push"]["branches"]
+    assert on["push"]["tags"] == ["v*"] and "workflow_dispatch" in on  # releases: v + the version
     assert flow["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
     build, deploy = flow["jobs"]["build"]["steps"], flow["jobs"]["deploy"]["steps"]
     runs = " ".join(s.get("run", "") for s in build)
