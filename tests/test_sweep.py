@@ -240,6 +240,7 @@ def test_local_pool_and_dask_give_the_same_table(tmp_path):
     for rid in table.run.unique():
         folder = tmp_path / "local" / "runs" / rid
         assert (folder / "sweep_fixture.ipynb").is_file() and (folder / "results" / "table.parquet").is_file()
+        assert (folder / "kernel.log").is_file()  # the kernel's own log lines, off the terminal
     manifest = json.loads((tmp_path / "local" / "manifest.json").read_text())
     assert manifest["counts"] == {"done": 2, "failed": 0, "pending": 0}
     for record in manifest["runs"]:  # each run's provenance, collected where it ran

@@ -46,8 +46,9 @@ class RunFailed(RuntimeError):
         self.record = record
 
 
-def _tied_kernel_manager():
-    """A kernel manager whose kernels die with the process that started them (Linux)."""
+def _tied_kernel_manager(log=None):
+    """A kernel manager whose kernels die with the process that started them (Linux), their own
+    output and log lines going to the open file `log` (None: this process's)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class TiedKernelManager(AsyncKernelManager):
@@ -55,6 +56,9 @@ def _tied_kernel_manager():
             prctl = _prctl()
             if prctl is not None:
                 kw.setdefault("preexec_fn", lambda: die_with_parent(prctl))
+            if log is not None:
+                kw.setdefault("stdout", log)
+                kw.setdefault("stderr", log)
             return await super()._async_launch_kernel(kernel_cmd, **kw)
 
     return TiedKernelManager
@@ -134,7 +138,8 @@ def execute_point(
 ) -> dict:
     """Execute `notebook` with `parameters` into the folder `run_dir`; return the run's record.
 
-    The folder receives `run.json` (the record), the executed notebook (same file name) and, when
+    The folder receives `run.json` (the record), the executed notebook (same file name), the
+    kernel process's own log lines (`kernel.log`, not the cells' outputs) and, when
     the notebook has a `results_dir` parameter not given in `parameters`, its results in
     `run_dir/results`. Everything is written under a temporary name beside `run_dir` and renamed
     when complete; an existing `run_dir` is replaced. A failed run goes to `failed_dir` (default:
@@ -166,11 +171,12 @@ def execute_point(
         "cell_timeout_s": timeout,
     }
     started = time.perf_counter()
+    kernel_log = open(tmp / "kernel.log", "wb")  # noqa: SIM115 - the kernel writes it until it ends
     try:
         papermill.execute_notebook(
             str(notebook), str(output), parameters=params, kernel_name=kernel_name,
             progress_bar=False, log_output=False, cwd=str(cwd or notebook.parent),
-            execution_timeout=timeout, kernel_manager_class=_tied_kernel_manager(),
+            execution_timeout=timeout, kernel_manager_class=_tied_kernel_manager(kernel_log),
         )
         record["status"] = "done"
     except Exception as err:  # noqa: BLE001 - any failure is recorded, never lost
@@ -182,6 +188,8 @@ def execute_point(
         source = getattr(err, "source", "") or source
         record["cell_index"] = _source_index(notebook, source)
         record["cell_source"] = "\n".join(source.splitlines()[:6])[:400]
+    finally:
+        kernel_log.close()
     record["elapsed_s"] = round(time.perf_counter() - started, 3)
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if provenance:
