@@ -25,10 +25,17 @@ def style() -> None:
     })
 
 
-def summarize(table: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
-    """Mean, SEM and n of each metric per group: columns `<m>`, `<m>_sem`, `n`."""
+def summarize(table: pd.DataFrame, by: Sequence[str], metrics: Sequence[str], unit: str | None = "dataset") -> pd.DataFrame:
+    """Mean, SEM and n of each metric per group: columns `<m>`, `<m>_sem`, `n`.
+
+    With a `unit` column (the teacher, by default "dataset"), the rows of each unit are averaged
+    first, so the SEM is over teachers and `n` counts teachers; unit=None treats rows as units.
+    """
+    by = list(by)
+    if unit is not None and unit in table.columns and unit not in by:
+        table = table.groupby(by + [unit], dropna=False, as_index=False)[list(metrics)].mean()
     rows = []
-    for key, group in table.groupby(list(by), dropna=False):
+    for key, group in table.groupby(by, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(by, key))
         for m in metrics:
@@ -39,11 +46,11 @@ def summarize(table: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) ->
 
 
 def errorbar_lines(ax, table: pd.DataFrame, x: str, y: str, hue: str | None = None,
-                   label_fmt: str = "{}", **kwargs) -> None:
-    """Mean +- SEM of `y` against `x`, one line per value of `hue`."""
+                   label_fmt: str = "{}", unit: str | None = "dataset", **kwargs) -> None:
+    """Mean +- SEM over teachers (`unit`) of `y` against `x`, one line per value of `hue`."""
     groups = [(None, table)] if hue is None else table.groupby(hue)
     for value, group in groups:
-        s = summarize(group, [x], [y]).sort_values(x)
+        s = summarize(group, [x], [y], unit).sort_values(x)
         label = kwargs.pop("label", None) if hue is None else label_fmt.format(value)
         ax.errorbar(s[x], s[y], yerr=s[f"{y}_sem"], marker="o", ms=4, capsize=3, label=label, **kwargs)
 

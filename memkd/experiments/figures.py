@@ -126,18 +126,39 @@ def similarity_distillation(profile: str = "quick", **overrides: Any) -> pd.Data
 
 @dataclass(frozen=True)
 class TemperatureLrConfig(RandomDataConfig):
+    tested_temperature: float = knob(10.0, real_interval(0, math.inf),
+                                     "the high T tested against T = 1, fixed in advance (one of temperatures)")
+    tested_lr: float = knob(3e-3, real_interval(0, math.inf),
+                            "the learning rate of that test, fixed in advance (one of lrs)")
+
+    # The tested setting is each profile's own (T, lr) of figures 2, 3 and 7, fixed before any run.
     PROFILE_VALUES = {
-        "smoke": {**SMOKE, "temperatures": (1.0, 20.0), "lrs": (3e-3, 1e-2), "students": 2},
+        "smoke": {**SMOKE, "temperatures": (1.0, 20.0), "lrs": (3e-3, 1e-2), "students": 2,
+                  "tested_temperature": SMOKE["temperatures"][0], "tested_lr": SMOKE["lrs"][0]},
         "quick": {**QUICK, "alphas": (0.4,), "temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0),
-                  "lrs": (1e-3, 3e-3, 1e-2)},
+                  "lrs": (1e-3, 3e-3, 1e-2),
+                  "tested_temperature": QUICK["temperatures"][0], "tested_lr": QUICK["lrs"][0]},
         "paper": {**PAPER, "student_widths": (750,), "alphas": (0.4,),
                   "temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0),
-                  "lrs": (1e-5, 1e-4, 1e-3, 1e-2), "students": 5},
+                  "lrs": (1e-5, 1e-4, 1e-3, 1e-2), "students": 5,
+                  "tested_temperature": PAPER["temperatures"][0], "tested_lr": PAPER["lrs"][0]},
     }
+
+    def check(self) -> None:
+        super().check()
+        for name, value, grid in (("tested_temperature", self.tested_temperature, self.temperatures),
+                                  ("tested_lr", self.tested_lr, self.lrs)):
+            if not any(math.isclose(value, g) for g in grid):
+                self.fail(name, f"must be one of {grid!r} (the grid it is tested in). Got {value!r} instead.")
 
 
 def temperature_lr(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
-    """Fig 5 (A.1): every (temperature, learning rate, seed) is one member of one ensemble."""
+    """Fig 5 (A.1): every (temperature, learning rate, seed) is one member of one ensemble.
+
+    Student s of a dataset starts from the same initialization at every temperature and learning
+    rate. One row per student: dataset, alpha, width, temperature, lr, student, epochs, metrics;
+    `table.attrs["config"]` holds tested_temperature and tested_lr, the setting fixed in advance.
+    """
     cfg = make_config(TemperatureLrConfig, "temperature_lr", profile, overrides)
     members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
     rows: list[dict] = []
@@ -157,7 +178,7 @@ class CompositionConfig(RandomDataConfig):
     input_dims: tuple = knob((25, 100, 250), POS_INTS, "input dimensions D (grid columns)")
 
     PROFILE_VALUES = {
-        "smoke": {**SMOKE, "class_counts": (10,), "per_class_values": (5, 10), "input_dims": (20, 100),
+        "smoke": {**SMOKE, "class_counts": (10,), "per_class_values": (5, 10), "input_dims": (20, 50, 100),
                   "alphas": (0.4,), "students": 2, "datasets": 3, "teacher_epochs": 400},
         "quick": {**QUICK, "class_counts": (10, 50), "per_class_values": (5, 10, 20),
                   "input_dims": (25, 100, 250), "alphas": (0.4,), "student_widths": (250,),
@@ -238,8 +259,10 @@ def logit_surgery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
 
     variant "plain"; "drop_class" (no class-c samples in the student's part); "zero_class"
     (sigma_T(z)_c set to 0 on samples not of class c); "cut_tail" with `tail_fraction` (the
-    smallest fraction of each sample's probabilities set to 0). `test_acc_class` is the
-    held-out accuracy on class c.
+    ceil(tail_fraction * C) smallest probabilities of each sample set to 0: by size, as the paper's
+    text says, where the released code masks entries by class index). `test_acc_class` is the
+    held-out accuracy on class c. Student s of a dataset starts from the same initialization in
+    every variant, so comparisons with "plain" are paired by initialization.
     """
     cfg = make_config(SurgeryConfig, "logit_surgery", profile, overrides)
     c, alpha, width = cfg.surgery_class, cfg.alphas[0], cfg.student_widths[0]
@@ -364,7 +387,7 @@ def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                          "train_acc": float(train_acc[m]), "test_acc": float(test_acc[m]),
                          "independent_acc": float(ind_acc[m]), "teacher_independent_acc": float(teacher_ind[k]),
                          "chance": 1.0 / cfg.classes, "teacher_memorized": bool(teacher.memorized[k]),
-                         "teacher_stop": cfg.teacher_stop})
+                         "teacher_stop": cfg.teacher_stop, "teacher_epochs": int(teacher.epochs_to_memorize[k])})
     return tidy(rows, cfg=cfg)
 
 
