@@ -10,9 +10,14 @@ environment each task sees (`thread_share`: kernels side by side split the cores
         futures = [executor.submit(fn, arg) for arg in args]   # scheduler_file=..., dask_local=4
         for future in executor.as_completed(futures): ...
 
-Local tasks run in `concurrent.futures.ProcessPoolExecutor(max_tasks_per_child=1)` (a fresh
-"spawn" process per task). Dask tasks run `in_child` on their worker, and Dask's own `retries`
-reruns a task whose worker or child died. Left out: priorities and resources per task.
+Local tasks run `in_child` from the threads of a `concurrent.futures.ThreadPoolExecutor`; Dask
+tasks run `in_child` on their worker, and Dask's own `retries` reruns a task whose worker or child
+died. Not a `ProcessPoolExecutor(max_tasks_per_child=1)`: its "spawn" children import the caller's
+main module again (a script calling run_sweep without an `if __name__ == "__main__":` guard would
+start sweeps recursively; code from stdin fails), "fork" is unsafe in a process with threads, and
+one killed worker breaks the pool, which then kills every other run in flight. `in_child` starts
+`python -m memkd.sweep.executors`, which imports nothing of the caller. Left out: priorities and
+resources per task.
 """
 
 from __future__ import annotations
@@ -67,12 +72,6 @@ def _tie_to(parent: int) -> None:
     die_with_parent()
     if os.getppid() != parent:
         os._exit(3)
-
-
-def _call_with_env(env: Mapping[str, str], fn: Callable, args: tuple, kwargs: dict) -> Any:
-    """Run fn in this (fresh, single-task) process with `env` added to its environment."""
-    os.environ.update(env)
-    return fn(*args, **kwargs)
 
 
 class ChildDied(RuntimeError):
@@ -151,18 +150,14 @@ class Executor:
 
 
 class LocalExecutor(Executor):
-    """`workers` local processes at once; a fresh process per task (max_tasks_per_child=1)."""
+    """`workers` local processes at once, each task in a fresh one (`in_child`)."""
 
     def __init__(self, workers: int):
-        import multiprocessing
-
-        extra = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
         self.env = thread_share(workers)
-        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_tie_to, initargs=(os.getpid(),), **extra)
+        self.pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="memkd-run")
 
     def submit(self, fn, *args, env=None, **kwargs):
-        return self.pool.submit(_call_with_env, {**self.env, **(env or {})}, fn, args, kwargs)
+        return self.pool.submit(in_child, fn, *args, env={**self.env, **(env or {})}, **kwargs)
 
     def as_completed(self, futures):
         return cf.as_completed(list(futures))

@@ -8,7 +8,7 @@ hands to its executor (it never raises: a crash becomes a failed record).
 
 `execute_point` launches a kernel from the calling process: call it from a process running no
 other kernel. `execute_isolated` does that for you in a fresh child process; the executors of
-`memkd.sweep.executors` give every task a fresh process already.
+`memkd.sweep.executors` give every task a fresh process already (`in_child`).
 """
 
 from __future__ import annotations
@@ -233,11 +233,7 @@ def interrupted_record(job: Mapping[str, Any]) -> dict:
 
 
 def is_interruption(err: BaseException) -> bool:
-    """Whether `err` says the run's process was stopped (Ctrl-C, SIGTERM, the pool torn down)."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    if isinstance(err, (KeyboardInterrupt, BrokenProcessPool)):
-        return True
+    """Whether `err` says the run's process was stopped by Ctrl-C or SIGTERM (not a crash)."""
     return isinstance(err, ChildDied) and err.returncode in (-signal.SIGINT, -signal.SIGTERM)
 
 
