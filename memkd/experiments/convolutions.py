@@ -90,10 +90,10 @@ class ConvolutionConfig(ExperimentConfig):
     PROFILE_VALUES = {
         "smoke": dict(dataset="digits", teachers=3, memorized_fraction=0.5, per_class=10, cnn_width=8,
                       head_width=64, mlp_width=128, cnn_teacher_lr=3e-3, mlp_teacher_lr=3e-3,
-                      cnn_teacher_epochs=150, mlp_teacher_epochs=300, epochs=40, students=2),
+                      cnn_teacher_epochs=150, mlp_teacher_epochs=150, epochs=40, students=2),
         "quick": dict(teachers=5, memorized_fraction=0.5, per_class=20, cnn_width=8, head_width=128,
                       mlp_width=256, cnn_teacher_lr=3e-3, mlp_teacher_lr=3e-3, cnn_teacher_epochs=200,
-                      mlp_teacher_epochs=400, epochs=80, students=2),
+                      mlp_teacher_epochs=150, epochs=80, students=2),
         "paper": dict(dataset="auto", teachers=5, memorized_fraction=0.8, per_class=None, cnn_width=32,
                       conv_layers=3, head_width=512, mlp_width=512, cnn_teacher_epochs=300,
                       mlp_teacher_epochs=1000, teacher_batch_size=1000, epochs=300, batch_size=2000,
