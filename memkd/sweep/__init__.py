@@ -14,8 +14,9 @@ Public API::
     run_sweep(notebook, grid, sweep_dir, workers=2, scheduler=None, scheduler_file=None,
               dask_local=None, timeout=None, retries=1, retry_failed=False, progress=True) -> SweepResult
     plan_sweep(notebook, grid, sweep_dir) -> [(run id, point, record on disk or None)]
-    execute_point(notebook, parameters, run_dir, timeout=None, ...) -> record (dict)
-    execute_isolated(notebook, parameters, run_dir, env=None, **execute_point_kwargs) -> record
+    execute_point(notebook, parameters, run_dir, timeout=None, ...) -> record (dict); run it in a
+        process with no other kernel: in_child(execute_point, ..., env={...})
+    in_child(fn, *args, env=None, **kwargs) -> fn's result, computed in a fresh child process
     notebook_parameters(notebook)      -> {name: Param(name, type, default, help)}
     expand_grid(params, grid)          -> list of points (dicts), typed and validated
     parse_cli_grid(["alpha=0.2,0.6"])  -> {"alpha": [CliValue(0.2, "0.2"), CliValue(0.6, "0.6")]}
@@ -59,12 +60,12 @@ from memkd.sweep.executors import ChildDied, Executor, in_child, make_executor, 
 from memkd.sweep.grid import (
     CliValue, Param, expand_grid, load_grid, notebook_parameters, parse_cli_grid, resolve_point, run_id,
 )
-from memkd.sweep.run import CELL_TIMEOUT, RunFailed, execute_isolated, execute_point, timeout_for
+from memkd.sweep.run import CELL_TIMEOUT, execute_point, timeout_for
 from memkd.sweep.validate import check_points
 
 __all__ = [
     "run_sweep", "plan_sweep", "SweepResult", "lock_sweep_dir", "status_on_disk",
-    "execute_point", "execute_isolated", "RunFailed", "CELL_TIMEOUT", "timeout_for",
+    "execute_point", "CELL_TIMEOUT", "timeout_for",
     "make_executor", "Executor", "in_child", "ChildDied", "thread_share",
     "notebook_parameters", "Param", "expand_grid", "parse_cli_grid", "CliValue", "load_grid",
     "resolve_point", "run_id", "check_points", "aggregate", "write_results",

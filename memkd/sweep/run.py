@@ -7,8 +7,8 @@ with the process that started it, the per-profile cell timeouts (`CELL_TIMEOUT`)
 hands to its executor (it never raises: a crash becomes a failed record).
 
 `execute_point` launches a kernel from the calling process: call it from a process running no
-other kernel. `execute_isolated` does that for you in a fresh child process; the executors of
-`memkd.sweep.executors` give every task a fresh process already (`in_child`).
+other kernel, e.g. `in_child(execute_point, ...)`; the executors of `memkd.sweep.executors` give
+every task such a fresh process (`in_child`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
-from memkd.sweep.executors import ChildDied, _prctl, die_with_parent, in_child
+from memkd.sweep.executors import ChildDied, _prctl, die_with_parent
 from memkd.sweep.grid import RESULTS_PARAM, notebook_parameters, read_notebook
 
 # Per-cell execution timeout of each profile, in seconds: it catches a hung kernel, so it leaves
@@ -36,14 +36,6 @@ def timeout_for(profile: str | None) -> int:
     """Seconds per cell for `profile` ("" or None: $MEMKD_PROFILE, else quick)."""
     profile = profile or os.environ.get("MEMKD_PROFILE") or "quick"
     return CELL_TIMEOUT.get(profile, CELL_TIMEOUT["quick"])
-
-
-class RunFailed(RuntimeError):
-    """Raised by execute_point(raise_on_error=True); `.record` holds the run's record."""
-
-    def __init__(self, record: dict):
-        super().__init__(f"{record['notebook']} failed in cell {record.get('cell_index')}: {record['error']}")
-        self.record = record
 
 
 def _tied_kernel_manager(log=None):
@@ -132,7 +124,6 @@ def execute_point(
     timeout: float | None = None,
     kernel_name: str = KERNEL,
     failed_dir: str | os.PathLike | None = None,
-    raise_on_error: bool = False,
     cwd: str | os.PathLike | None = None,
     provenance: bool = True,
 ) -> dict:
@@ -201,19 +192,7 @@ def execute_point(
     _commit(tmp, target)
     if record["status"] == "done" and failed_dir is not None:
         shutil.rmtree(failed_dir, ignore_errors=True)
-    if record["status"] != "done" and raise_on_error:
-        raise RunFailed(record)
     return record
-
-
-def execute_isolated(notebook, parameters, run_dir, env: Mapping[str, str] | None = None, **kwargs) -> dict:
-    """`execute_point` in a fresh child process (one kernel per process; it dies with its parent).
-
-    `env` adds environment variables for the child and its kernel; the other keyword arguments are
-    execute_point's. Raises ChildDied when the child ends without a record (killed, or a crash
-    outside the notebook), RunFailed for a failed run when raise_on_error=True.
-    """
-    return in_child(execute_point, str(notebook), dict(parameters), str(run_dir), env=env, **kwargs)
 
 
 def failure_record(job: Mapping[str, Any], err: BaseException) -> dict:
