@@ -202,7 +202,12 @@ class Chapter:
         typed = self.path / f"{name}.parquet"
         frame = table.copy(deep=False)
         frame.attrs = {}  # the config goes to its own JSON file below
-        frame.to_parquet(typed.with_suffix(".parquet.tmp"), index=False)
+        try:
+            frame.to_parquet(typed.with_suffix(".parquet.tmp"), index=False)
+        except (TypeError, ValueError):  # pyarrow: a column mixing types (tables concatenated): as text
+            mixed = {c: frame[c].map(lambda v: v if v is None or v != v else str(v))
+                     for c in frame.columns if frame[c].dtype == object}
+            frame.assign(**mixed).to_parquet(typed.with_suffix(".parquet.tmp"), index=False)
         typed.with_suffix(".parquet.tmp").replace(typed)
         config = table.attrs.get("config")
         if config is not None:

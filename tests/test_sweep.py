@@ -452,3 +452,18 @@ def test_every_chapter_names_its_experiments_and_its_defaults_pass(chapter):
     nb = read_notebook(chapter)
     assert nb.metadata.get("memkd", {}).get("experiments"), f"{chapter.name}: no memkd.experiments metadata"
     assert check_points(nb, notebook_parameters(nb), [{"profile": "smoke"}]) == len(nb.metadata["memkd"]["experiments"])
+
+
+def test_chapter_tables_are_saved_typed_for_the_sweep(tmp_path):
+    from memkd.chapter import Chapter
+
+    ch = Chapter("00_test", profile="smoke", results_dir=str(tmp_path), device="cpu", seed=0)
+    table = pd.DataFrame({"token": ["97e398195100", "3fa9c2e1b0d4"], "score": [0.5, float("inf")], "n": [1, 2]})
+    table.attrs["config"] = {"alphas": (0.6,)}
+    ch.save_table(table)
+    typed = pd.read_parquet(tmp_path / "table.parquet")
+    assert typed.token.tolist() == table.token.tolist() and typed.score.tolist() == [0.5, float("inf")]
+    assert typed.n.dtype.kind == "i" and (tmp_path / "table.csv").is_file()
+    mixed = pd.concat([pd.DataFrame({"a": ["x"]}), pd.DataFrame({"a": [3.5]})], ignore_index=True)
+    ch.save_table(mixed, "mixed")  # one column, two types (tables concatenated): stored as text
+    assert pd.read_parquet(tmp_path / "mixed.parquet").a.tolist() == ["x", "3.5"]
