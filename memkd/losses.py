@@ -63,31 +63,13 @@ def cosine_similarity_matrix(outputs: Tensor) -> Tensor:
     return unit @ unit.transpose(-1, -2)
 
 
-def similarity_mse(
-    student_outputs: Tensor,
-    teacher_similarity: Tensor,
-    pairs: tuple[Tensor, Tensor] | None = None,
-) -> Tensor:
+def similarity_mse(student_outputs: Tensor, teacher_similarity: Tensor) -> Tensor:
     """Mean squared difference of pairwise cosine similarities per member -> (E,).
 
-    Full matrix: student_outputs (E, N, K), teacher_similarity (N, N) or (E, N, N).
-    Sampled pairs (when N x N does not fit): `pairs = (i, j)`, index tensors of shape (M,),
-    and teacher_similarity holds the matching teacher values, shape (M,) or (E, M).
+    student_outputs (E, N, K), teacher_similarity (N, N) or (E, N, N).
     """
-    if pairs is None:
-        diff = cosine_similarity_matrix(student_outputs) - teacher_similarity
-        return diff.pow(2).mean(dim=(-1, -2))
-    i, j = pairs
-    unit = F.normalize(student_outputs, dim=-1, eps=1e-12)
-    rho = (unit[:, i] * unit[:, j]).sum(dim=-1)  # (E, M)
-    return (rho - teacher_similarity).pow(2).mean(dim=-1)
-
-
-def sample_pairs(n: int, count: int, generator: torch.Generator, device=None) -> tuple[Tensor, Tensor]:
-    """`count` random pairs (i, j) of distinct samples among n, as two (count,) index tensors."""
-    i = torch.randint(n, (count,), generator=generator)
-    j = (i + torch.randint(1, n, (count,), generator=generator)) % n
-    return i.to(device), j.to(device)
+    diff = cosine_similarity_matrix(student_outputs) - teacher_similarity
+    return diff.pow(2).mean(dim=(-1, -2))
 
 
 # --- logit surgery (appendix A.3) -------------------------------------------------------------

@@ -85,7 +85,7 @@ class EnsembleMLP(nn.Module):
         self.weights = nn.ParameterList([nn.Parameter(w) for w, _ in layers])  # (E, in, out)
         self.biases = nn.ParameterList([nn.Parameter(b) for _, b in layers])  # (E, 1, out)
 
-    def forward(self, x: Tensor, return_hidden: bool = False) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         """x : (N, D) shared by all members, or (E, N, D) per member. Returns logits (E, N, C)."""
         h = x
         last = len(self.weights) - 1
@@ -95,8 +95,6 @@ class EnsembleMLP(nn.Module):
             h = torch.baddbmm(b, h, w)  # (E, N, in) @ (E, in, out) + b -> (E, N, out)
             if i < last:
                 h = self._act(h)  # in place: autograd keeps what the backward needs
-                if return_hidden and i == last - 1:
-                    return h  # (E, N, P): the last hidden layer
         return h
 
     @torch.no_grad()
@@ -111,16 +109,6 @@ class EnsembleMLP(nn.Module):
             if i < len(self.weights) - 1:
                 layers.append(ACTIVATIONS[self.activation]())
         return nn.Sequential(*layers)
-
-    @torch.no_grad()
-    def select(self, indices: list[int] | Tensor) -> "EnsembleMLP":
-        """A new ensemble holding copies of the chosen members, in the given order."""
-        idx = torch.as_tensor(indices, dtype=torch.long, device=self.weights[0].device)
-        out = EnsembleMLP(len(idx), self.input_dim, self.width, self.classes,
-                          self.hidden_layers, self.activation)
-        for dst, src in zip(list(out.weights) + list(out.biases), list(self.weights) + list(self.biases)):
-            dst.data = src.data[idx].clone()
-        return out.to(self.weights[0].device)
 
     def extra_repr(self) -> str:
         return (f"members={self.members}, input_dim={self.input_dim}, width={self.width}, "
