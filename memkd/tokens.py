@@ -42,14 +42,32 @@ def all_pairs(modulus: int) -> tuple[torch.Tensor, torch.Tensor]:
     return tokens, (a + b) % modulus
 
 
-def make_modular_addition(modulus: int, fraction: float, seed: int = 0) -> ModularAddition:
-    """Modular addition with a random `fraction` of all k^2 pairs as the memorized set D."""
+def make_modular_addition(modulus: int, fraction: float, seed: int = 0,
+                          balanced: bool = False) -> ModularAddition:
+    """Modular addition with a random `fraction` of all k^2 pairs as the memorized set D.
+
+    balanced=False: round(fraction * k^2) pairs drawn at random. balanced=True: round(fraction * k)
+    pairs drawn at random from each answer's k pairs, so every answer appears equally often in D
+    and every draw of D splits per answer into parts of the same sizes (what stacking the
+    students of several teachers in one ensemble needs).
+    """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"The 'fraction' parameter of make_modular_addition must be a float in "
                          f"the open interval (0, 1). Got {fraction!r} instead.")
     tokens, labels = all_pairs(modulus)
-    order = np.random.default_rng(seed).permutation(len(labels))
+    rng = np.random.default_rng(seed)
+    if balanced:
+        take = int(round(fraction * modulus))
+        if not 1 <= take < modulus:
+            raise ValueError(f"The 'fraction' parameter of make_modular_addition ({fraction!r}) gives {take} of "
+                             f"the {modulus} pairs of each answer with balanced=True: it must leave at least "
+                             "one pair of each answer in D and one outside.")
+        answers = labels.numpy()
+        chosen = np.concatenate([rng.permutation(np.flatnonzero(answers == c))[:take] for c in range(modulus)])
+        inside = np.zeros(len(answers), dtype=bool)
+        inside[chosen] = True
+        return ModularAddition(int(modulus), tokens, labels, np.flatnonzero(inside), np.flatnonzero(~inside))
+    order = rng.permutation(len(labels))
     size = int(round(fraction * len(labels)))
     return ModularAddition(int(modulus), tokens, labels, np.sort(order[:size]),
                            np.sort(order[size:]))
-

@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
@@ -43,10 +44,16 @@ ADAMW = {"lr": 1e-3, "weight_decay": 1.0, "betas": (0.9, 0.98)}  # Nanda et al. 
 def functional_forward(p: dict[str, Tensor], tokens: Tensor) -> Tensor:
     """Logits at the last position. p: parameters with a leading (E,) axis or without one.
 
-    tokens : int64 (N, S) -> logits (E, N, K), or (N, K) for unbatched parameters.
+    tokens : int64 (N, S) shared by every member, or (E, N, S) one set per member (stacked
+        parameters only) -> logits (E, N, K), or (N, K) for unbatched parameters.
     """
     heads, d_head = p["w_q"].shape[-2], p["w_q"].shape[-1]
-    resid = p["embed"][..., tokens, :] + p["pos"].unsqueeze(-3)  # (E, N, S, M)
+    if tokens.dim() == 3:  # each member reads its own sequences
+        members = torch.arange(p["embed"].shape[0], device=tokens.device).view(-1, 1, 1)
+        embedded = p["embed"][members, tokens]  # (E, N, S, M)
+    else:
+        embedded = p["embed"][..., tokens, :]
+    resid = embedded + p["pos"].unsqueeze(-3)  # (E, N, S, M)
     last = resid[..., -1, :]  # (E, N, M)
     q = torch.einsum("...nm,...mhd->...nhd", last, p["w_q"])  # (E, N, H, Dh)
     k = torch.einsum("...nsm,...mhd->...nshd", resid, p["w_k"])  # (E, N, S, H, Dh)
@@ -60,6 +67,31 @@ def functional_forward(p: dict[str, Tensor], tokens: Tensor) -> Tensor:
     return last @ p["unembed"]  # (E, N, K)
 
 
+def _draw_parameters(members: int, modulus: int, d_model: int, heads: int, d_mlp: int, context: int,
+                     seed: int) -> dict[str, Tensor]:
+    """Every parameter of `members` transformers, stacked (E, ...), drawn from one generator."""
+    vocab, d_head, e = modulus + 1, d_model // heads, members
+    gen = torch.Generator().manual_seed(int(seed))
+
+    def normal(*shape: int, scale: float) -> Tensor:
+        return torch.randn(e, *shape, generator=gen) * scale
+
+    s = 1 / math.sqrt(d_model)
+    return {
+        "embed": normal(vocab, d_model, scale=s),  # (E, V, M)
+        "pos": normal(context, d_model, scale=s),  # (E, S, M)
+        "w_q": normal(d_model, heads, d_head, scale=s),  # (E, M, H, Dh)
+        "w_k": normal(d_model, heads, d_head, scale=s),
+        "w_v": normal(d_model, heads, d_head, scale=s),
+        "w_o": normal(heads * d_head, d_model, scale=s),  # (E, H*Dh, M)
+        "w_in": normal(d_model, d_mlp, scale=s),  # (E, M, F)
+        "b_in": torch.zeros(e, 1, d_mlp),  # (E, 1, F)
+        "w_out": normal(d_mlp, d_model, scale=1 / math.sqrt(d_model)),  # (E, F, M)
+        "b_out": torch.zeros(e, 1, d_model),  # (E, 1, M)
+        "unembed": normal(d_model, modulus, scale=1 / math.sqrt(vocab)),  # (E, M, K)
+    }
+
+
 class EnsembleTransformer(nn.Module):
     """E independent 1-layer transformers with stacked parameters.
 
@@ -68,38 +100,33 @@ class EnsembleTransformer(nn.Module):
     members : E.
     modulus : k; the vocabulary is k + 1 tokens ("=" is id k), the output k classes.
     d_model, heads, d_mlp, context : M, H, F, S (Nanda et al.: 128, 4, 512, 3).
-    seed : initialisation seed (all members drawn from one generator, independently).
+    seed : initialisation seed: one int (all members drawn from one generator, independently),
+        or one seed per member, so that member i equals a one-member ensemble seeded seed[i]
+        whatever ensemble it is trained in (see `memkd.seeds`).
     """
 
     def __init__(self, members: int, modulus: int, d_model: int = 128, heads: int = 4,
-                 d_mlp: int = 512, context: int = 3, seed: int = 0) -> None:
+                 d_mlp: int = 512, context: int = 3, seed: int | Sequence[int] = 0) -> None:
         super().__init__()
         if d_model % heads:
             raise ValueError(f"EnsembleTransformer: d_model ({d_model}) must be a multiple of "
                              f"heads ({heads}).")
         self.members, self.modulus, self.d_model, self.heads = members, modulus, d_model, heads
         self.d_mlp, self.context = d_mlp, context
-        vocab, d_head, e = modulus + 1, d_model // heads, members
-        gen = torch.Generator().manual_seed(int(seed))
-
-        def normal(*shape: int, scale: float) -> nn.Parameter:
-            return nn.Parameter(torch.randn(e, *shape, generator=gen) * scale)
-
-        s = 1 / math.sqrt(d_model)
-        self.embed = normal(vocab, d_model, scale=s)  # (E, V, M)
-        self.pos = normal(context, d_model, scale=s)  # (E, S, M)
-        self.w_q = normal(d_model, heads, d_head, scale=s)  # (E, M, H, Dh)
-        self.w_k = normal(d_model, heads, d_head, scale=s)
-        self.w_v = normal(d_model, heads, d_head, scale=s)
-        self.w_o = normal(heads * d_head, d_model, scale=s)  # (E, H*Dh, M)
-        self.w_in = normal(d_model, d_mlp, scale=s)  # (E, M, F)
-        self.b_in = nn.Parameter(torch.zeros(e, 1, d_mlp))  # (E, 1, F)
-        self.w_out = normal(d_mlp, d_model, scale=1 / math.sqrt(d_model))  # (E, F, M)
-        self.b_out = nn.Parameter(torch.zeros(e, 1, d_model))  # (E, 1, M)
-        self.unembed = normal(d_model, modulus, scale=1 / math.sqrt(vocab))  # (E, M, K)
+        if isinstance(seed, (int, np.integer)):
+            drawn = _draw_parameters(members, modulus, d_model, heads, d_mlp, context, int(seed))
+        else:
+            seeds = [int(s) for s in seed]
+            if len(seeds) != members:
+                raise ValueError(f"The 'seed' parameter of EnsembleTransformer must be an int or hold one seed "
+                                 f"per member ({members}). Got {len(seeds)} seeds instead.")
+            parts = [_draw_parameters(1, modulus, d_model, heads, d_mlp, context, s) for s in seeds]
+            drawn = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+        for name, value in drawn.items():
+            setattr(self, name, nn.Parameter(value))
 
     def forward(self, tokens: Tensor) -> Tensor:
-        """tokens : int64 (N, S) shared by all members -> logits (E, N, K)."""
+        """tokens : int64 (N, S) shared by all members, or (E, N, S) per member -> logits (E, N, K)."""
         return functional_forward(dict(self.named_parameters()), tokens)
 
     @torch.no_grad()
@@ -153,91 +180,117 @@ class Transformer(nn.Module):
 
 # ---------------------------------------------------------------- training
 
+TEACHER_STOPS = ("budget", "first_perfect")
+
 
 class TransformerDidNotMemorize(RuntimeError):
-    """The transformer teacher did not reach 100% accuracy on D within its step budget."""
+    """A transformer teacher did not reach 100% accuracy on its D at the end of its step budget."""
 
 
 @dataclass
 class TransformerTeacher:
-    model: EnsembleTransformer  # one member
-    train_acc: float
-    epochs_to_memorize: int  # first full-batch step count at 100% on D, -1 if never
+    """K teachers trained at once, one per memorized set D (members of one ensemble)."""
+
+    model: EnsembleTransformer  # K members
+    train_acc: Tensor  # (K,) accuracy on its own D at the end
+    epochs_to_memorize: Tensor  # (K,) first full-batch step at 100% on D, -1 if never
+    epochs_run: int  # steps trained (the budget, or fewer when every member stopped early)
     history: pd.DataFrame
 
     @torch.no_grad()
     def logits(self, tokens: Tensor) -> Tensor:
-        """(N, S) -> (1, N, K)."""
+        """(N, S) shared or (K, N, S) per teacher -> (K, N, K_classes)."""
         return self.model(tokens)
 
 
+def _adamw_fit(model: EnsembleTransformer, tokens: Tensor, loss_and_acc, *, epochs: int, lr, weight_decay,
+               seed: int, progress: bool, desc: str, freeze: bool = False, track: bool = False):
+    """`memkd.train.fit` with the AdamW of Nanda et al. on full batches."""
+    return fit(model, lambda idx: loss_and_acc(), n_samples=tokens.shape[-2], epochs=epochs, lr=lr,
+               weight_decay=weight_decay, decoupled_weight_decay=True, betas=ADAMW["betas"],
+               freeze_when_perfect=freeze, record_first_perfect=track, log_every=max(1, epochs // 50),
+               seed=seed, progress=progress, desc=desc)
+
+
 def train_transformer_teacher(tokens: Tensor, labels: Tensor, *, modulus: int,
-                              max_epochs: int = 5000, extra_epochs: int = 0, seed: int = 0,
-                              d_model: int = 128, heads: int = 4, d_mlp: int = 512,
+                              max_epochs: int = 5000, extra_epochs: int = 0, stop: str = "budget",
+                              seed: int | Sequence[int] = 0, d_model: int = 128, heads: int = 4,
+                              d_mlp: int = 512, require_memorization: bool = True,
                               progress: bool = False) -> TransformerTeacher:
-    """Full-batch AdamW on the memorized set until 100% accuracy (then it stops moving).
+    """Train K teachers at once with full-batch AdamW, each on its own memorized set.
 
-    tokens (N, S), labels (N,). extra_epochs trains on after memorizing (towards grokking).
-    Raises TransformerDidNotMemorize with the accuracy reached.
+    tokens (N, S) and labels (N,) for one teacher, or (K, N, S) and (K, N) for K teachers.
+    stop : "budget" (the paper's protocol): every teacher trains all `max_epochs` steps and must be
+        at 100% on its D at the end; "first_perfect": each teacher stops moving at its first step at
+        100% (an early stop; with weight decay the budget protocol keeps moving towards grokking).
+    extra_epochs : steps trained on afterwards by every member (towards grokking).
+    seed : one int, or one seed per teacher (see `memkd.seeds`).
+    Raises ValueError for an unknown `stop`, and TransformerDidNotMemorize with the accuracy reached
+    when a teacher ends below 100% (unless require_memorization=False).
     """
-    model = EnsembleTransformer(1, modulus, d_model, heads, d_mlp, tokens.shape[1], seed=seed)
-    model = model.to(tokens.device)
+    if stop not in TEACHER_STOPS:
+        raise ValueError(f"The 'stop' parameter of train_transformer_teacher must be one of {TEACHER_STOPS}. "
+                         f"Got {stop!r} instead.")
+    if tokens.dim() == 2:
+        tokens, labels = tokens.unsqueeze(0), labels.unsqueeze(0)
+    k = tokens.shape[0]
+    model = EnsembleTransformer(k, modulus, d_model, heads, d_mlp, tokens.shape[-1], seed=seed).to(tokens.device)
+    fit_seed = seed if isinstance(seed, (int, np.integer)) else int(list(seed)[0])
 
-    def objective(idx):
-        logits = model(tokens)  # (1, N, K)
+    def loss_and_acc():
+        logits = model(tokens)  # (K, N, classes)
         return hard_cross_entropy(logits, labels), accuracy(logits.detach(), labels)
 
-    history, first = fit(model, objective, n_samples=len(labels), epochs=max_epochs,
-                         lr=ADAMW["lr"], weight_decay=ADAMW["weight_decay"],
-                         decoupled_weight_decay=True, betas=ADAMW["betas"],
-                         freeze_when_perfect=True, log_every=max(1, max_epochs // 50),
-                         seed=seed, progress=progress, desc="transformer teacher")
-    reached = int(first[0])
-    if reached >= 0 and extra_epochs > 0:
-        more, _ = fit(model, objective, n_samples=len(labels), epochs=extra_epochs,
-                      lr=ADAMW["lr"], weight_decay=ADAMW["weight_decay"],
-                      decoupled_weight_decay=True, betas=ADAMW["betas"],
-                      log_every=max(1, extra_epochs // 20), seed=seed + 1, progress=progress,
-                      desc="transformer teacher (extra)")
-        more["epoch"] += reached  # the teacher stopped moving at its first 100%
+    history, first = _adamw_fit(model, tokens, loss_and_acc, epochs=max_epochs, lr=ADAMW["lr"],
+                                weight_decay=ADAMW["weight_decay"], seed=fit_seed, progress=progress,
+                                desc="transformer teachers", freeze=stop == "first_perfect", track=True)
+    epochs_run = int(history["epoch"].max())
+    if extra_epochs > 0:
+        more, _ = _adamw_fit(model, tokens, loss_and_acc, epochs=extra_epochs, lr=ADAMW["lr"],
+                             weight_decay=ADAMW["weight_decay"], seed=fit_seed + 1, progress=progress,
+                             desc="transformer teachers (extra)")
+        more["epoch"] += epochs_run
         history = pd.concat([history, more], ignore_index=True)
+        epochs_run += extra_epochs
     with torch.no_grad():
-        acc = float(accuracy(model(tokens), labels)[0])
-    if acc < 1.0:
+        acc = accuracy(model(tokens), labels).cpu()
+    if require_memorization and bool((acc < 1.0).any()):
         raise TransformerDidNotMemorize(
-            f"train_transformer_teacher: the teacher reached {acc:.2%} on its memorized set of "
-            f"{len(labels)} pairs (modulus {modulus}) after {max_epochs} full-batch epochs, not "
-            f"100%. Give it more epochs (teacher_epochs) or a smaller memorized fraction."
+            f"train_transformer_teacher: {int((acc < 1.0).sum())} of {k} teacher(s) reached only "
+            f"{float(acc.min()):.2%} on a memorized set of {labels.shape[-1]} pairs (modulus {modulus}) "
+            f"{'after' if stop == 'budget' else 'within'} {max_epochs} full-batch steps (teacher_stop={stop!r}), "
+            "not 100%. Give them more steps (teacher_epochs) or a smaller memorized fraction."
         )
-    return TransformerTeacher(model, acc, reached, history)
+    return TransformerTeacher(model, acc, first, epochs_run, history)
 
 
 def train_transformer_students(tokens: Tensor, teacher_logits: Tensor, *, modulus: int,
                                members: int, temperatures: Tensor | Sequence[float] | float,
                                lrs: Tensor | Sequence[float] | float = ADAMW["lr"],
                                epochs: int = 1000, weight_decay: float = ADAMW["weight_decay"],
-                               seed: int = 0, d_model: int = 128, heads: int = 4,
+                               seed: int | Sequence[int] = 0, d_model: int = 128, heads: int = 4,
                                d_mlp: int = 512, progress: bool = False
                                ) -> tuple[EnsembleTransformer, pd.DataFrame]:
     """E students of the teacher's architecture fit sigma_T(teacher logits), all at once.
 
-    tokens (N, S): the student's part of D; teacher_logits (N, K) or (1, N, K);
-    temperatures and lrs: one value or one per member (E,). The loss is the library's soft
-    cross-entropy (teacher softened by T, student at T = 1: see memkd.losses).
+    tokens (N, S) shared, or (E, N, S) per student (students of different teachers);
+    teacher_logits (N, K), (1, N, K) or (E, N, K) per student; temperatures and lrs: one value or
+    one per member (E,); seed: one int or one per student. The loss is the library's soft
+    cross-entropy (teacher softened by T, student at T = 1: see memkd.losses). The history's
+    train_acc is agreement with the teacher's argmax on the student's part.
     """
-    model = EnsembleTransformer(members, modulus, d_model, heads, d_mlp, tokens.shape[1],
+    model = EnsembleTransformer(members, modulus, d_model, heads, d_mlp, tokens.shape[-1],
                                 seed=seed).to(tokens.device)
     temps = torch.as_tensor(temperatures, dtype=torch.float32,
                             device=tokens.device).expand(members)
-    logits = teacher_logits.reshape(1, *teacher_logits.shape[-2:])
+    logits = teacher_logits.reshape(-1, *teacher_logits.shape[-2:])  # (1 or E, N, K)
     targets = soft_targets(logits, temps)  # (E, N, K)
-    teacher_labels = logits[0].argmax(dim=-1)
+    teacher_labels = logits.argmax(dim=-1)  # (1 or E, N)
+    fit_seed = seed if isinstance(seed, (int, np.integer)) else int(list(seed)[0])
 
-    def objective(idx):
+    def loss_and_acc():
         out = model(tokens)
         return soft_cross_entropy(out, targets), accuracy(out.detach(), teacher_labels)
 
-    return model, fit(model, objective, n_samples=len(tokens), epochs=epochs, lr=lrs,
-                      weight_decay=weight_decay, decoupled_weight_decay=True,
-                      betas=ADAMW["betas"], log_every=max(1, epochs // 20), seed=seed,
-                      progress=progress, desc="transformer students")[0]
+    return model, _adamw_fit(model, tokens, loss_and_acc, epochs=epochs, lr=lrs, weight_decay=weight_decay,
+                             seed=fit_seed, progress=progress, desc="transformer students")[0]

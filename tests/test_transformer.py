@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,7 +54,8 @@ def test_teacher_memorizes_a_tiny_modulus_and_students_fit_it():
     data = make_modular_addition(11, 0.6, seed=0)
     x, y = data.tokens[data.memorized], data.labels[data.memorized]
     teacher = train_transformer_teacher(x, y, modulus=11, max_epochs=1000, d_model=32, d_mlp=64)
-    assert teacher.train_acc == 1.0 and 0 < teacher.epochs_to_memorize < 1000
+    assert float(teacher.train_acc[0]) == 1.0 and 0 < int(teacher.epochs_to_memorize[0]) < 1000
+    assert teacher.epochs_run == 1000  # the budget protocol trains all steps
     students, history = train_transformer_students(
         x, teacher.logits(x), modulus=11, members=2, temperatures=[1.0, 5.0], lrs=3e-3, epochs=300,
         d_model=32, d_mlp=64)
@@ -63,11 +65,50 @@ def test_teacher_memorizes_a_tiny_modulus_and_students_fit_it():
     assert set(history["member"]) == {0, 1}
 
 
+def test_teacher_stop_first_perfect_freezes_each_teacher_at_its_first_100_percent():
+    data = make_modular_addition(11, 0.6, seed=0)
+    x, y = data.tokens[data.memorized], data.labels[data.memorized]
+    early = train_transformer_teacher(x, y, modulus=11, max_epochs=1000, d_model=32, d_mlp=64,
+                                      stop="first_perfect")
+    full = train_transformer_teacher(x, y, modulus=11, max_epochs=1000, d_model=32, d_mlp=64)
+    first = int(early.epochs_to_memorize[0])
+    assert first == int(full.epochs_to_memorize[0])  # the same run up to the first 100%
+    assert first <= early.epochs_run <= first + 1 < full.epochs_run == 1000  # stopped (the step at 100% is masked)
+    # frozen at the first 100%, so different weights from the teacher trained on with weight decay
+    assert not torch.allclose(early.model.w_in, full.model.w_in)
+    with pytest.raises(ValueError, match=r"'stop' parameter of train_transformer_teacher must be one of"):
+        train_transformer_teacher(x, y, modulus=11, max_epochs=5, stop="early")
+
+
 def test_teacher_that_cannot_memorize_raises_with_the_accuracy():
     data = make_modular_addition(11, 0.6, seed=0)
     x, y = data.tokens[data.memorized], data.labels[data.memorized]
-    with pytest.raises(TransformerDidNotMemorize, match=r"reached \d+\.\d+% .* not 100%"):
+    with pytest.raises(TransformerDidNotMemorize, match=r"reached only \d+\.\d+% .* after 2 .*'budget'.* not 100%"):
         train_transformer_teacher(x, y, modulus=11, max_epochs=2, d_model=32, d_mlp=64)
+
+
+def test_stacked_teachers_with_own_data_equal_teachers_trained_alone():
+    """K teachers on K memorized sets in one ensemble (per-member tokens and seeds) give each
+    teacher's numbers alone, to float rounding."""
+    draws = [make_modular_addition(11, 0.6, seed=s, balanced=True) for s in (1, 2)]
+    x = torch.stack([d.tokens[d.memorized] for d in draws])
+    y = torch.stack([d.labels[d.memorized] for d in draws])
+    both = train_transformer_teacher(x, y, modulus=11, max_epochs=150, d_model=32, d_mlp=64, seed=[5, 9],
+                                     require_memorization=False)
+    for k, seed in enumerate([5, 9]):
+        alone = train_transformer_teacher(x[k], y[k], modulus=11, max_epochs=150, d_model=32, d_mlp=64,
+                                          seed=[seed], require_memorization=False)
+        torch.testing.assert_close(both.logits(x)[k], alone.logits(x[k])[0], rtol=1e-4, atol=1e-4)
+        assert int(both.epochs_to_memorize[k]) == int(alone.epochs_to_memorize[0])
+
+
+def test_balanced_memorized_sets_hold_every_answer_equally_often():
+    data = make_modular_addition(13, 0.6, seed=3, balanced=True)
+    counts = torch.bincount(data.labels[data.memorized], minlength=13)
+    assert (counts == round(0.6 * 13)).all() and len(data.memorized) + len(data.outside) == 169
+    assert not set(data.memorized) & set(data.outside)
+    with pytest.raises(ValueError, match=r"'fraction' parameter of make_modular_addition"):
+        make_modular_addition(13, 0.99, balanced=True)
 
 
 def test_transformer_distillation_validates_up_front():
@@ -79,13 +120,46 @@ def test_transformer_distillation_validates_up_front():
         transformer_distillation("smoke", heads=5)
     with pytest.raises(ValueError, match=r"'temperatures' parameter .* Got \(0\.0,\)"):
         transformer_distillation("smoke", temperatures=(0.0,))
+    with pytest.raises(ValueError, match=r"'teacher_stop' parameter of transformer_distillation must be one of"):
+        transformer_distillation("smoke", teacher_stop="early")
+    with pytest.raises(ValueError, match=r"'alphas' parameter .* leaves an answer empty"):
+        transformer_distillation("smoke", alphas=(0.01,))
 
 
 def test_transformer_distillation_smoke_rows():
     from memkd.experiments.beyond import transformer_distillation
 
-    table = transformer_distillation("smoke", students=1)
-    assert len(table) == 2 and list(table["temperature"]) == [1.0, 10.0]
+    table = transformer_distillation("smoke", students=1, epochs=50)
+    assert len(table) == 3 * 2 and sorted(set(table["temperature"])) == [1.0, 10.0]
+    assert sorted(set(table["dataset"])) == [0, 1, 2]  # three teachers, each its own D
     for column in ("train_acc", "test_acc", "independent_acc", "teacher_independent_acc", "chance"):
         assert table[column].between(0, 1).all()
     assert (table["chance"] == 1 / 13).all() and (table["teacher_epochs"] > 0).all()
+    assert set(table["teacher_stop"]) == {"budget"} and (table["teacher_epochs_run"] == 600).all()
+    assert table.attrs["config"]["teachers"] == 3 and table.attrs["config"]["teacher_stop"] == "budget"
+    # the teachers differ: their own D, their own initialization
+    assert table.groupby("dataset")["teacher_independent_acc"].first().nunique() > 1
+
+
+def test_transformer_students_stacked_over_teachers_equal_fewer_teachers():
+    """Students of teachers 0 and 1 get the same numbers whether a third teacher's students train
+    in the same ensemble or not (stacking changes the speed, not the numbers)."""
+    from memkd.experiments.beyond import transformer_distillation
+
+    kw = dict(students=1, epochs=40, teacher_epochs=300, temperatures=(5.0,))
+    three = transformer_distillation("smoke", teachers=3, **kw)
+    two = transformer_distillation("smoke", teachers=2, chunk=1, **kw)
+    key = ["dataset", "temperature", "student"]
+    a = three[three["dataset"] < 2].set_index(key).sort_index()
+    b = two.set_index(key).sort_index()
+    for column in ("train_acc", "test_acc", "independent_acc", "teacher_independent_acc"):
+        np.testing.assert_allclose(a[column], b[column], atol=1.5 / 40)  # at most a pair flips
+
+
+def test_transformer_teacher_stop_first_perfect_runs_fewer_steps():
+    from memkd.experiments.beyond import transformer_distillation
+
+    table = transformer_distillation("smoke", students=1, epochs=20, temperatures=(5.0,),
+                                     teacher_stop="first_perfect")
+    assert set(table["teacher_stop"]) == {"first_perfect"}
+    assert (table["teacher_epochs_run"] < 600).all() and (table["teacher_epochs_run"] <= table["teacher_epochs"].max() + 1).all()

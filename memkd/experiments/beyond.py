@@ -1,18 +1,30 @@
 """Beyond random vectors: real images with shuffles (Fig 4) and tokens with a transformer (Fig 8).
 
 Same contract as `memkd.experiments.figures`: `fn(profile, **overrides) -> tidy DataFrame`, every
-knob validated before any training, one row per trained student with its knobs and metrics.
+knob validated before any training, one row per trained student with its knobs and metrics, and the
+validated configuration in `table.attrs["config"]`. Teachers are the unit of replication: every
+setting gets `teachers` independent teachers (column `dataset`, 0..teachers-1), each with its own
+draw of the data and its own initialization; all teachers of an experiment train as one ensemble,
+and all students of one alpha as another (in chunks when memory is short). Every seed comes from
+`memkd.seeds.derive_seed`.
 
-cifar_shuffles (Fig 4, section 3.3): D is 80% of the image training set (balanced classes), the
-    other 20% the trivial set. Five teachers (MLPs trained to 100% on D): "clean", "labels"
-    (labels permuted), "pixels" (each image's pixels permuted on their own), "both", and "fixed"
-    (one pixel permutation shared by all images: a sanity check, an MLP cannot tell). Soft-label
-    students learn on alpha of D; `test_acc` is on the rest of D, `teacher_independent_acc` is the
-    teacher on the trivial set (the trivial accuracy), `independent_acc` the student there.
-transformer_distillation (Fig 8, appendix A.4): modular addition `a b =`; a 1-layer transformer
-    teacher memorizes a random fraction D of all k^2 pairs; students of the same architecture fit
-    sigma_T(teacher logits) on alpha of D, at several temperatures; `test_acc` on the rest of D,
-    `independent_acc` on the pairs outside D, `teacher_independent_acc` the teacher there.
+cifar_shuffles (Fig 4, section 3.3): teacher k of a setting memorizes its own balanced draw D of
+    the image training set (`per_class` images per class, else 80% of each class), the rest of
+    the draw being its trivial set. Settings: "clean", "labels" (labels permuted over the whole
+    training set before the draw), "pixels" (each image's pixel positions in its own random order,
+    channels moving together), "both", and "fixed" (one pixel order shared by every image: a
+    check, an MLP cannot tell). Teacher k of "clean", "pixels" and "fixed" holds the same images,
+    and teacher k of "labels" and "both" the same images and labels; teacher k of every setting
+    starts from the same initialization, so settings can be compared paired on k. Soft-label
+    students learn on alpha of each class of D; `test_acc` is on the rest of D,
+    `teacher_independent_acc` the teacher on its trivial set (the paper's trivial accuracy),
+    `independent_acc` the student there.
+transformer_distillation (Fig 8, appendix A.4): modular addition `a b =`; teacher k (a 1-layer
+    transformer) memorizes its own random D of all k^2 pairs, the same number of pairs of every
+    answer; students of the same architecture fit sigma_T(teacher logits) on alpha of each answer
+    of D, at several temperatures; `test_acc` on the rest of D, `independent_acc` the student on
+    the pairs outside D (the trivial baseline of this task, which has a learnable rule),
+    `teacher_independent_acc` the teacher there (a check: how far the teacher has grokked).
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -29,10 +42,12 @@ from memkd.config import (
     ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
 )
 from memkd.data import split_per_class
-from memkd.experiments.common import member_grid, tidy
 from memkd.device import resolve_device
-from memkd.losses import soft_targets
+from memkd.experiments.common import MemorizationTask, distill, member_grid, tidy
+from memkd.memory import members_per_chunk, training_bytes_per_member
 from memkd.metrics import accuracy
+from memkd.seeds import derive_seed
+from memkd.train import TEACHER_STOPS
 
 SETTINGS = ("clean", "labels", "pixels", "both", "fixed")
 STRING = Constraint(lambda v: isinstance(v, str), "a str (a path, or '' for the default)")
@@ -47,12 +62,15 @@ class ImageShuffleConfig(ExperimentConfig):
                         "cifar10, digits (sklearn's 8x8, no download), or auto (CIFAR-10 if it can be had)")
     data_root: str = knob("", STRING, "CIFAR-10 archive or its folder; '' uses $MEMKD_DATA or ~/.cache/memkd")
     settings: tuple = knob(SETTINGS, list_of(one_of(*SETTINGS)), "teachers: clean, labels, pixels, both, fixed")
+    teachers: int = knob(5, POS_INT, "independent teachers per setting (own draw of D, shuffles, initialization)")
     memorized_fraction: float = knob(0.8, real_interval(0, 1), "fraction of each class in D (the rest: trivial set)")
     per_class: Any = knob(None, OPTIONAL_INT, "images per class in D (a subsample); None: all of the fraction")
     teacher_width: int = knob(512, POS_INT, "P of the teacher")
     hidden_layers: int = knob(2, int_range(1, 4), "hidden layers of teacher and students")
     teacher_lr: float = knob(1e-3, real_interval(0, 1, "right"), "teacher's Adam learning rate")
-    teacher_epochs: int = knob(2000, POS_INT, "teacher's epoch budget to reach 100% on D")
+    teacher_epochs: int = knob(2000, POS_INT, "teacher's epoch budget; it must be at 100% on D at its end")
+    teacher_stop: str = knob("budget", one_of(*TEACHER_STOPS),
+                             "budget: train all teacher_epochs (the paper); first_perfect: stop at the first 100%")
     teacher_batch_size: Any = knob(None, OPTIONAL_INT, "teacher's mini-batch size; None: full batch")
     student_widths: tuple = knob((512,), POS_INTS, "P of the students")
     alphas: tuple = knob((0.4, 0.8), ALPHAS, "fraction of each class of D the student sees")
@@ -60,20 +78,21 @@ class ImageShuffleConfig(ExperimentConfig):
     lrs: tuple = knob((1e-2,), LRS, "students' Adam learning rates")
     epochs: int = knob(200, POS_INT, "students' training epochs")
     batch_size: Any = knob(None, OPTIONAL_INT, "students' mini-batch size; None: full batch")
-    students: int = knob(5, POS_INT, "student seeds per setting")
-    seed: int = knob(0, int_range(0), "base random seed (shuffles, splits, initialisations)")
+    students: int = knob(5, POS_INT, "student seeds per teacher and setting")
+    soften_student: bool = knob(False, BOOL, "also divide the student's logits by T (the paper's text)")
+    seed: int = knob(0, int_range(0), "base random seed (draws, shuffles, splits, initialisations)")
     device: str = knob("auto", DEVICE, "where to train")
     progress: bool = knob(False, BOOL, "show progress bars")
 
     PROFILE_VALUES = {
-        "smoke": dict(dataset="digits", per_class=30, teacher_width=128, teacher_lr=3e-3,
-                      teacher_epochs=1000, student_widths=(128,), alphas=(0.6,), lrs=(1e-2,),
-                      epochs=60, students=3),
-        "quick": dict(per_class=139, teacher_width=256, teacher_epochs=2000, student_widths=(256,),
-                      alphas=(0.3, 0.6), lrs=(3e-3,), epochs=150, students=4),
-        "paper": dict(per_class=None, teacher_width=512, teacher_epochs=5000, teacher_batch_size=None,
+        "smoke": dict(dataset="digits", teachers=3, per_class=30, teacher_width=128, teacher_lr=3e-3,
+                      teacher_epochs=300, student_widths=(128,), alphas=(0.6,), lrs=(1e-2,),
+                      epochs=60, students=2),
+        "quick": dict(teachers=5, per_class=100, teacher_width=128, teacher_lr=3e-3, teacher_epochs=400,
+                      student_widths=(128,), alphas=(0.3, 0.6), lrs=(3e-3,), epochs=150, students=2),
+        "paper": dict(teachers=5, per_class=None, teacher_width=512, teacher_epochs=5000, teacher_batch_size=None,
                       student_widths=(512,), alphas=(0.2, 0.4, 0.6, 0.8), temperatures=(5.0,),
-                      lrs=(1e-2,), epochs=1000, students=10),
+                      lrs=(1e-2,), epochs=1000, students=4),
     }
 
     def check(self) -> None:
@@ -88,83 +107,106 @@ class ImageShuffleConfig(ExperimentConfig):
 
 
 def prepare_images(cfg: ImageShuffleConfig):
-    """Load the images once: (ImageSet, note). The note is non-empty when auto fell back."""
+    """Load the images once: (ImageSet, note). The note is non-empty when auto fell back.
+
+    cfg : any config with `dataset` and `data_root` knobs.
+    """
     from memkd.images import load_images
 
     return load_images(cfg.dataset, root=cfg.data_root or None)
 
 
-def shuffled_task(images, setting: str, cfg: ImageShuffleConfig, device: torch.device):
-    """One setting's data: (x_D, y_D, x_trivial, y_trivial) as tensors, shuffles applied to all.
+def shuffled_task(images, setting: str, cfg: ImageShuffleConfig, device: torch.device, index: int = 0):
+    """Teacher `index`'s data in `setting`: (x_D (N, D), y_D (N,), x_trivial (M, D), y_trivial (M,)).
 
-    The shuffles act on the whole training set first, then it is split into D (balanced classes)
-    and the trivial set, so both parts carry the same permutations (as in the paper).
+    The labels are permuted over the whole training set first (as in the paper), then the balanced
+    draw of D and its trivial set is made, then the pixel shuffles act on the drawn images (D and
+    trivial set alike). Seeds depend on `index` only (not on the setting), so teacher k of "clean",
+    "pixels" and "fixed" holds the same images, and teacher k of "labels" and "both" the same
+    images and labels.
     """
     from memkd.images import permute_pixels, shuffle_labels, shuffle_pixels, split_memorized, standardize
 
+    if setting not in SETTINGS:
+        raise ValueError(f"The 'setting' parameter of shuffled_task must be one of {SETTINGS}. Got {setting!r} instead.")
     x, y = images.x, images.y
-    base = cfg.seed * 1000
     if setting in ("labels", "both"):
-        y = shuffle_labels(y, base + 1)
+        y = shuffle_labels(y, derive_seed(cfg.seed, "shuffle", "labels", index))
+    memorized, trivial = split_memorized(y, cfg.memorized_fraction, derive_seed(cfg.seed, "data", index),
+                                         cfg.per_class)
+    chosen = np.concatenate([memorized, trivial])
+    xs, ys = x[chosen], y[chosen]
     if setting in ("pixels", "both"):
-        x = shuffle_pixels(x, images.image_shape, base + 2)
+        xs = shuffle_pixels(xs, images.image_shape, derive_seed(cfg.seed, "shuffle", "pixels", index))
     if setting == "fixed":
-        x = permute_pixels(x, images.image_shape, base + 3)
-    x = standardize(x, images.image_shape)  # per-channel statistics: unchanged by pixel shuffles
-    memorized, trivial = split_memorized(y, cfg.memorized_fraction, base + 4, cfg.per_class)
+        xs = permute_pixels(xs, images.image_shape, derive_seed(cfg.seed, "shuffle", "fixed", index))
+    xs = standardize(xs, images.image_shape)  # per-channel statistics: unchanged by pixel shuffles
+    n = len(memorized)
     as_t = lambda a, dt: torch.as_tensor(a, dtype=dt, device=device)
-    return (as_t(x[memorized], torch.float32), as_t(y[memorized], torch.long),
-            as_t(x[trivial], torch.float32), as_t(y[trivial], torch.long))
+    return (as_t(xs[:n], torch.float32), as_t(ys[:n], torch.long),
+            as_t(xs[n:], torch.float32), as_t(ys[n:], torch.long))
+
+
+def image_teachers(units: list[tuple], cfg: ImageShuffleConfig, classes: int) -> list:
+    """Train one MLP teacher per unit as one ensemble (in chunks if memory is short).
+
+    units : (x_D (N, D), y_D (N,), x_trivial, y_trivial, index) per unit, all with the same N.
+    Returns one `memkd.train.Teacher` (one member) per unit. Teacher k's initialization depends
+    on k alone: the same in every setting.
+    """
+    from memkd.train import train_teacher
+
+    n, d = units[0][0].shape
+    need = training_bytes_per_member(n, d, cfg.teacher_width, classes, cfg.hidden_layers, own_inputs=True,
+                                     soft_targets=False)
+    chunk = members_per_chunk(len(units), need, units[0][0].device, "the teacher width or per_class")
+    teachers = []
+    for start in range(0, len(units), chunk):
+        part = units[start:start + chunk]
+        ensemble = train_teacher(
+            torch.stack([u[0] for u in part]), torch.stack([u[1] for u in part]), classes=classes,
+            width=cfg.teacher_width, hidden_layers=cfg.hidden_layers, lr=cfg.teacher_lr,
+            max_epochs=cfg.teacher_epochs, batch_size=cfg.teacher_batch_size, stop=cfg.teacher_stop,
+            seed=[derive_seed(cfg.seed, "teacher", u[4], cfg.teacher_width) for u in part], progress=cfg.progress)
+        teachers += [ensemble.member(j) for j in range(len(part))]
+    return teachers
 
 
 def cifar_shuffles(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
-    """Fig 4: students of teachers that memorized clean or shuffled images.
+    """Fig 4: students of teachers that memorized clean or shuffled images, `teachers` per setting.
 
-    One row per student: dataset ("cifar10" | "digits"), setting, alpha, width, temperature, lr,
-    student, train_acc, test_acc, independent_acc, teacher_independent_acc (trivial accuracy),
-    ratio (test_acc / trivial accuracy), chance, teacher_epochs, n_memorized, n_trivial, note.
+    One row per student: setting, dataset (the teacher's index k within its setting), alpha, width,
+    temperature, lr, student, train_acc, test_acc, independent_acc (the student on the trivial set),
+    teacher_independent_acc (the teacher there: the trivial accuracy), ratio (test_acc / trivial
+    accuracy), chance, teacher_stop, teacher_epochs (first epoch at 100%), teacher_epochs_run,
+    images ("cifar10" | "digits"), n_memorized, n_trivial, note.
     """
-    from memkd.train import train_students, train_teacher
-
     cfg = make_config(ImageShuffleConfig, "cifar_shuffles", profile, overrides)
     device = resolve_device(cfg.device)
     images, note = prepare_images(cfg)
+    keys = [(s, k) for s in cfg.settings for k in range(cfg.teachers)]
+    units = [(*shuffled_task(images, s, cfg, device, k), k) for s, k in keys]
+    teachers = image_teachers(units, cfg, images.classes)
+    tasks = {}
+    for (s, k), (x, y, xt, yt, _), teacher in zip(keys, units, teachers):
+        tasks[s, k] = MemorizationTask(k, x, y, xt, yt, teacher, teacher.logits(x)[0], teacher.logits(xt)[0],
+                                       images.classes, {"epochs_run": teacher.epochs_run})
     rows: list[dict] = []
-    for s_i, setting in enumerate(cfg.settings):
-        x, y, x_triv, y_triv = shuffled_task(images, setting, cfg, device)
-        teacher = train_teacher(x, y, classes=images.classes, width=cfg.teacher_width,
-                                hidden_layers=cfg.hidden_layers, lr=cfg.teacher_lr,
-                                max_epochs=cfg.teacher_epochs, batch_size=cfg.teacher_batch_size,
-                                seed=cfg.seed * 1000 + 17 + s_i, progress=cfg.progress)
-        with torch.no_grad():
-            logits = teacher.logits(x)  # (1, N, C)
-            trivial = float(accuracy(teacher.logits(x_triv), y_triv)[0])
-        for a_i, alpha in enumerate(cfg.alphas):
-            train_idx, test_idx = split_per_class(y, alpha, seed=cfg.seed * 1000 + a_i)
-            for w_i, width in enumerate(cfg.student_widths):
-                members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
-                temps = torch.tensor([m["temperature"] for m in members], device=device)
-                lrs = torch.tensor([m["lr"] for m in members], device=device)
-                model, _ = train_students(
-                    x[train_idx], soft_targets(logits[:, train_idx], temps), kind="soft",
-                    classes=images.classes, width=width, members=len(members), lrs=lrs,
-                    epochs=cfg.epochs, temperatures=temps, hidden_layers=cfg.hidden_layers,
-                    batch_size=cfg.batch_size, progress=cfg.progress,
-                    seed=cfg.seed * 7919 + s_i * 101 + a_i * 13 + w_i)
-                with torch.no_grad():
-                    out = model(x)  # (E, N, C)
-                    metrics = {"train_acc": accuracy(out[:, train_idx], y[train_idx]),
-                               "test_acc": accuracy(out[:, test_idx], y[test_idx]),
-                               "independent_acc": accuracy(model(x_triv), y_triv)}
-                for i, m in enumerate(members):
-                    rows.append({"dataset": images.name, "setting": setting, "alpha": alpha,
-                                 "width": width, **m,
-                                 **{k: float(v[i]) for k, v in metrics.items()},
-                                 "teacher_independent_acc": trivial,
-                                 "chance": 1.0 / images.classes,
-                                 "teacher_epochs": int(teacher.epochs_to_memorize.max()),
-                                 "n_memorized": len(y), "n_trivial": len(y_triv), "note": note})
-    return tidy(rows, ratio_to_trivial=True)
+    for setting in cfg.settings:
+        for alpha in cfg.alphas:
+            part = [tasks[setting, k] for k in range(cfg.teachers)]
+            splits = [split_per_class(t.y, alpha, seed=derive_seed(cfg.seed, "split", t.dataset, alpha)) for t in part]
+            for width in cfg.student_widths:
+                members = member_grid(setting=(setting,), alpha=(alpha,), temperature=cfg.temperatures,
+                                      lr=cfg.lrs, student=range(cfg.students))
+                rows += distill(part, splits, cfg=cfg, kind="soft", width=width, members=members,
+                                setting=(setting, alpha), activation="relu")
+    n_mem, n_triv = len(units[0][1]), len(units[0][3])
+    for r in rows:
+        r.update(teacher_epochs_run=tasks[r["setting"], r["dataset"]].info["epochs_run"], images=images.name,
+                 n_memorized=n_mem, n_trivial=n_triv, note=note)
+    table = tidy(rows, ratio_to_trivial=True, cfg=cfg)
+    return table[["setting"] + [c for c in table.columns if c != "setting"]]
 
 
 # --- Fig 8: a 1-layer transformer on modular addition ----------------------------------------------
@@ -173,84 +215,259 @@ def cifar_shuffles(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
 @dataclass(frozen=True)
 class TransformerConfig(ExperimentConfig):
     modulus: int = knob(113, int_range(3), "k: numbers 0..k-1, the answer (a + b) mod k")
-    memorized_fraction: float = knob(0.3, real_interval(0, 1), "fraction of all k^2 pairs in D")
+    memorized_fraction: float = knob(0.3, real_interval(0, 1), "fraction of the k pairs of each answer in D")
+    teachers: int = knob(5, POS_INT, "independent memorized sets D, one teacher each")
     d_model: int = knob(128, POS_INT, "residual width (Nanda et al.: 128)")
     heads: int = knob(4, POS_INT, "attention heads (d_model must be a multiple)")
     d_mlp: int = knob(512, POS_INT, "MLP width (Nanda et al.: 512)")
-    teacher_epochs: int = knob(5000, POS_INT, "teacher's full-batch step budget to reach 100% on D")
-    teacher_extra_epochs: int = knob(0, int_range(0), "teacher steps after 100% (towards grokking)")
+    teacher_epochs: int = knob(5000, POS_INT, "teacher's full-batch step budget; it must be at 100% on D at its end")
+    teacher_stop: str = knob("budget", one_of(*TEACHER_STOPS),
+                             "budget: train all teacher_epochs (the paper); first_perfect: stop at the first 100%")
+    teacher_extra_epochs: int = knob(0, int_range(0), "teacher steps after its budget (towards grokking)")
     alphas: tuple = knob((0.5,), ALPHAS, "fraction of each answer class of D the student sees")
     temperatures: tuple = knob((1.0, 2.0, 5.0, 10.0, 20.0), TEMPERATURES, "softmax temperatures T")
     lrs: tuple = knob((1e-3,), LRS, "students' AdamW learning rates")
     weight_decay: float = knob(1.0, real_interval(0, math.inf, "left"), "students' AdamW weight decay")
     epochs: int = knob(1000, POS_INT, "students' full-batch steps")
-    students: int = knob(10, POS_INT, "student seeds per temperature")
+    students: int = knob(10, POS_INT, "student seeds per teacher and temperature")
+    chunk: Any = knob(None, OPTIONAL_INT, "students trained at once at most; None: all of one alpha")
     seed: int = knob(0, int_range(0), "base random seed (D, splits, initialisations)")
     device: str = knob("auto", DEVICE, "where to train")
     progress: bool = knob(False, BOOL, "show progress bars")
 
     PROFILE_VALUES = {
-        "smoke": dict(modulus=13, memorized_fraction=0.6, d_model=32, heads=4, d_mlp=64,
-                      teacher_epochs=2000, temperatures=(1.0, 10.0), epochs=100, students=2),
-        "quick": dict(modulus=23, memorized_fraction=0.5, temperatures=(1.0, 2.0, 5.0, 10.0, 20.0),
-                      epochs=300, students=4),
-        "paper": dict(modulus=113, memorized_fraction=0.3, alphas=(0.5,),
-                      temperatures=(1.0, 2.0, 5.0, 10.0, 20.0), epochs=2000, students=10),
+        "smoke": dict(modulus=13, memorized_fraction=0.6, teachers=3, d_model=32, heads=4, d_mlp=64,
+                      teacher_epochs=600, temperatures=(1.0, 10.0), epochs=300, students=2),
+        "quick": dict(modulus=23, memorized_fraction=0.5, teachers=5, d_model=64, heads=4, d_mlp=256,
+                      teacher_epochs=800, temperatures=(1.0, 5.0, 20.0), epochs=400, students=2),
+        "paper": dict(modulus=113, memorized_fraction=0.3, teachers=5, alphas=(0.5,),
+                      temperatures=(1.0, 2.0, 5.0, 10.0, 20.0), epochs=2000, students=4),
     }
+
+    @property
+    def per_answer(self) -> int:
+        """Pairs of each answer in D."""
+        return int(round(self.memorized_fraction * self.modulus))
 
     def check(self) -> None:
         if self.d_model % self.heads:
             self.fail("heads", f"must divide d_model={self.d_model}. Got {self.heads!r} instead.")
-        size = int(round(self.memorized_fraction * self.modulus ** 2))
-        if size < 2 * self.modulus or self.modulus ** 2 - size < 1:
-            self.fail("memorized_fraction", f"gives {size} of {self.modulus ** 2} pairs in D: D needs "
-                      f"at least 2 x modulus pairs and at least one pair must stay outside. Got "
+        take = self.per_answer
+        if take < 2 or take > self.modulus - 1:
+            self.fail("memorized_fraction", f"gives {take} of the {self.modulus} pairs of each answer in D: D needs "
+                      "at least 2 pairs of each answer and one pair of each must stay outside. Got "
                       f"{self.memorized_fraction!r} instead.")
+        for a in self.alphas:
+            k = int(round(a * take))
+            if k < 1 or k > take - 1:
+                self.fail("alphas", f"contains {a}, which with {take} pairs of each answer in D leaves an answer "
+                          "empty in the student's part or in the held-out part.")
+
+
+def transformer_tasks(cfg: TransformerConfig, device: torch.device):
+    """Draw every teacher's D and train the teachers as one ensemble.
+
+    Returns (data, teacher): data is one `memkd.tokens.ModularAddition` per teacher, teacher a
+    `memkd.transformer.TransformerTeacher` with one member per D.
+    """
+    from memkd.tokens import make_modular_addition
+    from memkd.transformer import train_transformer_teacher
+
+    data = [make_modular_addition(cfg.modulus, cfg.memorized_fraction, derive_seed(cfg.seed, "data", k),
+                                  balanced=True) for k in range(cfg.teachers)]
+    x = torch.stack([d.tokens[d.memorized] for d in data]).to(device)  # (K, N, 3)
+    y = torch.stack([d.labels[d.memorized] for d in data]).to(device)  # (K, N)
+    teacher = train_transformer_teacher(
+        x, y, modulus=cfg.modulus, max_epochs=cfg.teacher_epochs, extra_epochs=cfg.teacher_extra_epochs,
+        stop=cfg.teacher_stop, seed=[derive_seed(cfg.seed, "teacher", k) for k in range(cfg.teachers)],
+        d_model=cfg.d_model, heads=cfg.heads, d_mlp=cfg.d_mlp, progress=cfg.progress)
+    return data, teacher
 
 
 def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
-    """Fig 8: transformer students of a transformer teacher that memorized modular addition.
+    """Fig 8: transformer students of `teachers` transformer teachers that memorized modular addition.
 
-    One row per student: modulus, alpha, temperature, lr, student, train_acc, test_acc,
-    independent_acc, teacher_independent_acc, chance (1/k), teacher_epochs, n_memorized.
+    One row per student: dataset (the teacher's index), modulus, alpha, temperature, lr, student,
+    train_acc, test_acc, independent_acc (the student on the pairs outside D), teacher_independent_acc,
+    chance (1/k), teacher_stop, teacher_epochs (first step at 100% on D), teacher_epochs_run,
+    teacher_extra_epochs, n_memorized, n_outside. Student i of a teacher starts from the same
+    initialization at every temperature (comparisons across T are paired).
     """
-    from memkd.tokens import make_modular_addition
-    from memkd.transformer import train_transformer_students, train_transformer_teacher
+    from memkd.transformer import train_transformer_students
 
     cfg = make_config(TransformerConfig, "transformer_distillation", profile, overrides)
     device = resolve_device(cfg.device)
-    k = cfg.modulus
-    data = make_modular_addition(k, cfg.memorized_fraction, seed=cfg.seed * 1000 + 1)
-    tokens, labels = data.tokens.to(device), data.labels.to(device)
-    d_idx = torch.as_tensor(data.memorized, device=device)
-    out_idx = torch.as_tensor(data.outside, device=device)
-    x, y = tokens[d_idx], labels[d_idx]
-    arch = dict(d_model=cfg.d_model, heads=cfg.heads, d_mlp=cfg.d_mlp)
-    teacher = train_transformer_teacher(x, y, modulus=k, max_epochs=cfg.teacher_epochs,
-                                        extra_epochs=cfg.teacher_extra_epochs,
-                                        seed=cfg.seed * 1000 + 17, progress=cfg.progress, **arch)
+    data, teacher = transformer_tasks(cfg, device)
+    ks = range(cfg.teachers)
+    x = [d.tokens[d.memorized].to(device) for d in data]
+    y = [d.labels[d.memorized].to(device) for d in data]
+    outside = [(d.tokens[d.outside].to(device), d.labels[d.outside].to(device)) for d in data]
     with torch.no_grad():
-        logits = teacher.logits(x)  # (1, N, K)
-        trivial = float(accuracy(teacher.logits(tokens[out_idx]), labels[out_idx])[0])
+        logits = teacher.logits(torch.stack(x))  # (K, N, k)
+        trivial = accuracy(teacher.logits(torch.stack([o[0] for o in outside])), torch.stack([o[1] for o in outside]))
+    arch = dict(d_model=cfg.d_model, heads=cfg.heads, d_mlp=cfg.d_mlp)
     rows: list[dict] = []
-    for a_i, alpha in enumerate(cfg.alphas):
-        train_idx, test_idx = split_per_class(y, alpha, seed=cfg.seed * 1000 + a_i)
-        members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
-        temps = torch.tensor([m["temperature"] for m in members], device=device)
-        lrs = torch.tensor([m["lr"] for m in members], device=device)
-        model, _ = train_transformer_students(
-            x[train_idx], logits[:, train_idx], modulus=k, members=len(members), temperatures=temps,
-            lrs=lrs, epochs=cfg.epochs, weight_decay=cfg.weight_decay,
-            seed=cfg.seed * 7919 + a_i, progress=cfg.progress, **arch)
-        with torch.no_grad():
-            metrics = {"train_acc": accuracy(model(x[train_idx]), y[train_idx]),
-                       "test_acc": accuracy(model(x[test_idx]), y[test_idx]),
-                       "independent_acc": accuracy(model(tokens[out_idx]), labels[out_idx])}
-        for i, m in enumerate(members):
-            rows.append({"modulus": k, "alpha": alpha, **m,
-                         **{name: float(v[i]) for name, v in metrics.items()},
-                         "teacher_independent_acc": trivial, "chance": 1.0 / k,
-                         "teacher_epochs": teacher.epochs_to_memorize,
-                         "teacher_extra_epochs": cfg.teacher_extra_epochs,
-                         "n_memorized": len(y), "n_outside": len(out_idx)})
-    return tidy(rows, ratio_to_trivial=True)
+    for alpha in cfg.alphas:
+        splits = [split_per_class(y[k], alpha, seed=derive_seed(cfg.seed, "split", k, alpha)) for k in ks]
+        members = [dict(dataset=k, alpha=alpha, **m) for k in ks
+                   for m in member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))]
+        size = cfg.chunk or len(members)
+        for start in range(0, len(members), size):
+            part = members[start:start + size]
+            own = lambda f: torch.stack([f(m["dataset"]) for m in part])
+            tr = lambda k: splits[k][0]
+            model, _ = train_transformer_students(
+                own(lambda k: x[k][tr(k)]), own(lambda k: logits[k, tr(k)]), modulus=cfg.modulus,
+                members=len(part), temperatures=[m["temperature"] for m in part], lrs=[m["lr"] for m in part],
+                epochs=cfg.epochs, weight_decay=cfg.weight_decay, progress=cfg.progress,
+                seed=[derive_seed(cfg.seed, "student", m["dataset"], alpha, m["student"]) for m in part], **arch)
+            with torch.no_grad():
+                out_d, out_o = model(own(lambda k: x[k])), model(own(lambda k: outside[k][0]))  # (E, N, k)
+            for i, m in enumerate(part):
+                k, (tr_i, te_i) = m["dataset"], splits[m["dataset"]]
+                acc = lambda out, idx, labels: float((out[i, idx].argmax(-1) == labels[idx]).float().mean())
+                everything = slice(None)
+                rows.append({**m, "modulus": cfg.modulus, "train_acc": acc(out_d, tr_i, y[k]),
+                             "test_acc": acc(out_d, te_i, y[k]),
+                             "independent_acc": acc(out_o, everything, outside[k][1]),
+                             "teacher_independent_acc": float(trivial[k]), "chance": 1.0 / cfg.modulus,
+                             "teacher_stop": cfg.teacher_stop, "teacher_epochs": int(teacher.epochs_to_memorize[k]),
+                             "teacher_epochs_run": teacher.epochs_run, "teacher_extra_epochs": cfg.teacher_extra_epochs,
+                             "n_memorized": len(y[k]), "n_outside": len(outside[k][1])})
+    return tidy(rows, ratio_to_trivial=True, cfg=cfg)
+
+
+# --- what the chapters record: departures, the null claim of Fig 8, the teachers of Fig 8 ----------
+
+PAPER_FIG4 = dict(per_class=None, teacher_width=512, student_widths=[512], temperatures=[5.0], lrs=[0.01])
+PAPER_FIG8 = dict(modulus=113, d_model=128, heads=4, d_mlp=512)
+
+
+def _sizes(config: dict, paper: dict) -> dict[str, str] | None:
+    differ = [k for k, v in paper.items() if k in config and config[k] != v]
+    if not differ:
+        return None
+    return dict(topic="profile sizes", paper=", ".join(f"{k}={paper[k]}" for k in differ),
+                book=", ".join(f"{k}={config[k]}" for k in differ),
+                reason=f"the {config.get('profile', 'chosen')} profile is sized to run in minutes on a laptop CPU")
+
+
+def _temperature_convention(config: dict) -> list[dict[str, str]]:
+    if config.get("soften_student", False):
+        return []
+    return [dict(topic="temperature convention", paper="the text divides both the teacher's and the student's logits by T",
+                 book="only the teacher's logits are divided by T",
+                 reason="the authors' released code does so, and it produced the paper's figures")]
+
+
+def image_departures(table: pd.DataFrame) -> list[dict[str, str]]:
+    """How a `cifar_shuffles` table departs from section 3.3, as keyword dicts for `Chapter.departure`."""
+    config, out = table.attrs.get("config", {}), []
+    out.append(dict(topic="pixel shuffle", paper="'shuffle the pixels in the input' (one order per image, one for all "
+                    "images, or per channel: the wording allows each)",
+                    book="one random order of pixel positions per image, the three channels moving together; "
+                    "one order shared by all images only as the 'fixed' check",
+                    reason="it removes the spatial structure shared between images while keeping each image's colours; "
+                    "a shared order is invisible to an MLP"))
+    if (table["images"] != "cifar10").any():
+        out.append(dict(topic="input data", paper="CIFAR-10 (40,000 images in D, 10,000 in the trivial set)",
+                        book=f"scikit-learn's 8x8 digits, {int(table.n_memorized.iloc[0])} images in D and "
+                        f"{int(table.n_trivial.iloc[0])} in the trivial set; verdicts recorded as measured on a stand-in",
+                        reason="CIFAR-10 could not be loaded in this build, or the profile asks for the digits"))
+    out.append(dict(topic="teachers", paper="the number of teachers per setting is not stated",
+                    book=f"{config.get('teachers')} teachers per setting, each with its own draw of D and the trivial "
+                    "set, its own shuffles and initialization; claims tested on per-teacher means",
+                    reason="students of one teacher are not independent evidence about a claim"))
+    out.append(dict(topic="epochs and learning rates", paper="teacher: trained to 100% (no learning rate or budget "
+                    "given); students: learning rate 0.01, no epochs given",
+                    book=f"teacher: Adam at {config.get('teacher_lr')}, budget of {config.get('teacher_epochs')} epochs; "
+                    f"students: Adam at {config.get('lrs')}, {config.get('epochs')} epochs",
+                    reason="every teacher memorizes well within the budget (first 100% at epoch "
+                    f"{int(table.teacher_epochs.max())} at the latest); the students fit their part"))
+    return out + [d for d in [_sizes(config, PAPER_FIG4)] if d] + _temperature_convention(config)
+
+
+def transformer_departures(table: pd.DataFrame) -> list[dict[str, str]]:
+    """How a `transformer_distillation` table departs from appendix A.4, for `Chapter.departure`."""
+    config, out = table.attrs.get("config", {}), []
+    out.append(dict(topic="trivial baseline", paper="non-trivial test accuracy (trivial: a model's accuracy on data "
+                    "its teacher did not memorize)", book="the students' own accuracy on the pairs outside D; the "
+                    "teacher's accuracy there is reported as a check",
+                    reason="modular addition has a rule that students can learn from any teacher; only accuracy on "
+                    "held-out D above their accuracy outside D points to memorized information"))
+    out.append(dict(topic="memorized set", paper="a random part of the k^2 pairs (its size not given; Nanda et al. "
+                    "use 30%)", book=f"{config.get('memorized_fraction')} of the k pairs of every answer, drawn at random "
+                    "for each teacher", reason="equal answer counts give every teacher's students parts of equal size, "
+                    "so all of them train as one ensemble; the split per answer follows the MLP experiments"))
+    out.append(dict(topic="teachers", paper="10 runs per temperature; whether they share one teacher is not stated",
+                    book=f"{config.get('teachers')} teachers, each with its own D and initialization; claims tested on "
+                    "per-teacher means", reason="students of one teacher are not independent evidence about a claim"))
+    out.append(dict(topic="epochs and learning rates", paper="teacher trained to 100% (no budget given); students: "
+                    "no epochs, learning rate or alpha given",
+                    book=f"AdamW of Nanda et al. (lr 1e-3, weight decay 1, betas 0.9/0.98) for teacher and students; "
+                    f"teacher budget {config.get('teacher_epochs')} steps, students {config.get('epochs')} steps at "
+                    f"lr {config.get('lrs')}, alpha {config.get('alphas')}",
+                    reason="Nanda et al.'s optimizer; the budgets let every teacher memorize and every student fit "
+                    "its part"))
+    return out + [d for d in [_sizes(config, PAPER_FIG8)] if d] + _temperature_convention(config)
+
+
+def transfer_by_temperature(table: pd.DataFrame, margin: float, level: float = 0.05,
+                            fit: float = 0.99) -> tuple[pd.DataFrame, float, float]:
+    """Test "no temperature gives students that fit and transfer" on per-teacher means.
+
+    For every temperature, the per-teacher mean of test_acc - independent_acc (held-out D against the
+    students' own accuracy outside D) is tested for equivalence to 0 within +-margin, at `level` and
+    at the Bonferroni level level / m (m: temperatures at which the students fit, mean train_acc >=
+    `fit`; all temperatures when none does). The claim holds when every such temperature is equivalent
+    at `level` (an intersection-union test needs no correction); it does not hold when one transfers
+    beyond the margin at level / m; else it is inconclusive.
+    Returns (per_t, temperature, record_level): one row per temperature (train_acc, fits, n, mean,
+    ci_low, ci_high, verdict at `level`, verdict_bonferroni), and the temperature and level at which
+    `Chapter.claim` gives the same verdict (to record the claim with its interval).
+    """
+    from memkd.metrics import interval_test, per_unit_means
+
+    rows = []
+    for temp, part in table.groupby("temperature"):
+        diffs = per_unit_means(part, "test_acc", "independent_acc")["difference"]
+        r = interval_test(diffs, "equivalent", margin, level)
+        rows.append({"temperature": temp, "train_acc": part.train_acc.mean(), "train_acc_min": part.train_acc.min(),
+                     "n": r["n"], "mean": r["mean"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                     "verdict": r["verdict"]})
+    per_t = pd.DataFrame(rows)
+    per_t["fits"] = per_t["train_acc"] >= fit
+    tested = per_t[per_t["fits"]] if per_t["fits"].any() else per_t
+    m = len(tested)
+    per_t["verdict_bonferroni"] = [
+        interval_test(per_unit_means(table[table.temperature == t], "test_acc", "independent_acc")["difference"],
+                      "equivalent", margin, level / m)["verdict"] for t in per_t.temperature]
+    tested = per_t.loc[tested.index]
+    refuted = tested[tested.verdict_bonferroni == "does not hold"]
+    if len(refuted):
+        return per_t, float(refuted.loc[refuted.ci_low.idxmax(), "temperature"]), level / m
+    if (tested.verdict == "holds").all():
+        return per_t, float(tested.loc[tested.ci_high.idxmax(), "temperature"]), level
+    open_ = tested[tested.verdict != "holds"]
+    return per_t, float(open_.loc[open_.ci_high.idxmax(), "temperature"]), level / m
+
+
+def teacher_summary(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The teachers of a `transformer_distillation` table and where their budget leaves them.
+
+    Returns one row per teacher (first step at 100% on D, steps run, accuracy outside D) and a
+    Markdown sentence computed from them: how long the budget is against the time to memorize, and
+    how far the teachers' accuracy outside D has moved from chance towards 1 (grokking).
+    """
+    per = table.groupby("dataset")[["teacher_epochs", "teacher_epochs_run", "teacher_independent_acc"]].first()
+    chance, run = float(table.chance.iloc[0]), int(per.teacher_epochs_run.max())
+    first_lo, first_hi = int(per.teacher_epochs.min()), int(per.teacher_epochs.max())
+    acc, lo, hi = per.teacher_independent_acc.mean(), per.teacher_independent_acc.min(), per.teacher_independent_acc.max()
+    where = ("they have generalized the rule: they grokked within their budget" if lo >= 0.95 else
+             "they have not started to generalize the rule" if hi <= 2 * chance else
+             "they are part of the way from memorizing D to grokking the rule")
+    text = (f"The {len(per)} teachers trained for {run} full-batch steps (`teacher_stop="
+            f"\"{table.teacher_stop.iloc[0]}\"`) and first classified all of their D at steps {first_lo}-{first_hi}, "
+            f"so the budget is {run / max(first_hi, 1):.1f}× the time they needed to memorize. On the pairs outside D "
+            f"they reach {acc:.3f} on average (from {lo:.3f} to {hi:.3f}; chance 1/k = {chance:.3f}): {where}.")
+    return per.reset_index(), text
