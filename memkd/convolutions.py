@@ -22,6 +22,7 @@ or a `memkd.models.EnsembleMLP`) through `fit` with autograd, with the losses of
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import pandas as pd
@@ -40,7 +41,7 @@ KERNEL = 3
 
 
 def _check_int(name: str, value, low: int, high: float = math.inf, where: str = "EnsembleCNN") -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and low <= value <= high
     if not ok:
         allowed = f"an int >= {low}" if high == math.inf else f"an int in [{low}, {int(high)}]"
         raise ValueError(f"The '{name}' parameter of {where} must be {allowed}. Got {value!r} instead.")
@@ -48,8 +49,8 @@ def _check_int(name: str, value, low: int, high: float = math.inf, where: str = 
 
 def member_seeds(members: int, seed: int | Sequence[int]) -> list[int]:
     """One initialisation seed per member: `seed + i` for an int, else the given list (length E)."""
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        return [seed + i for i in range(members)]
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return [int(seed) + i for i in range(members)]
     seeds = [int(s) for s in seed]
     if len(seeds) != members:
         raise ValueError(f"The 'seed' parameter of EnsembleCNN must be an int or a list of {members} "
