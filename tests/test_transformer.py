@@ -163,3 +163,49 @@ def test_transformer_teacher_stop_first_perfect_runs_fewer_steps():
                                      teacher_stop="first_perfect")
     assert set(table["teacher_stop"]) == {"first_perfect"}
     assert (table["teacher_epochs_run"] < 600).all() and (table["teacher_epochs_run"] <= table["teacher_epochs"].max() + 1).all()
+
+
+def _transfer_table(shift: dict, teachers: int = 5, spread: float = 0.002, train_acc: float = 1.0):
+    """Students of `teachers` teachers at T = 1 and 10: held-out = outside + shift[T] + noise."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(teachers):
+        for t in (1.0, 10.0):
+            for s in range(2):
+                outside = 0.2 + 0.01 * k
+                rows.append({"dataset": k, "temperature": t, "student": s, "train_acc": train_acc,
+                             "independent_acc": outside, "test_acc": outside + shift[t] + rng.normal(0, spread)})
+    return pd.DataFrame(rows)
+
+
+def test_no_temperature_transfers_holds_fails_and_stays_inconclusive():
+    from memkd.experiments.beyond import transfer_by_temperature
+
+    per_t, t, level = transfer_by_temperature(_transfer_table({1.0: 0.0, 10.0: 0.001}), margin=0.04)
+    assert (per_t.verdict == "holds").all() and level == 0.05 and t in (1.0, 10.0)
+    # one temperature transfers well beyond the margin: refuted at the Bonferroni level, decisive T = 10
+    per_t, t, level = transfer_by_temperature(_transfer_table({1.0: 0.0, 10.0: 0.2}), margin=0.04)
+    assert t == 10.0 and level == 0.025
+    assert per_t.set_index("temperature").loc[10.0, "verdict_bonferroni"] == "does not hold"
+    # two noisy teachers: the interval straddles the margin
+    per_t, t, level = transfer_by_temperature(_transfer_table({1.0: 0.0, 10.0: 0.03}, teachers=2, spread=0.03),
+                                              margin=0.04)
+    assert (per_t.verdict_bonferroni == "inconclusive").any() and level == 0.025
+    # students that do not fit at any temperature: every temperature is tested all the same
+    per_t, _, _ = transfer_by_temperature(_transfer_table({1.0: 0.0, 10.0: 0.0}, train_acc=0.5), margin=0.04)
+    assert not per_t.fits.any() and len(per_t) == 2
+
+
+def test_teacher_summary_says_where_the_budget_leaves_the_teachers():
+    import pandas as pd
+    from memkd.experiments.beyond import teacher_summary
+
+    base = dict(teacher_epochs_run=800, teacher_stop="budget", chance=0.05)
+    table = pd.DataFrame([{"dataset": k, "teacher_epochs": 100 + k, "teacher_independent_acc": acc, **base}
+                          for k, acc in enumerate([0.3, 0.5])])
+    per, text = teacher_summary(table)
+    assert len(per) == 2 and "800 full-batch steps" in text and "7.9×" in text and "part of the way" in text
+    grokked = table.assign(teacher_independent_acc=0.99)
+    assert "grokked" in teacher_summary(grokked)[1]
