@@ -27,9 +27,11 @@ def _executor_options(p: argparse.ArgumentParser, workers_help: str) -> None:
     where.add_argument("--scheduler-file", metavar="FILE",
                        help="Dask scheduler file (written by `dask scheduler --scheduler-file FILE`)")
     p.add_argument("--retries", type=int, default=1,
-                   help="times Dask reruns a run whose worker died (default 1)")
-    p.add_argument("--timeout", type=float, help="seconds per cell (default: by profile, as for the book: "
-                   "smoke 600, quick 1800, paper 21600)")
+                   help="times Dask reruns a run whose process died (default 1)")
+    from memkd.sweep.run import CELL_TIMEOUT
+
+    by_profile = ", ".join(f"{name} {seconds}" for name, seconds in CELL_TIMEOUT.items())
+    p.add_argument("--timeout", type=float, help=f"seconds per cell (default: by profile: {by_profile})")
 
 
 def _sweep_parser(sub) -> None:

@@ -467,3 +467,15 @@ def test_chapter_tables_are_saved_typed_for_the_sweep(tmp_path):
     mixed = pd.concat([pd.DataFrame({"a": ["x"]}), pd.DataFrame({"a": [3.5]})], ignore_index=True)
     ch.save_table(mixed, "mixed")  # one column, two types (tables concatenated): stored as text
     assert pd.read_parquet(tmp_path / "mixed.parquet").a.tolist() == ["x", "3.5"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_dask_returns_a_tasks_own_error_without_retrying_it(tmp_path):
+    log = tmp_path / "calls.log"
+    with make_executor(dask_local=1, retries=2) as executor:
+        future = executor.submit(subprocess.check_call, ["sh", "-c", f"echo call >> {log}; exit 3"])
+        assert list(executor.as_completed([future])) == [future]
+        with pytest.raises(subprocess.CalledProcessError):
+            future.result()
+    assert log.read_text().splitlines() == ["call"]  # the task's own error is not retried

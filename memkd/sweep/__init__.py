@@ -5,7 +5,8 @@ The modules, from the grid to the results:
     grid        the notebook's parameters (papermill's parser), -p parsing, grids, run ids
     validate    each point checked against the experiment's knobs before any kernel starts
     run         one papermill execution (`execute_point`), its record, per-profile cell timeouts
-    executors   where runs execute: local process pool or Dask (shared with the book build)
+    executors   where runs execute: local processes or Dask (shared with the book build), each
+                run in a fresh `python -m memkd.sweep` child (__main__)
     aggregate   every finished run's typed table -> results.parquet and a results.csv export
     driver      the sweep folder (lock, status, manifest.json) and `run_sweep`
 

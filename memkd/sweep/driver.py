@@ -125,7 +125,7 @@ def run_sweep(
     dask_local  start a Dask LocalCluster of this many single-threaded workers instead
     timeout     seconds per cell (papermill's execution timeout); None: by each point's profile,
                 as for the book (`memkd.sweep.run.CELL_TIMEOUT`)
-    retries     times Dask reruns a run whose worker died (a failing notebook is not rerun)
+    retries     times Dask reruns a run whose process died (a failing notebook is not rerun)
     retry_failed  rerun the points whose last attempt failed (otherwise they stay failed)
     Never raises for a failing run: `SweepResult.failed` counts them. Raises ValueError for a bad
     grid or a point the experiment refuses, before any kernel starts.

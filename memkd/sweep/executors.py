@@ -1,6 +1,6 @@
 """Where runs execute: one executor abstraction for the sweep and the book build.
 
-Owns: `make_executor` (a local process pool, a Dask LocalCluster, or a remote Dask scheduler given
+Owns: `make_executor` (local processes, a Dask LocalCluster, or a remote Dask scheduler given
 by address or scheduler file), the rule that every task runs in a fresh process that dies with the
 process that asked for it (one kernel per process, no orphan when a sweep is killed with -9), the
 environment each task sees (`thread_share`: kernels side by side split the cores), and
@@ -11,12 +11,12 @@ environment each task sees (`thread_share`: kernels side by side split the cores
         for future in executor.as_completed(futures): ...
 
 Local tasks run `in_child` from the threads of a `concurrent.futures.ThreadPoolExecutor`; Dask
-tasks run `in_child` on their worker, and Dask's own `retries` reruns a task whose worker or child
-died. Not a `ProcessPoolExecutor(max_tasks_per_child=1)`: its "spawn" children import the caller's
+tasks run `in_child` on their worker, and Dask's own `retries` reruns a task whose child process
+died (Dask itself moves the tasks of a lost worker). Not a `ProcessPoolExecutor(max_tasks_per_child=1)`: its "spawn" children import the caller's
 main module again (a script calling run_sweep without an `if __name__ == "__main__":` guard would
 start sweeps recursively; code from stdin fails), "fork" is unsafe in a process with threads, and
 one killed worker breaks the pool, which then kills every other run in flight. `in_child` starts
-`python -m memkd.sweep.executors`, which imports nothing of the caller. Left out: priorities and
+`python -m memkd.sweep`, which imports nothing of the caller. Left out: priorities and
 resources per task.
 """
 
@@ -61,7 +61,7 @@ def _prctl():
 
 def die_with_parent(prctl=None) -> None:
     """Linux: have the OS SIGKILL this process when its parent dies (a kill -9 leaves no orphan).
-    Elsewhere a no-op: the child then ends when it next finds its parent gone."""
+    Elsewhere a no-op: a run whose sweep was killed finishes on its own (it is then run again)."""
     prctl = prctl or _prctl()
     if prctl is not None:
         prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
@@ -88,7 +88,7 @@ def in_child(fn: Callable, *args: Any, env: Mapping[str, str] | None = None, **k
     fn and its arguments must pickle (a module-level function). Raises ChildDied when the child
     ends without a result (killed, or a crash of the interpreter)."""
     child_env = {**os.environ, **{k: str(v) for k, v in (env or {}).items()}, PARENT_VARIABLE: str(os.getpid())}
-    proc = subprocess.run([sys.executable, "-m", "memkd.sweep.executors"],
+    proc = subprocess.run([sys.executable, "-m", "memkd.sweep"],
                           input=pickle.dumps((fn, args, kwargs)), capture_output=True, env=child_env)
     if proc.returncode == 0 and proc.stdout:
         ok, value = pickle.loads(proc.stdout)
@@ -100,13 +100,42 @@ def in_child(fn: Callable, *args: Any, env: Mapping[str, str] | None = None, **k
                     f"{proc.returncode}: {error}", proc.returncode)
 
 
+class _Raised:
+    """What a Dask task returns instead of raising fn's own exception: Dask's `retries` then
+    reruns only a task whose child died (ChildDied), not one whose notebook failed."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
 def _in_child_task(fn: Callable, args: tuple, kwargs: dict, env: Mapping[str, str]) -> Any:
     """A Dask task: `in_child` with its arguments packed (Client.submit keeps some keywords)."""
-    return in_child(fn, *args, env=env, **kwargs)
+    try:
+        return in_child(fn, *args, env=env, **kwargs)
+    except ChildDied:
+        raise
+    except Exception as err:  # noqa: BLE001 - fn's own error: handed back, not retried
+        return _Raised(err)
+
+
+class _DaskFuture:
+    """A Dask future whose `.result()` raises fn's own exception again (see `_Raised`)."""
+
+    def __init__(self, future):
+        self.future = future
+
+    def result(self) -> Any:
+        value = self.future.result()
+        if isinstance(value, _Raised):
+            raise value.error
+        return value
+
+    def cancel(self) -> None:
+        self.future.cancel()
 
 
 def _child_main() -> None:
-    """Entry of `python -m memkd.sweep.executors`: (fn, args, kwargs) pickled on stdin; (ok, result
+    """Entry of `python -m memkd.sweep`: (fn, args, kwargs) pickled on stdin; (ok, result
     or exception) pickled on stdout. What the task prints goes to stderr."""
     _tie_to(int(os.environ.get(PARENT_VARIABLE, os.getppid())))
     result_out = os.fdopen(os.dup(1), "wb")
@@ -168,8 +197,8 @@ class LocalExecutor(Executor):
 
 class DaskExecutor(Executor):
     """Tasks on a Dask cluster, each in a fresh child process of its worker (`in_child`); Dask
-    reruns a task whose worker or child died up to `retries` times. The sweep and book folders
-    must be on a file system the workers share."""
+    reruns a task whose child process died up to `retries` times (a failing notebook is not
+    rerun). The sweep and book folders must be on a file system the workers share."""
 
     def __init__(self, scheduler: str | None = None, scheduler_file: str | None = None,
                  dask_local: int | None = None, retries: int = 1):
@@ -189,13 +218,14 @@ class DaskExecutor(Executor):
 
     def submit(self, fn, *args, env=None, **kwargs):
         key = f"memkd-{getattr(fn, '__name__', 'task')}-{uuid.uuid4().hex[:8]}"
-        return self.client.submit(_in_child_task, fn, args, kwargs, {**self.env, **(env or {})},
-                                  pure=False, key=key, retries=self.retries)
+        return _DaskFuture(self.client.submit(_in_child_task, fn, args, kwargs, {**self.env, **(env or {})},
+                                              pure=False, key=key, retries=self.retries))
 
     def as_completed(self, futures):
         from dask.distributed import as_completed
 
-        return as_completed(list(futures))
+        wrapped = {f.future: f for f in futures}
+        return (wrapped[done] for done in as_completed(list(wrapped)))
 
     def close(self) -> None:
         self.client.close()
@@ -207,7 +237,7 @@ def make_executor(workers: int = 1, scheduler: str | None = None, scheduler_file
                   dask_local: int | None = None, retries: int = 1) -> Executor:
     """The executor a command line asks for: a Dask scheduler (by address or by the JSON file
     `dask scheduler --scheduler-file` writes), a Dask LocalCluster of `dask_local` single-threaded
-    workers, else `workers` local processes. `retries` applies to Dask (a lost worker)."""
+    workers, else `workers` local processes. `retries`: Dask's reruns of a task whose child process died."""
     for name, value, low in (("workers", workers, 1), ("dask_local", dask_local or 1, 1), ("retries", retries, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"The {name!r} parameter must be an int >= {low}. Got {value!r} instead.")
@@ -220,6 +250,3 @@ def make_executor(workers: int = 1, scheduler: str | None = None, scheduler_file
         return DaskExecutor(scheduler, scheduler_file, dask_local, retries)
     return LocalExecutor(workers)
 
-
-if __name__ == "__main__":
-    _child_main()
