@@ -1,0 +1,246 @@
+"""Statistics behind the claims of chapters 05 to 07 that a plain per-teacher mean does not give.
+
+Teachers are the unit of replication (column `dataset`: a dataset and the teacher that memorized
+it). Students are averaged within a teacher before anything is chosen or tested, and a setting
+(the best temperature, the best cell of a grid) is never chosen and tested on the same teachers:
+the helpers below choose on one set of teachers and return per-teacher values on another.
+
+Fig 6 (dataset composition): in its grid, teacher index k of one cell and teacher index k of
+another cell are different datasets and teachers, but the K replicate indices are independent of
+one another, so a statistic computed within replicate k across cells (the best input dimension of
+a row, the slope of log(best d) on log(samples per class)) gives K independent values to test.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+GRID_KEYS = ("classes", "per_class", "input_dim")
+
+
+def _need(table: pd.DataFrame, columns: Sequence[str], where: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{where}: the table lacks the column(s) {missing} (columns: {list(table.columns)}).")
+
+
+def unit_cell_means(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc",
+                    unit: str = "dataset") -> pd.DataFrame:
+    """Per teacher and cell, the mean of `value` over its students (NaN values dropped).
+
+    table : one row per student with columns `unit`, *keys and `value`
+    Returns a DataFrame with columns unit, *keys, value (the mean) and "students" (rows averaged).
+    """
+    keys = list(keys)
+    _need(table, [unit, *keys, value], "unit_cell_means")
+    rows = table[[unit, *keys]].copy()
+    rows[value] = pd.to_numeric(table[value], errors="coerce")
+    rows = rows[rows[value].notna()]
+    grouped = rows.groupby([unit, *keys], sort=True)[value]
+    out = grouped.mean().to_frame(value)
+    out["students"] = grouped.size()
+    return out.reset_index()
+
+
+def cell_means(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc", unit: str = "dataset",
+               units: Sequence | None = None) -> pd.Series:
+    """The mean over teachers (restricted to `units` when given) of the per-teacher means of each
+    cell: a Series indexed by `keys` (a MultiIndex for several keys)."""
+    means = unit_cell_means(table, keys, value, unit)
+    if units is not None:
+        means = means[means[unit].isin(list(units))]
+    if means.empty:
+        raise ValueError(f"cell_means: no teacher of {list(units) if units is not None else 'the table'} "
+                         f"has a value of {value!r}.")
+    return means.groupby(list(keys), sort=True)[value].mean()
+
+
+def best_cell(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc", unit: str = "dataset",
+              units: Sequence | None = None) -> tuple:
+    """The cell (a tuple of the `keys` values) with the largest mean over teachers (`units` only,
+    e.g. the half chosen on) of the per-teacher means of `value`."""
+    best = cell_means(table, keys, value, unit, units).idxmax()
+    return best if isinstance(best, tuple) else (best,)
+
+
+def select(table: pd.DataFrame, cell: dict, units: Sequence | None = None, unit: str = "dataset") -> pd.DataFrame:
+    """The rows of `table` in `cell` ({column: value}) and, when given, of teachers `units`."""
+    keep = pd.Series(True, index=table.index)
+    for column, v in cell.items():
+        _need(table, [column], "select")
+        keep &= np.isclose(table[column], v) if isinstance(v, float) else table[column] == v
+    if units is not None:
+        keep &= table[unit].isin(list(units))
+    return table[keep]
+
+
+# ---------------------------------------------------------------------------- Fig 6: the best d
+
+
+def best_dimension_per_unit(table: pd.DataFrame, value: str = "ratio", unit: str = "dataset") -> pd.DataFrame:
+    """For every teacher index and row (classes, per_class) of a composition grid, the input
+    dimension with the largest mean of `value` over that cell's students.
+
+    table : one row per student (rows of failed teachers carry NaN and are ignored), columns
+        unit, classes, per_class, input_dim and `value`
+    Returns columns unit, classes, per_class, best_d, cells (memorized cells in the row; a row with
+    fewer than 2 is left out: there is nothing to choose from) and students (the fewest students
+    behind a cell of the row).
+    """
+    means = unit_cell_means(table, GRID_KEYS, value, unit)
+    rows = []
+    for (k, c, pc), row in means.groupby([unit, "classes", "per_class"], sort=True):
+        if len(row) < 2:
+            continue
+        best = row.loc[row[value].idxmax()]
+        rows.append({unit: k, "classes": c, "per_class": pc, "best_d": int(best["input_dim"]),
+                     "cells": len(row), "students": int(row["students"].min())})
+    return pd.DataFrame(rows, columns=[unit, "classes", "per_class", "best_d", "cells", "students"])
+
+
+def log_slope(x: Sequence[float], y: Sequence[float]) -> float:
+    """Least-squares slope of log(y) on log(x); NaN with fewer than two distinct x.
+
+    >>> round(log_slope([5, 10, 20], [25, 50, 100]), 6)
+    1.0
+    """
+    lx, ly = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
+    if len(lx) < 2 or np.ptp(lx) == 0:
+        return math.nan
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def dimension_slopes(best: pd.DataFrame, unit: str = "dataset") -> pd.DataFrame:
+    """Per teacher index, the slope of log(best d) on log(samples per class), fitted within each
+    number of classes (panel) and averaged over the panels that have at least two rows.
+
+    best : the output of `best_dimension_per_unit`
+    Returns columns unit, slope, panels (panels averaged) and students (the fewest students behind
+    a cell). A slope of 1 is the paper's "doubling the samples per class doubles the best d"; 0
+    means the best d does not move (e.g. the largest d wins in every row).
+    """
+    _need(best, [unit, "classes", "per_class", "best_d", "students"], "dimension_slopes")
+    rows = []
+    for k, part in best.groupby(unit, sort=True):
+        slopes = [log_slope(p["per_class"], p["best_d"]) for _, p in part.groupby("classes", sort=True)]
+        slopes = [s for s in slopes if not math.isnan(s)]
+        if slopes:
+            rows.append({unit: k, "slope": float(np.mean(slopes)), "panels": len(slopes),
+                         "students": int(part["students"].min())})
+    return pd.DataFrame(rows, columns=[unit, "slope", "panels", "students"])
+
+
+def interior_row(table: pd.DataFrame, value: str = "ratio", unit: str = "dataset",
+                 units: Sequence | None = None) -> dict:
+    """Choose (on teachers `units`) the row (classes, per_class) of a composition grid where an
+    interior input dimension most clearly beats both ends of the grid.
+
+    For each row, with means over the chosen teachers of the per-teacher cell means: the interior d
+    (neither the smallest nor the largest of the grid's input_dim values) with the largest mean,
+    and its advantage = that mean - the larger of the means at the two ends. Rows where every
+    interior cell or both end cells failed are skipped.
+    Returns {"classes", "per_class", "input_dim" (the interior d), "advantage" (on the chosen
+    teachers; it may be negative), "ends" (the smallest and largest d)}.
+    """
+    grid = sorted(pd.unique(table["input_dim"]))
+    if len(grid) < 3:
+        raise ValueError(f"interior_row: a grid needs at least 3 input dimensions to have an interior. Got {grid}.")
+    ends = (grid[0], grid[-1])
+    means = cell_means(table, GRID_KEYS, value, unit, units)
+    best: dict | None = None
+    for (c, pc), row in means.groupby(level=["classes", "per_class"], sort=True):
+        row = row.droplevel(["classes", "per_class"])
+        inner = row[[d for d in row.index if d not in ends]]
+        outer = row[[d for d in row.index if d in ends]]
+        if inner.empty or outer.empty:
+            continue
+        advantage = float(inner.max() - outer.max())
+        if best is None or advantage > best["advantage"]:
+            best = {"classes": int(c), "per_class": int(pc), "input_dim": int(inner.idxmax()),
+                    "advantage": advantage, "ends": tuple(int(e) for e in ends)}
+    if best is None:
+        raise ValueError("interior_row: no row of the grid has both an interior and an end cell with a value.")
+    return best
+
+
+def interior_advantage(table: pd.DataFrame, row: dict, value: str = "ratio", unit: str = "dataset",
+                       units: Sequence | None = None) -> pd.DataFrame:
+    """Per teacher (of `units` when given) in the row chosen by `interior_row`: the mean of `value`
+    at the chosen interior d minus the larger of the means at the grid's two ends (an end cell whose
+    teacher failed is left out of that maximum; a teacher without the interior cell or both ends is
+    dropped).
+
+    Returns columns unit, advantage, students (the fewest students behind the three cells).
+    """
+    part = select(table, {"classes": row["classes"], "per_class": row["per_class"]}, units, unit)
+    means = unit_cell_means(part, ["input_dim"], value, unit)
+    rows = []
+    for k, m in means.groupby(unit, sort=True):
+        m = m.set_index("input_dim")
+        outer = m.loc[[d for d in row["ends"] if d in m.index]]
+        if row["input_dim"] not in m.index or outer.empty:
+            continue
+        rows.append({unit: k, "advantage": float(m.loc[row["input_dim"], value] - outer[value].max()),
+                     "students": int(min(m.loc[row["input_dim"], "students"], outer["students"].min()))})
+    return pd.DataFrame(rows, columns=[unit, "advantage", "students"])
+
+
+def student_rows(per_unit: pd.DataFrame, value: str, unit: str = "dataset") -> pd.DataFrame:
+    """Repeat each teacher's `value` once per student behind it (column "students"), so that
+    `Chapter.claim` (which averages rows within a teacher) tests the same per-teacher values and
+    reports how many students stand behind each: the mean per teacher is unchanged.
+
+    per_unit : one row per teacher with columns unit, `value`, students
+    """
+    _need(per_unit, [unit, value, "students"], "student_rows")
+    counts = per_unit["students"].astype(int).clip(lower=1)
+    out = per_unit.loc[per_unit.index.repeat(counts), [unit, value]].reset_index(drop=True)
+    return out
+
+
+def failed_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a composition table whose teacher did not memorize: columns classes, per_class,
+    input_dim, dataset, teacher_train_acc (empty when every teacher reached 100%)."""
+    _need(table, ["teacher_memorized"], "failed_cells")
+    columns = [*GRID_KEYS, "dataset", "teacher_train_acc"]
+    bad = table[~table["teacher_memorized"].astype(bool)]
+    return bad[[c for c in columns if c in bad.columns]].drop_duplicates().reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------- departures
+
+
+def _text(v) -> str:
+    """A knob's value as the chapters print it: 0.001 -> '0.001', (1.0, 20.0) -> '(1, 20)'."""
+    if isinstance(v, (list, tuple)):
+        return "(" + ", ".join(_text(i) for i in v) + ")"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def knobs_text(values: dict, keys: Sequence[str]) -> str:
+    """'`temperatures` = (1, 20), `lrs` = (0.003, 0.01)' for the `keys` present in `values`.
+
+    >>> knobs_text({"lrs": [0.001, 0.01], "epochs": 200}, ["lrs", "epochs"])
+    '`lrs` = (0.001, 0.01), `epochs` = 200'
+    """
+    return ", ".join(f"`{k}` = {_text(values[k])}" for k in keys if k in values)
+
+
+def grid_departure(config: dict, paper: dict, keys: Sequence[str], topic: str = "grid",
+                   reason: str = "a smaller grid that runs in about a minute on a CPU; profile='paper' uses the paper's"
+                   ) -> dict | None:
+    """The departure (keyword dict for `Chapter.departure`) of a run's grid from the paper
+    profile's, or None when every knob in `keys` has the paper profile's value.
+
+    config : the run's validated configuration (`table.attrs["config"]`)
+    paper : the paper profile's values (e.g. `TemperatureLrConfig.PROFILE_VALUES["paper"]`)
+    """
+    differ = [k for k in keys if k in config and k in paper and _text(config[k]) != _text(paper[k])]
+    if not differ:
+        return None
+    return dict(topic=topic, paper=knobs_text(paper, keys).replace("`", ""),
+                book=knobs_text(config, keys).replace("`", ""), reason=reason)
