@@ -151,6 +151,15 @@ def test_experiment_validates_up_front():
         convolutions("huge")
 
 
+def test_experiment_mini_batches_and_chunks_run():
+    """The paper profile's path: mini-batch teachers and students, ensembles in chunks."""
+    table = convolutions("smoke", settings=("labels",), teachers=3, students=1, cnn_teacher_epochs=150,
+                         mlp_teacher_epochs=100, teacher_batch_size=50, epochs=3, batch_size=25, chunk=2,
+                         device="cpu")
+    assert len(table) == 3 * 4 and table.train_acc.between(0, 1).all()
+    assert table.attrs["config"]["teacher_batch_size"] == 50
+
+
 def test_experiment_rows_units_and_config():
     table = convolutions("smoke", settings=("clean", "fixed", "labels"), teachers=2, students=2,
                          cnn_teacher_epochs=120, mlp_teacher_epochs=200, epochs=10, chunk=5, device="cpu")
