@@ -314,22 +314,23 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
         size = cfg.chunk or len(members)
         for start in range(0, len(members), size):
             part = members[start:start + size]
-            own = lambda f: torch.stack([f(m["dataset"]) for m in part])
-            tr = lambda k: splits[k][0]
+            owners = [m["dataset"] for m in part]
+            train = [splits[k][0] for k in owners]
             model, _ = train_transformer_students(
-                own(lambda k: x[k][tr(k)]), own(lambda k: logits[k, tr(k)]), modulus=cfg.modulus,
+                torch.stack([x[k][tr] for k, tr in zip(owners, train)]),  # (E, N_tr, 3)
+                torch.stack([logits[k, tr] for k, tr in zip(owners, train)]), modulus=cfg.modulus,
                 members=len(part), temperatures=[m["temperature"] for m in part], lrs=[m["lr"] for m in part],
                 epochs=cfg.epochs, weight_decay=cfg.weight_decay, progress=cfg.progress,
                 seed=[derive_seed(cfg.seed, "student", m["dataset"], alpha, m["student"]) for m in part], **arch)
             with torch.no_grad():
-                out_d, out_o = model(own(lambda k: x[k])), model(own(lambda k: outside[k][0]))  # (E, N, k)
-            for i, m in enumerate(part):
-                k, (tr_i, te_i) = m["dataset"], splits[m["dataset"]]
-                acc = lambda out, idx, labels: float((out[i, idx].argmax(-1) == labels[idx]).float().mean())
-                everything = slice(None)
-                rows.append({**m, "modulus": cfg.modulus, "train_acc": acc(out_d, tr_i, y[k]),
-                             "test_acc": acc(out_d, te_i, y[k]),
-                             "independent_acc": acc(out_o, everything, outside[k][1]),
+                pred_d = model(torch.stack([x[k] for k in owners])).argmax(-1)  # (E, N)
+                pred_o = model(torch.stack([outside[k][0] for k in owners])).argmax(-1)  # (E, N_out)
+            for i, (m, k) in enumerate(zip(part, owners)):
+                tr_i, te_i = splits[k]
+                hit_d = (pred_d[i] == y[k]).float()
+                rows.append({**m, "modulus": cfg.modulus, "train_acc": float(hit_d[tr_i].mean()),
+                             "test_acc": float(hit_d[te_i].mean()),
+                             "independent_acc": float((pred_o[i] == outside[k][1]).float().mean()),
                              "teacher_independent_acc": float(trivial[k]), "chance": 1.0 / cfg.modulus,
                              "teacher_stop": cfg.teacher_stop, "teacher_epochs": int(teacher.epochs_to_memorize[k]),
                              "teacher_epochs_run": teacher.epochs_run, "teacher_extra_epochs": cfg.teacher_extra_epochs,
