@@ -273,6 +273,8 @@ def shuffle_pixels(x: np.ndarray, image_shape: tuple[int, int, int], seed: int) 
 
     x : array of shape (N, D); returns a new array of shape (N, D). Each image keeps its multiset
     of pixels (so its colour histogram); all spatial structure shared between images is gone.
+    This is the book's reading of the paper's "shuffle the pixels in the input", whose wording
+    also allows one order shared by all images (`permute_pixels`) or orders per colour channel.
     """
     view = _pixel_view(np.asarray(x), image_shape)
     n, _, pixels = view.shape
