@@ -4,9 +4,9 @@ Same contract as `memkd.experiments.figures`: `fn(profile, **overrides) -> tidy 
 knob validated before any training, one row per trained student with its knobs and metrics, and the
 validated configuration in `table.attrs["config"]`. Teachers are the unit of replication: every
 setting gets `teachers` independent teachers (column `dataset`, 0..teachers-1), each with its own
-draw of the data and its own initialization; all teachers of an experiment train as one ensemble,
-and all students of one alpha as another (in chunks when memory is short). Every seed comes from
-`memkd.seeds.derive_seed`.
+draw of the data and its own initialization; all teachers of an experiment train as one ensemble
+(in chunks when memory is short), and the students of all teachers as another for each alpha (Fig 8)
+or each setting and alpha (Fig 4). Every seed comes from `memkd.seeds.derive_seed`.
 
 cifar_shuffles (Fig 4, section 3.3): teacher k of a setting memorizes its own balanced draw D of
     the image training set (`per_class` images per class, else 80% of each class), the rest of
