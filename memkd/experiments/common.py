@@ -184,6 +184,7 @@ def distill(
     activation: str | None = None,
     epochs: int | None = None,
     class_of_interest: int = 0,
+    keep_models: list | None = None,
 ) -> list[dict[str, Any]]:
     """Train the students of every task as one ensemble and measure each of them.
 
@@ -193,6 +194,8 @@ def distill(
     targets : for kind="soft", per task probabilities (M, N_train, C) to use instead of
         sigma_T(teacher logits) (logit surgery).
     setting : values naming this setting (e.g. alpha) in every student's seed (`student_seed`).
+    keep_models : a list to which each chunk's (model, ids) is appended: the trained ensemble and
+        the global ids (task index * M + member index) of its members, for measures beyond the rows.
     Returns one dict per student: its knobs and train_acc, test_acc, memorized_acc, test_acc_class
     (held-out samples of `class_of_interest`), independent_acc, teacher_agreement_independent,
     teacher_independent_acc, chance, teacher_memorized, teacher_epochs, teacher_stop.
@@ -234,6 +237,8 @@ def distill(
             soften_student=cfg.soften_student, batch_size=cfg.batch_size, seed=[seeds[i] for i in sel],
             progress=cfg.progress,
         )
+        if keep_models is not None:
+            keep_models.append((model, sel))
         rows += _measure(model, [tasks[o] for o in owners], [splits[o] for o in owners],
                          [[i for i in sel if i // m == o] for o in owners], members, cfg, kind, width,
                          class_of_interest)

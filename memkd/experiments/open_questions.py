@@ -1,19 +1,21 @@
-"""The questions the paper leaves open, one function each (chapter 09).
+"""The questions the paper leaves open, one function each (chapter 09, "Beyond the paper").
 
 Same contract as `memkd.experiments.figures`: `fn(profile="smoke" | "quick" | "paper", **overrides)
 -> tidy DataFrame`, every knob validated before any training, one row per trained student (one row
 per *pair* of students for the overlap question).
 
 1. `logit_vs_similarity_overlap` : do logit and similarity students get the same held-out samples right?
-2. `teacher_regularization`      : weight decay, and stopping at the first 100% vs training on after.
+2. `teacher_regularization`      : teachers trained with weight decay.
 3. `architecture`                : activation, depth, and teacher/student mismatch.
 4. `temperature_convention`      : softening the student's logits with T (paper's text) or not (code).
 5. `random_features_probe`       : students with a frozen random first layer, and linear students.
+6. `teacher_protocol`            : teachers trained for the whole budget or stopped at their first 100%.
 
-The statistics helpers for these questions live here too (`overlap_test`, `paired_difference`,
-`combine_p`, `summarize`). Shapes: E students, N samples of D, C classes, P width.
-Left out on purpose: plotting (the chapter does it) and any new training loop beyond the frozen-layer
-student, which reuses `memkd.train.fit`.
+Teachers are the unit of replication: every question trains `datasets` teachers (one per dataset D)
+as one ensemble (`memorization_tasks`) and the students of all of them as another (`distill`).
+Teachers with the same knobs are trained once per process and shared by the questions (`teachers`).
+The verdicts live in `open_questions_claims`. Shapes: K teachers, M students per teacher, N samples
+of D, N_te held-out samples, C classes, P width.
 """
 
 from __future__ import annotations
@@ -25,32 +27,32 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
+from torch import Tensor
 
-from memkd.config import (
-    BOOL, POS_INT, int_range, knob, list_of, make_config, one_of, real_interval,
-)
-from memkd.data import split_per_class
-from memkd.seeds import derive_seed
+from memkd.config import BOOL, POS_INT, int_range, knob, list_of, make_config, one_of, real_interval
 from memkd.experiments.common import (
-    MemorizationTask, RandomDataConfig, distill, evaluate_students, member_grid, memorization_task, split,
+    MemorizationTask, RandomDataConfig, distill, evaluate_students, member_grid, memorization_tasks, split,
+    student_seed,
 )
 from memkd.losses import soft_cross_entropy, soft_targets
 from memkd.metrics import accuracy, nearest_neighbour_predictions
 from memkd.models import EnsembleMLP
-from memkd.train import fit, teacher_similarity, train_students
+from memkd.seeds import derive_seed
+from memkd.train import TEACHER_STOPS, TeacherDidNotMemorize, fit
 
-# Smallest settings that show the effect in seconds (smoke), a CPU chapter within ~3 minutes on two
-# cores (quick: about half the figures' quick scale, several teachers per question), the paper's.
+# Smallest settings that show the effect in seconds (smoke, 3 teachers), a CPU chapter of about a
+# minute and a half on two cores (quick, 5 teachers), the paper's scale (5 teachers). Every teacher
+# at these sizes memorizes in 40-70 epochs (measured for each activation, depth and weight decay
+# of the questions), so a budget of 200 epochs leaves it three times that.
 SMOKE = dict(input_dim=100, classes=10, per_class=20, teacher_width=50, teacher_lr=3e-3,
-             teacher_epochs=600, student_widths=(50,), alphas=(0.6,), temperatures=(20.0,),
-             lrs=(1e-2,), epochs=100, students=3, datasets=2)
+             teacher_epochs=200, student_widths=(50,), alphas=(0.6,), temperatures=(20.0,),
+             lrs=(1e-2,), epochs=100, students=2, datasets=3)
 QUICK = dict(input_dim=150, classes=20, per_class=20, teacher_width=100, teacher_lr=2e-3,
-             teacher_epochs=1000, student_widths=(100,), alphas=(0.6,), temperatures=(20.0,),
-             lrs=(3e-3,), epochs=150, students=4, datasets=3)
+             teacher_epochs=200, student_widths=(100,), alphas=(0.6,), temperatures=(20.0,),
+             lrs=(3e-3,), epochs=150, students=2, datasets=5)
 PAPER = dict(input_dim=1000, classes=100, per_class=100, teacher_width=500, teacher_lr=1e-3,
              teacher_epochs=2000, student_widths=(500,), alphas=(0.6,), temperatures=(20.0,),
-             lrs=(1e-3,), epochs=1000, students=10, datasets=3)
+             lrs=(1e-3,), epochs=1000, students=4, datasets=5)
 PROFILES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
 
 
@@ -71,15 +73,87 @@ def _profiles(**extra: dict) -> dict:
     return {p: {**PROFILES[p], **extra.get(p, {})} for p in PROFILES}
 
 
-def _split(task: MemorizationTask, cfg: OpenQuestionConfig):
-    return split(task, cfg.alphas[0], cfg)
+# --- teachers and students shared by the questions ------------------------------------------------
+
+_TEACHER_KNOBS = ("seed", "input_dim", "classes", "per_class", "distribution", "teacher_width", "hidden_layers",
+                  "activation", "teacher_lr", "teacher_epochs", "teacher_stop", "batch_size", "device", "datasets")
+_TEACHERS: dict[tuple, list[MemorizationTask]] = {}
+_CACHED = 12  # teacher ensembles kept per process
 
 
-def _seed(cfg: OpenQuestionConfig, dataset: int, offset: int = 0) -> int:
-    return derive_seed(cfg.seed, "probe", dataset, offset)
+def teachers(cfg: RandomDataConfig, require: bool = True, **overrides: Any) -> list[MemorizationTask]:
+    """The `cfg.datasets` teachers for these knobs, trained as one ensemble once per process.
+
+    overrides : teacher knobs of `train_teacher` (weight_decay, activation, hidden_layers); a value
+        equal to the config's is dropped, so e.g. a ReLU teacher of the activation question is the
+        reference teacher of every other question.
+    require : raise TeacherDidNotMemorize when a teacher ends below 100% (else check `.memorized`).
+    """
+    overrides = {k: v for k, v in overrides.items() if getattr(cfg, k, None) != v and not (k == "weight_decay" and v == 0)}
+    key = tuple(getattr(cfg, k) for k in _TEACHER_KNOBS) + tuple(sorted(overrides.items()))
+    if key not in _TEACHERS:
+        if len(_TEACHERS) >= _CACHED:
+            _TEACHERS.pop(next(iter(_TEACHERS)))
+        _TEACHERS[key] = memorization_tasks(cfg, require_memorization=False, teacher_overrides=overrides or None)
+    tasks = _TEACHERS[key]
+    failed = [t.dataset for t in tasks if not t.memorized]
+    if require and failed:
+        raise TeacherDidNotMemorize(
+            f"{cfg.experiment}: the teachers of datasets {failed} ({overrides or 'reference knobs'}) did not reach "
+            f"100% training accuracy (teacher_stop={cfg.teacher_stop!r}, teacher_epochs={cfg.teacher_epochs}). "
+            "Give the teachers more epochs or a larger learning rate.")
+    return tasks
 
 
-# --- statistics ----------------------------------------------------------------------------------
+def splits_of(tasks: Sequence[MemorizationTask], cfg: OpenQuestionConfig) -> list[tuple[Tensor, Tensor]]:
+    """The per-class alpha split (train_idx, test_idx) of each task, at the config's one alpha."""
+    return [split(t, cfg.alphas[0], cfg) for t in tasks]
+
+
+def soft_members(cfg: OpenQuestionConfig, temperatures: Sequence[float] | None = None,
+                 lr: float | None = None) -> list[dict[str, Any]]:
+    """Members of soft-label students: temperatures (default: the first) x one lr x `students` seeds."""
+    return member_grid(temperature=tuple(temperatures or cfg.temperatures[:1]),
+                       lr=(lr or cfg.lrs[0],), student=range(cfg.students))
+
+
+def correct_sets(tasks: Sequence[MemorizationTask], splits: Sequence[tuple[Tensor, Tensor]],
+                 cfg: OpenQuestionConfig, kind: str, members: list[dict[str, Any]], *,
+                 setting: Sequence[Any] = (), epochs: int | None = None) -> tuple[list[np.ndarray], list[dict]]:
+    """Distill the students of every task (`distill`) and read which held-out samples each gets right.
+
+    Returns (sets, rows): sets[k] is a bool array (M, N_te) for task k (members in order), rows are
+    `distill`'s rows. Similarity students predict the label of the nearest student-part sample.
+    """
+    models: list = []
+    rows = distill(tasks, splits, cfg=cfg, kind=kind, width=cfg.student_widths[0], members=members,
+                   setting=setting, epochs=epochs, keep_models=models)
+    m = len(members)
+    sets: list[list[np.ndarray | None]] = [[None] * m for _ in tasks]
+    for model, ids in models:
+        with torch.no_grad():
+            out = model(torch.stack([tasks[i // m].x for i in ids]))  # (E_c, N, C)
+        for j, gid in enumerate(ids):
+            k, s = divmod(gid, m)
+            (tr, te), y = splits[k], tasks[k].y
+            if kind == "similarity":
+                pred = nearest_neighbour_predictions(out[j:j + 1, tr], y[tr], out[j:j + 1, te])[0]
+            else:
+                pred = out[j, te].argmax(-1)
+            sets[k][s] = (pred == y[te]).cpu().numpy()
+    return [np.stack(per_task) for per_task in sets], rows
+
+
+def _tidy(rows: list[dict], question: str, cfg: OpenQuestionConfig) -> pd.DataFrame:
+    from memkd.experiments.common import config_dict
+
+    table = pd.DataFrame(rows)
+    table.insert(0, "question", question)
+    table.attrs["config"] = config_dict(cfg)
+    return table
+
+
+# --- statistics of the overlap question ------------------------------------------------------------
 
 
 def overlap_test(correct_a, correct_b, permutations: int = 2000, seed: int = 0, perms=None) -> dict:
@@ -124,38 +198,24 @@ def phi(a, b) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict:
-    """Two-sided paired t-test of mean(a - b) = 0: mean, sem, n of the differences and p_value."""
-    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    diff = diff[~np.isnan(diff)]
-    n = len(diff)
-    if n < 2:
-        return {"mean": float(diff.mean()) if n else math.nan, "sem": math.nan, "n": n, "p_value": math.nan}
-    sem = float(diff.std(ddof=1) / math.sqrt(n))
-    p = 1.0 if sem == 0 and diff.mean() == 0 else 0.0 if sem == 0 else float(stats.ttest_1samp(diff, 0.0).pvalue)
-    return {"mean": float(diff.mean()), "sem": sem, "n": n, "p_value": p}
-
-
-def combine_p(p_values: Sequence[float]) -> float:
-    """Fisher's combination of independent p-values (one per dataset) into one."""
-    p = np.asarray([v for v in p_values if not math.isnan(v)], dtype=float)
-    if len(p) == 0:
-        return math.nan
-    return float(stats.combine_pvalues(np.clip(p, 1e-300, 1.0), method="fisher").pvalue)
-
-
-def summarize(table: pd.DataFrame, by: Sequence[str] | str, value: str = "test_acc") -> pd.DataFrame:
-    """Mean, SEM and n of `value` per group (rows with NaN `value` dropped), for plots and verdicts."""
-    by = [by] if isinstance(by, str) else list(by)
-    g = table.dropna(subset=[value]).groupby(by, sort=False)[value]
-    out = g.agg(mean="mean", sem="sem", n="count").reset_index()
-    return out
-
-
-def _tidy(rows: list[dict], question: str) -> pd.DataFrame:
-    table = pd.DataFrame(rows)
-    table.insert(0, "question", question)
-    return table
+def overlap_rows(soft: np.ndarray, sim: np.ndarray, perms: np.ndarray) -> list[dict]:
+    """One row per pair of students of one teacher: soft (M, N_te) and similarity (M, N_te) correct
+    sets. pair is "soft-soft", "soft-similarity" or "similarity-similarity"; group_p_value is the
+    teacher's joint test of that pair type (for within-kind pairs, the first half against the second)."""
+    half = len(soft) // 2
+    groups = {"soft-soft": (soft, soft, soft[:half], soft[half:]),
+              "soft-similarity": (soft, sim, soft, sim),
+              "similarity-similarity": (sim, sim, sim[:half], sim[half:])}
+    rows = []
+    for pair, (a, b, ga, gb) in groups.items():
+        group_p = overlap_test(ga, gb, perms=perms)["p_value"] if len(ga) and len(gb) else math.nan
+        for i in range(len(a)):
+            for j in range(len(b)):
+                if a is b and j <= i:
+                    continue
+                rows.append({"pair": pair, "student_a": i, "student_b": j, **overlap_test(a[i], b[j], perms=perms),
+                             "phi": phi(a[i], b[j]), "group_p_value": group_p})
+    return rows
 
 
 # --- 1. logit vs similarity students -------------------------------------------------------------
@@ -167,78 +227,49 @@ class OverlapConfig(OpenQuestionConfig):
     similarity_epochs: int = knob(300, POS_INT, "similarity students' epochs")
     permutations: int = knob(2000, int_range(100), "permutations of each overlap test")
 
-    PROFILE_VALUES = _profiles(smoke={"similarity_epochs": 150, "permutations": 500},
-                               quick={"similarity_lr": 3e-3, "similarity_epochs": 300, "datasets": 4},
+    PROFILE_VALUES = _profiles(smoke={"similarity_epochs": 150, "permutations": 500, "students": 3},
+                               quick={"similarity_epochs": 300, "permutations": 1000, "students": 3},
                                paper={"similarity_lr": 1e-4, "similarity_epochs": 2000})
-
-
-def _correct_sets(task: MemorizationTask, model, train_idx, test_idx, kind: str) -> np.ndarray:
-    """(E, N_test) bool: which held-out samples each student gets right."""
-    with torch.no_grad():
-        out = model(task.x)  # (E, N, C)
-    y = task.y
-    if kind == "similarity":
-        pred = nearest_neighbour_predictions(out[:, train_idx], y[train_idx], out[:, test_idx])
-    else:
-        pred = out[:, test_idx].argmax(-1)
-    return (pred == y[test_idx]).cpu().numpy()
-
-
-def _students_with_model(task, train_idx, test_idx, cfg, kind, members, seed, epochs=None):
-    """Train E students like `distill` does, and return their correct sets (E, N_test) on the held-out part."""
-    dev = task.x.device
-    temps = torch.tensor([m.get("temperature", 1.0) for m in members], dtype=torch.float32, device=dev)
-    lrs = torch.tensor([m["lr"] for m in members], dtype=torch.float32, device=dev)
-    if kind == "soft":
-        targets = soft_targets(task.logits[train_idx].unsqueeze(0), temps)
-    else:
-        targets = teacher_similarity(task.logits[train_idx].unsqueeze(0))[0]
-    model, _ = train_students(task.x[train_idx], targets, kind=kind, classes=task.classes,
-                              width=cfg.student_widths[0], members=len(members), lrs=lrs,
-                              epochs=epochs or cfg.epochs, temperatures=temps, hidden_layers=cfg.hidden_layers,
-                              activation=cfg.activation, soften_student=cfg.soften_student,
-                              batch_size=cfg.batch_size, seed=seed)
-    return _correct_sets(task, model, train_idx, test_idx, kind)
 
 
 def logit_vs_similarity_overlap(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Q1: overlap of the held-out samples that logit ("soft") and similarity students get right.
 
-    Per dataset one teacher and one split; `students` soft students and `students` similarity
-    students. One row per pair of students: pair ("soft-soft", "soft-similarity",
-    "similarity-similarity"), student_a, student_b, n, acc_a, acc_b, both, expected, lift, phi,
-    p_value (permutation test of that pair), and group_p_value: the dataset's joint test of the
-    pair type (`overlap_test` with each group as a whole; for within-kind pairs, the first half of
-    the students against the second half).
+    Per teacher one split, `students` soft and `students` similarity students. Similarity students
+    get seeds of their own (setting "similarity"), so no soft-similarity pair shares an
+    initialization, as no soft-soft pair does. One row per pair of students: dataset, pair,
+    student_a, student_b, n, acc_a, acc_b, both, expected, lift, phi, p_value (permutation test of
+    that pair) and group_p_value (see `overlap_rows`).
     """
     cfg = make_config(OverlapConfig, "logit_vs_similarity_overlap", profile, overrides)
+    tasks = teachers(cfg)
+    splits = splits_of(tasks, cfg)
+    soft, _ = correct_sets(tasks, splits, cfg, "soft", soft_members(cfg), setting=(cfg.alphas[0],))
+    sim, _ = correct_sets(tasks, splits, cfg, "similarity", member_grid(lr=(cfg.similarity_lr,), student=range(cfg.students)),
+                          setting=(cfg.alphas[0], "similarity"), epochs=cfg.similarity_epochs)
     rows: list[dict] = []
-    for dataset in range(cfg.datasets):
-        task = memorization_task(cfg, dataset)
-        train_idx, test_idx = _split(task, cfg)
-        seed = _seed(cfg, dataset)
-        soft = _students_with_model(task, train_idx, test_idx, cfg, "soft", member_grid(
-            temperature=cfg.temperatures[:1], lr=cfg.lrs[:1], student=range(cfg.students)), seed)
-        sim = _students_with_model(task, train_idx, test_idx, cfg, "similarity", member_grid(
-            lr=(cfg.similarity_lr,), student=range(cfg.students)), seed + 1, epochs=cfg.similarity_epochs)
-        half = cfg.students // 2
-        perms = permutation_matrix(len(test_idx), cfg.permutations, seed)  # shared by this dataset's tests
-        groups = {"soft-soft": (soft, soft, soft[:half], soft[half:]),
-                  "soft-similarity": (soft, sim, soft, sim),
-                  "similarity-similarity": (sim, sim, sim[:half], sim[half:])}
-        for pair, (a, b, ga, gb) in groups.items():
-            group_p = overlap_test(ga, gb, perms=perms)["p_value"] if len(ga) and len(gb) else math.nan
-            for i in range(len(a)):
-                for j in range(len(b)):
-                    if a is b and j <= i:
-                        continue
-                    t = overlap_test(a[i], b[j], perms=perms)
-                    rows.append({"dataset": dataset, "alpha": cfg.alphas[0], "width": cfg.student_widths[0],
-                                 "temperature": cfg.temperatures[0], "epochs": cfg.epochs,
-                                 "pair": pair, "student_a": i, "student_b": j, **t, "phi": phi(a[i], b[j]),
-                                 "group_p_value": group_p, "chance": 1.0 / task.classes,
-                                 "teacher_independent_acc": task.teacher_independent_acc})
-    return _tidy(rows, "overlap")
+    for k, task in enumerate(tasks):
+        perms = permutation_matrix(len(splits[k][1]), cfg.permutations, derive_seed(cfg.seed, "shuffle", task.dataset))
+        knobs = {"dataset": task.dataset, "alpha": cfg.alphas[0], "width": cfg.student_widths[0],
+                 "temperature": cfg.temperatures[0], "epochs": cfg.epochs}
+        rows += [{**knobs, **r, "chance": 1.0 / task.classes, "teacher_independent_acc": task.teacher_independent_acc}
+                 for r in overlap_rows(soft[k], sim[k], perms)]
+    return _tidy(rows, "overlap", cfg)
+
+
+def overlap_per_student(table: pd.DataFrame, pair: str, stat: str = "phi") -> pd.DataFrame:
+    """Average `stat` over each student's pairs of type `pair`: one row per (dataset, student).
+
+    For "soft-similarity" the student is the similarity student (its mean over the logit
+    students); for within-kind pairs every student is averaged over its pairs with the others.
+    """
+    p = table[table["pair"] == pair]
+    if pair == "soft-similarity":
+        long = p.rename(columns={"student_b": "student"})[["dataset", "student", stat]]
+    else:
+        long = pd.concat([p.rename(columns={"student_a": "student"})[["dataset", "student", stat]],
+                          p.rename(columns={"student_b": "student"})[["dataset", "student", stat]]])
+    return long.groupby(["dataset", "student"], as_index=False)[stat].mean()
 
 
 # --- 2. regularized teachers ---------------------------------------------------------------------
@@ -248,16 +279,12 @@ def logit_vs_similarity_overlap(profile: str = "quick", **overrides: Any) -> pd.
 class RegularizationConfig(OpenQuestionConfig):
     weight_decays: tuple = knob((0.0, 1e-3, 1e-2), list_of(real_interval(0, 1, "left")),
                                 "teacher's L2 weight decay (Adam's, added to the gradient)")
-    extra_epochs_values: tuple = knob((0, 300), list_of(int_range(0)),
-                                      "epochs the teacher trains on after its first 100% (0: stop there)")
 
-    PROFILE_VALUES = _profiles(smoke={"extra_epochs_values": (0, 200)},
-                               quick={"extra_epochs_values": (0, 300), "datasets": 2},
-                               paper={"extra_epochs_values": (0, 2000)})
+    PROFILE_VALUES = _profiles(smoke={"weight_decays": (0.0, 1e-2)}, quick={"weight_decays": (0.0, 1e-2)})
 
 
-def _teacher_stats(task: MemorizationTask, temperature: float) -> dict:
-    """How peaked the teacher's soft labels are: logit norm and mean top probability at T."""
+def teacher_stats(task: MemorizationTask, temperature: float) -> dict:
+    """How peaked a teacher's soft labels are: mean logit norm and mean top probability of sigma_T on D."""
     with torch.no_grad():
         probs = soft_targets(task.logits, temperature)  # (N, C)
     return {"teacher_logit_norm": float(task.logits.norm(dim=-1).mean()),
@@ -265,34 +292,35 @@ def _teacher_stats(task: MemorizationTask, temperature: float) -> dict:
             "teacher_train_acc": float(task.teacher.train_acc.min())}
 
 
-def teacher_regularization(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
-    """Q2: teachers with weight decay, stopped at their first 100% or trained `extra_epochs` after.
+def _failed_row(task: MemorizationTask, knobs: dict) -> dict:
+    """The one row of a teacher that did not memorize D: no student learns from it."""
+    return {"dataset": task.dataset, **knobs, "teacher_memorized": False, "chance": 1.0 / task.classes,
+            "teacher_train_acc": float(task.teacher.train_acc.min()), "test_acc": math.nan,
+            "independent_acc": math.nan}
 
-    Every (weight_decay, extra_epochs) teacher starts from the same initialisation on the same D.
-    One row per student (soft labels, the profile's T and lr) with weight_decay, extra_epochs,
-    teacher_memorized, teacher_train_acc, teacher_logit_norm, teacher_top_prob and the metrics.
-    A teacher that ends below 100% on D gets one row with teacher_memorized=False and NaN metrics:
-    no student learns from it.
+
+def teacher_regularization(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
+    """Q2: teachers trained with L2 weight decay under the config's teacher protocol.
+
+    Every weight decay's teachers start from the same initializations on the same datasets, and
+    their students from the same ones. One row per student (soft labels, the profile's T and lr)
+    with weight_decay, teacher_memorized, teacher_train_acc, teacher_logit_norm, teacher_top_prob
+    and the metrics; a teacher that ends below 100% on D gets one row with NaN metrics.
     """
     cfg = make_config(RegularizationConfig, "teacher_regularization", profile, overrides)
     rows: list[dict] = []
-    for dataset in range(cfg.datasets):
-        for wd in cfg.weight_decays:
-            for extra in cfg.extra_epochs_values:
-                knobs = {"dataset": dataset, "weight_decay": wd, "extra_epochs": extra, "alpha": cfg.alphas[0]}
-                task = memorization_task(cfg, dataset, require_memorization=False,
-                                         teacher_overrides={"weight_decay": wd, "extra_epochs": extra})
-                teacher = _teacher_stats(task, cfg.temperatures[0])
-                if not task.memorized:
-                    rows.append({**knobs, **teacher, "teacher_memorized": False, "chance": 1.0 / task.classes,
-                                 "test_acc": math.nan, "independent_acc": math.nan})
-                    continue
-                train_idx, test_idx = _split(task, cfg)
-                members = member_grid(temperature=cfg.temperatures[:1], lr=cfg.lrs[:1], student=range(cfg.students))
-                for r in distill(task, (train_idx, test_idx), cfg=cfg, kind="soft", width=cfg.student_widths[0],
-                                 members=members, setting=(cfg.alphas[0],)):
-                    rows.append({**r, **knobs, **teacher})
-    return _tidy(rows, "regularization")
+    for wd in cfg.weight_decays:
+        tasks = teachers(cfg, require=False, weight_decay=wd)
+        knobs = {"weight_decay": wd, "alpha": cfg.alphas[0]}
+        rows += [_failed_row(t, knobs) for t in tasks if not t.memorized]
+        ok = [t for t in tasks if t.memorized]
+        if not ok:
+            continue
+        stats = {t.dataset: teacher_stats(t, cfg.temperatures[0]) for t in ok}
+        for r in distill(ok, splits_of(ok, cfg), cfg=cfg, kind="soft", width=cfg.student_widths[0],
+                         members=soft_members(cfg), setting=(cfg.alphas[0],)):
+            rows.append({**r, **knobs, **stats[r["dataset"]]})
+    return _tidy(rows, "regularization", cfg)
 
 
 # --- 3. architecture -----------------------------------------------------------------------------
@@ -307,7 +335,7 @@ class ArchitectureConfig(OpenQuestionConfig):
                                 "student width / teacher width for the mismatched students")
     mismatch: bool = knob(True, BOOL, "also train students narrower, wider, shallower, deeper than the teacher")
 
-    PROFILE_VALUES = _profiles(quick={"datasets": 2})
+    PROFILE_VALUES = _profiles()
 
     def check(self) -> None:
         super().check()
@@ -316,18 +344,8 @@ class ArchitectureConfig(OpenQuestionConfig):
                       f"to lose). Got {self.hidden_layers!r} instead.")
 
 
-def architecture(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
-    """Q3: does the effect survive other activations, depths and teacher/student mismatch?
-
-    part "activation": teacher and student share the activation (depth `hidden_layers`).
-    part "depth": teacher and student share the depth (activation `activation`).
-    part "mismatch": the reference teacher (activation, hidden_layers, teacher_width) and students
-    that are matched, narrower/wider (width_factors), shallower/deeper (one layer), or use the
-    other activation. Students that are the same configuration (the reference appears in all three
-    parts) are trained once and reported in each part. One row per (part, variant, student) with
-    teacher_activation, teacher_depth, student_activation, student_depth, width and the metrics.
-    """
-    cfg = make_config(ArchitectureConfig, "architecture", profile, overrides)
+def architecture_plan(cfg: ArchitectureConfig) -> list[tuple[str, str, tuple, tuple]]:
+    """(part, variant, (teacher activation, depth), (student activation, depth, width)) of every panel."""
     ref_act, ref_depth, p = cfg.activation, cfg.hidden_layers, cfg.teacher_width
     other = "tanh" if ref_act == "relu" else "relu"
     plan = [("activation", a, (a, ref_depth), (a, ref_depth, p)) for a in cfg.activations]
@@ -339,32 +357,37 @@ def architecture(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
         plan += [("mismatch", "shallower", (ref_act, ref_depth), (ref_act, ref_depth - 1, p)),
                  ("mismatch", "deeper", (ref_act, ref_depth), (ref_act, ref_depth + 1, p)),
                  ("mismatch", f"{other} student", (ref_act, ref_depth), (other, ref_depth, p))]
+    return plan
+
+
+def architecture(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
+    """Q3: does the effect survive other activations, depths and teacher/student mismatch?
+
+    part "activation": teacher and student share the activation (depth `hidden_layers`).
+    part "depth": teacher and student share the depth (activation `activation`).
+    part "mismatch": the reference teacher (activation, hidden_layers, teacher_width) and students
+    that are matched, narrower/wider (width_factors), shallower/deeper (one layer), or use the
+    other activation. A student configuration that appears in several parts (the reference does in
+    all three) is trained once and reported in each. One row per (part, variant, student) with
+    teacher_activation, teacher_depth, student_activation, student_depth, width and the metrics.
+    """
+    cfg = make_config(ArchitectureConfig, "architecture", profile, overrides)
     rows: list[dict] = []
-    for dataset in range(cfg.datasets):
-        teachers: dict[tuple, MemorizationTask] = {}
-        students: dict[tuple, list[dict]] = {}
-        for part, variant, (t_act, t_depth), (s_act, s_depth, s_width) in plan:
-            if (t_act, t_depth) not in teachers:
-                teachers[(t_act, t_depth)] = memorization_task(
-                    cfg, dataset, require_memorization=False,
-                    teacher_overrides={"activation": t_act, "hidden_layers": t_depth})
-            task = teachers[(t_act, t_depth)]
-            knobs = {"dataset": dataset, "part": part, "variant": variant, "teacher_activation": t_act,
-                     "teacher_depth": t_depth, "teacher_width": p, "student_activation": s_act,
-                     "student_depth": s_depth, "alpha": cfg.alphas[0]}
-            if not task.memorized:
-                rows.append({**knobs, "width": s_width, "teacher_memorized": False, "chance": 1.0 / task.classes,
-                             "teacher_train_acc": float(task.teacher.train_acc.min()), "test_acc": math.nan})
-                continue
-            key = (t_act, t_depth, s_act, s_depth, s_width)
-            if key not in students:
-                train_idx, test_idx = _split(task, cfg)
-                members = member_grid(temperature=cfg.temperatures[:1], lr=cfg.lrs[:1], student=range(cfg.students))
-                students[key] = distill(task, (train_idx, test_idx), cfg=cfg, kind="soft", width=s_width,
-                                        members=members, setting=(cfg.alphas[0], s_depth, s_act),
-                                        hidden_layers=s_depth, activation=s_act)
-            rows += [{**r, **knobs, "teacher_train_acc": 1.0} for r in students[key]]
-    return _tidy(rows, "architecture")
+    students: dict[tuple, list[dict]] = {}
+    for part, variant, (t_act, t_depth), (s_act, s_depth, s_width) in architecture_plan(cfg):
+        tasks = teachers(cfg, require=False, activation=t_act, hidden_layers=t_depth)
+        knobs = {"part": part, "variant": variant, "teacher_activation": t_act, "teacher_depth": t_depth,
+                 "teacher_width": cfg.teacher_width, "student_activation": s_act, "student_depth": s_depth,
+                 "alpha": cfg.alphas[0]}
+        rows += [{**_failed_row(t, knobs), "width": s_width} for t in tasks if not t.memorized]
+        ok = [t for t in tasks if t.memorized]
+        key = (t_act, t_depth, s_act, s_depth, s_width)
+        if ok and key not in students:
+            students[key] = distill(ok, splits_of(ok, cfg), cfg=cfg, kind="soft", width=s_width,
+                                    members=soft_members(cfg), setting=(cfg.alphas[0], s_depth, s_act),
+                                    hidden_layers=s_depth, activation=s_act)
+        rows += [{**r, **knobs, "teacher_train_acc": 1.0} for r in students.get(key, [])]
+    return _tidy(rows, "architecture", cfg)
 
 
 # --- 4. temperature convention -------------------------------------------------------------------
@@ -373,27 +396,26 @@ def architecture(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
 @dataclass(frozen=True)
 class ConventionConfig(OpenQuestionConfig):
     PROFILE_VALUES = _profiles(smoke={"temperatures": (1.0, 20.0)},
-                               quick={"temperatures": (1.0, 3.0, 10.0, 30.0), "students": 3, "datasets": 2},
-                               paper={"temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0), "students": 5})
+                               quick={"temperatures": (1.0, 5.0, 30.0)},
+                               paper={"temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)})
 
 
 def temperature_convention(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Q4: soften_student False (the released code, the book's choice) vs True (the paper's text).
 
-    Same teacher, split and student initialisations for both conventions at every temperature.
+    Same teachers, splits and student initializations for both conventions at every temperature.
     One row per student: soften_student, temperature, student and the metrics.
     """
     cfg = make_config(ConventionConfig, "temperature_convention", profile, overrides)
+    tasks = teachers(cfg)
+    splits = splits_of(tasks, cfg)
     rows: list[dict] = []
-    for dataset in range(cfg.datasets):
-        task = memorization_task(cfg, dataset)
-        train_idx, test_idx = _split(task, cfg)
-        members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs[:1], student=range(cfg.students))
-        for soften in (False, True):
-            for r in distill(task, (train_idx, test_idx), cfg=replace(cfg, soften_student=soften), kind="soft",
-                             width=cfg.student_widths[0], members=members, setting=(cfg.alphas[0],)):
-                rows.append({**r, "soften_student": soften, "alpha": cfg.alphas[0]})
-    return _tidy(rows, "convention")
+    for soften in (False, True):
+        for r in distill(tasks, splits, cfg=replace(cfg, soften_student=soften), kind="soft",
+                         width=cfg.student_widths[0], members=soft_members(cfg, cfg.temperatures),
+                         setting=(cfg.alphas[0],)):
+            rows.append({**r, "soften_student": soften, "alpha": cfg.alphas[0]})
+    return _tidy(rows, "convention", cfg)
 
 
 # --- 5. random features and linear students ------------------------------------------------------
@@ -404,7 +426,7 @@ class ProbeConfig(OpenQuestionConfig):
     feature_factor: int = knob(4, POS_INT, "width of the frozen random-feature layer / student width")
     probe_lr: float = knob(1e-2, real_interval(0, 1, "right"), "learning rate of the linear and random-feature students")
 
-    PROFILE_VALUES = _profiles(quick={"datasets": 2})
+    PROFILE_VALUES = _profiles()
 
 
 def linear_fit_r2(task: MemorizationTask) -> float:
@@ -423,11 +445,13 @@ def linear_fit_r2(task: MemorizationTask) -> float:
 
 
 def train_probe_students(x, probs, *, classes: int, width: int, hidden_layers: int, activation: str,
-                         frozen_layers: int, members: int, lr: float, epochs: int, seed: int) -> EnsembleMLP:
-    """Soft-label students whose first `frozen_layers` layers keep their random initialisation.
+                         frozen_layers: int, members: int, lr: float, epochs: int,
+                         seed: int | Sequence[int]) -> EnsembleMLP:
+    """Soft-label students whose first `frozen_layers` layers keep their random initialization.
 
-    x (N_train, D), probs (N_train, C) = sigma_T(teacher logits). Frozen parameters get no
-    gradient, so `BatchedAdam` (which skips parameters without a gradient) never moves them.
+    x (N_train, D) shared or (E, N_train, D) per member; probs (N_train, C) or (E, N_train, C) =
+    sigma_T(teacher logits); seed: one int, or one per member. Frozen parameters get no gradient,
+    so `BatchedAdam` (which skips parameters without a gradient) never moves them.
     """
     model = EnsembleMLP(members, x.shape[-1], width, classes, hidden_layers, activation, seed=seed).to(x.device)
     for layer in range(frozen_layers):
@@ -439,15 +463,51 @@ def train_probe_students(x, probs, *, classes: int, width: int, hidden_layers: i
         out = model(x)  # (E, N_train, C)
         return soft_cross_entropy(out, probs), accuracy(out.detach(), labels)
 
-    fit(model, objective, n_samples=x.shape[0], epochs=epochs, lr=lr, seed=seed)
+    fit(model, objective, n_samples=x.shape[-2], epochs=epochs, lr=lr,
+        seed=seed if isinstance(seed, int) else int(seed[0]))
     return model
+
+
+def _frozen_students(tasks, splits, cfg: ProbeConfig, width: int, depth: int, act: str, lr: float) -> list[dict]:
+    """Rows of frozen-first-layer students of every task, trained as one ensemble (K * M members) and
+    measured like `distill`'s: dataset, student, trainable (parameters that train) and the metrics.
+    Their seeds are the "probe" setting's, so a frozen_first student starts where its trained twin does."""
+    m, t = cfg.students, cfg.temperatures[0]
+    x = torch.cat([task.x[tr].expand(m, -1, -1) for task, (tr, _) in zip(tasks, splits)])  # (K*M, N_tr, D)
+    probs = torch.cat([soft_targets(task.logits[tr], t).expand(m, -1, -1) for task, (tr, _) in zip(tasks, splits)])
+    seeds = [student_seed(cfg, task.dataset, width, (cfg.alphas[0], "probe"), s) for task in tasks for s in range(m)]
+    model = train_probe_students(x, probs, classes=tasks[0].classes, width=width, hidden_layers=depth,
+                                 activation=act, frozen_layers=1, members=len(seeds), lr=lr, epochs=cfg.epochs,
+                                 seed=seeds)
+    trainable = sum(int(w[0].numel()) for w in model.parameters() if w.requires_grad)
+    with torch.no_grad():
+        out_d = model(torch.cat([task.x.expand(m, -1, -1) for task in tasks]))  # (K*M, N, C)
+        out_i = model(torch.cat([task.x_independent.expand(m, -1, -1) for task in tasks]))  # (K*M, N', C)
+    rows = []
+    for k, (task, (tr, te)) in enumerate(zip(tasks, splits)):
+        part = slice(k * m, (k + 1) * m)
+        metrics = evaluate_students(task, out_d[part], out_i[part], tr, te, "soft")
+        rows += [{"dataset": task.dataset, "student": s, "trainable": trainable,
+                  **{key: float(v[s]) for key, v in metrics.items()},
+                  "teacher_independent_acc": task.teacher_independent_acc, "teacher_memorized": task.memorized,
+                  "teacher_stop": cfg.teacher_stop} for s in range(m)]
+    return rows
+
+
+def _trainable(width: int, depth: int, d: int, c: int, frozen: int = 0) -> int:
+    """Trainable parameters of one MLP D -> (P x depth) -> C whose first `frozen` layers are frozen."""
+    sizes = [d] + [width] * depth + [c]
+    return sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(frozen, len(sizes) - 1))
+
+
+PROBE_VARIANTS = ("trained", "frozen_first", "random_features", "linear")
 
 
 def random_features_probe(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Q5: how simple is the structure that leaks? Four students on the same teachers and splits.
 
     variant "trained": the usual student (all layers train; the reference).
-    "frozen_first": the same network with its first layer frozen at its random initialisation.
+    "frozen_first": the same network with its first layer frozen at its random initialization.
     "random_features": one frozen random ReLU layer of width feature_factor * P, a trained linear readout.
     "linear": one hidden layer without activation, i.e. a linear map D -> C.
     One row per student: variant, trainable (parameters that train), teacher_activation,
@@ -456,36 +516,67 @@ def random_features_probe(profile: str = "quick", **overrides: Any) -> pd.DataFr
     frozen_first students') activation.
     """
     cfg = make_config(ProbeConfig, "random_features_probe", profile, overrides)
-    p, t = cfg.student_widths[0], cfg.temperatures[0]
-    variants = [("trained", p, cfg.hidden_layers, cfg.activation, 0, cfg.lrs[0]),
-                ("frozen_first", p, cfg.hidden_layers, cfg.activation, 1, cfg.lrs[0]),
-                ("random_features", cfg.feature_factor * p, 1, "relu", 1, cfg.probe_lr),
-                ("linear", p, 1, "linear", 0, cfg.probe_lr)]
+    p, t, d, c = cfg.student_widths[0], cfg.temperatures[0], cfg.input_dim, cfg.classes
+    tasks = teachers(cfg)
+    splits = splits_of(tasks, cfg)
+    r2 = {task.dataset: linear_fit_r2(task) for task in tasks}
     rows: list[dict] = []
-    for dataset in range(cfg.datasets):
-        task = memorization_task(cfg, dataset)
-        train_idx, test_idx = _split(task, cfg)
-        probs = soft_targets(task.logits[train_idx], t)  # (N_train, C)
-        r2 = linear_fit_r2(task)
-        for name, width, depth, act, frozen, lr in variants:
-            model = train_probe_students(task.x[train_idx], probs, classes=task.classes, width=width,
-                                         hidden_layers=depth, activation=act, frozen_layers=frozen,
-                                         members=cfg.students, lr=lr, epochs=cfg.epochs, seed=_seed(cfg, dataset))
-            trainable = sum(int(w[0].numel()) for w in model.parameters() if w.requires_grad)
-            with torch.no_grad():
-                metrics = evaluate_students(task, model(task.x), model(task.x_independent), train_idx, test_idx, "soft")
-            for s in range(cfg.students):
-                rows.append({"dataset": dataset, "variant": name, "width": width, "student_depth": depth,
-                             "student_activation": act, "frozen_layers": frozen, "trainable": trainable,
-                             "temperature": t, "lr": lr, "student": s, "alpha": cfg.alphas[0],
-                             **{k: float(v[s]) for k, v in metrics.items()}, "chance": 1.0 / task.classes,
-                             "teacher_activation": cfg.activation, "teacher_linear_r2": r2,
-                             "teacher_independent_acc": task.teacher_independent_acc})
-    return _tidy(rows, "probe")
+    for name in PROBE_VARIANTS:
+        width, depth, act, lr = {"trained": (p, cfg.hidden_layers, cfg.activation, cfg.lrs[0]),
+                                 "frozen_first": (p, cfg.hidden_layers, cfg.activation, cfg.lrs[0]),
+                                 "random_features": (cfg.feature_factor * p, 1, "relu", cfg.probe_lr),
+                                 "linear": (p, 1, "linear", cfg.probe_lr)}[name]
+        if name in ("trained", "linear"):
+            part = distill(tasks, splits, cfg=cfg, kind="soft", width=width, members=soft_members(cfg, lr=lr),
+                           setting=(cfg.alphas[0], "probe"), hidden_layers=depth, activation=act)
+            part = [{**r, "trainable": _trainable(width, depth, d, c)} for r in part]
+        else:
+            part = _frozen_students(tasks, splits, cfg, width, depth, act, lr)
+        for r in part:
+            rows.append({**r, "variant": name, "width": width, "student_depth": depth, "student_activation": act,
+                         "frozen_layers": int(name in ("frozen_first", "random_features")), "temperature": t,
+                         "lr": lr, "alpha": cfg.alphas[0], "chance": 1.0 / c, "teacher_activation": cfg.activation,
+                         "teacher_linear_r2": r2[r["dataset"]]})
+    return _tidy(rows, "probe", cfg)
+
+
+# --- 6. the teacher protocol ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProtocolConfig(OpenQuestionConfig):
+    teacher_stops: tuple = knob(TEACHER_STOPS, list_of(one_of(*TEACHER_STOPS)),
+                                "teacher protocols compared (budget: all teacher_epochs; first_perfect: stop at 100%)")
+
+    PROFILE_VALUES = _profiles(smoke={"temperatures": (2.0, 20.0)},
+                               quick={"temperatures": (2.0, 5.0, 20.0)},
+                               paper={"temperatures": (2.0, 5.0, 20.0)})
+
+
+def teacher_protocol(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
+    """Q6: what the teacher protocol changes. For each of `teacher_stops` the same datasets' teachers
+    (same initializations) are trained, and students distilled at every temperature, on the same
+    splits from the same initializations. One row per student: teacher_stop, temperature, student,
+    the metrics and the teacher's teacher_first_perfect (first epoch at 100%), teacher_epochs_run,
+    teacher_logit_norm and teacher_top_prob (at the student's T).
+    """
+    cfg = make_config(ProtocolConfig, "teacher_protocol", profile, overrides)
+    rows: list[dict] = []
+    for stop in cfg.teacher_stops:
+        run = replace(cfg, teacher_stop=stop)
+        tasks = teachers(run)
+        info = {task.dataset: {"teacher_first_perfect": int(task.teacher.epochs_to_memorize[0]),
+                               "teacher_epochs_run": int(task.teacher.epochs_run)} for task in tasks}
+        top = {(task.dataset, temp): teacher_stats(task, temp) for task in tasks for temp in cfg.temperatures}
+        for r in distill(tasks, splits_of(tasks, cfg), cfg=run, kind="soft", width=cfg.student_widths[0],
+                         members=soft_members(cfg, cfg.temperatures), setting=(cfg.alphas[0],)):
+            rows.append({**r, "alpha": cfg.alphas[0], **info[r["dataset"]], **top[(r["dataset"], r["temperature"])]})
+    return _tidy(rows, "protocol", cfg)
 
 
 __all__ = [
     "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
-    "random_features_probe", "linear_fit_r2", "overlap_test", "permutation_matrix", "phi", "paired_difference", "combine_p", "summarize",
-    "train_probe_students",
+    "random_features_probe", "teacher_protocol", "teachers", "splits_of", "soft_members", "correct_sets",
+    "linear_fit_r2", "overlap_test", "overlap_rows", "overlap_per_student", "permutation_matrix", "phi",
+    "teacher_stats", "train_probe_students", "architecture_plan", "PROBE_VARIANTS",
 ]
