@@ -286,6 +286,7 @@ class StaticEpoch:
         self.captured: tuple[Tensor, Tensor] | None = None
         self.capture_error: str | None = None
 
+    @torch.no_grad()
     def step(self) -> tuple[Tensor, Tensor]:
         """One epoch, eagerly (also what the graph records)."""
         self.epoch.add_(1)

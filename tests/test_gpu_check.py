@@ -37,3 +37,26 @@ def test_gpu_check_refuses_unknown_steps():
         sys.path.remove(str(ROOT / "benchmarks"))
     with pytest.raises(ValueError, match="--steps must list some of 1, 2, 3, 4"):
         gpu_check.main(["--dry", "--steps", "5"])
+
+
+def test_flop_estimates_count_three_forward_passes_per_epoch():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import flop_estimates
+        from ensemble_speed import SHAPES, forward_flops
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    paper = SHAPES["paper"]
+    call = flop_estimates.Call("soft", 20, paper.samples, (paper.input_dim, paper.width, paper.width, paper.classes), 7)
+    assert call.flops == 7 * 3 * forward_flops(paper, 20)
+    calls = []
+    from memkd import experiments as ex
+
+    with flop_estimates.recording(calls):
+        ex.logit_distillation("smoke", datasets=1, device="cpu")
+    smoke = ex.figures.LogitDistillationConfig.PROFILE_VALUES["smoke"]
+    n = smoke["classes"] * smoke["per_class"]
+    teacher, students = calls  # nothing trained: one teacher call and one student ensemble, recorded
+    assert (teacher.what, teacher.samples, teacher.epochs) == ("teacher", n, smoke["teacher_epochs"])
+    assert (students.what, students.members, students.epochs) == ("soft", smoke["students"], smoke["epochs"])
+    assert students.samples == round(smoke["alphas"][0] * smoke["per_class"]) * smoke["classes"]
