@@ -257,8 +257,11 @@ def markdown(table: pd.DataFrame) -> str:
     cols = ["chapter", "PFLOP", "largest call GiB"] + [f"{gpu} min" for gpu in ASSUMED_RATES] + ["not counted"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in table.iterrows():
-        cells = [r["chapter"], f"{r['PFLOP']:.2f}", f"{r['largest call GiB']:.1f}"]
-        cells += [f"{r[f'{gpu} min']:.1f}" for gpu in ASSUMED_RATES] + [r["not counted"] or ""]
+        if r["training calls"] == 0:  # nothing counted: no estimate rather than zeros
+            cells = [r["chapter"], "n/a", "n/a"] + ["n/a" for _ in ASSUMED_RATES] + [r["not counted"]]
+        else:
+            cells = [r["chapter"], f"{r['PFLOP']:.2f}", f"{r['largest call GiB']:.1f}"]
+            cells += [f"{r[f'{gpu} min']:.1f}" for gpu in ASSUMED_RATES] + [r["not counted"] or ""]
         lines.append("| " + " | ".join(cells) + " |")
     total = ["**counted total**", f"{table['PFLOP'].sum():.2f}", ""]
     total += [f"{table[f'{gpu} min'].sum():.0f}" for gpu in ASSUMED_RATES] + [""]
