@@ -158,7 +158,7 @@ def fit(
     tracker = PerfectTracker(members, device, freeze=freeze_when_perfect, remember_stop=sync_every > 1)
     active, first_perfect = tracker.active, tracker.first_perfect
     static = None
-    if fused and batch_size is None and device.type == "cuda":
+    if fused and batch_size is None and _sync_free(device):
         static = StaticEpoch(objective, opt, tracker, track=track, freeze=freeze_when_perfect,
                              capture=cuda_graph is not False)
     elif cuda_graph:
@@ -206,6 +206,11 @@ def fit(
             break
     bar.close()
     return _history(logged, members), first_perfect.cpu()
+
+
+def _sync_free(device: torch.device) -> bool:
+    """Whether `fit` trains fused full batches through `StaticEpoch` on `device` (CUDA: yes)."""
+    return device.type == "cuda"
 
 
 def _history(logged: list[tuple[int, Tensor, Tensor | None]], members: int) -> pd.DataFrame:

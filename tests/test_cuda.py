@@ -208,3 +208,36 @@ def test_cuda_graph_with_mini_batches_or_autograd_falls_back_to_eager(device):
     step = FusedCrossEntropy(model, x, y, y)
     with pytest.warns(RuntimeWarning, match="capture needs"):
         fit(model, step, n_samples=len(x), epochs=3, lr=1e-2, batch_size=len(x), cuda_graph=True)
+
+
+@pytest.mark.parametrize("sync_every", [1, 10])
+def test_fits_gpu_path_runs_on_the_cpu_with_the_same_history(monkeypatch, sync_every):
+    """fit's StaticEpoch path (what CUDA uses, here without a graph) gives the eager loop's results."""
+    import memkd.train
+
+    x, y, model = _teacher_problem()
+    history, first = _fit_teacher(model, x, y)
+    monkeypatch.setattr(memkd.train, "_sync_free", lambda device: True)
+    x, y, twin = _teacher_problem()
+    twin_history, twin_first = _fit_teacher(twin, x, y, sync_every=sync_every)
+    assert torch.equal(twin_first, first)
+    assert twin_history[["epoch", "member"]].equals(history[["epoch", "member"]])
+    torch.testing.assert_close(torch.tensor(twin_history[["loss", "train_acc"]].values),
+                               torch.tensor(history[["loss", "train_acc"]].values), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(twin(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_students_through_fits_gpu_path_on_the_cpu(monkeypatch):
+    import memkd.train
+
+    x, y = make_memorization_data(5, 8, 12, seed=1)
+    probs = torch.softmax(torch.randn(40, 5, generator=torch.Generator().manual_seed(0)) * 3, -1)
+    kwargs = dict(kind="soft", classes=5, width=16, members=3, lrs=[1e-3, 3e-3, 1e-2], epochs=25,
+                  temperatures=[2.0, 5.0, 10.0], soften_student=True, weight_decay=1e-3, log_every=5, seed=1)
+    model, history = train_students(x, probs, **kwargs)
+    monkeypatch.setattr(memkd.train, "_sync_free", lambda device: True)
+    twin, twin_history = train_students(x, probs, **kwargs)
+    assert twin_history[["epoch", "member"]].equals(history[["epoch", "member"]])
+    torch.testing.assert_close(torch.tensor(twin_history["loss"].values), torch.tensor(history["loss"].values),
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(twin(x), model(x), atol=1e-5, rtol=1e-5)
