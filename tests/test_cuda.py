@@ -179,9 +179,13 @@ def test_cuda_graph_gives_the_eager_numbers(device):
             warnings.simplefilter("error", RuntimeWarning)  # a failed capture warns: fail here instead
             history, first = _fit_teacher(model, x, y, cuda_graph=cuda_graph, epochs=120)
         probs = soft_targets(model(x)[0].detach(), 10.0)
-        students, s_hist = train_students(x, probs, kind="soft", classes=5, width=16, members=3,
-                                          lrs=[1e-3, 3e-3, 1e-2], epochs=40, temperatures=[2.0, 5.0, 10.0],
-                                          log_every=10, seed=1)
+        students = EnsembleMLP(3, 12, 16, 5, seed=1).to(device)
+        step = FusedCrossEntropy(students, x, probs, probs.argmax(-1), torch.tensor([2.0, 5.0, 10.0], device=device),
+                                 soften_student=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            s_hist, _ = fit(students, step, n_samples=len(x), epochs=40, lr=[1e-3, 3e-3, 1e-2], weight_decay=1e-3,
+                            log_every=10, cuda_graph=cuda_graph)
         results.append((history, first, model(x).detach(), students(x).detach(), s_hist))
     (h0, f0, t0, s0, sh0), (h1, f1, t1, s1, sh1) = results
     assert torch.equal(f0, f1) and h0["epoch"].tolist() == h1["epoch"].tolist()
