@@ -55,6 +55,7 @@ class BatchedAdam:
         self.weight_decay = (
             torch.as_tensor(weight_decay, dtype=torch.float32, device=device).expand(members).clone()
         )
+        self.uses_weight_decay = bool((self.weight_decay != 0).any())  # read once: no host sync per step
         self.betas, self.eps, self.decoupled = betas, eps, decoupled
         self.step_count = 0
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
@@ -73,7 +74,7 @@ class BatchedAdam:
         bias1 = 1 - beta1**self.step_count
         bias2_sqrt = (1 - beta2**self.step_count) ** 0.5
         lr = self.lr if active is None else self.lr * active.to(self.lr.dtype)
-        use_wd = bool((self.weight_decay != 0).any())
+        use_wd = self.uses_weight_decay
         step_size = lr / bias1
         for p, m, v, scratch in zip(self.params, self.exp_avg, self.exp_avg_sq, self._scratch):
             if p.grad is None:
