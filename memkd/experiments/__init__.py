@@ -6,6 +6,7 @@ students (`convolutions`, chapter 10).
 """
 
 from memkd.experiments.beyond import cifar_shuffles, transformer_distillation
+from memkd.experiments.common import standard_departures
 from memkd.experiments.convolutions import convolutional_distillation
 from memkd.experiments.figures import (
     dataset_composition,
@@ -28,5 +29,5 @@ __all__ = [
     "toy_2d", "toy_2d_regions", "logit_distillation", "similarity_distillation", "temperature_lr",
     "dataset_composition", "logit_surgery", "cifar_shuffles", "transformer_distillation",
     "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
-    "random_features_probe", "convolutional_distillation",
+    "random_features_probe", "standard_departures", "convolutional_distillation",
 ]
