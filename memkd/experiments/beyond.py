@@ -238,8 +238,8 @@ class TransformerConfig(ExperimentConfig):
     PROFILE_VALUES = {
         "smoke": dict(modulus=13, memorized_fraction=0.6, teachers=3, d_model=32, heads=4, d_mlp=64,
                       teacher_epochs=600, temperatures=(1.0, 10.0), epochs=300, students=2),
-        "quick": dict(modulus=23, memorized_fraction=0.5, teachers=5, d_model=64, heads=4, d_mlp=256,
-                      teacher_epochs=800, temperatures=(1.0, 5.0, 20.0), epochs=400, students=2),
+        "quick": dict(modulus=23, memorized_fraction=0.5, teachers=5, teacher_epochs=400,
+                      temperatures=(1.0, 5.0, 20.0), epochs=250, students=2),
         "paper": dict(modulus=113, memorized_fraction=0.3, teachers=5, alphas=(0.5,),
                       temperatures=(1.0, 2.0, 5.0, 10.0, 20.0), epochs=2000, students=4),
     }
