@@ -135,10 +135,10 @@ class TemperatureLrConfig(RandomDataConfig):
     PROFILE_VALUES = {
         "smoke": {**SMOKE, "temperatures": (1.0, 20.0), "lrs": (3e-3, 1e-2), "students": 2,
                   "tested_temperature": SMOKE["temperatures"][0], "tested_lr": SMOKE["lrs"][0]},
-        # quick: one student per teacher (it starts from the same weights in every cell) keeps the
-        # 5 teachers x 6 T x 3 lr grid near a minute on 2 CPU cores
+        # quick: 10 teachers (5 to choose a cell on, 5 to test it on) with one student each (it
+        # starts from the same weights in every cell); about 45 s on 2 CPU cores
         "quick": {**QUICK, "alphas": (0.4,), "temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0),
-                  "lrs": (1e-3, 3e-3, 1e-2), "students": 1,
+                  "lrs": (1e-3, 3e-3, 1e-2), "students": 1, "datasets": 10,
                   "tested_temperature": QUICK["temperatures"][0], "tested_lr": QUICK["lrs"][0]},
         "paper": {**PAPER, "student_widths": (750,), "alphas": (0.4,),
                   "temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0),
@@ -182,11 +182,11 @@ class CompositionConfig(RandomDataConfig):
     PROFILE_VALUES = {
         "smoke": {**SMOKE, "class_counts": (10,), "per_class_values": (5, 10), "input_dims": (20, 50, 100),
                   "alphas": (0.4,), "students": 2, "datasets": 3, "teacher_epochs": 400},
-        # quick: one panel (C = 10), four rows and six columns doubling d, 5 teachers per cell,
-        # under two minutes on 2 CPU cores; the paper profile has the paper's three panels
+        # quick: one panel (C = 10), four rows and six columns doubling d, 10 teachers per cell (5 to
+        # choose on, 5 to test on); about a minute on 2 CPU cores; the paper profile has three panels
         "quick": {**QUICK, "class_counts": (10,), "per_class_values": (5, 10, 20, 40),
                   "input_dims": (5, 10, 20, 40, 80, 160), "alphas": (0.4,), "student_widths": (125,),
-                  "teacher_width": 125, "students": 3, "teacher_epochs": 600},
+                  "teacher_width": 125, "students": 3, "teacher_epochs": 600, "datasets": 10},
         "paper": {**PAPER, "class_counts": (10, 50, 100), "per_class_values": (10, 20, 50, 100, 200),
                   "input_dims": (50, 100, 250, 500, 1000, 2000), "alphas": (0.4,),
                   "student_widths": (750,), "students": 5},
@@ -242,9 +242,9 @@ class SurgeryConfig(RandomDataConfig):
 
     PROFILE_VALUES = {
         "smoke": {**SMOKE, "tail_fractions": (0.1, 0.5), "students": 2},
-        # quick: 8 teachers with one student each (the class-c accuracy varies most from teacher to
-        # teacher), students as wide as the teacher and four cuts: under a minute on 2 CPU cores
-        "quick": {**QUICK, "alphas": (0.6,), "student_widths": (125,), "datasets": 8, "students": 1,
+        # quick: 12 teachers with one student each (the class-c accuracy varies most from teacher to
+        # teacher), students as wide as the teacher and four cuts: about 35 s on 2 CPU cores
+        "quick": {**QUICK, "alphas": (0.6,), "student_widths": (125,), "datasets": 12, "students": 1,
                   "tail_fractions": (0.02, 0.05, 0.2, 0.5)},
         "paper": {**PAPER, "student_widths": (750,), "alphas": (0.6,),
                   "tail_fractions": (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)},
