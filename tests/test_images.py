@@ -1,4 +1,4 @@
-"""memkd.images: the CIFAR-10 reader on a tiny archive in the official format, errors, shuffles."""
+"""memkd.experiments.images: the CIFAR-10 reader on a tiny archive in the official format, errors, shuffles."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import pytest
 
-from memkd import images
-from memkd.images import (
+from memkd.experiments import images
+from memkd.experiments.images import (
     ChecksumError, DatasetUnavailable, load_cifar10, load_images, md5sum, permute_pixels,
     shuffle_labels, shuffle_pixels, split_memorized,
 )

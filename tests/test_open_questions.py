@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import torch
 
-from memkd.chapter import Chapter
+from memkd.book.chapter import Chapter
 from memkd.config import make_config
 from memkd.experiments import open_questions as oq
-from memkd.experiments import open_questions_claims as oc
+from memkd.book import questions as oc
 from memkd.models import EnsembleMLP
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""memkd.tokens and memkd.transformer: data, the batched ensemble against single models, memorizing."""
+"""memkd.experiments.tokens and memkd.experiments.transformer: data, the batched ensemble against single models, memorizing."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from memkd.tokens import all_pairs, make_modular_addition
-from memkd.transformer import (
+from memkd.experiments.tokens import all_pairs, make_modular_addition
+from memkd.experiments.transformer import (
     EnsembleTransformer, Transformer, TransformerDidNotMemorize, functional_forward,
     train_transformer_students, train_transformer_teacher,
 )

@@ -111,7 +111,7 @@ def prepare_images(cfg: ImageShuffleConfig):
 
     cfg : any config with `dataset` and `data_root` knobs.
     """
-    from memkd.images import load_images
+    from memkd.experiments.images import load_images
 
     return load_images(cfg.dataset, root=cfg.data_root or None)
 
@@ -125,7 +125,7 @@ def shuffled_task(images, setting: str, cfg: ImageShuffleConfig, device: torch.d
     "pixels" and "fixed" holds the same images, and teacher k of "labels" and "both" the same
     images and labels.
     """
-    from memkd.images import permute_pixels, shuffle_labels, shuffle_pixels, split_memorized, standardize
+    from memkd.experiments.images import permute_pixels, shuffle_labels, shuffle_pixels, split_memorized, standardize
 
     if setting not in SETTINGS:
         raise ValueError(f"The 'setting' parameter of shuffled_task must be one of {SETTINGS}. Got {setting!r} instead.")
@@ -267,11 +267,11 @@ class TransformerConfig(ExperimentConfig):
 def transformer_tasks(cfg: TransformerConfig, device: torch.device):
     """Draw every teacher's D and train the teachers as one ensemble.
 
-    Returns (data, teacher): data is one `memkd.tokens.ModularAddition` per teacher, teacher a
-    `memkd.transformer.TransformerTeacher` with one member per D.
+    Returns (data, teacher): data is one `memkd.experiments.tokens.ModularAddition` per teacher, teacher a
+    `memkd.experiments.transformer.TransformerTeacher` with one member per D.
     """
-    from memkd.tokens import make_modular_addition
-    from memkd.transformer import train_transformer_teacher
+    from memkd.experiments.tokens import make_modular_addition
+    from memkd.experiments.transformer import train_transformer_teacher
 
     data = [make_modular_addition(cfg.modulus, cfg.memorized_fraction, derive_seed(cfg.seed, "data", k),
                                   balanced=True) for k in range(cfg.teachers)]
@@ -293,7 +293,7 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
     teacher_extra_epochs, n_memorized, n_outside. Student i of a teacher starts from the same
     initialization at every temperature (comparisons across T are paired).
     """
-    from memkd.transformer import train_transformer_students
+    from memkd.experiments.transformer import train_transformer_students
 
     cfg = make_config(TransformerConfig, "transformer_distillation", profile, overrides)
     device = resolve_device(cfg.device)
