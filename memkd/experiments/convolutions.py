@@ -42,7 +42,7 @@ from memkd.config import (
 from memkd.experiments.cnn import EnsembleCNN, predict, train_ensemble_students, train_ensemble_teacher
 from memkd.data import split_per_class
 from memkd.device import resolve_device
-from memkd.experiments.beyond import STRING
+from memkd.experiments.cifar import STRING
 from memkd.experiments.common import tidy
 from memkd.losses import soft_targets
 from memkd.metrics import accuracy
@@ -228,7 +228,7 @@ def convolutional_distillation(profile: str = "quick", **overrides: Any) -> pd.D
     chance, images ("cifar10" | "digits"), n_memorized, n_trivial, note. `table.attrs["config"]`
     holds the validated configuration.
     """
-    from memkd.experiments.beyond import prepare_images
+    from memkd.experiments.cifar import prepare_images
 
     cfg = make_config(ConvolutionConfig, "convolutional_distillation", profile, overrides)
     device = resolve_device(cfg.device)
