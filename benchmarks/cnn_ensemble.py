@@ -8,7 +8,7 @@ member on its own images, at the chapter's shapes on the 8x8 digits:
     quick-students   E = 100 (5 x 5 x 2 x 2), N = 120
     quick-teachers   E = 25  (5 x 5), N = 200, hard labels
 
-**ensemble**: `memkd.convolutions.train_ensemble_students` / `train_ensemble_teacher` (`fit` +
+**ensemble**: `memkd.experiments.cnn.train_ensemble_students` / `train_ensemble_teacher` (`fit` +
 `BatchedAdam`) with `backend="grouped"` and `backend="vmap"`. **loop**: `EnsembleCNN.member(i)`
 (a plain nn.Sequential of nn.Conv2d, nn.MaxPool2d, nn.Linear) with `torch.optim.Adam`, one
 member after another. s/epoch = (run of 1 + epochs) minus (run of 1 epoch), over epochs, best of
@@ -26,7 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from memkd.convolutions import EnsembleCNN, train_ensemble_students, train_ensemble_teacher
+from memkd.experiments.cnn import EnsembleCNN, train_ensemble_students, train_ensemble_teacher
 from memkd.losses import soft_targets
 
 SHAPES = {  # name: (members, images per member, width, head_width, kind)

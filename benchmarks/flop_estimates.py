@@ -190,7 +190,7 @@ def recording(calls: list[Call]):
 def chapter_runs() -> dict[str, list[tuple[str, Callable[[], Any]]]]:
     """What each chapter trains at profile="paper" (its experiment calls with the notebook's knobs)."""
     from memkd import experiments as ex
-    from memkd.experiments import open_questions as oq
+    from memkd.experiments import open_questions as oq, training_choices as tc
 
     p, cpu = "paper", dict(device="cpu")
     fig2 = ex.figures.LogitDistillationConfig.PROFILE_VALUES["paper"]
@@ -211,9 +211,9 @@ def chapter_runs() -> dict[str, list[tuple[str, Callable[[], Any]]]]:
             ("Q1 overlap", lambda: oq.logit_vs_similarity_overlap(p, **cpu)),
             ("Q2 regularization", lambda: oq.teacher_regularization(p, **cpu)),
             ("Q3 architecture", lambda: oq.architecture(p, **cpu)),
-            ("Q4 convention", lambda: oq.temperature_convention(p, **cpu)),
-            ("Q5 probe, relu", lambda: oq.random_features_probe(p, **cpu)),
-            ("Q5 probe, tanh", lambda: oq.random_features_probe(p, activation="tanh", **cpu))],
+            ("Q4 convention", lambda: tc.temperature_convention(p, **cpu)),
+            ("Q5 probe, relu", lambda: tc.random_features_probe(p, **cpu)),
+            ("Q5 probe, tanh", lambda: tc.random_features_probe(p, activation="tanh", **cpu))],
         "10_convolutions": [("convolutional_distillation", None)],
     }
 

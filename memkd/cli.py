@@ -61,7 +61,7 @@ def _book_parser(sub) -> None:
         "book",
         help="execute every chapter at a profile and render the book",
         description="Execute every chapter (nbs/) at PROFILE, each in its own process, then render "
-        "the site from the executed notebooks (memkd.book.build_book).",
+        "the site from the executed notebooks (memkd.book.build.build_book).",
     )
     p.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"),
                    help="smoke | quick | paper (default quick)")
@@ -103,7 +103,7 @@ def _run_sweep_command(args) -> int:
 
 
 def _run_book_command(args) -> int:
-    from memkd import book
+    from memkd.book import build as book
 
     options = {"workers": args.workers, "scheduler": args.scheduler, "scheduler_file": args.scheduler_file,
                "dask_local": args.dask_local, "timeout": args.timeout,

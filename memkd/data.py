@@ -1,7 +1,7 @@
 """Random memorization data: the dataset D, a fresh dataset D', and the per-class alpha split.
 
 Shapes: N = classes * per_class samples, D input dimension.
-Nothing here trains; images and tokens live in `memkd.images` and `memkd.tokens`.
+Nothing here trains; images and tokens live in `memkd.experiments.images` and `memkd.experiments.tokens`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Shapes: E members, N samples, D input dimension, P hidden width, C classes.
 `EnsembleMLP` stacks each layer's weights as (E, in, out) and uses batched matmuls; member i
 behaves exactly like the plain `nn.Sequential` that `member(i)` returns (tested).
-The 1-layer transformer lives in `memkd.transformer`.
+The 1-layer transformer lives in `memkd.experiments.transformer`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memkd.chapter import Chapter
+from memkd.book.chapter import Chapter
 from memkd.experiments import analysis as an
 from memkd.experiments import figures
 from memkd.metrics import interval_test, per_unit_means

@@ -21,19 +21,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from memkd.book import (
-    BookBuildError,
-    build_book,
-    execute_notebook,
-    hide_injected_parameters,
-    notebook_job,
-    report_table,
-    split_claims,
-    stage_tree,
-    toc_chapters,
-    toc_docnames,
-)
-from memkd.chapter import load_claims
+from memkd.book.build import BookBuildError, build_book, execute_notebook, hide_injected_parameters, notebook_job, stage_tree, toc_chapters, toc_docnames
+from memkd.book.report import report_table, split_claims
+from memkd.book.report import load_claims
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = toc_chapters(ROOT)  # e.g. ["nbs/01_toy_2d", ...]

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memkd.chapter import CLAIM_COLUMNS, DEPARTURE_COLUMNS, Chapter
+from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS
+from memkd.book.chapter import Chapter
 
 
 @pytest.fixture
@@ -88,18 +89,6 @@ def test_bad_arguments_name_the_parameter(ch):
         ch.claim("x", "X", students(), unit="teacher")
 
 
-def test_old_forms_record_the_new_format(ch):
-    ch.claim_vs_baseline("old_above", "Old above.", [0.3, 0.32, 0.35, 0.31], 0.1)
-    ch.claim_vs_baseline("old_not_above", "Old hard labels.", [0.09, 0.11, 0.1, 0.1], 0.1, expect_above=False)
-    ch.claim_paired("old_paired", "Old paired.", [0.3, 0.4, 0.5], [0.1, 0.2, 0.3])
-    ch.add_claim("old_direct", "Old direct.", 0.5, 0.1, 7, 0.2, False)
-    got = {c.claim: c for c in ch.claims}
-    assert [got[k].verdict for k in ("old_above", "old_not_above", "old_paired", "old_direct")] == \
-        ["holds", "holds", "holds", "does not hold"]
-    assert all(c.data == "paper" for c in ch.claims) and got["old_above"].n == 4 and got["old_direct"].n == 7
-    assert got["old_not_above"].expect == "not above" and math.isnan(got["old_above"].students)
-
-
 def test_stand_in_and_beyond_paper_are_recorded(tmp_path):
     beyond = Chapter("09_open_questions", profile="smoke", results_dir=str(tmp_path / "b"), device="cpu",
                      beyond_paper=True)
@@ -121,7 +110,7 @@ def test_protocol_and_departures_reach_departures_csv_and_meta(ch):
         ch.departure("epochs", "none", "300", "")
     ch.claim("x", "X", students(), baseline=0.02)
     claims = ch.finish()
-    assert list(claims.columns) == [*CLAIM_COLUMNS, "holds"] and claims["holds"].tolist() == [True]
+    assert list(claims.columns) == CLAIM_COLUMNS and claims["verdict"].tolist() == ["holds"]
     on_disk = pd.read_csv(ch.path / "claims.csv")
     assert list(on_disk.columns) == CLAIM_COLUMNS and on_disk["verdict"].tolist() == ["holds"]
     departures = pd.read_csv(ch.path / "departures.csv")

@@ -1,4 +1,4 @@
-"""Batched CNN ensembles (memkd.convolutions), the convolution experiment and chapter 10 at smoke."""
+"""Batched CNN ensembles (memkd.experiments.cnn), the convolution experiment and chapter 10 at smoke."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from memkd.convolutions import EnsembleCNN, predict, train_ensemble_students, train_ensemble_teacher
+from memkd.experiments.cnn import EnsembleCNN, predict, train_ensemble_students, train_ensemble_teacher
 from memkd.experiments.convolutions import convolutional_distillation as convolutions
 from memkd.losses import soft_targets
 from memkd.train import TeacherDidNotMemorize

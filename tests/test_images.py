@@ -1,4 +1,4 @@
-"""memkd.images: the CIFAR-10 reader on a tiny archive in the official format, errors, shuffles."""
+"""memkd.experiments.images: the CIFAR-10 reader on a tiny archive in the official format, errors, shuffles."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import pytest
 
-from memkd import images
-from memkd.images import (
+from memkd.experiments import images
+from memkd.experiments.images import (
     ChecksumError, DatasetUnavailable, load_cifar10, load_images, md5sum, permute_pixels,
     shuffle_labels, shuffle_pixels, split_memorized,
 )
@@ -125,7 +125,7 @@ def test_memorized_split_is_balanced_and_disjoint():
 
 
 def test_cifar_shuffles_validates_up_front():
-    from memkd.experiments.beyond import cifar_shuffles
+    from memkd.experiments.cifar import cifar_shuffles
 
     with pytest.raises(ValueError, match=r"'dataset' parameter of cifar_shuffles must be one of"):
         cifar_shuffles("smoke", dataset="mnist")
@@ -138,7 +138,7 @@ def test_cifar_shuffles_validates_up_front():
 
 
 def test_cifar_shuffles_smoke_on_digits():
-    from memkd.experiments.beyond import cifar_shuffles
+    from memkd.experiments.cifar import cifar_shuffles
 
     table = cifar_shuffles("smoke", settings=("clean", "labels"), students=2)
     assert len(table) == 2 * 3 * 2 and set(table["setting"]) == {"clean", "labels"}
@@ -157,7 +157,7 @@ def test_teachers_of_a_setting_are_independent_and_paired_across_settings():
     """Teacher k's draw depends on k: different k, different images; the same k in clean and
     fixed holds the same images and labels (only the pixel order differs)."""
     from memkd.config import make_config
-    from memkd.experiments.beyond import ImageShuffleConfig, prepare_images, shuffled_task
+    from memkd.experiments.cifar import ImageShuffleConfig, prepare_images, shuffled_task
 
     cfg = make_config(ImageShuffleConfig, "cifar_shuffles", "smoke", {})
     data, _ = prepare_images(cfg)
@@ -177,7 +177,7 @@ def test_teachers_of_a_setting_are_independent_and_paired_across_settings():
 def test_cifar_shuffles_stacked_units_equal_fewer_units():
     """A setting's students get the same numbers whether other settings' teachers and students
     train in the same ensembles or not (stacking changes the speed, not the numbers)."""
-    from memkd.experiments.beyond import cifar_shuffles
+    from memkd.experiments.cifar import cifar_shuffles
 
     kw = dict(students=1, epochs=30, teacher_epochs=150)
     two = cifar_shuffles("smoke", settings=("clean", "labels"), **kw)
@@ -191,7 +191,7 @@ def test_cifar_shuffles_stacked_units_equal_fewer_units():
 
 
 def test_cifar_shuffles_teacher_stop_is_a_knob():
-    from memkd.experiments.beyond import cifar_shuffles
+    from memkd.experiments.cifar import cifar_shuffles
 
     with pytest.raises(ValueError, match=r"'teacher_stop' parameter of cifar_shuffles must be one of"):
         cifar_shuffles("smoke", teacher_stop="early")
@@ -221,7 +221,7 @@ def test_torchvision_failure_becomes_a_clear_error(tmp_path, monkeypatch):
 
 def test_cifar_shuffles_runs_on_an_extracted_cifar_folder(tmp_path):
     """The CIFAR-10 branch of the experiment, end to end, on a tiny extracted folder."""
-    from memkd.experiments.beyond import cifar_shuffles
+    from memkd.experiments.cifar import cifar_shuffles
 
     folder = tmp_path / images.CIFAR10_FOLDER
     folder.mkdir()

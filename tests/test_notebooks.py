@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import memkd
-from memkd.sphinx_ext import drop_launch_buttons, wants_no_launch_buttons
+from memkd.book.sphinx_ext import drop_launch_buttons, wants_no_launch_buttons
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "nbs").glob("*.ipynb"))
@@ -98,7 +98,7 @@ def test_progress_parameter_reaches_the_experiments(path):
 def test_report_opts_out_of_launch_buttons():
     assert load(ROOT / "book" / "report.ipynb")["metadata"].get("launch_buttons") is False
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    assert "memkd.sphinx_ext" in config["sphinx"]["extra_extensions"]
+    assert "memkd.book.sphinx_ext" in config["sphinx"]["extra_extensions"]
 
 
 def test_drop_launch_buttons_only_where_asked():
@@ -122,7 +122,7 @@ def test_built_page_without_launch_menu(tmp_path):
         "title": "t", "execute": {"execute_notebooks": "off"},
         "launch_buttons": {"colab_url": "https://colab.research.google.com"},
         "repository": {"url": "https://github.com/memkd/memkd", "branch": "main"},
-        "sphinx": {"recursive_update": True, "extra_extensions": ["memkd.sphinx_ext"]}}))
+        "sphinx": {"recursive_update": True, "extra_extensions": ["memkd.book.sphinx_ext"]}}))
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n- file: a\n- file: b\n")
     (tmp_path / "intro.md").write_text("# Intro\n")
     for name, extra in (("a", {}), ("b", {"launch_buttons": False})):

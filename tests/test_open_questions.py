@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import torch
 
-from memkd.chapter import Chapter
+from memkd.book.chapter import Chapter
 from memkd.config import make_config
-from memkd.experiments import open_questions as oq
-from memkd.experiments import open_questions_claims as oc
+from memkd.experiments import open_questions as oq, training_choices as tc
+from memkd.book import questions as oc
 from memkd.models import EnsembleMLP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,13 +60,13 @@ def test_correct_sets_agree_with_the_distilled_rows(kind):
 
 
 def test_teachers_are_trained_once_and_shared():
-    cfg = make_config(oq.ConventionConfig, "temperature_convention", "smoke", {"datasets": 2})
+    cfg = make_config(tc.ConventionConfig, "temperature_convention", "smoke", {"datasets": 2})
     first = oq.teachers(cfg)
     assert oq.teachers(cfg) is first
     assert oq.teachers(cfg, activation=cfg.activation, weight_decay=0.0) is first  # the reference knobs
     assert oq.teachers(cfg, require=False, weight_decay=1e-2) is not first
     with pytest.raises(oq.TeacherDidNotMemorize, match="did not reach 100%"):
-        oq.teachers(make_config(oq.ConventionConfig, "temperature_convention", "smoke", {"datasets": 2, "teacher_epochs": 3}))
+        oq.teachers(make_config(tc.ConventionConfig, "temperature_convention", "smoke", {"datasets": 2, "teacher_epochs": 3}))
 
 
 def test_teacher_regularization_rows_and_a_teacher_that_fails():
@@ -101,7 +101,7 @@ def test_architecture_parts_and_variants():
 
 
 def test_temperature_convention_is_paired():
-    table = oq.temperature_convention("smoke", datasets=2, students=2)
+    table = tc.temperature_convention("smoke", datasets=2, students=2)
     for col in ["soften_student", "temperature", "student", *METRICS]:
         assert col in table.columns, col
     assert set(table["soften_student"]) == {False, True}
@@ -111,18 +111,18 @@ def test_temperature_convention_is_paired():
 
 
 def test_random_features_probe_variants():
-    table = oq.random_features_probe("smoke", datasets=2, students=2)
+    table = tc.random_features_probe("smoke", datasets=2, students=2)
     for col in ["variant", "frozen_layers", "trainable", "student_depth", "student_activation", *METRICS]:
         assert col in table.columns, col
     assert len(table) == 4 * 2 * 2 and not table[METRICS].isna().any().any()
     trainable = table.groupby("variant")["trainable"].first()
-    assert set(trainable.index) == set(oq.PROBE_VARIANTS)
+    assert set(trainable.index) == set(tc.PROBE_VARIANTS)
     assert trainable["frozen_first"] < trainable["trained"]
     assert table["teacher_linear_r2"].between(-1, 1).all() and (table["teacher_activation"] == "relu").all()
 
 
 def test_teacher_protocol_pairs_the_two_stops():
-    table = oq.teacher_protocol("smoke", datasets=2, students=2, temperatures=(2.0, 20.0), teacher_epochs=150)
+    table = tc.teacher_protocol("smoke", datasets=2, students=2, temperatures=(2.0, 20.0), teacher_epochs=150)
     assert set(table["teacher_stop"]) == {"budget", "first_perfect"} and len(table) == 2 * 2 * 2 * 2
     per = table.groupby(["teacher_stop", "dataset"])[["teacher_first_perfect", "teacher_epochs_run",
                                                      "teacher_logit_norm", "independent_acc"]].first()
@@ -142,16 +142,16 @@ def test_linear_fit_r2_is_one_for_a_linear_teacher_only():
     x, x_new = torch.rand(300, 20, generator=gen), torch.rand(200, 20, generator=gen)
     w = torch.randn(20, 5, generator=gen)
     linear = SimpleNamespace(x=x, logits=x @ w + 1.0, x_independent=x_new, logits_independent=x_new @ w + 1.0)
-    assert oq.linear_fit_r2(linear) > 0.999
+    assert tc.linear_fit_r2(linear) > 0.999
     noise = SimpleNamespace(x=x, logits=torch.randn(300, 5, generator=gen), x_independent=x_new,
                             logits_independent=torch.randn(200, 5, generator=gen))
-    assert oq.linear_fit_r2(noise) < 0.1
+    assert tc.linear_fit_r2(noise) < 0.1
 
 
 def test_frozen_first_layer_never_moves():
     x = torch.rand(2, 30, 8) * 2 - 1  # one input set per member
     probs = torch.softmax(torch.randn(2, 30, 4), -1)
-    model = oq.train_probe_students(x, probs, classes=4, width=16, hidden_layers=2, activation="relu",
+    model = tc.train_probe_students(x, probs, classes=4, width=16, hidden_layers=2, activation="relu",
                                     frozen_layers=1, members=2, lr=1e-2, epochs=20, seed=[3, 4])
     fresh = EnsembleMLP(2, 8, 16, 4, 2, "relu", seed=[3, 4])
     assert torch.equal(model.weights[0], fresh.weights[0]) and torch.equal(model.biases[0], fresh.biases[0])
@@ -159,8 +159,8 @@ def test_frozen_first_layer_never_moves():
 
 
 # ---------------------------------------------------------------------------- validation
-FUNCTIONS = [oq.logit_vs_similarity_overlap, oq.teacher_regularization, oq.architecture, oq.temperature_convention,
-             oq.random_features_probe, oq.teacher_protocol]
+FUNCTIONS = [oq.logit_vs_similarity_overlap, oq.teacher_regularization, oq.architecture, tc.temperature_convention,
+             tc.random_features_probe, tc.teacher_protocol]
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS)
@@ -174,10 +174,10 @@ def test_unknown_knob_is_named(fn):
     (oq.architecture, "activations", ("gelu",)),
     (oq.architecture, "depths", (0,)),
     (oq.logit_vs_similarity_overlap, "permutations", 10),
-    (oq.random_features_probe, "feature_factor", 0),
-    (oq.temperature_convention, "alphas", (0.4, 0.6)),
-    (oq.teacher_protocol, "teacher_stops", ("early",)),
-    (oq.teacher_protocol, "teacher_stop", "never"),
+    (tc.random_features_probe, "feature_factor", 0),
+    (tc.temperature_convention, "alphas", (0.4, 0.6)),
+    (tc.teacher_protocol, "teacher_stops", ("early",)),
+    (tc.teacher_protocol, "teacher_stop", "never"),
 ])
 def test_bad_value_names_the_knob(fn, knob, value):
     with pytest.raises(ValueError, match=f"The '{knob}' parameter of {fn.__name__}"):
@@ -186,8 +186,8 @@ def test_bad_value_names_the_knob(fn, knob, value):
 
 @pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
 def test_every_profile_validates_with_enough_teachers(profile):
-    for cls in (oq.OverlapConfig, oq.RegularizationConfig, oq.ArchitectureConfig, oq.ConventionConfig, oq.ProbeConfig,
-                oq.ProtocolConfig):
+    for cls in (oq.OverlapConfig, oq.RegularizationConfig, oq.ArchitectureConfig, tc.ConventionConfig, tc.ProbeConfig,
+                tc.ProtocolConfig):
         cfg = make_config(cls, cls.__name__, profile, {})
         assert cfg.profile == profile and len(cfg.alphas) == 1 and len(cfg.student_widths) == 1
         assert cfg.datasets >= (3 if profile == "smoke" else 5) and cfg.teacher_stop == "budget"

@@ -12,7 +12,7 @@ import torch
 
 import memkd
 from memkd import provenance
-from memkd.chapter import Chapter
+from memkd.book.chapter import Chapter
 from memkd.device import available_devices, resolve_device
 
 KEYS = {"memkd_version", "git_commit", "git_clean", "python", "torch", "device", "device_name",

@@ -15,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import memkd.book as mb
-from memkd.chapter import CLAIM_COLUMNS, DEPARTURE_COLUMNS, load_claims, load_departures
+import memkd.book.report as mb
+from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS
+from memkd.book.report import load_claims, load_departures
 
 ROOT = Path(__file__).resolve().parents[1]
 NAN = float("nan")

@@ -254,9 +254,9 @@ def test_local_pool_and_dask_give_the_same_table(tmp_path):
 
 
 def test_timeout_follows_the_profile_as_for_the_book(monkeypatch, tmp_path):
-    import memkd.book
+    import memkd.book.build
 
-    assert memkd.book.CELL_TIMEOUT is CELL_TIMEOUT
+    assert memkd.book.build.CELL_TIMEOUT is CELL_TIMEOUT
     monkeypatch.delenv("MEMKD_PROFILE", raising=False)
     assert [timeout_for(p) for p in ("smoke", "quick", "paper", "")] == [600, 1800, 6 * 3600, 1800]
     monkeypatch.setenv("MEMKD_PROFILE", "paper")
@@ -401,10 +401,10 @@ def test_list_params_and_dry_run_run_nothing(tmp_path, capsys, monkeypatch):
 
 
 def test_book_command_passes_its_options_to_build_book(monkeypatch, tmp_path):
-    import memkd.book
+    import memkd.book.build
 
     calls = []
-    monkeypatch.setattr(memkd.book, "build_book", lambda **options: calls.append(options))
+    monkeypatch.setattr(memkd.book.build, "build_book", lambda **options: calls.append(options))
     monkeypatch.chdir(tmp_path)
     assert cli.main(["book", "--profile", "smoke", "--workers", "2", "-o", "b", "--timeout", "9"]) == 0
     assert cli.main(["book", "--profile", "paper", "--scheduler-file", "s.json", "--retries", "3"]) == 0
@@ -455,7 +455,7 @@ def test_every_chapter_names_its_experiments_and_its_defaults_pass(chapter):
 
 
 def test_chapter_tables_are_saved_typed_for_the_sweep(tmp_path):
-    from memkd.chapter import Chapter
+    from memkd.book.chapter import Chapter
 
     ch = Chapter("00_test", profile="smoke", results_dir=str(tmp_path), device="cpu", seed=0)
     table = pd.DataFrame({"token": ["97e398195100", "3fa9c2e1b0d4"], "score": [0.5, float("inf")], "n": [1, 2]})

@@ -1,4 +1,4 @@
-"""memkd.tokens and memkd.transformer: data, the batched ensemble against single models, memorizing."""
+"""memkd.experiments.tokens and memkd.experiments.transformer: data, the batched ensemble against single models, memorizing."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from memkd.tokens import all_pairs, make_modular_addition
-from memkd.transformer import (
+from memkd.experiments.tokens import all_pairs, make_modular_addition
+from memkd.experiments.transformer import (
     EnsembleTransformer, Transformer, TransformerDidNotMemorize, functional_forward,
     train_transformer_students, train_transformer_teacher,
 )
@@ -112,7 +112,7 @@ def test_balanced_memorized_sets_hold_every_answer_equally_often():
 
 
 def test_transformer_distillation_validates_up_front():
-    from memkd.experiments.beyond import transformer_distillation
+    from memkd.experiments.modular_addition import transformer_distillation
 
     with pytest.raises(ValueError, match=r"'modulus' parameter of transformer_distillation must be an int >= 3"):
         transformer_distillation("smoke", modulus=2)
@@ -127,7 +127,7 @@ def test_transformer_distillation_validates_up_front():
 
 
 def test_transformer_distillation_smoke_rows():
-    from memkd.experiments.beyond import transformer_distillation
+    from memkd.experiments.modular_addition import transformer_distillation
 
     table = transformer_distillation("smoke", students=1, epochs=50)
     assert len(table) == 3 * 2 and sorted(set(table["temperature"])) == [1.0, 10.0]
@@ -144,7 +144,7 @@ def test_transformer_distillation_smoke_rows():
 def test_transformer_students_stacked_over_teachers_equal_fewer_teachers():
     """Students of teachers 0 and 1 get the same numbers whether a third teacher's students train
     in the same ensemble or not (stacking changes the speed, not the numbers)."""
-    from memkd.experiments.beyond import transformer_distillation
+    from memkd.experiments.modular_addition import transformer_distillation
 
     kw = dict(students=1, epochs=40, teacher_epochs=300, temperatures=(5.0,))
     three = transformer_distillation("smoke", teachers=3, **kw)
@@ -157,7 +157,7 @@ def test_transformer_students_stacked_over_teachers_equal_fewer_teachers():
 
 
 def test_transformer_teacher_stop_first_perfect_runs_fewer_steps():
-    from memkd.experiments.beyond import transformer_distillation
+    from memkd.experiments.modular_addition import transformer_distillation
 
     table = transformer_distillation("smoke", students=1, epochs=20, temperatures=(5.0,),
                                      teacher_stop="first_perfect")
@@ -181,7 +181,7 @@ def _transfer_table(shift: dict, teachers: int = 5, spread: float = 0.002, train
 
 
 def test_no_temperature_transfers_holds_fails_and_stays_inconclusive():
-    from memkd.experiments.beyond import transfer_by_temperature
+    from memkd.experiments.modular_addition import transfer_by_temperature
 
     per_t, t, level = transfer_by_temperature(_transfer_table({1.0: 0.0, 10.0: 0.001}), margin=0.04)
     assert (per_t.verdict == "holds").all() and level == 0.05 and t in (1.0, 10.0)
@@ -200,7 +200,7 @@ def test_no_temperature_transfers_holds_fails_and_stays_inconclusive():
 
 def test_teacher_summary_says_where_the_budget_leaves_the_teachers():
     import pandas as pd
-    from memkd.experiments.beyond import teacher_summary
+    from memkd.experiments.modular_addition import teacher_summary
 
     base = dict(teacher_epochs_run=800, teacher_stop="budget", chance=0.05)
     table = pd.DataFrame([{"dataset": k, "teacher_epochs": 100 + k, "teacher_independent_acc": acc, **base}

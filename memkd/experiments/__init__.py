@@ -1,13 +1,14 @@
 """One function per experiment: `fn(profile="smoke" | "quick" | "paper", **overrides) -> DataFrame`.
 
 The paper's figures 1-3 and 5-7 (`figures`), its figures 4 and 8 beyond random vectors
-(`beyond`), the questions it leaves open (`open_questions`, chapter 09), and CNN teachers and
+(`cifar`, `modular_addition`), the questions it leaves open (`open_questions`, `training_choices`, chapter 09), and CNN teachers and
 students (`convolutions`, chapter 10).
 """
 
-from memkd.experiments.beyond import cifar_shuffles, transformer_distillation
+from memkd.experiments.cifar import cifar_shuffles
 from memkd.experiments.common import standard_departures
 from memkd.experiments.convolutions import convolutional_distillation
+from memkd.experiments.modular_addition import transformer_distillation
 from memkd.experiments.figures import (
     dataset_composition,
     logit_distillation,
@@ -20,10 +21,9 @@ from memkd.experiments.figures import (
 from memkd.experiments.open_questions import (
     architecture,
     logit_vs_similarity_overlap,
-    random_features_probe,
     teacher_regularization,
-    temperature_convention,
 )
+from memkd.experiments.training_choices import random_features_probe, temperature_convention
 
 __all__ = [
     "toy_2d", "toy_2d_regions", "logit_distillation", "similarity_distillation", "temperature_lr",

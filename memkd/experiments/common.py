@@ -375,3 +375,13 @@ def standard_departures(table: pd.DataFrame | dict[str, Any],
                         book=", ".join(f"{k}={config[k]}" for k in sizes if k in config),
                         reason="a smaller profile that runs in minutes on a CPU; profile='paper' uses the paper's"))
     return out
+
+
+def sizes_departure(config: dict, paper: dict) -> dict[str, str] | None:
+    """The "profile sizes" departure when `config` differs from the paper's sizes `paper`, else None."""
+    differ = [k for k, v in paper.items() if k in config and config[k] != v]
+    if not differ:
+        return None
+    return dict(topic="profile sizes", paper=", ".join(f"{k}={paper[k]}" for k in differ),
+                book=", ".join(f"{k}={config[k]}" for k in differ),
+                reason=f"the {config.get('profile', 'chosen')} profile is sized to run in minutes on a laptop CPU")

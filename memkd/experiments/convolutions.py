@@ -39,10 +39,10 @@ from memkd.config import (
     BOOL, DEVICE, OPTIONAL_INT, POS_INT, ExperimentConfig, int_range, knob, list_of, make_config,
     one_of, real_interval,
 )
-from memkd.convolutions import EnsembleCNN, predict, train_ensemble_students, train_ensemble_teacher
+from memkd.experiments.cnn import EnsembleCNN, predict, train_ensemble_students, train_ensemble_teacher
 from memkd.data import split_per_class
 from memkd.device import resolve_device
-from memkd.experiments.beyond import STRING
+from memkd.experiments.cifar import STRING
 from memkd.experiments.common import tidy
 from memkd.losses import soft_targets
 from memkd.metrics import accuracy
@@ -130,7 +130,7 @@ class Unit:
 def make_unit(images, setting: str, index: int, cfg: ConvolutionConfig, device: torch.device) -> Unit:
     """Draw unit `index` of `setting`: labels shuffled over the whole set, then a balanced split,
     then the pixel shuffles on the chosen images (each image on its own, or one order for all)."""
-    from memkd.images import permute_pixels, shuffle_labels, shuffle_pixels, split_memorized, standardize
+    from memkd.experiments.images import permute_pixels, shuffle_labels, shuffle_pixels, split_memorized, standardize
 
     base = cfg.seed * 100_000 + index * 100
     x, y = images.x, images.y
@@ -228,7 +228,7 @@ def convolutional_distillation(profile: str = "quick", **overrides: Any) -> pd.D
     chance, images ("cifar10" | "digits"), n_memorized, n_trivial, note. `table.attrs["config"]`
     holds the validated configuration.
     """
-    from memkd.experiments.beyond import prepare_images
+    from memkd.experiments.cifar import prepare_images
 
     cfg = make_config(ConvolutionConfig, "convolutional_distillation", profile, overrides)
     device = resolve_device(cfg.device)

@@ -7,21 +7,20 @@ per *pair* of students for the overlap question).
 1. `logit_vs_similarity_overlap` : do logit and similarity students get the same held-out samples right?
 2. `teacher_regularization`      : teachers trained with weight decay.
 3. `architecture`                : activation, depth, and teacher/student mismatch.
-4. `temperature_convention`      : softening the student's logits with T (paper's text) or not (code).
-5. `random_features_probe`       : students with a frozen random first layer, and linear students.
-6. `teacher_protocol`            : teachers trained for the whole budget or stopped at their first 100%.
+4-6. in `memkd.experiments.training_choices`: the temperature convention, frozen-layer and linear
+     students, and the teacher's stop.
 
 Teachers are the unit of replication: every question trains `datasets` teachers (one per dataset D)
 as one ensemble (`memorization_tasks`) and the students of all of them as another (`distill`).
 Teachers with the same knobs are trained once per process and shared by the questions (`teachers`).
-The verdicts live in `open_questions_claims`. Shapes: K teachers, M students per teacher, N samples
+The verdicts live in `memkd.book.questions`. Shapes: K teachers, M students per teacher, N samples
 of D, N_te held-out samples, C classes, P width.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -31,14 +30,12 @@ from torch import Tensor
 
 from memkd.config import BOOL, POS_INT, int_range, knob, list_of, make_config, one_of, real_interval
 from memkd.experiments.common import (
-    MemorizationTask, RandomDataConfig, distill, evaluate_students, member_grid, memorization_tasks, split,
-    student_seed,
+    MemorizationTask, RandomDataConfig, distill, member_grid, memorization_tasks, split,
 )
-from memkd.losses import soft_cross_entropy, soft_targets
-from memkd.metrics import accuracy, nearest_neighbour_predictions
-from memkd.models import EnsembleMLP
+from memkd.losses import soft_targets
+from memkd.metrics import nearest_neighbour_predictions
 from memkd.seeds import derive_seed
-from memkd.train import TEACHER_STOPS, TeacherDidNotMemorize, fit
+from memkd.train import TeacherDidNotMemorize
 
 # Smallest settings that show the effect in seconds (smoke, 3 teachers), a CPU chapter of about a
 # minute and a half on two cores (quick, 5 teachers), the paper's scale (5 teachers). Every teacher
@@ -390,193 +387,8 @@ def architecture(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     return _tidy(rows, "architecture", cfg)
 
 
-# --- 4. temperature convention -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConventionConfig(OpenQuestionConfig):
-    PROFILE_VALUES = _profiles(smoke={"temperatures": (1.0, 20.0)},
-                               quick={"temperatures": (1.0, 5.0, 30.0)},
-                               paper={"temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)})
-
-
-def temperature_convention(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
-    """Q4: soften_student False (the released code, the book's choice) vs True (the paper's text).
-
-    Same teachers, splits and student initializations for both conventions at every temperature.
-    One row per student: soften_student, temperature, student and the metrics.
-    """
-    cfg = make_config(ConventionConfig, "temperature_convention", profile, overrides)
-    tasks = teachers(cfg)
-    splits = splits_of(tasks, cfg)
-    rows: list[dict] = []
-    for soften in (False, True):
-        for r in distill(tasks, splits, cfg=replace(cfg, soften_student=soften), kind="soft",
-                         width=cfg.student_widths[0], members=soft_members(cfg, cfg.temperatures),
-                         setting=(cfg.alphas[0],)):
-            rows.append({**r, "soften_student": soften, "alpha": cfg.alphas[0]})
-    return _tidy(rows, "convention", cfg)
-
-
-# --- 5. random features and linear students ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProbeConfig(OpenQuestionConfig):
-    feature_factor: int = knob(4, POS_INT, "width of the frozen random-feature layer / student width")
-    probe_lr: float = knob(1e-2, real_interval(0, 1, "right"), "learning rate of the linear and random-feature students")
-
-    PROFILE_VALUES = _profiles()
-
-
-def linear_fit_r2(task: MemorizationTask) -> float:
-    """How linear is the teacher? Fit logits ~ x W + b by least squares on D, score R^2 on fresh D'.
-
-    Out of sample on purpose: on D itself a linear fit with D + 1 parameters per class explains
-    about (D + 1) / N of anything, noise included. 1 means the teacher is a linear map of the input.
-    """
-    ones = lambda x: torch.cat([x, torch.ones(len(x), 1, device=x.device)], dim=1)  # (N, D + 1)
-    coef = torch.linalg.lstsq(ones(task.x).cpu().double(), task.logits.cpu().double()).solution  # (D + 1, C)
-    pred = ones(task.x_independent).cpu().double() @ coef  # (N', C)
-    target = task.logits_independent.cpu().double()
-    residual = (target - pred).pow(2).sum()
-    total = (target - target.mean(0)).pow(2).sum()
-    return float(1 - residual / total)
-
-
-def train_probe_students(x, probs, *, classes: int, width: int, hidden_layers: int, activation: str,
-                         frozen_layers: int, members: int, lr: float, epochs: int,
-                         seed: int | Sequence[int]) -> EnsembleMLP:
-    """Soft-label students whose first `frozen_layers` layers keep their random initialization.
-
-    x (N_train, D) shared or (E, N_train, D) per member; probs (N_train, C) or (E, N_train, C) =
-    sigma_T(teacher logits); seed: one int, or one per member. Frozen parameters get no gradient,
-    so `BatchedAdam` (which skips parameters without a gradient) never moves them.
-    """
-    model = EnsembleMLP(members, x.shape[-1], width, classes, hidden_layers, activation, seed=seed).to(x.device)
-    for layer in range(frozen_layers):
-        model.weights[layer].requires_grad_(False)
-        model.biases[layer].requires_grad_(False)
-    labels = probs.argmax(-1)
-
-    def objective(idx):
-        out = model(x)  # (E, N_train, C)
-        return soft_cross_entropy(out, probs), accuracy(out.detach(), labels)
-
-    fit(model, objective, n_samples=x.shape[-2], epochs=epochs, lr=lr,
-        seed=seed if isinstance(seed, int) else int(seed[0]))
-    return model
-
-
-def _frozen_students(tasks, splits, cfg: ProbeConfig, width: int, depth: int, act: str, lr: float) -> list[dict]:
-    """Rows of frozen-first-layer students of every task, trained as one ensemble (K * M members) and
-    measured like `distill`'s: dataset, student, trainable (parameters that train) and the metrics.
-    Their seeds are the "probe" setting's, so a frozen_first student starts where its trained twin does."""
-    m, t = cfg.students, cfg.temperatures[0]
-    x = torch.cat([task.x[tr].expand(m, -1, -1) for task, (tr, _) in zip(tasks, splits)])  # (K*M, N_tr, D)
-    probs = torch.cat([soft_targets(task.logits[tr], t).expand(m, -1, -1) for task, (tr, _) in zip(tasks, splits)])
-    seeds = [student_seed(cfg, task.dataset, width, (cfg.alphas[0], "probe"), s) for task in tasks for s in range(m)]
-    model = train_probe_students(x, probs, classes=tasks[0].classes, width=width, hidden_layers=depth,
-                                 activation=act, frozen_layers=1, members=len(seeds), lr=lr, epochs=cfg.epochs,
-                                 seed=seeds)
-    trainable = sum(int(w[0].numel()) for w in model.parameters() if w.requires_grad)
-    with torch.no_grad():
-        out_d = model(torch.cat([task.x.expand(m, -1, -1) for task in tasks]))  # (K*M, N, C)
-        out_i = model(torch.cat([task.x_independent.expand(m, -1, -1) for task in tasks]))  # (K*M, N', C)
-    rows = []
-    for k, (task, (tr, te)) in enumerate(zip(tasks, splits)):
-        part = slice(k * m, (k + 1) * m)
-        metrics = evaluate_students(task, out_d[part], out_i[part], tr, te, "soft")
-        rows += [{"dataset": task.dataset, "student": s, "trainable": trainable,
-                  **{key: float(v[s]) for key, v in metrics.items()},
-                  "teacher_independent_acc": task.teacher_independent_acc, "teacher_memorized": task.memorized,
-                  "teacher_stop": cfg.teacher_stop} for s in range(m)]
-    return rows
-
-
-def _trainable(width: int, depth: int, d: int, c: int, frozen: int = 0) -> int:
-    """Trainable parameters of one MLP D -> (P x depth) -> C whose first `frozen` layers are frozen."""
-    sizes = [d] + [width] * depth + [c]
-    return sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(frozen, len(sizes) - 1))
-
-
-PROBE_VARIANTS = ("trained", "frozen_first", "random_features", "linear")
-
-
-def random_features_probe(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
-    """Q5: how simple is the structure that leaks? Four students on the same teachers and splits.
-
-    variant "trained": the usual student (all layers train; the reference).
-    "frozen_first": the same network with its first layer frozen at its random initialization.
-    "random_features": one frozen random ReLU layer of width feature_factor * P, a trained linear readout.
-    "linear": one hidden layer without activation, i.e. a linear map D -> C.
-    One row per student: variant, trainable (parameters that train), teacher_activation,
-    teacher_linear_r2 (`linear_fit_r2`: how much of the teacher's logits on fresh D' a linear map
-    fitted on D explains) and the metrics. `activation` sets the teacher's (and the trained and
-    frozen_first students') activation.
-    """
-    cfg = make_config(ProbeConfig, "random_features_probe", profile, overrides)
-    p, t, d, c = cfg.student_widths[0], cfg.temperatures[0], cfg.input_dim, cfg.classes
-    tasks = teachers(cfg)
-    splits = splits_of(tasks, cfg)
-    r2 = {task.dataset: linear_fit_r2(task) for task in tasks}
-    rows: list[dict] = []
-    for name in PROBE_VARIANTS:
-        width, depth, act, lr = {"trained": (p, cfg.hidden_layers, cfg.activation, cfg.lrs[0]),
-                                 "frozen_first": (p, cfg.hidden_layers, cfg.activation, cfg.lrs[0]),
-                                 "random_features": (cfg.feature_factor * p, 1, "relu", cfg.probe_lr),
-                                 "linear": (p, 1, "linear", cfg.probe_lr)}[name]
-        if name in ("trained", "linear"):
-            part = distill(tasks, splits, cfg=cfg, kind="soft", width=width, members=soft_members(cfg, lr=lr),
-                           setting=(cfg.alphas[0], "probe"), hidden_layers=depth, activation=act)
-            part = [{**r, "trainable": _trainable(width, depth, d, c)} for r in part]
-        else:
-            part = _frozen_students(tasks, splits, cfg, width, depth, act, lr)
-        for r in part:
-            rows.append({**r, "variant": name, "width": width, "student_depth": depth, "student_activation": act,
-                         "frozen_layers": int(name in ("frozen_first", "random_features")), "temperature": t,
-                         "lr": lr, "alpha": cfg.alphas[0], "chance": 1.0 / c, "teacher_activation": cfg.activation,
-                         "teacher_linear_r2": r2[r["dataset"]]})
-    return _tidy(rows, "probe", cfg)
-
-
-# --- 6. the teacher protocol ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProtocolConfig(OpenQuestionConfig):
-    teacher_stops: tuple = knob(TEACHER_STOPS, list_of(one_of(*TEACHER_STOPS)),
-                                "teacher protocols compared (budget: all teacher_epochs; first_perfect: stop at 100%)")
-
-    PROFILE_VALUES = _profiles(smoke={"temperatures": (2.0, 20.0)},
-                               quick={"temperatures": (2.0, 5.0, 20.0)},
-                               paper={"temperatures": (2.0, 5.0, 20.0)})
-
-
-def teacher_protocol(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
-    """Q6: what the teacher protocol changes. For each of `teacher_stops` the same datasets' teachers
-    (same initializations) are trained, and students distilled at every temperature, on the same
-    splits from the same initializations. One row per student: teacher_stop, temperature, student,
-    the metrics and the teacher's teacher_first_perfect (first epoch at 100%), teacher_epochs_run,
-    teacher_logit_norm and teacher_top_prob (at the student's T).
-    """
-    cfg = make_config(ProtocolConfig, "teacher_protocol", profile, overrides)
-    rows: list[dict] = []
-    for stop in cfg.teacher_stops:
-        run = replace(cfg, teacher_stop=stop)
-        tasks = teachers(run)
-        info = {task.dataset: {"teacher_first_perfect": int(task.teacher.epochs_to_memorize[0]),
-                               "teacher_epochs_run": int(task.teacher.epochs_run)} for task in tasks}
-        top = {(task.dataset, temp): teacher_stats(task, temp) for task in tasks for temp in cfg.temperatures}
-        for r in distill(tasks, splits_of(tasks, cfg), cfg=run, kind="soft", width=cfg.student_widths[0],
-                         members=soft_members(cfg, cfg.temperatures), setting=(cfg.alphas[0],)):
-            rows.append({**r, "alpha": cfg.alphas[0], **info[r["dataset"]], **top[(r["dataset"], r["temperature"])]})
-    return _tidy(rows, "protocol", cfg)
-
-
 __all__ = [
-    "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
-    "random_features_probe", "teacher_protocol", "teachers", "splits_of", "soft_members", "correct_sets",
-    "linear_fit_r2", "overlap_test", "overlap_rows", "overlap_per_student", "permutation_matrix", "phi",
-    "teacher_stats", "train_probe_students", "architecture_plan", "PROBE_VARIANTS",
+    "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "teachers", "splits_of",
+    "soft_members", "correct_sets", "overlap_test", "overlap_rows", "overlap_per_student",
+    "permutation_matrix", "phi", "teacher_stats", "architecture_plan",
 ]

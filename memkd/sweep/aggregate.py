@@ -1,7 +1,7 @@
 """The sweep's results: every finished run's typed table, gathered into one.
 
 Owns: reading each run's `table.parquet` (written with its column types by the notebook, e.g.
-`memkd.chapter.Chapter.save_table`), putting the run id and the run's parameters in front of its
+`memkd.book.chapter.Chapter.save_table`), putting the run id and the run's parameters in front of its
 rows, and writing the combined `results.parquet` plus a `results.csv` export. Nothing is parsed
 from text: a column's type is the type the notebook gave it (a hex token such as "97e398195100"
 stays text; it once turned into infinity when types were guessed from CSV).
@@ -58,7 +58,7 @@ def aggregate(sweep_dir: str | os.PathLike, runs: Iterable[str] | None = None, c
         path = run_table_path(folder)
         if path is None and any((folder / sub / "table.csv").is_file() for sub in ("results", ".")):
             warnings.warn(f"aggregate: run {rid} wrote table.csv but no table.parquet; only its parameters "
-                          "are aggregated (write tables with memkd.chapter.Chapter.save_table).", stacklevel=2)
+                          "are aggregated (write tables with memkd.book.chapter.Chapter.save_table).", stacklevel=2)
         table = pd.read_parquet(path) if path else pd.DataFrame(index=[0])
         lead = {"run": rid}
         for name in names:

@@ -12,7 +12,7 @@ def toy_2d_explorer(profile: str = "quick", device: str = "auto", **defaults: An
     import matplotlib.pyplot as plt
 
     from memkd.experiments import toy_2d_regions
-    from memkd.plots import decision_regions
+    from memkd.book.plots import decision_regions
 
     temperature = w.FloatLogSlider(value=defaults.get("temperature", 20.0), base=10, min=0, max=2, step=0.1,
                                    description="temperature")

@@ -28,7 +28,7 @@ from memkd.experiments.open_questions import overlap_per_student
 from memkd.metrics import choose_and_test_units, interval_test, mean_sem, per_unit_means
 
 if TYPE_CHECKING:  # the chapter layer sits above the experiments
-    from memkd.chapter import Chapter
+    from memkd.book.chapter import Chapter
 
 ACCURACY_MARGIN = 0.25  # equivalence margin on held-out accuracy, as a fraction of chance 1/C
 PHI_MARGIN = 0.05  # equivalence margin on the correlation of two students' correct sets
@@ -72,7 +72,7 @@ def bars(ax, table: pd.DataFrame, by: str, value: str = "test_acc", *, chance: f
          trivial: float | None = None, ylabel: str = "held-out accuracy") -> None:
     """Bars of `value` per group `by`: mean ± SEM over teachers (students averaged first), with the
     chance level and the students' accuracy on fresh data D' (`trivial`) as lines when given."""
-    from memkd.plots import chance_line, summarize
+    from memkd.book.plots import chance_line, summarize
 
     s = summarize(table.dropna(subset=[value]), [by], [value])
     order = list(dict.fromkeys(table[by]))
@@ -321,7 +321,7 @@ def protocol_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
 def summary_markdown(claims: pd.DataFrame) -> str:
     """A Markdown table of every recorded claim: the question, what was measured, and the verdict with
     its teachers x students, built from `Chapter.finish()`'s table (nothing typed in by hand)."""
-    from memkd.chapter import units_text
+    from memkd.book.claims import units_text
 
     lines = ["| claim | question | verdict | teachers × students |", "|---|---|---|---|"]
     for _, c in claims.iterrows():

@@ -1,7 +1,7 @@
 """Small convolutional networks as one batched ensemble, and how teachers and students train.
 
 Shapes: E members, N images, (c, h, w) one image, D = c * h * w (images arrive flattened,
-channel-major, as `memkd.images` keeps them), C classes, K channels of the first conv layer.
+channel-major, as `memkd.experiments.images` keeps them), C classes, K channels of the first conv layer.
 
 Architecture of every member: `conv_layers` blocks of [3x3 conv (padding 1) -> ReLU -> 2x2 max
 pool], channels K, 2K, 4K, ..., then an MLP head: flatten -> `head_width` -> ReLU -> C.

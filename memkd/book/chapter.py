@@ -3,7 +3,7 @@
 A chapter's first code cells are: the Colab install cell, then a `parameters` cell of plain values
 (papermill overrides them), then::
 
-    ch = memkd.chapter.Chapter("02_logit_distillation", profile=profile, results_dir=results_dir,
+    ch = memkd.book.chapter.Chapter("02_logit_distillation", profile=profile, results_dir=results_dir,
                                device=device, seed=seed)
 
 `ch.profile` is the resolved profile (an empty `profile` parameter means `$MEMKD_PROFILE`, else
@@ -39,16 +39,11 @@ from typing import Any
 import pandas as pd
 
 from memkd import __version__
+from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS, Claim, _pm, _verdict_reason, interval_text, units_text
+from memkd.config import PROFILES
 
-PROFILES = ("smoke", "quick", "paper")
 DATA_KINDS = ("paper", "stand-in")  # measured on the paper's kind of data, or on a stand-in for it
 TEACHER_STOPS = ("budget", "first_perfect")
-CLAIM_COLUMNS = ["chapter", "claim", "paper", "data", "beyond_paper", "expect", "value", "measured",
-                 "baseline", "difference", "sem", "ci_low", "ci_high", "margin", "level", "n",
-                 "students", "p_value", "verdict", "detail"]
-DEPARTURE_COLUMNS = ["chapter", "topic", "paper", "book", "reason"]
-
-
 def resolve_profile(profile: str | None = None) -> str:
     """Return `profile`, or `$MEMKD_PROFILE` when it is empty, or "quick"; checked against PROFILES."""
     resolved = profile or os.environ.get("MEMKD_PROFILE") or "quick"
@@ -74,86 +69,6 @@ def results_root(profile: str) -> Path:
         return Path(os.environ["MEMKD_RESULTS"])
     root = book_root() or Path.cwd()
     return root / "results" / profile
-
-
-@dataclass
-class Claim:
-    """One claim with what this build measured: a row of claims.csv (see `Chapter.claim`).
-
-    Numbers are over teachers: `measured` and `baseline` are means of the per-teacher means,
-    `difference` their mean difference with its `sem`, [ci_low, ci_high] its (1 - 2*level) interval,
-    `n` the number of teachers and `students` the fewest students any teacher had. Claims recorded
-    in the old form (`add_claim`, `claim_vs_baseline`, `claim_paired`) give n as the caller did.
-    """
-
-    chapter: str
-    claim: str  # short id, e.g. "soft_beats_chance"
-    paper: str  # the claim in our own words
-    measured: float
-    sem: float
-    n: int
-    p_value: float
-    verdict: str  # one of memkd.metrics.VERDICTS
-    detail: str = ""
-    data: str = "paper"  # DATA_KINDS
-    beyond_paper: bool = False
-    expect: str = "above"  # above | below | equivalent
-    value: str = ""  # the column measured, e.g. "test_acc"
-    baseline: float = math.nan
-    difference: float = math.nan
-    ci_low: float = math.nan
-    ci_high: float = math.nan
-    margin: float = 0.0
-    level: float = math.nan
-    students: float = math.nan  # students per teacher (the minimum over teachers)
-
-
-def _plural(count: Any, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
-
-
-def units_text(n: Any, students: Any = math.nan) -> str:
-    """How many teachers and students a claim rests on: '5 teachers × 4 students', or 'n = 20'
-    for a claim recorded in the old form (no students per teacher)."""
-    try:
-        n_ok = n is not None and not math.isnan(float(n))
-        s_ok = students is not None and not math.isnan(float(students))
-    except (TypeError, ValueError):
-        return "–"
-    if not n_ok:
-        return "–"
-    if not s_ok:
-        return f"n = {int(float(n))}"
-    return f"{_plural(int(float(n)), 'teacher')} × {_plural(int(float(students)), 'student')}"
-
-
-def interval_text(r: dict, of: str = "difference") -> str:
-    """'98% interval of the difference [0.050, 0.080] > 0' from an interval_test result (or a
-    claims.csv row with ci_low, ci_high, expect, margin, level); '98% interval [...]' when `of` is
-    empty; '' without an interval."""
-    low, high, level = float(r["ci_low"]), float(r["ci_high"]), float(r["level"])
-    if math.isnan(low) or math.isnan(high) or math.isnan(level):
-        return ""
-    margin = float(r["margin"]) if not math.isnan(float(r["margin"])) else 0.0
-    criterion = {"above": f"> {margin:g}", "below": f"< {(-margin if margin else 0.0):g}",
-                 "equivalent": f"within the equivalence margin ±{margin:g}"}.get(str(r["expect"]), "")
-    where = f" of the {of}" if of else ""
-    return f"{100 * (1 - 2 * level):.0f}% interval{where} [{low:.3f}, {high:.3f}] {criterion}".rstrip()
-
-
-def _pm(mean: float, sem: float) -> str:
-    """'0.085 ± 0.006', '0.085' without a SEM, 'n/a' without a mean."""
-    if mean is None or math.isnan(mean):
-        return "n/a"
-    return f"{mean:.3f}" if sem is None or math.isnan(sem) else f"{mean:.3f} ± {sem:.3f}"
-
-
-def _verdict_reason(r: dict) -> str:
-    if r["verdict"] != "inconclusive":
-        return ""
-    if r["n"] < 2:
-        return f" ({_plural(r['n'], 'teacher')}: no interval)"
-    return " (the interval straddles the bound)"
 
 
 @dataclass
@@ -325,82 +240,6 @@ class Chapter:
         self.claims = [c for c in self.claims if c.claim != entry.claim] + [entry]
         return entry
 
-    # ------------------------------------------------------------------------ claims, old form
-
-    def add_claim(self, claim: str, paper: str, measured: float, sem: float, n: int, p_value: float,
-                  holds: bool, detail: str = "", *, data: str = "paper") -> Claim:
-        """Record a verdict computed by the caller (holds -> "holds", else "does not hold").
-
-        Old form, to be removed when every chapter uses claim(): n is what the caller gives.
-        """
-        if data not in DATA_KINDS:
-            raise ValueError(f"The 'data' parameter of Chapter.add_claim must be one of {DATA_KINDS}. Got {data!r} instead.")
-        return self._keep(Claim(self.name, claim, paper, float(measured), float(sem), int(n),
-                                float(p_value) if p_value is not None else math.nan,
-                                "holds" if bool(holds) else "does not hold", detail, data=data,
-                                beyond_paper=self.beyond_paper))
-
-    def claim_vs_baseline(
-        self,
-        claim: str,
-        paper: str,
-        values,
-        baseline: float,
-        expect_above: bool = True,
-        level: float = 0.01,
-        what: str = "held-out accuracy",
-        detail: str = "",
-    ) -> str:
-        """Test mean(values) > baseline (one-sided t-test), record the claim, return the verdict.
-
-        Old form, to be removed when every chapter uses claim(): every value counts as a unit.
-        expect_above=False states a claim that the values do *not* beat the baseline (recorded with
-        expect "not above"). The returned sentence is Markdown, built from the numbers.
-        """
-        from memkd.metrics import compare_to_chance, format_p
-
-        r = compare_to_chance(values, baseline)
-        above = r["p_value"] < level
-        holds = above if expect_above else not above
-        sentence = (
-            f"**{what}**: {r['mean']:.3f} ± {r['sem']:.3f} (mean ± SEM, n = {r['n']}) against "
-            f"{baseline:.3f}, {r['mean'] / baseline:.2f}×, one-sided t-test {format_p(r['p_value'])}: "
-            + ("above it" if above else "not distinguishable from it") + f" at the {level:g} level. "
-            + ("The paper's claim holds in this build." if holds else "**The paper's claim does not hold in this build.**")
-        )
-        entry = self.add_claim(claim, paper, r["mean"], r["sem"], r["n"], r["p_value"], holds,
-                               detail or f"baseline {baseline:.4f}")
-        entry.expect = "above" if expect_above else "not above"
-        entry.baseline, entry.difference, entry.level = float(baseline), r["mean"] - float(baseline), float(level)
-        return sentence
-
-    def claim_paired(
-        self,
-        claim: str,
-        paper: str,
-        a,
-        b,
-        level: float = 0.01,
-        what: str = "difference",
-        detail: str = "",
-    ) -> str:
-        """Test mean(a - b) > 0 on matched pairs (one-sided paired t-test); record and return the verdict.
-
-        Old form, to be removed when every chapter uses claim(): every pair counts as a unit.
-        """
-        from memkd.metrics import compare_paired, format_p
-
-        r = compare_paired(a, b)
-        holds = r["p_value"] < level
-        sentence = (
-            f"**{what}**: {r['mean_a']:.3f} against {r['mean_b']:.3f}, difference {r['mean']:+.3f} ± "
-            f"{r['sem']:.3f} (n = {r['n']} pairs), one-sided paired t-test {format_p(r['p_value'])}. "
-            + ("The paper's claim holds in this build." if holds else "**The paper's claim does not hold in this build.**")
-        )
-        entry = self.add_claim(claim, paper, r["mean_a"], r["sem"], r["n"], r["p_value"], holds, detail)
-        entry.baseline, entry.difference, entry.level = r["mean_b"], r["mean"], float(level)
-        return sentence
-
     # ------------------------------------------------------------------------ protocol
 
     def departure(self, topic: str, paper: str, book: str, reason: str) -> None:
@@ -448,11 +287,7 @@ class Chapter:
         return "\n".join(f"- {c.paper} **{c.verdict}** (n = {units_text(c.n, c.students)})" for c in self.claims)
 
     def finish(self) -> pd.DataFrame:
-        """Write claims.csv, departures.csv and meta.json; return the claims as a table.
-
-        The returned table also has a column `holds` (verdict == "holds"), which claims.csv does not:
-        old form, to be removed when every chapter uses claim().
-        """
+        """Write claims.csv, departures.csv and meta.json; return the claims as a table."""
         claims = pd.DataFrame([asdict(c) for c in self.claims], columns=CLAIM_COLUMNS)
         self.save_table(claims, "claims")
         self.save_table(pd.DataFrame(self.departures, columns=DEPARTURE_COLUMNS), "departures")
@@ -468,7 +303,7 @@ class Chapter:
         }
         meta.update(_provenance(self.device))
         (self.path / "meta.json").write_text(json.dumps(meta, indent=2, default=_jsonable))
-        return claims.assign(holds=claims["verdict"] == "holds")
+        return claims
 
 
 def _provenance(device: Any) -> dict:
@@ -511,111 +346,3 @@ def knob_overrides(**values: Any) -> dict[str, Any]:
         else:
             out[name] = tuple(value) if isinstance(value, list) else value
     return out
-
-
-def beyond_paper_chapters(root: Path | None = None) -> set[str]:
-    """Chapter names the book's _toc.yml lists under a part captioned "Beyond the paper" (the
-    book root is found from `root`, else from the working directory; empty without one)."""
-    import yaml
-
-    book = (book_root(Path(root)) if root else None) or book_root()
-    if not book or not (book / "_toc.yml").is_file():
-        return set()
-    try:
-        toc = yaml.safe_load((book / "_toc.yml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return set()
-    return {Path(entry["file"]).name for part in toc.get("parts", []) or []
-            if "beyond" in str(part.get("caption", "")).lower()
-            for entry in part.get("chapters", []) or [] if "file" in entry}
-
-
-def _read_csv(path: Path) -> pd.DataFrame | None:
-    """A CSV file, or None when it is empty or unreadable (a chapter that stopped half-way)."""
-    try:
-        return pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError):
-        return None
-
-
-def _meta(folder: Path) -> dict:
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    return bool(value) if value is not None and not (isinstance(value, float) and math.isnan(value)) else False
-
-
-def normalize_claims(claims: pd.DataFrame, chapter: str = "", beyond_paper: bool = False) -> pd.DataFrame:
-    """Bring a claims table of any age to CLAIM_COLUMNS: a missing verdict comes from the old
-    `holds` column, a missing data kind is "paper", a missing beyond_paper is `beyond_paper`,
-    other missing columns are empty (NaN); unknown verdicts read "inconclusive"."""
-    from memkd.metrics import VERDICTS
-
-    out = claims.copy()
-    if "chapter" not in out.columns or out["chapter"].isna().all():
-        out["chapter"] = chapter
-    if "verdict" not in out.columns:
-        out["verdict"] = math.nan
-    if "holds" in out.columns:  # the old format, perhaps mixed with the new one
-        old = out["holds"].map(lambda h: "holds" if _as_bool(h) else "does not hold")
-        out["verdict"] = out["verdict"].where(out["verdict"].notna() | out["holds"].isna(), old)
-    out["verdict"] = out["verdict"].where(out["verdict"].isin(VERDICTS), "inconclusive")
-    out["data"] = out["data"].fillna("paper") if "data" in out.columns else "paper"
-    out["beyond_paper"] = out["beyond_paper"].map(_as_bool) if "beyond_paper" in out.columns else beyond_paper
-    for column, default in (("claim", ""), ("paper", ""), ("detail", ""), ("expect", ""), ("value", "")):
-        out[column] = (out[column].astype(object).where(out[column].notna(), default).astype(str)
-                       if column in out.columns else default)
-    for column in CLAIM_COLUMNS:
-        if column not in out.columns:
-            out[column] = math.nan
-    numeric = ["measured", "baseline", "difference", "sem", "ci_low", "ci_high", "margin", "level", "n",
-               "students", "p_value"]
-    out[numeric] = out[numeric].apply(pd.to_numeric, errors="coerce")
-    return out[CLAIM_COLUMNS].reset_index(drop=True)
-
-
-def load_claims(root: Path) -> pd.DataFrame:
-    """All chapters' claims.csv under `root` (one folder per chapter), in chapter order, in the
-    format of CLAIM_COLUMNS whatever their age (see `normalize_claims`). A claim is beyond the paper
-    when its row, its chapter's meta.json or the book's toc (a chapter under "Beyond the paper")
-    says so. Unreadable files are skipped."""
-    frames = []
-    toc_beyond = beyond_paper_chapters(Path(root))
-    for path in sorted(Path(root).glob("*/claims.csv")):
-        frame = _read_csv(path)
-        if frame is None:
-            continue
-        name = path.parent.name
-        flag = _as_bool(_meta(path.parent).get("beyond_paper")) or name in toc_beyond
-        frame = normalize_claims(frame, name, flag)
-        frame["beyond_paper"] = frame["beyond_paper"] | flag  # the toc's part decides too
-        frames.append(frame)
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame(columns=CLAIM_COLUMNS)
-    return pd.concat(frames, ignore_index=True)
-
-
-def load_departures(root: Path) -> pd.DataFrame:
-    """All chapters' departures.csv under `root`, in chapter order (DEPARTURE_COLUMNS; missing
-    columns empty, unreadable files skipped)."""
-    frames = []
-    for path in sorted(Path(root).glob("*/departures.csv")):
-        frame = _read_csv(path)
-        if frame is None or frame.empty:
-            continue
-        if "chapter" not in frame.columns:
-            frame["chapter"] = path.parent.name
-        for column in DEPARTURE_COLUMNS:
-            frame[column] = frame[column].fillna("").astype(str) if column in frame.columns else ""
-        frames.append(frame[DEPARTURE_COLUMNS])
-    if not frames:
-        return pd.DataFrame(columns=DEPARTURE_COLUMNS)
-    return pd.concat(frames, ignore_index=True)

@@ -5,7 +5,7 @@ with no per-page switch. A page that sets ``launch_buttons: false`` in its metad
 top-level metadata, or a Markdown page's front matter) gets no launch menu; the report uses it,
 since its notebook only reads the results of a local build and would find none in Colab.
 
-Enabled in _config.yml with ``sphinx: extra_extensions: [memkd.sphinx_ext]``.
+Enabled in _config.yml with ``sphinx: extra_extensions: [memkd.book.sphinx_ext]``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,11 @@
+"""What the book needs on top of the experiments: the layer the notebooks and the site stand on.
+
+    chapter     a chapter's parameters, results folder, claims and departures (`Chapter`)
+    claims      one claim's record and how its numbers are written (`Claim`, `units_text`)
+    plots       figures with error bars over teachers
+    widgets     the interactive explorers
+    questions   the verdicts of chapter 09 (the open questions)
+    build       the two-stage build: execute the notebooks, then render the site
+    report      the reproduction report: claims, departures and provenance gathered from a build
+    sphinx_ext  a Sphinx extension: pages that ask for no launch buttons get none
+"""

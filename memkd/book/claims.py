@@ -1,0 +1,93 @@
+"""One claim's record, a row of claims.csv, and how its numbers are written in a sentence.
+
+Numbers are over teachers (the unit of replication): see `memkd.book.chapter.Chapter.claim`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+CLAIM_COLUMNS = ["chapter", "claim", "paper", "data", "beyond_paper", "expect", "value", "measured",
+                 "baseline", "difference", "sem", "ci_low", "ci_high", "margin", "level", "n",
+                 "students", "p_value", "verdict", "detail"]
+DEPARTURE_COLUMNS = ["chapter", "topic", "paper", "book", "reason"]
+
+
+@dataclass
+class Claim:
+    """One claim with what this build measured: a row of claims.csv (see `Chapter.claim`).
+
+    Numbers are over teachers: `measured` and `baseline` are means of the per-teacher means,
+    `difference` their mean difference with its `sem`, [ci_low, ci_high] its (1 - 2*level) interval,
+    `n` the number of teachers and `students` the fewest students any teacher had. """
+
+    chapter: str
+    claim: str  # short id, e.g. "soft_beats_chance"
+    paper: str  # the claim in our own words
+    measured: float
+    sem: float
+    n: int
+    p_value: float
+    verdict: str  # one of memkd.metrics.VERDICTS
+    detail: str = ""
+    data: str = "paper"  # DATA_KINDS
+    beyond_paper: bool = False
+    expect: str = "above"  # above | below | equivalent
+    value: str = ""  # the column measured, e.g. "test_acc"
+    baseline: float = math.nan
+    difference: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    margin: float = 0.0
+    level: float = math.nan
+    students: float = math.nan  # students per teacher (the minimum over teachers)
+
+
+def _plural(count: Any, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def units_text(n: Any, students: Any = math.nan) -> str:
+    """How many teachers and students a claim rests on: '5 teachers × 4 students', or 'n = 20'
+    for a claim recorded in the old form (no students per teacher)."""
+    try:
+        n_ok = n is not None and not math.isnan(float(n))
+        s_ok = students is not None and not math.isnan(float(students))
+    except (TypeError, ValueError):
+        return "–"
+    if not n_ok:
+        return "–"
+    if not s_ok:
+        return f"n = {int(float(n))}"
+    return f"{_plural(int(float(n)), 'teacher')} × {_plural(int(float(students)), 'student')}"
+
+
+def interval_text(r: dict, of: str = "difference") -> str:
+    """'98% interval of the difference [0.050, 0.080] > 0' from an interval_test result (or a
+    claims.csv row with ci_low, ci_high, expect, margin, level); '98% interval [...]' when `of` is
+    empty; '' without an interval."""
+    low, high, level = float(r["ci_low"]), float(r["ci_high"]), float(r["level"])
+    if math.isnan(low) or math.isnan(high) or math.isnan(level):
+        return ""
+    margin = float(r["margin"]) if not math.isnan(float(r["margin"])) else 0.0
+    criterion = {"above": f"> {margin:g}", "below": f"< {(-margin if margin else 0.0):g}",
+                 "equivalent": f"within the equivalence margin ±{margin:g}"}.get(str(r["expect"]), "")
+    where = f" of the {of}" if of else ""
+    return f"{100 * (1 - 2 * level):.0f}% interval{where} [{low:.3f}, {high:.3f}] {criterion}".rstrip()
+
+
+def _pm(mean: float, sem: float) -> str:
+    """'0.085 ± 0.006', '0.085' without a SEM, 'n/a' without a mean."""
+    if mean is None or math.isnan(mean):
+        return "n/a"
+    return f"{mean:.3f}" if sem is None or math.isnan(sem) else f"{mean:.3f} ± {sem:.3f}"
+
+
+def _verdict_reason(r: dict) -> str:
+    if r["verdict"] != "inconclusive":
+        return ""
+    if r["n"] < 2:
+        return f" ({_plural(r['n'], 'teacher')}: no interval)"
+    return " (the interval straddles the bound)"

@@ -1,0 +1,342 @@
+"""The reproduction report: what the chapters of a build wrote, gathered into tables.
+
+The report page (book/report.ipynb) reads each chapter's claims.csv (`memkd.book.claims.CLAIM_COLUMNS`;
+older files are filled in by `normalize_claims`), departures.csv and meta.json, and shows: the
+headline count of the paper's claims (`headline`), the claims (`report_table`), the protocol table
+(`protocol_table`), the chapters (`chapter_summary`) and the build's provenance (`build_info`).
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from memkd.book.build import CHAPTER_DIR, toc_chapters
+from memkd.book.chapter import book_root
+from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS
+
+
+def beyond_paper_chapters(root: Path | None = None) -> set[str]:
+    """Chapter names the book's _toc.yml lists under a part captioned "Beyond the paper" (the
+    book root is found from `root`, else from the working directory; empty without one)."""
+    import yaml
+
+    book = (book_root(Path(root)) if root else None) or book_root()
+    if not book or not (book / "_toc.yml").is_file():
+        return set()
+    try:
+        toc = yaml.safe_load((book / "_toc.yml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return set()
+    return {Path(entry["file"]).name for part in toc.get("parts", []) or []
+            if "beyond" in str(part.get("caption", "")).lower()
+            for entry in part.get("chapters", []) or [] if "file" in entry}
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    """A CSV file, or None when it is empty or unreadable (a chapter that stopped half-way)."""
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+
+
+def _meta(folder: Path) -> dict:
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value) if value is not None and not (isinstance(value, float) and math.isnan(value)) else False
+
+
+def normalize_claims(claims: pd.DataFrame, chapter: str = "", beyond_paper: bool = False) -> pd.DataFrame:
+    """Bring a claims table of any age to CLAIM_COLUMNS: a missing verdict comes from the old
+    `holds` column, a missing data kind is "paper", a missing beyond_paper is `beyond_paper`,
+    other missing columns are empty (NaN); unknown verdicts read "inconclusive"."""
+    from memkd.metrics import VERDICTS
+
+    out = claims.copy()
+    if "chapter" not in out.columns or out["chapter"].isna().all():
+        out["chapter"] = chapter
+    if "verdict" not in out.columns:
+        out["verdict"] = math.nan
+    if "holds" in out.columns:  # the old format, perhaps mixed with the new one
+        old = out["holds"].map(lambda h: "holds" if _as_bool(h) else "does not hold")
+        out["verdict"] = out["verdict"].where(out["verdict"].notna() | out["holds"].isna(), old)
+    out["verdict"] = out["verdict"].where(out["verdict"].isin(VERDICTS), "inconclusive")
+    out["data"] = out["data"].fillna("paper") if "data" in out.columns else "paper"
+    out["beyond_paper"] = out["beyond_paper"].map(_as_bool) if "beyond_paper" in out.columns else beyond_paper
+    for column, default in (("claim", ""), ("paper", ""), ("detail", ""), ("expect", ""), ("value", "")):
+        out[column] = (out[column].astype(object).where(out[column].notna(), default).astype(str)
+                       if column in out.columns else default)
+    for column in CLAIM_COLUMNS:
+        if column not in out.columns:
+            out[column] = math.nan
+    numeric = ["measured", "baseline", "difference", "sem", "ci_low", "ci_high", "margin", "level", "n",
+               "students", "p_value"]
+    out[numeric] = out[numeric].apply(pd.to_numeric, errors="coerce")
+    return out[CLAIM_COLUMNS].reset_index(drop=True)
+
+
+def load_claims(root: Path) -> pd.DataFrame:
+    """All chapters' claims.csv under `root` (one folder per chapter), in chapter order, in the
+    format of CLAIM_COLUMNS whatever their age (see `normalize_claims`). A claim is beyond the paper
+    when its row, its chapter's meta.json or the book's toc (a chapter under "Beyond the paper")
+    says so. Unreadable files are skipped."""
+    frames = []
+    toc_beyond = beyond_paper_chapters(Path(root))
+    for path in sorted(Path(root).glob("*/claims.csv")):
+        frame = _read_csv(path)
+        if frame is None:
+            continue
+        name = path.parent.name
+        flag = _as_bool(_meta(path.parent).get("beyond_paper")) or name in toc_beyond
+        frame = normalize_claims(frame, name, flag)
+        frame["beyond_paper"] = frame["beyond_paper"] | flag  # the toc's part decides too
+        frames.append(frame)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=CLAIM_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_departures(root: Path) -> pd.DataFrame:
+    """All chapters' departures.csv under `root`, in chapter order (DEPARTURE_COLUMNS; missing
+    columns empty, unreadable files skipped)."""
+    frames = []
+    for path in sorted(Path(root).glob("*/departures.csv")):
+        frame = _read_csv(path)
+        if frame is None or frame.empty:
+            continue
+        if "chapter" not in frame.columns:
+            frame["chapter"] = path.parent.name
+        for column in DEPARTURE_COLUMNS:
+            frame[column] = frame[column].fillna("").astype(str) if column in frame.columns else ""
+        frames.append(frame[DEPARTURE_COLUMNS])
+    if not frames:
+        return pd.DataFrame(columns=DEPARTURE_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+BUILD_FIELDS = [  # meta.json key -> label of the report's "This build" box (memkd.provenance.collect)
+    ("profile", "Profile"), ("memkd_version", "memkd version"), ("git_commit", "Git commit"),
+    ("git_clean", "Tracked files unchanged since that commit"), ("python", "Python"), ("torch", "torch"),
+    ("device", "Device"), ("device_name", "Device name"), ("threads", "torch threads"),
+    ("platform", "Platform"), ("hostname", "Host"),
+]
+
+
+def split_claims(claims):
+    """(paper, stand_in, beyond): the claims of the paper measured on its kind of data (the
+    headline's), those measured on a stand-in, and the findings of chapters beyond the paper."""
+
+    claims = normalize_claims(claims)
+    beyond = claims["beyond_paper"].astype(bool)
+    on_paper_data = claims["data"].astype(str) == "paper"
+    return (claims[~beyond & on_paper_data].reset_index(drop=True),
+            claims[~beyond & ~on_paper_data].reset_index(drop=True),
+            claims[beyond].reset_index(drop=True))
+
+
+def verdict_counts(claims) -> dict[str, int]:
+    """{verdict: count} over memkd.metrics.VERDICTS (zeros included)."""
+    from memkd.metrics import VERDICTS
+
+    counts = claims["verdict"].astype(str).value_counts() if len(claims) else {}
+    return {v: int(counts.get(v, 0)) for v in VERDICTS}
+
+
+def headline(claims) -> str:
+    """'**X of Y claims of the paper hold in this build**, Z inconclusive, W do not hold (...)',
+    counting only the claims of the paper measured on its kind of data (see `split_claims`)."""
+    paper, stand_in, beyond = split_claims(claims)
+    c = verdict_counts(paper)
+    text = (f"**{c['holds']} of {len(paper)} claims of the paper hold in this build**, "
+            f"{c['inconclusive']} inconclusive, {c['does not hold']} do not hold "
+            f"({paper['chapter'].nunique()} chapters).")
+    others = [f"{len(stand_in)} measured on a stand-in" if len(stand_in) else "",
+              f"{len(beyond)} findings beyond the paper" if len(beyond) else ""]
+    others = [o for o in others if o]
+    return text + (f" Not counted: {' and '.join(others)}." if others else "")
+
+
+def format_measured(measured: float, sem: float, baseline: float = math.nan, difference: float = math.nan) -> str:
+    """'0.432 ± 0.012' (the SEM over teachers), or with a baseline '0.085 vs 0.020: +0.065 ± 0.006'
+    (the SEM is that of the difference); without the ± part when the SEM is missing."""
+    def num(x) -> float:
+        try:
+            return float(x)
+        except (TypeError, ValueError):
+            return math.nan
+
+    measured, sem, baseline, difference = num(measured), num(sem), num(baseline), num(difference)
+    if math.isnan(measured):
+        return "–"
+    spread = "" if math.isnan(sem) else f" ± {sem:.2g}"
+    if math.isnan(baseline):
+        return f"{measured:.3g}{spread}"
+    difference = measured - baseline if math.isnan(difference) else difference
+    return f"{measured:.3g} vs {baseline:.3g}: {difference:+.3g}{spread}"
+
+
+def _test_cell(row) -> str:
+    """The test behind a verdict: '98% interval [0.047, 0.070] > 0', or the old per-student t-test."""
+    from memkd.book.claims import interval_text
+
+    text = interval_text(row._asdict() if hasattr(row, "_asdict") else dict(row), of="")
+    if text:
+        return text
+    if not math.isnan(float(row.students)):  # tested per teacher, but too few teachers
+        return "no interval (fewer than 2 teachers)"
+    if not math.isnan(float(row.p_value)):
+        return "the chapter's own test, students counted as units"
+    return "–"
+
+
+def report_table(claims, link: bool = True, claim_header: str = "Claim of the paper"):
+    """The claims as a display table: chapter, claim, this build's numbers, n (teachers × students),
+    the test (its interval and bound; the margin of an equivalence claim), p-value, verdict.
+
+    claims : a table of claims (`memkd.book.chapter.load_claims`; older formats are filled in);
+    link : chapter names as links to their pages (relative to a page in book/); claim_header : the
+    title of the claims' column. A chapter's name shows on its first row only.
+    """
+    import pandas as pd
+
+    from memkd.book.claims import units_text
+    from memkd.metrics import format_p
+
+    columns = ["Chapter", claim_header, "This build", "n", "Test", "p-value", "Verdict"]
+    rows, previous = [], None
+    for r in normalize_claims(claims).itertuples(index=False):
+        chapter = str(r.chapter)
+        rows.append({
+            "Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
+            claim_header: htmllib.escape(str(r.paper)),
+            "This build": htmllib.escape(format_measured(r.measured, r.sem, r.baseline, r.difference)),
+            "n": htmllib.escape(units_text(r.n, r.students)),
+            "Test": htmllib.escape(_test_cell(r)),
+            "p-value": htmllib.escape(format_p(float(r.p_value), label=False)),
+            "Verdict": htmllib.escape(str(r.verdict)),
+        })
+        previous = chapter
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _chapter_cell(name: str, link: bool = True) -> str:
+    return f'<a href="../{CHAPTER_DIR}/{name}.html">{htmllib.escape(name)}</a>' if link else htmllib.escape(name)
+
+
+def load_meta(results: Path) -> dict[str, dict]:
+    """{chapter: the contents of its meta.json} for every chapter folder under `results`
+    (unreadable files are skipped)."""
+    out = {}
+    for path in sorted(Path(results).glob("*/meta.json")):
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict):
+            out[path.parent.name] = meta
+    return out
+
+
+def chapter_summary(claims, results: Path, link: bool = True):
+    """One row per chapter: its verdicts, profile, teacher protocol, device, its own time, build time.
+
+    Chapters come from the toc (when a book root is found), the results folders and `claims`; a
+    chapter without results shows "no results".
+    """
+    import pandas as pd
+
+
+    claims = normalize_claims(claims)
+    results = Path(results)
+    metas = load_meta(results)
+    root = book_root()
+    names = [Path(c).name for c in toc_chapters(root)] if root and (root / "_toc.yml").is_file() else []
+    names += [c for c in dict.fromkeys([*metas, *claims["chapter"].astype(str)]) if c not in names]
+    times_file = results / "build_times.json"
+    try:
+        wall = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    except ValueError:
+        wall = {}
+    rows = []
+    for name in names:
+        mine = claims[claims["chapter"].astype(str) == name]
+        meta = metas.get(name, {})
+        seconds = wall.get(f"{CHAPTER_DIR}/{name}") if isinstance(wall, dict) else None
+        c = verdict_counts(mine)
+        rows.append({
+            "Chapter": _chapter_cell(name, link),
+            "Claims holding": (f"{c['holds']} of {len(mine)}" + (f" ({c['inconclusive']} inconclusive)"
+                                                              if c["inconclusive"] else "")
+                               if meta or len(mine) else "no results"),
+            "Profile": str(meta.get("profile") or "–"),
+            "Teacher stop": str(meta.get("teacher_stop") or "–"),
+            "Device": str(meta.get("device") or "–"),
+            "Chapter time (s)": _seconds(meta.get("elapsed_s")),
+            "Build time (s)": _seconds(seconds),
+        })
+    return pd.DataFrame(rows, columns=["Chapter", "Claims holding", "Profile", "Teacher stop", "Device",
+                                       "Chapter time (s)", "Build time (s)"])
+
+
+def _seconds(value) -> str:
+    try:
+        return f"{float(value):.0f}"
+    except (TypeError, ValueError):
+        return "–"
+
+
+def protocol_table(departures, link: bool = True):
+    """The report's protocol table: one row per way a chapter departs from the paper's text or
+    the authors' released code, from the chapters' departures.csv (`memkd.book.chapter.load_departures`).
+    A chapter's name shows on its first row only."""
+    import pandas as pd
+
+    columns = ["Chapter", "Topic", "The paper or its released code", "This book", "Why"]
+    rows, previous = [], None
+    for r in departures.itertuples(index=False):
+        chapter = str(r.chapter)
+        rows.append({"Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
+                     "Topic": htmllib.escape(str(r.topic)),
+                     "The paper or its released code": htmllib.escape(str(r.paper)),
+                     "This book": htmllib.escape(str(r.book)), "Why": htmllib.escape(str(r.reason))})
+        previous = chapter
+    return pd.DataFrame(rows, columns=columns)
+
+
+def build_info(results: Path):
+    """The report's "This build" box: one row per field of the chapters' meta.json (BUILD_FIELDS)
+    with columns Field and Value (its distinct values over the chapters, "–" where none recorded it)."""
+    import pandas as pd
+
+    metas = list(load_meta(results).values())
+    rows = []
+    for key, label in BUILD_FIELDS:
+        values = []
+        for meta in metas:
+            value = meta.get(key)
+            if value is None or value == "":
+                continue
+            if key == "git_commit":
+                value = str(value)[:12]
+            elif key == "git_clean":
+                value = "yes" if value is True else "no" if value is False else str(value)
+            if str(value) not in values:
+                values.append(str(value))
+        rows.append({"Field": label, "Value": htmllib.escape(", ".join(values)) if values else "–"})
+    return pd.DataFrame(rows, columns=["Field", "Value"])
+

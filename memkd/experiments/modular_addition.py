@@ -1,0 +1,252 @@
+"""Fig 8 beyond random vectors: a 1-layer transformer memorizes modular addition, and students learn from it.
+
+Same contract as `memkd.experiments.figures`; teachers are the unit of replication (see
+`memkd.experiments.cifar` for the pattern).
+
+transformer_distillation (Fig 8, appendix A.4): modular addition `a b =`; teacher k (a 1-layer
+    transformer) memorizes its own random D of all k^2 pairs, the same number of pairs of every
+    answer; students of the same architecture fit sigma_T(teacher logits) on alpha of each answer
+    of D, at several temperatures; `test_acc` on the rest of D, `independent_acc` the student on
+    the pairs outside D (the trivial baseline of this task, which has a learnable rule),
+    `teacher_independent_acc` the teacher there (a check: how far the teacher has grokked).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from memkd.config import (
+    ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, Constraint,
+    ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
+)
+from memkd.data import split_per_class
+from memkd.device import resolve_device
+from memkd.experiments.cifar import STRING, temperature_departure
+from memkd.experiments.common import MemorizationTask, distill, member_grid, sizes_departure, tidy
+from memkd.memory import members_per_chunk, training_bytes_per_member
+from memkd.metrics import accuracy
+from memkd.seeds import derive_seed
+from memkd.train import TEACHER_STOPS
+
+# --- Fig 8: a 1-layer transformer on modular addition ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransformerConfig(ExperimentConfig):
+    modulus: int = knob(113, int_range(3), "k: numbers 0..k-1, the answer (a + b) mod k")
+    memorized_fraction: float = knob(0.3, real_interval(0, 1), "fraction of the k pairs of each answer in D")
+    teachers: int = knob(5, POS_INT, "independent memorized sets D, one teacher each")
+    d_model: int = knob(128, POS_INT, "residual width (Nanda et al.: 128)")
+    heads: int = knob(4, POS_INT, "attention heads (d_model must be a multiple)")
+    d_mlp: int = knob(512, POS_INT, "MLP width (Nanda et al.: 512)")
+    teacher_epochs: int = knob(5000, POS_INT, "teacher's full-batch step budget; it must be at 100% on D at its end")
+    teacher_stop: str = knob("budget", one_of(*TEACHER_STOPS),
+                             "budget: train all teacher_epochs (the paper); first_perfect: stop at the first 100%")
+    teacher_extra_epochs: int = knob(0, int_range(0), "teacher steps after its budget (towards grokking)")
+    alphas: tuple = knob((0.5,), ALPHAS, "fraction of each answer class of D the student sees")
+    temperatures: tuple = knob((1.0, 2.0, 5.0, 10.0, 20.0), TEMPERATURES, "softmax temperatures T")
+    lrs: tuple = knob((1e-3,), LRS, "students' AdamW learning rates")
+    weight_decay: float = knob(1.0, real_interval(0, math.inf, "left"), "students' AdamW weight decay")
+    epochs: int = knob(1000, POS_INT, "students' full-batch steps")
+    students: int = knob(10, POS_INT, "student seeds per teacher and temperature")
+    chunk: Any = knob(None, OPTIONAL_INT, "students trained at once at most; None: all of one alpha")
+    seed: int = knob(0, int_range(0), "base random seed (D, splits, initialisations)")
+    device: str = knob("auto", DEVICE, "where to train")
+    progress: bool = knob(False, BOOL, "show progress bars")
+
+    PROFILE_VALUES = {
+        "smoke": dict(modulus=13, memorized_fraction=0.6, teachers=3, d_model=32, heads=4, d_mlp=64,
+                      teacher_epochs=600, temperatures=(1.0, 10.0), epochs=300, students=2),
+        "quick": dict(modulus=23, memorized_fraction=0.5, teachers=5, teacher_epochs=400,
+                      temperatures=(1.0, 5.0, 20.0), epochs=250, students=2),
+        "paper": dict(modulus=113, memorized_fraction=0.3, teachers=5, alphas=(0.5,),
+                      temperatures=(1.0, 2.0, 5.0, 10.0, 20.0), epochs=2000, students=4),
+    }
+
+    @property
+    def per_answer(self) -> int:
+        """Pairs of each answer in D."""
+        return int(round(self.memorized_fraction * self.modulus))
+
+    def check(self) -> None:
+        if self.d_model % self.heads:
+            self.fail("heads", f"must divide d_model={self.d_model}. Got {self.heads!r} instead.")
+        take = self.per_answer
+        if take < 2 or take > self.modulus - 1:
+            self.fail("memorized_fraction", f"gives {take} of the {self.modulus} pairs of each answer in D: D needs "
+                      "at least 2 pairs of each answer and one pair of each must stay outside. Got "
+                      f"{self.memorized_fraction!r} instead.")
+        for a in self.alphas:
+            k = int(round(a * take))
+            if k < 1 or k > take - 1:
+                self.fail("alphas", f"contains {a}, which with {take} pairs of each answer in D leaves an answer "
+                          "empty in the student's part or in the held-out part.")
+
+
+def transformer_tasks(cfg: TransformerConfig, device: torch.device):
+    """Draw every teacher's D and train the teachers as one ensemble.
+
+    Returns (data, teacher): data is one `memkd.experiments.tokens.ModularAddition` per teacher, teacher a
+    `memkd.experiments.transformer.TransformerTeacher` with one member per D.
+    """
+    from memkd.experiments.tokens import make_modular_addition
+    from memkd.experiments.transformer import train_transformer_teacher
+
+    data = [make_modular_addition(cfg.modulus, cfg.memorized_fraction, derive_seed(cfg.seed, "data", k),
+                                  balanced=True) for k in range(cfg.teachers)]
+    x = torch.stack([d.tokens[d.memorized] for d in data]).to(device)  # (K, N, 3)
+    y = torch.stack([d.labels[d.memorized] for d in data]).to(device)  # (K, N)
+    teacher = train_transformer_teacher(
+        x, y, modulus=cfg.modulus, max_epochs=cfg.teacher_epochs, extra_epochs=cfg.teacher_extra_epochs,
+        stop=cfg.teacher_stop, seed=[derive_seed(cfg.seed, "teacher", k) for k in range(cfg.teachers)],
+        d_model=cfg.d_model, heads=cfg.heads, d_mlp=cfg.d_mlp, progress=cfg.progress)
+    return data, teacher
+
+
+def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
+    """Fig 8: transformer students of `teachers` transformer teachers that memorized modular addition.
+
+    One row per student: dataset (the teacher's index), modulus, alpha, temperature, lr, student,
+    train_acc, test_acc, independent_acc (the student on the pairs outside D), teacher_independent_acc,
+    chance (1/k), teacher_stop, teacher_epochs (first step at 100% on D), teacher_epochs_run,
+    teacher_extra_epochs, n_memorized, n_outside. Student i of a teacher starts from the same
+    initialization at every temperature (comparisons across T are paired).
+    """
+    from memkd.experiments.transformer import train_transformer_students
+
+    cfg = make_config(TransformerConfig, "transformer_distillation", profile, overrides)
+    device = resolve_device(cfg.device)
+    data, teacher = transformer_tasks(cfg, device)
+    ks = range(cfg.teachers)
+    x = [d.tokens[d.memorized].to(device) for d in data]
+    y = [d.labels[d.memorized].to(device) for d in data]
+    outside = [(d.tokens[d.outside].to(device), d.labels[d.outside].to(device)) for d in data]
+    with torch.no_grad():
+        logits = teacher.logits(torch.stack(x))  # (K, N, k)
+        trivial = accuracy(teacher.logits(torch.stack([o[0] for o in outside])), torch.stack([o[1] for o in outside]))
+    arch = dict(d_model=cfg.d_model, heads=cfg.heads, d_mlp=cfg.d_mlp)
+    rows: list[dict] = []
+    for alpha in cfg.alphas:
+        splits = [split_per_class(y[k], alpha, seed=derive_seed(cfg.seed, "split", k, alpha)) for k in ks]
+        members = [dict(dataset=k, alpha=alpha, **m) for k in ks
+                   for m in member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))]
+        size = cfg.chunk or len(members)
+        for start in range(0, len(members), size):
+            part = members[start:start + size]
+            owners = [m["dataset"] for m in part]
+            train = [splits[k][0] for k in owners]
+            model, _ = train_transformer_students(
+                torch.stack([x[k][tr] for k, tr in zip(owners, train)]),  # (E, N_tr, 3)
+                torch.stack([logits[k, tr] for k, tr in zip(owners, train)]), modulus=cfg.modulus,
+                members=len(part), temperatures=[m["temperature"] for m in part], lrs=[m["lr"] for m in part],
+                epochs=cfg.epochs, weight_decay=cfg.weight_decay, progress=cfg.progress,
+                seed=[derive_seed(cfg.seed, "student", m["dataset"], alpha, m["student"]) for m in part], **arch)
+            with torch.no_grad():
+                pred_d = model(torch.stack([x[k] for k in owners])).argmax(-1)  # (E, N)
+                pred_o = model(torch.stack([outside[k][0] for k in owners])).argmax(-1)  # (E, N_out)
+            for i, (m, k) in enumerate(zip(part, owners)):
+                tr_i, te_i = splits[k]
+                hit_d = (pred_d[i] == y[k]).float()
+                rows.append({**m, "modulus": cfg.modulus, "train_acc": float(hit_d[tr_i].mean()),
+                             "test_acc": float(hit_d[te_i].mean()),
+                             "independent_acc": float((pred_o[i] == outside[k][1]).float().mean()),
+                             "teacher_independent_acc": float(trivial[k]), "chance": 1.0 / cfg.modulus,
+                             "teacher_stop": cfg.teacher_stop, "teacher_epochs": int(teacher.epochs_to_memorize[k]),
+                             "teacher_epochs_run": teacher.epochs_run, "teacher_extra_epochs": cfg.teacher_extra_epochs,
+                             "n_memorized": len(y[k]), "n_outside": len(outside[k][1])})
+    return tidy(rows, ratio_to_trivial=True, cfg=cfg)
+
+
+PAPER_FIG8 = dict(modulus=113, d_model=128, heads=4, d_mlp=512)
+
+
+def transformer_departures(table: pd.DataFrame) -> list[dict[str, str]]:
+    """How a `transformer_distillation` table departs from appendix A.4, for `Chapter.departure`."""
+    config, out = table.attrs.get("config", {}), []
+    out.append(dict(topic="trivial baseline", paper="non-trivial test accuracy (trivial: a model's accuracy on data "
+                    "its teacher did not memorize)", book="the students' own accuracy on the pairs outside D; the "
+                    "teacher's accuracy there is reported as a check",
+                    reason="modular addition has a rule that students can learn from any teacher; only accuracy on "
+                    "held-out D above their accuracy outside D points to memorized information"))
+    out.append(dict(topic="memorized set", paper="a random part of the k^2 pairs (its size not given; Nanda et al. "
+                    "use 30%)", book=f"{config.get('memorized_fraction')} of the k pairs of every answer, drawn at random "
+                    "for each teacher", reason="equal answer counts give every teacher's students parts of equal size, "
+                    "so all of them train as one ensemble; the split per answer follows the MLP experiments"))
+    out.append(dict(topic="teachers", paper="10 runs per temperature; whether they share one teacher is not stated",
+                    book=f"{config.get('teachers')} teachers, each with its own D and initialization; claims tested on "
+                    "per-teacher means", reason="students of one teacher are not independent evidence about a claim"))
+    out.append(dict(topic="epochs and learning rates", paper="teacher trained to 100% (no budget given); students: "
+                    "no epochs, learning rate or alpha given",
+                    book=f"AdamW of Nanda et al. (lr 1e-3, weight decay 1, betas 0.9/0.98) for teacher and students; "
+                    f"teacher budget {config.get('teacher_epochs')} steps, students {config.get('epochs')} steps at "
+                    f"lr {config.get('lrs')}, alpha {config.get('alphas')}",
+                    reason="Nanda et al.'s optimizer; the budgets let every teacher memorize and every student fit "
+                    "its part"))
+    return out + [d for d in [sizes_departure(config, PAPER_FIG8)] if d] + temperature_departure(config)
+
+
+def transfer_by_temperature(table: pd.DataFrame, margin: float, level: float = 0.05,
+                            fit: float = 0.99) -> tuple[pd.DataFrame, float, float]:
+    """Test "no temperature gives students that fit and transfer" on per-teacher means.
+
+    For every temperature, the per-teacher mean of test_acc - independent_acc (held-out D against the
+    students' own accuracy outside D) is tested for equivalence to 0 within +-margin, at `level` and
+    at the Bonferroni level level / m (m: temperatures at which the students fit, mean train_acc >=
+    `fit`; all temperatures when none does). The claim holds when every such temperature is equivalent
+    at `level` (an intersection-union test needs no correction); it does not hold when one transfers
+    beyond the margin at level / m; else it is inconclusive.
+    Returns (per_t, temperature, record_level): one row per temperature (train_acc, fits, n, mean,
+    ci_low, ci_high, verdict at `level`, verdict_bonferroni), and the temperature and level at which
+    `Chapter.claim` gives the same verdict (to record the claim with its interval).
+    """
+    from memkd.metrics import interval_test, per_unit_means
+
+    rows = []
+    for temp, part in table.groupby("temperature"):
+        diffs = per_unit_means(part, "test_acc", "independent_acc")["difference"]
+        r = interval_test(diffs, "equivalent", margin, level)
+        rows.append({"temperature": temp, "train_acc": part.train_acc.mean(), "train_acc_min": part.train_acc.min(),
+                     "n": r["n"], "mean": r["mean"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                     "verdict": r["verdict"]})
+    per_t = pd.DataFrame(rows)
+    per_t["fits"] = per_t["train_acc"] >= fit
+    tested = per_t[per_t["fits"]] if per_t["fits"].any() else per_t
+    m = len(tested)
+    per_t["verdict_bonferroni"] = [
+        interval_test(per_unit_means(table[table.temperature == t], "test_acc", "independent_acc")["difference"],
+                      "equivalent", margin, level / m)["verdict"] for t in per_t.temperature]
+    tested = per_t.loc[tested.index]
+    refuted = tested[tested.verdict_bonferroni == "does not hold"]
+    if len(refuted):
+        return per_t, float(refuted.loc[refuted.ci_low.idxmax(), "temperature"]), level / m
+    if (tested.verdict == "holds").all():
+        return per_t, float(tested.loc[tested.ci_high.idxmax(), "temperature"]), level
+    open_ = tested[tested.verdict != "holds"]
+    return per_t, float(open_.loc[open_.ci_high.idxmax(), "temperature"]), level / m
+
+
+def teacher_summary(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The teachers of a `transformer_distillation` table and where their budget leaves them.
+
+    Returns one row per teacher (first step at 100% on D, steps run, accuracy outside D) and a
+    Markdown sentence computed from them: how long the budget is against the time to memorize, and
+    how far the teachers' accuracy outside D has moved from chance towards 1 (grokking).
+    """
+    per = table.groupby("dataset")[["teacher_epochs", "teacher_epochs_run", "teacher_independent_acc"]].first()
+    chance, run = float(table.chance.iloc[0]), int(per.teacher_epochs_run.max())
+    first_lo, first_hi = int(per.teacher_epochs.min()), int(per.teacher_epochs.max())
+    acc, lo, hi = per.teacher_independent_acc.mean(), per.teacher_independent_acc.min(), per.teacher_independent_acc.max()
+    where = ("they have generalized the rule: they grokked within their budget" if lo >= 0.95 else
+             "they have not started to generalize the rule" if hi <= 2 * chance else
+             "they are part of the way from memorizing D to grokking the rule")
+    text = (f"The {len(per)} teachers trained for {run} full-batch steps (`teacher_stop="
+            f"\"{table.teacher_stop.iloc[0]}\"`) and first classified all of their D at steps {first_lo}-{first_hi}, "
+            f"so the budget is {run / max(first_hi, 1):.1f}× the time they needed to memorize. On the pairs outside D "
+            f"they reach {acc:.3f} on average (from {lo:.3f} to {hi:.3f}; chance 1/k = {chance:.3f}): {where}.")
+    return per.reset_index(), text
