@@ -1,6 +1,6 @@
 """Random memorization data: the dataset D, a fresh dataset D', and the per-class alpha split.
 
-Shapes: N = classes * per_class samples, D input dimension.
+Shape letters (see `memkd`): N = classes * per_class samples, D input dimension.
 Nothing here trains; images and tokens live in `memkd.experiments.images` and `memkd.experiments.tokens`.
 """
 

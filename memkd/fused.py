@@ -1,13 +1,13 @@
 """Full-batch cross-entropy training of an `EnsembleMLP` without autograd: the fast path of `fit`.
 
-Shapes: E members, N samples, D input dimension, P hidden width, C classes.
+Shape letters (see `memkd`): E members, N samples, D input dimension, P hidden width, C classes.
 
 Why by hand. Autograd allocates every activation and gradient afresh at each step. On a CPU a
 fresh tensor of a few MB or more is slow to fill (the allocator hands back new pages, which fault
 in on first touch: a ReLU over a fresh (20, 6000, 500) tensor runs at about 5 GB/s instead of
 30), and each small op costs dispatcher time, which dominates at the `smoke` shapes. This step
 keeps every activation and gradient in buffers allocated once, and lays all parameters (and
-their gradients) out in one flat (E, K) tensor, so that `BatchedAdam` updates every layer with a
+their gradients) out in one flat (E, F) tensor, so that `BatchedAdam` updates every layer with a
 handful of ops. Activations are stored feature-major (E, features, N), and with a shared input
 layer 1 is a single GEMM over all members. It computes the same loss, accuracy and gradients as
 `soft_cross_entropy` / `hard_cross_entropy` + `loss.sum().backward()` (tested to float
@@ -25,12 +25,12 @@ from memkd.models import EnsembleMLP
 def flatten_parameters(
     model: EnsembleMLP,
 ) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
-    """Move `model`'s parameters into one flat (E, K) tensor, in place, stored feature-major.
+    """Move `model`'s parameters into one flat (E, F) tensor, in place, stored feature-major.
 
     Each weight is stored as an (E, out, in) block and each bias as an (E, out) block of `flat`;
     the module's parameters become views of them with their usual shapes, (E, in, out) and
     (E, 1, out), so the module keeps working as before. Returns (flat, grad, weights_t,
-    weight_grads_t, biases_t, bias_grads_t): `grad` (E, K) is zero, the others are views into
+    weight_grads_t, biases_t, bias_grads_t): `grad` (E, F) is zero, the others are views into
     `flat` / `grad`, weights (E, out, in) and biases (E, out, 1), one per layer.
     """
     members = model.members
@@ -107,7 +107,7 @@ class FusedCrossEntropy:
             self.first_weight_grad = torch.empty_like(self.first_weight)
 
     def parameters(self) -> list[Tensor]:
-        """What the optimizer updates: the single flat (E, K) parameter tensor."""
+        """What the optimizer updates: the single flat (E, F) parameter tensor."""
         return [self.flat]
 
     def __call__(self, idx: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -226,7 +226,7 @@ class PerfectTracker:
             self.acc_at_stop.copy_(torch.where(just, acc.detach().float(), self.acc_at_stop))
 
 
-def adam_step_on_device(opt, steps: Tensor, active: Tensor | None, use_weight_decay: bool) -> None:
+def adam_step_on_device(opt, steps: Tensor, active: Tensor | None) -> None:
     """`BatchedAdam.step` with the step count `steps` (0-dim float64, already counting this step)
     on the device, so that the same kernels serve every step (capturable in a CUDA graph).
 
@@ -236,21 +236,7 @@ def adam_step_on_device(opt, steps: Tensor, active: Tensor | None, use_weight_de
     beta1, beta2 = opt.betas
     bias1 = (1 - torch.pow(beta1, steps)).float()
     bias2_sqrt = (1 - torch.pow(beta2, steps)).sqrt().float()
-    lr = opt.lr if active is None else opt.lr * active.to(opt.lr.dtype)
-    step_size = lr / bias1
-    for p, m, v, scratch in zip(opt.params, opt.exp_avg, opt.exp_avg_sq, opt._scratch):
-        shape = (-1,) + (1,) * (p.dim() - 1)
-        grad = p.grad
-        if use_weight_decay:
-            wd = opt.weight_decay.view(shape)
-            if opt.decoupled:
-                p.mul_(1 - lr.view(shape) * wd)
-            else:
-                grad = grad + wd * p
-        m.lerp_(grad, 1 - beta1)
-        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        denom = torch.sqrt(v, out=scratch).div_(bias2_sqrt).add_(opt.eps)
-        p.sub_(torch.div(m, denom, out=scratch).mul_(step_size.view(shape)))
+    opt.apply(bias1, bias2_sqrt, active)
 
 
 class StaticEpoch:
@@ -278,7 +264,6 @@ class StaticEpoch:
         self.track, self.freeze = track, freeze
         self.capture_wanted = capture and device.type == "cuda"
         self.warmup = warmup
-        self.use_weight_decay = bool((opt.weight_decay != 0).any())  # read once, before any capture
         self.epoch = torch.zeros((), dtype=torch.long, device=device)  # epochs done
         self.steps = torch.full((), float(opt.step_count), dtype=torch.float64, device=device)
         self.eager_epochs = 0
@@ -294,8 +279,7 @@ class StaticEpoch:
         if self.track:
             self.tracker.mark(acc, self.epoch - 1)  # perfect before this epoch's step
         self.steps.add_(1)
-        adam_step_on_device(self.opt, self.steps, self.tracker.active if self.freeze else None,
-                            self.use_weight_decay)
+        adam_step_on_device(self.opt, self.steps, self.tracker.active if self.freeze else None)
         self.tracker.end_epoch(self.epoch, loss, acc)
         return loss, acc
 

@@ -1,6 +1,6 @@
 """Losses for teachers and students, and the logit surgery of appendix A.3.
 
-Shapes: E members, N samples, C classes. Every loss returns one value per member, shape (E,),
+Shape letters (see `memkd`): E members, N samples, C classes. Every loss returns one value per member, shape (E,),
 so that summing them gives each member exactly its own gradient.
 
 Temperature convention. The paper's text softens both sides, CE(sigma_T(z_teacher), sigma_T(z_student));

@@ -1,6 +1,6 @@
 """How much memory a batched ensemble needs to train, and how many members fit at once.
 
-Shapes: E members, N samples, D input dimension, P hidden width, C classes, L hidden layers.
+Shape letters (see `memkd`): E members, N samples, D input dimension, P hidden width, C classes, L hidden layers.
 The estimate counts what the full-batch training path keeps alive (float32): parameters with
 their gradients and Adam's three buffers, activations and their gradients (about three copies of
 each hidden layer), a per-member copy of the inputs when members see different data, and soft

@@ -1,6 +1,6 @@
 """Accuracies and the statistics every claim is stated with.
 
-Shapes: E members, N samples, C classes, K embedding dimension.
+Shape letters: see `memkd` (E members, N samples, C classes, Q embedding width).
 
 Teachers (datasets) are the unit of replication: students trained on one teacher are averaged
 first (`per_unit_means`), and a claim is tested on one difference per teacher (`interval_test`),
@@ -37,7 +37,7 @@ def agreement(logits_a: Tensor, logits_b: Tensor) -> Tensor:
 def nearest_neighbour_predictions(reference: Tensor, reference_labels: Tensor, queries: Tensor) -> Tensor:
     """Label of each query's nearest reference embedding by cosine similarity.
 
-    reference (E, M, K), reference_labels (M,) or (E, M), queries (E, Q, K) -> labels (E, Q).
+    reference (E, R, Q), reference_labels (R,) or (E, R), queries (E, N, Q) -> labels (E, N) (R references).
     """
     ref = torch.nn.functional.normalize(reference, dim=-1)
     qry = torch.nn.functional.normalize(queries, dim=-1)

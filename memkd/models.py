@@ -1,6 +1,6 @@
 """ReLU MLPs and their batched ensemble: E independent networks evaluated in one pass.
 
-Shapes: E members, N samples, D input dimension, P hidden width, C classes.
+Shape letters (see `memkd`): E members, N samples, D input dimension, P hidden width, C classes.
 `EnsembleMLP` stacks each layer's weights as (E, in, out) and uses batched matmuls; member i
 behaves exactly like the plain `nn.Sequential` that `member(i)` returns (tested).
 The 1-layer transformer lives in `memkd.experiments.transformer`.

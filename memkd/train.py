@@ -1,6 +1,6 @@
 """One training loop for ensembles, a batched Adam, and the two uses: teachers and students.
 
-Shapes: E members, N samples, D input dimension, C classes.
+Shape letters (see `memkd`): E members, N samples, D input dimension, C classes.
 Every member is an independent network: the loop sums per-member losses (shape (E,)), so each
 member receives exactly its own gradient, and `BatchedAdam` applies Adam with a learning rate
 (and weight decay) per member. Left out on purpose: schedulers, callbacks, checkpointing.
@@ -71,17 +71,21 @@ class BatchedAdam:
         """One Adam step; members where `active` (bool, (E,)) is False keep their parameters."""
         self.step_count += 1
         beta1, beta2 = self.betas
-        bias1 = 1 - beta1**self.step_count
-        bias2_sqrt = (1 - beta2**self.step_count) ** 0.5
+        self.apply(1 - beta1**self.step_count, (1 - beta2**self.step_count) ** 0.5, active)
+
+    @torch.no_grad()
+    def apply(self, bias1: float | Tensor, bias2_sqrt: float | Tensor, active: Tensor | None = None) -> None:
+        """The update of one step given its bias corrections (Python floats, or 0-dim tensors on the
+        device for a step captured in a CUDA graph: `memkd.fused.adam_step_on_device`)."""
+        beta1, beta2 = self.betas
         lr = self.lr if active is None else self.lr * active.to(self.lr.dtype)
-        use_wd = self.uses_weight_decay
         step_size = lr / bias1
         for p, m, v, scratch in zip(self.params, self.exp_avg, self.exp_avg_sq, self._scratch):
             if p.grad is None:
                 continue
             shape = (-1,) + (1,) * (p.dim() - 1)
             grad = p.grad
-            if use_wd:
+            if self.uses_weight_decay:
                 wd = self.weight_decay.view(shape)
                 if self.decoupled:
                     p.mul_(1 - lr.view(shape) * wd)

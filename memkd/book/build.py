@@ -204,7 +204,7 @@ def hide_injected_parameters(path: Path) -> None:
 
 def render(stage: Path, html: Path, log: Path) -> None:
     """Render the staged book with Jupyter Book's Sphinx (-W --keep-going) in a subprocess."""
-    code = ("import sys; from memkd.book import _render_main; "
+    code = ("import sys; from memkd.book.build import _render_main; "
             "sys.exit(_render_main(sys.argv[1], sys.argv[2]))")
     with open(log, "w") as out:
         proc = subprocess.run([sys.executable, "-c", code, str(stage), str(html)],

@@ -1,6 +1,6 @@
 """The pipeline every random-data experiment shares: data -> teachers -> students -> metrics.
 
-Shapes: K datasets (one teacher each), M students per dataset, E = K * M ensemble members,
+Shape letters (see `memkd`): K datasets (one teacher each), M students per dataset, E = K * M members,
 N samples of D, N' samples of D', D input dim, C classes.
 Teachers are the unit of replication, so an experiment trains several. `memorization_tasks`
 draws K datasets and trains their K teachers as one ensemble; `distill` trains the students of

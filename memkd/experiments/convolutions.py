@@ -47,6 +47,7 @@ from memkd.experiments.common import tidy
 from memkd.losses import soft_targets
 from memkd.metrics import accuracy
 from memkd.models import EnsembleMLP
+from memkd.seeds import derive_seed
 
 SETTINGS = ("clean", "labels", "pixels", "both", "fixed")
 PAIRS = ("cnn->cnn", "mlp->mlp", "cnn->mlp", "mlp->cnn")
@@ -132,29 +133,29 @@ def make_unit(images, setting: str, index: int, cfg: ConvolutionConfig, device: 
     then the pixel shuffles on the chosen images (each image on its own, or one order for all)."""
     from memkd.experiments.images import permute_pixels, shuffle_labels, shuffle_pixels, split_memorized, standardize
 
-    base = cfg.seed * 100_000 + index * 100
     x, y = images.x, images.y
     if setting in ("labels", "both"):
-        y = shuffle_labels(y, base + 1)
-    memorized, trivial = split_memorized(y, cfg.memorized_fraction, base + 4, cfg.per_class)
+        y = shuffle_labels(y, derive_seed(cfg.seed, "shuffle", "labels", index))
+    memorized, trivial = split_memorized(y, cfg.memorized_fraction, derive_seed(cfg.seed, "data", "images", index),
+                                         cfg.per_class)
     chosen = np.concatenate([memorized, trivial])
     xs, ys = x[chosen], y[chosen]
     if setting in ("pixels", "both"):
-        xs = shuffle_pixels(xs, images.image_shape, base + 2)
+        xs = shuffle_pixels(xs, images.image_shape, derive_seed(cfg.seed, "shuffle", "pixels", index))
     if setting == "fixed":
-        xs = permute_pixels(xs, images.image_shape, base + 3)
+        xs = permute_pixels(xs, images.image_shape, derive_seed(cfg.seed, "shuffle", "fixed", index))
     xs = standardize(xs, images.image_shape)  # per-channel statistics: unchanged by pixel shuffles
     n = len(memorized)
     as_t = lambda a, dt: torch.as_tensor(a, dtype=dt, device=device)
     x_d, y_d = as_t(xs[:n], torch.float32), as_t(ys[:n], torch.long)
-    train_idx, test_idx = split_per_class(y_d, cfg.alpha, seed=base + 5)
+    train_idx, test_idx = split_per_class(y_d, cfg.alpha, seed=derive_seed(cfg.seed, "split", index))
     return Unit(setting, index, x_d, y_d, as_t(xs[n:], torch.float32), as_t(ys[n:], torch.long),
                 train_idx, test_idx)
 
 
-def build(arch: str, members: int, cfg: ConvolutionConfig, image_shape, classes: int, seed: int,
+def build(arch: str, members: int, cfg: ConvolutionConfig, image_shape, classes: int, seed: list[int],
           device: torch.device):
-    """An ensemble of `members` CNNs (member i seeded seed + i) or MLPs."""
+    """An ensemble of `members` CNNs or MLPs, member i initialized from seed[i]."""
     if arch == "cnn":
         return EnsembleCNN(members, image_shape, classes, width=cfg.cnn_width, conv_layers=cfg.conv_layers,
                            head_width=cfg.head_width, seed=seed).to(device)
@@ -177,10 +178,10 @@ def train_teachers(units: list[Unit], arch: str, cfg: ConvolutionConfig, image_s
         us = [units[i] for i in part]
         x = torch.stack([u.x for u in us])
         y = torch.stack([u.y for u in us])
-        seed = cfg.seed * 100_000 + 50_000 + (0 if arch == "cnn" else 20_000) + part.start
-        model = build(arch, len(us), cfg, image_shape, classes, seed, device)
+        seeds = [derive_seed(cfg.seed, "teacher", arch, u.index) for u in us]  # paired across settings
+        model = build(arch, len(us), cfg, image_shape, classes, seeds, device)
         teacher = train_ensemble_teacher(model, x, y, epochs=budget, lr=lr, teacher_stop=cfg.teacher_stop,
-                                         batch_size=cfg.teacher_batch_size, seed=seed, progress=cfg.progress)
+                                         batch_size=cfg.teacher_batch_size, seed=seeds[0], progress=cfg.progress)
         logits.append(predict(model, x))
         xt = torch.stack([u.x_trivial for u in us])
         trivial.append(accuracy(predict(model, xt), torch.stack([u.y_trivial for u in us])).cpu())
@@ -201,11 +202,11 @@ def train_students(units: list[Unit], arch: str, members: list[dict], teacher_lo
         x = torch.stack([u.x[u.train_idx] for u in us])  # (E, N_train, D)
         targets = torch.stack([soft_targets(teacher_logits[m["teacher"]][m["unit"], u.train_idx], cfg.temperature)
                                for m, u in zip(ms, us)])  # (E, N_train, C)
-        seed = cfg.seed * 100_000 + 70_000 + (0 if arch == "cnn" else 15_000) + part.start
-        model = build(arch, len(ms), cfg, image_shape, classes, seed, device)
+        seeds = [derive_seed(cfg.seed, "student", arch, u.index, m["teacher"], m["student"]) for m, u in zip(ms, us)]
+        model = build(arch, len(ms), cfg, image_shape, classes, seeds, device)
         train_ensemble_students(model, x, targets, kind="soft", lrs=lr, epochs=cfg.epochs,
                                 temperatures=cfg.temperature, soften_student=cfg.soften_student,
-                                batch_size=cfg.batch_size, seed=seed, progress=cfg.progress)
+                                batch_size=cfg.batch_size, seed=seeds[0], progress=cfg.progress)
         del x, targets
         out_d = predict(model, torch.stack([u.x for u in us]))  # (E, N, C)
         out_t = predict(model, torch.stack([u.x_trivial for u in us]))  # (E, M, C)

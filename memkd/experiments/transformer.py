@@ -5,8 +5,8 @@ layer (4 heads of 32, causal), one ReLU MLP (d_mlp 512), no LayerNorm, residual 
 read at the last position ("=") into k logits. Initialisation as in their code: weights ~ N(0, 1/d_model)
 (the unembedding N(0, 1/vocab)), biases zero.
 
-Shapes: E members, N sequences, S = 3 positions, V vocabulary (k + 1), M = d_model, H heads,
-Dh = d_head, F = d_mlp, K = k output classes.
+Shapes: E members, N sequences, S = 3 positions, V vocabulary (k + 1), Dm = d_model, H heads,
+Dh = d_head, Dmlp = d_mlp, C = k output classes.
 
 `EnsembleTransformer` holds every parameter stacked as (E, ...) and runs all members with batched
 matmuls; since only the last position is read and there is one layer, queries, the MLP and the
@@ -45,26 +45,26 @@ def functional_forward(p: dict[str, Tensor], tokens: Tensor) -> Tensor:
     """Logits at the last position. p: parameters with a leading (E,) axis or without one.
 
     tokens : int64 (N, S) shared by every member, or (E, N, S) one set per member (stacked
-        parameters only) -> logits (E, N, K), or (N, K) for unbatched parameters.
+        parameters only) -> logits (E, N, C), or (N, C) for unbatched parameters.
     """
     heads, d_head = p["w_q"].shape[-2], p["w_q"].shape[-1]
     if tokens.dim() == 3:  # each member reads its own sequences
         members = torch.arange(p["embed"].shape[0], device=tokens.device).view(-1, 1, 1)
-        embedded = p["embed"][members, tokens]  # (E, N, S, M)
+        embedded = p["embed"][members, tokens]  # (E, N, S, Dm)
     else:
         embedded = p["embed"][..., tokens, :]
-    resid = embedded + p["pos"].unsqueeze(-3)  # (E, N, S, M)
-    last = resid[..., -1, :]  # (E, N, M)
+    resid = embedded + p["pos"].unsqueeze(-3)  # (E, N, S, Dm)
+    last = resid[..., -1, :]  # (E, N, Dm)
     q = torch.einsum("...nm,...mhd->...nhd", last, p["w_q"])  # (E, N, H, Dh)
     k = torch.einsum("...nsm,...mhd->...nshd", resid, p["w_k"])  # (E, N, S, H, Dh)
     v = torch.einsum("...nsm,...mhd->...nshd", resid, p["w_v"])  # (E, N, S, H, Dh)
     scores = torch.einsum("...nhd,...nshd->...nhs", q, k) / math.sqrt(d_head)  # (E, N, H, S)
     z = torch.einsum("...nhs,...nshd->...nhd", scores.softmax(dim=-1), v)  # (E, N, H, Dh)
     z = z.reshape(*z.shape[:-2], heads * d_head)  # (E, N, H*Dh)
-    last = last + z @ p["w_o"]  # (E, N, M)
-    hidden = torch.relu(last @ p["w_in"] + p["b_in"])  # (E, N, F)
-    last = last + hidden @ p["w_out"] + p["b_out"]  # (E, N, M)
-    return last @ p["unembed"]  # (E, N, K)
+    last = last + z @ p["w_o"]  # (E, N, Dm)
+    hidden = torch.relu(last @ p["w_in"] + p["b_in"])  # (E, N, Dmlp)
+    last = last + hidden @ p["w_out"] + p["b_out"]  # (E, N, Dm)
+    return last @ p["unembed"]  # (E, N, C)
 
 
 def _draw_parameters(members: int, modulus: int, d_model: int, heads: int, d_mlp: int, context: int,
@@ -78,17 +78,17 @@ def _draw_parameters(members: int, modulus: int, d_model: int, heads: int, d_mlp
 
     s = 1 / math.sqrt(d_model)
     return {
-        "embed": normal(vocab, d_model, scale=s),  # (E, V, M)
-        "pos": normal(context, d_model, scale=s),  # (E, S, M)
-        "w_q": normal(d_model, heads, d_head, scale=s),  # (E, M, H, Dh)
+        "embed": normal(vocab, d_model, scale=s),  # (E, V, Dm)
+        "pos": normal(context, d_model, scale=s),  # (E, S, Dm)
+        "w_q": normal(d_model, heads, d_head, scale=s),  # (E, Dm, H, Dh)
         "w_k": normal(d_model, heads, d_head, scale=s),
         "w_v": normal(d_model, heads, d_head, scale=s),
-        "w_o": normal(heads * d_head, d_model, scale=s),  # (E, H*Dh, M)
-        "w_in": normal(d_model, d_mlp, scale=s),  # (E, M, F)
-        "b_in": torch.zeros(e, 1, d_mlp),  # (E, 1, F)
-        "w_out": normal(d_mlp, d_model, scale=1 / math.sqrt(d_model)),  # (E, F, M)
-        "b_out": torch.zeros(e, 1, d_model),  # (E, 1, M)
-        "unembed": normal(d_model, modulus, scale=1 / math.sqrt(vocab)),  # (E, M, K)
+        "w_o": normal(heads * d_head, d_model, scale=s),  # (E, H*Dh, Dm)
+        "w_in": normal(d_model, d_mlp, scale=s),  # (E, Dm, Dmlp)
+        "b_in": torch.zeros(e, 1, d_mlp),  # (E, 1, Dmlp)
+        "w_out": normal(d_mlp, d_model, scale=1 / math.sqrt(d_model)),  # (E, Dmlp, Dm)
+        "b_out": torch.zeros(e, 1, d_model),  # (E, 1, Dm)
+        "unembed": normal(d_model, modulus, scale=1 / math.sqrt(vocab)),  # (E, Dm, C)
     }
 
 
@@ -99,7 +99,7 @@ class EnsembleTransformer(nn.Module):
     ----------
     members : E.
     modulus : k; the vocabulary is k + 1 tokens ("=" is id k), the output k classes.
-    d_model, heads, d_mlp, context : M, H, F, S (Nanda et al.: 128, 4, 512, 3).
+    d_model, heads, d_mlp, context : Dm, H, Dmlp, S (Nanda et al.: 128, 4, 512, 3).
     seed : initialisation seed: one int (all members drawn from one generator, independently),
         or one seed per member, so that member i equals a one-member ensemble seeded seed[i]
         whatever ensemble it is trained in (see `memkd.seeds`).
@@ -126,7 +126,7 @@ class EnsembleTransformer(nn.Module):
             setattr(self, name, nn.Parameter(value))
 
     def forward(self, tokens: Tensor) -> Tensor:
-        """tokens : int64 (N, S) shared by all members, or (E, N, S) per member -> logits (E, N, K)."""
+        """tokens : int64 (N, S) shared by all members, or (E, N, S) per member -> logits (E, N, C)."""
         return functional_forward(dict(self.named_parameters()), tokens)
 
     @torch.no_grad()
@@ -163,9 +163,9 @@ class Transformer(nn.Module):
         self.unembed = nn.Parameter(torch.zeros(d_model, modulus))
 
     def forward(self, tokens: Tensor) -> Tensor:
-        """tokens (N, S) -> logits at the last position (N, K)."""
+        """tokens (N, S) -> logits at the last position (N, C)."""
         n, s = tokens.shape
-        x = self.embed[tokens] + self.pos[:s]  # (N, S, M)
+        x = self.embed[tokens] + self.pos[:s]  # (N, S, Dm)
         q = torch.einsum("nsm,mhd->nhsd", x, self.w_q)  # (N, H, S, Dh)
         k = torch.einsum("nsm,mhd->nhsd", x, self.w_k)
         v = torch.einsum("nsm,mhd->nhsd", x, self.w_v)
@@ -175,7 +175,7 @@ class Transformer(nn.Module):
         z = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(n, s, -1)  # (N, S, H*Dh)
         x = x + z @ self.w_o
         x = x + torch.relu(x @ self.w_in + self.b_in) @ self.w_out + self.b_out
-        return (x @ self.unembed)[:, -1]  # (N, K)
+        return (x @ self.unembed)[:, -1]  # (N, C)
 
 
 # ---------------------------------------------------------------- training
@@ -192,14 +192,14 @@ class TransformerTeacher:
     """K teachers trained at once, one per memorized set D (members of one ensemble)."""
 
     model: EnsembleTransformer  # K members
-    train_acc: Tensor  # (K,) accuracy on its own D at the end
-    epochs_to_memorize: Tensor  # (K,) first full-batch step at 100% on D, -1 if never
+    train_acc: Tensor  # (C,) accuracy on its own D at the end
+    epochs_to_memorize: Tensor  # (C,) first full-batch step at 100% on D, -1 if never
     epochs_run: int  # steps trained (the budget, or fewer when every member stopped early)
     history: pd.DataFrame
 
     @torch.no_grad()
     def logits(self, tokens: Tensor) -> Tensor:
-        """(N, S) shared or (K, N, S) per teacher -> (K, N, K_classes)."""
+        """(N, S) shared or (K, N, S) per teacher -> (K, N, C)."""
         return self.model(tokens)
 
 
@@ -238,7 +238,7 @@ def train_transformer_teacher(tokens: Tensor, labels: Tensor, *, modulus: int,
     fit_seed = seed if isinstance(seed, (int, np.integer)) else int(list(seed)[0])
 
     def loss_and_acc():
-        logits = model(tokens)  # (K, N, classes)
+        logits = model(tokens)  # (C, N, classes)
         return hard_cross_entropy(logits, labels), accuracy(logits.detach(), labels)
 
     history, first = _adamw_fit(model, tokens, loss_and_acc, epochs=max_epochs, lr=ADAMW["lr"],
@@ -274,7 +274,7 @@ def train_transformer_students(tokens: Tensor, teacher_logits: Tensor, *, modulu
     """E students of the teacher's architecture fit sigma_T(teacher logits), all at once.
 
     tokens (N, S) shared, or (E, N, S) per student (students of different teachers);
-    teacher_logits (N, K), (1, N, K) or (E, N, K) per student; temperatures and lrs: one value or
+    teacher_logits (N, C), (1, N, C) or (E, N, C) per student; temperatures and lrs: one value or
     one per member (E,); seed: one int or one per student. The loss is the library's soft
     cross-entropy (teacher softened by T, student at T = 1: see memkd.losses). The history's
     train_acc is agreement with the teacher's argmax on the student's part.
@@ -283,8 +283,8 @@ def train_transformer_students(tokens: Tensor, teacher_logits: Tensor, *, modulu
                                 seed=seed).to(tokens.device)
     temps = torch.as_tensor(temperatures, dtype=torch.float32,
                             device=tokens.device).expand(members)
-    logits = teacher_logits.reshape(-1, *teacher_logits.shape[-2:])  # (1 or E, N, K)
-    targets = soft_targets(logits, temps)  # (E, N, K)
+    logits = teacher_logits.reshape(-1, *teacher_logits.shape[-2:])  # (1 or E, N, C)
+    targets = soft_targets(logits, temps)  # (E, N, C)
     teacher_labels = logits.argmax(dim=-1)  # (1 or E, N)
     fit_seed = seed if isinstance(seed, (int, np.integer)) else int(list(seed)[0])
 
