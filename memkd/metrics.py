@@ -11,7 +11,6 @@ chosen and tested on the same runs.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Sequence
 
 import numpy as np
@@ -60,58 +59,6 @@ def mean_sem(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
         return math.nan, math.nan
     sem = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
     return float(v.mean()), sem
-
-
-def compare_to_chance(values: Sequence[float] | np.ndarray, chance: float) -> dict:
-    """One-sided one-sample t-test of mean(values) > chance.
-
-    Returns mean, sem, n, chance, t and p_value. With zero spread the p-value is 0 when the
-    mean is above chance and 1 otherwise (the t statistic is infinite or undefined).
-    """
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    mean, sem = mean_sem(v)
-    n = len(v)
-    if n < 2:
-        return {"mean": mean, "sem": sem, "n": n, "chance": chance, "t": math.nan, "p_value": math.nan}
-    if v.std() <= 1e-9 * max(1.0, abs(mean)):  # no spread (float noise only): the sign decides
-        p = 0.0 if mean > chance else 1.0
-        t = math.inf if mean > chance else -math.inf if mean < chance else math.nan
-    else:
-        with warnings.catch_warnings():  # scipy warns about precision when values nearly agree
-            warnings.simplefilter("ignore", RuntimeWarning)
-            t, p = stats.ttest_1samp(v, chance, alternative="greater")
-    return {"mean": mean, "sem": sem, "n": n, "chance": chance, "t": float(t), "p_value": float(p)}
-
-
-def compare_paired(a: Sequence[float], b: Sequence[float]) -> dict:
-    """One-sided paired t-test of mean(a - b) > 0 (e.g. test accuracy above independent accuracy)."""
-    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    out = compare_to_chance(diff, 0.0)
-    out["mean_a"], out["mean_b"] = float(np.nanmean(a)), float(np.nanmean(b))
-    return out
-
-
-def compare_independent(a: Sequence[float], b: Sequence[float], two_sided: bool = False) -> dict:
-    """Welch's t-test of mean(a) > mean(b) (or != with `two_sided`) for unpaired samples.
-
-    Returns mean_a, mean_b, difference, t and p_value. Samples without spread decide by the
-    sign of the difference (scipy would warn and return NaN).
-    """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    diff = float(a.mean() - b.mean())
-    spread = max(a.std(), b.std())
-    if spread <= 1e-9 * max(1.0, abs(float(a.mean())), abs(float(b.mean()))):
-        if two_sided:
-            p = 1.0 if abs(diff) <= 1e-12 else 0.0
-        else:
-            p = 0.0 if diff > 0 else 1.0
-        t = math.copysign(math.inf, diff) if diff else math.nan
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            t, p = stats.ttest_ind(a, b, equal_var=False, alternative="two-sided" if two_sided else "greater")
-    return {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "difference": diff, "t": float(t), "p_value": float(p)}
 
 
 def format_p(p: float | None, label: bool = True) -> str:

@@ -42,7 +42,7 @@ from memkd.config import (
 from memkd.experiments.cnn import EnsembleCNN, predict, train_ensemble_students, train_ensemble_teacher
 from memkd.data import split_per_class
 from memkd.device import resolve_device
-from memkd.experiments.cifar import STRING
+from memkd.experiments.cifar import STRING, shuffled_task
 from memkd.experiments.common import tidy
 from memkd.losses import soft_targets
 from memkd.metrics import accuracy
@@ -129,28 +129,11 @@ class Unit:
 
 
 def make_unit(images, setting: str, index: int, cfg: ConvolutionConfig, device: torch.device) -> Unit:
-    """Draw unit `index` of `setting`: labels shuffled over the whole set, then a balanced split,
-    then the pixel shuffles on the chosen images (each image on its own, or one order for all)."""
-    from memkd.experiments.images import permute_pixels, shuffle_labels, shuffle_pixels, split_memorized, standardize
-
-    x, y = images.x, images.y
-    if setting in ("labels", "both"):
-        y = shuffle_labels(y, derive_seed(cfg.seed, "shuffle", "labels", index))
-    memorized, trivial = split_memorized(y, cfg.memorized_fraction, derive_seed(cfg.seed, "data", "images", index),
-                                         cfg.per_class)
-    chosen = np.concatenate([memorized, trivial])
-    xs, ys = x[chosen], y[chosen]
-    if setting in ("pixels", "both"):
-        xs = shuffle_pixels(xs, images.image_shape, derive_seed(cfg.seed, "shuffle", "pixels", index))
-    if setting == "fixed":
-        xs = permute_pixels(xs, images.image_shape, derive_seed(cfg.seed, "shuffle", "fixed", index))
-    xs = standardize(xs, images.image_shape)  # per-channel statistics: unchanged by pixel shuffles
-    n = len(memorized)
-    as_t = lambda a, dt: torch.as_tensor(a, dtype=dt, device=device)
-    x_d, y_d = as_t(xs[:n], torch.float32), as_t(ys[:n], torch.long)
+    """Draw unit `index` of `setting` exactly as chapter 04 draws its teacher `index`
+    (`memkd.experiments.cifar.shuffled_task`), then the student's per-class split."""
+    x_d, y_d, x_t, y_t = shuffled_task(images, setting, cfg, device, index)
     train_idx, test_idx = split_per_class(y_d, cfg.alpha, seed=derive_seed(cfg.seed, "split", index))
-    return Unit(setting, index, x_d, y_d, as_t(xs[n:], torch.float32), as_t(ys[n:], torch.long),
-                train_idx, test_idx)
+    return Unit(setting, index, x_d, y_d, x_t, y_t, train_idx, test_idx)
 
 
 def build(arch: str, members: int, cfg: ConvolutionConfig, image_shape, classes: int, seed: list[int],
