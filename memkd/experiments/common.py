@@ -148,6 +148,14 @@ def split(task: MemorizationTask, alpha: float, cfg: RandomDataConfig) -> tuple[
     return split_per_class(task.y, alpha, seed=derive_seed(cfg.seed, "split", task.dataset))
 
 
+# On a CPU, students of several datasets stacked in one ensemble need a batched GEMM over their own
+# inputs, which loses to one shared-input GEMM per dataset once the inputs are large: 8 datasets x 4
+# students, benchmarks/stacked_datasets.py (2-core Xeon, 2026-12-01): stacked 1.9x the dataset loop at
+# smoke shapes (N_tr x D = 120 x 100), 0.85x at quick shapes (750 x 250). Seeds are per member, so the
+# numbers do not depend on this choice. On a GPU every dataset is stacked.
+CPU_STACK_LIMIT = 50_000  # N_tr * D above which a CPU trains one dataset's students per ensemble
+
+
 def member_grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
     """The product of the given axes, one dict per ensemble member, in a stable order."""
     names = list(axes)
@@ -222,6 +230,8 @@ def distill(
     if kind == "similarity":
         need += 4 * 3 * n_tr * n_tr
     chunk = members_per_chunk(k * m, need, device, "the number of students, datasets or the student width")
+    if device.type == "cpu" and n_tr * d >= CPU_STACK_LIMIT:
+        chunk = min(chunk, m)  # one dataset per ensemble: its students share one input GEMM (faster on a CPU)
     rows: list[dict[str, Any]] = []
     for start in range(0, k * m, chunk):
         sel = list(range(start, min(start + chunk, k * m)))
