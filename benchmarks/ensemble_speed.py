@@ -35,9 +35,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from memkd.losses import soft_cross_entropy, soft_targets
+from memkd.losses import soft_targets
 from memkd.models import EnsembleMLP
 from memkd.train import BatchedAdam, train_students
 
@@ -137,7 +137,7 @@ def run_loop(x: Tensor, probs: Tensor, shape: Shape, members: int, epochs: int, 
     init = EnsembleMLP(members, shape.input_dim, shape.width, shape.classes, HIDDEN_LAYERS, seed=seed)
     outs = []
     for i in range(members):
-        model = init.member(i)  # nn.Sequential(Linear, ReLU, Linear, ReLU, Linear)
+        model = init.member(i).to(x.device)  # nn.Sequential(Linear, ReLU, Linear, ReLU, Linear)
         opt = torch.optim.Adam(model.parameters(), lr=LR)
         for _ in range(epochs):
             opt.zero_grad()

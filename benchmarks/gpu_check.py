@@ -36,7 +36,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -48,10 +47,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from ensemble_speed import HIDDEN_LAYERS, LR, SHAPES, TEMPERATURE, Shape, forward_flops, make_data  # noqa: E402
+from ensemble_speed import (  # noqa: E402
+    HIDDEN_LAYERS, LR, SHAPES, TEMPERATURE, Shape, forward_flops, make_data, run_loop,
+)
 
 from memkd.device import set_tf32, tf32_enabled  # noqa: E402
-from memkd.models import EnsembleMLP  # noqa: E402
 from memkd.train import train_students  # noqa: E402
 
 CHAPTER = ROOT / "nbs" / "02_logit_distillation.ipynb"
@@ -158,25 +158,6 @@ def step_tests(plan: Plan, table: Table, timeout: float) -> None:
 
 
 # --- step 2: ensemble against the per-seed loop ------------------------------------------------------
-
-
-def run_loop(x: torch.Tensor, probs: torch.Tensor, shape: Shape, members: int, epochs: int) -> torch.Tensor:
-    """E plain students one after another on x's device (ensemble_speed.run_loop, device-aware)."""
-    import torch.nn.functional as F
-
-    init = EnsembleMLP(members, shape.input_dim, shape.width, shape.classes, HIDDEN_LAYERS, seed=0)
-    outs = []
-    for i in range(members):
-        model = init.member(i).to(x.device)
-        opt = torch.optim.Adam(model.parameters(), lr=LR)
-        for _ in range(epochs):
-            opt.zero_grad()
-            loss = -(probs * F.log_softmax(model(x), dim=-1)).sum(dim=-1).mean()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            outs.append(model(x))
-    return torch.stack(outs)
 
 
 def run_ensemble(x: torch.Tensor, probs: torch.Tensor, shape: Shape, members: int, epochs: int) -> torch.Tensor:

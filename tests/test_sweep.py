@@ -478,4 +478,4 @@ def test_dask_returns_a_tasks_own_error_without_retrying_it(tmp_path):
         assert list(executor.as_completed([future])) == [future]
         with pytest.raises(subprocess.CalledProcessError):
             future.result()
-    assert log.read_text().splitlines() == ["call"]  # the task's own error is not retried
+    assert log.read_text().splitlines() == ["call"]  # the job's own error is not retried

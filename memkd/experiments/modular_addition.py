@@ -7,7 +7,7 @@ transformer_distillation (Fig 8, appendix A.4): modular addition `a b =`; teache
     transformer) memorizes its own random D of all k^2 pairs, the same number of pairs of every
     answer; students of the same architecture fit sigma_T(teacher logits) on alpha of each answer
     of D, at several temperatures; `test_acc` on the rest of D, `independent_acc` the student on
-    the pairs outside D (the trivial baseline of this task, which has a learnable rule),
+    the pairs outside D (the trivial baseline of modular addition, which has a learnable rule),
     `teacher_independent_acc` the teacher there (a check: how far the teacher has grokked).
 """
 

@@ -136,10 +136,10 @@ class _DaskFuture:
 
 def _child_main() -> None:
     """Entry of `python -m memkd.sweep`: (fn, args, kwargs) pickled on stdin; (ok, result
-    or exception) pickled on stdout. What the task prints goes to stderr."""
+    or exception) pickled on stdout. What the job prints goes to stderr."""
     _tie_to(int(os.environ.get(PARENT_VARIABLE, os.getppid())))
     result_out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # the task's own prints must not corrupt the pickle
+    os.dup2(2, 1)  # the job's own prints must not corrupt the pickle
     sys.stdout = sys.stderr
     fn, args, kwargs = pickle.loads(sys.stdin.buffer.read())
     try:

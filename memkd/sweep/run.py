@@ -3,7 +3,7 @@
 Owns: `execute_point` (papermill into a folder written under a temporary name and renamed when
 complete, a per-cell timeout, the failing cell found again in the notebook), the kernel that dies
 with the process that started it, the per-profile cell timeouts (`CELL_TIMEOUT`), the run's record
-(`run.json`: status, error, cell, host, times, provenance), and `run_point`, the task a sweep
+(`run.json`: status, error, cell, host, times, provenance), and `run_point`, the job a sweep
 hands to its executor (it never raises: a crash becomes a failed record).
 
 `execute_point` launches a kernel from the calling process: call it from a process running no
