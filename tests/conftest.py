@@ -1,7 +1,26 @@
-"""Shared test fixtures."""
+"""Shared test fixtures and helpers."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def execute_chapter_at_smoke(notebook: Path, tmp_path: Path) -> Path:
+    """Execute a chapter with papermill at the smoke profile (one torch thread per kernel: tiny
+    nets); return its results folder."""
+    papermill = Path(sys.executable).parent / "papermill"
+    results = tmp_path / "results"
+    subprocess.run([str(papermill), str(notebook), str(tmp_path / "out.ipynb"), "-p", "profile", "smoke",
+                    "-p", "results_dir", str(results), "--execution-timeout", "300", "-k", "python3"],
+                   check=True, cwd=ROOT, timeout=900, capture_output=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return results
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import execute_chapter_at_smoke
 import torch
 
 from memkd.experiments.cnn import EnsembleCNN, predict, train_ensemble_students, train_ensemble_teacher
@@ -180,13 +178,7 @@ def test_experiment_rows_units_and_config():
 # ---------------------------------------------------------------------------- the chapter
 @pytest.mark.slow
 def test_chapter_executes_at_smoke(tmp_path):
-    papermill = Path(sys.executable).parent / "papermill"
-    out = tmp_path / "out.ipynb"
-    results = tmp_path / "results"
-    subprocess.run([str(papermill), str(NOTEBOOK), str(out), "-p", "profile", "smoke", "-p", "results_dir",
-                    str(results), "--execution-timeout", "300", "-k", "python3"],
-                   check=True, cwd=ROOT, timeout=900, capture_output=True,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})  # tiny nets: one thread per kernel
+    results = execute_chapter_at_smoke(NOTEBOOK, tmp_path)
     table = pd.read_csv(results / "table.csv")
     assert set(table.setting) == {"clean", "labels", "pixels", "both", "fixed"}
     assert table.groupby("setting").dataset.nunique().min() >= 3

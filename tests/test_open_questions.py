@@ -6,14 +6,12 @@ and the chapter under papermill."""
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import execute_chapter_at_smoke
 import torch
 
 from memkd.book.chapter import Chapter
@@ -316,13 +314,7 @@ def test_overlap_claims_use_the_phi_margin(tmp_path):
 # ---------------------------------------------------------------------------- the chapter
 @pytest.mark.slow
 def test_chapter_executes_at_smoke(tmp_path):
-    papermill = Path(sys.executable).parent / "papermill"
-    out = tmp_path / "out.ipynb"
-    results = tmp_path / "results"
-    subprocess.run([str(papermill), str(NOTEBOOK), str(out), "-p", "profile", "smoke", "-p", "results_dir",
-                    str(results), "--execution-timeout", "300", "-k", "python3"],
-                   check=True, cwd=ROOT, timeout=900, capture_output=True,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})  # tiny nets: one thread per kernel
+    results = execute_chapter_at_smoke(NOTEBOOK, tmp_path)
     table = pd.read_csv(results / "table.csv")
     assert set(table["question"]) == {"overlap", "regularization", "architecture", "convention", "probe", "protocol"}
     claims = pd.read_csv(results / "claims.csv")
