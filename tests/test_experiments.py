@@ -123,11 +123,11 @@ def test_toy_2d_and_regions():
 def test_every_profile_of_every_figure_validates(profile):
     """The paper profile never runs in CI: at least its knobs must pass validation."""
     from memkd.config import make_config
-    from memkd.experiments import cifar, figures, modular_addition
+    from memkd.experiments import cifar, figures, modular_addition, toy
 
     configs = [(figures.LogitDistillationConfig, "logit_distillation"), (figures.SimilarityConfig, "similarity_distillation"),
                (figures.TemperatureLrConfig, "temperature_lr"), (figures.CompositionConfig, "dataset_composition"),
-               (figures.SurgeryConfig, "logit_surgery"), (figures.ToyConfig, "toy_2d")]
+               (figures.SurgeryConfig, "logit_surgery"), (toy.ToyConfig, "toy_2d")]
     configs += [(cls, name) for module in (cifar, modular_addition) for name, cls in vars(module).items()
                 if isinstance(cls, type) and name.endswith("Config") and cls.__module__ == module.__name__]
     for cls, name in configs:

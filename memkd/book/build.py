@@ -22,10 +22,7 @@ build executes everything: the library changes outside the notebooks) and non-HT
 
 from __future__ import annotations
 
-import html as htmllib
 import json
-import math
-import os
 import shutil
 import subprocess
 import sys

@@ -1,6 +1,6 @@
 """One function per experiment: `fn(profile="smoke" | "quick" | "paper", **overrides) -> DataFrame`.
 
-The paper's figures 1-3 and 5-7 (`figures`), its figures 4 and 8 beyond random vectors
+The paper's figure 1 (`toy`), figures 2-3 and 5-7 (`figures`), its figures 4 and 8 beyond random vectors
 (`cifar`, `modular_addition`), the questions it leaves open (`open_questions`, `training_choices`, chapter 09), and CNN teachers and
 students (`convolutions`, chapter 10).
 """
@@ -9,14 +9,13 @@ from memkd.experiments.cifar import cifar_shuffles
 from memkd.experiments.common import standard_departures
 from memkd.experiments.convolutions import convolutional_distillation
 from memkd.experiments.modular_addition import transformer_distillation
+from memkd.experiments.toy import toy_2d, toy_2d_regions
 from memkd.experiments.figures import (
     dataset_composition,
     logit_distillation,
     logit_surgery,
     similarity_distillation,
     temperature_lr,
-    toy_2d,
-    toy_2d_regions,
 )
 from memkd.experiments.open_questions import (
     architecture,

@@ -23,7 +23,6 @@ cifar_shuffles (Fig 4, section 3.3): teacher k of a setting memorizes its own ba
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +38,6 @@ from memkd.data import split_per_class
 from memkd.device import resolve_device
 from memkd.experiments.common import MemorizationTask, distill, member_grid, sizes_departure, tidy
 from memkd.memory import members_per_chunk, training_bytes_per_member
-from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 from memkd.train import TEACHER_STOPS
 

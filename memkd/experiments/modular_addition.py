@@ -17,19 +17,17 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from memkd.config import (
-    ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, Constraint,
-    ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
+    ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, TEMPERATURES,
+    ExperimentConfig, int_range, knob, make_config, one_of, real_interval,
 )
 from memkd.data import split_per_class
 from memkd.device import resolve_device
-from memkd.experiments.cifar import STRING, temperature_departure
-from memkd.experiments.common import MemorizationTask, distill, member_grid, sizes_departure, tidy
-from memkd.memory import members_per_chunk, training_bytes_per_member
+from memkd.experiments.cifar import temperature_departure
+from memkd.experiments.common import member_grid, sizes_departure, tidy
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 from memkd.train import TEACHER_STOPS
