@@ -3,7 +3,7 @@
 What is timed, for E students (default 20) on the same data, full batch, same epochs, T=20:
   loop      one `nn.Sequential` (2 hidden ReLU layers) + `torch.optim.Adam` per student, one
             student after another (the way a per-seed script trains them);
-  ensemble  `memkd.train.train_students(..., kind="soft")`, the library's real entry point: its
+  ensemble  `memkd.distillation.train_students(..., kind="soft")`, the library's real entry point: its
             full-batch fast path `memkd.fused.FusedCrossEntropy` (stacked weights, batched
             matmuls into buffers allocated once, no autograd) and `BatchedAdam`;
   vmap      optional (--vmap): `torch.func.vmap(grad(...))` over `functional_call` of the plain
@@ -39,7 +39,8 @@ from torch import Tensor
 
 from memkd.losses import soft_targets
 from memkd.models import EnsembleMLP
-from memkd.train import BatchedAdam, train_students
+from memkd.distillation import train_students
+from memkd.train import BatchedAdam
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import memkd  # noqa: E402
+import memkd.distillation as mdist  # noqa: E402
 import memkd.train as mtrain  # noqa: E402
 from memkd.memory import training_bytes_per_member  # noqa: E402
 
@@ -107,7 +108,7 @@ class FakeModel:
         return FakeModel(1, self.input_dim, self.width, self.classes, self.hidden_layers, self.activation)
 
 
-class FakeTeacher(mtrain.Teacher):
+class FakeTeacher(mdist.Teacher):
     """A Teacher whose model is a FakeModel, marked as having memorized D."""
 
     def member(self, k: int) -> "FakeTeacher":
@@ -160,7 +161,7 @@ def recording(calls: list[Call]):
         return pd.DataFrame(columns=["epoch", "member", "loss", "train_acc"]), torch.zeros(members, dtype=torch.long)
 
     stubs = {"train_teacher": train_teacher, "train_students": train_students, "fit": fit}
-    originals = {name: getattr(mtrain, name) for name in stubs}
+    originals = {name: getattr(mtrain if name == "fit" else mdist, name) for name in stubs}
     import memkd.experiments.common as common
 
     def distill(tasks, splits, *, cfg, kind, width, members, hidden_layers=None, epochs=None, **_: Any):

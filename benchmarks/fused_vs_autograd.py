@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from ensemble_speed import SHAPES, make_data, marginal_epoch_time  # noqa: E402
 
-from memkd.train import train_students  # noqa: E402
+from memkd.distillation import train_students  # noqa: E402
 
 
 def main(names: list[str]) -> None:

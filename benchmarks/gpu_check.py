@@ -52,7 +52,7 @@ from ensemble_speed import (  # noqa: E402
 )
 
 from memkd.device import set_tf32, tf32_enabled  # noqa: E402
-from memkd.train import train_students  # noqa: E402
+from memkd.distillation import train_students  # noqa: E402
 
 CHAPTER = ROOT / "nbs" / "02_logit_distillation.ipynb"
 PEAK_HOOK = '''\
@@ -305,7 +305,7 @@ def step_chapter(plan: Plan, table: Table, out_dir: Path, timeout: float) -> Non
 
 def step_tf32(plan: Plan, table: Table) -> None:
     from memkd import experiments as ex
-    from memkd.train import TeacherDidNotMemorize
+    from memkd.distillation import TeacherDidNotMemorize
 
     runs = {}
     for enabled in (False, True):

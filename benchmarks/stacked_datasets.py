@@ -4,7 +4,7 @@ An experiment with K teachers (datasets) and S students per teacher trains K * S
 its own teacher's soft labels and its own dataset's inputs. Three ways, same work, full batch:
   per-seed  one `nn.Sequential` + `torch.optim.Adam` per student, one after another: the plain
             PyTorch loop a per-seed script runs (`ensemble_speed.run_loop`, once per dataset);
-  datasets  `memkd.train.train_students` once per dataset, its S students as one ensemble sharing
+  datasets  `memkd.distillation.train_students` once per dataset, its S students as one ensemble sharing
             the dataset's inputs (what memkd did before it stacked datasets);
   stacked   one `train_students` call for all K * S students, inputs (K * S, N, D) per member
             (what `memkd.experiments.common.distill` does now).
@@ -30,7 +30,7 @@ from ensemble_speed import (  # noqa: E402  (a sibling script, not a package)
     real_flops, run_loop,
 )
 
-from memkd.train import train_students  # noqa: E402
+from memkd.distillation import train_students  # noqa: E402
 
 
 def datasets_data(shape: Shape, datasets: int) -> tuple[Tensor, Tensor]:

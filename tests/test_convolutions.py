@@ -13,7 +13,7 @@ import torch
 from memkd.experiments.cnn import EnsembleCNN, predict, train_ensemble_students, train_ensemble_teacher
 from memkd.experiments.convolutions import convolutional_distillation as convolutions
 from memkd.losses import soft_targets
-from memkd.train import TeacherDidNotMemorize
+from memkd.distillation import TeacherDidNotMemorize
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "nbs" / "10_convolutions.ipynb"

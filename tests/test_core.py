@@ -17,7 +17,8 @@ from memkd.metrics import (
     accuracy, nearest_neighbour_accuracy,
 )
 from memkd.models import EnsembleMLP
-from memkd.train import BatchedAdam, TeacherDidNotMemorize, train_students, train_teacher
+from memkd.distillation import TeacherDidNotMemorize, train_students, train_teacher
+from memkd.train import BatchedAdam
 
 
 # --- data -----------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from memkd.device import set_tf32, tf32_enabled
 from memkd.fused import FusedCrossEntropy, PerfectTracker, StaticEpoch
 from memkd.losses import soft_targets
 from memkd.models import EnsembleMLP
-from memkd.train import BatchedAdam, fit, train_students, train_teacher
+from memkd.distillation import train_students, train_teacher
+from memkd.train import BatchedAdam, fit
 
 needs_cuda = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from memkd import experiments as ex
-from memkd.train import TeacherDidNotMemorize
+from memkd.distillation import TeacherDidNotMemorize
 from memkd.metrics import interval_test
 
 

@@ -197,7 +197,7 @@ def test_cifar_shuffles_teacher_stop_is_a_knob():
         cifar_shuffles("smoke", teacher_stop="early")
     early = cifar_shuffles("smoke", settings=("clean",), students=1, epochs=5, teacher_stop="first_perfect")
     assert set(early["teacher_stop"]) == {"first_perfect"} and (early["teacher_epochs_run"] < 300).all()
-    from memkd.train import TeacherDidNotMemorize
+    from memkd.distillation import TeacherDidNotMemorize
 
     with pytest.raises(TeacherDidNotMemorize, match=r"after 3 epochs \(teacher_stop='budget'"):
         cifar_shuffles("smoke", settings=("labels",), students=1, epochs=5, teacher_epochs=3)

@@ -39,7 +39,7 @@ from memkd.device import resolve_device
 from memkd.experiments.common import MemorizationTask, distill, member_grid, sizes_departure, tidy
 from memkd.memory import members_per_chunk, training_bytes_per_member
 from memkd.seeds import derive_seed
-from memkd.train import TEACHER_STOPS
+from memkd.distillation import TEACHER_STOPS
 
 SETTINGS = ("clean", "labels", "pixels", "both", "fixed")
 STRING = Constraint(lambda v: isinstance(v, str), "a str (a path, or '' for the default)")
@@ -143,10 +143,10 @@ def image_teachers(units: list[tuple], cfg: ImageShuffleConfig, classes: int) ->
     """Train one MLP teacher per unit as one ensemble (in chunks if memory is short).
 
     units : (x_D (N, D), y_D (N,), x_trivial, y_trivial, index) per unit, all with the same N.
-    Returns one `memkd.train.Teacher` (one member) per unit. Teacher k's initialization depends
+    Returns one `memkd.distillation.Teacher` (one member) per unit. Teacher k's initialization depends
     on k alone: the same in every setting.
     """
-    from memkd.train import train_teacher
+    from memkd.distillation import train_teacher
 
     n, d = units[0][0].shape
     need = training_bytes_per_member(n, d, cfg.teacher_width, classes, cfg.hidden_layers, own_inputs=True,

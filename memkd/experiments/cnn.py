@@ -32,7 +32,8 @@ from torch import Tensor, nn
 
 from memkd.losses import hard_cross_entropy, soft_cross_entropy
 from memkd.metrics import accuracy
-from memkd.train import Teacher, TeacherDidNotMemorize, fit
+from memkd.distillation import Teacher, TeacherDidNotMemorize
+from memkd.train import fit
 
 BACKENDS = ("grouped", "vmap")
 CNN_STUDENT_KINDS = ("soft", "hard")

@@ -31,7 +31,7 @@ from memkd.losses import soft_targets
 from memkd.memory import members_per_chunk, training_bytes_per_member
 from memkd.metrics import accuracy, agreement, nearest_neighbour_accuracy
 from memkd.seeds import derive_seed
-from memkd.train import TEACHER_STOPS, Teacher, teacher_similarity, train_students, train_teacher
+from memkd.distillation import TEACHER_STOPS, Teacher, teacher_similarity, train_students, train_teacher
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from memkd.experiments.cifar import temperature_departure
 from memkd.experiments.common import member_grid, sizes_departure, tidy
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
-from memkd.train import TEACHER_STOPS
+from memkd.distillation import TEACHER_STOPS
 
 # --- Fig 8: a 1-layer transformer on modular addition ----------------------------------------------
 

@@ -35,7 +35,7 @@ from memkd.experiments.common import (
 from memkd.losses import soft_targets
 from memkd.metrics import nearest_neighbour_predictions
 from memkd.seeds import derive_seed
-from memkd.train import TeacherDidNotMemorize
+from memkd.distillation import TeacherDidNotMemorize
 
 # Smallest settings that show the effect in seconds (smoke, 3 teachers), a CPU chapter of about a
 # minute and a half on two cores (quick, 5 teachers), the paper's scale (5 teachers). Every teacher

@@ -22,7 +22,7 @@ from memkd.experiments.common import RandomDataConfig, tidy
 from memkd.losses import soft_targets
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
-from memkd.train import train_students, train_teacher
+from memkd.distillation import train_students, train_teacher
 
 
 # --- Fig 1: the 2-D toy --------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from memkd.experiments.open_questions import (
 from memkd.losses import soft_cross_entropy, soft_targets
 from memkd.metrics import accuracy
 from memkd.models import EnsembleMLP
-from memkd.train import TEACHER_STOPS, fit
+from memkd.distillation import TEACHER_STOPS
+from memkd.train import fit
 
 
 # --- 4. temperature convention -------------------------------------------------------------------
