@@ -258,20 +258,16 @@ def train_ensemble_teacher(
 
     history, first = fit(
         model, objective, n_samples=n, epochs=epochs, lr=lr, batch_size=batch_size,
-        freeze_when_perfect=teacher_stop == "first_perfect", evaluate=evaluate,
+        freeze_when_perfect=teacher_stop == "first_perfect", record_first_perfect=True, evaluate=evaluate,
         log_every=max(1, epochs // 50), seed=seed, progress=progress, desc="teacher",
     )
     acc = evaluate().cpu()
-    if teacher_stop == "budget":  # first 100% epoch from the log (every epochs // 50 epochs)
-        first = torch.full((len(acc),), -1, dtype=torch.long)
-        perfect = history[history.train_acc >= 1.0].groupby("member").epoch.min()
-        for m, ep in perfect.items():
-            first[int(m)] = int(ep)
     memorized = acc >= 1.0
     if require_memorization and not bool(memorized.all()):
         raise TeacherDidNotMemorize(
             f"train_ensemble_teacher: {int((~memorized).sum())} of {len(acc)} teacher(s) did not reach "
-            f"100% training accuracy within {epochs} epochs (lowest reached {float(acc.min()):.2%}). "
+            f"100% training accuracy {'after' if teacher_stop == 'budget' else 'within'} {epochs} epochs "
+            f"(teacher_stop={teacher_stop!r}; lowest reached {float(acc.min()):.2%}). "
             "Give the teacher more epochs, more width or another learning rate."
         )
     epochs_run = int(history["epoch"].max()) if len(history) else 0

@@ -259,9 +259,11 @@ def distill(
 def _measure(model, tasks, splits, member_ids, members, cfg, kind, width, class_of_interest) -> list[dict]:
     """Rows for the students of `model`; member_ids[j] are the global ids of task j's members."""
     m = len(members)
-    x_d = torch.cat([t.x.expand(len(ids), -1, -1) for t, ids in zip(tasks, member_ids)])  # (E_c, N, D)
-    x_i = torch.cat([t.x_independent.expand(len(ids), -1, -1) for t, ids in zip(tasks, member_ids)])
-    out_d, out_ind = model(x_d), model(x_i)  # (E_c, N, C), (E_c, N', C)
+    if len(tasks) == 1:  # one dataset: its inputs are shared by every member, no per-member copy
+        out_d, out_ind = model(tasks[0].x), model(tasks[0].x_independent)  # (E_c, N, C), (E_c, N', C)
+    else:
+        out_d = model(torch.cat([t.x.expand(len(ids), -1, -1) for t, ids in zip(tasks, member_ids)]))
+        out_ind = model(torch.cat([t.x_independent.expand(len(ids), -1, -1) for t, ids in zip(tasks, member_ids)]))
     rows, offset = [], 0
     for task, (tr, te), ids in zip(tasks, splits, member_ids):
         part = slice(offset, offset + len(ids))
