@@ -223,6 +223,65 @@ def interval_test(differences, expect: str, margin: float = 0.0, level: float = 
     return out
 
 
+def _clopper_pearson(successes: int, trials: int, level: float) -> tuple[float, float]:
+    """The one-sided level-`level` exact bounds of a binomial proportion: (lower, upper)."""
+    low = 0.0 if successes == 0 else float(stats.beta.ppf(level, successes, trials - successes + 1))
+    high = 1.0 if successes == trials else float(stats.beta.ppf(1 - level, successes + 1, trials - successes))
+    return low, high
+
+
+def binomial_test(successes: int, trials: int, p0: float, expect: str, margin: float = 0.0,
+                  level: float = 0.01) -> dict:
+    """Three-way verdict on a proportion from an exact binomial test (Clopper-Pearson bounds).
+
+    For outcomes that are counts or have no spread (every teacher at exactly 0 or 1), where a t
+    interval would collapse: `successes` of `trials` independent outcomes against the proportion
+    `p0` (e.g. 1/C for chance, 1.0 for "perfect").
+    expect : "above" (proportion > p0 + margin), "below" (< p0 - margin) or "equivalent"
+        (within (p0 - margin, p0 + margin)); the verdict rules are those of `interval_test` applied
+        to the exact bounds of (proportion - p0).
+    Returns the keys of `interval_test` (mean is the observed proportion minus p0, sem is NaN,
+    n the number of trials) plus "test": "exact binomial" and "successes".
+
+    >>> binomial_test(0, 120, 0.1, "below")["verdict"]   # 0 of 120 against 1/C = 0.1
+    'holds'
+    >>> round(binomial_test(0, 24, 0.1, "below")["p_value"], 3)   # 0.9**24
+    0.08
+    """
+    for name, value in (("successes", successes), ("trials", trials)):
+        if not (isinstance(value, (int, np.integer)) and value >= 0):
+            raise ValueError(f"The '{name}' parameter of binomial_test must be an int >= 0. Got {value!r} instead.")
+    if successes > trials:
+        raise ValueError(f"The 'successes' parameter of binomial_test must be <= trials ({trials}). "
+                         f"Got {successes!r} instead.")
+    if not (isinstance(p0, (int, float, np.floating)) and 0.0 <= p0 <= 1.0):
+        raise ValueError(f"The 'p0' parameter of binomial_test must be a float in [0, 1]. Got {p0!r} instead.")
+    _check_test_args(expect, margin, level)
+    successes, trials, p0, margin, level = int(successes), int(trials), float(p0), float(margin), float(level)
+    out = {"mean": math.nan, "sem": math.nan, "n": trials, "ci_low": math.nan, "ci_high": math.nan,
+           "p_value": math.nan, "expect": expect, "margin": margin, "level": level,
+           "verdict": "inconclusive", "test": "exact binomial", "successes": successes}
+    if trials == 0:
+        return out
+    low, high = _clopper_pearson(successes, trials, level)
+
+    def p_above(bound: float) -> float:  # one-sided exact p of "proportion > bound"
+        return 0.0 if bound < 0 else 1.0 if bound >= 1 else float(stats.binom.sf(successes - 1, trials, bound))
+
+    def p_below(bound: float) -> float:  # one-sided exact p of "proportion < bound"
+        return 0.0 if bound > 1 else 1.0 if bound <= 0 else float(stats.binom.cdf(successes, trials, bound))
+
+    if expect == "above":
+        p = p_above(p0 + margin)
+    elif expect == "below":
+        p = p_below(p0 - margin)
+    else:
+        p = max(p_above(p0 - margin), p_below(p0 + margin))
+    out.update(mean=successes / trials - p0, ci_low=low - p0, ci_high=high - p0, p_value=float(min(1.0, p)),
+               verdict=_decide(expect, margin, low - p0, high - p0))
+    return out
+
+
 def choose_and_test_units(units: Sequence, seed: int = 0) -> tuple[list, list]:
     """Split the distinct units (teachers) into a half to choose a setting on and a half to test it on.
 

@@ -150,3 +150,30 @@ def test_format_p():
     assert format_p(float("nan")) == "p = n/a" and format_p(None) == "p = n/a"
     assert format_p(0.2, label=False) == "0.200" and format_p(1e-9, label=False) == "< 1e-6"
     assert format_p(float("nan"), label=False) == "–"
+
+
+def test_binomial_test_is_exact_where_a_t_interval_would_collapse():
+    from memkd.metrics import binomial_test
+
+    # 0 of 24 held-out points against chance 0.1: p = 0.9**24 = 0.080, not 0 (a collapsed interval's answer)
+    r = binomial_test(0, 24, 0.1, "below")
+    assert abs(r["p_value"] - 0.9 ** 24) < 1e-12 and r["verdict"] == "inconclusive" and r["test"] == "exact binomial"
+    assert binomial_test(0, 120, 0.1, "below")["verdict"] == "holds"
+    # every one of 25 cells perfect: "above 0.95" has p = 0.95**25 and is inconclusive at level 0.05; 60 of 60 holds
+    assert abs(binomial_test(25, 25, 0.95, "above", level=0.05)["p_value"] - 0.95 ** 25) < 1e-12
+    assert binomial_test(25, 25, 0.95, "above", level=0.05)["verdict"] == "inconclusive"
+    assert binomial_test(60, 60, 0.95, "above", level=0.05)["verdict"] == "holds"
+    assert binomial_test(30, 60, 0.95, "above", level=0.05)["verdict"] == "does not hold"
+    with pytest.raises(ValueError, match="'successes'"):
+        binomial_test(5, 4, 0.5, "above")
+
+
+def test_claim_count_records_an_exact_test(tmp_path):
+    from memkd.book.chapter import Chapter
+
+    ch = Chapter("count", profile="smoke", results_dir=str(tmp_path), device="cpu")
+    text = ch.claim_count("perfect", "Cells above the line are perfect.", 60, 60, 0.95, expect="above",
+                          level=0.05, teachers=5, what="perfect cells")
+    assert "60 of 60 from 5 teachers" in text and "**holds**" in text and "exact binomial" in text
+    claims = ch.finish()
+    assert claims.loc[0, "test"] == "exact binomial" and claims.loc[0, "n"] == 60

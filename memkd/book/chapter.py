@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from memkd import __version__
-from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS, Claim, _pm, _verdict_reason, interval_text, units_text
+from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS, Claim, _plural, _pm, _verdict_reason, interval_text, units_text
 from memkd.config import PROFILES
 
 DATA_KINDS = ("paper", "stand-in")  # measured on the paper's kind of data, or on a stand-in for it
@@ -216,6 +216,36 @@ class Chapter:
         return self._sentence(what, f"{_pm(ma, sa)} against {_pm(mb, sb)}", r, students,
                               "difference", paired=True)
 
+    def claim_count(self, claim_id: str, paper_text: str, successes: int, trials: int, p0: float, *,
+                    expect: str = "above", margin: float = 0.0, level: float | None = None,
+                    teachers: int | float = math.nan, what: str = "proportion", data: str = "paper",
+                    detail: str = "") -> str:
+        """Test a proportion with an exact binomial test, record it, and return the verdict as Markdown.
+
+        For outcomes that are counts or have no spread, where a t interval over teachers would
+        collapse: `successes` of `trials` independent outcomes (e.g. held-out points classified
+        correctly, pooled over teachers; or perfect cells) against `p0` (e.g. 1/C, or 1.0).
+        `teachers` is how many teachers the outcomes come from (shown beside the trials).
+        See memkd.metrics.binomial_test for the verdict rules.
+
+        >>> ch.claim_count("perfect_above_line", "Every cell above the line is perfect.",  # doctest: +SKIP
+        ...                successes=60, trials=60, p0=0.95, expect="above", teachers=5)
+        """
+        from memkd.metrics import binomial_test, format_p
+
+        level = self._check_claim_args("claim_count", expect, margin, level, data)
+        r = binomial_test(successes, trials, p0, expect, margin, level)
+        proportion = successes / trials if trials else math.nan
+        self._record(claim_id, paper_text, r, value=what, measured=proportion, baseline=p0,
+                     students=math.nan, data=data, detail=detail)
+        self.claims[-1].students = float(teachers)  # shown as "of T teachers"
+        interval = (f"exact {100 * (1 - 2 * r['level']):.0f}% interval of the proportion "
+                    f"[{r['ci_low'] + p0:.3f}, {r['ci_high'] + p0:.3f}]" if trials else "")
+        source = f" from {_plural(int(teachers), 'teacher')}" if teachers == teachers else ""
+        return (f"**{what}**: {successes} of {trials}{source} = {proportion:.3f} against {p0:.3f}"
+                + (f", {interval} (exact binomial test, {format_p(r['p_value'])})" if interval else "")
+                + f": **{r['verdict']}**{_verdict_reason(r)}.")
+
     def _record(self, claim_id: str, paper_text: str, r: dict, *, value: str, measured: float,
                 baseline: float, students: float, data: str, detail: str) -> Claim:
         return self._keep(Claim(
@@ -223,7 +253,7 @@ class Chapter:
             float(r["p_value"]), r["verdict"], detail, data=data, beyond_paper=self.beyond_paper,
             expect=r["expect"], value=value, baseline=float(baseline), difference=float(r["mean"]),
             ci_low=float(r["ci_low"]), ci_high=float(r["ci_high"]), margin=float(r["margin"]),
-            level=float(r["level"]), students=students))
+            level=float(r["level"]), students=students, test=str(r.get("test", "t interval"))))
 
     @staticmethod
     def _sentence(what: str, numbers: str, r: dict, students: float, of: str, paired: bool = False) -> str:

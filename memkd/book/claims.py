@@ -11,7 +11,7 @@ from typing import Any
 
 CLAIM_COLUMNS = ["chapter", "claim", "paper", "data", "beyond_paper", "expect", "value", "measured",
                  "baseline", "difference", "sem", "ci_low", "ci_high", "margin", "level", "n",
-                 "students", "p_value", "verdict", "detail"]
+                 "students", "p_value", "verdict", "detail", "test"]
 DEPARTURE_COLUMNS = ["chapter", "topic", "paper", "book", "reason"]
 
 
@@ -43,6 +43,7 @@ class Claim:
     margin: float = 0.0
     level: float = math.nan
     students: float = math.nan  # students per teacher (the minimum over teachers)
+    test: str = "t interval"  # how the verdict was reached: "t interval" or "exact binomial"
 
 
 def _plural(count: Any, word: str) -> str:
