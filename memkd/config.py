@@ -158,3 +158,27 @@ __all__ = [
     "int_range", "real_interval", "one_of", "list_of", "BOOL", "OPTIONAL_INT", "DEVICE",
     "POS_INT", "POS_INTS", "ALPHAS", "TEMPERATURES", "LRS", "check_split",
 ]
+
+
+SCALAR_TO_LIST = {"alpha": "alphas", "width": "student_widths", "temperature": "temperatures", "lr": "lrs"}
+
+
+def knob_overrides(**values: Any) -> dict[str, Any]:
+    """Experiment overrides from a chapter's sweepable parameters.
+
+    A zero, None or empty value means "keep the profile's value" and is dropped. The scalar
+    parameters alpha, width, temperature and lr become the one-element lists alphas,
+    student_widths, temperatures and lrs; every other name passes through unchanged.
+
+    >>> knob_overrides(alpha=0.4, width=0, epochs=300)
+    {'alphas': (0.4,), 'epochs': 300}
+    """
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if value in (None, 0, 0.0, "", [], ()):
+            continue
+        if name in SCALAR_TO_LIST:
+            out[SCALAR_TO_LIST[name]] = (value,)
+        else:
+            out[name] = tuple(value) if isinstance(value, list) else value
+    return out

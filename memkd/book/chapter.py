@@ -40,7 +40,7 @@ import pandas as pd
 
 from memkd import __version__
 from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS, Claim, _plural, _pm, _verdict_reason, interval_text, units_text
-from memkd.config import PROFILES
+from memkd.config import PROFILES, SCALAR_TO_LIST, knob_overrides  # noqa: F401 (chapters call memkd.book.chapter.knob_overrides)
 
 DATA_KINDS = ("paper", "stand-in")  # measured on the paper's kind of data, or on a stand-in for it
 TEACHER_STOPS = ("budget", "first_perfect")
@@ -352,27 +352,3 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return sorted(obj, key=str)
     return str(obj)
-
-
-SCALAR_TO_LIST = {"alpha": "alphas", "width": "student_widths", "temperature": "temperatures", "lr": "lrs"}
-
-
-def knob_overrides(**values: Any) -> dict[str, Any]:
-    """Experiment overrides from a chapter's sweepable parameters.
-
-    A zero, None or empty value means "keep the profile's value" and is dropped. The scalar
-    parameters alpha, width, temperature and lr become the one-element lists alphas,
-    student_widths, temperatures and lrs; every other name passes through unchanged.
-
-    >>> knob_overrides(alpha=0.4, width=0, epochs=300)
-    {'alphas': (0.4,), 'epochs': 300}
-    """
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        if value in (None, 0, 0.0, "", [], ()):
-            continue
-        if name in SCALAR_TO_LIST:
-            out[SCALAR_TO_LIST[name]] = (value,)
-        else:
-            out[name] = tuple(value) if isinstance(value, list) else value
-    return out

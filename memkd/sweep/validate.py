@@ -7,7 +7,7 @@ chapter runs and their config classes::
         "logit_distillation": "memkd.experiments.figures:LogitDistillationConfig"}}}
 
 and `check_points`, which builds each point's config the way the chapter does
-(`memkd.book.chapter.knob_overrides`, then `memkd.config.make_config` at the point's profile), so that
+(`memkd.config.knob_overrides`, then `memkd.config.make_config` at the point's profile), so that
 `-p alpha=1.5` fails at once with the knob's allowed range instead of in cell 6 of every run.
 A notebook parameter takes part when it is a knob of the config, directly (`seed`, `device`,
 `targets`) or as the scalar form of a list knob (`alpha` -> `alphas`). A notebook without the
@@ -41,7 +41,7 @@ def experiment_configs(nb) -> dict[str, type]:
 
 def knob_parameters(params: Mapping[str, Any], config: type) -> list[str]:
     """The notebook parameters that set a knob of `config` (directly or as a scalar of a list knob)."""
-    from memkd.book.chapter import SCALAR_TO_LIST
+    from memkd.config import SCALAR_TO_LIST
 
     knobs = config.knobs()
     return [name for name in params if SCALAR_TO_LIST.get(name, name) in knobs]
@@ -54,7 +54,7 @@ def check_points(nb, params: Mapping[str, Any], points: list[Mapping[str, Any]])
     Raises ValueError naming the point and the knob (with its allowed values) for the first
     point an experiment would refuse.
     """
-    from memkd.book.chapter import knob_overrides
+    from memkd.config import knob_overrides
     from memkd.config import PROFILES
     from memkd.config import make_config
     from memkd.sweep.grid import full_parameters

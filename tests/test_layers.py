@@ -1,0 +1,51 @@
+"""The package's floors: a module imports only from its own floor or the floors below it.
+
+core (memkd.<module>) < memkd.experiments < memkd.sweep < memkd.book < memkd.cli
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "memkd"
+FLOORS = {"experiments": 1, "sweep": 2, "book": 3, "cli": 4, "__main__": 4}
+
+
+def floor_of(module: str) -> int:
+    """The floor of a dotted module name inside memkd: 0 for the core."""
+    parts = module.split(".")
+    return FLOORS.get(parts[1], 0) if len(parts) > 1 and parts[0] == "memkd" else -1
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every `import memkd...` / `from memkd... import` in a file, lazy ones included."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            out.extend((node.lineno, alias.name) for alias in node.names)
+    return [(line, m) for line, m in out if m == "memkd" or m.startswith("memkd.")]
+
+
+def upward_imports() -> list[str]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        for line, target in imported_modules(path):
+            if target != "memkd" and floor_of(target) > floor_of(module):
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target}")
+    return found
+
+
+def test_no_import_runs_up_a_floor():
+    assert upward_imports() == []
+
+
+def test_the_floor_check_sees_an_upward_import(tmp_path):
+    # the checker itself: a core module importing the book is found
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from memkd.book.chapter import Chapter\n")
+    assert imported_modules(bad) == [(2, "memkd.book.chapter")]
+    assert floor_of("memkd.book.chapter") > floor_of("memkd.metrics")
