@@ -248,6 +248,26 @@ def test_chapter_page_has_figure_no_error_and_colab_link(book, chapter):
 
 
 @pytest.mark.slow
+def test_built_pages_install_a_ref_that_exists(book):
+    """Every executed chapter installs memkd at the ref the build was made from, and that ref
+    exists in this repository (the tag or commit pip will fetch from GitHub)."""
+    import subprocess
+
+    from memkd.book.build import INSTALL_REF, build_ref
+
+    ref = build_ref(ROOT)
+    if ref is None:
+        pytest.skip("not a git checkout: the pages keep the committed ref")
+    assert subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+                          capture_output=True).returncode == 0
+    book.html  # noqa: B018 - fails with the build's error if it did not build
+    for chapter in CHAPTERS:
+        cells = nbformat.read(book.out / "stage" / f"{chapter}.ipynb", as_version=4).cells
+        refs = {m.group(2) for c in cells for m in INSTALL_REF.finditer(c.source)}
+        assert refs == {ref}, f"{chapter}: the built page installs {refs}, not {ref}"
+
+
+@pytest.mark.slow
 def test_report_gathers_the_chapters_claims(book):
     page = book.html / "book" / "report.html"
     text = page.read_text()
