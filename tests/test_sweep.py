@@ -155,6 +155,22 @@ def test_bad_grid_stops_before_anything_runs(tmp_path, capsys):
     assert "the 'seed' parameter must be an int. Got 'x' instead" in err and "label: str = 'a'" in err
 
 
+@pytest.mark.parametrize("option", ["--workers", "--dask-local"])
+@pytest.mark.parametrize("command", ["sweep", "book"])
+def test_zero_workers_are_refused_on_the_command_line(tmp_path, capsys, option, command):
+    out = tmp_path / "out"
+    args = [command, *([str(FIXTURE)] if command == "sweep" else []), option, "0", "-o", str(out)]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(args)
+    assert exit_.value.code == 2 and not out.exists()
+    assert f"{option}: must be an int >= 1; got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="'dask_local' parameter of run_sweep must be an int >= 1. Got 0"):
+        run_sweep(FIXTURE, {"seed": [1]}, tmp_path / "s", dask_local=0)
+    with pytest.raises(ValueError, match="'dask_local' parameter must be an int >= 1. Got 0"):
+        make_executor(dask_local=0)
+    assert not (tmp_path / "s").exists()
+
+
 # --------------------------------------------------------------------------- real sweeps
 def write_run(root: Path, rid: str, table: pd.DataFrame | None, parameters: dict, csv: bool = False) -> None:
     folder = root / "runs" / rid

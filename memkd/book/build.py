@@ -304,6 +304,8 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
     profile = resolve_profile(profile)
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"The 'workers' parameter of build_book must be an int >= 1. Got {workers!r} instead.")
+    if dask_local is not None and (not isinstance(dask_local, int) or isinstance(dask_local, bool) or dask_local < 1):
+        raise ValueError(f"The 'dask_local' parameter of build_book must be an int >= 1. Got {dask_local!r} instead.")
     book = Path(root) if root else (book_root() or Path(__file__).resolve().parents[1])
     book = book.resolve()
     if not (book / "_toc.yml").is_file():

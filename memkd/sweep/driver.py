@@ -133,7 +133,8 @@ def run_sweep(
     from tqdm.auto import tqdm
 
     _check_int("workers", workers, 1)
-    _check_int("dask_local", dask_local or 1, 1)
+    if dask_local is not None:
+        _check_int("dask_local", dask_local, 1)
     _check_int("retries", retries, 0)
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ValueError(f"The 'timeout' parameter of run_sweep must be a number of seconds > 0 or None. "
