@@ -170,7 +170,7 @@ def cifar_shuffles(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     One row per student: setting, dataset (the teacher's index k within its setting), alpha, width,
     temperature, lr, student, train_acc, test_acc, independent_acc (the student on the trivial set),
     teacher_independent_acc (the teacher there: the trivial accuracy), ratio (test_acc / trivial
-    accuracy), chance, teacher_stop, teacher_epochs (first epoch at 100%), teacher_epochs_run,
+    accuracy), chance, teacher_stop, teacher_first_perfect (first epoch at 100%), teacher_epochs_run,
     images ("cifar10" | "digits"), n_memorized, n_trivial, note.
     """
     cfg = make_config(ImageShuffleConfig, "cifar_shuffles", profile, overrides)
@@ -235,5 +235,5 @@ def image_departures(table: pd.DataFrame) -> list[dict[str, str]]:
                     book=f"teacher: Adam at {config.get('teacher_lr')}, budget of {config.get('teacher_epochs')} epochs; "
                     f"students: Adam at {config.get('lrs')}, {config.get('epochs')} epochs",
                     reason="every teacher memorizes well within the budget (first 100% at epoch "
-                    f"{int(table.teacher_epochs.max())} at the latest); the students fit their part"))
+                    f"{int(table.teacher_first_perfect.max())} at the latest); the students fit their part"))
     return out + [d for d in [sizes_departure(config, PAPER_FIG4)] if d] + temperature_departure(config)

@@ -67,7 +67,8 @@ class LogitDistillationConfig(RandomDataConfig):
 def logit_distillation(profile: str = "quick", targets: str = "soft", **overrides: Any) -> pd.DataFrame:
     """Fig 2: students learn from sigma_T(teacher logits) (or hard labels) on alpha of D.
 
-    One row per student: dataset, alpha, width, temperature, lr, student, targets and metrics.
+    One row per student: dataset, alpha, width, temperature, lr, student, kind ("soft" | "hard":
+    the `targets` knob) and metrics.
     """
     cfg = make_config(LogitDistillationConfig, "logit_distillation", profile, {**overrides, "targets": targets})
     temps = cfg.temperatures if cfg.targets == "soft" else (math.nan,)
@@ -76,7 +77,7 @@ def logit_distillation(profile: str = "quick", targets: str = "soft", **override
     for tasks, alpha, splits, width in _settings(cfg):
         for r in distill(tasks, splits, cfg=cfg, kind=cfg.targets, width=width, members=members,
                          setting=(alpha,)):
-            rows.append({**r, "alpha": alpha, "targets": cfg.targets})
+            rows.append({**r, "alpha": alpha})
     return tidy(rows, cfg=cfg)
 
 

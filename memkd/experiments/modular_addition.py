@@ -112,7 +112,7 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
 
     One row per student: dataset (the teacher's index), modulus, alpha, temperature, lr, student,
     train_acc, test_acc, independent_acc (the student on the pairs outside D), teacher_independent_acc,
-    chance (1/k), teacher_stop, teacher_epochs (first step at 100% on D), teacher_epochs_run,
+    chance (1/k), teacher_stop, teacher_first_perfect (first step at 100% on D), teacher_epochs_run,
     teacher_extra_epochs, n_memorized, n_outside. Student i of a teacher starts from the same
     initialization at every temperature (comparisons across T are paired).
     """
@@ -155,7 +155,7 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
                              "test_acc": float(hit_d[te_i].mean()),
                              "independent_acc": float((pred_o[i] == outside[k][1]).float().mean()),
                              "teacher_independent_acc": float(trivial[k]), "chance": 1.0 / cfg.modulus,
-                             "teacher_stop": cfg.teacher_stop, "teacher_epochs": int(teacher.epochs_to_memorize[k]),
+                             "teacher_stop": cfg.teacher_stop, "teacher_first_perfect": int(teacher.epochs_to_memorize[k]),
                              "teacher_epochs_run": teacher.epochs_run, "teacher_extra_epochs": cfg.teacher_extra_epochs,
                              "n_memorized": len(y[k]), "n_outside": len(outside[k][1])})
     return tidy(rows, ratio_to_trivial=True, cfg=cfg)
@@ -236,9 +236,9 @@ def teacher_summary(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     Markdown sentence computed from them: how long the budget is against the time to memorize, and
     how far the teachers' accuracy outside D has moved from chance towards 1 (grokking).
     """
-    per = table.groupby("dataset")[["teacher_epochs", "teacher_epochs_run", "teacher_independent_acc"]].first()
+    per = table.groupby("dataset")[["teacher_first_perfect", "teacher_epochs_run", "teacher_independent_acc"]].first()
     chance, run = float(table.chance.iloc[0]), int(per.teacher_epochs_run.max())
-    first_lo, first_hi = int(per.teacher_epochs.min()), int(per.teacher_epochs.max())
+    first_lo, first_hi = int(per.teacher_first_perfect.min()), int(per.teacher_first_perfect.max())
     acc, lo, hi = per.teacher_independent_acc.mean(), per.teacher_independent_acc.min(), per.teacher_independent_acc.max()
     where = ("they have generalized the rule: they grokked within their budget" if lo >= 0.95 else
              "they have not started to generalize the rule" if hi <= 2 * chance else

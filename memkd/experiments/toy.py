@@ -120,7 +120,7 @@ def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                          "train_acc": float(train_acc[m]), "test_acc": float(test_acc[m]),
                          "independent_acc": float(ind_acc[m]), "teacher_independent_acc": float(teacher_ind[k]),
                          "chance": 1.0 / cfg.classes, "teacher_memorized": bool(teacher.memorized[k]),
-                         "teacher_stop": cfg.teacher_stop, "teacher_epochs": int(teacher.epochs_to_memorize[k])})
+                         "teacher_stop": cfg.teacher_stop, "teacher_first_perfect": int(teacher.epochs_to_memorize[k])})
     return tidy(rows, cfg=cfg)
 
 
