@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from memkd.experiments.declare import DISTILL_COLUMNS, experiment
 from memkd.config import (
     ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, Constraint,
     ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
@@ -76,6 +77,8 @@ class ImageShuffleConfig(ExperimentConfig):
     device: str = knob("auto", DEVICE, "where to train")
     progress: bool = knob(False, BOOL, "show progress bars")
 
+    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'setting', 'teacher_epochs_run', 'images', 'n_memorized', 'n_trivial',
+                     'note', 'ratio')
     PROFILE_VALUES = {
         "smoke": dict(dataset="digits", teachers=3, per_class=30, teacher_width=128, teacher_lr=3e-3,
                       teacher_epochs=300, student_widths=(128,), alphas=(0.6,), lrs=(1e-2,),
@@ -164,15 +167,10 @@ def image_teachers(units: list[tuple], cfg: ImageShuffleConfig, classes: int) ->
     return teachers
 
 
+@experiment(ImageShuffleConfig)
 def cifar_shuffles(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
-    """Fig 4: students of teachers that memorized clean or shuffled images, `teachers` per setting.
-
-    One row per student: setting, dataset (the teacher's index k within its setting), alpha, width,
-    temperature, lr, student, train_acc, test_acc, independent_acc (the student on the trivial set),
-    teacher_independent_acc (the teacher there: the trivial accuracy), ratio (test_acc / trivial
-    accuracy), chance, teacher_stop, teacher_first_perfect (first epoch at 100%), teacher_epochs_run,
-    images ("cifar10" | "digits"), n_memorized, n_trivial, note.
-    """
+    """Fig 4: students of teachers that memorized clean or shuffled images, `teachers` per setting
+    (`dataset` is the teacher's index k within its setting; independent_acc is on the trivial set)."""
     cfg = make_config(ImageShuffleConfig, "cifar_shuffles", profile, overrides)
     device = resolve_device(cfg.device)
     images, note = prepare_images(cfg)

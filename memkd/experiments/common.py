@@ -25,6 +25,7 @@ from memkd.config import (
     ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES,
     ExperimentConfig, int_range, knob, one_of, real_interval,
 )
+from memkd.experiments.declare import DISTILL_COLUMNS
 from memkd.data import make_memorization_data, split_per_class
 from memkd.device import resolve_device
 from memkd.losses import soft_targets
@@ -37,6 +38,8 @@ from memkd.distillation import TEACHER_STOPS, Teacher, teacher_similarity, train
 @dataclass(frozen=True)
 class RandomDataConfig(ExperimentConfig):
     """Knobs shared by the random-data experiments (figures 2, 3, 5, 6, 7)."""
+
+    TABLE_COLUMNS = DISTILL_COLUMNS
 
     input_dim: int = knob(250, POS_INT, "D: input dimension")
     classes: int = knob(50, int_range(2), "C: number of classes")

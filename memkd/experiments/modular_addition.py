@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from memkd.experiments.declare import experiment
 from memkd.config import (
     ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, TEMPERATURES,
     ExperimentConfig, int_range, knob, make_config, one_of, real_interval,
@@ -58,6 +59,10 @@ class TransformerConfig(ExperimentConfig):
     device: str = knob("auto", DEVICE, "where to train")
     progress: bool = knob(False, BOOL, "show progress bars")
 
+    TABLE_COLUMNS = ('dataset', 'alpha', 'temperature', 'lr', 'student', 'modulus', 'train_acc', 'test_acc',
+                     'independent_acc', 'teacher_independent_acc', 'chance', 'teacher_stop',
+                     'teacher_first_perfect', 'teacher_epochs_run', 'teacher_extra_epochs', 'n_memorized',
+                     'n_outside', 'ratio')
     PROFILE_VALUES = {
         "smoke": dict(modulus=13, memorized_fraction=0.6, teachers=3, d_model=32, heads=4, d_mlp=64,
                       teacher_epochs=600, temperatures=(1.0, 10.0), epochs=300, students=2),
@@ -107,14 +112,13 @@ def transformer_tasks(cfg: TransformerConfig, device: torch.device):
     return data, teacher
 
 
+@experiment(TransformerConfig)
 def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Fig 8: transformer students of `teachers` transformer teachers that memorized modular addition.
 
-    One row per student: dataset (the teacher's index), modulus, alpha, temperature, lr, student,
-    train_acc, test_acc, independent_acc (the student on the pairs outside D), teacher_independent_acc,
-    chance (1/k), teacher_stop, teacher_first_perfect (first step at 100% on D), teacher_epochs_run,
-    teacher_extra_epochs, n_memorized, n_outside. Student i of a teacher starts from the same
-    initialization at every temperature (comparisons across T are paired).
+    independent_acc is on the pairs outside D, chance is 1/k, and epochs count full-batch steps.
+    Student i of a teacher starts from the same initialization at every temperature (comparisons
+    across T are paired).
     """
     from memkd.experiments.transformer import train_transformer_students
 

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from memkd.experiments.declare import experiment
 from memkd.config import make_config
 from memkd.data import make_memorization_data, split_per_class
 from memkd.device import resolve_device
@@ -30,6 +31,9 @@ from memkd.distillation import train_students, train_teacher
 
 @dataclass(frozen=True)
 class ToyConfig(RandomDataConfig):
+    TABLE_COLUMNS = ('dataset', 'alpha', 'width', 'targets', 'temperature', 'lr', 'student', 'train_acc',
+                     'test_acc', 'independent_acc', 'teacher_independent_acc', 'chance', 'teacher_memorized',
+                     'teacher_stop', 'teacher_first_perfect')
     PROFILE_VALUES = {
         "smoke": dict(input_dim=2, classes=3, per_class=10, teacher_width=200, hidden_layers=1,
                       teacher_lr=1e-2, teacher_epochs=3000, student_widths=(200,), alphas=(0.6,),
@@ -86,11 +90,11 @@ def _toy_students(cfg: ToyConfig, x, y, tr, teacher, kind: str, temperature: flo
     return model
 
 
+@experiment(ToyConfig)
 def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Fig 1: 2-D inputs, 3 classes; hard-label and soft-label students over many datasets.
 
     All datasets' teachers train as one ensemble, and all their students as another.
-    One row per student: dataset, student, targets ("hard" | "soft"), temperature, metrics.
     """
     cfg = make_config(ToyConfig, "toy_2d", profile, overrides)
     datasets = list(range(cfg.datasets))
@@ -124,6 +128,7 @@ def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     return tidy(rows, cfg=cfg)
 
 
+@experiment(ToyConfig, table=False)
 def toy_2d_regions(profile: str = "quick", dataset: int = 0, grid_size: int = 120, **overrides: Any) -> dict:
     """Decision regions for Fig 1 on one dataset: teacher, one hard-label and one soft-label
     student per temperature (the first student seed each).
