@@ -100,3 +100,20 @@ def test_an_experiments_table_has_its_declared_columns_and_teacher_ids():
     assert (table.teacher_id == "3:" + table.dataset.astype(str)).all() and table.teacher_id.nunique() == 2
     assert "teacher_first_perfect" in table.columns and "teacher_epochs" not in table.columns  # the knob's name
     assert "targets" not in table.columns and set(table.kind) == {"soft"}
+
+
+def test_explorer_labels_are_shown_whole():
+    pytest.importorskip("ipywidgets")
+    from memkd.book.widgets import toy_2d_sliders
+
+    sliders = toy_2d_sliders(temperature=5.0)
+    assert [s.description for s in sliders] == ["temperature", "alpha", "width", "dataset seed"]
+    assert all(s.style.description_width == "initial" for s in sliders) and sliders[0].value == 5.0
+
+
+def test_pages_show_the_results_folder_without_the_build_machines_path(tmp_path):
+    from memkd.book.chapter import Chapter
+
+    ch = Chapter("02_x", profile="smoke", results_dir=str(tmp_path / "out" / "results" / "smoke" / "02_x"), device="cpu")
+    assert ch.results_shown == "results/smoke/02_x" and str(tmp_path) not in ch.results_shown
+    assert Chapter("02_x", profile="smoke", results_dir=str(tmp_path / "elsewhere"), device="cpu").results_shown == "elsewhere"

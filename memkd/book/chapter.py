@@ -101,6 +101,19 @@ class Chapter:
     def path(self) -> Path:
         return Path(self.results_dir)
 
+    @property
+    def results_shown(self) -> str:
+        """`results_dir` as a page may show it, without the build machine's absolute path: from its
+        `results` folder on (e.g. "results/smoke/02_logit_distillation"), else relative to the
+        working directory when below it, else the folder's name."""
+        path = self.path
+        if "results" in path.parts:
+            return str(Path(*path.parts[len(path.parts) - 1 - path.parts[::-1].index("results"):]))
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return path.name
+
     # ------------------------------------------------------------------------ tables and figures
 
     def save_table(self, table: pd.DataFrame, name: str = "table") -> Path:
