@@ -42,6 +42,16 @@ def test_a_run_that_cannot_fit_is_refused_before_any_training(knob, value, size)
     assert re.search(r"but only [\d.]+ [KMGTPE]iB can be used on cpu", message), message
 
 
+@pytest.mark.parametrize("experiment", ["toy_2d", "cifar_shuffles"])
+def test_image_and_toy_runs_that_cannot_fit_are_refused_before_training(experiment):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(MemoryError, match=f"the 'student_widths' parameter of {experiment}"):
+        getattr(ex, experiment)("smoke", device="cpu", student_widths=[10**9])
+    assert time.perf_counter() - start < 5.0  # the digits load, no teacher trains
+
+
 def test_teachers_memorize_and_students_fit(soft):
     assert soft["teacher_memorized"].all()
     assert soft["train_acc"].mean() > 0.95

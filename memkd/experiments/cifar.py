@@ -38,7 +38,7 @@ from memkd.config import (
 from memkd.data import split_per_class
 from memkd.device import resolve_device
 from memkd.experiments.common import MemorizationTask, distill, member_grid, sizes_departure, tidy
-from memkd.memory import members_per_chunk, training_bytes_per_member
+from memkd.memory import check_run_fits, members_per_chunk, training_bytes_per_member
 from memkd.seeds import derive_seed
 from memkd.distillation import TEACHER_STOPS
 
@@ -176,6 +176,10 @@ def cifar_shuffles(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     images, note = prepare_images(cfg)
     keys = [(s, k) for s in cfg.settings for k in range(cfg.teachers)]
     units = [(*shuffled_task(images, s, cfg, device, k), k) for s, k in keys]
+    n, d = units[0][0].shape
+    check_run_fits(device, "cifar_shuffles", samples=n, dim=d, classes=images.classes, hidden_layers=cfg.hidden_layers,
+                   teacher_width=cfg.teacher_width, student_widths=cfg.student_widths,
+                   student_samples=max(int(round(a * n)) for a in cfg.alphas), own_inputs=cfg.teachers > 1)
     teachers = image_teachers(units, cfg, images.classes)
     tasks = {}
     for (s, k), (x, y, xt, yt, _), teacher in zip(keys, units, teachers):

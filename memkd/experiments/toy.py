@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from memkd.memory import check_run_fits
 from memkd.experiments.declare import experiment
 from memkd.config import make_config
 from memkd.data import make_memorization_data, split_per_class
@@ -57,6 +58,9 @@ def _toy_setup(cfg: ToyConfig, datasets: list[int]):
         tr, te = split_per_class(y, cfg.alphas[0], seed=derive_seed(cfg.seed, "split", k))
         xs.append(x); ys.append(y); trs.append(tr); tes.append(te)
     x, y, tr, te = torch.stack(xs), torch.stack(ys), torch.stack(trs), torch.stack(tes)
+    check_run_fits(device, "toy_2d", samples=x.shape[1], dim=cfg.input_dim, classes=cfg.classes,
+                   hidden_layers=cfg.hidden_layers, teacher_width=cfg.teacher_width, student_widths=cfg.student_widths,
+                   student_samples=tr.shape[1], own_inputs=len(datasets) > 1)
     teacher = train_teacher(x, y, classes=cfg.classes, width=cfg.teacher_width, hidden_layers=cfg.hidden_layers,
                             activation=cfg.activation, lr=cfg.teacher_lr, max_epochs=cfg.teacher_epochs,
                             stop=cfg.teacher_stop, seed=[derive_seed(cfg.seed, "teacher", k) for k in datasets],
