@@ -105,6 +105,20 @@ def test_a_built_page_installs_the_ref_it_was_built_from(tmp_path):
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=rel)
+def test_every_saved_figure_has_a_numbered_caption(path):
+    """A cell that saves a figure carries its caption (mystnb.figure.caption; _config.yml numbers
+    figures), without a name, which would repeat when a cell shows several images."""
+    cells = [c for c in code_cells(load(path)) if "ch.save_figure(" in source(c)]
+    assert cells, f"{rel(path)}: no figure"
+    for cell in cells:
+        figure = cell.get("metadata", {}).get("mystnb", {}).get("figure", {})
+        assert len(figure.get("caption", "")) > 20 and "name" not in figure, \
+            f"{rel(path)}: cell {cell.get('id')} saves a figure without a caption (or with a name)"
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    assert config["numfig"] is True and "%s" in config["numfig_format"]["figure"]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=rel)
 def test_colab_opens_a_gpu_runtime(path):
     meta = load(path)["metadata"]
     assert meta.get("accelerator") == "GPU", f"{rel(path)}: metadata.accelerator must be 'GPU'"
