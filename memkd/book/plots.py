@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
 
-
 CLASS_COLORS = ["#1f5fa8", "#b8213b", "#e3b505", "#2a9d8f", "#6d597a", "#e76f51"]
 
 

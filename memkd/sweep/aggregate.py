@@ -19,8 +19,6 @@ import warnings
 from pathlib import Path
 from typing import Iterable
 
-TABLE = "table.parquet"
-
 
 def run_table_path(folder: Path, name: str = "table") -> Path | None:
     """The run's typed table `name`: `results/<name>.parquet`, else `<name>.parquet`; None when it has none."""
