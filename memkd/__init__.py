@@ -1,9 +1,14 @@
 """memkd: knowledge distillation of memorized random data (a reproduction of Behrens, 2025).
 
-Three floors: the core (this folder: data, models, losses, train, distillation, fused, metrics, config, seeds,
-memory, device, provenance), `memkd.experiments` (one function per figure or question, and the
+Three floors: the core (this folder: data, models, losses, train, distillation, fused, metrics, tables, config,
+seeds, memory, device, provenance), `memkd.experiments` (one function per figure or question, and the
 domain pieces only they use), and `memkd.book` (chapters, plots, the build and the report);
 `memkd.sweep` and `memkd.cli` run notebooks over grids. Each module's docstring says what it owns.
+
+Statistics: `memkd.summarize(table, value="test_acc", by=["alpha"])` gives mean +- SEM over
+teachers (students averaged within their teacher first) with n, for any experiment's table or a
+sweep's results (`memkd.tables.summarize`). `help(memkd.experiments.<name>)` lists an
+experiment's knobs with their defaults in each profile, and its table's columns.
 
 Shape letters, the same in every module's docstrings and comments:
     E    ensemble members (independent networks trained in one batched pass)
@@ -19,3 +24,19 @@ V vocabulary, Dm d_model, H heads, Dh d_head, Dmlp d_mlp.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`memkd.summarize`, imported on first use (so that `import memkd` stays light)."""
+    if name == "summarize":
+        from memkd.tables import summarize
+
+        return summarize
+    raise AttributeError(f"module 'memkd' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "summarize"])
+
+
+__all__ = ["summarize", "__version__"]

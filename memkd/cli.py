@@ -18,15 +18,29 @@ import sys
 from pathlib import Path
 
 
+def _at_least(low: int):
+    """An argparse type: an int >= `low` (else the command line is refused, exit status 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an int >= {low}; got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an int >= {low}; got {value}")
+        return value
+    parse.__name__ = f"int >= {low}"
+    return parse
+
+
 def _executor_options(p: argparse.ArgumentParser, workers_help: str) -> None:
     """The options that choose where runs execute (the same in every subcommand)."""
     where = p.add_mutually_exclusive_group()
-    where.add_argument("-w", "--workers", type=int, help=workers_help)
-    where.add_argument("--dask-local", type=int, metavar="N", help="start a Dask LocalCluster of N workers")
+    where.add_argument("-w", "--workers", type=_at_least(1), help=workers_help)
+    where.add_argument("--dask-local", type=_at_least(1), metavar="N", help="start a Dask LocalCluster of N workers")
     where.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
     where.add_argument("--scheduler-file", metavar="FILE",
                        help="Dask scheduler file (written by `dask scheduler --scheduler-file FILE`)")
-    p.add_argument("--retries", type=int, default=1,
+    p.add_argument("--retries", type=_at_least(0), default=1,
                    help="times Dask reruns a run whose process died (default 1)")
     from memkd.sweep.run import CELL_TIMEOUT
 
@@ -89,7 +103,7 @@ def _run_sweep_command(args) -> int:
             print(rid, record["status"] if record else "pending", point)
         return 0
     result = sweep.run_sweep(
-        notebook, grid, out, workers=args.workers or 2, scheduler=args.scheduler,
+        notebook, grid, out, workers=2 if args.workers is None else args.workers, scheduler=args.scheduler,
         scheduler_file=args.scheduler_file, dask_local=args.dask_local, timeout=args.timeout,
         retries=args.retries, retry_failed=args.retry_failed, progress=not args.no_progress,
     )

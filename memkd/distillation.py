@@ -15,7 +15,7 @@ from torch import Tensor
 
 from memkd.fused import FusedCrossEntropy
 from memkd.losses import cosine_similarity_matrix, hard_cross_entropy, similarity_mse, soft_cross_entropy
-from memkd.memory import members_per_chunk, training_bytes_per_member
+from memkd.memory import format_bytes, members_per_chunk, training_bytes_per_member
 from memkd.metrics import accuracy
 from memkd.models import EnsembleMLP
 from memkd.train import fit
@@ -100,7 +100,7 @@ def train_teacher(
     need = training_bytes_per_member(n, d, width, classes, hidden_layers, own_inputs=True, soft_targets=False)
     if members_per_chunk(k, need, x.device, "the teacher width, the dataset size or the number of datasets") < k:
         raise MemoryError(f"train_teacher: {k} teachers of width {width} on {n} samples of dimension {d} need "
-                          f"about {k * need / 2**30:.1f} GiB, more than {x.device} has free. Train fewer "
+                          f"about {format_bytes(k * need)}, more than {x.device} has free. Train fewer "
                           "datasets at once, or reduce the teacher width or the dataset size.")
     model = EnsembleMLP(k, d, width, classes, hidden_layers, activation, seed=seed).to(x.device)
     fit_seed = seed if isinstance(seed, int) else int(list(seed)[0])

@@ -41,16 +41,53 @@ def free_bytes(device: torch.device | str) -> int:
         return 8 * 2**30
 
 
+def format_bytes(n: float) -> str:
+    """A size as people read it: "512 B", "3.2 KiB", "7.5 TiB", "17.3 EiB"."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+    size, i = float(n), 0
+    while abs(size) >= 1024 and i < len(units) - 1:
+        size, i = size / 1024, i + 1
+    return f"{int(size)} B" if i == 0 else f"{size:.1f} {units[i]}"
+
+
+def usable_bytes(device: torch.device | str) -> int:
+    """What a run may use on `device`: HEADROOM of what is free."""
+    return int(free_bytes(device) * HEADROOM)
+
+
+def require_one_fits(bytes_per_member: int, device: torch.device | str, what: str, knobs: str) -> None:
+    """Raise MemoryError, before anything is allocated, when not even one member of `what`
+    (e.g. "a student of width 1000000000 (the 'student_widths' parameter of logit_distillation)")
+    fits on `device`; the message names `knobs`, the sizes needed and usable."""
+    budget = usable_bytes(device)
+    if bytes_per_member > budget:
+        raise MemoryError(
+            f"{what} needs about {format_bytes(bytes_per_member)} to train, but only {format_bytes(budget)} "
+            f"can be used on {torch.device(device)}. Reduce {knobs} (or run on a device with more memory).")
+
+
 def members_per_chunk(members: int, bytes_per_member: int, device: torch.device | str,
                       knobs: str = "students, datasets or the widths") -> int:
     """How many of `members` to train at once on `device` (all of them when they fit).
 
     Raises MemoryError naming `knobs` when not even one member fits.
     """
-    budget = int(free_bytes(device) * HEADROOM)
-    if bytes_per_member > budget:
-        raise MemoryError(
-            f"One ensemble member needs about {bytes_per_member / 2**30:.1f} GiB to train, but only "
-            f"{budget / 2**30:.1f} GiB can be used on {torch.device(device)}. Reduce {knobs} "
-            "(or run on a device with more memory).")
+    require_one_fits(bytes_per_member, device, "One ensemble member", knobs)
+    budget = usable_bytes(device)
     return max(1, min(members, budget // max(1, bytes_per_member)))
+
+
+def check_run_fits(device: torch.device | str, experiment: str, *, samples: int, dim: int, classes: int,
+                   hidden_layers: int, teacher_width: int, student_widths: tuple[int, ...], student_samples: int,
+                   own_inputs: bool, similarity: bool = False) -> None:
+    """Refuse, before the first epoch, a run in which one teacher (N = `samples`) or one student
+    of the widest of `student_widths` (on `student_samples`) cannot train on `device`: MemoryError
+    naming the knob of `experiment` to reduce and the sizes in readable units."""
+    teacher = training_bytes_per_member(samples, dim, teacher_width, classes, hidden_layers, own_inputs=True)
+    require_one_fits(teacher, device, f"A teacher of width {teacher_width} on {samples} samples of dimension {dim}",
+                     f"the 'teacher_width' parameter of {experiment} or the dataset size (classes, per_class, input_dim)")
+    width, n = max(student_widths), student_samples
+    student = training_bytes_per_member(n, dim, width, classes, hidden_layers, own_inputs=own_inputs)
+    student += BYTES * 3 * n * n if similarity else 0  # the similarity students' (N_tr, N_tr) matrices
+    require_one_fits(student, device, f"A student of width {width} on {n} samples of dimension {dim}",
+                     f"the 'student_widths' parameter of {experiment} (its largest value is {width})")

@@ -69,6 +69,14 @@ def test_static_files_live_in_a_dedicated_folder():
             assert (ROOT / static / script).is_file(), f"{script} is not in {static}"
 
 
+def test_one_search_box_and_tables_that_fit_their_column():
+    sphinx = read_yaml("_config.yml")["sphinx"]["config"]
+    assert sphinx["html_theme_options"]["navbar_persistent"] == []  # no second field in the top bar
+    for css in sphinx["html_css_files"]:
+        text = (ROOT / sphinx["html_static_path"][0] / css).read_text()
+        assert "div.cell_output table" in text and "overflow-x: auto" in text
+
+
 def test_toc_lists_the_chapters_then_the_book_pages():
     names = toc_docnames(ROOT)
     assert names[0] == "book/intro"
@@ -245,6 +253,30 @@ def test_chapter_page_has_figure_no_error_and_colab_link(book, chapter):
     bad = ERROR_OUTPUT.search(text)
     assert not bad, f"{chapter}: error or stderr output on the page: ...{text[bad.start():bad.start() + 200]}"
     assert COLAB.format(chapter) in text, f"{chapter}: no Colab link to {chapter}.ipynb"
+    assert text.count('class="btn search-button-field') == 1, f"{chapter}: not exactly one search box"
+    assert re.search(r'<span class="caption-number">Figure \d+\. </span><span class="caption-text">\w', text), \
+        f"{chapter}: no numbered figure caption"
+    assert str(book.out) not in text, f"{chapter}: the page shows the build folder's absolute path"
+
+
+@pytest.mark.slow
+def test_built_pages_install_a_ref_that_exists(book):
+    """Every executed chapter installs memkd at the ref the build was made from, and that ref
+    exists in this repository (the tag or commit pip will fetch from GitHub)."""
+    import subprocess
+
+    from memkd.book.build import INSTALL_REF, build_ref
+
+    ref = build_ref(ROOT)
+    if ref is None:
+        pytest.skip("not a git checkout: the pages keep the committed ref")
+    assert subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+                          capture_output=True).returncode == 0
+    book.html  # noqa: B018 - fails with the build's error if it did not build
+    for chapter in CHAPTERS:
+        cells = nbformat.read(book.out / "stage" / f"{chapter}.ipynb", as_version=4).cells
+        refs = {m.group(2) for c in cells for m in INSTALL_REF.finditer(c.source)}
+        assert refs == {ref}, f"{chapter}: the built page installs {refs}, not {ref}"
 
 
 @pytest.mark.slow

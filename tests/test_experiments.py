@@ -1,6 +1,7 @@
 """Experiments: validation before training, determinism, and the science at the smoke profile."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,32 @@ def hard():
 
 def per_dataset(table, column="test_acc"):
     return table.groupby("dataset")[column].mean().to_numpy()
+
+
+@pytest.mark.parametrize("knob, value, size", [("student_widths", [10**9], "17.3 EiB"),
+                                              ("teacher_width", 10**7, "PiB")])
+def test_a_run_that_cannot_fit_is_refused_before_any_training(knob, value, size):
+    """The memory of the whole run is checked before the first teacher epoch: in well under a
+    second, naming the knob, with a size people read (not "18626456260.7 GiB")."""
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(MemoryError) as err:
+        ex.logit_distillation("smoke", device="cpu", **{knob: value})
+    assert time.perf_counter() - start < 1.0
+    message = str(err.value)
+    assert f"the '{knob}' parameter of logit_distillation" in message and size in message, message
+    assert re.search(r"but only [\d.]+ [KMGTPE]iB can be used on cpu", message), message
+
+
+@pytest.mark.parametrize("experiment", ["toy_2d", "cifar_shuffles"])
+def test_image_and_toy_runs_that_cannot_fit_are_refused_before_training(experiment):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(MemoryError, match=f"the 'student_widths' parameter of {experiment}"):
+        getattr(ex, experiment)("smoke", device="cpu", student_widths=[10**9])
+    assert time.perf_counter() - start < 5.0  # the digits load, no teacher trains
 
 
 def test_teachers_memorize_and_students_fit(soft):

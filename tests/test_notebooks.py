@@ -1,4 +1,4 @@
-"""The committed notebooks and the files a user meets first: no outputs, a pinned Colab install,
+"""The committed notebooks and the files a user meets first: no outputs, a Colab install of a ref that exists,
 a Colab GPU runtime, the `progress` parameter, no launch button on the report; LICENSE,
 CITATION.cff and the pre-commit hook agree with the package."""
 
@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 import memkd
+from memkd.book.build import COMMITTED_REF, build_ref, pin_install_ref
 from memkd.book.sphinx_ext import drop_launch_buttons, wants_no_launch_buttons
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,14 +58,64 @@ def test_notebook_is_committed_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=rel)
-def test_install_cell_pins_this_release(path):
+def test_install_cell_installs_a_ref_that_exists(path):
+    """The committed cell installs `main` (a built page pins its own commit: build.pin_install_ref)."""
     cells = [c for c in code_cells(load(path)) if INSTALL.search(source(c))]
     assert len(cells) == 1, f"{rel(path)}: expected one Colab install cell, found {len(cells)}"
     ref = INSTALL.search(source(cells[0])).group(1)
-    assert ref == f"@v{memkd.__version__}", (
-        f"{rel(path)}: the install cell must pin the release tag v{memkd.__version__} "
-        f"(the version in memkd/__init__.py), not {ref or 'the default branch'}")
+    assert ref == f"@{COMMITTED_REF}", (
+        f"{rel(path)}: the committed install cell must install @{COMMITTED_REF}, a ref that exists "
+        f"before any release is tagged; it installs {ref or 'no ref'}")
     assert "hide-input" in cells[0].get("metadata", {}).get("tags", []), f"{rel(path)}: install cell not hidden"
+    pip = INSTALL.search(source(cells[0])).group(0)
+    assert "torch" not in pip and "--force" not in pip and "--upgrade" not in pip, \
+        f"{rel(path)}: the install cell must leave Colab's torch alone"
+    first = source([c for c in code_cells(load(CHAPTERS[0])) if INSTALL.search(source(c))][0])
+    assert source(cells[0]) == first, f"{rel(path)}: the install cell differs from {rel(CHAPTERS[0])}'s"
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_a_built_page_installs_the_ref_it_was_built_from(tmp_path):
+    """build_ref names HEAD's commit, or its release tag; pin_install_ref writes it into the
+    executed copy; the ref resolves in the repository (as pip's `@ref` will on GitHub)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    shutil.copy2(CHAPTERS[0], repo / "nb.ipynb")
+    _git(repo, "add", "nb.ipynb")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x")
+    head = _git(repo, "rev-parse", "HEAD")
+    assert build_ref(repo) == head
+    copy = tmp_path / "executed.ipynb"
+    shutil.copy2(repo / "nb.ipynb", copy)
+    assert pin_install_ref(copy, build_ref(repo)) == 1
+    ref = INSTALL.search(source([c for c in code_cells(load(copy)) if INSTALL.search(source(c))][0])).group(1)
+    assert ref == f"@{head}" and _git(repo, "rev-parse", "--verify", f"{ref[1:]}^{{commit}}") == head
+    _git(repo, "tag", "v9.9.9")
+    assert build_ref(repo) == "v9.9.9"  # a release build pins its tag
+    assert build_ref(tmp_path / "not-a-repo") is None
+    assert load(repo / "nb.ipynb") == load(CHAPTERS[0]), "the committed notebook is left alone"
+    if (ROOT / ".git").exists():  # this checkout: its build ref exists in it
+        ours = build_ref(ROOT)
+        assert _git(ROOT, "rev-parse", "--verify", f"{ours}^{{commit}}")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=rel)
+def test_every_saved_figure_has_a_numbered_caption(path):
+    """A cell that saves a figure carries its caption (mystnb.figure.caption; _config.yml numbers
+    figures), without a name, which would repeat when a cell shows several images."""
+    cells = [c for c in code_cells(load(path)) if "ch.save_figure(" in source(c)]
+    assert cells, f"{rel(path)}: no figure"
+    for cell in cells:
+        figure = cell.get("metadata", {}).get("mystnb", {}).get("figure", {})
+        assert len(figure.get("caption", "")) > 20 and "name" not in figure, \
+            f"{rel(path)}: cell {cell.get('id')} saves a figure without a caption (or with a name)"
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    assert config["numfig"] is True and "%s" in config["numfig_format"]["figure"]
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=rel)

@@ -36,6 +36,7 @@ from memkd.sweep.grid import read_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "sweep_fixture.ipynb"
+TEACHERS = Path(__file__).parent / "fixtures" / "sweep_teachers.ipynb"  # a real experiment, smoke-sized
 CHAPTERS = sorted((ROOT / "nbs").glob("[0-9][0-9]_*.ipynb"))
 TIMEOUT = 60  # seconds per cell: a stuck kernel fails the run instead of hanging the test
 
@@ -155,6 +156,22 @@ def test_bad_grid_stops_before_anything_runs(tmp_path, capsys):
     assert "the 'seed' parameter must be an int. Got 'x' instead" in err and "label: str = 'a'" in err
 
 
+@pytest.mark.parametrize("option", ["--workers", "--dask-local"])
+@pytest.mark.parametrize("command", ["sweep", "book"])
+def test_zero_workers_are_refused_on_the_command_line(tmp_path, capsys, option, command):
+    out = tmp_path / "out"
+    args = [command, *([str(FIXTURE)] if command == "sweep" else []), option, "0", "-o", str(out)]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(args)
+    assert exit_.value.code == 2 and not out.exists()
+    assert f"{option}: must be an int >= 1; got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="'dask_local' parameter of run_sweep must be an int >= 1. Got 0"):
+        run_sweep(FIXTURE, {"seed": [1]}, tmp_path / "s", dask_local=0)
+    with pytest.raises(ValueError, match="'dask_local' parameter must be an int >= 1. Got 0"):
+        make_executor(dask_local=0)
+    assert not (tmp_path / "s").exists()
+
+
 # --------------------------------------------------------------------------- real sweeps
 def write_run(root: Path, rid: str, table: pd.DataFrame | None, parameters: dict, csv: bool = False) -> None:
     folder = root / "runs" / rid
@@ -251,6 +268,39 @@ def test_local_pool_and_dask_give_the_same_table(tmp_path):
     again = run_sweep(FIXTURE, grid, tmp_path / "local", workers=2, timeout=TIMEOUT, progress=False)
     assert (again.done, again.skipped, again.failed) == (0, 2, 0)
     pd.testing.assert_frame_equal(again.table, local.table)
+
+
+def test_a_two_seed_sweep_counts_every_teacher_and_gathers_every_table(tmp_path):
+    """A real experiment (Fig 2 at a reduced smoke size) over seeds 0 and 1, 2 teachers each: the
+    teacher ids are unique across the runs, so the SEM over teachers has n = 4 (with `dataset`, the
+    index within a run, it would be 2); the hard-label tables and each run's claims are gathered
+    too; the CSV export prints the float32 metrics without noise."""
+    out = tmp_path / "sweep"
+    result = run_sweep(TEACHERS, {"seed": [0, 1]}, out, workers=2, timeout=120, progress=False)
+    assert result.ok and result.done == 2, result.records
+    table = result.table
+    assert table.teacher_id.nunique() == 4 and set(table.teacher_id) == {"0:0", "0:1", "1:0", "1:1"}
+    assert table.dataset.nunique() == 2  # the index within one run, as before
+    stats = memkd.summarize(table, "test_acc", by=["alpha"])
+    assert stats["n"].tolist() == [4] and stats["students"].tolist() == [2]
+    per_teacher = table.groupby("teacher_id").test_acc.mean()
+    assert stats.test_acc_sem.iloc[0] == pytest.approx(per_teacher.std(ddof=1) / 2)
+    hard = pd.read_parquet(out / "results.table_hard.parquet")
+    assert set(hard.kind) == {"hard"} and hard.teacher_id.nunique() == 4 and set(hard.seed) == {0, 1}
+    assert set(hard.teacher_id) == set(table.teacher_id)  # the same teachers, paired across tables
+    claims = pd.read_csv(out / "results.claims.csv")
+    assert sorted(claims.seed) == [0, 1] and set(claims.claim) == {"soft_runs"} and (claims.n == 2).all()
+    assert set(result.tables) >= {"claims", "table_hard"}
+    csv = pd.read_csv(out / "results.csv", dtype=str)
+    assert csv.test_acc.str.len().max() <= 12, csv.test_acc.tolist()  # 0.2375, not 0.23749999701976776
+    typed = pd.read_parquet(out / "results.parquet")
+    assert (csv.test_acc.astype("float32").astype(float).to_numpy() == typed.test_acc.to_numpy()).all()
+
+
+def test_aggregate_names_teachers_of_tables_that_lack_an_id(tmp_path):
+    for rid, seed in (("r1", 0), ("r2", 1)):
+        write_run(tmp_path, rid, pd.DataFrame({"dataset": [0, 1], "score": [0.5, 0.25]}), {"seed": seed})
+    assert aggregate(tmp_path).teacher_id.tolist() == ["0:0", "0:1", "1:0", "1:1"]
 
 
 def test_timeout_follows_the_profile_as_for_the_book(monkeypatch, tmp_path):

@@ -134,7 +134,7 @@ def test_transformer_distillation_smoke_rows():
     assert sorted(set(table["dataset"])) == [0, 1, 2]  # three teachers, each its own D
     for column in ("train_acc", "test_acc", "independent_acc", "teacher_independent_acc", "chance"):
         assert table[column].between(0, 1).all()
-    assert (table["chance"] == 1 / 13).all() and (table["teacher_epochs"] > 0).all()
+    assert (table["chance"] == 1 / 13).all() and (table["teacher_first_perfect"] > 0).all()
     assert set(table["teacher_stop"]) == {"budget"} and (table["teacher_epochs_run"] == 600).all()
     assert table.attrs["config"]["teachers"] == 3 and table.attrs["config"]["teacher_stop"] == "budget"
     # the teachers differ: their own D, their own initialization
@@ -162,7 +162,7 @@ def test_transformer_teacher_stop_first_perfect_runs_fewer_steps():
     table = transformer_distillation("smoke", students=1, epochs=20, temperatures=(5.0,),
                                      teacher_stop="first_perfect")
     assert set(table["teacher_stop"]) == {"first_perfect"}
-    assert (table["teacher_epochs_run"] < 600).all() and (table["teacher_epochs_run"] <= table["teacher_epochs"].max() + 1).all()
+    assert (table["teacher_epochs_run"] < 600).all() and (table["teacher_epochs_run"] <= table["teacher_first_perfect"].max() + 1).all()
 
 
 def _transfer_table(shift: dict, teachers: int = 5, spread: float = 0.002, train_acc: float = 1.0):
@@ -203,7 +203,7 @@ def test_teacher_summary_says_where_the_budget_leaves_the_teachers():
     from memkd.experiments.modular_addition import teacher_summary
 
     base = dict(teacher_epochs_run=800, teacher_stop="budget", chance=0.05)
-    table = pd.DataFrame([{"dataset": k, "teacher_epochs": 100 + k, "teacher_independent_acc": acc, **base}
+    table = pd.DataFrame([{"dataset": k, "teacher_first_perfect": 100 + k, "teacher_independent_acc": acc, **base}
                           for k, acc in enumerate([0.3, 0.5])])
     per, text = teacher_summary(table)
     assert len(per) == 2 and "800 full-batch steps" in text and "7.9×" in text and "part of the way" in text

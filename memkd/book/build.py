@@ -8,7 +8,10 @@ the reproduction report before the chapters whose results it gathers. `build_boo
    machinery of `memkd sweep`, local processes or Dask), with `profile` and `results_dir=<output>/results/<profile>/<chapter>` injected; a failing
    chapter stops the build with the chapter, the cell and the error;
 2. executes the other notebooks of the toc (book/report.ipynb), which read the chapters' claims;
-3. renders a staged copy of the book (<output>/stage: _config.yml with execution turned off,
+3. pins the Colab install cell of every executed copy to the ref this build was made from
+   (`build_ref`: the tag at HEAD, else HEAD's commit), so that the notebook a page offers installs
+   the code that executed it; the committed notebooks install `main` (`COMMITTED_REF`);
+4. renders a staged copy of the book (<output>/stage: _config.yml with execution turned off,
    _toc.yml, book/, the executed nbs/) with Jupyter Book's Sphinx, warnings as errors, into
    <output>/html.
 
@@ -23,6 +26,7 @@ build executes everything: the library changes outside the notebooks) and non-HT
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +40,9 @@ from memkd.book.chapter import book_root, resolve_profile
 from memkd.config import PROFILES
 from memkd.sweep.run import CELL_TIMEOUT  # per-profile cell timeouts, shared with `memkd sweep`
 CHAPTER_DIR = "nbs"
+# The Colab install cell: `%pip install ... "memkd @ git+https://github.com/memkd/memkd@<ref>"`.
+INSTALL_REF = re.compile(r"(git\+https://github\.com/memkd/memkd)@([^\"'\s]+)")
+COMMITTED_REF = "main"  # what the committed notebooks install: a ref that always exists
 
 
 class BookBuildError(RuntimeError):
@@ -199,6 +206,43 @@ def hide_injected_parameters(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def _git(root: Path, *args: str) -> str | None:
+    """`git -C root <args>`'s output, stripped; None when git fails or is missing."""
+    try:
+        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def build_ref(root: Path) -> str | None:
+    """The git ref the book at `root` is built from: the release tag at HEAD (`v*`, the newest
+    when several), else HEAD's full commit hash; None outside a git repository.
+
+    A tree with uncommitted changes still gets HEAD's commit (with a warning from `build_book`):
+    the nearest code that exists in the repository.
+    """
+    tags = _git(root, "tag", "--points-at", "HEAD", "--list", "v*", "--sort=-version:refname")
+    if tags:
+        return tags.splitlines()[0]
+    return _git(root, "rev-parse", "--verify", "HEAD^{commit}")
+
+
+def pin_install_ref(path: Path, ref: str) -> int:
+    """Make the Colab install cell of notebook `path` install memkd at `ref`; return the cells changed."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    changed = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code" and INSTALL_REF.search(cell.source):
+            cell.source = INSTALL_REF.sub(lambda m: f"{m.group(1)}@{ref}", cell.source)
+            changed += 1
+    if changed:
+        nbformat.write(nb, path)
+    return changed
+
+
 def render(stage: Path, html: Path, log: Path) -> None:
     """Render the staged book with Jupyter Book's Sphinx (-W --keep-going) in a subprocess."""
     code = ("import sys; from memkd.book.build import _render_main; "
@@ -260,6 +304,8 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
     profile = resolve_profile(profile)
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"The 'workers' parameter of build_book must be an int >= 1. Got {workers!r} instead.")
+    if dask_local is not None and (not isinstance(dask_local, int) or isinstance(dask_local, bool) or dask_local < 1):
+        raise ValueError(f"The 'dask_local' parameter of build_book must be an int >= 1. Got {dask_local!r} instead.")
     book = Path(root) if root else (book_root() or Path(__file__).resolve().parents[1])
     book = book.resolve()
     if not (book / "_toc.yml").is_file():
@@ -290,8 +336,17 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
     pages = toc_pages(book)
     print(f"build_book: executing {len(pages)} page(s) that gather the results", flush=True)
     times.update(run_jobs([notebook_job(book, p, profile, out, cell_timeout) for p in pages]))
+    ref = build_ref(book)
+    if ref is None:
+        print(f"build_book: {book} is not a git checkout; the pages' install cells keep "
+              f"@{COMMITTED_REF}", flush=True)
+    elif _git(book, "status", "--porcelain", "--untracked-files=no"):
+        print(f"build_book: the tree has uncommitted changes; the pages' install cells pin HEAD ({ref}), "
+              "which lacks them", flush=True)
     for name in [*chapters, *pages]:
         hide_injected_parameters(stage / f"{name}.ipynb")
+        if ref is not None:
+            pin_install_ref(stage / f"{name}.ipynb", ref)
     executed = time.perf_counter() - started
 
     print(f"build_book: rendering {stage} -> {html}", flush=True)

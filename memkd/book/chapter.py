@@ -39,6 +39,7 @@ from typing import Any
 import pandas as pd
 
 from memkd import __version__
+from memkd.tables import write_csv
 from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS, Claim, _plural, _pm, _verdict_reason, interval_text, units_text
 from memkd.config import PROFILES, SCALAR_TO_LIST, knob_overrides  # noqa: F401 (chapters call memkd.book.chapter.knob_overrides)
 
@@ -100,20 +101,31 @@ class Chapter:
     def path(self) -> Path:
         return Path(self.results_dir)
 
+    @property
+    def results_shown(self) -> str:
+        """`results_dir` as a page may show it, without the build machine's absolute path: from its
+        `results` folder on (e.g. "results/smoke/02_logit_distillation"), else relative to the
+        working directory when below it, else the folder's name."""
+        path = self.path
+        if "results" in path.parts:
+            return str(Path(*path.parts[len(path.parts) - 1 - path.parts[::-1].index("results"):]))
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return path.name
+
     # ------------------------------------------------------------------------ tables and figures
 
     def save_table(self, table: pd.DataFrame, name: str = "table") -> Path:
-        """Write a tidy table as `<name>.csv` (atomically) and return its path.
+        """Write a tidy table as `<name>.csv` (atomically; float32 values as float32, e.g. 0.2375) and
+        return its path.
 
         The same table goes to `<name>.parquet` with its column types (what `memkd sweep`
         aggregates: no type is guessed from text). When `table.attrs["config"]` holds a dict (an
         experiment's full validated configuration), it is also written beside the table as
         `<name>.config.json`.
         """
-        target = self.path / f"{name}.csv"
-        tmp = target.with_suffix(".csv.tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(target)
+        target = write_csv(table, self.path / f"{name}.csv")  # float32 values without noise
         typed = self.path / f"{name}.parquet"
         frame = table.copy(deep=False)
         frame.attrs = {}  # the config goes to its own JSON file below

@@ -12,8 +12,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
 
-from memkd.metrics import mean_sem
-
 CLASS_COLORS = ["#1f5fa8", "#b8213b", "#e3b505", "#2a9d8f", "#6d597a", "#e76f51"]
 
 
@@ -26,23 +24,16 @@ def style() -> None:
 
 
 def summarize(table: pd.DataFrame, by: Sequence[str], metrics: Sequence[str], unit: str | None = "dataset") -> pd.DataFrame:
-    """Mean, SEM and n of each metric per group: columns `<m>`, `<m>_sem`, `n`.
+    """Mean, SEM and n of each metric per group: columns `<m>`, `<m>_sem`, `n` (`memkd.summarize`
+    with the chapters' default unit, the teacher's index "dataset" of one run).
 
-    With a `unit` column (the teacher, by default "dataset"), the rows of each unit are averaged
-    first, so the SEM is over teachers and `n` counts teachers; unit=None treats rows as units.
+    The rows of each unit are averaged first, so the SEM is over teachers and `n` counts teachers;
+    unit=None (or a table without the unit column) treats rows as units.
     """
-    by = list(by)
-    if unit is not None and unit in table.columns and unit not in by:
-        table = table.groupby(by + [unit], dropna=False, as_index=False)[list(metrics)].mean()
-    rows = []
-    for key, group in table.groupby(by, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(by, key))
-        for m in metrics:
-            row[m], row[f"{m}_sem"] = mean_sem(group[m])
-        row["n"] = len(group)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    from memkd.tables import summarize as over_units
+
+    unit = unit if unit is not None and unit in table.columns and unit not in by else None
+    return over_units(table, list(metrics), list(by), unit=unit).drop(columns="students")
 
 
 def errorbar_lines(ax, table: pd.DataFrame, x: str, y: str, hue: str | None = None,

@@ -5,6 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 
+def toy_2d_sliders(**defaults: Any) -> tuple:
+    """The explorer's sliders (temperature, alpha, width, dataset seed), each label shown whole
+    (ipywidgets cuts a description wider than its default 80 px: "temperat...")."""
+    import ipywidgets as w
+
+    whole = {"description_width": "initial"}
+    return (w.FloatLogSlider(value=defaults.get("temperature", 20.0), base=10, min=0, max=2, step=0.1,
+                             description="temperature", style=whole),
+            w.FloatSlider(value=defaults.get("alpha", 0.6), min=0.2, max=0.8, step=0.1, description="alpha", style=whole),
+            w.IntSlider(value=defaults.get("width", 500), min=50, max=1000, step=50, description="width", style=whole),
+            w.IntSlider(value=defaults.get("seed", 0), min=0, max=20, description="dataset seed", style=whole))
+
+
 def toy_2d_explorer(profile: str = "quick", device: str = "auto", **defaults: Any):
     """Sliders for temperature, alpha, width and dataset seed that retrain the Fig 1 toy and
     redraw its decision regions (a few seconds on a CPU). Returns the widget to display."""
@@ -14,11 +27,7 @@ def toy_2d_explorer(profile: str = "quick", device: str = "auto", **defaults: An
     from memkd.experiments import toy_2d_regions
     from memkd.book.plots import decision_regions
 
-    temperature = w.FloatLogSlider(value=defaults.get("temperature", 20.0), base=10, min=0, max=2, step=0.1,
-                                   description="temperature")
-    alpha = w.FloatSlider(value=defaults.get("alpha", 0.6), min=0.2, max=0.8, step=0.1, description="alpha")
-    width = w.IntSlider(value=defaults.get("width", 500), min=50, max=1000, step=50, description="width")
-    seed = w.IntSlider(value=defaults.get("seed", 0), min=0, max=20, description="dataset seed")
+    temperature, alpha, width, seed = toy_2d_sliders(**defaults)
     out = w.Output()
 
     def redraw(_=None) -> None:

@@ -2,7 +2,8 @@
 
 The paper's figure 1 (`toy`), figures 2-3 and 5-7 (`figures`), its figures 4 and 8 beyond random vectors
 (`cifar`, `modular_addition`), the questions it leaves open (`open_questions`, `training_choices`, chapter 09), and CNN teachers and
-students (`convolutions`, chapter 10).
+students (`convolutions`, chapter 10). Each is declared with `declare.experiment` on its config: `help()`
+lists its knobs with their profile defaults and its table's columns, and every table gets `teacher_id`.
 """
 
 from memkd.experiments.cifar import cifar_shuffles

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from memkd.experiments.declare import DISTILL_COLUMNS, experiment
 from memkd.config import (
     ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, Constraint,
     ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
@@ -37,7 +38,7 @@ from memkd.config import (
 from memkd.data import split_per_class
 from memkd.device import resolve_device
 from memkd.experiments.common import MemorizationTask, distill, member_grid, sizes_departure, tidy
-from memkd.memory import members_per_chunk, training_bytes_per_member
+from memkd.memory import check_run_fits, members_per_chunk, training_bytes_per_member
 from memkd.seeds import derive_seed
 from memkd.distillation import TEACHER_STOPS
 
@@ -76,6 +77,8 @@ class ImageShuffleConfig(ExperimentConfig):
     device: str = knob("auto", DEVICE, "where to train")
     progress: bool = knob(False, BOOL, "show progress bars")
 
+    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'setting', 'teacher_epochs_run', 'images', 'n_memorized', 'n_trivial',
+                     'note', 'ratio')
     PROFILE_VALUES = {
         "smoke": dict(dataset="digits", teachers=3, per_class=30, teacher_width=128, teacher_lr=3e-3,
                       teacher_epochs=300, student_widths=(128,), alphas=(0.6,), lrs=(1e-2,),
@@ -164,20 +167,19 @@ def image_teachers(units: list[tuple], cfg: ImageShuffleConfig, classes: int) ->
     return teachers
 
 
+@experiment(ImageShuffleConfig)
 def cifar_shuffles(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
-    """Fig 4: students of teachers that memorized clean or shuffled images, `teachers` per setting.
-
-    One row per student: setting, dataset (the teacher's index k within its setting), alpha, width,
-    temperature, lr, student, train_acc, test_acc, independent_acc (the student on the trivial set),
-    teacher_independent_acc (the teacher there: the trivial accuracy), ratio (test_acc / trivial
-    accuracy), chance, teacher_stop, teacher_epochs (first epoch at 100%), teacher_epochs_run,
-    images ("cifar10" | "digits"), n_memorized, n_trivial, note.
-    """
+    """Fig 4: students of teachers that memorized clean or shuffled images, `teachers` per setting
+    (`dataset` is the teacher's index k within its setting; independent_acc is on the trivial set)."""
     cfg = make_config(ImageShuffleConfig, "cifar_shuffles", profile, overrides)
     device = resolve_device(cfg.device)
     images, note = prepare_images(cfg)
     keys = [(s, k) for s in cfg.settings for k in range(cfg.teachers)]
     units = [(*shuffled_task(images, s, cfg, device, k), k) for s, k in keys]
+    n, d = units[0][0].shape
+    check_run_fits(device, "cifar_shuffles", samples=n, dim=d, classes=images.classes, hidden_layers=cfg.hidden_layers,
+                   teacher_width=cfg.teacher_width, student_widths=cfg.student_widths,
+                   student_samples=max(int(round(a * n)) for a in cfg.alphas), own_inputs=cfg.teachers > 1)
     teachers = image_teachers(units, cfg, images.classes)
     tasks = {}
     for (s, k), (x, y, xt, yt, _), teacher in zip(keys, units, teachers):
@@ -235,5 +237,5 @@ def image_departures(table: pd.DataFrame) -> list[dict[str, str]]:
                     book=f"teacher: Adam at {config.get('teacher_lr')}, budget of {config.get('teacher_epochs')} epochs; "
                     f"students: Adam at {config.get('lrs')}, {config.get('epochs')} epochs",
                     reason="every teacher memorizes well within the budget (first 100% at epoch "
-                    f"{int(table.teacher_epochs.max())} at the latest); the students fit their part"))
+                    f"{int(table.teacher_first_perfect.max())} at the latest); the students fit their part"))
     return out + [d for d in [sizes_departure(config, PAPER_FIG4)] if d] + temperature_departure(config)

@@ -25,10 +25,11 @@ from memkd.config import (
     ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES,
     ExperimentConfig, int_range, knob, one_of, real_interval,
 )
+from memkd.experiments.declare import DISTILL_COLUMNS
 from memkd.data import make_memorization_data, split_per_class
 from memkd.device import resolve_device
 from memkd.losses import soft_targets
-from memkd.memory import members_per_chunk, training_bytes_per_member
+from memkd.memory import check_run_fits, members_per_chunk, training_bytes_per_member
 from memkd.metrics import accuracy, agreement, nearest_neighbour_accuracy
 from memkd.seeds import derive_seed
 from memkd.distillation import TEACHER_STOPS, Teacher, teacher_similarity, train_students, train_teacher
@@ -37,6 +38,8 @@ from memkd.distillation import TEACHER_STOPS, Teacher, teacher_similarity, train
 @dataclass(frozen=True)
 class RandomDataConfig(ExperimentConfig):
     """Knobs shared by the random-data experiments (figures 2, 3, 5, 6, 7)."""
+
+    TABLE_COLUMNS = DISTILL_COLUMNS
 
     input_dim: int = knob(250, POS_INT, "D: input dimension")
     classes: int = knob(50, int_range(2), "C: number of classes")
@@ -121,6 +124,10 @@ def memorization_tasks(
                   batch_size=cfg.batch_size, stop=cfg.teacher_stop,
                   require_memorization=require_memorization, progress=cfg.progress)
     kwargs.update(teacher_overrides or {})
+    check_run_fits(device, cfg.experiment, samples=c * pc, dim=d, classes=c, hidden_layers=kwargs["hidden_layers"],
+                   teacher_width=kwargs["width"], student_widths=cfg.student_widths,
+                   student_samples=c * max(int(round(a * pc)) for a in cfg.alphas), own_inputs=cfg.datasets > 1,
+                   similarity=getattr(cfg, "similarity_epochs", None) is not None)
     per_teacher = training_bytes_per_member(c * pc, d, kwargs["width"], c, kwargs["hidden_layers"], own_inputs=True)
     chunk = members_per_chunk(len(datasets), per_teacher, device, "the teacher width or the dataset size")
     tasks: list[MemorizationTask] = []
@@ -206,7 +213,8 @@ def distill(
         the global ids (task index * M + member index) of its members, for measures beyond the rows.
     Returns one dict per student: its knobs and train_acc, test_acc, memorized_acc, test_acc_class
     (held-out samples of `class_of_interest`), independent_acc, teacher_agreement_independent,
-    teacher_independent_acc, chance, teacher_memorized, teacher_epochs, teacher_stop.
+    teacher_independent_acc, chance, teacher_memorized, teacher_first_perfect (the teacher's first
+    epoch at 100%), teacher_stop.
     """
     if isinstance(tasks, MemorizationTask):
         tasks, splits = [tasks], [splits]
@@ -274,7 +282,7 @@ def _measure(model, tasks, splits, member_ids, members, cfg, kind, width, class_
             row.update({key: float(v[j]) for key, v in metrics.items()})
             row.update(teacher_independent_acc=task.teacher_independent_acc, chance=1.0 / task.classes,
                        teacher_memorized=task.memorized, teacher_stop=cfg.teacher_stop,
-                       teacher_epochs=int(task.teacher.epochs_to_memorize.max()))
+                       teacher_first_perfect=int(task.teacher.epochs_to_memorize.max()))
             rows.append(row)
     return rows
 
@@ -357,7 +365,7 @@ RELEASED_TEACHER_EPOCHS = 2000
 def standard_departures(table: pd.DataFrame | dict[str, Any],
                         paper_sizes: dict[str, Any] | None = None) -> list[dict[str, str]]:
     """The departures from the paper that a random-data table implies (its `attrs["config"]` and
-    its `teacher_epochs` column), as keyword dicts for `Chapter.departure`: the temperature
+    its `teacher_first_perfect` column), as keyword dicts for `Chapter.departure`: the temperature
     convention, the teacher's budget, and the sizes of D and of the teacher when they are not the
     paper's (`paper_sizes`, default the main setting of Fig 2). A config dict works too.
     """
@@ -372,7 +380,7 @@ def standard_departures(table: pd.DataFrame | dict[str, Any],
                         reason="the authors' released code does so, and it produced the paper's figures"))
     budget = config.get("teacher_epochs")
     if budget not in (None, RELEASED_TEACHER_EPOCHS) and config.get("teacher_stop") == "budget":
-        needed = table["teacher_epochs"].max() if "teacher_epochs" in table.columns else math.nan
+        needed = table["teacher_first_perfect"].max() if "teacher_first_perfect" in table.columns else math.nan
         why = (f"this build's teachers reached 100% within {int(needed)} epochs" if needed == needed
                else "the teachers reach 100% well within it")
         out.append(dict(topic="teacher budget",

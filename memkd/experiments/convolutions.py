@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from memkd.experiments.declare import experiment
 from memkd.config import (
     BOOL, DEVICE, OPTIONAL_INT, POS_INT, ExperimentConfig, int_range, knob, list_of, make_config,
     one_of, real_interval,
@@ -88,6 +89,10 @@ class ConvolutionConfig(ExperimentConfig):
     device: str = knob("auto", DEVICE, "where to train")
     progress: bool = knob(False, BOOL, "show progress bars")
 
+    TABLE_COLUMNS = ('dataset', 'alpha', 'temperature', 'lr', 'student', 'setting', 'pair', 'teacher',
+                     'student_arch', 'train_acc', 'test_acc', 'independent_acc', 'leak',
+                     'teacher_independent_acc', 'teacher_first_perfect', 'chance', 'images', 'n_memorized',
+                     'n_trivial', 'note')
     PROFILE_VALUES = {
         "smoke": dict(dataset="digits", teachers=3, memorized_fraction=0.5, per_class=10, cnn_width=8,
                       head_width=64, mlp_width=128, cnn_teacher_lr=3e-3, mlp_teacher_lr=3e-3,
@@ -202,15 +207,12 @@ def train_students(units: list[Unit], arch: str, members: list[dict], teacher_lo
     return rows
 
 
+@experiment(ConvolutionConfig)
 def convolutional_distillation(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """CNN and MLP teachers and students in the settings of chapter 04, and the probe.
 
-    One row per student: dataset (teacher index k within its setting), setting, pair, teacher,
-    student_arch, student (seed index), alpha, temperature, lr, train_acc, test_acc,
-    independent_acc (the student's own trivial accuracy), leak (test_acc - independent_acc),
-    teacher_independent_acc (its teacher on the trivial set), teacher_first_perfect (first logged epoch at 100%),
-    chance, images ("cifar10" | "digits"), n_memorized, n_trivial, note. `table.attrs["config"]`
-    holds the validated configuration.
+    `dataset` is the teacher's index k within its setting; independent_acc is on the trivial set;
+    teacher_first_perfect is the first logged epoch at 100%.
     """
     from memkd.experiments.cifar import prepare_images
 

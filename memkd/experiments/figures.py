@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from memkd.experiments.declare import DISTILL_COLUMNS, experiment
 from memkd.config import (
     POS_INT, POS_INTS, int_range, knob, list_of, make_config, one_of, real_interval,
 )
@@ -64,11 +65,10 @@ class LogitDistillationConfig(RandomDataConfig):
     }
 
 
+@experiment(LogitDistillationConfig)
 def logit_distillation(profile: str = "quick", targets: str = "soft", **overrides: Any) -> pd.DataFrame:
-    """Fig 2: students learn from sigma_T(teacher logits) (or hard labels) on alpha of D.
-
-    One row per student: dataset, alpha, width, temperature, lr, student, targets and metrics.
-    """
+    """Fig 2: students learn from sigma_T(teacher logits) (or hard labels: `targets`, the rows'
+    `kind`) on alpha of D."""
     cfg = make_config(LogitDistillationConfig, "logit_distillation", profile, {**overrides, "targets": targets})
     temps = cfg.temperatures if cfg.targets == "soft" else (math.nan,)
     members = member_grid(temperature=temps, lr=cfg.lrs, student=range(cfg.students))
@@ -76,7 +76,7 @@ def logit_distillation(profile: str = "quick", targets: str = "soft", **override
     for tasks, alpha, splits, width in _settings(cfg):
         for r in distill(tasks, splits, cfg=cfg, kind=cfg.targets, width=width, members=members,
                          setting=(alpha,)):
-            rows.append({**r, "alpha": alpha, "targets": cfg.targets})
+            rows.append({**r, "alpha": alpha})
     return tidy(rows, cfg=cfg)
 
 
@@ -88,6 +88,7 @@ class SimilarityConfig(RandomDataConfig):
     similarity_lrs: tuple = knob((1e-3,), list_of(real_interval(0, math.inf)), "similarity students' learning rates")
     similarity_epochs: int = knob(300, POS_INT, "similarity students' epochs")
 
+    TABLE_COLUMNS = (*DISTILL_COLUMNS, )
     PROFILE_VALUES = {
         "smoke": {**SMOKE, "similarity_lrs": (3e-3,), "similarity_epochs": 150},
         "quick": {**QUICK, "alphas": (0.2, 0.4, 0.6, 0.8), "similarity_lrs": (1e-3,),
@@ -97,6 +98,7 @@ class SimilarityConfig(RandomDataConfig):
     }
 
 
+@experiment(SimilarityConfig)
 def similarity_distillation(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Fig 3: students matching the teacher's pairwise cosine similarities, beside logit students.
 
@@ -127,6 +129,7 @@ class TemperatureLrConfig(RandomDataConfig):
                             "the learning rate of that test, fixed in advance (one of lrs)")
 
     # The tested setting is each profile's own (T, lr) of figures 2, 3 and 7, fixed before any run.
+    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'epochs')
     PROFILE_VALUES = {
         "smoke": {**SMOKE, "temperatures": (1.0, 20.0), "lrs": (3e-3, 1e-2), "students": 2,
                   "tested_temperature": SMOKE["temperatures"][0], "tested_lr": SMOKE["lrs"][0]},
@@ -149,12 +152,12 @@ class TemperatureLrConfig(RandomDataConfig):
                 self.fail(name, f"must be one of {grid!r} (the grid it is tested in). Got {value!r} instead.")
 
 
+@experiment(TemperatureLrConfig)
 def temperature_lr(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Fig 5 (A.1): every (temperature, learning rate, seed) is one member of one ensemble.
 
     Student s of a dataset starts from the same initialization at every temperature and learning
-    rate. One row per student: dataset, alpha, width, temperature, lr, student, epochs, metrics;
-    `table.attrs["config"]` holds tested_temperature and tested_lr, the setting fixed in advance.
+    rate. `table.attrs["config"]` holds tested_temperature and tested_lr, the setting fixed in advance.
     """
     cfg = make_config(TemperatureLrConfig, "temperature_lr", profile, overrides)
     members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
@@ -174,6 +177,7 @@ class CompositionConfig(RandomDataConfig):
     per_class_values: tuple = knob((5, 10, 20), list_of(int_range(2)), "samples per class (grid rows)")
     input_dims: tuple = knob((25, 100, 250), POS_INTS, "input dimensions D (grid columns)")
 
+    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'classes', 'per_class', 'input_dim', 'teacher_train_acc', 'ratio')
     PROFILE_VALUES = {
         "smoke": {**SMOKE, "class_counts": (10,), "per_class_values": (5, 10), "input_dims": (20, 50, 100),
                   "alphas": (0.4,), "students": 2, "datasets": 3, "teacher_epochs": 400},
@@ -197,6 +201,7 @@ class CompositionConfig(RandomDataConfig):
         check_split(self, self.alphas, self.per_class_values)
 
 
+@experiment(CompositionConfig)
 def dataset_composition(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Fig 6 (A.2): a grid over classes x per_class x input_dim, with `datasets` teachers per cell.
 
@@ -235,6 +240,7 @@ class SurgeryConfig(RandomDataConfig):
     tail_fractions: tuple = knob((0.02, 0.05, 0.1, 0.2, 0.5), list_of(real_interval(0, 1)),
                                  "fractions of each sample's smallest probabilities set to zero")
 
+    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'variant', 'tail_fraction', 'surgery_class')
     PROFILE_VALUES = {
         "smoke": {**SMOKE, "tail_fractions": (0.1, 0.5), "students": 2},
         # quick: 12 teachers with one student each (the class-c accuracy varies most from teacher to
@@ -255,6 +261,7 @@ class SurgeryConfig(RandomDataConfig):
                       f"Got {self.alphas!r} and {self.student_widths!r} instead.")
 
 
+@experiment(SurgeryConfig)
 def logit_surgery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Fig 7 (A.3): plain distillation against three ways of removing information.
 

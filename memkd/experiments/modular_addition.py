@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from memkd.experiments.declare import experiment
 from memkd.config import (
     ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, TEMPERATURES,
     ExperimentConfig, int_range, knob, make_config, one_of, real_interval,
@@ -58,6 +59,10 @@ class TransformerConfig(ExperimentConfig):
     device: str = knob("auto", DEVICE, "where to train")
     progress: bool = knob(False, BOOL, "show progress bars")
 
+    TABLE_COLUMNS = ('dataset', 'alpha', 'temperature', 'lr', 'student', 'modulus', 'train_acc', 'test_acc',
+                     'independent_acc', 'teacher_independent_acc', 'chance', 'teacher_stop',
+                     'teacher_first_perfect', 'teacher_epochs_run', 'teacher_extra_epochs', 'n_memorized',
+                     'n_outside', 'ratio')
     PROFILE_VALUES = {
         "smoke": dict(modulus=13, memorized_fraction=0.6, teachers=3, d_model=32, heads=4, d_mlp=64,
                       teacher_epochs=600, temperatures=(1.0, 10.0), epochs=300, students=2),
@@ -107,14 +112,13 @@ def transformer_tasks(cfg: TransformerConfig, device: torch.device):
     return data, teacher
 
 
+@experiment(TransformerConfig)
 def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Fig 8: transformer students of `teachers` transformer teachers that memorized modular addition.
 
-    One row per student: dataset (the teacher's index), modulus, alpha, temperature, lr, student,
-    train_acc, test_acc, independent_acc (the student on the pairs outside D), teacher_independent_acc,
-    chance (1/k), teacher_stop, teacher_epochs (first step at 100% on D), teacher_epochs_run,
-    teacher_extra_epochs, n_memorized, n_outside. Student i of a teacher starts from the same
-    initialization at every temperature (comparisons across T are paired).
+    independent_acc is on the pairs outside D, chance is 1/k, and epochs count full-batch steps.
+    Student i of a teacher starts from the same initialization at every temperature (comparisons
+    across T are paired).
     """
     from memkd.experiments.transformer import train_transformer_students
 
@@ -155,7 +159,7 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
                              "test_acc": float(hit_d[te_i].mean()),
                              "independent_acc": float((pred_o[i] == outside[k][1]).float().mean()),
                              "teacher_independent_acc": float(trivial[k]), "chance": 1.0 / cfg.modulus,
-                             "teacher_stop": cfg.teacher_stop, "teacher_epochs": int(teacher.epochs_to_memorize[k]),
+                             "teacher_stop": cfg.teacher_stop, "teacher_first_perfect": int(teacher.epochs_to_memorize[k]),
                              "teacher_epochs_run": teacher.epochs_run, "teacher_extra_epochs": cfg.teacher_extra_epochs,
                              "n_memorized": len(y[k]), "n_outside": len(outside[k][1])})
     return tidy(rows, ratio_to_trivial=True, cfg=cfg)
@@ -236,9 +240,9 @@ def teacher_summary(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     Markdown sentence computed from them: how long the budget is against the time to memorize, and
     how far the teachers' accuracy outside D has moved from chance towards 1 (grokking).
     """
-    per = table.groupby("dataset")[["teacher_epochs", "teacher_epochs_run", "teacher_independent_acc"]].first()
+    per = table.groupby("dataset")[["teacher_first_perfect", "teacher_epochs_run", "teacher_independent_acc"]].first()
     chance, run = float(table.chance.iloc[0]), int(per.teacher_epochs_run.max())
-    first_lo, first_hi = int(per.teacher_epochs.min()), int(per.teacher_epochs.max())
+    first_lo, first_hi = int(per.teacher_first_perfect.min()), int(per.teacher_first_perfect.max())
     acc, lo, hi = per.teacher_independent_acc.mean(), per.teacher_independent_acc.min(), per.teacher_independent_acc.max()
     where = ("they have generalized the rule: they grokked within their budget" if lo >= 0.95 else
              "they have not started to generalize the rule" if hi <= 2 * chance else

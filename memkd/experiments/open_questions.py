@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from memkd.experiments.declare import DISTILL_COLUMNS, experiment
 from memkd.config import BOOL, POS_INT, int_range, knob, list_of, make_config, one_of, real_interval
 from memkd.experiments.common import (
     MemorizationTask, RandomDataConfig, distill, member_grid, memorization_tasks, split,
@@ -224,11 +225,15 @@ class OverlapConfig(OpenQuestionConfig):
     similarity_epochs: int = knob(300, POS_INT, "similarity students' epochs")
     permutations: int = knob(2000, int_range(100), "permutations of each overlap test")
 
+    TABLE_COLUMNS = ('question', 'dataset', 'alpha', 'width', 'temperature', 'epochs', 'pair', 'student_a',
+                     'student_b', 'n', 'acc_a', 'acc_b', 'both', 'expected', 'lift', 'p_value', 'phi',
+                     'group_p_value', 'chance', 'teacher_independent_acc')
     PROFILE_VALUES = _profiles(smoke={"similarity_epochs": 150, "permutations": 500, "students": 3},
                                quick={"similarity_epochs": 300, "permutations": 1000, "students": 3},
                                paper={"similarity_lr": 1e-4, "similarity_epochs": 2000})
 
 
+@experiment(OverlapConfig)
 def logit_vs_similarity_overlap(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Q1: overlap of the held-out samples that logit ("soft") and similarity students get right.
 
@@ -277,6 +282,8 @@ class RegularizationConfig(OpenQuestionConfig):
     weight_decays: tuple = knob((0.0, 1e-3, 1e-2), list_of(real_interval(0, 1, "left")),
                                 "teacher's L2 weight decay (Adam's, added to the gradient)")
 
+    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'weight_decay', 'teacher_logit_norm', 'teacher_top_prob',
+                     'teacher_train_acc')
     PROFILE_VALUES = _profiles(smoke={"weight_decays": (0.0, 1e-2)}, quick={"weight_decays": (0.0, 1e-2)})
 
 
@@ -296,6 +303,7 @@ def _failed_row(task: MemorizationTask, knobs: dict) -> dict:
             "independent_acc": math.nan}
 
 
+@experiment(RegularizationConfig)
 def teacher_regularization(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Q2: teachers trained with L2 weight decay under the config's teacher protocol.
 
@@ -332,6 +340,8 @@ class ArchitectureConfig(OpenQuestionConfig):
                                 "student width / teacher width for the mismatched students")
     mismatch: bool = knob(True, BOOL, "also train students narrower, wider, shallower, deeper than the teacher")
 
+    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'part', 'variant', 'teacher_activation', 'teacher_depth',
+                     'teacher_width', 'student_activation', 'student_depth', 'teacher_train_acc')
     PROFILE_VALUES = _profiles()
 
     def check(self) -> None:
@@ -357,6 +367,7 @@ def architecture_plan(cfg: ArchitectureConfig) -> list[tuple[str, str, tuple, tu
     return plan
 
 
+@experiment(ArchitectureConfig)
 def architecture(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Q3: does the effect survive other activations, depths and teacher/student mismatch?
 

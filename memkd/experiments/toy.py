@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 import torch
 
+from memkd.memory import check_run_fits
+from memkd.experiments.declare import experiment
 from memkd.config import make_config
 from memkd.data import make_memorization_data, split_per_class
 from memkd.device import resolve_device
@@ -30,6 +32,9 @@ from memkd.distillation import train_students, train_teacher
 
 @dataclass(frozen=True)
 class ToyConfig(RandomDataConfig):
+    TABLE_COLUMNS = ('dataset', 'alpha', 'width', 'targets', 'temperature', 'lr', 'student', 'train_acc',
+                     'test_acc', 'independent_acc', 'teacher_independent_acc', 'chance', 'teacher_memorized',
+                     'teacher_stop', 'teacher_first_perfect')
     PROFILE_VALUES = {
         "smoke": dict(input_dim=2, classes=3, per_class=10, teacher_width=200, hidden_layers=1,
                       teacher_lr=1e-2, teacher_epochs=3000, student_widths=(200,), alphas=(0.6,),
@@ -53,6 +58,9 @@ def _toy_setup(cfg: ToyConfig, datasets: list[int]):
         tr, te = split_per_class(y, cfg.alphas[0], seed=derive_seed(cfg.seed, "split", k))
         xs.append(x); ys.append(y); trs.append(tr); tes.append(te)
     x, y, tr, te = torch.stack(xs), torch.stack(ys), torch.stack(trs), torch.stack(tes)
+    check_run_fits(device, "toy_2d", samples=x.shape[1], dim=cfg.input_dim, classes=cfg.classes,
+                   hidden_layers=cfg.hidden_layers, teacher_width=cfg.teacher_width, student_widths=cfg.student_widths,
+                   student_samples=tr.shape[1], own_inputs=len(datasets) > 1)
     teacher = train_teacher(x, y, classes=cfg.classes, width=cfg.teacher_width, hidden_layers=cfg.hidden_layers,
                             activation=cfg.activation, lr=cfg.teacher_lr, max_epochs=cfg.teacher_epochs,
                             stop=cfg.teacher_stop, seed=[derive_seed(cfg.seed, "teacher", k) for k in datasets],
@@ -86,11 +94,11 @@ def _toy_students(cfg: ToyConfig, x, y, tr, teacher, kind: str, temperature: flo
     return model
 
 
+@experiment(ToyConfig)
 def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Fig 1: 2-D inputs, 3 classes; hard-label and soft-label students over many datasets.
 
     All datasets' teachers train as one ensemble, and all their students as another.
-    One row per student: dataset, student, targets ("hard" | "soft"), temperature, metrics.
     """
     cfg = make_config(ToyConfig, "toy_2d", profile, overrides)
     datasets = list(range(cfg.datasets))
@@ -120,10 +128,11 @@ def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                          "train_acc": float(train_acc[m]), "test_acc": float(test_acc[m]),
                          "independent_acc": float(ind_acc[m]), "teacher_independent_acc": float(teacher_ind[k]),
                          "chance": 1.0 / cfg.classes, "teacher_memorized": bool(teacher.memorized[k]),
-                         "teacher_stop": cfg.teacher_stop, "teacher_epochs": int(teacher.epochs_to_memorize[k])})
+                         "teacher_stop": cfg.teacher_stop, "teacher_first_perfect": int(teacher.epochs_to_memorize[k])})
     return tidy(rows, cfg=cfg)
 
 
+@experiment(ToyConfig, table=False)
 def toy_2d_regions(profile: str = "quick", dataset: int = 0, grid_size: int = 120, **overrides: Any) -> dict:
     """Decision regions for Fig 1 on one dataset: teacher, one hard-label and one soft-label
     student per temperature (the first student seed each).

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
+from memkd.experiments.declare import DISTILL_COLUMNS, experiment
 from memkd.config import POS_INT, knob, list_of, make_config, one_of, real_interval
 from memkd.experiments.common import MemorizationTask, distill, evaluate_students, student_seed
 from memkd.experiments.open_questions import (
@@ -33,16 +34,17 @@ from memkd.train import fit
 
 @dataclass(frozen=True)
 class ConventionConfig(OpenQuestionConfig):
+    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'soften_student')
     PROFILE_VALUES = _profiles(smoke={"temperatures": (1.0, 20.0)},
                                quick={"temperatures": (1.0, 5.0, 30.0)},
                                paper={"temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)})
 
 
+@experiment(ConventionConfig)
 def temperature_convention(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Q4: soften_student False (the released code, the book's choice) vs True (the paper's text).
 
     Same teachers, splits and student initializations for both conventions at every temperature.
-    One row per student: soften_student, temperature, student and the metrics.
     """
     cfg = make_config(ConventionConfig, "temperature_convention", profile, overrides)
     tasks = teachers(cfg)
@@ -64,6 +66,8 @@ class ProbeConfig(OpenQuestionConfig):
     feature_factor: int = knob(4, POS_INT, "width of the frozen random-feature layer / student width")
     probe_lr: float = knob(1e-2, real_interval(0, 1, "right"), "learning rate of the linear and random-feature students")
 
+    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'trainable', 'variant', 'student_depth',
+                     'student_activation', 'frozen_layers', 'teacher_activation', 'teacher_linear_r2')
     PROFILE_VALUES = _profiles()
 
 
@@ -141,6 +145,7 @@ def _trainable(width: int, depth: int, d: int, c: int, frozen: int = 0) -> int:
 PROBE_VARIANTS = ("trained", "frozen_first", "random_features", "linear")
 
 
+@experiment(ProbeConfig)
 def random_features_probe(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Q5: how simple is the structure that leaks? Four students on the same teachers and splits.
 
@@ -186,11 +191,14 @@ class ProtocolConfig(OpenQuestionConfig):
     teacher_stops: tuple = knob(TEACHER_STOPS, list_of(one_of(*TEACHER_STOPS)),
                                 "teacher protocols compared (budget: all teacher_epochs; first_perfect: stop at 100%)")
 
+    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'teacher_epochs_run', 'teacher_logit_norm',
+                     'teacher_top_prob', 'teacher_train_acc')
     PROFILE_VALUES = _profiles(smoke={"temperatures": (2.0, 20.0)},
                                quick={"temperatures": (2.0, 5.0, 20.0)},
                                paper={"temperatures": (2.0, 5.0, 20.0)})
 
 
+@experiment(ProtocolConfig)
 def teacher_protocol(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Q6: what the teacher protocol changes. For each of `teacher_stops` the same datasets' teachers
     (same initializations) are trained, and students distilled at every temperature, on the same

@@ -7,7 +7,8 @@ The modules, from the grid to the results:
     run         one papermill execution (`execute_point`), its record, per-profile cell timeouts
     executors   where runs execute: local processes or Dask (shared with the book build), each
                 run in a fresh `python -m memkd.sweep` child (__main__)
-    aggregate   every finished run's typed table -> results.parquet and a results.csv export
+    aggregate   every finished run's typed table -> results.parquet and a results.csv export; its other
+                tables (hard-label students, claims) -> results.<name>.parquet / .csv
     driver      the sweep folder (lock, status, manifest.json) and `run_sweep`
 
 Public API::
@@ -55,7 +56,7 @@ Left out: scheduling priorities, retries of failing notebooks within one invocat
 is recorded, the others go on; `retry_failed=True` reruns them), and cleaning of old runs.
 """
 
-from memkd.sweep.aggregate import aggregate, write_results
+from memkd.sweep.aggregate import aggregate, collect_tables, write_results
 from memkd.sweep.driver import SweepResult, lock_sweep_dir, plan_sweep, run_sweep, status_on_disk
 from memkd.sweep.executors import ChildDied, Executor, in_child, make_executor, thread_share
 from memkd.sweep.grid import (
@@ -69,5 +70,5 @@ __all__ = [
     "execute_point", "CELL_TIMEOUT", "timeout_for",
     "make_executor", "Executor", "in_child", "ChildDied", "thread_share",
     "notebook_parameters", "Param", "expand_grid", "parse_cli_grid", "CliValue", "load_grid",
-    "resolve_point", "run_id", "check_points", "aggregate", "write_results",
+    "resolve_point", "run_id", "check_points", "aggregate", "collect_tables", "write_results",
 ]

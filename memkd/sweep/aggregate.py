@@ -2,9 +2,13 @@
 
 Owns: reading each run's `table.parquet` (written with its column types by the notebook, e.g.
 `memkd.book.chapter.Chapter.save_table`), putting the run id and the run's parameters in front of its
-rows, and writing the combined `results.parquet` plus a `results.csv` export. Nothing is parsed
+rows, and writing the combined `results.parquet` plus a `results.csv` export; the same for every
+other table the runs saved (`<name>.parquet`, e.g. the hard-label students' `table_hard` and the
+verdicts `claims`) as `results.<name>.parquet` / `.csv` (`collect_tables`). Nothing is parsed
 from text: a column's type is the type the notebook gave it (a hex token such as "97e398195100"
-stays text; it once turned into infinity when types were guessed from CSV).
+stays text; it once turned into infinity when types were guessed from CSV). A table with a
+`dataset` column but no `teacher_id` gets one from the run's `seed` (`memkd.tables`), so teachers
+stay distinct across the runs of a sweep.
 """
 
 from __future__ import annotations
@@ -15,12 +19,19 @@ import warnings
 from pathlib import Path
 from typing import Iterable
 
-TABLE = "table.parquet"
+
+def run_table_path(folder: Path, name: str = "table") -> Path | None:
+    """The run's typed table `name`: `results/<name>.parquet`, else `<name>.parquet`; None when it has none."""
+    return next((p for p in (folder / "results" / f"{name}.parquet", folder / f"{name}.parquet") if p.is_file()), None)
 
 
-def run_table_path(folder: Path) -> Path | None:
-    """The run's typed table: `results/table.parquet`, else `table.parquet`; None when it has none."""
-    return next((p for p in (folder / "results" / TABLE, folder / TABLE) if p.is_file()), None)
+def table_names(sweep_dir: str | os.PathLike, runs: Iterable[str]) -> list[str]:
+    """The names of the typed tables the runs saved besides `table` (e.g. ["claims", "table_hard"])."""
+    names = set()
+    for rid in runs:
+        for sub in ("results", "."):
+            names |= {p.stem for p in (Path(sweep_dir) / "runs" / rid / sub).glob("*.parquet")}
+    return sorted(names - {"table"})
 
 
 def _defaults(notebook: str, cache: dict) -> dict:
@@ -35,16 +46,19 @@ def _defaults(notebook: str, cache: dict) -> dict:
     return cache[notebook]
 
 
-def aggregate(sweep_dir: str | os.PathLike, runs: Iterable[str] | None = None, columns: list[str] | None = None):
-    """One DataFrame of the finished runs (all of `sweep_dir/runs` when `runs` is None).
+def aggregate(sweep_dir: str | os.PathLike, runs: Iterable[str] | None = None, columns: list[str] | None = None,
+              name: str = "table"):
+    """One DataFrame of the finished runs' table `name` (all of `sweep_dir/runs` when `runs` is None).
 
     Each run's `table.parquet` gets the run id and its parameters as leading columns (`columns`,
     default: every parameter the runs set; the notebook's defaults fill the gaps). A parameter whose
     name the table already uses becomes `param_<name>`. A run without a table contributes one row
     of parameters (with a warning when it left only a `table.csv`, which is not read: its types
-    would have to be guessed).
+    would have to be guessed); for another `name`, a run without that table contributes nothing.
     """
     import pandas as pd
+
+    from memkd.tables import add_teacher_id
 
     sweep_dir = Path(sweep_dir)
     ids = list(runs) if runs is not None else sorted(p.name for p in (sweep_dir / "runs").iterdir()
@@ -55,36 +69,54 @@ def aggregate(sweep_dir: str | os.PathLike, runs: Iterable[str] | None = None, c
         record = json.loads((folder / "run.json").read_text())
         values = {**_defaults(record.get("notebook", ""), defaults), **record.get("parameters", {})}
         names = columns if columns is not None else list(record.get("parameters", {}))
-        path = run_table_path(folder)
+        path = run_table_path(folder, name)
+        if path is None and name != "table":
+            continue
         if path is None and any((folder / sub / "table.csv").is_file() for sub in ("results", ".")):
             warnings.warn(f"aggregate: run {rid} wrote table.csv but no table.parquet; only its parameters "
                           "are aggregated (write tables with memkd.book.chapter.Chapter.save_table).", stacklevel=2)
         table = pd.read_parquet(path) if path else pd.DataFrame(index=[0])
+        if isinstance(values.get("seed"), int):
+            add_teacher_id(table, values["seed"])
         lead = {"run": rid}
-        for name in names:
-            lead[f"param_{name}" if name in table.columns or name == "run" else name] = values.get(name)
-        for i, (name, value) in enumerate(lead.items()):
-            table.insert(i, name, [value] * len(table))
+        for param in names:
+            lead[f"param_{param}" if param in table.columns or param == "run" else param] = values.get(param)
+        for i, (column, value) in enumerate(lead.items()):
+            table.insert(i, column, [value] * len(table))
         frames.append(table)
     if not frames:
         return pd.DataFrame(columns=["run", *(columns or [])])
     return pd.concat(frames, ignore_index=True)
 
 
-def write_results(table, sweep_dir: str | os.PathLike) -> None:
-    """`results.parquet` (the types kept) and its `results.csv` export, each written atomically.
+def write_results(table, sweep_dir: str | os.PathLike, name: str = "table") -> None:
+    """`results.parquet` (the types kept) and its `results.csv` export, each written atomically
+    (`results.<name>.*` for another table). The CSV prints float32 values without noise
+    (`memkd.tables.csv_ready`); the Parquet file keeps every value as it is.
 
     A column whose runs disagree on its type (text in one run, numbers in another) is stored as
     text in the Parquet file, which holds one type per column.
     """
+    from memkd.tables import write_csv
+
     sweep_dir = Path(sweep_dir)
-    tmp = sweep_dir / ".results.parquet.tmp"
+    stem = "results" if name == "table" else f"results.{name}"
+    tmp = sweep_dir / f".{stem}.parquet.tmp"
     try:
         table.to_parquet(tmp, index=False)
     except (TypeError, ValueError):  # pyarrow's ArrowTypeError / ArrowInvalid
         mixed = [c for c in table.columns if table[c].dtype == object]
         table.astype({c: str for c in mixed}).to_parquet(tmp, index=False)
-    tmp.replace(sweep_dir / "results.parquet")
-    tmp = sweep_dir / ".results.csv.tmp"
-    table.to_csv(tmp, index=False)
-    tmp.replace(sweep_dir / "results.csv")
+    tmp.replace(sweep_dir / f"{stem}.parquet")
+    write_csv(table, sweep_dir / f"{stem}.csv")
+
+
+def collect_tables(sweep_dir: str | os.PathLike, runs: Iterable[str], columns: list[str] | None = None) -> dict:
+    """Aggregate and write every table the runs saved besides `table` (`results.<name>.parquet`
+    and `.csv`, e.g. `results.claims.csv`: each run's verdicts with its parameters); {name: table}."""
+    runs = list(runs)
+    out = {}
+    for name in table_names(sweep_dir, runs):
+        out[name] = aggregate(sweep_dir, runs, columns, name=name)
+        write_results(out[name], sweep_dir, name)
+    return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from memkd.sweep.aggregate import aggregate, write_results
+from memkd.sweep.aggregate import aggregate, collect_tables, write_results
 from memkd.sweep.executors import make_executor
 from memkd.sweep.grid import expand_grid, notebook_parameters, read_notebook, resolve_point, run_id
 from memkd.sweep.run import (
@@ -38,6 +38,7 @@ class SweepResult:
     table: Any = None  # pandas DataFrame of all finished runs (results.parquet)
     elapsed_s: float = 0.0
     not_run: int = 0  # runs interrupted (their worker got Ctrl-C or SIGTERM): pending, not failed
+    tables: dict = field(default_factory=dict)  # the runs' other tables by name (results.<name>.parquet)
 
     @property
     def ok(self) -> bool:
@@ -133,7 +134,8 @@ def run_sweep(
     from tqdm.auto import tqdm
 
     _check_int("workers", workers, 1)
-    _check_int("dask_local", dask_local or 1, 1)
+    if dask_local is not None:
+        _check_int("dask_local", dask_local, 1)
     _check_int("retries", retries, 0)
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ValueError(f"The 'timeout' parameter of run_sweep must be a number of seconds > 0 or None. "
@@ -182,12 +184,14 @@ def run_sweep(
                 _write_manifest(manifest, notebook, records)
         bar.close()
         points = [point for _, point, _ in plan]
-        table = aggregate(sweep_dir, [r for r, rec in records.items() if rec["status"] == "done"],
-                          columns=list(dict.fromkeys(name for point in points for name in point)))
+        finished = [r for r, rec in records.items() if rec["status"] == "done"]
+        names = list(dict.fromkeys(name for point in points for name in point))
+        table = aggregate(sweep_dir, finished, columns=names)
         write_results(table, sweep_dir)
+        tables = collect_tables(sweep_dir, finished, columns=names)
     not_run = sum(r["status"] == "pending" for r in records.values())
     return SweepResult(sweep_dir, done, skipped, failed + old_failures, list(records.values()), table,
-                       round(time.perf_counter() - started, 3), not_run)
+                       round(time.perf_counter() - started, 3), not_run, tables)
 
 
 def _write_manifest(path: Path, notebook: Path, records: Mapping[str, dict]) -> None:

@@ -238,15 +238,16 @@ def make_executor(workers: int = 1, scheduler: str | None = None, scheduler_file
     """The executor a command line asks for: a Dask scheduler (by address or by the JSON file
     `dask scheduler --scheduler-file` writes), a Dask LocalCluster of `dask_local` single-threaded
     workers, else `workers` local processes. `retries`: Dask's reruns of a task whose child process died."""
-    for name, value, low in (("workers", workers, 1), ("dask_local", dask_local or 1, 1), ("retries", retries, 0)):
+    checks = [("workers", workers, 1), ("retries", retries, 0)] + ([("dask_local", dask_local, 1)] if dask_local is not None else [])
+    for name, value, low in checks:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"The {name!r} parameter must be an int >= {low}. Got {value!r} instead.")
-    if sum(bool(x) for x in (scheduler, scheduler_file, dask_local)) > 1:
+    if sum(x is not None and x != "" for x in (scheduler, scheduler_file, dask_local)) > 1:
         raise ValueError("Give at most one of scheduler, scheduler_file and dask_local.")
     if scheduler_file and not os.path.isfile(scheduler_file):
         raise ValueError(f"The 'scheduler_file' parameter must name an existing file (written by "
                          f"`dask scheduler --scheduler-file`). Got {str(scheduler_file)!r} instead.")
-    if scheduler or scheduler_file or dask_local:
+    if scheduler or scheduler_file or dask_local is not None:
         return DaskExecutor(scheduler, scheduler_file, dask_local, retries)
     return LocalExecutor(workers)
 
