@@ -15,7 +15,9 @@ FLOORS = {"experiments": 1, "sweep": 2, "book": 3, "cli": 4, "__main__": 4}
 def floor_of(module: str) -> int:
     """The floor of a dotted module name inside memkd: 0 for the core."""
     parts = module.split(".")
-    return FLOORS.get(parts[1], 0) if len(parts) > 1 and parts[0] == "memkd" else -1
+    if parts[0] != "memkd":
+        return -1
+    return FLOORS.get(parts[1], 0) if len(parts) > 1 else 0  # the package itself is the core
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
