@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    BOOL, DEVICE, POS_INT, ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
+    BOOL, DEVICE, POS_INT, TEMPERATURES, ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
 )
 from memkd.device import resolve_device
 from memkd.linear import (
@@ -65,14 +65,14 @@ class LinearConfig(ExperimentConfig):
 class RecoveryConfig(LinearConfig):
     classes: int = knob(2, int_range(2), "C: number of classes")
     binary: bool = knob(True, BOOL, "one logit for C = 2 (the released Fig 3); False: C logits")
-    temperature: float = knob(10.0, real_interval(0, float("inf")), "T of the soft-label student")
+    temperatures: tuple = knob((10.0,), TEMPERATURES, "temperatures T of the soft-label students")
     dtype: str = knob("float32", one_of(*DTYPES), "precision of teachers, soft labels and students")
 
     PROFILE_VALUES = {
-        "smoke": {"input_dim": 20, "n_over_d": (0.8, 1.6), "rhos": (0.3, 0.9), "datasets": 2,
+        "smoke": {"input_dim": 20, "n_over_d": (0.8, 1.4), "rhos": (0.3, 0.9), "datasets": 2,
                   "teacher_epochs": 300, "epochs": 200, "fresh": 200},
-        # 8 teachers per size (each teacher is the unit of a claim); 11 sizes x 12 rhos around the line
-        "quick": {"input_dim": 100, "n_over_d": (0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.4, 2.8),
+        # 8 teachers per size (each teacher is the unit of a claim); 9 sizes x 12 rhos around the line
+        "quick": {"input_dim": 100, "n_over_d": (0.4, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.4),
                   "rhos": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 0.95), "datasets": 8},
         # the released Fig 3: d = 200, n per class = a * d for 50 a in [0.2, 3.5], 50 rhos in [0.05, 0.95]
         "paper": {"input_dim": 200, "n_over_d": tuple(round(2 * (0.2 + i * 3.3 / 49), 4) for i in range(50)),
@@ -178,7 +178,7 @@ def linear_recovery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     rows: list[dict] = []
     for kind in cfg.students:
         for shuffled in ((False, True) if cfg.shuffle else (False,)):
-            rows += student_grid(cfg, data, w, ids, kind=kind, temperatures=[cfg.temperature], dtype=cfg.dtype,
+            rows += student_grid(cfg, data, w, ids, kind=kind, temperatures=cfg.temperatures, dtype=cfg.dtype,
                                  shuffled=shuffled)
     table = pd.DataFrame(rows)
     table.insert(0, "experiment", "linear_recovery")
@@ -187,4 +187,85 @@ def linear_recovery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     return table
 
 
-__all__ = ["LinearConfig", "RecoveryConfig", "linear_recovery", "student_grid", "teachers_for"]
+
+
+
+# --- the counting argument and the analysis of the map --------------------------------------------
+
+
+def counting_curve(input_dim: int = 20, classes: Sequence[int] = (2, 10), temperatures: Sequence[float] = (1.0, 30.0),
+                   draws: int = 8, seed: int = 0) -> pd.DataFrame:
+    """The counting argument in float64: `draws` random bias-free teachers W (D, C), each solved exactly
+    from its soft labels softmax(x W / T) on the first n = 1 .. 2D of its points. One row per (C, T,
+    draw, n): n_over_d and logit_error (relative error of the recovered class-centered logits on fresh
+    inputs). No training: n = D soft-labelled points pin W down whatever C and T; below D the
+    minimum-norm solution keeps only W's part in the span of the n points (error about sqrt(1 - n/D))."""
+    rows = []
+    n_max, ns = 2 * input_dim, list(range(1, 2 * input_dim + 1))
+    for c in classes:
+        gen = torch.Generator().manual_seed(derive_seed(seed, "probe", "counting", input_dim, c))
+        w = torch.randn(draws, input_dim, c, generator=gen, dtype=torch.float64)  # (K = draws, D, C)
+        x = torch.randn(draws, n_max, input_dim, generator=gen, dtype=torch.float64)
+        data = LinearData(x, torch.zeros(draws, n_max, dtype=torch.int64), torch.ones(draws, n_max, dtype=torch.bool),
+                          torch.randn(draws, 500, input_dim, generator=gen, dtype=torch.float64), [n_max] * draws, 1)
+        mask = (torch.arange(n_max).view(1, 1, -1) < torch.tensor(ns).view(1, -1, 1)).expand(draws, -1, -1)  # (K, M, N)
+        for temp in temperatures:
+            t = torch.full((draws, len(ns)), float(temp), dtype=torch.float64)
+            probs = soft_labels(w, x, t, torch.float64)
+            err = measure(solve_soft_labels(x, probs, mask, c), w, data, mask, None, scale=1 / t)["logit_error"]
+            rows += [{"classes": c, "temperature": temp, "draw": k, "n_student": n, "n_over_d": n / input_dim,
+                      "logit_error": float(err[k, j])} for k in range(draws) for j, n in enumerate(ns)]
+    return pd.DataFrame(rows)
+
+
+def eligible(table: pd.DataFrame) -> pd.DataFrame:
+    """Cells whose teacher memorized its data (the released analysis keeps only these), with
+    `above` = rho * N >= d and `perfect` = held-out accuracy exactly 1."""
+    ok = table[table["teacher_perfect"]].copy()
+    ok["above"] = ok["n_student"] >= ok["input_dim"]
+    ok["perfect"] = ok["test_acc"] == 1.0
+    return ok
+
+
+def threshold_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per student kind, solver, shuffle and side of the line: cells, teachers, share of perfect cells,
+    mean held-out accuracy and agreement on fresh inputs (eligible cells only)."""
+    ok = eligible(table)
+    keys = [k for k in ("student", "solver", "dtype", "temperature", "shuffled", "above") if k in ok]
+    keys = [k for k in keys if ok[k].nunique(dropna=False) > 1 or k in ("student", "shuffled", "above")]
+    return (ok.groupby(keys, dropna=False)
+              .agg(cells=("perfect", "size"), teachers=("teacher", "nunique"), perfect=("perfect", "mean"),
+                   test_acc=("test_acc", "mean"), agreement_fresh=("agreement_fresh", "mean"))
+              .reset_index())
+
+
+def per_teacher(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (teacher, student kind, solver, shuffled) over its eligible cells: all_perfect_above
+    (every cell above the line perfect; NaN if it has none), acc_below (mean held-out accuracy below
+    the line) and slope_below (least-squares slope of held-out accuracy against rho * N / d below the
+    line; NaN with fewer than 2 such cells)."""
+    import numpy as np
+
+    rows = []
+    for key, part in eligible(table).groupby(["teacher", "dataset", "n_over_d", "student", "solver", "shuffled"]):
+        above, below = part[part["above"]], part[~part["above"]]
+        slope = (float(np.polyfit(below["rho_n_over_d"], below["test_acc"], 1)[0])
+                 if below["rho_n_over_d"].nunique() >= 2 else float("nan"))
+        rows.append({**dict(zip(["teacher", "dataset", "n_over_d", "student", "solver", "shuffled"], key)),
+                     "cells_above": len(above), "all_perfect_above": bool(above["perfect"].all()) if len(above) else None,
+                     "acc_below": float(below["test_acc"].mean()) if len(below) else float("nan"),
+                     "acc_above": float(above["test_acc"].mean()) if len(above) else float("nan"),
+                     "acc_all": float(part["test_acc"].mean()), "slope_below": slope})
+    return pd.DataFrame(rows)
+
+
+def teacher_capacity(table: pd.DataFrame) -> pd.DataFrame:
+    """Per size N/d (and C): the teachers, how many memorized their data, and their mean training accuracy."""
+    keys = [k for k in ("classes", "n_over_d") if k in table]
+    one = table.drop_duplicates(keys + ["teacher"])
+    return (one.groupby(keys).agg(teachers=("teacher", "nunique"), perfect=("teacher_perfect", "sum"),
+                                  teacher_train_acc=("teacher_train_acc", "mean")).reset_index())
+
+
+__all__ = ["LinearConfig", "RecoveryConfig", "linear_recovery", "student_grid", "teachers_for", "counting_curve",
+           "eligible", "threshold_summary", "per_teacher", "teacher_capacity"]
