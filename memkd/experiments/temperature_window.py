@@ -79,4 +79,59 @@ def temperature_window(profile: str = "quick", **overrides: Any) -> pd.DataFrame
     return table
 
 
-__all__ = ["WindowConfig", "temperature_window", "RELEASED_TEMPERATURES", "SOLVERS"]
+# --- the window -------------------------------------------------------------------------------------
+
+
+def window_per_teacher(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (classes, dtype, solver, teacher) over the unshuffled students of teachers that
+    memorized their data, above the line rho * N >= d: width (how many of the grid's temperatures give
+    held-out accuracy exactly 1), t_low and t_high (the smallest and largest such T; NaN if none)."""
+    ok = table[table["teacher_perfect"] & ~table["shuffled"] & (table["n_student"] >= table["input_dim"])]
+    ok = ok.assign(perfect=ok["test_acc"] == 1.0)
+    rows = []
+    for key, part in ok.groupby(["classes", "dtype", "solver", "teacher"]):
+        hit = part.loc[part["perfect"], "temperature"]
+        rows.append({**dict(zip(["classes", "dtype", "solver", "teacher"], key)), "width": int(len(hit)),
+                     "temperatures": int(part["temperature"].nunique()),
+                     "t_low": float(hit.min()) if len(hit) else float("nan"),
+                     "t_high": float(hit.max()) if len(hit) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def window_edges(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (classes, dtype, solver): the temperatures at which every eligible teacher's student is
+    perfect (the window), its edges, and the teachers it rests on."""
+    per_t = table[table["teacher_perfect"] & ~table["shuffled"] & (table["n_student"] >= table["input_dim"])]
+    per_t = (per_t.assign(perfect=per_t["test_acc"] == 1.0)
+                  .groupby(["classes", "dtype", "solver", "temperature"])
+                  .agg(perfect=("perfect", "all"), teachers=("teacher", "nunique")).reset_index())
+    rows = []
+    for key, part in per_t.groupby(["classes", "dtype", "solver"]):
+        inside = part.loc[part["perfect"], "temperature"].sort_values()
+        rows.append({**dict(zip(["classes", "dtype", "solver"], key)), "teachers": int(part["teachers"].max()),
+                     "in_window": int(len(inside)), "of": int(len(part)),
+                     "t_low": float(inside.min()) if len(inside) else float("nan"),
+                     "t_high": float(inside.max()) if len(inside) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def released_layout(table: pd.DataFrame) -> pd.DataFrame:
+    """The published Fig 4a's three curves per (classes, dtype, solver, temperature), over the sizes N/d:
+    recovered (sizes at which every teacher memorized and every student is perfect on held-out data),
+    capacity (the largest size at which every teacher memorized) and shuffled_fits (the largest size at
+    which every shuffled student fits its own points, train_acc = 1; NaN where none was trained)."""
+    rows = []
+    for key, part in table.groupby(["classes", "dtype", "solver", "temperature"]):
+        honest, shuffled = part[~part["shuffled"]], part[part["shuffled"]]
+        per_size = honest.groupby("n_over_d").agg(teacher=("teacher_perfect", "all"),
+                                                 perfect=("test_acc", lambda v: bool((v == 1.0).all())))
+        fits = shuffled.groupby("n_over_d")["train_acc"].apply(lambda v: bool((v == 1.0).all()))
+        rows.append({**dict(zip(["classes", "dtype", "solver", "temperature"], key)),
+                     "recovered": [float(s) for s, r in per_size.iterrows() if r["teacher"] and r["perfect"]],
+                     "capacity": float(per_size.index[per_size["teacher"]].max()) if per_size["teacher"].any() else float("nan"),
+                     "shuffled_fits": float(fits.index[fits].max()) if len(fits) and fits.any() else float("nan")})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["WindowConfig", "temperature_window", "RELEASED_TEMPERATURES", "SOLVERS", "window_per_teacher",
+           "window_edges", "released_layout"]
