@@ -107,6 +107,8 @@ def test_exact_solve_recovers_where_the_soft_labels_keep_the_information():
     (linear_recovery, {"dtype": "float16"}, "dtype"),
     (linear_recovery, {"students": ("ridge",)}, "students"),
     (linear_recovery, {"input_dim": 1}, "input_dim"),
+    (linear_recovery, {"rhos": (0.01,)}, "rhos"),
+    (temperature_window, {"n_over_d": (0.1,), "rhos": (0.3,)}, "rhos"),
     (temperature_window, {"temperatures": (0.0,)}, "temperatures"),
     (temperature_window, {"dtypes": ()}, "dtypes"),
     (temperature_window, {"classes": (1,)}, "classes"),
@@ -135,3 +137,16 @@ def test_chapter_executes_at_smoke(tmp_path, name):
     claims = pd.read_csv(results / "claims.csv")
     assert len(claims) >= 3 and set(claims.verdict) <= {"holds", "does not hold", "inconclusive"}
     assert Path(results / "departures.csv").is_file()
+
+
+def test_a_small_temperature_saturates_float32_soft_labels_but_not_float64():
+    data, w = _teachers(per_class=(15, 15), d=20, epochs=400)
+    mask = student_mask(data, [0.9])
+    z = class_logits(linear_forward(w.double().unsqueeze(2), data.x))[:, 0]
+    gap = (z[..., 1] - z[..., 0]).abs()[data.valid]
+    t_small = float(gap.max()) / 200  # the largest logit gap over T is 200: exp(-200) is 0 in float32, not in float64
+    t = torch.full((2, 1), t_small, dtype=torch.float64)
+    err = {dt: measure(solve_soft_labels(data.x, soft_labels(w, data.x, t, dt), mask, 1), w, data, mask, None,
+                       scale=1 / t)["logit_error"] for dt in (torch.float64, torch.float32)}
+    assert float(err[torch.float64].max()) < 1e-8
+    assert float(err[torch.float32].min()) > 1e-3

@@ -10,6 +10,7 @@ Shape letters: see `memkd.linear`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -60,6 +61,16 @@ class LinearConfig(ExperimentConfig):
         sizes = [max(2, round(r * self.input_dim / classes)) for r in self.n_over_d]
         return sizes
 
+    def check_sizes(self, classes: int) -> None:
+        """Every size and rho must leave each class at least one seen and one held-out point."""
+        for r, n in zip(self.n_over_d, self.per_class(classes)):
+            for rho in self.rhos:
+                seen = math.floor(rho * n + 1e-9)
+                if not 1 <= seen <= n - 1:
+                    self.fail("rhos", f"contains {rho}, which with n_over_d={r} (n = {n} per class, C = {classes}) "
+                              f"gives the student {seen} of {n} points of each class: it needs at least one seen "
+                              "and one held-out point. Choose a larger size or rho further from 0 and 1.")
+
 
 @dataclass(frozen=True)
 class RecoveryConfig(LinearConfig):
@@ -83,6 +94,7 @@ class RecoveryConfig(LinearConfig):
     def check(self) -> None:
         if self.binary and self.classes != 2:
             self.fail("binary", f"needs classes=2 (one logit separates two classes). Got classes={self.classes} instead.")
+        self.check_sizes(self.classes)
 
 
 def teachers_for(cfg: LinearConfig, classes: int, outputs: int, device: torch.device,

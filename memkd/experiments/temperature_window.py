@@ -38,6 +38,10 @@ class WindowConfig(LinearConfig):
     shuffle_adam_dtypes: tuple = knob(("float32",), DTYPE_NAMES,
                                       "precisions in which the Adam student's shuffled control is trained")
 
+    def check(self) -> None:
+        for c in self.classes:
+            self.check_sizes(c)
+
     PROFILE_VALUES = {
         "smoke": {"input_dim": 20, "classes": (2, 3), "n_over_d": (0.8, 1.6), "rhos": (0.8,), "datasets": 2,
                   "temperatures": (1.0, 30.0), "dtypes": ("float64", "bfloat16"), "teacher_epochs": 300,
