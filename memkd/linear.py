@@ -55,7 +55,7 @@ class LinearData:
 
     x (K, N, D) standardized per feature over each dataset's own points (padding rows are 0);
     y (K, N) int64, class blocks of `per_class[k]` points each (padding: -1); valid (K, N) bool;
-    fresh (K, F, D) inputs no one trains on, drawn from the same distribution.
+    fresh (K, N', D) inputs no one trains on, drawn from the same distribution.
     """
 
     x: Tensor
@@ -88,7 +88,7 @@ def make_linear_data(per_class: Sequence[int], classes: int, input_dim: int, see
     k = len(per_class)
     x = torch.zeros(k, n_max, input_dim, dtype=torch.float64)
     y = torch.full((k, n_max), -1, dtype=torch.int64)
-    f = torch.empty(k, fresh, input_dim, dtype=torch.float64)
+    f = torch.empty(k, fresh, input_dim, dtype=torch.float64)  # (K, N', D)
     for i, (n, seed) in enumerate(zip(per_class, seeds)):
         gen = torch.Generator().manual_seed(int(seed))
         x[i, : classes * n] = standardized_gaussian(classes * n, input_dim, gen)
