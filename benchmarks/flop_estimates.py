@@ -67,6 +67,9 @@ class Call:
 
     @property
     def flops(self) -> float:
+        if self.what == "svd":  # one SVD-based pseudo-inverse per member (R-SVD: 4 m n^2 + 22 n^3, m >= n)
+            m, n = max(self.samples, self.sizes[0]), min(self.samples, self.sizes[0])
+            return float(self.members * (4 * m * n * n + 22 * n ** 3 + 2 * self.samples * self.sizes[0] * self.sizes[-1]))
         matmul = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
         per_epoch = 3 * 2 * self.samples * self.members * matmul
         if self.what == "similarity":
@@ -219,6 +222,41 @@ def chapter_runs() -> dict[str, list[tuple[str, Callable[[], Any]]]]:
     }
 
 
+def linear_calls() -> dict[str, list[Call]]:
+    """The training calls of chapters 11-12 at profile="paper", from their configs (no stubs: their
+    least-squares and exact students would otherwise run for real). Linear students of one teacher
+    share its inputs, padded to the largest dataset: cost = epochs x 6 x N_max x K x M x D x O."""
+    from memkd.config import make_config
+    from memkd.experiments.linear_recovery import RecoveryConfig
+    from memkd.experiments.temperature_window import WindowConfig
+
+    out: dict[str, list[Call]] = {}
+    rec = make_config(RecoveryConfig, "linear_recovery", "paper", {})
+    k, d, o = rec.datasets * len(rec.n_over_d), rec.input_dim, 1 if rec.binary else rec.classes
+    n = rec.classes * max(rec.per_class(rec.classes))
+    shuffles = 2 if rec.shuffle else 1
+    calls = [Call("teacher", k, n, (d, o), rec.teacher_epochs)]
+    if "soft_labels" in rec.students:
+        calls.append(Call("soft", k * len(rec.rhos) * len(rec.temperatures) * shuffles, n, (d, o), rec.epochs))
+    if "least_squares" in rec.students:
+        calls.append(Call("svd", k * len(rec.rhos) * shuffles, n, (d, o), 1))
+    out["11_linear_recovery"] = calls
+    win = make_config(WindowConfig, "temperature_window", "paper", {})
+    calls = []
+    for c in win.classes:
+        k, d = win.datasets * len(win.n_over_d), win.input_dim
+        n = c * max(win.per_class(c))
+        calls.append(Call("teacher", k, n, (d, c), win.teacher_epochs))
+        for dtype in win.dtypes:
+            shuffles = 2 if win.shuffle and dtype in win.shuffle_adam_dtypes else 1
+            if "adam" in win.solvers:
+                calls.append(Call("soft", k * len(win.temperatures) * shuffles, n, (d, c), win.epochs))
+            if "exact" in win.solvers:
+                calls.append(Call("svd", k * len(win.temperatures) * (2 if win.shuffle else 1), n, (d, c), 1))
+    out["12_temperature_window"] = calls
+    return out
+
+
 NOT_MLP = {
     "08_transformer": "all (a transformer, trained by its own loop)",
     "10_convolutions": "all (convolutional networks)",
@@ -248,6 +286,13 @@ def estimate() -> pd.DataFrame:
         for gpu, rate in ASSUMED_RATES.items():
             row[f"{gpu} min"] = flops / rate / 60
         row["not counted"] = "; ".join(problems)
+        rows.append(row)
+    for chapter, calls in linear_calls().items():
+        flops = sum(c.flops for c in calls)
+        row = {"chapter": chapter, "training calls": len(calls), "PFLOP": flops / 1e15,
+               "largest call GiB": max(c.bytes for c in calls) / 2**30}
+        row.update({f"{gpu} min": flops / rate / 60 for gpu, rate in ASSUMED_RATES.items()})
+        row["not counted"] = "least-squares / exact solves as SVDs; every precision at the fp32 rate"
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -1,0 +1,282 @@
+"""Bias-free linear teachers and their students: the published version's recovery experiments.
+
+Shape letters (see `memkd`): K teachers (each its own dataset), M students per teacher, N samples
+(padded to the largest dataset, with a mask), D input dimension, C classes, O outputs of the linear
+map (1 for the binary teacher, whose class logits are (0, z); else C).
+
+The data are those of the authors' released logistic-regression script: Gaussian inputs with every
+feature standardized over the dataset, exactly n points of each class, and the student's part is
+the first floor(rho * n) points of each class (the rest is the held-out memorized part). A linear
+map z = x W (W: (D, O), no bias) is trained as teacher by full-batch Adam on cross-entropy. Students:
+
+- ``least_squares``: the minimum-norm least-squares fit of W to the teacher's logits on the
+  student's points (a batched pseudo-inverse), the released Fig 3 student;
+- ``soft_labels``: Adam on the cross-entropy to softmax(z / T), in the released convention (the
+  student's own logits are not divided by T) or the text's (``soften_student=True``);
+- ``soft_labels_solved``: the exact minimizer of that same convex loss, found without an optimizer
+  from the stored soft labels: where the loss can reach its minimum, the student's logit
+  differences equal those of log p, so W solves a least-squares problem in log p (see
+  `solve_soft_labels`). It tells what the precision of the soft labels allows; ``soft_labels``
+  tells what a fixed Adam budget reaches.
+
+Each has a within-class-shuffled control: the student's soft labels are permuted within each class
+(equivalently its inputs: the set of pairs is the same), so each point keeps a label of its class but
+not its own. Students of one teacher share its inputs: W is stored as (K, D, M, O) and one GEMM
+(K, N, D) @ (K, D, M * O) serves all M, which is what makes a grid of temperatures one ensemble.
+Left out: biases, mini-batches, hidden layers (chapter 13 has those).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from memkd.train import fit
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
+STUDENT_KINDS = ("least_squares", "soft_labels", "soft_labels_solved")
+
+
+def class_logits(z: Tensor) -> Tensor:
+    """The C class logits of O outputs: (..., 1) -> (..., 2) as (0, z) (binary); (..., C) unchanged."""
+    return torch.cat([torch.zeros_like(z), z], dim=-1) if z.shape[-1] == 1 else z
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+@dataclass
+class LinearData:
+    """K datasets, padded to the largest: inputs, labels, a validity mask, and fresh inputs.
+
+    x (K, N, D) standardized per feature over each dataset's own points (padding rows are 0);
+    y (K, N) int64, class blocks of `per_class[k]` points each (padding: -1); valid (K, N) bool;
+    fresh (K, N', D) inputs no one trains on, drawn from the same distribution.
+    """
+
+    x: Tensor
+    y: Tensor
+    valid: Tensor
+    fresh: Tensor
+    per_class: list[int]
+    classes: int
+
+    def to(self, dtype: torch.dtype) -> "LinearData":
+        return LinearData(self.x.to(dtype), self.y, self.valid, self.fresh.to(dtype), self.per_class, self.classes)
+
+
+def standardized_gaussian(n: int, d: int, gen: torch.Generator) -> Tensor:
+    """(n, d) draws of N(0, I/d), each feature then standardized to mean 0 and variance 1 over the n."""
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
+    return (x - x.mean(0)) / x.std(0).clamp_min(1e-12)
+
+
+def make_linear_data(per_class: Sequence[int], classes: int, input_dim: int, seeds: Sequence[int],
+                     fresh: int = 1000, device: torch.device | str = "cpu") -> LinearData:
+    """One dataset per entry of `per_class` (n points of each class, labels in class blocks), float64.
+
+    `seeds[k]` alone draws dataset k and its `fresh` inputs, so a dataset is the same in any batch.
+    """
+    if len(per_class) != len(seeds):
+        raise ValueError(f"make_linear_data: 'per_class' and 'seeds' must have the same length. "
+                         f"Got {len(per_class)} and {len(seeds)} instead.")
+    n_max = classes * max(per_class)
+    k = len(per_class)
+    x = torch.zeros(k, n_max, input_dim, dtype=torch.float64)
+    y = torch.full((k, n_max), -1, dtype=torch.int64)
+    f = torch.empty(k, fresh, input_dim, dtype=torch.float64)  # (K, N', D)
+    for i, (n, seed) in enumerate(zip(per_class, seeds)):
+        gen = torch.Generator().manual_seed(int(seed))
+        x[i, : classes * n] = standardized_gaussian(classes * n, input_dim, gen)
+        y[i, : classes * n] = torch.arange(classes).repeat_interleave(n)
+        f[i] = torch.randn(fresh, input_dim, generator=gen, dtype=torch.float64)
+    return LinearData(x.to(device), y.to(device), (y >= 0).to(device), f.to(device), list(per_class), classes)
+
+
+def student_mask(data: LinearData, rhos: Sequence[float]) -> Tensor:
+    """Which points each student sees: the first floor(rho * n) of each class. (K, M, N) bool, M = len(rhos)."""
+    k, n = data.y.shape
+    within = torch.arange(n, device=data.y.device).expand(k, n) % torch.tensor(
+        [max(pc, 1) for pc in data.per_class], device=data.y.device).view(k, 1)  # position within its class
+    counts = torch.tensor([[math.floor(r * pc + 1e-9) for r in rhos] for pc in data.per_class],
+                          device=data.y.device)  # (K, M)
+    return data.valid.unsqueeze(1) & (within.unsqueeze(1) < counts.unsqueeze(-1))
+
+
+def within_class_permutation(data: LinearData, mask: Tensor, seeds: Sequence[int]) -> Tensor:
+    """For each (teacher, student), an index permutation of N that shuffles the student's points
+    within each class and fixes every other point. mask (K, M, N); seeds: K * M ints -> (K, M, N)."""
+    k, m, n = mask.shape
+    perm = torch.arange(n).repeat(k, m, 1)
+    y, mask_cpu = data.y.cpu(), mask.cpu()
+    for i in range(k):
+        for j in range(m):
+            gen = torch.Generator().manual_seed(int(seeds[i * m + j]))
+            for c in range(data.classes):
+                idx = torch.nonzero(mask_cpu[i, j] & (y[i] == c)).flatten()
+                perm[i, j, idx] = idx[torch.randperm(len(idx), generator=gen)]
+    return perm.to(mask.device)
+
+
+# --- the model and its training ----------------------------------------------------------------
+
+
+def linear_forward(w: Tensor, x: Tensor) -> Tensor:
+    """Outputs of maps w (K, D, M, O) on inputs x (K, N, D) -> (K, M, N, O): one GEMM per teacher."""
+    k, d, m, o = w.shape
+    return torch.bmm(x, w.reshape(k, d, m * o)).view(k, -1, m, o).transpose(1, 2)
+
+
+class LinearEnsemble(nn.Module):
+    """K x M bias-free linear maps D -> O; the M maps of teacher k share its inputs.
+
+    weight (K, D, M, O); member (k, j) is drawn from seeds[k * M + j] alone, uniform in
+    +-1/sqrt(D) like `nn.Linear(D, O, bias=False)`, so it equals a 1 x 1 ensemble with that seed.
+    """
+
+    def __init__(self, teachers: int, members: int, input_dim: int, outputs: int, seeds: Sequence[int]) -> None:
+        super().__init__()
+        if len(seeds) != teachers * members:
+            raise ValueError(f"The 'seeds' parameter of LinearEnsemble must hold teachers * members = "
+                             f"{teachers * members} seeds. Got {len(seeds)} instead.")
+        bound = 1.0 / math.sqrt(input_dim)
+        draws = [(torch.rand(input_dim, outputs, generator=torch.Generator().manual_seed(int(s))) * 2 - 1) * bound
+                 for s in seeds]
+        w = torch.stack(draws).view(teachers, members, input_dim, outputs).permute(0, 2, 1, 3)
+        self.weight = nn.Parameter(w.contiguous())  # (K, D, M, O)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (K, N, D) -> outputs (K, M, N, O), one GEMM per teacher over all M students."""
+        return linear_forward(self.weight, x)
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of values (K, M, N) over the points where mask (K, M, N) holds -> (K * M,)."""
+    m = mask.to(values.dtype)
+    return ((values * m).sum(-1) / m.sum(-1).clamp_min(1)).flatten()
+
+
+def train_linear(model: LinearEnsemble, x: Tensor, targets: Tensor, mask: Tensor, *, epochs: int, lr: float,
+                 soft: bool, temperature: Tensor | float = 1.0, soften_student: bool = False) -> LinearEnsemble:
+    """Full-batch Adam on the masked mean cross-entropy of every member (`memkd.train.fit`).
+
+    x (K, N, D); targets: labels (K, N) int64 (soft=False) or probabilities (K, M, N, C); mask (K, M, N);
+    temperature: a float or (K, M) per student (used only with soften_student: the text's convention).
+    """
+    t = torch.as_tensor(temperature, dtype=x.dtype, device=x.device)
+    t = t.view(*t.shape, 1, 1) if t.dim() == 2 else t
+
+    def objective(_):
+        z = class_logits(model(x))  # (K, M, N, C)
+        if soften_student:
+            z = z / t
+        log_q = torch.log_softmax(z, dim=-1)
+        if soft:
+            loss = -(targets * log_q).sum(-1)
+        else:
+            loss = -log_q.gather(-1, targets.clamp_min(0).unsqueeze(1).unsqueeze(-1).expand(*log_q.shape[:-1], 1))[..., 0]
+        return _masked_mean(loss, mask), None
+
+    fit(model, objective, n_samples=x.shape[1], epochs=epochs, lr=lr)
+    return model
+
+
+def train_teachers(data: LinearData, outputs: int, seeds: Sequence[int], epochs: int, lr: float,
+                   dtype: torch.dtype = torch.float32) -> Tensor:
+    """Train one bias-free linear teacher per dataset (cross-entropy to its labels, full-batch Adam).
+
+    outputs : 1 (binary, one logit) or C. Returns the teachers' weights (K, D, O) in `dtype`.
+    """
+    k, _, d = data.x.shape
+    model = LinearEnsemble(k, 1, d, outputs, seeds).to(device=data.x.device, dtype=dtype)
+    train_linear(model, data.x.to(dtype), data.y, data.valid.unsqueeze(1), epochs=epochs, lr=lr, soft=False)
+    return model.weight.detach()[:, :, 0]
+
+
+# --- students ------------------------------------------------------------------------------------
+
+
+def least_squares(x: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """Minimum-norm least-squares W of x W = targets on each student's points (batched pseudo-inverse).
+
+    x (K, N, D); targets (K, M, N, O); mask (K, M, N) -> W (K, D, M, O). Masked rows are zeroed in
+    both x and the targets, which leaves the minimum-norm solution unchanged.
+    """
+    m = mask.to(x.dtype).unsqueeze(-1)  # (K, M, N, 1)
+    xs = x.unsqueeze(1) * m  # (K, M, N, D)
+    w = torch.linalg.pinv(xs) @ (targets * m)  # (K, M, D, O)
+    return w.permute(0, 2, 1, 3)
+
+
+def solve_soft_labels(x: Tensor, probs: Tensor, mask: Tensor, outputs: int) -> Tensor:
+    """The exact minimizer of the soft-label cross-entropy over bias-free linear maps, in float64.
+
+    probs (K, M, N, C): the stored soft labels (in whatever precision they were kept); x (K, N, D).
+    When some W reproduces them, the loss's minimum is reached exactly where the student's logit
+    differences equal those of log p, a linear system solved by `least_squares` (centered log p,
+    or log p_1 - log p_0 for one output). A probability stored as 0 has no finite logit: it is
+    clamped to the smallest positive float64, so the loss is finite there and the information that
+    rounding destroyed stays lost. Returns W (K, D, M, O), logits on the released scale (z / T).
+    """
+    logp = probs.to(torch.float64).clamp_min(torch.finfo(torch.float64).tiny).log()
+    target = (logp[..., 1:] - logp[..., :1]) if outputs == 1 else logp - logp.mean(-1, keepdim=True)
+    return least_squares(x.to(torch.float64), target, mask)
+
+
+@torch.no_grad()
+def measure(w_student: Tensor, w_teacher: Tensor, data: LinearData, mask: Tensor, targets: Tensor | None,
+            scale: Tensor | float = 1.0) -> dict[str, Tensor]:
+    """Metrics of every student (K, M), computed in float64 from the learned weights.
+
+    w_student (K, D, M, O), w_teacher (K, D, O); mask (K, M, N) the student's points; targets
+    (K, M, N, C) the soft labels it learned (their argmax is what "fits its points" means; None:
+    the teacher's logits); scale (K, M) or float: the teacher-logit scale the student is asked to
+    match (1/T for the released convention, 1 for least squares and the text's).
+    Returns train_acc (on its own pairs), test_acc (held-out memorized points against their labels),
+    agreement_fresh (with the teacher on fresh inputs) and logit_error (relative L2 error of the
+    class-centered logits on fresh inputs, against scale * teacher logits).
+    """
+    ws, wt = w_student.to(torch.float64), w_teacher.to(torch.float64).unsqueeze(2)  # (K, D, M|1, O)
+    x, f = data.x.to(torch.float64), data.fresh.to(torch.float64)
+    zs = class_logits(linear_forward(ws, x))  # (K, M, N, C)
+    held = data.valid.unsqueeze(1) & ~mask
+    y = data.y.unsqueeze(1).expand_as(held)
+    label = y if targets is None else targets.argmax(-1)
+    hit = (zs.argmax(-1) == label).to(torch.float64)
+    fs, ft = class_logits(linear_forward(ws, f)), class_logits(linear_forward(wt, f))
+    s = torch.as_tensor(scale, dtype=torch.float64, device=x.device)
+    s = s.view(*s.shape, 1, 1) if s.dim() == 2 else s
+    centered = lambda z: z - z.mean(-1, keepdim=True)
+    err = (centered(fs) - s * centered(ft)).norm(dim=(-1, -2)) / (s * centered(ft)).norm(dim=(-1, -2))
+    return {"train_acc": _masked_mean(hit, mask).view(mask.shape[:2]),
+            "test_acc": _masked_mean((zs.argmax(-1) == y).to(torch.float64), held).view(mask.shape[:2]),
+            "agreement_fresh": (fs.argmax(-1) == ft.argmax(-1)).to(torch.float64).mean(-1),
+            "logit_error": err}
+
+
+def teacher_accuracy(w_teacher: Tensor, data: LinearData) -> Tensor:
+    """Each teacher's training accuracy on its whole dataset, in float64. -> (K,)"""
+    z = class_logits(linear_forward(w_teacher.to(torch.float64).unsqueeze(2), data.x.to(torch.float64)))[:, 0]
+    hit = (z.argmax(-1) == data.y).to(torch.float64)
+    return _masked_mean(hit.unsqueeze(1), data.valid.unsqueeze(1))
+
+
+def soft_labels(w_teacher: Tensor, x: Tensor, temperature: Tensor, dtype: torch.dtype) -> Tensor:
+    """Soft labels softmax(z / T) of every student, stored in `dtype`.
+
+    The teacher's logits are computed in float64, divided by T and rounded to `dtype` before the
+    softmax, which is then computed and kept in `dtype` (what a run in that precision stores).
+    w_teacher (K, D, O); x (K, N, D); temperature (K, M) -> probs (K, M, N, C).
+    """
+    z = class_logits(linear_forward(w_teacher.to(torch.float64).unsqueeze(2), x.to(torch.float64)))  # (K, 1, N, C)
+    scaled = (z / temperature.to(torch.float64).view(*temperature.shape, 1, 1)).to(dtype)
+    return torch.softmax(scaled, dim=-1)
+
+
+__all__ = ["DTYPES", "STUDENT_KINDS", "LinearData", "LinearEnsemble", "class_logits", "least_squares",
+           "linear_forward", "make_linear_data", "measure", "solve_soft_labels", "soft_labels", "standardized_gaussian",
+           "student_mask", "teacher_accuracy", "train_linear", "train_teachers", "within_class_permutation"]

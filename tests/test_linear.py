@@ -1,0 +1,152 @@
+"""Bias-free linear teachers, their students and the two experiments of chapters 11 and 12."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from memkd.experiments import linear_recovery, temperature_window
+from memkd.linear import (
+    LinearEnsemble, class_logits, least_squares, linear_forward, make_linear_data, measure, soft_labels,
+    solve_soft_labels, student_mask, teacher_accuracy, train_linear, train_teachers, within_class_permutation,
+)
+from tests.conftest import ROOT, execute_chapter_at_smoke
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _teachers(per_class=(10, 40), classes=2, d=20, outputs=1, epochs=400):
+    data = make_linear_data(list(per_class), classes, d, seeds=[1, 2], fresh=500)
+    return data, train_teachers(data, outputs, [3, 4], epochs=epochs, lr=1e-2)
+
+
+def test_data_is_standardized_balanced_and_the_student_gets_the_first_points_of_each_class():
+    data = make_linear_data([5, 8], 3, 6, seeds=[0, 1])
+    assert data.x.shape == (2, 24, 6) and bool((data.y[0, 15:] == -1).all()) and int(data.valid[1].sum()) == 24
+    x = data.x[1]
+    assert torch.allclose(x.mean(0), torch.zeros(6, dtype=x.dtype), atol=1e-12)
+    assert torch.allclose(x.std(0), torch.ones(6, dtype=x.dtype))
+    assert torch.equal(torch.bincount(data.y[0, :15]), torch.tensor([5, 5, 5]))
+    mask = student_mask(data, [0.5, 0.99])  # floor(0.5 * 5) = 2 of each class; floor(0.99 * 8) = 7
+    assert torch.equal(mask[0, 0, :5], torch.tensor([True, True, False, False, False]))
+    assert int(mask[0, 0].sum()) == 6 and int(mask[1, 1].sum()) == 21 and int(mask[1, 0].sum()) == 12
+    again = make_linear_data([8], 3, 6, seeds=[1])  # a dataset does not depend on its batch
+    assert torch.equal(again.x[0], data.x[1])
+
+
+def test_teacher_memorizes_below_capacity_and_not_far_above():
+    data, w = _teachers(per_class=(8, 60))  # N/d = 0.8 and 6: a linear separator's capacity is about 2
+    acc = teacher_accuracy(w, data)
+    assert float(acc[0]) == 1.0
+    assert float(acc[1]) < 0.95
+
+
+def test_least_squares_recovers_exactly_above_the_line_and_not_well_below():
+    data, w = _teachers(per_class=(15, 15), d=20)  # N = 30; rho * N >= d = 20 needs rho >= 0.67
+    assert bool((teacher_accuracy(w, data) == 1).all())
+    mask = student_mask(data, [0.2, 0.4, 0.8, 1.0 - 1 / 15])  # 6, 12 (below), 24, 28 points (above)
+    z = linear_forward(w.double().unsqueeze(2), data.x).expand(-1, 4, -1, -1)
+    m = measure(least_squares(data.x, z, mask), w, data, mask, None)
+    assert bool((m["test_acc"][:, 2:] == 1).all()) and bool((m["agreement_fresh"][:, 2:] == 1).all())
+    assert float(m["logit_error"][:, 2:].max()) < 1e-8
+    assert float(m["agreement_fresh"][:, :2].max()) < 0.9 and float(m["logit_error"][:, :2].min()) > 0.3
+    assert bool((m["train_acc"] == 1).all())  # every least-squares student fits its own points
+
+
+def test_shuffled_control_sits_near_chance_and_permutes_only_within_classes():
+    data = make_linear_data([150], 2, 20, seeds=[7], fresh=2000)
+    w = train_teachers(data, 1, [8], epochs=300, lr=1e-2)
+    mask = student_mask(data, [0.5])
+    perm = within_class_permutation(data, mask, [9])
+    assert torch.equal(data.y[0][perm[0, 0]], data.y[0]) and not torch.equal(perm[0, 0], torch.arange(300))
+    assert torch.equal(perm[0, 0, ~mask[0, 0]], torch.arange(300)[~mask[0, 0]])  # held-out points stay put
+    z = linear_forward(w.double().unsqueeze(2), data.x)
+    shuffled = z.gather(2, perm.unsqueeze(-1))
+    m = measure(least_squares(data.x, shuffled, mask), w, data, mask, None)
+    honest = measure(least_squares(data.x, z, mask), w, data, mask, None)
+    assert abs(float(m["agreement_fresh"][0, 0]) - 0.5) < 0.1 and float(honest["agreement_fresh"][0, 0]) == 1.0
+
+
+def test_batched_members_equal_separately_trained_single_models():
+    data, _ = _teachers(per_class=(6, 9), d=8, outputs=3, classes=3, epochs=5)
+    w_t = torch.randn(2, 8, 3, dtype=torch.float64)
+    temps = torch.tensor([[1.0, 5.0, 20.0]] * 2, dtype=torch.float64)
+    probs = soft_labels(w_t, data.x, temps, torch.float64)
+    mask = student_mask(data, [0.5, 0.7, 0.9])
+    seeds = [11, 12, 13, 14, 15, 16]
+    x = data.x
+    for soften in (False, True):
+        batched = LinearEnsemble(2, 3, 8, 3, seeds).double()
+        train_linear(batched, x, probs, mask, epochs=30, lr=1e-2, soft=True, temperature=temps, soften_student=soften)
+        for k in range(2):
+            for j in range(3):
+                single = LinearEnsemble(1, 1, 8, 3, [seeds[3 * k + j]]).double()
+                train_linear(single, x[k:k + 1], probs[k:k + 1, j:j + 1], mask[k:k + 1, j:j + 1], epochs=30, lr=1e-2,
+                             soft=True, temperature=temps[k:k + 1, j:j + 1], soften_student=soften)
+                assert torch.allclose(batched.weight[k, :, j], single.weight[0, :, 0], atol=1e-12)
+
+
+def test_exact_solve_recovers_where_the_soft_labels_keep_the_information():
+    data, w = _teachers(per_class=(15, 15), d=20, epochs=300)
+    mask = student_mask(data, [0.9])
+    t = torch.tensor([[10.0]] * 2, dtype=torch.float64)
+    ok = measure(solve_soft_labels(data.x, soft_labels(w, data.x, t, torch.float64), mask, 1), w, data, mask, None,
+                 scale=1 / t)
+    assert float(ok["logit_error"].max()) < 1e-10 and bool((ok["test_acc"] == 1).all())
+    huge = torch.full_like(t, 1e9)  # bfloat16 rounds every soft label to 1/2: nothing is left to recover
+    lost = measure(solve_soft_labels(data.x, soft_labels(w, data.x, huge, torch.bfloat16), mask, 1), w, data, mask,
+                   None, scale=1 / huge)
+    assert float(lost["logit_error"].min()) > 0.9
+    assert torch.equal(class_logits(torch.ones(2, 1)), torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
+
+
+@pytest.mark.parametrize("fn, kwargs, name", [
+    (linear_recovery, {"rhos": (1.2,)}, "rhos"),
+    (linear_recovery, {"binary": True, "classes": 3}, "binary"),
+    (linear_recovery, {"dtype": "float16"}, "dtype"),
+    (linear_recovery, {"students": ("ridge",)}, "students"),
+    (linear_recovery, {"input_dim": 1}, "input_dim"),
+    (linear_recovery, {"rhos": (0.01,)}, "rhos"),
+    (temperature_window, {"n_over_d": (0.1,), "rhos": (0.3,)}, "rhos"),
+    (temperature_window, {"temperatures": (0.0,)}, "temperatures"),
+    (temperature_window, {"dtypes": ()}, "dtypes"),
+    (temperature_window, {"classes": (1,)}, "classes"),
+    (temperature_window, {"solvers": ("lbfgs",)}, "solvers"),
+    (temperature_window, {"datasets": 0}, "datasets"),
+])
+def test_bad_knobs_raise_naming_the_knob(fn, kwargs, name):
+    with pytest.raises(ValueError, match=f"'{name}'"):
+        fn("smoke", **kwargs)
+
+
+def test_experiments_give_one_row_per_student_with_the_issue_columns():
+    need = {"dataset", "input_dim", "n_memorized", "n_student", "rho", "student", "shuffled", "temperature",
+            "dtype", "teacher_train_acc", "train_acc", "test_acc", "agreement_fresh", "logit_error"}
+    rec = linear_recovery("smoke", device="cpu")
+    assert need <= set(rec.columns) and set(rec.student) == {"least_squares", "soft_labels"}
+    assert len(rec) == 2 * 2 * 2 * 2 * 2  # kinds x shuffle x sizes x teachers x rhos
+    win = temperature_window("smoke", device="cpu")
+    assert need <= set(win.columns) and set(win.dtype) == {"float64", "bfloat16"} and set(win.solver) == {"adam", "exact"}
+    assert win.attrs["config"]["experiment"] == "temperature_window"
+
+
+@pytest.mark.parametrize("name", ["11_linear_recovery", "12_temperature_window"])
+def test_chapter_executes_at_smoke(tmp_path, name):
+    results = execute_chapter_at_smoke(ROOT / "nbs" / f"{name}.ipynb", tmp_path)
+    claims = pd.read_csv(results / "claims.csv")
+    assert len(claims) >= 3 and set(claims.verdict) <= {"holds", "does not hold", "inconclusive"}
+    assert Path(results / "departures.csv").is_file()
+
+
+def test_a_small_temperature_saturates_float32_soft_labels_but_not_float64():
+    data, w = _teachers(per_class=(15, 15), d=20, epochs=400)
+    mask = student_mask(data, [0.9])
+    z = class_logits(linear_forward(w.double().unsqueeze(2), data.x))[:, 0]
+    gap = (z[..., 1] - z[..., 0]).abs()[data.valid]
+    t_small = float(gap.max()) / 200  # the largest logit gap over T is 200: exp(-200) is 0 in float32, not in float64
+    t = torch.full((2, 1), t_small, dtype=torch.float64)
+    err = {dt: measure(solve_soft_labels(data.x, soft_labels(w, data.x, t, dt), mask, 1), w, data, mask, None,
+                       scale=1 / t)["logit_error"] for dt in (torch.float64, torch.float32)}
+    assert float(err[torch.float64].max()) < 1e-8
+    assert float(err[torch.float32].min()) > 1e-3
