@@ -27,12 +27,24 @@ from memkd.linear import (
     make_linear_data, measure, soft_labels, solve_soft_labels, student_mask, teacher_accuracy, train_linear,
     train_teachers, within_class_permutation,
 )
+from memkd.experiments.declare import experiment
 from memkd.seeds import derive_seed
+from memkd.tables import TEACHER_ID
 
 RHOS = list_of(real_interval(0, 1))
 SIZES = list_of(real_interval(0, 100))
 KINDS = list_of(one_of(*STUDENT_KINDS))
 DTYPE_NAMES = list_of(one_of(*DTYPES))
+
+
+# The columns of one row of `student_grid` (one student), shared by both linear experiments.
+LINEAR_COLUMNS = ('experiment', 'dataset', 'teacher', 'n_over_d', 'input_dim', 'classes', 'outputs', 'n_memorized', 'n_student', 'rho', 'rho_n_over_d', 'student', 'solver', 'shuffled', 'temperature', 'soften_student', 'dtype', 'student_seed', 'epochs', 'lr', 'teacher_train_acc', 'teacher_perfect', 'train_acc', 'test_acc', 'agreement_fresh', 'logit_error', 'chance')
+
+
+def teacher_keys(seed: int, table: pd.DataFrame) -> pd.Series:
+    """teacher_id for the linear tables: "{seed}:C{classes}/{k}/{N/d}" (teacher k of one size and C is
+    its own dataset, so `dataset` alone repeats across sizes and class counts)."""
+    return f"{seed}:C" + table["classes"].astype(str) + "/" + table["teacher"].astype(str)
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,8 @@ class LinearConfig(ExperimentConfig):
     seed: int = knob(0, int_range(0), "base random seed")
     device: str = knob("auto", DEVICE, "where to train")
     progress: bool = knob(False, BOOL, "unused (kept for the chapters' common parameters)")
+
+    TABLE_COLUMNS = LINEAR_COLUMNS
 
     def per_class(self, classes: int) -> list[int]:
         """n per class of each size: round(N/d * d / C), at least 2 (one seen, one held out)."""
@@ -174,6 +188,7 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
     return rows
 
 
+@experiment(RecoveryConfig)
 def linear_recovery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """The released Fig 3 over (N/d, rho): one row per student (see `student_grid`'s columns).
 
@@ -194,6 +209,7 @@ def linear_recovery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                                  shuffled=shuffled)
     table = pd.DataFrame(rows)
     table.insert(0, "experiment", "linear_recovery")
+    table.insert(0, TEACHER_ID, teacher_keys(cfg.seed, table))
     table["chance"] = 1.0 / cfg.classes
     table.attrs["config"] = config_dict(cfg)
     return table

@@ -19,7 +19,9 @@ import pandas as pd
 
 from memkd.config import TEMPERATURES, int_range, knob, list_of, make_config, one_of
 from memkd.device import resolve_device
-from memkd.experiments.linear_recovery import DTYPE_NAMES, LinearConfig, student_grid, teachers_for
+from memkd.experiments.declare import experiment
+from memkd.experiments.linear_recovery import DTYPE_NAMES, LinearConfig, student_grid, teacher_keys, teachers_for
+from memkd.tables import TEACHER_ID
 from memkd.linear import DTYPES
 
 # The released Fig 4a: 40 temperatures log-spaced over 10^-0.5 .. 10^3.5
@@ -56,6 +58,7 @@ class WindowConfig(LinearConfig):
     }
 
 
+@experiment(WindowConfig)
 def temperature_window(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Fig 4a's grid (C x sizes x temperatures) for every precision and solver; one row per student.
 
@@ -78,6 +81,7 @@ def temperature_window(profile: str = "quick", **overrides: Any) -> pd.DataFrame
                                          dtype=dtype, shuffled=shuffled)
     table = pd.DataFrame(rows)
     table.insert(0, "experiment", "temperature_window")
+    table.insert(0, TEACHER_ID, teacher_keys(cfg.seed, table))
     table["chance"] = 1.0 / table["classes"]
     table.attrs["config"] = config_dict(cfg)
     return table
