@@ -159,3 +159,59 @@ def test_chapter_08_executes_at_smoke_with_the_teacher_clock(tmp_path):
     assert claims.claim.str.startswith("clock_").any()
     departures = pd.read_csv(results / "departures.csv")
     assert "teacher stops" in set(departures.topic)
+
+
+def _clock_table(gap_before: float, gap_after: float, teachers: int = 5, spread: float = 0.01,
+                 after_unseen: float = 0.99) -> pd.DataFrame:
+    """Students of `teachers` teachers at two stops: before (memorized, unseen 0.3) the held-out
+    accuracy is the unseen one + gap_before; after (teacher unseen `after_unseen`) + gap_after."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for k in range(teachers):
+        for step, t_unseen, gap in ((100, 0.3, gap_before), (900, after_unseen, gap_after)):
+            for temp in (1.0, 10.0):
+                unseen = 0.2 + 0.01 * k if step == 100 else 0.9
+                held = min(1.0, unseen + gap + (rng.normal(0, spread) if spread else 0.0))
+                rows.append({"dataset": k, "teacher_step": step, "teacher_train_acc": 1.0,
+                             "teacher_unseen_acc": t_unseen, "teacher_state": clock_state(1.0, t_unseen),
+                             "rho": 0.5, "temperature": temp, "student": 0, "train_acc": 1.0, "heldout_acc": held,
+                             "unseen_acc": unseen, "trivial_acc": unseen, "modulus": 23, "n_heldout": 100,
+                             "n_unseen": 200, "heldout_correct": int(round(100 * held)),
+                             "unseen_correct": int(round(200 * unseen))})
+    return pd.DataFrame(rows)
+
+
+def test_clock_claims_follow_the_clock_and_the_verdicts(tmp_path):
+    from memkd.book.chapter import Chapter
+    from memkd.experiments.teacher_clock import clock_claims, clock_outcome, stop_summary
+
+    ch = Chapter("08_transformer", profile="smoke", results_dir=str(tmp_path), device="cpu")
+    table = _clock_table(gap_before=0.2, gap_after=0.0)
+    claims = clock_claims(ch, table)
+    assert list(claims.claim) == ["clock_leak_100_T1", "clock_leak_100_T10", "clock_vanishes_900_T1",
+                                  "clock_vanishes_900_T10"]
+    assert (claims.verdict == "holds").all()
+    recorded = {c.claim: c for c in ch.claims}
+    assert recorded["clock_leak_100_T1"].expect == "above" and recorded["clock_vanishes_900_T1"].margin == 0.05
+    text = clock_outcome(stop_summary(table), claims)
+    assert "**the leak exists**" in text and "**the leak has vanished into generalization**" in text
+    # no leak before, a gap after: the sentences turn round
+    ch.claims.clear()
+    claims = clock_claims(ch, _clock_table(gap_before=-0.05, gap_after=0.2))
+    assert (claims.verdict == "does not hold").all()
+    text = clock_outcome(stop_summary(_clock_table(gap_before=-0.05, gap_after=0.2)), claims)
+    assert "**no leak**" in text and "**the leak has not vanished**" in text and "the leak exists" not in text
+    # outcomes without spread after the stop: the exact binomial test on the pooled pairs decides
+    ch.claims.clear()
+    flat = _clock_table(gap_before=0.2, gap_after=0.0)
+    flat.loc[flat.teacher_step == 900, ["heldout_acc", "unseen_acc", "trivial_acc"]] = 1.0
+    flat.loc[flat.teacher_step == 900, ["heldout_correct", "unseen_correct"]] = [100, 200]
+    clock_claims(ch, flat)
+    tests = {c.claim: c.test for c in ch.claims}
+    assert tests["clock_vanishes_900_T1"] == "exact binomial" and tests["clock_leak_100_T1"] != "exact binomial"
+    # no teacher generalized: nothing to test after, and the text says so
+    ch.claims.clear()
+    young = _clock_table(gap_before=0.2, gap_after=0.0, after_unseen=0.6)
+    claims = clock_claims(ch, young)
+    assert not claims.claim.str.startswith("clock_vanishes").any()
+    assert "cannot test whether the leak vanishes" in clock_outcome(stop_summary(young), claims)

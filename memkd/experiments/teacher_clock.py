@@ -254,3 +254,122 @@ def clock_departures(table: pd.DataFrame) -> list[dict[str, str]]:
                         reason="one or a few fractions at this profile, to fit the budget"))
     sizes = sizes_departure(config, {k: PAPER_CLOCK[k] for k in ("modulus", "train_fraction", "d_model", "d_mlp")})
     return out + ([sizes] if sizes else [])
+
+
+# --- summaries and claims of chapter 08's teacher-clock section -------------------------------------
+
+
+def stop_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per teacher stop: the teachers (train and unseen accuracy: mean, min, max; how many in
+    each state) and their students (mean over teachers of the per-teacher means, all T and rho)."""
+    per_teacher = table.groupby(["teacher_step", "dataset"]).agg(
+        teacher_train_acc=("teacher_train_acc", "first"), teacher_unseen_acc=("teacher_unseen_acc", "first"),
+        teacher_state=("teacher_state", "first"), train_acc=("train_acc", "mean"), heldout_acc=("heldout_acc", "mean"),
+        unseen_acc=("unseen_acc", "mean")).reset_index()
+    rows = []
+    for step, part in per_teacher.groupby("teacher_step"):
+        row = {"teacher_step": step, "teachers": len(part), "teacher_train_acc_min": part.teacher_train_acc.min(),
+               "teacher_unseen_acc": part.teacher_unseen_acc.mean(), "teacher_unseen_acc_min": part.teacher_unseen_acc.min(),
+               "teacher_unseen_acc_max": part.teacher_unseen_acc.max()}
+        row.update({f"n_{s}": int((part.teacher_state == s).sum()) for s in STATES})
+        row.update({c: part[c].mean() for c in ("train_acc", "heldout_acc", "unseen_acc")})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _has_spread(part: pd.DataFrame) -> bool:
+    """Whether the per-teacher differences heldout_acc - unseen_acc vary across teachers."""
+    diffs = part.groupby("dataset").apply(lambda g: (g.heldout_acc - g.unseen_acc).mean(), include_groups=False)
+    return len(diffs) > 1 and float(diffs.std()) > 1e-9
+
+
+def clock_claims(ch: Any, table: pd.DataFrame, margin: float = EQUIVALENCE_MARGIN, level_above: float = 0.01,
+                 level_equivalent: float = 0.05) -> pd.DataFrame:
+    """Test, at every teacher stop and temperature, what the clock says the students should show.
+
+    The teachers at a stop are grouped by `teacher_state`. Where at least two teachers have memorized
+    but not generalized: "the leak exists", held-out memorized accuracy above the students' own unseen
+    accuracy (per-teacher means, expect "above", margin 0, level `level_above`). Where at least two
+    have generalized: "the leak vanishes into generalization", the two equivalent within +-`margin`
+    (TOST at `level_equivalent`). Teachers that have not memorized get no claim. Where the
+    per-teacher differences have no spread, the exact binomial test on the pooled held-out pairs
+    (`ch.claim_count`, against the pooled unseen accuracy) replaces the t interval.
+    `ch` is a `memkd.book.chapter.Chapter`; claims are recorded there with ids
+    clock_leak_<step>_T<T> and clock_vanishes_<step>_T<T>.
+    Returns one row per claim: teacher_step, temperature, state, claim, teachers, heldout_acc,
+    unseen_acc, verdict, sentence (the Markdown that `ch` returned).
+    """
+    out = []
+    for (step, temp), part in table.groupby(["teacher_step", "temperature"]):
+        for state, group in part.groupby("teacher_state"):
+            teachers = group.dataset.nunique()
+            if state == STATES[0] or teachers < 2:
+                continue
+            leak = state == STATES[1]
+            claim_id = f"clock_{'leak' if leak else 'vanishes'}_{step}_T{temp:g}"
+            unseen = float(group.unseen_correct.sum() / (group.n_unseen.sum()))
+            if leak:
+                text = (f"Teacher stopped at step {step}, memorized but not generalized (T = {temp:g}): students' "
+                        "held-out memorized accuracy lies above their own accuracy on the pairs nobody saw.")
+                kw = dict(expect="above", margin=0.0, level=level_above)
+            else:
+                text = (f"Teacher stopped at step {step}, generalized (T = {temp:g}): students' held-out memorized "
+                        f"accuracy and their accuracy on the pairs nobody saw agree within ±{margin:g}.")
+                kw = dict(expect="equivalent", margin=margin, level=level_equivalent)
+            detail = (f"k = {int(group.modulus.iloc[0])}, rho {sorted(set(group.rho))}, teachers in state "
+                      f"'{state}' at this stop: {teachers}")
+            what = f"step {step}, T = {temp:g}: held-out memorized against own unseen accuracy"
+            if _has_spread(group):
+                sentence = ch.claim(claim_id, text, group, value="heldout_acc", baseline="trivial_acc", what=what,
+                                    detail=detail, **kw)
+            else:
+                sentence = ch.claim_count(claim_id, text, int(group.heldout_correct.sum()), int(group.n_heldout.sum()),
+                                          unseen, teachers=teachers, what=what + " (pooled pairs)", detail=detail, **kw)
+            verdict = ch.claims[-1].verdict
+            out.append({"teacher_step": step, "temperature": temp, "state": state, "claim": claim_id,
+                        "teachers": teachers, "heldout_acc": group.heldout_acc.mean(), "unseen_acc": group.unseen_acc.mean(),
+                        "verdict": verdict, "sentence": sentence})
+    return pd.DataFrame(out, columns=["teacher_step", "temperature", "state", "claim", "teachers", "heldout_acc",
+                                      "unseen_acc", "verdict", "sentence"])
+
+
+def _list(values) -> str:
+    values = [f"{v:g}" for v in values]
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
+
+
+def clock_outcome(summary: pd.DataFrame, claims: pd.DataFrame, margin: float = EQUIVALENCE_MARGIN) -> str:
+    """The section's closing Markdown, chosen by the clock (`stop_summary`) and the verdicts (`clock_claims`)."""
+    lines = []
+    for _, s in summary.iterrows():
+        states = ", ".join(f"{int(s[f'n_{st}'])} {st}" for st in STATES if s[f"n_{st}"])
+        lines.append(f"- **Step {int(s.teacher_step)}**: the teachers stand at {s.teacher_unseen_acc:.2f} on the "
+                     f"pairs nobody saw (from {s.teacher_unseen_acc_min:.2f} to {s.teacher_unseen_acc_max:.2f}; {states}).")
+        mine = claims[claims.teacher_step == s.teacher_step]
+        for state, part in mine.groupby("state"):
+            by = {v: sorted(part[part.verdict == v].temperature) for v in ("holds", "does not hold", "inconclusive")}
+            leak = state == STATES[1]
+            said = []
+            if by["holds"]:
+                said.append(f"at T = {_list(by['holds'])} the students' held-out memorized accuracy is "
+                            + ("above their own unseen accuracy: **the leak exists**" if leak else
+                               f"equivalent to their unseen accuracy within ±{margin:g}: **the leak has vanished "
+                               "into generalization**"))
+            if by["does not hold"]:
+                said.append(f"at T = {_list(by['does not hold'])} " + (
+                    "held-out memorized accuracy is not above the unseen accuracy: **no leak**" if leak else
+                    f"the two differ by more than ±{margin:g}: **the leak has not vanished**"))
+            if by["inconclusive"]:
+                said.append(f"at T = {_list(by['inconclusive'])} the test is **inconclusive**")
+            lines.append(f"  Teachers {state}: " + "; ".join(said) + ".")
+        if mine.empty:
+            lines.append("  No claim is tested at this stop (fewer than two teachers memorized and in one state).")
+    if not (summary[f"n_{STATES[2]}"] >= 2).any():
+        best = summary.loc[summary.teacher_unseen_acc.idxmax()]
+        lines.append(f"\nAt no stop had two or more teachers generalized (at least {GENERALIZED:.0%} on the pairs "
+                     f"nobody saw; the best mean was {best.teacher_unseen_acc:.2f} at step {int(best.teacher_step)}): "
+                     "this build cannot test whether the leak vanishes into generalization.")
+    if not (summary[f"n_{STATES[1]}"] >= 2).any():
+        lines.append("\nAt no stop had two or more teachers memorized without generalizing: this build cannot test "
+                     "where the leak exists.")
+    return "\n".join(lines)
