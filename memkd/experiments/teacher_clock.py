@@ -45,6 +45,7 @@ from memkd.seeds import derive_seed
 # teachers after grokking stand near 100% there; 0.95 leaves room for a few pairs of k^2 - |D| still wrong).
 GENERALIZED = 0.95
 STATES = ("not memorized", "memorized, not generalized", "generalized")
+STATE_COLUMNS = dict(zip(STATES, ("n_not_memorized", "n_memorized_only", "n_generalized")))  # in `stop_summary`
 # Equivalence margin of "held-out memorized and unseen accuracies agree" (fixed in advance): five accuracy
 # points, about one standard error of one student's accuracy on 100 held-out pairs (0.5 / sqrt(100)):
 # smaller gaps are what drawing the pairs alone gives.
@@ -85,8 +86,8 @@ class TeacherClockConfig(ExperimentConfig):
                       teacher_steps=(40, 120), teacher_lr=3e-3, teacher_weight_decay=3.0, clock_every=20,
                       rhos=(0.5,), temperatures=(1.0, 10.0), lr=3e-3, weight_decay=3.0, epochs=60),
         "quick": dict(modulus=23, train_fraction=0.5, teachers=5, d_model=64, heads=4, d_mlp=256,
-                      teacher_steps=(150, 600, 1500), teacher_lr=3e-3, teacher_weight_decay=3.0, clock_every=50,
-                      rhos=(0.5,), temperatures=(0.1, 1.0, 10.0), lr=3e-3, weight_decay=3.0, epochs=1000),
+                      teacher_steps=(150, 1000, 2500), teacher_lr=3e-3, teacher_weight_decay=3.0, clock_every=50,
+                      rhos=(0.5,), temperatures=(0.1, 1.0, 10.0), lr=3e-3, weight_decay=3.0, epochs=600),
         "paper": dict(**PAPER_CLOCK, teachers=5, clock_every=100),
     }
 
@@ -261,7 +262,7 @@ def clock_departures(table: pd.DataFrame) -> list[dict[str, str]]:
 
 def stop_summary(table: pd.DataFrame) -> pd.DataFrame:
     """One row per teacher stop: the teachers (train and unseen accuracy: mean, min, max; how many in
-    each state) and their students (mean over teachers of the per-teacher means, all T and rho)."""
+    each state, columns STATE_COLUMNS) and their students (mean over teachers of the per-teacher means, all T and rho)."""
     per_teacher = table.groupby(["teacher_step", "dataset"]).agg(
         teacher_train_acc=("teacher_train_acc", "first"), teacher_unseen_acc=("teacher_unseen_acc", "first"),
         teacher_state=("teacher_state", "first"), train_acc=("train_acc", "mean"), heldout_acc=("heldout_acc", "mean"),
@@ -271,7 +272,7 @@ def stop_summary(table: pd.DataFrame) -> pd.DataFrame:
         row = {"teacher_step": step, "teachers": len(part), "teacher_train_acc_min": part.teacher_train_acc.min(),
                "teacher_unseen_acc": part.teacher_unseen_acc.mean(), "teacher_unseen_acc_min": part.teacher_unseen_acc.min(),
                "teacher_unseen_acc_max": part.teacher_unseen_acc.max()}
-        row.update({f"n_{s}": int((part.teacher_state == s).sum()) for s in STATES})
+        row.update({STATE_COLUMNS[s]: int((part.teacher_state == s).sum()) for s in STATES})
         row.update({c: part[c].mean() for c in ("train_acc", "heldout_acc", "unseen_acc")})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -279,7 +280,7 @@ def stop_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def _has_spread(part: pd.DataFrame) -> bool:
     """Whether the per-teacher differences heldout_acc - unseen_acc vary across teachers."""
-    diffs = part.groupby("dataset").apply(lambda g: (g.heldout_acc - g.unseen_acc).mean(), include_groups=False)
+    diffs = part.assign(gap=part.heldout_acc - part.unseen_acc).groupby("dataset").gap.mean()
     return len(diffs) > 1 and float(diffs.std()) > 1e-9
 
 
@@ -342,7 +343,7 @@ def clock_outcome(summary: pd.DataFrame, claims: pd.DataFrame, margin: float = E
     """The section's closing Markdown, chosen by the clock (`stop_summary`) and the verdicts (`clock_claims`)."""
     lines = []
     for _, s in summary.iterrows():
-        states = ", ".join(f"{int(s[f'n_{st}'])} {st}" for st in STATES if s[f"n_{st}"])
+        states = "; ".join(f"{int(s[STATE_COLUMNS[st]])} {st}" for st in STATES if s[STATE_COLUMNS[st]])
         lines.append(f"- **Step {int(s.teacher_step)}**: the teachers stand at {s.teacher_unseen_acc:.2f} on the "
                      f"pairs nobody saw (from {s.teacher_unseen_acc_min:.2f} to {s.teacher_unseen_acc_max:.2f}; {states}).")
         mine = claims[claims.teacher_step == s.teacher_step]
@@ -364,12 +365,12 @@ def clock_outcome(summary: pd.DataFrame, claims: pd.DataFrame, margin: float = E
             lines.append(f"  Teachers {state}: " + "; ".join(said) + ".")
         if mine.empty:
             lines.append("  No claim is tested at this stop (fewer than two teachers memorized and in one state).")
-    if not (summary[f"n_{STATES[2]}"] >= 2).any():
+    if not (summary[STATE_COLUMNS[STATES[2]]] >= 2).any():
         best = summary.loc[summary.teacher_unseen_acc.idxmax()]
         lines.append(f"\nAt no stop had two or more teachers generalized (at least {GENERALIZED:.0%} on the pairs "
                      f"nobody saw; the best mean was {best.teacher_unseen_acc:.2f} at step {int(best.teacher_step)}): "
                      "this build cannot test whether the leak vanishes into generalization.")
-    if not (summary[f"n_{STATES[1]}"] >= 2).any():
+    if not (summary[STATE_COLUMNS[STATES[1]]] >= 2).any():
         lines.append("\nAt no stop had two or more teachers memorized without generalizing: this build cannot test "
                      "where the leak exists.")
     return "\n".join(lines)
