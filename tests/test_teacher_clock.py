@@ -215,3 +215,17 @@ def test_clock_claims_follow_the_clock_and_the_verdicts(tmp_path):
     claims = clock_claims(ch, young)
     assert not claims.claim.str.startswith("clock_vanishes").any()
     assert "cannot test whether the leak vanishes" in clock_outcome(stop_summary(young), claims)
+
+
+def test_paper_profile_is_the_released_protocol():
+    from memkd.config import make_config
+    from memkd.experiments.teacher_clock import TeacherClockConfig
+
+    cfg = make_config(TeacherClockConfig, "teacher_clock", "paper", {})
+    assert (cfg.modulus, cfg.train_fraction, cfg.d_model, cfg.heads, cfg.d_mlp) == (113, 0.3, 128, 4, 512)
+    assert cfg.teacher_steps == (2500, 5000, 10000) and cfg.epochs == 40000 and cfg.warmup == 10
+    assert (cfg.teacher_lr, cfg.teacher_weight_decay, cfg.lr, cfg.weight_decay) == (1e-3, 1.0, 1e-3, 1.0)
+    assert cfg.temperatures == (0.1, 1.0, 10.0) and cfg.rhos == (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
+    assert cfg.pairs == round(0.3 * 113 ** 2) and cfg.teachers >= 5
+    quick = make_config(TeacherClockConfig, "teacher_clock", "quick", {})
+    assert quick.teachers >= 5 and len(quick.teacher_steps) >= 2  # claims at quick rest on five teachers
