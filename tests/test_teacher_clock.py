@@ -201,6 +201,15 @@ def test_clock_claims_follow_the_clock_and_the_verdicts(tmp_path):
     assert (claims.verdict == "does not hold").all()
     text = clock_outcome(stop_summary(_clock_table(gap_before=-0.05, gap_after=0.2)), claims)
     assert "**no leak**" in text and "**the leak has not vanished**" in text and "the leak exists" not in text
+    # equivalent after generalizing, but no leak before: nothing vanished, and the text says so
+    ch.claims.clear()
+    never = _clock_table(gap_before=-0.05, gap_after=0.0)
+    claims = clock_claims(ch, never)
+    text = clock_outcome(stop_summary(never), claims)
+    assert "**nothing to vanish**" in text and "vanished into generalization" not in text
+    # too few teachers in one state at a stop: no claim there
+    ch.claims.clear()
+    assert clock_claims(ch, _clock_table(0.2, 0.0, teachers=2)).empty
     # outcomes without spread after the stop: the exact binomial test on the pooled pairs decides
     ch.claims.clear()
     flat = _clock_table(gap_before=0.2, gap_after=0.0)

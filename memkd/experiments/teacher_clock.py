@@ -50,6 +50,9 @@ STATE_COLUMNS = dict(zip(STATES, ("n_not_memorized", "n_memorized_only", "n_gene
 # points, about one standard error of one student's accuracy on 100 held-out pairs (0.5 / sqrt(100)):
 # smaller gaps are what drawing the pairs alone gives.
 EQUIVALENCE_MARGIN = 0.05
+# Fewest teachers in one state at one stop for a claim there (fixed in advance): with 2, the t interval has
+# one degree of freedom and its 98% bound is 31.8 standard errors wide, so it decides nothing.
+MIN_TEACHERS = 3
 
 PAPER_CLOCK = dict(modulus=113, train_fraction=0.3, d_model=128, heads=4, d_mlp=512, teacher_lr=1e-3,
                    teacher_weight_decay=1.0, lr=1e-3, weight_decay=1.0, teacher_steps=(2500, 5000, 10000),
@@ -285,13 +288,13 @@ def _has_spread(part: pd.DataFrame) -> bool:
 
 
 def clock_claims(ch: Any, table: pd.DataFrame, margin: float = EQUIVALENCE_MARGIN, level_above: float = 0.01,
-                 level_equivalent: float = 0.05) -> pd.DataFrame:
+                 level_equivalent: float = 0.05, min_teachers: int = MIN_TEACHERS) -> pd.DataFrame:
     """Test, at every teacher stop and temperature, what the clock says the students should show.
 
-    The teachers at a stop are grouped by `teacher_state`. Where at least two teachers have memorized
-    but not generalized: "the leak exists", held-out memorized accuracy above the students' own unseen
-    accuracy (per-teacher means, expect "above", margin 0, level `level_above`). Where at least two
-    have generalized: "the leak vanishes into generalization", the two equivalent within +-`margin`
+    The teachers at a stop are grouped by `teacher_state`. Where at least `min_teachers` teachers have
+    memorized but not generalized: "the leak exists", held-out memorized accuracy above the students' own unseen
+    accuracy (per-teacher means, expect "above", margin 0, level `level_above`). Where at least
+    `min_teachers` have generalized: "the leak vanishes into generalization", the two equivalent within +-`margin`
     (TOST at `level_equivalent`). Teachers that have not memorized get no claim. Where the
     per-teacher differences have no spread, the exact binomial test on the pooled held-out pairs
     (`ch.claim_count`, against the pooled unseen accuracy) replaces the t interval.
@@ -304,7 +307,7 @@ def clock_claims(ch: Any, table: pd.DataFrame, margin: float = EQUIVALENCE_MARGI
     for (step, temp), part in table.groupby(["teacher_step", "temperature"]):
         for state, group in part.groupby("teacher_state"):
             teachers = group.dataset.nunique()
-            if state == STATES[0] or teachers < 2:
+            if state == STATES[0] or teachers < min_teachers:
                 continue
             leak = state == STATES[1]
             claim_id = f"clock_{'leak' if leak else 'vanishes'}_{step}_T{temp:g}"
@@ -319,7 +322,8 @@ def clock_claims(ch: Any, table: pd.DataFrame, margin: float = EQUIVALENCE_MARGI
                 kw = dict(expect="equivalent", margin=margin, level=level_equivalent)
             detail = (f"k = {int(group.modulus.iloc[0])}, rho {sorted(set(group.rho))}, teachers in state "
                       f"'{state}' at this stop: {teachers}")
-            what = f"step {step}, T = {temp:g}: held-out memorized against own unseen accuracy"
+            what = (f"step {step}, T = {temp:g}, teachers {state}: held-out memorized against own unseen "
+                    "accuracy")
             if _has_spread(group):
                 sentence = ch.claim(claim_id, text, group, value="heldout_acc", baseline="trivial_acc", what=what,
                                     detail=detail, **kw)
@@ -339,8 +343,14 @@ def _list(values) -> str:
     return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
 
 
-def clock_outcome(summary: pd.DataFrame, claims: pd.DataFrame, margin: float = EQUIVALENCE_MARGIN) -> str:
-    """The section's closing Markdown, chosen by the clock (`stop_summary`) and the verdicts (`clock_claims`)."""
+def clock_outcome(summary: pd.DataFrame, claims: pd.DataFrame, margin: float = EQUIVALENCE_MARGIN,
+                  min_teachers: int = MIN_TEACHERS) -> str:
+    """The section's closing Markdown, chosen by the clock (`stop_summary`) and the verdicts (`clock_claims`).
+
+    An equivalence after generalizing is called "the leak has vanished" only at a temperature where the
+    leak held at an earlier stop; elsewhere there was no leak shown to vanish, and the text says so.
+    """
+    leaked = claims[(claims.state == STATES[1]) & (claims.verdict == "holds")]
     lines = []
     for _, s in summary.iterrows():
         states = "; ".join(f"{int(s[STATE_COLUMNS[st]])} {st}" for st in STATES if s[STATE_COLUMNS[st]])
@@ -351,11 +361,19 @@ def clock_outcome(summary: pd.DataFrame, claims: pd.DataFrame, margin: float = E
             by = {v: sorted(part[part.verdict == v].temperature) for v in ("holds", "does not hold", "inconclusive")}
             leak = state == STATES[1]
             said = []
-            if by["holds"]:
-                said.append(f"at T = {_list(by['holds'])} the students' held-out memorized accuracy is "
-                            + ("above their own unseen accuracy: **the leak exists**" if leak else
-                               f"equivalent to their unseen accuracy within ±{margin:g}: **the leak has vanished "
-                               "into generalization**"))
+            if by["holds"] and leak:
+                said.append(f"at T = {_list(by['holds'])} the students' held-out memorized accuracy is above "
+                            "their own unseen accuracy: **the leak exists**")
+            elif by["holds"]:
+                before = set(leaked[leaked.teacher_step < s.teacher_step].temperature)
+                gone, never = [t for t in by["holds"] if t in before], [t for t in by["holds"] if t not in before]
+                if gone:
+                    said.append(f"at T = {_list(gone)}, where an earlier stop showed the leak, held-out memorized "
+                                f"and unseen accuracy are equivalent within ±{margin:g}: **the leak has vanished "
+                                "into generalization**")
+                if never:
+                    said.append(f"at T = {_list(never)} the two are equivalent within ±{margin:g}, but no earlier "
+                                "stop showed a leak at this temperature: **nothing to vanish**")
             if by["does not hold"]:
                 said.append(f"at T = {_list(by['does not hold'])} " + (
                     "held-out memorized accuracy is not above the unseen accuracy: **no leak**" if leak else
@@ -363,14 +381,17 @@ def clock_outcome(summary: pd.DataFrame, claims: pd.DataFrame, margin: float = E
             if by["inconclusive"]:
                 said.append(f"at T = {_list(by['inconclusive'])} the test is **inconclusive**")
             lines.append(f"  Teachers {state}: " + "; ".join(said) + ".")
+        for st in STATES[1:]:
+            if 0 < s[STATE_COLUMNS[st]] < min_teachers:
+                lines.append(f"  Teachers {st}: {int(s[STATE_COLUMNS[st]])}, too few for a claim (fewer than {min_teachers}).")
         if mine.empty:
-            lines.append("  No claim is tested at this stop (fewer than two teachers memorized and in one state).")
-    if not (summary[STATE_COLUMNS[STATES[2]]] >= 2).any():
+            lines.append(f"  No claim is tested at this stop (fewer than {min_teachers} memorized teachers in one state).")
+    if not (summary[STATE_COLUMNS[STATES[2]]] >= min_teachers).any():
         best = summary.loc[summary.teacher_unseen_acc.idxmax()]
-        lines.append(f"\nAt no stop had two or more teachers generalized (at least {GENERALIZED:.0%} on the pairs "
+        lines.append(f"\nAt no stop had {min_teachers} or more teachers generalized (at least {GENERALIZED:.0%} on the pairs "
                      f"nobody saw; the best mean was {best.teacher_unseen_acc:.2f} at step {int(best.teacher_step)}): "
                      "this build cannot test whether the leak vanishes into generalization.")
-    if not (summary[STATE_COLUMNS[STATES[1]]] >= 2).any():
-        lines.append("\nAt no stop had two or more teachers memorized without generalizing: this build cannot test "
+    if not (summary[STATE_COLUMNS[STATES[1]]] >= min_teachers).any():
+        lines.append(f"\nAt no stop had {min_teachers} or more teachers memorized without generalizing: this build cannot test "
                      "where the leak exists.")
     return "\n".join(lines)
