@@ -119,7 +119,7 @@ def test_smoke_rows_have_the_columns_and_agree_with_the_clock():
     assert (table.n_student + table.n_heldout == table.n_memorized).all()
     assert (table.n_memorized + table.n_unseen == 11 ** 2).all()
     np.testing.assert_allclose(table.heldout_correct / table.n_heldout, table.heldout_acc, atol=1e-6)
-    assert sorted(set(table.teacher_step)) == [40, 120] and sorted(set(table.dataset)) == [0, 1]
+    assert sorted(set(table.teacher_step)) == [40, 120] and sorted(set(table.dataset)) == [0, 1, 2]
     assert (table.teacher_state == [clock_state(a, b) for a, b in zip(table.teacher_train_acc,
                                                                        table.teacher_unseen_acc)]).all()
     # the clock read during training at a stop is the snapshot's accuracy computed afterwards
@@ -127,7 +127,7 @@ def test_smoke_rows_have_the_columns_and_agree_with_the_clock():
     assert set(clock.step) >= {20, 40, 120}
     at_stops = clock.merge(table[["dataset", "teacher_step", "teacher_unseen_acc"]].drop_duplicates(),
                            left_on=["dataset", "step"], right_on=["dataset", "teacher_step"], suffixes=("", "_row"))
-    assert len(at_stops) == 4
+    assert len(at_stops) == 6
     np.testing.assert_allclose(at_stops.teacher_unseen_acc, at_stops.teacher_unseen_acc_row, atol=1e-6)
     # the teacher moves between its stops (its weights were copied, not shared)
     per_stop = table.groupby(["dataset", "teacher_step"]).teacher_train_acc.first().unstack()

@@ -85,7 +85,7 @@ class TeacherClockConfig(ExperimentConfig):
     progress: bool = knob(False, BOOL, "show progress bars")
 
     PROFILE_VALUES = {
-        "smoke": dict(modulus=11, train_fraction=0.5, teachers=2, d_model=32, heads=4, d_mlp=64,
+        "smoke": dict(modulus=11, train_fraction=0.5, teachers=3, d_model=32, heads=4, d_mlp=64,
                       teacher_steps=(40, 120), teacher_lr=3e-3, teacher_weight_decay=3.0, clock_every=20,
                       rhos=(0.5,), temperatures=(1.0, 10.0), lr=3e-3, weight_decay=3.0, epochs=60),
         "quick": dict(modulus=23, train_fraction=0.5, teachers=5, d_model=64, heads=4, d_mlp=256,
