@@ -134,7 +134,8 @@ def test_smoke_rows_have_the_columns_and_agree_with_the_clock():
     assert (per_stop[120] != per_stop[40]).any()
     json.dumps(cfg)
     topics = {d["topic"] for d in clock_departures(table)}
-    assert {"teacher stops", "teachers", "optimizer", "steps", "rho", "profile sizes"} <= topics
+    assert {f"teacher clock: {t}" for t in ("teacher stops", "teachers", "optimizer", "steps", "rho",
+                                             "profile sizes")} <= topics
 
 
 def test_students_do_not_depend_on_the_ensemble_they_train_in():
@@ -158,7 +159,7 @@ def test_chapter_08_executes_at_smoke_with_the_teacher_clock(tmp_path):
     assert "no_fit_and_transfer" in set(claims.claim)  # the workshop's claim is kept
     assert claims.claim.str.startswith("clock_").any()
     departures = pd.read_csv(results / "departures.csv")
-    assert "teacher stops" in set(departures.topic)
+    assert "teacher clock: teacher stops" in set(departures.topic)
 
 
 def _clock_table(gap_before: float, gap_after: float, teachers: int = 5, spread: float = 0.01,

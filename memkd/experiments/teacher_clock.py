@@ -257,7 +257,8 @@ def clock_departures(table: pd.DataFrame) -> list[dict[str, str]]:
                         book=f"rho in {', '.join(f'{r:g}' for r in config.get('rhos', []))}",
                         reason="one or a few fractions at this profile, to fit the budget"))
     sizes = sizes_departure(config, {k: PAPER_CLOCK[k] for k in ("modulus", "train_fraction", "d_model", "d_mlp")})
-    return out + ([sizes] if sizes else [])
+    # topics carry the section's name: chapter 08 records the workshop setting's departures too
+    return [{**d, "topic": f"teacher clock: {d['topic']}"} for d in out + ([sizes] if sizes else [])]
 
 
 # --- summaries and claims of chapter 08's teacher-clock section -------------------------------------
