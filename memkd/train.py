@@ -108,6 +108,8 @@ def fit(
     desc: str = "train",
     cuda_graph: bool | None = None,
     sync_every: int | None = None,
+    warmup: int = 0,
+    after_epoch: Callable[[int], None] | None = None,
 ) -> tuple[pd.DataFrame, Tensor]:
     """Train all members of `model` together.
 
@@ -129,6 +131,12 @@ def fit(
     sync_every: how often (epochs) the host reads the device to stop early once every member
         is frozen; None: 1 on CPU and MPS, 50 on CUDA. The history and first-perfect epochs do
         not depend on it (the device remembers the epoch at which the last member froze).
+    warmup: linear learning-rate warm-up over the first `warmup` optimizer steps: step t (1-based)
+        uses lr * min((t - 1) / warmup, 1), as PyTorch's `LambdaLR(lambda s: min(s / warmup, 1))`
+        stepped after each optimizer step (Nanda et al.'s and the released transformer code's
+        warm-up of 10). 0: none (constant lr).
+    after_epoch(epoch): called after each epoch's step(s) with the 1-based epoch (e.g. to copy
+        the weights at chosen steps). With `warmup` or `after_epoch`, training is eager (no CUDA graph).
     Returns (history, first_perfect_epoch): history is a long table with columns
     epoch, member, loss, train_acc every `log_every` epochs (and at the last epoch);
     first_perfect_epoch (E,) holds the first epoch (1-based) at which each member reached 100%
@@ -150,8 +158,11 @@ def fit(
     track = freeze_when_perfect or record_first_perfect
     tracker = PerfectTracker(members, device, freeze=freeze_when_perfect, remember_stop=sync_every > 1)
     active, first_perfect = tracker.active, tracker.first_perfect
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        raise ValueError(f"The 'warmup' parameter of fit must be an int >= 0. Got {warmup!r} instead.")
+    base_lr = opt.lr.clone()
     static = None
-    if fused and batch_size is None and _sync_free(device):
+    if fused and batch_size is None and _sync_free(device) and not warmup and after_epoch is None:
         static = StaticEpoch(objective, opt, tracker, track=track, freeze=freeze_when_perfect,
                              capture=cuda_graph is not False)
     elif cuda_graph:
@@ -180,12 +191,16 @@ def fit(
                     tracker.mark(acc, epoch - 1)  # perfect before this epoch's step
                 if not fused:
                     loss.sum().backward()
+                if warmup and opt.step_count <= warmup:
+                    opt.lr.copy_(base_lr * (opt.step_count / warmup))
                 opt.step(active if freeze_when_perfect else None)
             if track and batch_size is not None and evaluate is not None:
                 with torch.no_grad():
                     acc = evaluate()
                 tracker.mark(acc, epoch)
             tracker.end_epoch(epoch, loss, acc)
+        if after_epoch is not None:
+            after_epoch(epoch)
         last = epoch == epochs
         if (log_every and epoch % log_every == 0) or last:
             logged.append((epoch, loss.detach().clone(), None if acc is None else acc.detach().clone()))

@@ -1,0 +1,398 @@
+"""The published version's protocol for modular addition: students of a teacher stopped on its way
+to generalizing (the "teacher clock" of its Figs 2 and 8).
+
+Same contract as `memkd.experiments.modular_addition`; teachers are the unit of replication.
+
+teacher_clock: K teachers (the 1-layer transformer of `memkd.experiments.transformer`) each train
+    on their own random `train_fraction` of all k^2 pairs (their D; the released scripts: 30% of
+    the pairs of k = 113) with AdamW (lr 1e-3, weight decay 1, betas (0.9, 0.98), a linear warm-up
+    over 10 steps). Each teacher trains once, up to the largest of `teacher_steps`; its weights
+    are copied after every step in `teacher_steps` (the stops), and its accuracy on the pairs
+    outside D, which nobody trains on, is read every `clock_every` steps: the clock, which shows
+    whether the teacher has generalized by each stop. At each stop, students of the same
+    architecture fit softmax(teacher logits / T) (their own logits not divided by T, as in the
+    released code) on a random fraction rho of the teacher's D, and are read on three sets: their
+    own pairs, the teacher's other memorized pairs (held out), and the pairs nobody saw. Their
+    accuracy on the pairs nobody saw is their own trivial baseline (as in chapter 08: a student can
+    learn the rule of modular addition from any teacher; only held-out accuracy above it points to
+    memorized information).
+
+Left out: the released script's separate teacher run per stop (here one run, copied at each stop:
+with a constant learning rate after the warm-up, the run to 2,500 steps is the first 2,500 steps of
+the run to 10,000) and its shared draw of D across repeats (seed 0; here every teacher draws its own).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+
+from memkd.config import (
+    ALPHAS, BOOL, DEVICE, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES,
+    ExperimentConfig, int_range, knob, make_config, real_interval,
+)
+from memkd.device import resolve_device
+from memkd.experiments.common import member_grid, sizes_departure, tidy
+from memkd.metrics import accuracy
+from memkd.seeds import derive_seed
+
+# Read at each stop: a teacher that classifies every pair of its D is "memorized"; one whose accuracy on
+# the pairs nobody saw reaches GENERALIZED is "generalized" (fixed before any run: the released figure's
+# teachers after grokking stand near 100% there; 0.95 leaves room for a few pairs of k^2 - |D| still wrong).
+GENERALIZED = 0.95
+STATES = ("not memorized", "memorized, not generalized", "generalized")
+STATE_COLUMNS = dict(zip(STATES, ("n_not_memorized", "n_memorized_only", "n_generalized")))  # in `stop_summary`
+# Equivalence margin of "held-out memorized and unseen accuracies agree" (fixed in advance): five accuracy
+# points, about one standard error of one student's accuracy on 100 held-out pairs (0.5 / sqrt(100)):
+# smaller gaps are what drawing the pairs alone gives.
+EQUIVALENCE_MARGIN = 0.05
+# Fewest teachers in one state at one stop for a claim there (fixed in advance): with 2, the t interval has
+# one degree of freedom and its 98% bound is 31.8 standard errors wide, so it decides nothing.
+MIN_TEACHERS = 3
+
+PAPER_CLOCK = dict(modulus=113, train_fraction=0.3, d_model=128, heads=4, d_mlp=512, teacher_lr=1e-3,
+                   teacher_weight_decay=1.0, lr=1e-3, weight_decay=1.0, teacher_steps=(2500, 5000, 10000),
+                   epochs=40000)
+
+
+@dataclass(frozen=True)
+class TeacherClockConfig(ExperimentConfig):
+    modulus: int = knob(113, int_range(3), "k: numbers 0..k-1, the answer (a + b) mod k")
+    train_fraction: float = knob(0.3, real_interval(0, 1), "fraction of all k^2 pairs in each teacher's D (released: 0.3)")
+    teachers: int = knob(5, POS_INT, "independent teachers, each with its own D and initialization")
+    d_model: int = knob(128, POS_INT, "residual width (Nanda et al.: 128)")
+    heads: int = knob(4, POS_INT, "attention heads (d_model must be a multiple)")
+    d_mlp: int = knob(512, POS_INT, "MLP width (Nanda et al.: 512)")
+    teacher_steps: tuple = knob((2500, 5000, 10000), POS_INTS, "steps at which the teacher is stopped (one run, copied at each)")
+    teacher_lr: float = knob(1e-3, real_interval(0, math.inf), "teacher's AdamW learning rate (released: 1e-3)")
+    teacher_weight_decay: float = knob(1.0, real_interval(0, math.inf, "left"), "teacher's AdamW weight decay (released: 1.0)")
+    warmup: int = knob(10, int_range(0), "linear learning-rate warm-up steps of teachers and students (released: 10)")
+    clock_every: int = knob(100, POS_INT, "steps between two readings of the teachers' accuracy on the unseen pairs")
+    rhos: tuple = knob((0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9), ALPHAS,
+                       "fraction of the teacher's D whose soft labels a student gets")
+    temperatures: tuple = knob((0.1, 1.0, 10.0), TEMPERATURES, "softmax temperatures T of the teacher's logits")
+    lr: float = knob(1e-3, real_interval(0, math.inf), "students' AdamW learning rate (released: 1e-3)")
+    weight_decay: float = knob(1.0, real_interval(0, math.inf, "left"), "students' AdamW weight decay (released: 1.0)")
+    epochs: int = knob(40000, POS_INT, "students' full-batch steps (released: 40,000)")
+    students: int = knob(1, POS_INT, "student seeds per teacher, stop, rho and T")
+    chunk: Any = knob(None, OPTIONAL_INT, "students trained at once at most; None: all of one rho")
+    seed: int = knob(0, int_range(0), "base random seed (D, splits, initialisations)")
+    device: str = knob("auto", DEVICE, "where to train")
+    progress: bool = knob(False, BOOL, "show progress bars")
+
+    PROFILE_VALUES = {
+        "smoke": dict(modulus=11, train_fraction=0.5, teachers=3, d_model=32, heads=4, d_mlp=64,
+                      teacher_steps=(40, 120), teacher_lr=3e-3, teacher_weight_decay=3.0, clock_every=20,
+                      rhos=(0.5,), temperatures=(1.0, 10.0), lr=3e-3, weight_decay=3.0, epochs=60),
+        "quick": dict(modulus=23, train_fraction=0.5, teachers=5, d_model=64, heads=4, d_mlp=256,
+                      teacher_steps=(150, 1000, 2500), teacher_lr=3e-3, teacher_weight_decay=3.0, clock_every=50,
+                      rhos=(0.5,), temperatures=(0.1, 1.0, 10.0), lr=3e-3, weight_decay=3.0, epochs=600),
+        "paper": dict(**PAPER_CLOCK, teachers=5, clock_every=100),
+    }
+
+    @property
+    def pairs(self) -> int:
+        """Pairs in each teacher's D: round(train_fraction * k^2)."""
+        return int(round(self.train_fraction * self.modulus ** 2))
+
+    def check(self) -> None:
+        if self.d_model % self.heads:
+            self.fail("heads", f"must divide d_model={self.d_model}. Got {self.heads!r} instead.")
+        n = self.pairs
+        if n < 2 or n > self.modulus ** 2 - 1:
+            self.fail("train_fraction", f"gives {n} of the {self.modulus ** 2} pairs in D: D needs at least 2 pairs "
+                      f"and one pair must stay outside. Got {self.train_fraction!r} instead.")
+        if len(set(self.teacher_steps)) != len(self.teacher_steps):
+            self.fail("teacher_steps", f"must hold distinct steps. Got {self.teacher_steps!r} instead.")
+        if self.clock_every > max(self.teacher_steps):
+            self.fail("clock_every", f"must be at most the last teacher stop ({max(self.teacher_steps)}). "
+                      f"Got {self.clock_every!r} instead.")
+        for rho in self.rhos:
+            k = int(round(rho * n))
+            if k < 1 or k > n - 1:
+                self.fail("rhos", f"contains {rho}, which with {n} pairs in D leaves the student's part or the "
+                          "held-out part empty.")
+
+
+def clock_state(train_acc: float, unseen_acc: float) -> str:
+    """Where one teacher stands at one stop (one of STATES), from thresholds fixed in advance."""
+    if train_acc < 1.0:
+        return STATES[0]
+    return STATES[2] if unseen_acc >= GENERALIZED else STATES[1]
+
+
+def _draw(cfg: TeacherClockConfig, device: torch.device):
+    """Every teacher's D: tokens and labels of D (K, N, 3), (K, N) and of the pairs outside (K, M, 3), (K, M)."""
+    from memkd.experiments.tokens import make_modular_addition
+
+    data = [make_modular_addition(cfg.modulus, cfg.train_fraction, derive_seed(cfg.seed, "data", k))
+            for k in range(cfg.teachers)]
+    x = torch.stack([d.tokens[d.memorized] for d in data]).to(device)  # (K, N, 3)
+    y = torch.stack([d.labels[d.memorized] for d in data]).to(device)  # (K, N)
+    xo = torch.stack([d.tokens[d.outside] for d in data]).to(device)  # (K, M, 3)
+    yo = torch.stack([d.labels[d.outside] for d in data]).to(device)  # (K, M)
+    return x, y, xo, yo
+
+
+def train_clock_teachers(cfg: TeacherClockConfig, x, y, xo, yo):
+    """Train the K teachers once to the last stop, copying them at each stop and reading the clock.
+
+    Returns (teacher, clock): a `TransformerTeacher` with `snapshots` at cfg.teacher_steps, and a
+    table of (dataset, step, teacher_unseen_acc) every `clock_every` steps and at every stop.
+    """
+    from memkd.experiments.transformer import train_transformer_teacher
+
+    teacher = train_transformer_teacher(
+        x, y, modulus=cfg.modulus, max_epochs=max(cfg.teacher_steps), seed=[derive_seed(cfg.seed, "teacher", k)
+                                                                             for k in range(cfg.teachers)],
+        d_model=cfg.d_model, heads=cfg.heads, d_mlp=cfg.d_mlp, require_memorization=False, progress=cfg.progress,
+        warmup=cfg.warmup, snapshot_at=cfg.teacher_steps, monitor=(xo, yo), monitor_every=cfg.clock_every,
+        lr=cfg.teacher_lr, weight_decay=cfg.teacher_weight_decay)
+    clock = teacher.monitor.rename(columns={"member": "dataset", "monitor_acc": "teacher_unseen_acc"})
+    return teacher, clock
+
+
+def teacher_clock(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
+    """Students of transformer teachers stopped at `teacher_steps`, before and after they generalize.
+
+    One row per student: dataset (the teacher), teacher_step, teacher_train_acc and teacher_unseen_acc
+    (the teacher at that stop, on its D and on the pairs outside it), teacher_state (`clock_state`),
+    rho, temperature, student, train_acc (on its own pairs), heldout_acc (on the teacher's other
+    memorized pairs), unseen_acc (on the pairs nobody saw), trivial_acc (its own trivial baseline: the
+    same as unseen_acc, as chapter 08 defines it), chance (1/k), modulus, n_memorized, n_student,
+    n_heldout, n_unseen. Student i of a teacher and rho starts from the same weights at every stop and
+    temperature, and sees the same pairs (comparisons across stops and T are paired).
+    `table.attrs["clock"]` holds the clock (dataset, step, teacher_unseen_acc) as records.
+    """
+    from memkd.experiments.transformer import train_transformer_students
+
+    cfg = make_config(TeacherClockConfig, "teacher_clock", profile, overrides)
+    device = resolve_device(cfg.device)
+    x, y, xo, yo = _draw(cfg, device)
+    teacher, clock = train_clock_teachers(cfg, x, y, xo, yo)
+    stops = sorted(cfg.teacher_steps)
+    logits, at_stop = {}, {}
+    with torch.no_grad():
+        for s in stops:
+            model = teacher.at(s)
+            logits[s] = model(x)  # (K, N, k)
+            at_stop[s] = (accuracy(logits[s], y).cpu(), accuracy(model(xo), yo).cpu())
+    ks, n = range(cfg.teachers), y.shape[1]
+    arch = dict(d_model=cfg.d_model, heads=cfg.heads, d_mlp=cfg.d_mlp)
+    rows: list[dict] = []
+    for rho in cfg.rhos:
+        take = int(round(rho * n))
+        orders = [torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(cfg.seed, "split", k, rho)))
+                  for k in ks]
+        parts = [(o[:take].to(device), o[take:].to(device)) for o in orders]
+        members = member_grid(teacher_step=stops, dataset=ks, temperature=cfg.temperatures, student=range(cfg.students))
+        size = cfg.chunk or len(members)
+        for start in range(0, len(members), size):
+            part = members[start:start + size]
+            owners = [m["dataset"] for m in part]
+            model, _ = train_transformer_students(
+                torch.stack([x[k, parts[k][0]] for k in owners]),  # (E, N_tr, 3)
+                torch.stack([logits[m["teacher_step"]][m["dataset"], parts[m["dataset"]][0]] for m in part]),
+                modulus=cfg.modulus, members=len(part), temperatures=[m["temperature"] for m in part], lrs=cfg.lr,
+                epochs=cfg.epochs, weight_decay=cfg.weight_decay, progress=cfg.progress, warmup=cfg.warmup,
+                seed=[derive_seed(cfg.seed, "student", m["dataset"], rho, m["student"]) for m in part], **arch)
+            with torch.no_grad():
+                hit_d = (model(torch.stack([x[k] for k in owners])).argmax(-1) == y[owners]).float()  # (E, N)
+                hit_o = (model(torch.stack([xo[k] for k in owners])).argmax(-1) == yo[owners]).float()  # (E, M)
+            for i, (m, k) in enumerate(zip(part, owners)):
+                tr, ho = parts[k]
+                t_train, t_unseen = float(at_stop[m["teacher_step"]][0][k]), float(at_stop[m["teacher_step"]][1][k])
+                unseen = float(hit_o[i].mean())
+                rows.append({**m, "rho": rho, "teacher_train_acc": t_train, "teacher_unseen_acc": t_unseen,
+                             "teacher_state": clock_state(t_train, t_unseen),
+                             "train_acc": float(hit_d[i, tr].mean()), "heldout_acc": float(hit_d[i, ho].mean()),
+                             "unseen_acc": unseen, "trivial_acc": unseen, "chance": 1.0 / cfg.modulus,
+                             "modulus": cfg.modulus, "n_memorized": n, "n_student": take, "n_heldout": n - take,
+                             "n_unseen": int(yo.shape[1]), "heldout_correct": int(hit_d[i, ho].sum()),
+                             "unseen_correct": int(hit_o[i].sum())})
+    table = tidy(rows, cfg=cfg)
+    first = ["dataset", "teacher_step", "teacher_train_acc", "teacher_unseen_acc", "teacher_state", "rho",
+             "temperature", "student"]
+    table = table[first + [c for c in table.columns if c not in first]]
+    table.attrs["clock"] = clock.to_dict("records")
+    return table
+
+
+def clock_curve(table: pd.DataFrame) -> pd.DataFrame:
+    """The clock of a `teacher_clock` table: one row per (dataset, step) with teacher_unseen_acc."""
+    return pd.DataFrame(table.attrs.get("clock", []), columns=["step", "dataset", "teacher_unseen_acc"])
+
+
+def clock_departures(table: pd.DataFrame) -> list[dict[str, str]]:
+    """How a `teacher_clock` table departs from the released script of Figs 2 and 8, for `Chapter.departure`."""
+    config, out = table.attrs.get("config", {}), []
+    out.append(dict(topic="teacher stops", paper="one teacher run per stop (2,500, 5,000 and 10,000 steps)",
+                    book=f"one run per teacher to {max(config.get('teacher_steps', [0]))} steps, its weights copied at "
+                    f"the stops {config.get('teacher_steps')}",
+                    reason="with a constant learning rate after the warm-up, a run to an earlier stop is the start of "
+                    "the run to a later one; one run saves the repeated steps"))
+    out.append(dict(topic="teachers", paper="3 repeats, every one on the same draw of D (the script's seed 0)",
+                    book=f"{config.get('teachers')} teachers, each with its own D and initialization; claims tested on "
+                    "per-teacher means", reason="students of one teacher are not independent evidence about a claim"))
+    optim = {k: config.get(k) for k in ("teacher_lr", "teacher_weight_decay", "lr", "weight_decay")}
+    released = {k: PAPER_CLOCK[k] for k in optim}
+    if optim != released:
+        out.append(dict(topic="optimizer", paper=", ".join(f"{k}={v:g}" for k, v in released.items()),
+                        book=", ".join(f"{k}={v:g}" for k, v in optim.items()),
+                        reason="a teacher generalizes after a number of steps that shrinks roughly as "
+                        "1 / (learning rate x weight decay); a larger product brings the generalization within a "
+                        "CPU budget at this profile"))
+    if config.get("epochs") != PAPER_CLOCK["epochs"] or tuple(config.get("teacher_steps", ())) != PAPER_CLOCK["teacher_steps"]:
+        out.append(dict(topic="steps", paper="teacher stops at 2,500, 5,000 and 10,000 steps; students 40,000 steps",
+                        book=f"teacher stops at {', '.join(str(s) for s in config.get('teacher_steps', []))} steps; "
+                        f"students {config.get('epochs')} steps",
+                        reason="the stops are placed before and after this profile's teachers generalize, read from "
+                        "calibration runs on other seeds; the students' budget fits a CPU"))
+    if tuple(config.get("rhos", ())) != (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9):
+        out.append(dict(topic="rho", paper="rho in 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9",
+                        book=f"rho in {', '.join(f'{r:g}' for r in config.get('rhos', []))}",
+                        reason="one or a few fractions at this profile, to fit the budget"))
+    sizes = sizes_departure(config, {k: PAPER_CLOCK[k] for k in ("modulus", "train_fraction", "d_model", "d_mlp")})
+    # topics carry the section's name: chapter 08 records the workshop setting's departures too
+    return [{**d, "topic": f"teacher clock: {d['topic']}"} for d in out + ([sizes] if sizes else [])]
+
+
+# --- summaries and claims of chapter 08's teacher-clock section -------------------------------------
+
+
+def stop_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per teacher stop: the teachers (train and unseen accuracy: mean, min, max; how many in
+    each state, columns STATE_COLUMNS) and their students (mean over teachers of the per-teacher means, all T and rho)."""
+    per_teacher = table.groupby(["teacher_step", "dataset"]).agg(
+        teacher_train_acc=("teacher_train_acc", "first"), teacher_unseen_acc=("teacher_unseen_acc", "first"),
+        teacher_state=("teacher_state", "first"), train_acc=("train_acc", "mean"), heldout_acc=("heldout_acc", "mean"),
+        unseen_acc=("unseen_acc", "mean")).reset_index()
+    rows = []
+    for step, part in per_teacher.groupby("teacher_step"):
+        row = {"teacher_step": step, "teachers": len(part), "teacher_train_acc_min": part.teacher_train_acc.min(),
+               "teacher_unseen_acc": part.teacher_unseen_acc.mean(), "teacher_unseen_acc_min": part.teacher_unseen_acc.min(),
+               "teacher_unseen_acc_max": part.teacher_unseen_acc.max()}
+        row.update({STATE_COLUMNS[s]: int((part.teacher_state == s).sum()) for s in STATES})
+        row.update({c: part[c].mean() for c in ("train_acc", "heldout_acc", "unseen_acc")})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _has_spread(part: pd.DataFrame) -> bool:
+    """Whether the per-teacher differences heldout_acc - unseen_acc vary across teachers."""
+    diffs = part.assign(gap=part.heldout_acc - part.unseen_acc).groupby("dataset").gap.mean()
+    return len(diffs) > 1 and float(diffs.std()) > 1e-9
+
+
+def clock_claims(ch: Any, table: pd.DataFrame, margin: float = EQUIVALENCE_MARGIN, level_above: float = 0.01,
+                 level_equivalent: float = 0.05, min_teachers: int = MIN_TEACHERS) -> pd.DataFrame:
+    """Test, at every teacher stop and temperature, what the clock says the students should show.
+
+    The teachers at a stop are grouped by `teacher_state`. Where at least `min_teachers` teachers have
+    memorized but not generalized: "the leak exists", held-out memorized accuracy above the students' own unseen
+    accuracy (per-teacher means, expect "above", margin 0, level `level_above`). Where at least
+    `min_teachers` have generalized: "the leak vanishes into generalization", the two equivalent within +-`margin`
+    (TOST at `level_equivalent`). Teachers that have not memorized get no claim. Where the
+    per-teacher differences have no spread, the exact binomial test on the pooled held-out pairs
+    (`ch.claim_count`, against the pooled unseen accuracy) replaces the t interval.
+    `ch` is a `memkd.book.chapter.Chapter`; claims are recorded there with ids
+    clock_leak_<step>_T<T> and clock_vanishes_<step>_T<T>.
+    Returns one row per claim: teacher_step, temperature, state, claim, teachers, heldout_acc,
+    unseen_acc, verdict, sentence (the Markdown that `ch` returned).
+    """
+    out = []
+    for (step, temp), part in table.groupby(["teacher_step", "temperature"]):
+        for state, group in part.groupby("teacher_state"):
+            teachers = group.dataset.nunique()
+            if state == STATES[0] or teachers < min_teachers:
+                continue
+            leak = state == STATES[1]
+            claim_id = f"clock_{'leak' if leak else 'vanishes'}_{step}_T{temp:g}"
+            unseen = float(group.unseen_correct.sum() / (group.n_unseen.sum()))
+            if leak:
+                text = (f"Teacher stopped at step {step}, memorized but not generalized (T = {temp:g}): students' "
+                        "held-out memorized accuracy lies above their own accuracy on the pairs nobody saw.")
+                kw = dict(expect="above", margin=0.0, level=level_above)
+            else:
+                text = (f"Teacher stopped at step {step}, generalized (T = {temp:g}): students' held-out memorized "
+                        f"accuracy and their accuracy on the pairs nobody saw agree within ±{margin:g}.")
+                kw = dict(expect="equivalent", margin=margin, level=level_equivalent)
+            detail = (f"k = {int(group.modulus.iloc[0])}, rho {sorted(set(group.rho))}, teachers in state "
+                      f"'{state}' at this stop: {teachers}")
+            what = (f"step {step}, T = {temp:g}, teachers {state}: held-out memorized against own unseen "
+                    "accuracy")
+            if _has_spread(group):
+                sentence = ch.claim(claim_id, text, group, value="heldout_acc", baseline="trivial_acc", what=what,
+                                    detail=detail, **kw)
+            else:
+                sentence = ch.claim_count(claim_id, text, int(group.heldout_correct.sum()), int(group.n_heldout.sum()),
+                                          unseen, teachers=teachers, what=what + " (pooled pairs)", detail=detail, **kw)
+            verdict = ch.claims[-1].verdict
+            out.append({"teacher_step": step, "temperature": temp, "state": state, "claim": claim_id,
+                        "teachers": teachers, "heldout_acc": group.heldout_acc.mean(), "unseen_acc": group.unseen_acc.mean(),
+                        "verdict": verdict, "sentence": sentence})
+    return pd.DataFrame(out, columns=["teacher_step", "temperature", "state", "claim", "teachers", "heldout_acc",
+                                      "unseen_acc", "verdict", "sentence"])
+
+
+def _list(values) -> str:
+    values = [f"{v:g}" for v in values]
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
+
+
+def clock_outcome(summary: pd.DataFrame, claims: pd.DataFrame, margin: float = EQUIVALENCE_MARGIN,
+                  min_teachers: int = MIN_TEACHERS) -> str:
+    """The section's closing Markdown, chosen by the clock (`stop_summary`) and the verdicts (`clock_claims`).
+
+    An equivalence after generalizing is called "the leak has vanished" only at a temperature where the
+    leak held at an earlier stop; elsewhere there was no leak shown to vanish, and the text says so.
+    """
+    leaked = claims[(claims.state == STATES[1]) & (claims.verdict == "holds")]
+    lines = []
+    for _, s in summary.iterrows():
+        states = "; ".join(f"{int(s[STATE_COLUMNS[st]])} {st}" for st in STATES if s[STATE_COLUMNS[st]])
+        lines.append(f"- **Step {int(s.teacher_step)}**: the teachers stand at {s.teacher_unseen_acc:.2f} on the "
+                     f"pairs nobody saw (from {s.teacher_unseen_acc_min:.2f} to {s.teacher_unseen_acc_max:.2f}; {states}).")
+        mine = claims[claims.teacher_step == s.teacher_step]
+        for state, part in mine.groupby("state"):
+            by = {v: sorted(part[part.verdict == v].temperature) for v in ("holds", "does not hold", "inconclusive")}
+            leak = state == STATES[1]
+            said = []
+            if by["holds"] and leak:
+                said.append(f"at T = {_list(by['holds'])} the students' held-out memorized accuracy is above "
+                            "their own unseen accuracy: **the leak exists**")
+            elif by["holds"]:
+                before = set(leaked[leaked.teacher_step < s.teacher_step].temperature)
+                gone, never = [t for t in by["holds"] if t in before], [t for t in by["holds"] if t not in before]
+                if gone:
+                    said.append(f"at T = {_list(gone)}, where an earlier stop showed the leak, held-out memorized "
+                                f"and unseen accuracy are equivalent within ±{margin:g}: **the leak has vanished "
+                                "into generalization**")
+                if never:
+                    said.append(f"at T = {_list(never)} the two are equivalent within ±{margin:g}, but no earlier "
+                                "stop showed a leak at this temperature: **nothing to vanish**")
+            if by["does not hold"]:
+                said.append(f"at T = {_list(by['does not hold'])} " + (
+                    "held-out memorized accuracy is not above the unseen accuracy: **no leak**" if leak else
+                    f"the two differ by more than ±{margin:g}: **the leak has not vanished**"))
+            if by["inconclusive"]:
+                said.append(f"at T = {_list(by['inconclusive'])} the test is **inconclusive**")
+            lines.append(f"  Teachers {state}: " + "; ".join(said) + ".")
+        for st in STATES[1:]:
+            if 0 < s[STATE_COLUMNS[st]] < min_teachers:
+                lines.append(f"  Teachers {st}: {int(s[STATE_COLUMNS[st]])}, too few for a claim (fewer than {min_teachers}).")
+        if mine.empty:
+            lines.append(f"  No claim is tested at this stop (fewer than {min_teachers} memorized teachers in one state).")
+    if not (summary[STATE_COLUMNS[STATES[2]]] >= min_teachers).any():
+        best = summary.loc[summary.teacher_unseen_acc.idxmax()]
+        lines.append(f"\nAt no stop had {min_teachers} or more teachers generalized (at least {GENERALIZED:.0%} on the pairs "
+                     f"nobody saw; the best mean was {best.teacher_unseen_acc:.2f} at step {int(best.teacher_step)}): "
+                     "this build cannot test whether the leak vanishes into generalization.")
+    if not (summary[STATE_COLUMNS[STATES[1]]] >= min_teachers).any():
+        lines.append(f"\nAt no stop had {min_teachers} or more teachers memorized without generalizing: this build cannot test "
+                     "where the leak exists.")
+    return "\n".join(lines)
