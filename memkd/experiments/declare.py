@@ -68,6 +68,14 @@ COLUMNS: dict[str, str] = {
     "teacher_perfect": "whether the teacher ended at 100% on D (cells without it are left out of the claims)",
     "agreement_fresh": "agreement with the teacher's predictions on fresh inputs (functional recovery)",
     "logit_error": "the student's logit error against the teacher's on fresh inputs (relative)",
+    # the published version's teacher clock (chapter 08)
+    "teacher_step": "the step at which the teacher was stopped (its snapshot)",
+    "teacher_unseen_acc": "the teacher's accuracy, at that step, on the pairs nobody trained on",
+    "teacher_state": 'the teacher at that step: "memorized" (100% on its pairs, not generalized) or "generalized"',
+    "heldout_acc": "accuracy on the teacher's pairs the student did not see (held-out memorized)",
+    "unseen_acc": "accuracy on the pairs nobody trained on", "trivial_acc": "the student's own baseline: its unseen_acc",
+    "n_heldout": "held-out memorized pairs", "n_unseen": "pairs nobody trained on",
+    "heldout_correct": "held-out memorized pairs the student gets right", "unseen_correct": "unseen pairs the student gets right",
     # the student's accuracies
     "train_acc": "accuracy on the student's own part of D",
     "test_acc": "accuracy on the held-out part of D (memorized by the teacher, never seen by the student)",

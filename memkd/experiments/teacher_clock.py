@@ -37,6 +37,7 @@ from memkd.config import (
 )
 from memkd.device import resolve_device
 from memkd.experiments.common import member_grid, sizes_departure, tidy
+from memkd.experiments.declare import experiment
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 
@@ -83,6 +84,11 @@ class TeacherClockConfig(ExperimentConfig):
     seed: int = knob(0, int_range(0), "base random seed (D, splits, initialisations)")
     device: str = knob("auto", DEVICE, "where to train")
     progress: bool = knob(False, BOOL, "show progress bars")
+
+    TABLE_COLUMNS = ("dataset", "teacher_step", "teacher_train_acc", "teacher_unseen_acc", "teacher_state", "rho",
+                     "temperature", "student", "train_acc", "heldout_acc", "unseen_acc", "trivial_acc", "chance",
+                     "modulus", "n_memorized", "n_student", "n_heldout", "n_unseen", "heldout_correct",
+                     "unseen_correct")
 
     PROFILE_VALUES = {
         "smoke": dict(modulus=11, train_fraction=0.5, teachers=3, d_model=32, heads=4, d_mlp=64,
@@ -156,6 +162,7 @@ def train_clock_teachers(cfg: TeacherClockConfig, x, y, xo, yo):
     return teacher, clock
 
 
+@experiment(TeacherClockConfig)
 def teacher_clock(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Students of transformer teachers stopped at `teacher_steps`, before and after they generalize.
 
