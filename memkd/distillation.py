@@ -60,22 +60,31 @@ class Family(Protocol):
 
 @dataclass(frozen=True)
 class MLPFamily:
-    """`EnsembleMLP`s D -> P -> ... -> P -> C with `hidden_layers` hidden layers."""
+    """`EnsembleMLP`s D -> P -> ... -> P -> C with `hidden_layers` hidden layers; the first
+    `frozen_layers` layers keep their random initialization (no gradient, so Adam never moves them)."""
 
     input_dim: int
     width: int
     classes: int
     hidden_layers: int = 2
     activation: str = "relu"
+    frozen_layers: int = 0
 
     inputs = "vectors"
     student_kinds = STUDENT_KINDS
-    fusable = True
     eval_chunk = None
 
+    @property
+    def fusable(self) -> bool:
+        return self.frozen_layers == 0  # the fused step trains every parameter
+
     def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> EnsembleMLP:
-        return EnsembleMLP(members, self.input_dim, self.width, self.classes, self.hidden_layers, self.activation,
-                           seed=seed).to(device)
+        model = EnsembleMLP(members, self.input_dim, self.width, self.classes, self.hidden_layers, self.activation,
+                            seed=seed).to(device)
+        for layer in range(self.frozen_layers):
+            model.weights[layer].requires_grad_(False)
+            model.biases[layer].requires_grad_(False)
+        return model
 
     def training_bytes(self, samples: int, own_inputs: bool, soft_targets: bool) -> int:
         return training_bytes_per_member(samples, self.input_dim, self.width, self.classes, self.hidden_layers,

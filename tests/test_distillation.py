@@ -20,6 +20,7 @@ SEEDS = [7, 19, 3]
 FAMILIES = {
     "mlp": MLPFamily(64, 16, 4, hidden_layers=2),
     "mlp-k1": MLPFamily(64, 16, 4, hidden_layers=1),
+    "mlp-frozen": MLPFamily(64, 16, 4, hidden_layers=2, frozen_layers=1),  # autograd: not fusable
     "cnn": CNNFamily((1, 8, 8), 4, width=4, conv_layers=2, head_width=16),
 }
 
