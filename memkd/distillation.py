@@ -16,6 +16,9 @@ error of a teacher below 100% (`TeacherDidNotMemorize`, raised by `require_memor
 first-100% epoch (`Teacher.epochs_to_memorize`), and the temperature: a soft student given the
 teacher's logits gets sigma_T(teacher logits) here, and the same T reaches its loss, where the
 student's logits are divided by it too only with `soften_student=True` (see `memkd.losses`).
+
+Not here yet: the transformer of `memkd.experiments.transformer` (token inputs, AdamW) still trains
+through its own loop.
 """
 
 from __future__ import annotations
