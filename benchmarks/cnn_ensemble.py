@@ -8,8 +8,8 @@ member on its own images, at the chapter's shapes on the 8x8 digits:
     quick-students   E = 100 (5 x 5 x 2 x 2), N = 120
     quick-teachers   E = 25  (5 x 5), N = 200, hard labels
 
-**ensemble**: `memkd.experiments.cnn.train_ensemble_students` / `train_ensemble_teacher` (`fit` +
-`BatchedAdam`) with `backend="grouped"` and `backend="vmap"`. **loop**: `EnsembleCNN.member(i)`
+**ensemble**: `memkd.distillation.train_students` / `train_teacher` with a
+`memkd.experiments.cnn.CNNFamily` (`fit` + `BatchedAdam`) with `backend="grouped"` and `backend="vmap"`. **loop**: `EnsembleCNN.member(i)`
 (a plain nn.Sequential of nn.Conv2d, nn.MaxPool2d, nn.Linear) with `torch.optim.Adam`, one
 member after another. s/epoch = (run of 1 + epochs) minus (run of 1 epoch), over epochs, best of
 `--runs`. The script also prints max |logits(ensemble) - logits(loop)| for 3 members after the run.
@@ -26,7 +26,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from memkd.experiments.cnn import EnsembleCNN, train_ensemble_students, train_ensemble_teacher
+from memkd.distillation import train_students, train_teacher
+from memkd.experiments.cnn import CNNFamily, EnsembleCNN
 from memkd.losses import soft_targets
 
 SHAPES = {  # name: (members, images per member, width, head_width, kind)
@@ -46,12 +47,14 @@ def make_data(e: int, n: int, seed: int = 0):
 
 
 def run_ensemble(backend: str, e: int, n: int, width: int, head: int, kind: str, epochs: int, x, logits):
-    model = EnsembleCNN(e, IMAGE, CLASSES, width=width, head_width=head, seed=0, backend=backend)
-    start = CLOCK()
+    family = CNNFamily(IMAGE, CLASSES, width=width, head_width=head, backend=backend)
+    start = CLOCK()  # includes building the ensemble, which per_epoch's difference cancels
     if kind == "soft":
-        train_ensemble_students(model, x, soft_targets(logits, T), kind="soft", lrs=LR, epochs=epochs, temperatures=T)
+        model, _ = train_students(x, kind="soft", teacher_logits=logits, family=family, members=e, lrs=LR,
+                                  epochs=epochs, temperatures=T, seed=0)
     else:
-        train_ensemble_teacher(model, x, logits.argmax(-1), epochs=epochs, lr=LR, require_memorization=False)
+        model = train_teacher(x, logits.argmax(-1), family, max_epochs=epochs, lr=LR, seed=0,
+                              require_memorization=False).model
     return CLOCK() - start, model
 
 

@@ -1,27 +1,131 @@
-"""The two uses of `memkd.train.fit`: teachers that memorize their datasets, students that learn
-from them (soft labels in both temperature conventions, hard labels, or similarity scores).
+"""One distillation protocol for every ensemble model family: `train_teacher` (teachers that
+memorize their datasets) and `train_students` (students that learn from them: soft labels in both
+temperature conventions, hard labels, or similarity scores), both through `memkd.train.fit`.
 
-Shape letters (see `memkd`): K teachers, E members, N samples, D input dimension, C classes.
+Shape letters (see `memkd`): K teachers, E members, N samples, D input dimension, C classes, T temperature.
+
+A family is a small object that builds an ensemble (`build(members, seed, device)`, member i
+initialised from its own seed, so that it equals the single model built with that seed) and says
+what it takes: `inputs` ("vectors" or "images", always flattened to (N, D)), the student kinds it
+trains, whether the fused full-batch step (`memkd.fused`) applies, and its memory per member. The
+MLP family (`MLPFamily`, k hidden layers) lives here; the CNN family (`CNNFamily`) beside its model
+in `memkd.experiments.cnn`.
+
+Defined here once: the teacher stop rules (`TEACHER_STOPS`, checked by `check_teacher_stop`), the
+error of a teacher below 100% (`TeacherDidNotMemorize`, raised by `require_memorized`), the
+first-100% epoch (`Teacher.epochs_to_memorize`), and the temperature: a soft student given the
+teacher's logits gets sigma_T(teacher logits) here, and the same T reaches its loss, where the
+student's logits are divided by it too only with `soften_student=True` (see `memkd.losses`).
+
+Not here yet: the transformer of `memkd.experiments.transformer` (token inputs, AdamW) still trains
+through its own loop.
 """
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Protocol, Sequence
 
 import pandas as pd
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from memkd.fused import FusedCrossEntropy
-from memkd.losses import cosine_similarity_matrix, hard_cross_entropy, similarity_mse, soft_cross_entropy
+from memkd.losses import (cosine_similarity_matrix, hard_cross_entropy, similarity_mse, soft_cross_entropy,
+                          soft_targets)
 from memkd.memory import format_bytes, members_per_chunk, training_bytes_per_member
 from memkd.metrics import accuracy
 from memkd.models import EnsembleMLP
 from memkd.train import fit
 
 STUDENT_KINDS = ("soft", "hard", "similarity")
-TEACHER_STOPS = ("budget", "first_perfect")
+TEACHER_STOPS = ("budget", "first_perfect")  # every config's teacher_stop knob takes these
+
+
+# --- families -----------------------------------------------------------------------------------
+
+
+class Family(Protocol):
+    """What `train_teacher` and `train_students` need from a model family."""
+
+    inputs: str  # "vectors" | "images": what the (N, D) rows are
+    student_kinds: tuple[str, ...]  # the kinds of `train_students` it trains
+    fusable: bool  # whether `memkd.fused.FusedCrossEntropy` trains it (full batch)
+    eval_chunk: int | None  # samples per forward pass when measuring accuracy; None: all at once
+
+    def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> nn.Module:
+        """An ensemble of E members with parameters stacked (E, ...), on `device`."""
+
+    def training_bytes(self, samples: int, own_inputs: bool, soft_targets: bool) -> int | None:
+        """Memory to train one member on `samples` rows; None: not estimated."""
+
+
+@dataclass(frozen=True)
+class MLPFamily:
+    """`EnsembleMLP`s D -> P -> ... -> P -> C with `hidden_layers` hidden layers; the first
+    `frozen_layers` layers keep their random initialization (no gradient, so Adam never moves them)."""
+
+    input_dim: int
+    width: int
+    classes: int
+    hidden_layers: int = 2
+    activation: str = "relu"
+    frozen_layers: int = 0
+
+    inputs = "vectors"
+    student_kinds = STUDENT_KINDS
+    eval_chunk = None
+
+    @property
+    def fusable(self) -> bool:
+        return self.frozen_layers == 0  # the fused step trains every parameter
+
+    def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> EnsembleMLP:
+        model = EnsembleMLP(members, self.input_dim, self.width, self.classes, self.hidden_layers, self.activation,
+                            seed=seed).to(device)
+        for layer in range(self.frozen_layers):
+            model.weights[layer].requires_grad_(False)
+            model.biases[layer].requires_grad_(False)
+        return model
+
+    def training_bytes(self, samples: int, own_inputs: bool, soft_targets: bool) -> int:
+        return training_bytes_per_member(samples, self.input_dim, self.width, self.classes, self.hidden_layers,
+                                         own_inputs=own_inputs, soft_targets=soft_targets)
+
+
+def _family(family: Family | None, where: str, d: int, classes: int | None, width: int | None,
+            hidden_layers: int, activation: str) -> Family:
+    """`family`, or the MLP family the shorthand keywords (classes, width, ...) describe."""
+    if family is not None:
+        if classes is not None or width is not None:
+            raise ValueError(f"The 'family' parameter of {where} must not be combined with 'classes' or 'width' "
+                             "(they describe an MLP family). Got both instead.")
+        return family
+    if classes is None or width is None:
+        raise ValueError(f"The 'family' parameter of {where} must be a model family, or 'classes' and 'width' "
+                         "given for an MLP. Got neither instead.")
+    return MLPFamily(d, width, classes, hidden_layers, activation)
+
+
+def _check_epochs(name: str, value: Any, where: str) -> None:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"The '{name}' parameter of {where} must be an int >= 1. Got {value!r} instead.")
+
+
+def _shuffle_seed(seed: int | Sequence[int], shuffle_seed: int | None) -> int:
+    """The seed of `fit`'s mini-batch order: `shuffle_seed`, else `seed` or its first entry."""
+    if shuffle_seed is not None:
+        return int(shuffle_seed)
+    return int(seed) if isinstance(seed, numbers.Integral) else int(list(seed)[0])
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, chunk: int | None = 4096) -> Tensor:
+    """Outputs (E, N, C) of an ensemble on x (N, D) or (E, N, D), `chunk` samples at a time (None: all)."""
+    if chunk is None or x.shape[-2] <= chunk:
+        return model(x)
+    return torch.cat([model(x[..., i:i + chunk, :]) for i in range(0, x.shape[-2], chunk)], dim=1)
 
 
 # --- teachers -----------------------------------------------------------------------------------
@@ -31,40 +135,61 @@ class TeacherDidNotMemorize(RuntimeError):
     """A teacher did not reach 100% training accuracy within its epoch budget."""
 
 
+def check_teacher_stop(stop: str, where: str, name: str = "stop") -> None:
+    """Raise ValueError unless `stop` is one of TEACHER_STOPS."""
+    if stop not in TEACHER_STOPS:
+        raise ValueError(f"The '{name}' parameter of {where} (a config's teacher_stop) must be one of "
+                         f"{TEACHER_STOPS}. Got {stop!r} instead.")
+
+
+def require_memorized(acc: Tensor, stop: str, budget: int, where: str, unit: str = "epochs") -> None:
+    """Raise TeacherDidNotMemorize (how many, the lowest accuracy, the stop rule) unless acc (K,) is all 1."""
+    below = acc < 1.0
+    if bool(below.any()):
+        raise TeacherDidNotMemorize(
+            f"{where}: {int(below.sum())} of {len(acc)} teacher(s) did not reach 100% training accuracy "
+            f"{'after' if stop == 'budget' else 'within'} {budget} {unit} (teacher_stop={stop!r}; lowest reached "
+            f"{float(acc.min()):.2%}). Give the teacher more {unit}, more width or another learning rate, or "
+            "pass require_memorization=False to keep it (results are then marked memorized=False)."
+        )
+
+
 @dataclass
 class Teacher:
-    """Trained teacher(s): `model` holds one member per dataset (K members)."""
+    """Trained teacher(s): `model` holds one member per dataset (K members) of `family`."""
 
-    model: EnsembleMLP
+    model: nn.Module
     train_acc: Tensor  # (K,) final training accuracy
     memorized: Tensor  # (K,) bool: 100% training accuracy
     epochs_to_memorize: Tensor  # (K,) first epoch at 100%, -1 if never
     epochs_run: int
     history: pd.DataFrame
+    family: Family | None = None
 
     @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
         """Teacher logits (K, N, C) for inputs (N, D) or (K, N, D)."""
-        return self.model(x)
+        return predict(self.model, x, getattr(self.family, "eval_chunk", None))
 
     @torch.no_grad()
     def member(self, k: int) -> "Teacher":
         """Teacher k alone, as a one-member Teacher (a copy of its weights)."""
-        m = self.model
-        one = EnsembleMLP(1, m.input_dim, m.width, m.classes, m.hidden_layers, m.activation)
-        for dst, src in zip(list(one.weights) + list(one.biases), list(m.weights) + list(m.biases)):
+        device = next(self.model.parameters()).device
+        one = self.family.build(1, 0, device)
+        for dst, src in zip(one.parameters(), self.model.parameters()):
             dst.data = src.data[k:k + 1].clone()
         history = self.history[self.history["member"] == k].assign(member=0) if len(self.history) else self.history
-        return Teacher(one.to(m.weights[0].device), self.train_acc[k:k + 1], self.memorized[k:k + 1],
-                       self.epochs_to_memorize[k:k + 1], self.epochs_run, history)
+        return Teacher(one, self.train_acc[k:k + 1], self.memorized[k:k + 1], self.epochs_to_memorize[k:k + 1],
+                       self.epochs_run, history, self.family)
 
 
 def train_teacher(
     x: Tensor,
     y: Tensor,
+    family: Family | None = None,
     *,
-    classes: int,
-    width: int,
+    classes: int | None = None,
+    width: int | None = None,
     hidden_layers: int = 2,
     activation: str = "relu",
     lr: float = 1e-3,
@@ -74,36 +199,42 @@ def train_teacher(
     extra_epochs: int = 0,
     stop: str = "budget",
     seed: int | Sequence[int] = 0,
+    shuffle_seed: int | None = None,
     require_memorization: bool = True,
     progress: bool = False,
     fused: bool = True,
 ) -> Teacher:
-    """Train K teachers at once, each required to end at 100% training accuracy.
+    """Train K teachers of `family` at once, each required to end at 100% training accuracy.
 
     x : (N, D) for one teacher or (K, N, D) for K teachers on K datasets; y : (N,) or (K, N).
+    family : any model family (`MLPFamily`, `memkd.experiments.cnn.CNNFamily`); without it,
+        `classes`, `width`, `hidden_layers` and `activation` describe an MLP.
     stop : "budget" (the paper's protocol and the released code's default): every teacher trains
         for all `max_epochs` and must be at 100% at the end; "first_perfect": each teacher stops
         moving at the first epoch where it classifies all of its data correctly (an early stop).
     extra_epochs : with stop="first_perfect", after all members memorized, train every member
         this many epochs more (a teacher "trained on long after" memorizing).
     seed : one int for the whole ensemble, or one seed per teacher (see `memkd.seeds`).
+    shuffle_seed : the mini-batch order; None: `seed` (its first entry).
     Raises TeacherDidNotMemorize (with the accuracy reached) if a member ends below 100%,
     unless `require_memorization=False`; then check `teacher.memorized`.
-    fused : full batch, train through `memkd.fused.FusedCrossEntropy` (no autograd, the same
-        numbers to float rounding, 1.2-1.3x faster on a CPU); False uses autograd.
+    fused : full batch, train a fusable family through `memkd.fused.FusedCrossEntropy` (no
+        autograd, the same numbers to float rounding, 1.2-1.3x faster on a CPU); False: autograd.
     """
-    if stop not in TEACHER_STOPS:
-        raise ValueError(f"The 'stop' parameter of train_teacher must be one of {TEACHER_STOPS}. Got {stop!r} instead.")
+    check_teacher_stop(stop, "train_teacher")
+    _check_epochs("max_epochs", max_epochs, "train_teacher")
     if x.dim() == 2:
         x, y = x.unsqueeze(0), y.unsqueeze(0)
     k, n, d = x.shape
-    need = training_bytes_per_member(n, d, width, classes, hidden_layers, own_inputs=True, soft_targets=False)
-    if members_per_chunk(k, need, x.device, "the teacher width, the dataset size or the number of datasets") < k:
-        raise MemoryError(f"train_teacher: {k} teachers of width {width} on {n} samples of dimension {d} need "
+    family = _family(family, "train_teacher", d, classes, width, hidden_layers, activation)
+    need = family.training_bytes(n, own_inputs=True, soft_targets=False)
+    if need is not None and members_per_chunk(
+            k, need, x.device, "the teacher width, the dataset size or the number of datasets") < k:
+        raise MemoryError(f"train_teacher: {k} teachers ({family}) on {n} samples of dimension {d} need "
                           f"about {format_bytes(k * need)}, more than {x.device} has free. Train fewer "
                           "datasets at once, or reduce the teacher width or the dataset size.")
-    model = EnsembleMLP(k, d, width, classes, hidden_layers, activation, seed=seed).to(x.device)
-    fit_seed = seed if isinstance(seed, int) else int(list(seed)[0])
+    model = family.build(k, seed, x.device)
+    fit_seed = _shuffle_seed(seed, shuffle_seed)
 
     def objective(idx: Tensor | None):
         xb, yb = (x, y) if idx is None else (x[:, idx], y[:, idx])
@@ -111,9 +242,9 @@ def train_teacher(
         return hard_cross_entropy(logits, yb), accuracy(logits.detach(), yb)
 
     def evaluate() -> Tensor:
-        return accuracy(model(x), y)
+        return accuracy(predict(model, x, family.eval_chunk), y)
 
-    if fused and (batch_size is None or batch_size >= n):
+    if fused and family.fusable and (batch_size is None or batch_size >= n):
         objective = FusedCrossEntropy(model, x, y, y)
     history, first = fit(
         model, objective, n_samples=n, epochs=max_epochs, lr=lr, batch_size=batch_size,
@@ -131,18 +262,10 @@ def train_teacher(
         history = pd.concat([history, more], ignore_index=True)
         epochs_run += extra_epochs
     with torch.no_grad():
-        acc = accuracy(model(x), y).cpu()
-    memorized = acc >= 1.0
-    if require_memorization and not bool(memorized.all()):
-        worst = float(acc.min())
-        raise TeacherDidNotMemorize(
-            f"train_teacher: {int((~memorized).sum())} of {k} teacher(s) did not reach 100% training "
-            f"accuracy {'after' if stop == 'budget' else 'within'} {max_epochs} epochs (teacher_stop={stop!r}; "
-            f"lowest reached {worst:.2%}). Give the teacher more "
-            "epochs, more width or a larger learning rate, or pass require_memorization=False to "
-            "keep it (results are then marked memorized=False)."
-        )
-    return Teacher(model, acc, memorized, first, epochs_run, history)
+        acc = evaluate().cpu()
+    if require_memorization:
+        require_memorized(acc, stop, max_epochs, "train_teacher")
+    return Teacher(model, acc, acc >= 1.0, first, epochs_run, history, family)
 
 
 # --- students -----------------------------------------------------------------------------------
@@ -150,55 +273,70 @@ def train_teacher(
 
 def train_students(
     x: Tensor,
-    targets: Tensor,
+    targets: Tensor | None = None,
     *,
     kind: str,
-    classes: int,
-    width: int,
     members: int,
     lrs: Tensor | Sequence[float] | float,
     epochs: int,
-    temperatures: Tensor | Sequence[float] | float = 1.0,
+    family: Family | None = None,
+    classes: int | None = None,
+    width: int | None = None,
     hidden_layers: int = 2,
     activation: str = "relu",
+    teacher_logits: Tensor | None = None,
+    temperatures: Tensor | Sequence[float] | float = 1.0,
     soften_student: bool = False,
     batch_size: int | None = None,
     max_full_similarity: int = 4096,
     weight_decay: float = 0.0,
     seed: int | Sequence[int] = 0,
+    shuffle_seed: int | None = None,
     log_every: int = 0,
     progress: bool = False,
     fused: bool = True,
-) -> tuple[EnsembleMLP, pd.DataFrame]:
-    """Train E students at once on the student's part of D.
+) -> tuple[nn.Module, pd.DataFrame]:
+    """Train E students of `family` at once on the student's part of D.
 
     x : (N, D) shared or (E, N, D) per member (the student's training inputs).
+    family : any model family; without it, `classes`, `width`, `hidden_layers` and `activation`
+        describe an MLP.
     targets, by kind:
-      "soft"        probabilities (N, C) or (E, N, C), e.g. soft_targets(teacher logits, T)
-                    (possibly after logit surgery); `temperatures` (E,) only matters with
-                    soften_student=True (the paper's text convention).
+      "soft"        probabilities (N, C) or (E, N, C) (e.g. after logit surgery), or instead
+                    `teacher_logits` (N, C) or (E, N, C): then the targets are sigma_T(teacher_logits)
+                    with `temperatures` (E,), applied here. T reaches the student's loss only with
+                    soften_student=True (the paper's text convention; the released code's is False).
       "hard"        labels (N,) or (E, N).
       "similarity"  the teacher's cosine-similarity matrix (N, N) or (E, N, N); students output
                     C-dimensional embeddings. Above `max_full_similarity` samples, each step
                     uses a random block of that many rows instead of the full matrix.
-    fused : full-batch "soft" and "hard" students train through `memkd.fused.FusedCrossEntropy`
-        (no autograd, the same numbers to float rounding, 1.2-1.3x faster on a CPU);
-        False uses autograd.
+    fused : full-batch "soft" and "hard" students of a fusable family train through
+        `memkd.fused.FusedCrossEntropy` (no autograd, the same numbers to float rounding,
+        1.2-1.3x faster on a CPU); False uses autograd.
     seed : one int for the whole ensemble, or one seed per student (see `memkd.seeds`).
+    shuffle_seed : the mini-batch order; None: `seed` (its first entry).
     Raises MemoryError naming the knobs to reduce when one student cannot fit on the device.
     Returns (model, history).
     """
-    if kind not in STUDENT_KINDS:
-        raise ValueError(f"The 'kind' parameter of train_students must be one of {STUDENT_KINDS}. Got {kind!r} instead.")
+    _check_epochs("epochs", epochs, "train_students")
     n, d = x.shape[-2], x.shape[-1]
-    need = training_bytes_per_member(n, d, width, classes, hidden_layers, own_inputs=x.dim() == 3,
-                                     soft_targets=kind != "hard")
-    if kind == "similarity":
-        need += 4 * 3 * min(n, max_full_similarity) ** 2
-    members_per_chunk(1, need, x.device, "the student width or the number of training samples")
-    model = EnsembleMLP(members, d, width, classes, hidden_layers, activation, seed=seed).to(x.device)
-    fit_seed = seed if isinstance(seed, int) else int(list(seed)[0])
-    temps = torch.as_tensor(temperatures, dtype=torch.float32, device=x.device).expand(members)
+    family = _family(family, "train_students", d, classes, width, hidden_layers, activation)
+    if kind not in family.student_kinds:
+        raise ValueError(f"The 'kind' parameter of train_students must be one of {family.student_kinds} for "
+                         f"{type(family).__name__}. Got {kind!r} instead.")
+    temps = torch.as_tensor(temperatures, dtype=torch.float32, device=x.device).expand(members)  # (E,)
+    if (teacher_logits is None) == (targets is None) or (teacher_logits is not None and kind != "soft"):
+        raise ValueError("The 'targets' parameter of train_students must be given, or for kind='soft' "
+                         "'teacher_logits' instead. Got both, neither, or teacher logits for another kind.")
+    if teacher_logits is not None:
+        targets = soft_targets(teacher_logits, temps)  # sigma_T: the one place it is applied
+    need = family.training_bytes(n, own_inputs=x.dim() == 3, soft_targets=kind != "hard")
+    if need is not None:
+        if kind == "similarity":
+            need += 4 * 3 * min(n, max_full_similarity) ** 2
+        members_per_chunk(1, need, x.device, "the student width or the number of training samples")
+    model = family.build(members, seed, x.device)
+    fit_seed = _shuffle_seed(seed, shuffle_seed)
 
     def rows(t: Tensor, idx: Tensor | None, dims: int) -> Tensor:
         """Select samples `idx` along the sample axis of a tensor with `dims` trailing dims."""
@@ -223,7 +361,7 @@ def train_students(
         sim = targets if idx is None else targets[..., idx, :][..., idx]
         return similarity_mse(out, sim), None
 
-    if fused and kind != "similarity" and (batch_size is None or batch_size >= n):
+    if fused and family.fusable and kind != "similarity" and (batch_size is None or batch_size >= n):
         if kind == "hard":  # hard labels ignore the temperature, as hard_cross_entropy does
             objective = FusedCrossEntropy(model, x, targets, targets)
         else:

@@ -10,10 +10,10 @@ import pytest
 from conftest import execute_chapter_at_smoke
 import torch
 
-from memkd.experiments.cnn import EnsembleCNN, predict, train_ensemble_students, train_ensemble_teacher
+from memkd.experiments.cnn import CNNFamily, EnsembleCNN
 from memkd.experiments.convolutions import convolutional_distillation as convolutions
 from memkd.losses import soft_targets
-from memkd.distillation import TeacherDidNotMemorize
+from memkd.distillation import TeacherDidNotMemorize, predict, train_students, train_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "nbs" / "10_convolutions.ipynb"
@@ -65,14 +65,14 @@ def test_ensemble_members_train_like_separately_trained_single_cnns(kind, soften
     lrs = torch.tensor([1e-3, 3e-3, 1e-2])
     targets = soft_targets(logits, temps) if kind == "soft" else logits.argmax(-1)
     arch = dict(width=4, conv_layers=2, head_width=16)
-    ens = EnsembleCNN(e, SHAPE, 4, seed=[7, 19, 3], **arch)
-    train_ensemble_students(ens, x, targets, kind=kind, lrs=lrs, epochs=epochs, temperatures=temps,
-                            soften_student=soften, batch_size=batch, seed=5)
+    family = CNNFamily(SHAPE, 4, **arch)
+    ens, _ = train_students(x, targets, kind=kind, family=family, members=e, lrs=lrs, epochs=epochs,
+                            temperatures=temps, soften_student=soften, batch_size=batch, seed=[7, 19, 3],
+                            shuffle_seed=5)
     for i, s in enumerate([7, 19, 3]):
-        one = EnsembleCNN(1, SHAPE, 4, seed=s, **arch)
-        train_ensemble_students(one, x[i:i + 1], targets[i:i + 1], kind=kind, lrs=lrs[i:i + 1],
-                                epochs=epochs, temperatures=temps[i:i + 1], soften_student=soften,
-                                batch_size=batch, seed=5)
+        one, _ = train_students(x[i:i + 1], targets[i:i + 1], kind=kind, family=family, members=1,
+                                lrs=lrs[i:i + 1], epochs=epochs, temperatures=temps[i:i + 1],
+                                soften_student=soften, batch_size=batch, seed=[s], shuffle_seed=5)
         for pe, po in zip(ens.parameters(), one.parameters()):
             torch.testing.assert_close(pe[i], po[0], atol=2e-5, rtol=1e-4)
         before = EnsembleCNN(1, SHAPE, 4, seed=s, **arch)
@@ -84,9 +84,8 @@ def test_temperature_conventions_differ_only_when_the_student_is_softened():
     targets = soft_targets(logits, 4.0)
     tables = []
     for soften in (False, True):
-        m = EnsembleCNN(2, SHAPE, 4, width=4, head_width=8, seed=0)
-        train_ensemble_students(m, x, targets, kind="soft", lrs=1e-2, epochs=3, temperatures=4.0,
-                                soften_student=soften)
+        m, _ = train_students(x, targets, kind="soft", family=CNNFamily(SHAPE, 4, width=4, head_width=8),
+                              members=2, lrs=1e-2, epochs=3, temperatures=4.0, soften_student=soften)
         tables.append(m(x).detach())
     assert not torch.allclose(tables[0], tables[1])
 
@@ -95,17 +94,19 @@ def test_teacher_budget_memorizes_or_raises():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 20, 64, generator=gen)
     y = torch.randint(0, 4, (2, 20), generator=gen)
-    model = EnsembleCNN(2, SHAPE, 4, width=8, head_width=64, seed=0)
-    teacher = train_ensemble_teacher(model, x, y, epochs=150, lr=1e-2)
+    family = CNNFamily(SHAPE, 4, width=8, head_width=64)
+    teacher = train_teacher(x, y, family, max_epochs=150, lr=1e-2)
     assert bool(teacher.memorized.all()) and teacher.epochs_run == 150
     assert ((teacher.epochs_to_memorize >= 1) & (teacher.epochs_to_memorize <= 150)).all()
-    first = train_ensemble_teacher(EnsembleCNN(2, SHAPE, 4, width=8, head_width=64, seed=0), x, y,
-                                   epochs=150, lr=1e-2, teacher_stop="first_perfect")
+    first = train_teacher(x, y, family, max_epochs=150, lr=1e-2, stop="first_perfect")
     assert bool(first.memorized.all()) and first.epochs_run <= 150
-    with pytest.raises(TeacherDidNotMemorize, match="did not reach 100%"):
-        train_ensemble_teacher(EnsembleCNN(2, SHAPE, 4, width=1, head_width=1, seed=0), x, y,
-                               epochs=2, lr=1e-4)
-    assert predict(model, x, chunk=7).shape == (2, 20, 4)
+    assert torch.equal(first.epochs_to_memorize, teacher.epochs_to_memorize)  # the same path up to 100%
+    with pytest.raises(TeacherDidNotMemorize, match="did not reach 100%.*teacher_stop='budget'"):
+        train_teacher(x, y, CNNFamily(SHAPE, 4, width=1, head_width=1), max_epochs=2, lr=1e-4)
+    model = teacher.model
+    torch.testing.assert_close(predict(model, x, chunk=7), model(x))
+    one = teacher.member(1)  # a one-member teacher with member 1's weights
+    torch.testing.assert_close(one.logits(x[1]), model(x)[1:2])
 
 
 @pytest.mark.parametrize("kwargs,name", [
@@ -122,13 +123,16 @@ def test_cnn_rejects_bad_knobs_naming_them(kwargs, name):
 
 def test_training_rejects_bad_kind_stop_and_shapes():
     m = EnsembleCNN(2, SHAPE, 4, width=4, head_width=8)
+    family = CNNFamily(SHAPE, 4, width=4, head_width=8)
     x, logits = _data(2)
     with pytest.raises(ValueError, match="'kind' parameter"):
-        train_ensemble_students(m, x, logits, kind="similarity", lrs=1e-3, epochs=1)
+        train_students(x, logits, kind="similarity", family=family, members=2, lrs=1e-3, epochs=1)
     with pytest.raises(ValueError, match="'epochs' parameter"):
-        train_ensemble_students(m, x, logits.softmax(-1), kind="soft", lrs=1e-3, epochs=0)
-    with pytest.raises(ValueError, match="'teacher_stop' parameter"):
-        train_ensemble_teacher(m, x, logits.argmax(-1), epochs=1, teacher_stop="early")
+        train_students(x, logits.softmax(-1), kind="soft", family=family, members=2, lrs=1e-3, epochs=0)
+    with pytest.raises(ValueError, match="'stop' parameter.*teacher_stop"):
+        train_teacher(x, logits.argmax(-1), family, max_epochs=1, stop="early")
+    with pytest.raises(ValueError, match="'family' parameter"):
+        train_teacher(x, logits.argmax(-1), family, classes=4, width=8, max_epochs=1)
     with pytest.raises(ValueError, match="expects inputs of shape"):
         m(torch.randn(5, 63))
 

@@ -148,8 +148,8 @@ def test_linear_fit_r2_is_one_for_a_linear_teacher_only():
 
 def test_frozen_first_layer_never_moves():
     x = torch.rand(2, 30, 8) * 2 - 1  # one input set per member
-    probs = torch.softmax(torch.randn(2, 30, 4), -1)
-    model = tc.train_probe_students(x, probs, classes=4, width=16, hidden_layers=2, activation="relu",
+    logits = 3 * torch.randn(2, 30, 4)
+    model = tc.train_probe_students(x, logits, temperature=2.0, classes=4, width=16, hidden_layers=2, activation="relu",
                                     frozen_layers=1, members=2, lr=1e-2, epochs=20, seed=[3, 4])
     fresh = EnsembleMLP(2, 8, 16, 4, 2, "relu", seed=[3, 4])
     assert torch.equal(model.weights[0], fresh.weights[0]) and torch.equal(model.biases[0], fresh.biases[0])

@@ -44,7 +44,6 @@ from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS, Claim, _plural, 
 from memkd.config import PROFILES, SCALAR_TO_LIST, knob_overrides  # noqa: F401 (chapters call memkd.book.chapter.knob_overrides)
 
 DATA_KINDS = ("paper", "stand-in")  # measured on the paper's kind of data, or on a stand-in for it
-TEACHER_STOPS = ("budget", "first_perfect")
 def resolve_profile(profile: str | None = None) -> str:
     """Return `profile`, or `$MEMKD_PROFILE` when it is empty, or "quick"; checked against PROFILES."""
     resolved = profile or os.environ.get("MEMKD_PROFILE") or "quick"
@@ -304,9 +303,9 @@ class Chapter:
         required. "first_perfect": stop at the first epoch at 100%, recorded as a departure
         (with `reason`, when given).
         """
-        if teacher_stop not in TEACHER_STOPS:
-            raise ValueError(f"The 'teacher_stop' parameter of Chapter.protocol must be one of {TEACHER_STOPS}. "
-                             f"Got {teacher_stop!r} instead.")
+        from memkd.distillation import check_teacher_stop  # the stop rules' one home (imported late: torch)
+
+        check_teacher_stop(teacher_stop, "Chapter.protocol", name="teacher_stop")
         self.teacher_stop = teacher_stop
         if teacher_stop == "budget":
             return ("**Teacher protocol** (`teacher_stop=\"budget\"`): every teacher trains for its whole budget "

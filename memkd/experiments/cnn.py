@@ -15,29 +15,23 @@ Member i is initialised from its own generator (seed `seeds[i]`), drawn like `nn
 `nn.Linear` (uniform in +-1/sqrt(fan_in)), so it equals the single CNN built with that seed, and
 trains like it (tested). `member(i)` returns it as a plain `nn.Sequential`.
 
-`train_ensemble_teacher` and `train_ensemble_students` train any such ensemble (an `EnsembleCNN`
-or a `memkd.models.EnsembleMLP`) through `fit` with autograd, with the losses of `memkd.losses`.
+`CNNFamily` is the family `memkd.distillation.train_teacher` and `train_students` train: the one
+protocol of every model family (autograd; soft and hard students). No training loop lives here.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 from typing import Sequence
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memkd.losses import hard_cross_entropy, soft_cross_entropy
-from memkd.metrics import accuracy
-from memkd.distillation import Teacher, TeacherDidNotMemorize
-from memkd.train import fit
-
 BACKENDS = ("grouped", "vmap")
 CNN_STUDENT_KINDS = ("soft", "hard")
-TEACHER_STOPS = ("budget", "first_perfect")
 KERNEL = 3
 
 
@@ -204,120 +198,26 @@ def _max_layers(h: int, w: int) -> int:
     return layers
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: Tensor, chunk: int = 4096) -> Tensor:
-    """Logits (E, N, C) of an ensemble on x (N, D) or (E, N, D), `chunk` images at a time."""
-    parts = [model(x[..., i:i + chunk, :]) for i in range(0, x.shape[-2], chunk)]
-    return torch.cat(parts, dim=1)
+@dataclass(frozen=True)
+class CNNFamily:
+    """`EnsembleCNN`s on flattened images of `image_shape` (c, h, w): a family for
+    `memkd.distillation.train_teacher` / `train_students` (see `memkd.distillation.Family`)."""
 
+    image_shape: tuple
+    classes: int
+    width: int = 16
+    conv_layers: int = 2
+    head_width: int = 128
+    backend: str = "grouped"
 
-# --- training -----------------------------------------------------------------------------------
+    inputs = "images"
+    student_kinds = CNN_STUDENT_KINDS
+    fusable = False  # the fused step is written for MLPs
+    eval_chunk = 4096  # images per forward pass when measuring
 
+    def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> EnsembleCNN:
+        return EnsembleCNN(members, self.image_shape, self.classes, width=self.width, conv_layers=self.conv_layers,
+                           head_width=self.head_width, seed=seed, backend=self.backend).to(device)
 
-def _rows(t: Tensor, idx: Tensor | None, trailing: int) -> Tensor:
-    """Select samples `idx` along the sample axis of a tensor with `trailing` dims after it."""
-    if idx is None:
-        return t
-    return t[..., idx, :] if trailing == 1 else t[..., idx]
-
-
-def train_ensemble_teacher(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    epochs: int,
-    lr: float | Tensor = 1e-3,
-    teacher_stop: str = "budget",
-    batch_size: int | None = None,
-    seed: int = 0,
-    require_memorization: bool = True,
-    progress: bool = False,
-) -> Teacher:
-    """Train an ensemble of K teachers (one per dataset) on hard labels with `fit`.
-
-    x : (N, D) or (K, N, D); y : (N,) or (K, N); model : K members (EnsembleCNN or EnsembleMLP).
-    teacher_stop : "budget" trains every teacher for all `epochs` and requires 100% training
-        accuracy at the end; "first_perfect" freezes each teacher at its first epoch at 100%.
-    Raises TeacherDidNotMemorize (with the lowest accuracy reached) if a teacher ends below 100%,
-    unless `require_memorization=False`.
-    """
-    if teacher_stop not in TEACHER_STOPS:
-        raise ValueError(f"The 'teacher_stop' parameter of train_ensemble_teacher must be one of "
-                         f"{TEACHER_STOPS}. Got {teacher_stop!r} instead.")
-    _check_int("epochs", epochs, 1, where="train_ensemble_teacher")
-    n = x.shape[-2]
-
-    def objective(idx: Tensor | None):
-        logits = model(_rows(x, idx, 1))
-        yb = _rows(y, idx, 0)
-        return hard_cross_entropy(logits, yb), accuracy(logits.detach(), yb)
-
-    def evaluate() -> Tensor:
-        return accuracy(predict(model, x), y)
-
-    history, first = fit(
-        model, objective, n_samples=n, epochs=epochs, lr=lr, batch_size=batch_size,
-        freeze_when_perfect=teacher_stop == "first_perfect", record_first_perfect=True, evaluate=evaluate,
-        log_every=max(1, epochs // 50), seed=seed, progress=progress, desc="teacher",
-    )
-    acc = evaluate().cpu()
-    memorized = acc >= 1.0
-    if require_memorization and not bool(memorized.all()):
-        raise TeacherDidNotMemorize(
-            f"train_ensemble_teacher: {int((~memorized).sum())} of {len(acc)} teacher(s) did not reach "
-            f"100% training accuracy {'after' if teacher_stop == 'budget' else 'within'} {epochs} epochs "
-            f"(teacher_stop={teacher_stop!r}; lowest reached {float(acc.min()):.2%}). "
-            "Give the teacher more epochs, more width or another learning rate."
-        )
-    epochs_run = int(history["epoch"].max()) if len(history) else 0
-    return Teacher(model, acc, memorized, first, epochs_run, history)
-
-
-def train_ensemble_students(
-    model: nn.Module,
-    x: Tensor,
-    targets: Tensor,
-    *,
-    kind: str,
-    lrs: Tensor | Sequence[float] | float,
-    epochs: int,
-    temperatures: Tensor | Sequence[float] | float = 1.0,
-    soften_student: bool = False,
-    batch_size: int | None = None,
-    weight_decay: float = 0.0,
-    seed: int = 0,
-    log_every: int = 0,
-    progress: bool = False,
-) -> pd.DataFrame:
-    """Train the E members of `model` as students; returns fit's history.
-
-    x : (N, D) shared or (E, N, D) per member.
-    targets, by kind:
-      "soft"  probabilities (N, C) or (E, N, C), e.g. `soft_targets(teacher logits, T)`;
-              `temperatures` (E,) matters only with soften_student=True (the paper's text
-              convention: the student's logits are divided by T too).
-      "hard"  labels (N,) or (E, N).
-    """
-    if kind not in CNN_STUDENT_KINDS:
-        raise ValueError(f"The 'kind' parameter of train_ensemble_students must be one of "
-                         f"{CNN_STUDENT_KINDS}. Got {kind!r} instead.")
-    _check_int("epochs", epochs, 1, where="train_ensemble_students")
-    members = next(model.parameters()).shape[0]
-    temps = torch.as_tensor(temperatures, dtype=torch.float32, device=x.device).expand(members)
-    labels = targets.argmax(dim=-1) if kind == "soft" else targets
-
-    def objective(idx: Tensor | None):
-        out = model(_rows(x, idx, 1))
-        yb = _rows(labels, idx, 0)
-        if kind == "hard":
-            return hard_cross_entropy(out, yb), accuracy(out.detach(), yb)
-        loss = soft_cross_entropy(out, _rows(targets, idx, 1), temps, soften_student)
-        return loss, accuracy(out.detach(), yb)
-
-    history, _ = fit(
-        model, objective, n_samples=x.shape[-2], epochs=epochs, lr=lrs, batch_size=batch_size,
-        weight_decay=weight_decay, log_every=log_every, seed=seed, progress=progress,
-        desc=f"{kind} students",
-    )
-    return history
+    def training_bytes(self, samples: int, own_inputs: bool, soft_targets: bool) -> None:
+        return None  # not estimated for CNNs

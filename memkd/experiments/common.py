@@ -28,11 +28,10 @@ from memkd.config import (
 from memkd.experiments.declare import DISTILL_COLUMNS
 from memkd.data import make_memorization_data, split_per_class
 from memkd.device import resolve_device
-from memkd.losses import soft_targets
 from memkd.memory import check_run_fits, members_per_chunk, training_bytes_per_member
 from memkd.metrics import accuracy, agreement, nearest_neighbour_accuracy
 from memkd.seeds import derive_seed
-from memkd.distillation import TEACHER_STOPS, Teacher, teacher_similarity, train_students, train_teacher
+from memkd.distillation import TEACHER_STOPS, MLPFamily, Teacher, teacher_similarity, train_students, train_teacher
 
 
 @dataclass(frozen=True)
@@ -226,8 +225,8 @@ def distill(
     lrs = member_tensor(members, "lr", math.nan, device).repeat(k)
     seeds = [student_seed(cfg, t.dataset, width, setting, mm["student"]) for t in tasks for mm in members]
     x_tr = [t.x[tr].expand(m, -1, -1) for t, (tr, _) in zip(tasks, splits)]  # K x (M, N_tr, D)
-    if kind == "soft":
-        y_t = [targets[i] if targets is not None else soft_targets(t.logits[tr].unsqueeze(0), temps[:m])
+    if kind == "soft":  # given probabilities, or the teacher's logits: train_students applies sigma_T
+        y_t = [targets[i] if targets is not None else t.logits[tr].expand(m, -1, -1)
                for i, (t, (tr, _)) in enumerate(zip(tasks, splits))]
     elif kind == "hard":
         y_t = [t.y[tr].expand(m, -1) for t, (tr, _) in zip(tasks, splits)]
@@ -249,11 +248,12 @@ def distill(
         t_c = torch.cat([y_t[i // m][i % m:i % m + 1] for i in sel])
         if shared and kind != "soft" and targets is None:
             t_c = t_c[0]
+        logits_c = t_c if kind == "soft" and targets is None else None
         model, _ = train_students(
-            x_c, t_c, kind=kind, classes=tasks[0].classes, width=width, members=len(sel), lrs=lrs[sel],
-            epochs=epochs or cfg.epochs, temperatures=temps[sel], hidden_layers=depth, activation=act,
-            soften_student=cfg.soften_student, batch_size=cfg.batch_size, seed=[seeds[i] for i in sel],
-            progress=cfg.progress,
+            x_c, None if logits_c is not None else t_c, teacher_logits=logits_c, kind=kind,
+            family=MLPFamily(d, width, tasks[0].classes, depth, act), members=len(sel), lrs=lrs[sel],
+            epochs=epochs or cfg.epochs, temperatures=temps[sel], soften_student=cfg.soften_student,
+            batch_size=cfg.batch_size, seed=[seeds[i] for i in sel], progress=cfg.progress,
         )
         if keep_models is not None:
             keep_models.append((model, sel))

@@ -40,14 +40,14 @@ from memkd.config import (
     BOOL, DEVICE, OPTIONAL_INT, POS_INT, ExperimentConfig, int_range, knob, list_of, make_config,
     one_of, real_interval,
 )
-from memkd.experiments.cnn import EnsembleCNN, predict, train_ensemble_students, train_ensemble_teacher
+from memkd.experiments.cnn import CNNFamily
 from memkd.data import split_per_class
 from memkd.device import resolve_device
+from memkd import distillation
+from memkd.distillation import TEACHER_STOPS, MLPFamily, predict
 from memkd.experiments.cifar import STRING, shuffled_task
 from memkd.experiments.common import tidy
-from memkd.losses import soft_targets
 from memkd.metrics import accuracy
-from memkd.models import EnsembleMLP
 from memkd.seeds import derive_seed
 
 SETTINGS = ("clean", "labels", "pixels", "both", "fixed")
@@ -73,7 +73,7 @@ class ConvolutionConfig(ExperimentConfig):
     mlp_teacher_lr: float = knob(1e-3, real_interval(0, 1, "right"), "MLP teacher's Adam learning rate")
     cnn_teacher_epochs: int = knob(300, POS_INT, "CNN teacher's epoch budget")
     mlp_teacher_epochs: int = knob(2000, POS_INT, "MLP teacher's epoch budget")
-    teacher_stop: str = knob("budget", one_of("budget", "first_perfect"),
+    teacher_stop: str = knob("budget", one_of(*TEACHER_STOPS),
                              "budget: all epochs, 100% required at the end; first_perfect: stop at the first 100%")
     teacher_batch_size: Any = knob(None, OPTIONAL_INT, "teachers' mini-batch size; None: full batch")
     alpha: float = knob(0.6, real_interval(0, 1), "fraction of each class of D the student sees")
@@ -141,13 +141,12 @@ def make_unit(images, setting: str, index: int, cfg: ConvolutionConfig, device: 
     return Unit(setting, index, x_d, y_d, x_t, y_t, train_idx, test_idx)
 
 
-def build(arch: str, members: int, cfg: ConvolutionConfig, image_shape, classes: int, seed: list[int],
-          device: torch.device):
-    """An ensemble of `members` CNNs or MLPs, member i initialized from seed[i]."""
+def family(arch: str, cfg: ConvolutionConfig, image_shape, classes: int) -> CNNFamily | MLPFamily:
+    """The model family of `arch`: CNNs, or MLPs with two hidden ReLU layers on the flattened images."""
     if arch == "cnn":
-        return EnsembleCNN(members, image_shape, classes, width=cfg.cnn_width, conv_layers=cfg.conv_layers,
-                           head_width=cfg.head_width, seed=seed).to(device)
-    return EnsembleMLP(members, int(np.prod(image_shape)), cfg.mlp_width, classes, 2, "relu", seed=seed).to(device)
+        return CNNFamily(tuple(image_shape), classes, width=cfg.cnn_width, conv_layers=cfg.conv_layers,
+                         head_width=cfg.head_width)
+    return MLPFamily(int(np.prod(image_shape)), cfg.mlp_width, classes, 2, "relu")
 
 
 def _chunks(count: int, size: int | None) -> list[range]:
@@ -167,9 +166,12 @@ def train_teachers(units: list[Unit], arch: str, cfg: ConvolutionConfig, image_s
         x = torch.stack([u.x for u in us])
         y = torch.stack([u.y for u in us])
         seeds = [derive_seed(cfg.seed, "teacher", arch, u.index) for u in us]  # paired across settings
-        model = build(arch, len(us), cfg, image_shape, classes, seeds, device)
-        teacher = train_ensemble_teacher(model, x, y, epochs=budget, lr=lr, teacher_stop=cfg.teacher_stop,
-                                         batch_size=cfg.teacher_batch_size, seed=seeds[0], progress=cfg.progress)
+        # autograd for both families (fused=False): the numbers this chapter has always had
+        teacher = distillation.train_teacher(x, y, family(arch, cfg, image_shape, classes), lr=lr,
+                                             max_epochs=budget, stop=cfg.teacher_stop,
+                                             batch_size=cfg.teacher_batch_size, seed=seeds,
+                                             progress=cfg.progress, fused=False)
+        model = teacher.model
         logits.append(predict(model, x))
         xt = torch.stack([u.x_trivial for u in us])
         trivial.append(accuracy(predict(model, xt), torch.stack([u.y_trivial for u in us])).cpu())
@@ -188,14 +190,14 @@ def train_students(units: list[Unit], arch: str, members: list[dict], teacher_lo
         ms = [members[i] for i in part]
         us = [units[m["unit"]] for m in ms]
         x = torch.stack([u.x[u.train_idx] for u in us])  # (E, N_train, D)
-        targets = torch.stack([soft_targets(teacher_logits[m["teacher"]][m["unit"], u.train_idx], cfg.temperature)
-                               for m, u in zip(ms, us)])  # (E, N_train, C)
+        logits = torch.stack([teacher_logits[m["teacher"]][m["unit"], u.train_idx]
+                              for m, u in zip(ms, us)])  # (E, N_train, C)
         seeds = [derive_seed(cfg.seed, "student", arch, u.index, m["teacher"], m["student"]) for m, u in zip(ms, us)]
-        model = build(arch, len(ms), cfg, image_shape, classes, seeds, device)
-        train_ensemble_students(model, x, targets, kind="soft", lrs=lr, epochs=cfg.epochs,
-                                temperatures=cfg.temperature, soften_student=cfg.soften_student,
-                                batch_size=cfg.batch_size, seed=seeds[0], progress=cfg.progress)
-        del x, targets
+        model, _ = distillation.train_students(
+            x, kind="soft", teacher_logits=logits, temperatures=cfg.temperature, soften_student=cfg.soften_student,
+            family=family(arch, cfg, image_shape, classes), members=len(ms), lrs=lr, epochs=cfg.epochs,
+            batch_size=cfg.batch_size, seed=seeds, progress=cfg.progress, fused=False)
+        del x, logits
         out_d = predict(model, torch.stack([u.x for u in us]))  # (E, N, C)
         out_t = predict(model, torch.stack([u.x_trivial for u in us]))  # (E, M, C)
         for i, (m, u) in enumerate(zip(ms, us)):

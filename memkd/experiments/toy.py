@@ -21,10 +21,9 @@ from memkd.config import make_config
 from memkd.data import make_memorization_data, split_per_class
 from memkd.device import resolve_device
 from memkd.experiments.common import RandomDataConfig, tidy
-from memkd.losses import soft_targets
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
-from memkd.distillation import train_students, train_teacher
+from memkd.distillation import MLPFamily, train_students, train_teacher
 
 
 # --- Fig 1: the 2-D toy --------------------------------------------------------------------------
@@ -83,14 +82,14 @@ def _toy_students(cfg: ToyConfig, x, y, tr, teacher, kind: str, temperature: flo
     x_tr = _gather(x, tr).repeat_interleave(s, dim=0)  # (K*S, N_tr, 2)
     with torch.no_grad():
         logits_tr = _gather(teacher.model(x), tr)  # (K, N_tr, C)
-    if kind == "soft":
-        targets = soft_targets(logits_tr, temperature).repeat_interleave(s, dim=0)
+    if kind == "soft":  # train_students applies sigma_T to the teacher's logits
+        given = dict(teacher_logits=logits_tr.repeat_interleave(s, dim=0))
     else:
-        targets = _gather(y, tr).repeat_interleave(s, dim=0)
-    model, _ = train_students(x_tr, targets, kind=kind, classes=cfg.classes, width=cfg.student_widths[0],
-                              members=k * s, lrs=cfg.lrs[0], epochs=cfg.epochs, temperatures=temperature,
-                              hidden_layers=cfg.hidden_layers, activation=cfg.activation,
-                              soften_student=cfg.soften_student, seed=seed, progress=cfg.progress)
+        given = dict(targets=_gather(y, tr).repeat_interleave(s, dim=0))
+    family = MLPFamily(x.shape[-1], cfg.student_widths[0], cfg.classes, cfg.hidden_layers, cfg.activation)
+    model, _ = train_students(x_tr, kind=kind, family=family, members=k * s, lrs=cfg.lrs[0], epochs=cfg.epochs,
+                              temperatures=temperature, soften_student=cfg.soften_student, seed=seed,
+                              progress=cfg.progress, **given)
     return model
 
 

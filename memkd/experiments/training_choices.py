@@ -22,11 +22,8 @@ from memkd.experiments.common import MemorizationTask, distill, evaluate_student
 from memkd.experiments.open_questions import (
     OpenQuestionConfig, _profiles, _tidy, soft_members, splits_of, teacher_stats, teachers,
 )
-from memkd.losses import soft_cross_entropy, soft_targets
-from memkd.metrics import accuracy
 from memkd.models import EnsembleMLP
-from memkd.distillation import TEACHER_STOPS
-from memkd.train import fit
+from memkd.distillation import TEACHER_STOPS, MLPFamily, train_students
 
 
 # --- 4. temperature convention -------------------------------------------------------------------
@@ -86,27 +83,18 @@ def linear_fit_r2(task: MemorizationTask) -> float:
     return float(1 - residual / total)
 
 
-def train_probe_students(x, probs, *, classes: int, width: int, hidden_layers: int, activation: str,
-                         frozen_layers: int, members: int, lr: float, epochs: int,
+def train_probe_students(x, teacher_logits, *, temperature: float, classes: int, width: int, hidden_layers: int,
+                         activation: str, frozen_layers: int, members: int, lr: float, epochs: int,
                          seed: int | Sequence[int]) -> EnsembleMLP:
     """Soft-label students whose first `frozen_layers` layers keep their random initialization.
 
-    x (N_train, D) shared or (E, N_train, D) per member; probs (N_train, C) or (E, N_train, C) =
-    sigma_T(teacher logits); seed: one int, or one per member. Frozen parameters get no gradient,
-    so `BatchedAdam` (which skips parameters without a gradient) never moves them.
+    x (N_train, D) shared or (E, N_train, D) per member; teacher_logits (N_train, C) or
+    (E, N_train, C), softened with `temperature` by `memkd.distillation.train_students`;
+    seed: one int, or one per member.
     """
-    model = EnsembleMLP(members, x.shape[-1], width, classes, hidden_layers, activation, seed=seed).to(x.device)
-    for layer in range(frozen_layers):
-        model.weights[layer].requires_grad_(False)
-        model.biases[layer].requires_grad_(False)
-    labels = probs.argmax(-1)
-
-    def objective(idx):
-        out = model(x)  # (E, N_train, C)
-        return soft_cross_entropy(out, probs), accuracy(out.detach(), labels)
-
-    fit(model, objective, n_samples=x.shape[-2], epochs=epochs, lr=lr,
-        seed=seed if isinstance(seed, int) else int(seed[0]))
+    family = MLPFamily(x.shape[-1], width, classes, hidden_layers, activation, frozen_layers=frozen_layers)
+    model, _ = train_students(x, kind="soft", teacher_logits=teacher_logits, temperatures=temperature,
+                              family=family, members=members, lrs=lr, epochs=epochs, seed=seed)
     return model
 
 
@@ -116,9 +104,9 @@ def _frozen_students(tasks, splits, cfg: ProbeConfig, width: int, depth: int, ac
     Their seeds are the "probe" setting's, so a frozen_first student starts where its trained twin does."""
     m, t = cfg.students, cfg.temperatures[0]
     x = torch.cat([task.x[tr].expand(m, -1, -1) for task, (tr, _) in zip(tasks, splits)])  # (K*M, N_tr, D)
-    probs = torch.cat([soft_targets(task.logits[tr], t).expand(m, -1, -1) for task, (tr, _) in zip(tasks, splits)])
+    logits = torch.cat([task.logits[tr].expand(m, -1, -1) for task, (tr, _) in zip(tasks, splits)])  # (K*M, N_tr, C)
     seeds = [student_seed(cfg, task.dataset, width, (cfg.alphas[0], "probe"), s) for task in tasks for s in range(m)]
-    model = train_probe_students(x, probs, classes=tasks[0].classes, width=width, hidden_layers=depth,
+    model = train_probe_students(x, logits, temperature=t, classes=tasks[0].classes, width=width, hidden_layers=depth,
                                  activation=act, frozen_layers=1, members=len(seeds), lr=lr, epochs=cfg.epochs,
                                  seed=seeds)
     trainable = sum(int(w[0].numel()) for w in model.parameters() if w.requires_grad)
