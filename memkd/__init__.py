@@ -1,6 +1,6 @@
 """memkd: knowledge distillation of memorized random data (a reproduction of Behrens, 2025).
 
-Five floors: the core (this folder: data, models, linear, losses, train, distillation, fused, metrics, tables,
+Five floors: the core (this folder: data, models, linear, losses, train, families, distillation, fused, metrics, tables,
 config, seeds, memory, device, provenance), `memkd.experiments` (one function per figure or question, and the
 domain pieces only they use), and `memkd.book` (chapters, plots, the build and the report);
 `memkd.sweep` and `memkd.cli` run notebooks over grids. Each module's docstring says what it owns.

@@ -4,94 +4,46 @@ temperature conventions, hard labels, or similarity scores), both through `memkd
 
 Shape letters (see `memkd`): K teachers, E members, N samples, D input dimension, C classes, T temperature.
 
-A family is a small object that builds an ensemble (`build(members, seed, device)`, member i
-initialised from its own seed, so that it equals the single model built with that seed) and says
-what it takes: `inputs` ("vectors" or "images", always flattened to (N, D)), the student kinds it
-trains, whether the fused full-batch step (`memkd.fused`) applies, and its memory per member. The
-MLP family (`MLPFamily`, k hidden layers) lives here; the CNN family (`CNNFamily`) beside its model
-in `memkd.experiments.cnn`.
+A family (`memkd.families.Family`) builds an ensemble and says what it takes: `inputs` ("vectors"
+and "images" as float rows (N, D), "tokens" as int64 sequences (N, S)), the student kinds it trains,
+whether the fused full-batch step applies, its memory per member and its optimizer (Adam, or AdamW
+for the transformer). The families: `MLPFamily` (k hidden layers; `memkd.families`), `CNNFamily`
+(`memkd.experiments.cnn`) and `TransformerFamily` (`memkd.experiments.transformer`).
 
 Defined here once: the teacher stop rules (`TEACHER_STOPS`, checked by `check_teacher_stop`), the
 error of a teacher below 100% (`TeacherDidNotMemorize`, raised by `require_memorized`), the
-first-100% epoch (`Teacher.epochs_to_memorize`), and the temperature: a soft student given the
-teacher's logits gets sigma_T(teacher logits) here, and the same T reaches its loss, where the
-student's logits are divided by it too only with `soften_student=True` (see `memkd.losses`).
-
-Not here yet: the transformer of `memkd.experiments.transformer` (token inputs, AdamW) still trains
-through its own loop.
+first-100% epoch (`Teacher.epochs_to_memorize`), the copies of a teacher along its training
+(`snapshot_at`, `Teacher.at`) and its accuracy on a second set (`monitor`), and the temperature: a
+soft student given the teacher's logits gets sigma_T(teacher logits) here, and the same T reaches its
+loss, where the student's logits are divided by it too only with `soften_student=True` (see
+`memkd.losses`). No model family trains through a loop of its own.
 """
 
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from memkd.families import STUDENT_KINDS, Family, MLPFamily
 from memkd.fused import FusedCrossEntropy
 from memkd.losses import (cosine_similarity_matrix, hard_cross_entropy, similarity_mse, soft_cross_entropy,
                           soft_targets)
-from memkd.memory import format_bytes, members_per_chunk, training_bytes_per_member
+from memkd.memory import format_bytes, members_per_chunk
 from memkd.metrics import accuracy
-from memkd.models import EnsembleMLP
 from memkd.train import fit
 
-STUDENT_KINDS = ("soft", "hard", "similarity")
 TEACHER_STOPS = ("budget", "first_perfect")  # every config's teacher_stop knob takes these
+__all__ = ["STUDENT_KINDS", "TEACHER_STOPS", "Family", "MLPFamily", "Teacher", "TeacherDidNotMemorize",
+           "check_teacher_stop", "predict", "require_memorized", "teacher_similarity", "train_students",
+           "train_teacher"]
 
 
-# --- families -----------------------------------------------------------------------------------
-
-
-class Family(Protocol):
-    """What `train_teacher` and `train_students` need from a model family."""
-
-    inputs: str  # "vectors" | "images": what the (N, D) rows are
-    student_kinds: tuple[str, ...]  # the kinds of `train_students` it trains
-    fusable: bool  # whether `memkd.fused.FusedCrossEntropy` trains it (full batch)
-    eval_chunk: int | None  # samples per forward pass when measuring accuracy; None: all at once
-
-    def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> nn.Module:
-        """An ensemble of E members with parameters stacked (E, ...), on `device`."""
-
-    def training_bytes(self, samples: int, own_inputs: bool, soft_targets: bool) -> int | None:
-        """Memory to train one member on `samples` rows; None: not estimated."""
-
-
-@dataclass(frozen=True)
-class MLPFamily:
-    """`EnsembleMLP`s D -> P -> ... -> P -> C with `hidden_layers` hidden layers; the first
-    `frozen_layers` layers keep their random initialization (no gradient, so Adam never moves them)."""
-
-    input_dim: int
-    width: int
-    classes: int
-    hidden_layers: int = 2
-    activation: str = "relu"
-    frozen_layers: int = 0
-
-    inputs = "vectors"
-    student_kinds = STUDENT_KINDS
-    eval_chunk = None
-
-    @property
-    def fusable(self) -> bool:
-        return self.frozen_layers == 0  # the fused step trains every parameter
-
-    def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> EnsembleMLP:
-        model = EnsembleMLP(members, self.input_dim, self.width, self.classes, self.hidden_layers, self.activation,
-                            seed=seed).to(device)
-        for layer in range(self.frozen_layers):
-            model.weights[layer].requires_grad_(False)
-            model.biases[layer].requires_grad_(False)
-        return model
-
-    def training_bytes(self, samples: int, own_inputs: bool, soft_targets: bool) -> int:
-        return training_bytes_per_member(samples, self.input_dim, self.width, self.classes, self.hidden_layers,
-                                         own_inputs=own_inputs, soft_targets=soft_targets)
+# --- families ---------------------------------------------------------------------------------
 
 
 def _family(family: Family | None, where: str, d: int, classes: int | None, width: int | None,
@@ -165,22 +117,59 @@ class Teacher:
     epochs_run: int
     history: pd.DataFrame
     family: Family | None = None
+    snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)  # epoch -> copied parameters (K, ...)
+    monitor: pd.DataFrame | None = None  # epoch, member, monitor_acc: accuracy on a second set
 
     @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
-        """Teacher logits (K, N, C) for inputs (N, D) or (K, N, D)."""
+        """Teacher logits (K, N, C) for inputs (N, D) or (K, N, D) (tokens: (N, S) or (K, N, S))."""
         return predict(self.model, x, getattr(self.family, "eval_chunk", None))
 
-    @torch.no_grad()
+    def _rebuilt(self, members: int, weights: dict[str, Tensor]) -> nn.Module:
+        """A fresh ensemble of the family holding `weights` (copies)."""
+        model = self.family.build(members, 0, next(self.model.parameters()).device)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                param.copy_(weights[name])
+        return model
+
+    def at(self, epoch: int) -> nn.Module:
+        """The K teachers as they were after `epoch` epochs (a copy; see train_teacher's snapshot_at)."""
+        if epoch not in self.snapshots:
+            raise ValueError(f"Teacher.at: no snapshot at epoch {epoch!r}; snapshots at {sorted(self.snapshots)}.")
+        return self._rebuilt(len(self.train_acc), self.snapshots[epoch])
+
     def member(self, k: int) -> "Teacher":
-        """Teacher k alone, as a one-member Teacher (a copy of its weights)."""
-        device = next(self.model.parameters()).device
-        one = self.family.build(1, 0, device)
-        for dst, src in zip(one.parameters(), self.model.parameters()):
-            dst.data = src.data[k:k + 1].clone()
+        """Teacher k alone, as a one-member Teacher (copies of its weights and snapshots)."""
+        one = lambda weights: {name: w[k:k + 1] for name, w in weights.items()}  # noqa: E731
         history = self.history[self.history["member"] == k].assign(member=0) if len(self.history) else self.history
-        return Teacher(one, self.train_acc[k:k + 1], self.memorized[k:k + 1], self.epochs_to_memorize[k:k + 1],
-                       self.epochs_run, history, self.family)
+        monitor = None if self.monitor is None else self.monitor[self.monitor["member"] == k].assign(member=0)
+        return Teacher(self._rebuilt(1, one(dict(self.model.named_parameters()))), self.train_acc[k:k + 1],
+                       self.memorized[k:k + 1], self.epochs_to_memorize[k:k + 1], self.epochs_run, history,
+                       self.family, {e: {n: w.clone() for n, w in one(s).items()} for e, s in self.snapshots.items()},
+                       monitor)
+
+
+def _watch(model: nn.Module, snapshot_at: Sequence[int], monitor: tuple[Tensor, Tensor] | None,
+           monitor_every: int, max_epochs: int, chunk: int | None):
+    """fit's after_epoch hook that copies the weights at `snapshot_at` and reads the accuracy on
+    `monitor` every `monitor_every` epochs and at each snapshot; returns (hook or None, snapshots, rows)."""
+    stops = sorted({int(s) for s in snapshot_at})
+    if stops and not 1 <= stops[0] <= stops[-1] <= max_epochs:
+        raise ValueError(f"The 'snapshot_at' parameter of train_teacher must hold epochs in "
+                         f"[1, max_epochs={max_epochs}]. Got {list(snapshot_at)!r} instead.")
+    snapshots: dict[int, dict[str, Tensor]] = {}
+    rows: list[dict] = []
+    watching = monitor is not None and monitor_every > 0
+
+    def after_epoch(epoch: int) -> None:
+        if epoch in stops:
+            snapshots[epoch] = {name: p.detach().clone() for name, p in model.named_parameters()}
+        if watching and (epoch % monitor_every == 0 or epoch in stops):
+            acc = accuracy(predict(model, monitor[0], chunk), monitor[1]).cpu().tolist()
+            rows.extend({"epoch": epoch, "member": i, "monitor_acc": a} for i, a in enumerate(acc))
+
+    return (after_epoch if stops or watching else None), snapshots, rows
 
 
 def train_teacher(
@@ -195,7 +184,7 @@ def train_teacher(
     lr: float = 1e-3,
     max_epochs: int = 1000,
     batch_size: int | None = None,
-    weight_decay: float = 0.0,
+    weight_decay: float | None = None,
     extra_epochs: int = 0,
     stop: str = "budget",
     seed: int | Sequence[int] = 0,
@@ -203,23 +192,36 @@ def train_teacher(
     require_memorization: bool = True,
     progress: bool = False,
     fused: bool = True,
+    warmup: int = 0,
+    snapshot_at: Sequence[int] = (),
+    monitor: tuple[Tensor, Tensor] | None = None,
+    monitor_every: int = 0,
 ) -> Teacher:
     """Train K teachers of `family` at once, each required to end at 100% training accuracy.
 
-    x : (N, D) for one teacher or (K, N, D) for K teachers on K datasets; y : (N,) or (K, N).
-    family : any model family (`MLPFamily`, `memkd.experiments.cnn.CNNFamily`); without it,
+    x : (N, D) for one teacher or (K, N, D) for K teachers on K datasets (tokens: (N, S) or
+        (K, N, S)); y : (N,) or (K, N).
+    family : any model family (`MLPFamily`, `CNNFamily`, `TransformerFamily`); without it,
         `classes`, `width`, `hidden_layers` and `activation` describe an MLP.
+    weight_decay : None: the family's optimizer's (0 for Adam, 1 for the transformer's AdamW).
     stop : "budget" (the paper's protocol and the released code's default): every teacher trains
         for all `max_epochs` and must be at 100% at the end; "first_perfect": each teacher stops
         moving at the first epoch where it classifies all of its data correctly (an early stop).
-    extra_epochs : with stop="first_perfect", after all members memorized, train every member
-        this many epochs more (a teacher "trained on long after" memorizing).
+    extra_epochs : once every member has memorized (reached 100% within `max_epochs`), train every
+        member this many epochs more (a teacher "trained on long after" memorizing; a fresh
+        optimizer, no warm-up); skipped when one has not.
     seed : one int for the whole ensemble, or one seed per teacher (see `memkd.seeds`).
     shuffle_seed : the mini-batch order; None: `seed` (its first entry).
     Raises TeacherDidNotMemorize (with the accuracy reached) if a member ends below 100%,
     unless `require_memorization=False`; then check `teacher.memorized`.
     fused : full batch, train a fusable family through `memkd.fused.FusedCrossEntropy` (no
         autograd, the same numbers to float rounding, 1.2-1.3x faster on a CPU); False: autograd.
+    warmup : linear learning-rate warm-up over the first epochs' steps (see `memkd.train.fit`).
+    snapshot_at : epochs (1-based, within max_epochs) after which every teacher's parameters are
+        copied into `snapshots` (one training run, several stops); `Teacher.at(epoch)` rebuilds them.
+    monitor : (inputs (K, M, ...), labels (K, M)), e.g. data outside each D; with monitor_every > 0
+        each teacher's accuracy there is recorded every `monitor_every` epochs and at every
+        snapshot (`Teacher.monitor`: epoch, member, monitor_acc).
     """
     check_teacher_stop(stop, "train_teacher")
     _check_epochs("max_epochs", max_epochs, "train_teacher")
@@ -235,6 +237,8 @@ def train_teacher(
                           "datasets at once, or reduce the teacher width or the dataset size.")
     model = family.build(k, seed, x.device)
     fit_seed = _shuffle_seed(seed, shuffle_seed)
+    after_epoch, snapshots, watched = _watch(model, snapshot_at, monitor, monitor_every, max_epochs, family.eval_chunk)
+    optimizer = family.optimizer.fit_options(weight_decay)
 
     def objective(idx: Tensor | None):
         xb, yb = (x, y) if idx is None else (x[:, idx], y[:, idx])
@@ -247,16 +251,16 @@ def train_teacher(
     if fused and family.fusable and (batch_size is None or batch_size >= n):
         objective = FusedCrossEntropy(model, x, y, y)
     history, first = fit(
-        model, objective, n_samples=n, epochs=max_epochs, lr=lr, batch_size=batch_size,
-        weight_decay=weight_decay, freeze_when_perfect=stop == "first_perfect", record_first_perfect=True,
-        evaluate=evaluate, log_every=max(1, max_epochs // 50), seed=fit_seed, progress=progress, desc="teacher",
+        model, objective, n_samples=n, epochs=max_epochs, lr=lr, batch_size=batch_size, **optimizer,
+        freeze_when_perfect=stop == "first_perfect", record_first_perfect=True, evaluate=evaluate,
+        log_every=max(1, max_epochs // 50), seed=fit_seed, progress=progress, desc="teacher", warmup=warmup,
+        after_epoch=after_epoch,
     )
     epochs_run = int(history["epoch"].max()) if len(history) else 0
     if extra_epochs > 0 and bool((first >= 0).all()):
         more, _ = fit(
-            model, objective, n_samples=n, epochs=extra_epochs, lr=lr, batch_size=batch_size,
-            weight_decay=weight_decay, log_every=max(1, extra_epochs // 20), seed=fit_seed + 1,
-            progress=progress, desc="teacher (extra)",
+            model, objective, n_samples=n, epochs=extra_epochs, lr=lr, batch_size=batch_size, **optimizer,
+            log_every=max(1, extra_epochs // 20), seed=fit_seed + 1, progress=progress, desc="teacher (extra)",
         )
         more["epoch"] += epochs_run
         history = pd.concat([history, more], ignore_index=True)
@@ -264,8 +268,9 @@ def train_teacher(
     with torch.no_grad():
         acc = evaluate().cpu()
     if require_memorization:
-        require_memorized(acc, stop, max_epochs, "train_teacher")
-    return Teacher(model, acc, acc >= 1.0, first, epochs_run, history, family)
+        require_memorized(acc, stop, max_epochs, "train_teacher", family.unit)
+    monitored = pd.DataFrame(watched, columns=["epoch", "member", "monitor_acc"]) if monitor is not None else None
+    return Teacher(model, acc, acc >= 1.0, first, epochs_run, history, family, snapshots, monitored)
 
 
 # --- students -----------------------------------------------------------------------------------
@@ -289,21 +294,22 @@ def train_students(
     soften_student: bool = False,
     batch_size: int | None = None,
     max_full_similarity: int = 4096,
-    weight_decay: float = 0.0,
+    weight_decay: float | None = None,
     seed: int | Sequence[int] = 0,
     shuffle_seed: int | None = None,
     log_every: int = 0,
     progress: bool = False,
     fused: bool = True,
+    warmup: int = 0,
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Train E students of `family` at once on the student's part of D.
 
-    x : (N, D) shared or (E, N, D) per member (the student's training inputs).
+    x : (N, D) shared or (E, N, D) per member (the student's training inputs; tokens (N, S) or (E, N, S)).
     family : any model family; without it, `classes`, `width`, `hidden_layers` and `activation`
         describe an MLP.
     targets, by kind:
       "soft"        probabilities (N, C) or (E, N, C) (e.g. after logit surgery), or instead
-                    `teacher_logits` (N, C) or (E, N, C): then the targets are sigma_T(teacher_logits)
+                    `teacher_logits` (N, C), (1, N, C) or (E, N, C): then the targets are sigma_T(teacher_logits)
                     with `temperatures` (E,), applied here. T reaches the student's loss only with
                     soften_student=True (the paper's text convention; the released code's is False).
       "hard"        labels (N,) or (E, N).
@@ -313,8 +319,10 @@ def train_students(
     fused : full-batch "soft" and "hard" students of a fusable family train through
         `memkd.fused.FusedCrossEntropy` (no autograd, the same numbers to float rounding,
         1.2-1.3x faster on a CPU); False uses autograd.
+    weight_decay : None: the family's optimizer's (0 for Adam, 1 for the transformer's AdamW).
     seed : one int for the whole ensemble, or one seed per student (see `memkd.seeds`).
     shuffle_seed : the mini-batch order; None: `seed` (its first entry).
+    warmup : linear learning-rate warm-up steps (see `memkd.train.fit`).
     Raises MemoryError naming the knobs to reduce when one student cannot fit on the device.
     Returns (model, history).
     """
@@ -369,7 +377,8 @@ def train_students(
 
     history, _ = fit(
         model, objective, n_samples=n, epochs=epochs, lr=lrs, batch_size=batch_size,
-        weight_decay=weight_decay, log_every=log_every, seed=fit_seed, progress=progress, desc=f"{kind} students",
+        **family.optimizer.fit_options(weight_decay), log_every=log_every, seed=fit_seed, progress=progress,
+        desc=f"{kind} students", warmup=warmup,
     )
     return model, history
 

@@ -1,8 +1,11 @@
 """The one protocol of `memkd.distillation` for every model family: members of an ensemble trained
-by `train_teacher` / `train_students` equal the same models trained one by one, for the MLP and
-the CNN families alike; the stop rules and sigma_T act in one place."""
+by `train_teacher` / `train_students` equal the same models trained one by one, for the MLP, CNN
+and transformer families alike; a family's optimizer reaches the loop; the stop rules and sigma_T
+act in one place."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -12,6 +15,8 @@ from memkd.distillation import (
     train_teacher,
 )
 from memkd.experiments.cnn import CNNFamily
+from memkd.experiments.transformer import TransformerFamily
+from memkd.families import Optimizer
 from memkd.losses import soft_targets
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -22,13 +27,18 @@ FAMILIES = {
     "mlp-k1": MLPFamily(64, 16, 4, hidden_layers=1),
     "mlp-frozen": MLPFamily(64, 16, 4, hidden_layers=2, frozen_layers=1),  # autograd: not fusable
     "cnn": CNNFamily((1, 8, 8), 4, width=4, conv_layers=2, head_width=16),
+    "transformer": TransformerFamily(4, d_model=16, heads=2, d_mlp=32),  # AdamW, weight decay 1
 }
 
 
-def _data(members: int, n: int = 24, classes: int = 4, seed: int = 0):
+def _data(members: int, n: int = 24, classes: int = 4, seed: int = 0, inputs: str = "vectors"):
+    """Inputs (E, N, D) (8x8 images, flattened) or tokens (E, N, 3) ("a b =" mod 4), and logits (E, N, C)."""
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(members, n, 64, generator=gen)  # (E, N, D): 8x8 images, flattened
-    logits = 3 * torch.randn(members, n, classes, generator=gen)  # (E, N, C)
+    x = torch.randn(members, n, 64, generator=gen)
+    if inputs == "tokens":
+        x = torch.cat([torch.randint(0, classes, (members, n, 2), generator=gen),
+                       torch.full((members, n, 1), classes)], dim=-1)  # "=" is token id C
+    logits = 3 * torch.randn(members, n, classes, generator=gen)
     return x, logits
 
 
@@ -44,15 +54,17 @@ def _assert_members_equal(ensemble, singles):
 @pytest.mark.parametrize("batch", [None, 8])
 def test_teachers_of_every_family_equal_separately_trained_ones(name, batch):
     family = FAMILIES[name]
-    x, logits = _data(3)
+    x, logits = _data(3, inputs=family.inputs)
     y = logits.argmax(-1)
     stacked = train_teacher(x, y, family, lr=1e-2, max_epochs=5, batch_size=batch, seed=SEEDS, shuffle_seed=5,
-                            require_memorization=False)
+                            require_memorization=False, snapshot_at=(2,))
     singles = [train_teacher(x[i], y[i], family, lr=1e-2, max_epochs=5, batch_size=batch, seed=[s],
-                             shuffle_seed=5, require_memorization=False) for i, s in enumerate(SEEDS)]
+                             shuffle_seed=5, require_memorization=False, snapshot_at=(2,)) for i, s in enumerate(SEEDS)]
     _assert_members_equal(stacked.model, [t.model for t in singles])
+    _assert_members_equal(stacked.at(2), [t.at(2) for t in singles])  # the copies along the way too
     for i, t in enumerate(singles):
         torch.testing.assert_close(stacked.member(i).logits(x[i]), t.logits(x[i]), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(stacked.member(i).at(2)(x[i]), t.at(2)(x[i]), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
@@ -61,7 +73,12 @@ def test_teachers_of_every_family_equal_separately_trained_ones(name, batch):
 def test_students_of_every_family_equal_separately_trained_ones(name, kind, soften, batch):
     """Each member with its own data, teacher logits, learning rate and temperature."""
     family = FAMILIES[name]
-    x, logits = _data(3)
+    if kind not in family.student_kinds:
+        with pytest.raises(ValueError, match=r"'kind' parameter of train_students must be one of \('soft',\)"):
+            train_students(_data(1, inputs=family.inputs)[0], torch.zeros(1, 24, dtype=torch.long), kind=kind,
+                           family=family, members=1, lrs=1e-3, epochs=1)
+        return
+    x, logits = _data(3, inputs=family.inputs)
     temps = torch.tensor([1.0, 2.0, 5.0])
     lrs = torch.tensor([1e-3, 3e-3, 1e-2])
     given = dict(teacher_logits=logits) if kind == "soft" else dict(targets=logits.argmax(-1))
@@ -77,11 +94,25 @@ def test_students_of_every_family_equal_separately_trained_ones(name, kind, soft
     _assert_members_equal(ens, singles)
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "transformer"])
+def test_students_of_one_teacher_may_share_its_inputs_and_logits(name):
+    """Shared inputs (N, ...) and one teacher's logits (1, N, C) give the students that the same
+    inputs and logits repeated per member (E, N, ...) give."""
+    family = FAMILIES[name]
+    x, logits = _data(1, inputs=family.inputs)
+    common = dict(kind="soft", family=family, members=3, lrs=[1e-3, 3e-3, 1e-2], epochs=4,
+                  temperatures=[1.0, 2.0, 5.0], seed=SEEDS)
+    shared, _ = train_students(x[0], teacher_logits=logits, **common)
+    repeated, _ = train_students(x.expand(3, *x.shape[1:]), teacher_logits=logits.expand(3, -1, -1), **common)
+    for a, b in zip(shared.parameters(), repeated.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "transformer"])
 def test_sigma_T_is_applied_once_by_the_protocol(name):
     """Teacher logits with T give the students that sigma_T(logits) gives; soften_student changes them."""
     family = FAMILIES[name]
-    x, logits = _data(2)
+    x, logits = _data(2, inputs=family.inputs)
     temps = torch.tensor([2.0, 5.0])
     common = dict(kind="soft", family=family, members=2, lrs=1e-2, epochs=3, temperatures=temps, seed=[1, 2])
     from_logits, _ = train_students(x, teacher_logits=logits, **common)
@@ -103,11 +134,44 @@ def test_the_stop_rules_and_their_error_are_defined_once():
 
 
 def test_the_list_of_stops_is_written_out_once():
-    """Every other module imports TEACHER_STOPS; the transformer's own loop (not yet on the one
-    protocol) is the one known exception."""
+    """Every other module imports TEACHER_STOPS: no exception."""
     from pathlib import Path
 
     package = Path(__file__).resolve().parents[1] / "memkd"
     found = sorted(str(p.relative_to(package.parent)) for p in package.rglob("*.py")
                    if '("budget", "first_perfect")' in p.read_text() or "one_of(\"budget\"" in p.read_text())
-    assert found == ["memkd/distillation.py", "memkd/experiments/transformer.py"]
+    assert found == ["memkd/distillation.py"]
+
+
+@dataclass(frozen=True)
+class AdamWMLP(MLPFamily):
+    """An MLP family that trains with AdamW (the optimizer hook of a family)."""
+
+    optimizer = Optimizer(weight_decay=0.5, decoupled=True, betas=(0.8, 0.95))
+
+
+def test_a_family_sets_the_optimizer_and_an_explicit_weight_decay_wins():
+    x, logits = _data(2)
+    y = logits.argmax(-1)
+    common = dict(kind="hard", members=2, lrs=1e-2, epochs=5, seed=[1, 2], fused=False)
+    adamw = AdamWMLP(64, 16, 4)
+    by_family, _ = train_students(x, y, family=adamw, **common)
+    explicit, _ = train_students(x, y, family=adamw, weight_decay=0.5, **common)
+    no_decay, _ = train_students(x, y, family=adamw, weight_decay=0.0, **common)
+    adam, _ = train_students(x, y, family=MLPFamily(64, 16, 4), weight_decay=0.5, **common)
+    torch.testing.assert_close(by_family(x), explicit(x))  # None: the family's weight decay
+    assert not torch.allclose(by_family(x), no_decay(x), atol=1e-4)
+    assert not torch.allclose(by_family(x), adam(x), atol=1e-4)  # AdamW, not Adam with L2 decay
+    # the transformer's optimizer is torch's AdamW (betas 0.9/0.98, weight decay 1): member 0 alone
+    family = FAMILIES["transformer"]
+    tokens, logits = _data(1, inputs="tokens")
+    labels = logits.argmax(-1)
+    teacher = train_teacher(tokens, labels, family, lr=1e-2, max_epochs=6, seed=[3], require_memorization=False)
+    plain = family.build(1, [3], torch.device("cpu")).member(0)
+    opt = torch.optim.AdamW(plain.parameters(), lr=1e-2, betas=(0.9, 0.98), weight_decay=1.0)
+    for _ in range(6):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(plain(tokens[0]), labels[0]).backward()
+        opt.step()
+    torch.testing.assert_close(teacher.logits(tokens)[0], plain(tokens[0]), atol=1e-4, rtol=1e-4)
+

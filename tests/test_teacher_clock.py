@@ -14,7 +14,8 @@ from memkd.experiments.teacher_clock import (
     GENERALIZED, STATES, clock_curve, clock_departures, clock_state, teacher_clock,
 )
 from memkd.experiments.tokens import make_modular_addition
-from memkd.experiments.transformer import EnsembleTransformer, train_transformer_teacher
+from memkd.distillation import train_teacher
+from memkd.experiments.transformer import EnsembleTransformer, TransformerFamily
 from memkd.train import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -53,27 +54,26 @@ def test_snapshots_equal_teachers_trained_to_that_step_alone():
     """One run copied at steps 30 and 70 gives the weights of runs stopped there (same seed,
     warm-up, optimizer), and the clock read at a stop is the snapshot's accuracy there."""
     x, y, xo, yo = _teacher_data()
-    kw = dict(modulus=11, d_model=32, d_mlp=64, seed=[4], require_memorization=False, warmup=10, lr=3e-3,
-              weight_decay=3.0)
-    run = train_transformer_teacher(x, y, max_epochs=70, snapshot_at=(30, 70), monitor=(xo, yo),
-                                    monitor_every=20, **kw)
+    kw = dict(family=TransformerFamily(11, d_model=32, d_mlp=64), seed=[4], require_memorization=False, warmup=10,
+              lr=3e-3, weight_decay=3.0)
+    run = train_teacher(x, y, max_epochs=70, snapshot_at=(30, 70), monitor=(xo, yo), monitor_every=20, **kw)
     assert sorted(run.snapshots) == [30, 70]
     for step in (30, 70):
-        alone = train_transformer_teacher(x, y, max_epochs=step, **kw)
+        alone = train_teacher(x, y, max_epochs=step, **kw)
         snap = run.at(step)
         for name, param in alone.model.named_parameters():
             torch.testing.assert_close(getattr(snap, name), param, rtol=0, atol=1e-6)
         with torch.no_grad():
             unseen = float((snap(xo).argmax(-1) == yo).float().mean())
-        read = run.monitor[run.monitor.step == step].monitor_acc.item()
+        read = run.monitor[run.monitor.epoch == step].monitor_acc.item()
         assert read == pytest.approx(unseen)
-    assert sorted(set(run.monitor.step)) == [20, 30, 40, 60, 70]  # every 20 steps and at each stop
+    assert sorted(set(run.monitor.epoch)) == [20, 30, 40, 60, 70]  # every 20 steps and at each stop
     # the last snapshot is the trained model itself; an earlier one is not
     assert torch.equal(run.at(70).w_in, run.model.w_in) and not torch.equal(run.at(30).w_in, run.model.w_in)
-    with pytest.raises(ValueError, match=r"no snapshot at step 50"):
+    with pytest.raises(ValueError, match=r"no snapshot at epoch 50"):
         run.at(50)
-    with pytest.raises(ValueError, match=r"'snapshot_at' parameter of train_transformer_teacher"):
-        train_transformer_teacher(x, y, max_epochs=10, snapshot_at=(20,), **kw)
+    with pytest.raises(ValueError, match=r"'snapshot_at' parameter of train_teacher must hold epochs in \[1, max_ep"):
+        train_teacher(x, y, max_epochs=10, snapshot_at=(20,), **kw)
 
 
 def test_warmup_starts_at_zero_and_reaches_the_full_rate():

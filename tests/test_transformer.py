@@ -1,4 +1,5 @@
-"""memkd.experiments.tokens and memkd.experiments.transformer: data, the batched ensemble against single models, memorizing."""
+"""memkd.experiments.tokens and memkd.experiments.transformer: data, the batched ensemble against single models,
+memorizing through the one protocol (`TransformerFamily` in `memkd.distillation.train_teacher` / `train_students`)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from memkd.distillation import TeacherDidNotMemorize, train_students, train_teacher
 from memkd.experiments.tokens import all_pairs, make_modular_addition
-from memkd.experiments.transformer import (
-    EnsembleTransformer, Transformer, TransformerDidNotMemorize, functional_forward,
-    train_transformer_students, train_transformer_teacher,
-)
+from memkd.experiments.transformer import EnsembleTransformer, Transformer, TransformerFamily, functional_forward
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+SMALL = TransformerFamily(11, d_model=32, d_mlp=64)
 
 
 def test_modular_addition_tokens():
@@ -53,12 +53,12 @@ def test_ensemble_members_equal_plain_single_models():
 def test_teacher_memorizes_a_tiny_modulus_and_students_fit_it():
     data = make_modular_addition(11, 0.6, seed=0)
     x, y = data.tokens[data.memorized], data.labels[data.memorized]
-    teacher = train_transformer_teacher(x, y, modulus=11, max_epochs=1000, d_model=32, d_mlp=64)
+    teacher = train_teacher(x, y, SMALL, max_epochs=1000)
     assert float(teacher.train_acc[0]) == 1.0 and 0 < int(teacher.epochs_to_memorize[0]) < 1000
-    assert teacher.epochs_run == 1000  # the budget protocol trains all steps
-    students, history = train_transformer_students(
-        x, teacher.logits(x), modulus=11, members=2, temperatures=[1.0, 5.0], lrs=3e-3, epochs=300,
-        d_model=32, d_mlp=64)
+    assert teacher.epochs_run == 1000 and bool(teacher.memorized[0])  # the budget protocol trains all steps
+    students, history = train_students(  # one teacher's (1, N, C) logits shared by both students
+        x, kind="soft", family=SMALL, teacher_logits=teacher.logits(x), members=2, temperatures=[1.0, 5.0],
+        lrs=3e-3, epochs=300)
     with torch.no_grad():
         acc = (students(x).argmax(-1) == y).float().mean(-1)
     assert acc.shape == (2,) and (acc > 0.9).all()
@@ -68,23 +68,25 @@ def test_teacher_memorizes_a_tiny_modulus_and_students_fit_it():
 def test_teacher_stop_first_perfect_freezes_each_teacher_at_its_first_100_percent():
     data = make_modular_addition(11, 0.6, seed=0)
     x, y = data.tokens[data.memorized], data.labels[data.memorized]
-    early = train_transformer_teacher(x, y, modulus=11, max_epochs=1000, d_model=32, d_mlp=64,
-                                      stop="first_perfect")
-    full = train_transformer_teacher(x, y, modulus=11, max_epochs=1000, d_model=32, d_mlp=64)
+    early = train_teacher(x, y, SMALL, max_epochs=1000, stop="first_perfect")
+    full = train_teacher(x, y, SMALL, max_epochs=1000)
     first = int(early.epochs_to_memorize[0])
     assert first == int(full.epochs_to_memorize[0])  # the same run up to the first 100%
     assert first <= early.epochs_run <= first + 1 < full.epochs_run == 1000  # stopped (the step at 100% is masked)
     # frozen at the first 100%, so different weights from the teacher trained on with weight decay
     assert not torch.allclose(early.model.w_in, full.model.w_in)
-    with pytest.raises(ValueError, match=r"'stop' parameter of train_transformer_teacher must be one of"):
-        train_transformer_teacher(x, y, modulus=11, max_epochs=5, stop="early")
+    with pytest.raises(ValueError, match=r"'stop' parameter of train_teacher .* must be one of"):
+        train_teacher(x, y, SMALL, max_epochs=5, stop="early")
 
 
 def test_teacher_that_cannot_memorize_raises_with_the_accuracy():
     data = make_modular_addition(11, 0.6, seed=0)
     x, y = data.tokens[data.memorized], data.labels[data.memorized]
-    with pytest.raises(TransformerDidNotMemorize, match=r"reached only \d+\.\d+% .* after 2 .*'budget'.* not 100%"):
-        train_transformer_teacher(x, y, modulus=11, max_epochs=2, d_model=32, d_mlp=64)
+    with pytest.raises(TeacherDidNotMemorize, match=r"train_teacher: 1 of 1 teacher\(s\) did not reach 100% training "
+                       r"accuracy after 2 full-batch steps \(teacher_stop='budget'; lowest reached \d+\.\d+%\)"):
+        train_teacher(x, y, SMALL, max_epochs=2)
+    kept = train_teacher(x, y, SMALL, max_epochs=2, require_memorization=False)
+    assert not bool(kept.memorized[0]) and float(kept.train_acc[0]) < 1.0
 
 
 def test_stacked_teachers_with_own_data_equal_teachers_trained_alone():
@@ -93,13 +95,25 @@ def test_stacked_teachers_with_own_data_equal_teachers_trained_alone():
     draws = [make_modular_addition(11, 0.6, seed=s, balanced=True) for s in (1, 2)]
     x = torch.stack([d.tokens[d.memorized] for d in draws])
     y = torch.stack([d.labels[d.memorized] for d in draws])
-    both = train_transformer_teacher(x, y, modulus=11, max_epochs=150, d_model=32, d_mlp=64, seed=[5, 9],
-                                     require_memorization=False)
+    both = train_teacher(x, y, SMALL, max_epochs=150, seed=[5, 9], require_memorization=False)
     for k, seed in enumerate([5, 9]):
-        alone = train_transformer_teacher(x[k], y[k], modulus=11, max_epochs=150, d_model=32, d_mlp=64,
-                                          seed=[seed], require_memorization=False)
+        alone = train_teacher(x[k], y[k], SMALL, max_epochs=150, seed=[seed], require_memorization=False)
         torch.testing.assert_close(both.logits(x)[k], alone.logits(x[k])[0], rtol=1e-4, atol=1e-4)
         assert int(both.epochs_to_memorize[k]) == int(alone.epochs_to_memorize[0])
+
+
+def test_extra_steps_follow_only_once_every_teacher_memorized():
+    """The protocol's rule, now the transformer's too: a teacher's extra steps come only after every
+    member reached 100% within its budget (its own loop used to train them always)."""
+    draws = [make_modular_addition(11, 0.6, seed=s, balanced=True) for s in (1, 2)]
+    x = torch.stack([d.tokens[d.memorized] for d in draws])
+    y = torch.stack([d.labels[d.memorized] for d in draws])
+    kw = dict(seed=[5, 9], lr=3e-3, weight_decay=2.0, extra_epochs=7, require_memorization=False)
+    short = train_teacher(x, y, SMALL, max_epochs=20, **kw)
+    assert short.epochs_run == 20 and not bool(short.memorized.any()) and (short.epochs_to_memorize == -1).all()
+    long = train_teacher(x, y, SMALL, max_epochs=150, **kw)
+    assert (long.epochs_to_memorize > 0).all() and long.epochs_run == 157 and bool(long.memorized.all())
+    assert int(long.history["epoch"].max()) == 157
 
 
 def test_balanced_memorized_sets_hold_every_answer_equally_often():

@@ -16,7 +16,7 @@ Member i is initialised from its own generator (seed `seeds[i]`), drawn like `nn
 trains like it (tested). `member(i)` returns it as a plain `nn.Sequential`.
 
 `CNNFamily` is the family `memkd.distillation.train_teacher` and `train_students` train: the one
-protocol of every model family (autograd; soft and hard students). No training loop lives here.
+protocol of every model family (autograd, Adam; soft and hard students). No training loop lives here.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from memkd.families import ADAM
 
 BACKENDS = ("grouped", "vmap")
 CNN_STUDENT_KINDS = ("soft", "hard")
@@ -201,7 +203,7 @@ def _max_layers(h: int, w: int) -> int:
 @dataclass(frozen=True)
 class CNNFamily:
     """`EnsembleCNN`s on flattened images of `image_shape` (c, h, w): a family for
-    `memkd.distillation.train_teacher` / `train_students` (see `memkd.distillation.Family`)."""
+    `memkd.distillation.train_teacher` / `train_students` (see `memkd.families.Family`)."""
 
     image_shape: tuple
     classes: int
@@ -214,6 +216,8 @@ class CNNFamily:
     student_kinds = CNN_STUDENT_KINDS
     fusable = False  # the fused step is written for MLPs
     eval_chunk = 4096  # images per forward pass when measuring
+    optimizer = ADAM
+    unit = "epochs"
 
     def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> EnsembleCNN:
         return EnsembleCNN(members, self.image_shape, self.classes, width=self.width, conv_layers=self.conv_layers,

@@ -96,19 +96,20 @@ def transformer_tasks(cfg: TransformerConfig, device: torch.device):
     """Draw every teacher's D and train the teachers as one ensemble.
 
     Returns (data, teacher): data is one `memkd.experiments.tokens.ModularAddition` per teacher, teacher a
-    `memkd.experiments.transformer.TransformerTeacher` with one member per D.
+    `memkd.distillation.Teacher` of the `TransformerFamily` with one member per D.
     """
+    from memkd.distillation import train_teacher
     from memkd.experiments.tokens import make_modular_addition
-    from memkd.experiments.transformer import train_transformer_teacher
+    from memkd.experiments.transformer import TransformerFamily
 
     data = [make_modular_addition(cfg.modulus, cfg.memorized_fraction, derive_seed(cfg.seed, "data", k),
                                   balanced=True) for k in range(cfg.teachers)]
     x = torch.stack([d.tokens[d.memorized] for d in data]).to(device)  # (K, N, 3)
     y = torch.stack([d.labels[d.memorized] for d in data]).to(device)  # (K, N)
-    teacher = train_transformer_teacher(
-        x, y, modulus=cfg.modulus, max_epochs=cfg.teacher_epochs, extra_epochs=cfg.teacher_extra_epochs,
-        stop=cfg.teacher_stop, seed=[derive_seed(cfg.seed, "teacher", k) for k in range(cfg.teachers)],
-        d_model=cfg.d_model, heads=cfg.heads, d_mlp=cfg.d_mlp, progress=cfg.progress)
+    teacher = train_teacher(
+        x, y, TransformerFamily(cfg.modulus, cfg.d_model, cfg.heads, cfg.d_mlp), max_epochs=cfg.teacher_epochs,
+        extra_epochs=cfg.teacher_extra_epochs, stop=cfg.teacher_stop, progress=cfg.progress,
+        seed=[derive_seed(cfg.seed, "teacher", k) for k in range(cfg.teachers)])
     return data, teacher
 
 
@@ -120,7 +121,7 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
     Student i of a teacher starts from the same initialization at every temperature (comparisons
     across T are paired).
     """
-    from memkd.experiments.transformer import train_transformer_students
+    from memkd.distillation import train_students
 
     cfg = make_config(TransformerConfig, "transformer_distillation", profile, overrides)
     device = resolve_device(cfg.device)
@@ -132,7 +133,6 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
     with torch.no_grad():
         logits = teacher.logits(torch.stack(x))  # (K, N, k)
         trivial = accuracy(teacher.logits(torch.stack([o[0] for o in outside])), torch.stack([o[1] for o in outside]))
-    arch = dict(d_model=cfg.d_model, heads=cfg.heads, d_mlp=cfg.d_mlp)
     rows: list[dict] = []
     for alpha in cfg.alphas:
         splits = [split_per_class(y[k], alpha, seed=derive_seed(cfg.seed, "split", k, alpha)) for k in ks]
@@ -143,12 +143,12 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
             part = members[start:start + size]
             owners = [m["dataset"] for m in part]
             train = [splits[k][0] for k in owners]
-            model, _ = train_transformer_students(
+            model, _ = train_students(
                 torch.stack([x[k][tr] for k, tr in zip(owners, train)]),  # (E, N_tr, 3)
-                torch.stack([logits[k, tr] for k, tr in zip(owners, train)]), modulus=cfg.modulus,
-                members=len(part), temperatures=[m["temperature"] for m in part], lrs=[m["lr"] for m in part],
-                epochs=cfg.epochs, weight_decay=cfg.weight_decay, progress=cfg.progress,
-                seed=[derive_seed(cfg.seed, "student", m["dataset"], alpha, m["student"]) for m in part], **arch)
+                teacher_logits=torch.stack([logits[k, tr] for k, tr in zip(owners, train)]), kind="soft",
+                family=teacher.family, members=len(part), temperatures=[m["temperature"] for m in part],
+                lrs=[m["lr"] for m in part], epochs=cfg.epochs, weight_decay=cfg.weight_decay, progress=cfg.progress,
+                seed=[derive_seed(cfg.seed, "student", m["dataset"], alpha, m["student"]) for m in part])
             with torch.no_grad():
                 pred_d = model(torch.stack([x[k] for k in owners])).argmax(-1)  # (E, N)
                 pred_o = model(torch.stack([outside[k][0] for k in owners])).argmax(-1)  # (E, N_out)

@@ -36,8 +36,11 @@ from memkd.config import (
     ExperimentConfig, int_range, knob, make_config, real_interval,
 )
 from memkd.device import resolve_device
+from memkd.distillation import train_students, train_teacher
 from memkd.experiments.common import member_grid, sizes_departure, tidy
 from memkd.experiments.declare import experiment
+from memkd.experiments.tokens import make_modular_addition
+from memkd.experiments.transformer import TransformerFamily
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 
@@ -133,8 +136,6 @@ def clock_state(train_acc: float, unseen_acc: float) -> str:
 
 def _draw(cfg: TeacherClockConfig, device: torch.device):
     """Every teacher's D: tokens and labels of D (K, N, 3), (K, N) and of the pairs outside (K, M, 3), (K, M)."""
-    from memkd.experiments.tokens import make_modular_addition
-
     data = [make_modular_addition(cfg.modulus, cfg.train_fraction, derive_seed(cfg.seed, "data", k))
             for k in range(cfg.teachers)]
     x = torch.stack([d.tokens[d.memorized] for d in data]).to(device)  # (K, N, 3)
@@ -147,19 +148,16 @@ def _draw(cfg: TeacherClockConfig, device: torch.device):
 def train_clock_teachers(cfg: TeacherClockConfig, x, y, xo, yo):
     """Train the K teachers once to the last stop, copying them at each stop and reading the clock.
 
-    Returns (teacher, clock): a `TransformerTeacher` with `snapshots` at cfg.teacher_steps, and a
+    Returns (teacher, clock): a `memkd.distillation.Teacher` with `snapshots` at cfg.teacher_steps, and a
     table of (dataset, step, teacher_unseen_acc) every `clock_every` steps and at every stop.
     """
-    from memkd.experiments.transformer import train_transformer_teacher
-
-    teacher = train_transformer_teacher(
-        x, y, modulus=cfg.modulus, max_epochs=max(cfg.teacher_steps), seed=[derive_seed(cfg.seed, "teacher", k)
-                                                                             for k in range(cfg.teachers)],
-        d_model=cfg.d_model, heads=cfg.heads, d_mlp=cfg.d_mlp, require_memorization=False, progress=cfg.progress,
-        warmup=cfg.warmup, snapshot_at=cfg.teacher_steps, monitor=(xo, yo), monitor_every=cfg.clock_every,
-        lr=cfg.teacher_lr, weight_decay=cfg.teacher_weight_decay)
-    clock = teacher.monitor.rename(columns={"member": "dataset", "monitor_acc": "teacher_unseen_acc"})
-    return teacher, clock
+    teacher = train_teacher(
+        x, y, TransformerFamily(cfg.modulus, cfg.d_model, cfg.heads, cfg.d_mlp), max_epochs=max(cfg.teacher_steps),
+        seed=[derive_seed(cfg.seed, "teacher", k) for k in range(cfg.teachers)], require_memorization=False,
+        progress=cfg.progress, warmup=cfg.warmup, snapshot_at=cfg.teacher_steps, monitor=(xo, yo),
+        monitor_every=cfg.clock_every, lr=cfg.teacher_lr, weight_decay=cfg.teacher_weight_decay)
+    names = {"epoch": "step", "member": "dataset", "monitor_acc": "teacher_unseen_acc"}
+    return teacher, teacher.monitor.rename(columns=names)
 
 
 @experiment(TeacherClockConfig)
@@ -175,8 +173,6 @@ def teacher_clock(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     temperature, and sees the same pairs (comparisons across stops and T are paired).
     `table.attrs["clock"]` holds the clock (dataset, step, teacher_unseen_acc) as records.
     """
-    from memkd.experiments.transformer import train_transformer_students
-
     cfg = make_config(TeacherClockConfig, "teacher_clock", profile, overrides)
     device = resolve_device(cfg.device)
     x, y, xo, yo = _draw(cfg, device)
@@ -189,7 +185,6 @@ def teacher_clock(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
             logits[s] = model(x)  # (K, N, k)
             at_stop[s] = (accuracy(logits[s], y).cpu(), accuracy(model(xo), yo).cpu())
     ks, n = range(cfg.teachers), y.shape[1]
-    arch = dict(d_model=cfg.d_model, heads=cfg.heads, d_mlp=cfg.d_mlp)
     rows: list[dict] = []
     for rho in cfg.rhos:
         take = int(round(rho * n))
@@ -201,12 +196,12 @@ def teacher_clock(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
         for start in range(0, len(members), size):
             part = members[start:start + size]
             owners = [m["dataset"] for m in part]
-            model, _ = train_transformer_students(
-                torch.stack([x[k, parts[k][0]] for k in owners]),  # (E, N_tr, 3)
-                torch.stack([logits[m["teacher_step"]][m["dataset"], parts[m["dataset"]][0]] for m in part]),
-                modulus=cfg.modulus, members=len(part), temperatures=[m["temperature"] for m in part], lrs=cfg.lr,
-                epochs=cfg.epochs, weight_decay=cfg.weight_decay, progress=cfg.progress, warmup=cfg.warmup,
-                seed=[derive_seed(cfg.seed, "student", m["dataset"], rho, m["student"]) for m in part], **arch)
+            given = torch.stack([logits[m["teacher_step"]][k, parts[k][0]] for m, k in zip(part, owners)])  # (E, N_tr, C)
+            model, _ = train_students(
+                torch.stack([x[k, parts[k][0]] for k in owners]), kind="soft", family=teacher.family, members=len(part),
+                teacher_logits=given, temperatures=[m["temperature"] for m in part], lrs=cfg.lr, epochs=cfg.epochs,
+                weight_decay=cfg.weight_decay, warmup=cfg.warmup, progress=cfg.progress,
+                seed=[derive_seed(cfg.seed, "student", k, rho, m["student"]) for m, k in zip(part, owners)])
             with torch.no_grad():
                 hit_d = (model(torch.stack([x[k] for k in owners])).argmax(-1) == y[owners]).float()  # (E, N)
                 hit_o = (model(torch.stack([xo[k] for k in owners])).argmax(-1) == yo[owners]).float()  # (E, M)

@@ -19,26 +19,22 @@ call and `vmap` of the same function are within about 10% of each other (E=10, k
 E=20, k=23: 549 vs 592 ms), both about 2x a loop over plain members; `vmap` over the plain module
 (every position) is slower than the loop. The library calls the hand-batched path (no vmap needed).
 
-Training uses the library's one loop (`memkd.train.fit`) with `BatchedAdam(decoupled=True)`, which is
-AdamW member by member: full batch, lr 1e-3, weight decay 1.0, betas (0.9, 0.98).
+`TransformerFamily` is the family `memkd.distillation.train_teacher` and `train_students` train: the
+one protocol of every model family, here with `memkd.families.ADAMW` (AdamW member by member: full
+batch, lr 1e-3, weight decay 1.0, betas (0.9, 0.98)). No training loop lives here.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from memkd.losses import hard_cross_entropy, soft_cross_entropy, soft_targets
-from memkd.metrics import accuracy
-from memkd.train import fit
-
-ADAMW = {"lr": 1e-3, "weight_decay": 1.0, "betas": (0.9, 0.98)}  # Nanda et al. (2023)
+from memkd.families import ADAMW
 
 
 def functional_forward(p: dict[str, Tensor], tokens: Tensor) -> Tensor:
@@ -178,162 +174,32 @@ class Transformer(nn.Module):
         return (x @ self.unembed)[:, -1]  # (N, C)
 
 
-# ---------------------------------------------------------------- training
-
-TEACHER_STOPS = ("budget", "first_perfect")
+# ---------------------------------------------------------------- the family
 
 
-class TransformerDidNotMemorize(RuntimeError):
-    """A transformer teacher did not reach 100% accuracy on its D at the end of its step budget."""
+@dataclass(frozen=True)
+class TransformerFamily:
+    """`EnsembleTransformer`s for modular addition mod `modulus`: the family that
+    `memkd.distillation.train_teacher` / `train_students` train (see `memkd.families.Family`),
+    full batch with the AdamW of Nanda et al. (weight decay 1 unless the caller gives another,
+    betas (0.9, 0.98); lr 1e-3, the protocol's default). Soft students only."""
 
+    modulus: int
+    d_model: int = 128
+    heads: int = 4
+    d_mlp: int = 512
+    context: int = 3
 
-@dataclass
-class TransformerTeacher:
-    """K teachers trained at once, one per memorized set D (members of one ensemble)."""
+    inputs = "tokens"  # int64 (N, S) or (E, N, S)
+    student_kinds = ("soft",)
+    fusable = False  # the fused step is written for MLPs
+    eval_chunk = None  # every pair at once
+    optimizer = ADAMW
+    unit = "full-batch steps"
 
-    model: EnsembleTransformer  # K members
-    train_acc: Tensor  # (C,) accuracy on its own D at the end
-    epochs_to_memorize: Tensor  # (C,) first full-batch step at 100% on D, -1 if never
-    epochs_run: int  # steps trained (the budget, or fewer when every member stopped early)
-    history: pd.DataFrame
-    snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)  # step -> copied parameters (K, ...)
-    monitor: pd.DataFrame | None = None  # step, member, monitor_acc: accuracy on a second set (snapshot_at)
+    def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> EnsembleTransformer:
+        return EnsembleTransformer(members, self.modulus, self.d_model, self.heads, self.d_mlp, self.context,
+                                   seed=seed).to(device)
 
-    @torch.no_grad()
-    def at(self, step: int) -> EnsembleTransformer:
-        """The K teachers with their weights as they were after `step` steps (a copy; see snapshot_at)."""
-        if step not in self.snapshots:
-            raise ValueError(f"TransformerTeacher.at: no snapshot at step {step!r}; snapshots at "
-                             f"{sorted(self.snapshots)}.")
-        m = self.model
-        out = EnsembleTransformer(m.members, m.modulus, m.d_model, m.heads, m.d_mlp, m.context).to(m.embed.device)
-        for name, param in out.named_parameters():
-            param.copy_(self.snapshots[step][name])
-        return out
-
-    @torch.no_grad()
-    def logits(self, tokens: Tensor) -> Tensor:
-        """(N, S) shared or (K, N, S) per teacher -> (K, N, C)."""
-        return self.model(tokens)
-
-
-def _adamw_fit(model: EnsembleTransformer, tokens: Tensor, loss_and_acc, *, epochs: int, lr, weight_decay,
-               seed: int, progress: bool, desc: str, freeze: bool = False, track: bool = False,
-               warmup: int = 0, after_epoch: Callable[[int], None] | None = None):
-    """`memkd.train.fit` with the AdamW of Nanda et al. on full batches (and their warm-up, if asked)."""
-    return fit(model, lambda idx: loss_and_acc(), n_samples=tokens.shape[-2], epochs=epochs, lr=lr,
-               weight_decay=weight_decay, decoupled_weight_decay=True, betas=ADAMW["betas"],
-               freeze_when_perfect=freeze, record_first_perfect=track, log_every=max(1, epochs // 50),
-               seed=seed, progress=progress, desc=desc, warmup=warmup, after_epoch=after_epoch)
-
-
-def train_transformer_teacher(tokens: Tensor, labels: Tensor, *, modulus: int,
-                              max_epochs: int = 5000, extra_epochs: int = 0, stop: str = "budget",
-                              seed: int | Sequence[int] = 0, d_model: int = 128, heads: int = 4,
-                              d_mlp: int = 512, require_memorization: bool = True,
-                              progress: bool = False, warmup: int = 0, snapshot_at: Sequence[int] = (),
-                              monitor: tuple[Tensor, Tensor] | None = None,
-                              monitor_every: int = 0, lr: float = ADAMW["lr"],
-                              weight_decay: float = ADAMW["weight_decay"]) -> TransformerTeacher:
-    """Train K teachers at once with full-batch AdamW, each on its own memorized set.
-
-    tokens (N, S) and labels (N,) for one teacher, or (K, N, S) and (K, N) for K teachers.
-    stop : "budget" (the paper's protocol): every teacher trains all `max_epochs` steps and must be
-        at 100% on its D at the end; "first_perfect": each teacher stops moving at its first step at
-        100% (an early stop; with weight decay the budget protocol keeps moving towards grokking).
-    extra_epochs : steps trained on afterwards by every member (towards grokking).
-    seed : one int, or one seed per teacher (see `memkd.seeds`).
-    lr, weight_decay : AdamW's (Nanda et al. and the released code: 1e-3 and 1.0; betas fixed).
-    warmup : linear learning-rate warm-up steps (see `memkd.train.fit`; the released code: 10).
-    snapshot_at : steps (1-based, within max_epochs) after which every teacher's parameters are
-        copied into `snapshots` (one training run, several stops); `at(step)` rebuilds them.
-    monitor : (tokens (K, M, S), labels (K, M)), e.g. the pairs outside each D; with
-        monitor_every > 0 each teacher's accuracy there is recorded every `monitor_every` steps
-        and at every snapshot (`TransformerTeacher.monitor`: step, member, monitor_acc).
-    Raises ValueError for an unknown `stop`, and TransformerDidNotMemorize with the accuracy reached
-    when a teacher ends below 100% (unless require_memorization=False).
-    """
-    if stop not in TEACHER_STOPS:
-        raise ValueError(f"The 'stop' parameter of train_transformer_teacher must be one of {TEACHER_STOPS}. "
-                         f"Got {stop!r} instead.")
-    if tokens.dim() == 2:
-        tokens, labels = tokens.unsqueeze(0), labels.unsqueeze(0)
-    k = tokens.shape[0]
-    model = EnsembleTransformer(k, modulus, d_model, heads, d_mlp, tokens.shape[-1], seed=seed).to(tokens.device)
-    fit_seed = seed if isinstance(seed, (int, np.integer)) else int(list(seed)[0])
-    stops = sorted({int(s) for s in snapshot_at})
-    if stops and not 1 <= stops[0] <= stops[-1] <= max_epochs:
-        raise ValueError(f"The 'snapshot_at' parameter of train_transformer_teacher must hold steps in "
-                         f"[1, max_epochs={max_epochs}]. Got {list(snapshot_at)!r} instead.")
-    snapshots: dict[int, dict[str, Tensor]] = {}
-    watched: list[dict] = []
-
-    def loss_and_acc():
-        logits = model(tokens)  # (C, N, classes)
-        return hard_cross_entropy(logits, labels), accuracy(logits.detach(), labels)
-
-    def after_epoch(epoch: int) -> None:
-        if epoch in stops:
-            snapshots[epoch] = {name: p.detach().clone() for name, p in model.named_parameters()}
-        if monitor is not None and monitor_every > 0 and (epoch % monitor_every == 0 or epoch in stops):
-            with torch.no_grad():
-                acc_m = accuracy(model(monitor[0]), monitor[1]).cpu().tolist()
-            watched.extend({"step": epoch, "member": i, "monitor_acc": a} for i, a in enumerate(acc_m))
-
-    hook = after_epoch if stops or (monitor is not None and monitor_every > 0) else None
-    history, first = _adamw_fit(model, tokens, loss_and_acc, epochs=max_epochs, lr=lr,
-                                weight_decay=weight_decay, seed=fit_seed, progress=progress,
-                                desc="transformer teachers", freeze=stop == "first_perfect", track=True,
-                                warmup=warmup, after_epoch=hook)
-    epochs_run = int(history["epoch"].max())
-    if extra_epochs > 0:
-        more, _ = _adamw_fit(model, tokens, loss_and_acc, epochs=extra_epochs, lr=lr,
-                             weight_decay=weight_decay, seed=fit_seed + 1, progress=progress,
-                             desc="transformer teachers (extra)")
-        more["epoch"] += epochs_run
-        history = pd.concat([history, more], ignore_index=True)
-        epochs_run += extra_epochs
-    with torch.no_grad():
-        acc = accuracy(model(tokens), labels).cpu()
-    if require_memorization and bool((acc < 1.0).any()):
-        raise TransformerDidNotMemorize(
-            f"train_transformer_teacher: {int((acc < 1.0).sum())} of {k} teacher(s) reached only "
-            f"{float(acc.min()):.2%} on a memorized set of {labels.shape[-1]} pairs (modulus {modulus}) "
-            f"{'after' if stop == 'budget' else 'within'} {max_epochs} full-batch steps (teacher_stop={stop!r}), "
-            "not 100%. Give them more steps (teacher_epochs) or a smaller memorized fraction."
-        )
-    return TransformerTeacher(model, acc, first, epochs_run, history, snapshots,
-                              pd.DataFrame(watched, columns=["step", "member", "monitor_acc"]) if hook else None)
-
-
-def train_transformer_students(tokens: Tensor, teacher_logits: Tensor, *, modulus: int,
-                               members: int, temperatures: Tensor | Sequence[float] | float,
-                               lrs: Tensor | Sequence[float] | float = ADAMW["lr"],
-                               epochs: int = 1000, weight_decay: float = ADAMW["weight_decay"],
-                               seed: int | Sequence[int] = 0, d_model: int = 128, heads: int = 4,
-                               d_mlp: int = 512, progress: bool = False, warmup: int = 0
-                               ) -> tuple[EnsembleTransformer, pd.DataFrame]:
-    """E students of the teacher's architecture fit sigma_T(teacher logits), all at once.
-
-    tokens (N, S) shared, or (E, N, S) per student (students of different teachers);
-    teacher_logits (N, C), (1, N, C) or (E, N, C) per student; temperatures and lrs: one value or
-    one per member (E,); seed: one int or one per student. The loss is the library's soft
-    cross-entropy (teacher softened by T, student at T = 1: see memkd.losses). The history's
-    train_acc is agreement with the teacher's argmax on the student's part. warmup: linear
-    learning-rate warm-up steps (see `memkd.train.fit`; 0, the default: none).
-    """
-    model = EnsembleTransformer(members, modulus, d_model, heads, d_mlp, tokens.shape[-1],
-                                seed=seed).to(tokens.device)
-    temps = torch.as_tensor(temperatures, dtype=torch.float32,
-                            device=tokens.device).expand(members)
-    logits = teacher_logits.reshape(-1, *teacher_logits.shape[-2:])  # (1 or E, N, C)
-    targets = soft_targets(logits, temps)  # (E, N, C)
-    teacher_labels = logits.argmax(dim=-1)  # (1 or E, N)
-    fit_seed = seed if isinstance(seed, (int, np.integer)) else int(list(seed)[0])
-
-    def loss_and_acc():
-        out = model(tokens)
-        return soft_cross_entropy(out, targets), accuracy(out.detach(), teacher_labels)
-
-    return model, _adamw_fit(model, tokens, loss_and_acc, epochs=epochs, lr=lrs, weight_decay=weight_decay,
-                             seed=fit_seed, progress=progress, desc="transformer students", warmup=warmup)[0]
+    def training_bytes(self, samples: int, own_inputs: bool, soft_targets: bool) -> None:
+        return None  # not estimated for transformers
