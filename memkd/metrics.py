@@ -173,12 +173,14 @@ def interval_test(differences, expect: str, margin: float = 0.0, level: float = 
     below:      holds if ci_high < -margin; does not hold if ci_low >= -margin; else inconclusive
     equivalent: holds if -margin < ci_low and ci_high < margin;
                 does not hold if ci_low >= margin or ci_high <= -margin;    else inconclusive
-    Fewer than 2 values: inconclusive (NaN interval). Values without spread: the interval collapses
-    to the mean, which decides.
+    Fewer than 2 values: inconclusive (NaN interval and p). Values without spread (every teacher
+    gave the same number, e.g. 0 correct): a t interval cannot be formed (its width would be 0 and
+    its p 0 or 1 whatever n is), so the verdict is "inconclusive" with a NaN interval and p and the
+    reason in "note": such outcomes are counts and need an exact test (`binomial_test`).
 
     Returns a dict: mean, sem, n, ci_low, ci_high, p_value (the one-sided p of the stated direction
     against the margin; for "equivalent" the larger of the two TOST p-values, so holds <=> p < level),
-    expect, margin, level, verdict.
+    expect, margin, level, verdict, test ("t interval") and note (why there is no interval, else "").
 
     >>> interval_test([0.10, 0.12, 0.11, 0.13, 0.09], "above")["verdict"]
     'holds'
@@ -190,29 +192,25 @@ def interval_test(differences, expect: str, margin: float = 0.0, level: float = 
     n = len(v)
     mean, sem = mean_sem(v)
     out = {"mean": mean, "sem": sem, "n": n, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan,
-           "expect": expect, "margin": margin, "level": level, "verdict": "inconclusive"}
+           "expect": expect, "margin": margin, "level": level, "verdict": "inconclusive", "test": "t interval",
+           "note": ""}
     if n < 2:
+        out["note"] = f"{n} teacher{'' if n == 1 else 's'}: no interval"
         return out
-    if v.std() <= 1e-9 * max(1.0, abs(mean)):  # no spread (float noise only): the mean decides
-        low = high = mean
-        sem = 0.0
-        out["verdict"] = _decide(expect, margin, low, high)
+    if v.std() <= 1e-9 * max(1.0, abs(mean)):  # no spread (float noise only): no t interval exists
+        out.update(sem=0.0, note=f"no spread: all {n} teachers gave {mean:.3g}, so a t interval cannot be "
+                                 "formed; an outcome without spread needs an exact test")
+        return out
+    half = float(stats.t.ppf(1 - level, n - 1)) * sem
+    low, high = mean - half, mean + half
+    out["verdict"] = _decide(expect, margin, low, high)
 
-        def p_above(bound: float) -> float:  # one-sided p of "mean > bound"
-            return 0.0 if mean > bound else 1.0
+    def p_above(bound: float) -> float:  # one-sided p of "mean > bound"
+        return float(stats.t.sf((mean - bound) / sem, n - 1))
 
-        def p_below(bound: float) -> float:
-            return 0.0 if mean < bound else 1.0
-    else:
-        half = float(stats.t.ppf(1 - level, n - 1)) * sem
-        low, high = mean - half, mean + half
-        out["verdict"] = _decide(expect, margin, low, high)
+    def p_below(bound: float) -> float:
+        return float(stats.t.cdf((mean - bound) / sem, n - 1))
 
-        def p_above(bound: float) -> float:
-            return float(stats.t.sf((mean - bound) / sem, n - 1))
-
-        def p_below(bound: float) -> float:
-            return float(stats.t.cdf((mean - bound) / sem, n - 1))
     if expect == "above":
         p = p_above(margin)
     elif expect == "below":
@@ -241,7 +239,7 @@ def binomial_test(successes: int, trials: int, p0: float, expect: str, margin: f
         (within (p0 - margin, p0 + margin)); the verdict rules are those of `interval_test` applied
         to the exact bounds of (proportion - p0).
     Returns the keys of `interval_test` (mean is the observed proportion minus p0, sem is NaN,
-    n the number of trials) plus "test": "exact binomial" and "successes".
+    n the number of trials, test "exact binomial") plus "successes".
 
     >>> binomial_test(0, 120, 0.1, "below")["verdict"]   # 0 of 120 against 1/C = 0.1
     'holds'
@@ -260,8 +258,9 @@ def binomial_test(successes: int, trials: int, p0: float, expect: str, margin: f
     successes, trials, p0, margin, level = int(successes), int(trials), float(p0), float(margin), float(level)
     out = {"mean": math.nan, "sem": math.nan, "n": trials, "ci_low": math.nan, "ci_high": math.nan,
            "p_value": math.nan, "expect": expect, "margin": margin, "level": level,
-           "verdict": "inconclusive", "test": "exact binomial", "successes": successes}
+           "verdict": "inconclusive", "test": "exact binomial", "successes": successes, "note": ""}
     if trials == 0:
+        out["note"] = "no trials"
         return out
     low, high = _clopper_pearson(successes, trials, level)
 

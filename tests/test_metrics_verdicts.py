@@ -110,12 +110,49 @@ def test_fewer_than_two_teachers_are_inconclusive():
     assert interval_test([0.5], "above")["n"] == 1
 
 
-def test_no_spread_collapses_the_interval_to_the_mean():
-    r = interval_test([0.1, 0.1, 0.1], "above")
-    assert r["ci_low"] == r["ci_high"] == pytest.approx(0.1) and r["p_value"] == 0.0 and r["verdict"] == "holds"
-    assert interval_test([0.1] * 3, "below")["verdict"] == "does not hold"
-    assert interval_test([0.01] * 3, "equivalent", margin=0.02)["verdict"] == "holds"
-    assert interval_test([0.02] * 3, "equivalent", margin=0.02)["verdict"] == "does not hold"
+def test_no_spread_gives_no_p_value_and_says_why():
+    # chapter 07's case: 12 teachers, every one at exactly 0 correct held-out class-c points. A
+    # collapsed interval used to return p = 0 and "holds"; the exact test of the pooled points does not.
+    r = interval_test([0.0] * 12, "below", margin=0.0)
+    assert r["verdict"] == "inconclusive" and math.isnan(r["p_value"]) and math.isnan(r["ci_low"])
+    assert "no spread" in r["note"] and "exact test" in r["note"] and r["test"] == "t interval"
+    for expect, margin in (("above", 0.0), ("below", 0.0), ("equivalent", 0.02)):
+        for value in (0.1, 0.01, -0.3):
+            r = interval_test([value] * 5, expect, margin=margin)
+            assert r["verdict"] == "inconclusive" and math.isnan(r["p_value"]), (expect, value)
+    assert interval_test([0.1, 0.1 + 1e-3, 0.1], "above")["note"] == ""  # a little spread: a t interval
+    assert "no interval" in interval_test([0.5], "above")["note"]
+
+
+def test_a_claim_without_spread_is_inconclusive_and_the_sentence_says_why(tmp_path):
+    import pandas as pd
+
+    from memkd.book.chapter import Chapter
+
+    ch = Chapter("flat", profile="smoke", results_dir=str(tmp_path), device="cpu")
+    table = pd.DataFrame({"dataset": range(6), "test_acc_class": [0.0] * 6})
+    text = ch.claim("zero", "All at zero.", table, value="test_acc_class", baseline=0.02, expect="below")
+    assert "**inconclusive**" in text and "no spread" in text and "p = n/a" not in text.split("no spread")[1]
+    row = ch.finish().iloc[0]
+    assert math.isnan(row["p_value"]) and "no spread" in row["note"]
+
+
+def test_class_counts_pool_one_student_per_teacher():
+    import pandas as pd
+
+    from memkd.experiments.analysis import class_counts
+    from memkd.metrics import binomial_test
+
+    t = pd.DataFrame({"dataset": [0, 0, 1, 1, 2, 2], "student": [0, 1] * 3,
+                      "test_acc_class": [0.0, 0.5, 0.1, 0.9, 0.0, 0.0], "test_count_class": [10.0] * 6})
+    assert class_counts(t) == {"successes": 1, "trials": 30, "teachers": 3}
+    assert class_counts(t, student=1)["successes"] == 14
+    with pytest.raises(ValueError, match="more than one row"):
+        class_counts(pd.concat([t, t]))
+    # the issue's numbers: 0 of 120 held-out class-c points (12 teachers x 10) against 1/C = 0.02
+    r = binomial_test(0, 120, 0.02, "below")
+    assert r["p_value"] == pytest.approx(0.98 ** 120) and 0.08 < r["p_value"] < 0.1
+    assert r["verdict"] == "inconclusive"
 
 
 @pytest.mark.parametrize("kwargs, match", [

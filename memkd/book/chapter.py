@@ -253,7 +253,8 @@ class Chapter:
             float(r["p_value"]), r["verdict"], detail, data=data, beyond_paper=self.beyond_paper,
             expect=r["expect"], value=value, baseline=float(baseline), difference=float(r["mean"]),
             ci_low=float(r["ci_low"]), ci_high=float(r["ci_high"]), margin=float(r["margin"]),
-            level=float(r["level"]), students=students, test=str(r.get("test", "t interval"))))
+            level=float(r["level"]), students=students, test=str(r.get("test", "t interval")),
+            note=str(r.get("note", ""))))
 
     @staticmethod
     def _sentence(what: str, numbers: str, r: dict, students: float, of: str, paired: bool = False) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 CLAIM_COLUMNS = ["chapter", "claim", "paper", "data", "beyond_paper", "expect", "value", "measured",
                  "baseline", "difference", "sem", "ci_low", "ci_high", "margin", "level", "n",
-                 "students", "p_value", "verdict", "detail", "test"]
+                 "students", "p_value", "verdict", "detail", "test", "note"]
 DEPARTURE_COLUMNS = ["chapter", "topic", "paper", "book", "reason"]
 
 
@@ -44,6 +44,7 @@ class Claim:
     level: float = math.nan
     students: float = math.nan  # students per teacher (the minimum over teachers)
     test: str = "t interval"  # how the verdict was reached: "t interval" or "exact binomial"
+    note: str = ""  # why the test gave no interval (too few teachers, no spread), else ""
 
 
 def _plural(count: Any, word: str) -> str:
@@ -89,6 +90,9 @@ def _pm(mean: float, sem: float) -> str:
 def _verdict_reason(r: dict) -> str:
     if r["verdict"] != "inconclusive":
         return ""
+    note = r.get("note")
+    if isinstance(note, str) and note:
+        return f" ({note})"
     if r["n"] < 2:
         return f" ({_plural(r['n'], 'teacher')}: no interval)"
     return " (the interval straddles the bound)"

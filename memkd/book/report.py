@@ -77,7 +77,8 @@ def normalize_claims(claims: pd.DataFrame, chapter: str = "", beyond_paper: bool
     out["verdict"] = out["verdict"].where(out["verdict"].isin(VERDICTS), "inconclusive")
     out["data"] = out["data"].fillna("paper") if "data" in out.columns else "paper"
     out["beyond_paper"] = out["beyond_paper"].map(_as_bool) if "beyond_paper" in out.columns else beyond_paper
-    for column, default in (("claim", ""), ("paper", ""), ("detail", ""), ("expect", ""), ("value", "")):
+    for column, default in (("claim", ""), ("paper", ""), ("detail", ""), ("expect", ""), ("value", ""),
+                            ("test", "t interval"), ("note", "")):
         out[column] = (out[column].astype(object).where(out[column].notna(), default).astype(str)
                        if column in out.columns else default)
     for column in CLAIM_COLUMNS:
@@ -194,9 +195,12 @@ def _test_cell(row) -> str:
     """The test behind a verdict: '98% interval [0.047, 0.070] > 0', or the old per-student t-test."""
     from memkd.book.claims import interval_text
 
-    text = interval_text(row._asdict() if hasattr(row, "_asdict") else dict(row), of="")
+    record = row._asdict() if hasattr(row, "_asdict") else dict(row)
+    text = interval_text(record, of="")
     if text:
-        return text
+        return ("exact " if record.get("test") == "exact binomial" else "") + text
+    if record.get("note"):
+        return str(record["note"])
     if not math.isnan(float(row.students)):  # tested per teacher, but too few teachers
         return "no interval (fewer than 2 teachers)"
     if not math.isnan(float(row.p_value)):
