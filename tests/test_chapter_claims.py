@@ -137,3 +137,16 @@ def test_save_table_writes_the_config_beside_the_table(ch):
     table.attrs["config"] = "d=100"
     with pytest.raises(ValueError, match=r"table.attrs\['config'\] must be a dict"):
         ch.save_table(table)
+
+
+def test_supports_and_published_version_reach_claims_csv_and_meta(tmp_path):
+    ch = Chapter("11_linear", profile="smoke", results_dir=str(tmp_path / "p"), device="cpu", published_version=True)
+    ch.claim("beats_chance", "Beats chance.", students(), baseline=0.02)
+    ch.claim("beats_fresh", "Beats fresh data.", students(), baseline="independent_acc",
+             supports="11_linear:beats_chance")
+    claims = ch.finish()
+    assert claims["supports"].tolist() == ["", "11_linear:beats_chance"]
+    assert claims["published_version"].tolist() == [True, True]
+    assert json.loads((tmp_path / "p" / "meta.json").read_text())["published_version"] is True
+    with pytest.raises(ValueError, match="'supports' parameter"):
+        ch.claim("bad", "Bad.", students(), baseline=0.02, supports="beats_chance")

@@ -11,6 +11,12 @@ A chapter's first code cells are: the Colab install cell, then a `parameters` ce
 `ch.results_dir`, by default `<results root>/<chapter>` where the results root is `$MEMKD_RESULTS`
 or `<book root>/results/<profile>` (the book root is the first parent folder holding `_config.yml`).
 Chapters of "Beyond the paper" pass `beyond_paper=True`: their claims are the book's own questions.
+Chapters of "The published version" pass `published_version=True`: their claims count in a headline
+block of their own (the report also finds both parts from `_toc.yml`).
+
+A claim that tests again an effect another claim already tests (the same students against a second
+baseline, say) names that claim in `supports="<chapter>:<claim>"`: the report shows it but neither
+counts it in the headline nor in the family adjusted for multiplicity.
 
 Claims are tested with teachers as the unit of replication (`Chapter.claim`, `claim_difference`):
 students are averaged within each teacher, and the per-teacher differences get one of three
@@ -81,6 +87,7 @@ class Chapter:
     device: str = "auto"
     seed: int = 0
     beyond_paper: bool = False  # a chapter of "Beyond the paper": its claims are the book's own
+    published_version: bool = False  # a chapter of "The published version": its own headline block
     claims: list[Claim] = field(default_factory=list)
     departures: list[dict] = field(default_factory=list)
     teacher_stop: str = ""  # set by `protocol`
@@ -91,6 +98,7 @@ class Chapter:
         self.profile = resolve_profile(self.profile)
         self.device = resolve_device(self.device)
         self.beyond_paper = bool(self.beyond_paper)
+        self.published_version = bool(self.published_version)
         path = Path(self.results_dir) if self.results_dir else results_root(self.profile) / self.name
         self.results_dir = str(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -160,7 +168,7 @@ class Chapter:
     def claim(self, claim_id: str, paper_text: str, table: pd.DataFrame, value: str = "test_acc",
               baseline: str | float | None = None, *, expect: str = "above", margin: float = 0.0,
               level: float | None = None, unit: str = "dataset", what: str = "held-out accuracy",
-              data: str = "paper", detail: str = "") -> str:
+              data: str = "paper", detail: str = "", supports: str = "") -> str:
         """Test a claim on per-teacher means, record it, and return the verdict as a Markdown sentence.
 
         table : one row per student, with columns `unit`, `value` (and `baseline` if it is a name)
@@ -169,6 +177,8 @@ class Chapter:
         expect, margin, level : see memkd.metrics.interval_test; `level` defaults to 0.01 for
             "above"/"below" and 0.05 for "equivalent", which needs a margin > 0
         data : "paper" (the paper's kind of data) or "stand-in" (never counted as the paper's claim)
+        supports : "<chapter>:<claim>" when this claim tests an effect that claim already tests (shown
+            in the report, not counted); "" (the default) counts it
 
         >>> ch.claim("soft_beats_trivial", "Soft labels beat the trivial accuracy.", table,   # doctest: +SKIP
         ...          baseline=trivial, expect="above")
@@ -186,14 +196,14 @@ class Chapter:
         if baseline is not None:
             against = " against " + (f"`{baseline}` " if isinstance(baseline, str) else "") + _pm(base, math.nan)
         self._record(claim_id, paper_text, r, value=value, measured=measured, baseline=base,
-                     students=students, data=data, detail=detail)
+                     students=students, data=data, detail=detail, supports=supports)
         return self._sentence(what, f"{_pm(measured, measured_sem)}{against}", r, students,
                               "difference" if baseline is not None else "mean")
 
     def claim_difference(self, claim_id: str, paper_text: str, table_a: pd.DataFrame, table_b: pd.DataFrame,
                          value: str = "test_acc", *, expect: str = "above", margin: float = 0.0,
                          level: float | None = None, unit: str = "dataset", what: str = "difference",
-                         data: str = "paper", detail: str = "") -> str:
+                         data: str = "paper", detail: str = "", supports: str = "") -> str:
         """Test the per-teacher mean of `table_a` minus that of `table_b`, paired on the teachers
         present in both; record the claim and return the verdict as a Markdown sentence.
 
@@ -212,14 +222,14 @@ class Chapter:
         mb, sb = mean_sem(paired["value_b"])
         students = int(min(paired["students_a"].min(), paired["students_b"].min()))
         self._record(claim_id, paper_text, r, value=value, measured=ma, baseline=mb, students=students,
-                     data=data, detail=detail)
+                     data=data, detail=detail, supports=supports)
         return self._sentence(what, f"{_pm(ma, sa)} against {_pm(mb, sb)}", r, students,
                               "difference", paired=True)
 
     def claim_count(self, claim_id: str, paper_text: str, successes: int, trials: int, p0: float, *,
                     expect: str = "above", margin: float = 0.0, level: float | None = None,
                     teachers: int | float = math.nan, what: str = "proportion", data: str = "paper",
-                    detail: str = "") -> str:
+                    detail: str = "", supports: str = "") -> str:
         """Test a proportion with an exact binomial test, record it, and return the verdict as Markdown.
 
         For outcomes that are counts or have no spread, where a t interval over teachers would
@@ -237,7 +247,7 @@ class Chapter:
         r = binomial_test(successes, trials, p0, expect, margin, level)
         proportion = successes / trials if trials else math.nan
         self._record(claim_id, paper_text, r, value=what, measured=proportion, baseline=p0,
-                     students=math.nan, data=data, detail=detail)
+                     students=math.nan, data=data, detail=detail, supports=supports)
         self.claims[-1].students = float(teachers)  # shown as "of T teachers"
         interval = (f"exact {100 * (1 - 2 * r['level']):.0f}% interval of the proportion "
                     f"[{r['ci_low'] + p0:.3f}, {r['ci_high'] + p0:.3f}]" if trials else "")
@@ -247,14 +257,17 @@ class Chapter:
                 + f": **{r['verdict']}**{_verdict_reason(r)}.")
 
     def _record(self, claim_id: str, paper_text: str, r: dict, *, value: str, measured: float,
-                baseline: float, students: float, data: str, detail: str) -> Claim:
+                baseline: float, students: float, data: str, detail: str, supports: str = "") -> Claim:
+        if not isinstance(supports, str) or (supports and ":" not in supports):
+            raise ValueError("The 'supports' parameter of Chapter.claim must be '' or '<chapter>:<claim>'. "
+                             f"Got {supports!r} instead.")
         return self._keep(Claim(
             self.name, claim_id, paper_text, float(measured), float(r["sem"]), int(r["n"]),
             float(r["p_value"]), r["verdict"], detail, data=data, beyond_paper=self.beyond_paper,
             expect=r["expect"], value=value, baseline=float(baseline), difference=float(r["mean"]),
             ci_low=float(r["ci_low"]), ci_high=float(r["ci_high"]), margin=float(r["margin"]),
             level=float(r["level"]), students=students, test=str(r.get("test", "t interval")),
-            note=str(r.get("note", ""))))
+            note=str(r.get("note", "")), supports=supports, published_version=self.published_version))
 
     @staticmethod
     def _sentence(what: str, numbers: str, r: dict, students: float, of: str, paired: bool = False) -> str:
@@ -328,6 +341,7 @@ class Chapter:
             "device": str(self.device),
             "seed": self.seed,
             "beyond_paper": self.beyond_paper,
+            "published_version": self.published_version,
             "teacher_stop": self.teacher_stop or None,
             "memkd_version": __version__,
             "elapsed_s": round(time.perf_counter() - self._started, 2),

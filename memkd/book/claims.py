@@ -11,7 +11,7 @@ from typing import Any
 
 CLAIM_COLUMNS = ["chapter", "claim", "paper", "data", "beyond_paper", "expect", "value", "measured",
                  "baseline", "difference", "sem", "ci_low", "ci_high", "margin", "level", "n",
-                 "students", "p_value", "verdict", "detail", "test", "note"]
+                 "students", "p_value", "verdict", "detail", "test", "note", "supports", "published_version"]
 DEPARTURE_COLUMNS = ["chapter", "topic", "paper", "book", "reason"]
 
 
@@ -45,6 +45,8 @@ class Claim:
     students: float = math.nan  # students per teacher (the minimum over teachers)
     test: str = "t interval"  # how the verdict was reached: "t interval" or "exact binomial"
     note: str = ""  # why the test gave no interval (too few teachers, no spread), else ""
+    supports: str = ""  # "<chapter>:<claim>" this claim tests again (shown, not counted); "" counts
+    published_version: bool = False  # a chapter of "The published version" (its own headline block)
 
 
 def _plural(count: Any, word: str) -> str:
