@@ -150,3 +150,75 @@ def test_supports_and_published_version_reach_claims_csv_and_meta(tmp_path):
     assert json.loads((tmp_path / "p" / "meta.json").read_text())["published_version"] is True
     with pytest.raises(ValueError, match="'supports' parameter"):
         ch.claim("bad", "Bad.", students(), baseline=0.02, supports="beats_chance")
+
+
+# ---------------------------------------------------------------------------- outcome sentences
+
+
+def paired(teachers, shift, spread=0.01, seed=0, value="test_acc"):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"dataset": np.arange(teachers), value: 0.2 + shift + spread * rng.standard_normal(teachers)})
+
+
+def test_outcome_sentences_follow_the_verdict_and_carry_the_numbers(ch):
+    from memkd.book import outcomes
+
+    ch.claim_difference("up", "Up.", paired(8, 0.1), paired(8, 0.0, seed=9), expect="above")
+    ch.claim_difference("flat", "Flat.", paired(8, 0.0, seed=1), paired(8, 0.0, seed=2), expect="above")
+    ch.claim_difference("down", "Down.", paired(8, -0.1), paired(8, 0.0, seed=9), expect="above")
+    texts = dict(holds="H {difference:+.2f}", does_not_hold="N {interval}", inconclusive="I")
+    assert outcomes.outcome(ch, "up", **texts) == "H +0.10"
+    assert outcomes.outcome(ch, "down", **texts).startswith("N interval [-0.1")
+    assert outcomes.outcome(ch, "flat", **texts) == "I"
+    assert outcomes.outcome(ch, "absent", **texts, missing="not run") == "not run"
+    against = outcomes.contradictions(ch)
+    assert "- Down. This build: difference -0.09" in against and "Up." not in against
+
+
+def test_contradictions_say_nowhere_when_none_fails_and_ignore_supporting_claims(ch):
+    from memkd.book import outcomes
+
+    ch.claim_difference("up", "Up.", paired(8, 0.1), paired(8, 0.0, seed=9), expect="above")
+    ch.claim_difference("again", "Again.", paired(8, -0.1), paired(8, 0.0, seed=9), expect="above",
+                        supports="02_logit_distillation:up")
+    assert outcomes.contradictions(ch).startswith("**Where this build contradicts the paper:** nowhere")
+    assert "tests an effect counted elsewhere" in ch.verdicts_markdown()
+
+
+def test_chapter_07_says_when_dropping_the_class_lowers_its_accuracy(tmp_path):
+    from memkd.book import outcomes
+
+    ch = Chapter("07_logit_surgery", profile="smoke", results_dir=str(tmp_path), device="cpu")
+    ch.claim_difference("drop_class_like_plain", "Kept.", paired(12, -0.1, value="test_acc_class"),
+                        paired(12, 0.0, seed=9, value="test_acc_class"), value="test_acc_class", expect="equivalent",
+                        margin=0.1)
+    ch.claim_count("zero_class_kills_class", "Zeroed.", 0, 120, 0.02, expect="below", teachers=12)
+    text = outcomes.surgery_outcomes(ch, 0)
+    assert "contradicts the paper here:** dropping class 0 lowers" in text and "(plain) to 0.1" in text
+    assert "too few points to tell this from chance" in text
+    ch2 = Chapter("07_logit_surgery", profile="smoke", results_dir=str(tmp_path / "b"), device="cpu")
+    ch2.claim_difference("drop_class_like_plain", "Kept.", paired(40, 0.0, seed=3, value="test_acc_class"),
+                         paired(40, 0.0, seed=4, value="test_acc_class"), value="test_acc_class",
+                         expect="equivalent", margin=0.1)
+    assert "keeps its held-out accuracy at plain distillation's" in outcomes.surgery_outcomes(ch2, 0)
+
+
+def test_chapter_05_compares_what_the_temperature_and_the_learning_rate_move(ch):
+    from memkd.book import outcomes
+
+    grid = pd.DataFrame([[0.05, 0.06], [0.20, 0.21]], index=[1.0, 20.0], columns=[0.001, 0.003])
+    text = outcomes.temperature_lr_outcomes(ch, grid)
+    assert "by 0.150 on average" in text and "by 0.010" in text and "the temperature moves it more" in text
+
+
+def test_chapter_10_names_the_settings_where_cnns_leak(tmp_path):
+    from memkd.book import outcomes
+
+    ch = Chapter("10_convolutions", profile="smoke", results_dir=str(tmp_path), device="cpu", beyond_paper=True)
+    leak = pd.DataFrame({"dataset": np.arange(8), "test_acc": 0.3 + 0.01 * np.random.default_rng(0).standard_normal(8),
+                         "independent_acc": 0.2})
+    none = leak.assign(test_acc=0.2 + 0.002 * np.random.default_rng(1).standard_normal(8))
+    ch.claim("cnn_cnn_clean_no_leak", "C.", leak, baseline="independent_acc", expect="equivalent", margin=0.03)
+    ch.claim("cnn_cnn_labels_no_leak", "L.", none, baseline="independent_acc", expect="equivalent", margin=0.03)
+    text = outcomes.convolution_outcomes(ch, ["clean", "labels"])
+    assert "leak beyond the margin on clean (+0.10" in text and "do not leak (within the margin) on labels" in text

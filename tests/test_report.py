@@ -243,3 +243,30 @@ def test_report_notebook_executes_without_any_results(tmp_path):
     text = json.dumps([c.get("outputs", []) for c in json.loads(out.read_text())["cells"]])
     assert "No chapter has written a claim of the paper yet" in text
     assert '"output_type": "error"' not in text and '"name": "stderr"' not in text
+
+
+def test_plan_table_shows_every_margin_reason_and_labels_the_underpowered(tmp_path):
+    ch = "07_logit_surgery"
+    write(tmp_path / ch, [claim_row(ch, "kept", "inconclusive", expect="equivalent", margin=0.005, level=0.05,
+                                    margin_reason="a quarter of 1/C", assumed_effect=0.0, effect_reason="none",
+                                    planned_n=30, sd_source="this build's"),
+                          claim_row(ch, "bare", "holds", expect="equivalent", margin=0.02),
+                          claim_row(ch, "count", "inconclusive", test="exact binomial", n=120, students=12,
+                                    planned_n=228, assumed_effect=0.02)])
+    table = mb.plan_table(load_claims(tmp_path))
+    assert table["Why this margin"].tolist()[:2] == ["a quarter of 1/C", "no reason recorded"]
+    assert table["Power"].tolist() == ["underpowered", "not planned", "underpowered"]
+    assert table.loc[2, "Planned n"] == "228 outcomes" and table.loc[0, "Planned n"] == "30 teachers"
+    claims = mb.report_table(load_claims(tmp_path))
+    assert claims.loc[0, "n"] == "5 teachers × 4 students (planned: 30; underpowered)"
+    assert claims.loc[2, "n"] == "120 outcomes of 12 teachers (planned: 228; underpowered)"
+
+
+def test_claims_figure_draws_one_row_per_claim(results):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    paper, _, _ = mb.split_claims(load_claims(results))
+    fig = mb.claims_figure(paper)
+    assert len(fig.axes[0].get_yticklabels()) == len(paper)
+    assert mb.claims_figure(paper.iloc[:0]) is None

@@ -94,14 +94,15 @@ def normalize_claims(claims: pd.DataFrame, chapter: str = "", beyond_paper: bool
     out["published_version"] = (out["published_version"].map(_as_bool) if "published_version" in out.columns
                                 else published_version)
     for column, default in (("claim", ""), ("paper", ""), ("detail", ""), ("expect", ""), ("value", ""),
-                            ("test", "t interval"), ("note", ""), ("supports", "")):
+                            ("test", "t interval"), ("note", ""), ("supports", ""), ("margin_reason", ""),
+                            ("effect_reason", ""), ("sd_source", "")):
         out[column] = (out[column].astype(object).where(out[column].notna(), default).astype(str)
                        if column in out.columns else default)
     for column in CLAIM_COLUMNS:
         if column not in out.columns:
             out[column] = math.nan
     numeric = ["measured", "baseline", "difference", "sem", "ci_low", "ci_high", "margin", "level", "n",
-               "students", "p_value"]
+               "students", "p_value", "assumed_effect", "planned_n"]
     out[numeric] = out[numeric].apply(pd.to_numeric, errors="coerce")
     return out[CLAIM_COLUMNS].reset_index(drop=True)
 
@@ -320,13 +321,59 @@ def report_table(claims, link: bool = True, claim_header: str = "Claim of the pa
             "Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
             claim_header: htmllib.escape(str(r.paper)),
             "This build": htmllib.escape(format_measured(r.measured, r.sem, r.baseline, r.difference)),
-            "n": htmllib.escape(units_text(r.n, r.students) if r.test != "exact binomial"
-                                else f"{int(r.n)} outcomes" + (f" of {int(r.students)} teachers"
-                                                               if r.students == r.students else "")),
+            "n": htmllib.escape(_n_cell(r)),
             "Test": htmllib.escape(_test_cell(r)),
             "p-value": htmllib.escape(format_p(float(r.p_value), label=False)),
             "p (Holm)": htmllib.escape(format_p(float(r.p_adjusted), label=False)),
             "Verdict": htmllib.escape(verdict),
+        })
+        previous = chapter
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _n_cell(r) -> str:
+    """'12 teachers × 1 student', '120 outcomes of 12 teachers' for an exact test, and the plan:
+    '(planned: 21; underpowered)'."""
+    from memkd.book.claims import claim_units, power_status
+
+    text = claim_units(r)
+    status = power_status(r.planned_n, r.n)
+    if status in ("underpowered", "powered"):
+        text += f" (planned: {r.planned_n:.0f}" + ("; underpowered)" if status == "underpowered" else ")")
+    elif status == "not plannable":
+        text += " (not plannable)"
+    return text
+
+
+def plan_table(claims, link: bool = True):
+    """What every claim fixed before its run: the test and its margin with the reason, the assumed
+    effect with its source, the planned n (80% power at the claim's level) against this build's n.
+
+    claims : a table of claims (`load_claims`); one row per claim, in chapter order.
+    """
+    import pandas as pd
+
+    from memkd.book.claims import power_status
+
+    columns = ["Chapter", "Claim", "Test", "Margin", "Why this margin", "Assumed effect", "Why this effect",
+               "Planned n", "n", "Power"]
+    rows, previous = [], None
+    for r in normalize_claims(claims).itertuples(index=False):
+        chapter = str(r.chapter)
+        unit = "outcomes" if r.test == "exact binomial" else "teachers"
+        planned = "–" if r.planned_n != r.planned_n else "∞" if math.isinf(r.planned_n) else f"{r.planned_n:.0f} {unit}"
+        rows.append({
+            "Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
+            "Claim": htmllib.escape(str(r.claim)),
+            "Test": htmllib.escape(f"{r.expect}, {r.test}" + (f", level {r.level:g}" if r.level == r.level else "")),
+            "Margin": "–" if r.margin != r.margin else f"{r.margin:.3g}",
+            "Why this margin": htmllib.escape(str(r.margin_reason) or "no reason recorded"),
+            "Assumed effect": "–" if r.assumed_effect != r.assumed_effect else f"{r.assumed_effect:.3g}",
+            "Why this effect": htmllib.escape(str(r.effect_reason) or "–")
+                               + (f" (spread: {htmllib.escape(str(r.sd_source))})" if r.sd_source else ""),
+            "Planned n": planned,
+            "n": "–" if r.n != r.n else f"{int(r.n)}",
+            "Power": power_status(r.planned_n, r.n),
         })
         previous = chapter
     return pd.DataFrame(rows, columns=columns)
@@ -440,3 +487,46 @@ def build_info(results: Path):
         rows.append({"Field": label, "Value": htmllib.escape(", ".join(values)) if values else "–"})
     return pd.DataFrame(rows, columns=["Field", "Value"])
 
+
+
+VERDICT_COLOURS = {"holds": "tab:green", "does not hold": "tab:red", "inconclusive": "tab:gray"}
+
+
+def claims_figure(claims, title: str = ""):
+    """Every claim's interval against its bound: one row per claim, the interval of its difference
+    (for an exact test: of the proportion minus p0) as a bar with its mean as a dot, coloured by the
+    verdict after the adjustment; the bound as a tick ("above": +margin, "below": -margin) or, for
+    an equivalence claim, the band (-margin, margin) in grey. Claims without an interval show their
+    mean only (an open circle). Returns the matplotlib figure (None without claims)."""
+    import matplotlib.pyplot as plt
+
+    if "verdict_adjusted" not in getattr(claims, "columns", []):
+        claims = adjust_claims(claims)
+    if not len(claims):
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(claims) + 1.0))
+    labels = []
+    for i, r in enumerate(claims.itertuples(index=False)):
+        y = len(claims) - 1 - i
+        colour = VERDICT_COLOURS.get(str(r.verdict_adjusted), "tab:gray")
+        margin = 0.0 if r.margin != r.margin else float(r.margin)
+        if r.expect == "equivalent":
+            ax.fill_betweenx([y - 0.4, y + 0.4], -margin, margin, color="0.88", lw=0)
+        else:
+            bound = margin if r.expect == "above" else -margin
+            ax.plot([bound, bound], [y - 0.4, y + 0.4], color="k", lw=1.2)
+        if r.ci_low == r.ci_low and r.ci_high == r.ci_high:
+            ax.plot([r.ci_low, r.ci_high], [y, y], color=colour, lw=3, solid_capstyle="butt")
+            ax.plot([r.difference], [y], "o", color=colour, ms=4)
+        elif r.difference == r.difference:
+            ax.plot([r.difference], [y], "o", mfc="none", color=colour, ms=5)
+        labels.append(f"{str(r.chapter)[:2]} {r.claim}" + ("" if r.counted else " (not counted)"))
+    ax.set_yticks(range(len(claims)), labels[::-1], fontsize=7)
+    ax.axvline(0, color="k", lw=0.5, ls=":")
+    ax.set_xlabel("difference from the baseline (interval of the claim's test)")
+    handles = [plt.Line2D([], [], color=c, lw=3, label=v) for v, c in VERDICT_COLOURS.items()]
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.set_ylim(-0.8, len(claims) - 0.2)
+    return fig
