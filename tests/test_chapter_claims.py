@@ -222,3 +222,25 @@ def test_chapter_10_names_the_settings_where_cnns_leak(tmp_path):
     ch.claim("cnn_cnn_labels_no_leak", "L.", none, baseline="independent_acc", expect="equivalent", margin=0.03)
     text = outcomes.convolution_outcomes(ch, ["clean", "labels"])
     assert "leak beyond the margin on clean (+0.10" in text and "do not leak (within the margin) on labels" in text
+
+
+def test_every_claim_of_chapters_01_to_08_has_a_stated_baseline_and_plan():
+    """The claim ids the chapters record (as of this build), each matched by a baseline and a plan."""
+    from memkd.book.plan import baseline_for, plan_for
+
+    ids = {"01_toy_2d": ["toy_hard_at_chance", "toy_soft_T5_beats_chance"],
+           "02_logit_distillation": ["logits_beat_chance", "logits_beat_trivial", "little_data_suffices",
+                                     "wider_students_extract_more", "hard_labels_at_chance"],
+           "03_similarity_scores": ["similarity_beats_chance", "logits_beat_similarity"],
+           "04_cifar10": ["clean_beats_trivial", "both_beats_trivial", "both_beats_labels"],
+           "05_temperature_lr": ["high_temperature_helps", "temperature_grid_beats_trivial",
+                                 "best_temperature_above_one"],
+           "06_dataset_composition": ["composition_nontrivial_cells", "best_dimension_grows", "optimum_inside_grid"],
+           "07_logit_surgery": ["drop_class_keeps_class", "drop_class_like_plain", "zero_class_kills_class",
+                                "zero_class_below_plain", "drop_class_overall_kept", "tail_carries_information"],
+           "08_transformer": ["no_fit_and_transfer"]}
+    for chapter, claims in ids.items():
+        for claim in claims:
+            assert baseline_for(chapter, claim) and plan_for(chapter, claim) is not None, (chapter, claim)
+    assert baseline_for("02_logit_distillation", "logits_beat_trivial").startswith("the same students on fresh")
+    assert baseline_for("07_logit_surgery", "zero_class_kills_class").startswith("chance")

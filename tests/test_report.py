@@ -270,3 +270,23 @@ def test_claims_figure_draws_one_row_per_claim(results):
     fig = mb.claims_figure(paper)
     assert len(fig.axes[0].get_yticklabels()) == len(paper)
     assert mb.claims_figure(paper.iloc[:0]) is None
+
+
+def test_the_teacher_clock_reaches_meta_and_the_chapter_summary(tmp_path):
+    from memkd.book.chapter import Chapter
+    from memkd.experiments.analysis import teacher_clock
+
+    table = pd.DataFrame({"dataset": [0, 0, 1, 2], "teacher_epochs": [50, 50, 100, 80], "test_acc": 0.1,
+                          "teacher_stop": "budget"})
+    table.attrs["config"] = {"teacher_epochs": 200, "teacher_stop": "budget"}
+    assert teacher_clock(table) == {"teachers": 3, "min": 2.0, "median": 2.5, "max": 4.0}
+    early = table.copy()
+    early.attrs["config"] = {"teacher_epochs": 200, "teacher_stop": "first_perfect"}
+    assert teacher_clock(early)["max"] == 1.0
+    assert teacher_clock(table.drop(columns="teacher_epochs")) is None
+    ch = Chapter("02_logit_distillation", profile="smoke", results_dir=str(tmp_path / "02_logit_distillation"),
+                 device="cpu")
+    ch.save_table(table)
+    ch.finish()
+    summary = mb.chapter_summary(load_claims(tmp_path), tmp_path, link=False).set_index("Chapter")
+    assert summary.loc["02_logit_distillation", "Teachers train (× first 100%)"] == "2.5× (2-4, 3 teachers)"

@@ -28,7 +28,7 @@ Files a chapter leaves there (the report page and the sweeps read them):
     <name>.png         each figure (`save_figure`)
     claims.csv         one row per claim with this build's verdict (CLAIM_COLUMNS; `claim`)
     departures.csv     how the chapter departs from the paper or its released code (`departure`)
-    meta.json          chapter, profile, seed, teacher protocol, elapsed seconds and the build's
+    meta.json          chapter, profile, seed, teacher protocol and clock, elapsed seconds and the build's
                        provenance (memkd.provenance.collect: version, git commit, device, ...)
 """
 
@@ -47,7 +47,7 @@ import pandas as pd
 from memkd import __version__
 from memkd.book.claims import (CLAIM_COLUMNS, DEPARTURE_COLUMNS, Claim, _plural, _pm, _verdict_reason, interval_text,
                                claim_units, power_status, power_text, units_text)
-from memkd.book.plan import Margin, Plan, margin_of, plan_for
+from memkd.book.plan import Margin, Plan, baseline_for, margin_of, plan_for
 from memkd.config import PROFILES
 
 DATA_KINDS = ("paper", "stand-in")  # measured on the paper's kind of data, or on a stand-in for it
@@ -93,6 +93,7 @@ class Chapter:
     claims: list[Claim] = field(default_factory=list)
     departures: list[dict] = field(default_factory=list)
     teacher_stop: str = ""  # set by `protocol`
+    teacher_clock: dict | None = None  # teachers' training as a multiple of their first 100% (save_table)
 
     def __post_init__(self) -> None:
         from memkd.device import resolve_device
@@ -118,7 +119,8 @@ class Chapter:
         The same table goes to `<name>.parquet` with its column types (what `memkd sweep`
         aggregates: no type is guessed from text). When `table.attrs["config"]` holds a dict (an
         experiment's full validated configuration), it is also written beside the table as
-        `<name>.config.json`.
+        `<name>.config.json`. The chapter's main table ("table") also gives the teacher clock: how
+        many times their first epoch at 100% the teachers trained (meta.json, the report).
         """
         target = self.path / f"{name}.csv"
         tmp = target.with_suffix(".csv.tmp")
@@ -134,6 +136,10 @@ class Chapter:
                      for c in frame.columns if frame[c].dtype == object}
             frame.assign(**mixed).to_parquet(typed.with_suffix(".parquet.tmp"), index=False)
         typed.with_suffix(".parquet.tmp").replace(typed)
+        if name == "table" and self.teacher_clock is None:
+            from memkd.experiments.analysis import teacher_clock
+
+            self.teacher_clock = teacher_clock(table)
         config = table.attrs.get("config")
         if config is not None:
             if not isinstance(config, dict):
@@ -304,7 +310,7 @@ class Chapter:
             ci_low=float(r["ci_low"]), ci_high=float(r["ci_high"]), margin=float(r["margin"]),
             level=float(r["level"]), students=students, test=str(r.get("test", "t interval")),
             note=str(r.get("note", "")), supports=supports, published_version=self.published_version,
-            margin_reason=margin_reason, **(plan or {})))
+            margin_reason=margin_reason, baseline_reason=baseline_for(self.name, claim_id), **(plan or {})))
 
     @staticmethod
     def _sentence(what: str, numbers: str, r: dict, students: float, of: str, paired: bool = False) -> str:
@@ -390,6 +396,7 @@ class Chapter:
             "beyond_paper": self.beyond_paper,
             "published_version": self.published_version,
             "teacher_stop": self.teacher_stop or None,
+            "teacher_clock": self.teacher_clock,
             "memkd_version": __version__,
             "elapsed_s": round(time.perf_counter() - self._started, 2),
         }

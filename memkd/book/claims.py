@@ -12,7 +12,7 @@ from typing import Any
 CLAIM_COLUMNS = ["chapter", "claim", "paper", "data", "beyond_paper", "expect", "value", "measured",
                  "baseline", "difference", "sem", "ci_low", "ci_high", "margin", "level", "n",
                  "students", "p_value", "verdict", "detail", "test", "note", "supports", "published_version",
-                 "margin_reason", "assumed_effect", "effect_reason", "planned_n", "sd_source"]
+                 "margin_reason", "assumed_effect", "effect_reason", "planned_n", "sd_source", "baseline_reason"]
 DEPARTURE_COLUMNS = ["chapter", "topic", "paper", "book", "reason"]
 
 
@@ -53,6 +53,7 @@ class Claim:
     effect_reason: str = ""  # where that effect comes from (the paper's number or the smallest of interest)
     planned_n: float = math.nan  # the n (teachers; outcomes for an exact test) for 80% power at the level
     sd_source: str = ""  # the spread the plan assumes
+    baseline_reason: str = ""  # what the claim is measured against, and why (memkd.book.plan.BASELINES)
 
 
 def _plural(count: Any, word: str) -> str:

@@ -172,3 +172,47 @@ def plan_for(chapter: str, claim: str) -> Plan | None:
         if ch == chapter and fnmatch.fnmatchcase(claim, pattern):
             return plan
     return None
+
+
+# ---------------------------------------------------------------------------- baselines
+
+CHANCE = "chance 1/C: the labels are random, so a student that knows nothing of a held-out point can only guess"
+OWN_FRESH = ("the same students on fresh data: what they get right without any memorized information "
+             "(the student's own baseline, preferred for a leak)")
+TEACHER_TRIVIAL = ("the teacher's accuracy on the trivial set (the paper's baseline): what the teacher's "
+                   "generalization alone gives")
+PAIRED = "the other setting on the same teachers and student initializations (paired)"
+
+BASELINES: dict[tuple[str, str], str] = {
+    ("01_toy_2d", "*"): CHANCE,
+    ("02_logit_distillation", "logits_beat_trivial"): OWN_FRESH,
+    ("02_logit_distillation", "wider_students_extract_more"): "the narrowest students of the same teachers (paired)",
+    ("02_logit_distillation", "*"): CHANCE,
+    ("03_similarity_scores", "similarity_beats_chance"): CHANCE,
+    ("03_similarity_scores", "logits_beat_similarity"): "the similarity students of the same teachers (paired)",
+    ("04_cifar10", "*_beats_trivial"): TEACHER_TRIVIAL + " with the same shuffles; chapter 10 uses the students' own",
+    ("04_cifar10", "both_beats_labels"): "labels shuffled alone, on the same images, labels and initialization (paired)",
+    ("05_temperature_lr", "temperature_grid_beats_trivial"): TEACHER_TRIVIAL,
+    ("05_temperature_lr", "*"): "T = 1 on the same teachers (paired): the temperature at which soft labels are "
+                                "closest to hard ones",
+    ("06_dataset_composition", "composition_nontrivial_cells"): TEACHER_TRIVIAL + ", in the chosen cell",
+    ("06_dataset_composition", "best_dimension_grows"): "a slope of 0 (the best d does not move): a sign test "
+                                                        "against one half",
+    ("06_dataset_composition", "optimum_inside_grid"): "the better of the grid's two ends in the chosen row",
+    ("07_logit_surgery", "*_kills_class"): CHANCE + " (on held-out class-c points)",
+    ("07_logit_surgery", "*_keeps_class"): CHANCE + " (on held-out class-c points)",
+    ("07_logit_surgery", "*"): "plain distillation on the same teachers and initializations (paired)",
+    ("08_transformer", "*"): ("the students' own accuracy on the pairs outside D: modular addition has a rule any "
+                              "student can pick up, so only held-out accuracy above it points to memorized pairs"),
+    ("10_convolutions", "*_leaks_*"): PAIRED,
+    ("10_convolutions", "probe_fixed_l*"): PAIRED,
+    ("10_convolutions", "*"): OWN_FRESH,
+}
+
+
+def baseline_for(chapter: str, claim: str) -> str:
+    """The stated baseline of a claim, with its reason (the first pattern that matches), or ""."""
+    for (ch, pattern), reason in BASELINES.items():
+        if ch == chapter and fnmatch.fnmatchcase(claim, pattern):
+            return reason
+    return ""

@@ -95,7 +95,7 @@ def normalize_claims(claims: pd.DataFrame, chapter: str = "", beyond_paper: bool
                                 else published_version)
     for column, default in (("claim", ""), ("paper", ""), ("detail", ""), ("expect", ""), ("value", ""),
                             ("test", "t interval"), ("note", ""), ("supports", ""), ("margin_reason", ""),
-                            ("effect_reason", ""), ("sd_source", "")):
+                            ("effect_reason", ""), ("sd_source", ""), ("baseline_reason", "")):
         out[column] = (out[column].astype(object).where(out[column].notna(), default).astype(str)
                        if column in out.columns else default)
     for column in CLAIM_COLUMNS:
@@ -346,8 +346,9 @@ def _n_cell(r) -> str:
 
 
 def plan_table(claims, link: bool = True):
-    """What every claim fixed before its run: the test and its margin with the reason, the assumed
-    effect with its source, the planned n (80% power at the claim's level) against this build's n.
+    """What every claim fixed before its run: the test, its baseline and margin with their reasons,
+    the assumed effect with its source, the planned n (80% power at the claim's level) against this
+    build's n.
 
     claims : a table of claims (`load_claims`); one row per claim, in chapter order.
     """
@@ -355,8 +356,8 @@ def plan_table(claims, link: bool = True):
 
     from memkd.book.claims import power_status
 
-    columns = ["Chapter", "Claim", "Test", "Margin", "Why this margin", "Assumed effect", "Why this effect",
-               "Planned n", "n", "Power"]
+    columns = ["Chapter", "Claim", "Test", "Baseline", "Margin", "Why this margin", "Assumed effect",
+               "Why this effect", "Planned n", "n", "Power"]
     rows, previous = [], None
     for r in normalize_claims(claims).itertuples(index=False):
         chapter = str(r.chapter)
@@ -366,6 +367,7 @@ def plan_table(claims, link: bool = True):
             "Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
             "Claim": htmllib.escape(str(r.claim)),
             "Test": htmllib.escape(f"{r.expect}, {r.test}" + (f", level {r.level:g}" if r.level == r.level else "")),
+            "Baseline": htmllib.escape(str(r.baseline_reason) or "–"),
             "Margin": "–" if r.margin != r.margin else f"{r.margin:.3g}",
             "Why this margin": htmllib.escape(str(r.margin_reason) or "no reason recorded"),
             "Assumed effect": "–" if r.assumed_effect != r.assumed_effect else f"{r.assumed_effect:.3g}",
@@ -432,12 +434,22 @@ def chapter_summary(claims, results: Path, link: bool = True):
                                if meta or len(mine) else "no results"),
             "Profile": str(meta.get("profile") or "–"),
             "Teacher stop": str(meta.get("teacher_stop") or "–"),
+            "Teachers train (× first 100%)": _clock(meta.get("teacher_clock")),
             "Device": str(meta.get("device") or "–"),
             "Chapter time (s)": _seconds(meta.get("elapsed_s")),
             "Build time (s)": _seconds(seconds),
         })
-    return pd.DataFrame(rows, columns=["Chapter", "Claims holding", "Profile", "Teacher stop", "Device",
-                                       "Chapter time (s)", "Build time (s)"])
+    return pd.DataFrame(rows, columns=["Chapter", "Claims holding", "Profile", "Teacher stop",
+                                       "Teachers train (× first 100%)", "Device", "Chapter time (s)",
+                                       "Build time (s)"])
+
+
+def _clock(clock) -> str:
+    """'3.2× (2.9-3.6, 12 teachers)' from meta.json's teacher_clock (median, range), '–' without it."""
+    if not isinstance(clock, dict) or "median" not in clock:
+        return "–"
+    spread = "" if clock.get("min") == clock.get("max") else f"{clock['min']:g}-{clock['max']:g}, "
+    return f"{clock['median']:g}× ({spread}{clock.get('teachers', '?')} teachers)"
 
 
 def _seconds(value) -> str:

@@ -291,3 +291,40 @@ def sign_counts(values: Sequence[float]) -> dict[str, int]:
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
     return {"successes": int((v > 1e-9).sum()), "trials": int(len(v)), "teachers": int(len(v))}  # float noise is a tie
+
+
+def teacher_clock(table: pd.DataFrame, unit: str = "dataset") -> dict | None:
+    """How long a table's teachers trained, as a multiple of their first epoch at 100% on D.
+
+    table : one row per student with the column "teacher_epochs" (the teacher's first epoch, or
+        step, at 100%) and either "teacher_epochs_run" (what it ran) or, in `table.attrs["config"]`,
+        "teacher_epochs" (the budget) with teacher_stop "budget" (under "first_perfect" a teacher
+        runs until its first 100%: a multiple of 1). Teachers that did not memorize are left out.
+    Returns {"teachers", "min", "median", "max"} of the per-teacher multiples, or None when the
+    table does not say (no such columns, or a setting column that repeats teacher indices: pass
+    one setting's rows).
+    """
+    if "teacher_epochs" not in table.columns or unit not in table.columns:
+        return None
+    rows = table
+    if "teacher_memorized" in rows.columns:
+        rows = rows[rows["teacher_memorized"].astype(bool)]
+    keys = [unit] + [k for k in ("setting", *GRID_KEYS) if k in rows.columns]
+    first = pd.to_numeric(rows["teacher_epochs"], errors="coerce")
+    if "teacher_epochs_run" in rows.columns:
+        run = pd.to_numeric(rows["teacher_epochs_run"], errors="coerce")
+    else:
+        config = table.attrs.get("config", {}) or {}
+        stop = config.get("teacher_stop", rows["teacher_stop"].iloc[0] if "teacher_stop" in rows.columns and len(rows) else "")
+        if stop == "first_perfect":
+            run = first
+        elif config.get("teacher_epochs"):
+            run = pd.Series(float(config["teacher_epochs"]), index=rows.index)
+        else:
+            return None
+    multiple = (run / first).groupby([rows[k] for k in keys]).first().dropna()
+    multiple = multiple[np.isfinite(multiple)]
+    if multiple.empty:
+        return None
+    return {"teachers": int(len(multiple)), "min": round(float(multiple.min()), 2),
+            "median": round(float(multiple.median()), 2), "max": round(float(multiple.max()), 2)}
