@@ -205,3 +205,19 @@ def convolution_outcomes(ch: "Chapter", settings: list[str]) -> str:
         out.append(f"On {', '.join(words['inconclusive'])} images the teachers measured here cannot tell a leak "
                    "smaller than the margin from none: more teachers (the `teachers` parameter) narrow the interval.")
     return " ".join(out)
+
+
+def clock_outcome(ch: "Chapter", first: str = "high_temperature_helps",
+                  second: str = "high_temperature_helps_second_clock") -> str:
+    """Chapter 05: the temperature claim at the chapter's teacher clock and at the second one."""
+    a, b = find(ch, first), find(ch, second)
+    if a is None or b is None:
+        return ""
+    both = (f"{a.difference:+.3f} ({a.verdict}) at the chapter's clock, {b.difference:+.3f} ({b.verdict}) at the "
+            "second")
+    if a.verdict == b.verdict:
+        return f"The temperature claim gets the same verdict at both teacher clocks: {both}."
+    if "does not hold" in (a.verdict, b.verdict) and "holds" in (a.verdict, b.verdict):
+        return (f"**The temperature effect depends on how long the teachers train:** {both}. The verdict of the "
+                "chapter's claim holds for its own teacher clock only.")
+    return f"The two teacher clocks give different verdicts, one of them undecided: {both}."

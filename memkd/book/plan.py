@@ -138,7 +138,7 @@ PLANS: dict[tuple[str, str], Plan] = {
                                             "interest: half of chance above the teacher's trivial accuracy",
                                             per_chance=True),
     ("04_cifar10", "both_beats_labels"): Plan(0.5, SMALLEST_PAIRED, per_chance=True),
-    ("05_temperature_lr", "high_temperature_helps"): Plan(0.5, SMALLEST_PAIRED, per_chance=True),
+    ("05_temperature_lr", "high_temperature_helps*"): Plan(0.5, SMALLEST_PAIRED, per_chance=True),
     ("05_temperature_lr", "temperature_grid_beats_trivial"): Plan(1.0, SMALLEST_GAIN, per_chance=True),
     ("05_temperature_lr", "best_temperature_above_one"): Plan(0.5, SMALLEST_PAIRED, per_chance=True),
     ("06_dataset_composition", "composition_nontrivial_cells"): Plan(

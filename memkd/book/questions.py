@@ -184,8 +184,35 @@ def architecture_claims(ch: "Chapter", table: pd.DataFrame) -> tuple[list[str], 
             "q3_tanh_leaks_more",
             open_question("app. B", "does the activation change how much leaks? Tested: tanh leaks more than ReLU."),
             acts[acts["variant"] == "tanh"], acts[acts["variant"] == "relu"], expect="above",
-            what="held-out accuracy, tanh against ReLU (teacher and student alike)"))
+            what="held-out accuracy, tanh against ReLU (teacher and student alike)",
+            detail="the hypothesis came from earlier builds on these seeds: the blind test is "
+                   "q3_tanh_leaks_more_fresh_seeds",
+            supports="09_open_questions:q3_tanh_leaks_more_fresh_seeds"))
     return out, tests
+
+
+BLIND_SEED_OFFSET = 7919  # added to the chapter's seed: datasets, teachers and students no earlier build drew
+
+
+def blind_seed(seed: int) -> int:
+    """The base seed of a blind re-test: the chapter's seed + BLIND_SEED_OFFSET (every seed of the
+    book derives from its base seed, so these runs share no dataset, teacher or student with it)."""
+    return int(seed) + BLIND_SEED_OFFSET
+
+
+def blind_activation_claim(ch: "Chapter", table: pd.DataFrame, seed: int) -> str:
+    """Q3 (b) on fresh seeds: tanh teachers and students leak more than ReLU ones.
+    `table`: `architecture(..., parts=("activation",), seed=seed)` with seed = `blind_seed(ch.seed)`."""
+    ok = table[table["teacher_memorized"].astype(bool)]
+    acts = ok[ok["part"] == "activation"]
+    return ch.claim_difference(
+        "q3_tanh_leaks_more_fresh_seeds",
+        open_question("app. B", "does the activation change how much leaks? Tested on fresh seeds: tanh leaks "
+                      "more than ReLU."),
+        acts[acts["variant"] == "tanh"], acts[acts["variant"] == "relu"], expect="above",
+        what="held-out accuracy on fresh seeds, tanh against ReLU (teacher and student alike)",
+        detail=f"base seed {seed}: datasets, teachers and students that no earlier build drew (the hypothesis "
+               "came from those builds)")
 
 
 # --- 4. temperature convention ---------------------------------------------------------------------
