@@ -509,7 +509,9 @@ def claims_figure(claims, title: str = ""):
     (for an exact test: of the proportion minus p0) as a bar with its mean as a dot, coloured by the
     verdict after the adjustment; the bound as a tick ("above": +margin, "below": -margin) or, for
     an equivalence claim, the band (-margin, margin) in grey. Claims without an interval show their
-    mean only (an open circle). Returns the matplotlib figure (None without claims)."""
+    mean only (an open circle); an interval wider than the axis (twice the largest difference or
+    margin, at most 1) ends in an arrow; claims not counted are pale. Returns the matplotlib figure
+    (None without claims)."""
     import matplotlib.pyplot as plt
 
     if "verdict_adjusted" not in getattr(claims, "columns", []):
@@ -517,6 +519,10 @@ def claims_figure(claims, title: str = ""):
     if not len(claims):
         return None
     fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(claims) + 1.0))
+    import numpy as np
+
+    scale = np.nanmax(np.abs(np.r_[claims["difference"].to_numpy(float), claims["margin"].to_numpy(float), 0.05]))
+    edge = float(min(1.0, 2.0 * scale))  # intervals wider than this are cut at the edge, with an arrow
     labels = []
     for i, r in enumerate(claims.itertuples(index=False)):
         y = len(claims) - 1 - i
@@ -528,8 +534,12 @@ def claims_figure(claims, title: str = ""):
             bound = margin if r.expect == "above" else -margin
             ax.plot([bound, bound], [y - 0.4, y + 0.4], color="k", lw=1.2)
         if r.ci_low == r.ci_low and r.ci_high == r.ci_high:
-            ax.plot([r.ci_low, r.ci_high], [y, y], color=colour, lw=3, solid_capstyle="butt")
+            low, high = max(r.ci_low, -edge), min(r.ci_high, edge)
+            ax.plot([low, high], [y, y], color=colour, lw=3, solid_capstyle="butt", alpha=1.0 if r.counted else 0.45)
             ax.plot([r.difference], [y], "o", color=colour, ms=4)
+            for cut, end, marker in ((r.ci_low < -edge, -edge, "<"), (r.ci_high > edge, edge, ">")):
+                if cut:
+                    ax.plot([end], [y], marker, color=colour, ms=5)
         elif r.difference == r.difference:
             ax.plot([r.difference], [y], "o", mfc="none", color=colour, ms=5)
         labels.append(f"{str(r.chapter)[:2]} {r.claim}" + ("" if r.counted else " (not counted)"))
@@ -541,4 +551,5 @@ def claims_figure(claims, title: str = ""):
     if title:
         ax.set_title(title, fontsize=9)
     ax.set_ylim(-0.8, len(claims) - 0.2)
+    ax.set_xlim(-1.05 * edge, 1.05 * edge)
     return fig
