@@ -4,8 +4,10 @@ Shape letters: see `memkd` (E members, N samples, C classes, Q embedding width).
 
 Teachers (datasets) are the unit of replication: students trained on one teacher are averaged
 first (`per_unit_means`), and a claim is tested on one difference per teacher (`interval_test`),
-with three verdicts (VERDICTS). `choose_and_test_units` splits teachers so that a setting is never
-chosen and tested on the same runs.
+with three verdicts (VERDICTS); outcomes that are counts or have no spread get an exact test
+(`binomial_test`). `holm` adjusts a family of p-values; `planned_teachers` / `planned_trials` give
+the n for 80% power. `choose_and_test_units` splits teachers so that a setting is never chosen and
+tested on the same runs.
 """
 
 from __future__ import annotations
