@@ -244,3 +244,24 @@ def test_every_claim_of_chapters_01_to_08_has_a_stated_baseline_and_plan():
             assert baseline_for(chapter, claim) and plan_for(chapter, claim) is not None, (chapter, claim)
     assert baseline_for("02_logit_distillation", "logits_beat_trivial").startswith("the same students on fresh")
     assert baseline_for("07_logit_surgery", "zero_class_kills_class").startswith("chance")
+
+
+@pytest.mark.slow
+def test_chapter_07_at_smoke_uses_exact_tests_for_counts_and_records_margins_and_plans(tmp_path):
+    from pathlib import Path
+
+    from conftest import execute_chapter_at_smoke
+
+    notebook = Path(__file__).resolve().parents[1] / "nbs" / "07_logit_surgery.ipynb"
+    claims = pd.read_csv(execute_chapter_at_smoke(notebook, tmp_path) / "claims.csv").set_index("claim")
+    table = pd.read_csv(tmp_path / "results" / "table.csv")
+    zeroed = table[(table.variant == "zero_class") & (table.student == 0)]
+    assert claims.loc["zero_class_kills_class", "test"] == "exact binomial"
+    assert claims.loc["zero_class_kills_class", "n"] == zeroed["test_count_class"].sum()  # points pooled
+    assert claims.loc["drop_class_keeps_class", "test"] == "exact binomial"
+    assert not (claims["p_value"].notna() & claims["ci_low"].isna()).any(), "a p-value without an interval"
+    equivalence = claims[claims["expect"] == "equivalent"]
+    assert equivalence["margin_reason"].notna().all() and (equivalence["margin_reason"].str.len() > 10).all()
+    chance = float(table["chance"].iloc[0])
+    assert claims.loc["zero_class_overall_kept", "margin"] == pytest.approx(chance / 4)
+    assert claims["planned_n"].notna().all() and claims["baseline_reason"].notna().all()
