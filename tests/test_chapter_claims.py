@@ -265,3 +265,19 @@ def test_chapter_07_at_smoke_uses_exact_tests_for_counts_and_records_margins_and
     chance = float(table["chance"].iloc[0])
     assert claims.loc["zero_class_overall_kept", "margin"] == pytest.approx(chance / 4)
     assert claims["planned_n"].notna().all() and claims["baseline_reason"].notna().all()
+
+
+def test_chapter_08_says_when_students_pick_up_the_rule_and_beat_chance(tmp_path):
+    from memkd.book import outcomes
+
+    ch = Chapter("08_transformer", profile="smoke", results_dir=str(tmp_path), device="cpu")
+    checks = pd.DataFrame([
+        {"check": "held_out_vs_chance", "temperature": 1.0, "mean": 0.3, "verdict": "holds"},
+        {"check": "students_outside_D_vs_chance", "temperature": 1.0, "mean": 0.25, "verdict": "holds"},
+        {"check": "held_out_vs_chance", "temperature": 10.0, "mean": 0.0, "verdict": "inconclusive"}])
+    fits = pd.DataFrame({"temperature": [1.0, 10.0], "fits": [True, False]})
+    text = outcomes.transformer_outcomes(ch, checks, fits)
+    assert "the students beat chance on the pairs outside D (by +0.250)" in text
+    assert "at T = 1, students that fit their part of D reach held-out accuracy above chance" in text
+    quiet = checks.assign(verdict="inconclusive")
+    assert outcomes.transformer_outcomes(ch, quiet, fits).startswith("At no temperature where the students fit")

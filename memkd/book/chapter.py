@@ -20,7 +20,9 @@ counts it in the headline nor in the family adjusted for multiplicity.
 
 Claims are tested with teachers as the unit of replication (`Chapter.claim`, `claim_difference`):
 students are averaged within each teacher, and the per-teacher differences get one of three
-verdicts from a confidence interval (`memkd.metrics.interval_test`).
+verdicts from a confidence interval (`memkd.metrics.interval_test`); counts and outcomes without
+spread get an exact binomial test (`claim_count`). Each claim records its margin with the reason,
+its baseline, and its power plan (`memkd.book.plan`): the planned n and the assumed effect.
 
 Files a chapter leaves there (the report page and the sweeps read them):
     table.csv          the tidy results, one row per trained student (`save_table`)
