@@ -156,8 +156,9 @@ PLANS: dict[tuple[str, str], Plan] = {
     ("07_logit_surgery", "zero_class_kills_class"): Plan(1.0, "the paper: below the trivial accuracy; planned "
                                                           "for no correct class-c point at all (an exact test)",
                                                           per_chance=True),
-    ("07_logit_surgery", "zero_class_below_plain"): Plan(1.0, "the smallest drop of interest: chance 1/C",
-                                                         per_chance=True),
+    ("07_logit_surgery", "zero_class_below_plain"): Plan(0.1, "the smallest drop of interest: one of the 10 "
+                                                         "held-out class-c points of a teacher at the quick "
+                                                         "profile, the resolution of its class-c accuracy"),
     ("07_logit_surgery", "*_overall_kept"): Plan(0.0, NO_DIFFERENCE),
     ("07_logit_surgery", "tail_carries_information"): Plan(0.5, "the paper reports a sharp drop but no number; "
                                                            "the smallest drop of interest: half of chance",
