@@ -126,8 +126,9 @@ def power_text(c: "Claim") -> str:
     status = power_status(c.planned_n, c.n)
     unit = "outcomes" if c.test == "exact binomial" else "teachers"
     if status == "underpowered":
-        return (f" *Underpowered: 80% power for the assumed effect ({c.assumed_effect:.3g}; {c.effect_reason}) "
-                f"needs {c.planned_n:.0f} {unit}; this build has {c.n}.*")
+        text = (f" *Underpowered: 80% power for the assumed effect ({c.assumed_effect:.3g}; {c.effect_reason}) "
+                f"needs {c.planned_n:.0f} {unit}; this build has {c.n}")
+        return text + (": it holds with an effect larger than the one planned for.*" if c.verdict == "holds" else ".*")
     if status == "not plannable":
         return f" *Not plannable: the assumed effect ({c.assumed_effect:.3g}) does not clear the margin.*"
     return ""
