@@ -40,9 +40,10 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -341,6 +342,25 @@ class Chapter:
         return entry
 
     # ------------------------------------------------------------------------ protocol
+
+    @contextmanager
+    def section(self, *, published_version: bool | None = None, beyond_paper: bool | None = None) -> Iterator["Chapter"]:
+        """Claims recorded inside the `with` block go to another block of the report: e.g. chapter 08's
+        teacher clock (published_version=True) or a chapter's finding beyond the published version
+        (beyond_paper=True). The chapter's own flags (and meta.json's) are restored on leaving.
+
+        >>> with ch.section(published_version=True):   # doctest: +SKIP
+        ...     ch.claim("clock_leak", ...)
+        """
+        before = (self.published_version, self.beyond_paper)
+        if published_version is not None:
+            self.published_version = bool(published_version)
+        if beyond_paper is not None:
+            self.beyond_paper = bool(beyond_paper)
+        try:
+            yield self
+        finally:
+            self.published_version, self.beyond_paper = before
 
     def departure(self, topic: str, paper: str, book: str, reason: str) -> None:
         """Record one way this chapter departs from the paper's text or the authors' released code:

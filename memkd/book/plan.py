@@ -40,6 +40,10 @@ class Margin:
         if not isinstance(self.reason, str) or not self.reason.strip():
             raise ValueError(f"The 'reason' parameter of Margin must be a non-empty string. Got {self.reason!r} instead.")
 
+    def __format__(self, spec: str) -> str:
+        """Formats as its value, so that prose can print it: f"within ±{margin:g}"."""
+        return format(self.value, spec)
+
 
 def margin_of(margin: float | Margin, expect: str) -> tuple[float, str]:
     """(value, reason) of a margin given as a `Margin` or a bare number. A bare 0 on a claim of
@@ -96,6 +100,31 @@ def convolution_no_leak(value: float) -> Margin:
                   "below the leak of the MLP students tested beside it")
 
 
+def linear_chance(value: float = 0.05) -> Margin:
+    """Chapters 11-12: a within-class-shuffled linear student 'at chance'."""
+    return Margin(value, f"{value:g} in held-out accuracy: the cells' held-out sets hold 10-100 points, so one "
+                  "teacher's mean moves by a few points by chance alone, while the recovery the chapter looks for "
+                  "is a move of 0.5 (from chance to 1)")
+
+
+def linear_same_threshold(value: float = 0.02) -> Margin:
+    """Chapter 11: the soft-label student 'reaches the same threshold' as least squares."""
+    return Margin(value, f"{value:g} in held-out accuracy above the line: at most two held-out points in a hundred "
+                  "apart, paired on teachers, against a gap of 0.5 between recovery and chance")
+
+
+def window_same_width(value: float = 1.0) -> Margin:
+    """Chapter 12: two precisions give 'the same window'."""
+    return Margin(value, f"{value:g} temperature: one step of the temperature grid, the resolution at which a "
+                  "window's edge is measured")
+
+
+def clock_equivalent(value: float) -> Margin:
+    """Chapter 08, the teacher clock: held-out memorized and unseen accuracies 'agree'."""
+    return Margin(value, f"{value:g} in accuracy: about one standard error of one student's accuracy on 100 "
+                  "pairs (0.5 / sqrt(100)); smaller gaps are what drawing the pairs alone gives")
+
+
 # ---------------------------------------------------------------------------- power plans
 
 
@@ -122,6 +151,8 @@ class Plan:
 SMALLEST_GAIN = "the paper gives no number here; the smallest effect of interest: a held-out accuracy of twice chance"
 SMALLEST_PAIRED = "the paper gives no number here; the smallest difference of interest between two settings: half of chance"
 NO_DIFFERENCE = "an equivalence claim, planned for a true difference of 0"
+SMALLEST_LINEAR = ("the published version gives no number here; the smallest effect of interest: five points of "
+                   "held-out accuracy above chance 0.5 (a tenth of the way to recovery)")
 
 PLANS: dict[tuple[str, str], Plan] = {
     ("01_toy_2d", "toy_hard_at_chance"): Plan(0.0, NO_DIFFERENCE),
@@ -164,6 +195,37 @@ PLANS: dict[tuple[str, str], Plan] = {
                                                            "the smallest drop of interest: half of chance",
                                                            per_chance=True),
     ("08_transformer", "no_fit_and_transfer"): Plan(0.0, NO_DIFFERENCE),
+    # the published version (chapters 11-13, and chapter 08's teacher clock)
+    ("08_transformer", "clock_leak_*"): Plan(1.0, SMALLEST_GAIN + " above the students' own unseen accuracy",
+                                             per_chance=True),
+    ("08_transformer", "clock_vanishes_*"): Plan(0.0, NO_DIFFERENCE),
+    ("11_linear_recovery", "*_perfect_above_line"): Plan(
+        0.2, "the released Fig 3 file: 99.8% of the cells above the line are perfect (our count); planned for a "
+        "true share of 1 against the bound of 0.8 (an exact test on teachers)"),
+    ("11_linear_recovery", "*_partial_leak_below"): Plan(0.05, SMALLEST_LINEAR),
+    ("11_linear_recovery", "*_not_perfect_below"): Plan(0.05, "the smallest shortfall of interest: five points "
+                                                         "below 1 (1.4% of the released cells below the line are perfect)"),
+    ("11_linear_recovery", "*_leak_grows_below"): Plan(0.1, "the smallest slope of interest: 0.1 of held-out "
+                                                        "accuracy per unit of rho N / d (the rise from chance to 1 "
+                                                        "is 0.5 over one unit)"),
+    ("11_linear_recovery", "*_at_chance"): Plan(0.0, NO_DIFFERENCE),
+    ("11_linear_recovery", "soft_labels_same_threshold"): Plan(0.0, NO_DIFFERENCE),
+    ("11_linear_recovery", "teacher_*_capacity"): Plan(
+        0.5, "Cover's count: a linear separator memorizes random labels almost surely well below N/d = 2 and "
+        "almost never well above; planned for a true share of 1 against 0.5 (an exact test on teachers)"),
+    ("12_temperature_window", "c*_adam_window_float64_vs_float32"): Plan(0.0, NO_DIFFERENCE),
+    ("12_temperature_window", "c*_window_*"): Plan(1.0, "the smallest difference of interest: one step of the "
+                                                   "temperature grid"),
+    ("12_temperature_window", "c*_recovers_at_*"): Plan(
+        0.4, "the published Fig 4a (Adam inside the window) and the counting argument (the exact solve at any T): "
+        "planned for a true share of 1 against the bound of 0.6 (an exact test on teachers)"),
+    ("12_temperature_window", "c*_adam_fails_at_lowest_T"): Plan(
+        0.4, "our probe of the released protocol (no recovery at T <= 3 at the released budget): planned for a "
+        "true share of 0 against the bound of 0.4 (an exact test on teachers)"),
+    ("12_temperature_window", "c*_bfloat16_upper_edge_precision"): Plan(
+        0.4, "bfloat16 keeps about three significant digits, below which a large T squeezes the logit "
+        "differences: planned for a true share of 0 against the bound of 0.4 (an exact test on teachers)"),
+    ("12_temperature_window", "c*_shuffled_at_chance"): Plan(0.0, NO_DIFFERENCE),
 }
 
 
@@ -208,6 +270,16 @@ BASELINES: dict[tuple[str, str], str] = {
     ("10_convolutions", "*_leaks_*"): PAIRED,
     ("10_convolutions", "probe_fixed_l*"): PAIRED,
     ("10_convolutions", "*"): OWN_FRESH,
+    ("11_linear_recovery", "*_perfect_above_line"): ("a bound of 0.8 on the share of teachers whose every cell above "
+                                                     "the line is perfect (an exact test: the outcome has no spread)"),
+    ("11_linear_recovery", "*_not_perfect_below"): "1, perfect recovery: what the counting argument rules out below the line",
+    ("11_linear_recovery", "*_leak_grows_below"): "a slope of 0: held-out accuracy that does not move with rho N / d",
+    ("11_linear_recovery", "soft_labels_same_threshold"): "the least-squares students of the same teachers (paired)",
+    ("11_linear_recovery", "teacher_*_capacity"): "one half: a teacher as likely to memorize as not (an exact test)",
+    ("11_linear_recovery", "*"): "chance 1/2: the labels are random and balanced",
+    ("12_temperature_window", "c*_window_*"): "the window of the other precision on the same teachers (paired)",
+    ("12_temperature_window", "c*_shuffled_at_chance"): CHANCE,
+    ("12_temperature_window", "*"): "a bound on the share of teachers recovered (an exact test: the outcome has no spread)",
 }
 
 
