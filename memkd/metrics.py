@@ -4,8 +4,10 @@ Shape letters: see `memkd` (E members, N samples, C classes, Q embedding width).
 
 Teachers (datasets) are the unit of replication: students trained on one teacher are averaged
 first (`per_unit_means`), and a claim is tested on one difference per teacher (`interval_test`),
-with three verdicts (VERDICTS). `choose_and_test_units` splits teachers so that a setting is never
-chosen and tested on the same runs.
+with three verdicts (VERDICTS); outcomes that are counts or have no spread get an exact test
+(`binomial_test`). `holm` adjusts a family of p-values; `planned_teachers` / `planned_trials` give
+the n for 80% power. `choose_and_test_units` splits teachers so that a setting is never chosen and
+tested on the same runs.
 """
 
 from __future__ import annotations
@@ -173,12 +175,14 @@ def interval_test(differences, expect: str, margin: float = 0.0, level: float = 
     below:      holds if ci_high < -margin; does not hold if ci_low >= -margin; else inconclusive
     equivalent: holds if -margin < ci_low and ci_high < margin;
                 does not hold if ci_low >= margin or ci_high <= -margin;    else inconclusive
-    Fewer than 2 values: inconclusive (NaN interval). Values without spread: the interval collapses
-    to the mean, which decides.
+    Fewer than 2 values: inconclusive (NaN interval and p). Values without spread (every teacher
+    gave the same number, e.g. 0 correct): a t interval cannot be formed (its width would be 0 and
+    its p 0 or 1 whatever n is), so the verdict is "inconclusive" with a NaN interval and p and the
+    reason in "note": such outcomes are counts and need an exact test (`binomial_test`).
 
     Returns a dict: mean, sem, n, ci_low, ci_high, p_value (the one-sided p of the stated direction
     against the margin; for "equivalent" the larger of the two TOST p-values, so holds <=> p < level),
-    expect, margin, level, verdict.
+    expect, margin, level, verdict, test ("t interval") and note (why there is no interval, else "").
 
     >>> interval_test([0.10, 0.12, 0.11, 0.13, 0.09], "above")["verdict"]
     'holds'
@@ -190,29 +194,25 @@ def interval_test(differences, expect: str, margin: float = 0.0, level: float = 
     n = len(v)
     mean, sem = mean_sem(v)
     out = {"mean": mean, "sem": sem, "n": n, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan,
-           "expect": expect, "margin": margin, "level": level, "verdict": "inconclusive"}
+           "expect": expect, "margin": margin, "level": level, "verdict": "inconclusive", "test": "t interval",
+           "note": ""}
     if n < 2:
+        out["note"] = f"{n} teacher{'' if n == 1 else 's'}: no interval"
         return out
-    if v.std() <= 1e-9 * max(1.0, abs(mean)):  # no spread (float noise only): the mean decides
-        low = high = mean
-        sem = 0.0
-        out["verdict"] = _decide(expect, margin, low, high)
+    if v.std() <= 1e-9 * max(1.0, abs(mean)):  # no spread (float noise only): no t interval exists
+        out.update(sem=0.0, note=f"no spread: all {n} teachers gave {mean:.3g}, so a t interval cannot be "
+                                 "formed; an outcome without spread needs an exact test")
+        return out
+    half = float(stats.t.ppf(1 - level, n - 1)) * sem
+    low, high = mean - half, mean + half
+    out["verdict"] = _decide(expect, margin, low, high)
 
-        def p_above(bound: float) -> float:  # one-sided p of "mean > bound"
-            return 0.0 if mean > bound else 1.0
+    def p_above(bound: float) -> float:  # one-sided p of "mean > bound"
+        return float(stats.t.sf((mean - bound) / sem, n - 1))
 
-        def p_below(bound: float) -> float:
-            return 0.0 if mean < bound else 1.0
-    else:
-        half = float(stats.t.ppf(1 - level, n - 1)) * sem
-        low, high = mean - half, mean + half
-        out["verdict"] = _decide(expect, margin, low, high)
+    def p_below(bound: float) -> float:
+        return float(stats.t.cdf((mean - bound) / sem, n - 1))
 
-        def p_above(bound: float) -> float:
-            return float(stats.t.sf((mean - bound) / sem, n - 1))
-
-        def p_below(bound: float) -> float:
-            return float(stats.t.cdf((mean - bound) / sem, n - 1))
     if expect == "above":
         p = p_above(margin)
     elif expect == "below":
@@ -241,7 +241,7 @@ def binomial_test(successes: int, trials: int, p0: float, expect: str, margin: f
         (within (p0 - margin, p0 + margin)); the verdict rules are those of `interval_test` applied
         to the exact bounds of (proportion - p0).
     Returns the keys of `interval_test` (mean is the observed proportion minus p0, sem is NaN,
-    n the number of trials) plus "test": "exact binomial" and "successes".
+    n the number of trials, test "exact binomial") plus "successes".
 
     >>> binomial_test(0, 120, 0.1, "below")["verdict"]   # 0 of 120 against 1/C = 0.1
     'holds'
@@ -260,8 +260,9 @@ def binomial_test(successes: int, trials: int, p0: float, expect: str, margin: f
     successes, trials, p0, margin, level = int(successes), int(trials), float(p0), float(margin), float(level)
     out = {"mean": math.nan, "sem": math.nan, "n": trials, "ci_low": math.nan, "ci_high": math.nan,
            "p_value": math.nan, "expect": expect, "margin": margin, "level": level,
-           "verdict": "inconclusive", "test": "exact binomial", "successes": successes}
+           "verdict": "inconclusive", "test": "exact binomial", "successes": successes, "note": ""}
     if trials == 0:
+        out["note"] = "no trials"
         return out
     low, high = _clopper_pearson(successes, trials, level)
 
@@ -279,6 +280,118 @@ def binomial_test(successes: int, trials: int, p0: float, expect: str, margin: f
         p = max(p_above(p0 - margin), p_below(p0 + margin))
     out.update(mean=successes / trials - p0, ci_low=low - p0, ci_high=high - p0, p_value=float(min(1.0, p)),
                verdict=_decide(expect, margin, low - p0, high - p0))
+    return out
+
+
+# ---------------------------------------------------------------------------- power
+
+POWER = 0.8  # the power every claim is planned for
+
+
+def t_test_power(n, effect: float, sd: float, level: float = 0.01, expect: str = "above",
+                 margin: float = 0.0) -> np.ndarray:
+    """Power of `interval_test` with n teachers (an int or an array of them) when the true mean
+    difference is `effect` in the stated direction (for "equivalent": the true difference, |effect|
+    < margin) and the per-teacher standard deviation is `sd` (noncentral t).
+
+    "above" / "below": P(the one-sided level-`level` bound clears `margin`). "equivalent": the
+    lower bound P(lower test) + P(upper test) - 1 of the power of the two one-sided tests.
+    """
+    n = np.asarray(n, dtype=float)
+    df = n - 1
+    crit = stats.t.ppf(1 - level, df)
+    root = np.sqrt(n) / sd
+    if expect in ("above", "below"):
+        return stats.nct.sf(crit, df, (abs(effect) - margin) * root)
+    low = stats.nct.sf(crit, df, (effect + margin) * root)
+    high = stats.nct.cdf(-crit, df, (effect - margin) * root)
+    return np.clip(low + high - 1.0, 0.0, 1.0)
+
+
+def planned_teachers(effect: float, sd: float, level: float = 0.01, power: float = POWER,
+                     expect: str = "above", margin: float = 0.0, most: int = 5000) -> float:
+    """The fewest teachers (>= 2) for which `interval_test` reaches `power` (see `t_test_power`).
+
+    effect : the assumed true difference in the claim's direction ("above" / "below": its size;
+        "equivalent": the true difference, usually 0)
+    Returns the number of teachers as a float; inf when no number up to `most` suffices (e.g. an
+    effect no larger than the margin), NaN when `sd` is not a number. sd = 0: 2.
+
+    >>> planned_teachers(0.5, 1.0, level=0.025)   # a one-sample t test, d = 0.5: 34 (textbook value)
+    34.0
+    """
+    _check_test_args(expect, margin, level)
+    if not (isinstance(sd, (int, float, np.floating)) and math.isfinite(sd) and sd >= 0):
+        return math.nan
+    if expect == "equivalent" and abs(effect) >= margin:
+        return math.inf
+    if expect != "equivalent" and abs(effect) <= margin:
+        return math.inf
+    if sd == 0:
+        return 2.0
+    n = np.arange(2, most + 1)
+    ok = np.nonzero(t_test_power(n, effect, sd, level, expect, margin) >= power)[0]
+    return float(n[ok[0]]) if len(ok) else math.inf
+
+
+def binomial_power(trials, p0: float, p1: float, level: float = 0.01, expect: str = "above",
+                   margin: float = 0.0) -> np.ndarray:
+    """Power of `binomial_test` with `trials` outcomes (an int or an array) when the true
+    proportion is `p1` ("above" / "below" only)."""
+    n = np.asarray(trials, dtype=int)
+    if expect == "below":
+        bound = p0 - margin  # holds <=> P(X <= k | bound) < level
+        k = stats.binom.ppf(level, n, bound) - 1  # the largest k with cdf(k) < level
+        k = np.where(stats.binom.cdf(k + 1, n, bound) < level, k + 1, k)
+        return np.where(k >= 0, stats.binom.cdf(k, n, p1), 0.0)
+    bound = p0 + margin  # holds <=> P(X >= k | bound) < level
+    k = stats.binom.isf(level, n, bound)  # about the smallest k with sf(k) <= level
+    k = np.where(stats.binom.sf(k, n, bound) >= level, k + 1, k)
+    k = np.where(stats.binom.sf(k - 1, n, bound) < level, k - 1, k)
+    return np.where(k < n, stats.binom.sf(k, n, p1), 0.0)  # P(X >= k + 1)
+
+
+def planned_trials(p0: float, p1: float, level: float = 0.01, power: float = POWER, expect: str = "above",
+                   margin: float = 0.0, most: int = 20000) -> float:
+    """The fewest outcomes for which `binomial_test` reaches `power` when the true proportion is p1.
+
+    Returns a float; inf when none up to `most` suffices (p1 not beyond the bound), NaN for
+    "equivalent" (not planned here).
+
+    >>> planned_trials(0.02, 0.0, expect="below")   # none right, against 1/C = 0.02: 0.98**n < 0.01
+    228.0
+    """
+    _check_test_args(expect, margin, level)
+    if expect == "equivalent":
+        return math.nan
+    if (expect == "above" and p1 <= p0 + margin) or (expect == "below" and p1 >= p0 - margin):
+        return math.inf
+    n = np.arange(1, most + 1)
+    ok = np.nonzero(binomial_power(n, p0, p1, level, expect, margin) >= power)[0]
+    return float(n[ok[0]]) if len(ok) else math.inf
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values of a family of m tests (Holm 1979).
+
+    p_values : m raw p-values; NaN (a test that gave no p, e.g. too few teachers) counts as a
+        test of the family that rejects nothing (p = 1), so that it still counts in m.
+    Returns m adjusted p-values in the input order: sorted ascending, p_(i) is multiplied by
+    m - i + 1 (i from 1), made monotone by a running maximum, and capped at 1. Rejecting where
+    the adjusted p is below alpha keeps the family-wise error rate at alpha.
+
+    >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
+    [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(p_values, dtype=float).ravel()
+    p = np.where(np.isnan(p), 1.0, p)
+    m = len(p)
+    if m == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = scaled
     return out
 
 

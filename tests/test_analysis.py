@@ -12,7 +12,7 @@ import pytest
 from memkd.book.chapter import Chapter
 from memkd.experiments import analysis as an
 from memkd.experiments import figures
-from memkd.metrics import interval_test, per_unit_means
+from memkd.metrics import binomial_test, interval_test, per_unit_means
 
 
 def grid_table(best_d, teachers=5, students=2, dims=(25, 50, 100, 200), per_class=(5, 10, 20), classes=(10,),
@@ -64,7 +64,11 @@ def test_best_dimension_grows_when_the_optimum_moves_with_per_class():
     assert best.groupby("per_class").best_d.first().tolist() == [25, 50, 100]
     slopes = an.dimension_slopes(best)
     assert len(slopes) == 5 and slopes.slope.to_numpy() == pytest.approx(1.0)
-    assert interval_test(slopes.slope, "above")["verdict"] == "holds"
+    # every teacher's slope is exactly 1: no spread for a t interval, an exact sign test instead
+    assert interval_test(slopes.slope, "above")["verdict"] == "inconclusive"
+    r = binomial_test(**{k: v for k, v in an.sign_counts(slopes.slope).items() if k != "teachers"},
+                      p0=0.5, expect="above", level=0.05)
+    assert r["p_value"] == pytest.approx(0.5 ** 5) and r["verdict"] == "holds"
 
 
 def test_largest_d_everywhere_does_not_pass_as_growth():
@@ -73,7 +77,9 @@ def test_largest_d_everywhere_does_not_pass_as_growth():
     best = an.best_dimension_per_unit(t)
     assert (best.best_d == 200).all()
     slopes = an.dimension_slopes(best)
-    assert interval_test(slopes.slope, "above")["verdict"] == "does not hold"
+    counts = an.sign_counts(slopes.slope)
+    assert counts["successes"] == 0 and binomial_test(0, counts["trials"], 0.5, "above")["p_value"] == 1.0
+    assert binomial_test(0, 10, 0.5, "above")["verdict"] == "does not hold"  # ten teachers all at 0
     row = an.interior_row(t, units=[0, 1])
     adv = an.interior_advantage(t, row, units=[2, 3, 4])
     assert (adv.advantage < 0).all()

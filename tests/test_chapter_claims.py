@@ -137,3 +137,147 @@ def test_save_table_writes_the_config_beside_the_table(ch):
     table.attrs["config"] = "d=100"
     with pytest.raises(ValueError, match=r"table.attrs\['config'\] must be a dict"):
         ch.save_table(table)
+
+
+def test_supports_and_published_version_reach_claims_csv_and_meta(tmp_path):
+    ch = Chapter("11_linear", profile="smoke", results_dir=str(tmp_path / "p"), device="cpu", published_version=True)
+    ch.claim("beats_chance", "Beats chance.", students(), baseline=0.02)
+    ch.claim("beats_fresh", "Beats fresh data.", students(), baseline="independent_acc",
+             supports="11_linear:beats_chance")
+    claims = ch.finish()
+    assert claims["supports"].tolist() == ["", "11_linear:beats_chance"]
+    assert claims["published_version"].tolist() == [True, True]
+    assert json.loads((tmp_path / "p" / "meta.json").read_text())["published_version"] is True
+    with pytest.raises(ValueError, match="'supports' parameter"):
+        ch.claim("bad", "Bad.", students(), baseline=0.02, supports="beats_chance")
+
+
+# ---------------------------------------------------------------------------- outcome sentences
+
+
+def paired(teachers, shift, spread=0.01, seed=0, value="test_acc"):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"dataset": np.arange(teachers), value: 0.2 + shift + spread * rng.standard_normal(teachers)})
+
+
+def test_outcome_sentences_follow_the_verdict_and_carry_the_numbers(ch):
+    from memkd.book import outcomes
+
+    ch.claim_difference("up", "Up.", paired(8, 0.1), paired(8, 0.0, seed=9), expect="above")
+    ch.claim_difference("flat", "Flat.", paired(8, 0.0, seed=1), paired(8, 0.0, seed=2), expect="above")
+    ch.claim_difference("down", "Down.", paired(8, -0.1), paired(8, 0.0, seed=9), expect="above")
+    texts = dict(holds="H {difference:+.2f}", does_not_hold="N {interval}", inconclusive="I")
+    assert outcomes.outcome(ch, "up", **texts) == "H +0.10"
+    assert outcomes.outcome(ch, "down", **texts).startswith("N interval [-0.1")
+    assert outcomes.outcome(ch, "flat", **texts) == "I"
+    assert outcomes.outcome(ch, "absent", **texts, missing="not run") == "not run"
+    against = outcomes.contradictions(ch)
+    assert "- Down. This build: difference -0.09" in against and "Up." not in against
+
+
+def test_contradictions_say_nowhere_when_none_fails_and_ignore_supporting_claims(ch):
+    from memkd.book import outcomes
+
+    ch.claim_difference("up", "Up.", paired(8, 0.1), paired(8, 0.0, seed=9), expect="above")
+    ch.claim_difference("again", "Again.", paired(8, -0.1), paired(8, 0.0, seed=9), expect="above",
+                        supports="02_logit_distillation:up")
+    assert outcomes.contradictions(ch).startswith("**Where this build contradicts the paper:** nowhere")
+    assert "tests an effect counted elsewhere" in ch.verdicts_markdown()
+
+
+def test_chapter_07_says_when_dropping_the_class_lowers_its_accuracy(tmp_path):
+    from memkd.book import outcomes
+
+    ch = Chapter("07_logit_surgery", profile="smoke", results_dir=str(tmp_path), device="cpu")
+    ch.claim_difference("drop_class_like_plain", "Kept.", paired(12, -0.1, value="test_acc_class"),
+                        paired(12, 0.0, seed=9, value="test_acc_class"), value="test_acc_class", expect="equivalent",
+                        margin=0.1)
+    ch.claim_count("zero_class_kills_class", "Zeroed.", 0, 120, 0.02, expect="below", teachers=12)
+    text = outcomes.surgery_outcomes(ch, 0)
+    assert "contradicts the paper here:** dropping class 0 lowers" in text and "(plain) to 0.1" in text
+    assert "too few points to tell this from chance" in text
+    ch2 = Chapter("07_logit_surgery", profile="smoke", results_dir=str(tmp_path / "b"), device="cpu")
+    ch2.claim_difference("drop_class_like_plain", "Kept.", paired(40, 0.0, seed=3, value="test_acc_class"),
+                         paired(40, 0.0, seed=4, value="test_acc_class"), value="test_acc_class",
+                         expect="equivalent", margin=0.1)
+    assert "keeps its held-out accuracy at plain distillation's" in outcomes.surgery_outcomes(ch2, 0)
+
+
+def test_chapter_05_compares_what_the_temperature_and_the_learning_rate_move(ch):
+    from memkd.book import outcomes
+
+    grid = pd.DataFrame([[0.05, 0.06], [0.20, 0.21]], index=[1.0, 20.0], columns=[0.001, 0.003])
+    text = outcomes.temperature_lr_outcomes(ch, grid)
+    assert "by 0.150 on average" in text and "by 0.010" in text and "the temperature moves it more" in text
+
+
+def test_chapter_10_names_the_settings_where_cnns_leak(tmp_path):
+    from memkd.book import outcomes
+
+    ch = Chapter("10_convolutions", profile="smoke", results_dir=str(tmp_path), device="cpu", beyond_paper=True)
+    leak = pd.DataFrame({"dataset": np.arange(8), "test_acc": 0.3 + 0.01 * np.random.default_rng(0).standard_normal(8),
+                         "independent_acc": 0.2})
+    none = leak.assign(test_acc=0.2 + 0.002 * np.random.default_rng(1).standard_normal(8))
+    ch.claim("cnn_cnn_clean_no_leak", "C.", leak, baseline="independent_acc", expect="equivalent", margin=0.03)
+    ch.claim("cnn_cnn_labels_no_leak", "L.", none, baseline="independent_acc", expect="equivalent", margin=0.03)
+    text = outcomes.convolution_outcomes(ch, ["clean", "labels"])
+    assert "leak beyond the margin on clean (+0.10" in text and "do not leak (within the margin) on labels" in text
+
+
+def test_every_claim_of_chapters_01_to_08_has_a_stated_baseline_and_plan():
+    """The claim ids the chapters record (as of this build), each matched by a baseline and a plan."""
+    from memkd.book.plan import baseline_for, plan_for
+
+    ids = {"01_toy_2d": ["toy_hard_at_chance", "toy_soft_T5_beats_chance"],
+           "02_logit_distillation": ["logits_beat_chance", "logits_beat_trivial", "little_data_suffices",
+                                     "wider_students_extract_more", "hard_labels_at_chance"],
+           "03_similarity_scores": ["similarity_beats_chance", "logits_beat_similarity"],
+           "04_cifar10": ["clean_beats_trivial", "both_beats_trivial", "both_beats_labels"],
+           "05_temperature_lr": ["high_temperature_helps", "temperature_grid_beats_trivial",
+                                 "best_temperature_above_one"],
+           "06_dataset_composition": ["composition_nontrivial_cells", "best_dimension_grows", "optimum_inside_grid"],
+           "07_logit_surgery": ["drop_class_keeps_class", "drop_class_like_plain", "zero_class_kills_class",
+                                "zero_class_below_plain", "drop_class_overall_kept", "tail_carries_information"],
+           "08_transformer": ["no_fit_and_transfer"]}
+    for chapter, claims in ids.items():
+        for claim in claims:
+            assert baseline_for(chapter, claim) and plan_for(chapter, claim) is not None, (chapter, claim)
+    assert baseline_for("02_logit_distillation", "logits_beat_trivial").startswith("the same students on fresh")
+    assert baseline_for("07_logit_surgery", "zero_class_kills_class").startswith("chance")
+
+
+@pytest.mark.slow
+def test_chapter_07_at_smoke_uses_exact_tests_for_counts_and_records_margins_and_plans(tmp_path):
+    from pathlib import Path
+
+    from conftest import execute_chapter_at_smoke
+
+    notebook = Path(__file__).resolve().parents[1] / "nbs" / "07_logit_surgery.ipynb"
+    claims = pd.read_csv(execute_chapter_at_smoke(notebook, tmp_path) / "claims.csv").set_index("claim")
+    table = pd.read_csv(tmp_path / "results" / "table.csv")
+    zeroed = table[(table.variant == "zero_class") & (table.student == 0)]
+    assert claims.loc["zero_class_kills_class", "test"] == "exact binomial"
+    assert claims.loc["zero_class_kills_class", "n"] == zeroed["test_count_class"].sum()  # points pooled
+    assert claims.loc["drop_class_keeps_class", "test"] == "exact binomial"
+    assert not (claims["p_value"].notna() & claims["ci_low"].isna()).any(), "a p-value without an interval"
+    equivalence = claims[claims["expect"] == "equivalent"]
+    assert equivalence["margin_reason"].notna().all() and (equivalence["margin_reason"].str.len() > 10).all()
+    chance = float(table["chance"].iloc[0])
+    assert claims.loc["zero_class_overall_kept", "margin"] == pytest.approx(chance / 4)
+    assert claims["planned_n"].notna().all() and claims["baseline_reason"].notna().all()
+
+
+def test_chapter_08_says_when_students_pick_up_the_rule_and_beat_chance(tmp_path):
+    from memkd.book import outcomes
+
+    ch = Chapter("08_transformer", profile="smoke", results_dir=str(tmp_path), device="cpu")
+    checks = pd.DataFrame([
+        {"check": "held_out_vs_chance", "temperature": 1.0, "mean": 0.3, "verdict": "holds"},
+        {"check": "students_outside_D_vs_chance", "temperature": 1.0, "mean": 0.25, "verdict": "holds"},
+        {"check": "held_out_vs_chance", "temperature": 10.0, "mean": 0.0, "verdict": "inconclusive"}])
+    fits = pd.DataFrame({"temperature": [1.0, 10.0], "fits": [True, False]})
+    text = outcomes.transformer_outcomes(ch, checks, fits)
+    assert "the students beat chance on the pairs outside D (by +0.250)" in text
+    assert "at T = 1, students that fit their part of D reach held-out accuracy above chance" in text
+    quiet = checks.assign(verdict="inconclusive")
+    assert outcomes.transformer_outcomes(ch, quiet, fits).startswith("At no temperature where the students fit")

@@ -110,12 +110,49 @@ def test_fewer_than_two_teachers_are_inconclusive():
     assert interval_test([0.5], "above")["n"] == 1
 
 
-def test_no_spread_collapses_the_interval_to_the_mean():
-    r = interval_test([0.1, 0.1, 0.1], "above")
-    assert r["ci_low"] == r["ci_high"] == pytest.approx(0.1) and r["p_value"] == 0.0 and r["verdict"] == "holds"
-    assert interval_test([0.1] * 3, "below")["verdict"] == "does not hold"
-    assert interval_test([0.01] * 3, "equivalent", margin=0.02)["verdict"] == "holds"
-    assert interval_test([0.02] * 3, "equivalent", margin=0.02)["verdict"] == "does not hold"
+def test_no_spread_gives_no_p_value_and_says_why():
+    # chapter 07's case: 12 teachers, every one at exactly 0 correct held-out class-c points. A
+    # collapsed interval used to return p = 0 and "holds"; the exact test of the pooled points does not.
+    r = interval_test([0.0] * 12, "below", margin=0.0)
+    assert r["verdict"] == "inconclusive" and math.isnan(r["p_value"]) and math.isnan(r["ci_low"])
+    assert "no spread" in r["note"] and "exact test" in r["note"] and r["test"] == "t interval"
+    for expect, margin in (("above", 0.0), ("below", 0.0), ("equivalent", 0.02)):
+        for value in (0.1, 0.01, -0.3):
+            r = interval_test([value] * 5, expect, margin=margin)
+            assert r["verdict"] == "inconclusive" and math.isnan(r["p_value"]), (expect, value)
+    assert interval_test([0.1, 0.1 + 1e-3, 0.1], "above")["note"] == ""  # a little spread: a t interval
+    assert "no interval" in interval_test([0.5], "above")["note"]
+
+
+def test_a_claim_without_spread_is_inconclusive_and_the_sentence_says_why(tmp_path):
+    import pandas as pd
+
+    from memkd.book.chapter import Chapter
+
+    ch = Chapter("flat", profile="smoke", results_dir=str(tmp_path), device="cpu")
+    table = pd.DataFrame({"dataset": range(6), "test_acc_class": [0.0] * 6})
+    text = ch.claim("zero", "All at zero.", table, value="test_acc_class", baseline=0.02, expect="below")
+    assert "**inconclusive**" in text and "no spread" in text and "p = n/a" not in text.split("no spread")[1]
+    row = ch.finish().iloc[0]
+    assert math.isnan(row["p_value"]) and "no spread" in row["note"]
+
+
+def test_class_counts_pool_one_student_per_teacher():
+    import pandas as pd
+
+    from memkd.experiments.analysis import class_counts
+    from memkd.metrics import binomial_test
+
+    t = pd.DataFrame({"dataset": [0, 0, 1, 1, 2, 2], "student": [0, 1] * 3,
+                      "test_acc_class": [0.0, 0.5, 0.1, 0.9, 0.0, 0.0], "test_count_class": [10.0] * 6})
+    assert class_counts(t) == {"successes": 1, "trials": 30, "teachers": 3}
+    assert class_counts(t, student=1)["successes"] == 14
+    with pytest.raises(ValueError, match="more than one row"):
+        class_counts(pd.concat([t, t]))
+    # the issue's numbers: 0 of 120 held-out class-c points (12 teachers x 10) against 1/C = 0.02
+    r = binomial_test(0, 120, 0.02, "below")
+    assert r["p_value"] == pytest.approx(0.98 ** 120) and 0.08 < r["p_value"] < 0.1
+    assert r["verdict"] == "inconclusive"
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -177,3 +214,81 @@ def test_claim_count_records_an_exact_test(tmp_path):
     assert "60 of 60 from 5 teachers" in text and "**holds**" in text and "exact binomial" in text
     claims = ch.finish()
     assert claims.loc[0, "test"] == "exact binomial" and claims.loc[0, "n"] == 60
+
+
+# ---------------------------------------------------------------------------- multiplicity and power
+
+
+def test_holm_matches_a_hand_worked_family():
+    from memkd.metrics import holm
+
+    # sorted 0.01, 0.03, 0.04 times 3, 2, 1 -> 0.03, 0.06, 0.04 -> running max 0.03, 0.06, 0.06
+    assert holm([0.04, 0.01, 0.03]).tolist() == pytest.approx([0.06, 0.03, 0.06])
+    assert holm([np.nan, 0.004]).tolist() == pytest.approx([1.0, 0.008])  # a test without p still counts in m
+    assert holm([0.6, 0.7]).tolist() == [1.0, 1.0]
+
+
+def test_planned_teachers_reaches_the_power_it_promises_and_not_one_teacher_less():
+    from memkd.metrics import planned_teachers, t_test_power
+
+    rng = np.random.default_rng(1)
+    n = planned_teachers(0.05, 0.08, level=0.01)
+    assert t_test_power(n, 0.05, 0.08, 0.01) >= 0.8 > t_test_power(n - 1, 0.05, 0.08, 0.01)
+    # simulated: interval_test with n teachers at that effect holds about 80% of the time
+    held = np.mean([interval_test(rng.normal(0.05, 0.08, int(n)), "above", level=0.01)["verdict"] == "holds"
+                    for _ in range(600)])
+    assert 0.74 < held < 0.87
+    assert planned_teachers(0.1, 0.08, margin=0.1) == math.inf  # an effect that does not clear its margin
+    assert math.isnan(planned_teachers(0.1, math.nan))
+    m = planned_teachers(0.0, 0.05, level=0.05, expect="equivalent", margin=0.05)
+    held = np.mean([interval_test(rng.normal(0.0, 0.05, int(m)), "equivalent", margin=0.05, level=0.05)["verdict"]
+                    == "holds" for _ in range(600)])
+    assert held >= 0.77  # the plan uses a lower bound of the TOST power
+
+
+def test_planned_trials_is_exact():
+    from memkd.metrics import binomial_power, planned_trials
+
+    assert planned_trials(0.02, 0.0, expect="below") == 228  # 0.98**228 < 0.01 <= 0.98**227
+    assert 0.98 ** 228 < 0.01 <= 0.98 ** 227
+    n = planned_trials(0.5, 0.9, level=0.01)  # a sign test planned for 9 teachers in 10
+    assert binomial_power(n, 0.5, 0.9, 0.01) >= 0.8 > binomial_power(n - 1, 0.5, 0.9, 0.01)
+    assert planned_trials(0.5, 0.4, expect="above") == math.inf
+
+
+def test_margins_carry_their_reason_and_plans_are_found_by_pattern():
+    from memkd.book.plan import DIRECTION_REASON, Margin, margin_of, plan_for, surgery_overall_kept, toy_at_chance
+
+    assert toy_at_chance().value == pytest.approx(0.05) and "Fig 1" in toy_at_chance().reason
+    assert surgery_overall_kept(0.02).value == pytest.approx(0.005)  # no longer 1/C, which could not fail
+    assert margin_of(Margin(0.1, "why"), "equivalent") == (0.1, "why")
+    assert margin_of(0.0, "above") == (0.0, DIRECTION_REASON) and margin_of(0.03, "equivalent") == (0.03, "")
+    with pytest.raises(ValueError, match="'reason' parameter of Margin"):
+        Margin(0.1, " ")
+    assert plan_for("01_toy_2d", "toy_soft_T5_beats_chance").effect == pytest.approx(0.10)
+    assert plan_for("07_logit_surgery", "zero_class_overall_kept").effect == 0.0
+    assert plan_for("11_new", "anything") is None
+
+
+def test_a_claim_records_its_margin_reason_and_plan_and_says_when_it_is_underpowered(tmp_path):
+    import pandas as pd
+
+    from memkd.book.chapter import Chapter
+    from memkd.book.plan import Margin, Plan
+    from memkd.metrics import planned_teachers
+
+    ch = Chapter("01_toy_2d", profile="smoke", results_dir=str(tmp_path), device="cpu")
+    table = pd.DataFrame({"dataset": range(6), "test_acc": [0.1, 0.6, 0.2, 0.5, 0.3, 0.4], "chance": 1 / 3})
+    text = ch.claim("toy_soft_T5_beats_chance", "Soft beats chance.", table, baseline=1 / 3)
+    assert "*Underpowered: 80% power for the assumed effect (0.1;" in text and "this build has 6.*" in text
+    ch.claim("mine", "Mine.", table, baseline=1 / 3, expect="equivalent", margin=Margin(0.05, "my reason"),
+             plan=Plan(0.0, "none", sd=0.01))
+    claims = ch.finish().set_index("claim")
+    sd = np.std(table["test_acc"], ddof=1)
+    assert claims.loc["toy_soft_T5_beats_chance", "planned_n"] == planned_teachers(0.1, sd, 0.01)
+    assert claims.loc["toy_soft_T5_beats_chance", "margin_reason"].startswith("a direction")
+    assert claims.loc["mine", "margin_reason"] == "my reason" and claims.loc["mine", "sd_source"].startswith("assumed")
+    assert claims.loc["mine", "planned_n"] == planned_teachers(0.0, 0.01, 0.05, expect="equivalent", margin=0.05)
+    surgery = Chapter("07_logit_surgery", profile="smoke", results_dir=str(tmp_path / "07"), device="cpu")
+    count = surgery.claim_count("zero_class_kills_class", "Zeroed.", 0, 120, 0.02, expect="below", teachers=12)
+    assert "needs 228 outcomes; this build has 120" in count

@@ -302,7 +302,8 @@ def test_overlap_claims_use_the_phi_margin(tmp_path):
                     if pair != "soft-similarity" and j <= i:
                         continue
                     rows.append({"dataset": k, "pair": pair, "student_a": i, "student_b": j, "lift": 2.0 + 0.01 * k,
-                                 "phi": phi_value + 0.001 * ((k + i + j) % 3)})
+                                 "phi": phi_value + 0.001 * ((k + i + j) % 3)
+                                 + (0.002 * k if pair == "soft-similarity" else 0.0)})  # spread over teachers
     ch = _chapter(tmp_path)
     oc.overlap_claims(ch, pd.DataFrame(rows))
     claims = {c.claim: c for c in ch.claims}

@@ -7,6 +7,7 @@ chapters' files; the notebook itself executes under papermill on that folder."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -117,7 +118,8 @@ def test_headline_counts_only_the_papers_claims_on_the_papers_data(results):
 def test_report_table_shows_teachers_times_students_and_the_margin(results):
     paper, _, _ = mb.split_claims(load_claims(results))
     table = mb.report_table(paper)
-    assert list(table.columns) == ["Chapter", "Claim of the paper", "This build", "n", "Test", "p-value", "Verdict"]
+    assert list(table.columns) == ["Chapter", "Claim of the paper", "This build", "n", "Test", "p-value", "p (Holm)",
+                                   "Verdict"]
     first = table.iloc[0]
     assert first["n"] == "5 teachers × 4 students" and first["This build"] == "0.08 vs 0.02: +0.06 ± 0.005"
     assert first["Test"] == "98% interval [0.045, 0.075] &gt; 0" and first["p-value"] == "1.0e-04"
@@ -128,6 +130,64 @@ def test_report_table_shows_teachers_times_students_and_the_margin(results):
     assert old["n"] == "n = 20" and "students counted as units" in old["Test"]
     assert table["Chapter"].str.contains("02_logit_distillation").sum() == 1, "a chapter's name on its first row only"
     assert 'href="../nbs/02_logit_distillation.html"' in table["Chapter"][0]
+
+
+def test_holm_within_a_block_can_turn_a_claim_that_holds_into_inconclusive(tmp_path):
+    ch = "02_logit_distillation"
+    write(tmp_path / ch, [claim_row(ch, "strong", "holds", p_value=0.001),
+                          claim_row(ch, "weak", "holds", p_value=0.008),  # holds alone, not after Holm (x2)
+                          claim_row(ch, "nothing", "inconclusive", p_value=0.5)])
+    ch = "09_open_questions"  # another block: its own family, so it does not weaken the paper's
+    write(tmp_path / ch, [claim_row(ch, "q", "holds", beyond=True, p_value=0.008)])
+    blocks = mb.claim_blocks(load_claims(tmp_path))
+    paper = blocks["workshop"].set_index("claim")
+    assert paper["p_adjusted"].round(4).to_dict() == {"strong": 0.003, "weak": 0.016, "nothing": 0.5}
+    assert paper["verdict_adjusted"].to_dict() == {"strong": "holds", "weak": "inconclusive", "nothing": "inconclusive"}
+    assert blocks["beyond"].loc[0, "verdict_adjusted"] == "holds"  # alone in its family
+    text = mb.headline(load_claims(tmp_path))
+    assert text.startswith("**1 of 3 claims of the paper hold in this build**, 2 inconclusive, 0 do not hold, "
+                           "after Holm's adjustment within the block (before it: 2 hold)")
+    table = mb.report_table(blocks["workshop"])
+    assert table.loc[1, "Verdict"] == "inconclusive (before adjustment: holds)" and table.loc[1, "p (Holm)"] == "0.016"
+
+
+def test_a_claim_that_tests_an_effect_again_is_shown_but_not_counted(tmp_path):
+    ch = "02_logit_distillation"
+    write(tmp_path / ch, [claim_row(ch, "logits_beat_chance", "holds", p_value=0.004),
+                          claim_row(ch, "logits_beat_trivial", "holds", p_value=0.001,
+                                    supports="02_logit_distillation:logits_beat_chance")])
+    block = mb.claim_blocks(load_claims(tmp_path))["workshop"].set_index("claim")
+    assert block["counted"].to_dict() == {"logits_beat_chance": True, "logits_beat_trivial": False}
+    assert block.loc["logits_beat_chance", "p_adjusted"] == pytest.approx(0.004)  # a family of one, not two
+    assert math.isnan(block.loc["logits_beat_trivial", "p_adjusted"])
+    text = mb.headline(load_claims(tmp_path))
+    assert text.startswith("**1 of 1 claims of the paper hold") and "1 more shown but not counted" in text
+    table = mb.report_table(mb.claim_blocks(load_claims(tmp_path))["workshop"])
+    assert "not counted: tests the effect of 02_logit_distillation:logits_beat_chance again" in table.loc[1, "Verdict"]
+
+
+def test_the_published_version_is_a_block_of_its_own_from_the_toc_or_the_meta(tmp_path, monkeypatch):
+    book = tmp_path / "book"
+    (book / "results").mkdir(parents=True)
+    (book / "_config.yml").write_text("title: test\n")
+    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nparts:\n"
+                                   "  - caption: The paper, figure by figure\n    chapters:\n      - file: nbs/02_x\n"
+                                   "  - caption: The published version\n    chapters:\n      - file: nbs/11_linear\n"
+                                   "  - caption: Beyond the paper\n    chapters:\n      - file: nbs/09_q\n")
+    root = book / "results"
+    write(root / "02_x", [claim_row("02_x", "a", "holds")])
+    write(root / "11_linear", [claim_row("11_linear", "lin", "holds"), claim_row("11_linear", "lin2", "does not hold")])
+    write(root / "12_window", [claim_row("12_window", "w", "inconclusive")], meta={"published_version": True})
+    write(root / "09_q", [claim_row("09_q", "q", "holds")])
+    monkeypatch.chdir(book)
+    assert mb.published_version_chapters() == {"11_linear"}
+    blocks = mb.claim_blocks(load_claims(root))
+    assert sorted(blocks["published"]["claim"]) == ["lin", "lin2", "w"]
+    assert blocks["workshop"]["claim"].tolist() == ["a"] and blocks["beyond"]["claim"].tolist() == ["q"]
+    paper, stand_in, beyond = mb.split_claims(load_claims(root))
+    assert paper["claim"].tolist() == ["a"]
+    text = mb.headline(load_claims(root))
+    assert "**1 of 1 claims of the paper hold" in text and "**1 of 3 claims of the published version hold" in text
 
 
 def test_report_table_fills_in_a_bare_old_table():
@@ -183,3 +243,50 @@ def test_report_notebook_executes_without_any_results(tmp_path):
     text = json.dumps([c.get("outputs", []) for c in json.loads(out.read_text())["cells"]])
     assert "No chapter has written a claim of the paper yet" in text
     assert '"output_type": "error"' not in text and '"name": "stderr"' not in text
+
+
+def test_plan_table_shows_every_margin_reason_and_labels_the_underpowered(tmp_path):
+    ch = "07_logit_surgery"
+    write(tmp_path / ch, [claim_row(ch, "kept", "inconclusive", expect="equivalent", margin=0.005, level=0.05,
+                                    margin_reason="a quarter of 1/C", assumed_effect=0.0, effect_reason="none",
+                                    planned_n=30, sd_source="this build's"),
+                          claim_row(ch, "bare", "holds", expect="equivalent", margin=0.02),
+                          claim_row(ch, "count", "inconclusive", test="exact binomial", n=120, students=12,
+                                    planned_n=228, assumed_effect=0.02)])
+    table = mb.plan_table(load_claims(tmp_path))
+    assert table["Why this margin"].tolist()[:2] == ["a quarter of 1/C", "no reason recorded"]
+    assert table["Power"].tolist() == ["underpowered", "not planned", "underpowered"]
+    assert table.loc[2, "Planned n"] == "228 outcomes" and table.loc[0, "Planned n"] == "30 teachers"
+    claims = mb.report_table(load_claims(tmp_path))
+    assert claims.loc[0, "n"] == "5 teachers × 4 students (planned: 30; underpowered)"
+    assert claims.loc[2, "n"] == "120 outcomes of 12 teachers (planned: 228; underpowered)"
+
+
+def test_claims_figure_draws_one_row_per_claim(results):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    paper, _, _ = mb.split_claims(load_claims(results))
+    fig = mb.claims_figure(paper)
+    assert len(fig.axes[0].get_yticklabels()) == len(paper)
+    assert mb.claims_figure(paper.iloc[:0]) is None
+
+
+def test_the_teacher_clock_reaches_meta_and_the_chapter_summary(tmp_path):
+    from memkd.book.chapter import Chapter
+    from memkd.experiments.analysis import teacher_clock
+
+    table = pd.DataFrame({"dataset": [0, 0, 1, 2], "teacher_first_perfect": [50, 50, 100, 80], "test_acc": 0.1,
+                          "teacher_stop": "budget"})
+    table.attrs["config"] = {"teacher_epochs": 200, "teacher_stop": "budget"}
+    assert teacher_clock(table) == {"teachers": 3, "min": 2.0, "median": 2.5, "max": 4.0}
+    early = table.copy()
+    early.attrs["config"] = {"teacher_epochs": 200, "teacher_stop": "first_perfect"}
+    assert teacher_clock(early)["max"] == 1.0
+    assert teacher_clock(table.drop(columns="teacher_first_perfect")) is None
+    ch = Chapter("02_logit_distillation", profile="smoke", results_dir=str(tmp_path / "02_logit_distillation"),
+                 device="cpu")
+    ch.save_table(table)
+    ch.finish()
+    summary = mb.chapter_summary(load_claims(tmp_path), tmp_path, link=False).set_index("Chapter")
+    assert summary.loc["02_logit_distillation", "Teachers train (× first 100%)"] == "2.5× (2-4, 3 teachers)"

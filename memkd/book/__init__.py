@@ -2,6 +2,8 @@
 
     chapter     a chapter's parameters, results folder, claims and departures (`Chapter`)
     claims      one claim's record and how its numbers are written (`Claim`, `units_text`)
+    plan        what a claim fixes before its run: margins with reasons, power plans, baselines
+    outcomes    outcome sentences chosen by a build's verdicts, and where it contradicts the paper
     plots       figures with error bars over teachers
     widgets     the interactive explorers
     questions   the verdicts of chapter 09 (the open questions)

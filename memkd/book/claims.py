@@ -11,7 +11,8 @@ from typing import Any
 
 CLAIM_COLUMNS = ["chapter", "claim", "paper", "data", "beyond_paper", "expect", "value", "measured",
                  "baseline", "difference", "sem", "ci_low", "ci_high", "margin", "level", "n",
-                 "students", "p_value", "verdict", "detail", "test"]
+                 "students", "p_value", "verdict", "detail", "test", "note", "supports", "published_version",
+                 "margin_reason", "assumed_effect", "effect_reason", "planned_n", "sd_source", "baseline_reason"]
 DEPARTURE_COLUMNS = ["chapter", "topic", "paper", "book", "reason"]
 
 
@@ -44,6 +45,15 @@ class Claim:
     level: float = math.nan
     students: float = math.nan  # students per teacher (the minimum over teachers)
     test: str = "t interval"  # how the verdict was reached: "t interval" or "exact binomial"
+    note: str = ""  # why the test gave no interval (too few teachers, no spread), else ""
+    supports: str = ""  # "<chapter>:<claim>" this claim tests again (shown, not counted); "" counts
+    published_version: bool = False  # a chapter of "The published version" (its own headline block)
+    margin_reason: str = ""  # why the margin is what it is (memkd.book.plan), fixed before the run
+    assumed_effect: float = math.nan  # the effect the claim is planned for, in the claim's units
+    effect_reason: str = ""  # where that effect comes from (the paper's number or the smallest of interest)
+    planned_n: float = math.nan  # the n (teachers; outcomes for an exact test) for 80% power at the level
+    sd_source: str = ""  # the spread the plan assumes
+    baseline_reason: str = ""  # what the claim is measured against, and why (memkd.book.plan.BASELINES)
 
 
 def _plural(count: Any, word: str) -> str:
@@ -73,8 +83,8 @@ def interval_text(r: dict, of: str = "difference") -> str:
     if math.isnan(low) or math.isnan(high) or math.isnan(level):
         return ""
     margin = float(r["margin"]) if not math.isnan(float(r["margin"])) else 0.0
-    criterion = {"above": f"> {margin:g}", "below": f"< {(-margin if margin else 0.0):g}",
-                 "equivalent": f"within the equivalence margin ±{margin:g}"}.get(str(r["expect"]), "")
+    criterion = {"above": f"> {margin:.3g}", "below": f"< {(-margin if margin else 0.0):.3g}",
+                 "equivalent": f"within the equivalence margin ±{margin:.3g}"}.get(str(r["expect"]), "")
     where = f" of the {of}" if of else ""
     return f"{100 * (1 - 2 * level):.0f}% interval{where} [{low:.3f}, {high:.3f}] {criterion}".rstrip()
 
@@ -89,6 +99,45 @@ def _pm(mean: float, sem: float) -> str:
 def _verdict_reason(r: dict) -> str:
     if r["verdict"] != "inconclusive":
         return ""
+    note = r.get("note")
+    if isinstance(note, str) and note:
+        return f" ({note})"
     if r["n"] < 2:
         return f" ({_plural(r['n'], 'teacher')}: no interval)"
     return " (the interval straddles the bound)"
+
+
+def power_status(planned_n: Any, n: Any) -> str:
+    """'underpowered' (n below the plan), 'powered' (n reaches it), 'not plannable' (the assumed
+    effect does not clear the margin), or 'not planned' (no plan, or no spread to plan with)."""
+    try:
+        planned, n = float(planned_n), float(n)
+    except (TypeError, ValueError):
+        return "not planned"
+    if math.isnan(planned) or math.isnan(n):
+        return "not planned"
+    if math.isinf(planned):
+        return "not plannable"
+    return "underpowered" if n < planned else "powered"
+
+
+def power_text(c: "Claim") -> str:
+    """' *Underpowered: ...*' after a claim's sentence where its n falls short of its plan, else ''."""
+    status = power_status(c.planned_n, c.n)
+    unit = "outcomes" if c.test == "exact binomial" else "teachers"
+    if status == "underpowered":
+        text = (f" *Underpowered: 80% power for the assumed effect ({c.assumed_effect:.3g}; {c.effect_reason}) "
+                f"needs {c.planned_n:.0f} {unit}; this build has {c.n}")
+        return text + (": it holds with an effect larger than the one planned for.*" if c.verdict == "holds" else ".*")
+    if status == "not plannable":
+        return f" *Not plannable: the assumed effect ({c.assumed_effect:.3g}) does not clear the margin.*"
+    return ""
+
+
+def claim_units(c: Any) -> str:
+    """What a claim rests on: '5 teachers × 4 students', or for an exact test '120 outcomes of 12
+    teachers' (a Claim or a claims.csv row)."""
+    if getattr(c, "test", "") == "exact binomial" and c.n == c.n:
+        teachers = c.students
+        return f"{int(c.n)} outcomes" + (f" of {_plural(int(teachers), 'teacher')}" if teachers == teachers else "")
+    return units_text(c.n, c.students)

@@ -51,10 +51,13 @@ def chance_line(ax, chance: float, label: str = "chance") -> None:
 
 
 def heatmap(ax, pivot: pd.DataFrame, fmt: str = "{:.2f}", cmap: str = "viridis", vmin=None, vmax=None,
-            annotations: pd.DataFrame | None = None, colorbar_label: str = ""):
+            annotations: pd.DataFrame | None = None, colorbar_label: str = "",
+            errors: pd.DataFrame | None = None):
     """A heat map of a pivoted table (rows x columns); NaN cells stay blank.
 
-    `annotations` (same shape) supplies the numbers written on the cells (default: the values).
+    `annotations` (same shape) supplies the numbers written on the cells (default: the values);
+    `errors` (same shape), when given, is written under each number as "±" (e.g. the SEM over
+    teachers). The text is black on pale cells and white on dark ones, so every label stays legible.
     """
     values = pivot.to_numpy(dtype=float)
     im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
@@ -62,10 +65,16 @@ def heatmap(ax, pivot: pd.DataFrame, fmt: str = "{:.2f}", cmap: str = "viridis",
     ax.set_yticks(range(pivot.shape[0]), [f"{r:g}" if isinstance(r, float) else str(r) for r in pivot.index])
     ax.grid(False)
     notes = values if annotations is None else annotations.to_numpy(dtype=float)
+    spread = None if errors is None else errors.reindex_like(pivot).to_numpy(dtype=float)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if not np.isnan(notes[i, j]) and not np.isnan(values[i, j]):
-                ax.text(j, i, fmt.format(notes[i, j]), ha="center", va="center", color="white", fontsize=8)
+                r, g, b, _ = im.cmap(im.norm(values[i, j]))
+                colour = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+                text = fmt.format(notes[i, j])
+                if spread is not None and not np.isnan(spread[i, j]):
+                    text += "\n±" + fmt.format(spread[i, j])
+                ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=8 if spread is None else 7)
     cbar = ax.figure.colorbar(im, ax=ax, shrink=0.85)
     cbar.set_label(colorbar_label)
     return im

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import pandas as pd
 
 from memkd.experiments.open_questions import overlap_per_student
+from memkd.book.plan import Margin
 from memkd.metrics import choose_and_test_units, interval_test, mean_sem, per_unit_means
 
 if TYPE_CHECKING:  # the chapter layer sits above the experiments
@@ -34,6 +35,9 @@ ACCURACY_MARGIN = 0.25  # equivalence margin on held-out accuracy, as a fraction
 PHI_MARGIN = 0.05  # equivalence margin on the correlation of two students' correct sets
 LEVEL = 0.01  # level of the directional claims (Chapter.claim's default for "above" / "below")
 _SEVERITY = {"does not hold": 2, "inconclusive": 1, "holds": 0}
+ACCURACY_REASON = ("a quarter of chance 1/C: half the change between the two teacher protocols in the authors' "
+                   "released code (0.025 at d = 200, C = 20, T = 20)")
+PHI_REASON = "a fifth of the correlation φ between two logit students of one teacher (about 0.2-0.3 here)"
 
 
 def open_question(where: str, question: str) -> str:
@@ -105,7 +109,7 @@ def overlap_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     close = ch.claim_difference(
         "q1_as_close_as_two_logit_students",
         open_question("sec. 3.2", "is a similarity student as close to a logit student as two logit students are?"),
-        cross, logit, value="phi", expect="equivalent", margin=PHI_MARGIN,
+        cross, logit, value="phi", expect="equivalent", margin=Margin(PHI_MARGIN, PHI_REASON),
         what=f"φ(logit, similarity) against φ(logit, logit), equivalence margin ±{PHI_MARGIN:g}",
         detail=f"φ: correlation of two students' 0/1 correct held-out sets; margin {PHI_MARGIN:g} fixed before the run")
     return [shared, close]
@@ -180,8 +184,35 @@ def architecture_claims(ch: "Chapter", table: pd.DataFrame) -> tuple[list[str], 
             "q3_tanh_leaks_more",
             open_question("app. B", "does the activation change how much leaks? Tested: tanh leaks more than ReLU."),
             acts[acts["variant"] == "tanh"], acts[acts["variant"] == "relu"], expect="above",
-            what="held-out accuracy, tanh against ReLU (teacher and student alike)"))
+            what="held-out accuracy, tanh against ReLU (teacher and student alike)",
+            detail="the hypothesis came from earlier builds on these seeds: the blind test is "
+                   "q3_tanh_leaks_more_fresh_seeds",
+            supports="09_open_questions:q3_tanh_leaks_more_fresh_seeds"))
     return out, tests
+
+
+BLIND_SEED_OFFSET = 7919  # added to the chapter's seed: datasets, teachers and students no earlier build drew
+
+
+def blind_seed(seed: int) -> int:
+    """The base seed of a blind re-test: the chapter's seed + BLIND_SEED_OFFSET (every seed of the
+    book derives from its base seed, so these runs share no dataset, teacher or student with it)."""
+    return int(seed) + BLIND_SEED_OFFSET
+
+
+def blind_activation_claim(ch: "Chapter", table: pd.DataFrame, seed: int) -> str:
+    """Q3 (b) on fresh seeds: tanh teachers and students leak more than ReLU ones.
+    `table`: `architecture(..., parts=("activation",), seed=seed)` with seed = `blind_seed(ch.seed)`."""
+    ok = table[table["teacher_memorized"].astype(bool)]
+    acts = ok[ok["part"] == "activation"]
+    return ch.claim_difference(
+        "q3_tanh_leaks_more_fresh_seeds",
+        open_question("app. B", "does the activation change how much leaks? Tested on fresh seeds: tanh leaks "
+                      "more than ReLU."),
+        acts[acts["variant"] == "tanh"], acts[acts["variant"] == "relu"], expect="above",
+        what="held-out accuracy on fresh seeds, tanh against ReLU (teacher and student alike)",
+        detail=f"base seed {seed}: datasets, teachers and students that no earlier build drew (the hypothesis "
+               "came from those builds)")
 
 
 # --- 4. temperature convention ---------------------------------------------------------------------
@@ -239,8 +270,8 @@ def probe_claims(ch: "Chapter", table: pd.DataFrame, reference: str = "relu") ->
         out.append(ch.claim_difference(
             "q5_linear_student_as_good_on_tanh_teachers",
             own_question("on tanh teachers, does a linear student recover as much as the tanh student?"),
-            tanh[tanh["variant"] == "linear"], tanh[tanh["variant"] == "trained"], expect="equivalent", margin=margin,
-            what=f"held-out accuracy on tanh teachers, linear against tanh students, margin ±{margin:.4f} (chance / 4)"))
+            tanh[tanh["variant"] == "linear"], tanh[tanh["variant"] == "trained"], expect="equivalent",
+            margin=Margin(margin, ACCURACY_REASON), what=f"held-out accuracy on tanh teachers, linear against tanh students, margin ±{margin:.4f} (chance / 4)"))
     return out
 
 
@@ -294,15 +325,15 @@ def protocol_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
         "q6_training_on_after_memorizing_changes_nothing",
         own_question("does training each teacher for its whole budget, on after it has memorized D, leave its "
                      "students' held-out accuracy unchanged against stopping it at its first 100%?"),
-        budget[budget["temperature"] == t_max], early[early["temperature"] == t_max], expect="equivalent", margin=margin,
-        what=f"held-out accuracy at T = {t_max:g}, budget against first-perfect teachers, margin ±{margin:.4f} (chance / 4)",
+        budget[budget["temperature"] == t_max], early[early["temperature"] == t_max], expect="equivalent",
+        margin=Margin(margin, ACCURACY_REASON), what=f"held-out accuracy at T = {t_max:g}, budget against first-perfect teachers, margin ±{margin:.4f} (chance / 4)",
         detail="claim tested: no change (equivalence); T fixed in advance: the largest of the grid")]
     effect = temperature_effect(table)
     out.append(ch.claim_difference(
         "q6_temperature_effect_unchanged",
         own_question("does the teacher protocol leave the effect of the temperature on held-out accuracy unchanged?"),
         effect[effect["teacher_stop"] == "budget"], effect[effect["teacher_stop"] == "first_perfect"],
-        value="temperature_effect", expect="equivalent", margin=margin,
+        value="temperature_effect", expect="equivalent", margin=Margin(margin, ACCURACY_REASON),
         what=f"held-out accuracy at T = {t_max:g} minus at T = {t_min:g}, budget against first-perfect teachers, "
              f"margin ±{margin:.4f}",
         detail="claim tested: no change of the temperature effect (equivalence)"))

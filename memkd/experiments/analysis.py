@@ -246,3 +246,86 @@ def grid_departure(config: dict, paper: dict, keys: Sequence[str], topic: str = 
         return None
     return dict(topic=topic, paper=knobs_text(paper, keys).replace("`", ""),
                 book=knobs_text(config, keys).replace("`", ""), reason=reason)
+
+
+def class_counts(table: pd.DataFrame, student: int = 0, value: str = "test_acc_class",
+                 count: str = "test_count_class", unit: str = "dataset") -> dict[str, int]:
+    """Correct held-out points of one class, pooled over teachers, for an exact binomial test.
+
+    A class's held-out points are few per teacher (10 at Fig 7's quick profile), so their accuracy
+    is a count, often 0 for every teacher: a t interval over teachers has no spread to work with.
+    Pooling the points of all teachers gives `trials` outcomes; one student per teacher (the seed
+    index `student`, fixed in advance) is used, since a teacher's students share its points and are
+    not independent of one another.
+
+    table : one row per student with columns `unit`, "student", `value` (accuracy on the class's
+        held-out points) and `count` (how many there are)
+    Returns {"successes": correct points, "trials": points, "teachers": teachers pooled}.
+
+    >>> t = pd.DataFrame({"dataset": [0, 1], "student": [0, 0], "test_acc_class": [0.1, 0.0],
+    ...                   "test_count_class": [10.0, 10.0]})
+    >>> class_counts(t)
+    {'successes': 1, 'trials': 20, 'teachers': 2}
+    """
+    _need(table, [unit, "student", value, count], "class_counts")
+    rows = table[table["student"] == student].dropna(subset=[value, count])
+    if rows[unit].duplicated().any():
+        raise ValueError(f"class_counts: more than one row per {unit!r} for student {student}; "
+                         "select one setting first.")
+    correct = (rows[value] * rows[count]).round().astype(int)
+    return {"successes": int(correct.sum()), "trials": int(rows[count].round().astype(int).sum()),
+            "teachers": int(rows[unit].nunique())}
+
+
+def sign_counts(values: Sequence[float]) -> dict[str, int]:
+    """How many per-teacher values are above 0, for an exact sign test (`binomial_test` against 1/2).
+
+    For a per-teacher statistic that takes few values (the slope of log(best d) on a grid of a few
+    d's is often exactly 0 or 1 for every teacher): a t interval has no spread to work with, a
+    sign test does. Ties at 0 (within 1e-9: float noise) count against the claim. NaN values are dropped.
+    Returns {"successes": values > 0, "trials": values, "teachers": values}.
+
+    >>> sign_counts([1.0, 0.0, 0.5, float("nan")])
+    {'successes': 2, 'trials': 3, 'teachers': 3}
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    return {"successes": int((v > 1e-9).sum()), "trials": int(len(v)), "teachers": int(len(v))}  # float noise is a tie
+
+
+def teacher_clock(table: pd.DataFrame, unit: str = "dataset") -> dict | None:
+    """How long a table's teachers trained, as a multiple of their first epoch at 100% on D.
+
+    table : one row per student with the column "teacher_first_perfect" (the teacher's first epoch,
+        or step, at 100%) and either "teacher_epochs_run" (what it ran) or, in `table.attrs["config"]`,
+        "teacher_epochs" (the budget) with teacher_stop "budget" (under "first_perfect" a teacher
+        runs until its first 100%: a multiple of 1). Teachers that did not memorize are left out.
+    Returns {"teachers", "min", "median", "max"} of the per-teacher multiples, or None when the
+    table does not say (no such columns, or a setting column that repeats teacher indices: pass
+    one setting's rows).
+    """
+    if "teacher_first_perfect" not in table.columns or unit not in table.columns:
+        return None
+    rows = table
+    if "teacher_memorized" in rows.columns:
+        rows = rows[rows["teacher_memorized"].astype(bool)]
+    keys = [unit] + [k for k in ("setting", *GRID_KEYS) if k in rows.columns]
+    first = pd.to_numeric(rows["teacher_first_perfect"], errors="coerce")
+    first = first.where(first > 0)  # -1: never at 100%
+    if "teacher_epochs_run" in rows.columns:
+        run = pd.to_numeric(rows["teacher_epochs_run"], errors="coerce")
+    else:
+        config = table.attrs.get("config", {}) or {}
+        stop = config.get("teacher_stop", rows["teacher_stop"].iloc[0] if "teacher_stop" in rows.columns and len(rows) else "")
+        if stop == "first_perfect":
+            run = first
+        elif config.get("teacher_epochs"):
+            run = pd.Series(float(config["teacher_epochs"]), index=rows.index)
+        else:
+            return None
+    multiple = (run / first).groupby([rows[k] for k in keys]).first().dropna()
+    multiple = multiple[np.isfinite(multiple)]
+    if multiple.empty:
+        return None
+    return {"teachers": int(len(multiple)), "min": round(float(multiple.min()), 2),
+            "median": round(float(multiple.median()), 2), "max": round(float(multiple.max()), 2)}

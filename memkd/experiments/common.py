@@ -211,9 +211,9 @@ def distill(
     keep_models : a list to which each chunk's (model, ids) is appended: the trained ensemble and
         the global ids (task index * M + member index) of its members, for measures beyond the rows.
     Returns one dict per student: its knobs and train_acc, test_acc, memorized_acc, test_acc_class
-    (held-out samples of `class_of_interest`), independent_acc, teacher_agreement_independent,
-    teacher_independent_acc, chance, teacher_memorized, teacher_first_perfect (the teacher's first
-    epoch at 100%), teacher_stop.
+    (held-out samples of `class_of_interest`; test_count_class: how many there are), independent_acc,
+    teacher_agreement_independent, teacher_independent_acc, chance, teacher_memorized, teacher_first_perfect
+    (the teacher's first epoch at 100%), teacher_stop.
     """
     if isinstance(tasks, MemorizationTask):
         tasks, splits = [tasks], [splits]
@@ -326,6 +326,7 @@ def evaluate_students(
         "train_acc": train_acc.cpu(), "test_acc": test_acc.cpu(), "memorized_acc": memorized.cpu(),
         "test_acc_class": class_acc.cpu(), "independent_acc": independent.cpu(),
         "teacher_agreement_independent": teacher_agree.cpu(),
+        "test_count_class": torch.full_like(test_acc, float(len(test_c))).cpu(),  # held-out class-c points
     }
 
 

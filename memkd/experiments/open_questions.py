@@ -339,6 +339,8 @@ class ArchitectureConfig(OpenQuestionConfig):
     width_factors: tuple = knob((0.5, 2.0), list_of(real_interval(0, math.inf)),
                                 "student width / teacher width for the mismatched students")
     mismatch: bool = knob(True, BOOL, "also train students narrower, wider, shallower, deeper than the teacher")
+    parts: tuple = knob(("activation", "depth", "mismatch"), list_of(one_of("activation", "depth", "mismatch")),
+                        "which parts of the grid to train (e.g. only the activation part, for a blind re-test)")
 
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'part', 'variant', 'teacher_activation', 'teacher_depth',
                      'teacher_width', 'student_activation', 'student_depth', 'teacher_train_acc')
@@ -357,7 +359,7 @@ def architecture_plan(cfg: ArchitectureConfig) -> list[tuple[str, str, tuple, tu
     other = "tanh" if ref_act == "relu" else "relu"
     plan = [("activation", a, (a, ref_depth), (a, ref_depth, p)) for a in cfg.activations]
     plan += [("depth", f"{d} hidden", (ref_act, d), (ref_act, d, p)) for d in cfg.depths]
-    if cfg.mismatch:
+    if cfg.mismatch and "mismatch" in cfg.parts:
         plan += [("mismatch", "matched", (ref_act, ref_depth), (ref_act, ref_depth, p))]
         plan += [("mismatch", "narrower" if f < 1 else "wider", (ref_act, ref_depth),
                   (ref_act, ref_depth, max(1, int(round(f * p))))) for f in cfg.width_factors]

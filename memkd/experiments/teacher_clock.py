@@ -290,7 +290,7 @@ def _has_spread(part: pd.DataFrame) -> bool:
     return len(diffs) > 1 and float(diffs.std()) > 1e-9
 
 
-def clock_claims(ch: Any, table: pd.DataFrame, margin: float = EQUIVALENCE_MARGIN, level_above: float = 0.01,
+def clock_claims(ch: Any, table: pd.DataFrame, margin: Any = EQUIVALENCE_MARGIN, level_above: float = 0.01,
                  level_equivalent: float = 0.05, min_teachers: int = MIN_TEACHERS) -> pd.DataFrame:
     """Test, at every teacher stop and temperature, what the clock says the students should show.
 
@@ -302,10 +302,18 @@ def clock_claims(ch: Any, table: pd.DataFrame, margin: float = EQUIVALENCE_MARGI
     per-teacher differences have no spread, the exact binomial test on the pooled held-out pairs
     (`ch.claim_count`, against the pooled unseen accuracy) replaces the t interval.
     `ch` is a `memkd.book.chapter.Chapter`; claims are recorded there with ids
-    clock_leak_<step>_T<T> and clock_vanishes_<step>_T<T>.
+    clock_leak_<step>_T<T> and clock_vanishes_<step>_T<T>, in the report's block of the published
+    version (`ch.section(published_version=True)`). `margin` may be a `memkd.book.plan.Margin`
+    (the value with its reason) or a bare number.
     Returns one row per claim: teacher_step, temperature, state, claim, teachers, heldout_acc,
     unseen_acc, verdict, sentence (the Markdown that `ch` returned).
     """
+    with ch.section(published_version=True):
+        return _clock_claims(ch, table, margin, level_above, level_equivalent, min_teachers)
+
+
+def _clock_claims(ch: Any, table: pd.DataFrame, margin: Any, level_above: float, level_equivalent: float,
+                  min_teachers: int) -> pd.DataFrame:
     out = []
     for (step, temp), part in table.groupby(["teacher_step", "temperature"]):
         for state, group in part.groupby("teacher_state"):

@@ -1,0 +1,231 @@
+"""Outcome sentences chosen by a build's verdicts: what a chapter's prose says happened.
+
+A chapter never states an outcome in fixed text: each sentence below is picked by the verdict (or
+the interval) that the build recorded for a claim, and carries that build's numbers. `outcome`
+picks one of three sentences for one claim; `contradictions` lists where the build contradicts the
+paper; the `*_outcomes` functions are the chapters' own sentences (chapters 01, 04, 05, 07, 08, 10).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:  # the chapter layer's own module
+    from memkd.book.chapter import Chapter
+    from memkd.book.claims import Claim
+
+
+def find(ch: "Chapter", claim_id: str) -> "Claim | None":
+    """The claim recorded under `claim_id` in this run, or None."""
+    return next((c for c in ch.claims if c.claim == claim_id), None)
+
+
+def numbers(c: "Claim") -> dict[str, Any]:
+    """The fields a sentence may use: measured, baseline, difference, ci_low, ci_high (floats), n,
+    verdict, and `interval` ('interval [-0.123, +0.045]', or 'no interval' with the reason)."""
+    interval = (f"interval [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if not (math.isnan(c.ci_low) or math.isnan(c.ci_high))
+                else "no interval" + (f": {c.note}" if c.note else ""))
+    return {"measured": c.measured, "baseline": c.baseline, "difference": c.difference, "ci_low": c.ci_low,
+            "ci_high": c.ci_high, "n": c.n, "verdict": c.verdict, "interval": interval}
+
+
+def outcome(ch: "Chapter", claim_id: str, holds: str, does_not_hold: str, inconclusive: str,
+            missing: str = "") -> str:
+    """The sentence for the verdict this build recorded for `claim_id`, formatted with `numbers`
+    (e.g. "{difference:+.3f}"); `missing` when the claim was not tested in this run."""
+    c = find(ch, claim_id)
+    if c is None:
+        return missing
+    text = {"holds": holds, "does not hold": does_not_hold}.get(c.verdict, inconclusive)
+    return text.format(**numbers(c))
+
+
+def contradictions(ch: "Chapter") -> str:
+    """Markdown: the claims of the paper this build contradicts (verdict "does not hold"), each with
+    its numbers, or one sentence saying that none is (with how many hold and how many are
+    inconclusive). Claims that only support another one are left out."""
+    paper = [c for c in ch.claims if not c.beyond_paper and not c.supports]
+    if not paper:
+        return ""
+    against = [c for c in paper if c.verdict == "does not hold"]
+    held = sum(c.verdict == "holds" for c in paper)
+    if not against:
+        return (f"**Where this build contradicts the paper:** nowhere among the claims tested here ({held} of "
+                f"{len(paper)} hold, {len(paper) - held} inconclusive).")
+    lines = [f"- {c.paper} This build: difference {c.difference:+.3f}, {numbers(c)['interval']}: "
+             "**does not hold**." for c in against]
+    return "**Where this build contradicts the paper:**\n\n" + "\n".join(lines)
+
+
+def _mean(table: pd.DataFrame, value: str, unit: str = "dataset") -> float:
+    """Mean over teachers of the per-teacher means of `value`."""
+    return float(table.groupby(unit)[value].mean().mean())
+
+
+# ---------------------------------------------------------------------------- chapter 01
+
+
+def toy_outcomes(ch: "Chapter", table: pd.DataFrame) -> str:
+    """Chapter 01: which soft-label students beat chance on the held-out points in this build, and
+    the models' accuracy on fresh points (measured, not tested)."""
+    soft = [c for c in ch.claims if c.claim.startswith("toy_soft")]
+    held = [c.claim[len("toy_soft_"):-len("_beats_chance")].replace("T", "T = ") for c in soft if c.verdict == "holds"]
+    other = [f"{c.claim[len('toy_soft_'):-len('_beats_chance')].replace('T', 'T = ')} ({c.verdict}, "
+             f"{c.difference:+.3f})" for c in soft if c.verdict != "holds"]
+    parts = []
+    if held:
+        parts.append(f"soft-label students beat chance on the held-out memorized points at {', '.join(held)}")
+    if other:
+        parts.append(f"{'at' if held else 'soft-label students are not shown to beat chance on the held-out points at'} "
+                     f"{', '.join(other)}{' they are not shown to' if held else ''}")
+    text = ("In this build, " + "; ".join(parts) + "." if parts else "")
+    fresh = table.groupby("setting").apply(lambda g: _mean(g, "independent_acc"), include_groups=False)
+    chance = float(table["chance"].iloc[0])
+    text += (f" On fresh points the models' mean accuracy runs from {fresh.min():.3f} to {fresh.max():.3f} against "
+             f"chance {chance:.3f} (measured, not tested: the claims concern the held-out points).")
+    return text.strip()
+
+
+# ---------------------------------------------------------------------------- chapter 05
+
+
+def temperature_lr_outcomes(ch: "Chapter", grid: pd.DataFrame) -> str:
+    """Chapter 05: how far the temperature and the learning rate move the held-out accuracy on this
+    build's grid (temperatures x learning rates, means over teachers), and the temperature claim."""
+    by_lr = (grid.max(axis=1) - grid.min(axis=1)).mean()  # at a fixed T, across learning rates
+    by_t = (grid.max(axis=0) - grid.min(axis=0)).mean()  # at a fixed learning rate, across temperatures
+    which = ("the temperature moves it more than the learning rate" if by_t > by_lr else
+             "the learning rate moves it more than the temperature" if by_lr > by_t else "both move it as much")
+    text = (f"On this build's grid, changing the temperature at a fixed learning rate moves the held-out "
+            f"accuracy by {by_t:.3f} on average (largest minus smallest), changing the learning rate at a fixed "
+            f"temperature by {by_lr:.3f}: {which} (means over teachers, not a test).")
+    return text + " " + outcome(
+        ch, "high_temperature_helps",
+        "The high temperature fixed in advance beats T = 1 by {difference:+.3f} ({interval}).",
+        "The high temperature fixed in advance does not beat T = 1 here ({difference:+.3f}, {interval}): this "
+        "build contradicts the paper's 'a higher temperature seems necessary' at this budget.",
+        "Whether the high temperature fixed in advance beats T = 1 is undecided ({difference:+.3f}, {interval}).")
+
+
+# ---------------------------------------------------------------------------- chapter 04
+
+
+def cifar_outcomes(ch: "Chapter") -> str:
+    """Chapter 04: shuffling labels and pixels against labels only, as this build found it."""
+    return outcome(
+        ch, "both_beats_labels",
+        "Shuffling pixels on top of the labels raises the held-out accuracy ({measured:.3f} against "
+        "{baseline:.3f}), as the paper reports.",
+        "**This build contradicts the paper here:** with labels and pixels shuffled the held-out accuracy "
+        "({measured:.3f}) is not above, and with labels alone ({baseline:.3f}) it is at least as high "
+        "(difference {difference:+.3f}, {interval}).",
+        "Whether shuffling pixels on top of the labels changes the held-out accuracy is undecided here "
+        "({measured:.3f} against {baseline:.3f}, {interval}).")
+
+
+# ---------------------------------------------------------------------------- chapter 07
+
+
+def surgery_outcomes(ch: "Chapter", class_c: int) -> str:
+    """Chapter 07: what dropping class c and zeroing p_c did to the class-c accuracy in this build."""
+    c = find(ch, "drop_class_like_plain")
+    lines = []
+    if c is not None:
+        if c.ci_high < 0:
+            lines.append(f"**This build contradicts the paper here:** dropping class {class_c} lowers the class-"
+                         f"{class_c} held-out accuracy, from {c.baseline:.3f} (plain) to {c.measured:.3f} (the whole "
+                         f"{numbers(c)['interval']} of the difference lies below 0), where the paper "
+                         "finds it kept at a high level.")
+        elif c.verdict == "holds":
+            lines.append(f"Dropping class {class_c} keeps its held-out accuracy at plain distillation's "
+                         f"({c.measured:.3f} against {c.baseline:.3f}), as the paper finds.")
+        else:
+            lines.append(f"Whether dropping class {class_c} keeps its held-out accuracy is undecided here "
+                         f"({c.measured:.3f} against {c.baseline:.3f} plain; {numbers(c)['interval']}).")
+    lines.append(outcome(
+        ch, "zero_class_kills_class",
+        f"Zeroing p_{class_c} elsewhere leaves the students below chance on held-out class-{class_c} points "
+        "({measured:.3f}), as the paper finds.",
+        f"**This build contradicts the paper here:** with p_{class_c} zeroed elsewhere, the students are not "
+        f"below chance on held-out class-{class_c} points ({{measured:.3f}}).",
+        f"With p_{class_c} zeroed elsewhere the students get {{measured:.3f}} of the held-out class-{class_c} "
+        "points right: too few points to tell this from chance (the exact test is inconclusive)."))
+    return " ".join(line for line in lines if line)
+
+
+# ---------------------------------------------------------------------------- chapter 08
+
+
+def transformer_outcomes(ch: "Chapter", checks: pd.DataFrame, fits: pd.DataFrame) -> str:
+    """Chapter 08: held-out accuracy against chance at the temperatures where students fit (the
+    paper's reading of 'non-trivial'), then against the students' own accuracy outside D."""
+    fit_t = set(fits.loc[fits["fits"], "temperature"]) if len(fits) else set()
+    outside = checks[(checks["check"] == "students_outside_D_vs_chance") & (checks["verdict"] == "holds")]
+    rule = ""
+    if len(outside):
+        ts = ", ".join(f"{t:g}" for t in outside["temperature"])
+        rule = ("**This build departs from the paper's picture here:** at T = " + ts + " the students beat chance "
+                "on the pairs outside D (by " + ", ".join(f"{m:+.3f}" for m in outside["mean"]) + "): they pick "
+                "up part of the rule of modular addition from the teacher's logits, which is why the baseline "
+                "below is their own accuracy outside D. ")
+    vs_chance = checks[(checks["check"] == "held_out_vs_chance") & checks["temperature"].isin(fit_t)]
+    above = vs_chance[vs_chance["verdict"] == "holds"]
+    if len(above):
+        ts = ", ".join(f"{t:g}" for t in above["temperature"])
+        text = (f"**This build contradicts the paper's reading here:** at T = {ts}, students that fit their part "
+                "of D reach held-out accuracy above chance 1/k, which the paper did not find. ")
+    elif fit_t:
+        text = "At no temperature where the students fit is their held-out accuracy shown to beat chance 1/k. "
+    else:
+        text = "At no temperature do the students fit their part of D. "
+    return rule + text + outcome(
+        ch, "no_fit_and_transfer",
+        "Against their own accuracy outside D, the held-out accuracy is within ±1/k at every temperature that "
+        "fits ({difference:+.3f} at the decisive one): what they get right, they get right from the rule, not "
+        "from memorized pairs.",
+        "Against their own accuracy outside D, the held-out accuracy is higher by more than 1/k at the decisive "
+        "temperature ({difference:+.3f}, {interval}): memorized pairs pass through the logits.",
+        "Against their own accuracy outside D, the difference at the decisive temperature ({difference:+.3f}, "
+        "{interval}) is neither inside nor outside the margin ±1/k.")
+
+
+# ---------------------------------------------------------------------------- chapter 10
+
+
+def convolution_outcomes(ch: "Chapter", settings: list[str]) -> str:
+    """Chapter 10: where the paper's remark (CNN students of a CNN teacher do not leak) fails,
+    holds or is undecided in this build."""
+    words = {"holds": [], "does not hold": [], "inconclusive": []}
+    for s in settings:
+        c = find(ch, f"cnn_cnn_{s}_no_leak")
+        if c is not None:
+            words[c.verdict if c.verdict in words else "inconclusive"].append(f"{s} ({c.difference:+.3f})")
+    out = []
+    if words["does not hold"]:
+        out.append("**This build contradicts the paper's remark:** CNN students of a CNN teacher leak beyond the "
+                   f"margin on {', '.join(words['does not hold'])} images.")
+    if words["holds"]:
+        out.append(f"They do not leak (within the margin) on {', '.join(words['holds'])} images.")
+    if words["inconclusive"]:
+        out.append(f"On {', '.join(words['inconclusive'])} images the teachers measured here cannot tell a leak "
+                   "smaller than the margin from none: more teachers (the `teachers` parameter) narrow the interval.")
+    return " ".join(out)
+
+
+def clock_outcome(ch: "Chapter", first: str = "high_temperature_helps",
+                  second: str = "high_temperature_helps_second_clock") -> str:
+    """Chapter 05: the temperature claim at the chapter's teacher clock and at the second one."""
+    a, b = find(ch, first), find(ch, second)
+    if a is None or b is None:
+        return ""
+    both = (f"{a.difference:+.3f} ({a.verdict}) at the chapter's clock, {b.difference:+.3f} ({b.verdict}) at the "
+            "second")
+    if a.verdict == b.verdict:
+        return f"The temperature claim gets the same verdict at both teacher clocks: {both}."
+    if "does not hold" in (a.verdict, b.verdict) and "holds" in (a.verdict, b.verdict):
+        return (f"**The temperature effect depends on how long the teachers train:** {both}. The verdict of the "
+                "chapter's claim holds for its own teacher clock only.")
+    return f"The two teacher clocks give different verdicts, one of them undecided: {both}."
