@@ -258,7 +258,7 @@ def linear_calls() -> dict[str, list[Call]]:
 
 
 NOT_MLP = {
-    "08_transformer": "all (a transformer, trained by its own loop)",
+    "08_transformer": "all (a transformer: the count is written for MLPs)",
     "10_convolutions": "all (convolutional networks)",
     "04_cifar10": "all (CIFAR-10's 50000 images: preparing them takes minutes on a CPU)",
 }
