@@ -124,9 +124,9 @@ def _rows(tasks: list, members: list[dict], kind: str, width: int) -> list[dict]
     """What `distill` returns, with NaN metrics (nothing was trained)."""
     nan = float("nan")
     metrics = ("train_acc", "test_acc", "memorized_acc", "test_acc_class", "independent_acc",
-               "teacher_agreement_independent", "teacher_independent_acc")
+               "teacher_agreement_independent", "test_count_class", "teacher_independent_acc")
     return [{"dataset": task.dataset, "kind": kind, "width": width, **member, **dict.fromkeys(metrics, nan),
-             "chance": 1.0 / task.classes, "teacher_memorized": True, "teacher_epochs": 0, "teacher_stop": "budget"}
+             "chance": 1.0 / task.classes, "teacher_memorized": True, "teacher_first_perfect": 0, "teacher_stop": "budget"}
             for task in tasks for member in members]
 
 

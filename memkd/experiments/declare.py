@@ -25,7 +25,7 @@ from memkd.tables import TEACHER_ID, add_teacher_id
 EXPERIMENTS: dict[str, Callable] = {}
 # The columns of a row of `common.distill` (with alpha), which most random-data tables share.
 DISTILL_COLUMNS = ("dataset", "alpha", "width", "kind", "temperature", "lr", "student", "train_acc", "test_acc",
-                   "memorized_acc", "test_acc_class", "independent_acc", "teacher_agreement_independent",
+                   "memorized_acc", "test_acc_class", "independent_acc", "teacher_agreement_independent", "test_count_class",
                    "teacher_independent_acc", "chance", "teacher_memorized", "teacher_stop", "teacher_first_perfect")
 
 # What each column of an experiment's table means (one row per trained student unless said).
@@ -79,6 +79,7 @@ COLUMNS: dict[str, str] = {
     # the student's accuracies
     "train_acc": "accuracy on the student's own part of D",
     "test_acc": "accuracy on the held-out part of D (memorized by the teacher, never seen by the student)",
+    "test_count_class": "held-out samples of that class (the trials of chapter 07's exact tests)",
     "memorized_acc": "accuracy on all of D", "test_acc_class": "held-out accuracy on one class (surgery_class in logit_surgery, else class 0)",
     "independent_acc": "accuracy on fresh data D' (or the trivial set): what memorization cannot explain",
     "teacher_agreement_independent": "agreement with the teacher's predictions on D'",
