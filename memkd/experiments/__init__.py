@@ -2,13 +2,15 @@
 
 The paper's figure 1 (`toy`), figures 2-3 and 5-7 (`figures`), its figures 4 and 8 beyond random vectors
 (`cifar`, `modular_addition`), the questions it leaves open (`open_questions`, `training_choices`, chapter 09), and CNN teachers and
-students (`convolutions`, chapter 10).
+students (`convolutions`, chapter 10); the published version's one-hidden-layer phase map
+(`one_hidden_layer`, chapter 13).
 """
 
 from memkd.experiments.cifar import cifar_shuffles
 from memkd.experiments.common import standard_departures
 from memkd.experiments.convolutions import convolutional_distillation
 from memkd.experiments.modular_addition import transformer_distillation
+from memkd.experiments.one_hidden_layer import one_hidden_layer
 from memkd.experiments.toy import toy_2d, toy_2d_regions
 from memkd.experiments.figures import (
     dataset_composition,
@@ -28,5 +30,5 @@ __all__ = [
     "toy_2d", "toy_2d_regions", "logit_distillation", "similarity_distillation", "temperature_lr",
     "dataset_composition", "logit_surgery", "cifar_shuffles", "transformer_distillation",
     "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
-    "random_features_probe", "standard_departures", "convolutional_distillation",
+    "random_features_probe", "standard_departures", "convolutional_distillation", "one_hidden_layer",
 ]
