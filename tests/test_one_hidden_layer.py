@@ -57,8 +57,10 @@ def test_released_split_takes_the_first_points_of_each_class():
     y = torch.tensor([1, 0, 0, 1, 1, 0, 1, 0])  # 4 per class
     tr, te = released_split(y, 0.6, 2)  # int(0.6 * 4) = 2 per class
     assert tr.tolist() == [0, 1, 2, 3] and te.tolist() == [4, 5, 6, 7]
-    shuffled = shuffled_within_class(tr, y, seed=3)
-    assert sorted(shuffled.tolist()) == tr.tolist() and torch.equal(y[shuffled], y[tr])
+    for seed in range(5):
+        shuffled = shuffled_within_class(tr, y, seed=seed)
+        assert sorted(shuffled.tolist()) == tr.tolist() and torch.equal(y[shuffled], y[tr])
+        assert (shuffled != tr).all()  # every input gets another point's soft label
 
 
 def test_classify_phase_by_hand():
@@ -124,16 +126,16 @@ def test_smoke_rows_have_the_issue_columns(smoke):
 
 
 def test_smoke_leak_beats_chance_and_the_shuffle_control_does_not(smoke):
-    """At smoke the teachers memorize; students with 3 soft labels per class beat chance on the held-out
+    """At smoke the teachers memorize; students with 4 soft labels per class beat chance on the held-out
     memorized points by far, and the same students with inputs shuffled within class stay near chance."""
     cell = smoke[(smoke.part == "map") & (smoke.per_class == 6)]
     assert (cell["teacher_train_acc"] == 1.0).all()
     chance = 1.0 / smoke["classes"].iloc[0]
     plain = cell[~cell.shuffled.astype(bool)].groupby("dataset").test_acc.mean()
     shuffled = cell[cell.shuffled.astype(bool)].groupby("dataset").test_acc.mean()
-    assert len(plain) == len(shuffled) == 2
+    assert len(plain) == len(shuffled) == 4
     assert plain.min() > 5 * chance, plain
-    assert shuffled.max() < 2.5 * chance, shuffled
+    assert shuffled.mean() < 2.5 * chance, shuffled  # 4 x 60 held-out points: chance gives 8 of 240
 
 
 def test_smoke_surgery_runs_on_the_test_half_only(smoke):

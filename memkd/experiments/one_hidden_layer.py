@@ -55,8 +55,8 @@ RELEASED = dict(input_dim=1000, classes=100, width=500, teacher_epochs=2000, epo
                 per_class=(50,) + tuple(range(125, 2501, 125)),
                 rhos=tuple(round(0.05 + 0.1 * i, 2) for i in range(10)))
 
-SMOKE = dict(input_dim=10, classes=30, width=40, per_class=(2, 6), rhos=(0.5,), teacher_epochs=800,
-             teacher_lr=3e-3, epochs=400, lr=1e-2, students=1, datasets=2, variant_rho=0.5,
+SMOKE = dict(input_dim=10, classes=30, width=40, per_class=(3, 6), rhos=(0.67,), teacher_epochs=800,
+             teacher_lr=3e-3, epochs=400, lr=1e-2, students=1, datasets=4, variant_rho=0.67,
              variant_widths=(20,), variant_classes=(), surgery=True, tail_fractions=(0.1, 0.5))
 # quick: d = 20, C = 100, P = 50 (6150 parameters, n* = 62 student points). Calibrated on short runs
 # (2 teachers each): the teacher memorizes up to about n = 12 in 1000-2000 epochs; students with lr
@@ -141,15 +141,19 @@ def released_split(y: Tensor, rho: float, classes: int) -> tuple[Tensor, Tensor]
 
 
 def shuffled_within_class(train_idx: Tensor, y: Tensor, seed: int) -> Tensor:
-    """train_idx with its entries permuted within each class: soft labels taken at these indices
-    pair every student input with the soft label of another point of its class (the released
-    shuffle control). Returns (N_s,) indices."""
+    """train_idx with its entries permuted within each class so that no entry stays in place: soft
+    labels taken at these indices pair every student input with the soft label of ANOTHER point of
+    its class (the shuffle control). Each class's points are put in a random order and each takes
+    the soft label of the next one (a random cycle). The released code uses a plain random
+    permutation, which leaves on average one point per class with its own soft label: with a few
+    points per class that is a large share of unshuffled points. Returns (N_s,) indices."""
     gen = torch.Generator().manual_seed(int(seed))
     out = train_idx.clone()
     labels = y[train_idx].cpu()
     for c in torch.unique(labels).tolist():
         pos = torch.nonzero(labels == c).flatten()
-        out[pos] = train_idx[pos[torch.randperm(len(pos), generator=gen)]]
+        order = pos[torch.randperm(len(pos), generator=gen)]
+        out[order] = train_idx[order.roll(-1)]
     return out
 
 

@@ -138,14 +138,15 @@ def choose_cells(cells: pd.DataFrame) -> dict[str, dict | None]:
     """The tested cells, chosen on a phase map of the choosing half of the teachers.
 
     "recovery": the recovery cell with the highest held-out accuracy (ties: the fewest student points);
-    "partial leak": the partial-leak cell whose held-out accuracy lies closest to PARTIAL_LEAK_TARGET.
+    "partial leak": among the partial-leak cells that meet the counting bound (bound_ratio >= 1), the one
+    whose held-out accuracy lies closest to PARTIAL_LEAK_TARGET.
     Each is a dict of the cell's knobs (per_class, rho, classes, width, temperature), or None.
     """
     keys = ["per_class", "rho", "classes", "width", "temperature"]
     out: dict[str, dict | None] = {}
     rec = cells[cells["phase"] == "recovery"].sort_values(["test_acc", "n_student"], ascending=[False, True])
     out["recovery"] = {k: rec.iloc[0][k] for k in keys} if len(rec) else None
-    leak = cells[cells["phase"] == "partial leak"]
+    leak = cells[(cells["phase"] == "partial leak") & (cells["bound_ratio"] >= 1.0)]
     if len(leak):
         best = leak.iloc[int(np.argmin((leak["test_acc"] - PARTIAL_LEAK_TARGET).abs().to_numpy()))]
         out["partial leak"] = {k: best[k] for k in keys}
