@@ -102,6 +102,10 @@ def test_phase_map_boundary_and_choice_on_hand_made_rows():
     chosen = choose_cells(cells.reset_index())
     assert (chosen["recovery"]["per_class"], chosen["recovery"]["rho"]) == (10, 0.67)
     assert (chosen["partial leak"]["per_class"], chosen["partial leak"]["rho"]) == (3, 0.67)
+    # without a recovery cell, the one closest to it: (10, 0.67) scores min(0.98 / 0.99, 0.85 / 0.9)
+    near = cells.reset_index()
+    near.loc[near.phase == "recovery", ["test_acc", "agreement_fresh", "phase"]] = [0.98, 0.85, "partial leak"]
+    assert (choose_cells(near)["recovery"]["per_class"], choose_cells(near)["recovery"]["rho"]) == (10, 0.67)
     # only the teachers asked for: teachers 0 and 1 alone
     assert phase_map(pd.DataFrame(rows), datasets=[0, 1])["teachers"].max() == 2
     table = pd.DataFrame([_row(0, 10, 0.67, 1.0, 1.0, 0.5, 0.5)])  # 400 held-out points, half right

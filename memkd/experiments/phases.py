@@ -138,6 +138,9 @@ def choose_cells(cells: pd.DataFrame) -> dict[str, dict | None]:
     """The tested cells, chosen on a phase map of the choosing half of the teachers.
 
     "recovery": the recovery cell with the highest held-out accuracy (ties: the fewest student points);
+    without one, the cell closest to recovery (the largest min(test_acc / RECOVERY_HELD_OUT_MIN,
+    agreement_fresh / RECOVERY_FRESH_MIN) among the cells whose teachers memorized): the most promising
+    cell, whose recovery the other half then tests;
     "partial leak": among the partial-leak cells that meet the counting bound (bound_ratio >= 1), the one
     whose held-out accuracy lies closest to PARTIAL_LEAK_TARGET.
     Each is a dict of the cell's knobs (per_class, rho, classes, width, temperature), or None.
@@ -145,6 +148,10 @@ def choose_cells(cells: pd.DataFrame) -> dict[str, dict | None]:
     keys = ["per_class", "rho", "classes", "width", "temperature"]
     out: dict[str, dict | None] = {}
     rec = cells[cells["phase"] == "recovery"].sort_values(["test_acc", "n_student"], ascending=[False, True])
+    if not len(rec):
+        alive = cells[cells["phase"] != "teacher fails"]
+        score = np.minimum(alive["test_acc"] / RECOVERY_HELD_OUT_MIN, alive["agreement_fresh"] / RECOVERY_FRESH_MIN)
+        rec = alive.loc[score.sort_values(ascending=False).index[:1]] if len(alive) else alive
     out["recovery"] = {k: rec.iloc[0][k] for k in keys} if len(rec) else None
     leak = cells[(cells["phase"] == "partial leak") & (cells["bound_ratio"] >= 1.0)]
     if len(leak):
