@@ -155,3 +155,13 @@ def test_chapter_executes_at_smoke(tmp_path):
     claims = pd.read_csv(results / "claims.csv")
     assert {"recovery_cell_exists", "shuffled_at_chance"} <= set(claims["claim"])
     assert (results / "phase_map.png").exists()
+
+
+def test_departures_follow_the_config(smoke):
+    from memkd.experiments.one_hidden_layer import departures
+
+    topics = {d["topic"] for d in departures(smoke.attrs["config"])}
+    assert {"profile sizes", "student optimizer budget", "teacher budget", "shuffle control"} <= topics
+    paper = dict(smoke.attrs["config"], lr=1e-4, epochs=10_000, teacher_lr=1e-3, teacher_epochs=2000)
+    assert "student optimizer budget" not in {d["topic"] for d in departures(paper)}
+    assert "teacher budget" not in {d["topic"] for d in departures(paper)}

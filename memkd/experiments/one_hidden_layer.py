@@ -261,3 +261,45 @@ def one_hidden_layer(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     table = tidy(rows, cfg=cfg)
     table.attrs["chosen"] = chosen
     return table
+
+
+def departures(config: dict) -> list[dict[str, str]]:
+    """The departures from the released scripts that a run's config (`table.attrs["config"]`) implies,
+    as keyword dicts for `Chapter.departure`."""
+    r, c = RELEASED, config
+    out = [dict(topic="profile sizes",
+                paper=f"d = {r['input_dim']}, C = {r['classes']}, P = {r['width']}, {len(r['per_class'])} sizes x "
+                      f"{len(r['rhos'])} fractions x 5 repeats",
+                book=f"d = {c['input_dim']}, C = {c['classes']}, P = {c['width']}, sizes n = {list(c['per_class'])}, "
+                     f"rho = {list(c['rhos'])}, {c['datasets']} teachers per size",
+                reason="the released grid takes about 38 h on one H200; the paper profile keeps its d, C, P and "
+                       "budgets on a coarser grid (about 2 h), this one runs in minutes on a CPU")]
+    if (c["lr"], c["epochs"]) != (r["lr"], r["epochs"]):
+        out.append(dict(topic="student optimizer budget", paper="Adam lr 1e-4 for 10,000 full-batch epochs",
+                        book=f"Adam lr {c['lr']:g} for {c['epochs']} epochs",
+                        reason="a larger step for fewer epochs keeps the run short; the paper profile keeps the "
+                               "released budget"))
+    if c["teacher_epochs"] != r["teacher_epochs"] or c["teacher_lr"] != r["teacher_lr"]:
+        out.append(dict(topic="teacher budget", paper="Adam lr 1e-3 for 2000 epochs",
+                        book=f"Adam lr {c['teacher_lr']:g} for {c['teacher_epochs']} epochs, then 100% checked",
+                        reason="a smaller network at smaller sizes; the budget sets where the teacher's capacity "
+                               "ends in the map"))
+    out += [
+        dict(topic="fresh inputs", paper="accuracy on a separate uniform [0, 1) validation set with random labels",
+             book="agreement with the teacher's classes on N fresh N(0, I) inputs",
+             reason="recovery means copying the teacher's function; random labels on fresh inputs measure nothing"),
+        dict(topic="shuffle control", paper="inputs permuted within each class by a plain random permutation",
+             book="a permutation without fixed points (each class's points in a random cycle)",
+             reason="a plain permutation leaves on average one point per class with its own soft label: with a "
+                    "few points per class, a large unshuffled share that would leak"),
+        dict(topic="failed teachers", paper="students trained on every teacher",
+             book="no student for a teacher below 100%",
+             reason="such a cell is classified 'teacher fails' whatever its students do; it saves the run's time"),
+        dict(topic="tail cut", paper="the released code masks entries by class index",
+             book="the smallest entries of each soft label, by size",
+             reason="the workshop paper's text describes a cut by size, as chapter 07 does"),
+        dict(topic="surgery and shuffle cells", paper="surgery at rho = 0.7 over 8 sizes; shuffle control everywhere",
+             book=f"surgery in one recovery and one partial-leak cell chosen on half of the teachers; shuffle at "
+                  f"rho = {c['variant_rho']}",
+             reason="a tested cell is never chosen on the runs that test it; fewer cells keep the run short")]
+    return out
