@@ -165,3 +165,12 @@ def test_departures_follow_the_config(smoke):
     paper = dict(smoke.attrs["config"], lr=1e-4, epochs=10_000, teacher_lr=1e-3, teacher_epochs=2000)
     assert "student optimizer budget" not in {d["topic"] for d in departures(paper)}
     assert "teacher budget" not in {d["topic"] for d in departures(paper)}
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_profiles_validate(profile):
+    from memkd.config import make_config
+    from memkd.experiments.one_hidden_layer import OneHiddenLayerConfig
+
+    cfg = make_config(OneHiddenLayerConfig, "one_hidden_layer", profile, {})
+    assert cfg.classes >= 50 and cfg.datasets >= 6 and len(cfg.per_class) >= 4  # many classes, every phase's sizes
