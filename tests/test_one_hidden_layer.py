@@ -174,3 +174,21 @@ def test_profiles_validate(profile):
 
     cfg = make_config(OneHiddenLayerConfig, "one_hidden_layer", profile, {})
     assert cfg.classes >= 50 and cfg.datasets >= 6 and len(cfg.per_class) >= 4  # many classes, every phase's sizes
+
+
+def test_flop_count_from_the_config_matches_the_recorded_calls():
+    """benchmarks/flop_estimates counts this chapter from its config (its paper data would not fit in
+    memory here): the count must be the calls the experiment really makes (stand-in training)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import flop_estimates
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    recorded = []
+    with flop_estimates.recording(recorded):
+        one_hidden_layer("smoke", surgery=False, variant_classes=[20], device="cpu")
+    counted = flop_estimates._one_hidden_layer("smoke", surgery=False, variant_classes=[20])
+    key = lambda c: (c.what, c.members, c.samples, c.sizes, c.epochs)  # noqa: E731
+    assert sorted(map(key, recorded)) == sorted(map(key, counted))
