@@ -3,9 +3,10 @@
 The paper's figure 1 (`toy`), figures 2-3 and 5-7 (`figures`), its figures 4 and 8 beyond random vectors
 (`cifar`, `modular_addition`), the questions it leaves open (`open_questions`, `training_choices`, chapter 09), and CNN teachers and
 students (`convolutions`, chapter 10); the published version's linear teachers (`linear_recovery`,
-`temperature_window`, chapters 11-12) and its teacher clock for modular addition (`teacher_clock`, chapter 08).
-Each is declared with `declare.experiment` on its config: `help()` lists its knobs with their profile defaults
-and its table's columns, and every table gets `teacher_id`.
+`temperature_window`, chapters 11-12), its one-hidden-layer phase map (`one_hidden_layer`, chapter 13) and its
+teacher clock for modular addition (`teacher_clock`, chapter 08). Each is declared with `declare.experiment` on
+its config: `help()` lists its knobs with their profile defaults and its table's columns, and every table gets
+`teacher_id`.
 """
 
 from memkd.experiments.cifar import cifar_shuffles
@@ -15,6 +16,7 @@ from memkd.experiments.linear_recovery import linear_recovery
 from memkd.experiments.modular_addition import transformer_distillation
 from memkd.experiments.temperature_window import temperature_window
 from memkd.experiments.teacher_clock import teacher_clock
+from memkd.experiments.one_hidden_layer import one_hidden_layer
 from memkd.experiments.toy import toy_2d, toy_2d_regions
 from memkd.experiments.figures import (
     dataset_composition,
@@ -35,5 +37,5 @@ __all__ = [
     "dataset_composition", "logit_surgery", "cifar_shuffles", "transformer_distillation",
     "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
     "random_features_probe", "standard_departures", "convolutional_distillation", "linear_recovery",
-    "temperature_window", "teacher_clock",
+    "temperature_window", "teacher_clock", "one_hidden_layer",
 ]

@@ -1,0 +1,305 @@
+"""The published version's one-hidden-layer ReLU network: the (N, rho) phase map, its variants, surgery.
+
+Shape letters (see `memkd`): K teachers, M students per teacher, D input dim, P hidden width,
+C classes, N = C * n samples of D (n per class), N_s = C * floor(rho * n) student points.
+
+The released scripts' data and protocol (the defaults where nothing else is said): inputs N(0, I),
+exactly n labels of each class in random order; a teacher D -> P -> C with biases, full-batch Adam
+at lr 1e-3 for a fixed budget; the student gets the first floor(rho * n) points of each class (in
+D's order) with sigma_T(teacher logits), T = 20, its own logits not divided by T; the held-out
+points are the rest of D. Teachers train as one ensemble per size and students of all teachers of a
+cell as one ensemble (`memkd.experiments.common`). On top of the map, in this order: the shuffle
+control (each student's inputs permuted within their class, the soft labels left in place; in the
+map's row at `variant_rho`, where a class gives the student at least two points to permute), a
+student-width variant, a class-count variant, and the workshop's logit surgery in two cells chosen on
+half of the teachers (`memkd.experiments.phases.choose_cells`) and measured on the other half.
+Phases, thresholds and the counting bound live in `memkd.experiments.phases`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from memkd.config import (
+    ALPHAS, BOOL, DEVICE, POS_INT, TEMPERATURES, Constraint, ExperimentConfig, int_range, knob, list_of,
+    make_config, real_interval,
+)
+from memkd.experiments.common import MemorizationTask, distill, member_grid, memorization_tasks, tidy
+from memkd.experiments.phases import choose_cells, classify_phase, phase_map
+from memkd.losses import cut_tail, soft_targets, zero_class_elsewhere
+from memkd.metrics import choose_and_test_units
+from memkd.seeds import derive_seed
+
+
+def _maybe_empty(inner: Constraint) -> Constraint:
+    """A list (possibly empty) whose items satisfy `inner`; stored as a tuple."""
+    return Constraint(lambda v: isinstance(v, (list, tuple)) and all(inner.check(i) for i in v),
+                      f"a list (possibly empty), each item {inner.allowed}",
+                      lambda v: tuple(inner.convert(i) for i in v))
+
+
+SIZES = list_of(int_range(2))
+WIDTHS = _maybe_empty(int_range(1))
+CLASS_COUNTS = _maybe_empty(int_range(2))
+FRACTIONS = _maybe_empty(real_interval(0, 1))
+
+# The released sizes (Figs 5-6): d = 1000, C = 100, P = 500, n = 50 .. 2500 (21 values), rho in
+# linspace(0.05, 0.95, 10), 5 repeats, teacher 2000 epochs, student 10,000.
+RELEASED = dict(input_dim=1000, classes=100, width=500, teacher_epochs=2000, teacher_lr=1e-3, epochs=10_000,
+                lr=1e-4, per_class=(50,) + tuple(range(125, 2501, 125)),
+                rhos=tuple(round(0.05 + 0.1 * i, 2) for i in range(10)))
+
+SMOKE = dict(input_dim=10, classes=30, width=40, per_class=(3, 6), rhos=(0.67,), teacher_epochs=800,
+             teacher_lr=3e-3, epochs=400, lr=1e-2, students=1, datasets=4, variant_rho=0.67,
+             variant_widths=(20,), variant_classes=(), surgery=True, tail_fractions=(0.1, 0.5))
+# quick: d = 20, C = 100, P = 50 (6150 parameters, n* = 62 student points). Calibrated on short runs
+# (2 teachers each): the teacher memorizes up to about n = 12 in 1000-2000 epochs; students with lr
+# 1e-3 for 2000 epochs show a partial leak at n = 3, recover at n = 10 from rho = 0.6 on, fit only
+# approximately at some sizes in between; the teacher fails at n = 16 and above. 10 teachers: half
+# choose the surgery's cells, half test them.
+QUICK = dict(input_dim=20, classes=100, width=50, per_class=(3, 6, 10, 16), rhos=(0.34, 0.67),
+             teacher_epochs=1500, teacher_lr=1e-3, epochs=2000, lr=1e-3, students=1, datasets=10,
+             variant_rho=0.67, variant_widths=(25,), variant_classes=(50,), surgery=True,
+             tail_fractions=(0.01, 0.02, 0.1, 0.5))
+# paper: the released d, C, P, T, budgets and learning rates on a coarser grid. The released grid
+# (21 sizes x 10 fractions x 5 repeats) is about 4.6 EFLOP, some 38 hours on one H200 at half its fp32
+# peak (benchmarks/flop_estimates.py); this one, 6 sizes x 4 fractions x 6 teachers with one variant
+# each and the surgery, about 2 hours. Sizes run past the teacher's expected capacity (n ~ 1000).
+PAPER = dict(RELEASED, per_class=(50, 125, 250, 500, 750, 1250), rhos=(0.2, 0.4, 0.6, 0.8),
+             students=1, datasets=6, variant_rho=0.6, variant_widths=(250,), variant_classes=(50,),
+             surgery=True, tail_fractions=(0.01, 0.02, 0.1, 0.5))
+
+
+@dataclass(frozen=True)
+class OneHiddenLayerConfig(ExperimentConfig):
+    """Knobs of the one-hidden-layer phase map (the released Figs 5, 6 and 16)."""
+
+    input_dim: int = knob(20, POS_INT, "D: input dimension")
+    classes: int = knob(100, int_range(2), "C: number of classes")
+    width: int = knob(50, POS_INT, "P: hidden width of the teacher and of the map's students")
+    per_class: tuple = knob((3, 10), SIZES, "n: samples of each class in D, one map row per size")
+    rhos: tuple = knob((0.67,), ALPHAS, "rho: the student gets the first floor(rho * n) points of each class")
+    temperatures: tuple = knob((20.0,), TEMPERATURES, "softmax temperatures T of the soft labels")
+    teacher_lr: float = knob(1e-3, real_interval(0, 1, "right"), "teacher's Adam learning rate")
+    teacher_epochs: int = knob(2000, POS_INT, "teacher's epoch budget (full batch)")
+    lr: float = knob(1e-4, real_interval(0, 1, "right"), "students' Adam learning rate (released: 1e-4)")
+    epochs: int = knob(10_000, POS_INT, "students' epochs (full batch; released: 10,000)")
+    students: int = knob(1, POS_INT, "student seeds per teacher and cell")
+    datasets: int = knob(10, int_range(2), "teachers (independent draws of D) per size")
+    shuffle: bool = knob(True, BOOL, "also train the shuffle control (inputs permuted within each class) in "
+                         "the map's cells at variant_rho with >= 2 student points per class")
+    variant_rho: float = knob(0.67, real_interval(0, 1), "rho of the width and class-count variants")
+    variant_widths: tuple = knob((), WIDTHS, "student widths of the width variant (teacher keeps `width`)")
+    variant_classes: tuple = knob((), CLASS_COUNTS, "class counts C of the class-count variant (new teachers)")
+    surgery: bool = knob(True, BOOL, "logit surgery in a recovery and a partial-leak cell (chosen on half)")
+    tail_fractions: tuple = knob((0.01, 0.02, 0.1, 0.5), FRACTIONS, "surgery: fractions of entries cut")
+    surgery_class: int = knob(0, int_range(0), "surgery: the class whose entries / samples are removed")
+    seed: int = knob(0, int_range(0), "base random seed")
+    device: str = knob("auto", DEVICE, "where to train")
+    progress: bool = knob(False, BOOL, "show progress bars")
+
+    PROFILE_VALUES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
+
+    # What the shared pipeline (memorization_tasks, distill) reads: the released protocol, fixed.
+    distribution = "gaussian"
+    hidden_layers = 1
+    activation = "relu"
+    teacher_stop = "budget"
+    soften_student = False
+    batch_size = None
+
+    @property
+    def teacher_width(self) -> int:
+        return self.width
+
+    def check(self) -> None:
+        for n in self.per_class:
+            for rho in self.rhos + (self.variant_rho,):
+                k = int(rho * n)  # the released split: int(), i.e. floor
+                if k < 1 or k > n - 1:
+                    name = "rhos" if rho in self.rhos else "variant_rho"
+                    self.fail(name, f"contains {rho}, which with per_class={n} gives the student int({rho} * {n}) = "
+                              f"{k} of {n} points of each class: every class needs at least one student point "
+                              "and one held-out point. Choose 1 <= int(rho * n) <= n - 1 for every size.")
+        if self.surgery_class >= min((self.classes,) + self.variant_classes):
+            self.fail("surgery_class", f"must be an int in [0, {self.classes - 1}] (classes={self.classes}). "
+                      f"Got {self.surgery_class!r} instead.")
+
+
+def released_split(y: Tensor, rho: float, classes: int) -> tuple[Tensor, Tensor]:
+    """The released scripts' split of D: the first int(rho * n_c) points of each class c (in D's
+    order) go to the student, the rest are held out. Returns (train_idx, test_idx), each sorted."""
+    train, test = [], []
+    for c in range(classes):
+        idx = torch.nonzero(y == c).flatten()
+        k = int(rho * len(idx))
+        train.append(idx[:k])
+        test.append(idx[k:])
+    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(test)).values
+
+
+def shuffled_within_class(train_idx: Tensor, y: Tensor, seed: int) -> Tensor:
+    """train_idx with its entries permuted within each class so that no entry stays in place: soft
+    labels taken at these indices pair every student input with the soft label of ANOTHER point of
+    its class (the shuffle control). Each class's points are put in a random order and each takes
+    the soft label of the next one (a random cycle). The released code uses a plain random
+    permutation, which leaves on average one point per class with its own soft label: with a few
+    points per class that is a large share of unshuffled points. Returns (N_s,) indices."""
+    gen = torch.Generator().manual_seed(int(seed))
+    out = train_idx.clone()
+    labels = y[train_idx].cpu()
+    for c in torch.unique(labels).tolist():
+        pos = torch.nonzero(labels == c).flatten()
+        order = pos[torch.randperm(len(pos), generator=gen)]
+        out[order] = train_idx[order.roll(-1)]
+    return out
+
+
+def _targets(task: MemorizationTask, tr: Tensor, member: dict, cfg: OneHiddenLayerConfig) -> Tensor:
+    """sigma_T(teacher logits) for one member (N_s, C): shuffled within class and/or after surgery."""
+    idx = tr
+    if member.get("shuffled"):
+        idx = shuffled_within_class(tr, task.y, derive_seed(cfg.seed, "shuffle", task.dataset, len(tr),
+                                                             member["student"]))
+    probs = soft_targets(task.logits[idx], member["temperature"])
+    variant = member.get("variant", "plain")
+    if variant == "zero_class":
+        return zero_class_elsewhere(probs, task.y[tr], cfg.surgery_class)
+    if variant == "cut_tail":
+        return cut_tail(probs, member["tail_fraction"])
+    return probs
+
+
+def _cell_rows(tasks: list[MemorizationTask], n: int, rho: float, width: int, cfg: OneHiddenLayerConfig,
+               members: list[dict], part: str, drop_class: bool = False) -> list[dict]:
+    """Train the students of one cell (all memorized teachers in one ensemble) and return their rows;
+    teachers below 100% get one row each with NaN measures (no student learns from them)."""
+    c = tasks[0].classes
+    base = dict(part=part, input_dim=cfg.input_dim, classes=c, per_class=n, n_memorized=c * n, rho=rho,
+                n_student=c * int(rho * n))
+    rows = [{**base, "dataset": t.dataset, "width": width, "shuffled": False, "student": -1,
+             "temperature": cfg.temperatures[0], "teacher_train_acc": float(t.teacher.train_acc[0]),
+             "train_acc": math.nan, "test_acc": math.nan, "agreement_fresh": math.nan}
+            for t in tasks if not t.memorized]
+    good = [t for t in tasks if t.memorized]
+    if not good:
+        return rows
+    splits = [released_split(t.y, rho, c) for t in good]
+    if drop_class:
+        splits = [(tr[t.y[tr] != cfg.surgery_class], te) for t, (tr, te) in zip(good, splits)]
+    targets = [torch.stack([_targets(t, tr, m, cfg) for m in members]) for t, (tr, _) in zip(good, splits)]
+    out = distill(good, splits, cfg=cfg, kind="soft", width=width, members=members, targets=targets,
+                  setting=(n, rho), class_of_interest=cfg.surgery_class)
+    by_dataset = {t.dataset: t for t in good}
+    for r in out:
+        rows.append({**base, **r, "teacher_train_acc": float(by_dataset[r["dataset"]].teacher.train_acc[0]),
+                     "agreement_fresh": r["teacher_agreement_independent"],
+                     "n_trained": len(splits[good.index(by_dataset[r["dataset"]])][0])})
+    return rows
+
+
+def _members(cfg: OneHiddenLayerConfig, shuffle: bool, variants: Sequence[tuple[str, float]] = (("plain", 0.0),)):
+    grid = member_grid(variant=list(variants), shuffled=(False, True) if shuffle else (False,),
+                       temperature=cfg.temperatures, lr=(cfg.lr,), student=range(cfg.students))
+    return [{**m, "variant": m["variant"][0], "tail_fraction": m["variant"][1]} for m in grid]
+
+
+def one_hidden_layer(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
+    """The released Figs 5-6 (phase map, shuffle control, width and class-count variants) and 16 (surgery).
+
+    One row per student (or per failed teacher and cell) with: part ("map", "width", "classes",
+    "surgery"), dataset, input_dim, classes, per_class, n_memorized (N), n_student (C floor(rho n)),
+    n_trained, rho, width, temperature, lr, student, shuffled, variant, tail_fraction, cell (surgery:
+    "recovery" / "partial leak"), half ("choose" / "test"), teacher_train_acc, train_acc, test_acc
+    (held-out memorized points), test_acc_class (held-out points of `surgery_class`), agreement_fresh
+    (agreement with the teacher on N fresh N(0, I) inputs), independent_acc, chance, phase.
+    `table.attrs["chosen"]` holds the cells chosen for the surgery (see `phases.choose_cells`).
+    """
+    cfg = make_config(OneHiddenLayerConfig, "one_hidden_layer", profile, overrides)
+    choose, test = choose_and_test_units(range(cfg.datasets), seed=cfg.seed)
+    rows: list[dict] = []
+    tasks_by_size: dict[int, list[MemorizationTask]] = {}
+    for n in cfg.per_class:
+        tasks = memorization_tasks(cfg, per_class=n, require_memorization=False)
+        tasks_by_size[n] = tasks
+        for rho in cfg.rhos:
+            control = cfg.shuffle and math.isclose(rho, cfg.variant_rho) and int(rho * n) >= 2
+            rows += _cell_rows(tasks, n, rho, cfg.width, cfg, _members(cfg, control), "map")
+        for w in cfg.variant_widths:
+            rows += _cell_rows(tasks, n, cfg.variant_rho, w, cfg, _members(cfg, False), "width")
+    for c in cfg.variant_classes:
+        for n in cfg.per_class:
+            tasks = memorization_tasks(cfg, per_class=n, classes=c, require_memorization=False)
+            rows += _cell_rows(tasks, n, cfg.variant_rho, cfg.width, cfg, _members(cfg, False), "classes")
+    chosen: dict = {"recovery": None, "partial leak": None}
+    if cfg.surgery:
+        table = pd.DataFrame(rows)
+        chosen = choose_cells(phase_map(table[table["part"] == "map"], datasets=choose))
+        # no "plain" member: the map's students of the same teachers and cell are the plain ones (same
+        # initialization, same points)
+        variants = [("zero_class", 0.0)] + [("cut_tail", q) for q in cfg.tail_fractions]
+        for name, cell in chosen.items():
+            if cell is None:
+                continue
+            tested = [t for t in tasks_by_size[cell["per_class"]] if t.dataset in test]
+            cut = _cell_rows(tested, cell["per_class"], cell["rho"], cfg.width, cfg,
+                             _members(cfg, False, variants), "surgery")
+            dropped = _cell_rows(tested, cell["per_class"], cell["rho"], cfg.width, cfg,
+                                 _members(cfg, False, [("drop_class", 0.0)]), "surgery", drop_class=True)
+            rows += [{**r, "cell": name} for r in cut + dropped if r["student"] >= 0]
+    for r in rows:
+        r.setdefault("variant", "plain")
+        r.setdefault("shuffled", False)
+        r["half"] = "choose" if r["dataset"] in choose else "test"
+        r["phase"] = classify_phase(r["teacher_train_acc"], r["train_acc"], r["test_acc"], r["agreement_fresh"])
+    table = tidy(rows, cfg=cfg)
+    table.attrs["chosen"] = chosen
+    return table
+
+
+def departures(config: dict) -> list[dict[str, str]]:
+    """The departures from the released scripts that a run's config (`table.attrs["config"]`) implies,
+    as keyword dicts for `Chapter.departure`."""
+    r, c = RELEASED, config
+    out = [dict(topic="profile sizes",
+                paper=f"d = {r['input_dim']}, C = {r['classes']}, P = {r['width']}, {len(r['per_class'])} sizes x "
+                      f"{len(r['rhos'])} fractions x 5 repeats",
+                book=f"d = {c['input_dim']}, C = {c['classes']}, P = {c['width']}, sizes n = {list(c['per_class'])}, "
+                     f"rho = {list(c['rhos'])}, {c['datasets']} teachers per size",
+                reason="the released grid takes about 38 h on one H200; the paper profile keeps its d, C, P and "
+                       "budgets on a coarser grid (about 2 h), this one runs in minutes on a CPU")]
+    if (c["lr"], c["epochs"]) != (r["lr"], r["epochs"]):
+        out.append(dict(topic="student optimizer budget", paper="Adam lr 1e-4 for 10,000 full-batch epochs",
+                        book=f"Adam lr {c['lr']:g} for {c['epochs']} epochs",
+                        reason="a larger step for fewer epochs keeps the run short; the paper profile keeps the "
+                               "released budget"))
+    if c["teacher_epochs"] != r["teacher_epochs"] or c["teacher_lr"] != r["teacher_lr"]:
+        out.append(dict(topic="teacher budget", paper="Adam lr 1e-3 for 2000 epochs",
+                        book=f"Adam lr {c['teacher_lr']:g} for {c['teacher_epochs']} epochs, then 100% checked",
+                        reason="a smaller network at smaller sizes; the budget sets where the teacher's capacity "
+                               "ends in the map"))
+    out += [
+        dict(topic="fresh inputs", paper="accuracy on a separate uniform [0, 1) validation set with random labels",
+             book="agreement with the teacher's classes on N fresh N(0, I) inputs",
+             reason="recovery means copying the teacher's function; random labels on fresh inputs measure nothing"),
+        dict(topic="shuffle control", paper="inputs permuted within each class by a plain random permutation",
+             book="a permutation without fixed points (each class's points in a random cycle)",
+             reason="a plain permutation leaves on average one point per class with its own soft label: with a "
+                    "few points per class, a large unshuffled share that would leak"),
+        dict(topic="failed teachers", paper="students trained on every teacher",
+             book="no student for a teacher below 100%",
+             reason="such a cell is classified 'teacher fails' whatever its students do; it saves the run's time"),
+        dict(topic="tail cut", paper="the released code masks entries by class index",
+             book="the smallest entries of each soft label, by size",
+             reason="the workshop paper's text describes a cut by size, as chapter 07 does"),
+        dict(topic="surgery and shuffle cells", paper="surgery at rho = 0.7 over 8 sizes; shuffle control everywhere",
+             book=f"surgery in one recovery and one partial-leak cell chosen on half of the teachers; shuffle at "
+                  f"rho = {c['variant_rho']}",
+             reason="a tested cell is never chosen on the runs that test it; fewer cells keep the run short")]
+    return out
