@@ -119,6 +119,12 @@ def window_same_width(value: float = 1.0) -> Margin:
                   "window's edge is measured")
 
 
+def hidden_shuffle_at_chance(value: float) -> Margin:
+    """Chapter 13: the shuffle control of the one-hidden-layer students 'at chance' (pooled points)."""
+    return Margin(value, f"{value:g} in held-out accuracy: twice chance 1/C at C = 100, far below the partial "
+                  "leak (about 0.4) of the students whose inputs are not shuffled")
+
+
 def clock_equivalent(value: float) -> Margin:
     """Chapter 08, the teacher clock: held-out memorized and unseen accuracies 'agree'."""
     return Margin(value, f"{value:g} in accuracy: about one standard error of one student's accuracy on 100 "
@@ -226,6 +232,19 @@ PLANS: dict[tuple[str, str], Plan] = {
         0.4, "bfloat16 keeps about three significant digits, below which a large T squeezes the logit "
         "differences: planned for a true share of 0 against the bound of 0.4 (an exact test on teachers)"),
     ("12_temperature_window", "c*_shuffled_at_chance"): Plan(0.0, NO_DIFFERENCE),
+    ("13_one_hidden_layer", "recovery_cell_exists"): Plan(
+        0.05, "the published version: 100% held out in the recovery phase; planned for a true share of 1 against "
+        "the bound of 0.95 (an exact test on the pooled held-out points)"),
+    ("13_one_hidden_layer", "recovery_agrees_on_fresh_inputs"): Plan(
+        0.05, "functional recovery means agreement near 1; the smallest effect of interest: 0.05 above the bound 0.9"),
+    ("13_one_hidden_layer", "bound_not_sufficient"): Plan(
+        0.25, "the published version: recovery needs far more samples than parameters; planned for a held-out "
+        "accuracy of 0.7 in a partial-leak cell against the bound of 0.95 (an exact test)"),
+    ("13_one_hidden_layer", "partial_leak_beats_chance"): Plan(1.0, SMALLEST_GAIN, per_chance=True),
+    ("13_one_hidden_layer", "shuffled_at_chance"): Plan(0.0, NO_DIFFERENCE),
+    ("13_one_hidden_layer", "surgery_*_keeps_recovery"): Plan(
+        0.05, "the released appendix Fig 16 (surgery in the recovery phase); planned for a true share of 1 against "
+        "the bound of 0.95 (an exact test on the pooled held-out points)"),
 }
 
 
@@ -280,6 +299,11 @@ BASELINES: dict[tuple[str, str], str] = {
     ("12_temperature_window", "c*_window_*"): "the window of the other precision on the same teachers (paired)",
     ("12_temperature_window", "c*_shuffled_at_chance"): CHANCE,
     ("12_temperature_window", "*"): "a bound on the share of teachers recovered (an exact test: the outcome has no spread)",
+    ("13_one_hidden_layer", "recovery_agrees_on_fresh_inputs"): "the bound 0.9 on agreement with the teacher on fresh inputs",
+    ("13_one_hidden_layer", "partial_leak_beats_chance"): CHANCE,
+    ("13_one_hidden_layer", "shuffled_at_chance"): CHANCE,
+    ("13_one_hidden_layer", "*"): ("a bound of 0.95 on the share of held-out points correct (an exact test on the "
+                                   "points pooled over the test half's teachers)"),
 }
 
 

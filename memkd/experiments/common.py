@@ -123,9 +123,13 @@ def memorization_tasks(
                   batch_size=cfg.batch_size, stop=cfg.teacher_stop,
                   require_memorization=require_memorization, progress=cfg.progress)
     kwargs.update(teacher_overrides or {})
+    # the students' widths and fractions under the names each config gives them (one_hidden_layer: rhos, width)
+    widths = tuple(getattr(cfg, "student_widths", ())) or (getattr(cfg, "width", kwargs["width"]),)
+    widths += tuple(getattr(cfg, "variant_widths", ()))
+    fractions = tuple(getattr(cfg, "alphas", ())) or tuple(getattr(cfg, "rhos", (1.0,)))
     check_run_fits(device, cfg.experiment, samples=c * pc, dim=d, classes=c, hidden_layers=kwargs["hidden_layers"],
-                   teacher_width=kwargs["width"], student_widths=cfg.student_widths,
-                   student_samples=c * max(int(round(a * pc)) for a in cfg.alphas), own_inputs=cfg.datasets > 1,
+                   teacher_width=kwargs["width"], student_widths=widths,
+                   student_samples=c * max(int(round(a * pc)) for a in fractions), own_inputs=cfg.datasets > 1,
                    similarity=getattr(cfg, "similarity_epochs", None) is not None)
     per_teacher = training_bytes_per_member(c * pc, d, kwargs["width"], c, kwargs["hidden_layers"], own_inputs=True)
     chunk = members_per_chunk(len(datasets), per_teacher, device, "the teacher width or the dataset size")

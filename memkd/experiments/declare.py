@@ -38,7 +38,7 @@ COLUMNS: dict[str, str] = {
     "kind": 'what the student learns from: "soft" (sigma_T of the teacher\'s logits), "hard" (labels), "similarity"',
     "targets": '"hard" (labels) or "soft" (sigma_T of the teacher\'s logits)',
     "variant": "the variant of the experiment the row belongs to",
-    "part": 'the part of the architecture question ("activation", "depth", "mismatch")',
+    "part": 'the part of the architecture question ("activation", "depth", "mismatch"), or of chapter 13 ("map", "width", "classes", "surgery")',
     "pair": "the two kinds compared (e.g. soft-similarity, or cnn->mlp: teacher -> student)",
     "teacher": "the teacher's architecture (chapters 09, 10), or its index and size 'k/(N/d)' (chapters 11, 12)",
     "experiment": "the experiment that made the row",
@@ -68,6 +68,11 @@ COLUMNS: dict[str, str] = {
     "teacher_perfect": "whether the teacher ended at 100% on D (cells without it are left out of the claims)",
     "agreement_fresh": "agreement with the teacher's predictions on fresh inputs (functional recovery)",
     "logit_error": "the student's logit error against the teacher's on fresh inputs (relative)",
+    # the published version's one hidden layer (chapter 13)
+    "n_trained": "samples the student trained on (after a surgery that drops samples)",
+    "half": 'the half of the teachers the row belongs to: "choose" (cells are chosen on it) or "test"',
+    "phase": "the cell's phase: partial leak, approximate fit, recovery or teacher fails (memkd.experiments.phases)",
+    "cell": 'the surgery\'s cell ("recovery" or "partial leak"), chosen on the choosing half',
     # the published version's teacher clock (chapter 08)
     "teacher_step": "the step at which the teacher was stopped (its snapshot)",
     "teacher_unseen_acc": "the teacher's accuracy, at that step, on the pairs nobody trained on",

@@ -31,10 +31,12 @@ from memkd.config import (
     make_config, real_interval,
 )
 from memkd.experiments.common import MemorizationTask, distill, member_grid, memorization_tasks, tidy
+from memkd.experiments.declare import experiment
 from memkd.experiments.phases import choose_cells, classify_phase, phase_map
 from memkd.losses import cut_tail, soft_targets, zero_class_elsewhere
 from memkd.metrics import choose_and_test_units
 from memkd.seeds import derive_seed
+from memkd.tables import TEACHER_ID
 
 
 def _maybe_empty(inner: Constraint) -> Constraint:
@@ -65,8 +67,11 @@ SMOKE = dict(input_dim=10, classes=30, width=40, per_class=(3, 6), rhos=(0.67,),
 # choose the surgery's cells, half test them.
 QUICK = dict(input_dim=20, classes=100, width=50, per_class=(3, 6, 10, 16), rhos=(0.34, 0.67),
              teacher_epochs=1500, teacher_lr=1e-3, epochs=2000, lr=1e-3, students=1, datasets=10,
-             variant_rho=0.67, variant_widths=(25,), variant_classes=(50,), surgery=True,
+             variant_rho=0.67, variant_widths=(25,), variant_classes=(), surgery=True,
              tail_fractions=(0.01, 0.02, 0.1, 0.5))
+# The class-count variant (new teachers at every size) doubles the chapter's time, so quick leaves it to
+# the paper profile and to `variant_classes=(50,)` (measured on 2026-12-03, shared 2-core CPU: 181 s
+# without it, about 900 s with it and the machine loaded; at C = 50 no size up to N = 800 recovered).
 # paper: the released d, C, P, T, budgets and learning rates on a coarser grid. The released grid
 # (21 sizes x 10 fractions x 5 repeats) is about 4.6 EFLOP, some 38 hours on one H200 at half its fp32
 # peak (benchmarks/flop_estimates.py); this one, 6 sizes x 4 fractions x 6 teachers with one variant
@@ -105,6 +110,12 @@ class OneHiddenLayerConfig(ExperimentConfig):
     progress: bool = knob(False, BOOL, "show progress bars")
 
     PROFILE_VALUES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
+    TABLE_COLUMNS = ("dataset", "classes", "per_class", "input_dim", "width", "kind", "variant", "tail_fraction",
+                     "temperature", "lr", "student", "part", "n_memorized", "rho", "n_student", "shuffled",
+                     "train_acc", "test_acc", "memorized_acc", "test_acc_class", "independent_acc",
+                     "teacher_agreement_independent", "test_count_class", "teacher_independent_acc", "chance",
+                     "teacher_memorized", "teacher_stop", "teacher_first_perfect", "teacher_train_acc",
+                     "agreement_fresh", "n_trained", "half", "phase", "cell")
 
     # What the shared pipeline (memorization_tasks, distill) reads: the released protocol, fixed.
     distribution = "gaussian"
@@ -210,6 +221,7 @@ def _members(cfg: OneHiddenLayerConfig, shuffle: bool, variants: Sequence[tuple[
     return [{**m, "variant": m["variant"][0], "tail_fraction": m["variant"][1]} for m in grid]
 
 
+@experiment(OneHiddenLayerConfig)
 def one_hidden_layer(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """The released Figs 5-6 (phase map, shuffle control, width and class-count variants) and 16 (surgery).
 
@@ -259,6 +271,9 @@ def one_hidden_layer(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
         r["half"] = "choose" if r["dataset"] in choose else "test"
         r["phase"] = classify_phase(r["teacher_train_acc"], r["train_acc"], r["test_acc"], r["agreement_fresh"])
     table = tidy(rows, cfg=cfg)
+    # teacher k of one size and class count is its own dataset: `dataset` alone repeats across them
+    table.insert(0, TEACHER_ID, f"{cfg.seed}:C" + table["classes"].astype(str) + "/n" + table["per_class"].astype(str)
+                 + "/" + table["dataset"].astype(str))
     table.attrs["chosen"] = chosen
     return table
 
