@@ -51,3 +51,18 @@ def test_the_floor_check_sees_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from memkd.book.chapter import Chapter\n")
     assert imported_modules(bad) == [(2, "memkd.book.chapter")]
     assert floor_of("memkd.book.chapter") > floor_of("memkd.metrics")
+
+
+def private_imports() -> list[str]:
+    """Every `from memkd.x import _name` in the package: a private name used across modules."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("memkd"):
+                found += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} imports {node.module}.{a.name}"
+                          for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    return found
+
+
+def test_no_private_name_is_imported_across_modules():
+    assert private_imports() == []

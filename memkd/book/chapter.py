@@ -49,7 +49,7 @@ import pandas as pd
 
 from memkd import __version__
 from memkd.tables import write_csv
-from memkd.book.claims import (CLAIM_COLUMNS, DEPARTURE_COLUMNS, Claim, _plural, _pm, _verdict_reason, interval_text,
+from memkd.book.claims import (CLAIM_COLUMNS, DEPARTURE_COLUMNS, Claim, plural, pm_text, verdict_reason, interval_text,
                                claim_units, power_status, power_text, units_text)
 from memkd.book.plan import Margin, Plan, baseline_for, margin_of, plan_for
 from memkd.config import PROFILES, SCALAR_TO_LIST, knob_overrides  # noqa: F401 (chapters call memkd.book.chapter.knob_overrides)
@@ -245,11 +245,11 @@ class Chapter:
         students = int(means["students"].min()) if len(means) else math.nan
         against = ""
         if baseline is not None:
-            against = " against " + (f"`{baseline}` " if isinstance(baseline, str) else "") + _pm(base, math.nan)
+            against = " against " + (f"`{baseline}` " if isinstance(baseline, str) else "") + pm_text(base, math.nan)
         self._record(claim_id, paper_text, r, value=value, measured=measured, baseline=base,
                      students=students, data=data, detail=detail, supports=supports, margin_reason=margin_reason,
                      plan=self._plan(claim_id, plan, r, _chance(table)))
-        return self._sentence(what, f"{_pm(measured, measured_sem)}{against}", r, students,
+        return self._sentence(what, f"{pm_text(measured, measured_sem)}{against}", r, students,
                               "difference" if baseline is not None else "mean") + power_text(self.claims[-1])
 
     def claim_difference(self, claim_id: str, paper_text: str, table_a: pd.DataFrame, table_b: pd.DataFrame,
@@ -276,7 +276,7 @@ class Chapter:
         self._record(claim_id, paper_text, r, value=value, measured=ma, baseline=mb, students=students,
                      data=data, detail=detail, supports=supports, margin_reason=margin_reason,
                      plan=self._plan(claim_id, plan, r, _chance(table_a)))
-        return self._sentence(what, f"{_pm(ma, sa)} against {_pm(mb, sb)}", r, students,
+        return self._sentence(what, f"{pm_text(ma, sa)} against {pm_text(mb, sb)}", r, students,
                               "difference", paired=True) + power_text(self.claims[-1])
 
     def claim_count(self, claim_id: str, paper_text: str, successes: int, trials: int, p0: float, *,
@@ -306,10 +306,10 @@ class Chapter:
         self.claims[-1].students = float(teachers)  # shown as "of T teachers"
         interval = (f"exact {100 * (1 - 2 * r['level']):.0f}% interval of the proportion "
                     f"[{r['ci_low'] + p0:.3f}, {r['ci_high'] + p0:.3f}]" if trials else "")
-        source = f" from {_plural(int(teachers), 'teacher')}" if teachers == teachers else ""
+        source = f" from {plural(int(teachers), 'teacher')}" if teachers == teachers else ""
         return (f"**{what}**: {successes} of {trials}{source} = {proportion:.3f} against {p0:.3f}"
                 + (f", {interval} (exact binomial test, {format_p(r['p_value'])})" if interval else "")
-                + f": **{r['verdict']}**{_verdict_reason(r)}." + power_text(self.claims[-1]))
+                + f": **{r['verdict']}**{verdict_reason(r)}." + power_text(self.claims[-1]))
 
     def _record(self, claim_id: str, paper_text: str, r: dict, *, value: str, measured: float,
                 baseline: float, students: float, data: str, detail: str, supports: str = "",
@@ -334,7 +334,7 @@ class Chapter:
         return (f"**{what}**: {numbers} (mean ± SEM over {units_text(r['n'], students)}"
                 + (", paired on teachers" if paired else "") + ")"
                 + (f", {interval} ({format_p(r['p_value'])})" if interval else "")
-                + f": **{r['verdict']}**{_verdict_reason(r)}.")
+                + f": **{r['verdict']}**{verdict_reason(r)}.")
 
     def _keep(self, entry: Claim) -> Claim:
         """Record `entry`, replacing an earlier claim with the same id (a cell run twice)."""

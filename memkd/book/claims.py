@@ -56,7 +56,7 @@ class Claim:
     baseline_reason: str = ""  # what the claim is measured against, and why (memkd.book.plan.BASELINES)
 
 
-def _plural(count: Any, word: str) -> str:
+def plural(count: Any, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
@@ -72,7 +72,7 @@ def units_text(n: Any, students: Any = math.nan) -> str:
         return "–"
     if not s_ok:
         return f"n = {int(float(n))}"
-    return f"{_plural(int(float(n)), 'teacher')} × {_plural(int(float(students)), 'student')}"
+    return f"{plural(int(float(n)), 'teacher')} × {plural(int(float(students)), 'student')}"
 
 
 def interval_text(r: dict, of: str = "difference") -> str:
@@ -89,21 +89,21 @@ def interval_text(r: dict, of: str = "difference") -> str:
     return f"{100 * (1 - 2 * level):.0f}% interval{where} [{low:.3f}, {high:.3f}] {criterion}".rstrip()
 
 
-def _pm(mean: float, sem: float) -> str:
+def pm_text(mean: float, sem: float) -> str:
     """'0.085 ± 0.006', '0.085' without a SEM, 'n/a' without a mean."""
     if mean is None or math.isnan(mean):
         return "n/a"
     return f"{mean:.3f}" if sem is None or math.isnan(sem) else f"{mean:.3f} ± {sem:.3f}"
 
 
-def _verdict_reason(r: dict) -> str:
+def verdict_reason(r: dict) -> str:
     if r["verdict"] != "inconclusive":
         return ""
     note = r.get("note")
     if isinstance(note, str) and note:
         return f" ({note})"
     if r["n"] < 2:
-        return f" ({_plural(r['n'], 'teacher')}: no interval)"
+        return f" ({plural(r['n'], 'teacher')}: no interval)"
     return " (the interval straddles the bound)"
 
 
@@ -139,5 +139,5 @@ def claim_units(c: Any) -> str:
     teachers' (a Claim or a claims.csv row)."""
     if getattr(c, "test", "") == "exact binomial" and c.n == c.n:
         teachers = c.students
-        return f"{int(c.n)} outcomes" + (f" of {_plural(int(teachers), 'teacher')}" if teachers == teachers else "")
+        return f"{int(c.n)} outcomes" + (f" of {plural(int(teachers), 'teacher')}" if teachers == teachers else "")
     return units_text(c.n, c.students)

@@ -66,7 +66,7 @@ class OpenQuestionConfig(RandomDataConfig):
                           f"Got {getattr(self, name)!r} instead.")
 
 
-def _profiles(**extra: dict) -> dict:
+def question_profiles(**extra: dict) -> dict:
     """PROFILE_VALUES: the shared profiles updated with each profile's question-specific values."""
     return {p: {**PROFILES[p], **extra.get(p, {})} for p in PROFILES}
 
@@ -142,7 +142,7 @@ def correct_sets(tasks: Sequence[MemorizationTask], splits: Sequence[tuple[Tenso
     return [np.stack(per_task) for per_task in sets], rows
 
 
-def _tidy(rows: list[dict], question: str, cfg: OpenQuestionConfig) -> pd.DataFrame:
+def question_table(rows: list[dict], question: str, cfg: OpenQuestionConfig) -> pd.DataFrame:
     from memkd.experiments.common import config_dict
 
     table = pd.DataFrame(rows)
@@ -228,7 +228,7 @@ class OverlapConfig(OpenQuestionConfig):
     TABLE_COLUMNS = ('question', 'dataset', 'alpha', 'width', 'temperature', 'epochs', 'pair', 'student_a',
                      'student_b', 'n', 'acc_a', 'acc_b', 'both', 'expected', 'lift', 'p_value', 'phi',
                      'group_p_value', 'chance', 'teacher_independent_acc')
-    PROFILE_VALUES = _profiles(smoke={"similarity_epochs": 150, "permutations": 500, "students": 3},
+    PROFILE_VALUES = question_profiles(smoke={"similarity_epochs": 150, "permutations": 500, "students": 3},
                                quick={"similarity_epochs": 300, "permutations": 1000, "students": 3},
                                paper={"similarity_lr": 1e-4, "similarity_epochs": 2000})
 
@@ -256,7 +256,7 @@ def logit_vs_similarity_overlap(profile: str = "quick", **overrides: Any) -> pd.
                  "temperature": cfg.temperatures[0], "epochs": cfg.epochs}
         rows += [{**knobs, **r, "chance": 1.0 / task.classes, "teacher_independent_acc": task.teacher_independent_acc}
                  for r in overlap_rows(soft[k], sim[k], perms)]
-    return _tidy(rows, "overlap", cfg)
+    return question_table(rows, "overlap", cfg)
 
 
 def overlap_per_student(table: pd.DataFrame, pair: str, stat: str = "phi") -> pd.DataFrame:
@@ -284,7 +284,7 @@ class RegularizationConfig(OpenQuestionConfig):
 
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'weight_decay', 'teacher_logit_norm', 'teacher_top_prob',
                      'teacher_train_acc')
-    PROFILE_VALUES = _profiles(smoke={"weight_decays": (0.0, 1e-2)}, quick={"weight_decays": (0.0, 1e-2)})
+    PROFILE_VALUES = question_profiles(smoke={"weight_decays": (0.0, 1e-2)}, quick={"weight_decays": (0.0, 1e-2)})
 
 
 def teacher_stats(task: MemorizationTask, temperature: float) -> dict:
@@ -325,7 +325,7 @@ def teacher_regularization(profile: str = "quick", **overrides: Any) -> pd.DataF
         for r in distill(ok, splits_of(ok, cfg), cfg=cfg, kind="soft", width=cfg.student_widths[0],
                          members=soft_members(cfg), setting=(cfg.alphas[0],)):
             rows.append({**r, **knobs, **stats[r["dataset"]]})
-    return _tidy(rows, "regularization", cfg)
+    return question_table(rows, "regularization", cfg)
 
 
 # --- 3. architecture -----------------------------------------------------------------------------
@@ -344,7 +344,7 @@ class ArchitectureConfig(OpenQuestionConfig):
 
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'part', 'variant', 'teacher_activation', 'teacher_depth',
                      'teacher_width', 'student_activation', 'student_depth', 'teacher_train_acc')
-    PROFILE_VALUES = _profiles()
+    PROFILE_VALUES = question_profiles()
 
     def check(self) -> None:
         super().check()
@@ -397,7 +397,7 @@ def architecture(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                                     members=soft_members(cfg), setting=(cfg.alphas[0], s_depth, s_act),
                                     hidden_layers=s_depth, activation=s_act)
         rows += [{**r, **knobs, "teacher_train_acc": 1.0} for r in students.get(key, [])]
-    return _tidy(rows, "architecture", cfg)
+    return question_table(rows, "architecture", cfg)
 
 
 __all__ = [

@@ -20,7 +20,7 @@ from memkd.experiments.declare import DISTILL_COLUMNS, experiment
 from memkd.config import POS_INT, knob, list_of, make_config, one_of, real_interval
 from memkd.experiments.common import MemorizationTask, distill, evaluate_students, student_seed
 from memkd.experiments.open_questions import (
-    OpenQuestionConfig, _profiles, _tidy, soft_members, splits_of, teacher_stats, teachers,
+    OpenQuestionConfig, question_profiles, question_table, soft_members, splits_of, teacher_stats, teachers,
 )
 from memkd.models import EnsembleMLP
 from memkd.distillation import TEACHER_STOPS, MLPFamily, train_students
@@ -32,7 +32,7 @@ from memkd.distillation import TEACHER_STOPS, MLPFamily, train_students
 @dataclass(frozen=True)
 class ConventionConfig(OpenQuestionConfig):
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'soften_student')
-    PROFILE_VALUES = _profiles(smoke={"temperatures": (1.0, 20.0)},
+    PROFILE_VALUES = question_profiles(smoke={"temperatures": (1.0, 20.0)},
                                quick={"temperatures": (1.0, 5.0, 30.0)},
                                paper={"temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)})
 
@@ -52,7 +52,7 @@ def temperature_convention(profile: str = "quick", **overrides: Any) -> pd.DataF
                          width=cfg.student_widths[0], members=soft_members(cfg, cfg.temperatures),
                          setting=(cfg.alphas[0],)):
             rows.append({**r, "soften_student": soften, "alpha": cfg.alphas[0]})
-    return _tidy(rows, "convention", cfg)
+    return question_table(rows, "convention", cfg)
 
 
 # --- 5. random features and linear students ------------------------------------------------------
@@ -65,7 +65,7 @@ class ProbeConfig(OpenQuestionConfig):
 
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'trainable', 'variant', 'student_depth',
                      'student_activation', 'frozen_layers', 'teacher_activation', 'teacher_linear_r2')
-    PROFILE_VALUES = _profiles()
+    PROFILE_VALUES = question_profiles()
 
 
 def linear_fit_r2(task: MemorizationTask) -> float:
@@ -168,7 +168,7 @@ def random_features_probe(profile: str = "quick", **overrides: Any) -> pd.DataFr
                          "frozen_layers": int(name in ("frozen_first", "random_features")), "temperature": t,
                          "lr": lr, "alpha": cfg.alphas[0], "chance": 1.0 / c, "teacher_activation": cfg.activation,
                          "teacher_linear_r2": r2[r["dataset"]]})
-    return _tidy(rows, "probe", cfg)
+    return question_table(rows, "probe", cfg)
 
 
 # --- 6. the teacher protocol ---------------------------------------------------------------------
@@ -181,7 +181,7 @@ class ProtocolConfig(OpenQuestionConfig):
 
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'teacher_epochs_run', 'teacher_logit_norm',
                      'teacher_top_prob', 'teacher_train_acc')
-    PROFILE_VALUES = _profiles(smoke={"temperatures": (2.0, 20.0)},
+    PROFILE_VALUES = question_profiles(smoke={"temperatures": (2.0, 20.0)},
                                quick={"temperatures": (2.0, 5.0, 20.0)},
                                paper={"temperatures": (2.0, 5.0, 20.0)})
 
@@ -205,7 +205,7 @@ def teacher_protocol(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
         for r in distill(tasks, splits_of(tasks, cfg), cfg=run, kind="soft", width=cfg.student_widths[0],
                          members=soft_members(cfg, cfg.temperatures), setting=(cfg.alphas[0],)):
             rows.append({**r, "alpha": cfg.alphas[0], **info[r["dataset"]], **top[(r["dataset"], r["temperature"])]})
-    return _tidy(rows, "protocol", cfg)
+    return question_table(rows, "protocol", cfg)
 
 
 __all__ = ["temperature_convention", "random_features_probe", "teacher_protocol", "linear_fit_r2",

@@ -50,7 +50,7 @@ def thread_share(concurrent_runs: int) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- processes tied to their parent
-def _prctl():
+def libc_prctl():
     """libc's prctl on Linux, else None."""
     if not sys.platform.startswith("linux"):
         return None
@@ -62,7 +62,7 @@ def _prctl():
 def die_with_parent(prctl=None) -> None:
     """Linux: have the OS SIGKILL this process when its parent dies (a kill -9 leaves no orphan).
     Elsewhere a no-op: a run whose sweep was killed finishes on its own (it is then run again)."""
-    prctl = prctl or _prctl()
+    prctl = prctl or libc_prctl()
     if prctl is not None:
         prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
 
@@ -134,7 +134,7 @@ class _DaskFuture:
         self.future.cancel()
 
 
-def _child_main() -> None:
+def child_main() -> None:
     """Entry of `python -m memkd.sweep`: (fn, args, kwargs) pickled on stdin; (ok, result
     or exception) pickled on stdout. What the job prints goes to stderr."""
     _tie_to(int(os.environ.get(PARENT_VARIABLE, os.getppid())))

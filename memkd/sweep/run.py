@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
-from memkd.sweep.executors import ChildDied, _prctl, die_with_parent
+from memkd.sweep.executors import ChildDied, libc_prctl, die_with_parent
 from memkd.sweep.grid import RESULTS_PARAM, notebook_parameters, read_notebook
 
 # Per-cell execution timeout of each profile, in seconds: it catches a hung kernel, so it leaves
@@ -45,7 +45,7 @@ def _tied_kernel_manager(log=None):
 
     class TiedKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
-            prctl = _prctl()
+            prctl = libc_prctl()
             if prctl is not None:
                 kw.setdefault("preexec_fn", lambda: die_with_parent(prctl))
             if log is not None:
