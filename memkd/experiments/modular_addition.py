@@ -37,13 +37,26 @@ from memkd.distillation import TEACHER_STOPS
 
 
 @dataclass(frozen=True)
-class TransformerConfig(ExperimentConfig):
+class ModularTransformerConfig(ExperimentConfig):
+    """The knobs every modular-addition experiment shares: the task and the network of Nanda et al."""
+
     modulus: int = knob(113, int_range(3), "k: numbers 0..k-1, the answer (a + b) mod k")
-    memorized_fraction: float = knob(0.3, real_interval(0, 1), "fraction of the k pairs of each answer in D")
-    teachers: int = knob(5, POS_INT, "independent memorized sets D, one teacher each")
     d_model: int = knob(128, POS_INT, "residual width (Nanda et al.: 128)")
     heads: int = knob(4, POS_INT, "attention heads (d_model must be a multiple)")
     d_mlp: int = knob(512, POS_INT, "MLP width (Nanda et al.: 512)")
+    seed: int = knob(0, int_range(0), "base random seed (D, splits, initialisations)")
+    device: str = knob("auto", DEVICE, "where to train")
+    progress: bool = knob(False, BOOL, "show progress bars")
+
+    def check(self) -> None:
+        if self.d_model % self.heads:
+            self.fail("heads", f"must divide d_model={self.d_model}. Got {self.heads!r} instead.")
+
+
+@dataclass(frozen=True)
+class TransformerConfig(ModularTransformerConfig):
+    memorized_fraction: float = knob(0.3, real_interval(0, 1), "fraction of the k pairs of each answer in D")
+    teachers: int = knob(5, POS_INT, "independent memorized sets D, one teacher each")
     teacher_epochs: int = knob(5000, POS_INT, "teacher's full-batch step budget; it must be at 100% on D at its end")
     teacher_stop: str = knob("budget", one_of(*TEACHER_STOPS),
                              "budget: train all teacher_epochs (the paper); first_perfect: stop at the first 100%")
@@ -55,9 +68,6 @@ class TransformerConfig(ExperimentConfig):
     epochs: int = knob(1000, POS_INT, "students' full-batch steps")
     students: int = knob(10, POS_INT, "student seeds per teacher and temperature")
     chunk: Any = knob(None, OPTIONAL_INT, "students trained at once at most; None: all of one alpha")
-    seed: int = knob(0, int_range(0), "base random seed (D, splits, initialisations)")
-    device: str = knob("auto", DEVICE, "where to train")
-    progress: bool = knob(False, BOOL, "show progress bars")
 
     TABLE_COLUMNS = ('dataset', 'alpha', 'temperature', 'lr', 'student', 'modulus', 'train_acc', 'test_acc',
                      'independent_acc', 'teacher_independent_acc', 'chance', 'teacher_stop',
@@ -78,8 +88,7 @@ class TransformerConfig(ExperimentConfig):
         return int(round(self.memorized_fraction * self.modulus))
 
     def check(self) -> None:
-        if self.d_model % self.heads:
-            self.fail("heads", f"must divide d_model={self.d_model}. Got {self.heads!r} instead.")
+        super().check()
         take = self.per_answer
         if take < 2 or take > self.modulus - 1:
             self.fail("memorized_fraction", f"gives {take} of the {self.modulus} pairs of each answer in D: D needs "

@@ -32,13 +32,13 @@ import pandas as pd
 import torch
 
 from memkd.config import (
-    ALPHAS, BOOL, DEVICE, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES,
-    ExperimentConfig, int_range, knob, make_config, real_interval,
+    ALPHAS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, int_range, knob, make_config, real_interval,
 )
 from memkd.device import resolve_device
 from memkd.distillation import train_students, train_teacher
 from memkd.experiments.common import member_grid, sizes_departure, tidy
 from memkd.experiments.declare import experiment
+from memkd.experiments.modular_addition import ModularTransformerConfig
 from memkd.experiments.tokens import make_modular_addition
 from memkd.experiments.transformer import TransformerFamily
 from memkd.metrics import accuracy
@@ -64,13 +64,9 @@ PAPER_CLOCK = dict(modulus=113, train_fraction=0.3, d_model=128, heads=4, d_mlp=
 
 
 @dataclass(frozen=True)
-class TeacherClockConfig(ExperimentConfig):
-    modulus: int = knob(113, int_range(3), "k: numbers 0..k-1, the answer (a + b) mod k")
+class TeacherClockConfig(ModularTransformerConfig):
     train_fraction: float = knob(0.3, real_interval(0, 1), "fraction of all k^2 pairs in each teacher's D (released: 0.3)")
     teachers: int = knob(5, POS_INT, "independent teachers, each with its own D and initialization")
-    d_model: int = knob(128, POS_INT, "residual width (Nanda et al.: 128)")
-    heads: int = knob(4, POS_INT, "attention heads (d_model must be a multiple)")
-    d_mlp: int = knob(512, POS_INT, "MLP width (Nanda et al.: 512)")
     teacher_steps: tuple = knob((2500, 5000, 10000), POS_INTS, "steps at which the teacher is stopped (one run, copied at each)")
     teacher_lr: float = knob(1e-3, real_interval(0, math.inf), "teacher's AdamW learning rate (released: 1e-3)")
     teacher_weight_decay: float = knob(1.0, real_interval(0, math.inf, "left"), "teacher's AdamW weight decay (released: 1.0)")
@@ -84,9 +80,6 @@ class TeacherClockConfig(ExperimentConfig):
     epochs: int = knob(40000, POS_INT, "students' full-batch steps (released: 40,000)")
     students: int = knob(1, POS_INT, "student seeds per teacher, stop, rho and T")
     chunk: Any = knob(None, OPTIONAL_INT, "students trained at once at most; None: all of one rho")
-    seed: int = knob(0, int_range(0), "base random seed (D, splits, initialisations)")
-    device: str = knob("auto", DEVICE, "where to train")
-    progress: bool = knob(False, BOOL, "show progress bars")
 
     TABLE_COLUMNS = ("dataset", "teacher_step", "teacher_train_acc", "teacher_unseen_acc", "teacher_state", "rho",
                      "temperature", "student", "train_acc", "heldout_acc", "unseen_acc", "trivial_acc", "chance",
@@ -109,8 +102,7 @@ class TeacherClockConfig(ExperimentConfig):
         return int(round(self.train_fraction * self.modulus ** 2))
 
     def check(self) -> None:
-        if self.d_model % self.heads:
-            self.fail("heads", f"must divide d_model={self.d_model}. Got {self.heads!r} instead.")
+        super().check()
         n = self.pairs
         if n < 2 or n > self.modulus ** 2 - 1:
             self.fail("train_fraction", f"gives {n} of the {self.modulus ** 2} pairs in D: D needs at least 2 pairs "
