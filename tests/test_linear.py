@@ -150,3 +150,20 @@ def test_a_small_temperature_saturates_float32_soft_labels_but_not_float64():
                        scale=1 / t)["logit_error"] for dt in (torch.float64, torch.float32)}
     assert float(err[torch.float64].max()) < 1e-8
     assert float(err[torch.float32].min()) > 1e-3
+
+
+def test_window_claims_record_each_class_counts_claims_and_route_the_precision_ones(tmp_path):
+    from memkd.book.chapter import Chapter
+    from memkd.experiments.temperature_window import window_claims
+
+    table = temperature_window("smoke", device="cpu")
+    ch = Chapter("12_temperature_window", profile="smoke", results_dir=str(tmp_path), device="cpu")
+    out = window_claims(ch, table, t_in=10.0, p_recover=0.6, p_fail=0.4, margin_width=1.0, margin_chance=0.05)
+    claims = {c.claim: c for c in ch.claims}
+    for c in sorted(table.classes.unique()):
+        assert f"**C = {c}**" in out
+        assert {f"c{c}_adam_fails_at_lowest_T", f"c{c}_exact_recovers_at_lowest_T"} <= set(claims)
+        assert claims[f"c{c}_exact_window_float64_vs_bfloat16"].beyond_paper  # the book's own finding
+        assert not claims[f"c{c}_adam_fails_at_lowest_T"].beyond_paper
+    assert not ch.beyond_paper  # the chapter's own flag is restored
+    assert len(out) == len(claims) + table.classes.nunique()
