@@ -167,3 +167,20 @@ def test_window_claims_record_each_class_counts_claims_and_route_the_precision_o
         assert not claims[f"c{c}_adam_fails_at_lowest_T"].beyond_paper
     assert not ch.beyond_paper  # the chapter's own flag is restored
     assert len(out) == len(claims) + table.classes.nunique()
+
+
+def test_recovery_claims_record_the_chapters_claims_from_per_teacher_rows(tmp_path):
+    from memkd.book.chapter import Chapter
+    from memkd.experiments.linear_recovery import per_teacher, perfect_teachers, recovery_claims
+
+    table = linear_recovery("smoke", device="cpu")
+    ch = Chapter("11_linear_recovery", profile="smoke", results_dir=str(tmp_path), device="cpu")
+    out = recovery_claims(ch, table, p_perfect=0.8, margin_chance=0.05, margin_same=0.02, capacity_low=1.4,
+                          capacity_high=2.4, p_capacity=0.5)
+    claims = {c.claim: c for c in ch.claims}
+    assert {"least_squares_perfect_above_line", "least_squares_leak_grows_below", "soft_labels_shuffled_at_chance",
+            "teacher_memorizes_below_capacity", "teacher_fails_above_capacity"} <= set(claims)
+    s, n = perfect_teachers(per_teacher(table), "least_squares")
+    assert claims["least_squares_perfect_above_line"].n == n and 0 <= s <= n
+    assert claims["least_squares_perfect_above_line"].test == "exact binomial"
+    assert len(out) >= len(claims)
