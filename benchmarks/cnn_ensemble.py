@@ -9,7 +9,7 @@ member on its own images, at the chapter's shapes on the 8x8 digits:
     quick-teachers   E = 25  (5 x 5), N = 200, hard labels
 
 **ensemble**: `memkd.distillation.train_students` / `train_teacher` with a
-`memkd.experiments.cnn.CNNFamily` (`fit` + `BatchedAdam`) with `backend="grouped"` and `backend="vmap"`. **loop**: `EnsembleCNN.member(i)`
+`memkd.models.cnn.CNNFamily` (`fit` + `BatchedAdam`) with `backend="grouped"` and `backend="vmap"`. **loop**: `EnsembleCNN.member(i)`
 (a plain nn.Sequential of nn.Conv2d, nn.MaxPool2d, nn.Linear) with `torch.optim.Adam`, one
 member after another. s/epoch = (run of 1 + epochs) minus (run of 1 epoch), over epochs, best of
 `--runs`. The script also prints max |logits(ensemble) - logits(loop)| for 3 members after the run.
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from memkd.distillation import train_students, train_teacher
-from memkd.experiments.cnn import CNNFamily, EnsembleCNN
+from memkd.models.cnn import CNNFamily, EnsembleCNN
 from memkd.losses import soft_targets
 
 SHAPES = {  # name: (members, images per member, width, head_width, kind)

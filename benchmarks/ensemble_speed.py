@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from memkd.losses import soft_targets
-from memkd.models import EnsembleMLP
+from memkd.models.mlp import EnsembleMLP
 from memkd.distillation import train_students
 from memkd.train import BatchedAdam
 

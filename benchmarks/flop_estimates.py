@@ -12,7 +12,7 @@ plus, for similarity students, 3 x 2 x N x B x C per epoch for the (N, B) simila
 default). Element-wise work, evaluation and data generation are left out; they are small
 against the matmuls at these shapes. The time is the count over an assumed sustained rate
 (ASSUMED_RATES: half of each GPU's fp32 peak from its data sheet, TF32 off); the memory is
-`memkd.memory.training_bytes_per_member` of the largest single training call (an ensemble
+`memkd.device_memory.training_bytes_per_member` of the largest single training call (an ensemble
 that does not fit is split into chunks, so this is what one chunk of all members would need).
 These are estimates, not measurements: `benchmarks/gpu_check.sh` measures chapter 02 and the
 fraction of the matmul rate the ensembles reach.
@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 import memkd  # noqa: E402
 import memkd.distillation as mdist  # noqa: E402
 import memkd.train as mtrain  # noqa: E402
-from memkd.memory import training_bytes_per_member  # noqa: E402
+from memkd.device_memory import training_bytes_per_member  # noqa: E402
 
 # Sustained fp32 rates assumed for the estimates: half of the data-sheet fp32 (non-tensor) peak.
 ASSUMED_RATES = {
@@ -165,7 +165,7 @@ def recording(calls: list[Call]):
 
     stubs = {"train_teacher": train_teacher, "train_students": train_students, "fit": fit}
     originals = {name: getattr(mtrain if name == "fit" else mdist, name) for name in stubs}
-    import memkd.experiments.common as common
+    import memkd.pipeline as common
 
     def distill(tasks, splits, *, cfg, kind, width, members, hidden_layers=None, epochs=None, **_: Any):
         """common.distill without its data copies: record the one ensemble it trains, return NaN rows."""

@@ -3,11 +3,11 @@ loop of separate runs, the share of the matmul peak it reaches, and the exact so
 
 What is timed, at the quick profile's shapes (C = 2, rho = 0.8, d = 100, 5 teachers x 5 sizes, 9
 temperatures; --paper-shape for d = 1000, 20 sizes x 5 teachers, 40 temperatures):
-- ensemble: every student of every teacher and temperature in one `memkd.linear.LinearEnsemble`
+- ensemble: every student of every teacher and temperature in one `memkd.models.linear.LinearEnsemble`
   (the students of one teacher share its inputs: one (K, N, D) @ (K, D, M * O) GEMM per epoch);
 - loop: the same students one at a time, each its own 1 x 1 ensemble on its own teacher's data (what a
   per-run script does); timed on a subset of students and scaled to all of them;
-- exact: `memkd.linear.solve_soft_labels` for every student at once (batched pseudo-inverse).
+- exact: `memkd.models.linear.solve_soft_labels` for every student at once (batched pseudo-inverse).
 The rate is the model's useful FLOPs (6 N D M O per epoch, forward and two backward products) over the
 wall time, next to a large square float32 torch.mm on the same machine. Seconds per epoch are
 measured over `--epochs` and scaled to the profile's budget.
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from memkd.config import make_config  # noqa: E402
 from memkd.experiments.temperature_window import WindowConfig  # noqa: E402
-from memkd.linear import (  # noqa: E402
+from memkd.models.linear import (  # noqa: E402
     LinearEnsemble, make_linear_data, soft_labels, solve_soft_labels, student_mask, train_linear,
 )
 

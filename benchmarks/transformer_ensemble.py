@@ -13,8 +13,8 @@ import time
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from memkd.experiments.tokens import make_modular_addition
-from memkd.experiments.transformer import EnsembleTransformer, functional_forward
+from memkd.data.tokens import make_modular_addition
+from memkd.models.transformer import EnsembleTransformer, functional_forward
 
 
 def timed(step, repeats: int) -> float:

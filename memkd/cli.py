@@ -90,7 +90,8 @@ def _run_sweep_command(args) -> int:
 
     notebook = Path(args.notebook)
     if not notebook.is_file():
-        raise ValueError(f"memkd sweep: no notebook at {notebook}.")
+        raise ValueError(f"The 'notebook' parameter of memkd sweep must be the path of a notebook file. "
+                         f"Got {str(notebook)!r}, where there is no such file, instead.")
     if args.list_params:
         for param in sweep.notebook_parameters(notebook).values():
             print(param.describe())

@@ -6,6 +6,8 @@ training starts, with one message format:
 
     The 'alpha' parameter of logit_distillation must be a float in the open interval (0, 1).
     Got 1.5 instead.
+
+`invalid` builds that message; every ValueError raised in memkd follows the format.
 """
 
 from __future__ import annotations
@@ -16,6 +18,21 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Mapping
 
 PROFILES = ("smoke", "quick", "paper")
+
+
+def invalid(name: str, owner: str, allowed: str, got: Any) -> ValueError:
+    """The ValueError for a bad value, in the one message format of memkd (raise what it returns).
+
+    `name` is the argument, knob, field, column or file that is wrong, `owner` the public
+    function, class or command that received it, `allowed` completes "must be ..." (the range,
+    the choices, the shape, and any hint on what to do), and `got` is the value found (shown
+    with repr). Every ValueError raised in memkd starts with "The '<name>' parameter of <owner> "
+    (tests/test_errors.py checks it).
+
+    >>> str(invalid("alpha", "logit_distillation", "a float in the open interval (0, 1)", 1.5))
+    "The 'alpha' parameter of logit_distillation must be a float in the open interval (0, 1). Got 1.5 instead."
+    """
+    return ValueError(f"The '{name}' parameter of {owner} must be {allowed}. Got {got!r} instead.")
 
 
 # --- constraints --------------------------------------------------------------------------------
@@ -94,6 +111,10 @@ class ExperimentConfig:
 
     experiment: str = field(default="", metadata={"internal": True})
     profile: str = field(default="quick", metadata={"internal": True})
+    # the knobs every experiment has, declared once here
+    seed: int = knob(0, int_range(0), "base random seed: every draw, split, shuffle and initialization derives from it")
+    device: str = knob("auto", DEVICE, "where to train (auto, cpu, cuda, cuda:N or mps)")
+    progress: bool = knob(False, BOOL, "show training progress bars")
 
     PROFILE_VALUES = {}  # type: dict[str, dict[str, Any]]  (overridden per experiment)
 
@@ -104,10 +125,7 @@ class ExperimentConfig:
                 continue
             value = getattr(self, f.name)
             if not spec.check(value):
-                raise ValueError(
-                    f"The '{f.name}' parameter of {self.experiment} must be {spec.allowed}. "
-                    f"Got {value!r} instead."
-                )
+                raise invalid(f.name, self.experiment, spec.allowed, value)
             object.__setattr__(self, f.name, spec.convert(value))
         self.check()
 
@@ -129,14 +147,13 @@ class ExperimentConfig:
 def make_config(cls: type[ExperimentConfig], experiment: str, profile: str, overrides: Mapping[str, Any]):
     """Profile values, then overrides; unknown knobs and bad values raise ValueError up front."""
     if profile not in PROFILES:
-        raise ValueError(
-            f"The 'profile' parameter of {experiment} must be one of {PROFILES}. Got {profile!r} instead."
-        )
+        raise invalid("profile", experiment, f"one of {PROFILES}", profile)
     allowed = cls.knobs()
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise ValueError(
-            f"{experiment} got unknown parameter(s) {unknown}. Allowed parameters: {sorted(allowed)}."
+            f"The '{unknown[0]}' parameter of {experiment} does not exist: {experiment} got unknown "
+            f"parameter(s) {unknown}. Allowed parameters: {sorted(allowed)}."
         )
     values = {**cls.PROFILE_VALUES.get(profile, {}), **overrides}
     return cls(experiment=experiment, profile=profile, **values)
@@ -156,7 +173,7 @@ def check_split(cfg: ExperimentConfig, alphas: tuple[float, ...], per_class: int
 __all__ = [
     "PROFILES", "Constraint", "ExperimentConfig", "make_config", "knob", "replace",
     "int_range", "real_interval", "one_of", "list_of", "BOOL", "OPTIONAL_INT", "DEVICE",
-    "POS_INT", "POS_INTS", "ALPHAS", "TEMPERATURES", "LRS", "check_split",
+    "POS_INT", "POS_INTS", "ALPHAS", "TEMPERATURES", "LRS", "check_split", "invalid",
 ]
 
 

@@ -28,8 +28,8 @@ def _check_available(device: torch.device) -> torch.device:
         return device
     if not ok:
         raise ValueError(
-            f"The 'device' parameter asks for {str(device)!r}, which this machine does not have. "
-            f"Available devices: {', '.join(available_devices())} (or 'auto' to pick the best)."
+            f"The 'device' parameter of resolve_device asks for {str(device)!r}, which this machine does not "
+            f"have. Available devices: {', '.join(available_devices())} (or 'auto' to pick the best)."
         )
     return device
 
@@ -52,7 +52,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         parsed = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(
-            f"The 'device' parameter must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'. Got {device!r} instead."
+            f"The 'device' parameter of resolve_device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'. "
+            f"Got {device!r} instead."
         ) from err
     return _check_available(parsed)
 

@@ -4,11 +4,11 @@ temperature conventions, hard labels, or similarity scores), both through `memkd
 
 Shape letters (see `memkd`): K teachers, E members, N samples, D input dimension, C classes, T temperature.
 
-A family (`memkd.families.Family`) builds an ensemble and says what it takes: `inputs` ("vectors"
+A family (`memkd.models.family.Family`) builds an ensemble and says what it takes: `inputs` ("vectors"
 and "images" as float rows (N, D), "tokens" as int64 sequences (N, S)), the student kinds it trains,
 whether the fused full-batch step applies, its memory per member and its optimizer (Adam, or AdamW
-for the transformer). The families: `MLPFamily` (k hidden layers; `memkd.families`), `CNNFamily`
-(`memkd.experiments.cnn`) and `TransformerFamily` (`memkd.experiments.transformer`).
+for the transformer). The families: `MLPFamily` (k hidden layers; `memkd.models.family`), `CNNFamily`
+(`memkd.models.cnn`) and `TransformerFamily` (`memkd.models.transformer`).
 
 Defined here once: the teacher stop rules (`TEACHER_STOPS`, checked by `check_teacher_stop`), the
 error of a teacher below 100% (`TeacherDidNotMemorize`, raised by `require_memorized`), the
@@ -29,11 +29,12 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from memkd.families import STUDENT_KINDS, Family, MLPFamily
+from memkd.models.family import STUDENT_KINDS, Family, MLPFamily
 from memkd.fused import FusedCrossEntropy
 from memkd.losses import (cosine_similarity_matrix, hard_cross_entropy, similarity_mse, soft_cross_entropy,
                           soft_targets)
-from memkd.memory import format_bytes, members_per_chunk
+from memkd.config import invalid
+from memkd.device_memory import format_bytes, members_per_chunk
 from memkd.metrics import accuracy
 from memkd.train import fit
 
@@ -136,7 +137,8 @@ class Teacher:
     def at(self, epoch: int) -> nn.Module:
         """The K teachers as they were after `epoch` epochs (a copy; see train_teacher's snapshot_at)."""
         if epoch not in self.snapshots:
-            raise ValueError(f"Teacher.at: no snapshot at epoch {epoch!r}; snapshots at {sorted(self.snapshots)}.")
+            raise invalid("epoch", "Teacher.at", f"an epoch with a snapshot (train_teacher's snapshot_at), one of "
+                          f"{sorted(self.snapshots)}", epoch)
         return self._rebuilt(len(self.train_acc), self.snapshots[epoch])
 
     def member(self, k: int) -> "Teacher":

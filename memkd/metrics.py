@@ -107,23 +107,24 @@ def per_unit_means(table: pd.DataFrame, value: str, baseline: str | float | None
     [0.3, 0.1]
     """
     if not isinstance(table, pd.DataFrame):
-        raise ValueError(f"per_unit_means: 'table' must be a pandas DataFrame. Got {type(table).__name__} instead.")
+        raise ValueError(f"The 'table' parameter of per_unit_means must be a pandas DataFrame. "
+                         f"Got {type(table).__name__} instead.")
     for name, column in (("unit", unit), ("value", value)):
         if column not in table.columns:
-            raise ValueError(f"per_unit_means: the '{name}' column {column!r} is not in the table "
-                             f"(columns: {list(table.columns)}).")
+            raise ValueError(f"The '{name}' parameter of per_unit_means must be a column of the table "
+                             f"{list(table.columns)}. Got {column!r} instead.")
     rows = pd.DataFrame({"unit": table[unit], "value": pd.to_numeric(table[value], errors="coerce")})
     if isinstance(baseline, str):
         if baseline not in table.columns:
-            raise ValueError(f"per_unit_means: the 'baseline' column {baseline!r} is not in the table "
-                             f"(columns: {list(table.columns)}).")
+            raise ValueError(f"The 'baseline' parameter of per_unit_means must be a column of the table "
+                             f"{list(table.columns)} (or a finite number, or None). Got {baseline!r} instead.")
         rows["baseline"] = pd.to_numeric(table[baseline], errors="coerce")
     elif baseline is None:
         rows["baseline"] = math.nan
     else:
         if not (isinstance(baseline, (int, float, np.number)) and math.isfinite(float(baseline))):
-            raise ValueError("per_unit_means: 'baseline' must be a column name, a finite number or None. "
-                             f"Got {baseline!r} instead.")
+            raise ValueError("The 'baseline' parameter of per_unit_means must be a column name, a finite number "
+                             f"or None. Got {baseline!r} instead.")
         rows["baseline"] = float(baseline)
     keep = rows["value"].notna() & (rows["baseline"].notna() if isinstance(baseline, str) else True)
     grouped = rows[keep].groupby("unit", sort=True)

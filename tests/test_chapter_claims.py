@@ -85,7 +85,7 @@ def test_bad_arguments_name_the_parameter(ch):
         ch.claim("x", "X", students(), data="digits")
     with pytest.raises(ValueError, match="'expect' parameter of Chapter.claim"):
         ch.claim("x", "X", students(), expect="greater")
-    with pytest.raises(ValueError, match="'unit' column 'teacher'"):
+    with pytest.raises(ValueError, match="'unit' parameter of per_unit_means must be a column .*Got 'teacher'"):
         ch.claim("x", "X", students(), unit="teacher")
 
 

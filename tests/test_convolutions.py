@@ -1,4 +1,4 @@
-"""Batched CNN ensembles (memkd.experiments.cnn), the convolution experiment and chapter 10 at smoke."""
+"""Batched CNN ensembles (memkd.models.cnn), the convolution experiment and chapter 10 at smoke."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from conftest import execute_chapter_at_smoke
 import torch
 
-from memkd.experiments.cnn import CNNFamily, EnsembleCNN
+from memkd.models.cnn import CNNFamily, EnsembleCNN
 from memkd.experiments.convolutions import convolutional_distillation as convolutions
 from memkd.losses import soft_targets
 from memkd.distillation import TeacherDidNotMemorize, predict, train_students, train_teacher
@@ -133,7 +133,7 @@ def test_training_rejects_bad_kind_stop_and_shapes():
         train_teacher(x, logits.argmax(-1), family, max_epochs=1, stop="early")
     with pytest.raises(ValueError, match="'family' parameter"):
         train_teacher(x, logits.argmax(-1), family, classes=4, width=8, max_epochs=1)
-    with pytest.raises(ValueError, match="expects inputs of shape"):
+    with pytest.raises(ValueError, match=r"'x' parameter of EnsembleCNN.forward must have the shape \(N, 64\)"):
         m(torch.randn(5, 63))
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from memkd.data import make_memorization_data, split_per_class
+from memkd.data.random_vectors import make_memorization_data, split_per_class
 from memkd.device import resolve_device
 from memkd.fused import FusedCrossEntropy
 from memkd.losses import (
@@ -16,7 +16,7 @@ from memkd.losses import (
 from memkd.metrics import (
     accuracy, nearest_neighbour_accuracy,
 )
-from memkd.models import EnsembleMLP
+from memkd.models.mlp import EnsembleMLP
 from memkd.distillation import TeacherDidNotMemorize, train_students, train_teacher
 from memkd.train import BatchedAdam
 

@@ -12,11 +12,11 @@ import warnings
 import pytest
 import torch
 
-from memkd.data import make_memorization_data
+from memkd.data.random_vectors import make_memorization_data
 from memkd.device import set_tf32, tf32_enabled
 from memkd.fused import FusedCrossEntropy, PerfectTracker, StaticEpoch
 from memkd.losses import soft_targets
-from memkd.models import EnsembleMLP
+from memkd.models.mlp import EnsembleMLP
 from memkd.distillation import train_students, train_teacher
 from memkd.train import BatchedAdam, fit
 

@@ -14,9 +14,9 @@ from memkd.distillation import (
     TEACHER_STOPS, MLPFamily, TeacherDidNotMemorize, check_teacher_stop, require_memorized, train_students,
     train_teacher,
 )
-from memkd.experiments.cnn import CNNFamily
-from memkd.experiments.transformer import TransformerFamily
-from memkd.families import Optimizer
+from memkd.models.cnn import CNNFamily
+from memkd.models.transformer import TransformerFamily
+from memkd.models.family import Optimizer
 from memkd.losses import soft_targets
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

@@ -169,7 +169,7 @@ def test_stacked_datasets_give_the_numbers_of_a_loop_over_datasets():
     """All teachers as one ensemble and all students of all datasets as another give, student by
     student, what training each dataset on its own gives (same seeds), to float rounding."""
     from memkd.config import make_config
-    from memkd.experiments.common import distill, member_grid, memorization_task, split
+    from memkd.pipeline import distill, member_grid, memorization_task, split
     from memkd.experiments.figures import LogitDistillationConfig
 
     overrides = dict(datasets=3, students=2, temperatures=(5.0, 20.0), epochs=40)

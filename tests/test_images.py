@@ -1,4 +1,4 @@
-"""memkd.experiments.images: the CIFAR-10 reader on a tiny archive in the official format, errors, shuffles."""
+"""memkd.data.images: the CIFAR-10 reader on a tiny archive in the official format, errors, shuffles."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import pytest
 
-from memkd.experiments import images
-from memkd.experiments.images import (
+from memkd.data import images
+from memkd.data.images import (
     ChecksumError, DatasetUnavailable, load_cifar10, load_images, md5sum, permute_pixels,
     shuffle_labels, shuffle_pixels, split_memorized,
 )

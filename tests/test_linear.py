@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from memkd.experiments import linear_recovery, temperature_window
-from memkd.linear import (
+from memkd.models.linear import (
     LinearEnsemble, class_logits, least_squares, linear_forward, make_linear_data, measure, soft_labels,
     solve_soft_labels, student_mask, teacher_accuracy, train_linear, train_teachers, within_class_permutation,
 )

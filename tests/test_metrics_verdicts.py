@@ -39,9 +39,9 @@ def test_nan_rows_are_dropped_before_averaging():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"value": "nope"}, "'value' column 'nope'"),
-    ({"value": "v", "unit": "seed"}, "'unit' column 'seed'"),
-    ({"value": "v", "baseline": "nope"}, "'baseline' column 'nope'"),
+    ({"value": "nope"}, r"'value' parameter of per_unit_means must be a column of the table .*Got 'nope'"),
+    ({"value": "v", "unit": "seed"}, r"'unit' parameter of per_unit_means must be a column .*Got 'seed'"),
+    ({"value": "v", "baseline": "nope"}, r"'baseline' parameter of per_unit_means must be a column .*Got 'nope'"),
     ({"value": "v", "baseline": float("nan")}, "'baseline'"),
 ])
 def test_per_unit_means_names_a_bad_argument(kwargs, match):
@@ -140,7 +140,7 @@ def test_a_claim_without_spread_is_inconclusive_and_the_sentence_says_why(tmp_pa
 def test_class_counts_pool_one_student_per_teacher():
     import pandas as pd
 
-    from memkd.experiments.analysis import class_counts
+    from memkd.book.grid_analysis import class_counts
     from memkd.metrics import binomial_test
 
     t = pd.DataFrame({"dataset": [0, 0, 1, 1, 2, 2], "student": [0, 1] * 3,

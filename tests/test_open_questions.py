@@ -18,7 +18,7 @@ from memkd.book.chapter import Chapter
 from memkd.config import make_config
 from memkd.experiments import open_questions as oq, training_choices as tc
 from memkd.book import questions as oc
-from memkd.models import EnsembleMLP
+from memkd.models.mlp import EnsembleMLP
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "nbs" / "09_open_questions.ipynb"

@@ -274,7 +274,7 @@ def test_claims_figure_draws_one_row_per_claim(results):
 
 def test_the_teacher_clock_reaches_meta_and_the_chapter_summary(tmp_path):
     from memkd.book.chapter import Chapter
-    from memkd.experiments.analysis import teacher_clock
+    from memkd.book.grid_analysis import teacher_clock
 
     table = pd.DataFrame({"dataset": [0, 0, 1, 2], "teacher_first_perfect": [50, 50, 100, 80], "test_acc": 0.1,
                           "teacher_stop": "budget"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import memkd.memory as memory
+import memkd.device_memory as memory
 from memkd.seeds import ROLES, derive_seed, member_seeds
 
 

@@ -103,9 +103,9 @@ def test_command_line_values_are_yaml_so_lists_and_commas_fit(params):
     assert points == [{"label": "a,b", "alpha": 0.001}, {"label": "a,b", "alpha": 2.0}]  # YAML 1.1 reads 1e-3 as text
     assert expand_grid(params, parse_cli_grid(["label=no,007"])) == [{"label": "no"}, {"label": "007"}]  # text stays text
     assert expand_grid(params, parse_cli_grid(["label="])) == [{"label": ""}]
-    with pytest.raises(ValueError, match="the values of 'label' must be YAML flow items"):
+    with pytest.raises(ValueError, match="'label' parameter of parse_cli_grid must be YAML flow items"):
         parse_cli_grid(["label=[1, 2"])
-    with pytest.raises(ValueError, match="the 'label' parameter must be a str. Got \\[1, 2\\]"):
+    with pytest.raises(ValueError, match="The 'label' parameter of expand_grid must be a str. Got \\[1, 2\\]"):
         expand_grid(params, parse_cli_grid(["label=[1, 2]"]))
 
 
@@ -122,7 +122,7 @@ def test_unknown_parameter_is_refused_with_the_notebooks_parameters(params):
 ])
 def test_value_of_the_wrong_type_is_refused(params, grid):
     name = next(iter(grid))
-    with pytest.raises(ValueError, match=f"the '{name}' parameter must be") as info:
+    with pytest.raises(ValueError, match=f"The '{name}' parameter of expand_grid must be") as info:
         expand_grid(params, grid)
     assert "The notebook's parameters are" in str(info.value)
 
@@ -153,7 +153,7 @@ def test_bad_grid_stops_before_anything_runs(tmp_path, capsys):
     assert not (tmp_path / "sweep").exists()
     assert cli.main(["sweep", str(FIXTURE), "-p", "seed=x", "-o", str(tmp_path / "s2")]) == 2
     err = capsys.readouterr().err
-    assert "the 'seed' parameter must be an int. Got 'x' instead" in err and "label: str = 'a'" in err
+    assert "The 'seed' parameter of expand_grid must be an int. Got 'x' instead" in err and "label: str = 'a'" in err
 
 
 @pytest.mark.parametrize("option", ["--workers", "--dask-local"])
@@ -167,7 +167,7 @@ def test_zero_workers_are_refused_on_the_command_line(tmp_path, capsys, option, 
     assert f"{option}: must be an int >= 1; got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="'dask_local' parameter of run_sweep must be an int >= 1. Got 0"):
         run_sweep(FIXTURE, {"seed": [1]}, tmp_path / "s", dask_local=0)
-    with pytest.raises(ValueError, match="'dask_local' parameter must be an int >= 1. Got 0"):
+    with pytest.raises(ValueError, match="'dask_local' parameter of make_executor must be an int >= 1. Got 0"):
         make_executor(dask_local=0)
     assert not (tmp_path / "s").exists()
 
@@ -325,9 +325,9 @@ def test_in_child_returns_the_result_or_the_exception_of_a_fresh_process():
 
 
 def test_executor_options_are_checked(tmp_path):
-    with pytest.raises(ValueError, match="'scheduler_file' parameter must name an existing file"):
+    with pytest.raises(ValueError, match="'scheduler_file' parameter of make_executor must name an existing file"):
         make_executor(scheduler_file=tmp_path / "nope.json")
-    with pytest.raises(ValueError, match="'retries' parameter must be an int >= 0"):
+    with pytest.raises(ValueError, match="'retries' parameter of make_executor must be an int >= 0"):
         make_executor(retries=-1)
     with pytest.raises(ValueError, match="at most one of"):
         make_executor(scheduler="tcp://x:1", dask_local=2)
@@ -490,11 +490,11 @@ def test_a_point_the_experiment_refuses_stops_before_any_kernel(tmp_path, capsys
     out = tmp_path / "sweep"
     assert cli.main(["sweep", str(notebook), "-p", "alpha=0.5,1.5", "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "The point {'alpha': 1.5} is refused before running" in err
+    assert "the point {'alpha': 1.5}, which is refused before running" in err
     assert "'alphas' parameter of logit_distillation must be" in err and "(0, 1)" in err
     assert not out.exists()
     assert cli.main(["sweep", str(notebook), "-p", "profile=huge", "-o", str(out), "--dry-run"]) == 2
-    assert "'profile' parameter must be one of ('smoke', 'quick', 'paper')" in capsys.readouterr().err
+    assert "'profile' parameter of check_points must be one of ('smoke', 'quick', 'paper')" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)

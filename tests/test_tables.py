@@ -14,10 +14,10 @@ import pytest
 import memkd
 from memkd import experiments as ex
 from memkd.config import PROFILES
-from memkd.experiments.declare import COLUMNS, EXPERIMENTS, table_columns
+from memkd.declare import COLUMNS, EXPERIMENTS, table_columns
 from memkd.tables import csv_ready, teacher_ids
 
-NOT_EXPERIMENTS = {"standard_departures"}  # exported helpers, not experiments
+NOT_EXPERIMENTS: set[str] = set()  # exported helpers, not experiments (departures: memkd.book.departures)
 
 
 def students(seeds=(0, 1), teachers=2, per_teacher=3) -> pd.DataFrame:
@@ -45,9 +45,9 @@ def test_summarize_counts_teachers_not_students_nor_run_local_indices():
 
 
 def test_summarize_names_a_missing_column():
-    with pytest.raises(ValueError, match=r"no column \['teacher_id'\].*unit='dataset'"):
+    with pytest.raises(ValueError, match=r"must have the column\(s\) \['teacher_id'\] \(.*unit='dataset'\)"):
         memkd.summarize(students().drop(columns="teacher_id"), "test_acc")
-    with pytest.raises(ValueError, match=r"no column \['nope'\]"):
+    with pytest.raises(ValueError, match=r"'table' parameter of summarize must have the column\(s\) \['nope'\]\. Got columns"):
         memkd.summarize(students(), "nope")
 
 

@@ -1,4 +1,4 @@
-"""memkd.experiments.tokens and memkd.experiments.transformer: data, the batched ensemble against single models,
+"""memkd.data.tokens and memkd.models.transformer: data, the batched ensemble against single models,
 memorizing through the one protocol (`TransformerFamily` in `memkd.distillation.train_teacher` / `train_students`)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from memkd.distillation import TeacherDidNotMemorize, train_students, train_teacher
-from memkd.experiments.tokens import all_pairs, make_modular_addition
-from memkd.experiments.transformer import EnsembleTransformer, Transformer, TransformerFamily, functional_forward
+from memkd.data.tokens import all_pairs, make_modular_addition
+from memkd.models.transformer import EnsembleTransformer, Transformer, TransformerFamily, functional_forward
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

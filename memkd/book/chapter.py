@@ -29,7 +29,8 @@ Files a chapter leaves there (the report page and the sweeps read them):
     table.config.json  the experiment's validated configuration, when the table carries it
     <name>.png         each figure (`save_figure`)
     claims.csv         one row per claim with this build's verdict (CLAIM_COLUMNS; `claim`)
-    departures.csv     how the chapter departs from the paper or its released code (`departure`)
+    departures.csv     how the chapter departs from the paper or its released code (`record_departures`,
+                       from memkd.book.departures)
     meta.json          chapter, profile, seed, teacher protocol and clock, elapsed seconds and the build's
                        provenance (memkd.provenance.collect: version, git commit, device, ...)
 """
@@ -60,7 +61,8 @@ def resolve_profile(profile: str | None = None) -> str:
     resolved = profile or os.environ.get("MEMKD_PROFILE") or "quick"
     if resolved not in PROFILES:
         raise ValueError(
-            f"The 'profile' parameter must be one of {PROFILES}. Got {resolved!r} instead."
+            f"The 'profile' parameter of resolve_profile must be one of {PROFILES} (an empty profile reads "
+            f"$MEMKD_PROFILE, else 'quick'). Got {resolved!r} instead."
         )
     return resolved
 
@@ -151,13 +153,14 @@ class Chapter:
             frame.assign(**mixed).to_parquet(typed.with_suffix(".parquet.tmp"), index=False)
         typed.with_suffix(".parquet.tmp").replace(typed)
         if name == "table" and self.teacher_clock is None:
-            from memkd.experiments.analysis import teacher_clock
+            from memkd.book.grid_analysis import teacher_clock
 
             self.teacher_clock = teacher_clock(table)
         config = table.attrs.get("config")
         if config is not None:
             if not isinstance(config, dict):
-                raise ValueError(f"save_table: table.attrs['config'] must be a dict. Got {type(config).__name__} instead.")
+                raise ValueError(f"The 'table' parameter of Chapter.save_table carries a config it cannot save: "
+                                 f"table.attrs['config'] must be a dict. Got {type(config).__name__} instead.")
             side = self.path / f"{name}.config.json"
             tmp = side.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(config, indent=2, default=_jsonable))
@@ -267,8 +270,9 @@ class Chapter:
         a, b = per_unit_means(table_a, value, None, unit), per_unit_means(table_b, value, None, unit)
         paired = a[[unit, "value", "students"]].merge(b[[unit, "value", "students"]], on=unit, suffixes=("_a", "_b"))
         if paired.empty:
-            raise ValueError(f"Chapter.claim_difference: table_a and table_b share no {unit!r} "
-                             f"(table_a: {a[unit].tolist()}, table_b: {b[unit].tolist()}).")
+            raise ValueError(f"The 'table_b' parameter of Chapter.claim_difference must share at least one {unit!r} "
+                             f"with table_a (the claim pairs the two tables on it). Got tables that share no {unit!r} "
+                             f"(table_a: {a[unit].tolist()}, table_b: {b[unit].tolist()}) instead.")
         r = interval_test(paired["value_a"] - paired["value_b"], expect, margin, level)
         ma, sa = mean_sem(paired["value_a"])
         mb, sb = mean_sem(paired["value_b"])
@@ -365,7 +369,8 @@ class Chapter:
     def departure(self, topic: str, paper: str, book: str, reason: str) -> None:
         """Record one way this chapter departs from the paper's text or the authors' released code:
         a row of the report's protocol table (topic e.g. "teacher stop", "input distribution",
-        "temperature convention", "epochs", "pixel shuffle", "profile sizes")."""
+        "temperature convention", "epochs", "pixel shuffle", "profile sizes"). Chapters do not call it
+        themselves: `record_departures` records theirs, built in `memkd.book.departures`."""
         row = {"topic": topic, "paper": paper, "book": book, "reason": reason}
         for key, text in row.items():
             if not isinstance(text, str) or not text.strip():
@@ -374,6 +379,15 @@ class Chapter:
         row = {"chapter": self.name, **{k: v.strip() for k, v in row.items()}}
         self.departures = [d for d in self.departures
                            if (d["topic"], d["paper"], d["book"]) != (row["topic"], row["paper"], row["book"])] + [row]
+
+    def record_departures(self, table: pd.DataFrame, **context: Any) -> None:
+        """Record all of this chapter's departures that its `table` (and `context`, e.g. `grid_keys`)
+        implies: `memkd.book.departures.for_chapter(self.name, table, **context)`. Recording one again
+        (a cell run twice, or a second call with more context) keeps a single row."""
+        from memkd.book.departures import for_chapter  # imported late: it imports the experiments (torch)
+
+        for row in for_chapter(self.name, table, **context):
+            self.departure(**row)
 
     def protocol(self, teacher_stop: str, reason: str = "") -> str:
         """Say (as a Markdown sentence) which teacher protocol this chapter runs; `meta.json` keeps it.
@@ -390,9 +404,9 @@ class Chapter:
             return ("**Teacher protocol** (`teacher_stop=\"budget\"`): every teacher trains for its whole budget "
                     "of `teacher_epochs` epochs, as in the paper and the authors' released code, and must then "
                     "classify all of its training data correctly (else the run stops with `TeacherDidNotMemorize`).")
-        self.departure("teacher stop", "train each teacher for a fixed budget of epochs, to 100% training accuracy",
-                       "stop each teacher at the first epoch at which it reaches 100% training accuracy",
-                       reason or "chosen by this chapter's `teacher_stop` parameter")
+        from memkd.book.departures import teacher_stop_departure
+
+        self.departure(**teacher_stop_departure(reason))
         return ("**Teacher protocol** (`teacher_stop=\"first_perfect\"`): every teacher stops at the first epoch "
                 "at which it classifies all of its training data correctly. This is an early stop: the paper and "
                 "the authors' released code train for a fixed budget of epochs.")

@@ -364,18 +364,9 @@ def summary_markdown(claims: pd.DataFrame) -> str:
     return f"Of {len(claims)} claims in this build: {head}.\n\n" + "\n".join(lines)
 
 
-def record_departures(ch: "Chapter", table: pd.DataFrame) -> None:
-    """Record the departures from the paper that a distilled table implies (temperature convention,
-    teacher budget, sizes; `memkd.experiments.common.standard_departures`) on the chapter."""
-    from memkd.experiments.common import standard_departures
-
-    for departure in standard_departures(table):
-        ch.departure(**departure)
-
-
 __all__ = [
     "ACCURACY_MARGIN", "PHI_MARGIN", "LEVEL", "accuracy_margin", "bars", "overlap_claims", "regularization_claims",
     "architecture_claims", "variant_tests", "weakest_variant", "convention_claims", "probe_claims",
     "protocol_summary", "temperature_ranking", "temperature_effect", "protocol_claims", "summary_markdown",
-    "record_departures", "paired_change", "change_text", "open_question", "own_question",
+    "paired_change", "change_text", "open_question", "own_question",
 ]

@@ -4,13 +4,12 @@ The paper's figure 1 (`toy`), figures 2-3 and 5-7 (`figures`), its figures 4 and
 (`cifar`, `modular_addition`), the questions it leaves open (`open_questions`, `training_choices`, chapter 09), and CNN teachers and
 students (`convolutions`, chapter 10); the published version's linear teachers (`linear_recovery`,
 `temperature_window`, chapters 11-12), its one-hidden-layer phase map (`one_hidden_layer`, chapter 13) and its
-teacher clock for modular addition (`teacher_clock`, chapter 08). Each is declared with `declare.experiment` on
+teacher clock for modular addition (`teacher_clock`, chapter 08). Each is declared with `memkd.declare.experiment` on
 its config: `help()` lists its knobs with their profile defaults and its table's columns, and every table gets
 `teacher_id`.
 """
 
 from memkd.experiments.cifar import cifar_shuffles
-from memkd.experiments.common import standard_departures
 from memkd.experiments.convolutions import convolutional_distillation
 from memkd.experiments.linear_recovery import linear_recovery
 from memkd.experiments.modular_addition import transformer_distillation
@@ -36,6 +35,6 @@ __all__ = [
     "toy_2d", "toy_2d_regions", "logit_distillation", "similarity_distillation", "temperature_lr",
     "dataset_composition", "logit_surgery", "cifar_shuffles", "transformer_distillation",
     "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
-    "random_features_probe", "standard_departures", "convolutional_distillation", "linear_recovery",
+    "random_features_probe", "convolutional_distillation", "linear_recovery",
     "temperature_window", "teacher_clock", "one_hidden_layer",
 ]

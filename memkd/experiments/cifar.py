@@ -30,15 +30,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memkd.experiments.declare import DISTILL_COLUMNS, experiment
+from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import (
     ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, Constraint,
     ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
 )
-from memkd.data import split_per_class
+from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
-from memkd.experiments.common import MemorizationTask, distill, member_grid, sizes_departure, tidy
-from memkd.memory import check_run_fits, members_per_chunk, training_bytes_per_member
+from memkd.pipeline import MemorizationTask, distill, member_grid, tidy
+from memkd.device_memory import check_run_fits, members_per_chunk, training_bytes_per_member
 from memkd.seeds import derive_seed
 from memkd.distillation import TEACHER_STOPS
 
@@ -73,9 +73,6 @@ class ImageShuffleConfig(ExperimentConfig):
     batch_size: Any = knob(None, OPTIONAL_INT, "students' mini-batch size; None: full batch")
     students: int = knob(5, POS_INT, "student seeds per teacher and setting")
     soften_student: bool = knob(False, BOOL, "also divide the student's logits by T (the paper's text)")
-    seed: int = knob(0, int_range(0), "base random seed (draws, shuffles, splits, initialisations)")
-    device: str = knob("auto", DEVICE, "where to train")
-    progress: bool = knob(False, BOOL, "show progress bars")
 
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'setting', 'teacher_epochs_run', 'images', 'n_memorized', 'n_trivial',
                      'note', 'ratio')
@@ -106,7 +103,7 @@ def prepare_images(cfg: ImageShuffleConfig):
 
     cfg : any config with `dataset` and `data_root` knobs.
     """
-    from memkd.experiments.images import load_images
+    from memkd.data.images import load_images
 
     return load_images(cfg.dataset, root=cfg.data_root or None)
 
@@ -120,7 +117,7 @@ def shuffled_task(images, setting: str, cfg: ImageShuffleConfig, device: torch.d
     "pixels" and "fixed" holds the same images, and teacher k of "labels" and "both" the same
     images and labels.
     """
-    from memkd.experiments.images import permute_pixels, shuffle_labels, shuffle_pixels, split_memorized, standardize
+    from memkd.data.images import permute_pixels, shuffle_labels, shuffle_pixels, split_memorized, standardize
 
     if setting not in SETTINGS:
         raise ValueError(f"The 'setting' parameter of shuffled_task must be one of {SETTINGS}. Got {setting!r} instead.")
@@ -204,38 +201,3 @@ def cifar_shuffles(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
 
 
 PAPER_FIG4 = dict(per_class=None, teacher_width=512, student_widths=[512], temperatures=[5.0], lrs=[0.01])
-
-
-def temperature_departure(config: dict) -> list[dict[str, str]]:
-    if config.get("soften_student", False):
-        return []
-    return [dict(topic="temperature convention", paper="the text divides both the teacher's and the student's logits by T",
-                 book="only the teacher's logits are divided by T",
-                 reason="the authors' released code does so, and it produced the paper's figures")]
-
-
-def image_departures(table: pd.DataFrame) -> list[dict[str, str]]:
-    """How a `cifar_shuffles` table departs from section 3.3, as keyword dicts for `Chapter.departure`."""
-    config, out = table.attrs.get("config", {}), []
-    out.append(dict(topic="pixel shuffle", paper="'shuffle the pixels in the input' (one order per image, one for all "
-                    "images, or per channel: the wording allows each)",
-                    book="one random order of pixel positions per image, the three channels moving together; "
-                    "one order shared by all images only as the 'fixed' check",
-                    reason="it removes the spatial structure shared between images while keeping each image's colours; "
-                    "a shared order is invisible to an MLP"))
-    if (table["images"] != "cifar10").any():
-        out.append(dict(topic="input data", paper="CIFAR-10 (40,000 images in D, 10,000 in the trivial set)",
-                        book=f"scikit-learn's 8x8 digits, {int(table.n_memorized.iloc[0])} images in D and "
-                        f"{int(table.n_trivial.iloc[0])} in the trivial set; verdicts recorded as measured on a stand-in",
-                        reason="CIFAR-10 could not be loaded in this build, or the profile asks for the digits"))
-    out.append(dict(topic="teachers", paper="the number of teachers per setting is not stated",
-                    book=f"{config.get('teachers')} teachers per setting, each with its own draw of D and the trivial "
-                    "set, its own shuffles and initialization; claims tested on per-teacher means",
-                    reason="students of one teacher are not independent evidence about a claim"))
-    out.append(dict(topic="epochs and learning rates", paper="teacher: trained to 100% (no learning rate or budget "
-                    "given); students: learning rate 0.01, no epochs given",
-                    book=f"teacher: Adam at {config.get('teacher_lr')}, budget of {config.get('teacher_epochs')} epochs; "
-                    f"students: Adam at {config.get('lrs')}, {config.get('epochs')} epochs",
-                    reason="every teacher memorizes well within the budget (first 100% at epoch "
-                    f"{int(table.teacher_first_perfect.max())} at the latest); the students fit their part"))
-    return out + [d for d in [sizes_departure(config, PAPER_FIG4)] if d] + temperature_departure(config)

@@ -35,18 +35,18 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from memkd.experiments.declare import experiment
+from memkd.declare import experiment
 from memkd.config import (
     BOOL, DEVICE, OPTIONAL_INT, POS_INT, ExperimentConfig, int_range, knob, list_of, make_config,
     one_of, real_interval,
 )
-from memkd.experiments.cnn import CNNFamily
-from memkd.data import split_per_class
+from memkd.models.cnn import CNNFamily
+from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
 from memkd import distillation
 from memkd.distillation import TEACHER_STOPS, MLPFamily, predict
 from memkd.experiments.cifar import STRING, shuffled_task
-from memkd.experiments.common import tidy
+from memkd.pipeline import tidy
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 
@@ -85,9 +85,6 @@ class ConvolutionConfig(ExperimentConfig):
     batch_size: Any = knob(None, OPTIONAL_INT, "students' mini-batch size; None: full batch")
     students: int = knob(4, POS_INT, "student seeds per teacher and pair")
     chunk: Any = knob(None, OPTIONAL_INT, "most members trained as one ensemble; None: all at once")
-    seed: int = knob(0, int_range(0), "base random seed (draws, shuffles, splits, initialisations)")
-    device: str = knob("auto", DEVICE, "where to train")
-    progress: bool = knob(False, BOOL, "show progress bars")
 
     TABLE_COLUMNS = ('dataset', 'alpha', 'temperature', 'lr', 'student', 'setting', 'pair', 'teacher',
                      'student_arch', 'train_acc', 'test_acc', 'independent_acc', 'leak',

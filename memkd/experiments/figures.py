@@ -15,11 +15,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from memkd.experiments.declare import DISTILL_COLUMNS, experiment
+from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import (
     POS_INT, POS_INTS, int_range, knob, list_of, make_config, one_of, real_interval,
 )
-from memkd.experiments.common import (
+from memkd.pipeline import (
     RandomDataConfig, distill, member_grid, memorization_tasks, split, tidy,
 )
 from memkd.losses import cut_tail, drop_class, soft_targets, zero_class_elsewhere

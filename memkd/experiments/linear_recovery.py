@@ -5,7 +5,7 @@ then students on the first floor(rho * n) points of each class for every rho: th
 to the teacher's logits and the soft-label student (Adam), each also within-class shuffled. One row
 per student. `student_grid` is the engine both this experiment and `temperature_window` use.
 
-Shape letters: see `memkd.linear`.
+Shape letters: see `memkd.models.linear`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from memkd.config import (
     BOOL, DEVICE, POS_INT, TEMPERATURES, ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
 )
 from memkd.device import resolve_device
-from memkd.linear import (
+from memkd.models.linear import (
     DTYPES, STUDENT_KINDS, LinearData, LinearEnsemble, class_logits, least_squares, linear_forward,
     make_linear_data, measure, soft_labels, solve_soft_labels, student_mask, teacher_accuracy, train_linear,
     train_teachers, within_class_permutation,
 )
-from memkd.experiments.declare import experiment
+from memkd.declare import experiment
 from memkd.seeds import derive_seed
 from memkd.tables import TEACHER_ID
 
@@ -67,9 +67,6 @@ class LinearConfig(ExperimentConfig):
     seeds_per_setting: int = knob(1, POS_INT, "soft-label student seeds per teacher and setting")
     datasets: int = knob(5, POS_INT, "teachers per size (each its own dataset)")
     fresh: int = knob(1000, POS_INT, "fresh inputs per teacher on which agreement is measured")
-    seed: int = knob(0, int_range(0), "base random seed")
-    device: str = knob("auto", DEVICE, "where to train")
-    progress: bool = knob(False, BOOL, "unused (kept for the chapters' common parameters)")
 
     TABLE_COLUMNS = LINEAR_COLUMNS
 
@@ -134,9 +131,9 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
                  kind: str, temperatures: Sequence[float], dtype: str, shuffled: bool) -> list[dict]:
     """Students of one kind for every teacher x rho x temperature (x seed), as one ensemble.
 
-    The soft labels are stored in `dtype` (`memkd.linear.soft_labels`); the soft-label student trains
+    The soft labels are stored in `dtype` (`memkd.models.linear.soft_labels`); the soft-label student trains
     in `dtype`; least squares runs in float64 for float64, else float32 (no bfloat16 pseudo-inverse).
-    One dict per student: the knobs and `memkd.linear.measure`'s metrics.
+    One dict per student: the knobs and `memkd.models.linear.measure`'s metrics.
     """
     seeds = cfg.seeds_per_setting if kind == "soft_labels" else 1
     temps = [1.0] if kind == "least_squares" else list(temperatures)
@@ -199,7 +196,7 @@ def linear_recovery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     unit of replication. Cells whose teacher is below 100% are kept, flagged by `teacher_perfect`
     (the released analysis drops them).
     """
-    from memkd.experiments.common import config_dict
+    from memkd.pipeline import config_dict
 
     cfg = make_config(RecoveryConfig, "linear_recovery", profile, overrides)
     device = resolve_device(cfg.device)

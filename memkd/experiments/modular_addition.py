@@ -20,15 +20,14 @@ from typing import Any
 import pandas as pd
 import torch
 
-from memkd.experiments.declare import experiment
+from memkd.declare import experiment
 from memkd.config import (
     ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, TEMPERATURES,
     ExperimentConfig, int_range, knob, make_config, one_of, real_interval,
 )
-from memkd.data import split_per_class
+from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
-from memkd.experiments.cifar import temperature_departure
-from memkd.experiments.common import member_grid, sizes_departure, tidy
+from memkd.pipeline import member_grid, tidy
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 from memkd.distillation import TEACHER_STOPS
@@ -44,9 +43,6 @@ class ModularTransformerConfig(ExperimentConfig):
     d_model: int = knob(128, POS_INT, "residual width (Nanda et al.: 128)")
     heads: int = knob(4, POS_INT, "attention heads (d_model must be a multiple)")
     d_mlp: int = knob(512, POS_INT, "MLP width (Nanda et al.: 512)")
-    seed: int = knob(0, int_range(0), "base random seed (D, splits, initialisations)")
-    device: str = knob("auto", DEVICE, "where to train")
-    progress: bool = knob(False, BOOL, "show progress bars")
 
     def check(self) -> None:
         if self.d_model % self.heads:
@@ -104,12 +100,12 @@ class TransformerConfig(ModularTransformerConfig):
 def transformer_tasks(cfg: TransformerConfig, device: torch.device):
     """Draw every teacher's D and train the teachers as one ensemble.
 
-    Returns (data, teacher): data is one `memkd.experiments.tokens.ModularAddition` per teacher, teacher a
+    Returns (data, teacher): data is one `memkd.data.tokens.ModularAddition` per teacher, teacher a
     `memkd.distillation.Teacher` of the `TransformerFamily` with one member per D.
     """
     from memkd.distillation import train_teacher
-    from memkd.experiments.tokens import make_modular_addition
-    from memkd.experiments.transformer import TransformerFamily
+    from memkd.data.tokens import make_modular_addition
+    from memkd.models.transformer import TransformerFamily
 
     data = [make_modular_addition(cfg.modulus, cfg.memorized_fraction, derive_seed(cfg.seed, "data", k),
                                   balanced=True) for k in range(cfg.teachers)]
@@ -175,31 +171,6 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
 
 
 PAPER_FIG8 = dict(modulus=113, d_model=128, heads=4, d_mlp=512)
-
-
-def transformer_departures(table: pd.DataFrame) -> list[dict[str, str]]:
-    """How a `transformer_distillation` table departs from appendix A.4, for `Chapter.departure`."""
-    config, out = table.attrs.get("config", {}), []
-    out.append(dict(topic="trivial baseline", paper="non-trivial test accuracy (trivial: a model's accuracy on data "
-                    "its teacher did not memorize)", book="the students' own accuracy on the pairs outside D; the "
-                    "teacher's accuracy there is reported as a check",
-                    reason="modular addition has a rule that students can learn from any teacher; only accuracy on "
-                    "held-out D above their accuracy outside D points to memorized information"))
-    out.append(dict(topic="memorized set", paper="a random part of the k^2 pairs (its size not given; Nanda et al. "
-                    "use 30%)", book=f"{config.get('memorized_fraction')} of the k pairs of every answer, drawn at random "
-                    "for each teacher", reason="equal answer counts give every teacher's students parts of equal size, "
-                    "so all of them train as one ensemble; the split per answer follows the MLP experiments"))
-    out.append(dict(topic="teachers", paper="10 runs per temperature; whether they share one teacher is not stated",
-                    book=f"{config.get('teachers')} teachers, each with its own D and initialization; claims tested on "
-                    "per-teacher means", reason="students of one teacher are not independent evidence about a claim"))
-    out.append(dict(topic="epochs and learning rates", paper="teacher trained to 100% (no budget given); students: "
-                    "no epochs, learning rate or alpha given",
-                    book=f"AdamW of Nanda et al. (lr 1e-3, weight decay 1, betas 0.9/0.98) for teacher and students; "
-                    f"teacher budget {config.get('teacher_epochs')} steps, students {config.get('epochs')} steps at "
-                    f"lr {config.get('lrs')}, alpha {config.get('alphas')}",
-                    reason="Nanda et al.'s optimizer; the budgets let every teacher memorize and every student fit "
-                    "its part"))
-    return out + [d for d in [sizes_departure(config, PAPER_FIG8)] if d] + temperature_departure(config)
 
 
 def transfer_by_temperature(table: pd.DataFrame, margin: float, level: float = 0.05,

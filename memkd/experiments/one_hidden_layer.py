@@ -8,7 +8,7 @@ exactly n labels of each class in random order; a teacher D -> P -> C with biase
 at lr 1e-3 for a fixed budget; the student gets the first floor(rho * n) points of each class (in
 D's order) with sigma_T(teacher logits), T = 20, its own logits not divided by T; the held-out
 points are the rest of D. Teachers train as one ensemble per size and students of all teachers of a
-cell as one ensemble (`memkd.experiments.common`). On top of the map, in this order: the shuffle
+cell as one ensemble (`memkd.pipeline`). On top of the map, in this order: the shuffle
 control (each student's inputs permuted within their class, the soft labels left in place; in the
 map's row at `variant_rho`, where a class gives the student at least two points to permute), a
 student-width variant, a class-count variant, and the workshop's logit surgery in two cells chosen on
@@ -30,8 +30,8 @@ from memkd.config import (
     ALPHAS, BOOL, DEVICE, POS_INT, TEMPERATURES, Constraint, ExperimentConfig, int_range, knob, list_of,
     make_config, real_interval,
 )
-from memkd.experiments.common import MemorizationTask, distill, member_grid, memorization_tasks, tidy
-from memkd.experiments.declare import experiment
+from memkd.pipeline import MemorizationTask, distill, member_grid, memorization_tasks, tidy
+from memkd.declare import experiment
 from memkd.experiments.phases import choose_cells, classify_phase, phase_map
 from memkd.losses import cut_tail, soft_targets, zero_class_elsewhere
 from memkd.metrics import choose_and_test_units
@@ -105,9 +105,6 @@ class OneHiddenLayerConfig(ExperimentConfig):
     surgery: bool = knob(True, BOOL, "logit surgery in a recovery and a partial-leak cell (chosen on half)")
     tail_fractions: tuple = knob((0.01, 0.02, 0.1, 0.5), FRACTIONS, "surgery: fractions of entries cut")
     surgery_class: int = knob(0, int_range(0), "surgery: the class whose entries / samples are removed")
-    seed: int = knob(0, int_range(0), "base random seed")
-    device: str = knob("auto", DEVICE, "where to train")
-    progress: bool = knob(False, BOOL, "show progress bars")
 
     PROFILE_VALUES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
     TABLE_COLUMNS = ("dataset", "classes", "per_class", "input_dim", "width", "kind", "variant", "tail_fraction",
@@ -276,45 +273,3 @@ def one_hidden_layer(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                  + "/" + table["dataset"].astype(str))
     table.attrs["chosen"] = chosen
     return table
-
-
-def departures(config: dict) -> list[dict[str, str]]:
-    """The departures from the released scripts that a run's config (`table.attrs["config"]`) implies,
-    as keyword dicts for `Chapter.departure`."""
-    r, c = RELEASED, config
-    out = [dict(topic="profile sizes",
-                paper=f"d = {r['input_dim']}, C = {r['classes']}, P = {r['width']}, {len(r['per_class'])} sizes x "
-                      f"{len(r['rhos'])} fractions x 5 repeats",
-                book=f"d = {c['input_dim']}, C = {c['classes']}, P = {c['width']}, sizes n = {list(c['per_class'])}, "
-                     f"rho = {list(c['rhos'])}, {c['datasets']} teachers per size",
-                reason="the released grid takes about 38 h on one H200; the paper profile keeps its d, C, P and "
-                       "budgets on a coarser grid (about 2 h), this one runs in minutes on a CPU")]
-    if (c["lr"], c["epochs"]) != (r["lr"], r["epochs"]):
-        out.append(dict(topic="student optimizer budget", paper="Adam lr 1e-4 for 10,000 full-batch epochs",
-                        book=f"Adam lr {c['lr']:g} for {c['epochs']} epochs",
-                        reason="a larger step for fewer epochs keeps the run short; the paper profile keeps the "
-                               "released budget"))
-    if c["teacher_epochs"] != r["teacher_epochs"] or c["teacher_lr"] != r["teacher_lr"]:
-        out.append(dict(topic="teacher budget", paper="Adam lr 1e-3 for 2000 epochs",
-                        book=f"Adam lr {c['teacher_lr']:g} for {c['teacher_epochs']} epochs, then 100% checked",
-                        reason="a smaller network at smaller sizes; the budget sets where the teacher's capacity "
-                               "ends in the map"))
-    out += [
-        dict(topic="fresh inputs", paper="accuracy on a separate uniform [0, 1) validation set with random labels",
-             book="agreement with the teacher's classes on N fresh N(0, I) inputs",
-             reason="recovery means copying the teacher's function; random labels on fresh inputs measure nothing"),
-        dict(topic="shuffle control", paper="inputs permuted within each class by a plain random permutation",
-             book="a permutation without fixed points (each class's points in a random cycle)",
-             reason="a plain permutation leaves on average one point per class with its own soft label: with a "
-                    "few points per class, a large unshuffled share that would leak"),
-        dict(topic="failed teachers", paper="students trained on every teacher",
-             book="no student for a teacher below 100%",
-             reason="such a cell is classified 'teacher fails' whatever its students do; it saves the run's time"),
-        dict(topic="tail cut", paper="the released code masks entries by class index",
-             book="the smallest entries of each soft label, by size",
-             reason="the workshop paper's text describes a cut by size, as chapter 07 does"),
-        dict(topic="surgery and shuffle cells", paper="surgery at rho = 0.7 over 8 sizes; shuffle control everywhere",
-             book=f"surgery in one recovery and one partial-leak cell chosen on half of the teachers; shuffle at "
-                  f"rho = {c['variant_rho']}",
-             reason="a tested cell is never chosen on the runs that test it; fewer cells keep the run short")]
-    return out

@@ -28,9 +28,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from memkd.experiments.declare import DISTILL_COLUMNS, experiment
+from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import BOOL, POS_INT, int_range, knob, list_of, make_config, one_of, real_interval
-from memkd.experiments.common import (
+from memkd.pipeline import (
     MemorizationTask, RandomDataConfig, distill, member_grid, memorization_tasks, split,
 )
 from memkd.losses import soft_targets
@@ -143,7 +143,7 @@ def correct_sets(tasks: Sequence[MemorizationTask], splits: Sequence[tuple[Tenso
 
 
 def question_table(rows: list[dict], question: str, cfg: OpenQuestionConfig) -> pd.DataFrame:
-    from memkd.experiments.common import config_dict
+    from memkd.pipeline import config_dict
 
     table = pd.DataFrame(rows)
     table.insert(0, "question", question)
@@ -169,7 +169,8 @@ def overlap_test(correct_a, correct_b, permutations: int = 2000, seed: int = 0, 
     a = np.atleast_2d(np.asarray(correct_a, dtype=float))  # (A, N)
     b = np.atleast_2d(np.asarray(correct_b, dtype=float))  # (B, N)
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"overlap_test: both groups need the same samples. Got {a.shape[1]} and {b.shape[1]} instead.")
+        raise ValueError(f"The 'correct_b' parameter of overlap_test must cover the same {a.shape[1]} samples as "
+                         f"correct_a (both groups need the same samples). Got {b.shape[1]} samples instead.")
     n = a.shape[1]
     ma, mb = a.mean(0), b.mean(0)  # (N,) per-sample fraction of each group that is right
     observed = float(ma @ mb)

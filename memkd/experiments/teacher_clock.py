@@ -3,7 +3,7 @@ to generalizing (the "teacher clock" of its Figs 2 and 8).
 
 Same contract as `memkd.experiments.modular_addition`; teachers are the unit of replication.
 
-teacher_clock: K teachers (the 1-layer transformer of `memkd.experiments.transformer`) each train
+teacher_clock: K teachers (the 1-layer transformer of `memkd.models.transformer`) each train
     on their own random `train_fraction` of all k^2 pairs (their D; the released scripts: 30% of
     the pairs of k = 113) with AdamW (lr 1e-3, weight decay 1, betas (0.9, 0.98), a linear warm-up
     over 10 steps). Each teacher trains once, up to the largest of `teacher_steps`; its weights
@@ -36,11 +36,11 @@ from memkd.config import (
 )
 from memkd.device import resolve_device
 from memkd.distillation import train_students, train_teacher
-from memkd.experiments.common import member_grid, sizes_departure, tidy
-from memkd.experiments.declare import experiment
+from memkd.pipeline import member_grid, tidy
+from memkd.declare import experiment
 from memkd.experiments.modular_addition import ModularTransformerConfig
-from memkd.experiments.tokens import make_modular_addition
-from memkd.experiments.transformer import TransformerFamily
+from memkd.data.tokens import make_modular_addition
+from memkd.models.transformer import TransformerFamily
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 
@@ -219,40 +219,6 @@ def teacher_clock(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
 def clock_curve(table: pd.DataFrame) -> pd.DataFrame:
     """The clock of a `teacher_clock` table: one row per (dataset, step) with teacher_unseen_acc."""
     return pd.DataFrame(table.attrs.get("clock", []), columns=["step", "dataset", "teacher_unseen_acc"])
-
-
-def clock_departures(table: pd.DataFrame) -> list[dict[str, str]]:
-    """How a `teacher_clock` table departs from the released script of Figs 2 and 8, for `Chapter.departure`."""
-    config, out = table.attrs.get("config", {}), []
-    out.append(dict(topic="teacher stops", paper="one teacher run per stop (2,500, 5,000 and 10,000 steps)",
-                    book=f"one run per teacher to {max(config.get('teacher_steps', [0]))} steps, its weights copied at "
-                    f"the stops {config.get('teacher_steps')}",
-                    reason="with a constant learning rate after the warm-up, a run to an earlier stop is the start of "
-                    "the run to a later one; one run saves the repeated steps"))
-    out.append(dict(topic="teachers", paper="3 repeats, every one on the same draw of D (the script's seed 0)",
-                    book=f"{config.get('teachers')} teachers, each with its own D and initialization; claims tested on "
-                    "per-teacher means", reason="students of one teacher are not independent evidence about a claim"))
-    optim = {k: config.get(k) for k in ("teacher_lr", "teacher_weight_decay", "lr", "weight_decay")}
-    released = {k: PAPER_CLOCK[k] for k in optim}
-    if optim != released:
-        out.append(dict(topic="optimizer", paper=", ".join(f"{k}={v:g}" for k, v in released.items()),
-                        book=", ".join(f"{k}={v:g}" for k, v in optim.items()),
-                        reason="a teacher generalizes after a number of steps that shrinks roughly as "
-                        "1 / (learning rate x weight decay); a larger product brings the generalization within a "
-                        "CPU budget at this profile"))
-    if config.get("epochs") != PAPER_CLOCK["epochs"] or tuple(config.get("teacher_steps", ())) != PAPER_CLOCK["teacher_steps"]:
-        out.append(dict(topic="steps", paper="teacher stops at 2,500, 5,000 and 10,000 steps; students 40,000 steps",
-                        book=f"teacher stops at {', '.join(str(s) for s in config.get('teacher_steps', []))} steps; "
-                        f"students {config.get('epochs')} steps",
-                        reason="the stops are placed before and after this profile's teachers generalize, read from "
-                        "calibration runs on other seeds; the students' budget fits a CPU"))
-    if tuple(config.get("rhos", ())) != (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9):
-        out.append(dict(topic="rho", paper="rho in 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9",
-                        book=f"rho in {', '.join(f'{r:g}' for r in config.get('rhos', []))}",
-                        reason="one or a few fractions at this profile, to fit the budget"))
-    sizes = sizes_departure(config, {k: PAPER_CLOCK[k] for k in ("modulus", "train_fraction", "d_model", "d_mlp")})
-    # topics carry the section's name: chapter 08 records the workshop setting's departures too
-    return [{**d, "topic": f"teacher clock: {d['topic']}"} for d in out + ([sizes] if sizes else [])]
 
 
 # --- summaries and claims of chapter 08's teacher-clock section -------------------------------------

@@ -5,7 +5,7 @@ the released code); then, for every precision in `dtypes`, students see the firs
 points of each class with soft labels softmax(z / T) stored in that precision, all temperatures of
 one size in one ensemble. Two solvers of the same loss: ``adam`` (the released protocol, at this
 profile's budget) and ``exact`` (the convex minimizer from the stored soft labels,
-`memkd.linear.solve_soft_labels`): where ``exact`` recovers and ``adam`` does not, the optimizer sets
+`memkd.models.linear.solve_soft_labels`): where ``exact`` recovers and ``adam`` does not, the optimizer sets
 the edge; where neither does, the precision of the soft labels does. Each with its within-class-
 shuffled control. One row per student (columns of `memkd.experiments.linear_recovery.student_grid`).
 """
@@ -20,10 +20,10 @@ import pandas as pd
 
 from memkd.config import TEMPERATURES, int_range, knob, list_of, make_config, one_of
 from memkd.device import resolve_device
-from memkd.experiments.declare import experiment
+from memkd.declare import experiment
 from memkd.experiments.linear_recovery import DTYPE_NAMES, LinearConfig, student_grid, teacher_keys, teachers_for
 from memkd.tables import TEACHER_ID
-from memkd.linear import DTYPES
+from memkd.models.linear import DTYPES
 
 # The released Fig 4a: 40 temperatures log-spaced over 10^-0.5 .. 10^3.5
 RELEASED_TEMPERATURES = tuple(float(f"{10 ** (-0.5 + 4 * i / 39):.4g}") for i in range(40))
@@ -67,7 +67,7 @@ def temperature_window(profile: str = "quick", **overrides: Any) -> pd.DataFrame
     solver, shuffled, teacher_train_acc, teacher_perfect, train_acc, test_acc, agreement_fresh,
     logit_error, ...). Teachers are trained once per C in float32 and shared by every precision.
     """
-    from memkd.experiments.common import config_dict
+    from memkd.pipeline import config_dict
 
     cfg = make_config(WindowConfig, "temperature_window", profile, overrides)
     device = resolve_device(cfg.device)

@@ -15,12 +15,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from memkd.memory import check_run_fits
-from memkd.experiments.declare import experiment
+from memkd.device_memory import check_run_fits
+from memkd.declare import experiment
 from memkd.config import make_config
-from memkd.data import make_memorization_data, split_per_class
+from memkd.data.random_vectors import make_memorization_data, split_per_class
 from memkd.device import resolve_device
-from memkd.experiments.common import RandomDataConfig, tidy
+from memkd.pipeline import RandomDataConfig, tidy
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 from memkd.distillation import MLPFamily, train_students, train_teacher

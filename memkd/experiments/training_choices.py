@@ -16,13 +16,13 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
-from memkd.experiments.declare import DISTILL_COLUMNS, experiment
+from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import POS_INT, knob, list_of, make_config, one_of, real_interval
-from memkd.experiments.common import MemorizationTask, distill, evaluate_students, student_seed
+from memkd.pipeline import MemorizationTask, distill, evaluate_students, student_seed
 from memkd.experiments.open_questions import (
     OpenQuestionConfig, question_profiles, question_table, soft_members, splits_of, teacher_stats, teachers,
 )
-from memkd.models import EnsembleMLP
+from memkd.models.mlp import EnsembleMLP
 from memkd.distillation import TEACHER_STOPS, MLPFamily, train_students
 
 

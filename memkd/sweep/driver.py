@@ -101,7 +101,7 @@ def plan_sweep(notebook: str | os.PathLike, grid: Mapping[str, Any],
 
 def _check_int(name: str, value: Any, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"The {name!r} parameter of run_sweep must be an int >= {low}. Got {value!r} instead.")
+        raise ValueError(f"The '{name}' parameter of run_sweep must be an int >= {low}. Got {value!r} instead.")
 
 
 def run_sweep(

@@ -241,11 +241,15 @@ def make_executor(workers: int = 1, scheduler: str | None = None, scheduler_file
     checks = [("workers", workers, 1), ("retries", retries, 0)] + ([("dask_local", dask_local, 1)] if dask_local is not None else [])
     for name, value, low in checks:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"The {name!r} parameter must be an int >= {low}. Got {value!r} instead.")
-    if sum(x is not None and x != "" for x in (scheduler, scheduler_file, dask_local)) > 1:
-        raise ValueError("Give at most one of scheduler, scheduler_file and dask_local.")
+            raise ValueError(f"The '{name}' parameter of make_executor must be an int >= {low}. "
+                             f"Got {value!r} instead.")
+    given = [name for name, x in (("scheduler", scheduler), ("scheduler_file", scheduler_file),
+                                  ("dask_local", dask_local)) if x is not None and x != ""]
+    if len(given) > 1:
+        raise ValueError(f"The '{given[-1]}' parameter of make_executor must not be combined with {given[:-1]}: "
+                         f"give at most one of scheduler, scheduler_file and dask_local. Got all of {given} instead.")
     if scheduler_file and not os.path.isfile(scheduler_file):
-        raise ValueError(f"The 'scheduler_file' parameter must name an existing file (written by "
+        raise ValueError(f"The 'scheduler_file' parameter of make_executor must name an existing file (written by "
                          f"`dask scheduler --scheduler-file`). Got {str(scheduler_file)!r} instead.")
     if scheduler or scheduler_file or dask_local is not None:
         return DaskExecutor(scheduler, scheduler_file, dask_local, retries)

@@ -60,7 +60,8 @@ def notebook_parameters(notebook) -> dict[str, Param]:
     where = "the notebook" if hasattr(notebook, "cells") else str(notebook)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
-        raise ValueError(f"notebook_parameters: {where} has no cell tagged 'parameters'.")
+        raise ValueError(f"The 'notebook' parameter of notebook_parameters must have a cell tagged 'parameters'. "
+                         f"Got {where}, which has no such cell, instead.")
     kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
     language = nb.metadata.get("kernelspec", {}).get("language", "python")
     translator = papermill_translators.find_translator(kernel, language)
@@ -70,8 +71,8 @@ def notebook_parameters(notebook) -> dict[str, Param]:
             default = ast.literal_eval(found.default)
         except (ValueError, SyntaxError) as err:
             raise ValueError(
-                f"notebook_parameters: the default of {found.name!r} in {where} must be a literal. "
-                f"Got {found.default!r} instead."
+                f"The 'notebook' parameter of notebook_parameters must give each parameter a literal default: "
+                f"the default of {found.name!r} in {where} must be a literal. Got {found.default!r} instead."
             ) from err
         annotation = found.inferred_type_name.split("[")[0].strip()
         kind = _TYPES.get(annotation)
@@ -113,9 +114,11 @@ def parse_cli_grid(assignments: Iterable[str]) -> dict[str, list[CliValue]]:
         name, sep, raw = item.partition("=")
         name = name.strip()
         if not sep or not name.isidentifier():
-            raise ValueError(f"parse_cli_grid: expected name=value[,value...]. Got {item!r} instead.")
+            raise ValueError(f"The 'assignments' parameter of parse_cli_grid must hold items name=value[,value...]. "
+                             f"Got {item!r} instead.")
         if name in grid:
-            raise ValueError(f"parse_cli_grid: parameter {name!r} is given twice; list its values once.")
+            raise ValueError(f"The '{name}' parameter of parse_cli_grid must be given once: list its values once "
+                             f"({name}=v1,v2). Got it twice instead.")
         if not raw.strip():
             grid[name] = [CliValue("", "")]
             continue
@@ -124,8 +127,8 @@ def parse_cli_grid(assignments: Iterable[str]) -> dict[str, list[CliValue]]:
             values = yaml.safe_load(f"[{raw}]")
         except yaml.YAMLError as err:
             raise ValueError(
-                f"parse_cli_grid: the values of {name!r} must be YAML flow items separated by commas "
-                f"(quote a value that holds a comma, a colon or a #). Got {raw!r}: {err}"
+                f"The '{name}' parameter of parse_cli_grid must be YAML flow items separated by commas "
+                f"(quote a value that holds a comma, a colon or a #). Got {raw!r} instead: {err}"
             ) from None
         grid[name] = [CliValue(v, n.value if isinstance(n, yaml.ScalarNode) else None)
                       for v, n in zip(values, node.value)]
@@ -138,7 +141,8 @@ def load_grid(path: str | os.PathLike) -> dict[str, Any]:
 
     grid = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(grid, dict):
-        raise ValueError(f"load_grid: {path} must hold a mapping of parameter names. Got {type(grid).__name__}.")
+        raise ValueError(f"The 'path' parameter of load_grid must name a YAML file holding a mapping of parameter "
+                         f"names. Got {str(path)!r}, which holds a {type(grid).__name__}, instead.")
     return grid
 
 
@@ -168,9 +172,12 @@ def _coerce(param: Param, value: Any) -> Any:
 
 def _typed(params: Mapping[str, Param], name: str, value: Any) -> Any:
     if name not in params:
-        raise ValueError(f"expand_grid: unknown parameter {name!r}. {params_listing(params)}")
+        raise ValueError(f"The '{name}' parameter of expand_grid must be a parameter of the notebook. Got unknown "
+                         f"parameter {name!r} instead. {params_listing(params)}")
     if name == RESULTS_PARAM:
-        raise ValueError(f"expand_grid: {RESULTS_PARAM!r} is set by the sweep (one folder per run); do not sweep it.")
+        raise ValueError(f"The '{RESULTS_PARAM}' parameter of expand_grid must not be in the grid: it is set by the "
+                         f"sweep (one folder per run); do not sweep it. "
+                         f"Got {value.value if isinstance(value, CliValue) else value!r} instead.")
     try:
         return _coerce(params[name], value)
     except (TypeError, ValueError):
@@ -181,7 +188,7 @@ def _typed(params: Mapping[str, Param], name: str, value: Any) -> Any:
         else:
             shown = f"{value!r} ({type(value).__name__})"
         raise ValueError(
-            f"expand_grid: the {name!r} parameter must be {article} {kind}. Got {shown} instead. "
+            f"The '{name}' parameter of expand_grid must be {article} {kind}. Got {shown} instead. "
             f"{params_listing(params)}"
         ) from None
 
@@ -195,12 +202,14 @@ def expand_grid(params: Mapping[str, Param], grid: Mapping[str, Any]) -> list[di
     grid = dict(grid)
     explicit = grid.pop("points", None)
     if explicit is not None and (not isinstance(explicit, list) or not all(isinstance(p, dict) for p in explicit)):
-        raise ValueError("expand_grid: 'points' must be a list of mappings {name: value}.")
+        raise ValueError("The 'points' parameter of expand_grid must be a list of mappings {name: value}. "
+                         f"Got {explicit!r} instead.")
     axes = {name: values if isinstance(values, list) else [values] for name, values in grid.items()}
     for point in explicit or []:
         clash = sorted(set(point) & set(axes))
         if clash:
-            raise ValueError(f"expand_grid: {clash} appear both in 'points' and as grid entries.")
+            raise ValueError(f"The 'points' parameter of expand_grid must not set a grid entry's name. "
+                             f"Got {clash}, which appear both in 'points' and as grid entries, instead.")
     typed_axes = {name: [_typed(params, name, v) for v in values] for name, values in axes.items()}
     typed_points = ([{n: _typed(params, n, v) for n, v in p.items()} for p in explicit]
                     if explicit is not None else [{}])
@@ -215,7 +224,8 @@ def expand_grid(params: Mapping[str, Param], grid: Mapping[str, Any]) -> list[di
     if not points:
         empty = [name for name, values in axes.items() if not values]
         why = f"{empty} have no values" if empty else "no parameter values given"
-        raise ValueError(f"expand_grid: the grid is empty ({why}). {params_listing(params)}")
+        raise ValueError(f"The 'grid' parameter of expand_grid must give at least one point, but the grid is empty "
+                         f"({why}). {params_listing(params)}")
     return points
 
 

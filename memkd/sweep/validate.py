@@ -34,8 +34,9 @@ def experiment_configs(nb) -> dict[str, type]:
         try:
             configs[name] = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as err:
-            raise ValueError(f"The notebook metadata names the config of {name!r} as {target!r}, "
-                             f"which cannot be imported ({err}); expected 'package.module:Class'.") from None
+            raise ValueError(f"The 'nb' parameter of experiment_configs must name each experiment's config in its "
+                             f"metadata as an importable 'package.module:Class'. Got {target!r} for {name!r}, which "
+                             f"cannot be imported ({err}), instead.") from None
     return configs
 
 
@@ -65,14 +66,15 @@ def check_points(nb, params: Mapping[str, Any], points: list[Mapping[str, Any]])
         values = full_parameters(params, point)
         profile = values.get("profile") or _env_profile()
         if configs and profile not in PROFILES:
-            raise ValueError(f"The point {dict(point)} is refused before running: the 'profile' parameter "
-                             f"must be one of {PROFILES}. Got {profile!r} instead.")
+            raise ValueError(f"The 'profile' parameter of check_points must be one of {PROFILES}: the point "
+                             f"{dict(point)} is refused before running. Got {profile!r} instead.")
         for experiment, config in configs.items():
             overrides = knob_overrides(**{n: values[n] for n in knob_parameters(params, config)})
             try:
                 make_config(config, experiment, profile, overrides)
             except ValueError as err:
-                raise ValueError(f"The point {dict(point)} is refused before running: {err}") from None
+                raise ValueError(f"The 'points' parameter of check_points holds the point {dict(point)}, which is "
+                                 f"refused before running: {err}") from None
             checked += 1
     return checked
 

@@ -82,8 +82,8 @@ def make_linear_data(per_class: Sequence[int], classes: int, input_dim: int, see
     `seeds[k]` alone draws dataset k and its `fresh` inputs, so a dataset is the same in any batch.
     """
     if len(per_class) != len(seeds):
-        raise ValueError(f"make_linear_data: 'per_class' and 'seeds' must have the same length. "
-                         f"Got {len(per_class)} and {len(seeds)} instead.")
+        raise ValueError(f"The 'seeds' parameter of make_linear_data must have the same length as 'per_class' "
+                         f"({len(per_class)}), one seed per dataset. Got {len(seeds)} seeds instead.")
     n_max = classes * max(per_class)
     k = len(per_class)
     x = torch.zeros(k, n_max, input_dim, dtype=torch.float64)

@@ -157,8 +157,9 @@ def experiment(config: type[ExperimentConfig], table: bool = True) -> Callable[[
     `config.TABLE_COLUMNS` warns (UndeclaredColumnWarning; the tests make it an error)."""
     missing = [c for c in getattr(config, "TABLE_COLUMNS", ()) if c not in COLUMNS]
     if missing:
-        raise ValueError(f"experiment: {config.__name__}.TABLE_COLUMNS names {missing}, which COLUMNS "
-                         "in memkd/experiments/declare.py does not explain.")
+        raise ValueError(f"The 'config' parameter of experiment must list in TABLE_COLUMNS only columns that "
+                         f"COLUMNS in memkd/declare.py explains. Got {config.__name__}.TABLE_COLUMNS naming "
+                         f"{missing}, which COLUMNS does not explain, instead.")
 
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)

@@ -20,7 +20,7 @@ E=20, k=23: 549 vs 592 ms), both about 2x a loop over plain members; `vmap` over
 (every position) is slower than the loop. The library calls the hand-batched path (no vmap needed).
 
 `TransformerFamily` is the family `memkd.distillation.train_teacher` and `train_students` train: the
-one protocol of every model family, here with `memkd.families.ADAMW` (AdamW member by member: full
+one protocol of every model family, here with `memkd.models.family.ADAMW` (AdamW member by member: full
 batch, lr 1e-3, weight decay 1.0, betas (0.9, 0.98)). No training loop lives here.
 """
 
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from memkd.families import ADAMW
+from memkd.models.family import ADAMW
 
 
 def functional_forward(p: dict[str, Tensor], tokens: Tensor) -> Tensor:
@@ -105,8 +105,8 @@ class EnsembleTransformer(nn.Module):
                  d_mlp: int = 512, context: int = 3, seed: int | Sequence[int] = 0) -> None:
         super().__init__()
         if d_model % heads:
-            raise ValueError(f"EnsembleTransformer: d_model ({d_model}) must be a multiple of "
-                             f"heads ({heads}).")
+            raise ValueError(f"The 'heads' parameter of EnsembleTransformer must divide d_model ({d_model}): "
+                             f"d_model must be a multiple of heads. Got {heads!r} instead.")
         self.members, self.modulus, self.d_model, self.heads = members, modulus, d_model, heads
         self.d_mlp, self.context = d_mlp, context
         if isinstance(seed, (int, np.integer)):
@@ -180,7 +180,7 @@ class Transformer(nn.Module):
 @dataclass(frozen=True)
 class TransformerFamily:
     """`EnsembleTransformer`s for modular addition mod `modulus`: the family that
-    `memkd.distillation.train_teacher` / `train_students` train (see `memkd.families.Family`),
+    `memkd.distillation.train_teacher` / `train_students` train (see `memkd.models.family.Family`),
     full batch with the AdamW of Nanda et al. (weight decay 1 unless the caller gives another,
     betas (0.9, 0.98); lr 1e-3, the protocol's default). Soft students only."""
 

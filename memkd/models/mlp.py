@@ -3,7 +3,7 @@
 Shape letters (see `memkd`): E members, N samples, D input dimension, P hidden width, C classes.
 `EnsembleMLP` stacks each layer's weights as (E, in, out) and uses batched matmuls; member i
 behaves exactly like the plain `nn.Sequential` that `member(i)` returns (tested).
-The 1-layer transformer lives in `memkd.experiments.transformer`.
+The 1-layer transformer lives in `memkd.models.transformer`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _activation_fn(name: str):
     if name == "linear":
         return lambda h: h
     raise ValueError(
-        f"The 'activation' parameter must be one of {tuple(ACTIVATIONS)}. Got {name!r} instead."
+        f"The 'activation' parameter of EnsembleMLP must be one of {tuple(ACTIVATIONS)}. Got {name!r} instead."
     )
 
 

@@ -3,7 +3,7 @@
 Token ids 0..k-1 are the numbers, id k is "=". All k^2 ordered pairs form the universe; a random
 `fraction` of them is the memorized set D the teacher trains on, the rest are the pairs outside D
 (the "independent" data, the analogue of a fresh D'). Students see an alpha fraction of D, split per
-class (per answer) with `memkd.data.split_per_class` like the MLP experiments.
+class (per answer) with `memkd.data.random_vectors.split_per_class` like the MLP experiments.
 
 Shapes: N sequences of length 3, tokens int64 of shape (N, 3), labels int64 of shape (N,).
 """

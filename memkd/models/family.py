@@ -8,7 +8,7 @@ so that it equals the single model built with that seed) and says what it takes:
 student kinds it trains, whether the fused full-batch step (`memkd.fused`) applies, its memory per
 member, its optimizer, and what one epoch is called in messages. The MLP family lives here; the
 CNN family (`CNNFamily`) and the transformer family (`TransformerFamily`) beside their models in
-`memkd.experiments.cnn` and `memkd.experiments.transformer`. No training happens here.
+`memkd.models.cnn` and `memkd.models.transformer`. No training happens here.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Protocol, Sequence
 import torch
 from torch import nn
 
-from memkd.memory import training_bytes_per_member
-from memkd.models import EnsembleMLP
+from memkd.device_memory import training_bytes_per_member
+from memkd.models.mlp import EnsembleMLP
 
 STUDENT_KINDS = ("soft", "hard", "similarity")  # what `memkd.distillation.train_students` trains
 

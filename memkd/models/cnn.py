@@ -1,7 +1,7 @@
 """Small convolutional networks as one batched ensemble, and how teachers and students train.
 
 Shapes: E members, N images, (c, h, w) one image, D = c * h * w (images arrive flattened,
-channel-major, as `memkd.experiments.images` keeps them), C classes, K channels of the first conv layer.
+channel-major, as `memkd.data.images` keeps them), C classes, K channels of the first conv layer.
 
 Architecture of every member: `conv_layers` blocks of [3x3 conv (padding 1) -> ReLU -> 2x2 max
 pool], channels K, 2K, 4K, ..., then an MLP head: flatten -> `head_width` -> ReLU -> C.
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memkd.families import ADAM
+from memkd.models.family import ADAM
 
 BACKENDS = ("grouped", "vmap")
 CNN_STUDENT_KINDS = ("soft", "hard")
@@ -133,8 +133,9 @@ class EnsembleCNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x : (N, D) shared by all members, or (E, N, D) one batch per member. Returns (E, N, C)."""
         if x.dim() not in (2, 3) or x.shape[-1] != math.prod(self.image_shape):
-            raise ValueError(f"EnsembleCNN expects inputs of shape (N, {math.prod(self.image_shape)}) "
-                             f"or (E, N, {math.prod(self.image_shape)}). Got {tuple(x.shape)} instead.")
+            raise ValueError(f"The 'x' parameter of EnsembleCNN.forward must have the shape "
+                             f"(N, {math.prod(self.image_shape)}) or (E, N, {math.prod(self.image_shape)}). "
+                             f"Got {tuple(x.shape)} instead.")
         features = self._features_grouped(x) if self.backend == "grouped" else self._features_vmap(x)
         h = torch.relu(torch.baddbmm(self.biases[0], features, self.weights[0]))  # (E, N, head)
         return torch.baddbmm(self.biases[1], h, self.weights[1])  # (E, N, C)
@@ -203,7 +204,7 @@ def _max_layers(h: int, w: int) -> int:
 @dataclass(frozen=True)
 class CNNFamily:
     """`EnsembleCNN`s on flattened images of `image_shape` (c, h, w): a family for
-    `memkd.distillation.train_teacher` / `train_students` (see `memkd.families.Family`)."""
+    `memkd.distillation.train_teacher` / `train_students` (see `memkd.models.family.Family`)."""
 
     image_shape: tuple
     classes: int

@@ -22,10 +22,11 @@ import pandas as pd
 GRID_KEYS = ("classes", "per_class", "input_dim")
 
 
-def _need(table: pd.DataFrame, columns: Sequence[str], where: str) -> None:
+def _need(table: pd.DataFrame, columns: Sequence[str], where: str, name: str = "table") -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"{where}: the table lacks the column(s) {missing} (columns: {list(table.columns)}).")
+        raise ValueError(f"The '{name}' parameter of {where} must have the column(s) {missing}. "
+                         f"Got columns {list(table.columns)} instead.")
 
 
 def unit_cell_means(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc",
@@ -54,8 +55,9 @@ def cell_means(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc"
     if units is not None:
         means = means[means[unit].isin(list(units))]
     if means.empty:
-        raise ValueError(f"cell_means: no teacher of {list(units) if units is not None else 'the table'} "
-                         f"has a value of {value!r}.")
+        raise ValueError(f"The '{'units' if units is not None else 'table'}' parameter of cell_means must leave "
+                         f"at least one teacher with a value of {value!r}. Got no teacher of "
+                         f"{list(units) if units is not None else 'the table'} with one instead.")
     return means.groupby(list(keys), sort=True)[value].mean()
 
 
@@ -125,7 +127,7 @@ def dimension_slopes(best: pd.DataFrame, unit: str = "dataset") -> pd.DataFrame:
     a cell). A slope of 1 is the paper's "doubling the samples per class doubles the best d"; 0
     means the best d does not move (e.g. the largest d wins in every row).
     """
-    _need(best, [unit, "classes", "per_class", "best_d", "students"], "dimension_slopes")
+    _need(best, [unit, "classes", "per_class", "best_d", "students"], "dimension_slopes", "best")
     rows = []
     for k, part in best.groupby(unit, sort=True):
         slopes = [log_slope(p["per_class"], p["best_d"]) for _, p in part.groupby("classes", sort=True)]
@@ -150,7 +152,8 @@ def interior_row(table: pd.DataFrame, value: str = "test_acc", unit: str = "data
     """
     grid = sorted(pd.unique(table["input_dim"]))
     if len(grid) < 3:
-        raise ValueError(f"interior_row: a grid needs at least 3 input dimensions to have an interior. Got {grid}.")
+        raise ValueError(f"The 'table' parameter of interior_row must hold at least 3 input dimensions (a grid "
+                         f"needs them to have an interior). Got {grid} instead.")
     ends = (grid[0], grid[-1])
     means = cell_means(table, GRID_KEYS, value, unit, units)
     best: dict | None = None
@@ -165,7 +168,8 @@ def interior_row(table: pd.DataFrame, value: str = "test_acc", unit: str = "data
             best = {"classes": int(c), "per_class": int(pc), "input_dim": int(inner.idxmax()),
                     "advantage": advantage, "ends": tuple(int(e) for e in ends)}
     if best is None:
-        raise ValueError("interior_row: no row of the grid has both an interior and an end cell with a value.")
+        raise ValueError("The 'table' parameter of interior_row must have a row of the grid with both an interior "
+                         "and an end cell with a value. Got no such row instead.")
     return best
 
 
@@ -198,7 +202,7 @@ def student_rows(per_unit: pd.DataFrame, value: str, unit: str = "dataset") -> p
 
     per_unit : one row per teacher with columns unit, `value`, students
     """
-    _need(per_unit, [unit, value, "students"], "student_rows")
+    _need(per_unit, [unit, value, "students"], "student_rows", "per_unit")
     counts = per_unit["students"].astype(int).clip(lower=1)
     out = per_unit.loc[per_unit.index.repeat(counts), [unit, value]].reset_index(drop=True)
     return out
@@ -213,7 +217,8 @@ def failed_cells(table: pd.DataFrame) -> pd.DataFrame:
     return bad[[c for c in columns if c in bad.columns]].drop_duplicates().reset_index(drop=True)
 
 
-# ---------------------------------------------------------------------------- departures
+# ---------------------------------------------------------------------------- knobs as text
+# (the chapters print their grids with it; memkd.book.departures.grid_departure compares them with it)
 
 
 def _text(v) -> str:
@@ -230,22 +235,6 @@ def knobs_text(values: dict, keys: Sequence[str]) -> str:
     '`lrs` = (0.001, 0.01), `epochs` = 200'
     """
     return ", ".join(f"`{k}` = {_text(values[k])}" for k in keys if k in values)
-
-
-def grid_departure(config: dict, paper: dict, keys: Sequence[str], topic: str = "grid",
-                   reason: str = "a smaller grid that runs in about a minute on a CPU; profile='paper' uses the paper's"
-                   ) -> dict | None:
-    """The departure (keyword dict for `Chapter.departure`) of a run's grid from the paper
-    profile's, or None when every knob in `keys` has the paper profile's value.
-
-    config : the run's validated configuration (`table.attrs["config"]`)
-    paper : the paper profile's values (e.g. `TemperatureLrConfig.PROFILE_VALUES["paper"]`)
-    """
-    differ = [k for k in keys if k in config and k in paper and _text(config[k]) != _text(paper[k])]
-    if not differ:
-        return None
-    return dict(topic=topic, paper=knobs_text(paper, keys).replace("`", ""),
-                book=knobs_text(config, keys).replace("`", ""), reason=reason)
 
 
 def class_counts(table: pd.DataFrame, student: int = 0, value: str = "test_acc_class",
@@ -270,8 +259,8 @@ def class_counts(table: pd.DataFrame, student: int = 0, value: str = "test_acc_c
     _need(table, [unit, "student", value, count], "class_counts")
     rows = table[table["student"] == student].dropna(subset=[value, count])
     if rows[unit].duplicated().any():
-        raise ValueError(f"class_counts: more than one row per {unit!r} for student {student}; "
-                         "select one setting first.")
+        raise ValueError(f"The 'table' parameter of class_counts must have one row per {unit!r} for student "
+                         f"{student} (select one setting first). Got more than one row per {unit!r} instead.")
     correct = (rows[value] * rows[count]).round().astype(int)
     return {"successes": int(correct.sum()), "trials": int(rows[count].round().astype(int).sum()),
             "teachers": int(rows[unit].nunique())}

@@ -80,15 +80,15 @@ def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _check_md5(path: Path, md5: str | None) -> None:
+def _check_md5(path: Path, md5: str | None, name: str = "path", owner: str = "read_cifar10_archive") -> None:
     if md5 is None:
         return
     found = md5sum(path)
     if found != md5:
         raise ChecksumError(
-            f"load_cifar10: {path} has MD5 {found}, expected {md5} (the published checksum of "
-            f"{CIFAR10_ARCHIVE}). The file is damaged or not the official archive: delete it and "
-            f"download it again from {CIFAR10_URL}."
+            f"The '{name}' parameter of {owner} must give the official {CIFAR10_ARCHIVE}: {path} has MD5 "
+            f"{found}, expected {md5} (the published checksum of {CIFAR10_ARCHIVE}). The file is damaged or "
+            f"not the official archive: delete it and download it again from {CIFAR10_URL}."
         )
 
 
@@ -103,8 +103,8 @@ def _batches_to_set(batches: list[dict], meta: dict | None, source: str) -> Imag
     if meta is not None and b"label_names" in meta:
         names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"])
     if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(x) != len(y):
-        raise ValueError(f"load_cifar10: {source} holds data of shape {x.shape} and {len(y)} "
-                         f"labels; expected (N, 3072) uint8 and N labels.")
+        raise ValueError(f"The 'path' parameter of read_cifar10_archive must hold (N, 3072) uint8 data and N "
+                         f"labels. Got {source}, which holds data of shape {x.shape} and {len(y)} labels, instead.")
     return ImageSet(x, y, "cifar10", (3, 32, 32), names, source)
 
 
@@ -138,8 +138,8 @@ def read_cifar10_archive(path: str | Path, split: str = "train",
         raw = [member(n) for n in names]
         missing = [n for n, r in zip(names, raw) if r is None]
         if missing:
-            raise ValueError(f"load_cifar10: {path} lacks {CIFAR10_FOLDER}/{missing[0]}; it is "
-                             f"not the python-format CIFAR-10 archive.")
+            raise ValueError(f"The 'path' parameter of read_cifar10_archive must be the python-format CIFAR-10 "
+                             f"archive. Got {path}, which lacks {CIFAR10_FOLDER}/{missing[0]}, instead.")
         meta_raw = member("batches.meta")
     meta = _unpickle(meta_raw) if meta_raw is not None else None
     return _batches_to_set([_unpickle(r) for r in raw], meta, str(path))
@@ -170,7 +170,7 @@ def download_cifar10(folder: str | Path | None = None, url: str = CIFAR10_URL,
         partial.unlink(missing_ok=True)
         raise DatasetUnavailable(_missing_message(folder, f"{type(err).__name__}: {err}")) from err
     try:
-        _check_md5(partial, md5)
+        _check_md5(partial, md5, "url", "download_cifar10")
     except ChecksumError:
         partial.unlink(missing_ok=True)
         raise
@@ -319,8 +319,10 @@ def split_memorized(y: np.ndarray, fraction: float = 0.8, seed: int = 0,
     take = per_class if per_class is not None else int(round(fraction * counts.min()))
     rest_take = None if per_class is None else int(round(per_class * (1 - fraction) / fraction))
     if take < 1 or take >= counts.min():
-        raise ValueError(f"split_memorized: {take} images per class in D leaves no trivial set "
-                         f"(the smallest class has {counts.min()} images).")
+        name, value = ("per_class", per_class) if per_class is not None else ("fraction", fraction)
+        raise ValueError(f"The '{name}' parameter of split_memorized must leave a trivial set: {take} images per "
+                         f"class in D leaves none (the smallest class has {counts.min()} images). "
+                         f"Got {value!r} instead.")
     memorized, trivial = [], []
     for c in classes:
         idx = rng.permutation(np.flatnonzero(y == c))

@@ -25,10 +25,10 @@ from memkd.config import (
     ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES,
     ExperimentConfig, int_range, knob, one_of, real_interval,
 )
-from memkd.experiments.declare import DISTILL_COLUMNS
-from memkd.data import make_memorization_data, split_per_class
+from memkd.declare import DISTILL_COLUMNS
+from memkd.data.random_vectors import make_memorization_data, split_per_class
 from memkd.device import resolve_device
-from memkd.memory import check_run_fits, members_per_chunk, training_bytes_per_member
+from memkd.device_memory import check_run_fits, members_per_chunk, training_bytes_per_member
 from memkd.metrics import accuracy, agreement, nearest_neighbour_accuracy
 from memkd.seeds import derive_seed
 from memkd.distillation import TEACHER_STOPS, MLPFamily, Teacher, teacher_similarity, train_students, train_teacher
@@ -60,9 +60,6 @@ class RandomDataConfig(ExperimentConfig):
     datasets: int = knob(1, POS_INT, "independent datasets D, one teacher each")
     soften_student: bool = knob(False, BOOL, "also divide the student's logits by T (the paper's text)")
     batch_size: Any = knob(None, OPTIONAL_INT, "mini-batch size; None for full batch")
-    seed: int = knob(0, int_range(0), "base random seed")
-    device: str = knob("auto", DEVICE, "where to train")
-    progress: bool = knob(False, BOOL, "show progress bars")
 
     def check(self) -> None:
         from memkd.config import check_split
@@ -362,51 +359,5 @@ def config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     return {"experiment": type(cfg).__name__, **{k: plain(v) for k, v in asdict(cfg).items()}}
 
 
-# The sizes of the paper's main setting (Fig 2) and the released code's teacher budget.
+# The sizes of the paper's main setting (Fig 2); the departures from them: memkd.book.departures.
 PAPER_SIZES = {"input_dim": 1000, "classes": 100, "per_class": 100, "teacher_width": 500}
-RELEASED_TEACHER_EPOCHS = 2000
-
-
-def standard_departures(table: pd.DataFrame | dict[str, Any],
-                        paper_sizes: dict[str, Any] | None = None) -> list[dict[str, str]]:
-    """The departures from the paper that a random-data table implies (its `attrs["config"]` and
-    its `teacher_first_perfect` column), as keyword dicts for `Chapter.departure`: the temperature
-    convention, the teacher's budget, and the sizes of D and of the teacher when they are not the
-    paper's (`paper_sizes`, default the main setting of Fig 2). A config dict works too.
-    """
-    if isinstance(table, dict):
-        table = pd.DataFrame().pipe(lambda t: (t.attrs.update(config=table), t)[1])
-    config = table.attrs.get("config", {})
-    out: list[dict[str, str]] = []
-    if "soften_student" in config and not config["soften_student"]:
-        out.append(dict(topic="temperature convention",
-                        paper="the text divides both the teacher's and the student's logits by T",
-                        book="only the teacher's logits are divided by T (soften_student=False)",
-                        reason="the authors' released code does so, and it produced the paper's figures"))
-    budget = config.get("teacher_epochs")
-    if budget not in (None, RELEASED_TEACHER_EPOCHS) and config.get("teacher_stop") == "budget":
-        needed = table["teacher_first_perfect"].max() if "teacher_first_perfect" in table.columns else math.nan
-        why = (f"this build's teachers reached 100% within {int(needed)} epochs" if needed == needed
-               else "the teachers reach 100% well within it")
-        out.append(dict(topic="teacher budget",
-                        paper=f"a fixed budget ({RELEASED_TEACHER_EPOCHS} epochs in the released code)",
-                        book=f"a fixed budget of {budget} epochs, then 100% required",
-                        reason=f"{why}; the profile's budget keeps it fast"))
-    sizes = paper_sizes or PAPER_SIZES
-    differ = {k: v for k, v in sizes.items() if k in config and config[k] != v}
-    if differ:
-        out.append(dict(topic="sizes",
-                        paper=", ".join(f"{k}={v}" for k, v in sizes.items()),
-                        book=", ".join(f"{k}={config[k]}" for k in sizes if k in config),
-                        reason="a smaller profile that runs in minutes on a CPU; profile='paper' uses the paper's"))
-    return out
-
-
-def sizes_departure(config: dict, paper: dict) -> dict[str, str] | None:
-    """The "profile sizes" departure when `config` differs from the paper's sizes `paper`, else None."""
-    differ = [k for k, v in paper.items() if k in config and config[k] != v]
-    if not differ:
-        return None
-    return dict(topic="profile sizes", paper=", ".join(f"{k}={paper[k]}" for k in differ),
-                book=", ".join(f"{k}={config[k]}" for k in differ),
-                reason=f"the {config.get('profile', 'chosen')} profile is sized to run in minutes on a laptop CPU")

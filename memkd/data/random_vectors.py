@@ -1,7 +1,7 @@
 """Random memorization data: the dataset D, a fresh dataset D', and the per-class alpha split.
 
 Shape letters (see `memkd`): N = classes * per_class samples, D input dimension.
-Nothing here trains; images and tokens live in `memkd.experiments.images` and `memkd.experiments.tokens`.
+Nothing here trains; images and tokens live in `memkd.data.images` and `memkd.data.tokens`.
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ def split_per_class(y: Tensor, alpha: float, seed: int) -> tuple[Tensor, Tensor]
         k = int(round(alpha * len(members)))
         if k == 0 or k == len(members):
             raise ValueError(
-                f"The 'alpha' parameter ({alpha}) leaves class {c} with {k} of {len(members)} "
+                f"The 'alpha' parameter of split_per_class leaves class {c} with {k} of {len(members)} "
                 "samples for the student: every class needs at least one student sample and one "
-                "held-out sample. Use more samples per class or an alpha further from 0 and 1."
+                "held-out sample. Use more samples per class or an alpha further from 0 and 1. "
+                f"Got {alpha!r} instead."
             )
         train.append(members[:k])
         test.append(members[k:])

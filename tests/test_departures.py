@@ -1,0 +1,224 @@
+"""memkd.book.departures: every chapter's departures from the paper, built in one module and recorded
+by the notebooks with one call (`Chapter.record_departures`), never by hand."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from memkd.book import departures as dp
+from memkd.book.chapter import Chapter
+from memkd.book.claims import DEPARTURE_COLUMNS
+from memkd.config import make_config
+from memkd.experiments import figures
+from memkd.experiments.cifar import ImageShuffleConfig
+from memkd.experiments.linear_recovery import RecoveryConfig
+from memkd.experiments.modular_addition import TransformerConfig
+from memkd.experiments.one_hidden_layer import OneHiddenLayerConfig
+from memkd.experiments.teacher_clock import TeacherClockConfig
+from memkd.experiments.temperature_window import WindowConfig
+from memkd.pipeline import config_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "nbs").glob("*.ipynb"))
+
+
+def config(cls, experiment: str, profile: str = "smoke", **overrides) -> dict:
+    """An experiment's validated configuration as its table carries it (`table.attrs["config"]`)."""
+    return config_dict(make_config(cls, experiment, profile, overrides))
+
+
+def table_with(cfg: dict, **columns) -> pd.DataFrame:
+    table = pd.DataFrame(columns)
+    table.attrs["config"] = cfg
+    return table
+
+
+def topics(rows) -> list[str]:
+    assert all(set(r) == {"topic", "paper", "book", "reason"} and all(isinstance(v, str) and v for v in r.values())
+               for r in rows), rows
+    return [r["topic"] for r in rows]
+
+
+# ---------------------------------------------------------------------------- the shared departures
+
+
+def test_standard_departures_on_a_small_config_dict():
+    small = {"soften_student": False, "teacher_epochs": 150, "teacher_stop": "budget", "input_dim": 100,
+             "classes": 10, "per_class": 20, "teacher_width": 50}
+    rows = dp.standard_departures(small)
+    assert topics(rows) == ["temperature convention", "teacher budget", "sizes"]
+    assert rows[1]["book"] == "a fixed budget of 150 epochs, then 100% required"
+    assert rows[1]["reason"].startswith("the teachers reach 100% well within it")  # no teacher_first_perfect column
+    assert rows[2]["book"] == "input_dim=100, classes=10, per_class=20, teacher_width=50"
+    # the paper's sizes, its convention and the released budget: nothing departs
+    paper = {**small, "soften_student": True, "teacher_epochs": dp.RELEASED_TEACHER_EPOCHS, **dp.PAPER_SIZES}
+    assert dp.standard_departures(paper) == []
+    # an early stop is the protocol's departure, not the budget's
+    assert "teacher budget" not in topics(dp.standard_departures({**small, "teacher_stop": "first_perfect"}))
+    table = table_with(small, teacher_first_perfect=[30, 46])
+    assert "within 46 epochs" in dp.standard_departures(table)[1]["reason"]
+    assert topics(dp.standard_departures(small, paper_sizes={"teacher_width": 50})) == [
+        "temperature convention", "teacher budget"]
+
+
+def test_sizes_and_temperature_departures():
+    assert dp.sizes_departure({"d_model": 128}, {"d_model": 128}) is None
+    d = dp.sizes_departure({"d_model": 32, "modulus": 113, "profile": "smoke"}, {"d_model": 128, "modulus": 113})
+    assert d["paper"] == "d_model=128" and d["book"] == "d_model=32" and "smoke profile" in d["reason"]
+    assert topics(dp.temperature_departure({})) == ["temperature convention"]
+    assert dp.temperature_departure({"soften_student": True}) == []
+
+
+def test_grid_departure():
+    cfg = {"temperatures": [1.0, 20.0], "lrs": [0.003, 0.01], "epochs": 100}
+    paper = {"temperatures": (1.0, 20.0), "lrs": (0.003, 0.01), "epochs": 100}
+    assert dp.grid_departure(cfg, paper, ["temperatures", "lrs", "epochs"]) is None
+    d = dp.grid_departure({**cfg, "epochs": 200}, paper, ["temperatures", "epochs"])
+    assert d["topic"] == "grid" and "epochs = 200" in d["book"] and "epochs = 100" in d["paper"] and d["reason"]
+
+
+def test_teacher_stop_departure():
+    assert dp.teacher_stop_departure()["reason"] == "chosen by this chapter's `teacher_stop` parameter"
+    assert dp.teacher_stop_departure("compared in chapter 09")["reason"] == "compared in chapter 09"
+
+
+# ---------------------------------------------------------------------------- one function per chapter
+
+
+def test_every_chapter_has_its_function():
+    assert sorted(dp.CHAPTER_DEPARTURES) == [p.stem for p in NOTEBOOKS]
+    with pytest.raises(ValueError, match="'name' parameter of for_chapter must be a chapter"):
+        dp.for_chapter("99_nowhere", pd.DataFrame())
+
+
+def test_toy_departures_use_the_toy_sizes():
+    cfg = {"soften_student": False, "teacher_epochs": 3000, "teacher_stop": "budget", **dp.PAPER_TOY_SIZES}
+    assert topics(dp.for_chapter("01_toy_2d", table_with(cfg, teacher_first_perfect=[499]))) == [
+        "temperature convention", "teacher budget"]
+
+
+@pytest.mark.parametrize("chapter, cls, experiment, extra", [
+    ("05_temperature_lr", figures.TemperatureLrConfig, "temperature_lr", ["student epochs"]),
+    ("06_dataset_composition", figures.CompositionConfig, "dataset_composition", []),
+    ("07_logit_surgery", figures.SurgeryConfig, "logit_surgery", ["tail cut"]),
+])
+def test_grid_chapters(chapter, cls, experiment, extra):
+    keys = ["epochs", "students", "datasets"]
+    table = table_with(config(cls, experiment), teacher_first_perfect=[46])
+    rows = dp.for_chapter(chapter, table, grid_keys=keys)
+    assert topics(rows) == ["temperature convention", "teacher budget", "sizes", "grid", *extra]
+    paper = table_with(config(cls, experiment, "paper"), teacher_first_perfect=[46])
+    assert "grid" not in topics(dp.for_chapter(chapter, paper, grid_keys=keys))
+    if chapter == "06_dataset_composition":  # sizes: only the teacher's width, the grid sets the rest
+        assert rows[2]["paper"] == "teacher_width=500"
+
+
+def test_image_departures():
+    table = table_with(config(ImageShuffleConfig, "cifar_shuffles"), images=["digits"], n_memorized=[300],
+                       n_trivial=[70], teacher_first_perfect=[57])
+    assert topics(dp.for_chapter("04_cifar10", table)) == [
+        "pixel shuffle", "input data", "teachers", "epochs and learning rates", "profile sizes", "temperature convention"]
+    assert "input data" not in topics(dp.image_departures(table.assign(images="cifar10")))
+
+
+def test_transformer_chapter_records_the_clock_once_it_is_there():
+    table = table_with(config(TransformerConfig, "transformer_distillation"))
+    clock = table_with(config(TeacherClockConfig, "teacher_clock", epochs=20))
+    workshop = ["trivial baseline", "memorized set", "teachers", "epochs and learning rates", "profile sizes",
+                "temperature convention"]
+    assert topics(dp.for_chapter("08_transformer", table)) == workshop
+    both = topics(dp.for_chapter("08_transformer", table, clock=clock))
+    assert both[:len(workshop)] == workshop and both[len(workshop):] == topics(dp.clock_departures(clock))
+
+
+def test_clock_departures_follow_the_config():
+    clock = table_with(config(TeacherClockConfig, "teacher_clock", epochs=20))
+    assert {f"teacher clock: {t}" for t in ("teacher stops", "teachers", "optimizer", "steps", "rho",
+                                             "profile sizes")} <= set(topics(dp.clock_departures(clock)))
+    paper = table_with(config(TeacherClockConfig, "teacher_clock", "paper"))
+    assert topics(dp.clock_departures(paper)) == ["teacher clock: teacher stops", "teacher clock: teachers"]
+
+
+def test_convolution_departures():
+    cfg = {"soften_student": False}
+    rows = dp.for_chapter("10_convolutions", table_with(cfg, images=["digits"], n_memorized=[100]))
+    assert topics(rows) == ["architecture", "trivial accuracy", "pixel shuffle", "temperature convention",
+                            "profile sizes"]
+    assert rows[-1]["book"] == "scikit-learn's 8x8 digits, 100 images in D"
+    paper = dp.convolution_departures(table_with({"soften_student": True}, images=["cifar10"], n_memorized=[4000]))
+    assert topics(paper) == ["architecture", "trivial accuracy", "pixel shuffle"]
+
+
+def test_linear_recovery_departures():
+    rows = dp.for_chapter("11_linear_recovery", table_with(config(RecoveryConfig, "linear_recovery")))
+    assert topics(rows) == ["teacher budget", "soft-label student", "profile sizes", "functional recovery"]
+    paper = dp.linear_recovery_departures(table_with(config(RecoveryConfig, "linear_recovery", "paper")))
+    assert topics(paper) == ["soft-label student", "functional recovery"]
+
+
+def test_temperature_window_departures():
+    cfg = config(WindowConfig, "temperature_window")
+    table = table_with(cfg, temperature=[1.0, 30.0, 1.0], dtype=["float64", "bfloat16", "float64"])
+    rows = dp.for_chapter("12_temperature_window", table)
+    assert topics(rows) == ["student budget", "teacher budget", "profile sizes", "temperatures for C = 10",
+                            "precision and solver", "bfloat16 training", "shuffled control"]
+    assert "2 temperatures 1 .. 30" in rows[2]["book"] and "float64, bfloat16" in rows[4]["book"]
+    assert "bfloat16 training" not in topics(dp.temperature_window_departures(table.assign(dtype="float64")))
+
+
+def test_one_hidden_layer_departures_follow_the_config():
+    smoke = config(OneHiddenLayerConfig, "one_hidden_layer")
+    found = set(topics(dp.for_chapter("13_one_hidden_layer", table_with(smoke))))
+    assert {"profile sizes", "student optimizer budget", "teacher budget", "shuffle control"} <= found
+    paper = dict(smoke, lr=1e-4, epochs=10_000, teacher_lr=1e-3, teacher_epochs=2000)
+    assert "student optimizer budget" not in set(topics(dp.one_hidden_layer_departures(paper)))
+    assert "teacher budget" not in set(topics(dp.one_hidden_layer_departures(paper)))
+
+
+# ---------------------------------------------------------------------------- the chapters' one call
+
+
+def test_record_departures_writes_the_chapters_rows_once(tmp_path):
+    ch = Chapter("10_convolutions", profile="smoke", results_dir=str(tmp_path), device="cpu")
+    table = table_with({"soften_student": False}, images=["digits"], n_memorized=[100])
+    assert ch.record_departures(table) is None
+    ch.record_departures(table)  # a cell run twice
+    ch.finish()
+    written = pd.read_csv(tmp_path / "departures.csv")
+    assert list(written.columns) == DEPARTURE_COLUMNS and set(written.chapter) == {"10_convolutions"}
+    assert written.topic.tolist() == topics(dp.convolution_departures(table))
+
+
+def code_cells(path: Path) -> list[str]:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+# a departure recorded or built in a notebook instead of in memkd.book.departures
+BY_HAND = {
+    "a call of Chapter.departure": re.compile(r"\.departure\s*\("),
+    "a departure dict": re.compile(r"\btopic\s*=|[\"']topic[\"']\s*:"),
+    "a departures function": re.compile(r"\b(?!record_departures\b)\w*departures?\s*\("),
+    "record_departures on another object": re.compile(r"(?<!\bch\.)\brecord_departures\s*\("),
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_record_departures_with_one_call_and_never_by_hand(path):
+    cells = code_cells(path)
+    found = [f"{what}: {line.strip()}" for source in cells for line in source.splitlines()
+             for what, pattern in BY_HAND.items() if pattern.search(line)]
+    assert found == [], f"{path.name} builds departures by hand (put them in memkd/book/departures.py): {found}"
+    assert any("ch.record_departures(" in source for source in cells), f"{path.name} records no departures"
+
+
+def test_the_notebook_check_sees_departures_by_hand():
+    lines = ['ch.departure("epochs", "none", "300", "converged")', "rows = [dict(topic='x', paper='y')]",
+             "for row in ex.standard_departures(table):", "oc.record_departures(ch, q2)"]
+    assert [any(p.search(line) for p in BY_HAND.values()) for line in lines] == [True] * 4
+    assert not any(p.search("ch.record_departures(table, grid_keys=grid_keys)") for p in BY_HAND.values())
