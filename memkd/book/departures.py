@@ -67,10 +67,8 @@ def standard_departures(table: pd.DataFrame | dict[str, Any],
         table = pd.DataFrame().pipe(lambda t: (t.attrs.update(config=table), t)[1])
     config = table.attrs.get("config", {})
     out: list[Departure] = []
-    if "soften_student" in config and not config["soften_student"]:
-        out.append(dict(topic="temperature convention", paper=TEMPERATURE_PAPER,
-                        book="only the teacher's logits are divided by T (soften_student=False)",
-                        reason=TEMPERATURE_REASON))
+    if "soften_student" in config:
+        out += temperature_departure(config, name_the_knob=True)
     budget = config.get("teacher_epochs")
     if budget not in (None, RELEASED_TEACHER_EPOCHS) and config.get("teacher_stop") == "budget":
         needed = table["teacher_first_perfect"].max() if "teacher_first_perfect" in table.columns else math.nan
@@ -100,13 +98,14 @@ def sizes_departure(config: dict, paper: dict) -> Departure | None:
                 reason=f"the {config.get('profile', 'chosen')} profile is sized to run in minutes on a laptop CPU")
 
 
-def temperature_departure(config: dict) -> list[Departure]:
-    """The temperature convention's departure (as a list: empty when the student's logits are softened
-    too) of the images and tokens experiments, whose configs soften only the teacher by default."""
+def temperature_departure(config: dict, name_the_knob: bool = False) -> list[Departure]:
+    """The temperature convention's departure, as a list: empty when the config softens the student's
+    logits too (a config without `soften_student` softens only the teacher's, the default).
+    name_the_knob: end the book's side with "(soften_student=False)"."""
     if config.get("soften_student", False):
         return []
-    return [dict(topic="temperature convention", paper=TEMPERATURE_PAPER,
-                 book="only the teacher's logits are divided by T", reason=TEMPERATURE_REASON)]
+    book = "only the teacher's logits are divided by T" + (" (soften_student=False)" if name_the_knob else "")
+    return [dict(topic="temperature convention", paper=TEMPERATURE_PAPER, book=book, reason=TEMPERATURE_REASON)]
 
 
 def grid_departure(config: dict, paper: dict, keys: Sequence[str], topic: str = "grid",
@@ -272,10 +271,7 @@ def convolution_departures(table: pd.DataFrame) -> list[Departure]:
         dict(topic="pixel shuffle", paper="pixels shuffled (per image or shared, not stated)",
              book="per image (channels together) in 'pixels'/'both'; one shared order in the 'fixed' probe",
              reason="the probe needs both: the shared order keeps structure an MLP can use but a convolution cannot")]
-    if not _config(table)["soften_student"]:
-        out.append(dict(topic="temperature convention", paper=TEMPERATURE_PAPER,
-                        book="only the teacher's logits are divided by T (soften_student=False)",
-                        reason=TEMPERATURE_REASON))
+    out += temperature_departure(_config(table), name_the_knob=True)
     if table.images.iloc[0] != "cifar10":  # the chapter's data_kind "stand-in"
         out.append(dict(topic="profile sizes", paper="CIFAR-10",
                         book=f"scikit-learn's 8x8 digits, {table.n_memorized.iloc[0]} images in D",

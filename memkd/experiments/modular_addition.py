@@ -37,7 +37,7 @@ from memkd.distillation import TEACHER_STOPS
 
 @dataclass(frozen=True)
 class ModularTransformerConfig(ExperimentConfig):
-    """The knobs every modular-addition experiment shares: the task and the network of Nanda et al."""
+    """The knobs every modular-addition experiment shares: the modular-addition problem and the network of Nanda et al."""
 
     modulus: int = knob(113, int_range(3), "k: numbers 0..k-1, the answer (a + b) mod k")
     d_model: int = knob(128, POS_INT, "residual width (Nanda et al.: 128)")
