@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from memkd.book.build import BookBuildError, build_book, execute_notebook, hide_injected_parameters, notebook_job, stage_tree, toc_chapters, toc_docnames
-from memkd.book.report import report_table, split_claims
+from memkd.book.report import split_claims
+from memkd.book.report_tables import report_table
 from memkd.book.report import load_claims
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 import memkd.book.report as mb
+import memkd.book.report_tables as mt
 from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS
 from memkd.book.report import load_claims, load_departures
 
@@ -117,7 +118,7 @@ def test_headline_counts_only_the_papers_claims_on_the_papers_data(results):
 
 def test_report_table_shows_teachers_times_students_and_the_margin(results):
     paper, _, _ = mb.split_claims(load_claims(results))
-    table = mb.report_table(paper)
+    table = mt.report_table(paper)
     assert list(table.columns) == ["Chapter", "Claim of the paper", "This build", "n", "Test", "p-value", "p (Holm)",
                                    "Verdict"]
     first = table.iloc[0]
@@ -147,7 +148,7 @@ def test_holm_within_a_block_can_turn_a_claim_that_holds_into_inconclusive(tmp_p
     text = mb.headline(load_claims(tmp_path))
     assert text.startswith("**1 of 3 claims of the paper hold in this build**, 2 inconclusive, 0 do not hold, "
                            "after Holm's adjustment within the block (before it: 2 hold)")
-    table = mb.report_table(blocks["workshop"])
+    table = mt.report_table(blocks["workshop"])
     assert table.loc[1, "Verdict"] == "inconclusive (before adjustment: holds)" and table.loc[1, "p (Holm)"] == "0.016"
 
 
@@ -162,7 +163,7 @@ def test_a_claim_that_tests_an_effect_again_is_shown_but_not_counted(tmp_path):
     assert math.isnan(block.loc["logits_beat_trivial", "p_adjusted"])
     text = mb.headline(load_claims(tmp_path))
     assert text.startswith("**1 of 1 claims of the paper hold") and "1 more shown but not counted" in text
-    table = mb.report_table(mb.claim_blocks(load_claims(tmp_path))["workshop"])
+    table = mt.report_table(mb.claim_blocks(load_claims(tmp_path))["workshop"])
     assert "not counted: tests the effect of 02_logit_distillation:logits_beat_chance again" in table.loc[1, "Verdict"]
 
 
@@ -193,7 +194,7 @@ def test_the_published_version_is_a_block_of_its_own_from_the_toc_or_the_meta(tm
 def test_report_table_fills_in_a_bare_old_table():
     old = pd.DataFrame([{"chapter": "02_x", "claim": "a", "paper": "P", "measured": 0.4321, "sem": 0.0123,
                          "n": 20, "p_value": 3.2e-9, "holds": True, "detail": ""}])
-    row = mb.report_table(old).iloc[0]
+    row = mt.report_table(old).iloc[0]
     assert row["This build"] == "0.432 ± 0.012" and row["n"] == "n = 20" and row["Verdict"] == "holds"
     assert row["p-value"] == "&lt; 1e-6"  # escaped for the HTML table
 
@@ -201,23 +202,23 @@ def test_report_table_fills_in_a_bare_old_table():
 def test_protocol_table_comes_from_the_chapters_departures(results):
     departures = load_departures(results)
     assert list(departures.columns) == DEPARTURE_COLUMNS and len(departures) == 3
-    table = mb.protocol_table(departures)
+    table = mt.protocol_table(departures)
     assert table["Topic"].tolist() == ["teacher stop", "epochs", "pixel shuffle"]
     assert table["This book"][2] == "one permutation per image" and table["Chapter"][1] == ""
-    assert mb.protocol_table(load_departures(results / "nothing")).empty
+    assert mt.protocol_table(load_departures(results / "nothing")).empty
 
 
 def test_chapter_summary_and_build_box(results):
     claims = load_claims(results)
-    summary = mb.chapter_summary(claims, results, link=False).set_index("Chapter")
+    summary = mt.chapter_summary(claims, results, link=False).set_index("Chapter")
     assert summary.loc["02_logit_distillation", "Claims holding"] == "1 of 3 (1 inconclusive)"
     assert summary.loc["02_logit_distillation", "Teacher stop"] == "budget"
     assert summary.loc["05_temperature_lr", "Claims holding"] == "0 of 0"
     assert summary.loc["07_logit_surgery", "Claims holding"] == "no results"  # in the toc, no folder
-    box = mb.build_info(results).set_index("Field")["Value"]
+    box = mt.build_info(results).set_index("Field")["Value"]
     assert box["Git commit"] == "0123456789ab" and box["Tracked files unchanged since that commit"] == "yes"
     assert box["Device name"] == "Test CPU, Other CPU" and box["Profile"] == "smoke"
-    assert mb.build_info(results / "nothing")["Value"].eq("–").all()
+    assert mt.build_info(results / "nothing")["Value"].eq("–").all()
 
 
 @pytest.mark.slow
@@ -253,11 +254,11 @@ def test_plan_table_shows_every_margin_reason_and_labels_the_underpowered(tmp_pa
                           claim_row(ch, "bare", "holds", expect="equivalent", margin=0.02),
                           claim_row(ch, "count", "inconclusive", test="exact binomial", n=120, students=12,
                                     planned_n=228, assumed_effect=0.02)])
-    table = mb.plan_table(load_claims(tmp_path))
+    table = mt.plan_table(load_claims(tmp_path))
     assert table["Why this margin"].tolist()[:2] == ["a quarter of 1/C", "no reason recorded"]
     assert table["Power"].tolist() == ["underpowered", "not planned", "underpowered"]
     assert table.loc[2, "Planned n"] == "228 outcomes" and table.loc[0, "Planned n"] == "30 teachers"
-    claims = mb.report_table(load_claims(tmp_path))
+    claims = mt.report_table(load_claims(tmp_path))
     assert claims.loc[0, "n"] == "5 teachers × 4 students (planned: 30; underpowered)"
     assert claims.loc[2, "n"] == "120 outcomes of 12 teachers (planned: 228; underpowered)"
 
@@ -267,9 +268,9 @@ def test_claims_figure_draws_one_row_per_claim(results):
 
     matplotlib.use("Agg")
     paper, _, _ = mb.split_claims(load_claims(results))
-    fig = mb.claims_figure(paper)
+    fig = mt.claims_figure(paper)
     assert len(fig.axes[0].get_yticklabels()) == len(paper)
-    assert mb.claims_figure(paper.iloc[:0]) is None
+    assert mt.claims_figure(paper.iloc[:0]) is None
 
 
 def test_the_teacher_clock_reaches_meta_and_the_chapter_summary(tmp_path):
@@ -288,5 +289,5 @@ def test_the_teacher_clock_reaches_meta_and_the_chapter_summary(tmp_path):
                  device="cpu")
     ch.save_table(table)
     ch.finish()
-    summary = mb.chapter_summary(load_claims(tmp_path), tmp_path, link=False).set_index("Chapter")
+    summary = mt.chapter_summary(load_claims(tmp_path), tmp_path, link=False).set_index("Chapter")
     assert summary.loc["02_logit_distillation", "Teachers train (× first 100%)"] == "2.5× (2-4, 3 teachers)"

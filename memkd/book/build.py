@@ -19,7 +19,7 @@ the reproduction report before the chapters whose results it gathers. `build_boo
     >>> index.name
     'index.html'
 
-The report page's helpers live in `memkd.book.report`. Left out: incremental builds (every
+The report page's helpers live in `memkd.book.report` (gathered) and `memkd.book.report_tables` (shown). Left out: incremental builds (every
 build executes everything: the library changes outside the notebooks) and non-HTML builders.
 """
 

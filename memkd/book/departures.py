@@ -1,7 +1,7 @@
 """Every chapter's departures from the paper's text or the authors' released code, in one place.
 
 A departure is a dict(topic, paper, book, reason): one row of a chapter's departures.csv and of the
-report's protocol table (`memkd.book.report.protocol_table`). A chapter records all of its own with
+report's protocol table (`memkd.book.report_tables.protocol_table`). A chapter records all of its own with
 one call, `Chapter.record_departures(table, **context)`, which records `for_chapter(ch.name, table,
 **context)`; `CHAPTER_DEPARTURES` maps each chapter to the function that builds its list from the
 chapter's table (its `attrs["config"]` and columns) and the few values the chapter passes:
