@@ -5,8 +5,7 @@ Shape letters: see `memkd` (E members, N samples, C classes, Q embedding width).
 Teachers (datasets) are the unit of replication: students trained on one teacher are averaged
 first (`per_unit_means`), and a claim is tested on one difference per teacher (`interval_test`),
 with three verdicts (VERDICTS); outcomes that are counts or have no spread get an exact test
-(`binomial_test`). `holm` adjusts a family of p-values; `planned_teachers` / `planned_trials` give
-the n for 80% power. `choose_and_test_units` splits teachers so that a setting is never chosen and
+(`binomial_test`). `holm` adjusts a family of p-values; `memkd.power` plans the n for 80% power. `choose_and_test_units` splits teachers so that a setting is never chosen and
 tested on the same runs.
 """
 
@@ -138,16 +137,18 @@ def per_unit_means(table: pd.DataFrame, value: str, baseline: str | float | None
     return out
 
 
-def _check_test_args(expect: str, margin: float, level: float) -> None:
+def check_test_args(expect: str, margin: float, level: float, owner: str = "interval_test") -> None:
+    """Raise a ValueError naming the bad argument of a test or a power plan: `expect` one of
+    EXPECTATIONS, `margin` a finite float >= 0, `level` in (0, 0.5)."""
     if expect not in EXPECTATIONS:
-        raise ValueError(f"The 'expect' parameter of interval_test must be one of {EXPECTATIONS}. Got {expect!r} instead.")
+        raise ValueError(f"The 'expect' parameter of {owner} must be one of {EXPECTATIONS}. Got {expect!r} instead.")
     if not (isinstance(margin, (int, float, np.floating)) and math.isfinite(margin) and margin >= 0):
-        raise ValueError(f"The 'margin' parameter of interval_test must be a finite float >= 0. Got {margin!r} instead.")
+        raise ValueError(f"The 'margin' parameter of {owner} must be a finite float >= 0. Got {margin!r} instead.")
     if expect == "equivalent" and margin <= 0:
-        raise ValueError("The 'margin' parameter of interval_test must be > 0 for expect='equivalent' "
+        raise ValueError(f"The 'margin' parameter of {owner} must be > 0 for expect='equivalent' "
                          f"(the equivalence margin). Got {margin!r} instead.")
     if not (isinstance(level, (int, float, np.floating)) and 0 < level < 0.5):
-        raise ValueError(f"The 'level' parameter of interval_test must be a float in the open interval (0, 0.5). "
+        raise ValueError(f"The 'level' parameter of {owner} must be a float in the open interval (0, 0.5). "
                          f"Got {level!r} instead.")
 
 
@@ -188,7 +189,7 @@ def interval_test(differences, expect: str, margin: float = 0.0, level: float = 
     >>> interval_test([0.10, 0.12, 0.11, 0.13, 0.09], "above")["verdict"]
     'holds'
     """
-    _check_test_args(expect, margin, level)
+    check_test_args(expect, margin, level)
     margin, level = float(margin), float(level)
     v = np.asarray(differences, dtype=float).ravel()
     v = v[~np.isnan(v)]
@@ -257,7 +258,7 @@ def binomial_test(successes: int, trials: int, p0: float, expect: str, margin: f
                          f"Got {successes!r} instead.")
     if not (isinstance(p0, (int, float, np.floating)) and 0.0 <= p0 <= 1.0):
         raise ValueError(f"The 'p0' parameter of binomial_test must be a float in [0, 1]. Got {p0!r} instead.")
-    _check_test_args(expect, margin, level)
+    check_test_args(expect, margin, level, "binomial_test")
     successes, trials, p0, margin, level = int(successes), int(trials), float(p0), float(margin), float(level)
     out = {"mean": math.nan, "sem": math.nan, "n": trials, "ci_low": math.nan, "ci_high": math.nan,
            "p_value": math.nan, "expect": expect, "margin": margin, "level": level,
@@ -282,94 +283,6 @@ def binomial_test(successes: int, trials: int, p0: float, expect: str, margin: f
     out.update(mean=successes / trials - p0, ci_low=low - p0, ci_high=high - p0, p_value=float(min(1.0, p)),
                verdict=_decide(expect, margin, low - p0, high - p0))
     return out
-
-
-# ---------------------------------------------------------------------------- power
-
-POWER = 0.8  # the power every claim is planned for
-
-
-def t_test_power(n, effect: float, sd: float, level: float = 0.01, expect: str = "above",
-                 margin: float = 0.0) -> np.ndarray:
-    """Power of `interval_test` with n teachers (an int or an array of them) when the true mean
-    difference is `effect` in the stated direction (for "equivalent": the true difference, |effect|
-    < margin) and the per-teacher standard deviation is `sd` (noncentral t).
-
-    "above" / "below": P(the one-sided level-`level` bound clears `margin`). "equivalent": the
-    lower bound P(lower test) + P(upper test) - 1 of the power of the two one-sided tests.
-    """
-    n = np.asarray(n, dtype=float)
-    df = n - 1
-    crit = stats.t.ppf(1 - level, df)
-    root = np.sqrt(n) / sd
-    if expect in ("above", "below"):
-        return stats.nct.sf(crit, df, (abs(effect) - margin) * root)
-    low = stats.nct.sf(crit, df, (effect + margin) * root)
-    high = stats.nct.cdf(-crit, df, (effect - margin) * root)
-    return np.clip(low + high - 1.0, 0.0, 1.0)
-
-
-def planned_teachers(effect: float, sd: float, level: float = 0.01, power: float = POWER,
-                     expect: str = "above", margin: float = 0.0, most: int = 5000) -> float:
-    """The fewest teachers (>= 2) for which `interval_test` reaches `power` (see `t_test_power`).
-
-    effect : the assumed true difference in the claim's direction ("above" / "below": its size;
-        "equivalent": the true difference, usually 0)
-    Returns the number of teachers as a float; inf when no number up to `most` suffices (e.g. an
-    effect no larger than the margin), NaN when `sd` is not a number. sd = 0: 2.
-
-    >>> planned_teachers(0.5, 1.0, level=0.025)   # a one-sample t test, d = 0.5: 34 (textbook value)
-    34.0
-    """
-    _check_test_args(expect, margin, level)
-    if not (isinstance(sd, (int, float, np.floating)) and math.isfinite(sd) and sd >= 0):
-        return math.nan
-    if expect == "equivalent" and abs(effect) >= margin:
-        return math.inf
-    if expect != "equivalent" and abs(effect) <= margin:
-        return math.inf
-    if sd == 0:
-        return 2.0
-    n = np.arange(2, most + 1)
-    ok = np.nonzero(t_test_power(n, effect, sd, level, expect, margin) >= power)[0]
-    return float(n[ok[0]]) if len(ok) else math.inf
-
-
-def binomial_power(trials, p0: float, p1: float, level: float = 0.01, expect: str = "above",
-                   margin: float = 0.0) -> np.ndarray:
-    """Power of `binomial_test` with `trials` outcomes (an int or an array) when the true
-    proportion is `p1` ("above" / "below" only)."""
-    n = np.asarray(trials, dtype=int)
-    if expect == "below":
-        bound = p0 - margin  # holds <=> P(X <= k | bound) < level
-        k = stats.binom.ppf(level, n, bound) - 1  # the largest k with cdf(k) < level
-        k = np.where(stats.binom.cdf(k + 1, n, bound) < level, k + 1, k)
-        return np.where(k >= 0, stats.binom.cdf(k, n, p1), 0.0)
-    bound = p0 + margin  # holds <=> P(X >= k | bound) < level
-    k = stats.binom.isf(level, n, bound)  # about the smallest k with sf(k) <= level
-    k = np.where(stats.binom.sf(k, n, bound) >= level, k + 1, k)
-    k = np.where(stats.binom.sf(k - 1, n, bound) < level, k - 1, k)
-    return np.where(k < n, stats.binom.sf(k, n, p1), 0.0)  # P(X >= k + 1)
-
-
-def planned_trials(p0: float, p1: float, level: float = 0.01, power: float = POWER, expect: str = "above",
-                   margin: float = 0.0, most: int = 20000) -> float:
-    """The fewest outcomes for which `binomial_test` reaches `power` when the true proportion is p1.
-
-    Returns a float; inf when none up to `most` suffices (p1 not beyond the bound), NaN for
-    "equivalent" (not planned here).
-
-    >>> planned_trials(0.02, 0.0, expect="below")   # none right, against 1/C = 0.02: 0.98**n < 0.01
-    228.0
-    """
-    _check_test_args(expect, margin, level)
-    if expect == "equivalent":
-        return math.nan
-    if (expect == "above" and p1 <= p0 + margin) or (expect == "below" and p1 >= p0 - margin):
-        return math.inf
-    n = np.arange(1, most + 1)
-    ok = np.nonzero(binomial_power(n, p0, p1, level, expect, margin) >= power)[0]
-    return float(n[ok[0]]) if len(ok) else math.inf
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

@@ -229,7 +229,7 @@ def test_holm_matches_a_hand_worked_family():
 
 
 def test_planned_teachers_reaches_the_power_it_promises_and_not_one_teacher_less():
-    from memkd.metrics import planned_teachers, t_test_power
+    from memkd.power import planned_teachers, t_test_power
 
     rng = np.random.default_rng(1)
     n = planned_teachers(0.05, 0.08, level=0.01)
@@ -247,7 +247,7 @@ def test_planned_teachers_reaches_the_power_it_promises_and_not_one_teacher_less
 
 
 def test_planned_trials_is_exact():
-    from memkd.metrics import binomial_power, planned_trials
+    from memkd.power import binomial_power, planned_trials
 
     assert planned_trials(0.02, 0.0, expect="below") == 228  # 0.98**228 < 0.01 <= 0.98**227
     assert 0.98 ** 228 < 0.01 <= 0.98 ** 227
@@ -275,7 +275,7 @@ def test_a_claim_records_its_margin_reason_and_plan_and_says_when_it_is_underpow
 
     from memkd.book.chapter import Chapter
     from memkd.book.plan import Margin, Plan
-    from memkd.metrics import planned_teachers
+    from memkd.power import planned_teachers
 
     ch = Chapter("01_toy_2d", profile="smoke", results_dir=str(tmp_path), device="cpu")
     table = pd.DataFrame({"dataset": range(6), "test_acc": [0.1, 0.6, 0.2, 0.5, 0.3, 0.4], "chance": 1 / 3})

@@ -49,7 +49,7 @@ class ClaimTests:
 
     def _plan(self, claim_id: str, plan: Plan | None, r: dict, chance: float, p0: float | None = None) -> dict:
         """The claim's power plan (memkd.book.plan): assumed effect, its reason, planned n, sd source."""
-        from memkd.metrics import planned_teachers, planned_trials
+        from memkd.power import planned_teachers, planned_trials
 
         plan = plan or plan_for(self.name, claim_id)
         if plan is None:

@@ -11,7 +11,7 @@ A **plan** says how many teachers (or, for an exact test, outcomes) a claim need
 its level, for an assumed effect: the effect the paper reports where it gives a number, else the
 smallest effect of interest stated here. `PLANS` maps (chapter, claim id pattern) to a `Plan`;
 `Chapter.claim` looks its claim up there, computes the planned n with
-`memkd.metrics.planned_teachers` (t tests) or `planned_trials` (exact tests) and records it with
+`memkd.power.planned_teachers` (t tests) or `planned_trials` (exact tests) and records it with
 the claim, so that the report can label a claim whose n falls short "underpowered". The spread
 the t plans assume is this build's per-teacher standard deviation (no earlier estimate is kept in
 code; the report says so): the plan then answers "how many teachers would this spread need to
