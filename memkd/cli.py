@@ -48,21 +48,35 @@ def _executor_options(p: argparse.ArgumentParser, workers_help: str) -> None:
     p.add_argument("--timeout", type=float, help=f"seconds per cell (default: by profile: {by_profile})")
 
 
+# Each sub-command's one-line summary, its description and the help of its -o/--out folder.
+COMMANDS = {
+    "sweep": ("execute a notebook over a grid of parameters (resumable)",
+              "Execute NOTEBOOK with papermill at every point of a grid; finished runs are skipped on the next "
+              "invocation. Results: OUT/results.parquet and OUT/results.csv.",
+              "output folder: the sweep directory (default: sweeps/<notebook name>)"),
+    "book": ("execute every chapter at a profile and render the book",
+             "Execute every chapter (nbs/) at PROFILE, each in its own process, then render the site from the "
+             "executed notebooks (memkd.book.build.build_book).",
+             "output folder: results, executed notebooks and the site (default: _build in the book root)"),
+}
+
+
+def _command_parser(sub, name: str) -> argparse.ArgumentParser:
+    """The sub-command `name`'s parser (texts from COMMANDS), with the option every command has: -o/--out."""
+    summary, description, out_help = COMMANDS[name]
+    p = sub.add_parser(name, help=summary, description=description)
+    p.add_argument("-o", "--out", "--output", dest="out", metavar="DIR", help=out_help)
+    return p
+
+
 def _sweep_parser(sub) -> None:
-    p = sub.add_parser(
-        "sweep",
-        help="execute a notebook over a grid of parameters (resumable)",
-        description="Execute NOTEBOOK with papermill at every point of a grid; finished runs are "
-        "skipped on the next invocation. Results: OUT/results.parquet and OUT/results.csv.",
-    )
+    p = _command_parser(sub, "sweep")
     p.add_argument("notebook", help="the notebook, e.g. nbs/02_logit_distillation.ipynb")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=V1,V2",
                    help="a parameter and its values, each read as YAML (repeat; the lists expand as a "
                    "product): -p alpha=0.2,0.6  -p 'ids=[1, 2]'  -p \"title='a,b'\"")
     p.add_argument("-g", "--grid", metavar="FILE.yaml",
                    help="YAML grid: name: value or [values], optional points: [{...}]; -p overrides")
-    p.add_argument("-o", "--out", "--output", dest="out", metavar="DIR",
-                   help="output folder: the sweep directory (default: sweeps/<notebook name>)")
     _executor_options(p, "local worker processes (default 2)")
     p.add_argument("--retry-failed", action="store_true", help="rerun the runs whose last attempt failed")
     p.add_argument("--list-params", action="store_true", help="print the notebook's parameters and exit")
@@ -71,17 +85,9 @@ def _sweep_parser(sub) -> None:
 
 
 def _book_parser(sub) -> None:
-    p = sub.add_parser(
-        "book",
-        help="execute every chapter at a profile and render the book",
-        description="Execute every chapter (nbs/) at PROFILE, each in its own process, then render "
-        "the site from the executed notebooks (memkd.book.build.build_book).",
-    )
+    p = _command_parser(sub, "book")
     p.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"),
                    help="smoke | quick | paper (default quick)")
-    p.add_argument("-o", "--out", "--output", dest="out", metavar="DIR",
-                   help="output folder: results, executed notebooks and the site (default: _build in the "
-                   "book root)")
     _executor_options(p, "chapters executed at once (default 1)")
 
 

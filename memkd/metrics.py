@@ -5,8 +5,9 @@ Shape letters: see `memkd` (E members, N samples, C classes, Q embedding width).
 Teachers (datasets) are the unit of replication: students trained on one teacher are averaged
 first (`per_unit_means`), and a claim is tested on one difference per teacher (`interval_test`),
 with three verdicts (VERDICTS); outcomes that are counts or have no spread get an exact test
-(`binomial_test`). `holm` adjusts a family of p-values; `memkd.power` plans the n for 80% power. `choose_and_test_units` splits teachers so that a setting is never chosen and
-tested on the same runs.
+(`binomial_test`). `holm` adjusts a family of p-values; `memkd.power` plans the n for 80% power.
+`choose_and_test_units` splits teachers so that a setting is never chosen and tested on the same
+runs. `overlap_test` asks whether two groups of students get the same held-out samples right.
 """
 
 from __future__ import annotations
@@ -328,3 +329,49 @@ def choose_and_test_units(units: Sequence, seed: int = 0) -> tuple[list, list]:
     choose = sorted(distinct[i] for i in order[:k])
     test = sorted(distinct[i] for i in order[k:])
     return choose, test
+
+
+# --- overlap of two groups' correct sets (chapter 09's first question) ------------------------------
+
+
+def overlap_test(correct_a, correct_b, permutations: int = 2000, seed: int = 0, perms=None) -> dict:
+    """Do two groups of students get the *same* samples right more often than by chance?
+
+    correct_a : bool array (A, N) or (N,), correct_b : (B, N) or (N,): who is right on each of N
+    held-out samples. Statistic: the mean over all (a, b) pairs of |correct_a & correct_b|.
+    Null (independence): the samples of group b are relabelled by one random permutation for all of
+    its members at once, which keeps every student's accuracy and the agreement within each group.
+    Returns n, acc_a, acc_b (mean accuracies), both (observed statistic), expected (its null
+    mean, N * acc_a * acc_b), lift = both / expected, and the one-sided permutation p-value
+    (1 + #{permuted >= observed}) / (1 + permutations). `perms` (P, N) reuses permutations
+    drawn once (many tests on the same N samples); otherwise they are drawn from `seed`.
+    """
+    a = np.atleast_2d(np.asarray(correct_a, dtype=float))  # (A, N)
+    b = np.atleast_2d(np.asarray(correct_b, dtype=float))  # (B, N)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"The 'correct_b' parameter of overlap_test must cover the same {a.shape[1]} samples as "
+                         f"correct_a (both groups need the same samples). Got {b.shape[1]} samples instead.")
+    n = a.shape[1]
+    ma, mb = a.mean(0), b.mean(0)  # (N,) per-sample fraction of each group that is right
+    observed = float(ma @ mb)
+    if perms is None:
+        perms = permutation_matrix(n, permutations, seed)
+    null = mb[perms] @ ma  # (P,)
+    expected = float(ma.sum() * mb.sum() / n)
+    return {"n": n, "acc_a": float(ma.mean()), "acc_b": float(mb.mean()), "both": observed,
+            "expected": expected, "lift": observed / expected if expected > 0 else math.nan,
+            "p_value": float((1 + (null >= observed - 1e-9).sum()) / (1 + len(perms)))}
+
+
+def permutation_matrix(n: int, permutations: int, seed: int = 0) -> np.ndarray:
+    """(P, N) int array: `permutations` independent random permutations of range(n)."""
+    rng = np.random.default_rng(seed)
+    return np.argsort(rng.random((permutations, n)), axis=1)
+
+
+def phi(a, b) -> float:
+    """Pearson correlation of two 0/1 vectors (NaN if one of them is constant)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.std() == 0 or b.std() == 0:
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])

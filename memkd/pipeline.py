@@ -361,3 +361,7 @@ def config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 
 # The sizes of the paper's main setting (Fig 2); the departures from them: memkd.book.departures.
 PAPER_SIZES = {"input_dim": 1000, "classes": 100, "per_class": 100, "teacher_width": 500}
+# The paper's main setting (Fig 2) with the released code's teacher protocol: the "paper" profile that
+# the random-data figures (memkd.experiments.figures) and the open questions start from.
+PAPER_PROFILE = dict(PAPER_SIZES, teacher_lr=1e-3, teacher_epochs=2000, student_widths=(500,), alphas=(0.6,),
+                     temperatures=(20.0,), lrs=(1e-3,), epochs=1000, students=4, datasets=5)

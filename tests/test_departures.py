@@ -3,12 +3,15 @@ by the notebooks with one call (`Chapter.record_departures`), never by hand."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import string
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from memkd.book import departures as dp
 from memkd.book.chapter import Chapter
@@ -42,6 +45,58 @@ def topics(rows) -> list[str]:
     assert all(set(r) == {"topic", "paper", "book", "reason"} and all(isinstance(v, str) and v for v in r.values())
                for r in rows), rows
     return [r["topic"] for r in rows]
+
+
+# ---------------------------------------------------------------------------- the prose (departures.yml)
+
+
+TEXTS = yaml.safe_load((ROOT / "memkd" / "book" / "departures.yml").read_text(encoding="utf-8"))
+
+
+def constant_calls(name: str) -> set[tuple[str, ...]]:
+    """The constant leading arguments of every call of `name` in memkd/book/departures.py."""
+    tree = ast.parse((ROOT / "memkd" / "book" / "departures.py").read_text(encoding="utf-8"))
+    return {tuple(a.value for a in node.args) for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == name
+            and node.args and all(isinstance(a, ast.Constant) for a in node.args)}
+
+
+def test_every_yaml_row_has_its_text_and_named_placeholders():
+    for group, rows in TEXTS.items():
+        for topic, row in rows.items():
+            assert set(row) - {"wordings"} == {"paper", "book", "reason"}, (group, topic)
+            texts = [row["paper"], row["book"], row["reason"], *row.get("wordings", {}).values()]
+            assert all(isinstance(t, str) and t.strip() for t in texts), (group, topic)
+            fields = [f for t in texts for _, f, _, _ in string.Formatter().parse(t) if f is not None]
+            assert all(re.fullmatch(r"[a-z_]+(\[\w+\])?", f) for f in fields), (group, topic, fields)
+
+
+def test_every_yaml_row_and_wording_is_used_by_the_code():
+    rows = {(group, topic) for group, topics in TEXTS.items() for topic in topics}
+    assert constant_calls("departure_row") == rows
+    wordings = {(g, t, name) for g, topics in TEXTS.items() for t, row in topics.items()
+                for name in row.get("wordings", {})}
+    assert constant_calls("wording") == wordings
+
+
+def test_departure_row_fills_placeholders_and_rejects_what_it_cannot_fill():
+    row = dp.departure_row("13_one_hidden_layer", "student optimizer budget", lr=0.01, epochs=300)
+    assert row == {"topic": "student optimizer budget", "paper": "Adam lr 1e-4 for 10,000 full-batch epochs",
+                   "book": "Adam lr 0.01 for 300 epochs", "reason": TEXTS["13_one_hidden_layer"][
+                       "student optimizer budget"]["reason"]}
+    with pytest.raises(ValueError, match=r"^The 'topic' parameter of departure_row must be a topic of the group "
+                                         r"'shared' in departures\.yml, one of \[.*'grid'.*\]\. Got 'nowhere' instead\.$"):
+        dp.departure_row("shared", "nowhere")
+    with pytest.raises(ValueError, match=r"^The 'group' parameter of departure_row must be a group of departures"):
+        dp.departure_row("99_nowhere", "grid")
+    with pytest.raises(ValueError, match=r"^The 'lr' parameter of departure_row must be among the keyword values, "
+                                         r"as the book of 13_one_hidden_layer/student optimizer budget in "
+                                         r"departures\.yml uses \{lr\}\. Got \['epochs'\] instead\.$"):
+        dp.departure_row("13_one_hidden_layer", "student optimizer budget", epochs=300)
+    with pytest.raises(ValueError, match=r"^The 'name' parameter of wording must be a wording of shared/teacher"):
+        dp.wording("shared", "teacher budget", "nowhere")
+    assert dp.TEMPERATURE_PAPER == TEXTS["shared"]["temperature convention"]["paper"]
+    assert dp.TEMPERATURE_REASON == TEXTS["shared"]["temperature convention"]["reason"]
 
 
 # ---------------------------------------------------------------------------- the shared departures

@@ -32,7 +32,7 @@ import torch
 
 from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import (
-    ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, Constraint,
+    ALPHAS, BOOL, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, Constraint,
     ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
 )
 from memkd.data.random_vectors import split_per_class
@@ -50,14 +50,20 @@ STRING = Constraint(lambda v: isinstance(v, str), "a str (a path, or '' for the 
 
 
 @dataclass(frozen=True)
-class ImageShuffleConfig(ExperimentConfig):
+class ImageDataConfig(ExperimentConfig):
+    """The images and their split into D and the trivial set: the knobs of Fig 4 and chapter 10."""
+
     dataset: str = knob("auto", one_of("auto", "cifar10", "digits"),
                         "cifar10, digits (sklearn's 8x8, no download), or auto (CIFAR-10 if it can be had)")
     data_root: str = knob("", STRING, "CIFAR-10 archive or its folder; '' uses $MEMKD_DATA or ~/.cache/memkd")
-    settings: tuple = knob(SETTINGS, list_of(one_of(*SETTINGS)), "teachers: clean, labels, pixels, both, fixed")
-    teachers: int = knob(5, POS_INT, "independent teachers per setting (own draw of D, shuffles, initialization)")
     memorized_fraction: float = knob(0.8, real_interval(0, 1), "fraction of each class in D (the rest: trivial set)")
     per_class: Any = knob(None, OPTIONAL_INT, "images per class in D (a subsample); None: all of the fraction")
+
+
+@dataclass(frozen=True)
+class ImageShuffleConfig(ImageDataConfig):
+    settings: tuple = knob(SETTINGS, list_of(one_of(*SETTINGS)), "teachers: clean, labels, pixels, both, fixed")
+    teachers: int = knob(5, POS_INT, "independent teachers per setting (own draw of D, shuffles, initialization)")
     teacher_width: int = knob(512, POS_INT, "P of the teacher")
     hidden_layers: int = knob(2, int_range(1, 4), "hidden layers of teacher and students")
     teacher_lr: float = knob(1e-3, real_interval(0, 1, "right"), "teacher's Adam learning rate")

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from memkd.declare import experiment
 from memkd.config import (
-    BOOL, DEVICE, OPTIONAL_INT, POS_INT, ExperimentConfig, int_range, knob, list_of, make_config,
+    BOOL, OPTIONAL_INT, POS_INT, int_range, knob, list_of, make_config,
     one_of, real_interval,
 )
 from memkd.models.cnn import CNNFamily
@@ -45,26 +45,20 @@ from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
 from memkd import distillation
 from memkd.distillation import TEACHER_STOPS, MLPFamily, predict
-from memkd.experiments.cifar import STRING, shuffled_task
+from memkd.experiments.cifar import SETTINGS, ImageDataConfig, shuffled_task
 from memkd.pipeline import tidy
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 
-SETTINGS = ("clean", "labels", "pixels", "both", "fixed")
 PAIRS = ("cnn->cnn", "mlp->mlp", "cnn->mlp", "mlp->cnn")
 ARCHS = ("cnn", "mlp")
 
 
 @dataclass(frozen=True)
-class ConvolutionConfig(ExperimentConfig):
-    dataset: str = knob("auto", one_of("auto", "cifar10", "digits"),
-                        "cifar10, digits (sklearn's 8x8, no download), or auto (CIFAR-10 if it can be had)")
-    data_root: str = knob("", STRING, "CIFAR-10 archive or its folder; '' uses $MEMKD_DATA or ~/.cache/memkd")
+class ConvolutionConfig(ImageDataConfig):
     settings: tuple = knob(SETTINGS, list_of(one_of(*SETTINGS)), "clean, labels, pixels, both, fixed")
     pairs: tuple = knob(PAIRS, list_of(one_of(*PAIRS)), "teacher -> student architectures")
     teachers: int = knob(5, int_range(1), "independent units (data draw and teachers) per setting")
-    memorized_fraction: float = knob(0.8, real_interval(0, 1), "fraction of each class in D (the rest: trivial set)")
-    per_class: Any = knob(None, OPTIONAL_INT, "images per class in D (a subsample); None: all of the fraction")
     cnn_width: int = knob(32, POS_INT, "channels of the CNN's first conv layer (doubling per layer)")
     conv_layers: int = knob(2, int_range(1, 3), "conv blocks (3x3 conv, ReLU, 2x2 max pool) of the CNN")
     head_width: int = knob(256, POS_INT, "hidden units of the CNN's MLP head")

@@ -20,7 +20,7 @@ from memkd.config import (
     POS_INT, POS_INTS, int_range, knob, list_of, make_config, one_of, real_interval,
 )
 from memkd.pipeline import (
-    RandomDataConfig, distill, member_grid, memorization_tasks, split, tidy,
+    PAPER_PROFILE, RandomDataConfig, distill, member_grid, memorization_tasks, split, tidy,
 )
 from memkd.losses import cut_tail, drop_class, soft_targets, zero_class_elsewhere
 
@@ -35,9 +35,7 @@ SMOKE = dict(input_dim=100, classes=10, per_class=20, teacher_width=50, teacher_
 QUICK = dict(input_dim=250, classes=50, per_class=25, teacher_width=125, teacher_lr=1e-3,
              teacher_epochs=300, student_widths=(125,), alphas=(0.6,), temperatures=(10.0,),
              lrs=(3e-3,), epochs=200, students=2, datasets=5)
-PAPER = dict(input_dim=1000, classes=100, per_class=100, teacher_width=500, teacher_lr=1e-3,
-             teacher_epochs=2000, student_widths=(500,), alphas=(0.6,), temperatures=(20.0,),
-             lrs=(1e-3,), epochs=1000, students=4, datasets=5)
+PAPER = PAPER_PROFILE
 
 
 def _settings(cfg: RandomDataConfig):

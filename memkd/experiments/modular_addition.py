@@ -48,6 +48,21 @@ class ModularTransformerConfig(ExperimentConfig):
         if self.d_model % self.heads:
             self.fail("heads", f"must divide d_model={self.d_model}. Got {self.heads!r} instead.")
 
+    def check_split(self, name: str, value: float, taken: int, total: int, what: str) -> None:
+        """Fail knob `name` (= `value`) when it puts `taken` of `total` pairs (`what`) in D: D needs at
+        least 2 of them, and one must stay outside."""
+        if taken < 2 or taken > total - 1:
+            self.fail(name, f"gives {taken} of the {total} pairs{what} in D: D needs at least 2 pairs{what} and "
+                      f"one pair{what} must stay outside. Got {value!r} instead.")
+
+    def check_fractions(self, name: str, fractions: tuple, size: int, what: str, empty: str) -> None:
+        """Fail knob `name` when one of its `fractions` of `size` pairs in D (`what`) leaves the
+        student's part or the held-out part without a pair (`empty` says what is then empty)."""
+        for f in fractions:
+            k = int(round(f * size))
+            if k < 1 or k > size - 1:
+                self.fail(name, f"contains {f}, which with {size} pairs{what} in D leaves {empty}.")
+
 
 @dataclass(frozen=True)
 class TransformerConfig(ModularTransformerConfig):
@@ -85,16 +100,10 @@ class TransformerConfig(ModularTransformerConfig):
 
     def check(self) -> None:
         super().check()
-        take = self.per_answer
-        if take < 2 or take > self.modulus - 1:
-            self.fail("memorized_fraction", f"gives {take} of the {self.modulus} pairs of each answer in D: D needs "
-                      "at least 2 pairs of each answer and one pair of each must stay outside. Got "
-                      f"{self.memorized_fraction!r} instead.")
-        for a in self.alphas:
-            k = int(round(a * take))
-            if k < 1 or k > take - 1:
-                self.fail("alphas", f"contains {a}, which with {take} pairs of each answer in D leaves an answer "
-                          "empty in the student's part or in the held-out part.")
+        self.check_split("memorized_fraction", self.memorized_fraction, self.per_answer, self.modulus,
+                         " of each answer")
+        self.check_fractions("alphas", self.alphas, self.per_answer, " of each answer",
+                             "an answer empty in the student's part or in the held-out part")
 
 
 def transformer_tasks(cfg: TransformerConfig, device: torch.device):

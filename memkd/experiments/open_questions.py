@@ -31,27 +31,23 @@ from torch import Tensor
 from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import BOOL, POS_INT, int_range, knob, list_of, make_config, one_of, real_interval
 from memkd.pipeline import (
-    MemorizationTask, RandomDataConfig, distill, member_grid, memorization_tasks, split,
+    PAPER_PROFILE, MemorizationTask, RandomDataConfig, config_dict, distill, member_grid, memorization_tasks,
+    split,
 )
 from memkd.losses import soft_targets
-from memkd.metrics import nearest_neighbour_predictions
+from memkd.metrics import nearest_neighbour_predictions, overlap_test, permutation_matrix, phi
 from memkd.seeds import derive_seed
 from memkd.distillation import TeacherDidNotMemorize
+from memkd.experiments import figures
 
-# Smallest settings that show the effect in seconds (smoke, 3 teachers), a CPU chapter of about a
-# minute and a half on two cores (quick, 5 teachers), the paper's scale (5 teachers). Every teacher
-# at these sizes memorizes in 40-70 epochs (measured for each activation, depth and weight decay
-# of the questions), so a budget of 200 epochs leaves it three times that.
-SMOKE = dict(input_dim=100, classes=10, per_class=20, teacher_width=50, teacher_lr=3e-3,
-             teacher_epochs=200, student_widths=(50,), alphas=(0.6,), temperatures=(20.0,),
-             lrs=(1e-2,), epochs=100, students=2, datasets=3)
+# Smoke: the figures' smallest sizes (3 teachers, seconds); quick: a CPU chapter of about a minute and a
+# half on two cores (5 teachers); paper: the paper's scale. Every teacher at these sizes memorizes in
+# 40-70 epochs (measured for each question's activation, depth and weight decay): 200 leaves 3x that.
+SMOKE = dict(figures.SMOKE, teacher_epochs=200, students=2, datasets=3)
 QUICK = dict(input_dim=150, classes=20, per_class=20, teacher_width=100, teacher_lr=2e-3,
              teacher_epochs=200, student_widths=(100,), alphas=(0.6,), temperatures=(20.0,),
              lrs=(3e-3,), epochs=150, students=2, datasets=5)
-PAPER = dict(input_dim=1000, classes=100, per_class=100, teacher_width=500, teacher_lr=1e-3,
-             teacher_epochs=2000, student_widths=(500,), alphas=(0.6,), temperatures=(20.0,),
-             lrs=(1e-3,), epochs=1000, students=4, datasets=5)
-PROFILES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
+PROFILES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER_PROFILE}
 
 
 @dataclass(frozen=True)
@@ -143,8 +139,7 @@ def correct_sets(tasks: Sequence[MemorizationTask], splits: Sequence[tuple[Tenso
 
 
 def question_table(rows: list[dict], question: str, cfg: OpenQuestionConfig) -> pd.DataFrame:
-    from memkd.pipeline import config_dict
-
+    """The question's tidy table: `rows` with a leading column `question` and the config in attrs."""
     table = pd.DataFrame(rows)
     table.insert(0, "question", question)
     table.attrs["config"] = config_dict(cfg)
@@ -152,49 +147,6 @@ def question_table(rows: list[dict], question: str, cfg: OpenQuestionConfig) -> 
 
 
 # --- statistics of the overlap question ------------------------------------------------------------
-
-
-def overlap_test(correct_a, correct_b, permutations: int = 2000, seed: int = 0, perms=None) -> dict:
-    """Do two groups of students get the *same* samples right more often than by chance?
-
-    correct_a : bool array (A, N) or (N,), correct_b : (B, N) or (N,): who is right on each of N
-    held-out samples. Statistic: the mean over all (a, b) pairs of |correct_a & correct_b|.
-    Null (independence): the samples of group b are relabelled by one random permutation for all of
-    its members at once, which keeps every student's accuracy and the agreement within each group.
-    Returns n, acc_a, acc_b (mean accuracies), both (observed statistic), expected (its null
-    mean, N * acc_a * acc_b), lift = both / expected, and the one-sided permutation p-value
-    (1 + #{permuted >= observed}) / (1 + permutations). `perms` (P, N) reuses permutations
-    drawn once (many tests on the same N samples); otherwise they are drawn from `seed`.
-    """
-    a = np.atleast_2d(np.asarray(correct_a, dtype=float))  # (A, N)
-    b = np.atleast_2d(np.asarray(correct_b, dtype=float))  # (B, N)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"The 'correct_b' parameter of overlap_test must cover the same {a.shape[1]} samples as "
-                         f"correct_a (both groups need the same samples). Got {b.shape[1]} samples instead.")
-    n = a.shape[1]
-    ma, mb = a.mean(0), b.mean(0)  # (N,) per-sample fraction of each group that is right
-    observed = float(ma @ mb)
-    if perms is None:
-        perms = permutation_matrix(n, permutations, seed)
-    null = mb[perms] @ ma  # (P,)
-    expected = float(ma.sum() * mb.sum() / n)
-    return {"n": n, "acc_a": float(ma.mean()), "acc_b": float(mb.mean()), "both": observed,
-            "expected": expected, "lift": observed / expected if expected > 0 else math.nan,
-            "p_value": float((1 + (null >= observed - 1e-9).sum()) / (1 + len(perms)))}
-
-
-def permutation_matrix(n: int, permutations: int, seed: int = 0) -> np.ndarray:
-    """(P, N) int array: `permutations` independent random permutations of range(n)."""
-    rng = np.random.default_rng(seed)
-    return np.argsort(rng.random((permutations, n)), axis=1)
-
-
-def phi(a, b) -> float:
-    """Pearson correlation of two 0/1 vectors (NaN if one of them is constant)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.std() == 0 or b.std() == 0:
-        return math.nan
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def overlap_rows(soft: np.ndarray, sim: np.ndarray, perms: np.ndarray) -> list[dict]:

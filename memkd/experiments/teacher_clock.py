@@ -103,20 +103,13 @@ class TeacherClockConfig(ModularTransformerConfig):
 
     def check(self) -> None:
         super().check()
-        n = self.pairs
-        if n < 2 or n > self.modulus ** 2 - 1:
-            self.fail("train_fraction", f"gives {n} of the {self.modulus ** 2} pairs in D: D needs at least 2 pairs "
-                      f"and one pair must stay outside. Got {self.train_fraction!r} instead.")
+        self.check_split("train_fraction", self.train_fraction, self.pairs, self.modulus ** 2, "")
         if len(set(self.teacher_steps)) != len(self.teacher_steps):
             self.fail("teacher_steps", f"must hold distinct steps. Got {self.teacher_steps!r} instead.")
         if self.clock_every > max(self.teacher_steps):
             self.fail("clock_every", f"must be at most the last teacher stop ({max(self.teacher_steps)}). "
                       f"Got {self.clock_every!r} instead.")
-        for rho in self.rhos:
-            k = int(round(rho * n))
-            if k < 1 or k > n - 1:
-                self.fail("rhos", f"contains {rho}, which with {n} pairs in D leaves the student's part or the "
-                          "held-out part empty.")
+        self.check_fractions("rhos", self.rhos, self.pairs, "", "the student's part or the held-out part empty")
 
 
 def clock_state(train_acc: float, unseen_acc: float) -> str:
