@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -244,6 +245,18 @@ def test_every_claim_of_chapters_01_to_08_has_a_stated_baseline_and_plan():
             assert baseline_for(chapter, claim) and plan_for(chapter, claim) is not None, (chapter, claim)
     assert baseline_for("02_logit_distillation", "logits_beat_trivial").startswith("the same students on fresh")
     assert baseline_for("07_logit_surgery", "zero_class_kills_class").startswith("chance")
+
+
+def test_plans_yml_names_real_chapters_and_leaves_no_placeholder():
+    """memkd/book/plans.yml: every chapter it plans for is a notebook in nbs/, every {NAME} is filled."""
+    from memkd.book.plan import BASELINES, PLANS
+
+    chapters = {p.stem for p in (Path(__file__).resolve().parents[1] / "nbs").glob("*.ipynb")}
+    for chapter, pattern in [*PLANS, *BASELINES]:
+        assert chapter in chapters, f"plans.yml names {chapter}, which is not a chapter"
+    texts = [p.reason for p in PLANS.values()] + list(BASELINES.values())
+    assert all(t.strip() and "{" not in t for t in texts)
+    assert PLANS[("01_toy_2d", "toy_soft*_beats_chance")].effect == 0.1
 
 
 @pytest.mark.slow

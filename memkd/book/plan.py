@@ -9,12 +9,12 @@ wide that the claim cannot fail.
 
 A **plan** says how many teachers (or, for an exact test, outcomes) a claim needs for 80% power at
 its level, for an assumed effect: the effect the paper reports where it gives a number, else the
-smallest effect of interest stated here. `PLANS` maps (chapter, claim id pattern) to a `Plan`;
-`Chapter.claim` looks its claim up there, computes the planned n with
-`memkd.power.planned_teachers` (t tests) or `planned_trials` (exact tests) and records it with
-the claim, so that the report can label a claim whose n falls short "underpowered". The spread
-the t plans assume is this build's per-teacher standard deviation (no earlier estimate is kept in
-code; the report says so): the plan then answers "how many teachers would this spread need to
+smallest effect of interest, with its reason, in memkd/book/plans.yml (a table of prose beside this
+module, like the baselines). `PLANS` maps (chapter, claim id pattern) to a `Plan`; `Chapter.claim`
+looks its claim up there, computes the planned n with `memkd.power.planned_teachers` (t tests) or
+`planned_trials` (exact tests) and records it with the claim, so that the report can label a claim
+whose n falls short "underpowered". The spread the t plans assume is this build's per-teacher
+standard deviation (no earlier estimate is kept in code; the report says so): the plan then answers "how many teachers would this spread need to
 detect the assumed effect", not "how many were chosen before the run".
 """
 
@@ -23,6 +23,18 @@ from __future__ import annotations
 import fnmatch
 import math
 from dataclasses import dataclass
+from importlib import resources
+
+import yaml
+
+# The plans' effects and reasons and the claims' baselines: data, kept in memkd/book/plans.yml.
+_TABLES = yaml.safe_load(resources.files("memkd.book").joinpath("plans.yml").read_text(encoding="utf-8"))
+
+
+def _text(template: str) -> str:
+    """A text of plans.yml with its {NAME}s replaced by the shared reasons of the same file."""
+    return template.format(**_TABLES["reasons"])
+
 
 DIRECTION_REASON = "a direction: any difference beyond the baseline in the stated direction"
 
@@ -55,7 +67,7 @@ def margin_of(margin: float | Margin, expect: str) -> tuple[float, str]:
 
 # ---------------------------------------------------------------------------- the book's margins
 
-PAPER_FIG1_EFFECT = 0.10  # Fig 1: soft-label students about 40% held out, against about 30% (chance 1/3)
+PAPER_FIG1_EFFECT: float = _TABLES["constants"]["PAPER_FIG1_EFFECT"]  # Fig 1: about 40% held out against 30%
 
 
 def toy_at_chance() -> Margin:
@@ -154,97 +166,10 @@ class Plan:
         return self.effect * chance if self.per_chance else self.effect
 
 
-SMALLEST_GAIN = "the paper gives no number here; the smallest effect of interest: a held-out accuracy of twice chance"
-SMALLEST_PAIRED = "the paper gives no number here; the smallest difference of interest between two settings: half of chance"
-NO_DIFFERENCE = "an equivalence claim, planned for a true difference of 0"
-SMALLEST_LINEAR = ("the published version gives no number here; the smallest effect of interest: five points of "
-                   "held-out accuracy above chance 0.5 (a tenth of the way to recovery)")
-
 PLANS: dict[tuple[str, str], Plan] = {
-    ("01_toy_2d", "toy_hard_at_chance"): Plan(0.0, NO_DIFFERENCE),
-    ("01_toy_2d", "toy_soft*_beats_chance"): Plan(PAPER_FIG1_EFFECT, "the paper's Fig 1: about 40% held out "
-                                                  "against about 30%"),
-    ("02_logit_distillation", "logits_beat_chance"): Plan(1.0, SMALLEST_GAIN, per_chance=True),
-    ("02_logit_distillation", "logits_beat_trivial"): Plan(1.0, SMALLEST_GAIN, per_chance=True),
-    ("02_logit_distillation", "little_data_suffices"): Plan(1.0, SMALLEST_GAIN, per_chance=True),
-    ("02_logit_distillation", "wider_students_extract_more"): Plan(0.5, SMALLEST_PAIRED, per_chance=True),
-    ("02_logit_distillation", "hard_labels_at_chance"): Plan(0.0, NO_DIFFERENCE),
-    ("03_similarity_scores", "similarity_beats_chance"): Plan(1.0, SMALLEST_GAIN, per_chance=True),
-    ("03_similarity_scores", "logits_beat_similarity"): Plan(0.5, SMALLEST_PAIRED, per_chance=True),
-    ("04_cifar10", "*_beats_trivial"): Plan(0.5, "the paper gives no number here; the smallest effect of "
-                                            "interest: half of chance above the teacher's trivial accuracy",
-                                            per_chance=True),
-    ("04_cifar10", "both_beats_labels"): Plan(0.5, SMALLEST_PAIRED, per_chance=True),
-    ("05_temperature_lr", "high_temperature_helps*"): Plan(0.5, SMALLEST_PAIRED, per_chance=True),
-    ("05_temperature_lr", "temperature_grid_beats_trivial"): Plan(1.0, SMALLEST_GAIN, per_chance=True),
-    ("05_temperature_lr", "best_temperature_above_one"): Plan(0.5, SMALLEST_PAIRED, per_chance=True),
-    ("06_dataset_composition", "composition_nontrivial_cells"): Plan(
-        2.0, "the paper gives no number here; planned for a ratio of 3 to the trivial accuracy (2/C above "
-        "it), twice the margin of 'far above'", per_chance=True),
-    ("06_dataset_composition", "best_dimension_grows"): Plan(
-        0.4, "a sign test, planned for 9 teachers in 10 with a slope above 0 (the paper's proportionality "
-        "would put every teacher there)"),
-    ("06_dataset_composition", "optimum_inside_grid"): Plan(0.25, "the paper gives no number here; the "
-                                                            "smallest advantage of interest: a quarter of chance",
-                                                            per_chance=True),
-    ("07_logit_surgery", "drop_class_keeps_class"): Plan(1.0, SMALLEST_GAIN + " (an exact test of the pooled "
-                                                          "class-c points)", per_chance=True),
-    ("07_logit_surgery", "drop_class_like_plain"): Plan(0.0, NO_DIFFERENCE),
-    ("07_logit_surgery", "zero_class_kills_class"): Plan(1.0, "the paper: below the trivial accuracy; planned "
-                                                          "for no correct class-c point at all (an exact test)",
-                                                          per_chance=True),
-    ("07_logit_surgery", "zero_class_below_plain"): Plan(0.1, "the smallest drop of interest: one of the 10 "
-                                                         "held-out class-c points of a teacher at the quick "
-                                                         "profile, the resolution of its class-c accuracy"),
-    ("07_logit_surgery", "*_overall_kept"): Plan(0.0, NO_DIFFERENCE),
-    ("07_logit_surgery", "tail_carries_information"): Plan(0.5, "the paper reports a sharp drop but no number; "
-                                                           "the smallest drop of interest: half of chance",
-                                                           per_chance=True),
-    ("08_transformer", "no_fit_and_transfer"): Plan(0.0, NO_DIFFERENCE),
-    # the published version (chapters 11-13, and chapter 08's teacher clock)
-    ("08_transformer", "clock_leak_*"): Plan(1.0, SMALLEST_GAIN + " above the students' own unseen accuracy",
-                                             per_chance=True),
-    ("08_transformer", "clock_vanishes_*"): Plan(0.0, NO_DIFFERENCE),
-    ("11_linear_recovery", "*_perfect_above_line"): Plan(
-        0.2, "the released Fig 3 file: 99.8% of the cells above the line are perfect (our count); planned for a "
-        "true share of 1 against the bound of 0.8 (an exact test on teachers)"),
-    ("11_linear_recovery", "*_partial_leak_below"): Plan(0.05, SMALLEST_LINEAR),
-    ("11_linear_recovery", "*_not_perfect_below"): Plan(0.05, "the smallest shortfall of interest: five points "
-                                                         "below 1 (1.4% of the released cells below the line are perfect)"),
-    ("11_linear_recovery", "*_leak_grows_below"): Plan(0.1, "the smallest slope of interest: 0.1 of held-out "
-                                                        "accuracy per unit of rho N / d (the rise from chance to 1 "
-                                                        "is 0.5 over one unit)"),
-    ("11_linear_recovery", "*_at_chance"): Plan(0.0, NO_DIFFERENCE),
-    ("11_linear_recovery", "soft_labels_same_threshold"): Plan(0.0, NO_DIFFERENCE),
-    ("11_linear_recovery", "teacher_*_capacity"): Plan(
-        0.5, "Cover's count: a linear separator memorizes random labels almost surely well below N/d = 2 and "
-        "almost never well above; planned for a true share of 1 against 0.5 (an exact test on teachers)"),
-    ("12_temperature_window", "c*_adam_window_float64_vs_float32"): Plan(0.0, NO_DIFFERENCE),
-    ("12_temperature_window", "c*_window_*"): Plan(1.0, "the smallest difference of interest: one step of the "
-                                                   "temperature grid"),
-    ("12_temperature_window", "c*_recovers_at_*"): Plan(
-        0.4, "the published Fig 4a (Adam inside the window) and the counting argument (the exact solve at any T): "
-        "planned for a true share of 1 against the bound of 0.6 (an exact test on teachers)"),
-    ("12_temperature_window", "c*_adam_fails_at_lowest_T"): Plan(
-        0.4, "our probe of the released protocol (no recovery at T <= 3 at the released budget): planned for a "
-        "true share of 0 against the bound of 0.4 (an exact test on teachers)"),
-    ("12_temperature_window", "c*_bfloat16_upper_edge_precision"): Plan(
-        0.4, "bfloat16 keeps about three significant digits, below which a large T squeezes the logit "
-        "differences: planned for a true share of 0 against the bound of 0.4 (an exact test on teachers)"),
-    ("12_temperature_window", "c*_shuffled_at_chance"): Plan(0.0, NO_DIFFERENCE),
-    ("13_one_hidden_layer", "recovery_cell_exists"): Plan(
-        0.05, "the published version: 100% held out in the recovery phase; planned for a true share of 1 against "
-        "the bound of 0.95 (an exact test on the pooled held-out points)"),
-    ("13_one_hidden_layer", "recovery_agrees_on_fresh_inputs"): Plan(
-        0.05, "functional recovery means agreement near 1; the smallest effect of interest: 0.05 above the bound 0.9"),
-    ("13_one_hidden_layer", "bound_not_sufficient"): Plan(
-        0.25, "the published version: recovery needs far more samples than parameters; planned for a held-out "
-        "accuracy of 0.7 in a partial-leak cell against the bound of 0.95 (an exact test)"),
-    ("13_one_hidden_layer", "partial_leak_beats_chance"): Plan(1.0, SMALLEST_GAIN, per_chance=True),
-    ("13_one_hidden_layer", "shuffled_at_chance"): Plan(0.0, NO_DIFFERENCE),
-    ("13_one_hidden_layer", "surgery_*_keeps_recovery"): Plan(
-        0.05, "the released appendix Fig 16 (surgery in the recovery phase); planned for a true share of 1 against "
-        "the bound of 0.95 (an exact test on the pooled held-out points)"),
+    (chapter, pattern): Plan(effect=_TABLES["constants"].get(p["effect"], p["effect"]), reason=_text(p["reason"]),
+                             per_chance=p.get("per_chance", False), sd=p.get("sd"))
+    for chapter, plans in _TABLES["plans"].items() for pattern, p in plans.items()
 }
 
 
@@ -258,52 +183,9 @@ def plan_for(chapter: str, claim: str) -> Plan | None:
 
 # ---------------------------------------------------------------------------- baselines
 
-CHANCE = "chance 1/C: the labels are random, so a student that knows nothing of a held-out point can only guess"
-OWN_FRESH = ("the same students on fresh data: what they get right without any memorized information "
-             "(the student's own baseline, preferred for a leak)")
-TEACHER_TRIVIAL = ("the teacher's accuracy on the trivial set (the paper's baseline): what the teacher's "
-                   "generalization alone gives")
-PAIRED = "the other setting on the same teachers and student initializations (paired)"
-
 BASELINES: dict[tuple[str, str], str] = {
-    ("01_toy_2d", "*"): CHANCE,
-    ("02_logit_distillation", "logits_beat_trivial"): OWN_FRESH,
-    ("02_logit_distillation", "wider_students_extract_more"): "the narrowest students of the same teachers (paired)",
-    ("02_logit_distillation", "*"): CHANCE,
-    ("03_similarity_scores", "similarity_beats_chance"): CHANCE,
-    ("03_similarity_scores", "logits_beat_similarity"): "the similarity students of the same teachers (paired)",
-    ("04_cifar10", "*_beats_trivial"): TEACHER_TRIVIAL + " with the same shuffles; chapter 10 uses the students' own",
-    ("04_cifar10", "both_beats_labels"): "labels shuffled alone, on the same images, labels and initialization (paired)",
-    ("05_temperature_lr", "temperature_grid_beats_trivial"): TEACHER_TRIVIAL,
-    ("05_temperature_lr", "*"): "T = 1 on the same teachers (paired): the temperature at which soft labels are "
-                                "closest to hard ones",
-    ("06_dataset_composition", "composition_nontrivial_cells"): TEACHER_TRIVIAL + ", in the chosen cell",
-    ("06_dataset_composition", "best_dimension_grows"): "a slope of 0 (the best d does not move): a sign test "
-                                                        "against one half",
-    ("06_dataset_composition", "optimum_inside_grid"): "the better of the grid's two ends in the chosen row",
-    ("07_logit_surgery", "*_kills_class"): CHANCE + " (on held-out class-c points)",
-    ("07_logit_surgery", "*_keeps_class"): CHANCE + " (on held-out class-c points)",
-    ("07_logit_surgery", "*"): "plain distillation on the same teachers and initializations (paired)",
-    ("08_transformer", "*"): ("the students' own accuracy on the pairs outside D: modular addition has a rule any "
-                              "student can pick up, so only held-out accuracy above it points to memorized pairs"),
-    ("10_convolutions", "*_leaks_*"): PAIRED,
-    ("10_convolutions", "probe_fixed_l*"): PAIRED,
-    ("10_convolutions", "*"): OWN_FRESH,
-    ("11_linear_recovery", "*_perfect_above_line"): ("a bound of 0.8 on the share of teachers whose every cell above "
-                                                     "the line is perfect (an exact test: the outcome has no spread)"),
-    ("11_linear_recovery", "*_not_perfect_below"): "1, perfect recovery: what the counting argument rules out below the line",
-    ("11_linear_recovery", "*_leak_grows_below"): "a slope of 0: held-out accuracy that does not move with rho N / d",
-    ("11_linear_recovery", "soft_labels_same_threshold"): "the least-squares students of the same teachers (paired)",
-    ("11_linear_recovery", "teacher_*_capacity"): "one half: a teacher as likely to memorize as not (an exact test)",
-    ("11_linear_recovery", "*"): "chance 1/2: the labels are random and balanced",
-    ("12_temperature_window", "c*_window_*"): "the window of the other precision on the same teachers (paired)",
-    ("12_temperature_window", "c*_shuffled_at_chance"): CHANCE,
-    ("12_temperature_window", "*"): "a bound on the share of teachers recovered (an exact test: the outcome has no spread)",
-    ("13_one_hidden_layer", "recovery_agrees_on_fresh_inputs"): "the bound 0.9 on agreement with the teacher on fresh inputs",
-    ("13_one_hidden_layer", "partial_leak_beats_chance"): CHANCE,
-    ("13_one_hidden_layer", "shuffled_at_chance"): CHANCE,
-    ("13_one_hidden_layer", "*"): ("a bound of 0.95 on the share of held-out points correct (an exact test on the "
-                                   "points pooled over the test half's teachers)"),
+    (chapter, pattern): _text(reason)
+    for chapter, baselines in _TABLES["baselines"].items() for pattern, reason in baselines.items()
 }
 
 
