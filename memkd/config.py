@@ -102,6 +102,48 @@ def knob(default: Any, constraint: Constraint, help: str) -> Any:
     return field(default=default, metadata={"constraint": constraint, "help": help})
 
 
+# --- the protocol's knobs, declared once for every experiment that has them -----------------------
+
+TEACHER_STOPS = ("budget", "first_perfect")  # the teacher's stop rules (applied by memkd.distillation)
+LR = real_interval(0, 1, "right")  # one learning rate
+
+
+def teacher_stop_knob() -> Any:
+    """The teacher's stop rule (`TEACHER_STOPS`), the same knob in every experiment with teachers."""
+    return knob("budget", one_of(*TEACHER_STOPS), "budget: train the whole budget, 100% on D required at its "
+                "end (the paper); first_perfect: stop at the first 100%")
+
+
+def teacher_epochs_knob(default: int, unit: str = "epoch", note: str = "") -> Any:
+    """The teacher's budget, in `unit`s (epochs, or full-batch steps)."""
+    return knob(default, POS_INT, f"teacher's {unit} budget; it must be at 100% on D at its end{note}")
+
+
+def lr_knob(default: float, who: str, optimizer: str = "Adam", note: str = "") -> Any:
+    """One learning rate in (0, 1]: `who` is "teacher's", "students'", ...; `note` e.g. " (released: 1e-3)"."""
+    return knob(default, LR, f"{who} {optimizer} learning rate{note}")
+
+
+def epochs_knob(default: int, who: str = "students'", unit: str = "training epochs", note: str = "") -> Any:
+    """How long the students (or `who`) train, in `unit`."""
+    return knob(default, POS_INT, f"{who} {unit}{note}")
+
+
+def students_knob(default: int, per: str, kind: str = "") -> Any:
+    """Student seeds per `per` (e.g. "teacher and setting"); `kind` e.g. "soft-label " narrows who."""
+    return knob(default, POS_INT, f"{kind}student seeds per {per}")
+
+
+def batch_size_knob(who: str = "students'") -> Any:
+    """A mini-batch size, None for full batch."""
+    return knob(None, OPTIONAL_INT, f"{who} mini-batch size; None: full batch")
+
+
+def soften_student_knob(source: str = "the paper's text") -> Any:
+    """The student-softening convention (applied once, in memkd.losses)."""
+    return knob(False, BOOL, f"also divide the student's logits by T ({source})")
+
+
 # --- base config ----------------------------------------------------------------------------------
 
 

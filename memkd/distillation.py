@@ -10,7 +10,8 @@ whether the fused full-batch step applies, its memory per member and its optimiz
 for the transformer). The families: `MLPFamily` (k hidden layers; `memkd.models.family`), `CNNFamily`
 (`memkd.models.cnn`) and `TransformerFamily` (`memkd.models.transformer`).
 
-Defined here once: the teacher stop rules (`TEACHER_STOPS`, checked by `check_teacher_stop`), the
+Defined here once: the teacher stop rules (named in `memkd.config.TEACHER_STOPS`, the range of every
+config's `teacher_stop_knob`; checked by `check_teacher_stop`), the
 error of a teacher below 100% (`TeacherDidNotMemorize`, raised by `require_memorized`), the
 first-100% epoch (`Teacher.epochs_to_memorize`), the copies of a teacher along its training
 (`snapshot_at`, `Teacher.at`) and its accuracy on a second set (`monitor`), and the temperature: a
@@ -33,12 +34,11 @@ from memkd.models.family import STUDENT_KINDS, Family, MLPFamily
 from memkd.fused import FusedCrossEntropy
 from memkd.losses import (cosine_similarity_matrix, hard_cross_entropy, similarity_mse, soft_cross_entropy,
                           soft_targets)
-from memkd.config import invalid
+from memkd.config import TEACHER_STOPS, invalid
 from memkd.device_memory import format_bytes, members_per_chunk
 from memkd.metrics import accuracy
 from memkd.train import fit
 
-TEACHER_STOPS = ("budget", "first_perfect")  # every config's teacher_stop knob takes these
 __all__ = ["STUDENT_KINDS", "TEACHER_STOPS", "Family", "MLPFamily", "Teacher", "TeacherDidNotMemorize",
            "check_teacher_stop", "predict", "require_memorized", "teacher_similarity", "train_students",
            "train_teacher"]

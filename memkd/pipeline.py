@@ -22,8 +22,9 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES,
-    ExperimentConfig, int_range, knob, one_of, real_interval,
+    ALPHAS, LRS, POS_INT, POS_INTS, TEMPERATURES, ExperimentConfig, batch_size_knob, epochs_knob,
+    int_range, knob, lr_knob, one_of, soften_student_knob, students_knob, teacher_epochs_knob,
+    teacher_stop_knob,
 )
 from memkd.declare import DISTILL_COLUMNS
 from memkd.data.random_vectors import make_memorization_data, split_per_class
@@ -31,7 +32,7 @@ from memkd.device import resolve_device
 from memkd.device_memory import check_run_fits, members_per_chunk, training_bytes_per_member
 from memkd.metrics import accuracy, agreement, nearest_neighbour_accuracy
 from memkd.seeds import derive_seed
-from memkd.distillation import TEACHER_STOPS, MLPFamily, Teacher, teacher_similarity, train_students, train_teacher
+from memkd.distillation import MLPFamily, Teacher, teacher_similarity, train_students, train_teacher
 
 
 @dataclass(frozen=True)
@@ -47,19 +48,18 @@ class RandomDataConfig(ExperimentConfig):
     teacher_width: int = knob(125, POS_INT, "P of the teacher")
     hidden_layers: int = knob(2, int_range(1, 4), "hidden layers of teacher and students")
     activation: str = knob("relu", one_of("relu", "tanh", "linear"), "hidden activation")
-    teacher_lr: float = knob(1e-3, real_interval(0, 1, "right"), "teacher's Adam learning rate")
-    teacher_epochs: int = knob(1000, POS_INT, "teacher's epoch budget; it must be at 100% at its end")
-    teacher_stop: str = knob("budget", one_of(*TEACHER_STOPS),
-                             "budget: train all teacher_epochs (the paper); first_perfect: stop at the first 100%")
+    teacher_lr: float = lr_knob(1e-3, "teacher's")
+    teacher_epochs: int = teacher_epochs_knob(1000)
+    teacher_stop: str = teacher_stop_knob()
     student_widths: tuple = knob((125,), POS_INTS, "P of the students")
     alphas: tuple = knob((0.6,), ALPHAS, "fraction of each class the student sees")
     temperatures: tuple = knob((10.0,), TEMPERATURES, "softmax temperatures T of the soft labels")
     lrs: tuple = knob((3e-3,), LRS, "students' Adam learning rates")
-    epochs: int = knob(200, POS_INT, "students' training epochs")
-    students: int = knob(5, POS_INT, "student seeds per setting")
+    epochs: int = epochs_knob(200)
+    students: int = students_knob(5, "teacher and setting")
     datasets: int = knob(1, POS_INT, "independent datasets D, one teacher each")
-    soften_student: bool = knob(False, BOOL, "also divide the student's logits by T (the paper's text)")
-    batch_size: Any = knob(None, OPTIONAL_INT, "mini-batch size; None for full batch")
+    soften_student: bool = soften_student_knob()
+    batch_size: Any = batch_size_knob("teacher's and students'")
 
     def check(self) -> None:
         from memkd.config import check_split

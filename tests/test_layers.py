@@ -66,3 +66,26 @@ def private_imports() -> list[str]:
 
 def test_no_private_name_is_imported_across_modules():
     assert private_imports() == []
+
+
+def test_shared_knobs_are_declared_once_in_the_config():
+    """The protocol's knobs (teacher stop, softening, learning rates, epochs, seeds per setting,
+    batch sizes) come from the factories of memkd.config, so no experiment module writes their help."""
+    import re
+
+    from dataclasses import fields
+
+    import memkd.experiments  # noqa: F401  (declares every experiment)
+    from memkd.declare import EXPERIMENTS
+
+    by_name: dict[str, set[str]] = {}
+    for fn in EXPERIMENTS.values():
+        for f in fields(fn.config):
+            if f.name in ("teacher_stop", "soften_student", "seed", "device", "progress"):
+                by_name.setdefault(f.name, set()).add(f.metadata["help"].split(" (")[0])
+    assert by_name and all(len(helps) == 1 for helps in by_name.values()), by_name
+    written = re.compile(r"(?<!_)\bknob\([^)]*\"[^\"]*(learning rate|epoch budget|student seeds per|mini-batch size|"
+                         r"divide the student's logits)")
+    for path in sorted((PACKAGE / "experiments").glob("*.py")) + [PACKAGE / "pipeline.py"]:
+        hits = [m.group(0)[:60] for m in written.finditer(path.read_text())]
+        assert not hits, f"{path.name} declares a shared knob by hand: {hits}"

@@ -73,9 +73,7 @@ def report_table(claims, link: bool = True, claim_header: str = "Claim of the pa
     (relative to a page in book/); claim_header : the title of the claims' column. A chapter's
     name shows on its first row only. A claim that `supports` another is marked "not counted".
     """
-    import pandas as pd
 
-    from memkd.book.claims import units_text
     from memkd.metrics import format_p
 
     if "verdict_adjusted" not in getattr(claims, "columns", []):
@@ -124,7 +122,6 @@ def plan_table(claims, link: bool = True):
 
     claims : a table of claims (`load_claims`); one row per claim, in chapter order.
     """
-    import pandas as pd
 
     from memkd.book.claims import power_status
 
@@ -178,7 +175,6 @@ def chapter_summary(claims, results: Path, link: bool = True):
     Chapters come from the toc (when a book root is found), the results folders and `claims`; a
     chapter without results shows "no results".
     """
-    import pandas as pd
 
 
     claims = adjust_claims(claims)
@@ -235,7 +231,6 @@ def protocol_table(departures, link: bool = True):
     """The report's protocol table: one row per way a chapter departs from the paper's text or
     the authors' released code, from the chapters' departures.csv (`memkd.book.report.load_departures`).
     A chapter's name shows on its first row only."""
-    import pandas as pd
 
     columns = ["Chapter", "Topic", "The paper or its released code", "This book", "Why"]
     rows, previous = [], None
@@ -252,7 +247,6 @@ def protocol_table(departures, link: bool = True):
 def build_info(results: Path):
     """The report's "This build" box: one row per field of the chapters' meta.json (BUILD_FIELDS)
     with columns Field and Value (its distinct values over the chapters, "–" where none recorded it)."""
-    import pandas as pd
 
     metas = list(load_meta(results).values())
     rows = []

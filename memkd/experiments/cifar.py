@@ -32,15 +32,15 @@ import torch
 
 from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import (
-    ALPHAS, BOOL, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, Constraint,
-    ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
+    ALPHAS, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, Constraint, ExperimentConfig,
+    batch_size_knob, epochs_knob, int_range, knob, list_of, lr_knob, make_config, one_of, real_interval,
+    soften_student_knob, students_knob, teacher_epochs_knob, teacher_stop_knob,
 )
 from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
 from memkd.pipeline import MemorizationTask, distill, member_grid, tidy
 from memkd.device_memory import check_run_fits, members_per_chunk, training_bytes_per_member
 from memkd.seeds import derive_seed
-from memkd.distillation import TEACHER_STOPS
 
 SETTINGS = ("clean", "labels", "pixels", "both", "fixed")
 STRING = Constraint(lambda v: isinstance(v, str), "a str (a path, or '' for the default)")
@@ -66,19 +66,18 @@ class ImageShuffleConfig(ImageDataConfig):
     teachers: int = knob(5, POS_INT, "independent teachers per setting (own draw of D, shuffles, initialization)")
     teacher_width: int = knob(512, POS_INT, "P of the teacher")
     hidden_layers: int = knob(2, int_range(1, 4), "hidden layers of teacher and students")
-    teacher_lr: float = knob(1e-3, real_interval(0, 1, "right"), "teacher's Adam learning rate")
-    teacher_epochs: int = knob(2000, POS_INT, "teacher's epoch budget; it must be at 100% on D at its end")
-    teacher_stop: str = knob("budget", one_of(*TEACHER_STOPS),
-                             "budget: train all teacher_epochs (the paper); first_perfect: stop at the first 100%")
-    teacher_batch_size: Any = knob(None, OPTIONAL_INT, "teacher's mini-batch size; None: full batch")
+    teacher_lr: float = lr_knob(1e-3, "teacher's")
+    teacher_epochs: int = teacher_epochs_knob(2000)
+    teacher_stop: str = teacher_stop_knob()
+    teacher_batch_size: Any = batch_size_knob("teacher's")
     student_widths: tuple = knob((512,), POS_INTS, "P of the students")
     alphas: tuple = knob((0.4, 0.8), ALPHAS, "fraction of each class of D the student sees")
     temperatures: tuple = knob((5.0,), TEMPERATURES, "softmax temperatures T of the soft labels")
     lrs: tuple = knob((1e-2,), LRS, "students' Adam learning rates")
-    epochs: int = knob(200, POS_INT, "students' training epochs")
-    batch_size: Any = knob(None, OPTIONAL_INT, "students' mini-batch size; None: full batch")
-    students: int = knob(5, POS_INT, "student seeds per teacher and setting")
-    soften_student: bool = knob(False, BOOL, "also divide the student's logits by T (the paper's text)")
+    epochs: int = epochs_knob(200)
+    batch_size: Any = batch_size_knob()
+    students: int = students_knob(5, "teacher and setting")
+    soften_student: bool = soften_student_knob()
 
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'setting', 'teacher_epochs_run', 'images', 'n_memorized', 'n_trivial',
                      'note', 'ratio')

@@ -37,14 +37,14 @@ from torch import Tensor
 
 from memkd.declare import experiment
 from memkd.config import (
-    BOOL, OPTIONAL_INT, POS_INT, int_range, knob, list_of, make_config,
-    one_of, real_interval,
+    OPTIONAL_INT, POS_INT, batch_size_knob, epochs_knob, int_range, knob, list_of, lr_knob, make_config,
+    one_of, real_interval, soften_student_knob, students_knob, teacher_stop_knob,
 )
 from memkd.models.cnn import CNNFamily
 from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
 from memkd import distillation
-from memkd.distillation import TEACHER_STOPS, MLPFamily, predict
+from memkd.distillation import MLPFamily, predict
 from memkd.experiments.cifar import SETTINGS, ImageDataConfig, shuffled_task
 from memkd.pipeline import tidy
 from memkd.metrics import accuracy
@@ -63,21 +63,20 @@ class ConvolutionConfig(ImageDataConfig):
     conv_layers: int = knob(2, int_range(1, 3), "conv blocks (3x3 conv, ReLU, 2x2 max pool) of the CNN")
     head_width: int = knob(256, POS_INT, "hidden units of the CNN's MLP head")
     mlp_width: int = knob(512, POS_INT, "P of the MLPs (two hidden ReLU layers)")
-    cnn_teacher_lr: float = knob(1e-3, real_interval(0, 1, "right"), "CNN teacher's Adam learning rate")
-    mlp_teacher_lr: float = knob(1e-3, real_interval(0, 1, "right"), "MLP teacher's Adam learning rate")
-    cnn_teacher_epochs: int = knob(300, POS_INT, "CNN teacher's epoch budget")
-    mlp_teacher_epochs: int = knob(2000, POS_INT, "MLP teacher's epoch budget")
-    teacher_stop: str = knob("budget", one_of(*TEACHER_STOPS),
-                             "budget: all epochs, 100% required at the end; first_perfect: stop at the first 100%")
-    teacher_batch_size: Any = knob(None, OPTIONAL_INT, "teachers' mini-batch size; None: full batch")
+    cnn_teacher_lr: float = lr_knob(1e-3, "CNN teacher's")
+    mlp_teacher_lr: float = lr_knob(1e-3, "MLP teacher's")
+    cnn_teacher_epochs: int = epochs_knob(300, "CNN teacher's", "epoch budget")
+    mlp_teacher_epochs: int = epochs_knob(2000, "MLP teacher's", "epoch budget")
+    teacher_stop: str = teacher_stop_knob()
+    teacher_batch_size: Any = batch_size_knob("teachers'")
     alpha: float = knob(0.6, real_interval(0, 1), "fraction of each class of D the student sees")
     temperature: float = knob(5.0, real_interval(0, float("inf")), "softmax temperature T of the soft labels")
-    soften_student: bool = knob(False, BOOL, "also divide the student's logits by T (the paper's text)")
-    cnn_lr: float = knob(3e-3, real_interval(0, 1, "right"), "CNN students' Adam learning rate")
-    mlp_lr: float = knob(3e-3, real_interval(0, 1, "right"), "MLP students' Adam learning rate")
-    epochs: int = knob(200, POS_INT, "students' training epochs")
-    batch_size: Any = knob(None, OPTIONAL_INT, "students' mini-batch size; None: full batch")
-    students: int = knob(4, POS_INT, "student seeds per teacher and pair")
+    soften_student: bool = soften_student_knob()
+    cnn_lr: float = lr_knob(3e-3, "CNN students'")
+    mlp_lr: float = lr_knob(3e-3, "MLP students'")
+    epochs: int = epochs_knob(200)
+    batch_size: Any = batch_size_knob()
+    students: int = students_knob(4, "teacher and pair")
     chunk: Any = knob(None, OPTIONAL_INT, "most members trained as one ensemble; None: all at once")
 
     TABLE_COLUMNS = ('dataset', 'alpha', 'temperature', 'lr', 'student', 'setting', 'pair', 'teacher',

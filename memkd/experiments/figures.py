@@ -16,9 +16,7 @@ import pandas as pd
 import torch
 
 from memkd.declare import DISTILL_COLUMNS, experiment
-from memkd.config import (
-    POS_INT, POS_INTS, int_range, knob, list_of, make_config, one_of, real_interval,
-)
+from memkd.config import POS_INTS, epochs_knob, int_range, knob, list_of, make_config, one_of, real_interval
 from memkd.pipeline import (
     PAPER_PROFILE, RandomDataConfig, distill, member_grid, memorization_tasks, split, tidy,
 )
@@ -84,7 +82,7 @@ def logit_distillation(profile: str = "quick", targets: str = "soft", **override
 @dataclass(frozen=True)
 class SimilarityConfig(RandomDataConfig):
     similarity_lrs: tuple = knob((1e-3,), list_of(real_interval(0, math.inf)), "similarity students' learning rates")
-    similarity_epochs: int = knob(300, POS_INT, "similarity students' epochs")
+    similarity_epochs: int = epochs_knob(300, "similarity students'", "epochs")
 
     TABLE_COLUMNS = (*DISTILL_COLUMNS, )
     PROFILE_VALUES = {

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    BOOL, DEVICE, POS_INT, TEMPERATURES, ExperimentConfig, int_range, knob, list_of, make_config, one_of, real_interval,
+    BOOL, POS_INT, TEMPERATURES, ExperimentConfig, epochs_knob, int_range, knob, list_of, lr_knob,
+    make_config, one_of, real_interval, soften_student_knob, students_knob,
 )
 from memkd.device import resolve_device
 from memkd.models.linear import (
@@ -59,12 +60,12 @@ class LinearConfig(ExperimentConfig):
     rhos: tuple = knob((0.8,), RHOS, "fraction of each class the student sees (its first floor(rho * n) points)")
     students: tuple = knob(("least_squares", "soft_labels"), KINDS, "student kinds")
     shuffle: bool = knob(True, BOOL, "also train the within-class-shuffled control of every student")
-    soften_student: bool = knob(False, BOOL, "also divide the student's logits by T (the text's convention)")
-    teacher_epochs: int = knob(500, POS_INT, "teachers' full-batch Adam epochs (the released scripts: 10,000)")
-    teacher_lr: float = knob(1e-2, real_interval(0, 1, "right"), "teachers' Adam learning rate (released: 1e-3)")
-    epochs: int = knob(300, POS_INT, "soft-label students' Adam epochs (released: 10,000)")
-    lr: float = knob(5e-2, real_interval(0, 1, "right"), "soft-label students' Adam learning rate (released: 1e-4)")
-    seeds_per_setting: int = knob(1, POS_INT, "soft-label student seeds per teacher and setting")
+    soften_student: bool = soften_student_knob("the text's convention")
+    teacher_epochs: int = epochs_knob(500, "teachers'", "full-batch Adam epochs", " (the released scripts: 10,000)")
+    teacher_lr: float = lr_knob(1e-2, "teachers'", note=" (released: 1e-3)")
+    epochs: int = epochs_knob(300, "soft-label students'", "Adam epochs", " (released: 10,000)")
+    lr: float = lr_knob(5e-2, "soft-label students'", note=" (released: 1e-4)")
+    seeds_per_setting: int = students_knob(1, "teacher and setting", "soft-label ")
     datasets: int = knob(5, POS_INT, "teachers per size (each its own dataset)")
     fresh: int = knob(1000, POS_INT, "fresh inputs per teacher on which agreement is measured")
 

@@ -22,15 +22,14 @@ import torch
 
 from memkd.declare import experiment
 from memkd.config import (
-    ALPHAS, BOOL, DEVICE, LRS, OPTIONAL_INT, POS_INT, TEMPERATURES,
-    ExperimentConfig, int_range, knob, make_config, one_of, real_interval,
+    ALPHAS, LRS, OPTIONAL_INT, POS_INT, TEMPERATURES, ExperimentConfig, epochs_knob, int_range, knob,
+    make_config, real_interval, students_knob, teacher_epochs_knob, teacher_stop_knob,
 )
 from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
 from memkd.pipeline import member_grid, tidy
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
-from memkd.distillation import TEACHER_STOPS
 
 # --- Fig 8: a 1-layer transformer on modular addition ----------------------------------------------
 
@@ -68,16 +67,15 @@ class ModularTransformerConfig(ExperimentConfig):
 class TransformerConfig(ModularTransformerConfig):
     memorized_fraction: float = knob(0.3, real_interval(0, 1), "fraction of the k pairs of each answer in D")
     teachers: int = knob(5, POS_INT, "independent memorized sets D, one teacher each")
-    teacher_epochs: int = knob(5000, POS_INT, "teacher's full-batch step budget; it must be at 100% on D at its end")
-    teacher_stop: str = knob("budget", one_of(*TEACHER_STOPS),
-                             "budget: train all teacher_epochs (the paper); first_perfect: stop at the first 100%")
+    teacher_epochs: int = teacher_epochs_knob(5000, "full-batch step")
+    teacher_stop: str = teacher_stop_knob()
     teacher_extra_epochs: int = knob(0, int_range(0), "teacher steps after its budget (towards grokking)")
     alphas: tuple = knob((0.5,), ALPHAS, "fraction of each answer class of D the student sees")
     temperatures: tuple = knob((1.0, 2.0, 5.0, 10.0, 20.0), TEMPERATURES, "softmax temperatures T")
     lrs: tuple = knob((1e-3,), LRS, "students' AdamW learning rates")
     weight_decay: float = knob(1.0, real_interval(0, math.inf, "left"), "students' AdamW weight decay")
-    epochs: int = knob(1000, POS_INT, "students' full-batch steps")
-    students: int = knob(10, POS_INT, "student seeds per teacher and temperature")
+    epochs: int = epochs_knob(1000, unit="full-batch steps")
+    students: int = students_knob(10, "teacher and temperature")
     chunk: Any = knob(None, OPTIONAL_INT, "students trained at once at most; None: all of one alpha")
 
     TABLE_COLUMNS = ('dataset', 'alpha', 'temperature', 'lr', 'student', 'modulus', 'train_acc', 'test_acc',

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    ALPHAS, BOOL, DEVICE, POS_INT, TEMPERATURES, Constraint, ExperimentConfig, int_range, knob, list_of,
-    make_config, real_interval,
+    ALPHAS, BOOL, POS_INT, TEMPERATURES, Constraint, ExperimentConfig, epochs_knob, int_range, knob,
+    list_of, lr_knob, make_config, real_interval, students_knob, teacher_epochs_knob,
 )
 from memkd.pipeline import MemorizationTask, distill, member_grid, memorization_tasks, tidy
 from memkd.declare import experiment
@@ -91,11 +91,11 @@ class OneHiddenLayerConfig(ExperimentConfig):
     per_class: tuple = knob((3, 10), SIZES, "n: samples of each class in D, one map row per size")
     rhos: tuple = knob((0.67,), ALPHAS, "rho: the student gets the first floor(rho * n) points of each class")
     temperatures: tuple = knob((20.0,), TEMPERATURES, "softmax temperatures T of the soft labels")
-    teacher_lr: float = knob(1e-3, real_interval(0, 1, "right"), "teacher's Adam learning rate")
-    teacher_epochs: int = knob(2000, POS_INT, "teacher's epoch budget (full batch)")
-    lr: float = knob(1e-4, real_interval(0, 1, "right"), "students' Adam learning rate (released: 1e-4)")
-    epochs: int = knob(10_000, POS_INT, "students' epochs (full batch; released: 10,000)")
-    students: int = knob(1, POS_INT, "student seeds per teacher and cell")
+    teacher_lr: float = lr_knob(1e-3, "teacher's")
+    teacher_epochs: int = teacher_epochs_knob(2000, "full-batch epoch")
+    lr: float = lr_knob(1e-4, "students'", note=" (released: 1e-4)")
+    epochs: int = epochs_knob(10_000, unit="full-batch epochs", note=" (released: 10,000)")
+    students: int = students_knob(1, "teacher and cell")
     datasets: int = knob(10, int_range(2), "teachers (independent draws of D) per size")
     shuffle: bool = knob(True, BOOL, "also train the shuffle control (inputs permuted within each class) in "
                          "the map's cells at variant_rho with >= 2 student points per class")

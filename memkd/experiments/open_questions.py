@@ -29,7 +29,9 @@ import torch
 from torch import Tensor
 
 from memkd.declare import DISTILL_COLUMNS, experiment
-from memkd.config import BOOL, POS_INT, int_range, knob, list_of, make_config, one_of, real_interval
+from memkd.config import (
+    BOOL, epochs_knob, int_range, knob, list_of, lr_knob, make_config, one_of, real_interval,
+)
 from memkd.pipeline import (
     PAPER_PROFILE, MemorizationTask, RandomDataConfig, config_dict, distill, member_grid, memorization_tasks,
     split,
@@ -174,8 +176,8 @@ def overlap_rows(soft: np.ndarray, sim: np.ndarray, perms: np.ndarray) -> list[d
 
 @dataclass(frozen=True)
 class OverlapConfig(OpenQuestionConfig):
-    similarity_lr: float = knob(3e-3, real_interval(0, 1, "right"), "similarity students' Adam learning rate")
-    similarity_epochs: int = knob(300, POS_INT, "similarity students' epochs")
+    similarity_lr: float = lr_knob(3e-3, "similarity students'")
+    similarity_epochs: int = epochs_knob(300, "similarity students'", "epochs")
     permutations: int = knob(2000, int_range(100), "permutations of each overlap test")
 
     TABLE_COLUMNS = ('question', 'dataset', 'alpha', 'width', 'temperature', 'epochs', 'pair', 'student_a',

@@ -32,7 +32,8 @@ import pandas as pd
 import torch
 
 from memkd.config import (
-    ALPHAS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, int_range, knob, make_config, real_interval,
+    ALPHAS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, epochs_knob, int_range, knob, lr_knob,
+    make_config, real_interval, students_knob,
 )
 from memkd.device import resolve_device
 from memkd.distillation import train_students, train_teacher
@@ -68,17 +69,17 @@ class TeacherClockConfig(ModularTransformerConfig):
     train_fraction: float = knob(0.3, real_interval(0, 1), "fraction of all k^2 pairs in each teacher's D (released: 0.3)")
     teachers: int = knob(5, POS_INT, "independent teachers, each with its own D and initialization")
     teacher_steps: tuple = knob((2500, 5000, 10000), POS_INTS, "steps at which the teacher is stopped (one run, copied at each)")
-    teacher_lr: float = knob(1e-3, real_interval(0, math.inf), "teacher's AdamW learning rate (released: 1e-3)")
+    teacher_lr: float = lr_knob(1e-3, "teacher's", "AdamW", " (released: 1e-3)")
     teacher_weight_decay: float = knob(1.0, real_interval(0, math.inf, "left"), "teacher's AdamW weight decay (released: 1.0)")
     warmup: int = knob(10, int_range(0), "linear learning-rate warm-up steps of teachers and students (released: 10)")
     clock_every: int = knob(100, POS_INT, "steps between two readings of the teachers' accuracy on the unseen pairs")
     rhos: tuple = knob((0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9), ALPHAS,
                        "fraction of the teacher's D whose soft labels a student gets")
     temperatures: tuple = knob((0.1, 1.0, 10.0), TEMPERATURES, "softmax temperatures T of the teacher's logits")
-    lr: float = knob(1e-3, real_interval(0, math.inf), "students' AdamW learning rate (released: 1e-3)")
+    lr: float = lr_knob(1e-3, "students'", "AdamW", " (released: 1e-3)")
     weight_decay: float = knob(1.0, real_interval(0, math.inf, "left"), "students' AdamW weight decay (released: 1.0)")
-    epochs: int = knob(40000, POS_INT, "students' full-batch steps (released: 40,000)")
-    students: int = knob(1, POS_INT, "student seeds per teacher, stop, rho and T")
+    epochs: int = epochs_knob(40000, unit="full-batch steps", note=" (released: 40,000)")
+    students: int = students_knob(1, "teacher, stop, rho and T")
     chunk: Any = knob(None, OPTIONAL_INT, "students trained at once at most; None: all of one rho")
 
     TABLE_COLUMNS = ("dataset", "teacher_step", "teacher_train_acc", "teacher_unseen_acc", "teacher_state", "rho",

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from memkd.declare import DISTILL_COLUMNS, experiment
-from memkd.config import POS_INT, knob, list_of, make_config, one_of, real_interval
+from memkd.config import POS_INT, knob, list_of, lr_knob, make_config, one_of
 from memkd.pipeline import MemorizationTask, distill, evaluate_students, student_seed
 from memkd.experiments.open_questions import (
     OpenQuestionConfig, question_profiles, question_table, soft_members, splits_of, teacher_stats, teachers,
@@ -61,7 +61,7 @@ def temperature_convention(profile: str = "quick", **overrides: Any) -> pd.DataF
 @dataclass(frozen=True)
 class ProbeConfig(OpenQuestionConfig):
     feature_factor: int = knob(4, POS_INT, "width of the frozen random-feature layer / student width")
-    probe_lr: float = knob(1e-2, real_interval(0, 1, "right"), "learning rate of the linear and random-feature students")
+    probe_lr: float = lr_knob(1e-2, "linear and random-feature students'")
 
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'trainable', 'variant', 'student_depth',
                      'student_activation', 'frozen_layers', 'teacher_activation', 'teacher_linear_r2')
