@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import pandas as pd
 import torch
@@ -40,6 +40,7 @@ class RandomDataConfig(ExperimentConfig):
     """Knobs shared by the random-data experiments (figures 2, 3, 5, 6, 7)."""
 
     TABLE_COLUMNS = DISTILL_COLUMNS
+    SINGLE_VALUED: ClassVar[tuple] = ()  # list knobs that must hold exactly one value (the open questions': see there)
 
     input_dim: int = knob(250, POS_INT, "D: input dimension")
     classes: int = knob(50, int_range(2), "C: number of classes")
@@ -65,6 +66,9 @@ class RandomDataConfig(ExperimentConfig):
         from memkd.config import check_split
 
         check_split(self, self.alphas, self.per_class)
+        for name in self.SINGLE_VALUED:
+            if len(getattr(self, name)) != 1:
+                self.fail(name, f"must hold exactly one value for {self.experiment}. Got {getattr(self, name)!r} instead.")
 
 
 @dataclass

@@ -182,6 +182,14 @@ def test_bad_value_names_the_knob(fn, knob, value):
         fn("smoke", **{knob: value})
 
 
+@pytest.mark.parametrize("fn", FUNCTIONS)
+@pytest.mark.parametrize("knob, value", [("alphas", (0.4, 0.6)), ("student_widths", (50, 100))])
+def test_every_question_takes_one_alpha_and_one_width(fn, knob, value):
+    with pytest.raises(ValueError, match=f"The '{knob}' parameter of {fn.__name__} must hold exactly one value"):
+        fn("smoke", **{knob: value})
+    assert fn.config.SINGLE_VALUED == ("alphas", "student_widths")
+
+
 @pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
 def test_every_profile_validates_with_enough_teachers(profile):
     for cls in (oq.OverlapConfig, oq.RegularizationConfig, oq.ArchitectureConfig, tc.ConventionConfig, tc.ProbeConfig,

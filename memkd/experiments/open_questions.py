@@ -52,16 +52,8 @@ QUICK = dict(input_dim=150, classes=20, per_class=20, teacher_width=100, teacher
 PROFILES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER_PROFILE}
 
 
-@dataclass(frozen=True)
-class OpenQuestionConfig(RandomDataConfig):
-    """The shared knobs; each question uses one alpha and one student width (the first)."""
-
-    def check(self) -> None:
-        super().check()
-        for name in ("alphas", "student_widths"):
-            if len(getattr(self, name)) != 1:
-                self.fail(name, f"must hold exactly one value for {self.experiment}. "
-                          f"Got {getattr(self, name)!r} instead.")
+# Each question uses one alpha and one student width (the first): its configs set SINGLE_VALUED so.
+ONE_ALPHA_ONE_WIDTH = ("alphas", "student_widths")
 
 
 def question_profiles(**extra: dict) -> dict:
@@ -101,12 +93,12 @@ def teachers(cfg: RandomDataConfig, require: bool = True, **overrides: Any) -> l
     return tasks
 
 
-def splits_of(tasks: Sequence[MemorizationTask], cfg: OpenQuestionConfig) -> list[tuple[Tensor, Tensor]]:
+def splits_of(tasks: Sequence[MemorizationTask], cfg: RandomDataConfig) -> list[tuple[Tensor, Tensor]]:
     """The per-class alpha split (train_idx, test_idx) of each task, at the config's one alpha."""
     return [split(t, cfg.alphas[0], cfg) for t in tasks]
 
 
-def soft_members(cfg: OpenQuestionConfig, temperatures: Sequence[float] | None = None,
+def soft_members(cfg: RandomDataConfig, temperatures: Sequence[float] | None = None,
                  lr: float | None = None) -> list[dict[str, Any]]:
     """Members of soft-label students: temperatures (default: the first) x one lr x `students` seeds."""
     return member_grid(temperature=tuple(temperatures or cfg.temperatures[:1]),
@@ -114,7 +106,7 @@ def soft_members(cfg: OpenQuestionConfig, temperatures: Sequence[float] | None =
 
 
 def correct_sets(tasks: Sequence[MemorizationTask], splits: Sequence[tuple[Tensor, Tensor]],
-                 cfg: OpenQuestionConfig, kind: str, members: list[dict[str, Any]], *,
+                 cfg: RandomDataConfig, kind: str, members: list[dict[str, Any]], *,
                  setting: Sequence[Any] = (), epochs: int | None = None) -> tuple[list[np.ndarray], list[dict]]:
     """Distill the students of every task (`distill`) and read which held-out samples each gets right.
 
@@ -140,7 +132,7 @@ def correct_sets(tasks: Sequence[MemorizationTask], splits: Sequence[tuple[Tenso
     return [np.stack(per_task) for per_task in sets], rows
 
 
-def question_table(rows: list[dict], question: str, cfg: OpenQuestionConfig) -> pd.DataFrame:
+def question_table(rows: list[dict], question: str, cfg: RandomDataConfig) -> pd.DataFrame:
     """The question's tidy table: `rows` with a leading column `question` and the config in attrs."""
     table = pd.DataFrame(rows)
     table.insert(0, "question", question)
@@ -175,7 +167,8 @@ def overlap_rows(soft: np.ndarray, sim: np.ndarray, perms: np.ndarray) -> list[d
 
 
 @dataclass(frozen=True)
-class OverlapConfig(OpenQuestionConfig):
+class OverlapConfig(RandomDataConfig):
+    SINGLE_VALUED = ONE_ALPHA_ONE_WIDTH
     similarity_lr: float = lr_knob(3e-3, "similarity students'")
     similarity_epochs: int = epochs_knob(300, "similarity students'", "epochs")
     permutations: int = knob(2000, int_range(100), "permutations of each overlap test")
@@ -233,7 +226,8 @@ def overlap_per_student(table: pd.DataFrame, pair: str, stat: str = "phi") -> pd
 
 
 @dataclass(frozen=True)
-class RegularizationConfig(OpenQuestionConfig):
+class RegularizationConfig(RandomDataConfig):
+    SINGLE_VALUED = ONE_ALPHA_ONE_WIDTH
     weight_decays: tuple = knob((0.0, 1e-3, 1e-2), list_of(real_interval(0, 1, "left")),
                                 "teacher's L2 weight decay (Adam's, added to the gradient)")
 
@@ -287,7 +281,8 @@ def teacher_regularization(profile: str = "quick", **overrides: Any) -> pd.DataF
 
 
 @dataclass(frozen=True)
-class ArchitectureConfig(OpenQuestionConfig):
+class ArchitectureConfig(RandomDataConfig):
+    SINGLE_VALUED = ONE_ALPHA_ONE_WIDTH
     activations: tuple = knob(("relu", "tanh"), list_of(one_of("relu", "tanh")),
                               "hidden activations of teacher and student (both the same)")
     depths: tuple = knob((1, 2, 3), list_of(int_range(1, 4)), "hidden layers of teacher and student (both the same)")

@@ -17,20 +17,21 @@ import pandas as pd
 import torch
 
 from memkd.declare import DISTILL_COLUMNS, experiment
-from memkd.config import POS_INT, knob, list_of, lr_knob, make_config, one_of
-from memkd.pipeline import MemorizationTask, distill, evaluate_students, student_seed
+from memkd.config import POS_INT, TEACHER_STOPS, knob, list_of, lr_knob, make_config, one_of
+from memkd.pipeline import MemorizationTask, RandomDataConfig, distill, evaluate_students, student_seed
 from memkd.experiments.open_questions import (
-    OpenQuestionConfig, question_profiles, question_table, soft_members, splits_of, teacher_stats, teachers,
+    ONE_ALPHA_ONE_WIDTH, question_profiles, question_table, soft_members, splits_of, teacher_stats, teachers,
 )
 from memkd.models.mlp import EnsembleMLP
-from memkd.distillation import TEACHER_STOPS, MLPFamily, train_students
+from memkd.distillation import MLPFamily, train_students
 
 
 # --- 4. temperature convention -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ConventionConfig(OpenQuestionConfig):
+class ConventionConfig(RandomDataConfig):
+    SINGLE_VALUED = ONE_ALPHA_ONE_WIDTH
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'soften_student')
     PROFILE_VALUES = question_profiles(smoke={"temperatures": (1.0, 20.0)},
                                quick={"temperatures": (1.0, 5.0, 30.0)},
@@ -59,7 +60,8 @@ def temperature_convention(profile: str = "quick", **overrides: Any) -> pd.DataF
 
 
 @dataclass(frozen=True)
-class ProbeConfig(OpenQuestionConfig):
+class ProbeConfig(RandomDataConfig):
+    SINGLE_VALUED = ONE_ALPHA_ONE_WIDTH
     feature_factor: int = knob(4, POS_INT, "width of the frozen random-feature layer / student width")
     probe_lr: float = lr_knob(1e-2, "linear and random-feature students'")
 
@@ -175,7 +177,8 @@ def random_features_probe(profile: str = "quick", **overrides: Any) -> pd.DataFr
 
 
 @dataclass(frozen=True)
-class ProtocolConfig(OpenQuestionConfig):
+class ProtocolConfig(RandomDataConfig):
+    SINGLE_VALUED = ONE_ALPHA_ONE_WIDTH
     teacher_stops: tuple = knob(TEACHER_STOPS, list_of(one_of(*TEACHER_STOPS)),
                                 "teacher protocols compared (budget: all teacher_epochs; first_perfect: stop at 100%)")
 
