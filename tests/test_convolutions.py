@@ -1,4 +1,5 @@
-"""Batched CNN ensembles (memkd.models.cnn), the convolution experiment and chapter 10 at smoke."""
+"""CNN ensembles trained through the one protocol, the convolution experiment and chapter 10 at smoke
+(the CNN ensemble against single models: tests/test_models.py)."""
 
 from __future__ import annotations
 
@@ -27,31 +28,6 @@ def _data(members: int, n: int = 24, classes: int = 4, seed: int = 0):
     x = torch.randn(members, n, 64, generator=gen)
     logits = 3 * torch.randn(members, n, classes, generator=gen)
     return x, logits
-
-
-@pytest.mark.parametrize("backend", ["grouped", "vmap"])
-def test_member_equals_plain_cnn_and_single_model_with_its_seed(backend):
-    model = EnsembleCNN(3, SHAPE, 5, width=4, conv_layers=2, head_width=16, seed=10, backend=backend)
-    x, _ = _data(3)
-    out = model(x)
-    shared = model(x[0])
-    for i in range(3):
-        single = EnsembleCNN(1, SHAPE, 5, width=4, conv_layers=2, head_width=16, seed=10 + i)
-        torch.testing.assert_close(out[i], single(x[i])[0], atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(out[i], model.member(i)(x[i]), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(shared[i], model.member(i)(x[0]), atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(out[0], model.member(1)(x[0]))  # members differ
-
-
-def test_grouped_and_vmap_backends_agree_on_values_and_gradients():
-    a = EnsembleCNN(4, (3, 8, 8), 3, width=4, conv_layers=3, head_width=8, seed=1, backend="grouped")
-    b = EnsembleCNN(4, (3, 8, 8), 3, width=4, conv_layers=3, head_width=8, seed=1, backend="vmap")
-    x = torch.randn(4, 10, 192)
-    a(x).square().sum().backward()
-    b(x).square().sum().backward()
-    torch.testing.assert_close(a(x), b(x), atol=1e-5, rtol=1e-5)
-    for pa, pb in zip(a.parameters(), b.parameters()):
-        torch.testing.assert_close(pa.grad, pb.grad, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("kind,soften,batch", [("soft", False, None), ("soft", True, None),
@@ -107,18 +83,6 @@ def test_teacher_budget_memorizes_or_raises():
     torch.testing.assert_close(predict(model, x, chunk=7), model(x))
     one = teacher.member(1)  # a one-member teacher with member 1's weights
     torch.testing.assert_close(one.logits(x[1]), model(x)[1:2])
-
-
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(width=0), "width"), (dict(conv_layers=4), "conv_layers"), (dict(head_width=-1), "head_width"),
-    (dict(members=0), "members"), (dict(backend="fft"), "backend"), (dict(image_shape=(1, 6, 6)), "conv_layers"),
-    (dict(seed=[1, 2]), "seed"), (dict(classes=1), "classes"),
-])
-def test_cnn_rejects_bad_knobs_naming_them(kwargs, name):
-    args = dict(members=3, image_shape=SHAPE, classes=4, width=4, conv_layers=2, head_width=8)
-    args.update(kwargs)
-    with pytest.raises(ValueError, match=f"'{name}' parameter"):
-        EnsembleCNN(**args)
 
 
 def test_training_rejects_bad_kind_stop_and_shapes():

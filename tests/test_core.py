@@ -1,12 +1,11 @@
-"""The core library: data, ensembles, losses, batched Adam, teachers, metrics, validation."""
-
-import math
+"""The core floor: losses, batched Adam, teachers, the fused step, metrics, devices (data and models:
+tests/test_data.py and tests/test_models.py)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from memkd.data.random_vectors import make_memorization_data, split_per_class
+from memkd.data.random_vectors import make_memorization_data
 from memkd.device import resolve_device
 from memkd.fused import FusedCrossEntropy
 from memkd.losses import (
@@ -19,72 +18,6 @@ from memkd.metrics import (
 from memkd.models.mlp import EnsembleMLP
 from memkd.distillation import TeacherDidNotMemorize, train_students, train_teacher
 from memkd.train import BatchedAdam
-
-
-# --- data -----------------------------------------------------------------------------------------
-
-def test_data_is_balanced_in_range_and_deterministic():
-    x, y = make_memorization_data(classes=7, per_class=9, input_dim=5, seed=3)
-    assert x.shape == (63, 5) and y.shape == (63,) and y.dtype == torch.int64
-    assert torch.bincount(y, minlength=7).tolist() == [9] * 7
-    assert x.min() >= -1 and x.max() <= 1
-    x2, y2 = make_memorization_data(classes=7, per_class=9, input_dim=5, seed=3)
-    assert torch.equal(x, x2) and torch.equal(y, y2)
-    x3, y3 = make_memorization_data(classes=7, per_class=9, input_dim=5, seed=4)
-    assert not torch.equal(x, x3)
-    assert not torch.equal(y, torch.sort(y).values)  # labels come in random order
-
-
-def test_gaussian_option_and_bad_distribution():
-    x, _ = make_memorization_data(3, 200, 4, seed=0, distribution="gaussian")
-    assert x.abs().max() > 1  # not confined to [-1, 1]
-    with pytest.raises(ValueError, match="'distribution'"):
-        make_memorization_data(3, 2, 4, seed=0, distribution="cauchy")
-
-
-def test_split_is_exact_per_class_disjoint_and_deterministic():
-    _, y = make_memorization_data(classes=5, per_class=10, input_dim=3, seed=1)
-    tr, te = split_per_class(y, alpha=0.6, seed=2)
-    assert torch.bincount(y[tr], minlength=5).tolist() == [6] * 5
-    assert torch.bincount(y[te], minlength=5).tolist() == [4] * 5
-    assert len(set(tr.tolist()) & set(te.tolist())) == 0 and len(tr) + len(te) == 50
-    tr2, te2 = split_per_class(y, alpha=0.6, seed=2)
-    assert torch.equal(tr, tr2) and torch.equal(te, te2)
-    with pytest.raises(ValueError, match="class .* every class needs"):
-        split_per_class(y, alpha=0.01, seed=0)
-
-
-# --- models ---------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("hidden_layers,activation", [(1, "relu"), (2, "relu"), (2, "tanh"), (3, "linear")])
-def test_member_equals_plain_module_forward_and_gradients(hidden_layers, activation):
-    ens = EnsembleMLP(4, 6, 8, 3, hidden_layers=hidden_layers, activation=activation, seed=0).double()
-    x = torch.randn(10, 6, dtype=torch.double)
-    y = torch.randint(3, (10,))
-    out = ens(x)
-    assert out.shape == (4, 10, 3)
-    F.cross_entropy(out.reshape(40, 3), y.repeat(4), reduction="sum").backward()
-    for i in range(4):
-        plain = ens.member(i).double()
-        ref = plain(x)
-        torch.testing.assert_close(out[i], ref)
-        F.cross_entropy(ref, y, reduction="sum").backward()
-        linears = [m for m in plain if isinstance(m, torch.nn.Linear)]
-        for lin, w, b in zip(linears, ens.weights, ens.biases):
-            torch.testing.assert_close(w.grad[i], lin.weight.grad.T)
-            torch.testing.assert_close(b.grad[i, 0], lin.bias.grad)
-
-
-def test_per_member_inputs_and_init_bounds():
-    ens = EnsembleMLP(3, 5, 7, 2, seed=1)
-    x = torch.randn(3, 4, 5)
-    out = ens(x)
-    for i in range(3):
-        torch.testing.assert_close(out[i], ens.member(i)(x[i]))
-    for w in ens.weights:
-        bound = 1 / math.sqrt(w.shape[1])
-        assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound
-    assert not torch.equal(ens.weights[0][0], ens.weights[0][1])  # members are independent
 
 
 # --- losses ---------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""memkd.data.tokens and memkd.models.transformer: data, the batched ensemble against single models,
-memorizing through the one protocol (`TransformerFamily` in `memkd.distillation.train_teacher` / `train_students`)."""
+"""The transformer family memorizing through the one protocol (`TransformerFamily` in
+`memkd.distillation.train_teacher` / `train_students`) and Fig 8's experiment
+(memkd.experiments.modular_addition). Its ensemble against single models: tests/test_models.py."""
 
 from __future__ import annotations
 
@@ -8,46 +9,12 @@ import pytest
 import torch
 
 from memkd.distillation import TeacherDidNotMemorize, train_students, train_teacher
-from memkd.data.tokens import all_pairs, make_modular_addition
-from memkd.models.transformer import EnsembleTransformer, Transformer, TransformerFamily, functional_forward
+from memkd.data.tokens import make_modular_addition
+from memkd.models.transformer import TransformerFamily
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 SMALL = TransformerFamily(11, d_model=32, d_mlp=64)
-
-
-def test_modular_addition_tokens():
-    tokens, labels = all_pairs(5)
-    assert tokens.shape == (25, 3) and labels.shape == (25,)
-    assert (tokens[:, 2] == 5).all()  # "=" is token id k
-    assert ((tokens[:, 0] + tokens[:, 1]) % 5 == labels).all()
-    data = make_modular_addition(7, 0.4, seed=0)
-    assert len(data.memorized) == round(0.4 * 49) and len(data.memorized) + len(data.outside) == 49
-    assert not set(data.memorized) & set(data.outside)
-
-
-def test_forward_shape():
-    model = EnsembleTransformer(3, modulus=7, d_model=32, heads=4, d_mlp=64)
-    tokens, _ = all_pairs(7)
-    assert model(tokens).shape == (3, 49, 7)  # (E, N, K)
-
-
-def test_ensemble_members_equal_plain_single_models():
-    torch.manual_seed(0)
-    model = EnsembleTransformer(4, modulus=11, d_model=64, heads=4, d_mlp=128, seed=3)
-    with torch.no_grad():  # non-zero biases so that they are checked too
-        model.b_in.normal_(), model.b_out.normal_()
-    tokens, _ = all_pairs(11)
-    out = model(tokens)
-    for i in range(4):
-        single = model.member(i)
-        assert isinstance(single, Transformer)
-        torch.testing.assert_close(out[i], single(tokens), rtol=1e-5, atol=1e-5)
-    # the same maths vmapped over unbatched parameters
-    batched = torch.func.vmap(functional_forward, in_dims=(0, None))(dict(model.named_parameters()), tokens)
-    torch.testing.assert_close(batched, out, rtol=1e-5, atol=1e-5)
-    # members differ from each other (independent initialisations)
-    assert not torch.allclose(out[0], out[1])
 
 
 def test_teacher_memorizes_a_tiny_modulus_and_students_fit_it():
@@ -114,15 +81,6 @@ def test_extra_steps_follow_only_once_every_teacher_memorized():
     long = train_teacher(x, y, SMALL, max_epochs=150, **kw)
     assert (long.epochs_to_memorize > 0).all() and long.epochs_run == 157 and bool(long.memorized.all())
     assert int(long.history["epoch"].max()) == 157
-
-
-def test_balanced_memorized_sets_hold_every_answer_equally_often():
-    data = make_modular_addition(13, 0.6, seed=3, balanced=True)
-    counts = torch.bincount(data.labels[data.memorized], minlength=13)
-    assert (counts == round(0.6 * 13)).all() and len(data.memorized) + len(data.outside) == 169
-    assert not set(data.memorized) & set(data.outside)
-    with pytest.raises(ValueError, match=r"'fraction' parameter of make_modular_addition"):
-        make_modular_addition(13, 0.99, balanced=True)
 
 
 def test_transformer_distillation_validates_up_front():
