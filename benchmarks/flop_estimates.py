@@ -197,7 +197,7 @@ def chapter_runs() -> dict[str, list[tuple[str, Callable[[], Any]]]]:
     from memkd.experiments import open_questions as oq, training_choices as tc
 
     p, cpu = "paper", dict(device="cpu")
-    fig2 = ex.figures.LogitDistillationConfig.PROFILE_VALUES["paper"]
+    fig2 = ex.logit_distillation.config.PROFILE_VALUES["paper"]
     return {
         "01_toy_2d": [("toy_2d_regions", lambda: ex.toy_2d_regions(p, **cpu)), ("toy_2d", lambda: ex.toy_2d(p, **cpu))],
         "02_logit_distillation": [

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    ALPHAS, LRS, POS_INT, POS_INTS, TEMPERATURES, ExperimentConfig, batch_size_knob, epochs_knob,
+    ALPHAS, LRS, POS_INT, POS_INTS, TEMPERATURES, ExperimentConfig, batch_size_knob, check_split, epochs_knob,
     int_range, knob, lr_knob, one_of, soften_student_knob, students_knob, teacher_epochs_knob,
     teacher_stop_knob,
 )
@@ -40,7 +40,7 @@ class RandomDataConfig(ExperimentConfig):
     """Knobs shared by the random-data experiments (figures 2, 3, 5, 6, 7)."""
 
     TABLE_COLUMNS = DISTILL_COLUMNS
-    SINGLE_VALUED: ClassVar[tuple] = ()  # list knobs that must hold exactly one value (the open questions': see there)
+    SINGLE_VALUED: ClassVar[tuple] = ()  # list knobs that must hold exactly one value (e.g. Figs 6, 7)
 
     input_dim: int = knob(250, POS_INT, "D: input dimension")
     classes: int = knob(50, int_range(2), "C: number of classes")
@@ -63,9 +63,11 @@ class RandomDataConfig(ExperimentConfig):
     batch_size: Any = batch_size_knob("teacher's and students'")
 
     def check(self) -> None:
-        from memkd.config import check_split
-
         check_split(self, self.alphas, self.per_class)
+        self.check_single_valued()
+
+    def check_single_valued(self) -> None:
+        """Fail the first knob of SINGLE_VALUED that holds more than one value."""
         for name in self.SINGLE_VALUED:
             if len(getattr(self, name)) != 1:
                 self.fail(name, f"must hold exactly one value for {self.experiment}. Got {getattr(self, name)!r} instead.")
@@ -365,7 +367,28 @@ def config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 
 # The sizes of the paper's main setting (Fig 2); the departures from them: memkd.book.departures.
 PAPER_SIZES = {"input_dim": 1000, "classes": 100, "per_class": 100, "teacher_width": 500}
-# The paper's main setting (Fig 2) with the released code's teacher protocol: the "paper" profile that
-# the random-data figures (memkd.experiments.figures) and the open questions start from.
+# The random-data figures' profiles (memkd.experiments.fig2_logits ... fig7_surgery; the open questions
+# start from them too): the smallest setting that shows each effect in seconds (tests), a CPU book
+# (quick), and the paper's main setting (Fig 2) with the released code's teacher protocol. Teachers are
+# the unit of replication: at least 3 per claim at smoke, 5 at quick and paper. Every teacher trains
+# for its whole budget (the paper's protocol): about 3x the epochs the smoke and quick teachers need to
+# reach 100% (45 and 90, measured); the paper profile keeps the released code's 2000.
+SMOKE_PROFILE = dict(input_dim=100, classes=10, per_class=20, teacher_width=50, teacher_lr=3e-3, teacher_epochs=150,
+                     student_widths=(50,), alphas=(0.6,), temperatures=(20.0,), lrs=(1e-2,), epochs=100, students=3,
+                     datasets=4)
+QUICK_PROFILE = dict(input_dim=250, classes=50, per_class=25, teacher_width=125, teacher_lr=1e-3, teacher_epochs=300,
+                     student_widths=(125,), alphas=(0.6,), temperatures=(10.0,), lrs=(3e-3,), epochs=200, students=2,
+                     datasets=5)
 PAPER_PROFILE = dict(PAPER_SIZES, teacher_lr=1e-3, teacher_epochs=2000, student_widths=(500,), alphas=(0.6,),
                      temperatures=(20.0,), lrs=(1e-3,), epochs=1000, students=4, datasets=5)
+
+
+def alpha_width_settings(cfg: RandomDataConfig):
+    """Train every dataset's teacher (one ensemble), then yield (tasks, alpha, splits, width) for every
+    alpha and student width: the loop of Figs 2, 3 and 5, whose students of one (alpha, width) train
+    as one ensemble over all datasets."""
+    tasks = memorization_tasks(cfg)
+    for alpha in cfg.alphas:
+        splits = [split(task, alpha, cfg) for task in tasks]
+        for width in cfg.student_widths:
+            yield tasks, alpha, splits, width

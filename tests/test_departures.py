@@ -17,7 +17,7 @@ from memkd.book import departures as dp
 from memkd.book.chapter import Chapter
 from memkd.book.claims import DEPARTURE_COLUMNS
 from memkd.config import make_config
-from memkd.experiments import figures
+from memkd import experiments as ex
 from memkd.experiments.cifar import ImageShuffleConfig
 from memkd.experiments.linear_recovery import RecoveryConfig
 from memkd.experiments.modular_addition import TransformerConfig
@@ -158,9 +158,9 @@ def test_toy_departures_use_the_toy_sizes():
 
 
 @pytest.mark.parametrize("chapter, cls, experiment, extra", [
-    ("05_temperature_lr", figures.TemperatureLrConfig, "temperature_lr", ["student epochs"]),
-    ("06_dataset_composition", figures.CompositionConfig, "dataset_composition", []),
-    ("07_logit_surgery", figures.SurgeryConfig, "logit_surgery", ["tail cut"]),
+    ("05_temperature_lr", ex.temperature_lr.config, "temperature_lr", ["student epochs"]),
+    ("06_dataset_composition", ex.dataset_composition.config, "dataset_composition", []),
+    ("07_logit_surgery", ex.logit_surgery.config, "logit_surgery", ["tail cut"]),
 ])
 def test_grid_chapters(chapter, cls, experiment, extra):
     keys = ["epochs", "students", "datasets"]

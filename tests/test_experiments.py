@@ -150,11 +150,11 @@ def test_toy_2d_and_regions():
 def test_every_profile_of_every_figure_validates(profile):
     """The paper profile never runs in CI: at least its knobs must pass validation."""
     from memkd.config import make_config
-    from memkd.experiments import cifar, figures, modular_addition, toy
+    from memkd.experiments import cifar, modular_addition, toy
 
-    configs = [(figures.LogitDistillationConfig, "logit_distillation"), (figures.SimilarityConfig, "similarity_distillation"),
-               (figures.TemperatureLrConfig, "temperature_lr"), (figures.CompositionConfig, "dataset_composition"),
-               (figures.SurgeryConfig, "logit_surgery"), (toy.ToyConfig, "toy_2d")]
+    configs = [(ex.logit_distillation.config, "logit_distillation"), (ex.similarity_distillation.config, "similarity_distillation"),
+               (ex.temperature_lr.config, "temperature_lr"), (ex.dataset_composition.config, "dataset_composition"),
+               (ex.logit_surgery.config, "logit_surgery"), (toy.ToyConfig, "toy_2d")]
     configs += [(cls, name) for module in (cifar, modular_addition) for name, cls in vars(module).items()
                 if isinstance(cls, type) and name.endswith("Config") and cls.__module__ == module.__name__]
     for cls, name in configs:
@@ -170,7 +170,7 @@ def test_stacked_datasets_give_the_numbers_of_a_loop_over_datasets():
     student, what training each dataset on its own gives (same seeds), to float rounding."""
     from memkd.config import make_config
     from memkd.pipeline import distill, member_grid, memorization_task, split
-    from memkd.experiments.figures import LogitDistillationConfig
+    from memkd.experiments.fig2_logits import LogitDistillationConfig
 
     overrides = dict(datasets=3, students=2, temperatures=(5.0, 20.0), epochs=40)
     stacked = ex.logit_distillation("smoke", **overrides)

@@ -54,7 +54,7 @@ def test_flop_estimates_count_three_forward_passes_per_epoch():
 
     with flop_estimates.recording(calls):
         ex.logit_distillation("smoke", datasets=1, device="cpu")
-    smoke = ex.figures.LogitDistillationConfig.PROFILE_VALUES["smoke"]
+    smoke = ex.logit_distillation.config.PROFILE_VALUES["smoke"]
     n = smoke["classes"] * smoke["per_class"]
     teacher, students = calls  # nothing trained: one teacher call and one student ensemble, recorded
     assert (teacher.what, teacher.samples, teacher.epochs) == ("teacher", n, smoke["teacher_epochs"])

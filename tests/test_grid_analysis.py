@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from memkd.book.chapter import Chapter
+from memkd import experiments as ex
 from memkd.book import grid_analysis as an
-from memkd.experiments import figures
+from memkd.config import make_config
+from memkd.pipeline import QUICK_PROFILE
 from memkd.metrics import binomial_test, interval_test, per_unit_means
 
 
@@ -131,18 +133,18 @@ def test_knobs_text():  # grid_departure, which compares grids with it: tests/te
 
 
 def test_temperature_lr_setting_fixed_in_advance_is_in_the_grid():
-    cfg = figures.make_config(figures.TemperatureLrConfig, "temperature_lr", "quick", {})
+    cfg = make_config(ex.temperature_lr.config, "temperature_lr", "quick", {})
     assert cfg.tested_temperature in cfg.temperatures and cfg.tested_lr in cfg.lrs
-    assert (cfg.tested_temperature, cfg.tested_lr) == (figures.QUICK["temperatures"][0], figures.QUICK["lrs"][0])
+    assert (cfg.tested_temperature, cfg.tested_lr) == (QUICK_PROFILE["temperatures"][0], QUICK_PROFILE["lrs"][0])
     for profile in ("smoke", "paper"):
-        c = figures.make_config(figures.TemperatureLrConfig, "temperature_lr", profile, {})
+        c = make_config(ex.temperature_lr.config, "temperature_lr", profile, {})
         assert c.tested_temperature in c.temperatures and c.tested_lr in c.lrs and 1.0 in c.temperatures
     with pytest.raises(ValueError, match=r"'tested_temperature'.*one of \(1\.0, 20\.0\).*Got 7\.0"):
-        figures.make_config(figures.TemperatureLrConfig, "temperature_lr", "smoke", {"tested_temperature": 7.0})
+        make_config(ex.temperature_lr.config, "temperature_lr", "smoke", {"tested_temperature": 7.0})
     with pytest.raises(ValueError, match=r"'tested_lr'.*Got 0\.5"):
-        figures.make_config(figures.TemperatureLrConfig, "temperature_lr", "smoke", {"tested_lr": 0.5})
+        make_config(ex.temperature_lr.config, "temperature_lr", "smoke", {"tested_lr": 0.5})
 
 
 def test_composition_smoke_grid_has_an_interior():
-    cfg = figures.make_config(figures.CompositionConfig, "dataset_composition", "smoke", {})
+    cfg = make_config(ex.dataset_composition.config, "dataset_composition", "smoke", {})
     assert len(cfg.input_dims) >= 3 and cfg.datasets >= 3

@@ -32,7 +32,7 @@ import yaml
 
 from memkd.book.grid_analysis import knobs_text
 from memkd.config import invalid
-from memkd.experiments import figures
+from memkd import experiments as ex
 from memkd.experiments.cifar import PAPER_FIG4
 from memkd.experiments.modular_addition import PAPER_FIG8
 from memkd.experiments.one_hidden_layer import RELEASED
@@ -216,20 +216,20 @@ def image_departures(table: pd.DataFrame) -> list[Departure]:
 def temperature_lr_departures(table: pd.DataFrame, grid_keys: Sequence[str]) -> list[Departure]:
     """Chapter 05: `standard_departures`, the grid (`grid_keys`) against the paper profile's, one
     student budget for the whole grid."""
-    return _grid_departures(table, figures.TemperatureLrConfig.PROFILE_VALUES["paper"], grid_keys) + [
+    return _grid_departures(table, ex.temperature_lr.config.PROFILE_VALUES["paper"], grid_keys) + [
         departure_row("05_temperature_lr", "student epochs", epochs=_config(table)["epochs"])]
 
 
 def composition_departures(table: pd.DataFrame, grid_keys: Sequence[str]) -> list[Departure]:
     """Chapter 06: `standard_departures` (sizes: only the teacher's width, the grid sets the rest) and
     the grid (`grid_keys`) against the paper profile's."""
-    paper = figures.CompositionConfig.PROFILE_VALUES["paper"]
+    paper = ex.dataset_composition.config.PROFILE_VALUES["paper"]
     return _grid_departures(table, paper, grid_keys, paper_sizes={"teacher_width": paper["teacher_width"]})
 
 
 def surgery_departures(table: pd.DataFrame, grid_keys: Sequence[str]) -> list[Departure]:
     """Chapter 07: `standard_departures`, the grid (`grid_keys`) against the paper profile's, the tail cut."""
-    return _grid_departures(table, figures.SurgeryConfig.PROFILE_VALUES["paper"], grid_keys) + [
+    return _grid_departures(table, ex.logit_surgery.config.PROFILE_VALUES["paper"], grid_keys) + [
         departure_row("07_logit_surgery", "tail cut")]
 
 

@@ -1,6 +1,7 @@
 """One function per experiment: `fn(profile="smoke" | "quick" | "paper", **overrides) -> DataFrame`.
 
-The paper's figure 1 (`toy`), figures 2-3 and 5-7 (`figures`), its figures 4 and 8 beyond random vectors
+The paper's figure 1 (`toy`), figures 2-3 and 5-7 (`fig2_logits`, `fig3_similarity`, `fig5_temperature_lr`,
+`fig6_composition`, `fig7_surgery`), its figures 4 and 8 beyond random vectors
 (`cifar`, `modular_addition`), the questions it leaves open (`open_questions`, `training_choices`, chapter 09), and CNN teachers and
 students (`convolutions`, chapter 10); the published version's linear teachers (`linear_recovery`,
 `temperature_window`, chapters 11-12), its one-hidden-layer phase map (`one_hidden_layer`, chapter 13) and its
@@ -17,13 +18,11 @@ from memkd.experiments.temperature_window import temperature_window
 from memkd.experiments.teacher_clock import teacher_clock
 from memkd.experiments.one_hidden_layer import one_hidden_layer
 from memkd.experiments.toy import toy_2d, toy_2d_regions
-from memkd.experiments.figures import (
-    dataset_composition,
-    logit_distillation,
-    logit_surgery,
-    similarity_distillation,
-    temperature_lr,
-)
+from memkd.experiments.fig2_logits import logit_distillation
+from memkd.experiments.fig3_similarity import similarity_distillation
+from memkd.experiments.fig5_temperature_lr import temperature_lr
+from memkd.experiments.fig6_composition import dataset_composition
+from memkd.experiments.fig7_surgery import logit_surgery
 from memkd.experiments.open_questions import (
     architecture,
     logit_vs_similarity_overlap,

@@ -1,6 +1,6 @@
 """Fig 4 beyond random vectors: real images, with labels or pixels shuffled.
 
-Same contract as `memkd.experiments.figures`: `fn(profile, **overrides) -> tidy DataFrame`, every
+Same contract as the random-data figures (`memkd.experiments.fig2_logits`): `fn(profile, **overrides) -> tidy DataFrame`, every
 knob validated before any training, one row per trained student with its knobs and metrics, and the
 validated configuration in `table.attrs["config"]`. Teachers are the unit of replication: every
 setting gets `teachers` independent teachers (column `dataset`, 0..teachers-1), each with its own

@@ -1,6 +1,6 @@
 """Fig 8 beyond random vectors: a 1-layer transformer memorizes modular addition, and students learn from it.
 
-Same contract as `memkd.experiments.figures`; teachers are the unit of replication (see
+Same contract as the random-data figures (`memkd.experiments.fig2_logits`); teachers are the unit of replication (see
 `memkd.experiments.cifar` for the pattern).
 
 transformer_distillation (Fig 8, appendix A.4): modular addition `a b =`; teacher k (a 1-layer

@@ -1,6 +1,6 @@
 """The questions the paper leaves open, one function each (chapter 09, "Beyond the paper").
 
-Same contract as `memkd.experiments.figures`: `fn(profile="smoke" | "quick" | "paper", **overrides)
+Same contract as the random-data figures (`memkd.experiments.fig2_logits`): `fn(profile="smoke" | "quick" | "paper", **overrides)
 -> tidy DataFrame`, every knob validated before any training, one row per trained student (one row
 per *pair* of students for the overlap question).
 
@@ -33,19 +33,18 @@ from memkd.config import (
     BOOL, epochs_knob, int_range, knob, list_of, lr_knob, make_config, one_of, real_interval,
 )
 from memkd.pipeline import (
-    PAPER_PROFILE, MemorizationTask, RandomDataConfig, config_dict, distill, member_grid, memorization_tasks,
+    PAPER_PROFILE, SMOKE_PROFILE, MemorizationTask, RandomDataConfig, config_dict, distill, member_grid, memorization_tasks,
     split,
 )
 from memkd.losses import soft_targets
 from memkd.metrics import nearest_neighbour_predictions, overlap_test, permutation_matrix, phi
 from memkd.seeds import derive_seed
 from memkd.distillation import TeacherDidNotMemorize
-from memkd.experiments import figures
 
 # Smoke: the figures' smallest sizes (3 teachers, seconds); quick: a CPU chapter of about a minute and a
 # half on two cores (5 teachers); paper: the paper's scale. Every teacher at these sizes memorizes in
 # 40-70 epochs (measured for each question's activation, depth and weight decay): 200 leaves 3x that.
-SMOKE = dict(figures.SMOKE, teacher_epochs=200, students=2, datasets=3)
+SMOKE = dict(SMOKE_PROFILE, teacher_epochs=200, students=2, datasets=3)
 QUICK = dict(input_dim=150, classes=20, per_class=20, teacher_width=100, teacher_lr=2e-3,
              teacher_epochs=200, student_widths=(100,), alphas=(0.6,), temperatures=(20.0,),
              lrs=(3e-3,), epochs=150, students=2, datasets=5)

@@ -1,7 +1,7 @@
 """Fig 1: the 2-D toy. Thirty random points in the plane, three random colours, one teacher per
 dataset that memorizes them, and hard- and soft-label students on 60% of the points.
 
-Same contract as `memkd.experiments.figures`. All datasets' teachers train as one ensemble, and all
+Same contract as the random-data figures (`memkd.experiments.fig2_logits`). All datasets' teachers train as one ensemble, and all
 their students (of one kind) as another; student s of dataset k starts from the same weights
 whatever its targets, so hard and soft students are paired by initialization.
 """

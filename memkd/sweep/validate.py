@@ -4,7 +4,7 @@ Owns: the `memkd` entry of a chapter's notebook metadata, which names the experi
 chapter runs and their config classes::
 
     "metadata": {"memkd": {"experiments": {
-        "logit_distillation": "memkd.experiments.figures:LogitDistillationConfig"}}}
+        "logit_distillation": "memkd.experiments.fig2_logits:LogitDistillationConfig"}}}
 
 and `check_points`, which builds each point's config the way the chapter does
 (`memkd.config.knob_overrides`, then `memkd.config.make_config` at the point's profile), so that
