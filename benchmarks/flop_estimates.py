@@ -194,7 +194,6 @@ def recording(calls: list[Call]):
 def chapter_runs() -> dict[str, list[tuple[str, Callable[[], Any]]]]:
     """What each chapter trains at profile="paper" (its experiment calls with the notebook's knobs)."""
     from memkd import experiments as ex
-    from memkd.experiments import open_questions as oq, training_choices as tc
 
     p, cpu = "paper", dict(device="cpu")
     fig2 = ex.logit_distillation.config.PROFILE_VALUES["paper"]
@@ -212,12 +211,12 @@ def chapter_runs() -> dict[str, list[tuple[str, Callable[[], Any]]]]:
         "07_logit_surgery": [("logit_surgery", lambda: ex.logit_surgery(p, **cpu))],
         "08_transformer": [("transformer_distillation", None)],
         "09_open_questions": [
-            ("Q1 overlap", lambda: oq.logit_vs_similarity_overlap(p, **cpu)),
-            ("Q2 regularization", lambda: oq.teacher_regularization(p, **cpu)),
-            ("Q3 architecture", lambda: oq.architecture(p, **cpu)),
-            ("Q4 convention", lambda: tc.temperature_convention(p, **cpu)),
-            ("Q5 probe, relu", lambda: tc.random_features_probe(p, **cpu)),
-            ("Q5 probe, tanh", lambda: tc.random_features_probe(p, activation="tanh", **cpu))],
+            ("Q1 overlap", lambda: ex.logit_vs_similarity_overlap(p, **cpu)),
+            ("Q2 regularization", lambda: ex.teacher_regularization(p, **cpu)),
+            ("Q3 architecture", lambda: ex.architecture(p, **cpu)),
+            ("Q4 convention", lambda: ex.temperature_convention(p, **cpu)),
+            ("Q5 probe, relu", lambda: ex.random_features_probe(p, **cpu)),
+            ("Q5 probe, tanh", lambda: ex.random_features_probe(p, activation="tanh", **cpu))],
         "10_convolutions": [("convolutional_distillation", None)],
         "13_one_hidden_layer": [("one_hidden_layer", lambda: _one_hidden_layer(p))],
     }

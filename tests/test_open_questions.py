@@ -16,7 +16,11 @@ import torch
 
 from memkd.book.chapter import Chapter
 from memkd.config import make_config
-from memkd.experiments import open_questions as oq, training_choices as tc
+from memkd.distillation import TeacherDidNotMemorize
+from memkd.experiments import open_questions as oq
+from memkd.experiments import q1_overlap as q1, q2_regularization as q2, q3_architecture as q3
+from memkd.experiments import q4_convention as q4, q5_probe as q5, q6_teacher_protocol as q6
+from memkd.metrics import overlap_test
 from memkd.book import questions as oc
 from memkd.models.mlp import EnsembleMLP
 
@@ -30,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 # ---------------------------------------------------------------------------- the six functions
 def test_overlap_returns_one_row_per_pair_per_teacher():
-    table = oq.logit_vs_similarity_overlap("smoke", datasets=2, students=3)
+    table = q1.logit_vs_similarity_overlap("smoke", datasets=2, students=3)
     s = 3
     assert len(table) == 2 * (s * (s - 1) // 2 * 2 + s * s)  # soft-soft, similarity-similarity, soft-similarity
     assert set(table["pair"]) == {"soft-soft", "soft-similarity", "similarity-similarity"}
@@ -41,13 +45,13 @@ def test_overlap_returns_one_row_per_pair_per_teacher():
     assert (table["question"] == "overlap").all() and table.attrs["config"]["datasets"] == 2
     assert np.allclose(table["expected"], table["n"] * table["acc_a"] * table["acc_b"])
     assert table["p_value"].between(0, 1).all() and table["group_p_value"].between(0, 1).all()
-    per = oq.overlap_per_student(table, "soft-similarity", "phi")
+    per = q1.overlap_per_student(table, "soft-similarity", "phi")
     assert len(per) == 2 * s and list(per.columns) == ["dataset", "student", "phi"]
 
 
 @pytest.mark.parametrize("kind", ["soft", "similarity"])
 def test_correct_sets_agree_with_the_distilled_rows(kind):
-    cfg = make_config(oq.OverlapConfig, "logit_vs_similarity_overlap", "smoke", {"datasets": 2, "students": 2})
+    cfg = make_config(q1.OverlapConfig, "logit_vs_similarity_overlap", "smoke", {"datasets": 2, "students": 2})
     tasks = oq.teachers(cfg)
     splits = oq.splits_of(tasks, cfg)
     members = oq.soft_members(cfg) if kind == "soft" else oq.member_grid(lr=(3e-3,), student=range(2))
@@ -58,17 +62,17 @@ def test_correct_sets_agree_with_the_distilled_rows(kind):
 
 
 def test_teachers_are_trained_once_and_shared():
-    cfg = make_config(tc.ConventionConfig, "temperature_convention", "smoke", {"datasets": 2})
+    cfg = make_config(q4.ConventionConfig, "temperature_convention", "smoke", {"datasets": 2})
     first = oq.teachers(cfg)
     assert oq.teachers(cfg) is first
     assert oq.teachers(cfg, activation=cfg.activation, weight_decay=0.0) is first  # the reference knobs
     assert oq.teachers(cfg, require=False, weight_decay=1e-2) is not first
-    with pytest.raises(oq.TeacherDidNotMemorize, match="did not reach 100%"):
-        oq.teachers(make_config(tc.ConventionConfig, "temperature_convention", "smoke", {"datasets": 2, "teacher_epochs": 3}))
+    with pytest.raises(TeacherDidNotMemorize, match="did not reach 100%"):
+        oq.teachers(make_config(q4.ConventionConfig, "temperature_convention", "smoke", {"datasets": 2, "teacher_epochs": 3}))
 
 
 def test_teacher_regularization_rows_and_a_teacher_that_fails():
-    table = oq.teacher_regularization("smoke", datasets=2, students=2, weight_decays=(0.0, 1e-2))
+    table = q2.teacher_regularization("smoke", datasets=2, students=2, weight_decays=(0.0, 1e-2))
     assert len(table) == 2 * 2 * 2
     for col in ["weight_decay", "teacher_memorized", "teacher_train_acc", "teacher_logit_norm", "teacher_top_prob",
                 "teacher_stop", *METRICS]:
@@ -76,13 +80,13 @@ def test_teacher_regularization_rows_and_a_teacher_that_fails():
     assert table["teacher_memorized"].all() and (table["teacher_stop"] == "budget").all()
     norms = table.groupby("weight_decay")["teacher_logit_norm"].mean()
     assert norms[1e-2] < norms[0.0]  # weight decay keeps the logits small
-    failed = oq.teacher_regularization("smoke", datasets=2, students=2, weight_decays=(0.0,), teacher_epochs=3)
+    failed = q2.teacher_regularization("smoke", datasets=2, students=2, weight_decays=(0.0,), teacher_epochs=3)
     assert len(failed) == 2 and not failed["teacher_memorized"].any()
     assert failed["test_acc"].isna().all() and (failed["teacher_train_acc"] < 1).all()
 
 
 def test_architecture_parts_and_variants():
-    table = oq.architecture("smoke", datasets=2, students=2)
+    table = q3.architecture("smoke", datasets=2, students=2)
     for col in ["part", "variant", "teacher_activation", "teacher_depth", "student_activation",
                 "student_depth", "width", "teacher_memorized", *METRICS]:
         assert col in table.columns, col
@@ -99,7 +103,7 @@ def test_architecture_parts_and_variants():
 
 
 def test_temperature_convention_is_paired():
-    table = tc.temperature_convention("smoke", datasets=2, students=2)
+    table = q4.temperature_convention("smoke", datasets=2, students=2)
     for col in ["soften_student", "temperature", "student", *METRICS]:
         assert col in table.columns, col
     assert set(table["soften_student"]) == {False, True}
@@ -109,18 +113,18 @@ def test_temperature_convention_is_paired():
 
 
 def test_random_features_probe_variants():
-    table = tc.random_features_probe("smoke", datasets=2, students=2)
+    table = q5.random_features_probe("smoke", datasets=2, students=2)
     for col in ["variant", "frozen_layers", "trainable", "student_depth", "student_activation", *METRICS]:
         assert col in table.columns, col
     assert len(table) == 4 * 2 * 2 and not table[METRICS].isna().any().any()
     trainable = table.groupby("variant")["trainable"].first()
-    assert set(trainable.index) == set(tc.PROBE_VARIANTS)
+    assert set(trainable.index) == set(q5.PROBE_VARIANTS)
     assert trainable["frozen_first"] < trainable["trained"]
     assert table["teacher_linear_r2"].between(-1, 1).all() and (table["teacher_activation"] == "relu").all()
 
 
 def test_teacher_protocol_pairs_the_two_stops():
-    table = tc.teacher_protocol("smoke", datasets=2, students=2, temperatures=(2.0, 20.0), teacher_epochs=150)
+    table = q6.teacher_protocol("smoke", datasets=2, students=2, temperatures=(2.0, 20.0), teacher_epochs=150)
     assert set(table["teacher_stop"]) == {"budget", "first_perfect"} and len(table) == 2 * 2 * 2 * 2
     per = table.groupby(["teacher_stop", "dataset"])[["teacher_first_perfect", "teacher_epochs_run",
                                                      "teacher_logit_norm", "independent_acc"]].first()
@@ -140,16 +144,16 @@ def test_linear_fit_r2_is_one_for_a_linear_teacher_only():
     x, x_new = torch.rand(300, 20, generator=gen), torch.rand(200, 20, generator=gen)
     w = torch.randn(20, 5, generator=gen)
     linear = SimpleNamespace(x=x, logits=x @ w + 1.0, x_independent=x_new, logits_independent=x_new @ w + 1.0)
-    assert tc.linear_fit_r2(linear) > 0.999
+    assert q5.linear_fit_r2(linear) > 0.999
     noise = SimpleNamespace(x=x, logits=torch.randn(300, 5, generator=gen), x_independent=x_new,
                             logits_independent=torch.randn(200, 5, generator=gen))
-    assert tc.linear_fit_r2(noise) < 0.1
+    assert q5.linear_fit_r2(noise) < 0.1
 
 
 def test_frozen_first_layer_never_moves():
     x = torch.rand(2, 30, 8) * 2 - 1  # one input set per member
     logits = 3 * torch.randn(2, 30, 4)
-    model = tc.train_probe_students(x, logits, temperature=2.0, classes=4, width=16, hidden_layers=2, activation="relu",
+    model = q5.train_probe_students(x, logits, temperature=2.0, classes=4, width=16, hidden_layers=2, activation="relu",
                                     frozen_layers=1, members=2, lr=1e-2, epochs=20, seed=[3, 4])
     fresh = EnsembleMLP(2, 8, 16, 4, 2, "relu", seed=[3, 4])
     assert torch.equal(model.weights[0], fresh.weights[0]) and torch.equal(model.biases[0], fresh.biases[0])
@@ -157,8 +161,8 @@ def test_frozen_first_layer_never_moves():
 
 
 # ---------------------------------------------------------------------------- validation
-FUNCTIONS = [oq.logit_vs_similarity_overlap, oq.teacher_regularization, oq.architecture, tc.temperature_convention,
-             tc.random_features_probe, tc.teacher_protocol]
+FUNCTIONS = [q1.logit_vs_similarity_overlap, q2.teacher_regularization, q3.architecture, q4.temperature_convention,
+             q5.random_features_probe, q6.teacher_protocol]
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS)
@@ -168,14 +172,14 @@ def test_unknown_knob_is_named(fn):
 
 
 @pytest.mark.parametrize("fn, knob, value", [
-    (oq.teacher_regularization, "weight_decays", (-1e-3,)),
-    (oq.architecture, "activations", ("gelu",)),
-    (oq.architecture, "depths", (0,)),
-    (oq.logit_vs_similarity_overlap, "permutations", 10),
-    (tc.random_features_probe, "feature_factor", 0),
-    (tc.temperature_convention, "alphas", (0.4, 0.6)),
-    (tc.teacher_protocol, "teacher_stops", ("early",)),
-    (tc.teacher_protocol, "teacher_stop", "never"),
+    (q2.teacher_regularization, "weight_decays", (-1e-3,)),
+    (q3.architecture, "activations", ("gelu",)),
+    (q3.architecture, "depths", (0,)),
+    (q1.logit_vs_similarity_overlap, "permutations", 10),
+    (q5.random_features_probe, "feature_factor", 0),
+    (q4.temperature_convention, "alphas", (0.4, 0.6)),
+    (q6.teacher_protocol, "teacher_stops", ("early",)),
+    (q6.teacher_protocol, "teacher_stop", "never"),
 ])
 def test_bad_value_names_the_knob(fn, knob, value):
     with pytest.raises(ValueError, match=f"The '{knob}' parameter of {fn.__name__}"):
@@ -192,8 +196,8 @@ def test_every_question_takes_one_alpha_and_one_width(fn, knob, value):
 
 @pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
 def test_every_profile_validates_with_enough_teachers(profile):
-    for cls in (oq.OverlapConfig, oq.RegularizationConfig, oq.ArchitectureConfig, tc.ConventionConfig, tc.ProbeConfig,
-                tc.ProtocolConfig):
+    for cls in (q1.OverlapConfig, q2.RegularizationConfig, q3.ArchitectureConfig, q4.ConventionConfig, q5.ProbeConfig,
+                q6.ProtocolConfig):
         cfg = make_config(cls, cls.__name__, profile, {})
         assert cfg.profile == profile and len(cfg.alphas) == 1 and len(cfg.student_widths) == 1
         assert cfg.datasets >= (3 if profile == "smoke" else 5) and cfg.teacher_stop == "budget"
@@ -201,23 +205,23 @@ def test_every_profile_validates_with_enough_teachers(profile):
 
 def test_mismatch_needs_a_layer_to_lose():
     with pytest.raises(ValueError, match="'hidden_layers' parameter of architecture"):
-        oq.architecture("smoke", hidden_layers=1)
+        q3.architecture("smoke", hidden_layers=1)
     with pytest.raises(ValueError, match="'profile' parameter"):
-        oq.architecture("fast")
+        q3.architecture("fast")
 
 
 # ---------------------------------------------------------------------------- statistics
 def test_overlap_test_identical_sets_are_significant():
     rng = np.random.default_rng(0)
     a = rng.random(200) < 0.3
-    r = oq.overlap_test(a, a, permutations=999, seed=1)
+    r = overlap_test(a, a, permutations=999, seed=1)
     assert r["p_value"] <= 0.002 and r["lift"] > 2
     assert r["both"] == a.sum() and math.isclose(r["expected"], a.sum() ** 2 / 200)
 
 
 def test_overlap_test_independent_sets_are_not():
     rng = np.random.default_rng(0)
-    p = [oq.overlap_test(rng.random(200) < 0.3, rng.random(200) < 0.3, permutations=199, seed=k)["p_value"]
+    p = [overlap_test(rng.random(200) < 0.3, rng.random(200) < 0.3, permutations=199, seed=k)["p_value"]
          for k in range(40)]
     assert np.mean(np.array(p) < 0.05) <= 0.15  # about 5% expected under independence
     assert 0.3 < np.median(p) < 0.7
@@ -226,12 +230,12 @@ def test_overlap_test_independent_sets_are_not():
 def test_overlap_test_groups_and_disjoint_sets():
     a = np.zeros(100, bool); a[:30] = True
     b = np.zeros(100, bool); b[50:80] = True
-    assert oq.overlap_test(a, b, permutations=199)["p_value"] > 0.99  # never both right: no overlap
+    assert overlap_test(a, b, permutations=199)["p_value"] > 0.99  # never both right: no overlap
     group_a = np.stack([a, a]); group_b = np.stack([a, a, b])
-    r = oq.overlap_test(group_a, group_b, permutations=199)
+    r = overlap_test(group_a, group_b, permutations=199)
     assert r["p_value"] < 0.01 and math.isclose(r["both"], 20.0)  # mean over the 6 pairs: (30*4 + 0*2)/6
     with pytest.raises(ValueError, match="overlap_test"):
-        oq.overlap_test(a, b[:50])
+        overlap_test(a, b[:50])
 
 
 # ---------------------------------------------------------------------------- verdicts

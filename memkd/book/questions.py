@@ -14,7 +14,7 @@ close as* are equivalence claims (two one-sided tests) against a margin fixed he
   two logit students of one teacher is about 0.2-0.3 at the book's sizes, so 0.05 is a fifth of it.
 
 An interval that straddles its margin gives the verdict "inconclusive". Shapes as in
-`memkd.experiments.open_questions`.
+`memkd.experiments.q1_overlap` ... `q6_teacher_protocol`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
-from memkd.experiments.open_questions import overlap_per_student
+from memkd.experiments.q1_overlap import overlap_per_student
 from memkd.book.plan import Margin
 from memkd.metrics import choose_and_test_units, interval_test, mean_sem, per_unit_means
 

@@ -1,13 +1,15 @@
 """One function per experiment: `fn(profile="smoke" | "quick" | "paper", **overrides) -> DataFrame`.
 
-The paper's figure 1 (`toy`), figures 2-3 and 5-7 (`fig2_logits`, `fig3_similarity`, `fig5_temperature_lr`,
-`fig6_composition`, `fig7_surgery`), its figures 4 and 8 beyond random vectors
-(`cifar`, `modular_addition`), the questions it leaves open (`open_questions`, `training_choices`, chapter 09), and CNN teachers and
-students (`convolutions`, chapter 10); the published version's linear teachers (`linear_recovery`,
-`temperature_window`, chapters 11-12), its one-hidden-layer phase map (`one_hidden_layer`, chapter 13) and its
-teacher clock for modular addition (`teacher_clock`, chapter 08). Each is declared with `memkd.declare.experiment` on
-its config: `help()` lists its knobs with their profile defaults and its table's columns, and every table gets
-`teacher_id`.
+One module per figure or question: the paper's figure 1 (`toy`), figures 2-3 and 5-7 (`fig2_logits`,
+`fig3_similarity`, `fig5_temperature_lr`, `fig6_composition`, `fig7_surgery`), its figures 4 and 8
+beyond random vectors (`cifar`, `modular_addition`), the six questions it leaves open (`q1_overlap` ...
+`q6_teacher_protocol`, chapter 09, with what they share in `open_questions`), CNN teachers and students
+(`convolutions`, chapter 10); the published version's linear teachers (`linear_recovery`,
+`temperature_window`, chapters 11-12), its one-hidden-layer phase map (`one_hidden_layer`, with its
+phase rules in `phases`, chapter 13) and its teacher clock for modular addition (`teacher_clock`,
+chapter 08). Each is declared with `memkd.declare.experiment` on its config: `help()` lists its knobs
+with their profile defaults and its table's columns, every table gets `teacher_id`, and the config is
+`fn.config`.
 """
 
 from memkd.experiments.cifar import cifar_shuffles
@@ -23,17 +25,17 @@ from memkd.experiments.fig3_similarity import similarity_distillation
 from memkd.experiments.fig5_temperature_lr import temperature_lr
 from memkd.experiments.fig6_composition import dataset_composition
 from memkd.experiments.fig7_surgery import logit_surgery
-from memkd.experiments.open_questions import (
-    architecture,
-    logit_vs_similarity_overlap,
-    teacher_regularization,
-)
-from memkd.experiments.training_choices import random_features_probe, temperature_convention
+from memkd.experiments.q1_overlap import logit_vs_similarity_overlap
+from memkd.experiments.q2_regularization import teacher_regularization
+from memkd.experiments.q3_architecture import architecture
+from memkd.experiments.q4_convention import temperature_convention
+from memkd.experiments.q5_probe import random_features_probe
+from memkd.experiments.q6_teacher_protocol import teacher_protocol
 
 __all__ = [
     "toy_2d", "toy_2d_regions", "logit_distillation", "similarity_distillation", "temperature_lr",
     "dataset_composition", "logit_surgery", "cifar_shuffles", "transformer_distillation",
     "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
-    "random_features_probe", "convolutional_distillation", "linear_recovery",
+    "random_features_probe", "teacher_protocol", "convolutional_distillation", "linear_recovery",
     "temperature_window", "teacher_clock", "one_hidden_layer",
 ]

@@ -1,70 +1,32 @@
-"""Questions 4-6 of chapter 09: how training choices change what soft labels leak.
+"""Question 5 of chapter 09: students with a frozen random first layer, and linear students.
 
-4. `temperature_convention` : softening the student's logits with T (paper's text) or not (code).
-5. `random_features_probe`  : students with a frozen random first layer, and linear students.
-6. `teacher_protocol`       : teachers trained for the whole budget or stopped at their first 100%.
-
-Same contract and shared pieces (profiles, the teachers trained once per process, the students'
-correct sets) as `memkd.experiments.open_questions`, which holds questions 1-3.
+`PROBE_VARIANTS` names the four kinds; `linear_fit_r2` measures how linear a teacher's logits are.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pandas as pd
 import torch
 
 from memkd.declare import DISTILL_COLUMNS, experiment
-from memkd.config import POS_INT, TEACHER_STOPS, knob, list_of, lr_knob, make_config, one_of
+from memkd.config import POS_INT, knob, lr_knob, make_config
 from memkd.pipeline import MemorizationTask, RandomDataConfig, distill, evaluate_students, student_seed
-from memkd.experiments.open_questions import (
-    ONE_ALPHA_ONE_WIDTH, question_profiles, question_table, soft_members, splits_of, teacher_stats, teachers,
-)
 from memkd.models.mlp import EnsembleMLP
 from memkd.distillation import MLPFamily, train_students
-
-
-# --- 4. temperature convention -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConventionConfig(RandomDataConfig):
-    SINGLE_VALUED = ONE_ALPHA_ONE_WIDTH
-    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'soften_student')
-    PROFILE_VALUES = question_profiles(smoke={"temperatures": (1.0, 20.0)},
-                               quick={"temperatures": (1.0, 5.0, 30.0)},
-                               paper={"temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)})
-
-
-@experiment(ConventionConfig)
-def temperature_convention(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
-    """Q4: soften_student False (the released code, the book's choice) vs True (the paper's text).
-
-    Same teachers, splits and student initializations for both conventions at every temperature.
-    """
-    cfg = make_config(ConventionConfig, "temperature_convention", profile, overrides)
-    tasks = teachers(cfg)
-    splits = splits_of(tasks, cfg)
-    rows: list[dict] = []
-    for soften in (False, True):
-        for r in distill(tasks, splits, cfg=replace(cfg, soften_student=soften), kind="soft",
-                         width=cfg.student_widths[0], members=soft_members(cfg, cfg.temperatures),
-                         setting=(cfg.alphas[0],)):
-            rows.append({**r, "soften_student": soften, "alpha": cfg.alphas[0]})
-    return question_table(rows, "convention", cfg)
-
-
-# --- 5. random features and linear students ------------------------------------------------------
+from memkd.experiments.open_questions import (
+    ONE_ALPHA_ONE_WIDTH, question_profiles, question_table, soft_members, splits_of, teachers,
+)
 
 
 @dataclass(frozen=True)
 class ProbeConfig(RandomDataConfig):
-    SINGLE_VALUED = ONE_ALPHA_ONE_WIDTH
     feature_factor: int = knob(4, POS_INT, "width of the frozen random-feature layer / student width")
     probe_lr: float = lr_knob(1e-2, "linear and random-feature students'")
 
+    SINGLE_VALUED = ONE_ALPHA_ONE_WIDTH
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'trainable', 'variant', 'student_depth',
                      'student_activation', 'frozen_layers', 'teacher_activation', 'teacher_linear_r2')
     PROFILE_VALUES = question_profiles()
@@ -171,45 +133,3 @@ def random_features_probe(profile: str = "quick", **overrides: Any) -> pd.DataFr
                          "lr": lr, "alpha": cfg.alphas[0], "chance": 1.0 / c, "teacher_activation": cfg.activation,
                          "teacher_linear_r2": r2[r["dataset"]]})
     return question_table(rows, "probe", cfg)
-
-
-# --- 6. the teacher protocol ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProtocolConfig(RandomDataConfig):
-    SINGLE_VALUED = ONE_ALPHA_ONE_WIDTH
-    teacher_stops: tuple = knob(TEACHER_STOPS, list_of(one_of(*TEACHER_STOPS)),
-                                "teacher protocols compared (budget: all teacher_epochs; first_perfect: stop at 100%)")
-
-    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'teacher_epochs_run', 'teacher_logit_norm',
-                     'teacher_top_prob', 'teacher_train_acc')
-    PROFILE_VALUES = question_profiles(smoke={"temperatures": (2.0, 20.0)},
-                               quick={"temperatures": (2.0, 5.0, 20.0)},
-                               paper={"temperatures": (2.0, 5.0, 20.0)})
-
-
-@experiment(ProtocolConfig)
-def teacher_protocol(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
-    """Q6: what the teacher protocol changes. For each of `teacher_stops` the same datasets' teachers
-    (same initializations) are trained, and students distilled at every temperature, on the same
-    splits from the same initializations. One row per student: teacher_stop, temperature, student,
-    the metrics and the teacher's teacher_first_perfect (first epoch at 100%), teacher_epochs_run,
-    teacher_logit_norm and teacher_top_prob (at the student's T).
-    """
-    cfg = make_config(ProtocolConfig, "teacher_protocol", profile, overrides)
-    rows: list[dict] = []
-    for stop in cfg.teacher_stops:
-        run = replace(cfg, teacher_stop=stop)
-        tasks = teachers(run)
-        info = {task.dataset: {"teacher_first_perfect": int(task.teacher.epochs_to_memorize[0]),
-                               "teacher_epochs_run": int(task.teacher.epochs_run)} for task in tasks}
-        top = {(task.dataset, temp): teacher_stats(task, temp) for task in tasks for temp in cfg.temperatures}
-        for r in distill(tasks, splits_of(tasks, cfg), cfg=run, kind="soft", width=cfg.student_widths[0],
-                         members=soft_members(cfg, cfg.temperatures), setting=(cfg.alphas[0],)):
-            rows.append({**r, "alpha": cfg.alphas[0], **info[r["dataset"]], **top[(r["dataset"], r["temperature"])]})
-    return question_table(rows, "protocol", cfg)
-
-
-__all__ = ["temperature_convention", "random_features_probe", "teacher_protocol", "linear_fit_r2",
-           "train_probe_students", "PROBE_VARIANTS"]
