@@ -184,3 +184,30 @@ def test_recovery_claims_record_the_chapters_claims_from_per_teacher_rows(tmp_pa
     assert claims["least_squares_perfect_above_line"].n == n and 0 <= s <= n
     assert claims["least_squares_perfect_above_line"].test == "exact binomial"
     assert len(out) >= len(claims)
+
+
+def test_window_table_names_what_sets_each_edge():
+    from memkd.book.outcomes import window_table
+
+    nan = float("nan")
+    edges = pd.DataFrame([
+        dict(classes=2, dtype="float32", solver="adam", t_low=3.0, t_high=10.0, in_window=2, of=3),
+        dict(classes=2, dtype="float32", solver="exact", t_low=1.0, t_high=10.0, in_window=3, of=3),
+        dict(classes=2, dtype="bfloat16", solver="adam", t_low=nan, t_high=nan, in_window=0, of=3),
+        dict(classes=2, dtype="bfloat16", solver="exact", t_low=1.0, t_high=3.0, in_window=2, of=3)])
+    rows = window_table(edges, [2], ["float32", "bfloat16"], [1.0, 3.0, 10.0]).splitlines()
+    assert rows[2] == ("| 2 | float32 | 3 .. 10 (2 of 3) | 1 .. 10 (3 of 3) | Adam 3: the optimizer at this budget "
+                       "(the exact solve reaches 1: the grid's end) | 10 for both: the grid's end |")
+    assert rows[3] == ("| 2 | bfloat16 | none | 1 .. 3 (2 of 3) | exact 1: the grid's end; Adam has no window | "
+                       "exact 3: the precision; Adam has no window |")
+
+
+def test_recovery_lines_report_each_student_and_missing_cells():
+    from memkd.book.outcomes import recovery_lines
+
+    summary = pd.DataFrame([dict(student="least_squares", shuffled=False, above=True, perfect=1.0, cells=4, teachers=2)])
+    ls, soft = recovery_lines(summary, {"least_squares_perfect_above_line": "holds"})
+    assert ls.startswith("- **least-squares student**: above the line 100.0% of 4 cells (2 teachers) are perfect, "
+                         "below it no cell; perfect recovery above the line **holds**, the leak growing below it "
+                         "**not run**")
+    assert soft.startswith("- **soft-label student**: above the line no cell")

@@ -3,7 +3,8 @@
 A chapter never states an outcome in fixed text: each sentence below is picked by the verdict (or
 the interval) that the build recorded for a claim, and carries that build's numbers. `outcome`
 picks one of three sentences for one claim; `contradictions` lists where the build contradicts the
-paper; the `*_outcomes` functions are the chapters' own sentences (chapters 01, 04, 05, 07, 08, 10).
+paper; the `*_outcomes` functions are the chapters' own sentences (chapters 01, 04, 05, 07, 08, 10), with
+chapter 11's `recovery_lines` and chapter 12's `window_table`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # the chapter layer's own module
@@ -229,3 +231,52 @@ def clock_outcome(ch: "Chapter", first: str = "high_temperature_helps",
         return (f"**The temperature effect depends on how long the teachers train:** {both}. The verdict of the "
                 "chapter's claim holds for its own teacher clock only.")
     return f"The two teacher clocks give different verdicts, one of them undecided: {both}."
+
+
+def recovery_lines(summary: pd.DataFrame, verdict: dict[str, str]) -> list[str]:
+    """Chapter 11: one Markdown bullet per student kind (least squares, soft labels): the share of
+    perfect cells above and below the line (`summary`: student, shuffled, above, perfect, cells,
+    teachers) and the verdicts of its claims (`verdict`: claim id -> verdict; "not run" if absent)."""
+    def share(student: str, shuffled: bool, side: bool) -> str:
+        r = summary[(summary.student == student) & (summary.shuffled == shuffled) & (summary.above == side)]
+        return (f"{r.perfect.iloc[0]:.1%} of {int(r.cells.iloc[0])} cells ({int(r.teachers.iloc[0])} teachers)"
+                if len(r) else "no cell")
+
+    lines = []
+    for student, words in [("least_squares", "least-squares"), ("soft_labels", "soft-label")]:
+        v = verdict.get(f"{student}_perfect_above_line", "not run")
+        lines.append(f"- **{words} student**: above the line {share(student, False, True)} are perfect, below it "
+                     f"{share(student, False, False)}; perfect recovery above the line **{v}**, the leak growing below "
+                     f"it **{verdict.get(f'{student}_leak_grows_below', 'not run')}**, its shuffled control at chance "
+                     f"**{verdict.get(f'{student}_shuffled_at_chance', 'not run')}** (shuffled, above the line: "
+                     f"{share(student, True, True)} perfect).")
+    return lines
+
+
+def window_table(edges: pd.DataFrame, classes: list[int], dtypes: list[str], temps: list[float]) -> str:
+    """Chapter 12: a Markdown table of the temperature windows, one row per (C, precision), with the
+    Adam student's and the exact solve's windows and what sets each edge. `edges`: classes, dtype,
+    solver, t_low, t_high (NaN: no window), in_window, of; `temps`: the temperature grid, ascending."""
+    def edge_cause(adam: pd.Series, exact: pd.Series, side: str) -> str:
+        a, e = adam[f"t_{side}"], exact[f"t_{side}"]
+        end = temps[0] if side == "low" else temps[-1]
+        if np.isnan(e):
+            return "no window"
+        why_exact = "the grid's end" if e == end else "the precision"
+        if np.isnan(a):
+            return f"exact {e:.3g}: {why_exact}; Adam has no window"
+        if a == e:
+            return f"{a:.3g} for both: {why_exact}"
+        return f"Adam {a:.3g}: the optimizer at this budget (the exact solve reaches {e:.3g}: {why_exact})"
+
+    def window(r: pd.Series) -> str:
+        return f"{r.t_low:.3g} .. {r.t_high:.3g} ({r.in_window} of {r.of})" if r.in_window else "none"
+
+    lines = ["| C | precision | Adam window | exact window | lower edge | upper edge |", "|---|---|---|---|---|---|"]
+    for c in classes:
+        for dt in dtypes:
+            a = edges[(edges.classes == c) & (edges.dtype == dt) & (edges.solver == "adam")].iloc[0]
+            e = edges[(edges.classes == c) & (edges.dtype == dt) & (edges.solver == "exact")].iloc[0]
+            lines.append(f"| {c} | {dt} | {window(a)} | {window(e)} | {edge_cause(a, e, 'low')} | "
+                         f"{edge_cause(a, e, 'high')} |")
+    return "\n".join(lines)
