@@ -21,7 +21,8 @@ HEADROOM = 0.8  # use at most this fraction of what is free
 def training_bytes_per_member(n: int, d: int, width: int, classes: int, hidden_layers: int = 2,
                               own_inputs: bool = False, soft_targets: bool = True) -> int:
     """Bytes that one member of an EnsembleMLP needs while it trains on N samples."""
-    params = d * width + (hidden_layers - 1) * width * width + width * classes + hidden_layers * width + classes
+    sizes = [d] + [width] * hidden_layers + [classes]  # hidden_layers = 0: the linear map D -> C
+    params = sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
     buffers = 5 * params  # parameter, gradient, Adam's two moments, scratch
     activations = 3 * n * (hidden_layers * width + 2 * classes)
     inputs = 2 * n * d if own_inputs else 0  # the inputs and their feature-major copy

@@ -1,6 +1,6 @@
 """The one protocol of `memkd.distillation` for every model family: members of an ensemble trained
-by `train_teacher` / `train_students` equal the same models trained one by one, for the MLP, CNN
-and transformer families alike; a family's optimizer reaches the loop; the stop rules and sigma_T
+by `train_teacher` / `train_students` equal the same models trained one by one, for the MLP (k = 0,
+the bias-free linear model, to k = 2 hidden layers), CNN and transformer families alike; a family's optimizer reaches the loop; the stop rules and sigma_T
 act in one place."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ SEEDS = [7, 19, 3]
 FAMILIES = {
     "mlp": MLPFamily(64, 16, 4, hidden_layers=2),
     "mlp-k1": MLPFamily(64, 16, 4, hidden_layers=1),
+    "linear": MLPFamily(64, 16, 4, hidden_layers=0, bias=False),  # k = 0: the bias-free linear model
     "mlp-frozen": MLPFamily(64, 16, 4, hidden_layers=2, frozen_layers=1),  # autograd: not fusable
     "cnn": CNNFamily((1, 8, 8), 4, width=4, conv_layers=2, head_width=16),
     "transformer": TransformerFamily(4, d_model=16, heads=2, d_mlp=32),  # AdamW, weight decay 1
@@ -175,3 +176,18 @@ def test_a_family_sets_the_optimizer_and_an_explicit_weight_decay_wins():
         opt.step()
     torch.testing.assert_close(teacher.logits(tokens)[0], plain(tokens[0]), atol=1e-4, rtol=1e-4)
 
+
+
+def test_the_linear_teacher_of_the_protocol_is_the_published_versions():
+    """k = 0 without biases through `train_teacher` is the bias-free linear teacher of chapters 11-12
+    (`memkd.models.linear.train_teachers`): the same draw, loss and Adam, so the same weights."""
+    from memkd.models.linear import make_linear_data, train_teachers
+
+    data = make_linear_data([6], classes=3, input_dim=5, seeds=[11], fresh=4, device=torch.device("cpu"))
+    w = train_teachers(data, outputs=3, seeds=[21], epochs=40, lr=1e-2)  # (K, D, O)
+    teacher = train_teacher(data.x[0].float(), data.y[0], MLPFamily(5, 1, 3, hidden_layers=0, bias=False), lr=1e-2,
+                            max_epochs=40, seed=[21], require_memorization=False, fused=False)
+    linear = teacher.model.weights[0].detach()  # (E, D, C)
+    torch.testing.assert_close(linear[0], w[0], atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(linear[0], teacher.model.weights[0].new_zeros(5, 3))  # it trained
+    assert teacher.model.biases[0].abs().max() == 0 and not teacher.model.biases[0].requires_grad

@@ -68,7 +68,8 @@ class Family(Protocol):
 
 @dataclass(frozen=True)
 class MLPFamily:
-    """`EnsembleMLP`s D -> P -> ... -> P -> C with `hidden_layers` hidden layers; the first
+    """`EnsembleMLP`s D -> P -> ... -> P -> C with `hidden_layers` hidden layers (k = 0: the linear
+    map D -> C; with bias=False, the published version's bias-free linear model); the first
     `frozen_layers` layers keep their random initialization (no gradient, so Adam never moves them)."""
 
     input_dim: int
@@ -77,6 +78,7 @@ class MLPFamily:
     hidden_layers: int = 2
     activation: str = "relu"
     frozen_layers: int = 0
+    bias: bool = True
 
     inputs = "vectors"
     student_kinds = STUDENT_KINDS
@@ -86,11 +88,11 @@ class MLPFamily:
 
     @property
     def fusable(self) -> bool:
-        return self.frozen_layers == 0  # the fused step trains every parameter
+        return self.frozen_layers == 0 and self.bias  # the fused step trains every parameter
 
     def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> EnsembleMLP:
         model = EnsembleMLP(members, self.input_dim, self.width, self.classes, self.hidden_layers, self.activation,
-                            seed=seed).to(device)
+                            seed=seed, bias=self.bias).to(device)
         for layer in range(self.frozen_layers):
             model.weights[layer].requires_grad_(False)
             model.biases[layer].requires_grad_(False)

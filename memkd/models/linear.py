@@ -23,7 +23,11 @@ Each has a within-class-shuffled control: the student's soft labels are permuted
 (equivalently its inputs: the set of pairs is the same), so each point keeps a label of its class but
 not its own. Students of one teacher share its inputs: W is stored as (K, D, M, O) and one GEMM
 (K, N, D) @ (K, D, M * O) serves all M, which is what makes a grid of temperatures one ensemble.
-Left out: biases, mini-batches, hidden layers (chapter 13 has those).
+Left out: biases, mini-batches, hidden layers (chapter 13 has those). The same bias-free teacher is
+k = 0 of the one protocol, `memkd.distillation.train_teacher(x, y, MLPFamily(D, 1, C, hidden_layers=0,
+bias=False))` (tests/test_distillation.py: equal weights); the chapters train here instead because
+their students of one teacher share its inputs under per-student masks (a rho each), one GEMM for
+all of them, which `train_students` (one sample set per member) does not express.
 """
 
 from __future__ import annotations

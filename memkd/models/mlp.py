@@ -49,7 +49,10 @@ class EnsembleMLP(nn.Module):
     ----------
     members : E, the number of independent networks.
     input_dim, width, classes : D, P, C.
-    hidden_layers : number of hidden layers of width P (the paper uses 2; Fig 1 uses 1).
+    hidden_layers : number of hidden layers of width P (the paper uses 2; Fig 1 and the published
+        version's network use 1; 0 is the linear map D -> C, and `width` is then unused).
+    bias : False: no biases (they are zero and never trained); with hidden_layers=0 this is the
+        bias-free linear model of the published version (`memkd.models.linear`), drawn alike.
     activation : "relu" | "tanh" | "linear".
     seed : initialisation seed; weights and biases are drawn like `nn.Linear`
         (uniform in +-1/sqrt(fan_in)), independently for every member. A sequence of E seeds
@@ -66,10 +69,13 @@ class EnsembleMLP(nn.Module):
         hidden_layers: int = 2,
         activation: str = "relu",
         seed: int | Sequence[int] = 0,
+        bias: bool = True,
     ) -> None:
         super().__init__()
+        if not isinstance(hidden_layers, (int, np.integer)) or hidden_layers < 0:
+            raise ValueError(f"The 'hidden_layers' parameter of EnsembleMLP must be an int >= 0. Got {hidden_layers!r} instead.")
         self.members, self.input_dim, self.width, self.classes = members, input_dim, width, classes
-        self.hidden_layers, self.activation = hidden_layers, activation
+        self.hidden_layers, self.activation, self.bias = hidden_layers, activation, bias
         self._act = _activation_fn(activation)
         sizes = [input_dim] + [width] * hidden_layers + [classes]
         if isinstance(seed, (int, np.integer)):
@@ -83,7 +89,9 @@ class EnsembleMLP(nn.Module):
             layers = [(torch.cat([m[i][0] for m in per_member]), torch.cat([m[i][1] for m in per_member]))
                       for i in range(len(sizes) - 1)]
         self.weights = nn.ParameterList([nn.Parameter(w) for w, _ in layers])  # (E, in, out)
-        self.biases = nn.ParameterList([nn.Parameter(b) for _, b in layers])  # (E, 1, out)
+        # (E, 1, out); without bias: zeros that no optimizer moves (the weights are drawn as with biases)
+        self.biases = nn.ParameterList([nn.Parameter(b if bias else torch.zeros_like(b), requires_grad=bias)
+                                        for _, b in layers])
 
     def forward(self, x: Tensor) -> Tensor:
         """x : (N, D) shared by all members, or (E, N, D) per member. Returns logits (E, N, C)."""
@@ -102,9 +110,10 @@ class EnsembleMLP(nn.Module):
         """A plain nn.Sequential with member `index`'s weights (a copy)."""
         layers: list[nn.Module] = []
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            lin = nn.Linear(w.shape[1], w.shape[2])
+            lin = nn.Linear(w.shape[1], w.shape[2], bias=self.bias)
             lin.weight.copy_(w[index].T)
-            lin.bias.copy_(b[index, 0])
+            if self.bias:
+                lin.bias.copy_(b[index, 0])
             layers.append(lin.to(w.device))
             if i < len(self.weights) - 1:
                 layers.append(ACTIVATIONS[self.activation]())
@@ -112,4 +121,4 @@ class EnsembleMLP(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"members={self.members}, input_dim={self.input_dim}, width={self.width}, "
-                f"classes={self.classes}, hidden_layers={self.hidden_layers}, activation={self.activation!r}")
+                f"classes={self.classes}, hidden_layers={self.hidden_layers}, activation={self.activation!r}, bias={self.bias}")
