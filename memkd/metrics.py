@@ -86,6 +86,9 @@ def format_p(p: float | None, label: bool = True) -> str:
 
 VERDICTS = ("holds", "does not hold", "inconclusive")
 EXPECTATIONS = ("above", "below", "equivalent")
+FAMILY_ALPHA = 0.05
+"""The one level of every claim: each one-sided test (and each of the two tests of an equivalence) is
+run at it, and Holm's adjustment keeps each block's family-wise error rate at it (`memkd.book.report`)."""
 
 
 def per_unit_means(table: pd.DataFrame, value: str, baseline: str | float | None = None,
@@ -164,7 +167,7 @@ def _decide(expect: str, margin: float, low: float, high: float) -> str:
     return "does not hold" if low >= margin or high <= -margin else "inconclusive"
 
 
-def interval_test(differences, expect: str, margin: float = 0.0, level: float = 0.01) -> dict:
+def interval_test(differences, expect: str, margin: float = 0.0, level: float = FAMILY_ALPHA) -> dict:
     """Three-way verdict for one-sample `differences` (one per teacher), from a t interval.
 
     differences : sequence of U floats (NaN dropped), e.g. per_unit_means(...)["difference"]
@@ -179,9 +182,9 @@ def interval_test(differences, expect: str, margin: float = 0.0, level: float = 
     equivalent: holds if -margin < ci_low and ci_high < margin;
                 does not hold if ci_low >= margin or ci_high <= -margin;    else inconclusive
     Fewer than 2 values: inconclusive (NaN interval and p). Values without spread (every teacher
-    gave the same number, e.g. 0 correct): a t interval cannot be formed (its width would be 0 and
-    its p 0 or 1 whatever n is), so the verdict is "inconclusive" with a NaN interval and p and the
-    reason in "note": such outcomes are counts and need an exact test (`binomial_test`).
+    gave the same number, e.g. 0 correct, or two settings identical on every teacher): a t interval
+    cannot be formed (its width would be 0), so the verdict comes from the exact sign test across
+    teachers (`sign_test`), which needs no spread; "test" says which test decided.
 
     Returns a dict: mean, sem, n, ci_low, ci_high, p_value (the one-sided p of the stated direction
     against the margin; for "equivalent" the larger of the two TOST p-values, so holds <=> p < level),
@@ -203,9 +206,7 @@ def interval_test(differences, expect: str, margin: float = 0.0, level: float = 
         out["note"] = f"{n} teacher{'' if n == 1 else 's'}: no interval"
         return out
     if v.std() <= 1e-9 * max(1.0, abs(mean)):  # no spread (float noise only): no t interval exists
-        out.update(sem=0.0, note=f"no spread: all {n} teachers gave {mean:.3g}, so a t interval cannot be "
-                                 "formed; an outcome without spread needs an exact test")
-        return out
+        return sign_test(v, expect, margin, level)
     half = float(stats.t.ppf(1 - level, n - 1)) * sem
     low, high = mean - half, mean + half
     out["verdict"] = _decide(expect, margin, low, high)
@@ -226,6 +227,88 @@ def interval_test(differences, expect: str, margin: float = 0.0, level: float = 
     return out
 
 
+def sign_test(differences, expect: str, margin: float = 0.0, level: float = FAMILY_ALPHA) -> dict:
+    """Three-way verdict from the exact sign test across teachers: is the typical (median) teacher's
+    difference beyond the margin?
+
+    differences : U floats, one per teacher (NaN dropped). Each teacher counts once, whatever its
+    number of students or points, so no count is pooled across teachers. Under the null hypothesis
+    that the median difference sits on the bound, a teacher lands strictly on the claimed side with
+    probability at most 1/2, so the one-sided p of s of U teachers on that side is P(Bin(U, 1/2) >= s).
+    expect : "above" (median > margin), "below" (median < -margin), "equivalent" (median within
+        (-margin, margin): two one-sided sign tests, the larger p decides)
+    The verdict "does not hold" is the same test in the other direction (e.g. for "above": teachers at
+    or below the margin). The interval [ci_low, ci_high] is the exact order-statistic interval of the
+    median at the same level (each side at `level`); with every teacher equal it is that one value.
+    Used by `interval_test` for values without spread: 11 of 11 teachers on the claimed side give
+    p = 0.5**11 = 0.0005. Returns the keys of `interval_test`, with test "exact sign test".
+
+    >>> sign_test([0.0] * 12, "below", margin=0.0)["verdict"]    # all 12 at 0, none below it
+    'does not hold'
+    >>> round(sign_test([-0.1] * 12, "below")["p_value"], 6)     # 12 of 12 below: 0.5**12
+    0.000244
+    >>> sign_test([0.0] * 11, "equivalent", margin=0.01)["verdict"]
+    'holds'
+    """
+    check_test_args(expect, margin, level, "sign_test")
+    margin, level = float(margin), float(level)
+    v = np.asarray(differences, dtype=float).ravel()
+    v = v[~np.isnan(v)]
+    n = len(v)
+    mean, sem = mean_sem(v)
+    out = {"mean": mean, "sem": 0.0 if n and np.ptp(v) <= 1e-9 * max(1.0, abs(mean)) else sem, "n": n,
+           "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "expect": expect, "margin": margin,
+           "level": level, "verdict": "inconclusive", "test": "exact sign test", "note": ""}
+    if n < 2:
+        out["note"] = f"{n} teacher{'' if n == 1 else 's'}: no test"
+        return out
+
+    def p_side(count: int) -> float:  # P(Bin(n, 1/2) >= count): `count` of n teachers on one side
+        return float(stats.binom.sf(count - 1, n, 0.5))
+
+    def above(bound: float) -> float:  # one-sided p of "median > bound"
+        return p_side(int((v > bound).sum()))
+
+    def below(bound: float) -> float:  # one-sided p of "median < bound"
+        return p_side(int((v < bound).sum()))
+
+    if expect == "above":
+        p, p_against = above(margin), p_side(int((v <= margin).sum()))
+    elif expect == "below":
+        p, p_against = below(-margin), p_side(int((v >= -margin).sum()))
+    else:
+        p = max(above(-margin), below(margin))
+        p_against = min(p_side(int((v >= margin).sum())), p_side(int((v <= -margin).sum())))
+    low, high = _median_interval(v, level)
+    verdict = "holds" if p < level else "does not hold" if p_against < level else "inconclusive"
+    if verdict == "inconclusive":
+        on_side = {"above": int((v > margin).sum()), "below": int((v < -margin).sum()),
+                   "equivalent": int(((v > -margin) & (v < margin)).sum())}[expect]
+        out["note"] = (f"exact sign test: {on_side} of {n} teachers on the claimed side; "
+                       f"{n} teachers cannot reach p < {level:g} unless about {sign_test_teachers(level)} agree")
+    out.update(ci_low=low, ci_high=high, p_value=float(min(1.0, p)), verdict=verdict)
+    return out
+
+
+def sign_test_teachers(level: float = FAMILY_ALPHA) -> int:
+    """The fewest teachers that, all on the claimed side, give a sign-test p below `level`.
+
+    >>> sign_test_teachers(0.05), sign_test_teachers(0.05 / 40)
+    (5, 10)
+    """
+    return int(math.floor(math.log(level) / math.log(0.5))) + 1
+
+
+def _median_interval(v: np.ndarray, level: float) -> tuple[float, float]:
+    """The exact order-statistic interval of the median of v: each bound holds at one-sided `level`
+    (the widest, min and max, when too few values)."""
+    s = np.sort(v)
+    n = len(s)
+    k = int(stats.binom.ppf(level, n, 0.5))  # order statistics k+1 .. n-k (1-based) bound the median
+    k = max(0, k - 1) if stats.binom.cdf(k, n, 0.5) > level else k
+    return float(s[min(k, n - 1)]), float(s[max(n - 1 - k, 0)])
+
+
 def _clopper_pearson(successes: int, trials: int, level: float) -> tuple[float, float]:
     """The one-sided level-`level` exact bounds of a binomial proportion: (lower, upper)."""
     low = 0.0 if successes == 0 else float(stats.beta.ppf(level, successes, trials - successes + 1))
@@ -234,7 +317,7 @@ def _clopper_pearson(successes: int, trials: int, level: float) -> tuple[float, 
 
 
 def binomial_test(successes: int, trials: int, p0: float, expect: str, margin: float = 0.0,
-                  level: float = 0.01) -> dict:
+                  level: float = FAMILY_ALPHA) -> dict:
     """Three-way verdict on a proportion from an exact binomial test (Clopper-Pearson bounds).
 
     For outcomes that are counts or have no spread (every teacher at exactly 0 or 1), where a t

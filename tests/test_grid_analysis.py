@@ -66,8 +66,9 @@ def test_best_dimension_grows_when_the_optimum_moves_with_per_class():
     assert best.groupby("per_class").best_d.first().tolist() == [25, 50, 100]
     slopes = an.dimension_slopes(best)
     assert len(slopes) == 5 and slopes.slope.to_numpy() == pytest.approx(1.0)
-    # every teacher's slope is exactly 1: no spread for a t interval, an exact sign test instead
-    assert interval_test(slopes.slope, "above")["verdict"] == "inconclusive"
+    # every teacher's slope is exactly 1: no spread for a t interval, the exact sign test decides
+    assert interval_test(slopes.slope, "above")["test"] == "exact sign test"
+    assert interval_test(slopes.slope, "above")["p_value"] == pytest.approx(0.5 ** 5)
     r = binomial_test(**{k: v for k, v in an.sign_counts(slopes.slope).items() if k != "teachers"},
                       p0=0.5, expect="above", level=0.05)
     assert r["p_value"] == pytest.approx(0.5 ** 5) and r["verdict"] == "holds"

@@ -98,7 +98,7 @@ def test_holds_exactly_when_p_is_below_the_level(expect):
 
 def test_more_teachers_turn_an_inconclusive_equivalence_into_a_verdict():
     rng = np.random.default_rng(0)
-    d = rng.normal(0.0, 0.02, size=40)
+    d = rng.normal(0.0, 0.04, size=60)
     assert interval_test(d[:3], "equivalent", margin=0.02)["verdict"] == "inconclusive"
     assert interval_test(d, "equivalent", margin=0.02)["verdict"] == "holds"
 
@@ -110,21 +110,26 @@ def test_fewer_than_two_teachers_are_inconclusive():
     assert interval_test([0.5], "above")["n"] == 1
 
 
-def test_no_spread_gives_no_p_value_and_says_why():
-    # chapter 07's case: 12 teachers, every one at exactly 0 correct held-out class-c points. A
-    # collapsed interval used to return p = 0 and "holds"; the exact test of the pooled points does not.
-    r = interval_test([0.0] * 12, "below", margin=0.0)
-    assert r["verdict"] == "inconclusive" and math.isnan(r["p_value"]) and math.isnan(r["ci_low"])
-    assert "no spread" in r["note"] and "exact test" in r["note"] and r["test"] == "t interval"
+def test_no_spread_is_decided_by_the_exact_sign_test_across_teachers():
+    # chapter 07's case: 12 teachers, every one at exactly 0 correct held-out class-c points. A t interval
+    # cannot be formed; the sign test counts each teacher once (no points pooled across teachers).
+    r = interval_test([-0.1] * 12, "below", margin=0.0)
+    assert r["test"] == "exact sign test" and r["verdict"] == "holds" and r["p_value"] == pytest.approx(0.5 ** 12)
+    r = interval_test([0.0] * 12, "below", margin=0.0)  # all at the bound: none below it
+    assert r["verdict"] == "does not hold" and r["p_value"] == 1.0 and r["test"] == "exact sign test"
+    r = interval_test([0.0] * 4, "below", margin=0.0)  # 4 teachers cannot reach 0.05 (0.5**4 = 0.0625)
+    assert r["verdict"] == "inconclusive" and "5" in r["note"]
     for expect, margin in (("above", 0.0), ("below", 0.0), ("equivalent", 0.02)):
         for value in (0.1, 0.01, -0.3):
             r = interval_test([value] * 5, expect, margin=margin)
-            assert r["verdict"] == "inconclusive" and math.isnan(r["p_value"]), (expect, value)
-    assert interval_test([0.1, 0.1 + 1e-3, 0.1], "above")["note"] == ""  # a little spread: a t interval
-    assert "no interval" in interval_test([0.5], "above")["note"]
+            inside = {"above": value > margin, "below": value < -margin, "equivalent": abs(value) < margin}[expect]
+            assert r["verdict"] == ("holds" if inside else "does not hold"), (expect, value)
+            assert r["p_value"] == pytest.approx(0.5 ** 5 if inside else 1.0), (expect, value)
+    assert interval_test([0.1, 0.1 + 1e-3, 0.1], "above")["test"] == "t interval"  # a little spread: a t interval
+    assert "no test" in interval_test([0.5], "above")["note"] or "no interval" in interval_test([0.5], "above")["note"]
 
 
-def test_a_claim_without_spread_is_inconclusive_and_the_sentence_says_why(tmp_path):
+def test_a_claim_without_spread_says_it_was_decided_by_the_sign_test(tmp_path):
     import pandas as pd
 
     from memkd.book.chapter import Chapter
@@ -132,27 +137,17 @@ def test_a_claim_without_spread_is_inconclusive_and_the_sentence_says_why(tmp_pa
     ch = Chapter("flat", profile="smoke", results_dir=str(tmp_path), device="cpu")
     table = pd.DataFrame({"dataset": range(6), "test_acc_class": [0.0] * 6})
     text = ch.claim("zero", "All at zero.", table, value="test_acc_class", baseline=0.02, expect="below")
-    assert "**inconclusive**" in text and "no spread" in text and "p = n/a" not in text.split("no spread")[1]
+    assert "**holds**" in text and "exact sign test" in text and "p = 0.016" in text
     row = ch.finish().iloc[0]
-    assert math.isnan(row["p_value"]) and "no spread" in row["note"]
+    assert row["test"] == "exact sign test" and row["p_value"] == pytest.approx(0.5 ** 6) and row["n"] == 6
 
 
-def test_class_counts_pool_one_student_per_teacher():
-    import pandas as pd
-
-    from memkd.book.grid_analysis import class_counts
-    from memkd.metrics import binomial_test
-
-    t = pd.DataFrame({"dataset": [0, 0, 1, 1, 2, 2], "student": [0, 1] * 3,
-                      "test_acc_class": [0.0, 0.5, 0.1, 0.9, 0.0, 0.0], "test_count_class": [10.0] * 6})
-    assert class_counts(t) == {"successes": 1, "trials": 30, "teachers": 3}
-    assert class_counts(t, student=1)["successes"] == 14
-    with pytest.raises(ValueError, match="more than one row"):
-        class_counts(pd.concat([t, t]))
-    # the issue's numbers: 0 of 120 held-out class-c points (12 teachers x 10) against 1/C = 0.02
-    r = binomial_test(0, 120, 0.02, "below")
-    assert r["p_value"] == pytest.approx(0.98 ** 120) and 0.08 < r["p_value"] < 0.1
-    assert r["verdict"] == "inconclusive"
+def test_few_points_per_teacher_are_tested_across_teachers_not_pooled():
+    # chapter 07's case: 12 teachers, 10 held-out class-c points each, all at 0 correct. Pooled, 0 of 120
+    # points against 1/C = 0.02 looked like 120 outcomes; across teachers it is 12 teachers, all below chance.
+    r = interval_test([0.0 - 0.02] * 12, "below")
+    assert r["test"] == "exact sign test" and r["n"] == 12 and r["p_value"] == pytest.approx(0.5 ** 12)
+    assert r["verdict"] == "holds"
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -285,10 +280,10 @@ def test_a_claim_records_its_margin_reason_and_plan_and_says_when_it_is_underpow
              plan=Plan(0.0, "none", sd=0.01))
     claims = ch.finish().set_index("claim")
     sd = np.std(table["test_acc"], ddof=1)
-    assert claims.loc["toy_soft_T5_beats_chance", "planned_n"] == planned_teachers(0.1, sd, 0.01)
+    assert claims.loc["toy_soft_T5_beats_chance", "planned_n"] == planned_teachers(0.1, sd, 0.05)
     assert claims.loc["toy_soft_T5_beats_chance", "margin_reason"].startswith("a direction")
     assert claims.loc["mine", "margin_reason"] == "my reason" and claims.loc["mine", "sd_source"].startswith("assumed")
     assert claims.loc["mine", "planned_n"] == planned_teachers(0.0, 0.01, 0.05, expect="equivalent", margin=0.05)
     surgery = Chapter("07_logit_surgery", profile="smoke", results_dir=str(tmp_path / "07"), device="cpu")
     count = surgery.claim_count("zero_class_kills_class", "Zeroed.", 0, 120, 0.02, expect="below", teachers=12)
-    assert "needs 228 outcomes; this build has 120" in count
+    assert "needs 149 outcomes; this build has 120" in count  # 0.98**149 < 0.05

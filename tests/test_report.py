@@ -135,20 +135,20 @@ def test_report_table_shows_teachers_times_students_and_the_margin(results):
 def test_holm_within_a_block_can_turn_a_claim_that_holds_into_inconclusive(tmp_path):
     ch = "02_logit_distillation"
     write(tmp_path / ch, [claim_row(ch, "strong", "holds", p_value=0.001),
-                          claim_row(ch, "weak", "holds", p_value=0.008),  # holds alone, not after Holm (x2)
+                          claim_row(ch, "weak", "holds", p_value=0.03),  # holds alone, not after Holm (x2)
                           claim_row(ch, "nothing", "inconclusive", p_value=0.5)])
     ch = "09_open_questions"  # another block: its own family, so it does not weaken the paper's
-    write(tmp_path / ch, [claim_row(ch, "q", "holds", beyond=True, p_value=0.008)])
+    write(tmp_path / ch, [claim_row(ch, "q", "holds", beyond=True, p_value=0.03)])
     blocks = mb.claim_blocks(load_claims(tmp_path))
     paper = blocks["workshop"].set_index("claim")
-    assert paper["p_adjusted"].round(4).to_dict() == {"strong": 0.003, "weak": 0.016, "nothing": 0.5}
+    assert paper["p_adjusted"].round(4).to_dict() == {"strong": 0.003, "weak": 0.06, "nothing": 0.5}
     assert paper["verdict_adjusted"].to_dict() == {"strong": "holds", "weak": "inconclusive", "nothing": "inconclusive"}
     assert blocks["beyond"].loc[0, "verdict_adjusted"] == "holds"  # alone in its family
     text = mb.headline(load_claims(tmp_path))
     assert text.startswith("**1 of 3 claims of the paper hold in this build**, 2 inconclusive, 0 do not hold, "
-                           "after Holm's adjustment within the block (before it: 2 hold)")
+                           "after Holm's adjustment within the block at the family level 0.05 (before it: 2 hold)")
     table = mt.report_table(blocks["workshop"])
-    assert table.loc[1, "Verdict"] == "inconclusive (before adjustment: holds)" and table.loc[1, "p (Holm)"] == "0.016"
+    assert table.loc[1, "Verdict"] == "inconclusive (before adjustment: holds)" and table.loc[1, "p (Holm)"] == "0.060"
 
 
 def test_a_claim_that_tests_an_effect_again_is_shown_but_not_counted(tmp_path):
@@ -258,8 +258,8 @@ def test_plan_table_shows_every_margin_reason_and_labels_the_underpowered(tmp_pa
     assert table["Power"].tolist() == ["underpowered", "not planned", "underpowered"]
     assert table.loc[2, "Planned n"] == "228 outcomes" and table.loc[0, "Planned n"] == "30 teachers"
     claims = mt.report_table(load_claims(tmp_path))
-    assert claims.loc[0, "n"] == "5 teachers × 4 students (planned: 30; underpowered)"
-    assert claims.loc[2, "n"] == "120 outcomes of 12 teachers (planned: 228; underpowered)"
+    assert claims.loc[0, "n"].startswith("5 teachers × 4 students (planned: 30; underpowered) (after Holm: needs ")
+    assert claims.loc[2, "n"].startswith("120 outcomes of 12 teachers (planned: 228; underpowered) (after Holm: needs ")
 
 
 def test_claims_figure_draws_one_row_per_claim(results):
@@ -290,3 +290,48 @@ def test_the_teacher_clock_reaches_meta_and_the_chapter_summary(tmp_path):
     ch.finish()
     summary = mt.chapter_summary(load_claims(tmp_path), tmp_path, link=False).set_index("Chapter")
     assert summary.loc["02_logit_distillation", "Teachers train (× first 100%)"] == "2.5× (2-4, 3 teachers)"
+
+
+def test_checks_are_shown_apart_and_never_counted(tmp_path):
+    ch = "11_linear_recovery"
+    write(tmp_path / ch, [claim_row(ch, "real", "holds", p_value=0.01),
+                          claim_row(ch, "cannot_fail", "holds", p_value=1e-9, kind="check")])
+    claims = load_claims(tmp_path)
+    adjusted = mb.adjust_claims(claims).set_index("claim")
+    assert not adjusted.loc["cannot_fail", "counted"] and adjusted.loc["real", "counted"]
+    assert adjusted.loc["real", "p_adjusted"] == pytest.approx(0.01)  # a family of one: the check is not in it
+    assert "cannot_fail" not in set(mb.claim_blocks(claims)["workshop"].claim)
+    assert mb.check_claims(claims).claim.tolist() == ["cannot_fail"]
+    assert mt.check_table(claims)["Verdict"].tolist() == ["holds"]
+    assert "**1 of 1 claims of the published version hold in this build**" in mb.headline(claims)
+    assert mb.adjust_claims(claims).kind.tolist() == ["claim", "check"]  # an empty kind reads "claim"
+
+
+def test_disagreements_list_contradictions_and_estimates_on_the_wrong_side(tmp_path):
+    ch = "07_logit_surgery"
+    write(tmp_path / ch, [claim_row(ch, "agrees", "holds", p_value=1e-4),
+                          claim_row(ch, "contradicted", "does not hold", p_value=0.9, difference=-0.05),
+                          claim_row(ch, "leaning", "inconclusive", p_value=0.6, difference=-0.01),
+                          claim_row(ch, "open", "inconclusive", p_value=0.2, difference=0.02),
+                          claim_row(ch, "eq_out", "inconclusive", expect="equivalent", margin=0.02, difference=0.03,
+                                    p_value=0.4),
+                          claim_row(ch, "check_no", "does not hold", kind="check", p_value=0.9)])
+    write(tmp_path / "09_open_questions", [claim_row("09_open_questions", "mine", "does not hold", beyond=True)])
+    found = mb.disagreements(load_claims(tmp_path))
+    assert found.claim.tolist() == ["contradicted", "leaning", "eq_out"]
+    assert found.disagreement.tolist() == ["contradicts", "leans against", "leans against"]
+    table = mt.disagreement_table(load_claims(tmp_path))
+    assert table["Disagreement"].tolist()[0] == "contradicts (does not hold)"
+    assert "&lt;of the paper&gt;" in table["The paper says"].iloc[0]
+
+
+def test_holm_plan_asks_for_the_n_of_holms_strictest_step():
+    from types import SimpleNamespace
+
+    from memkd.metrics import sign_test_teachers
+    from memkd.power import planned_teachers
+
+    row = dict(assumed_effect=0.05, test="t interval", sem=0.01, n=9, expect="above", margin=0.0, baseline=0.1)
+    assert mb.holm_plan(SimpleNamespace(**row), 0.05 / 10) == planned_teachers(0.05, 0.03, 0.005)
+    assert mb.holm_plan(SimpleNamespace(**{**row, "test": "exact sign test"}), 0.005) == sign_test_teachers(0.005) == 8
+    assert math.isnan(mb.holm_plan(SimpleNamespace(**{**row, "assumed_effect": NAN}), 0.005))

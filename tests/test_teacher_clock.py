@@ -206,17 +206,22 @@ def test_clock_claims_follow_the_clock_and_the_verdicts(tmp_path):
     claims = clock_claims(ch, never)
     text = clock_outcome(stop_summary(never), claims)
     assert "**nothing to vanish**" in text and "vanished into generalization" not in text
+    # and the "vanishes" statements, with no leak to vanish, are checks, not claims
+    assert {c.claim: c.kind for c in ch.claims}["clock_vanishes_900_T1"] == "check"
+    assert {c.claim: c.kind for c in ch.claims}["clock_leak_100_T1"] == "claim"
     # too few teachers in one state at a stop: no claim there
     ch.claims.clear()
     assert clock_claims(ch, _clock_table(0.2, 0.0, teachers=2)).empty
-    # outcomes without spread after the stop: the exact binomial test on the pooled pairs decides
+    # outcomes without spread after the stop: the exact sign test across teachers decides (no pooled points)
     ch.claims.clear()
     flat = _clock_table(gap_before=0.2, gap_after=0.0)
     flat.loc[flat.teacher_step == 900, ["heldout_acc", "unseen_acc", "trivial_acc"]] = 1.0
     flat.loc[flat.teacher_step == 900, ["heldout_correct", "unseen_correct"]] = [100, 200]
     clock_claims(ch, flat)
-    tests = {c.claim: c.test for c in ch.claims}
-    assert tests["clock_vanishes_900_T1"] == "exact binomial" and tests["clock_leak_100_T1"] != "exact binomial"
+    recorded = {c.claim: c for c in ch.claims}
+    assert recorded["clock_vanishes_900_T1"].test == "exact sign test" and recorded["clock_leak_100_T1"].test == "t interval"
+    assert recorded["clock_vanishes_900_T1"].verdict == "holds" and recorded["clock_vanishes_900_T1"].n == 5
+    assert recorded["clock_vanishes_900_T1"].kind == "claim"  # the leak held at T = 1 before: it can vanish
     # no teacher generalized: nothing to test after, and the text says so
     ch.claims.clear()
     young = _clock_table(gap_before=0.2, gap_after=0.0, after_unseen=0.6)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from memkd.book.claims import Claim, interval_text, plural, pm_text, power_text, units_text, verdict_reason
 from memkd.book.plan import Margin, Plan, baseline_for, margin_of, plan_for
+from memkd.metrics import EXPECTATIONS, FAMILY_ALPHA
 
 DATA_KINDS = ("paper", "stand-in")  # measured on the paper's kind of data, or on a stand-in for it
 
@@ -33,8 +34,6 @@ class ClaimTests:
     def _check_claim_args(self, method: str, expect: str, margin: float | Margin, level: float | None,
                           data: str) -> tuple[float, float, str]:
         """Validate the common arguments of the claim methods; return (level, margin, margin reason)."""
-        from memkd.metrics import EXPECTATIONS
-
         if expect not in EXPECTATIONS:
             raise ValueError(f"The 'expect' parameter of Chapter.{method} must be one of {EXPECTATIONS}. "
                              f"Got {expect!r} instead.")
@@ -44,8 +43,12 @@ class ClaimTests:
         if expect == "equivalent" and not (isinstance(margin, (int, float)) and margin > 0):
             raise ValueError(f"The 'margin' parameter of Chapter.{method} must be a float > 0 for "
                              f"expect='equivalent' (the equivalence margin). Got {margin!r} instead.")
-        level = (0.05 if expect == "equivalent" else 0.01) if level is None else level
-        return level, margin, reason
+        if level is not None and not (isinstance(level, (int, float)) and 0 < level <= FAMILY_ALPHA):
+            raise ValueError(f"The 'level' parameter of Chapter.{method} must be None (the family level "
+                             f"memkd.metrics.FAMILY_ALPHA = {FAMILY_ALPHA}, at which Holm's adjustment controls each "
+                             f"block) or a stricter level in (0, {FAMILY_ALPHA}] that the claim needs within itself "
+                             f"(e.g. Bonferroni over its settings). Got {level!r} instead.")
+        return FAMILY_ALPHA if level is None else float(level), margin, reason
 
     def _plan(self, claim_id: str, plan: Plan | None, r: dict, chance: float, p0: float | None = None) -> dict:
         """The claim's power plan (memkd.book.plan): assumed effect, its reason, planned n, sd source."""
@@ -62,6 +65,11 @@ class ClaimTests:
             p1 = p0 + effect if r["expect"] == "above" else p0 - effect
             planned = planned_trials(p0, min(1.0, max(0.0, p1)), r["level"], expect=r["expect"], margin=r["margin"])
             return {**out, "planned_n": planned, "sd_source": "exact binomial: none needed"}
+        if r.get("test") == "exact sign test":
+            from memkd.metrics import sign_test_teachers
+
+            return {**out, "planned_n": sign_test_teachers(r["level"]),
+                    "sd_source": "exact sign test: every teacher on the claimed side, none needed"}
         if plan.sd is not None:
             sd, source = plan.sd, "assumed in memkd.book.plan"
         else:
@@ -73,20 +81,25 @@ class ClaimTests:
     def claim(self, claim_id: str, paper_text: str, table: pd.DataFrame, value: str = "test_acc",
               baseline: str | float | None = None, *, expect: str = "above", margin: float | Margin = 0.0,
               level: float | None = None, unit: str = "dataset", what: str = "held-out accuracy",
-              data: str = "paper", detail: str = "", supports: str = "", plan: Plan | None = None) -> str:
+              data: str = "paper", detail: str = "", supports: str = "", plan: Plan | None = None,
+              check: bool = False) -> str:
         """Test a claim on per-teacher means, record it, and return the verdict as a Markdown sentence.
 
         table : one row per student, with columns `unit`, `value` (and `baseline` if it is a name)
         baseline : a constant (e.g. the trivial accuracy), a column averaged over the same students
             (e.g. "independent_acc"), or None (the value itself is tested against the margin)
-        expect, margin, level : see memkd.metrics.interval_test; `level` defaults to 0.01 for
-            "above"/"below" and 0.05 for "equivalent", which needs a margin > 0; a margin given as a
-            `memkd.book.plan.Margin` carries its reason (recorded as margin_reason)
+        expect, margin : see memkd.metrics.interval_test ("equivalent" needs a margin > 0); a margin
+            given as a `memkd.book.plan.Margin` carries its reason (recorded as margin_reason)
+        level : None (the default) tests at the one family level memkd.metrics.FAMILY_ALPHA (a t interval
+            of the per-teacher values; without spread, the exact sign test across teachers); a stricter
+            level is allowed where a claim corrects within itself (e.g. Bonferroni over its settings)
         plan : the claim's power plan; None looks it up in memkd.book.plan.PLANS (none: not planned).
             A plan's effect in units of chance uses the table's `chance` column
         data : "paper" (the paper's kind of data) or "stand-in" (never counted as the paper's claim)
         supports : "<chapter>:<claim>" when this claim tests an effect that claim already tests (shown
             in the report, not counted); "" (the default) counts it
+        check : True for a statement that cannot fail at this size (e.g. a teacher failing far above its
+            capacity): recorded with kind "check", shown apart from the claims and never counted
 
         >>> ch.claim("soft_beats_trivial", "Soft labels beat the trivial accuracy.", table,   # doctest: +SKIP
         ...          baseline=trivial, expect="above")
@@ -105,14 +118,15 @@ class ClaimTests:
             against = " against " + (f"`{baseline}` " if isinstance(baseline, str) else "") + pm_text(base, math.nan)
         self._record(claim_id, paper_text, r, value=value, measured=measured, baseline=base,
                      students=students, data=data, detail=detail, supports=supports, margin_reason=margin_reason,
-                     plan=self._plan(claim_id, plan, r, _chance(table)))
+                     plan=self._plan(claim_id, plan, r, _chance(table)), check=check)
         return self._sentence(what, f"{pm_text(measured, measured_sem)}{against}", r, students,
                               "difference" if baseline is not None else "mean") + power_text(self.claims[-1])
 
     def claim_difference(self, claim_id: str, paper_text: str, table_a: pd.DataFrame, table_b: pd.DataFrame,
                          value: str = "test_acc", *, expect: str = "above", margin: float | Margin = 0.0,
                          level: float | None = None, unit: str = "dataset", what: str = "difference",
-                         data: str = "paper", detail: str = "", supports: str = "", plan: Plan | None = None) -> str:
+                         data: str = "paper", detail: str = "", supports: str = "", plan: Plan | None = None,
+              check: bool = False) -> str:
         """Test the per-teacher mean of `table_a` minus that of `table_b`, paired on the teachers
         present in both; record the claim and return the verdict as a Markdown sentence.
 
@@ -133,14 +147,14 @@ class ClaimTests:
         students = int(min(paired["students_a"].min(), paired["students_b"].min()))
         self._record(claim_id, paper_text, r, value=value, measured=ma, baseline=mb, students=students,
                      data=data, detail=detail, supports=supports, margin_reason=margin_reason,
-                     plan=self._plan(claim_id, plan, r, _chance(table_a)))
+                     plan=self._plan(claim_id, plan, r, _chance(table_a)), check=check)
         return self._sentence(what, f"{pm_text(ma, sa)} against {pm_text(mb, sb)}", r, students,
                               "difference", paired=True) + power_text(self.claims[-1])
 
     def claim_count(self, claim_id: str, paper_text: str, successes: int, trials: int, p0: float, *,
                     expect: str = "above", margin: float | Margin = 0.0, level: float | None = None,
                     teachers: int | float = math.nan, what: str = "proportion", data: str = "paper",
-                    detail: str = "", supports: str = "", plan: Plan | None = None) -> str:
+                    detail: str = "", supports: str = "", plan: Plan | None = None, check: bool = False) -> str:
         """Test a proportion with an exact binomial test, record it, and return the verdict as Markdown.
 
         For outcomes that are counts or have no spread, where a t interval over teachers would
@@ -160,7 +174,7 @@ class ClaimTests:
         proportion = successes / trials if trials else math.nan
         self._record(claim_id, paper_text, r, value=what, measured=proportion, baseline=p0,
                      students=math.nan, data=data, detail=detail, supports=supports, margin_reason=margin_reason,
-                     plan=self._plan(claim_id, plan, r, chance=p0, p0=p0))
+                     plan=self._plan(claim_id, plan, r, chance=p0, p0=p0), check=check)
         self.claims[-1].students = float(teachers)  # shown as "of T teachers"
         interval = (f"exact {100 * (1 - 2 * r['level']):.0f}% interval of the proportion "
                     f"[{r['ci_low'] + p0:.3f}, {r['ci_high'] + p0:.3f}]" if trials else "")
@@ -171,7 +185,7 @@ class ClaimTests:
 
     def _record(self, claim_id: str, paper_text: str, r: dict, *, value: str, measured: float,
                 baseline: float, students: float, data: str, detail: str, supports: str = "",
-                margin_reason: str = "", plan: dict | None = None) -> Claim:
+                margin_reason: str = "", plan: dict | None = None, check: bool = False) -> Claim:
         if not isinstance(supports, str) or (supports and ":" not in supports):
             raise ValueError("The 'supports' parameter of Chapter.claim must be '' or '<chapter>:<claim>'. "
                              f"Got {supports!r} instead.")
@@ -182,16 +196,19 @@ class ClaimTests:
             ci_low=float(r["ci_low"]), ci_high=float(r["ci_high"]), margin=float(r["margin"]),
             level=float(r["level"]), students=students, test=str(r.get("test", "t interval")),
             note=str(r.get("note", "")), supports=supports, published_version=self.published_version,
-            margin_reason=margin_reason, baseline_reason=baseline_for(self.name, claim_id), **(plan or {})))
+            margin_reason=margin_reason, baseline_reason=baseline_for(self.name, claim_id),
+            kind="check" if check else "claim", **(plan or {})))
 
     @staticmethod
     def _sentence(what: str, numbers: str, r: dict, students: float, of: str, paired: bool = False) -> str:
         from memkd.metrics import format_p
 
-        interval = interval_text(r, of)
+        sign = r.get("test") == "exact sign test"
+        interval = interval_text(r, f"median {of}" if sign else of)
+        test = "exact sign test across teachers, " if sign else ""
         return (f"**{what}**: {numbers} (mean ± SEM over {units_text(r['n'], students)}"
                 + (", paired on teachers" if paired else "") + ")"
-                + (f", {interval} ({format_p(r['p_value'])})" if interval else "")
+                + (f", {interval} ({test}{format_p(r['p_value'])})" if interval else "")
                 + f": **{r['verdict']}**{verdict_reason(r)}.")
 
     def _keep(self, entry: Claim) -> Claim:

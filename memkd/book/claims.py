@@ -12,7 +12,8 @@ from typing import Any
 CLAIM_COLUMNS = ["chapter", "claim", "paper", "data", "beyond_paper", "expect", "value", "measured",
                  "baseline", "difference", "sem", "ci_low", "ci_high", "margin", "level", "n",
                  "students", "p_value", "verdict", "detail", "test", "note", "supports", "published_version",
-                 "margin_reason", "assumed_effect", "effect_reason", "planned_n", "sd_source", "baseline_reason"]
+                 "margin_reason", "assumed_effect", "effect_reason", "planned_n", "sd_source", "baseline_reason", "kind"]
+CLAIM_KINDS = ("claim", "check")  # a claim can fail; a check cannot fail at this size (shown apart, never counted)
 DEPARTURE_COLUMNS = ["chapter", "topic", "paper", "book", "reason"]
 
 
@@ -44,7 +45,7 @@ class Claim:
     margin: float = 0.0
     level: float = math.nan
     students: float = math.nan  # students per teacher (the minimum over teachers)
-    test: str = "t interval"  # how the verdict was reached: "t interval" or "exact binomial"
+    test: str = "t interval"  # how the verdict was reached: "t interval", "exact sign test" or "exact binomial"
     note: str = ""  # why the test gave no interval (too few teachers, no spread), else ""
     supports: str = ""  # "<chapter>:<claim>" this claim tests again (shown, not counted); "" counts
     published_version: bool = False  # a chapter of "The published version" (its own headline block)
@@ -54,6 +55,7 @@ class Claim:
     planned_n: float = math.nan  # the n (teachers; outcomes for an exact test) for 80% power at the level
     sd_source: str = ""  # the spread the plan assumes
     baseline_reason: str = ""  # what the claim is measured against, and why (memkd.book.plan.BASELINES)
+    kind: str = "claim"  # CLAIM_KINDS: "check" for a statement that cannot fail at this size (not counted)
 
 
 def plural(count: Any, word: str) -> str:
@@ -76,8 +78,8 @@ def units_text(n: Any, students: Any = math.nan) -> str:
 
 
 def interval_text(r: dict, of: str = "difference") -> str:
-    """'98% interval of the difference [0.050, 0.080] > 0' from an interval_test result (or a
-    claims.csv row with ci_low, ci_high, expect, margin, level); '98% interval [...]' when `of` is
+    """'90% interval of the difference [0.050, 0.080] > 0' from an interval_test result (or a
+    claims.csv row with ci_low, ci_high, expect, margin, level); '90% interval [...]' when `of` is
     empty; '' without an interval."""
     low, high, level = float(r["ci_low"]), float(r["ci_high"]), float(r["level"])
     if math.isnan(low) or math.isnan(high) or math.isnan(level):

@@ -237,35 +237,6 @@ def knobs_text(values: dict, keys: Sequence[str]) -> str:
     return ", ".join(f"`{k}` = {_text(values[k])}" for k in keys if k in values)
 
 
-def class_counts(table: pd.DataFrame, student: int = 0, value: str = "test_acc_class",
-                 count: str = "test_count_class", unit: str = "dataset") -> dict[str, int]:
-    """Correct held-out points of one class, pooled over teachers, for an exact binomial test.
-
-    A class's held-out points are few per teacher (10 at Fig 7's quick profile), so their accuracy
-    is a count, often 0 for every teacher: a t interval over teachers has no spread to work with.
-    Pooling the points of all teachers gives `trials` outcomes; one student per teacher (the seed
-    index `student`, fixed in advance) is used, since a teacher's students share its points and are
-    not independent of one another.
-
-    table : one row per student with columns `unit`, "student", `value` (accuracy on the class's
-        held-out points) and `count` (how many there are)
-    Returns {"successes": correct points, "trials": points, "teachers": teachers pooled}.
-
-    >>> t = pd.DataFrame({"dataset": [0, 1], "student": [0, 0], "test_acc_class": [0.1, 0.0],
-    ...                   "test_count_class": [10.0, 10.0]})
-    >>> class_counts(t)
-    {'successes': 1, 'trials': 20, 'teachers': 2}
-    """
-    _need(table, [unit, "student", value, count], "class_counts")
-    rows = table[table["student"] == student].dropna(subset=[value, count])
-    if rows[unit].duplicated().any():
-        raise ValueError(f"The 'table' parameter of class_counts must have one row per {unit!r} for student "
-                         f"{student} (select one setting first). Got more than one row per {unit!r} instead.")
-    correct = (rows[value] * rows[count]).round().astype(int)
-    return {"successes": int(correct.sum()), "trials": int(rows[count].round().astype(int).sum()),
-            "teachers": int(rows[unit].nunique())}
-
-
 def sign_counts(values: Sequence[float]) -> dict[str, int]:
     """How many per-teacher values are above 0, for an exact sign test (`binomial_test` against 1/2).
 

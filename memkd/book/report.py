@@ -93,7 +93,8 @@ def normalize_claims(claims: pd.DataFrame, chapter: str = "", beyond_paper: bool
                                 else published_version)
     for column, default in (("claim", ""), ("paper", ""), ("detail", ""), ("expect", ""), ("value", ""),
                             ("test", "t interval"), ("note", ""), ("supports", ""), ("margin_reason", ""),
-                            ("effect_reason", ""), ("sd_source", ""), ("baseline_reason", "")):
+                            ("effect_reason", ""), ("sd_source", ""), ("baseline_reason", ""),
+                            ("kind", "claim")):
         out[column] = (out[column].astype(object).where(out[column].notna(), default).astype(str)
                        if column in out.columns else default)
     for column in CLAIM_COLUMNS:
@@ -168,41 +169,99 @@ def claim_block(beyond_paper: bool, published_version: bool, data: str) -> str:
     return "published" if published_version else "workshop"
 
 
-def _default_level(expect: str) -> float:
-    return 0.05 if str(expect) == "equivalent" else 0.01
-
-
 def adjust_claims(claims) -> pd.DataFrame:
     """The claims with their block, whether they count, and Holm's adjustment within each block.
 
-    Adds the columns: block (BLOCKS), counted (False where the claim `supports` another one: it
-    tests an effect already tested and is shown but not counted), p_adjusted (Holm's adjusted p
-    over the counted claims of the block; a claim without a p counts as p = 1; NaN where not
-    counted) and verdict_adjusted: a claim that holds keeps "holds" only when its adjusted p is
-    below its level (else "inconclusive"); other verdicts are unchanged (a claim that does not
-    hold or is inconclusive rejects nothing). Rejections are a subset of Holm's at the largest
-    level of the block, so each block's family-wise error rate is at most that level.
+    Adds the columns: block (BLOCKS), counted (False for a check, kind "check": a statement that cannot
+    fail at this size, and where the claim `supports` another one: it tests an effect already tested;
+    both are shown but not counted), p_adjusted (Holm's adjusted p over the counted claims of the block;
+    a claim without a p counts as p = 1; NaN where not counted), verdict_adjusted (a claim that holds
+    keeps "holds" only when its adjusted p is below the one family level memkd.metrics.FAMILY_ALPHA, else
+    "inconclusive"; other verdicts are unchanged: a claim that does not hold or is inconclusive rejects
+    nothing), and planned_n_holm: the n that gives 80% power for the claim's assumed effect at the level
+    Holm's first step asks of it, FAMILY_ALPHA / m for a block of m counted claims (`holm_plan`).
+    Each block's family-wise error rate for "holds" is at most FAMILY_ALPHA.
     """
-    from memkd.metrics import holm
+    from memkd.metrics import FAMILY_ALPHA, holm
 
     out = normalize_claims(claims)
     out["block"] = [claim_block(b, pv, d) for b, pv, d in
                     zip(out["beyond_paper"], out["published_version"], out["data"])]
-    out["counted"] = out["supports"].astype(str).str.strip() == ""
+    out["counted"] = (out["supports"].astype(str).str.strip() == "") & (out["kind"].astype(str) != "check")
     out["p_adjusted"] = math.nan
+    out["planned_n_holm"] = math.nan
     out["verdict_adjusted"] = out["verdict"]
     for _, part in out[out["counted"]].groupby("block", sort=False):
         adjusted = holm(part["p_value"].to_numpy())
         out.loc[part.index, "p_adjusted"] = adjusted
-        level = part["level"].where(part["level"].notna(), part["expect"].map(_default_level))
-        lost = (part["verdict"] == "holds") & ~(adjusted < level.to_numpy())
-        out.loc[part.index[lost.to_numpy()], "verdict_adjusted"] = "inconclusive"
+        lost = (part["verdict"] == "holds").to_numpy() & ~(adjusted < FAMILY_ALPHA)
+        out.loc[part.index[lost], "verdict_adjusted"] = "inconclusive"
+        out.loc[part.index, "planned_n_holm"] = [holm_plan(r, FAMILY_ALPHA / len(part)) for r in part.itertuples()]
     return out
 
 
-def claim_blocks(claims) -> dict[str, pd.DataFrame]:
-    """{block: its claims (with the columns of `adjust_claims`)} for every block of BLOCKS."""
+def holm_plan(claim: Any, level: float) -> float:
+    """The n a claim needs for 80% power at `level` (Holm's strictest step: the family level over the
+    block's size): teachers for a t interval (the spread this build measured, SEM x sqrt(n)) or an exact
+    sign test (every teacher on the claimed side), outcomes for an exact binomial test; NaN when the
+    claim has no assumed effect or no spread to plan with."""
+    from memkd.metrics import sign_test_teachers
+    from memkd.power import planned_teachers, planned_trials
+
+    effect, test = float(claim.assumed_effect), str(claim.test)
+    if test == "exact sign test":
+        return float(sign_test_teachers(level))
+    if math.isnan(effect):
+        return math.nan
+    if test == "exact binomial":
+        p0 = float(claim.baseline)
+        if math.isnan(p0) or claim.expect == "equivalent":
+            return math.nan
+        p1 = min(1.0, max(0.0, p0 + effect if claim.expect == "above" else p0 - effect))
+        return planned_trials(p0, p1, level, expect=str(claim.expect), margin=float(claim.margin or 0.0))
+    sd = float(claim.sem) * math.sqrt(float(claim.n)) if float(claim.n) >= 2 else math.nan
+    if math.isnan(sd) or sd <= 0:
+        return math.nan
+    margin = 0.0 if math.isnan(float(claim.margin)) else float(claim.margin)
+    return planned_teachers(effect, sd, level, expect=str(claim.expect), margin=margin)
+
+
+def check_claims(claims) -> pd.DataFrame:
+    """The checks (kind "check"): statements that cannot fail at this size, shown apart from the claims."""
     adjusted = adjust_claims(claims)
+    return adjusted[adjusted["kind"].astype(str) == "check"].reset_index(drop=True)
+
+
+def disagreements(claims) -> pd.DataFrame:
+    """Where this build disagrees with the paper, generated from the claims of the two paper blocks
+    (workshop and published version; counted claims and the ones that test an effect again, not checks).
+
+    A claim **contradicts** the paper when its verdict after Holm is "does not hold"; it **leans
+    against** the paper when it is inconclusive and its estimate lies on the wrong side of its bound
+    (for "above": at or below +margin; for "below": at or above -margin; for "equivalent": outside the
+    margin). Returns those claims with a column `disagreement` ("contradicts" or "leans against"),
+    contradictions first, in chapter order.
+    """
+    adjusted = adjust_claims(claims)
+    paper = adjusted[adjusted["block"].isin(["workshop", "published"]) & (adjusted["kind"].astype(str) != "check")]
+    margin = paper["margin"].fillna(0.0)
+    wrong_side = ((paper["expect"] == "above") & (paper["difference"] <= margin)) | \
+                 ((paper["expect"] == "below") & (paper["difference"] >= -margin)) | \
+                 ((paper["expect"] == "equivalent") & (paper["difference"].abs() >= margin))
+    kind = pd.Series("", index=paper.index, dtype=object)
+    kind[paper["verdict_adjusted"] == "does not hold"] = "contradicts"
+    kind[(paper["verdict_adjusted"] == "inconclusive") & wrong_side] = "leans against"
+    out = paper.assign(disagreement=kind)
+    out = out[out["disagreement"] != ""]
+    order = out["disagreement"].map({"contradicts": 0, "leans against": 1})
+    return out.assign(_order=order).sort_values(["_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def claim_blocks(claims) -> dict[str, pd.DataFrame]:
+    """{block: its claims (with the columns of `adjust_claims`)} for every block of BLOCKS; checks
+    (kind "check") are in none of them (see `check_claims`)."""
+    adjusted = adjust_claims(claims)
+    adjusted = adjusted[adjusted["kind"].astype(str) != "check"]
     return {block: adjusted[adjusted["block"] == block].reset_index(drop=True) for block in BLOCKS}
 
 
@@ -224,13 +283,16 @@ def verdict_counts(claims, column: str = "verdict") -> dict[str, int]:
 
 def block_headline(block: pd.DataFrame, title: str) -> str:
     """'**X of Y <title> hold in this build**, Z inconclusive, W do not hold, after Holm's adjustment
-    within the block (before it: X0 hold) (N chapters; K more shown but not counted ...)'."""
+    within the block at the family level 0.05 (before it: X0 hold) (N chapters; K more shown but not
+    counted ...)'."""
+    from memkd.metrics import FAMILY_ALPHA
+
     counted = block[block["counted"]] if "counted" in block.columns else block
     after, before = verdict_counts(counted, "verdict_adjusted"), verdict_counts(counted)
     extra = len(block) - len(counted)
     return (f"**{after['holds']} of {len(counted)} {title} hold in this build**, {after['inconclusive']} "
-            f"inconclusive, {after['does not hold']} do not hold, after Holm's adjustment within the block "
-            f"(before it: {before['holds']} hold) ({counted['chapter'].nunique()} chapters"
+            f"inconclusive, {after['does not hold']} do not hold, after Holm's adjustment within the block at "
+            f"the family level {FAMILY_ALPHA:g} (before it: {before['holds']} hold) ({counted['chapter'].nunique()} chapters"
             + (f"; {extra} more shown but not counted: they test an effect counted already" if extra else "")
             + ").")
 

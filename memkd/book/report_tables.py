@@ -47,13 +47,14 @@ def format_measured(measured: float, sem: float, baseline: float = math.nan, dif
 
 
 def _test_cell(row) -> str:
-    """The test behind a verdict: '98% interval [0.047, 0.070] > 0', or the old per-student t-test."""
+    """The test behind a verdict: '90% interval [0.047, 0.070] > 0', or the old per-student t-test."""
     from memkd.book.claims import interval_text
 
     record = row._asdict() if hasattr(row, "_asdict") else dict(row)
-    text = interval_text(record, of="")
+    test = record.get("test")
+    text = interval_text(record, of="median" if test == "exact sign test" else "")
     if text:
-        return ("exact " if record.get("test") == "exact binomial" else "") + text
+        return {"exact binomial": "exact ", "exact sign test": "exact sign test, "}.get(test, "") + text
     if record.get("note"):
         return str(record["note"])
     if not math.isnan(float(row.students)):  # tested per teacher, but too few teachers
@@ -112,7 +113,47 @@ def _n_cell(r) -> str:
         text += f" (planned: {r.planned_n:.0f}" + ("; underpowered)" if status == "underpowered" else ")")
     elif status == "not plannable":
         text += " (not plannable)"
+    holm_n = float(getattr(r, "planned_n_holm", math.nan))
+    if getattr(r, "counted", False) and holm_n == holm_n and str(getattr(r, "verdict_adjusted", "")) == "inconclusive":
+        text += " (after Holm: " + ("no n suffices" if math.isinf(holm_n) else f"needs {holm_n:.0f}") + ")"
     return text
+
+
+def disagreement_table(claims, link: bool = True):
+    """The report's "Where this build disagrees with the paper": one row per claim of the paper (workshop or
+    published version) that contradicts it or leans against it (`memkd.book.report.disagreements`), with
+    the paper's statement, this build's numbers, the test and the verdict after Holm's adjustment."""
+    from memkd.book.report import disagreements
+    from memkd.metrics import format_p
+
+    columns = ["Chapter", "The paper says", "This build", "n", "Test", "p (Holm)", "Disagreement"]
+    rows = []
+    for r in disagreements(claims).itertuples(index=False):
+        rows.append({
+            "Chapter": _chapter_cell(str(r.chapter), link),
+            "The paper says": htmllib.escape(str(r.paper)),
+            "This build": htmllib.escape(format_measured(r.measured, r.sem, r.baseline, r.difference)),
+            "n": htmllib.escape(_n_cell(r)),
+            "Test": htmllib.escape(_test_cell(r)),
+            "p (Holm)": htmllib.escape(format_p(float(r.p_adjusted), label=False)),
+            "Disagreement": htmllib.escape(f"{r.disagreement} ({r.verdict_adjusted}"
+                                           + ("; estimate on the other side of the bound)" if
+                                              r.disagreement == "leans against" else ")")),
+        })
+    return pd.DataFrame(rows, columns=columns)
+
+
+def check_table(claims, link: bool = True):
+    """The checks (`memkd.book.report.check_claims`): statements that cannot fail at this size, with their
+    numbers and verdicts, kept apart from the claims and never counted."""
+    from memkd.book.report import check_claims
+
+    columns = ["Chapter", "Check", "This build", "n", "Test", "Verdict"]
+    rows = [{"Chapter": _chapter_cell(str(r.chapter), link), "Check": htmllib.escape(str(r.paper)),
+             "This build": htmllib.escape(format_measured(r.measured, r.sem, r.baseline, r.difference)),
+             "n": htmllib.escape(_n_cell(r)), "Test": htmllib.escape(_test_cell(r)),
+             "Verdict": htmllib.escape(str(r.verdict))} for r in check_claims(claims).itertuples(index=False)]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def plan_table(claims, link: bool = True):
@@ -311,7 +352,7 @@ def claims_figure(claims, title: str = ""):
         labels.append(f"{str(r.chapter)[:2]} {r.claim}" + ("" if r.counted else " (not counted)"))
     ax.set_yticks(range(len(claims)), labels[::-1], fontsize=7)
     ax.axvline(0, color="k", lw=0.5, ls=":")
-    ax.set_xlabel("difference from the baseline (interval of the claim's test)")
+    ax.set_xlabel("difference from the baseline (the claim's raw interval at 0.05; colour: verdict after Holm)")
     handles = [plt.Line2D([], [], color=c, lw=3, label=v) for v, c in VERDICT_COLOURS.items()]
     ax.legend(handles=handles, fontsize=7, loc="lower right")
     if title:
