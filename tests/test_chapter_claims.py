@@ -182,7 +182,7 @@ def test_contradictions_say_nowhere_when_none_fails_and_ignore_supporting_claims
     ch.claim_difference("up", "Up.", paired(8, 0.1), paired(8, 0.0, seed=9), expect="above")
     ch.claim_difference("again", "Again.", paired(8, -0.1), paired(8, 0.0, seed=9), expect="above",
                         supports="02_logit_distillation:up")
-    assert outcomes.contradictions(ch).startswith("**Where this build contradicts the paper:** nowhere")
+    assert outcomes.contradictions(ch).startswith("**Where this build disagrees with the paper:** nowhere among the 1 ")
     assert "tests an effect counted elsewhere" in ch.verdicts_markdown()
 
 
@@ -195,8 +195,8 @@ def test_chapter_07_says_when_dropping_the_class_lowers_its_accuracy(tmp_path):
                         margin=0.1)
     ch.claim_count("zero_class_kills_class", "Zeroed.", 0, 120, 0.02, expect="below", teachers=12)
     text = outcomes.surgery_outcomes(ch, 0)
-    assert "contradicts the paper here:** dropping class 0 lowers" in text and "(plain) to 0.1" in text
-    assert "too few points to tell this from chance" in text
+    assert "leans against the paper here:** dropping class 0 lowers" in text and "(plain) to 0.1" in text
+    assert "too few teachers to tell this from chance" in text
     ch2 = Chapter("07_logit_surgery", profile="smoke", results_dir=str(tmp_path / "b"), device="cpu")
     ch2.claim_difference("drop_class_like_plain", "Kept.", paired(40, 0.0, seed=3, value="test_acc_class"),
                          paired(40, 0.0, seed=4, value="test_acc_class"), value="test_acc_class",

@@ -200,6 +200,20 @@ def test_window_table_names_what_sets_each_edge():
                        "(the exact solve reaches 1: the grid's end) | 10 for both: the grid's end |")
     assert rows[3] == ("| 2 | bfloat16 | none | 1 .. 3 (2 of 3) | exact 1: the grid's end; Adam has no window | "
                        "exact 3: the precision; Adam has no window |")
+    # a window with a hole: the temperature that fails inside it is named
+    holed = edges.assign(gaps=[(), (3.0,), (), ()])
+    holed.loc[1, "in_window"] = 2
+    assert "1 .. 10 (2 of 3; fails inside at T = 3)" in window_table(holed, [2], ["float32"], [1.0, 3.0, 10.0])
+
+
+def test_window_edges_name_the_temperatures_that_fail_inside_the_window():
+    from memkd.experiments.temperature_window import window_edges
+
+    rows = [dict(classes=2, dtype="float32", solver="adam", temperature=t, teacher=k, teacher_perfect=True,
+                 shuffled=False, n_student=120, input_dim=100, test_acc=0.9 if (t == 100.0 and k == 1) else 1.0)
+            for t in (10.0, 100.0, 316.0) for k in (0, 1)]
+    edges = window_edges(pd.DataFrame(rows)).iloc[0]
+    assert (edges.t_low, edges.t_high, edges.in_window, edges.gaps) == (10.0, 316.0, 2, (100.0,))
 
 
 def test_recovery_lines_report_each_student_and_missing_cells():

@@ -252,6 +252,7 @@ class Chapter(ClaimTests):
             return "*No claim was tested in this run.*"
         lines = "\n".join(f"- {c.paper} **{c.verdict}** (n = {claim_units(c)})"
                           + (" *(tests an effect counted elsewhere)*" if c.supports else "")
+                          + (" *(a check: it cannot fail at this size; not counted)*" if c.kind == "check" else "")
                           + (" *(underpowered)*" if power_status(c.planned_n, c.n) == "underpowered" else "")
                           for c in self.claims)
         against = contradictions(self)

@@ -143,3 +143,23 @@ def claim_units(c: Any) -> str:
         teachers = c.students
         return f"{int(c.n)} outcomes" + (f" of {plural(int(teachers), 'teacher')}" if teachers == teachers else "")
     return units_text(c.n, c.students)
+
+
+def disagreement(verdict: str, expect: str, difference: float, margin: float) -> str:
+    """How a claim of the paper stands against it in this build: "contradicts" (the verdict is "does not
+    hold"), "leans against" (inconclusive, with the estimate on the other side of the claim's bound:
+    for "above" at or below +margin, for "below" at or above -margin, for "equivalent" outside the
+    margin), else "" (it agrees, or is undecided with the estimate on the paper's side).
+
+    >>> disagreement("inconclusive", "above", -0.01, 0.0), disagreement("holds", "above", 0.1, 0.0)
+    ('leans against', '')
+    """
+    margin = 0.0 if margin != margin else float(margin)
+    if verdict == "does not hold":
+        return "contradicts"
+    if verdict != "inconclusive" or difference != difference:
+        return ""
+    wrong = {"above": difference <= margin, "below": difference >= -margin,
+             "equivalent": abs(difference) >= margin}.get(str(expect), False)
+    return "leans against" if wrong else ""
+

@@ -46,20 +46,28 @@ def outcome(ch: "Chapter", claim_id: str, holds: str, does_not_hold: str, inconc
 
 
 def contradictions(ch: "Chapter") -> str:
-    """Markdown: the claims of the paper this build contradicts (verdict "does not hold"), each with
-    its numbers, or one sentence saying that none is (with how many hold and how many are
-    inconclusive). Claims that only support another one are left out."""
-    paper = [c for c in ch.claims if not c.beyond_paper and not c.supports]
+    """Markdown: where this build stands against the paper's claims tested here (claims only: not the
+    checks, nor claims that test an effect counted elsewhere): each claim that contradicts it (verdict
+    "does not hold") or leans against it (inconclusive, the estimate on the other side of the bound;
+    `memkd.book.claims.disagreement`), with its numbers; or one sentence saying that none does, with
+    the count of the listed claims that hold and that are undecided. Raw verdicts: the report adjusts
+    each block for multiplicity, which can only turn a "holds" into "inconclusive"."""
+    from memkd.book.claims import disagreement
+
+    paper = [c for c in ch.claims if not c.beyond_paper and not c.supports and c.kind != "check"]
     if not paper:
         return ""
-    against = [c for c in paper if c.verdict == "does not hold"]
+    against = [(c, disagreement(c.verdict, c.expect, c.difference, c.margin)) for c in paper]
+    against = [(c, kind) for c, kind in against if kind]
     held = sum(c.verdict == "holds" for c in paper)
     if not against:
-        return (f"**Where this build contradicts the paper:** nowhere among the claims tested here ({held} of "
-                f"{len(paper)} hold, {len(paper) - held} inconclusive).")
+        return (f"**Where this build disagrees with the paper:** nowhere among the {len(paper)} claims of the paper "
+                f"tested here ({held} hold, {len(paper) - held} undecided with the estimate on the paper's side).")
     lines = [f"- {c.paper} This build: difference {c.difference:+.3f}, {numbers(c)['interval']}: "
-             "**does not hold**." for c in against]
-    return "**Where this build contradicts the paper:**\n\n" + "\n".join(lines)
+             + ("**does not hold**." if kind == "contradicts" else
+                "**inconclusive, the estimate on the other side of the bound** (leans against the paper).")
+             for c, kind in against]
+    return "**Where this build disagrees with the paper:**\n\n" + "\n".join(lines)
 
 
 def _mean(table: pd.DataFrame, value: str, unit: str = "dataset") -> float:
@@ -136,11 +144,15 @@ def surgery_outcomes(ch: "Chapter", class_c: int) -> str:
     c = find(ch, "drop_class_like_plain")
     lines = []
     if c is not None:
-        if c.ci_high < 0:
+        if c.verdict == "does not hold":
             lines.append(f"**This build contradicts the paper here:** dropping class {class_c} lowers the class-"
+                         f"{class_c} held-out accuracy beyond the margin, from {c.baseline:.3f} (plain) to "
+                         f"{c.measured:.3f} ({numbers(c)['interval']}), where the paper finds it kept at a high level.")
+        elif c.ci_high < 0:
+            lines.append(f"**This build leans against the paper here:** dropping class {class_c} lowers the class-"
                          f"{class_c} held-out accuracy, from {c.baseline:.3f} (plain) to {c.measured:.3f} (the whole "
-                         f"{numbers(c)['interval']} of the difference lies below 0), where the paper "
-                         "finds it kept at a high level.")
+                         f"{numbers(c)['interval']} of the difference lies below 0, but not beyond the margin: "
+                         "inconclusive), where the paper finds it kept at a high level.")
         elif c.verdict == "holds":
             lines.append(f"Dropping class {class_c} keeps its held-out accuracy at plain distillation's "
                          f"({c.measured:.3f} against {c.baseline:.3f}), as the paper finds.")
@@ -154,7 +166,7 @@ def surgery_outcomes(ch: "Chapter", class_c: int) -> str:
         f"**This build contradicts the paper here:** with p_{class_c} zeroed elsewhere, the students are not "
         f"below chance on held-out class-{class_c} points ({{measured:.3f}}).",
         f"With p_{class_c} zeroed elsewhere the students get {{measured:.3f}} of the held-out class-{class_c} "
-        "points right: too few points to tell this from chance (the exact test is inconclusive)."))
+        "points right: too few teachers to tell this from chance (the test across teachers is inconclusive)."))
     return " ".join(line for line in lines if line)
 
 
@@ -256,7 +268,8 @@ def recovery_lines(summary: pd.DataFrame, verdict: dict[str, str]) -> list[str]:
 def window_table(edges: pd.DataFrame, classes: list[int], dtypes: list[str], temps: list[float]) -> str:
     """Chapter 12: a Markdown table of the temperature windows, one row per (C, precision), with the
     Adam student's and the exact solve's windows and what sets each edge. `edges`: classes, dtype,
-    solver, t_low, t_high (NaN: no window), in_window, of; `temps`: the temperature grid, ascending."""
+    solver, t_low, t_high (NaN: no window), in_window, of, and optionally gaps (temperatures between
+    the edges that fail, named in the window's cell); `temps`: the temperature grid, ascending."""
     def edge_cause(adam: pd.Series, exact: pd.Series, side: str) -> str:
         a, e = adam[f"t_{side}"], exact[f"t_{side}"]
         end = temps[0] if side == "low" else temps[-1]
@@ -270,7 +283,11 @@ def window_table(edges: pd.DataFrame, classes: list[int], dtypes: list[str], tem
         return f"Adam {a:.3g}: the optimizer at this budget (the exact solve reaches {e:.3g}: {why_exact})"
 
     def window(r: pd.Series) -> str:
-        return f"{r.t_low:.3g} .. {r.t_high:.3g} ({r.in_window} of {r.of})" if r.in_window else "none"
+        if not r.in_window:
+            return "none"
+        gaps = tuple(r.get("gaps", ()) or ())
+        holes = f"; fails inside at T = {', '.join(f'{t:.3g}' for t in gaps)}" if gaps else ""
+        return f"{r.t_low:.3g} .. {r.t_high:.3g} ({r.in_window} of {r.of}{holes})"
 
     lines = ["| C | precision | Adam window | exact window | lower edge | upper edge |", "|---|---|---|---|---|---|"]
     for c in classes:

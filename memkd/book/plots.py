@@ -50,14 +50,23 @@ def chance_line(ax, chance: float, label: str = "chance") -> None:
     ax.axhline(chance, color="grey", ls=":", lw=1.2, label=label)
 
 
+def sem_label(sem: float) -> str:
+    """A SEM as a cell label with one significant digit, so a small one never reads as 0: '0.004', '0.03'.
+
+    >>> sem_label(0.0042), sem_label(0.031), sem_label(0.0)
+    ('0.004', '0.03', '0')
+    """
+    return "0" if sem == 0 else f"{sem:.1g}"
+
+
 def heatmap(ax, pivot: pd.DataFrame, fmt: str = "{:.2f}", cmap: str = "viridis", vmin=None, vmax=None,
             annotations: pd.DataFrame | None = None, colorbar_label: str = "",
             errors: pd.DataFrame | None = None):
     """A heat map of a pivoted table (rows x columns); NaN cells stay blank.
 
     `annotations` (same shape) supplies the numbers written on the cells (default: the values);
-    `errors` (same shape), when given, is written under each number as "±" (e.g. the SEM over
-    teachers). The text is black on pale cells and white on dark ones, so every label stays legible.
+    `errors` (same shape), when given, is written under each number as "±" with one significant
+    digit (`sem_label`; e.g. the SEM over teachers). The text is black on pale cells and white on dark ones, so every label stays legible.
     """
     values = pivot.to_numpy(dtype=float)
     im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
@@ -73,7 +82,7 @@ def heatmap(ax, pivot: pd.DataFrame, fmt: str = "{:.2f}", cmap: str = "viridis",
                 colour = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
                 text = fmt.format(notes[i, j])
                 if spread is not None and not np.isnan(spread[i, j]):
-                    text += "\n±" + fmt.format(spread[i, j])
+                    text += "\n±" + sem_label(spread[i, j])
                 ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=8 if spread is None else 7)
     cbar = ax.figure.colorbar(im, ax=ax, shrink=0.85)
     cbar.set_label(colorbar_label)
@@ -84,7 +93,8 @@ def decision_regions(ax, regions: np.ndarray, extent, x: np.ndarray, y: np.ndarr
                      train_idx: np.ndarray, test_idx: np.ndarray, test_correct: np.ndarray | None = None,
                      title: str = "") -> None:
     """Predicted class over the plane, the student's points as class-coloured dots, and the
-    held-out points as green (right) or red (wrong) crosses when `test_correct` is given."""
+    held-out points with a green ring (right) or a black ring and cross (wrong) when `test_correct` is
+    given (black, not red: red is a class colour)."""
     classes = int(max(regions.max(), y.max())) + 1
     cmap = ListedColormap(CLASS_COLORS[:classes])
     ax.imshow(regions, extent=extent, origin="lower", cmap=cmap, alpha=0.3, vmin=0, vmax=classes - 1,
@@ -95,9 +105,11 @@ def decision_regions(ax, regions: np.ndarray, extent, x: np.ndarray, y: np.ndarr
         ax.scatter(x[test_idx, 0], x[test_idx, 1], c=[CLASS_COLORS[c] for c in y[test_idx]], s=22,
                    edgecolor="k", linewidth=0.4)
     else:
-        colors = np.where(test_correct, "#2b9348", "#d00000")
+        colors = np.where(test_correct, "#2b9348", "#000000")
         ax.scatter(x[test_idx, 0], x[test_idx, 1], c=[CLASS_COLORS[c] for c in y[test_idx]], s=50,
                    marker="o", edgecolor=colors, linewidth=2.0)
+        wrong = test_idx[~np.asarray(test_correct, dtype=bool)]
+        ax.scatter(x[wrong, 0], x[wrong, 1], c="k", s=18, marker="x", linewidth=1.2)
     ax.set_xlim(extent[0], extent[1]); ax.set_ylim(extent[2], extent[3])
     ax.set_xticks([]); ax.set_yticks([]); ax.grid(False)
     ax.set_title(title, fontsize=10)

@@ -242,15 +242,12 @@ def disagreements(claims) -> pd.DataFrame:
     margin). Returns those claims with a column `disagreement` ("contradicts" or "leans against"),
     contradictions first, in chapter order.
     """
+    from memkd.book.claims import disagreement
+
     adjusted = adjust_claims(claims)
     paper = adjusted[adjusted["block"].isin(["workshop", "published"]) & (adjusted["kind"].astype(str) != "check")]
-    margin = paper["margin"].fillna(0.0)
-    wrong_side = ((paper["expect"] == "above") & (paper["difference"] <= margin)) | \
-                 ((paper["expect"] == "below") & (paper["difference"] >= -margin)) | \
-                 ((paper["expect"] == "equivalent") & (paper["difference"].abs() >= margin))
-    kind = pd.Series("", index=paper.index, dtype=object)
-    kind[paper["verdict_adjusted"] == "does not hold"] = "contradicts"
-    kind[(paper["verdict_adjusted"] == "inconclusive") & wrong_side] = "leans against"
+    kind = [disagreement(str(r.verdict_adjusted), str(r.expect), float(r.difference), float(r.margin))
+            for r in paper.itertuples()]
     out = paper.assign(disagreement=kind)
     out = out[out["disagreement"] != ""]
     order = out["disagreement"].map({"contradicts": 0, "leans against": 1})

@@ -109,7 +109,8 @@ def window_per_teacher(table: pd.DataFrame) -> pd.DataFrame:
 
 def window_edges(table: pd.DataFrame) -> pd.DataFrame:
     """Per (classes, dtype, solver): the temperatures at which every eligible teacher's student is
-    perfect (the window), its edges, and the teachers it rests on."""
+    perfect (the window), its edges, the teachers it rests on, and `gaps`: the grid's temperatures
+    between the edges where some student is not perfect (a tuple; empty when the window is whole)."""
     per_t = table[table["teacher_perfect"] & ~table["shuffled"] & (table["n_student"] >= table["input_dim"])]
     per_t = (per_t.assign(perfect=per_t["test_acc"] == 1.0)
                   .groupby(["classes", "dtype", "solver", "temperature"])
@@ -117,10 +118,13 @@ def window_edges(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, part in per_t.groupby(["classes", "dtype", "solver"]):
         inside = part.loc[part["perfect"], "temperature"].sort_values()
+        between = part[(part["temperature"] > inside.min()) & (part["temperature"] < inside.max())] if len(inside) \
+            else part.iloc[:0]
         rows.append({**dict(zip(["classes", "dtype", "solver"], key)), "teachers": int(part["teachers"].max()),
                      "in_window": int(len(inside)), "of": int(len(part)),
                      "t_low": float(inside.min()) if len(inside) else float("nan"),
-                     "t_high": float(inside.max()) if len(inside) else float("nan")})
+                     "t_high": float(inside.max()) if len(inside) else float("nan"),
+                     "gaps": tuple(float(t) for t in between.loc[~between["perfect"], "temperature"].sort_values())})
     return pd.DataFrame(rows)
 
 
