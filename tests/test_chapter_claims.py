@@ -223,6 +223,13 @@ def test_chapter_10_names_the_settings_where_cnns_leak(tmp_path):
     ch.claim("cnn_cnn_labels_no_leak", "L.", none, baseline="independent_acc", expect="equivalent", margin=0.03)
     text = outcomes.convolution_outcomes(ch, ["clean", "labels"])
     assert "leak beyond the margin on clean (+0.10" in text and "do not leak (within the margin) on labels" in text
+    mlp = leak.assign(leak=0.2 + 0.01 * np.random.default_rng(2).standard_normal(8))
+    ch.claim_difference("cnn_leaks_less_clean", "Less.", none.assign(leak=none.test_acc - 0.2), mlp, value="leak",
+                        expect="below")
+    ch.claim("probe_fixed_cnn_leaks", "Probe.", none, baseline="independent_acc", expect="above")
+    text = outcomes.convolution_outcomes(ch, ["clean", "labels"])
+    assert "leak less than MLP students of an MLP teacher on clean (-0.2" in text
+    assert "The probe (one pixel order shared by all images): the probe " in text and "probe_fixed_cnn_leaks" in text
 
 
 def test_every_claim_of_chapters_01_to_08_has_a_stated_baseline_and_plan():

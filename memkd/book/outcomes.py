@@ -226,6 +226,28 @@ def convolution_outcomes(ch: "Chapter", settings: list[str]) -> str:
     if words["inconclusive"]:
         out.append(f"On {', '.join(words['inconclusive'])} images the teachers measured here cannot tell a leak "
                    "smaller than the margin from none: more teachers (the `teachers` parameter) narrow the interval.")
+    less = {"holds": [], "does not hold": [], "inconclusive": []}
+    for s in settings:
+        c = find(ch, f"cnn_leaks_less_{s}")
+        if c is not None:
+            less[c.verdict if c.verdict in less else "inconclusive"].append(f"{s} ({c.difference:+.3f})")
+    if less["holds"]:
+        out.append(f"CNN students of a CNN teacher leak less than MLP students of an MLP teacher on "
+                   f"{', '.join(less['holds'])} images.")
+    if less["does not hold"]:
+        out.append(f"They do not leak less than the MLP pair on {', '.join(less['does not hold'])} images.")
+    if less["inconclusive"]:
+        out.append(f"Whether they leak less than the MLP pair is undecided on {', '.join(less['inconclusive'])} images.")
+    probe = [find(ch, c) for c in ("probe_fixed_cnn_leaks", "probe_fixed_leaks_more_than_clean",
+                                   "probe_fixed_like_per_image")]
+    probe = [c for c in probe if c is not None]
+    if probe:
+        told = [c.verdict for c in probe]
+        summary = ("the probe confirms the explanation" if all(v == "holds" for v in told) else
+                   "the probe fails: a fixed pixel order does not make the CNN leak as the explanation predicts"
+                   if any(v == "does not hold" for v in told) else "the probe is undecided")
+        out.append(f"The probe (one pixel order shared by all images): {summary} ("
+                   + "; ".join(f"{c.claim} {c.verdict}, {c.difference:+.3f}" for c in probe) + ").")
     return " ".join(out)
 
 
