@@ -211,9 +211,10 @@ def test_convolution_departures():
 
 def test_linear_recovery_departures():
     rows = dp.for_chapter("11_linear_recovery", table_with(config(RecoveryConfig, "linear_recovery")))
-    assert topics(rows) == ["teacher budget", "soft-label student", "profile sizes", "functional recovery"]
+    assert topics(rows) == ["teacher budget", "soft-label student", "profile sizes", "shuffle kind",
+                            "functional recovery"]
     paper = dp.linear_recovery_departures(table_with(config(RecoveryConfig, "linear_recovery", "paper")))
-    assert topics(paper) == ["soft-label student", "functional recovery"]
+    assert topics(paper) == ["soft-label student", "shuffle kind", "functional recovery"]
 
 
 def test_temperature_window_departures():
@@ -221,8 +222,8 @@ def test_temperature_window_departures():
     table = table_with(cfg, temperature=[1.0, 30.0, 1.0], dtype=["float64", "bfloat16", "float64"])
     rows = dp.for_chapter("12_temperature_window", table)
     assert topics(rows) == ["student budget", "teacher budget", "profile sizes", "temperatures for C = 10",
-                            "precision and solver", "bfloat16 training", "shuffled control"]
-    assert "2 temperatures 1 .. 30" in rows[2]["book"] and "float64, bfloat16" in rows[4]["book"]
+                            "inputs", "shuffle kind", "precision and solver", "bfloat16 training", "shuffled control"]
+    assert "2 temperatures 1 .. 30" in rows[2]["book"] and "float64, bfloat16" in rows[6]["book"]
     assert "bfloat16 training" not in topics(dp.temperature_window_departures(table.assign(dtype="float64")))
 
 

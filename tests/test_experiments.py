@@ -136,6 +136,15 @@ def test_other_figures_at_smoke_have_their_columns():
     assert set(t7[t7.variant == "cut_tail"].tail_fraction) == {0.1, 0.5}
 
 
+def test_toy_2d_leaves_out_a_teacher_that_did_not_memorize_and_says_so():
+    with pytest.warns(UserWarning, match=r"toy_2d: the teachers of datasets \[3\] ended below 100%"):
+        table = ex.toy_2d("smoke", teacher_epochs=400)  # at seed 0, dataset 3's teacher ends at 96.7%
+    assert list(table.attrs["teachers_left_out"]) == [3] and 3 not in set(table.dataset)
+    assert table.teacher_memorized.all()
+    with pytest.raises(TeacherDidNotMemorize, match="8 of 8 teacher"):  # none memorized: nothing to distil
+        ex.toy_2d("smoke", teacher_epochs=30)
+
+
 def test_toy_2d_and_regions():
     t1 = ex.toy_2d("smoke")
     assert set(t1.targets) == {"hard", "soft"} and t1.teacher_memorized.all()

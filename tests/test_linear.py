@@ -61,6 +61,8 @@ def test_shuffled_control_sits_near_chance_and_permutes_only_within_classes():
     perm = within_class_permutation(data, mask, [9])
     assert torch.equal(data.y[0][perm[0, 0]], data.y[0]) and not torch.equal(perm[0, 0], torch.arange(300))
     assert torch.equal(perm[0, 0, ~mask[0, 0]], torch.arange(300)[~mask[0, 0]])  # held-out points stay put
+    moved = perm[0, 0, mask[0, 0]] != torch.arange(300)[mask[0, 0]]
+    assert bool(moved.all())  # a derangement: no student point keeps its own soft label
     z = linear_forward(w.double().unsqueeze(2), data.x)
     shuffled = z.gather(2, perm.unsqueeze(-1))
     m = measure(least_squares(data.x, shuffled, mask), w, data, mask, None)

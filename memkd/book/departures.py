@@ -294,6 +294,8 @@ def linear_recovery_departures(table: pd.DataFrame) -> list[Departure]:
         out.append(departure_row("11_linear_recovery", "profile sizes", n_sizes=len(cfg["n_over_d"]),
                                  smallest=min(cfg["n_over_d"]), largest=max(cfg["n_over_d"]),
                                  n_rhos=len(cfg["rhos"]), **cfg))
+    if cfg.get("shuffle", True):
+        out.append(departure_row("11_linear_recovery", "shuffle kind"))
     return out + [departure_row("11_linear_recovery", "functional recovery")]
 
 
@@ -310,6 +312,8 @@ def temperature_window_departures(table: pd.DataFrame) -> list[Departure]:
         out.append(departure_row("12_temperature_window", "profile sizes", n_sizes=len(cfg["n_over_d"]),
                                  n_temperatures=len(temps), lowest=temps[0], highest=temps[-1], **cfg))
     out.append(departure_row("12_temperature_window", "temperatures for C = 10"))
+    out.append(departure_row("12_temperature_window", "inputs"))
+    out.append(departure_row("12_temperature_window", "shuffle kind"))  # the exact solve's control always runs
     out.append(departure_row("12_temperature_window", "precision and solver", dtypes=", ".join(dtypes)))
     if "bfloat16" in dtypes:
         out.append(departure_row("12_temperature_window", "bfloat16 training"))

@@ -9,6 +9,7 @@ whatever its targets, so hard and soft students are paired by initialization.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from memkd.device import resolve_device
 from memkd.pipeline import RandomDataConfig, tidy
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
-from memkd.distillation import MLPFamily, train_students, train_teacher
+from memkd.distillation import MLPFamily, require_memorized, train_students, train_teacher
 
 
 # --- Fig 1: the 2-D toy --------------------------------------------------------------------------
@@ -47,8 +48,9 @@ class ToyConfig(RandomDataConfig):
     }
 
 
-def _toy_setup(cfg: ToyConfig, datasets: list[int]):
-    """K datasets stacked: x (K, N, 2), y (K, N), per-dataset splits (K, N_tr) / (K, N_te), teachers."""
+def _toy_setup(cfg: ToyConfig, datasets: list[int], require_memorization: bool = True):
+    """K datasets stacked: x (K, N, 2), y (K, N), per-dataset splits (K, N_tr) / (K, N_te), teachers
+    (TeacherDidNotMemorize when one ends below 100%, unless require_memorization=False)."""
     device = resolve_device(cfg.device)
     xs, ys, trs, tes = [], [], [], []
     for k in datasets:
@@ -63,7 +65,7 @@ def _toy_setup(cfg: ToyConfig, datasets: list[int]):
     teacher = train_teacher(x, y, classes=cfg.classes, width=cfg.teacher_width, hidden_layers=cfg.hidden_layers,
                             activation=cfg.activation, lr=cfg.teacher_lr, max_epochs=cfg.teacher_epochs,
                             stop=cfg.teacher_stop, seed=[derive_seed(cfg.seed, "teacher", k) for k in datasets],
-                            progress=cfg.progress)
+                            require_memorization=require_memorization, progress=cfg.progress)
     return x, y, tr, te, teacher
 
 
@@ -97,11 +99,21 @@ def _toy_students(cfg: ToyConfig, x, y, tr, teacher, kind: str, temperature: flo
 def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Fig 1: 2-D inputs, 3 classes; hard-label and soft-label students over many datasets.
 
-    All datasets' teachers train as one ensemble, and all their students as another.
+    All datasets' teachers train as one ensemble, and all their students as another. A dataset whose
+    teacher ends below 100% (two 2-D points of different classes can lie very close) is left out of the
+    table, with a warning and its number and training accuracy in `table.attrs["teachers_left_out"]`
+    ({dataset: accuracy}): it memorized nothing for its students to leak.
     """
     cfg = make_config(ToyConfig, "toy_2d", profile, overrides)
     datasets = list(range(cfg.datasets))
-    x, y, tr, te, teacher = _toy_setup(cfg, datasets)
+    x, y, tr, te, teacher = _toy_setup(cfg, datasets, require_memorization=False)
+    left_out = {k: float(teacher.train_acc[k]) for k in datasets if not bool(teacher.memorized[k])}
+    if len(left_out) == len(datasets):  # nothing memorized: nothing to distil
+        require_memorized(teacher.train_acc, cfg.teacher_stop, cfg.teacher_epochs, "toy_2d", "epochs")
+    if left_out:
+        warnings.warn(f"toy_2d: the teachers of datasets {sorted(left_out)} ended below 100% training accuracy "
+                      f"after {cfg.teacher_epochs} epochs (lowest {min(left_out.values()):.2%}); those datasets are "
+                      "left out of the table (table.attrs['teachers_left_out']).", stacklevel=2)
     fresh = [make_memorization_data(cfg.classes, cfg.per_class, 2, derive_seed(cfg.seed, "independent", k),
                                     cfg.distribution, x.device) for k in datasets]
     xi, yi = torch.stack([f[0] for f in fresh]), torch.stack([f[1] for f in fresh])
@@ -122,13 +134,17 @@ def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
         ind_acc = accuracy(out_i, rep(yi))
         for m in range(len(train_acc)):
             k = m // s
+            if k in left_out:
+                continue
             rows.append({"dataset": k, "student": m % s, "targets": kind, "temperature": temp,
                          "alpha": cfg.alphas[0], "width": cfg.student_widths[0], "lr": cfg.lrs[0],
                          "train_acc": float(train_acc[m]), "test_acc": float(test_acc[m]),
                          "independent_acc": float(ind_acc[m]), "teacher_independent_acc": float(teacher_ind[k]),
                          "chance": 1.0 / cfg.classes, "teacher_memorized": bool(teacher.memorized[k]),
                          "teacher_stop": cfg.teacher_stop, "teacher_first_perfect": int(teacher.epochs_to_memorize[k])})
-    return tidy(rows, cfg=cfg)
+    table = tidy(rows, cfg=cfg)
+    table.attrs["teachers_left_out"] = left_out
+    return table
 
 
 @experiment(ToyConfig, table=False)

@@ -19,7 +19,7 @@ map z = x W (W: (D, O), no bias) is trained as teacher by full-batch Adam on cro
   `solve_soft_labels`). It tells what the precision of the soft labels allows; ``soft_labels``
   tells what a fixed Adam budget reaches.
 
-Each has a within-class-shuffled control: the student's soft labels are permuted within each class
+Each has a within-class-shuffled control: the student's soft labels are deranged within each class
 (equivalently its inputs: the set of pairs is the same), so each point keeps a label of its class but
 not its own. Students of one teacher share its inputs: W is stored as (K, D, M, O) and one GEMM
 (K, N, D) @ (K, D, M * O) serves all M, which is what makes a grid of temperatures one ensemble.
@@ -112,8 +112,11 @@ def student_mask(data: LinearData, rhos: Sequence[float]) -> Tensor:
 
 
 def within_class_permutation(data: LinearData, mask: Tensor, seeds: Sequence[int]) -> Tensor:
-    """For each (teacher, student), an index permutation of N that shuffles the student's points
-    within each class and fixes every other point. mask (K, M, N); seeds: K * M ints -> (K, M, N)."""
+    """For each (teacher, student), an index permutation of N that moves every one of the student's points
+    to another point of its class (a derangement: the class's points in a random order, each taking the
+    next one's place, a random cycle) and fixes every other point. A plain random permutation leaves on
+    average one point per class on its own soft label, which lifts the control above chance when classes
+    have few points; a class with one point cannot move. mask (K, M, N); seeds: K * M ints -> (K, M, N)."""
     k, m, n = mask.shape
     perm = torch.arange(n).repeat(k, m, 1)
     y, mask_cpu = data.y.cpu(), mask.cpu()
@@ -122,7 +125,8 @@ def within_class_permutation(data: LinearData, mask: Tensor, seeds: Sequence[int
             gen = torch.Generator().manual_seed(int(seeds[i * m + j]))
             for c in range(data.classes):
                 idx = torch.nonzero(mask_cpu[i, j] & (y[i] == c)).flatten()
-                perm[i, j, idx] = idx[torch.randperm(len(idx), generator=gen)]
+                order = idx[torch.randperm(len(idx), generator=gen)]
+                perm[i, j, order] = order.roll(-1)
     return perm.to(mask.device)
 
 
