@@ -335,3 +335,10 @@ def test_holm_plan_asks_for_the_n_of_holms_strictest_step():
     assert mb.holm_plan(SimpleNamespace(**row), 0.05 / 10) == planned_teachers(0.05, 0.03, 0.005)
     assert mb.holm_plan(SimpleNamespace(**{**row, "test": "exact sign test"}), 0.005) == sign_test_teachers(0.005) == 8
     assert math.isnan(mb.holm_plan(SimpleNamespace(**{**row, "assumed_effect": NAN}), 0.005))
+
+
+def test_the_not_reproduced_table_lists_each_absent_figure_with_its_estimates():
+    table = mt.not_reproduced_table()
+    assert list(table.columns) == mt.NOT_REPRODUCED_COLUMNS and len(table) >= 5
+    assert {"Fig 4b", "App. Fig 7", "App. Fig 9", "App. Fig 11"} <= set(table["Figure"])
+    assert (table["How estimated"].str.len() > 20).all() and (table["Estimated time at quick"] != "").all()

@@ -71,10 +71,10 @@ class ClaimTests:
             return {**out, "planned_n": sign_test_teachers(r["level"]),
                     "sd_source": "exact sign test: every teacher on the claimed side, none needed"}
         if plan.sd is not None:
-            sd, source = plan.sd, "assumed in memkd.book.plan"
+            sd, source = plan.sd, plan.sd_source or "assumed in memkd.book.plan"
         else:
             sd = r["sem"] * math.sqrt(r["n"]) if r["n"] >= 2 else math.nan
-            source = "this build's per-teacher standard deviation"
+            source = "this build's per-teacher standard deviation (post hoc: not fixed before the run)"
         return {**out, "planned_n": planned_teachers(effect, sd, r["level"], expect=r["expect"], margin=r["margin"]),
                 "sd_source": source}
 

@@ -153,13 +153,15 @@ class Plan:
     effect : the assumed true difference in the claim's direction (for an exact test: the true
         proportion's distance from p0); with `per_chance`, in units of chance 1/C
     reason : where the effect comes from (the paper's number, or why it is the smallest of interest)
-    sd : the per-teacher standard deviation assumed; None: this build's own spread
+    sd : the per-teacher standard deviation assumed; None: this build's own spread (a post hoc plan)
+    sd_source : where `sd` comes from (e.g. a pilot build on other seeds), shown in the report
     """
 
     effect: float
     reason: str
     per_chance: bool = False
     sd: float | None = None
+    sd_source: str = ""
 
     def effect_at(self, chance: float) -> float:
         """The assumed effect in the claim's units (NaN when it needs a chance level and has none)."""
@@ -168,7 +170,8 @@ class Plan:
 
 PLANS: dict[tuple[str, str], Plan] = {
     (chapter, pattern): Plan(effect=_TABLES["constants"].get(p["effect"], p["effect"]), reason=_text(p["reason"]),
-                             per_chance=p.get("per_chance", False), sd=p.get("sd"))
+                             per_chance=p.get("per_chance", False), sd=p.get("sd"),
+                             sd_source=_text(p.get("sd_source", "")))
     for chapter, plans in _TABLES["plans"].items() for pattern, p in plans.items()
 }
 

@@ -202,7 +202,8 @@ def adjust_claims(claims) -> pd.DataFrame:
 
 def holm_plan(claim: Any, level: float) -> float:
     """The n a claim needs for 80% power at `level` (Holm's strictest step: the family level over the
-    block's size): teachers for a t interval (the spread this build measured, SEM x sqrt(n)) or an exact
+    block's size): teachers for a t interval (the spread its plan fixed in advance, else the one this build
+    measured, SEM x sqrt(n)) or an exact
     sign test (every teacher on the claimed side), outcomes for an exact binomial test; NaN when the
     claim has no assumed effect or no spread to plan with."""
     from memkd.metrics import sign_test_teachers
@@ -219,7 +220,13 @@ def holm_plan(claim: Any, level: float) -> float:
             return math.nan
         p1 = min(1.0, max(0.0, p0 + effect if claim.expect == "above" else p0 - effect))
         return planned_trials(p0, p1, level, expect=str(claim.expect), margin=float(claim.margin or 0.0))
-    sd = float(claim.sem) * math.sqrt(float(claim.n)) if float(claim.n) >= 2 else math.nan
+    from memkd.book.plan import plan_for
+
+    fixed = plan_for(str(getattr(claim, "chapter", "")), str(getattr(claim, "claim", "")))
+    if fixed is not None and fixed.sd is not None:
+        sd = float(fixed.sd)  # fixed before the run (a pilot on other seeds)
+    else:
+        sd = float(claim.sem) * math.sqrt(float(claim.n)) if float(claim.n) >= 2 else math.nan
     if math.isnan(sd) or sd <= 0:
         return math.nan
     margin = 0.0 if math.isnan(float(claim.margin)) else float(claim.margin)

@@ -156,6 +156,21 @@ def check_table(claims, link: bool = True):
     return pd.DataFrame(rows, columns=columns)
 
 
+NOT_REPRODUCED_COLUMNS = ["Figure", "What it shows", "Released setting", "Why not here", "Estimated time at quick",
+                          "Estimated time at paper", "How estimated"]
+
+
+def not_reproduced_table():
+    """The report's "Not reproduced, and what it would cost": one row per figure of the published version the
+    book does not draw, read from memkd/book/not_reproduced.yml (every time an estimate, with its basis)."""
+    import yaml
+
+    entries = yaml.safe_load((Path(__file__).with_name("not_reproduced.yml")).read_text())["figures"]
+    keys = ["figure", "shows", "setting", "why", "quick", "paper", "basis"]
+    return pd.DataFrame([{column: htmllib.escape(str(e[key])) for column, key in zip(NOT_REPRODUCED_COLUMNS, keys)}
+                         for e in entries], columns=NOT_REPRODUCED_COLUMNS)
+
+
 def plan_table(claims, link: bool = True):
     """What every claim fixed before its run: the test, its baseline and margin with their reasons,
     the assumed effect with its source, the planned n (80% power at the claim's level) against this
