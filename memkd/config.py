@@ -139,6 +139,16 @@ def batch_size_knob(who: str = "students'") -> Any:
     return knob(None, OPTIONAL_INT, f"{who} mini-batch size; None: full batch")
 
 
+STUDENT_STARTS = ("own", "teacher")  # where a student's weights start: its own seed, or its teacher's initial weights
+
+
+def student_start_knob(default: str = "own", released: str = "") -> Any:
+    """Where each student starts (`STUDENT_STARTS`): "own" (an initialization of its own) or "teacher" (its
+    teacher's initial weights, a shared starting point as a pretrained model gives)."""
+    return knob(default, one_of(*STUDENT_STARTS), "own: every student its own initialization; teacher: each "
+                "student starts from its teacher's initial weights" + (f" ({released})" if released else ""))
+
+
 def soften_student_knob(source: str = "the paper's text") -> Any:
     """The student-softening convention (applied once, in memkd.losses)."""
     return knob(False, BOOL, f"also divide the student's logits by T ({source})")

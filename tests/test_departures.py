@@ -196,7 +196,11 @@ def test_clock_departures_follow_the_config():
     assert {f"teacher clock: {t}" for t in ("teacher stops", "teachers", "optimizer", "steps", "rho",
                                              "profile sizes")} <= set(topics(dp.clock_departures(clock)))
     paper = table_with(config(TeacherClockConfig, "teacher_clock", "paper"))
-    assert topics(dp.clock_departures(paper)) == ["teacher clock: teacher stops", "teacher clock: teachers"]
+    assert topics(dp.clock_departures(paper)) == ["teacher clock: teacher stops", "teacher clock: teachers",
+                                                  "teacher clock: student start"]
+    shared = table_with(config(TeacherClockConfig, "teacher_clock", "paper", student_start="teacher"))
+    row = [r for r in dp.clock_departures(shared) if r["topic"] == "teacher clock: student start"][0]
+    assert "from its teacher's initial weights" in row["book"] and "seed + 23" in row["paper"]
 
 
 def test_convolution_departures():

@@ -77,6 +77,26 @@ def test_snapshots_equal_teachers_trained_to_that_step_alone():
         train_teacher(x, y, max_epochs=10, snapshot_at=(20,), **kw)
 
 
+def test_student_start_teacher_gives_each_student_its_teachers_initial_weights():
+    """student_start="teacher": the student's seed is its teacher's, and a member is built from its seed alone,
+    so the student's first weights are the teacher's first weights; "own" draws others."""
+    from memkd.config import make_config
+    from memkd.experiments.teacher_clock import TeacherClockConfig, student_seed
+    from memkd.seeds import derive_seed
+
+    shared = make_config(TeacherClockConfig, "teacher_clock", "smoke", {"student_start": "teacher"})
+    own = make_config(TeacherClockConfig, "teacher_clock", "smoke", {})
+    assert student_seed(shared, 2, 0.5, 0) == student_seed(shared, 2, 0.5, 1) == derive_seed(shared.seed, "teacher", 2)
+    assert student_seed(own, 2, 0.5, 0) != student_seed(own, 2, 0.5, 1)
+    family = TransformerFamily(11, d_model=32, d_mlp=64)
+    teachers = family.build(3, [derive_seed(0, "teacher", k) for k in range(3)], torch.device("cpu"))
+    student = family.build(1, [student_seed(shared, 2, 0.5, 0)], torch.device("cpu"))
+    for name, param in student.named_parameters():
+        torch.testing.assert_close(param[0], getattr(teachers, name)[2], rtol=0, atol=0)
+    table = teacher_clock("smoke", epochs=5, student_start="teacher")
+    assert set(table.student_start) == {"teacher"}
+
+
 def test_warmup_starts_at_zero_and_reaches_the_full_rate():
     """Step 1 of a warm-up uses lr 0 (the released LambdaLR(min(s / 10, 1))): the weights do not move;
     without warm-up they do; after the warm-up the learning rate is the base one again."""

@@ -260,6 +260,10 @@ def clock_departures(table: pd.DataFrame) -> list[Departure]:
     if config.get("epochs") != PAPER_CLOCK["epochs"] or tuple(steps) != PAPER_CLOCK["teacher_steps"]:
         out.append(departure_row("08_teacher_clock", "steps", epochs=config.get("epochs"),
                                  teacher_steps=", ".join(str(s) for s in steps)))
+    start = config.get("student_start", "own")
+    out.append(departure_row("08_teacher_clock", "student start", student_start=(
+        "each student its own initialization" if start == "own" else
+        "each student from its teacher's initial weights (student_start='teacher'), teachers their own")))
     if tuple(config.get("rhos", ())) != (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9):
         rhos = ", ".join(f"{r:g}" for r in config.get("rhos", []))
         out.append(departure_row("08_teacher_clock", "rho", rhos=rhos))

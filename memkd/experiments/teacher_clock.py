@@ -33,7 +33,7 @@ import torch
 
 from memkd.config import (
     ALPHAS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, epochs_knob, int_range, knob, lr_knob,
-    make_config, real_interval, students_knob,
+    make_config, real_interval, student_start_knob, students_knob,
 )
 from memkd.device import resolve_device
 from memkd.distillation import train_students, train_teacher
@@ -81,11 +81,12 @@ class TeacherClockConfig(ModularTransformerConfig):
     epochs: int = epochs_knob(40000, unit="full-batch steps", note=" (released: 40,000)")
     students: int = students_knob(1, "teacher, stop, rho and T")
     chunk: Any = knob(None, OPTIONAL_INT, "students trained at once at most; None: all of one rho")
+    student_start: str = student_start_knob("own", "released: probably the teacher's, see the chapter's departures")
 
     TABLE_COLUMNS = ("dataset", "teacher_step", "teacher_train_acc", "teacher_unseen_acc", "teacher_state", "rho",
                      "temperature", "student", "train_acc", "heldout_acc", "unseen_acc", "trivial_acc", "chance",
                      "modulus", "n_memorized", "n_student", "n_heldout", "n_unseen", "heldout_correct",
-                     "unseen_correct")
+                     "unseen_correct", "student_start")
 
     PROFILE_VALUES = {
         "smoke": dict(modulus=11, train_fraction=0.5, teachers=3, d_model=32, heads=4, d_mlp=64,
@@ -111,6 +112,14 @@ class TeacherClockConfig(ModularTransformerConfig):
             self.fail("clock_every", f"must be at most the last teacher stop ({max(self.teacher_steps)}). "
                       f"Got {self.clock_every!r} instead.")
         self.check_fractions("rhos", self.rhos, self.pairs, "", "the student's part or the held-out part empty")
+
+
+def student_seed(cfg: TeacherClockConfig, teacher: int, rho: float, student: int) -> int:
+    """The seed of a student's initial weights: its own (`student_start="own"`), or its teacher's, so that it
+    starts from the teacher's initial weights (`"teacher"`: the family builds a member from its seed alone)."""
+    if cfg.student_start == "teacher":
+        return derive_seed(cfg.seed, "teacher", teacher)
+    return derive_seed(cfg.seed, "student", teacher, rho, student)
 
 
 def clock_state(train_acc: float, unseen_acc: float) -> str:
@@ -187,7 +196,7 @@ def teacher_clock(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                 torch.stack([x[k, parts[k][0]] for k in owners]), kind="soft", family=teacher.family, members=len(part),
                 teacher_logits=given, temperatures=[m["temperature"] for m in part], lrs=cfg.lr, epochs=cfg.epochs,
                 weight_decay=cfg.weight_decay, warmup=cfg.warmup, progress=cfg.progress,
-                seed=[derive_seed(cfg.seed, "student", k, rho, m["student"]) for m, k in zip(part, owners)])
+                seed=[student_seed(cfg, k, rho, m["student"]) for m, k in zip(part, owners)])
             with torch.no_grad():
                 hit_d = (model(torch.stack([x[k] for k in owners])).argmax(-1) == y[owners]).float()  # (E, N)
                 hit_o = (model(torch.stack([xo[k] for k in owners])).argmax(-1) == yo[owners]).float()  # (E, M)
@@ -195,7 +204,8 @@ def teacher_clock(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                 tr, ho = parts[k]
                 t_train, t_unseen = float(at_stop[m["teacher_step"]][0][k]), float(at_stop[m["teacher_step"]][1][k])
                 unseen = float(hit_o[i].mean())
-                rows.append({**m, "rho": rho, "teacher_train_acc": t_train, "teacher_unseen_acc": t_unseen,
+                rows.append({**m, "rho": rho, "student_start": cfg.student_start, "teacher_train_acc": t_train,
+                             "teacher_unseen_acc": t_unseen,
                              "teacher_state": clock_state(t_train, t_unseen),
                              "train_acc": float(hit_d[i, tr].mean()), "heldout_acc": float(hit_d[i, ho].mean()),
                              "unseen_acc": unseen, "trivial_acc": unseen, "chance": 1.0 / cfg.modulus,
