@@ -28,16 +28,20 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """`memkd.summarize`, imported on first use (so that `import memkd` stays light)."""
+    """`memkd.summarize` and `memkd.audit`, imported on first use (so that `import memkd` stays light)."""
     if name == "summarize":
         from memkd.tables import summarize
 
         return summarize
+    if name == "audit":
+        from memkd.audits import audit
+
+        return audit
     raise AttributeError(f"module 'memkd' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), "summarize"])
+    return sorted([*globals(), "summarize", "audit"])
 
 
-__all__ = ["summarize", "__version__"]
+__all__ = ["audit", "summarize", "__version__"]
