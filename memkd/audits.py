@@ -25,10 +25,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from memkd.config import (POS_INT, ExperimentConfig, epochs_knob, int_range, knob, lr_knob, make_config,
-                          real_interval, students_knob, invalid)
+from memkd.config import (POS_INT, ExperimentConfig, epochs_knob, int_range, invalid, knob, lr_knob, make_config,
+                          one_of, real_interval, students_knob)
 from memkd.declare import COLUMNS, experiment_doc
-from memkd.defences import DefenceLike, parse
+from memkd.defences import WITHHELD, DefenceLike, parse
 from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
 from memkd.distillation import MLPFamily, train_students
@@ -50,6 +50,8 @@ class AuditConfig(ExperimentConfig):
     hidden_layers: int = knob(2, int_range(0, 4), "hidden layers of the MLP students")
     epochs: int = epochs_knob(200, "students'", "full-batch Adam epochs")
     lr: float = lr_knob(3e-3, "students'")
+    withheld: str = knob("uniform", one_of(*WITHHELD), "how the student completes a top-k answer: the withheld "
+                         "mass spread uniformly, or the k returned entries renormalized (memkd.defences)")
     fresh: int = knob(1000, POS_INT, "fresh inputs drawn when fresh_inputs is not given")
 
     TABLE_COLUMNS = (TEACHER_ID, "model", "repeat", "defence", "student", "alpha", "temperature", "classes",
@@ -155,7 +157,8 @@ def _students(cfg: AuditConfig, model: int, repeat: int, x: Tensor, y: Tensor, z
     """Train and measure the students of one model and repeat: every defence x `cfg.students` seeds."""
     train_idx, test_idx = split_per_class(y, cfg.alpha, derive_seed(cfg.seed, "split", "audit", model, repeat))
     m = cfg.students
-    served = [d.targets(z[train_idx], cfg.temperature, seed=derive_seed(cfg.seed, "probe", "audit", model, repeat, j))
+    served = [d.targets(z[train_idx], cfg.temperature, seed=derive_seed(cfg.seed, "probe", "audit", model, repeat, j),
+                        withheld=cfg.withheld)
               for j, d in enumerate(chain)]  # each (N_tr, C)
     targets = torch.stack([t for t in served for _ in range(m)]).to(torch.float32)  # (E, N_tr, C)
     seeds = [derive_seed(cfg.seed, "student", "audit", model, repeat, j, s) for j in range(len(chain)) for s in range(m)]

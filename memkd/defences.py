@@ -18,18 +18,22 @@ Logit transforms (Temperature, Noise) come before the probability transforms (To
 One line composes them, `TopK(5) | Round(2, of="logprob")` or `parse("top5|logprob_round2")`
 (top-5 log-probabilities rounded to 2 decimals); `parse` reads the names `Defence.spec` writes.
 
-What the student makes of an answer (`Answer.completed`): the returned entries keep their served
-values; the withheld mass, 1 minus the sum of the returned probabilities (0 if rounding made that
-sum exceed 1), is spread **uniformly over the withheld classes**, and the vector is normalized to
-sum 1. Why uniform and not renormalized over the k returned: the student knows what the server
-returned and that the rest sums to the withheld mass; the uniform spread is the most uncertain
-(largest-entropy) completion consistent with that, it keeps every returned probability at its
-served value, and it does not tell the student that the withheld classes are impossible, which
-renormalizing would (a zero target never pulls a class's logit up). For a binary teacher the top-1
-probability therefore returns everything (the withheld entry is 1 - p), and k = C changes nothing.
-A served probability rounded to 0 stays 0. `Answer.targets(T)` then softens the completed answer
-at the student's own temperature, softmax(log q / T) = q^(1/T) normalized, so that the one sigma_T
-of the book applies to whatever the server returned (label only gives one-hot targets at any T).
+What the student makes of an answer (`Answer.completed`), by default (withheld="uniform"): the
+returned entries keep their served values; the withheld mass, 1 minus the sum of the returned
+probabilities (0 if rounding made that sum exceed 1), is spread **uniformly over the withheld
+classes**, and the vector is normalized to sum 1. Why uniform: the student knows what the server
+returned and that the rest sums to the withheld mass; the uniform spread is the largest-entropy
+completion consistent with that, it keeps every returned probability at its served value (the
+completion is one-to-one with the answer: nothing served is thrown away), and it does not claim
+that the withheld classes are impossible. Renormalizing over the k returned entries
+(withheld="renormalize", offered for comparison) throws away the returned values' sum: the top-1
+answer becomes the label alone. For a binary teacher the top-1 probability returns everything (the
+withheld entry is 1 - p), and k = C changes nothing. A served probability rounded to 0 stays 0.
+`Answer.targets(T)` then softens the completed answer at the student's own temperature,
+softmax(log q / T) = q^(1/T) normalized, so that the one sigma_T of the book applies to whatever the
+server returned (label only gives one-hot targets at any T). A caveat measured in chapter 14: at a
+large student T the softening lifts the uniform floor of the withheld classes as much as any small
+served probability, so a student that renormalizes may extract more from a top-k answer with k >= 2.
 
 Left out: defences that need the attacker's queries (query monitoring), and PATE's teacher
 ensembles (Papernot et al. 2017, 2018): chapter 14 relates them. Teacher-side defences are
@@ -50,6 +54,7 @@ from memkd.config import invalid
 from memkd.seeds import derive_seed
 
 ROUND_OF = ("prob", "logprob")
+WITHHELD = ("uniform", "renormalize")  # how the student completes an answer with withheld entries
 
 
 # --- the answer -----------------------------------------------------------------------------------
@@ -66,25 +71,32 @@ class Answer:
     probs: Tensor
     returned: Tensor
 
-    def completed(self) -> Tensor:
-        """The student's distribution (..., N, C): returned entries as served, the withheld mass
-        spread uniformly over the withheld classes, normalized to sum 1 (see the module's docstring)."""
+    def completed(self, withheld: str = "uniform") -> Tensor:
+        """The student's distribution (..., N, C) from the answer, normalized to sum 1.
+
+        withheld : "uniform" (the default): returned entries as served, the withheld mass spread
+            uniformly over the withheld classes; "renormalize": the withheld classes get 0 and the
+            returned entries are rescaled to sum 1 (see the module's docstring for the choice).
+        """
+        if withheld not in WITHHELD:
+            raise invalid("withheld", "Answer.completed", f"one of {WITHHELD}", withheld)
         kept = torch.where(self.returned, self.probs, torch.zeros_like(self.probs))
-        withheld = ~self.returned
-        missing = (1.0 - kept.sum(-1, keepdim=True)).clamp_min(0.0)  # (..., N, 1)
-        count = withheld.sum(-1, keepdim=True).clamp_min(1)
-        q = torch.where(withheld, missing / count, kept)
+        q = kept
+        if withheld == "uniform":
+            hidden = ~self.returned
+            missing = (1.0 - kept.sum(-1, keepdim=True)).clamp_min(0.0)  # (..., N, 1)
+            q = torch.where(hidden, missing / hidden.sum(-1, keepdim=True).clamp_min(1), kept)
         total = q.sum(-1, keepdim=True)
         uniform = torch.full_like(q, 1.0 / q.shape[-1])
         return torch.where(total > 0, q / total.clamp_min(torch.finfo(q.dtype).tiny), uniform)
 
-    def targets(self, temperature: float | Tensor = 1.0) -> Tensor:
-        """Soft labels (..., N, C) at the student's temperature: q^(1/T) normalized, q = `completed()`.
+    def targets(self, temperature: float | Tensor = 1.0, withheld: str = "uniform") -> Tensor:
+        """Soft labels (..., N, C) at the student's temperature: q^(1/T) normalized, q = `completed(withheld)`.
 
         temperature : a float, or a tensor broadcasting against (..., N, C) after two trailing axes are
             added (e.g. (E,) for E members along the first axis).
         """
-        q = self.completed()
+        q = self.completed(withheld)
         t = torch.as_tensor(temperature, dtype=q.dtype, device=q.device)
         t = t.view(*t.shape, 1, 1) if t.dim() else t
         logq = q.clamp_min(0).log()  # -inf where q = 0: that entry stays 0
@@ -266,9 +278,10 @@ class Defence:
                 probs, returned = _serve(step, probs, returned)
         return Answer(torch.softmax(z, dim=-1) if probs is None else probs, returned)
 
-    def targets(self, logits: Tensor, temperature: float | Tensor = 1.0, seed: int | Sequence[int] = 0) -> Tensor:
-        """`apply(logits, seed).targets(temperature)`: the soft labels (..., N, C) a student learns from."""
-        return self.apply(logits, seed).targets(temperature)
+    def targets(self, logits: Tensor, temperature: float | Tensor = 1.0, seed: int | Sequence[int] = 0,
+                withheld: str = "uniform") -> Tensor:
+        """`apply(logits, seed).targets(temperature, withheld)`: the soft labels (..., N, C) a student learns from."""
+        return self.apply(logits, seed).targets(temperature, withheld)
 
 
 def _normal(z: Tensor, seed: int | Sequence[int], sigma: float) -> Tensor:
@@ -352,4 +365,4 @@ def parse(spec: DefenceLike) -> Defence:
 
 
 __all__ = ["Answer", "Defence", "DefenceLike", "GRAMMAR", "LabelOnly", "Noise", "ROUND_OF", "Round", "TRANSFORMS",
-           "Temperature", "TopK", "Transform", "parse"]
+           "Temperature", "WITHHELD", "TopK", "Transform", "parse"]

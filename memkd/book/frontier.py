@@ -1,0 +1,192 @@
+"""Chapter 14 (defences): the analysis of `memkd.experiments.defence_frontier`'s table, its claims and
+its figure.
+
+Every function reads the experiment's table (one row per student) and works per teacher first
+(`teacher_id`, the unit): `per_teacher` (leak and fidelity per teacher and defence), `decimals_check`
+(the linear setting's failing decimal against the precision argument's prediction),
+`leak_fidelity_correlation` (per teacher, over the server-side grid), `leak_per_fidelity` (the
+teacher-side defences against plain teachers), `frontier_figure`, `defence_claims` (records the
+chapter's claims) and `holm_block` (the chapter's claims adjusted as one family).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+TEACHER_SIDE = ("label smoothing", "weight decay")
+FAMILY_ORDER = ("none", "top-k", "round", "logprob round", "noise", "combined", "label only", *TEACHER_SIDE)
+
+
+def server_side(table: pd.DataFrame, setting: str) -> pd.DataFrame:
+    """The rows of one setting whose teacher memorized and whose defence is the server's (not a teacher knob)."""
+    part = table[(table.setting == setting) & table.teacher_memorized.astype(bool)]
+    return part[~part.family.isin(TEACHER_SIDE)]
+
+
+def per_teacher(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean leak, fidelity and held-out accuracy per (setting, family, strength, defence, teacher), memorizing
+    teachers only."""
+    ok = table[table.teacher_memorized.astype(bool)]
+    keys = ["setting", "family", "strength", "defence", "teacher_id"]
+    return ok.groupby(keys, sort=False)[["leak", "fidelity", "test_acc", "chance"]].mean().reset_index()
+
+
+def frontier_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean +- SEM over teachers of leak and fidelity per (setting, family, strength, defence), with n teachers."""
+    per = per_teacher(table)
+    g = per.groupby(["setting", "family", "strength", "defence"], sort=False)
+    out = g.agg(leak=("leak", "mean"), leak_sem=("leak", "sem"), fidelity=("fidelity", "mean"),
+                fidelity_sem=("fidelity", "sem"), n=("teacher_id", "nunique")).reset_index()
+    return out
+
+
+def frontier_figure(table: pd.DataFrame):
+    """Leak against fidelity, one panel per setting, a curve per defence family over its strengths (mean +- SEM
+    over teachers); the undefended point is a black star, label only a black cross."""
+    import matplotlib.pyplot as plt
+
+    summary = frontier_summary(table)
+    settings = list(dict.fromkeys(summary.setting))
+    fig, axes = plt.subplots(1, len(settings), figsize=(4.4 * len(settings), 3.6), squeeze=False)
+    colours = {f: f"C{i}" for i, f in enumerate(FAMILY_ORDER)}
+    for ax, setting in zip(axes[0], settings):
+        part = summary[summary.setting == setting]
+        for family, curve in part.groupby("family", sort=False):
+            curve = curve.sort_values("strength")
+            style = dict(color="k", ms=10) if family in ("none", "label only") else dict(color=colours[family])
+            marker = {"none": "*", "label only": "X"}.get(family, "o" if family not in TEACHER_SIDE else "s")
+            ax.errorbar(curve.fidelity, curve.leak, xerr=curve.fidelity_sem, yerr=curve.leak_sem, marker=marker,
+                        ls="-" if len(curve) > 1 and family != "combined" else "none", label=family, capsize=2,
+                        lw=1.2, **style)
+        ax.axhline(0, color="0.5", lw=0.8, ls=":")
+        ax.set(title=setting.replace("_", " "), xlabel="fidelity (agreement with the teacher on fresh inputs)",
+               ylabel="leak (held-out minus own fresh accuracy)")
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=min(len(handles), 5), fontsize=7,
+               bbox_to_anchor=(0.5, 1.1))
+    fig.tight_layout()
+    return fig
+
+
+def predicted_failing_decimal(p_small: float, margin: float) -> int:
+    """The largest r with 10^-r / p >= the margin: rounding to r decimals perturbs the solved logit differences
+    by about 10^-r / p (chapter 12's precision argument), enough to flip a held-out point of margin `margin`."""
+    return int(math.floor(math.log10(1.0 / (p_small * margin))))
+
+
+def decimals_check(table: pd.DataFrame, family: str = "round") -> pd.DataFrame:
+    """Per linear teacher: the largest rounding decimal at which exact recovery fails (held-out accuracy below 1;
+    -1 if it never does within the grid), the prediction, and whether they lie within one decimal."""
+    part = server_side(table, "linear")
+    part = part[part.family == family]
+    rows = []
+    for teacher, rows_t in part.groupby("teacher_id"):
+        failed = rows_t[rows_t.test_acc < 1.0].strength
+        measured = int(failed.max()) if len(failed) else -1
+        predicted = predicted_failing_decimal(float(rows_t.p_small.iloc[0]), float(rows_t.margin_small.iloc[0]))
+        rows.append({"teacher_id": teacher, "p_small": float(rows_t.p_small.iloc[0]),
+                     "margin_small": float(rows_t.margin_small.iloc[0]), "measured_decimal": measured,
+                     "predicted_decimal": predicted, "within_one": abs(measured - predicted) <= 1,
+                     "recovers_at_grid_top": bool(rows_t.sort_values("strength").test_acc.iloc[-1] == 1.0)})
+    return pd.DataFrame(rows)
+
+
+def leak_fidelity_correlation(table: pd.DataFrame, setting: str) -> pd.DataFrame:
+    """Per teacher: Spearman's rank correlation of leak and fidelity over the server-side defences of one setting."""
+    from scipy.stats import spearmanr
+
+    per = per_teacher(server_side(table, setting))
+    rows = []
+    for teacher, part in per.groupby("teacher_id"):
+        rho = spearmanr(part.leak, part.fidelity).statistic if part.leak.nunique() > 1 and part.fidelity.nunique() > 1 \
+            else math.nan
+        rows.append({"teacher_id": teacher, "rank_correlation": float(rho), "defences": len(part)})
+    return pd.DataFrame(rows)
+
+
+def leak_per_fidelity(table: pd.DataFrame, family: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(teachers trained with `family`'s knob, the same datasets' plain teachers): per student
+    `leak_per_fidelity` = leak / (fidelity - chance), the leak per unit of fidelity above chance (the MLP setting,
+    undefended server)."""
+    mlp = table[(table.setting == "mlp") & table.teacher_memorized.astype(bool)]
+    with_knob, plain = mlp[mlp.family == family].copy(), mlp[mlp.family == "none"].copy()
+    for t in (with_knob, plain):
+        t["leak_per_fidelity"] = t.leak / (t.fidelity - t.chance)
+    return with_knob, plain
+
+
+def keeps_fidelity(table: pd.DataFrame, setting: str, within: float) -> pd.DataFrame:
+    """The server-side defences of one setting whose mean fidelity is within `within` of the undefended one,
+    with their leak, sorted by leak (the candidates for "removes the leak, keeps the fidelity")."""
+    summary = frontier_summary(server_side(table, setting))
+    none = summary[summary.family == "none"].fidelity.iloc[0]
+    kept = summary[(summary.fidelity >= none - within) & (summary.family != "none")]
+    return kept.sort_values("leak")[["defence", "leak", "leak_sem", "fidelity", "fidelity_sem", "n"]]
+
+
+def defence_claims(ch: Any, table: pd.DataFrame, *, margin_no_leak: Any, p_within: float) -> list[str]:
+    """Record chapter 14's claims on `ch` (a `memkd.book.chapter.Chapter`) and return their sentences (Markdown).
+
+    The top-1 probability alone leaks (MLP: held-out above the students' own fresh accuracy); label only leaks
+    nothing (equivalence within `margin_no_leak`); the decimal at which exact linear recovery fails lies within
+    one decimal of the precision argument's prediction for more than `p_within` of the teachers (exact test);
+    label smoothing and weight decay lower the leak per unit of fidelity (paired on datasets); and in every
+    setting the leak comes with the fidelity (per-teacher rank correlation above 0).
+    """
+    out: list[str] = []
+    mlp = server_side(table, "mlp")
+    if "top1" in set(mlp.defence):
+        out.append(ch.claim("top1_leaks", "The top-1 probability alone leaks: students of top-1 answers beat their own "
+                            "accuracy on fresh draws on the held-out memorized points.", mlp[mlp.defence == "top1"],
+                            value="test_acc", baseline="independent_acc", expect="above", unit="teacher_id",
+                            what="top-1 answers (MLP): held-out against own fresh accuracy"))
+    out.append(ch.claim("label_only_no_leak", f"Label-only answers leak nothing (within ±{margin_no_leak:g}).",
+                        mlp[mlp.defence == "label"], value="test_acc", baseline="independent_acc", expect="equivalent",
+                        margin=margin_no_leak, unit="teacher_id", what="label only (MLP): held-out against own fresh"))
+    check = decimals_check(table)
+    if len(check):
+        out.append(ch.claim_count("rounding_fails_where_predicted", "Exact linear recovery fails at the number of "
+                                  "decimals the precision argument predicts (10^-r / p against the smallest held-out "
+                                  "margin), within one decimal.", int(check.within_one.sum()), len(check), p_within,
+                                  expect="above", teachers=len(check),
+                                  what="linear teachers whose failing decimal is within one of the prediction"))
+    for family, name in (("label smoothing", "label_smoothing"), ("weight decay", "weight_decay")):
+        with_knob, plain = leak_per_fidelity(table, family)
+        if len(with_knob) and len(plain):
+            out.append(ch.claim_difference(f"{name}_lowers_leak_per_fidelity", f"{family.capitalize()} at the teacher "
+                                           "lowers the leak per unit of fidelity above chance.", with_knob, plain,
+                                           value="leak_per_fidelity", expect="below", unit="teacher_id",
+                                           what=f"{family} against plain teachers: leak / (fidelity - chance)"))
+    for setting in dict.fromkeys(table.setting):
+        corr = leak_fidelity_correlation(table, setting)
+        if len(corr) >= 2:
+            out.append(ch.claim(f"leak_comes_with_fidelity_{setting}", f"Over the defences ({setting}), the leak "
+                                "falls with the fidelity (rank correlation per teacher above 0).", corr,
+                                value="rank_correlation", baseline=0.0, expect="above", unit="teacher_id",
+                                what=f"{setting.replace('_', ' ')}: rank correlation of leak and fidelity"))
+    return out
+
+
+def holm_block(ch: Any) -> pd.DataFrame:
+    """The chapter's claims adjusted for multiplicity as one family (Holm), as the report does within a block."""
+    from memkd.book.report import adjust_claims
+
+    adjusted = adjust_claims(pd.DataFrame([asdict(c) for c in ch.claims]))
+    adjusted["block"] = "defences (this chapter)"
+    return adjusted[["claim", "measured", "baseline", "n", "p_value", "p_adjusted", "verdict", "verdict_adjusted"]]
+
+
+def spread(values: pd.Series) -> str:
+    """'mean ± SEM (n)' of per-teacher values."""
+    v = values.dropna()
+    return f"{v.mean():.3f} ± {v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else math.nan:.3f} (n = {len(v)})"
+
+
+__all__ = ["FAMILY_ORDER", "TEACHER_SIDE", "decimals_check", "defence_claims", "frontier_figure", "frontier_summary",
+           "holm_block", "keeps_fidelity", "leak_fidelity_correlation", "leak_per_fidelity", "per_teacher",
+           "predicted_failing_decimal", "server_side", "spread"]
