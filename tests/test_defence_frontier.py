@@ -113,3 +113,22 @@ def test_the_anchors_are_in_the_bibliography():
         assert f"{{{key}," in bib
     chapter = (ROOT / "nbs" / "14_defences.ipynb").read_text()
     assert all(key in chapter for key in ("tramer2016", "orekondy2020", "carlini2024", "papernot2017"))
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_profiles_validate(profile):
+    from memkd.config import make_config
+    from memkd.experiments.defence_frontier import DefenceConfig
+
+    cfg = make_config(DefenceConfig, "defence_frontier", profile, {})
+    assert cfg.datasets >= 8 and cfg.linear_datasets >= 10 and set(cfg.settings) == {"mlp", "linear", "one_hidden_layer"}
+
+
+def test_chapter_executes_at_smoke(tmp_path):
+    from conftest import execute_chapter_at_smoke
+
+    results = execute_chapter_at_smoke(ROOT / "nbs" / "14_defences.ipynb", tmp_path)
+    claims = pd.read_csv(results / "claims.csv")
+    assert {"top1_leaks", "label_only_no_leak", "leak_comes_with_fidelity_mlp"} <= set(claims["claim"])
+    assert claims["beyond_paper"].all()
+    assert (results / "frontier.png").exists() and (results / "audit.csv").exists()

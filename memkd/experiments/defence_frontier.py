@@ -107,7 +107,7 @@ class DefenceConfig(RandomDataConfig):
         # d = 200, C = 20, 20 per class, width 100: the released code's leak at T = 20 is 0.17 (chance 0.05)
         "quick": dict(QUICK_PROFILE, input_dim=200, classes=20, per_class=20, teacher_width=100, teacher_epochs=300,
                       student_widths=(100,), temperatures=(20.0,), lrs=(1e-2,), epochs=150, students=1, datasets=8),
-        "paper": dict(PAPER_PROFILE, top_ks=(1, 5, 20), decimals=(0, 1, 2, 3, 4), logprob_decimals=(0, 1, 2),
+        "paper": dict(PAPER_PROFILE, datasets=10, top_ks=(1, 5, 20), decimals=(0, 1, 2, 3, 4), logprob_decimals=(0, 1, 2),
                       linear_dim=200, linear_datasets=10, linear_teacher_epochs=10_000),
     }
 
