@@ -193,6 +193,8 @@ fresh_inputs, fresh_labels : fresh draws (N', D), (N',) (e.g. the model's test s
     Without them, N' = `fresh` inputs are drawn uniformly within each feature's range of `inputs`, with
     uniformly random labels (right for random data; for structured data pass a test set). With inputs but
     no labels, independent_acc and leak are NaN.
+The unit (teacher_id below): "{seed}:{model}" with several models, "{seed}:{model}/{repeat}" with one;
+`memkd.summarize(table, ["leak", "fidelity"], by=["defence"])` averages students within it first.
 Bad input (k < 1 or > C, negative decimals or sigma, a model whose output is not (N, C), labels of
 another length) raises ValueError naming the argument before any student trains.
 
