@@ -145,7 +145,7 @@ def _mlp_rows(cfg: RandomDataConfig, grid: Sequence[tuple[str, float, str]], set
                                                         withheld=cfg.withheld)
                             for i, m in enumerate(members)]).to(torch.float32) for t, (tr, _) in zip(tasks, splits)]
     rows = distill(tasks, splits, cfg=cfg, kind="soft", width=width, members=members, targets=targets,
-                   setting=(setting, family, strength))
+                   setting=(setting,))  # one initialization per student index: paired across defences and teachers
     for r in rows:
         if family:  # a teacher-side defence: the teacher differs, the server answers plainly
             r.update(family=family, strength=strength)
