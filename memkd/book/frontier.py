@@ -4,8 +4,8 @@ its figure.
 Every function reads the experiment's table (one row per student) and works per teacher first
 (`teacher_id`, the unit): `per_teacher` (leak and fidelity per teacher and defence), `decimals_check`
 (the linear setting's failing decimal against the precision argument's prediction),
-`leak_fidelity_correlation` (per teacher, over the server-side grid), `leak_per_fidelity` (the
-teacher-side defences against plain teachers), `frontier_figure`, `defence_claims` (records the
+`leak_fidelity_correlation` (per teacher, over the server-side grid), `frontier_excess` (a
+teacher-side defence against the best server-side one of equal fidelity), `frontier_figure`, `defence_claims` (records the
 chapter's claims) and `holm_block` (the chapter's claims adjusted as one family).
 """
 
@@ -109,15 +109,25 @@ def leak_fidelity_correlation(table: pd.DataFrame, setting: str) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def leak_per_fidelity(table: pd.DataFrame, family: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(teachers trained with `family`'s knob, the same datasets' plain teachers): per student
-    `leak_per_fidelity` = leak / (fidelity - chance), the leak per unit of fidelity above chance (the MLP setting,
-    undefended server)."""
-    mlp = table[(table.setting == "mlp") & table.teacher_memorized.astype(bool)]
-    with_knob, plain = mlp[mlp.family == family].copy(), mlp[mlp.family == "none"].copy()
-    for t in (with_knob, plain):
-        t["leak_per_fidelity"] = t.leak / (t.fidelity - t.chance)
-    return with_knob, plain
+def frontier_excess(table: pd.DataFrame, family: str) -> pd.DataFrame:
+    """Per teacher (MLP setting): the leak of its students under the teacher-side knob `family` minus the lowest
+    leak among the server-side defences of the same teacher whose fidelity is at least as high (the best a server
+    could do at equal or better fidelity; where none reaches it, the server-side defence of highest fidelity).
+    Below 0: the knob lowers the leak at equal fidelity. One row per teacher (and strength) with `excess`,
+    `leak`, `fidelity`, `server_leak`, `server_fidelity`, `server_defence`."""
+    per = per_teacher(table[table.setting == "mlp"])
+    server, knob = per[~per.family.isin(TEACHER_SIDE)], per[per.family == family]
+    rows = []
+    for _, k in knob.iterrows():
+        own = server[server.teacher_id == k.teacher_id]
+        if own.empty:
+            continue
+        kept = own[own.fidelity >= k.fidelity]
+        best = kept.loc[kept.leak.idxmin()] if len(kept) else own.loc[own.fidelity.idxmax()]
+        rows.append({"teacher_id": k.teacher_id, "strength": k.strength, "leak": k.leak, "fidelity": k.fidelity,
+                     "server_leak": best.leak, "server_fidelity": best.fidelity, "server_defence": best.defence,
+                     "excess": k.leak - best.leak, "chance": k.chance})
+    return pd.DataFrame(rows)
 
 
 def keeps_fidelity(table: pd.DataFrame, setting: str, within: float) -> pd.DataFrame:
@@ -135,7 +145,7 @@ def defence_claims(ch: Any, table: pd.DataFrame, *, margin_no_leak: Any, p_withi
     The top-1 probability alone leaks (MLP: held-out above the students' own fresh accuracy); label only leaks
     nothing (equivalence within `margin_no_leak`); the decimal at which exact linear recovery fails lies within
     one decimal of the precision argument's prediction for more than `p_within` of the teachers (exact test);
-    label smoothing and weight decay lower the leak per unit of fidelity (paired on datasets); and in every
+    label smoothing and weight decay lower the leak at equal fidelity (`frontier_excess`, per teacher); and in every
     setting the leak comes with the fidelity (a sign test on the teachers' rank correlations over the grid).
     """
     out: list[str] = []
@@ -156,12 +166,12 @@ def defence_claims(ch: Any, table: pd.DataFrame, *, margin_no_leak: Any, p_withi
                                   expect="above", teachers=len(check),
                                   what="linear teachers whose failing decimal is within one of the prediction"))
     for family, name in (("label smoothing", "label_smoothing"), ("weight decay", "weight_decay")):
-        with_knob, plain = leak_per_fidelity(table, family)
-        if len(with_knob) and len(plain):
-            out.append(ch.claim_difference(f"{name}_lowers_leak_per_fidelity", f"{family.capitalize()} at the teacher "
-                                           "lowers the leak per unit of fidelity above chance.", with_knob, plain,
-                                           value="leak_per_fidelity", expect="below", unit="teacher_id",
-                                           what=f"{family} against plain teachers: leak / (fidelity - chance)"))
+        excess = frontier_excess(table, family)
+        if len(excess):
+            out.append(ch.claim(f"{name}_below_server_frontier", f"{family.capitalize()} at the teacher lowers the leak "
+                                "at equal fidelity: below the lowest leak of any server-side defence that keeps at "
+                                "least its fidelity.", excess, value="excess", baseline=0.0, expect="below",
+                                unit="teacher_id", what=f"{family}: leak minus the best server defence's at equal fidelity"))
     for setting in dict.fromkeys(table.setting):
         corr = leak_fidelity_correlation(table, setting).dropna()
         if len(corr):  # a sign test: the correlations are ranks over a few defences, often all equal to 1
@@ -200,9 +210,10 @@ def closing_lines(summary: pd.DataFrame, check: pd.DataFrame, verdict: dict[str,
                  f"({within}).", f"The precision argument misplaces the failing decimal ({within}).",
                  f"Whether the precision argument places the failing decimal is inconclusive ({within}).")]
     for knob in ("label smoothing", "weight decay"):
-        lines.append(say(f"{knob.replace(' ', '_')}_lowers_leak_per_fidelity", f"{knob.capitalize()} at the teacher "
-                         "**lowers** the leak per unit of fidelity.", f"{knob.capitalize()} does **not** lower the leak "
-                         "per unit of fidelity.", f"Whether {knob} lowers the leak at equal fidelity is inconclusive."))
+        lines.append(say(f"{knob.replace(' ', '_')}_below_server_frontier", f"{knob.capitalize()} at the teacher "
+                         "**lowers** the leak below what any server-side defence of equal fidelity leaves.",
+                         f"{knob.capitalize()} does **not** beat the server-side defences of equal fidelity.",
+                         f"Whether {knob} lowers the leak at equal fidelity is inconclusive."))
     together = [s for s in summary.setting.unique() if verdict.get(f"leak_comes_with_fidelity_{s}") == "holds"]
     lines.append((f"The leak comes with the fidelity in {', '.join(together)}: there, the defences that take the leak "
                   "away take the service with it." if together else "In no setting is the link between leak and "
@@ -221,5 +232,5 @@ def spread(values: pd.Series) -> str:
 
 
 __all__ = ["FAMILY_ORDER", "TEACHER_SIDE", "closing_lines", "decimals_check", "defence_claims", "frontier_figure", "frontier_summary",
-           "holm_block", "keeps_fidelity", "leak_fidelity_correlation", "leak_per_fidelity", "per_teacher",
+           "frontier_excess", "holm_block", "keeps_fidelity", "leak_fidelity_correlation", "per_teacher",
            "predicted_failing_decimal", "server_side", "spread"]
