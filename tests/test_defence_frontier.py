@@ -69,9 +69,10 @@ def test_predicted_failing_decimal_follows_ten_to_minus_r_over_p():
     assert frontier.predicted_failing_decimal(0.02, 0.001) == 4  # 1e-4 / 0.02 >= 0.001 > 1e-5 / 0.02
     rows = [{"setting": "linear", "teacher_id": "0:linear/0", "family": "round", "strength": float(r), "defence": f"round{r}",
              "test_acc": 0.9 if r <= 3 else 1.0, "teacher_memorized": True, "p_small": 0.02, "margin_small": 0.001,
-             "leak": 0.4, "fidelity": 0.9, "chance": 0.5} for r in range(8)]
+             "leak": 0.4, "fidelity": 0.9, "chance": 0.5, "temperature": 10.0} for r in range(8)]
     check = frontier.decimals_check(pd.DataFrame(rows))
     assert check.measured_decimal.tolist() == [3] and check.predicted_decimal.tolist() == [4]
+    assert frontier.decimals_per_teacher(check).within_one.tolist() == [True]
     assert check.within_one.tolist() == [True] and check.recovers_at_grid_top.tolist() == [True]
 
 

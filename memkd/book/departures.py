@@ -349,7 +349,9 @@ def defence_departures(table: pd.DataFrame) -> list[Departure]:
                           cell_lr=cell["lrs"][0]),
             departure_row("14_defences", "server temperature", temperature=c["temperatures"][0]),
             departure_row("14_defences", "withheld mass", withheld=spread),
-            departure_row("14_defences", "linear student"), departure_row("14_defences", "linear leak baseline"),
+            departure_row("14_defences", "linear student", linear_temperature=c["linear_temperature"],
+                          probes=", ".join(f"{t:g}" for t in c.get("linear_probe_temperatures", [])) or "none"),
+            departure_row("14_defences", "linear leak baseline"),
             departure_row("14_defences", "recovery cell split", cell_alpha=cell["alphas"][0])]
 
 

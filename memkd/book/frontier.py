@@ -22,16 +22,26 @@ TEACHER_SIDE = ("label smoothing", "weight decay")
 FAMILY_ORDER = ("none", "top-k", "round", "logprob round", "noise", "combined", "label only", *TEACHER_SIDE)
 
 
+def frontier_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the frontier: memorizing teachers, without the linear setting's rounding probe at further
+    temperatures (`probe`)."""
+    keep = table.teacher_memorized.astype(bool)
+    if "probe" in table.columns:
+        keep &= ~table.probe.fillna(False).astype(bool)
+    return table[keep]
+
+
 def server_side(table: pd.DataFrame, setting: str) -> pd.DataFrame:
-    """The rows of one setting whose teacher memorized and whose defence is the server's (not a teacher knob)."""
-    part = table[(table.setting == setting) & table.teacher_memorized.astype(bool)]
+    """The frontier rows of one setting whose defence is the server's (not a teacher knob)."""
+    part = frontier_rows(table)
+    part = part[part.setting == setting]
     return part[~part.family.isin(TEACHER_SIDE)]
 
 
 def per_teacher(table: pd.DataFrame) -> pd.DataFrame:
     """Mean leak, fidelity and held-out accuracy per (setting, family, strength, defence, teacher), memorizing
     teachers only."""
-    ok = table[table.teacher_memorized.astype(bool)]
+    ok = frontier_rows(table)
     keys = ["setting", "family", "strength", "defence", "teacher_id"]
     return ok.groupby(keys, sort=False)[["leak", "fidelity", "test_acc", "chance"]].mean().reset_index()
 
@@ -75,25 +85,36 @@ def frontier_figure(table: pd.DataFrame):
 
 def predicted_failing_decimal(p_small: float, margin: float) -> int:
     """The largest r with 10^-r / p >= the margin: rounding to r decimals perturbs the solved logit differences
-    by about 10^-r / p (chapter 12's precision argument), enough to flip a held-out point of margin `margin`."""
+    by about 10^-r / p (chapter 12's precision argument), enough to flip a held-out point of margin `margin`.
+    `p` is the smallest probability among the student's points: the exact student is a least-squares solve,
+    and its worst equation (the one whose log p rounding moves most) spreads its error to every weight."""
     return int(math.floor(math.log10(1.0 / (p_small * margin))))
 
 
 def decimals_check(table: pd.DataFrame, family: str = "round") -> pd.DataFrame:
-    """Per linear teacher: the largest rounding decimal at which exact recovery fails (held-out accuracy below 1;
-    -1 if it never does within the grid), the prediction, and whether they lie within one decimal."""
-    part = server_side(table, "linear")
-    part = part[part.family == family]
+    """Per linear teacher and server temperature (the probe's included): the largest rounding decimal at which
+    exact recovery fails (held-out accuracy below 1; -1 if it never does within the grid), the prediction, and
+    whether they lie within one decimal."""
+    part = table[(table.setting == "linear") & table.teacher_memorized.astype(bool) & (table.family == family)]
     rows = []
-    for teacher, rows_t in part.groupby("teacher_id"):
+    for (teacher, t), rows_t in part.groupby(["teacher_id", "temperature"]):
         failed = rows_t[rows_t.test_acc < 1.0].strength
         measured = int(failed.max()) if len(failed) else -1
         predicted = predicted_failing_decimal(float(rows_t.p_small.iloc[0]), float(rows_t.margin_small.iloc[0]))
-        rows.append({"teacher_id": teacher, "p_small": float(rows_t.p_small.iloc[0]),
+        recovers = bool(rows_t.sort_values("strength").test_acc.iloc[-1] == 1.0)
+        # a teacher that never recovers on the grid fails at least up to its top: consistent with any prediction
+        # from the top minus one decimal on (a censored outcome)
+        within = abs(measured - predicted) <= 1 or (not recovers and predicted >= measured - 1)
+        rows.append({"teacher_id": teacher, "temperature": t, "p_small": float(rows_t.p_small.iloc[0]),
                      "margin_small": float(rows_t.margin_small.iloc[0]), "measured_decimal": measured,
-                     "predicted_decimal": predicted, "within_one": abs(measured - predicted) <= 1,
-                     "recovers_at_grid_top": bool(rows_t.sort_values("strength").test_acc.iloc[-1] == 1.0)})
+                     "predicted_decimal": predicted, "within_one": within, "recovers_at_grid_top": recovers})
     return pd.DataFrame(rows)
+
+
+def decimals_per_teacher(check: pd.DataFrame) -> pd.DataFrame:
+    """One outcome per teacher from `decimals_check`: within one decimal of the prediction at every temperature."""
+    return check.groupby("teacher_id").agg(within_one=("within_one", "all"), temperatures=("temperature", "size")
+                                           ).reset_index()
 
 
 def leak_fidelity_correlation(table: pd.DataFrame, setting: str) -> pd.DataFrame:
@@ -160,9 +181,11 @@ def defence_claims(ch: Any, table: pd.DataFrame, *, margin_no_leak: Any, p_withi
                         margin=margin_no_leak, unit="teacher_id", what="label only (MLP): held-out against own fresh"))
     check = decimals_check(table)
     if len(check):
+        check = decimals_per_teacher(check)
         out.append(ch.claim_count("rounding_fails_where_predicted", "Exact linear recovery fails at the number of "
                                   "decimals the precision argument predicts (10^-r / p against the smallest held-out "
-                                  "margin), within one decimal.", int(check.within_one.sum()), len(check), p_within,
+                                  "margin), within one decimal at every server temperature.", int(check.within_one.sum()),
+                                  len(check), p_within,
                                   expect="above", teachers=len(check),
                                   what="linear teachers whose failing decimal is within one of the prediction"))
     for family, name in (("label smoothing", "label_smoothing"), ("weight decay", "weight_decay")):
@@ -200,7 +223,9 @@ def closing_lines(summary: pd.DataFrame, check: pd.DataFrame, verdict: dict[str,
 
     mlp = summary[summary.setting == "mlp"]
     family, by_spec = mlp.set_index("family"), mlp[~mlp.family.isin(TEACHER_SIDE)].set_index("defence")
-    within = f"{int(check.within_one.sum())} of {len(check)} teachers within one decimal" if len(check) else "no teacher"
+    per = decimals_per_teacher(check) if len(check) else check
+    within = (f"{int(per.within_one.sum())} of {len(per)} teachers within one decimal at each of "
+              f"{check.temperature.nunique()} server temperatures" if len(check) else "no teacher")
     lines = [say("top1_leaks", "The top-1 probability alone **leaks** memorized points.",
                  "The top-1 probability alone **does not leak** beyond the students' own fresh accuracy.",
                  "Whether the top-1 probability alone leaks is **inconclusive** with these teachers."),
@@ -231,6 +256,6 @@ def spread(values: pd.Series) -> str:
     return f"{v.mean():.3f} ± {v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else math.nan:.3f} (n = {len(v)})"
 
 
-__all__ = ["FAMILY_ORDER", "TEACHER_SIDE", "closing_lines", "decimals_check", "defence_claims", "frontier_figure", "frontier_summary",
+__all__ = ["FAMILY_ORDER", "TEACHER_SIDE", "closing_lines", "decimals_check", "decimals_per_teacher", "frontier_rows", "defence_claims", "frontier_figure", "frontier_summary",
            "frontier_excess", "holm_block", "keeps_fidelity", "leak_fidelity_correlation", "per_teacher",
            "predicted_failing_decimal", "server_side", "spread"]

@@ -72,7 +72,7 @@ RECOVERY_CELL = {
 
 COLUMNS = ("setting", "dataset", "classes", "input_dim", "family", "strength", "defence", "student", "temperature",
            "train_acc", "test_acc", "independent_acc", "leak", "fidelity", "leak_baseline", "chance",
-           "teacher_memorized", "p_small", "margin_small")
+           "teacher_memorized", "p_small", "margin_small", "probe")
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,9 @@ class DefenceConfig(RandomDataConfig):
     linear_n_over_d: float = knob(1.4, real_interval(0, 2), "N / d of the linear teachers (below capacity 2)")
     linear_rho: float = knob(0.8, real_interval(0, 1), "the linear student's fraction (rho N >= d required)")
     linear_temperature: float = knob(10.0, real_interval(0, math.inf), "T of the linear soft labels (chapter 11)")
+    linear_probe_temperatures: tuple = knob((1.0, 3.0), list_of(real_interval(0, math.inf)), "further server "
+                                            "temperatures at which only rounding is probed (the failing decimal moves "
+                                            "with p)")
     linear_datasets: int = knob(12, POS_INT, "linear teachers")
     linear_teacher_epochs: int = knob(500, POS_INT, "linear teachers' full-batch Adam epochs")
     linear_decimals: tuple = knob(tuple(range(0, 11)), DECIMALS, "decimals of the linear setting's rounded probabilities")
@@ -103,7 +106,8 @@ class DefenceConfig(RandomDataConfig):
     PROFILE_VALUES = {
         "smoke": dict(SMOKE_PROFILE, datasets=3, students=1, top_ks=(1, 2, 5), decimals=(1, 2), logprob_decimals=(0,),
                       sigmas=(2.0,), combined=("top5|logprob_round2",), linear_dim=20, linear_datasets=4,
-                      linear_decimals=(0, 2, 4, 6), linear_sigmas=(1e-2,), linear_teacher_epochs=300),
+                      linear_decimals=(0, 2, 4, 6), linear_sigmas=(1e-2,), linear_teacher_epochs=300,
+                      linear_probe_temperatures=(1.0,)),
         # d = 200, C = 20, 20 per class, width 100: the released code's leak at T = 20 is 0.17 (chance 0.05)
         "quick": dict(QUICK_PROFILE, input_dim=200, classes=20, per_class=20, teacher_width=100, teacher_epochs=300,
                       student_widths=(100,), temperatures=(20.0,), lrs=(1e-2,), epochs=150, students=1, datasets=8),
@@ -149,37 +153,46 @@ def _mlp_rows(cfg: RandomDataConfig, grid: Sequence[tuple[str, float, str]], set
     for r in rows:
         if family:  # a teacher-side defence: the teacher differs, the server answers plainly
             r.update(family=family, strength=strength)
-        r.update(setting=setting, classes=cfg.classes, input_dim=cfg.input_dim, fidelity=r["teacher_agreement_independent"],
+        r.update(setting=setting, classes=cfg.classes, input_dim=cfg.input_dim, probe=False,
+                 fidelity=r["teacher_agreement_independent"],
                  leak=r["test_acc"] - r["independent_acc"], leak_baseline="own fresh accuracy")
     return rows
 
 
 def _linear_rows(cfg: DefenceConfig, device: torch.device) -> list[dict]:
-    """Binary linear teachers above the line; exact students from every defended answer."""
+    """Binary linear teachers above the line; exact students from every defended answer at chapter 11's T, and
+    from the rounded answers at each of `linear_probe_temperatures` (rows marked `probe`)."""
     pc = round(cfg.linear_n_over_d * cfg.linear_dim / 2)
     ids = list(range(cfg.linear_datasets))
     data = make_linear_data([pc] * len(ids), 2, cfg.linear_dim,
                             [derive_seed(cfg.seed, "data", "linear", k, cfg.linear_dim) for k in ids], 1000, device)
     w = train_teachers(data, 1, [derive_seed(cfg.seed, "teacher", "linear", k) for k in ids], cfg.linear_teacher_epochs,
                        1e-2, torch.float32)
-    t = cfg.linear_temperature
-    z = class_logits(linear_forward(w.to(torch.float64).unsqueeze(2), data.x.to(torch.float64)))[:, 0] / t  # (K, N, 2)
-    grid = ([("none", 0.0, "none")] + [("round", float(r), f"round{r}") for r in cfg.linear_decimals]
-            + [("logprob round", float(r), f"logprob_round{r}") for r in cfg.linear_decimals]
+    perfect = teacher_accuracy(w, data).cpu() == 1.0
+    rounding = [("round", float(r), f"round{r}") for r in cfg.linear_decimals]
+    grid = ([("none", 0.0, "none")] + rounding + [("logprob round", float(r), f"logprob_round{r}") for r in cfg.linear_decimals]
             + [("noise", float(s), f"noise{s:g}") for s in cfg.linear_sigmas] + [("label only", 0.0, "label")])
+    rows = _linear_students(cfg, data, w, perfect, cfg.linear_temperature, grid, probe=False)
+    for t in cfg.linear_probe_temperatures:
+        rows += _linear_students(cfg, data, w, perfect, t, rounding, probe=True)
+    return rows
+
+
+def _linear_students(cfg: DefenceConfig, data: Any, w: torch.Tensor, perfect: torch.Tensor, t: float,
+                     grid: Sequence[tuple[str, float, str]], probe: bool) -> list[dict]:
+    """Rows of the exact students of every teacher (K) and defence of `grid` (M) when the server answers at T = t."""
+    ids = range(len(perfect))
+    z = class_logits(linear_forward(w.to(torch.float64).unsqueeze(2), data.x.to(torch.float64)))[:, 0] / t  # (K, N, 2)
     probs = torch.stack([parse(spec).apply(z, seed=[derive_seed(cfg.seed, "probe", "linear", k) for k in ids])
-                         .completed(cfg.withheld)
-                         for _, _, spec in grid], dim=1)  # (K, M, N, 2)
+                         .completed(cfg.withheld) for _, _, spec in grid], dim=1)  # (K, M, N, 2)
     mask = student_mask(data, [cfg.linear_rho] * len(grid))  # (K, M, N)
     ws = solve_soft_labels(data.x, probs, mask, 1)  # (K, D, M, 1)
     metrics = measure(ws, w, data, mask, probs, torch.full(mask.shape[:2], 1 / t, dtype=torch.float64))
-    perfect = teacher_accuracy(w, data).cpu() == 1.0
     p_true = torch.softmax(z, -1).min(-1).values  # (K, N): the smaller probability of each point
     held = data.valid & ~mask[:, 0]
     rows = []
     for k in ids:
-        seen = mask[k, 0]
-        p_small = float(p_true[k][seen].median())
+        p_small = float(p_true[k][mask[k, 0]].min())  # the worst of the student's equations
         margin = float((z[k, :, 1] - z[k, :, 0]).abs()[held[k]].min())
         for j, (family, strength, spec) in enumerate(grid):
             acc = float(metrics["test_acc"][k, j])
@@ -188,7 +201,7 @@ def _linear_rows(cfg: DefenceConfig, device: torch.device) -> list[dict]:
                          "train_acc": float(metrics["train_acc"][k, j]), "test_acc": acc,
                          "independent_acc": math.nan, "leak": acc - 0.5, "fidelity": float(metrics["agreement_fresh"][k, j]),
                          "leak_baseline": "chance", "chance": 0.5, "teacher_memorized": bool(perfect[k]),
-                         "p_small": p_small, "margin_small": margin})
+                         "p_small": p_small, "margin_small": margin, "probe": probe})
     return rows
 
 
@@ -198,7 +211,8 @@ def defence_frontier(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
 
     mlp: the server-side grid (`defence_grid`) on `datasets` teachers, then the same datasets' teachers
     trained with each label smoothing and each weight decay (the server answering plainly). linear:
-    round (probabilities and log-probabilities, `linear_decimals`), noise and label only, exact students.
+    round (probabilities and log-probabilities, `linear_decimals`), noise and label only, exact students,
+    at `linear_temperature`; rounding alone also at each of `linear_probe_temperatures` (rows with `probe`).
     one_hidden_layer: `recovery_defences` in chapter 13's recovery cell (`RECOVERY_CELL`). Teachers below
     100% are kept, flagged by `teacher_memorized`.
     """
