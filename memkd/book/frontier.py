@@ -176,6 +176,11 @@ def defence_claims(ch: Any, table: pd.DataFrame, *, margin_no_leak: Any, p_withi
                             "accuracy on fresh draws on the held-out memorized points.", mlp[mlp.defence == "top1"],
                             value="test_acc", baseline="independent_acc", expect="above", unit="teacher_id",
                             what="top-1 answers (MLP): held-out against own fresh accuracy"))
+        out.append(ch.claim("top1_no_leak", f"The top-1 probability alone leaks nothing (within ±{margin_no_leak:g}).",
+                            mlp[mlp.defence == "top1"], value="test_acc", baseline="independent_acc",
+                            expect="equivalent", margin=margin_no_leak, unit="teacher_id",
+                            supports=f"{ch.name}:top1_leaks",
+                            what="top-1 answers (MLP): held-out against own fresh, for equivalence"))
     out.append(ch.claim("label_only_no_leak", f"Label-only answers leak nothing (within ±{margin_no_leak:g}).",
                         mlp[mlp.defence == "label"], value="test_acc", baseline="independent_acc", expect="equivalent",
                         margin=margin_no_leak, unit="teacher_id", what="label only (MLP): held-out against own fresh"))
@@ -226,8 +231,11 @@ def closing_lines(summary: pd.DataFrame, check: pd.DataFrame, verdict: dict[str,
     per = decimals_per_teacher(check) if len(check) else check
     within = (f"{int(per.within_one.sum())} of {len(per)} teachers within one decimal at each of "
               f"{check.temperature.nunique()} server temperatures" if len(check) else "no teacher")
+    no_leak = verdict.get("top1_no_leak") == "holds"  # shown beside top1_leaks, not counted in the family
     lines = [say("top1_leaks", "The top-1 probability alone **leaks** memorized points.",
                  "The top-1 probability alone **does not leak** beyond the students' own fresh accuracy.",
+                 "The top-1 probability alone leaks **nothing measurable**: within the equivalence margin of the "
+                 "students' own fresh accuracy (a supporting claim, outside the family)." if no_leak else
                  "Whether the top-1 probability alone leaks is **inconclusive** with these teachers."),
              f"Undefended (mlp): leak {family.leak['none']:.3f} at fidelity {family.fidelity['none']:.3f}; label only: "
              f"leak {family.leak['label only']:.3f} at fidelity {family.fidelity['label only']:.3f}.",
