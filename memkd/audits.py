@@ -111,8 +111,10 @@ def audit(model_fn: Callable | Sequence[Callable], inputs: Any, labels: Any,
     if fresh_labels is not None and fresh_inputs is None:
         raise invalid("fresh_labels", "audit", "given only with fresh_inputs", "labels without inputs")
     device = resolve_device(cfg.device)
+    # the models see the inputs where the caller keeps them (their own device); the audit moves what they return
+    home = x.device
+    logits = [_logits(m, x, len(x), i).to(device) for i, m in enumerate(models)]  # each (N, C)
     x = x.to(device)
-    logits = [_logits(m, x, len(x), i) for i, m in enumerate(models)]  # each (N, C)
     classes = logits[0].shape[1]
     if any(z.shape[1] != classes for z in logits):
         raise invalid("model_fn", "audit", f"models that all return C = {classes} logits",
@@ -129,6 +131,7 @@ def audit(model_fn: Callable | Sequence[Callable], inputs: Any, labels: Any,
                       f"and one held out (class sizes {counts.min().item()}..{counts.max().item()})", cfg.alpha)
     if fresh_inputs is None:
         xf, yf, source = *_fresh(x.cpu(), cfg.fresh, classes, cfg.seed), "drawn"
+        xf = xf.to(home)
     else:
         xf = _tensor(fresh_inputs, "fresh_inputs", 2, torch.float32)
         if xf.shape[1] != x.shape[1]:
@@ -137,8 +140,8 @@ def audit(model_fn: Callable | Sequence[Callable], inputs: Any, labels: Any,
         if yf is not None and len(yf) != len(xf):
             raise invalid("fresh_labels", "audit", f"one label per fresh input ({len(xf)})", len(yf))
         source = "given" if yf is not None else "given, no labels"
-    xf = xf.to(device)
     fresh_logits = [_logits(m, xf, len(xf), i).to(device) for i, m in enumerate(models)]
+    xf = xf.to(device)
     y, rows = y.to(device), []
     for i, z in enumerate(logits):
         for r in range(cfg.repeats):
