@@ -1,7 +1,7 @@
 """memkd: knowledge distillation of memorized random data (a reproduction of Behrens, 2025).
 
 Five floors: the core (this folder: the sub-packages `memkd.data` (random vectors, images, tokens) and
-`memkd.models` (MLP, linear, CNN, transformer, each a family), and losses, train, fused, distillation, pipeline,
+`memkd.models` (MLP, linear, CNN, transformer, each a family), and losses, train, fused, distillation, defences, audits, pipeline,
 declare, metrics, tables, config, seeds, device_memory, device, provenance), `memkd.experiments` (one function per
 figure or question), and `memkd.book` (chapters, departures, grid statistics, plots, the build and the report);
 `memkd.sweep` and `memkd.cli` run notebooks over grids. Each module's docstring says what it owns.
@@ -28,16 +28,20 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """`memkd.summarize`, imported on first use (so that `import memkd` stays light)."""
+    """`memkd.summarize` and `memkd.audit`, imported on first use (so that `import memkd` stays light)."""
     if name == "summarize":
         from memkd.tables import summarize
 
         return summarize
+    if name == "audit":
+        from memkd.audits import audit
+
+        return audit
     raise AttributeError(f"module 'memkd' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), "summarize"])
+    return sorted([*globals(), "summarize", "audit"])
 
 
-__all__ = ["summarize", "__version__"]
+__all__ = ["audit", "summarize", "__version__"]

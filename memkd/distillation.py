@@ -32,8 +32,8 @@ from torch import Tensor, nn
 
 from memkd.models.family import STUDENT_KINDS, Family, MLPFamily
 from memkd.fused import FusedCrossEntropy
-from memkd.losses import (cosine_similarity_matrix, hard_cross_entropy, similarity_mse, soft_cross_entropy,
-                          soft_targets)
+from memkd.losses import (cosine_similarity_matrix, hard_cross_entropy, similarity_mse, smoothed_labels,
+                          soft_cross_entropy, soft_targets)
 from memkd.config import TEACHER_STOPS, invalid
 from memkd.device_memory import format_bytes, members_per_chunk
 from memkd.metrics import accuracy
@@ -187,6 +187,7 @@ def train_teacher(
     max_epochs: int = 1000,
     batch_size: int | None = None,
     weight_decay: float | None = None,
+    label_smoothing: float = 0.0,
     extra_epochs: int = 0,
     stop: str = "budget",
     seed: int | Sequence[int] = 0,
@@ -206,6 +207,8 @@ def train_teacher(
     family : any model family (`MLPFamily`, `CNNFamily`, `TransformerFamily`); without it,
         `classes`, `width`, `hidden_layers` and `activation` describe an MLP.
     weight_decay : None: the family's optimizer's (0 for Adam, 1 for the transformer's AdamW).
+    label_smoothing : in [0, 1): the teacher learns (1 - s) on its label plus s / C on every class
+        (`memkd.losses.smoothed_labels`; a teacher-side defence, chapter 14); 0: the labels themselves.
     stop : "budget" (the paper's protocol and the released code's default): every teacher trains
         for all `max_epochs` and must be at 100% at the end; "first_perfect": each teacher stops
         moving at the first epoch where it classifies all of its data correctly (an early stop).
@@ -227,6 +230,11 @@ def train_teacher(
     """
     check_teacher_stop(stop, "train_teacher")
     _check_epochs("max_epochs", max_epochs, "train_teacher")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) or not 0 <= label_smoothing < 1:
+        raise invalid("label_smoothing", "train_teacher", "a float in [0, 1)", label_smoothing)
+    if weight_decay is not None and (isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real)
+                                     or not weight_decay >= 0):
+        raise invalid("weight_decay", "train_teacher", "None or a float >= 0", weight_decay)
     if x.dim() == 2:
         x, y = x.unsqueeze(0), y.unsqueeze(0)
     k, n, d = x.shape
@@ -241,17 +249,23 @@ def train_teacher(
     fit_seed = _shuffle_seed(seed, shuffle_seed)
     after_epoch, snapshots, watched = _watch(model, snapshot_at, monitor, monitor_every, max_epochs, family.eval_chunk)
     optimizer = family.optimizer.fit_options(weight_decay)
+    smooth = None
+    if label_smoothing > 0:  # the targets (K, N, C); C read from the model's output
+        smooth = smoothed_labels(y, predict(model, x[:, :1], None).shape[-1], float(label_smoothing))
 
     def objective(idx: Tensor | None):
         xb, yb = (x, y) if idx is None else (x[:, idx], y[:, idx])
         logits = model(xb)
+        if smooth is not None:
+            target = smooth if idx is None else smooth[:, idx]
+            return soft_cross_entropy(logits, target), accuracy(logits.detach(), yb)
         return hard_cross_entropy(logits, yb), accuracy(logits.detach(), yb)
 
     def evaluate() -> Tensor:
         return accuracy(predict(model, x, family.eval_chunk), y)
 
     if fused and family.fusable and (batch_size is None or batch_size >= n):
-        objective = FusedCrossEntropy(model, x, y, y)
+        objective = FusedCrossEntropy(model, x, y if smooth is None else smooth, y)
     history, first = fit(
         model, objective, n_samples=n, epochs=max_epochs, lr=lr, batch_size=batch_size, **optimizer,
         freeze_when_perfect=stop == "first_perfect", record_first_perfect=True, evaluate=evaluate,

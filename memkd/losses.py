@@ -37,6 +37,16 @@ def hard_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return loss.view(e, n).mean(dim=1)
 
 
+def smoothed_labels(labels: Tensor, classes: int, smoothing: float) -> Tensor:
+    """Label smoothing's targets: (1 - smoothing) on the label plus smoothing / C on every class.
+
+    labels (..., N) int64 -> probabilities (..., N, C) (a teacher-side defence: `memkd.distillation.train_teacher`'s
+    `label_smoothing`; smoothing 0 gives the one-hot labels).
+    """
+    one_hot = F.one_hot(labels, classes).to(torch.float32)
+    return one_hot * (1.0 - smoothing) + smoothing / classes
+
+
 def soft_cross_entropy(
     student_logits: Tensor,
     target_probs: Tensor,

@@ -343,6 +343,26 @@ def one_hidden_layer_departures(config: dict) -> list[Departure]:
                   departure_row("13_one_hidden_layer", "surgery and shuffle cells", variant_rho=c["variant_rho"])]
 
 
+def defence_departures(table: pd.DataFrame) -> list[Departure]:
+    """Chapter 14's departures: its settings' sizes, who owns the temperature, the completion of
+    withheld mass, the linear student and its baseline, and the recovery cell's split."""
+    from memkd.experiments.defence_frontier import RECOVERY_CELL
+
+    c = _config(table)
+    cell = RECOVERY_CELL.get(c.get("profile", "quick"), RECOVERY_CELL["quick"])
+    spread = {"uniform": "uniformly over the withheld classes", "renormalize": "nowhere: the k returned entries are "
+              "renormalized"}[c.get("withheld", "uniform")]
+    return [departure_row("14_defences", "settings", **c, cell_dim=cell["input_dim"], cell_classes=cell["classes"],
+                          cell_per_class=cell["per_class"], cell_teachers=cell["datasets"], cell_epochs=cell["epochs"],
+                          cell_lr=cell["lrs"][0]),
+            departure_row("14_defences", "server temperature", temperature=c["temperatures"][0]),
+            departure_row("14_defences", "withheld mass", withheld=spread),
+            departure_row("14_defences", "linear student", linear_temperature=c["linear_temperature"],
+                          probes=", ".join(f"{t:g}" for t in c.get("linear_probe_temperatures", [])) or "none"),
+            departure_row("14_defences", "linear leak baseline"),
+            departure_row("14_defences", "recovery cell split", cell_alpha=cell["alphas"][0])]
+
+
 # ---------------------------------------------------------------------------- the entry point
 
 
@@ -360,6 +380,7 @@ CHAPTER_DEPARTURES: dict[str, Callable[..., list[Departure]]] = {
     "11_linear_recovery": linear_recovery_departures,
     "12_temperature_window": temperature_window_departures,
     "13_one_hidden_layer": lambda table: one_hidden_layer_departures(_config(table)),
+    "14_defences": defence_departures,
 }
 
 
@@ -375,7 +396,7 @@ def for_chapter(name: str, table: pd.DataFrame, **context: Any) -> list[Departur
 __all__ = [
     "CHAPTER_DEPARTURES", "LINEAR_RELEASED", "PAPER_TOY_SIZES", "RELEASED_TEACHER_EPOCHS", "TEMPERATURE_PAPER",
     "TEMPERATURE_REASON", "clock_departures", "composition_departures", "convolution_departures",
-    "departure_row", "for_chapter", "grid_departure", "image_departures",
+    "defence_departures", "departure_row", "for_chapter", "grid_departure", "image_departures",
     "linear_recovery_departures", "one_hidden_layer_departures", "sizes_departure", "standard_departures",
     "surgery_departures", "teacher_stop_departure", "temperature_departure", "temperature_lr_departures",
     "temperature_window_departures", "toy_departures", "transformer_chapter_departures",

@@ -7,7 +7,7 @@ beyond random vectors (`cifar`, `modular_addition`), the six questions it leaves
 (`convolutions`, chapter 10); the published version's linear teachers (`linear_recovery`,
 `temperature_window`, chapters 11-12), its one-hidden-layer phase map (`one_hidden_layer`, with its
 phase rules in `phases`, chapter 13) and its teacher clock for modular addition (`teacher_clock`,
-chapter 08). Each is declared with `memkd.declare.experiment` on its config: `help()` lists its knobs
+chapter 08); beyond both, the defences against the leak (`defence_frontier`, chapter 14). Each is declared with `memkd.declare.experiment` on its config: `help()` lists its knobs
 with their profile defaults and its table's columns, every table gets `teacher_id`, and the config is
 `fn.config`.
 """
@@ -31,11 +31,12 @@ from memkd.experiments.q3_architecture import architecture
 from memkd.experiments.q4_convention import temperature_convention
 from memkd.experiments.q5_probe import random_features_probe
 from memkd.experiments.q6_teacher_protocol import teacher_protocol
+from memkd.experiments.defence_frontier import defence_frontier
 
 __all__ = [
     "toy_2d", "toy_2d_regions", "logit_distillation", "similarity_distillation", "temperature_lr",
     "dataset_composition", "logit_surgery", "cifar_shuffles", "transformer_distillation",
     "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
     "random_features_probe", "teacher_protocol", "convolutional_distillation", "linear_recovery",
-    "temperature_window", "teacher_clock", "one_hidden_layer",
+    "temperature_window", "teacher_clock", "one_hidden_layer", "defence_frontier",
 ]
