@@ -49,8 +49,9 @@ class WindowConfig(LinearConfig):
         "smoke": {"input_dim": 20, "classes": (2, 3), "n_over_d": (0.8, 1.6), "rhos": (0.8,), "datasets": 2,
                   "temperatures": (1.0, 30.0), "dtypes": ("float64", "bfloat16"), "teacher_epochs": 300,
                   "epochs": 200, "fresh": 200},
-        # line rho * N = d at N/d = 1.25: one size below it, three up to the binary capacity, one past it
-        "quick": {"input_dim": 100, "n_over_d": (0.9, 1.4, 1.6, 1.8, 2.4), "rhos": (0.8,), "datasets": 5,
+        # line rho * N = d at N/d = 1.25: one size below it, three up to the binary capacity, one past it;
+        # 7 teachers per size: about 18 eligible for C = 2, which the window claims need after Holm (pilot, seed 1)
+        "quick": {"input_dim": 100, "n_over_d": (0.9, 1.4, 1.6, 1.8, 2.4), "rhos": (0.8,), "datasets": 7,
                   "temperatures": tuple(float(f"{10 ** (-0.5 + 0.5 * i):.4g}") for i in range(9))},
         # the released Fig 4a: d = 1000, 20 sizes, rho = 0.8, 40 temperatures, 5 repeats, 10,000 epochs
         "paper": {"input_dim": 1000, "n_over_d": tuple(round(0.25 + 0.125 * i, 4) for i in range(20)),
