@@ -32,6 +32,20 @@ def _at_least(low: int):
     return parse
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds > 0 (else the command line is refused, exit status 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0; got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0; got {text}")
+    return value
+
+
+_seconds.__name__ = "seconds > 0"
+
+
 def _executor_options(p: argparse.ArgumentParser, workers_help: str) -> None:
     """The options that choose where runs execute (the same in every subcommand)."""
     where = p.add_mutually_exclusive_group()
@@ -45,7 +59,7 @@ def _executor_options(p: argparse.ArgumentParser, workers_help: str) -> None:
     from memkd.sweep.run import CELL_TIMEOUT
 
     by_profile = ", ".join(f"{name} {seconds}" for name, seconds in CELL_TIMEOUT.items())
-    p.add_argument("--timeout", type=float, help=f"seconds per cell (default: by profile: {by_profile})")
+    p.add_argument("--timeout", type=_seconds, help=f"seconds per cell (default: by profile: {by_profile})")
 
 
 # Each sub-command's one-line summary, its description and the help of its -o/--out folder.
@@ -102,11 +116,15 @@ def _run_sweep_command(args) -> int:
         for param in sweep.notebook_parameters(notebook).values():
             print(param.describe())
         return 0
+    if args.scheduler_file and not Path(args.scheduler_file).is_file():
+        raise ValueError(f"The '--scheduler-file' parameter of memkd sweep must name an existing file (written by "
+                         f"`dask scheduler --scheduler-file FILE`). Got {args.scheduler_file!r} instead.")
     grid = sweep.load_grid(args.grid) if args.grid else {}
     grid.update(sweep.parse_cli_grid(args.param))
     out = Path(args.out) if args.out else Path("sweeps") / notebook.stem
     if args.dry_run:
-        for rid, point, record in sweep.plan_sweep(notebook, grid, out):
+        here = args.scheduler is None and args.scheduler_file is None  # Dask workers may have other devices
+        for rid, point, record in sweep.plan_sweep(notebook, grid, out, this_machine=here):
             print(rid, record["status"] if record else "pending", point)
         return 0
     result = sweep.run_sweep(

@@ -45,6 +45,7 @@ class Constraint:
     check: Callable[[Any], bool]
     allowed: str  # completes "must be ..."
     convert: Callable[[Any], Any] = lambda v: v
+    item: "Constraint | None" = None  # a list's constraint on each of its items (`list_of`)
 
 
 def _is_int(v: Any) -> bool:
@@ -87,7 +88,7 @@ def list_of(inner: Constraint, min_len: int = 1) -> Constraint:
         return isinstance(v, (list, tuple)) and len(v) >= min_len and all(inner.check(i) for i in v)
 
     return Constraint(check, f"a non-empty list, each item {inner.allowed}",
-                      lambda v: tuple(inner.convert(i) for i in v))
+                      lambda v: tuple(inner.convert(i) for i in v), inner)
 
 
 POS_INT = int_range(1)
@@ -173,6 +174,15 @@ class ExperimentConfig:
 
     def check(self) -> None:
         """Checks that involve several knobs (override in subclasses)."""
+
+    def check_resources(self) -> None:
+        """Refuse, before any work, what this machine cannot run: a device it lacks (ValueError
+        naming 'device'); configs that can estimate their memory (`memkd.pipeline.RandomDataConfig`)
+        also refuse a run too large for the device (MemoryError naming the knob). `memkd sweep`
+        calls it for every point before a kernel starts."""
+        from memkd.device import resolve_device
+
+        resolve_device(self.device, self.experiment)
 
     def fail(self, name: str, message: str) -> None:
         raise ValueError(f"The '{name}' parameter of {self.experiment} {message}")

@@ -200,7 +200,7 @@ def linear_recovery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     from memkd.pipeline import config_dict
 
     cfg = make_config(RecoveryConfig, "linear_recovery", profile, overrides)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.experiment)
     outputs = 1 if cfg.binary else cfg.classes
     data, w, ids = teachers_for(cfg, cfg.classes, outputs, device, DTYPES[cfg.dtype])
     rows: list[dict] = []

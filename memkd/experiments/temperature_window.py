@@ -70,7 +70,7 @@ def temperature_window(profile: str = "quick", **overrides: Any) -> pd.DataFrame
     from memkd.pipeline import config_dict
 
     cfg = make_config(WindowConfig, "temperature_window", profile, overrides)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.experiment)
     rows: list[dict] = []
     for c in cfg.classes:
         data, w, ids = teachers_for(cfg, c, c, device, DTYPES["float32"])

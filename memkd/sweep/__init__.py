@@ -15,7 +15,7 @@ Public API::
 
     run_sweep(notebook, grid, sweep_dir, workers=2, scheduler=None, scheduler_file=None,
               dask_local=None, timeout=None, retries=1, retry_failed=False, progress=True) -> SweepResult
-    plan_sweep(notebook, grid, sweep_dir) -> [(run id, point, record on disk or None)]
+    plan_sweep(notebook, grid, sweep_dir, this_machine=True) -> [(run id, point, record on disk or None)]
     execute_point(notebook, parameters, run_dir, timeout=None, ...) -> record (dict); run it in a
         process with no other kernel: in_child(execute_point, ..., env={...})
     in_child(fn, *args, env=None, **kwargs) -> fn's result, computed in a fresh child process
@@ -41,14 +41,17 @@ On the command line, ``-p alpha=0.2,0.6`` gives two values; each value is read a
 
 Layout of a sweep directory::
 
-    manifest.json            status and provenance of every run of the last invocation
-    results.parquet/.csv     all finished runs of the grid: their parameters as columns + their table
+    manifest.json            the notebook, and the status and provenance of every run in the folder
+                             (`grid`: the run ids of the last invocation's grid)
+    results.parquet/.csv     every finished run in the folder (a later invocation with other points
+                             adds to them): their parameters as columns + their table
     runs/<id>/               a finished run: run.json, the executed notebook, results/ (table.parquet ...)
     runs/.tmp-<id>-<rand>/   a run in flight (removed at the next start if its process was killed)
     failed/<id>/             the last failed attempt of a run, with its partly executed notebook
 
 `<id>` hashes the notebook's code cells and the point's full parameter set (defaults filled in),
-so an unchanged point is found again and skipped; editing a code cell starts fresh runs. The
+so an unchanged point is found again and skipped; editing a code cell starts fresh runs. A folder
+holds the runs of one notebook: sweeping another notebook into it is refused, naming both. The
 notebook's `results_dir` parameter, when it has one, is set to `<run folder>/results`; it cannot
 be swept. An empty `profile` is replaced by `$MEMKD_PROFILE` here, so remote workers agree.
 
