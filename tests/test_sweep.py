@@ -302,15 +302,22 @@ def test_a_growing_sweep_gathers_every_finished_run_in_its_folder(tmp_path, caps
     runs (the second invocation's grid alone has one); the folder belongs to its notebook."""
     out = tmp_path / "S"
     first = run_sweep(FIXTURE, {"seed": [0, 1]}, out, workers=2, timeout=TIMEOUT, progress=False)
-    second = run_sweep(FIXTURE, {"seed": [2], "alpha": [0.25]}, out, workers=1, timeout=TIMEOUT, progress=False)
+    second = run_sweep(FIXTURE, {"seed": [2], "alpha": [0.25], "label": ["b"]}, out, workers=1, timeout=TIMEOUT,
+                       progress=False)
     assert first.ok and second.ok and (second.done, second.skipped) == (1, 0)
     table = pd.read_parquet(out / "results.parquet")
     assert len(table) == 3 * 3 and table.run.nunique() == 3
-    assert sorted(set(zip(table.param_seed, table.alpha))) == [(0, 0.5), (1, 0.5), (2, 0.25)]  # defaults filled in
+    assert sorted(set(zip(table.param_seed, table.alpha, table.label))) == [(0, 0.5, "a"), (1, 0.5, "a"), (2, 0.25, "b")]
     assert len(pd.read_csv(out / "results.csv")) == 9 and len(second.table) == 9
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"done": 3, "failed": 0, "pending": 0} and len(manifest["runs"]) == 3
     assert manifest["grid"] == [r["run"] for r in second.records] and len(manifest["grid"]) == 1
+    columns = pd.read_csv(out / "columns.csv", keep_default_na=False)
+    assert columns[columns.file == "results.parquet"].column.tolist() == list(table.columns)
+    meaning = dict(zip(columns.column, columns.meaning))
+    assert meaning["label"] == "the notebook's parameter: a string knob" and "its folder under runs/" in meaning["run"]
+    assert meaning["alpha"] == memkd.declare.COLUMNS["alpha"] and meaning["score"] == ""  # columns.yml first
+    assert meaning["param_seed"].startswith("the notebook's parameter 'seed' (the table has its own 'seed')")
 
     with pytest.raises(ValueError, match="holds the runs of sweep_fixture.ipynb, so sweep_teachers.ipynb cannot be "
                                          "swept into it") as info:
@@ -319,6 +326,39 @@ def test_a_growing_sweep_gathers_every_finished_run_in_its_folder(tmp_path, caps
     assert cli.main(["sweep", str(TEACHERS), "-p", "seed=0", "-o", str(out), "--dry-run"]) == 2
     assert "sweep_fixture.ipynb" in capsys.readouterr().err
     assert len(pd.read_parquet(out / "results.parquet")) == 9  # nothing overwritten
+
+
+def test_summarize_gives_mean_and_sem_over_teachers_by_the_knobs_swept(tmp_path, capsys):
+    """Four runs (seeds 0, 1 x alpha 0.2, 0.6), two teachers each, two students per teacher: the
+    summary by alpha averages the students within each teacher, then gives mean +- SEM over the
+    four teachers of each alpha; seed is not a setting."""
+    from memkd.sweep import summarize_sweep, swept_parameters, write_results
+
+    scores = {}
+    for seed in (0, 1):
+        for alpha in (0.2, 0.6):
+            acc = [alpha + 0.01 * (2 * seed + k) + d for k in (0, 1) for d in (0.0, 0.1)]
+            scores[(seed, alpha)] = acc
+            write_run(tmp_path, f"r{seed}{alpha}", pd.DataFrame({"dataset": [0, 0, 1, 1], "student": [0, 1, 0, 1],
+                                                                 "test_acc": acc}), {"seed": seed, "alpha": alpha})
+    write_results(aggregate(tmp_path), tmp_path)
+    assert swept_parameters(tmp_path) == ["alpha"]
+    summary = summarize_sweep(tmp_path)
+    teachers = {a: [sum(scores[(s, a)][2 * k:2 * k + 2]) / 2 for s in (0, 1) for k in (0, 1)] for a in (0.2, 0.6)}
+    assert summary.alpha.tolist() == [0.2, 0.6] and summary.n.tolist() == [4, 4] and summary.students.tolist() == [2, 2]
+    for row in summary.itertuples():
+        per_teacher = pd.Series(teachers[row.alpha])
+        assert row.test_acc == pytest.approx(per_teacher.mean())
+        assert row.test_acc_sem == pytest.approx(per_teacher.std(ddof=1) / 2)
+    assert summarize_sweep(tmp_path, by=[]).n.tolist() == [4]  # the same seed, the same teachers
+    assert cli.main(["sweep", "summarize", str(tmp_path), "--by", "alpha", "--csv", str(tmp_path / "s.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "mean +- SEM over teachers" in printed and f"{summary.test_acc[0]:.4f} +- {summary.test_acc_sem[0]:.4f}" in printed
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "s.csv"), summary, check_dtype=False)
+    assert cli.main(["summarize", str(tmp_path), "--value", "tset_acc"]) == 2
+    assert "The 'value' parameter of memkd summarize must be columns of results.parquet" in capsys.readouterr().err
+    assert cli.main(["summarize", str(tmp_path / "nope")]) == 2
+    assert "The 'out' parameter of memkd summarize must be a sweep folder" in capsys.readouterr().err
 
 
 def test_aggregate_names_teachers_of_tables_that_lack_an_id(tmp_path):

@@ -25,6 +25,7 @@ Public API::
     load_grid(path)                    -> the grid of a YAML file
     run_id(notebook, point)            -> the stable folder name of a run
     aggregate(sweep_dir, runs=None)    -> one DataFrame of every finished run's table.parquet
+    summarize_sweep(sweep_dir, by=None, values=None) -> mean +- SEM over teachers per swept setting
     make_executor(workers, scheduler, scheduler_file, dask_local, retries) -> Executor
 
 A grid is a mapping ``{name: value or list of values}``; lists expand as a product. An optional
@@ -43,6 +44,7 @@ Layout of a sweep directory::
 
     manifest.json            the notebook, and the status and provenance of every run in the folder
                              (`grid`: the run ids of the last invocation's grid)
+    columns.csv              what each column of each results file means (memkd/columns.yml)
     results.parquet/.csv     every finished run in the folder (a later invocation with other points
                              adds to them): their parameters as columns + their table
     runs/<id>/               a finished run: run.json, the executed notebook, results/ (table.parquet ...)
@@ -59,7 +61,9 @@ Left out: scheduling priorities, retries of failing notebooks within one invocat
 is recorded, the others go on; `retry_failed=True` reruns them), and cleaning of old runs.
 """
 
-from memkd.sweep.aggregate import aggregate, collect_tables, write_results
+from memkd.sweep.aggregate import (
+    aggregate, collect_tables, column_meanings, summarize_sweep, swept_parameters, write_columns, write_results,
+)
 from memkd.sweep.driver import SweepResult, lock_sweep_dir, plan_sweep, run_sweep, status_on_disk
 from memkd.sweep.executors import ChildDied, Executor, in_child, make_executor, thread_share
 from memkd.sweep.grid import (
@@ -74,4 +78,5 @@ __all__ = [
     "make_executor", "Executor", "in_child", "ChildDied", "thread_share",
     "notebook_parameters", "Param", "expand_grid", "parse_cli_grid", "CliValue", "load_grid",
     "resolve_point", "run_id", "check_points", "aggregate", "collect_tables", "write_results",
+    "column_meanings", "write_columns", "summarize_sweep", "swept_parameters",
 ]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from memkd.sweep.aggregate import aggregate, collect_tables, write_results
+from memkd.sweep.aggregate import aggregate, collect_tables, write_columns, write_results
 from memkd.sweep.executors import make_executor
 from memkd.sweep.grid import expand_grid, notebook_parameters, read_notebook, resolve_point, run_id
 from memkd.sweep.run import (
@@ -240,6 +240,9 @@ def run_sweep(
         table = aggregate(sweep_dir, finished, columns=names)
         write_results(table, sweep_dir)
         tables = collect_tables(sweep_dir, finished, columns=names)
+        helps = {n: p.help for n, p in notebook_parameters(notebook).items()}
+        write_columns(sweep_dir, {"results.parquet": table, **{f"results.{n}.parquet": t for n, t in tables.items()}},
+                      helps)
     not_run = sum(r["status"] == "pending" for r in records.values())
     return SweepResult(sweep_dir, done, skipped, failed + old_failures, list(records.values()), table,
                        round(time.perf_counter() - started, 3), not_run, tables)
