@@ -160,6 +160,9 @@ class ExperimentConfig:
     progress: bool = knob(False, BOOL, "show training progress bars")
 
     PROFILE_VALUES = {}  # type: dict[str, dict[str, Any]]  (overridden per experiment)
+    # knobs that were renamed or removed: {old name: what to use instead}; `make_config` refuses
+    # the old name with a message naming the new one
+    RENAMED = {}  # type: dict[str, str]
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -201,6 +204,11 @@ def make_config(cls: type[ExperimentConfig], experiment: str, profile: str, over
     if profile not in PROFILES:
         raise invalid("profile", experiment, f"one of {PROFILES}", profile)
     allowed = cls.knobs()
+    renamed = sorted(set(overrides) & set(cls.RENAMED))
+    if renamed:
+        old = renamed[0]
+        raise ValueError(f"The '{old}' parameter of {experiment} was renamed: {cls.RENAMED[old]}. "
+                         f"Got {old}={overrides[old]!r} instead.")
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise ValueError(

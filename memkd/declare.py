@@ -64,7 +64,8 @@ def experiment_doc(summary: str | None, config: type[ExperimentConfig], table: b
         lines.append(f"{name} : {f.metadata['help']}; {f.metadata['constraint'].allowed}; {default}")
     if table:
         lines += ["", "Returns", "-------", "pandas.DataFrame, one row per trained student unless said, columns:"]
-        lines += [f"    {c} : {COLUMNS[c]}" for c in table_columns(config)]
+        notes = getattr(config, "COLUMN_NOTES", {})  # what a column holds in this experiment's rows
+        lines += [f"    {c} : {notes.get(c, COLUMNS[c])}" for c in table_columns(config)]
         lines.append('    (table.attrs["config"]: the validated configuration)')
     return "\n".join(lines)
 

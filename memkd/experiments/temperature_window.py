@@ -41,6 +41,9 @@ class WindowConfig(LinearConfig):
     shuffle_adam_dtypes: tuple = knob(("float32",), DTYPE_NAMES,
                                       "precisions in which the Adam student's shuffled control is trained")
 
+    RENAMED = {"students": "the students of temperature_window are chosen by 'solvers' (adam, exact) and "
+                           "'dtypes'; their seeds per setting by 'seeds_per_setting'"}
+
     def check(self) -> None:
         for c in self.classes:
             self.check_sizes(c)
