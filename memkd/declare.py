@@ -24,6 +24,7 @@ import yaml
 
 from memkd.config import PROFILES, ExperimentConfig
 from memkd.tables import TEACHER_ID, add_teacher_id
+from memkd.threads import apply_thread_policy
 
 EXPERIMENTS: dict[str, Callable] = {}
 # The columns of a row of `memkd.pipeline.distill` (with alpha), which most random-data tables share.
@@ -92,6 +93,7 @@ def experiment(config: type[ExperimentConfig], table: bool = True) -> Callable[[
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def run(profile: str = "quick", *args: Any, **overrides: Any) -> Any:
+            apply_thread_policy()  # threads sized to the cores other work leaves free (memkd.threads)
             out = fn(profile, *args, **overrides)
             if table:
                 seed = (out.attrs.get("config") or {}).get("seed")
