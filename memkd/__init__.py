@@ -2,7 +2,7 @@
 
 Five floors: the core (this folder: the sub-packages `memkd.data` (random vectors, images, tokens) and
 `memkd.models` (MLP, linear, CNN, transformer, each a family), and losses, train, fused, distillation, pipeline,
-declare, metrics, tables, config, seeds, device_memory, device, provenance), `memkd.experiments` (one function per
+declare, metrics, tables, config, seeds, device_memory, device, provenance, threads), `memkd.experiments` (one function per
 figure or question), and `memkd.book` (chapters, departures, grid statistics, plots, the build and the report);
 `memkd.sweep` and `memkd.cli` run notebooks over grids. Each module's docstring says what it owns.
 
