@@ -102,7 +102,9 @@ def check_points(nb, params: Mapping[str, Any], points: list[Mapping[str, Any]],
                 if this_machine:
                     config_at_point.check_resources()
             except ValueError as err:  # in the one format: "The '<knob>' parameter of <experiment> ..."
-                name, rest = _split_message(in_user_words(str(err), knob_to_param, experiment, owner))
+                name, rest = _split_message(str(err), experiment)
+                name = knob_to_param.get(name, name)
+                rest = in_user_words(rest, knob_to_param, experiment, owner)
                 raise ValueError(f"The '{name}' parameter of {owner} {rest}{where}") from None
             except MemoryError as err:  # its sentence names the knob to reduce
                 text = in_user_words(str(err), knob_to_param, experiment, owner)
@@ -113,11 +115,11 @@ def check_points(nb, params: Mapping[str, Any], points: list[Mapping[str, Any]],
     return checked
 
 
-def _split_message(text: str) -> tuple[str, str]:
-    """("alpha", "must be ...") from "The 'alpha' parameter of <owner> must be ..."."""
+def _split_message(text: str, owner: str) -> tuple[str, str]:
+    """("alphas", "must be ...") from "The 'alphas' parameter of <owner> must be ..."."""
     import re
 
-    found = re.match(r"The '([^']+)' parameter of \S+ (.*)", text, re.S)
+    found = re.match(rf"The '([^']+)' parameter of {re.escape(owner)} (.*)", text, re.S)
     return (found.group(1), found.group(2)) if found else ("point", f"is refused: {text}")
 
 
