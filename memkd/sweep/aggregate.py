@@ -165,9 +165,11 @@ def write_columns(sweep_dir: str | os.PathLike, tables: dict, parameters: dict[s
 
 # --------------------------------------------------------------------------- the summary
 def swept_parameters(sweep_dir: str | os.PathLike, table=None) -> list[str]:
-    """The parameters that take more than one value across the folder's finished runs (their
-    columns in `results.parquet`: `param_<name>` where the table has its own `<name>`), `seed`
-    left out: seeds give more teachers, not another setting."""
+    """The parameters that take more than one value across the folder's finished runs, as columns
+    of `results.parquet`, `seed` left out (seeds give more teachers, not another setting). Where
+    the table has its own column of the parameter's name (a chapter's rows copy its knobs, e.g.
+    `alpha`), that column is used: it holds the value the run used, where the parameter
+    (`param_alpha`) may hold 0 for "the profile's value"."""
     import pandas as pd
 
     table = pd.read_parquet(Path(sweep_dir) / "results.parquet") if table is None else table
@@ -176,7 +178,7 @@ def swept_parameters(sweep_dir: str | os.PathLike, table=None) -> list[str]:
         path = Path(sweep_dir) / "runs" / str(rid) / "run.json"
         if path.is_file():
             names += [n for n in json.loads(path.read_text()).get("parameters", {}) if n not in names]
-    columns = [f"param_{n}" if f"param_{n}" in table.columns else n for n in names if n != "seed"]
+    columns = [n for n in names if n != "seed"]  # param_<n> is the parameter; <n> the table's own column
     return [c for c in columns if c in table.columns and table[c].nunique(dropna=False) > 1]
 
 
