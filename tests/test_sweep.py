@@ -328,6 +328,28 @@ def test_a_growing_sweep_gathers_every_finished_run_in_its_folder(tmp_path, caps
     assert len(pd.read_parquet(out / "results.parquet")) == 9  # nothing overwritten
 
 
+def test_runs_of_an_earlier_version_of_the_notebook_stay_out_of_the_results(tmp_path):
+    """Editing a code cell gives new run ids; the runs of the old code stay in runs/ but neither in
+    the results nor in the manifest's counts (the manifest names them as stale)."""
+    import nbformat
+
+    notebook = tmp_path / "nb" / FIXTURE.name
+    notebook.parent.mkdir()
+    notebook.write_text(FIXTURE.read_text())
+    out = tmp_path / "S"
+    old = run_sweep(notebook, {"seed": [0, 1]}, out, workers=2, timeout=TIMEOUT, progress=False)
+    nb = nbformat.read(str(notebook), as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code" and "time.sleep(sleep)" in c.source)
+    code.source += "\n# edited"
+    nbformat.write(nb, str(notebook))
+    new = run_sweep(notebook, {"seed": [2]}, out, workers=1, timeout=TIMEOUT, progress=False)
+    assert old.ok and new.ok and new.stale == 2 and "2 finished run(s) of an earlier version" in new.summary()
+    table = pd.read_parquet(out / "results.parquet")
+    assert table.param_seed.unique().tolist() == [2] and len(list((out / "runs").glob("*/run.json"))) == 3
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["done"] == 1 and sorted(manifest["stale"]) == sorted(r["run"] for r in old.records)
+
+
 def test_summarize_gives_mean_and_sem_over_teachers_by_the_knobs_swept(tmp_path, capsys):
     """Four runs (seeds 0, 1 x alpha 0.2, 0.6), two teachers each, two students per teacher: the
     summary by alpha averages the students within each teacher, then gives mean +- SEM over the

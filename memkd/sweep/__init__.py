@@ -52,7 +52,8 @@ Layout of a sweep directory::
     failed/<id>/             the last failed attempt of a run, with its partly executed notebook
 
 `<id>` hashes the notebook's code cells and the point's full parameter set (defaults filled in),
-so an unchanged point is found again and skipped; editing a code cell starts fresh runs. A folder
+so an unchanged point is found again and skipped; editing a code cell starts fresh runs (the old
+ones stay in runs/, out of the results and the manifest's counts: its `stale` list). A folder
 holds the runs of one notebook: sweeping another notebook into it is refused, naming both. The
 notebook's `results_dir` parameter, when it has one, is set to `<run folder>/results`; it cannot
 be swept. An empty `profile` is replaced by `$MEMKD_PROFILE` here, so remote workers agree.

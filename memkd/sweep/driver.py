@@ -44,6 +44,7 @@ class SweepResult:
     elapsed_s: float = 0.0
     not_run: int = 0  # runs interrupted (their worker got Ctrl-C or SIGTERM): pending, not failed
     tables: dict = field(default_factory=dict)  # the runs' other tables by name (results.<name>.parquet)
+    stale: int = 0  # finished runs of an earlier version of the notebook, left out of the results
 
     @property
     def ok(self) -> bool:
@@ -52,6 +53,9 @@ class SweepResult:
     def summary(self) -> str:
         rate = f", {self.done / self.elapsed_s:.2f} runs/s" if self.done and self.elapsed_s else ""
         interrupted = f", {self.not_run} interrupted" if self.not_run else ""
+        if self.stale:
+            interrupted += (f"; {self.stale} finished run(s) of an earlier version of the notebook left out of "
+                            "the results (still in runs/)")
         line = (f"sweep: {self.done} done, {self.skipped} skipped, {self.failed} failed{interrupted} "
                 f"in {self.elapsed_s:.1f} s{rate} -> {self.sweep_dir}")
         if self.failed:
@@ -194,9 +198,10 @@ def run_sweep(
     sweep_dir = Path(sweep_dir).resolve()
     (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
     with lock_sweep_dir(sweep_dir):
-        for stale in (sweep_dir / "runs").glob(".tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # runs in flight when a sweep was killed
+        for in_flight in (sweep_dir / "runs").glob(".tmp-*"):
+            shutil.rmtree(in_flight, ignore_errors=True)  # runs in flight when a sweep was killed
         earlier = records_on_disk(sweep_dir)  # every run in the folder before this invocation
+        stale = stale_runs(notebook, earlier)
         records: dict[str, dict] = {}
         todo, skipped, old_failures = [], 0, 0
         for rid, point, previous in plan:
@@ -209,7 +214,7 @@ def run_sweep(
                 todo.append({"run_id": rid, "notebook": str(notebook), "parameters": point,
                              "sweep_dir": str(sweep_dir), "timeout": timeout or timeout_for(point.get("profile"))})
         manifest = sweep_dir / "manifest.json"
-        _write_manifest(manifest, notebook, records, earlier)
+        _write_manifest(manifest, notebook, records, earlier, stale)
         done = failed = 0
         bar = tqdm(total=len(plan), initial=skipped + old_failures, unit="run",
                    desc=notebook.stem, disable=not progress)
@@ -227,14 +232,14 @@ def run_sweep(
                     done, failed = done + (record["status"] == "done"), failed + (record["status"] == "failed")
                     bar.update(1)
                     bar.set_postfix(failed=failed + old_failures, refresh=False)
-                    _write_manifest(manifest, notebook, records, earlier)
+                    _write_manifest(manifest, notebook, records, earlier, stale)
             finally:  # also on Ctrl-C: the workers got it too; their runs stay pending
                 executor.close()
-                _write_manifest(manifest, notebook, records, earlier)
+                _write_manifest(manifest, notebook, records, earlier, stale)
         bar.close()
         folder = {**earlier, **records}  # earlier invocations' runs, then this grid's
         grid_ids = [rid for rid, _, _ in plan]
-        finished = [r for r in sorted(set(folder) - set(grid_ids)) + grid_ids if folder[r]["status"] == "done"]
+        finished = [r for r in sorted(set(folder) - set(grid_ids) - stale) + grid_ids if folder[r]["status"] == "done"]
         points = [point for _, point, _ in plan] + [folder[r].get("parameters", {}) for r in finished]
         names = list(dict.fromkeys(name for point in points for name in point))
         table = aggregate(sweep_dir, finished, columns=names)
@@ -245,14 +250,28 @@ def run_sweep(
                       helps)
     not_run = sum(r["status"] == "pending" for r in records.values())
     return SweepResult(sweep_dir, done, skipped, failed + old_failures, list(records.values()), table,
-                       round(time.perf_counter() - started, 3), not_run, tables)
+                       round(time.perf_counter() - started, 3), not_run, tables,
+                       sum(earlier[r]["status"] == "done" for r in stale))
 
 
-def _write_manifest(path: Path, notebook: Path, records: Mapping[str, dict], earlier: Mapping[str, dict]) -> None:
+def _write_manifest(path: Path, notebook: Path, records: Mapping[str, dict], earlier: Mapping[str, dict],
+                    stale: set[str]) -> None:
     """manifest.json: the notebook, counts per status, and the record (with provenance) of every
     run in the folder: this invocation's grid (`records`) and the runs earlier invocations left
-    (`earlier`: finished in runs/, failed in failed/); `grid` lists the run ids of this invocation's grid."""
+    (`earlier`: finished in runs/, failed in failed/); `grid` lists the run ids of this invocation's
+    grid; `stale` the runs of an earlier version of the notebook (`stale_runs`), which the counts
+    and the results leave out."""
     folder = {**earlier, **records}
-    counts = {s: sum(r["status"] == s for r in folder.values()) for s in ("done", "failed", "pending")}
+    current = [r for rid, r in folder.items() if rid not in stale]
+    counts = {s: sum(r["status"] == s for r in current) for s in ("done", "failed", "pending")}
     write_json(path, {"notebook": str(notebook), "counts": counts, "grid": list(records),
-                      "runs": list(folder.values())})
+                      "stale": sorted(stale), "runs": current})
+
+
+def stale_runs(notebook: str | os.PathLike, records: Mapping[str, dict]) -> set[str]:
+    """The ids of `records` that the notebook as it is now would not give their parameters: runs of
+    an earlier version of its code cells or of its parameters' defaults (`run_id` hashes both)."""
+    nb = read_notebook(notebook)
+    params = notebook_parameters(nb)
+    return {rid for rid, record in records.items()
+            if run_id(nb, record.get("parameters", {}), params) != rid}
