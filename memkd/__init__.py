@@ -2,7 +2,7 @@
 
 Five floors: the core (this folder: the sub-packages `memkd.data` (random vectors, images, tokens) and
 `memkd.models` (MLP, linear, CNN, transformer, each a family), and losses, train, fused, distillation, defences, audits, pipeline,
-declare, metrics, tables, config, seeds, device_memory, device, provenance), `memkd.experiments` (one function per
+declare, metrics, tables, config, seeds, device_memory, device, provenance, threads), `memkd.experiments` (one function per
 figure or question), and `memkd.book` (chapters, departures, grid statistics, plots, the build and the report);
 `memkd.sweep` and `memkd.cli` run notebooks over grids. Each module's docstring says what it owns.
 
@@ -25,6 +25,11 @@ V vocabulary, Dm d_model, H heads, Dh d_head, Dmlp d_mlp.
 """
 
 __version__ = "0.1.0"
+
+# Idle OpenMP threads sleep instead of spinning (set before torch loads; see memkd.threads).
+from memkd.threads import prefer_passive_wait as _prefer_passive_wait  # noqa: E402
+
+_prefer_passive_wait()
 
 
 def __getattr__(name: str):

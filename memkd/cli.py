@@ -1,8 +1,9 @@
-"""The `memkd` command (also `python -m memkd`): `memkd sweep` and `memkd book`.
+"""The `memkd` command (also `python -m memkd`): `memkd sweep`, `memkd summarize` and `memkd book`.
 
     memkd sweep nbs/02_logit_distillation.ipynb -p profile=smoke -p alpha=0.2,0.6 -p seed=0,1,2
     memkd sweep NOTEBOOK --grid grid.yaml -o sweeps/fig2 --dask-local 4
     memkd sweep NOTEBOOK --list-params
+    memkd summarize sweeps/fig2 --by alpha --value test_acc,independent_acc
     memkd book --profile paper -o _build
     memkd --version
 
@@ -32,6 +33,20 @@ def _at_least(low: int):
     return parse
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds > 0 (else the command line is refused, exit status 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0; got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0; got {text}")
+    return value
+
+
+_seconds.__name__ = "seconds > 0"
+
+
 def _executor_options(p: argparse.ArgumentParser, workers_help: str) -> None:
     """The options that choose where runs execute (the same in every subcommand)."""
     where = p.add_mutually_exclusive_group()
@@ -45,7 +60,7 @@ def _executor_options(p: argparse.ArgumentParser, workers_help: str) -> None:
     from memkd.sweep.run import CELL_TIMEOUT
 
     by_profile = ", ".join(f"{name} {seconds}" for name, seconds in CELL_TIMEOUT.items())
-    p.add_argument("--timeout", type=float, help=f"seconds per cell (default: by profile: {by_profile})")
+    p.add_argument("--timeout", type=_seconds, help=f"seconds per cell (default: by profile: {by_profile})")
 
 
 # Each sub-command's one-line summary, its description and the help of its -o/--out folder.
@@ -84,6 +99,41 @@ def _sweep_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _names(text: str) -> list[str]:
+    """An argparse type: comma-separated column names ("" for none)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _summarize_parser(sub) -> None:
+    p = sub.add_parser("summarize", help="mean +- SEM over teachers of a finished sweep, by the knobs swept",
+                       description="Read OUT/results.parquet of a sweep and print the mean +- SEM over teachers "
+                       "(teacher_id: students averaged within their teacher first) of each value, per setting of "
+                       "the parameters that take several values in the sweep (seed left out: seeds add teachers).")
+    p.add_argument("out", metavar="OUT", help="the sweep folder (memkd sweep's -o/--out)")
+    p.add_argument("--by", type=_names, metavar="NAME,NAME",
+                   help="the columns that define a setting (default: the swept parameters; '' for one row)")
+    p.add_argument("--value", type=_names, metavar="NAME,NAME", help="the columns to average (default test_acc)")
+    p.add_argument("--table", default="table", metavar="NAME",
+                   help="another table of the sweep, e.g. table_hard (results.table_hard.parquet)")
+    p.add_argument("--csv", metavar="FILE", help="also write the summary to FILE")
+
+
+def _run_summarize_command(args) -> int:
+    from memkd.sweep import summarize_sweep
+    from memkd.tables import write_csv
+
+    summary = summarize_sweep(args.out, by=args.by, values=args.value, name=args.table)
+    values = [c for c in summary.columns if f"{c}_sem" in summary.columns]
+    shown = summary.drop(columns=[f"{v}_sem" for v in values])
+    for v in values:
+        shown[v] = [f"{m:.4f} +- {e:.4f}" for m, e in zip(summary[v], summary[f"{v}_sem"])]
+    print(f"mean +- SEM over teachers (n: teachers; students: per teacher) in {args.out}")
+    print(shown.to_string(index=False))
+    if args.csv:
+        write_csv(summary, args.csv)
+    return 0
+
+
 def _book_parser(sub) -> None:
     p = _command_parser(sub, "book")
     p.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"),
@@ -102,11 +152,15 @@ def _run_sweep_command(args) -> int:
         for param in sweep.notebook_parameters(notebook).values():
             print(param.describe())
         return 0
+    if args.scheduler_file and not Path(args.scheduler_file).is_file():
+        raise ValueError(f"The '--scheduler-file' parameter of memkd sweep must name an existing file (written by "
+                         f"`dask scheduler --scheduler-file FILE`). Got {args.scheduler_file!r} instead.")
     grid = sweep.load_grid(args.grid) if args.grid else {}
     grid.update(sweep.parse_cli_grid(args.param))
     out = Path(args.out) if args.out else Path("sweeps") / notebook.stem
     if args.dry_run:
-        for rid, point, record in sweep.plan_sweep(notebook, grid, out):
+        here = args.scheduler is None and args.scheduler_file is None  # Dask workers may have other devices
+        for rid, point, record in sweep.plan_sweep(notebook, grid, out, this_machine=here):
             print(rid, record["status"] if record else "pending", point)
         return 0
     result = sweep.run_sweep(
@@ -146,11 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     _sweep_parser(sub)
+    _summarize_parser(sub)
     _book_parser(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["sweep", "summarize"] and not Path("summarize").exists():
+        argv = argv[1:]  # `memkd sweep summarize OUT` is `memkd summarize OUT`
     args = parser.parse_args(argv)
     try:
         if args.command == "sweep":
             return _run_sweep_command(args)
+        if args.command == "summarize":
+            return _run_summarize_command(args)
         return _run_book_command(args)
     except ModuleNotFoundError as err:  # an optional dependency
         extra = "dist" if (err.name or "").split(".")[0] in ("dask", "distributed") else "book"

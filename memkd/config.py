@@ -45,6 +45,7 @@ class Constraint:
     check: Callable[[Any], bool]
     allowed: str  # completes "must be ..."
     convert: Callable[[Any], Any] = lambda v: v
+    item: "Constraint | None" = None  # a list's constraint on each of its items (`list_of`)
 
 
 def _is_int(v: Any) -> bool:
@@ -87,7 +88,7 @@ def list_of(inner: Constraint, min_len: int = 1) -> Constraint:
         return isinstance(v, (list, tuple)) and len(v) >= min_len and all(inner.check(i) for i in v)
 
     return Constraint(check, f"a non-empty list, each item {inner.allowed}",
-                      lambda v: tuple(inner.convert(i) for i in v))
+                      lambda v: tuple(inner.convert(i) for i in v), inner)
 
 
 POS_INT = int_range(1)
@@ -169,6 +170,9 @@ class ExperimentConfig:
     progress: bool = knob(False, BOOL, "show training progress bars")
 
     PROFILE_VALUES = {}  # type: dict[str, dict[str, Any]]  (overridden per experiment)
+    # knobs that were renamed or removed: {old name: what to use instead}; `make_config` refuses
+    # the old name with a message naming the new one
+    RENAMED = {}  # type: dict[str, str]
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -183,6 +187,15 @@ class ExperimentConfig:
 
     def check(self) -> None:
         """Checks that involve several knobs (override in subclasses)."""
+
+    def check_resources(self) -> None:
+        """Refuse, before any work, what this machine cannot run: a device it lacks (ValueError
+        naming 'device'); configs that can estimate their memory (`memkd.pipeline.RandomDataConfig`)
+        also refuse a run too large for the device (MemoryError naming the knob). `memkd sweep`
+        calls it for every point before a kernel starts."""
+        from memkd.device import resolve_device
+
+        resolve_device(self.device, self.experiment)
 
     def fail(self, name: str, message: str) -> None:
         raise ValueError(f"The '{name}' parameter of {self.experiment} {message}")
@@ -201,6 +214,11 @@ def make_config(cls: type[ExperimentConfig], experiment: str, profile: str, over
     if profile not in PROFILES:
         raise invalid("profile", experiment, f"one of {PROFILES}", profile)
     allowed = cls.knobs()
+    renamed = sorted(set(overrides) & set(cls.RENAMED))
+    if renamed:
+        old = renamed[0]
+        raise ValueError(f"The '{old}' parameter of {experiment} was renamed: {cls.RENAMED[old]}. "
+                         f"Got {old}={overrides[old]!r} instead.")
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise ValueError(

@@ -24,6 +24,7 @@ import yaml
 
 from memkd.config import PROFILES, ExperimentConfig
 from memkd.tables import TEACHER_ID, add_teacher_id
+from memkd.threads import apply_thread_policy
 
 EXPERIMENTS: dict[str, Callable] = {}
 # The columns of a row of `memkd.pipeline.distill` (with alpha), which most random-data tables share.
@@ -64,7 +65,8 @@ def experiment_doc(summary: str | None, config: type[ExperimentConfig], table: b
         lines.append(f"{name} : {f.metadata['help']}; {f.metadata['constraint'].allowed}; {default}")
     if table:
         lines += ["", "Returns", "-------", "pandas.DataFrame, one row per trained student unless said, columns:"]
-        lines += [f"    {c} : {COLUMNS[c]}" for c in table_columns(config)]
+        notes = getattr(config, "COLUMN_NOTES", {})  # what a column holds in this experiment's rows
+        lines += [f"    {c} : {notes.get(c, COLUMNS[c])}" for c in table_columns(config)]
         lines.append('    (table.attrs["config"]: the validated configuration)')
     return "\n".join(lines)
 
@@ -91,6 +93,7 @@ def experiment(config: type[ExperimentConfig], table: bool = True) -> Callable[[
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def run(profile: str = "quick", *args: Any, **overrides: Any) -> Any:
+            apply_thread_policy()  # threads sized to the cores other work leaves free (memkd.threads)
             out = fn(profile, *args, **overrides)
             if table:
                 seed = (out.attrs.get("config") or {}).get("seed")

@@ -16,7 +16,7 @@ def available_devices() -> list[str]:
     return found
 
 
-def _check_available(device: torch.device) -> torch.device:
+def _check_available(device: torch.device, owner: str) -> torch.device:
     """Return `device` when this machine has it; else a ValueError naming the knob and what exists."""
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -28,19 +28,21 @@ def _check_available(device: torch.device) -> torch.device:
         return device
     if not ok:
         raise ValueError(
-            f"The 'device' parameter of resolve_device asks for {str(device)!r}, which this machine does not "
-            f"have. Available devices: {', '.join(available_devices())} (or 'auto' to pick the best)."
+            f"The 'device' parameter of {owner} must name a device this machine has. "
+            f"Available devices: {', '.join(available_devices())} (or 'auto' to pick the best). Got {str(device)!r} instead."
         )
     return device
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+def resolve_device(device: str | torch.device | None = "auto", owner: str = "memkd") -> torch.device:
     """Return a torch.device; "auto" (or None/"") picks cuda, then mps, then cpu.
 
-    A named cuda or mps device this machine lacks raises ValueError listing the available ones.
+    A named cuda or mps device this machine lacks raises ValueError listing the available ones;
+    `owner` is what the user gave the device to (an experiment, a chapter, a notebook), named
+    in the message.
     """
     if isinstance(device, torch.device):
-        return _check_available(device)
+        return _check_available(device, owner)
     if device in (None, "", "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -52,10 +54,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         parsed = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(
-            f"The 'device' parameter of resolve_device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'. "
+            f"The 'device' parameter of {owner} must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'. "
             f"Got {device!r} instead."
         ) from err
-    return _check_available(parsed)
+    return _check_available(parsed, owner)
 
 
 def set_tf32(enabled: bool) -> bool:

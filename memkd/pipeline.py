@@ -66,6 +66,18 @@ class RandomDataConfig(ExperimentConfig):
         check_split(self, self.alphas, self.per_class)
         self.check_single_valued()
 
+    def check_resources(self) -> None:
+        """The device exists and one teacher and one student of the widest width fit in its memory
+        at the config's own sizes (input_dim, classes, per_class), before any work."""
+        super().check_resources()
+        c, pc = self.classes, self.per_class
+        fractions = tuple(getattr(self, "alphas", ())) or tuple(getattr(self, "rhos", (1.0,)))
+        check_run_fits(resolve_device(self.device, self.experiment), self.experiment, samples=c * pc,
+                       dim=self.input_dim, classes=c, hidden_layers=self.hidden_layers, teacher_width=self.teacher_width,
+                       student_widths=self.student_widths + tuple(getattr(self, "variant_widths", ())),
+                       student_samples=c * max(int(round(a * pc)) for a in fractions), own_inputs=self.datasets > 1,
+                       similarity=getattr(self, "similarity_epochs", None) is not None)
+
     def check_single_valued(self) -> None:
         """Fail the first knob of SINGLE_VALUED that holds more than one value."""
         for name in self.SINGLE_VALUED:
@@ -113,7 +125,7 @@ def memorization_tasks(
 
     Raises TeacherDidNotMemorize when a teacher ends below 100%, unless require_memorization=False.
     """
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.experiment)
     datasets = list(range(cfg.datasets)) if datasets is None else list(datasets)
     d, c, pc = input_dim or cfg.input_dim, classes or cfg.classes, per_class or cfg.per_class
     shape = (c, pc, d)

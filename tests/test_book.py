@@ -371,3 +371,59 @@ def test_browser_sees_every_image_loaded(book):
                     browser_page.wait_for_selector(".jupyter-widgets", timeout=20_000)
         finally:
             context.close()
+
+
+# What a reader sees at 1280 px (the site's settings: tests/test_site.py): maths that code cells display
+# is typeset, code lines wrap instead of being cut, figures are numbered per chapter, and the report's
+# claims tables keep their verdict column on screen.
+RAW_TEX_IN_OUTPUTS = r"""() => {
+  const raw = [];
+  for (const out of document.querySelectorAll('div.cell_output')) {
+    const walker = document.createTreeWalker(out, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const el = n.parentElement;
+      if (el.closest('mjx-container, pre, code, script, style')) continue;
+      if (/\$[^$\s][^$]*\$|\\\(|\\mathcal|\\rho|\\ge\b/.test(n.textContent)) raw.push(n.textContent.slice(0, 80));
+    }
+  }
+  return raw;
+}"""
+
+
+@pytest.mark.slow
+def test_browser_sees_typeset_maths_wrapped_code_chapter_figure_numbers_and_the_verdict_column(book):
+    sync_playwright = _browser_or_skip()
+    html = book.html
+    pages = ["book/intro", "nbs/02_logit_distillation", "nbs/11_linear_recovery", "nbs/13_one_hidden_layer",
+             "book/report", "book/running_at_scale"]
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile_dir:
+        context = p.chromium.launch_persistent_context(
+            profile_dir, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 900})
+        try:
+            page = context.new_page()
+            for name in pages:
+                path = html / f"{name}.html"
+                if not path.is_file():
+                    continue  # a page this book does not have
+                page.goto(path.as_uri(), wait_until="load")
+                page.wait_for_function("!window.MathJax || !MathJax.startup || MathJax.startup.promise", timeout=20_000)
+                page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+                assert page.evaluate(RAW_TEX_IN_OUTPUTS) == [], f"{name}: TeX left raw in a cell's output"
+                cut = page.evaluate("[...document.querySelectorAll('div.highlight pre, div.cell_output pre')]"
+                                    ".filter(p => p.scrollWidth > p.clientWidth + 1).length")
+                assert cut == 0, f"{name}: {cut} code blocks cut off instead of wrapped"
+                numbers = page.evaluate("[...document.querySelectorAll('.caption-number')].map(e => e.textContent.trim())")
+                prefix = re.match(r"nbs/(\d+)_", name)
+                if prefix:
+                    assert all(n.startswith(f"Figure {int(prefix.group(1))}.") for n in numbers), (name, numbers)
+                if name == "book/report":
+                    tables = page.evaluate("""[...document.querySelectorAll('table.memkd-claims, table.memkd-published')]
+                        .map(t => ({verdict: t.querySelector('th:last-child').getBoundingClientRect().right,
+                                    claim: t.querySelector('th:nth-child(2)').getBoundingClientRect().width,
+                                    scroll: t.scrollWidth, client: t.clientWidth}))""")
+                    for table in tables:
+                        assert table["verdict"] <= 1280 and table["scroll"] <= table["client"] + 1, (name, table)
+                        assert table["claim"] >= 150, (name, table)  # the claim's text has room
+        finally:
+            context.close()

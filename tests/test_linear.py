@@ -107,7 +107,7 @@ def test_exact_solve_recovers_where_the_soft_labels_keep_the_information():
     (linear_recovery, {"rhos": (1.2,)}, "rhos"),
     (linear_recovery, {"binary": True, "classes": 3}, "binary"),
     (linear_recovery, {"dtype": "float16"}, "dtype"),
-    (linear_recovery, {"students": ("ridge",)}, "students"),
+    (linear_recovery, {"student_kinds": ("ridge",)}, "student_kinds"),
     (linear_recovery, {"input_dim": 1}, "input_dim"),
     (linear_recovery, {"rhos": (0.01,)}, "rhos"),
     (temperature_window, {"n_over_d": (0.1,), "rhos": (0.3,)}, "rhos"),
@@ -131,6 +131,23 @@ def test_experiments_give_one_row_per_student_with_the_issue_columns():
     win = temperature_window("smoke", device="cpu")
     assert need <= set(win.columns) and set(win.dtype) == {"float64", "bfloat16"} and set(win.solver) == {"adam", "exact"}
     assert win.attrs["config"]["experiment"] == "temperature_window"
+    for fn, table in ((linear_recovery, rec), (temperature_window, win)):  # the docs describe these rows
+        doc = {line.split(" : ")[0].strip(): line.split(" : ", 1)[1] for line in fn.__doc__.splitlines()
+               if line.startswith("    ") and " : " in line}
+        assert all(f'"{kind}"' in doc["student"] for kind in set(table.student)) and "student_seed" in doc["student"]
+        assert '"{seed}:C{classes}/{k}/{N/d}"' in doc["teacher_id"]
+        assert table.teacher_id.str.fullmatch(r"0:C\d+/\d+/[0-9.]+").all()
+        assert (table.teacher_id == "0:C" + table.classes.astype(str) + "/" + table.dataset.astype(str) + "/"
+                + table.n_over_d.map("{:g}".format)).all()
+        knobs = {line.split(" : ")[0] for line in fn.__doc__.splitlines() if " : " in line and line[0] != " "}
+        assert "students" not in knobs and "seeds_per_setting" in knobs  # 'students' counts seeds elsewhere
+    assert "student_kinds" in linear_recovery.__doc__
+
+
+@pytest.mark.parametrize("fn, new", [(linear_recovery, "'student_kinds'"), (temperature_window, "'solvers'")])
+def test_the_renamed_students_knob_names_its_successor(fn, new):
+    with pytest.raises(ValueError, match=f"^The 'students' parameter of {fn.__name__} was renamed: .*{new}"):
+        fn("smoke", students=("soft_labels",))
 
 
 @pytest.mark.parametrize("name", ["11_linear_recovery", "12_temperature_window"])

@@ -150,7 +150,7 @@ def test_cuda_index_beyond_the_count(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     assert resolve_device("cuda:1") == torch.device("cuda:1")
     assert resolve_device("cuda") == torch.device("cuda")
-    with pytest.raises(ValueError, match=r"'cuda:2'.*cpu, cuda:0, cuda:1"):
+    with pytest.raises(ValueError, match=r"cpu, cuda:0, cuda:1.*Got 'cuda:2' instead"):
         resolve_device("cuda:2")
 
 

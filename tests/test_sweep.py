@@ -103,9 +103,9 @@ def test_command_line_values_are_yaml_so_lists_and_commas_fit(params):
     assert points == [{"label": "a,b", "alpha": 0.001}, {"label": "a,b", "alpha": 2.0}]  # YAML 1.1 reads 1e-3 as text
     assert expand_grid(params, parse_cli_grid(["label=no,007"])) == [{"label": "no"}, {"label": "007"}]  # text stays text
     assert expand_grid(params, parse_cli_grid(["label="])) == [{"label": ""}]
-    with pytest.raises(ValueError, match="'label' parameter of parse_cli_grid must be YAML flow items"):
+    with pytest.raises(ValueError, match="'label' parameter of memkd sweep must be YAML flow items"):
         parse_cli_grid(["label=[1, 2"])
-    with pytest.raises(ValueError, match="The 'label' parameter of expand_grid must be a str. Got \\[1, 2\\]"):
+    with pytest.raises(ValueError, match="The 'label' parameter of the notebook must be a str. Got \\[1, 2\\]"):
         expand_grid(params, parse_cli_grid(["label=[1, 2]"]))
 
 
@@ -122,7 +122,7 @@ def test_unknown_parameter_is_refused_with_the_notebooks_parameters(params):
 ])
 def test_value_of_the_wrong_type_is_refused(params, grid):
     name = next(iter(grid))
-    with pytest.raises(ValueError, match=f"The '{name}' parameter of expand_grid must be") as info:
+    with pytest.raises(ValueError, match=f"The '{name}' parameter of the notebook must be") as info:
         expand_grid(params, grid)
     assert "The notebook's parameters are" in str(info.value)
 
@@ -153,7 +153,7 @@ def test_bad_grid_stops_before_anything_runs(tmp_path, capsys):
     assert not (tmp_path / "sweep").exists()
     assert cli.main(["sweep", str(FIXTURE), "-p", "seed=x", "-o", str(tmp_path / "s2")]) == 2
     err = capsys.readouterr().err
-    assert "The 'seed' parameter of expand_grid must be an int. Got 'x' instead" in err and "label: str = 'a'" in err
+    assert "The 'seed' parameter of sweep_fixture.ipynb must be an int. Got 'x' instead" in err and "label: str = 'a'" in err
 
 
 @pytest.mark.parametrize("option", ["--workers", "--dask-local"])
@@ -297,6 +297,92 @@ def test_a_two_seed_sweep_counts_every_teacher_and_gathers_every_table(tmp_path)
     assert (csv.test_acc.astype("float32").astype(float).to_numpy() == typed.test_acc.to_numpy()).all()
 
 
+def test_a_growing_sweep_gathers_every_finished_run_in_its_folder(tmp_path, capsys):
+    """Seeds 0 and 1, then seed 2 into the same folder: the results and the manifest hold all three
+    runs (the second invocation's grid alone has one); the folder belongs to its notebook."""
+    out = tmp_path / "S"
+    first = run_sweep(FIXTURE, {"seed": [0, 1]}, out, workers=2, timeout=TIMEOUT, progress=False)
+    second = run_sweep(FIXTURE, {"seed": [2], "alpha": [0.25], "label": ["b"]}, out, workers=1, timeout=TIMEOUT,
+                       progress=False)
+    assert first.ok and second.ok and (second.done, second.skipped) == (1, 0)
+    table = pd.read_parquet(out / "results.parquet")
+    assert len(table) == 3 * 3 and table.run.nunique() == 3
+    assert sorted(set(zip(table.param_seed, table.alpha, table.label))) == [(0, 0.5, "a"), (1, 0.5, "a"), (2, 0.25, "b")]
+    assert len(pd.read_csv(out / "results.csv")) == 9 and len(second.table) == 9
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"done": 3, "failed": 0, "pending": 0} and len(manifest["runs"]) == 3
+    assert manifest["grid"] == [r["run"] for r in second.records] and len(manifest["grid"]) == 1
+    columns = pd.read_csv(out / "columns.csv", keep_default_na=False)
+    assert columns[columns.file == "results.parquet"].column.tolist() == list(table.columns)
+    meaning = dict(zip(columns.column, columns.meaning))
+    assert meaning["label"] == "the notebook's parameter: a string knob" and "its folder under runs/" in meaning["run"]
+    assert meaning["alpha"] == memkd.declare.COLUMNS["alpha"] and meaning["score"] == ""  # columns.yml first
+    assert meaning["param_seed"].startswith("the notebook's parameter 'seed' (the table has its own 'seed')")
+
+    with pytest.raises(ValueError, match="holds the runs of sweep_fixture.ipynb, so sweep_teachers.ipynb cannot be "
+                                         "swept into it") as info:
+        run_sweep(TEACHERS, {"seed": [0]}, out, progress=False)
+    assert str(info.value).startswith("The 'out' parameter of memkd sweep must be a folder that holds the runs of one")
+    assert cli.main(["sweep", str(TEACHERS), "-p", "seed=0", "-o", str(out), "--dry-run"]) == 2
+    assert "sweep_fixture.ipynb" in capsys.readouterr().err
+    assert len(pd.read_parquet(out / "results.parquet")) == 9  # nothing overwritten
+
+
+def test_runs_of_an_earlier_version_of_the_notebook_stay_out_of_the_results(tmp_path):
+    """Editing a code cell gives new run ids; the runs of the old code stay in runs/ but neither in
+    the results nor in the manifest's counts (the manifest names them as stale)."""
+    import nbformat
+
+    notebook = tmp_path / "nb" / FIXTURE.name
+    notebook.parent.mkdir()
+    notebook.write_text(FIXTURE.read_text())
+    out = tmp_path / "S"
+    old = run_sweep(notebook, {"seed": [0, 1]}, out, workers=2, timeout=TIMEOUT, progress=False)
+    nb = nbformat.read(str(notebook), as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code" and "time.sleep(sleep)" in c.source)
+    code.source += "\n# edited"
+    nbformat.write(nb, str(notebook))
+    new = run_sweep(notebook, {"seed": [2]}, out, workers=1, timeout=TIMEOUT, progress=False)
+    assert old.ok and new.ok and new.stale == 2 and "2 finished run(s) of an earlier version" in new.summary()
+    table = pd.read_parquet(out / "results.parquet")
+    assert table.param_seed.unique().tolist() == [2] and len(list((out / "runs").glob("*/run.json"))) == 3
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["done"] == 1 and sorted(manifest["stale"]) == sorted(r["run"] for r in old.records)
+
+
+def test_summarize_gives_mean_and_sem_over_teachers_by_the_knobs_swept(tmp_path, capsys):
+    """Four runs (seeds 0, 1 x alpha 0.2, 0.6), two teachers each, two students per teacher: the
+    summary by alpha averages the students within each teacher, then gives mean +- SEM over the
+    four teachers of each alpha; seed is not a setting."""
+    from memkd.sweep import summarize_sweep, swept_parameters, write_results
+
+    scores = {}
+    for seed in (0, 1):
+        for alpha in (0.2, 0.6):
+            acc = [alpha + 0.01 * (2 * seed + k) + d for k in (0, 1) for d in (0.0, 0.1)]
+            scores[(seed, alpha)] = acc
+            write_run(tmp_path, f"r{seed}{alpha}", pd.DataFrame({"dataset": [0, 0, 1, 1], "student": [0, 1, 0, 1],
+                                                                 "test_acc": acc}), {"seed": seed, "alpha": alpha})
+    write_results(aggregate(tmp_path), tmp_path)
+    assert swept_parameters(tmp_path) == ["alpha"]
+    summary = summarize_sweep(tmp_path)
+    teachers = {a: [sum(scores[(s, a)][2 * k:2 * k + 2]) / 2 for s in (0, 1) for k in (0, 1)] for a in (0.2, 0.6)}
+    assert summary.alpha.tolist() == [0.2, 0.6] and summary.n.tolist() == [4, 4] and summary.students.tolist() == [2, 2]
+    for row in summary.itertuples():
+        per_teacher = pd.Series(teachers[row.alpha])
+        assert row.test_acc == pytest.approx(per_teacher.mean())
+        assert row.test_acc_sem == pytest.approx(per_teacher.std(ddof=1) / 2)
+    assert summarize_sweep(tmp_path, by=[]).n.tolist() == [4]  # the same seed, the same teachers
+    assert cli.main(["sweep", "summarize", str(tmp_path), "--by", "alpha", "--csv", str(tmp_path / "s.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "mean +- SEM over teachers" in printed and f"{summary.test_acc[0]:.4f} +- {summary.test_acc_sem[0]:.4f}" in printed
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "s.csv"), summary, check_dtype=False)
+    assert cli.main(["summarize", str(tmp_path), "--value", "tset_acc"]) == 2
+    assert "The 'value' parameter of memkd summarize must be columns of results.parquet" in capsys.readouterr().err
+    assert cli.main(["summarize", str(tmp_path / "nope")]) == 2
+    assert "The 'out' parameter of memkd summarize must be a sweep folder" in capsys.readouterr().err
+
+
 def test_aggregate_names_teachers_of_tables_that_lack_an_id(tmp_path):
     for rid, seed in (("r1", 0), ("r2", 1)):
         write_run(tmp_path, rid, pd.DataFrame({"dataset": [0, 1], "score": [0.5, 0.25]}), {"seed": seed})
@@ -350,7 +436,7 @@ def test_the_lock_works_without_fcntl(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("refused: run_sweep: another sweep is running in") and lines[1:] == ["free again", "False"]
+    assert lines[0].startswith("refused: another sweep is running in") and lines[1:] == ["free again", "False"]
 
 
 def test_the_lock_refuses_a_second_sweep(tmp_path):
@@ -490,11 +576,65 @@ def test_a_point_the_experiment_refuses_stops_before_any_kernel(tmp_path, capsys
     out = tmp_path / "sweep"
     assert cli.main(["sweep", str(notebook), "-p", "alpha=0.5,1.5", "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "the point {'alpha': 1.5}, which is refused before running" in err
-    assert "'alphas' parameter of logit_distillation must be" in err and "(0, 1)" in err
+    assert ("The 'alpha' parameter of 02_logit_distillation.ipynb must be a float in the open interval (0, 1). "
+            "Got 1.5 instead. The refused point: {'alpha': 1.5}.") in err
     assert not out.exists()
     assert cli.main(["sweep", str(notebook), "-p", "profile=huge", "-o", str(out), "--dry-run"]) == 2
-    assert "'profile' parameter of check_points must be one of ('smoke', 'quick', 'paper')" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "The 'profile' parameter of 02_logit_distillation.ipynb must be one of ('smoke', 'quick', 'paper')" in err
+
+
+INTERNAL_NAMES = ("expand_grid", "parse_cli_grid", "resolve_device", "run_sweep", "check_points",
+                  "notebook_parameters", "experiment_configs", "make_executor", "make_config")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["-p", "alpha=1.5"], "The 'alpha' parameter of 02_logit_distillation.ipynb must be a float in the open interval"),
+    (["-p", "alpha=0.01"], "The 'alpha' parameter of 02_logit_distillation.ipynb contains 0.01"),
+    (["-p", "seed=x"], "The 'seed' parameter of 02_logit_distillation.ipynb must be an int. Got 'x' instead."),
+    (["-p", "alhpa=0.2"], "The 'alhpa' parameter of 02_logit_distillation.ipynb must be a parameter of the notebook"),
+    (["-p", "seed"], "The '-p' parameter of memkd sweep must be name=value"),
+    (["-p", "seed=1", "-p", "seed=2"], "The 'seed' parameter of memkd sweep must be given once"),
+    (["-p", "device=cuda:7"], "The 'device' parameter of 02_logit_distillation.ipynb must name a device this machine has"),
+    (["-p", "width=1000000000"], "The 'width' parameter of 02_logit_distillation.ipynb must be small enough for this "
+                                 "machine's memory"),
+    (["--scheduler-file", "nope.json"], "The '--scheduler-file' parameter of memkd sweep must name an existing file"),
+])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_errors_speak_of_what_the_user_typed(tmp_path, capsys, monkeypatch, args, words, dry_run):
+    """Every refusal of `memkd sweep` names the option or the notebook parameter the user typed
+    (`alpha`, not the experiment's `alphas`), never an internal function; the machine's own limits
+    (a device it lacks, a width beyond its memory) are refused before any kernel starts."""
+    monkeypatch.chdir(tmp_path)
+    notebook = ROOT / "nbs" / "02_logit_distillation.ipynb"
+    out = tmp_path / "sweep"
+    code = cli.main(["sweep", str(notebook), "-p", "profile=smoke", *args, "-o", str(out),
+                     *(["--dry-run"] if dry_run else [])])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err, err
+    assert not any(name in err for name in INTERNAL_NAMES), err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_negative_timeout_is_refused_also_in_a_dry_run(tmp_path, capsys, dry_run):
+    out = tmp_path / "sweep"
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["sweep", str(FIXTURE), "-p", "seed=0", "--timeout", "-5", "-o", str(out),
+                  *(["--dry-run"] if dry_run else [])])
+    assert exit_.value.code == 2 and not out.exists()
+    assert "--timeout: must be a number of seconds > 0; got -5" in capsys.readouterr().err
+
+
+def test_the_machine_check_is_left_to_a_dask_clusters_workers(tmp_path):
+    """A point asking for a GPU is refused when the runs execute here, but not when they go to a
+    Dask scheduler, whose workers may have one."""
+    notebook = ROOT / "nbs" / "02_logit_distillation.ipynb"
+    nb = read_notebook(notebook)
+    point = [{"profile": "smoke", "device": "cuda:7"}]
+    with pytest.raises(ValueError, match="'device' parameter of the notebook must name a device"):
+        check_points(nb, notebook_parameters(nb), point)
+    assert check_points(nb, notebook_parameters(nb), point, this_machine=False) == 1
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)

@@ -104,7 +104,7 @@ class Chapter(ClaimTests):
         from memkd.device import resolve_device
 
         self.profile = resolve_profile(self.profile)
-        self.device = resolve_device(self.device)
+        self.device = resolve_device(self.device, f"chapter {self.name}")
         self.beyond_paper = bool(self.beyond_paper)
         self.published_version = bool(self.published_version)
         path = Path(self.results_dir) if self.results_dir else results_root(self.profile) / self.name

@@ -174,7 +174,7 @@ def cifar_shuffles(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Fig 4: students of teachers that memorized clean or shuffled images, `teachers` per setting
     (`dataset` is the teacher's index k within its setting; independent_acc is on the trivial set)."""
     cfg = make_config(ImageShuffleConfig, "cifar_shuffles", profile, overrides)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.experiment)
     images, note = prepare_images(cfg)
     keys = [(s, k) for s in cfg.settings for k in range(cfg.teachers)]
     units = [(*shuffled_task(images, s, cfg, device, k), k) for s, k in keys]

@@ -209,7 +209,7 @@ def convolutional_distillation(profile: str = "quick", **overrides: Any) -> pd.D
     from memkd.experiments.cifar import prepare_images
 
     cfg = make_config(ConvolutionConfig, "convolutional_distillation", profile, overrides)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.experiment)
     images, note = prepare_images(cfg)
     units = [make_unit(images, s, k, cfg, device) for s in cfg.settings for k in range(cfg.teachers)]
     needed = {p.split("->")[0] for p in cfg.pairs}

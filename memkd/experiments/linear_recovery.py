@@ -58,7 +58,6 @@ class LinearConfig(ExperimentConfig):
     input_dim: int = knob(100, int_range(2), "d: input dimension")
     n_over_d: tuple = knob((0.5, 1.0, 1.5), SIZES, "sizes N/d of the memorized set (N = classes * n per class)")
     rhos: tuple = knob((0.8,), RHOS, "fraction of each class the student sees (its first floor(rho * n) points)")
-    students: tuple = knob(("least_squares", "soft_labels"), KINDS, "student kinds")
     shuffle: bool = knob(True, BOOL, "also train the within-class-shuffled control of every student")
     soften_student: bool = soften_student_knob("the text's convention")
     teacher_epochs: int = epochs_knob(500, "teachers'", "full-batch Adam epochs", " (the released scripts: 10,000)")
@@ -70,6 +69,13 @@ class LinearConfig(ExperimentConfig):
     fresh: int = knob(1000, POS_INT, "fresh inputs per teacher on which agreement is measured")
 
     TABLE_COLUMNS = LINEAR_COLUMNS
+    # what these columns hold in the linear rows (memkd/columns.yml gives every experiment's meaning)
+    COLUMN_NOTES = {
+        "teacher_id": "the teacher, unique across seeds, class counts and sizes (the unit of replication): "
+                      "\"{seed}:C{classes}/{k}/{N/d}\", e.g. \"0:C2/0/0.8\": teacher k of C = 2 at N/d = 0.8",
+        "student": "the student's kind: \"least_squares\" (pseudo-inverse fit to the logits) or \"soft_labels\" "
+                   "(trained on the soft labels, by the solver in `solver`); its seed index is `student_seed`",
+    }
 
     def per_class(self, classes: int) -> list[int]:
         """n per class of each size: round(N/d * d / C), at least 2 (one seen, one held out)."""
@@ -90,9 +96,15 @@ class LinearConfig(ExperimentConfig):
 @dataclass(frozen=True)
 class RecoveryConfig(LinearConfig):
     classes: int = knob(2, int_range(2), "C: number of classes")
+    student_kinds: tuple = knob(("least_squares", "soft_labels"), KINDS,
+                                "which students to train: least_squares (the pseudo-inverse fit to the teacher's "
+                                "logits) and/or soft_labels (Adam on the soft labels); the rows' `student` column")
     binary: bool = knob(True, BOOL, "one logit for C = 2 (the released Fig 3); False: C logits")
     temperatures: tuple = knob((10.0,), TEMPERATURES, "temperatures T of the soft-label students")
     dtype: str = knob("float32", one_of(*DTYPES), "precision of teachers, soft labels and students")
+
+    RENAMED = {"students": "use 'student_kinds' for the kinds of student to train ('students' counts student "
+                           "seeds in the other experiments; here the seeds are 'seeds_per_setting')"}
 
     PROFILE_VALUES = {
         "smoke": {"input_dim": 20, "n_over_d": (0.8, 1.4), "rhos": (0.3, 0.9), "datasets": 2,
@@ -204,11 +216,11 @@ def linear_recovery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     from memkd.pipeline import config_dict
 
     cfg = make_config(RecoveryConfig, "linear_recovery", profile, overrides)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.experiment)
     outputs = 1 if cfg.binary else cfg.classes
     data, w, ids = teachers_for(cfg, cfg.classes, outputs, device, DTYPES[cfg.dtype])
     rows: list[dict] = []
-    for kind in cfg.students:
+    for kind in cfg.student_kinds:
         for shuffled in ((False, True) if cfg.shuffle else (False,)):
             rows += student_grid(cfg, data, w, ids, kind=kind, temperatures=cfg.temperatures, dtype=cfg.dtype,
                                  shuffled=shuffled)

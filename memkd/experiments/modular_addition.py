@@ -136,7 +136,7 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
     from memkd.distillation import train_students
 
     cfg = make_config(TransformerConfig, "transformer_distillation", profile, overrides)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.experiment)
     data, teacher = transformer_tasks(cfg, device)
     ks = range(cfg.teachers)
     x = [d.tokens[d.memorized].to(device) for d in data]

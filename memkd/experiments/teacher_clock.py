@@ -169,7 +169,7 @@ def teacher_clock(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     `table.attrs["clock"]` holds the clock (dataset, step, teacher_unseen_acc) as records.
     """
     cfg = make_config(TeacherClockConfig, "teacher_clock", profile, overrides)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.experiment)
     x, y, xo, yo = _draw(cfg, device)
     teacher, clock = train_clock_teachers(cfg, x, y, xo, yo)
     stops = sorted(cfg.teacher_steps)

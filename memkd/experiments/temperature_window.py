@@ -41,6 +41,9 @@ class WindowConfig(LinearConfig):
     shuffle_adam_dtypes: tuple = knob(("float32",), DTYPE_NAMES,
                                       "precisions in which the Adam student's shuffled control is trained")
 
+    RENAMED = {"students": "the students of temperature_window are chosen by 'solvers' (adam, exact) and "
+                           "'dtypes'; their seeds per setting by 'seeds_per_setting'"}
+
     def check(self) -> None:
         for c in self.classes:
             self.check_sizes(c)
@@ -71,7 +74,7 @@ def temperature_window(profile: str = "quick", **overrides: Any) -> pd.DataFrame
     from memkd.pipeline import config_dict
 
     cfg = make_config(WindowConfig, "temperature_window", profile, overrides)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.experiment)
     rows: list[dict] = []
     for c in cfg.classes:
         data, w, ids = teachers_for(cfg, c, c, device, DTYPES["float32"])

@@ -51,7 +51,7 @@ class ToyConfig(RandomDataConfig):
 def _toy_setup(cfg: ToyConfig, datasets: list[int], require_memorization: bool = True):
     """K datasets stacked: x (K, N, 2), y (K, N), per-dataset splits (K, N_tr) / (K, N_te), teachers
     (TeacherDidNotMemorize when one ends below 100%, unless require_memorization=False)."""
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.experiment)
     xs, ys, trs, tes = [], [], [], []
     for k in datasets:
         x, y = make_memorization_data(cfg.classes, cfg.per_class, cfg.input_dim, derive_seed(cfg.seed, "data", k),

@@ -8,7 +8,9 @@ verdicts `claims`) as `results.<name>.parquet` / `.csv` (`collect_tables`). Noth
 from text: a column's type is the type the notebook gave it (a hex token such as "97e398195100"
 stays text; it once turned into infinity when types were guessed from CSV). A table with a
 `dataset` column but no `teacher_id` gets one from the run's `seed` (`memkd.tables`), so teachers
-stay distinct across the runs of a sweep.
+stay distinct across the runs of a sweep. Beside the results: `columns.csv`, what each column
+of each results file means (`write_columns`); and the summary of a finished sweep, mean +- SEM
+over teachers per setting of the swept parameters (`summarize_sweep`, `memkd summarize`).
 """
 
 from __future__ import annotations
@@ -120,3 +122,91 @@ def collect_tables(sweep_dir: str | os.PathLike, runs: Iterable[str], columns: l
         out[name] = aggregate(sweep_dir, runs, columns, name=name)
         write_results(out[name], sweep_dir, name)
     return out
+
+
+# --------------------------------------------------------------------------- the column dictionary
+COLUMNS_FILE = "columns.csv"
+
+
+def column_meanings(tables: dict, parameters: dict[str, str]) -> "pd.DataFrame":
+    """One row per column of each results file: file, column, dtype, meaning.
+
+    tables: {file name: DataFrame}, e.g. {"results.parquet": table}; parameters: {notebook
+    parameter: its help}. A column's meaning comes from the parameter's help (a swept or filled-in
+    parameter), else from `memkd/columns.yml` (`memkd.declare.COLUMNS`); "" where neither says.
+    """
+    import pandas as pd
+
+    from memkd.declare import COLUMNS
+
+    rows = []
+    for file, table in tables.items():
+        for column in table.columns:
+            name = column.removeprefix("param_") if column.startswith("param_") else column
+            if column == "run":
+                meaning = "the run: its folder under runs/ (one execution of the notebook)"
+            elif column.startswith("param_") and name in parameters:
+                meaning = f"the notebook's parameter '{name}' (the table has its own '{name}'): {parameters[name]}"
+            elif column in parameters and column not in COLUMNS:
+                meaning = f"the notebook's parameter: {parameters[column]}"
+            else:
+                meaning = COLUMNS.get(column, "")
+            rows.append({"file": file, "column": column, "dtype": str(table[column].dtype), "meaning": meaning})
+    return pd.DataFrame(rows, columns=["file", "column", "dtype", "meaning"])
+
+
+def write_columns(sweep_dir: str | os.PathLike, tables: dict, parameters: dict[str, str]) -> Path:
+    """`columns.csv` beside the results: what every column of every results file means
+    (`column_meanings`), so a results.csv read without memkd can still be understood."""
+    from memkd.tables import write_csv
+
+    return write_csv(column_meanings(tables, parameters), Path(sweep_dir) / COLUMNS_FILE)
+
+
+# --------------------------------------------------------------------------- the summary
+def swept_parameters(sweep_dir: str | os.PathLike, table=None) -> list[str]:
+    """The parameters that take more than one value across the folder's finished runs, as columns
+    of `results.parquet`, `seed` left out (seeds give more teachers, not another setting). Where
+    the table has its own column of the parameter's name (a chapter's rows copy its knobs, e.g.
+    `alpha`), that column is used: it holds the value the run used, where the parameter
+    (`param_alpha`) may hold 0 for "the profile's value"."""
+    import pandas as pd
+
+    table = pd.read_parquet(Path(sweep_dir) / "results.parquet") if table is None else table
+    names = []
+    for rid in table["run"].unique() if "run" in table.columns else []:
+        path = Path(sweep_dir) / "runs" / str(rid) / "run.json"
+        if path.is_file():
+            names += [n for n in json.loads(path.read_text()).get("parameters", {}) if n not in names]
+    columns = [n for n in names if n != "seed"]  # param_<n> is the parameter; <n> the table's own column
+    return [c for c in columns if c in table.columns and table[c].nunique(dropna=False) > 1]
+
+
+def summarize_sweep(sweep_dir: str | os.PathLike, by: list[str] | None = None, values: list[str] | None = None,
+                    name: str = "table"):
+    """Mean +- SEM over teachers of `values` (default: test_acc) per setting of `by` (default: the
+    swept parameters, `swept_parameters`) in a finished sweep's `results.parquet` (or
+    `results.<name>.parquet`): `memkd.summarize` with the teacher (`teacher_id`) as the unit."""
+    import pandas as pd
+
+    from memkd.config import invalid
+    from memkd.tables import summarize
+
+    stem = "results" if name == "table" else f"results.{name}"
+    path = Path(sweep_dir) / f"{stem}.parquet"
+    if not path.is_file():
+        raise invalid("out", "memkd summarize", f"a sweep folder holding {stem}.parquet (run memkd sweep first)",
+                      str(sweep_dir))
+    table = pd.read_parquet(path)
+    if "teacher_id" not in table.columns:
+        raise invalid("out", "memkd summarize", f"a sweep whose {path.name} names each row's teacher (teacher_id, "
+                      "the unit of the mean +- SEM); this notebook's table has none", str(sweep_dir))
+    by = swept_parameters(sweep_dir, table) if by is None else list(by)
+    values = list(values) if values else ["test_acc"]
+    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
+    for option, asked in (("by", by), ("value", values)):
+        missing = [c for c in asked if c not in table.columns]
+        if missing:
+            raise invalid(option, "memkd summarize", f"columns of {path.name} (its numeric columns: {numeric}; the "
+                          f"others: {[c for c in table.columns if c not in numeric]})", missing)
+    return summarize(table, values, by=by)

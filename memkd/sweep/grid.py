@@ -15,6 +15,7 @@ import ast
 import hashlib
 import itertools
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,7 @@ def notebook_parameters(notebook) -> dict[str, Param]:
     where = "the notebook" if hasattr(notebook, "cells") else str(notebook)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
-        raise ValueError(f"The 'notebook' parameter of notebook_parameters must have a cell tagged 'parameters'. "
+        raise ValueError(f"The 'notebook' parameter of memkd sweep must have a cell tagged 'parameters'. "
                          f"Got {where}, which has no such cell, instead.")
     kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
     language = nb.metadata.get("kernelspec", {}).get("language", "python")
@@ -71,7 +72,7 @@ def notebook_parameters(notebook) -> dict[str, Param]:
             default = ast.literal_eval(found.default)
         except (ValueError, SyntaxError) as err:
             raise ValueError(
-                f"The 'notebook' parameter of notebook_parameters must give each parameter a literal default: "
+                f"The 'notebook' parameter of memkd sweep must give each parameter a literal default: "
                 f"the default of {found.name!r} in {where} must be a literal. Got {found.default!r} instead."
             ) from err
         annotation = found.inferred_type_name.split("[")[0].strip()
@@ -100,8 +101,10 @@ class CliValue:
     text: str | None
 
 
-def parse_cli_grid(assignments: Iterable[str]) -> dict[str, list[CliValue]]:
+def parse_cli_grid(assignments: Iterable[str], owner: str = "memkd sweep") -> dict[str, list[CliValue]]:
     """Turn repeated ``-p name=v1,v2`` options into ``{name: [CliValue, ...]}``.
+
+    `owner` is what the user typed the options to, named in error messages.
 
     The right-hand side is read as the items of a YAML flow list: ``alpha=0.2,0.6`` gives two
     values, ``ids=[1, 2]`` one list value, ``title='a,b'`` one string with a comma. `expand_grid`
@@ -114,10 +117,10 @@ def parse_cli_grid(assignments: Iterable[str]) -> dict[str, list[CliValue]]:
         name, sep, raw = item.partition("=")
         name = name.strip()
         if not sep or not name.isidentifier():
-            raise ValueError(f"The 'assignments' parameter of parse_cli_grid must hold items name=value[,value...]. "
+            raise ValueError(f"The '-p' parameter of {owner} must be name=value or name=value1,value2,... "
                              f"Got {item!r} instead.")
         if name in grid:
-            raise ValueError(f"The '{name}' parameter of parse_cli_grid must be given once: list its values once "
+            raise ValueError(f"The '{name}' parameter of {owner} must be given once: list its values in one -p "
                              f"({name}=v1,v2). Got it twice instead.")
         if not raw.strip():
             grid[name] = [CliValue("", "")]
@@ -127,7 +130,7 @@ def parse_cli_grid(assignments: Iterable[str]) -> dict[str, list[CliValue]]:
             values = yaml.safe_load(f"[{raw}]")
         except yaml.YAMLError as err:
             raise ValueError(
-                f"The '{name}' parameter of parse_cli_grid must be YAML flow items separated by commas "
+                f"The '{name}' parameter of {owner} must be YAML flow items separated by commas "
                 f"(quote a value that holds a comma, a colon or a #). Got {raw!r} instead: {err}"
             ) from None
         grid[name] = [CliValue(v, n.value if isinstance(n, yaml.ScalarNode) else None)
@@ -158,6 +161,13 @@ def _coerce(param: Param, value: Any) -> Any:
                 return kind(value.text)
             except ValueError:
                 pass  # e.g. int("1.5"): the type check below refuses the YAML value
+            if kind is int:  # 1e9 or 2.0 typed for an int: a whole number written as a float
+                try:
+                    number = float(value.text)
+                except ValueError:
+                    number = math.nan
+                if number.is_integer():
+                    return int(number)
         value = value.value
     if kind is None:
         return value
@@ -170,12 +180,12 @@ def _coerce(param: Param, value: Any) -> Any:
     raise TypeError
 
 
-def _typed(params: Mapping[str, Param], name: str, value: Any) -> Any:
+def _typed(params: Mapping[str, Param], name: str, value: Any, owner: str) -> Any:
     if name not in params:
-        raise ValueError(f"The '{name}' parameter of expand_grid must be a parameter of the notebook. Got unknown "
+        raise ValueError(f"The '{name}' parameter of {owner} must be a parameter of the notebook. Got unknown "
                          f"parameter {name!r} instead. {params_listing(params)}")
     if name == RESULTS_PARAM:
-        raise ValueError(f"The '{RESULTS_PARAM}' parameter of expand_grid must not be in the grid: it is set by the "
+        raise ValueError(f"The '{RESULTS_PARAM}' parameter of {owner} must not be in the grid: it is set by the "
                          f"sweep (one folder per run); do not sweep it. "
                          f"Got {value.value if isinstance(value, CliValue) else value!r} instead.")
     try:
@@ -188,30 +198,32 @@ def _typed(params: Mapping[str, Param], name: str, value: Any) -> Any:
         else:
             shown = f"{value!r} ({type(value).__name__})"
         raise ValueError(
-            f"The '{name}' parameter of expand_grid must be {article} {kind}. Got {shown} instead. "
+            f"The '{name}' parameter of {owner} must be {article} {kind}. Got {shown} instead. "
             f"{params_listing(params)}"
         ) from None
 
 
-def expand_grid(params: Mapping[str, Param], grid: Mapping[str, Any]) -> list[dict[str, Any]]:
+def expand_grid(params: Mapping[str, Param], grid: Mapping[str, Any],
+                owner: str = "the notebook") -> list[dict[str, Any]]:
     """All points of `grid` (product of the lists, times the explicit `points`), typed and checked.
 
     Raises ValueError, listing the notebook's parameters, for an unknown name, a value of the wrong
-    type, a swept `results_dir`, or a grid with no point at all.
+    type, a swept `results_dir`, or a grid with no point at all; `owner` (e.g. the notebook's file
+    name) is named in the message as the owner of the parameter.
     """
     grid = dict(grid)
     explicit = grid.pop("points", None)
     if explicit is not None and (not isinstance(explicit, list) or not all(isinstance(p, dict) for p in explicit)):
-        raise ValueError("The 'points' parameter of expand_grid must be a list of mappings {name: value}. "
+        raise ValueError(f"The 'points' parameter of {owner}'s grid must be a list of mappings {{name: value}}. "
                          f"Got {explicit!r} instead.")
     axes = {name: values if isinstance(values, list) else [values] for name, values in grid.items()}
     for point in explicit or []:
         clash = sorted(set(point) & set(axes))
         if clash:
-            raise ValueError(f"The 'points' parameter of expand_grid must not set a grid entry's name. "
+            raise ValueError(f"The 'points' parameter of {owner}'s grid must not set a grid entry's name. "
                              f"Got {clash}, which appear both in 'points' and as grid entries, instead.")
-    typed_axes = {name: [_typed(params, name, v) for v in values] for name, values in axes.items()}
-    typed_points = ([{n: _typed(params, n, v) for n, v in p.items()} for p in explicit]
+    typed_axes = {name: [_typed(params, name, v, owner) for v in values] for name, values in axes.items()}
+    typed_points = ([{n: _typed(params, n, v, owner) for n, v in p.items()} for p in explicit]
                     if explicit is not None else [{}])
     points, seen = [], set()
     for base in typed_points:
@@ -224,7 +236,7 @@ def expand_grid(params: Mapping[str, Param], grid: Mapping[str, Any]) -> list[di
     if not points:
         empty = [name for name, values in axes.items() if not values]
         why = f"{empty} have no values" if empty else "no parameter values given"
-        raise ValueError(f"The 'grid' parameter of expand_grid must give at least one point, but the grid is empty "
+        raise ValueError(f"The 'grid' parameter of {owner} must give at least one point, but the grid is empty "
                          f"({why}). {params_listing(params)}")
     return points
 

@@ -34,8 +34,8 @@ def experiment_configs(nb) -> dict[str, type]:
         try:
             configs[name] = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as err:
-            raise ValueError(f"The 'nb' parameter of experiment_configs must name each experiment's config in its "
-                             f"metadata as an importable 'package.module:Class'. Got {target!r} for {name!r}, which "
+            raise ValueError(f"The 'memkd' metadata entry of the notebook must name each experiment's config as an "
+                             f"importable 'package.module:Class'. Got {target!r} for {name!r}, which "
                              f"cannot be imported ({err}), instead.") from None
     return configs
 
@@ -48,35 +48,100 @@ def knob_parameters(params: Mapping[str, Any], config: type) -> list[str]:
     return [name for name in params if SCALAR_TO_LIST.get(name, name) in knobs]
 
 
-def check_points(nb, params: Mapping[str, Any], points: list[Mapping[str, Any]]) -> int:
-    """Build every point's experiment config(s); return the number of configs checked.
+def _knob_of(name: str) -> str:
+    from memkd.config import SCALAR_TO_LIST
 
-    params: {name: Param} of the notebook; points: typed points (`expand_grid`).
-    Raises ValueError naming the point and the knob (with its allowed values) for the first
-    point an experiment would refuse.
+    return SCALAR_TO_LIST.get(name, name)
+
+
+def in_user_words(message: str, knob_to_param: Mapping[str, str], experiment: str, owner: str) -> str:
+    """`message` with "the '<knob>' parameter of <experiment>" turned into the notebook parameter
+    the user typed and its owner: "the 'alpha' parameter of 02_logit_distillation.ipynb"."""
+    import re
+
+    def swap(match: "re.Match[str]") -> str:
+        knob = match.group(2)
+        return f"{match.group(1)} '{knob_to_param.get(knob, knob)}' parameter of {owner}"
+
+    return re.sub(rf"\b([Tt]he) '(\w+)' parameter of {re.escape(experiment)}\b", swap, message)
+
+
+def check_points(nb, params: Mapping[str, Any], points: list[Mapping[str, Any]], owner: str = "the notebook",
+                 this_machine: bool = True) -> int:
+    """Build every point's experiment config(s) and check that this machine can run it; return the
+    number of configs checked.
+
+    params: {name: Param} of the notebook; points: typed points (`expand_grid`); owner: what the
+    user gave the parameters to (e.g. the notebook's file name). Raises ValueError for the first
+    point an experiment would refuse, in the user's words: the notebook parameter they set
+    (`alpha`, not the experiment's `alphas`), its allowed values and the value given; a device the
+    machine lacks and a run too large for the device's memory are refused here too
+    (`ExperimentConfig.check_resources`), before any kernel starts, when the runs execute on this
+    machine (`this_machine`; a Dask cluster's workers may have devices this machine lacks).
     """
-    from memkd.config import knob_overrides
-    from memkd.config import PROFILES
-    from memkd.config import make_config
+    from memkd.config import PROFILES, knob_overrides, make_config
     from memkd.sweep.grid import full_parameters
 
     configs = experiment_configs(nb)
     checked = 0
     for point in points:
         values = full_parameters(params, point)
+        where = f" The refused point: {dict(point)}." if len(points) > 1 else ""
         profile = values.get("profile") or _env_profile()
         if configs and profile not in PROFILES:
-            raise ValueError(f"The 'profile' parameter of check_points must be one of {PROFILES}: the point "
-                             f"{dict(point)} is refused before running. Got {profile!r} instead.")
+            raise ValueError(f"The 'profile' parameter of {owner} must be one of {PROFILES}. "
+                             f"Got {profile!r} instead.{where}")
         for experiment, config in configs.items():
-            overrides = knob_overrides(**{n: values[n] for n in knob_parameters(params, config)})
+            names = knob_parameters(params, config)
+            knob_to_param = {_knob_of(n): n for n in names}
+            for name in names:
+                _check_value(name, values[name], config, owner, where)
+            overrides = knob_overrides(**{n: values[n] for n in names})
             try:
-                make_config(config, experiment, profile, overrides)
-            except ValueError as err:
-                raise ValueError(f"The 'points' parameter of check_points holds the point {dict(point)}, which is "
-                                 f"refused before running: {err}") from None
+                config_at_point = make_config(config, experiment, profile, overrides)
+                if this_machine:
+                    config_at_point.check_resources()
+            except ValueError as err:  # in the one format: "The '<knob>' parameter of <experiment> ..."
+                name, rest = _split_message(str(err), experiment)
+                name = knob_to_param.get(name, name)
+                rest = in_user_words(rest, knob_to_param, experiment, owner)
+                raise ValueError(f"The '{name}' parameter of {owner} {rest}{where}") from None
+            except MemoryError as err:  # its sentence names the knob to reduce
+                text = in_user_words(str(err), knob_to_param, experiment, owner)
+                name = _memory_knob(text)
+                raise ValueError(f"The '{name}' parameter of {owner} must be small enough for this machine's memory: "
+                                 f"{text} Got {values.get(name, dict(point))!r} instead.{where}") from None
             checked += 1
     return checked
+
+
+def _split_message(text: str, owner: str) -> tuple[str, str]:
+    """("alphas", "must be ...") from "The 'alphas' parameter of <owner> must be ..."."""
+    import re
+
+    found = re.match(rf"The '([^']+)' parameter of {re.escape(owner)} (.*)", text, re.S)
+    return (found.group(1), found.group(2)) if found else ("point", f"is refused: {text}")
+
+
+def _memory_knob(text: str) -> str:
+    """The parameter a memory refusal names first (after `in_user_words`), else 'point'."""
+    import re
+
+    found = re.search(r"the '(\w+)' parameter of", text)
+    return found.group(1) if found else "point"
+
+
+def _check_value(name: str, value: Any, config: type, owner: str, where: str) -> None:
+    """Check one notebook parameter against its knob's constraint (a scalar against the item
+    constraint of its list knob: `alpha` against each item of `alphas`). A zero, None or empty
+    value keeps the profile's value (`memkd.config.knob_overrides`) and is not checked."""
+    if value in (None, 0, 0.0, "", [], ()):
+        return
+    spec = config.__dataclass_fields__[_knob_of(name)].metadata["constraint"]
+    if name != _knob_of(name) and spec.item is not None:
+        spec = spec.item
+    if not spec.check(value):
+        raise ValueError(f"The '{name}' parameter of {owner} must be {spec.allowed}. Got {value!r} instead.{where}")
 
 
 def _env_profile() -> str:

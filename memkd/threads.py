@@ -1,0 +1,138 @@
+"""How CPU threads wait and how many a memkd call uses, so that a call stays near its idle time on
+a shared machine.
+
+Owns: the passive OpenMP wait policy set when `memkd` is imported (`prefer_passive_wait`), the
+thread count applied at the start of every experiment call (`apply_thread_policy`, called by
+`memkd.declare.experiment`), and the estimate of the cores other work leaves free (`free_cores`).
+
+Why: torch starts one OpenMP thread per core, and by default an idle OpenMP thread spins at
+every barrier, so one thread descheduled by other work stalls the rest. Beside one other busy
+process on 2 cores, `ex.logit_distillation("smoke")` took 0.44-0.87 s with torch's 2 threads
+against 0.19 s idle, 0.21 s with 1 thread and 0.27 s with OMP_WAIT_POLICY=PASSIVE (Dec 2026); under
+heavier load one call took 52.8 s against 0.23 s with 1 thread. `benchmarks/busy_machine.py`
+measures each setting below.
+
+`MEMKD_THREADS` chooses (read at import for the wait policy, at every call for the count):
+- unset or `passive` (the default): idle threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE,
+  set when `memkd` is imported before torch and the user set no wait policy; OpenMP reads it
+  once, when torch loads); the thread count stays torch's own, so a call gives the same numbers
+  on an idle and on a busy machine;
+- `auto`: passive, and each call also uses only the cores other work leaves free (`free_cores`,
+  at least one): the fastest on a busy machine, but the thread count then follows the load, and
+  a different count can change a metric (sums taken in another order; at the smoke profile of
+  `logit_distillation`, 1 and 2 threads gave accuracies up to 0.125 apart, Dec 2026);
+- a number N: passive, and every call uses N threads (a fixed count, e.g. on a shared node);
+- `off`: memkd leaves the wait policy and the thread count alone.
+A count is never imposed over the user's own choice: OMP_NUM_THREADS or MKL_NUM_THREADS in the
+environment (also set by `memkd sweep` / `memkd book` when runs share the machine) keeps torch's
+count for `auto`, and an explicit `torch.set_num_threads(n)` (a count that is neither torch's
+default nor the one memkd set last) is kept for `auto` and N. Every chapter's meta.json records
+the count a run used (`threads`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+VARIABLE = "MEMKD_THREADS"  # passive (default) | auto | off | a number of threads
+USER_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # a count chosen outside memkd
+_state: dict = {"set": None}  # the count memkd set last
+
+
+def allowed_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def busy_elsewhere(samples: int = 3, spacing_s: float = 0.002) -> float:
+    """How many cores other processes keep busy now.
+
+    Linux: the median over `samples` reads of the runnable tasks in /proc/loadavg (its fourth
+    field, "running/total", counts the reading process too, which is subtracted): an instant
+    count, unlike the load averages, which take about a minute to follow a change. Elsewhere:
+    the 1-minute load average (os.getloadavg), or 0 where there is none (Windows).
+    """
+    try:
+        counts = []
+        for i in range(samples):
+            with open("/proc/loadavg") as handle:
+                counts.append(int(handle.read().split()[3].split("/")[0]) - 1)
+            if i + 1 < samples:
+                time.sleep(spacing_s)
+        return float(sorted(counts)[len(counts) // 2])
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def free_cores() -> int:
+    """The cores other work leaves free for this process, at least 1 and at most `allowed_cores`:
+    the machine's cores less those busy elsewhere (on a large node where this process may use
+    only some cores, work on the other cores does not count against it)."""
+    machine = max(1, os.cpu_count() or 1)
+    free_on_machine = machine - int(busy_elsewhere() + 0.5)
+    return max(1, min(allowed_cores(), free_on_machine))
+
+
+def torch_defaults() -> set[int]:
+    """The counts torch may start with when nobody chose one: one per allowed core, per core of
+    the machine, or per physical core (torch's choice where cores have two hardware threads)."""
+    cores = os.cpu_count() or 1
+    return {allowed_cores(), cores} | ({cores // 2} if cores >= 4 else set())
+
+
+def requested() -> str | int:
+    """What `MEMKD_THREADS` asks for: "passive" (the default), "auto", "off" or a number of threads.
+
+    Raises ValueError (the one message format) for anything else.
+    """
+    text = os.environ.get(VARIABLE, "").strip().lower() or "passive"
+    if text in ("passive", "auto", "off"):
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise ValueError(f"The '{VARIABLE}' parameter of the environment must be 'passive', 'auto', 'off' or a "
+                     f"number of threads >= 1. Got {os.environ[VARIABLE]!r} instead.")
+
+
+def apply_thread_policy() -> int | None:
+    """Set torch's intra-op threads for the call about to run (see the module's docstring);
+    return the count set, or None where the policy leaves torch's count alone."""
+    choice = requested()
+    if choice in ("passive", "off") or (choice == "auto" and any(v in os.environ for v in USER_VARIABLES)):
+        return None
+    import torch
+
+    current = torch.get_num_threads()
+    if current != _state["set"] and current not in torch_defaults():
+        return None  # the user called torch.set_num_threads
+    threads = choice if isinstance(choice, int) else free_cores()
+    if threads != current:
+        torch.set_num_threads(threads)
+    _state["set"] = threads
+    return threads
+
+
+def prefer_passive_wait() -> bool:
+    """Set OMP_WAIT_POLICY=PASSIVE for this process (and the processes it starts) when torch has
+    not loaded yet, the user set no wait policy and `MEMKD_THREADS` is not "off"; return whether it did."""
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:
+        return False
+    try:
+        if requested() == "off":
+            return False
+    except ValueError:
+        return False  # reported at the first call (apply_thread_policy)
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
+
+__all__ = ["VARIABLE", "allowed_cores", "busy_elsewhere", "free_cores", "torch_defaults", "requested", "apply_thread_policy",
+           "prefer_passive_wait"]
