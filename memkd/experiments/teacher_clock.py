@@ -92,7 +92,8 @@ class TeacherClockConfig(ModularTransformerConfig):
         "smoke": dict(modulus=11, train_fraction=0.5, teachers=3, d_model=32, heads=4, d_mlp=64,
                       teacher_steps=(40, 120), teacher_lr=3e-3, teacher_weight_decay=3.0, clock_every=20,
                       rhos=(0.5,), temperatures=(1.0, 10.0), lr=3e-3, weight_decay=3.0, epochs=60),
-        "quick": dict(modulus=23, train_fraction=0.5, teachers=5, d_model=64, heads=4, d_mlp=256,
+        # 10 teachers: the leak claims at the first stop need about 10 after Holm (pilot at seed 1, 2026-12-07)
+        "quick": dict(modulus=23, train_fraction=0.5, teachers=10, d_model=64, heads=4, d_mlp=256,
                       teacher_steps=(150, 1000, 2500), teacher_lr=3e-3, teacher_weight_decay=3.0, clock_every=50,
                       rhos=(0.5,), temperatures=(0.1, 1.0, 10.0), lr=3e-3, weight_decay=3.0, epochs=600),
         "paper": dict(**PAPER_CLOCK, teachers=5, clock_every=100),
