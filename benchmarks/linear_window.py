@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> None:
 
     peak = mm_rate(device)
     shape = "paper" if args.paper_shape else "quick"
-    print(f"| shape | students | epochs (budget) | ensemble s/epoch | loop s/epoch (scaled) | ensemble / loop speed-up "
-          f"| ensemble GFLOP/s | torch.mm GFLOP/s | share of mm | exact solve, all students (s) | Adam budget (s) |")
+    print("| shape | students | epochs (budget) | ensemble s/epoch | loop s/epoch (scaled) | ensemble / loop speed-up "
+          "| ensemble GFLOP/s | torch.mm GFLOP/s | share of mm | exact solve, all students (s) | Adam budget (s) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {shape}: d={d}, {k} teachers, {m} T, N_max={n_max} | {k * m} | {cfg.epochs} | {ensemble:.4f} | {loop:.4f} | "
           f"{loop / ensemble:.1f}x | {useful / ensemble / 1e9:.1f} | {peak / 1e9:.0f} | {useful / ensemble / peak:.0%} | "

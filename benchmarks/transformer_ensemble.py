@@ -37,7 +37,6 @@ def main() -> None:
     data = make_modular_addition(args.modulus, args.fraction, seed=0)
     tokens, labels = data.tokens[data.memorized], data.labels[data.memorized]
     model = EnsembleTransformer(args.members, args.modulus, seed=0)
-    params = dict(model.named_parameters())
 
     def batched():
         loss = torch.nn.functional.cross_entropy(

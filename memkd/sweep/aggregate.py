@@ -19,7 +19,10 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def run_table_path(folder: Path, name: str = "table") -> Path | None:
