@@ -19,8 +19,11 @@ width, rho) as another. Per teacher and rho, the axes of the question "what make
   (body and head: a shared start); "teacher_body": the teacher's initial body with a new head (the
   released protocol, where the body is the pretrained checkpoint); "independent": a new random draw.
   The student seeds (its head, its batches) are shared across starts, so starts pair on them.
-- `tokenizations`: "number" (a number is one token), "digits" (one token per digit: numbers share
-  pieces), "gpt2" (the checkpoint's own tokenizer; with `checkpoint` only); see `memkd.data.triples`.
+- `cells`, each "tokenization/high": the tokenization, "number" (a number is one token), "digits" (one
+  token per digit: numbers share pieces) or "gpt2" (the checkpoint's own tokenizer; with `checkpoint`
+  only), see `memkd.data.triples`; and the range 1..high the numbers come from, which sets how often a
+  number recurs across the N triples (3N / high times on average: the released 6000 triples of
+  1..1000 use each number about 18 times).
 - `widths` (from scratch): the model's width W (L layers, H heads), and `rhos`.
 
 A student's leak is its held-out accuracy against its own accuracy on `fresh` new triples with
@@ -58,7 +61,7 @@ ADAM_EPS = 1e-6  # transformers.AdamW's default, which the released notebook use
 EVAL_CHUNK = 1024  # triples per forward pass when measuring
 
 # The released notebook, read from its code (see the module docstring).
-RELEASED = dict(checkpoint="gpt2", tokenizations=("gpt2",), triples=6000, high=1000, classes=1000, balanced=False,
+RELEASED = dict(checkpoint="gpt2", cells=("gpt2/1000",), triples=6000, classes=1000, balanced=False,
                 teacher_epochs=100, teacher_lr=5e-4, teacher_batch=64, max_grad_norm=1.0, epochs=200, lr=5e-4,
                 batch=32, rhos=(0.2, 0.5, 0.8), temperature=20.0, max_length=10)
 # paper: the released sizes and recipe, several teachers, and the shared-start question (the released
@@ -67,19 +70,32 @@ RELEASED = dict(checkpoint="gpt2", tokenizations=("gpt2",), triples=6000, high=1
 # 99%, so that is the bar here.
 PAPER = dict(RELEASED, starts=("teacher_body", "independent"), datasets=4, students=1, fresh=6000,
              teacher_min_acc=0.99)
-SMOKE = dict(tokenizations=("number", "digits"), widths=(16,), layers=1, heads=2, triples=60, high=50, classes=6,
+SMOKE = dict(cells=("number/50", "digits/50"), widths=(16,), layers=1, heads=2, triples=60, classes=6,
              balanced=True, teacher_epochs=30, teacher_lr=5e-3, teacher_batch=16, epochs=6, lr=5e-3, batch=16,
              rhos=(0.5,), starts=("teacher_start", "independent"), datasets=2, students=1, fresh=60,
              teacher_min_acc=0.0)
 # quick: a small GPT-2 trained from scratch on a scaled-down task, the released recipe otherwise
 # (AdamW lr 5e-4, batches of 64 / 32, clipping 1.0 for the teacher, T = 20). Calibrated on 2026-12-07
 # (2 shared CPU cores): see the chapter's note and benchmarks/README.md.
-QUICK = dict(tokenizations=("number", "digits"), widths=(64,), layers=2, heads=4, triples=400, high=1000,
-             classes=40, balanced=True, teacher_epochs=40, epochs=40, rhos=(0.5, 0.8),
-             starts=("teacher_start", "independent"), datasets=6, students=1, fresh=400, teacher_min_acc=1.0)
+QUICK = dict(cells=("number/999", "number/99", "digits/99"), widths=(64,), layers=2, heads=4, triples=400,
+             classes=40, balanced=True, teacher_epochs=60, teacher_lr=2e-3, epochs=60, rhos=(0.8,),
+             starts=("teacher_start", "independent"), datasets=5, students=1, fresh=400, teacher_min_acc=0.99)
 
 STARTS_LIST = list_of(one_of(*STARTS))
-TOKENIZATION_LIST = list_of(one_of(*TOKENIZATIONS))
+
+
+def parse_cell(cell: Any) -> tuple[str, int] | None:
+    """'digits/99' -> ("digits", 99); None when `cell` is not 'tokenization/high' with high >= 2."""
+    if not isinstance(cell, str) or cell.count("/") != 1:
+        return None
+    tokenization, high = cell.split("/")
+    if tokenization not in TOKENIZATIONS or not high.isdigit() or int(high) < 2:
+        return None
+    return tokenization, int(high)
+
+
+CELL_LIST = list_of(Constraint(lambda v: parse_cell(v) is not None,
+                               f"a string 'tokenization/high' with tokenization one of {TOKENIZATIONS} and high an int >= 2"))
 CHECKPOINT = Constraint(lambda v: isinstance(v, str), "a string: '' (train from scratch), a model name on the "
                         "Hugging Face hub (e.g. 'gpt2') or a local folder written by save_pretrained")
 
@@ -90,14 +106,14 @@ class LanguageModelConfig(ExperimentConfig):
 
     checkpoint: str = knob("", CHECKPOINT, "'' trains from scratch; else the pretrained GPT-2 (hub name or local "
                            "folder) every teacher and the 'teacher_*' students start from")
-    tokenizations: tuple = knob(("number", "digits"), TOKENIZATION_LIST, "how a triple becomes tokens: number (one "
-                                "token a number), digits (one a digit), gpt2 (the checkpoint's tokenizer)")
+    cells: tuple = knob(("number/999", "number/99", "digits/99"), CELL_LIST, "the data cells, each 'tokenization/high': "
+                        "how a triple becomes tokens (number: one token a number, digits: one a digit, gpt2: the "
+                        "checkpoint's tokenizer) and the largest number drawn (numbers from 1..high)")
     widths: tuple = knob((64,), list_of(int_range(1)), "W: model widths trained from scratch (one model each)")
     layers: int = knob(2, POS_INT, "L: transformer blocks of a model trained from scratch")
     heads: int = knob(4, POS_INT, "H: attention heads (must divide every width)")
     dropout: float = knob(0.1, real_interval(0, 1, "left"), "dropout of a model from scratch (GPT-2's 0.1)")
     triples: int = knob(400, int_range(4), "N: triples each teacher memorizes")
-    high: int = knob(1000, int_range(2), "numbers are drawn from 1..high")
     classes: int = knob(40, int_range(2), "C: number of classes")
     balanced: bool = knob(True, BOOL, "exactly N / C triples of each class (False: uniform labels, as released)")
     fresh: int = knob(400, POS_INT, "fresh triples with random labels, to measure what a student gets without a leak")
@@ -118,18 +134,22 @@ class LanguageModelConfig(ExperimentConfig):
     students: int = students_knob(1, "teacher, start and rho")
 
     PROFILE_VALUES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
-    TABLE_COLUMNS = ("dataset", "tokenization", "width", "layers", "start", "rho", "student", "classes",
+    TABLE_COLUMNS = ("dataset", "cell", "tokenization", "high", "width", "layers", "start", "rho", "student", "classes",
                      "n_memorized", "n_student", "temperature", "lr", "epochs", "train_acc", "test_acc",
                      "independent_acc", "agreement_fresh", "leak", "chance", "teacher_train_acc", "teacher_memorized",
                      "seconds_per_student")
 
+    @property
+    def tokenizations(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(parse_cell(c)[0] for c in self.cells))
+
     def check(self) -> None:
         if self.checkpoint and set(self.tokenizations) != {"gpt2"}:
-            self.fail("tokenizations", f"must be ['gpt2'] with a checkpoint (checkpoint={self.checkpoint!r}: the "
-                      f"model reads its own tokenizer's ids). Got {list(self.tokenizations)!r} instead.")
+            self.fail("cells", f"must all be 'gpt2/high' with a checkpoint (checkpoint={self.checkpoint!r}: the "
+                      f"model reads its own tokenizer's ids). Got {list(self.cells)!r} instead.")
         if not self.checkpoint and "gpt2" in self.tokenizations:
-            self.fail("tokenizations", "may hold 'gpt2' only with a checkpoint (its tokenizer is loaded from it). "
-                      f"Got {list(self.tokenizations)!r} with checkpoint='' instead.")
+            self.fail("cells", "may use the gpt2 tokenization only with a checkpoint (its tokenizer is loaded from "
+                      f"it). Got {list(self.cells)!r} with checkpoint='' instead.")
         for w in self.widths:
             if w % self.heads:
                 self.fail("heads", f"must divide every width. Got {self.heads!r} with widths={list(self.widths)!r} instead.")
@@ -154,14 +174,15 @@ class Draw:
     fresh_labels: Tensor  # (N_f,)
 
 
-def draws(cfg: LanguageModelConfig, tokenization: str, tokenizer: Any = None) -> list[Draw]:
-    """The `datasets` draws of triples and labels (the same triples whatever the tokenization)."""
+def draws(cfg: LanguageModelConfig, tokenization: str, high: int, tokenizer: Any = None) -> list[Draw]:
+    """The `datasets` draws of triples from 1..high and labels (the same triples and labels whatever the
+    tokenization; the labels are the same whatever `high`)."""
     out = []
     for k in range(cfg.datasets):
-        t, y = random_triples(cfg.triples, cfg.high, cfg.classes, derive_seed(cfg.seed, "data", k), cfg.balanced)
-        f, fy = random_triples(cfg.fresh, cfg.high, cfg.classes, derive_seed(cfg.seed, "independent", k), False)
-        tok, mask = tokenize(t, tokenization, cfg.high, tokenizer, cfg.max_length)
-        ftok, fmask = tokenize(f, tokenization, cfg.high, tokenizer, cfg.max_length)
+        t, y = random_triples(cfg.triples, high, cfg.classes, derive_seed(cfg.seed, "data", k), cfg.balanced)
+        f, fy = random_triples(cfg.fresh, high, cfg.classes, derive_seed(cfg.seed, "independent", k), False)
+        tok, mask = tokenize(t, tokenization, high, tokenizer, cfg.max_length)
+        ftok, fmask = tokenize(f, tokenization, high, tokenizer, cfg.max_length)
         out.append(Draw(tok, mask, y, ftok, fmask, fy))
     return out
 
@@ -187,16 +208,20 @@ def train_members(model: EnsembleGPT2, tokens: Tensor, mask: Tensor, targets: Te
     """Train every member on its own data with shuffled mini-batches (one order shared by the members).
 
     tokens, mask (E, N, S); targets: labels (E, N) int64 (hard cross-entropy) or probabilities (E, N, C)
-    (soft cross-entropy, the student's logits not divided by T). AdamW (no weight decay, eps 1e-6)."""
+    (soft cross-entropy, the student's logits not divided by T). AdamW (no weight decay, eps 1e-6).
+    `seed` orders the batches and seeds dropout's masks (the global generator is restored after)."""
     def objective(idx: Tensor | None) -> tuple[Tensor, None]:
         t, m, y = (tokens, mask, targets) if idx is None else (tokens[:, idx], mask[:, idx], targets[:, idx])
         logits = model(t, m)
         return (soft_cross_entropy(logits, y) if soft else hard_cross_entropy(logits, y)), None
 
-    model.train()
-    fit(model, objective, n_samples=tokens.shape[1], epochs=epochs, lr=lr, batch_size=batch, weight_decay=0.0,
-        decoupled_weight_decay=True, seed=seed, progress=progress, desc=desc, max_grad_norm=max_grad_norm,
-        eps=ADAM_EPS)
+    device = tokens.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)  # dropout's masks come from the global generator: seeded here, restored after
+        model.train()
+        fit(model, objective, n_samples=tokens.shape[1], epochs=epochs, lr=lr, batch_size=batch, weight_decay=0.0,
+            decoupled_weight_decay=True, seed=seed, progress=progress, desc=desc, max_grad_norm=max_grad_norm,
+            eps=ADAM_EPS)
     model.eval()
 
 
@@ -224,7 +249,7 @@ def _student_rows(cfg: LanguageModelConfig, data: list[Draw], teacher: EnsembleG
     splits = {k: torch.randperm(cfg.triples, generator=torch.Generator().manual_seed(
         derive_seed(cfg.seed, "split", k, rho))) for k in memorized}
     members = [(k, start, i) for k in memorized for start in cfg.starts for i in range(cfg.students)]
-    seeds = [derive_seed(cfg.seed, "student", k, setting["tokenization"], setting["width"], rho, i)
+    seeds = [derive_seed(cfg.seed, "student", k, setting["cell"], setting["width"], rho, i)
              for k, _, i in members]
     independent_pretrained = None  # "independent" students get a random body even with a checkpoint
     model = _build(len(members), teacher.shape, seeds, independent_pretrained, device)
@@ -244,7 +269,7 @@ def _student_rows(cfg: LanguageModelConfig, data: list[Draw], teacher: EnsembleG
                            for (k, _, _), idx in zip(members, train_idx)])
     started = time.perf_counter()
     train_members(model, tokens, mask, targets, soft=True, lr=cfg.lr, epochs=cfg.epochs, batch=cfg.batch,
-                  seed=derive_seed(cfg.seed, "order", setting["tokenization"], setting["width"], rho),
+                  seed=derive_seed(cfg.seed, "order", setting["cell"], setting["width"], rho),
                   max_grad_norm=None, progress=cfg.progress, desc=f"students rho={rho}")
     seconds = (time.perf_counter() - started) / len(members)
     labels = lambda idxs: torch.stack([data[k].labels[i] for (k, _, _), i in zip(members, idxs)]).to(device)  # noqa: E731
@@ -267,7 +292,7 @@ def language_model(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """The released GPT-2 notebook with several teachers, and what makes its students leak.
 
     One row per student (and one per teacher below `teacher_min_acc`, with NaN measures): dataset (the
-    teacher), tokenization, width, layers, start, rho, student, n_memorized (N), n_student, train_acc (its
+    teacher), cell (tokenization/high), tokenization, high (numbers from 1..high), width, layers, start, rho, student, n_memorized (N), n_student, train_acc (its
     own triples), test_acc (the held-out memorized triples), independent_acc (fresh triples with random
     labels), leak (test_acc - independent_acc), agreement_fresh (same class as the teacher on the fresh
     triples), chance (1/C), teacher_train_acc, teacher_memorized, seconds_per_student (wall time of the
@@ -277,29 +302,30 @@ def language_model(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     device = resolve_device(cfg.device)
     pretrained, tokenizer = _pretrained(cfg)
     rows: list[dict] = []
-    for tokenization in cfg.tokenizations:
-        data = draws(cfg, tokenization, tokenizer)
+    for cell in cfg.cells:
+        tokenization, high = parse_cell(cell)
+        data = draws(cfg, tokenization, high, tokenizer)
         positions = data[0].tokens.shape[1]
         for width in ((pretrained.config.n_embd,) if pretrained is not None else cfg.widths):
             shape = (hf_shape(pretrained, positions) if pretrained is not None else
-                     GPT2Shape(vocabulary(tokenization, cfg.high), positions, width, cfg.layers, cfg.heads,
+                     GPT2Shape(vocabulary(tokenization, high), positions, width, cfg.layers, cfg.heads,
                                cfg.classes, cfg.dropout))
             layers = shape.layers
-            seeds = [derive_seed(cfg.seed, "teacher", k, tokenization, width) for k in range(cfg.datasets)]
+            seeds = [derive_seed(cfg.seed, "teacher", k, cell, width) for k in range(cfg.datasets)]
             teacher = _build(cfg.datasets, shape, seeds, pretrained, device)
             start_state = _build(cfg.datasets, shape, seeds, pretrained, device)  # the teachers' initial weights
             tokens = torch.stack([d.tokens for d in data]).to(device)
             mask = torch.stack([d.mask for d in data]).to(device)
             labels = torch.stack([d.labels for d in data]).to(device)
             train_members(teacher, tokens, mask, labels, soft=False, lr=cfg.teacher_lr, epochs=cfg.teacher_epochs,
-                          batch=cfg.teacher_batch, seed=derive_seed(cfg.seed, "order", tokenization, width, "teacher"),
-                          max_grad_norm=cfg.max_grad_norm, progress=cfg.progress, desc=f"teachers {tokenization}")
+                          batch=cfg.teacher_batch, seed=derive_seed(cfg.seed, "order", cell, width, "teacher"),
+                          max_grad_norm=cfg.max_grad_norm, progress=cfg.progress, desc=f"teachers {cell}")
             logits = predict(teacher, tokens, mask)  # (K, N, C)
             teacher_acc = _accuracy(logits, labels)
             fresh_logits = predict(teacher, torch.stack([d.fresh_tokens for d in data]).to(device),
                                    torch.stack([d.fresh_mask for d in data]).to(device))
             memorized = [k for k in range(cfg.datasets) if float(teacher_acc[k]) >= cfg.teacher_min_acc]
-            setting = dict(tokenization=tokenization, width=width, layers=layers, classes=cfg.classes,
+            setting = dict(cell=cell, tokenization=tokenization, high=high, width=width, layers=layers, classes=cfg.classes,
                            n_memorized=cfg.triples, temperature=cfg.temperature, lr=cfg.lr, epochs=cfg.epochs,
                            chance=1.0 / cfg.classes)
             student_rows: list[dict] = []

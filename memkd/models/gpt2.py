@@ -210,7 +210,8 @@ def load_checkpoint(checkpoint: str, classes: int, owner: str = "load_checkpoint
     try:
         tokenizer = GPT2Tokenizer.from_pretrained(checkpoint, local_files_only=local or hub_offline())
         model = GPT2ForSequenceClassification.from_pretrained(checkpoint, num_labels=classes,
-                                                              local_files_only=local or hub_offline())
+                                                              local_files_only=local or hub_offline(),
+                                                              ignore_mismatched_sizes=True)  # a head of C classes
     except (OSError, ValueError, EnvironmentError) as err:
         where = "this folder could not be read as one" if local else (
             "it could not be fetched from the Hugging Face hub (no network, $HF_HUB_OFFLINE set, or no such model)")
