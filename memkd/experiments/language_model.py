@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    ALPHAS, BOOL, POS_INT, Constraint, ExperimentConfig, epochs_knob, int_range, knob, list_of, lr_knob,
+    ALPHAS, BOOL, POS_INT, Constraint, batch_size_knob, ExperimentConfig, epochs_knob, int_range, knob, list_of, lr_knob,
     make_config, one_of, real_interval, students_knob, teacher_epochs_knob,
 )
 from memkd.data.triples import TOKENIZATIONS, random_triples, tokenize, vocabulary
@@ -78,7 +78,8 @@ SMOKE = dict(cells=("number/50", "digits/50"), widths=(16,), layers=1, heads=2, 
 # (AdamW lr 5e-4, batches of 64 / 32, clipping 1.0 for the teacher, T = 20). Calibrated on 2026-12-07
 # (2 shared CPU cores): see the chapter's note and benchmarks/README.md.
 QUICK = dict(cells=("number/999", "number/99", "digits/99"), widths=(64,), layers=2, heads=4, triples=400,
-             classes=40, balanced=True, teacher_epochs=60, teacher_lr=2e-3, epochs=60, rhos=(0.8,),
+             classes=40, balanced=True, teacher_epochs=60, teacher_lr=2e-3, teacher_batch=64, epochs=60, batch=32,
+             rhos=(0.8,),
              starts=("teacher_start", "independent"), datasets=5, students=1, fresh=400, teacher_min_acc=0.99)
 
 STARTS_LIST = list_of(one_of(*STARTS))
@@ -121,13 +122,13 @@ class LanguageModelConfig(ExperimentConfig):
     temperature: float = knob(20.0, real_interval(0, math.inf), "T of the soft labels softmax(z / T)")
     teacher_lr: float = lr_knob(5e-4, "teacher's", "AdamW", " (released: 5e-4)")
     teacher_epochs: int = teacher_epochs_knob(100, "mini-batch epoch", " (released: 100)")
-    teacher_batch: int = knob(64, POS_INT, "teacher's mini-batch size (released: 64)")
+    teacher_batch: int | None = batch_size_knob("teacher's")
     max_grad_norm: float = knob(1.0, real_interval(0, math.inf), "teacher's gradient norm clip (released: 1.0)")
     teacher_min_acc: float = knob(1.0, real_interval(0, 1, "both"),
                                   "a teacher counts as memorized at this training accuracy (students learn only from those)")
     lr: float = lr_knob(5e-4, "students'", "AdamW", " (released: 5e-4)")
     epochs: int = epochs_knob(200, unit="mini-batch epochs", note=" (released: 200)")
-    batch: int = knob(32, POS_INT, "students' mini-batch size (released: 32)")
+    batch: int | None = batch_size_knob()
     rhos: tuple = knob((0.5, 0.8), ALPHAS, "rho: the share of the triples a student gets (released: 0.2, 0.5, 0.8)")
     starts: tuple = knob(("teacher_start", "independent"), STARTS_LIST, "where a student's weights start")
     datasets: int = knob(6, int_range(2), "teachers: independent draws of the triples and labels")
@@ -204,7 +205,7 @@ def _accuracy(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def train_members(model: EnsembleGPT2, tokens: Tensor, mask: Tensor, targets: Tensor, *, soft: bool, lr: float,
-                  epochs: int, batch: int, seed: int, max_grad_norm: float | None, progress: bool, desc: str) -> None:
+                  epochs: int, batch: int | None, seed: int, max_grad_norm: float | None, progress: bool, desc: str) -> None:
     """Train every member on its own data with shuffled mini-batches (one order shared by the members).
 
     tokens, mask (E, N, S); targets: labels (E, N) int64 (hard cross-entropy) or probabilities (E, N, C)
