@@ -171,6 +171,7 @@ def test_members_with_different_data_train_independently():
     (dict(cells=["number/1"]), "cells"),
     (dict(cells=["number"]), "cells"),
     (dict(starts=["pretrained_elsewhere"]), "starts"),
+    (dict(start_cells=["number/7"]), "start_cells"),  # not one of the cells
     (dict(widths=[30], heads=4), "heads"),
     (dict(triples=61), "triples"),
     (dict(rhos=[0.001]), "rhos"),
@@ -197,6 +198,12 @@ def test_smoke_rows_cover_every_axis(smoke):
     assert smoke.teacher_id.nunique() == cfg["datasets"]  # teachers are the data draws, paired across axes
 
 
+def test_start_cells_limit_the_start_comparison_to_their_cells():
+    table = language_model("smoke", start_cells=["number/50"], teacher_epochs=2, epochs=1)
+    starts = table[table.student >= 0].groupby("cell").start.unique()
+    assert set(starts["number/50"]) == {"teacher_start", "independent"} and list(starts["digits/50"]) == ["independent"]
+
+
 def test_smoke_is_repeatable(smoke):
     again = language_model("smoke")
     cols = ["train_acc", "test_acc", "independent_acc", "agreement_fresh", "teacher_train_acc"]
@@ -206,10 +213,8 @@ def test_smoke_is_repeatable(smoke):
 def test_a_teacher_start_student_starts_from_the_teachers_initial_weights():
     """A teacher_start member copied from the teachers' initial weights computes what the untrained
     teacher computes; a member of its own draw does not."""
-    from memkd.experiments import language_model as lm
-
     shape = GPT2Shape(vocab=51, positions=3, width=16, layers=1, heads=2, classes=6, dropout=0.0)
-    teacher_init = lm._build(2, shape, [7, 8], None, torch.device("cpu"))
+    teacher_init = EnsembleGPT2(2, shape, [7, 8])
     student = EnsembleGPT2(2, shape, [1, 2])
     student.copy_member(0, teacher_init, 1)
     tokens = torch.randint(1, 51, (10, 3))

@@ -131,6 +131,10 @@ class LanguageModelConfig(ExperimentConfig):
     batch: int | None = batch_size_knob()
     rhos: tuple = knob((0.5, 0.8), ALPHAS, "rho: the share of the triples a student gets (released: 0.2, 0.5, 0.8)")
     starts: tuple = knob(("teacher_start", "independent"), STARTS_LIST, "where a student's weights start")
+    start_cells: tuple = knob((), Constraint(lambda v: isinstance(v, (list, tuple)) and all(parse_cell(c) for c in v),
+                                             "a list (possibly empty) of cells 'tokenization/high'", tuple),
+                              "cells whose students try every start; the others train only the last start "
+                              "(empty: every cell tries every start)")
     datasets: int = knob(6, int_range(2), "teachers: independent draws of the triples and labels")
     students: int = students_knob(1, "teacher, start and rho")
 
@@ -157,6 +161,8 @@ class LanguageModelConfig(ExperimentConfig):
         if self.balanced and self.triples % self.classes:
             self.fail("triples", f"must be a multiple of classes ({self.classes}) when balanced=True. "
                       f"Got {self.triples!r} instead.")
+        if set(self.start_cells) - set(self.cells):
+            self.fail("start_cells", f"must be cells of `cells` ({list(self.cells)!r}). Got {list(self.start_cells)!r} instead.")
         for rho in self.rhos:
             if not 1 <= int(rho * self.triples) <= self.triples - 1:
                 self.fail("rhos", f"must leave the student at least one triple and hold out at least one "
@@ -249,7 +255,8 @@ def _student_rows(cfg: LanguageModelConfig, data: list[Draw], teacher: EnsembleG
     n_s = int(rho * cfg.triples)
     splits = {k: torch.randperm(cfg.triples, generator=torch.Generator().manual_seed(
         derive_seed(cfg.seed, "split", k, rho))) for k in memorized}
-    members = [(k, start, i) for k in memorized for start in cfg.starts for i in range(cfg.students)]
+    starts = cfg.starts if not cfg.start_cells or setting["cell"] in cfg.start_cells else cfg.starts[-1:]
+    members = [(k, start, i) for k in memorized for start in starts for i in range(cfg.students)]
     seeds = [derive_seed(cfg.seed, "student", k, setting["cell"], setting["width"], rho, i)
              for k, _, i in members]
     independent_pretrained = None  # "independent" students get a random body even with a checkpoint
