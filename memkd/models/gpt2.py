@@ -10,8 +10,9 @@ check that member i equals the `transformers` model it was copied from.
 
 Why not `torch.func.vmap` over the `transformers` model: members read different sequences, and the
 library's attention-mask and last-token code branches on the values of the input ids, which `vmap`
-cannot batch; a hand-stacked model keeps one code path for the CPU profiles (from scratch) and the
-paper's (the pretrained checkpoint, copied into every member).
+cannot batch (with transformers 5.25.0, vmap over per-member ids raises "data-dependent control flow";
+with ids shared by all members it runs). A hand-stacked model keeps one code path for the CPU profiles
+(from scratch) and the paper's (the pretrained checkpoint, copied into every member).
 
 Initialization from scratch as `transformers` does it: weights N(0, 0.02), the two output
 projections of each block N(0, 0.02 / sqrt(2 L)), biases 0, LayerNorms 1 and 0.
