@@ -244,3 +244,11 @@ def test_chapter_executes_at_smoke(tmp_path, monkeypatch):
     assert any(n.startswith("digits_leak_more_") for n in names)
     assert set(claims.loc[claims.claim != "leak_beats_fresh", "beyond_paper"]) == {True}
     assert (results / "leak.png").exists()
+
+
+def test_without_transformers_the_loader_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if the lm extra were not installed
+    with pytest.raises(ImportError, match=r"memkd\[lm\]"):
+        load_checkpoint("gpt2", classes=3, owner="language_model")
