@@ -252,3 +252,9 @@ def test_without_transformers_the_loader_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if the lm extra were not installed
     with pytest.raises(ImportError, match=r"memkd\[lm\]"):
         load_checkpoint("gpt2", classes=3, owner="language_model")
+
+
+def test_the_chapter_counts_in_the_published_versions_block():
+    from memkd.book.report import published_version_chapters
+
+    assert "15_language_model" in published_version_chapters(ROOT)
