@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml requirements-cpu.txt | check-python
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(if $(TORCH_INDEX),$(PY) -m pip install -q -r requirements-cpu.txt --index-url $(TORCH_INDEX))
-	$(PY) -m pip install -q -r requirements-cpu.txt -e '.[book,dev,dist]'
+	$(PY) -m pip install -q -r requirements-cpu.txt -e '.[book,dev,dist,lm]'
 	touch $(STAMP)
 
 venv: $(STAMP)

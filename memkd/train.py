@@ -110,6 +110,8 @@ def fit(
     sync_every: int | None = None,
     warmup: int = 0,
     after_epoch: Callable[[int], None] | None = None,
+    max_grad_norm: float | None = None,
+    eps: float = 1e-8,
 ) -> tuple[pd.DataFrame, Tensor]:
     """Train all members of `model` together.
 
@@ -137,6 +139,10 @@ def fit(
         warm-up of 10). 0: none (constant lr).
     after_epoch(epoch): called after each epoch's step(s) with the 1-based epoch (e.g. to copy
         the weights at chosen steps). With `warmup` or `after_epoch`, training is eager (no CUDA graph).
+    max_grad_norm: clip each member's gradient to this Euclidean norm over all its parameters
+        before every step (`clip_member_gradients`, as torch.nn.utils.clip_grad_norm_ member by
+        member); None: no clipping. Not with a fused objective.
+    eps: Adam's epsilon (torch's default 1e-8; the `transformers` AdamW of the GPT-2 code: 1e-6).
     Returns (history, first_perfect_epoch): history is a long table with columns
     epoch, member, loss, train_acc every `log_every` epochs (and at the last epoch);
     first_perfect_epoch (E,) holds the first epoch (1-based) at which each member reached 100%
@@ -154,7 +160,10 @@ def fit(
         raise ValueError(f"The 'sync_every' parameter of fit must be None or an int >= 1. Got {sync_every!r} instead.")
     if cuda_graph not in (None, True, False):
         raise ValueError(f"The 'cuda_graph' parameter of fit must be None, True or False. Got {cuda_graph!r} instead.")
-    opt = BatchedAdam(params, lr, betas=betas, weight_decay=weight_decay, decoupled=decoupled_weight_decay)
+    if max_grad_norm is not None and (fused or not max_grad_norm > 0):
+        raise ValueError(f"The 'max_grad_norm' parameter of fit must be None or a float > 0, and None with a fused "
+                         f"objective. Got {max_grad_norm!r} (fused={fused}) instead.")
+    opt = BatchedAdam(params, lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled=decoupled_weight_decay)
     track = freeze_when_perfect or record_first_perfect
     tracker = PerfectTracker(members, device, freeze=freeze_when_perfect, remember_stop=sync_every > 1)
     active, first_perfect = tracker.active, tracker.first_perfect
@@ -191,6 +200,8 @@ def fit(
                     tracker.mark(acc, epoch - 1)  # perfect before this epoch's step
                 if not fused:
                     loss.sum().backward()
+                if max_grad_norm is not None:
+                    clip_member_gradients(params, max_grad_norm)
                 if warmup and opt.step_count <= warmup:
                     opt.lr.copy_(base_lr * (opt.step_count / warmup))
                 opt.step(active if freeze_when_perfect else None)
@@ -214,6 +225,19 @@ def fit(
             break
     bar.close()
     return _history(logged, members), first_perfect.cpu()
+
+
+@torch.no_grad()
+def clip_member_gradients(params: Sequence[Tensor], max_norm: float) -> Tensor:
+    """Scale each member's gradients (stacked (E, ...)) so that their joint Euclidean norm is at most
+    `max_norm`, as torch.nn.utils.clip_grad_norm_ does for one model (coefficient max_norm / (norm +
+    1e-6), capped at 1). Returns the norms before clipping, (E,)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch.stack([g.pow(2).reshape(g.shape[0], -1).sum(dim=1) for g in grads]).sum(dim=0).sqrt()  # (E,)
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view((-1,) + (1,) * (g.dim() - 1)))
+    return norms
 
 
 def _sync_free(device: torch.device) -> bool:

@@ -10,6 +10,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# No test reaches the Hugging Face hub: set before transformers (or huggingface_hub) is first imported,
+# which reads it once. Chapter 15's loader is tested on a GPT-2 the tests save to disk themselves.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 
 def execute_chapter_at_smoke(notebook: Path, tmp_path: Path) -> Path:
     """Execute a chapter with papermill at the smoke profile (one torch thread per kernel: tiny

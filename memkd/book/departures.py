@@ -361,6 +361,25 @@ def defence_departures(table: pd.DataFrame) -> list[Departure]:
                           probes=", ".join(f"{t:g}" for t in c.get("linear_probe_temperatures", [])) or "none"),
             departure_row("14_defences", "linear leak baseline"),
             departure_row("14_defences", "recovery cell split", cell_alpha=cell["alphas"][0])]
+def language_model_departures(table: pd.DataFrame) -> list[Departure]:
+    """Chapter 15: the departures from the released GPT-2 notebook (`language_model.RELEASED`) that a
+    run's config implies."""
+    from memkd.experiments.language_model import RELEASED as GPT2_RELEASED
+
+    r, c = GPT2_RELEASED, _config(table)
+    out = [departure_row("15_language_model", "teachers and split", datasets=c["datasets"])]
+    if c["checkpoint"] != r["checkpoint"]:
+        out.append(departure_row("15_language_model", "model from scratch", **{**c, "cells": ", ".join(c["cells"]),
+                                 "widths": ", ".join(map(str, c["widths"]))}))
+    if (c["triples"], c["classes"], c["balanced"]) != (r["triples"], r["classes"], r["balanced"]):
+        out.append(departure_row("15_language_model", "task sizes", **c))
+    if (c["teacher_lr"], c["teacher_epochs"]) != (r["teacher_lr"], r["teacher_epochs"]):
+        out.append(departure_row("15_language_model", "teacher budget", **c))
+    if (c["lr"], c["epochs"]) != (r["lr"], r["epochs"]) or tuple(c["rhos"]) != r["rhos"]:
+        out.append(departure_row("15_language_model", "student budget", rho_list=", ".join(map(str, c["rhos"])), **c))
+    return out + [departure_row("15_language_model", "teacher bar", **c),
+                  departure_row("15_language_model", "fresh triples"),
+                  departure_row("15_language_model", "shared batches")]
 
 
 # ---------------------------------------------------------------------------- the entry point
@@ -381,6 +400,7 @@ CHAPTER_DEPARTURES: dict[str, Callable[..., list[Departure]]] = {
     "12_temperature_window": temperature_window_departures,
     "13_one_hidden_layer": lambda table: one_hidden_layer_departures(_config(table)),
     "14_defences": defence_departures,
+    "15_language_model": language_model_departures,
 }
 
 
@@ -396,7 +416,7 @@ def for_chapter(name: str, table: pd.DataFrame, **context: Any) -> list[Departur
 __all__ = [
     "CHAPTER_DEPARTURES", "LINEAR_RELEASED", "PAPER_TOY_SIZES", "RELEASED_TEACHER_EPOCHS", "TEMPERATURE_PAPER",
     "TEMPERATURE_REASON", "clock_departures", "composition_departures", "convolution_departures",
-    "defence_departures", "departure_row", "for_chapter", "grid_departure", "image_departures",
+    "defence_departures", "departure_row", "for_chapter", "grid_departure", "image_departures", "language_model_departures",
     "linear_recovery_departures", "one_hidden_layer_departures", "sizes_departure", "standard_departures",
     "surgery_departures", "teacher_stop_departure", "temperature_departure", "temperature_lr_departures",
     "temperature_window_departures", "toy_departures", "transformer_chapter_departures",

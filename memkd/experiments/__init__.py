@@ -6,8 +6,9 @@ beyond random vectors (`cifar`, `modular_addition`), the six questions it leaves
 `q6_teacher_protocol`, chapter 09, with what they share in `open_questions`), CNN teachers and students
 (`convolutions`, chapter 10); the published version's linear teachers (`linear_recovery`,
 `temperature_window`, chapters 11-12), its one-hidden-layer phase map (`one_hidden_layer`, with its
-phase rules in `phases`, chapter 13) and its teacher clock for modular addition (`teacher_clock`,
-chapter 08); beyond both, the defences against the leak (`defence_frontier`, chapter 14). Each is declared with `memkd.declare.experiment` on its config: `help()` lists its knobs
+phase rules in `phases`, chapter 13), its teacher clock for modular addition (`teacher_clock`,
+chapter 08) and its GPT-2 notebook on random facts (`language_model`, chapter 15); beyond both, the defences
+against the leak (`defence_frontier`, chapter 14). Each is declared with `memkd.declare.experiment` on its config: `help()` lists its knobs
 with their profile defaults and its table's columns, every table gets `teacher_id`, and the config is
 `fn.config`.
 """
@@ -19,6 +20,7 @@ from memkd.experiments.modular_addition import transformer_distillation
 from memkd.experiments.temperature_window import temperature_window
 from memkd.experiments.teacher_clock import teacher_clock
 from memkd.experiments.one_hidden_layer import one_hidden_layer
+from memkd.experiments.language_model import language_model
 from memkd.experiments.toy import toy_2d, toy_2d_regions
 from memkd.experiments.fig2_logits import logit_distillation
 from memkd.experiments.fig3_similarity import similarity_distillation
@@ -38,5 +40,5 @@ __all__ = [
     "dataset_composition", "logit_surgery", "cifar_shuffles", "transformer_distillation",
     "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
     "random_features_probe", "teacher_protocol", "convolutional_distillation", "linear_recovery",
-    "temperature_window", "teacher_clock", "one_hidden_layer", "defence_frontier",
+    "temperature_window", "teacher_clock", "one_hidden_layer", "defence_frontier", "language_model",
 ]
