@@ -2,7 +2,6 @@
 checkpoint loader on a GPT-2 saved to disk here (never the network), per-member clipping, the experiment."""
 
 import math
-import os
 import time
 
 import pandas as pd
