@@ -78,14 +78,14 @@ QUICK = dict(input_dim=50, classes=100, width=50, per_class=(3, 10, 16), rhos=(0
              variant_datasets=4, variant_rho=0.67, variant_widths=(100,), equal_widths=(100,),
              variant_classes=(), surgery=True, tail_fractions=(0.02, 0.5))
 # The class-count variant (new teachers at every size) doubles the chapter's time, so quick leaves it to
-# the paper profile and to `variant_classes=(50,)` (measured on 2026-12-03, shared 2-core CPU: 181 s
-# without it, about 900 s with it and the machine loaded; at C = 50 no size up to N = 800 recovered).
+# the paper profile and to `variant_classes=(50,)` (measured on 2026-12-03 at d = 20, shared 2-core CPU:
+# 181 s without it, about 900 s with it and the machine loaded; at C = 50 no size up to N = 800 recovered).
 # paper: the released d, C, P, T, budgets and learning rates on a coarser grid. The released grid
 # (21 sizes x 10 fractions x 5 repeats) is about 4.6 EFLOP, some 38 hours on one H200 at half its fp32
-# peak (benchmarks/flop_estimates.py); this one, 6 sizes x 4 fractions x 6 teachers with one variant
-# each and the surgery, about 2 hours. Sizes run past the teacher's expected capacity (n ~ 1000).
-# The width variants (a wider student of the same teachers; teacher and student both of another width)
-# run on 2 of the teachers at every size and fraction.
+# peak (benchmarks/flop_estimates.py); this one, 6 sizes x 4 fractions x 6 teachers, the class-count
+# variant, the two width variants (a student of width 1000 distilling the map's teachers; teachers and
+# students both of width 250) on 2 teachers at every cell, and the surgery, about 2.6 hours. Sizes run
+# past the teacher's expected capacity (n ~ 1000).
 PAPER = dict(RELEASED, per_class=(50, 125, 250, 500, 750, 1250), rhos=(0.2, 0.4, 0.6, 0.8),
              students=1, datasets=6, variant_datasets=2, variant_rho=0.6, variant_widths=(1000,),
              equal_widths=(250,), variant_classes=(50,), surgery=True, tail_fractions=(0.01, 0.02, 0.1, 0.5))
