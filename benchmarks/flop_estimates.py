@@ -277,9 +277,14 @@ def _one_hidden_layer(profile: str, **overrides: Any) -> list[Call]:
                 control = part == "map" and cfg.shuffle and abs(rho - cfg.variant_rho) < 1e-9 and int(rho * n) >= 2
                 calls.append(Call("soft", k * m * t * (2 if control else 1), classes * int(rho * n), (d, p, classes),
                                   cfg.epochs, own_inputs=k > 1))
-            if part == "map":
-                calls += [Call("soft", k * m * t, c * int(cfg.variant_rho * n), (d, w, c), cfg.epochs, own_inputs=k > 1)
-                          for w in cfg.variant_widths]
+            if part == "map":  # the width variants on the first kv teachers, at every fraction
+                kv = cfg.variant_datasets or k
+                calls += [Call("soft", kv * m * t, c * int(rho * n), (d, w, c), cfg.epochs, own_inputs=kv > 1)
+                          for w in cfg.variant_widths for rho in cfg.rhos]
+                for w in cfg.equal_widths:
+                    calls.append(Call("teacher", kv, c * n, (d, w, c), cfg.teacher_epochs, own_inputs=True))
+                    calls += [Call("soft", kv * m * t, c * int(rho * n), (d, w, c), cfg.epochs, own_inputs=kv > 1)
+                              for rho in cfg.rhos]
     if cfg.surgery:
         n, tested = cfg.per_class[len(cfg.per_class) // 2], k - k // 2
         for _ in range(2):  # the recovery cell and the partial-leak cell

@@ -238,6 +238,11 @@ def test_one_hidden_layer_departures_follow_the_config():
     paper = dict(smoke, lr=1e-4, epochs=10_000, teacher_lr=1e-3, teacher_epochs=2000)
     assert "student optimizer budget" not in set(topics(dp.one_hidden_layer_departures(paper)))
     assert "teacher budget" not in set(topics(dp.one_hidden_layer_departures(paper)))
+    widths = [r for r in dp.one_hidden_layer_departures(smoke) if r["topic"] == "width variants"]
+    assert len(widths) == 1 and f"width {list(smoke['equal_widths'])}" in widths[0]["book"]
+    assert f"on {smoke['variant_datasets']} teachers per size" in widths[0]["book"]
+    plain = dict(smoke, variant_widths=[], equal_widths=[])
+    assert "width variants" not in set(topics(dp.one_hidden_layer_departures(plain)))
 
 
 # ---------------------------------------------------------------------------- the chapters' one call

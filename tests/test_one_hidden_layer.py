@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -29,6 +30,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
     (dict(classes=1), "classes"),
     (dict(datasets=1), "datasets"),
     (dict(variant_widths=[0]), "variant_widths"),
+    (dict(equal_widths=[0]), "equal_widths"),
+    (dict(variant_datasets=5), "variant_datasets"),  # smoke has 4 teachers per size
+    (dict(variant_datasets=-1), "variant_datasets"),
     (dict(variant_classes=[1]), "variant_classes"),
     (dict(tail_fractions=[1.0]), "tail_fractions"),
     (dict(surgery_class=30), "surgery_class"),  # smoke has 30 classes
@@ -125,7 +129,7 @@ def test_smoke_rows_have_the_issue_columns(smoke):
     for column in ("dataset", "n_memorized", "n_student", "rho", "width", "shuffled", "teacher_train_acc",
                    "train_acc", "test_acc", "agreement_fresh", "phase", "part", "variant", "half"):
         assert column in smoke.columns, column
-    assert set(smoke["part"]) == {"map", "width", "surgery"}
+    assert set(smoke["part"]) == {"map", "width", "equal", "surgery"}
     assert smoke.attrs["config"]["experiment"] == "one_hidden_layer"
 
 
@@ -157,13 +161,46 @@ def test_chapter_executes_at_smoke(tmp_path):
     assert (results / "phase_map.png").exists()
 
 
+def test_smoke_width_variants_use_their_own_teachers(smoke):
+    """The wider student distils the map's teachers (the first variant_datasets of them); the equal-width
+    variant trains teachers of its own width, which get their own teacher ids."""
+    cfg = smoke.attrs["config"]
+    width, equal = smoke[smoke.part == "width"], smoke[smoke.part == "equal"]
+    assert set(width["width"]) == set(cfg["variant_widths"]) and (width["teacher_width"] == cfg["width"]).all()
+    assert set(equal["width"]) == set(equal["teacher_width"]) == set(cfg["equal_widths"])
+    assert set(width["dataset"]) == set(equal["dataset"]) == set(range(cfg["variant_datasets"]))
+    assert set(width["teacher_id"]) <= set(smoke[smoke.part == "map"]["teacher_id"])
+    assert not set(equal["teacher_id"]) & set(smoke[smoke.part == "map"]["teacher_id"])
+    # the wider students of the same teachers and points differ from the map's (another network)
+    same = smoke[(smoke.part == "map") & ~smoke.shuffled.astype(bool) & smoke.dataset.isin(width.dataset)]
+    assert not np.allclose(same.sort_values(["per_class", "dataset"]).agreement_fresh.to_numpy(),
+                           width.sort_values(["per_class", "dataset"]).agreement_fresh.to_numpy())
+
+
 @pytest.mark.parametrize("profile", ["quick", "paper"])
 def test_profiles_validate(profile):
     from memkd.config import make_config
     from memkd.experiments.one_hidden_layer import OneHiddenLayerConfig
 
     cfg = make_config(OneHiddenLayerConfig, "one_hidden_layer", profile, {})
-    assert cfg.classes >= 50 and cfg.datasets >= 6 and len(cfg.per_class) >= 4  # many classes, every phase's sizes
+    assert cfg.classes >= 50 and cfg.datasets >= 6 and len(cfg.per_class) >= 3  # many classes, every phase's sizes
+    # width variants wider than the teacher, and teachers and students of one width
+    assert cfg.variant_widths and min(cfg.variant_widths) > cfg.width and cfg.equal_widths
+
+
+def test_quick_keeps_the_released_network_and_reaches_below_the_bound():
+    """quick runs the released d, C and P; with C = 100 no map cell can lie below n* (each has at least C
+    student points), so a variant must; the tested half holds enough teachers for a sign test without
+    spread to clear Holm's level over the published block (0.5 ** 10 < 0.05 / 35)."""
+    from memkd.config import make_config
+    from memkd.experiments.one_hidden_layer import OneHiddenLayerConfig
+
+    cfg = make_config(OneHiddenLayerConfig, "one_hidden_layer", "quick", {})
+    assert (cfg.input_dim, cfg.classes, cfg.width) == (50, 100, 50)
+    fewest = cfg.classes * min(int(rho * n) for rho in cfg.rhos for n in cfg.per_class)
+    assert fewest > counting_bound(cfg.input_dim, cfg.width, cfg.classes)
+    assert any(fewest < counting_bound(cfg.input_dim, w, cfg.classes) for w in cfg.variant_widths + cfg.equal_widths)
+    assert 0.5 ** (cfg.datasets - cfg.datasets // 2) < 0.05 / 35
 
 
 def test_flop_count_from_the_config_matches_the_recorded_calls():

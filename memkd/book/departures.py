@@ -336,6 +336,10 @@ def one_hidden_layer_departures(config: dict) -> list[Departure]:
         out.append(departure_row("13_one_hidden_layer", "student optimizer budget", **c))
     if c["teacher_epochs"] != r["teacher_epochs"] or c["teacher_lr"] != r["teacher_lr"]:
         out.append(departure_row("13_one_hidden_layer", "teacher budget", **c))
+    if c.get("variant_widths") or c.get("equal_widths"):
+        out.append(departure_row("13_one_hidden_layer", "width variants", variant_widths=list(c["variant_widths"]),
+                                 equal_widths=list(c.get("equal_widths", ())),
+                                 variant_teachers=c.get("variant_datasets") or c["datasets"]))
     return out + [departure_row("13_one_hidden_layer", "fresh inputs"),
                   departure_row("13_one_hidden_layer", "shuffle control"),
                   departure_row("13_one_hidden_layer", "failed teachers"),

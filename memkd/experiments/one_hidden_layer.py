@@ -10,8 +10,10 @@ D's order) with sigma_T(teacher logits), T = 20, its own logits not divided by T
 points are the rest of D. Teachers train as one ensemble per size and students of all teachers of a
 cell as one ensemble (`memkd.pipeline`). On top of the map, in this order: the shuffle
 control (each student's inputs permuted within their class, the soft labels left in place; in the
-map's row at `variant_rho`, where a class gives the student at least two points to permute), a
-student-width variant, a class-count variant, and the workshop's logit surgery in two cells chosen on
+map's row at `variant_rho`, where a class gives the student at least two points to permute), two
+width variants at every size and fraction on the first `variant_datasets` teachers (a student of
+another width distilling the map's teacher, part "width"; a teacher and student both of another
+width, part "equal"), a class-count variant, and the workshop's logit surgery in two cells chosen on
 half of the teachers (`memkd.experiments.phases.choose_cells`) and measured on the other half.
 Phases, thresholds and the counting bound live in `memkd.experiments.phases`.
 """
@@ -58,27 +60,35 @@ RELEASED = dict(input_dim=1000, classes=100, width=500, teacher_epochs=2000, tea
                 rhos=tuple(round(0.05 + 0.1 * i, 2) for i in range(10)))
 
 SMOKE = dict(input_dim=10, classes=30, width=40, per_class=(3, 6), rhos=(0.67,), teacher_epochs=800,
-             teacher_lr=3e-3, epochs=400, lr=1e-2, students=1, datasets=4, variant_rho=0.67,
-             variant_widths=(20,), variant_classes=(), surgery=True, tail_fractions=(0.1, 0.5))
-# quick: d = 20, C = 100, P = 50 (6150 parameters, n* = 62 student points). Calibrated on short runs
-# (2 teachers each): the teacher memorizes up to about n = 12 in 1000-2000 epochs; students with lr
-# 1e-3 for 2000 epochs show a partial leak at n = 3, recover at n = 10 from rho = 0.6 on, fit only
-# approximately at some sizes in between; the teacher fails at n = 16 and above. 10 teachers: half
-# choose the surgery's cells, half test them.
-QUICK = dict(input_dim=20, classes=100, width=50, per_class=(3, 6, 10, 16), rhos=(0.34, 0.67),
-             teacher_epochs=1500, teacher_lr=1e-3, epochs=2000, lr=1e-3, students=1, datasets=10,
-             variant_rho=0.67, variant_widths=(25,), variant_classes=(), surgery=True,
-             tail_fractions=(0.01, 0.02, 0.1, 0.5))
+             teacher_lr=3e-3, epochs=400, lr=1e-2, students=1, datasets=4, variant_datasets=2, variant_rho=0.67,
+             variant_widths=(60,), equal_widths=(60,), variant_classes=(), surgery=True,
+             tail_fractions=(0.1, 0.5))
+# quick: the released d, C and P (d = 50, C = 100, P = 50: 7650 parameters, n* = 77.3 student points),
+# calibrated on short runs (4 teachers each, 2026-12-07, shared 2-core CPU): teachers at lr 1e-3 for 750
+# epochs memorize n = 10 and 13 and fail at n = 16 (0 of 4; at 1000 epochs they memorize n = 16, at 500
+# they fail at n = 13 but the students of n = 10 no longer recover); students at lr 2e-3 for 1000 epochs
+# show a partial leak at n = 3, fit only approximately at n = 10, rho = 0.34 and recover at n = 10, rho =
+# 0.67 (held out 0.999; at lr 3e-3 for 600 epochs they fit only approximately). With C = 100 every cell
+# of the map has at least C = 100 > n* student points: the cells below n* are the variants' (a student
+# twice as wide has n* = 153.5). 20 teachers: the surgery's cells are chosen on 10 and tested on 10, the
+# fewest for which a sign test without spread clears a Holm level of 0.05 over the published block's
+# claims (0.5 ** 10 < 0.05 / 35); the width variants are descriptive and use 4 of them.
+QUICK = dict(input_dim=50, classes=100, width=50, per_class=(3, 10, 16), rhos=(0.34, 0.67),
+             teacher_epochs=750, teacher_lr=1e-3, epochs=1000, lr=2e-3, students=1, datasets=20,
+             variant_datasets=4, variant_rho=0.67, variant_widths=(100,), equal_widths=(100,),
+             variant_classes=(), surgery=True, tail_fractions=(0.02, 0.5))
 # The class-count variant (new teachers at every size) doubles the chapter's time, so quick leaves it to
-# the paper profile and to `variant_classes=(50,)` (measured on 2026-12-03, shared 2-core CPU: 181 s
-# without it, about 900 s with it and the machine loaded; at C = 50 no size up to N = 800 recovered).
+# the paper profile and to `variant_classes=(50,)` (measured on 2026-12-03 at d = 20, shared 2-core CPU:
+# 181 s without it, about 900 s with it and the machine loaded; at C = 50 no size up to N = 800 recovered).
 # paper: the released d, C, P, T, budgets and learning rates on a coarser grid. The released grid
 # (21 sizes x 10 fractions x 5 repeats) is about 4.6 EFLOP, some 38 hours on one H200 at half its fp32
-# peak (benchmarks/flop_estimates.py); this one, 6 sizes x 4 fractions x 6 teachers with one variant
-# each and the surgery, about 2 hours. Sizes run past the teacher's expected capacity (n ~ 1000).
+# peak (benchmarks/flop_estimates.py); this one, 6 sizes x 4 fractions x 6 teachers, the class-count
+# variant, the two width variants (a student of width 1000 distilling the map's teachers; teachers and
+# students both of width 250) on 2 teachers at every cell, and the surgery, about 2.6 hours. Sizes run
+# past the teacher's expected capacity (n ~ 1000).
 PAPER = dict(RELEASED, per_class=(50, 125, 250, 500, 750, 1250), rhos=(0.2, 0.4, 0.6, 0.8),
-             students=1, datasets=6, variant_rho=0.6, variant_widths=(250,), variant_classes=(50,),
-             surgery=True, tail_fractions=(0.01, 0.02, 0.1, 0.5))
+             students=1, datasets=6, variant_datasets=2, variant_rho=0.6, variant_widths=(1000,),
+             equal_widths=(250,), variant_classes=(50,), surgery=True, tail_fractions=(0.01, 0.02, 0.1, 0.5))
 
 
 @dataclass(frozen=True)
@@ -100,16 +110,21 @@ class OneHiddenLayerConfig(ExperimentConfig):
     shuffle: bool = knob(True, BOOL, "also train the shuffle control (inputs permuted within each class) in "
                          "the map's cells at variant_rho with >= 2 student points per class")
     variant_rho: float = knob(0.67, real_interval(0, 1), "rho of the width and class-count variants")
-    variant_widths: tuple = knob((), WIDTHS, "student widths of the width variant (teacher keeps `width`)")
+    variant_widths: tuple = knob((), WIDTHS, "student widths of the width variant (teacher keeps `width`), "
+                                 "at every size and fraction of the map")
+    equal_widths: tuple = knob((), WIDTHS, "widths of the equal-width variant: new teachers of this width and "
+                               "students of the same width, at every size and fraction of the map")
+    variant_datasets: int = knob(0, int_range(0), "teachers per size in the width variants (the first ones; "
+                                 "0: all `datasets`)")
     variant_classes: tuple = knob((), CLASS_COUNTS, "class counts C of the class-count variant (new teachers)")
     surgery: bool = knob(True, BOOL, "logit surgery in a recovery and a partial-leak cell (chosen on half)")
     tail_fractions: tuple = knob((0.01, 0.02, 0.1, 0.5), FRACTIONS, "surgery: fractions of entries cut")
     surgery_class: int = knob(0, int_range(0), "surgery: the class whose entries / samples are removed")
 
     PROFILE_VALUES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
-    TABLE_COLUMNS = ("dataset", "classes", "per_class", "input_dim", "width", "kind", "variant", "tail_fraction",
-                     "temperature", "lr", "student", "part", "n_memorized", "rho", "n_student", "shuffled",
-                     "train_acc", "test_acc", "memorized_acc", "test_acc_class", "independent_acc",
+    TABLE_COLUMNS = ("dataset", "classes", "per_class", "input_dim", "width", "teacher_width", "kind", "variant",
+                     "tail_fraction", "temperature", "lr", "student", "part", "n_memorized", "rho", "n_student",
+                     "shuffled", "train_acc", "test_acc", "memorized_acc", "test_acc_class", "independent_acc",
                      "teacher_agreement_independent", "test_count_class", "teacher_independent_acc", "chance",
                      "teacher_memorized", "teacher_stop", "teacher_first_perfect", "teacher_train_acc",
                      "agreement_fresh", "n_trained", "half", "phase", "cell")
@@ -135,6 +150,9 @@ class OneHiddenLayerConfig(ExperimentConfig):
                     self.fail(name, f"contains {rho}, which with per_class={n} gives the student int({rho} * {n}) = "
                               f"{k} of {n} points of each class: every class needs at least one student point "
                               "and one held-out point. Choose 1 <= int(rho * n) <= n - 1 for every size.")
+        if self.variant_datasets > self.datasets:
+            self.fail("variant_datasets", f"must be an int in [0, {self.datasets}] (datasets={self.datasets}): the "
+                      f"width variants use the first teachers of each size. Got {self.variant_datasets!r} instead.")
         if self.surgery_class >= min((self.classes,) + self.variant_classes):
             self.fail("surgery_class", f"must be an int in [0, {self.classes - 1}] (classes={self.classes}). "
                       f"Got {self.surgery_class!r} instead.")
@@ -222,8 +240,8 @@ def _members(cfg: OneHiddenLayerConfig, shuffle: bool, variants: Sequence[tuple[
 def one_hidden_layer(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """The released Figs 5-6 (phase map, shuffle control, width and class-count variants) and 16 (surgery).
 
-    One row per student (or per failed teacher and cell) with: part ("map", "width", "classes",
-    "surgery"), dataset, input_dim, classes, per_class, n_memorized (N), n_student (C floor(rho n)),
+    One row per student (or per failed teacher and cell) with: part ("map", "width", "equal", "classes",
+    "surgery"), teacher_width, dataset, input_dim, classes, per_class, n_memorized (N), n_student (C floor(rho n)),
     n_trained, rho, width, temperature, lr, student, shuffled, variant, tail_fraction, cell (surgery:
     "recovery" / "partial leak"), half ("choose" / "test"), teacher_train_acc, train_acc, test_acc
     (held-out memorized points), test_acc_class (held-out points of `surgery_class`), agreement_fresh
@@ -240,8 +258,16 @@ def one_hidden_layer(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
         for rho in cfg.rhos:
             control = cfg.shuffle and math.isclose(rho, cfg.variant_rho) and int(rho * n) >= 2
             rows += _cell_rows(tasks, n, rho, cfg.width, cfg, _members(cfg, control), "map")
+        few = cfg.variant_datasets or cfg.datasets
         for w in cfg.variant_widths:
-            rows += _cell_rows(tasks, n, cfg.variant_rho, w, cfg, _members(cfg, False), "width")
+            for rho in cfg.rhos:
+                rows += _cell_rows(tasks[:few], n, rho, w, cfg, _members(cfg, False), "width")
+        for w in cfg.equal_widths:
+            equal = memorization_tasks(cfg, range(few), per_class=n, require_memorization=False,
+                                       teacher_overrides=dict(width=w))
+            for rho in cfg.rhos:
+                cell = _cell_rows(equal, n, rho, w, cfg, _members(cfg, False), "equal")
+                rows += [{**r, "teacher_width": w} for r in cell]
     for c in cfg.variant_classes:
         for n in cfg.per_class:
             tasks = memorization_tasks(cfg, per_class=n, classes=c, require_memorization=False)
@@ -263,13 +289,15 @@ def one_hidden_layer(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                                  _members(cfg, False, [("drop_class", 0.0)]), "surgery", drop_class=True)
             rows += [{**r, "cell": name} for r in cut + dropped if r["student"] >= 0]
     for r in rows:
+        r.setdefault("teacher_width", cfg.width)
         r.setdefault("variant", "plain")
         r.setdefault("shuffled", False)
         r["half"] = "choose" if r["dataset"] in choose else "test"
         r["phase"] = classify_phase(r["teacher_train_acc"], r["train_acc"], r["test_acc"], r["agreement_fresh"])
     table = tidy(rows, cfg=cfg)
     # teacher k of one size and class count is its own dataset: `dataset` alone repeats across them
+    # teacher k of one size, class count and teacher width is its own dataset: `dataset` alone repeats
     table.insert(0, TEACHER_ID, f"{cfg.seed}:C" + table["classes"].astype(str) + "/n" + table["per_class"].astype(str)
-                 + "/" + table["dataset"].astype(str))
+                 + "/P" + table["teacher_width"].astype(str) + "/" + table["dataset"].astype(str))
     table.attrs["chosen"] = chosen
     return table
