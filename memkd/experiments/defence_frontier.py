@@ -57,8 +57,8 @@ SPECS = Constraint(lambda v: isinstance(v, (list, tuple)) and all(_spec_ok(s) fo
                    "a list of defences as memkd.defences.parse reads them (e.g. 'top5|logprob_round2')", tuple)
 
 # chapter 13's recovery cell at each profile (its quick profile recovers at n = 10 from rho = 0.6 on):
-# d, C, P, n per class, the student's fraction, budgets and learning rates, the teachers. At quick the
-# students get half of chapter 13's epochs at twice its rate, and 4 teachers: measured beside other jobs
+# d, C, P, n per class, the student's fraction, budgets and learning rates, the teachers. At quick the cell
+# keeps chapter 13's C = 100, P = 50, n = 10 at d = 20 (chapter 13 runs d = 50), and 4 teachers: measured beside other jobs
 # (2026-12-07, 2 shared cores), 4 teachers x 4 defences took 50 s, and held-out accuracy without a defence
 # was 0.92 to 1.00 (fidelity 0.76 to 0.99): at or near recovery.
 RECOVERY_CELL = {
