@@ -156,7 +156,7 @@ def temperature_lr_optima(grid: pd.DataFrame) -> str:
     learning rate at its best temperature. Descriptive, not a test."""
     return (f"Taking each temperature at its best learning rate, the held-out accuracy "
             f"{axis_optimum(grid.max(axis=1), 'T')}; taking each learning rate at its best temperature, it "
-            f"{axis_optimum(grid.max(axis=0), 'lr')} (means over teachers, not a test).")
+            f"{axis_optimum(grid.max(axis=0), 'lr')}.")
 
 
 def temperature_lr_outcomes(ch: "Chapter", grid: pd.DataFrame) -> str:
