@@ -102,3 +102,15 @@ def test_capacity_outcome_names_the_threshold_and_the_trend():
     flat = pd.DataFrame([{**r, "test_acc": 0.01} for r in rows])
     assert "no width reaches twice chance" in outcomes.capacity_outcome(flat, 0.6, 0.02, 125)
     assert outcomes.capacity_outcome(pd.DataFrame(rows[:1]), 0.6, 0.02, 125) == ""
+
+
+def test_composition_cells_names_white_and_grey_cells():
+    rows = [{"classes": 10, "per_class": 5, "input_dim": 2, "dataset": k, "teacher_memorized": False,
+             "test_acc": np.nan} for k in range(2)]
+    rows += [{"classes": 10, "per_class": 5, "input_dim": d, "dataset": k, "teacher_memorized": True,
+              "test_acc": acc} for k in range(2) for d, acc in [(5, 0.3), (640, 0.08)]]
+    text = outcomes.composition_cells(pd.DataFrame(rows))
+    assert text == ("White cells (no teacher memorized its dataset within its budget): C = 10, 5 per class, d = 2. "
+                    "Grey cells (mean held-out accuracy below chance 1/C): C = 10, 5 per class, d = 640.")
+    assert "Grey cells (mean held-out accuracy below chance 1/C): none" in outcomes.composition_cells(
+        pd.DataFrame([r for r in rows if r["input_dim"] != 640]))

@@ -194,6 +194,30 @@ def cifar_outcomes(ch: "Chapter") -> str:
         "({measured:.3f} against {baseline:.3f}, {interval}).")
 
 
+# ---------------------------------------------------------------------------- chapter 06
+
+
+def composition_cells(table: pd.DataFrame) -> str:
+    """Chapter 06: which cells of the composition grid are white (no teacher memorized its dataset)
+    and which grey (mean held-out accuracy over teachers below chance 1/C), as the figure draws them.
+
+    table: one row per student, or per failed teacher (teacher_memorized False, NaN metrics), with
+    classes, per_class, input_dim, dataset, teacher_memorized, test_acc.
+    """
+    def names(cells) -> str:
+        return "; ".join(f"C = {c}, {pc} per class, d = {d}" for c, pc, d in cells) or "none"
+
+    white, grey = [], []
+    for (c, pc, d), cell in table.groupby(["classes", "per_class", "input_dim"], sort=True):
+        ok = cell[cell["teacher_memorized"].astype(bool)]
+        if ok.empty:
+            white.append((int(c), int(pc), int(d)))
+        elif _mean(ok, "test_acc") < 1.0 / c:
+            grey.append((int(c), int(pc), int(d)))
+    return (f"White cells (no teacher memorized its dataset within its budget): {names(white)}. Grey cells (mean "
+            f"held-out accuracy below chance 1/C): {names(grey)}.")
+
+
 # ---------------------------------------------------------------------------- chapter 07
 
 
