@@ -66,8 +66,8 @@ def test_axis_range_and_table():
 
 
 @pytest.mark.parametrize("values, expect", [
-    ([0.1, 0.3, 0.2], "peaks inside the grid, at T = 10 (0.300): 0.100 at the smallest T = 1, and beyond the peak it "
-                      "falls to 0.200 at the largest T = 100"),
+    ([0.1, 0.3, 0.2], ("peaks inside the grid, at T = 10 (0.300): 0.100 at the smallest T = 1, and beyond the peak "
+                       "it falls to 0.200 at the largest T = 100")),
     ([0.1, 0.2, 0.3], "is highest at the grid's largest T = 100 (0.300): the grid does not reach past the optimum"),
     ([0.3, 0.2, 0.1], "is highest at the grid's smallest T = 1 (0.300): the grid does not reach below the optimum"),
 ])
