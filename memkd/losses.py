@@ -97,6 +97,16 @@ def zero_class_elsewhere(probs: Tensor, labels: Tensor, cls: int) -> Tensor:
     return out
 
 
+def tail_entries(fraction: float, classes: int) -> int:
+    """How many entries of a sample's C probabilities `cut_tail` zeroes: ceil(fraction * C), at most
+    C - 1 (the largest always stays), 0 for a fraction of 0.
+
+    >>> [tail_entries(q, 50) for q in (0.0, 0.005, 0.02, 0.05, 0.5, 1.0)]
+    [0, 1, 1, 3, 25, 49]
+    """
+    return max(0, min(math.ceil(fraction * classes - 1e-9), classes - 1))
+
+
 def cut_tail(probs: Tensor, fraction: float) -> Tensor:
     """Zero the smallest ceil(fraction * C) probabilities of each sample. probs (..., N, C).
 
@@ -104,10 +114,8 @@ def cut_tail(probs: Tensor, fraction: float) -> Tensor:
     least one entry (so the paper's 0.5% of 100 classes cuts the single smallest). The rest is
     left as it is, not renormalized, as in the paper's description.
     """
-    c = probs.shape[-1]
-    k = math.ceil(fraction * c - 1e-9)
+    k = tail_entries(fraction, probs.shape[-1])
     if k <= 0:
         return probs.clone()
-    k = min(k, c - 1)  # always keep the largest entry
     smallest = probs.topk(k, dim=-1, largest=False).indices
     return probs.scatter(-1, smallest, 0.0)

@@ -261,7 +261,7 @@ def test_chapter_page_has_figure_no_error_and_colab_link(book, chapter):
     assert not bad, f"{chapter}: error or stderr output on the page: ...{text[bad.start():bad.start() + 200]}"
     assert COLAB.format(chapter) in text, f"{chapter}: no Colab link to {chapter}.ipynb"
     assert text.count('class="btn search-button-field') == 1, f"{chapter}: not exactly one search box"
-    assert re.search(r'<span class="caption-number">Figure \d+\. </span><span class="caption-text">\w', text), \
+    assert re.search(r'<span class="caption-number">Figure \d+(\.\d+)*\.? </span><span class="caption-text">\w', text), \
         f"{chapter}: no numbered figure caption"
     assert str(book.out) not in text, f"{chapter}: the page shows the build folder's absolute path"
 

@@ -158,6 +158,7 @@ def test_toy_departures_use_the_toy_sizes():
 
 
 @pytest.mark.parametrize("chapter, cls, experiment, extra", [
+    ("02_logit_distillation", ex.logit_distillation.config, "logit_distillation", []),
     ("05_temperature_lr", ex.temperature_lr.config, "temperature_lr", ["student epochs"]),
     ("06_dataset_composition", ex.dataset_composition.config, "dataset_composition", []),
     ("07_logit_surgery", ex.logit_surgery.config, "logit_surgery", ["tail cut"]),

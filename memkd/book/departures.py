@@ -6,7 +6,8 @@ one call, `Chapter.record_departures(table, **context)`, which records `for_chap
 **context)`; `CHAPTER_DEPARTURES` maps each chapter to the function that builds its list from the
 chapter's table (its `attrs["config"]` and columns) and the few values the chapter passes:
 
-    05_temperature_lr, 06_dataset_composition, 07_logit_surgery   grid_keys (the grid the chapter shows)
+    02_logit_distillation (optional), 05_temperature_lr, 06_dataset_composition, 07_logit_surgery
+                                                                  grid_keys (the grid the chapter shows)
     08_transformer                                                clock (the teacher-clock table), once run
 
 The rows' prose lives in `memkd/book/departures.yml` (group: a chapter or "shared", then topic, then
@@ -213,6 +214,14 @@ def image_departures(table: pd.DataFrame) -> list[Departure]:
     return out + [d for d in [sizes_departure(config, PAPER_FIG4)] if d] + temperature_departure(config)
 
 
+def logit_distillation_departures(table: pd.DataFrame, grid_keys: Sequence[str] = ()) -> list[Departure]:
+    """Chapter 02: `standard_departures`, and with `grid_keys` (e.g. the student widths and alphas) the
+    grid against the paper profile's."""
+    if not grid_keys:
+        return standard_departures(table)
+    return _grid_departures(table, ex.logit_distillation.config.PROFILE_VALUES["paper"], grid_keys)
+
+
 def temperature_lr_departures(table: pd.DataFrame, grid_keys: Sequence[str]) -> list[Departure]:
     """Chapter 05: `standard_departures`, the grid (`grid_keys`) against the paper profile's, one
     student budget for the whole grid."""
@@ -391,7 +400,7 @@ def language_model_departures(table: pd.DataFrame) -> list[Departure]:
 
 CHAPTER_DEPARTURES: dict[str, Callable[..., list[Departure]]] = {
     "01_toy_2d": toy_departures,
-    "02_logit_distillation": standard_departures,
+    "02_logit_distillation": logit_distillation_departures,
     "03_similarity_scores": standard_departures,
     "04_cifar10": image_departures,
     "05_temperature_lr": temperature_lr_departures,
@@ -421,8 +430,9 @@ __all__ = [
     "CHAPTER_DEPARTURES", "LINEAR_RELEASED", "PAPER_TOY_SIZES", "RELEASED_TEACHER_EPOCHS", "TEMPERATURE_PAPER",
     "TEMPERATURE_REASON", "clock_departures", "composition_departures", "convolution_departures",
     "defence_departures", "departure_row", "for_chapter", "grid_departure", "image_departures", "language_model_departures",
-    "linear_recovery_departures", "one_hidden_layer_departures", "sizes_departure", "standard_departures",
-    "surgery_departures", "teacher_stop_departure", "temperature_departure", "temperature_lr_departures",
+    "linear_recovery_departures", "logit_distillation_departures", "one_hidden_layer_departures",
+    "sizes_departure", "standard_departures", "surgery_departures", "teacher_stop_departure", "temperature_departure",
+    "temperature_lr_departures",
     "temperature_window_departures", "toy_departures", "transformer_chapter_departures",
     "transformer_departures", "wording",
 ]

@@ -237,6 +237,55 @@ def knobs_text(values: dict, keys: Sequence[str]) -> str:
     return ", ".join(f"`{k}` = {_text(values[k])}" for k in keys if k in values)
 
 
+def axis_range(values: Sequence[float], relative_to: float | None = None) -> str:
+    """One axis of a grid in words: how many values, from where to where, and the span.
+
+    relative_to: also give the range as multiples of this value (e.g. the teacher's width).
+
+    >>> axis_range([3e-5, 3e-4, 3e-3, 3e-2])
+    '4 values, 3e-05 to 0.03 (1000×)'
+    >>> axis_range([16, 32, 64, 125, 250], relative_to=125)
+    '5 values, 16 to 250 (15.6×; 0.128× to 2× of 125)'
+    >>> axis_range([20.0])
+    '1 value, 20'
+    """
+    vals = sorted(float(v) for v in values)
+    if not vals:
+        return "no values"
+    lo, hi = vals[0], vals[-1]
+    if len(vals) == 1:
+        text = f"1 value, {lo:g}"
+        notes = [f"{_three_digits(lo / relative_to)}× of {relative_to:g}"] if relative_to else []
+    else:
+        text = f"{len(vals)} values, {lo:g} to {hi:g}"
+        notes = [f"{_three_digits(hi / lo)}×"] if lo > 0 else []
+        if relative_to:
+            notes.append(f"{_three_digits(lo / relative_to)}× to {_three_digits(hi / relative_to)}× of {relative_to:g}")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _three_digits(x: float) -> str:
+    """x to three significant digits, without an exponent below a million (1000, 15.6, 0.128)."""
+    return f"{float(f'{x:.3g}'):,g}".replace(",", "") if abs(x) < 1e6 else f"{x:.3g}"
+
+
+def axes_table(run: dict, paper: dict, keys: Sequence[str], relative_to: dict[str, str] | None = None) -> str:
+    """A markdown table of a grid's axes, this run's against the paper profile's (`axis_range`).
+
+    run, paper: configuration values (a saved table's `attrs["config"]`, a profile's values);
+    keys: the axes (knobs holding a list of values) present in both;
+    relative_to: {axis: knob}: also give that axis in multiples of the knob's value (each side its own).
+    """
+    relative_to = relative_to or {}
+    rows = ["| axis | this run | the paper profile (the paper's figure) |", "|---|---|---|"]
+    for k in keys:
+        if k in run and k in paper:
+            ref = relative_to.get(k)
+            rows.append(f"| `{k}` | {axis_range(run[k], run[ref] if ref else None)} "
+                        f"| {axis_range(paper[k], paper[ref] if ref else None)} |")
+    return "\n".join(rows)
+
+
 def sign_counts(values: Sequence[float]) -> dict[str, int]:
     """How many per-teacher values are above 0, for an exact sign test (`binomial_test` against 1/2).
 

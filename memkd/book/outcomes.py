@@ -99,7 +99,64 @@ def toy_outcomes(ch: "Chapter", table: pd.DataFrame) -> str:
     return text.strip()
 
 
+# ---------------------------------------------------------------------------- chapter 02
+
+
+def capacity_outcome(table: pd.DataFrame, alpha: float, chance: float, teacher_width: int) -> str:
+    """Chapter 02: the held-out accuracy by student width at one alpha (means over teachers), where it
+    first clears twice chance, and whether it rises with width all along. Descriptive, not a test.
+
+    table: one row per student with `width`, `alpha`, `test_acc`, `dataset`.
+    """
+    at = table[np.isclose(table["alpha"], alpha)]
+    curve = pd.Series({w: _mean(g, "test_acc") for w, g in at.groupby("width")}).sort_index()
+    if len(curve) < 2:
+        return ""
+    listed = ", ".join(f"{acc:.3f} at p = {w}" for w, acc in curve.items())
+    above = [w for w, acc in curve.items() if acc > 2 * chance]
+    first = (f"it first exceeds twice chance ({2 * chance:.3f}) at p = {above[0]} "
+             f"({above[0] / teacher_width:.2g}× the teacher's width {teacher_width})" if above
+             else f"no width reaches twice chance ({2 * chance:.3f})")
+    steps = np.diff(curve.to_numpy())
+    trend = ("it rises with every step in width" if (steps > 0).all() else
+             f"it rises from p = {curve.index[0]} to p = {curve.idxmax()} overall, not at every step"
+             if curve.idxmax() == curve.index[-1] else
+             f"it peaks at p = {curve.idxmax()}, below the widest student")
+    return (f"At alpha = {alpha:g}, the held-out accuracy by student width is {listed}: {first}, and {trend} "
+            "(means over teachers, not a test).")
+
+
 # ---------------------------------------------------------------------------- chapter 05
+
+
+def axis_optimum(curve: pd.Series, name: str, fmt: str = "{:g}") -> str:
+    """Where a curve over one axis of a grid peaks (the best value of the other axes at each point),
+    in words (a predicate for "the held-out accuracy ..."): inside the grid, with the values at both
+    ends, or at an edge.
+
+    curve: (K,) accuracy indexed by the axis's values, sorted ascending; name: the axis ("T").
+    """
+    curve = curve.dropna().sort_index()
+    if len(curve) < 2:
+        return f"the grid has a single {name}"
+    best = curve.idxmax()
+    at = f"{name} = {fmt.format(best)} ({curve[best]:.3f})"
+    first, last = curve.index[0], curve.index[-1]
+    if best == last:
+        return f"is highest at the grid's largest {at}: the grid does not reach past the optimum"
+    if best == first:
+        return f"is highest at the grid's smallest {at}: the grid does not reach below the optimum"
+    return (f"peaks inside the grid, at {at}: {curve[first]:.3f} at the smallest {name} = {fmt.format(first)}, "
+            f"and beyond the peak it falls to {curve[last]:.3f} at the largest {name} = {fmt.format(last)}")
+
+
+def temperature_lr_optima(grid: pd.DataFrame) -> str:
+    """Chapter 05: where the held-out accuracy peaks along each axis of the grid (temperatures x
+    learning rates, means over teachers): each temperature at its best learning rate, and each
+    learning rate at its best temperature. Descriptive, not a test."""
+    return (f"Taking each temperature at its best learning rate, the held-out accuracy "
+            f"{axis_optimum(grid.max(axis=1), 'T')}; taking each learning rate at its best temperature, it "
+            f"{axis_optimum(grid.max(axis=0), 'lr')}.")
 
 
 def temperature_lr_outcomes(ch: "Chapter", grid: pd.DataFrame) -> str:
@@ -111,7 +168,8 @@ def temperature_lr_outcomes(ch: "Chapter", grid: pd.DataFrame) -> str:
              "the learning rate moves it more than the temperature" if by_lr > by_t else "both move it as much")
     text = (f"On this build's grid, changing the temperature at a fixed learning rate moves the held-out "
             f"accuracy by {by_t:.3f} on average (largest minus smallest), changing the learning rate at a fixed "
-            f"temperature by {by_lr:.3f}: {which} (means over teachers, not a test).")
+            f"temperature by {by_lr:.3f}: {which} (means over teachers, not a test). "
+            + temperature_lr_optima(grid))
     return text + " " + outcome(
         ch, "high_temperature_helps",
         "The high temperature fixed in advance beats T = 1 by {difference:+.3f} ({interval}).",
@@ -134,6 +192,30 @@ def cifar_outcomes(ch: "Chapter") -> str:
         "(difference {difference:+.3f}, {interval}).",
         "Whether shuffling pixels on top of the labels changes the held-out accuracy is undecided here "
         "({measured:.3f} against {baseline:.3f}, {interval}).")
+
+
+# ---------------------------------------------------------------------------- chapter 06
+
+
+def composition_cells(table: pd.DataFrame) -> str:
+    """Chapter 06: which cells of the composition grid are white (no teacher memorized its dataset)
+    and which grey (mean held-out accuracy over teachers below chance 1/C), as the figure draws them.
+
+    table: one row per student, or per failed teacher (teacher_memorized False, NaN metrics), with
+    classes, per_class, input_dim, dataset, teacher_memorized, test_acc.
+    """
+    def names(cells) -> str:
+        return "; ".join(f"C = {c}, {pc} per class, d = {d}" for c, pc, d in cells) or "none"
+
+    white, grey = [], []
+    for (c, pc, d), cell in table.groupby(["classes", "per_class", "input_dim"], sort=True):
+        ok = cell[cell["teacher_memorized"].astype(bool)]
+        if ok.empty:
+            white.append((int(c), int(pc), int(d)))
+        elif _mean(ok, "test_acc") < 1.0 / c:
+            grey.append((int(c), int(pc), int(d)))
+    return (f"White cells (no teacher memorized its dataset within its budget): {names(white)}. Grey cells (mean "
+            f"held-out accuracy below chance 1/C): {names(grey)}.")
 
 
 # ---------------------------------------------------------------------------- chapter 07

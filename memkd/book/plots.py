@@ -61,8 +61,11 @@ def sem_label(sem: float) -> str:
 
 def heatmap(ax, pivot: pd.DataFrame, fmt: str = "{:.2f}", cmap: str = "viridis", vmin=None, vmax=None,
             annotations: pd.DataFrame | None = None, colorbar_label: str = "",
-            errors: pd.DataFrame | None = None):
-    """A heat map of a pivoted table (rows x columns); NaN cells stay blank.
+            errors: pd.DataFrame | None = None, grey: pd.DataFrame | None = None):
+    """A heat map of a pivoted table (rows x columns); NaN cells stay blank (white).
+
+    `grey` (booleans, same shape), when given, paints its True cells grey instead of their colour (e.g.
+    the cells at or below chance, the paper's "trivial" cells in Fig 6); their numbers stay.
 
     `annotations` (same shape) supplies the numbers written on the cells (default: the values);
     `errors` (same shape), when given, is written under each number as "±" with one significant
@@ -73,13 +76,18 @@ def heatmap(ax, pivot: pd.DataFrame, fmt: str = "{:.2f}", cmap: str = "viridis",
     ax.set_xticks(range(pivot.shape[1]), [f"{c:g}" if isinstance(c, float) else str(c) for c in pivot.columns])
     ax.set_yticks(range(pivot.shape[0]), [f"{r:g}" if isinstance(r, float) else str(r) for r in pivot.index])
     ax.grid(False)
+    greyed = (np.zeros(values.shape, dtype=bool) if grey is None
+              else grey.reindex_like(pivot).fillna(False).to_numpy(dtype=bool) & ~np.isnan(values))
+    if greyed.any():
+        ax.imshow(np.ma.masked_where(~greyed, np.ones(values.shape)), cmap=ListedColormap(["#c8c8c8"]),
+                  aspect="auto", origin="lower")
     notes = values if annotations is None else annotations.to_numpy(dtype=float)
     spread = None if errors is None else errors.reindex_like(pivot).to_numpy(dtype=float)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if not np.isnan(notes[i, j]) and not np.isnan(values[i, j]):
                 r, g, b, _ = im.cmap(im.norm(values[i, j]))
-                colour = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+                colour = "black" if greyed[i, j] or 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
                 text = fmt.format(notes[i, j])
                 if spread is not None and not np.isnan(spread[i, j]):
                     text += "\n±" + sem_label(spread[i, j])

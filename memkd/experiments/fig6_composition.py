@@ -30,11 +30,14 @@ class CompositionConfig(RandomDataConfig):
     PROFILE_VALUES = {
         "smoke": {**SMOKE_PROFILE, "class_counts": (10,), "per_class_values": (5, 10), "input_dims": (20, 50, 100),
                   "alphas": (0.4,), "students": 2, "datasets": 3, "teacher_epochs": 400},
-        # quick: one panel (C = 10), four rows and six columns doubling d, 10 teachers per cell (5 to
-        # choose on, 5 to test on); about a minute on 2 CPU cores; the paper profile has three panels
-        "quick": {**QUICK_PROFILE, "class_counts": (10,), "per_class_values": (5, 10, 20, 40),
-                  "input_dims": (5, 10, 20, 40, 80, 160), "alphas": (0.4,), "student_widths": (125,),
-                  "teacher_width": 125, "students": 3, "teacher_epochs": 600, "datasets": 10},
+        # quick: a panel per C (10 and 50), and d from 2 (where teachers fail: the paper's white
+        # cells, and below the best d) to 640, about 5x the teacher's width as the paper's 2000 is 4x
+        # its 500 (where transfer fades towards chance: its grey cells); two rows, since a C = 50
+        # teacher on 20 or 40 per class at large d costs more than the rest of the grid; 10 teachers
+        # per cell (5 to choose on, 5 to test on), two students each
+        "quick": {**QUICK_PROFILE, "class_counts": (10, 50), "per_class_values": (5, 10),
+                  "input_dims": (2, 5, 20, 80, 640), "alphas": (0.4,), "student_widths": (125,),
+                  "teacher_width": 125, "students": 2, "teacher_epochs": 600, "datasets": 10},
         "paper": {**PAPER_PROFILE, "class_counts": (10, 50, 100), "per_class_values": (10, 20, 50, 100, 200),
                   "input_dims": (50, 100, 250, 500, 1000, 2000), "alphas": (0.4,),
                   "student_widths": (750,), "students": 5},
