@@ -280,7 +280,10 @@ def test_a_claim_records_its_margin_reason_and_plan_and_says_when_it_is_underpow
              plan=Plan(0.0, "none", sd=0.01))
     claims = ch.finish().set_index("claim")
     sd = np.std(table["test_acc"], ddof=1)
-    assert claims.loc["toy_soft_T5_beats_chance", "planned_n"] == planned_teachers(0.1, sd, 0.05)
+    # the plan fixes its spread from a pilot on other seeds (memkd/book/plans.yml), not this build's
+    assert claims.loc["toy_soft_T5_beats_chance", "planned_n"] == planned_teachers(0.1, 0.116, 0.05) != \
+        planned_teachers(0.1, sd, 0.05)
+    assert claims.loc["toy_soft_T5_beats_chance", "sd_source"].startswith("pilot")
     assert claims.loc["toy_soft_T5_beats_chance", "margin_reason"].startswith("a direction")
     assert claims.loc["mine", "margin_reason"] == "my reason" and claims.loc["mine", "sd_source"].startswith("assumed")
     assert claims.loc["mine", "planned_n"] == planned_teachers(0.0, 0.01, 0.05, expect="equivalent", margin=0.05)
