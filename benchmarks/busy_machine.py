@@ -4,9 +4,10 @@ torch starts one OpenMP thread per core and, by default, an idle OpenMP thread s
 work takes a core, every parallel region waits for the thread that lost it. `memkd.threads` sets
 the policy (`MEMKD_THREADS`); this script measures each setting:
   before   MEMKD_THREADS=off: torch's own threads and wait policy (what memkd did before the policy)
-  passive  the default: idle threads sleep (OMP_WAIT_POLICY=PASSIVE), torch's thread count
-  auto     MEMKD_THREADS=auto: passive, and each call uses the cores other work leaves free
-  1 thread MEMKD_THREADS=1: passive, one thread (the reference for a fully shared core)
+  short    the default: idle threads spin briefly, then sleep (GOMP_SPINCOUNT=10000), torch's thread count
+  passive  MEMKD_THREADS=passive: idle threads sleep at once (OMP_WAIT_POLICY=PASSIVE)
+  auto     MEMKD_THREADS=auto: the short spin, and each call uses the cores other work leaves free
+  1 thread MEMKD_THREADS=1: the short spin, one thread (the reference for a fully shared core)
 at each load: idle, then beside 1 and 2 busy processes (single-thread spin loops this script
 starts and stops itself; each also exits on its own after --max-load-s). Every setting runs in a
 fresh Python (the wait policy is read once, when torch loads) with OMP_NUM_THREADS and
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {"before": "off", "passive": "passive", "auto": "auto", "1 thread": "1"}
+SETTINGS = {"before": "off", "short": "short", "passive": "passive", "auto": "auto", "1 thread": "1"}
 
 # One fresh interpreter per setting and load: memkd first (it sets the wait policy before torch loads).
 MEASURE = r"""
@@ -46,7 +47,8 @@ for _ in range(repeats):
     ex.logit_distillation("smoke", device="cpu")
     times.append(time.perf_counter() - start)
 import os
-print(json.dumps({"times": times, "threads": torch.get_num_threads(), "wait": os.environ.get("OMP_WAIT_POLICY", "")}))
+print(json.dumps({"times": times, "threads": torch.get_num_threads(), "wait": os.environ.get("OMP_WAIT_POLICY", "") or
+                  ("spin " + os.environ["GOMP_SPINCOUNT"] if "GOMP_SPINCOUNT" in os.environ else "")}))
 """
 
 SPIN = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end:\n    pass\n"
@@ -55,7 +57,7 @@ SPIN = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.tim
 def child_env(setting: str) -> dict[str, str]:
     """The environment of a measurement: this one without thread choices, plus MEMKD_THREADS."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "MEMKD_THREADS")}
+           if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MEMKD_THREADS")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     env["MEMKD_THREADS"] = SETTINGS[setting]
     return env

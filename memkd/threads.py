@@ -1,7 +1,7 @@
 """How CPU threads wait and how many a memkd call uses, so that a call stays near its idle time on
 a shared machine.
 
-Owns: the passive OpenMP wait policy set when `memkd` is imported (`prefer_passive_wait`), the
+Owns: the OpenMP wait policy set when `memkd` is imported (`prefer_passive_wait`), the
 thread count applied at the start of every experiment call (`apply_thread_policy`, called by
 `memkd.declare.experiment`), and the estimate of the cores other work leaves free (`free_cores`).
 
@@ -12,16 +12,25 @@ against 0.19 s idle, 0.21 s with 1 thread and 0.27 s with OMP_WAIT_POLICY=PASSIV
 heavier load one call took 52.8 s against 0.23 s with 1 thread. `benchmarks/busy_machine.py`
 measures each setting below.
 
+Fully passive waiting has its own cost: every parallel region then wakes sleeping threads, and on an
+idle machine the book's small networks ran 2.5-5x slower with OMP_WAIT_POLICY=PASSIVE than with
+torch's spinning threads (`similarity_distillation("smoke")` 1.8 s against 0.5-0.7 s, `toy_2d("smoke")`
+11-13 s against 2.5-2.7 s; 2-core AMD EPYC, 2026-12-07). A short spin (GOMP_SPINCOUNT=10000: an idle
+thread spins about ten thousand iterations, then sleeps) was as fast as spinning when idle (0.47 s and
+1.6 s) and gives the core up soon after a region ends.
+
 `MEMKD_THREADS` chooses (read at import for the wait policy, at every call for the count):
-- unset or `passive` (the default): idle threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE,
-  set when `memkd` is imported before torch and the user set no wait policy; OpenMP reads it
-  once, when torch loads); the thread count stays torch's own, so a call gives the same numbers
-  on an idle and on a busy machine;
-- `auto`: passive, and each call also uses only the cores other work leaves free (`free_cores`,
+- unset or `short` (the default): idle threads spin briefly, then sleep (GOMP_SPINCOUNT=10000 for the
+  GNU OpenMP runtime that torch's Linux wheels use, set when `memkd` is imported before torch and the
+  user set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT; OpenMP reads it once, when torch loads); the
+  thread count stays torch's own, so a call gives the same numbers on an idle and on a busy machine;
+- `passive`: idle threads sleep at once (OMP_WAIT_POLICY=PASSIVE): the gentlest on a crowded machine,
+  the slowest on an idle one;
+- `auto`: the short spin, and each call also uses only the cores other work leaves free (`free_cores`,
   at least one): the fastest on a busy machine, but the thread count then follows the load, and
   a different count can change a metric (sums taken in another order; at the smoke profile of
   `logit_distillation`, 1 and 2 threads gave accuracies up to 0.125 apart, Dec 2026);
-- a number N: passive, and every call uses N threads (a fixed count, e.g. on a shared node);
+- a number N: the short spin, and every call uses N threads (a fixed count, e.g. on a shared node);
 - `off`: memkd leaves the wait policy and the thread count alone.
 A count is never imposed over the user's own choice: OMP_NUM_THREADS or MKL_NUM_THREADS in the
 environment (also set by `memkd sweep` / `memkd book` when runs share the machine) keeps torch's
@@ -36,7 +45,8 @@ import os
 import sys
 import time
 
-VARIABLE = "MEMKD_THREADS"  # passive (default) | auto | off | a number of threads
+VARIABLE = "MEMKD_THREADS"  # short (default) | passive | auto | off | a number of threads
+SHORT_SPIN = "10000"  # GOMP_SPINCOUNT of the default: spin this many iterations, then sleep
 USER_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # a count chosen outside memkd
 _state: dict = {"set": None}  # the count memkd set last
 
@@ -89,24 +99,24 @@ def torch_defaults() -> set[int]:
 
 
 def requested() -> str | int:
-    """What `MEMKD_THREADS` asks for: "passive" (the default), "auto", "off" or a number of threads.
+    """What `MEMKD_THREADS` asks for: "short" (the default), "passive", "auto", "off" or a number of threads.
 
     Raises ValueError (the one message format) for anything else.
     """
-    text = os.environ.get(VARIABLE, "").strip().lower() or "passive"
-    if text in ("passive", "auto", "off"):
+    text = os.environ.get(VARIABLE, "").strip().lower() or "short"
+    if text in ("short", "passive", "auto", "off"):
         return text
     if text.isdigit() and int(text) >= 1:
         return int(text)
-    raise ValueError(f"The '{VARIABLE}' parameter of the environment must be 'passive', 'auto', 'off' or a "
-                     f"number of threads >= 1. Got {os.environ[VARIABLE]!r} instead.")
+    raise ValueError(f"The '{VARIABLE}' parameter of the environment must be 'short', 'passive', 'auto', 'off' or "
+                     f"a number of threads >= 1. Got {os.environ[VARIABLE]!r} instead.")
 
 
 def apply_thread_policy() -> int | None:
     """Set torch's intra-op threads for the call about to run (see the module's docstring);
     return the count set, or None where the policy leaves torch's count alone."""
     choice = requested()
-    if choice in ("passive", "off") or (choice == "auto" and any(v in os.environ for v in USER_VARIABLES)):
+    if choice in ("short", "passive", "off") or (choice == "auto" and any(v in os.environ for v in USER_VARIABLES)):
         return None
     import torch
 
@@ -121,18 +131,23 @@ def apply_thread_policy() -> int | None:
 
 
 def prefer_passive_wait() -> bool:
-    """Set OMP_WAIT_POLICY=PASSIVE for this process (and the processes it starts) when torch has
-    not loaded yet, the user set no wait policy and `MEMKD_THREADS` is not "off"; return whether it did."""
-    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:
+    """Set the wait policy for this process (and the processes it starts) when torch has not loaded yet and
+    the user set none: GOMP_SPINCOUNT=10000 (a short spin, the default) or, with MEMKD_THREADS=passive,
+    OMP_WAIT_POLICY=PASSIVE; nothing with "off". Return whether it set one."""
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
         return False
     try:
-        if requested() == "off":
-            return False
+        choice = requested()
     except ValueError:
         return False  # reported at the first call (apply_thread_policy)
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    if choice == "off":
+        return False
+    if choice == "passive":
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    else:
+        os.environ["GOMP_SPINCOUNT"] = SHORT_SPIN
     return True
 
 
-__all__ = ["VARIABLE", "allowed_cores", "busy_elsewhere", "free_cores", "torch_defaults", "requested", "apply_thread_policy",
+__all__ = ["SHORT_SPIN", "VARIABLE", "allowed_cores", "busy_elsewhere", "free_cores", "torch_defaults", "requested", "apply_thread_policy",
            "prefer_passive_wait"]

@@ -1,4 +1,4 @@
-"""The thread policy (memkd.threads): idle OpenMP threads wait passively, MEMKD_THREADS chooses the
+"""The thread policy (memkd.threads): idle OpenMP threads spin briefly, then sleep; MEMKD_THREADS chooses the
 count (auto: the cores other work leaves free; N; off), and the user's own choice is never overridden."""
 
 from __future__ import annotations
@@ -27,21 +27,24 @@ def restore_threads():
 
 def fresh_python(code: str, **env: str) -> str:
     """stdout of `code` in a fresh interpreter (nothing imported yet), with `env` added."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", threads.VARIABLE)}
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", threads.VARIABLE)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
                           env={**clean, "PYTHONPATH": str(ROOT), **env})
     return done.stdout.strip()
 
 
-def test_importing_memkd_before_torch_makes_idle_threads_wait_passively():
-    show = "import os, memkd, torch; print(os.environ.get('OMP_WAIT_POLICY'))"
-    assert fresh_python(show) == "PASSIVE"
-    assert fresh_python(show, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"  # the user's choice stays
-    assert fresh_python(show, MEMKD_THREADS="off") == "None"
-    assert fresh_python("import os, torch, memkd; print(os.environ.get('OMP_WAIT_POLICY'))") == "None"  # too late
+def test_importing_memkd_before_torch_sets_a_short_spin_or_the_chosen_wait():
+    show = "import os, memkd, torch; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
+    assert fresh_python(show) == f"None {threads.SHORT_SPIN}"  # the default: spin briefly, then sleep
+    assert fresh_python(show, MEMKD_THREADS="passive") == "PASSIVE None"
+    assert fresh_python(show, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE None"  # the user's choice stays
+    assert fresh_python(show, GOMP_SPINCOUNT="5") == "None 5"
+    assert fresh_python(show, MEMKD_THREADS="off") == "None None"
+    too_late = "import os, torch, memkd; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
+    assert fresh_python(too_late) == "None None"
 
 
-@pytest.mark.parametrize("text, expected", [("", "passive"), ("passive", "passive"), ("AUTO", "auto"),
+@pytest.mark.parametrize("text, expected", [("", "short"), ("passive", "passive"), ("AUTO", "auto"), ("short", "short"),
                                             ("off", "off"), ("3", 3)])
 def test_memkd_threads_is_read(monkeypatch, text, expected):
     monkeypatch.setenv(threads.VARIABLE, text)
@@ -51,8 +54,8 @@ def test_memkd_threads_is_read(monkeypatch, text, expected):
 @pytest.mark.parametrize("text", ["0", "-1", "many", "1.5"])
 def test_a_bad_memkd_threads_is_refused_in_the_one_format(monkeypatch, text):
     monkeypatch.setenv(threads.VARIABLE, text)
-    with pytest.raises(ValueError, match=r"^The 'MEMKD_THREADS' parameter of the environment must be 'passive', "
-                                         rf"'auto', 'off' or a number of threads >= 1. Got '{text}' instead.$"):
+    with pytest.raises(ValueError, match=r"^The 'MEMKD_THREADS' parameter of the environment must be 'short', "
+                                         rf"'passive', 'auto', 'off' or a number of threads >= 1. Got '{text}' instead.$"):
         threads.requested()
 
 
@@ -114,7 +117,7 @@ def test_the_users_own_count_is_never_changed(monkeypatch, restore_threads):
     monkeypatch.setenv("OMP_NUM_THREADS", "8")  # chosen in the environment (a sweep's share, or the user)
     torch.set_num_threads(8)
     assert threads.apply_thread_policy() is None and torch.get_num_threads() == 8
-    for choice in ("passive", "off", ""):
+    for choice in ("short", "passive", "off", ""):
         monkeypatch.setenv(threads.VARIABLE, choice)
         assert threads.apply_thread_policy() is None and torch.get_num_threads() == 8
 
