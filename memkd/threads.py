@@ -20,16 +20,19 @@ thread spins about ten thousand iterations, then sleeps) was as fast as spinning
 1.6 s) and gives the core up soon after a region ends.
 
 `MEMKD_THREADS` chooses (read at import for the wait policy, at every call for the count):
-- unset or `short` (the default): idle threads spin briefly, then sleep (GOMP_SPINCOUNT=10000 for the
+- unset or `auto` (the default): idle threads spin briefly, then sleep (GOMP_SPINCOUNT=10000 for the
   GNU OpenMP runtime that torch's Linux wheels use, set when `memkd` is imported before torch and the
-  user set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT; OpenMP reads it once, when torch loads); the
-  thread count stays torch's own, so a call gives the same numbers on an idle and on a busy machine;
-- `passive`: idle threads sleep at once (OMP_WAIT_POLICY=PASSIVE): the gentlest on a crowded machine,
-  the slowest on an idle one;
-- `auto`: the short spin, and each call also uses only the cores other work leaves free (`free_cores`,
-  at least one): the fastest on a busy machine, but the thread count then follows the load, and
-  a different count can change a metric (sums taken in another order; at the smoke profile of
-  `logit_distillation`, 1 and 2 threads gave accuracies up to 0.125 apart, Dec 2026);
+  user set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT; OpenMP reads it once, when torch loads), and each
+  call uses only the cores other work leaves free (`free_cores`, at least one). Measured with
+  `benchmarks/busy_machine.py --quick` (2026-12-07, 2-core AMD EPYC): `ex.logit_distillation("smoke")`
+  0.22 s idle, 0.28 s beside one busy process (1.29x), 0.41 s beside two; torch's own spinning threads
+  took 0.34 s, 0.86 s and 1.5-108 s. The thread count then follows the load, and a different count can
+  change a metric (sums taken in another order; at the smoke profile of `logit_distillation`, 1 and 2
+  threads gave accuracies up to 0.125 apart): set `short` or a number for the same numbers at any load;
+- `short`: the short spin with torch's own thread count, so a call gives the same numbers on an idle and
+  on a busy machine (beside one busy process it was the slowest choice: 1.6 s, 7.3x its idle time);
+- `passive`: idle threads sleep at once (OMP_WAIT_POLICY=PASSIVE): gentle on a crowded machine (0.44 s
+  beside one busy process), the slowest on an idle one (1.1 s);
 - a number N: the short spin, and every call uses N threads (a fixed count, e.g. on a shared node);
 - `off`: memkd leaves the wait policy and the thread count alone.
 A count is never imposed over the user's own choice: OMP_NUM_THREADS or MKL_NUM_THREADS in the
@@ -45,7 +48,7 @@ import os
 import sys
 import time
 
-VARIABLE = "MEMKD_THREADS"  # short (default) | passive | auto | off | a number of threads
+VARIABLE = "MEMKD_THREADS"  # auto (default) | short | passive | off | a number of threads
 SHORT_SPIN = "10000"  # GOMP_SPINCOUNT of the default: spin this many iterations, then sleep
 USER_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # a count chosen outside memkd
 _state: dict = {"set": None}  # the count memkd set last
@@ -99,11 +102,11 @@ def torch_defaults() -> set[int]:
 
 
 def requested() -> str | int:
-    """What `MEMKD_THREADS` asks for: "short" (the default), "passive", "auto", "off" or a number of threads.
+    """What `MEMKD_THREADS` asks for: "auto" (the default), "short", "passive", "off" or a number of threads.
 
     Raises ValueError (the one message format) for anything else.
     """
-    text = os.environ.get(VARIABLE, "").strip().lower() or "short"
+    text = os.environ.get(VARIABLE, "").strip().lower() or "auto"
     if text in ("short", "passive", "auto", "off"):
         return text
     if text.isdigit() and int(text) >= 1:

@@ -44,7 +44,7 @@ def test_importing_memkd_before_torch_sets_a_short_spin_or_the_chosen_wait():
     assert fresh_python(too_late) == "None None"
 
 
-@pytest.mark.parametrize("text, expected", [("", "short"), ("passive", "passive"), ("AUTO", "auto"), ("short", "short"),
+@pytest.mark.parametrize("text, expected", [("", "auto"), ("passive", "passive"), ("AUTO", "auto"), ("short", "short"),
                                             ("off", "off"), ("3", 3)])
 def test_memkd_threads_is_read(monkeypatch, text, expected):
     monkeypatch.setenv(threads.VARIABLE, text)
@@ -117,7 +117,7 @@ def test_the_users_own_count_is_never_changed(monkeypatch, restore_threads):
     monkeypatch.setenv("OMP_NUM_THREADS", "8")  # chosen in the environment (a sweep's share, or the user)
     torch.set_num_threads(8)
     assert threads.apply_thread_policy() is None and torch.get_num_threads() == 8
-    for choice in ("short", "passive", "off", ""):
+    for choice in ("short", "passive", "off"):
         monkeypatch.setenv(threads.VARIABLE, choice)
         assert threads.apply_thread_policy() is None and torch.get_num_threads() == 8
 
