@@ -27,9 +27,9 @@ V vocabulary, Dm d_model, H heads, Dh d_head, Dmlp d_mlp.
 __version__ = "0.1.0"
 
 # Idle OpenMP threads sleep instead of spinning (set before torch loads; see memkd.threads).
-from memkd.threads import prefer_passive_wait as _prefer_passive_wait  # noqa: E402
+from memkd.threads import set_wait_policy as _set_wait_policy  # noqa: E402
 
-_prefer_passive_wait()
+_set_wait_policy()
 
 
 def __getattr__(name: str):

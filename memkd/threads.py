@@ -1,7 +1,7 @@
 """How CPU threads wait and how many a memkd call uses, so that a call stays near its idle time on
 a shared machine.
 
-Owns: the OpenMP wait policy set when `memkd` is imported (`prefer_passive_wait`), the
+Owns: the OpenMP wait policy set when `memkd` is imported (`set_wait_policy`), the
 thread count applied at the start of every experiment call (`apply_thread_policy`, called by
 `memkd.declare.experiment`), and the estimate of the cores other work leaves free (`free_cores`).
 
@@ -133,7 +133,7 @@ def apply_thread_policy() -> int | None:
     return threads
 
 
-def prefer_passive_wait() -> bool:
+def set_wait_policy() -> bool:
     """Set the wait policy for this process (and the processes it starts) when torch has not loaded yet and
     the user set none: GOMP_SPINCOUNT=10000 (a short spin, the default) or, with MEMKD_THREADS=passive,
     OMP_WAIT_POLICY=PASSIVE; nothing with "off". Return whether it set one."""
@@ -153,4 +153,4 @@ def prefer_passive_wait() -> bool:
 
 
 __all__ = ["SHORT_SPIN", "VARIABLE", "allowed_cores", "busy_elsewhere", "free_cores", "torch_defaults", "requested", "apply_thread_policy",
-           "prefer_passive_wait"]
+           "set_wait_policy"]

@@ -149,3 +149,10 @@ def test_temperature_lr_setting_fixed_in_advance_is_in_the_grid():
 def test_composition_smoke_grid_has_an_interior():
     cfg = make_config(ex.dataset_composition.config, "dataset_composition", "smoke", {})
     assert len(cfg.input_dims) >= 3 and cfg.datasets >= 3
+
+
+def test_cell_sems_are_the_spread_over_teachers_of_per_teacher_means():
+    t = pd.DataFrame({"dataset": [0, 0, 1, 2], "per_class": [5] * 4, "test_acc": [0.1, 0.3, 0.4, 0.6]})
+    sem = an.cell_sems(t, ["per_class"])
+    assert sem.loc[5] == pytest.approx(pd.Series([0.2, 0.4, 0.6]).sem())  # teacher 0's students averaged first
+    assert an.cell_means(t, ["per_class"]).loc[5] == pytest.approx(0.4)

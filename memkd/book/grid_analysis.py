@@ -61,6 +61,13 @@ def cell_means(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc"
     return means.groupby(list(keys), sort=True)[value].mean()
 
 
+def cell_sems(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc", unit: str = "dataset") -> pd.Series:
+    """The SEM over teachers of the per-teacher means of each cell (the spread behind `cell_means`): a
+    Series indexed by `keys`; NaN for a cell with one teacher."""
+    means = unit_cell_means(table, keys, value, unit)
+    return means.groupby(list(keys), sort=True)[value].sem()
+
+
 def best_cell(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc", unit: str = "dataset",
               units: Sequence | None = None) -> tuple:
     """The cell (a tuple of the `keys` values) with the largest mean over teachers (`units` only,
