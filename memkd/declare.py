@@ -93,7 +93,7 @@ def experiment(config: type[ExperimentConfig], table: bool = True) -> Callable[[
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def run(profile: str = "quick", *args: Any, **overrides: Any) -> Any:
-            apply_thread_policy()  # threads sized to the cores other work leaves free (memkd.threads)
+            apply_thread_policy()  # MEMKD_THREADS: N threads, or the free cores with auto (memkd.threads)
             out = fn(profile, *args, **overrides)
             if table:
                 seed = (out.attrs.get("config") or {}).get("seed")

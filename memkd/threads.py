@@ -20,20 +20,21 @@ thread spins about ten thousand iterations, then sleeps) was as fast as spinning
 1.6 s) and gives the core up soon after a region ends.
 
 `MEMKD_THREADS` chooses (read at import for the wait policy, at every call for the count):
-- unset or `auto` (the default): idle threads spin briefly, then sleep (GOMP_SPINCOUNT=10000 for the
+- unset or `short` (the default): idle threads spin briefly, then sleep (GOMP_SPINCOUNT=10000 for the
   GNU OpenMP runtime that torch's Linux wheels use, set when `memkd` is imported before torch and the
-  user set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT; OpenMP reads it once, when torch loads), and each
-  call uses only the cores other work leaves free (`free_cores`, at least one). Measured with
-  `benchmarks/busy_machine.py --quick` (2026-12-07, 2-core AMD EPYC): `ex.logit_distillation("smoke")`
-  0.22 s idle, 0.28 s beside one busy process (1.29x), 0.41 s beside two; torch's own spinning threads
-  took 0.34 s, 0.86 s and 1.5-108 s. The thread count then follows the load, and a different count can
-  change a metric (sums taken in another order; at the smoke profile of `logit_distillation`, 1 and 2
-  threads gave accuracies up to 0.125 apart): set `short` or a number for the same numbers at any load;
-- `short`: the short spin with torch's own thread count, so a call gives the same numbers on an idle and
-  on a busy machine (beside one busy process it was the slowest choice: 1.6 s, 7.3x its idle time);
+  user set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT; OpenMP reads it once, when torch loads), with
+  torch's own thread count. The count never depends on the load, so a seed gives the same numbers on an
+  idle and on a busy machine (a different count sums in another order: at the smoke profile of
+  `logit_distillation`, 1 and 2 threads gave held-out accuracies up to 0.125 apart). Beside busy work it
+  is slow (beside one busy process 1.6 s, 7.3x its idle 0.22 s; 2-core AMD EPYC, 2026-12-07);
+- a number N: the short spin, and every call uses N threads: the same numbers at any load, and on a
+  shared machine `MEMKD_THREADS=1` is the choice to make (0.26 s idle, 0.26 s beside one busy process);
+- `auto`: the short spin, and each call uses only the cores other work leaves free (`free_cores`, at
+  least one): the fastest beside busy work (0.22 s idle, 0.28 s beside one busy process, 0.41 s beside
+  two; torch's own spinning threads took 0.34 s, 0.86 s and 1.5-108 s), but the count follows the load,
+  so the numbers can too: never the default, since a book or a test must give one seed one answer;
 - `passive`: idle threads sleep at once (OMP_WAIT_POLICY=PASSIVE): gentle on a crowded machine (0.44 s
   beside one busy process), the slowest on an idle one (1.1 s);
-- a number N: the short spin, and every call uses N threads (a fixed count, e.g. on a shared node);
 - `off`: memkd leaves the wait policy and the thread count alone.
 A count is never imposed over the user's own choice: OMP_NUM_THREADS or MKL_NUM_THREADS in the
 environment (also set by `memkd sweep` / `memkd book` when runs share the machine) keeps torch's
@@ -48,7 +49,7 @@ import os
 import sys
 import time
 
-VARIABLE = "MEMKD_THREADS"  # auto (default) | short | passive | off | a number of threads
+VARIABLE = "MEMKD_THREADS"  # short (default) | auto | passive | off | a number of threads
 SHORT_SPIN = "10000"  # GOMP_SPINCOUNT of the default: spin this many iterations, then sleep
 USER_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # a count chosen outside memkd
 _state: dict = {"set": None}  # the count memkd set last
@@ -61,19 +62,41 @@ def allowed_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def own_running_threads() -> int:
+    """How many threads of this process are runnable now (Linux: state R in /proc/self/task/*/stat), at least 1.
+
+    The runnable count of /proc/loadavg includes this process's own threads: the reading thread and any
+    OpenMP worker still spinning after the last parallel region. Left in, they made a call on an idle
+    machine see "one core busy" after its first parallel step and flip to one thread.
+    """
+    try:
+        running = 0
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat") as handle:
+                    state = handle.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            running += state == "R"
+        return max(1, running)
+    except OSError:
+        return 1
+
+
 def busy_elsewhere(samples: int = 3, spacing_s: float = 0.002) -> float:
     """How many cores other processes keep busy now.
 
     Linux: the median over `samples` reads of the runnable tasks in /proc/loadavg (its fourth
-    field, "running/total", counts the reading process too, which is subtracted): an instant
-    count, unlike the load averages, which take about a minute to follow a change. Elsewhere:
+    field, "running/total"), less this process's own runnable threads (`own_running_threads`): an
+    instant count, unlike the load averages, which take about a minute to follow a change. Elsewhere:
     the 1-minute load average (os.getloadavg), or 0 where there is none (Windows).
     """
     try:
         counts = []
         for i in range(samples):
             with open("/proc/loadavg") as handle:
-                counts.append(int(handle.read().split()[3].split("/")[0]) - 1)
+                runnable = int(handle.read().split()[3].split("/")[0])
+            counts.append(max(0, runnable - own_running_threads()))
             if i + 1 < samples:
                 time.sleep(spacing_s)
         return float(sorted(counts)[len(counts) // 2])
@@ -102,11 +125,11 @@ def torch_defaults() -> set[int]:
 
 
 def requested() -> str | int:
-    """What `MEMKD_THREADS` asks for: "auto" (the default), "short", "passive", "off" or a number of threads.
+    """What `MEMKD_THREADS` asks for: "short" (the default), "auto", "passive", "off" or a number of threads.
 
     Raises ValueError (the one message format) for anything else.
     """
-    text = os.environ.get(VARIABLE, "").strip().lower() or "auto"
+    text = os.environ.get(VARIABLE, "").strip().lower() or "short"
     if text in ("short", "passive", "auto", "off"):
         return text
     if text.isdigit() and int(text) >= 1:
@@ -152,5 +175,5 @@ def set_wait_policy() -> bool:
     return True
 
 
-__all__ = ["SHORT_SPIN", "VARIABLE", "allowed_cores", "busy_elsewhere", "free_cores", "torch_defaults", "requested", "apply_thread_policy",
+__all__ = ["SHORT_SPIN", "VARIABLE", "allowed_cores", "own_running_threads", "busy_elsewhere", "free_cores", "torch_defaults", "requested", "apply_thread_policy",
            "set_wait_policy"]

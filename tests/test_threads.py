@@ -1,5 +1,5 @@
 """The thread policy (memkd.threads): idle OpenMP threads spin briefly, then sleep; MEMKD_THREADS chooses the
-count (auto: the cores other work leaves free; N; off), and the user's own choice is never overridden."""
+count (short, the default: torch's own count, whatever the load; auto: the cores other work leaves free; N; off), and the user's own choice is never overridden."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_importing_memkd_before_torch_sets_a_short_spin_or_the_chosen_wait():
     assert fresh_python(too_late) == "None None"
 
 
-@pytest.mark.parametrize("text, expected", [("", "auto"), ("passive", "passive"), ("AUTO", "auto"), ("short", "short"),
+@pytest.mark.parametrize("text, expected", [("", "short"), ("passive", "passive"), ("AUTO", "auto"), ("short", "short"),
                                             ("off", "off"), ("3", 3)])
 def test_memkd_threads_is_read(monkeypatch, text, expected):
     monkeypatch.setenv(threads.VARIABLE, text)
@@ -129,3 +129,30 @@ def test_every_experiment_call_applies_the_policy(monkeypatch, restore_threads):
     monkeypatch.setattr("memkd.declare.apply_thread_policy", lambda: calls.append(1))
     ex.logit_distillation("smoke", device="cpu", epochs=2, teacher_epochs=50, teacher_stop="first_perfect")
     assert calls == [1]
+
+
+def test_the_default_count_does_not_follow_the_load(monkeypatch, restore_threads):
+    """One seed, one answer: by default the thread count is torch's, whatever other work runs."""
+    for name in threads.USER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(threads.VARIABLE, raising=False)
+    before = torch.get_num_threads()
+    monkeypatch.setattr(threads, "free_cores", lambda: 1)
+    assert threads.apply_thread_policy() is None and torch.get_num_threads() == before
+
+
+def test_this_process_own_threads_are_not_counted_as_other_work(monkeypatch):
+    """After a parallel step torch's workers may still spin: they are this process, not other work."""
+    import io
+
+    monkeypatch.setattr(threads, "open", lambda path: io.StringIO("1.00 1.00 1.00 3/120 999\n"), raising=False)
+    monkeypatch.setattr(threads, "own_running_threads", lambda: 1)
+    assert threads.busy_elsewhere(samples=1) == 2.0  # 3 runnable, 1 of them the reader
+    monkeypatch.setattr(threads, "own_running_threads", lambda: 3)  # the reader and two spinning workers
+    assert threads.busy_elsewhere(samples=1) == 0.0
+
+
+def test_own_running_threads_counts_at_least_the_reader():
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("no /proc/self/task here")
+    assert 1 <= threads.own_running_threads() <= len(list(Path("/proc/self/task").iterdir()))
