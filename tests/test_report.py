@@ -17,7 +17,7 @@ import pytest
 
 import memkd.book.report as mb
 import memkd.book.report_tables as mt
-from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS
+from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS, Claim
 from memkd.book.report import load_claims, load_departures
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,6 +290,38 @@ def test_the_teacher_clock_reaches_meta_and_the_chapter_summary(tmp_path):
     ch.finish()
     summary = mt.chapter_summary(load_claims(tmp_path), tmp_path, link=False).set_index("Chapter")
     assert summary.loc["02_logit_distillation", "Teachers train (× first 100%)"] == "2.5× (2-4, 3 teachers)"
+    assert summary.loc["02_logit_distillation", "Teacher rule"] == "whole budget: 200 epochs"  # the chapter's one rule
+
+
+def test_the_teacher_rule_follows_the_declared_protocol():
+    from memkd.book.grid_analysis import teacher_rule
+
+    config = {"teacher_stop": "budget", "teacher_epochs": 2000.0, "teacher_lr": 3e-2}
+    assert teacher_rule(config) == "whole budget: 2,000 epochs at lr 0.03"
+    assert teacher_rule(config, stop="first_perfect") == "first 100% (at most 2,000 epochs at lr 0.03)"
+    assert teacher_rule({"teacher_steps": 10_000}) == "whole budget: 10,000 steps"
+    assert teacher_rule({"epochs": 5}) is None and teacher_rule(None) is None
+
+
+def test_a_claim_whose_verdict_moves_with_the_clock_says_so_in_its_sentence(tmp_path):
+    from memkd.book import outcomes
+    from memkd.book.chapter import Chapter
+
+    ch = Chapter("05_temperature_lr", profile="smoke", results_dir=str(tmp_path / "05"), device="cpu")
+    base = {"chapter": "05_temperature_lr", "measured": 0.3, "sem": 0.01, "n": 8, "p_value": 0.01}
+    ch.claims.append(Claim(claim="high_temperature_helps", paper="High T helps.", verdict="holds", difference=0.16, **base))
+    ch.claims.append(Claim(claim="high_temperature_helps_second_clock", paper="Again.", verdict="holds",
+                           difference=0.05, **base))
+    assert outcomes.clock_note(ch) == ""  # the same verdict at both clocks: nothing to add
+    ch.claims[1].verdict = "inconclusive"
+    note = outcomes.clock_note(ch)
+    assert "holds here, inconclusive with the teachers on the second clock, +0.050" in note
+    ch.qualify("high_temperature_helps", note)
+    ch.qualify("high_temperature_helps", note)  # once only
+    assert ch.claims[0].paper == f"High T helps. {note}"
+    with pytest.raises(ValueError, match="The 'claim' parameter of Chapter.qualify must name a claim this chapter "
+                                         "recorded"):
+        ch.qualify("no_such_claim", note)
 
 
 def test_checks_are_shown_apart_and_never_counted(tmp_path):

@@ -99,6 +99,7 @@ class Chapter(ClaimTests):
     departures: list[dict] = field(default_factory=list)
     teacher_stop: str = ""  # set by `protocol`
     teacher_clock: dict | None = None  # teachers' training as a multiple of their first 100% (save_table)
+    teacher_rule: str | None = None  # what ends the teachers' training, in words (save_table)
 
     def __post_init__(self) -> None:
         from memkd.device import resolve_device
@@ -139,7 +140,8 @@ class Chapter(ClaimTests):
         aggregates: no type is guessed from text). When `table.attrs["config"]` holds a dict (an
         experiment's full validated configuration), it is also written beside the table as
         `<name>.config.json`. The chapter's main table ("table") also gives the teacher clock: how
-        many times their first epoch at 100% the teachers trained (meta.json, the report).
+        many times their first epoch at 100% the teachers trained, and the rule that ended their
+        training (`grid_analysis.teacher_rule`; meta.json, the report's chapter table).
         """
         target = write_csv(table, self.path / f"{name}.csv")  # float32 values without noise
         typed = self.path / f"{name}.parquet"
@@ -153,9 +155,10 @@ class Chapter(ClaimTests):
             frame.assign(**mixed).to_parquet(typed.with_suffix(".parquet.tmp"), index=False)
         typed.with_suffix(".parquet.tmp").replace(typed)
         if name == "table" and self.teacher_clock is None:
-            from memkd.book.grid_analysis import teacher_clock
+            from memkd.book.grid_analysis import teacher_clock, teacher_rule
 
             self.teacher_clock = teacher_clock(table)
+            self.teacher_rule = teacher_rule(table.attrs.get("config"), self.teacher_stop)
         config = table.attrs.get("config")
         if config is not None:
             if not isinstance(config, dict):
@@ -194,6 +197,21 @@ class Chapter(ClaimTests):
             yield self
         finally:
             self.published_version, self.beyond_paper = before
+
+    def qualify(self, claim: str, note: str) -> None:
+        """Add `note` to the sentence of the recorded claim `claim` (its `paper` text, as the report shows it),
+        e.g. that its verdict moves with the teachers' clock; a note already there is not added twice.
+
+        Raises ValueError when no claim of that id was recorded.
+        """
+        mine = [c for c in self.claims if c.claim == claim]
+        if not mine:
+            known = ", ".join(c.claim for c in self.claims) or "none yet"
+            raise ValueError(f"The 'claim' parameter of Chapter.qualify must name a claim this chapter recorded "
+                             f"({known}). Got {claim!r} instead.")
+        for c in mine:
+            if note not in c.paper:
+                c.paper = f"{c.paper.rstrip()} {note}"
 
     def departure(self, topic: str, paper: str, book: str, reason: str) -> None:
         """Record one way this chapter departs from the paper's text or the authors' released code:
@@ -274,6 +292,7 @@ class Chapter(ClaimTests):
             "published_version": self.published_version,
             "teacher_stop": self.teacher_stop or None,
             "teacher_clock": self.teacher_clock,
+            "teacher_rule": self.teacher_rule,
             "memkd_version": __version__,
             "elapsed_s": round(time.perf_counter() - self._started, 2),
         }

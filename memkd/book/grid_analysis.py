@@ -309,6 +309,32 @@ def sign_counts(values: Sequence[float]) -> dict[str, int]:
     return {"successes": int((v > 1e-9).sum()), "trials": int(len(v)), "teachers": int(len(v))}  # float noise is a tie
 
 
+def teacher_rule(config: dict | None, stop: str = "") -> str | None:
+    """The rule that ends a chapter's teacher training, in words, from an experiment's config.
+
+    config : `table.attrs["config"]` of the chapter's main table (teacher_stop, teacher_epochs or
+        teacher_steps, teacher_lr where the experiment has them); `stop` overrides its teacher_stop
+        (the protocol the chapter declared). None when the config names no teacher budget.
+
+    >>> teacher_rule({"teacher_stop": "budget", "teacher_epochs": 3000, "teacher_lr": 0.001})
+    'whole budget: 3,000 epochs at lr 0.001'
+    >>> teacher_rule({"teacher_stop": "first_perfect", "teacher_epochs": 500})
+    'first 100% (at most 500 epochs)'
+    """
+    config = config or {}
+    budget, unit = next(((config[k], k.split("_")[1]) for k in ("teacher_epochs", "teacher_steps")
+                         if isinstance(config.get(k), (int, float)) and not isinstance(config.get(k), bool)), (None, ""))
+    if budget is None:
+        return None
+    if isinstance(budget, float) and budget.is_integer():
+        budget = int(budget)
+    lr = config.get("teacher_lr")
+    at = f" at lr {lr:g}" if isinstance(lr, (int, float)) and not isinstance(lr, bool) else ""
+    if (stop or config.get("teacher_stop", "budget")) == "first_perfect":
+        return f"first 100% (at most {budget:,} {unit}{at})"
+    return f"whole budget: {budget:,} {unit}{at}"
+
+
 def teacher_clock(table: pd.DataFrame, unit: str = "dataset") -> dict | None:
     """How long a table's teachers trained, as a multiple of their first epoch at 100% on D.
 

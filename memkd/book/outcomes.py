@@ -349,6 +349,17 @@ def clock_outcome(ch: "Chapter", first: str = "high_temperature_helps",
     return f"The two teacher clocks give different verdicts, one of them undecided: {both}."
 
 
+def clock_note(ch: "Chapter", first: str = "high_temperature_helps",
+               second: str = "high_temperature_helps_second_clock") -> str:
+    """Chapter 05: the words added to the headline temperature claim's sentence when its verdict moves
+    with the teachers' clock ("" when both clocks give the same verdict, or one was not run)."""
+    a, b = find(ch, first), find(ch, second)
+    if a is None or b is None or a.verdict == b.verdict:
+        return ""
+    return (f"(Its verdict moves with the teachers' clock: {a.verdict} here, {b.verdict} with the teachers on the "
+            f"second clock, {b.difference:+.3f}.)")
+
+
 def recovery_lines(summary: pd.DataFrame, verdict: dict[str, str]) -> list[str]:
     """Chapter 11: one Markdown bullet per student kind (least squares, soft labels): the share of
     perfect cells above and below the line (`summary`: student, shuffled, above, perfect, cells,

@@ -258,13 +258,14 @@ def chapter_summary(claims, results: Path, link: bool = True):
                                if meta or len(mine) else "no results"),
             "Profile": str(meta.get("profile") or "–"),
             "Teacher stop": str(meta.get("teacher_stop") or "–"),
+            "Teacher rule": str(meta.get("teacher_rule") or "–"),
             "Teachers train (× first 100%)": _clock(meta.get("teacher_clock")),
             "Device": str(meta.get("device") or "–"),
             "Chapter time (s)": _seconds(meta.get("elapsed_s")),
             "Build time (s)": _seconds(seconds),
         })
     return pd.DataFrame(rows, columns=["Chapter", "Claims holding", "Profile", "Teacher stop",
-                                       "Teachers train (× first 100%)", "Device", "Chapter time (s)",
+                                       "Teacher rule", "Teachers train (× first 100%)", "Device", "Chapter time (s)",
                                        "Build time (s)"])
 
 
