@@ -263,7 +263,7 @@ def test_plans_yml_names_real_chapters_and_leaves_no_placeholder():
         assert chapter in chapters, f"plans.yml names {chapter}, which is not a chapter"
     texts = [p.reason for p in PLANS.values()] + list(BASELINES.values())
     assert all(t.strip() and "{" not in t for t in texts)
-    assert PLANS[("01_toy_2d", "toy_soft*_beats_chance")].effect == 0.1
+    assert PLANS[("01_toy_2d", "toy_soft*_beats_chance")].effect == 0.0667
 
 
 @pytest.mark.slow

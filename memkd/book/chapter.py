@@ -158,7 +158,8 @@ class Chapter(ClaimTests):
             from memkd.book.grid_analysis import teacher_clock, teacher_rule
 
             self.teacher_clock = teacher_clock(table)
-            self.teacher_rule = teacher_rule(table.attrs.get("config"), self.teacher_stop)
+            config = table.attrs.get("config")
+            self.teacher_rule = teacher_rule(config if isinstance(config, dict) else None, self.teacher_stop)
         config = table.attrs.get("config")
         if config is not None:
             if not isinstance(config, dict):

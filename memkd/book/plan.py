@@ -67,13 +67,13 @@ def margin_of(margin: float | Margin, expect: str) -> tuple[float, str]:
 
 # ---------------------------------------------------------------------------- the book's margins
 
-PAPER_FIG1_EFFECT: float = _TABLES["constants"]["PAPER_FIG1_EFFECT"]  # Fig 1: about 40% held out against 30%
+PAPER_FIG1_EFFECT: float = _TABLES["constants"]["PAPER_FIG1_EFFECT"]  # Fig 1: about 40% held out against chance 1/3
 
 
 def toy_at_chance() -> Margin:
     """Chapter 01: hard-label students at chance in 2-D."""
-    return Margin(PAPER_FIG1_EFFECT / 2, "half the soft-label effect of the paper's Fig 1 (about 40% against "
-                  "about 30% held out: 0.10), so that a student with that effect could not pass as at chance")
+    return Margin(PAPER_FIG1_EFFECT / 2, "half the soft-label effect of the paper's Fig 1 (about 40% held out "
+                  "against chance 1/3: 0.067), so that a student with that effect could not pass as at chance")
 
 
 def hard_labels_at_chance(chance: float) -> Margin:
