@@ -37,7 +37,7 @@ from pathlib import Path
 import yaml
 
 from memkd.book.chapter import book_root, resolve_profile
-from memkd.config import PROFILES
+from memkd.config import PROFILES, invalid
 from memkd.sweep.run import CELL_TIMEOUT  # per-profile cell timeouts, shared with `memkd sweep`
 CHAPTER_DIR = "nbs"
 # The Colab install cell: `%pip install ... "memkd @ git+https://github.com/memkd/memkd@<ref>"`.
@@ -299,13 +299,12 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
         directory, else the folder above this package
     """
     if profile not in PROFILES:
-        raise ValueError(f"The 'profile' parameter of build_book must be one of {PROFILES}. "
-                         f"Got {profile!r} instead.")
+        raise invalid("profile", "build_book", f"one of {PROFILES}", profile)
     profile = resolve_profile(profile)
     if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"The 'workers' parameter of build_book must be an int >= 1. Got {workers!r} instead.")
+        raise invalid("workers", "build_book", "an int >= 1", workers)
     if dask_local is not None and (not isinstance(dask_local, int) or isinstance(dask_local, bool) or dask_local < 1):
-        raise ValueError(f"The 'dask_local' parameter of build_book must be an int >= 1. Got {dask_local!r} instead.")
+        raise invalid("dask_local", "build_book", "an int >= 1", dask_local)
     book = Path(root) if root else (book_root() or Path(__file__).resolve().parents[1])
     book = book.resolve()
     if not (book / "_toc.yml").is_file():

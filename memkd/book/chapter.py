@@ -52,17 +52,15 @@ from memkd import __version__
 from memkd.tables import write_csv
 from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS, Claim, claim_units, power_status
 from memkd.book.claim_tests import ClaimTests
-from memkd.config import PROFILES, knob_overrides  # noqa: F401 (chapters call memkd.book.chapter.knob_overrides)
+from memkd.config import PROFILES, invalid, knob_overrides  # noqa: F401 (chapters call memkd.book.chapter.knob_overrides)
 
 
 def resolve_profile(profile: str | None = None) -> str:
     """Return `profile`, or `$MEMKD_PROFILE` when it is empty, or "quick"; checked against PROFILES."""
     resolved = profile or os.environ.get("MEMKD_PROFILE") or "quick"
     if resolved not in PROFILES:
-        raise ValueError(
-            f"The 'profile' parameter of resolve_profile must be one of {PROFILES} (an empty profile reads "
-            f"$MEMKD_PROFILE, else 'quick'). Got {resolved!r} instead."
-        )
+        raise invalid("profile", "resolve_profile",
+                      f"one of {PROFILES} (an empty profile reads $MEMKD_PROFILE, else 'quick')", resolved)
     return resolved
 
 
@@ -159,8 +157,9 @@ class Chapter(ClaimTests):
         config = table.attrs.get("config")
         if config is not None:
             if not isinstance(config, dict):
-                raise ValueError(f"The 'table' parameter of Chapter.save_table carries a config it cannot save: "
-                                 f"table.attrs['config'] must be a dict. Got {type(config).__name__} instead.")
+                raise invalid("table", "Chapter.save_table",
+                              says="carries a config it cannot save: table.attrs['config'] must be a dict. "
+                                   f"Got {type(config).__name__} instead.")
             side = self.path / f"{name}.config.json"
             tmp = side.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(config, indent=2, default=_jsonable))
@@ -203,8 +202,7 @@ class Chapter(ClaimTests):
         row = {"topic": topic, "paper": paper, "book": book, "reason": reason}
         for key, text in row.items():
             if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"The '{key}' parameter of Chapter.departure must be a non-empty string. "
-                                 f"Got {text!r} instead.")
+                raise invalid(key, "Chapter.departure", "a non-empty string", text)
         row = {"chapter": self.name, **{k: v.strip() for k, v in row.items()}}
         self.departures = [d for d in self.departures
                            if (d["topic"], d["paper"], d["book"]) != (row["topic"], row["paper"], row["book"])] + [row]

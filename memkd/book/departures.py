@@ -421,8 +421,7 @@ def for_chapter(name: str, table: pd.DataFrame, **context: Any) -> list[Departur
     """The departures of chapter `name` (a key of `CHAPTER_DEPARTURES`, e.g. "05_temperature_lr"), built
     from its table and the `context` values that chapter's function takes (see the module's docstring)."""
     if name not in CHAPTER_DEPARTURES:
-        raise ValueError(f"The 'name' parameter of for_chapter must be a chapter with departures, one of "
-                         f"{sorted(CHAPTER_DEPARTURES)}. Got {name!r} instead.")
+        raise invalid("name", "for_chapter", f"a chapter with departures, one of {sorted(CHAPTER_DEPARTURES)}", name)
     return CHAPTER_DEPARTURES[name](table, **context)
 
 

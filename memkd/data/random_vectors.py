@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from memkd.config import invalid
+
 DISTRIBUTIONS = ("uniform", "gaussian")
 
 
@@ -26,10 +28,7 @@ def make_memorization_data(
     The same arguments always give the same tensors (a private generator, CPU then moved).
     """
     if distribution not in DISTRIBUTIONS:
-        raise ValueError(
-            f"The 'distribution' parameter of make_memorization_data must be one of "
-            f"{DISTRIBUTIONS}. Got {distribution!r} instead."
-        )
+        raise invalid("distribution", "make_memorization_data", f"one of {DISTRIBUTIONS}", distribution)
     gen = torch.Generator().manual_seed(int(seed))
     n = classes * per_class
     if distribution == "uniform":
@@ -56,11 +55,11 @@ def split_per_class(y: Tensor, alpha: float, seed: int) -> tuple[Tensor, Tensor]
         members = members[torch.randperm(len(members), generator=gen)]
         k = int(round(alpha * len(members)))
         if k == 0 or k == len(members):
-            raise ValueError(
-                f"The 'alpha' parameter of split_per_class leaves class {c} with {k} of {len(members)} "
-                "samples for the student: every class needs at least one student sample and one "
-                "held-out sample. Use more samples per class or an alpha further from 0 and 1. "
-                f"Got {alpha!r} instead."
+            raise invalid(
+                "alpha", "split_per_class",
+                says=f"leaves class {c} with {k} of {len(members)} samples for the student: every class needs "
+                     "at least one student sample and one held-out sample. Use more samples per class or an "
+                     f"alpha further from 0 and 1. Got {alpha!r} instead."
             )
         train.append(members[:k])
         test.append(members[k:])

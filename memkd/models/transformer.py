@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from memkd.config import invalid
 from memkd.models.family import ADAMW
 
 
@@ -105,8 +106,9 @@ class EnsembleTransformer(nn.Module):
                  d_mlp: int = 512, context: int = 3, seed: int | Sequence[int] = 0) -> None:
         super().__init__()
         if d_model % heads:
-            raise ValueError(f"The 'heads' parameter of EnsembleTransformer must divide d_model ({d_model}): "
-                             f"d_model must be a multiple of heads. Got {heads!r} instead.")
+            raise invalid("heads", "EnsembleTransformer",
+                          must=f"divide d_model ({d_model}): d_model must be a multiple of heads",
+                          got=heads)
         self.members, self.modulus, self.d_model, self.heads = members, modulus, d_model, heads
         self.d_mlp, self.context = d_mlp, context
         if isinstance(seed, (int, np.integer)):
@@ -114,8 +116,8 @@ class EnsembleTransformer(nn.Module):
         else:
             seeds = [int(s) for s in seed]
             if len(seeds) != members:
-                raise ValueError(f"The 'seed' parameter of EnsembleTransformer must be an int or hold one seed "
-                                 f"per member ({members}). Got {len(seeds)} seeds instead.")
+                raise invalid("seed", "EnsembleTransformer", f"an int or hold one seed per member ({members})",
+                              shown=f"{len(seeds)} seeds")
             parts = [_draw_parameters(1, modulus, d_model, heads, d_mlp, context, s) for s in seeds]
             drawn = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
         for name, value in drawn.items():
