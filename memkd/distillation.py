@@ -225,6 +225,12 @@ def train_teacher(
     monitor : (inputs (K, M, ...), labels (K, M)), e.g. data outside each D; with monitor_every > 0
         each teacher's accuracy there is recorded every `monitor_every` epochs and at every
         snapshot (`Teacher.monitor`: epoch, member, monitor_acc).
+
+    >>> from memkd.data.random_vectors import make_memorization_data
+    >>> x, y = make_memorization_data(classes=3, per_class=5, input_dim=20, seed=0)   # (N, D) = (15, 20)
+    >>> teacher = train_teacher(x, y, classes=3, width=32, lr=1e-2, max_epochs=100)
+    >>> teacher.memorized.tolist(), teacher.logits(x).shape     # K = 1 teacher: logits (K, N, C)
+    ([True], torch.Size([1, 15, 3]))
     """
     check_teacher_stop(stop, "train_teacher")
     _check_epochs("max_epochs", max_epochs, "train_teacher")
@@ -339,6 +345,14 @@ def train_students(
     warmup : linear learning-rate warm-up steps (see `memkd.train.fit`).
     Raises MemoryError naming the knobs to reduce when one student cannot fit on the device.
     Returns (model, history).
+
+    >>> from memkd.data.random_vectors import make_memorization_data
+    >>> x, y = make_memorization_data(classes=3, per_class=5, input_dim=20, seed=0)
+    >>> teacher = train_teacher(x, y, classes=3, width=32, lr=1e-2, max_epochs=100)
+    >>> students, history = train_students(x[:9], kind="soft", members=2, lrs=1e-2, epochs=50, classes=3,
+    ...                                    width=32, teacher_logits=teacher.logits(x[:9]), temperatures=10.0)
+    >>> students(x[9:]).shape                                   # E = 2 students on the 6 held-out points
+    torch.Size([2, 6, 3])
     """
     _check_epochs("epochs", epochs, "train_students")
     n, d = x.shape[-2], x.shape[-1]

@@ -26,13 +26,23 @@ from memkd.config import invalid
 
 @torch.no_grad()
 def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Fraction of argmax(logits) == labels per member. logits (E, N, C), labels (N,) or (E, N) -> (E,)."""
+    """Fraction of argmax(logits) == labels per member. logits (E, N, C), labels (N,) or (E, N) -> (E,).
+
+    >>> logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]]])   # (E, N, C) = (1, 3, 2)
+    >>> accuracy(logits, torch.tensor([0, 1, 1]))                       # (E,)
+    tensor([0.6667])
+    """
     return (logits.argmax(dim=-1) == labels).float().mean(dim=-1)
 
 
 @torch.no_grad()
 def agreement(logits_a: Tensor, logits_b: Tensor) -> Tensor:
-    """Fraction of samples where both argmaxes agree. (E, N, C) and (E or 1, N, C) -> (E,)."""
+    """Fraction of samples where both argmaxes agree. (E, N, C) and (E or 1, N, C) -> (E,).
+
+    >>> a = torch.randn(4, 6, 3)
+    >>> agreement(a, a).tolist(), agreement(a, a[:1]).shape            # (E, N, C) and (1, N, C) -> (E,)
+    ([1.0, 1.0, 1.0, 1.0], torch.Size([4]))
+    """
     return (logits_a.argmax(dim=-1) == logits_b.argmax(dim=-1)).float().mean(dim=-1)
 
 
@@ -50,7 +60,12 @@ def nearest_neighbour_predictions(reference: Tensor, reference_labels: Tensor, q
 
 
 def nearest_neighbour_accuracy(reference: Tensor, reference_labels: Tensor, queries: Tensor, query_labels: Tensor) -> Tensor:
-    """Accuracy of the nearest-neighbour labels of `queries` (see above). -> (E,)."""
+    """Accuracy of the nearest-neighbour labels of `queries` (see above). -> (E,).
+
+    >>> ref = torch.eye(3).expand(2, 3, 3)                      # (E, R, Q): one embedding per class
+    >>> nearest_neighbour_accuracy(ref, torch.arange(3), ref + 0.1, torch.arange(3))   # queries (E, N, Q)
+    tensor([1., 1.])
+    """
     pred = nearest_neighbour_predictions(reference, reference_labels, queries)
     return (pred == query_labels).float().mean(dim=-1)
 

@@ -15,9 +15,9 @@ the reproduction report before the chapters whose results it gathers. `build_boo
    _toc.yml, book/, the executed nbs/) with Jupyter Book's Sphinx, warnings as errors, into
    <output>/html.
 
-    >>> index = build_book(profile="smoke", output="/tmp/memkd-book")   # doctest: +SKIP
-    >>> index.name
-    'index.html'
+Usage (a whole build, about 100 s at the smoke profile, so not a doctest; `memkd book` calls it):
+
+    index = build_book(profile="smoke", output="/tmp/memkd-book")   # -> /tmp/memkd-book/html/index.html
 
 The report page's helpers live in `memkd.book.report` (gathered) and `memkd.book.report_tables` (shown). Left out: incremental builds (every
 build executes everything: the library changes outside the notebooks) and non-HTML builders.

@@ -181,8 +181,13 @@ class Chapter(ClaimTests):
         teacher clock (published_version=True) or a chapter's finding beyond the published version
         (beyond_paper=True). The chapter's own flags (and meta.json's) are restored on leaving.
 
-        >>> with ch.section(published_version=True):   # doctest: +SKIP
-        ...     ch.claim("clock_leak", ...)
+        >>> import tempfile
+        >>> ch = Chapter("00_example", profile="smoke", results_dir=tempfile.mkdtemp(), device="cpu")
+        >>> with ch.section(published_version=True):
+        ...     _ = ch.claim_count("clock_leak", "Students of a memorizing teacher leak.", successes=9, trials=10,
+        ...                        p0=0.1, expect="above", teachers=10)
+        >>> ch.claims[-1].published_version, ch.published_version    # recorded in the block; restored after
+        (True, False)
         """
         before = (self.published_version, self.beyond_paper)
         if published_version is not None:

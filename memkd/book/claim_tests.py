@@ -102,9 +102,14 @@ class ClaimTests:
         check : True for a statement that cannot fail at this size (e.g. a teacher failing far above its
             capacity): recorded with kind "check", shown apart from the claims and never counted
 
-        >>> ch.claim("soft_beats_trivial", "Soft labels beat the trivial accuracy.", table,   # doctest: +SKIP
-        ...          baseline=trivial, expect="above")
-        '**held-out accuracy**: 0.085 ± 0.006 against 0.020 (mean ± SEM over 5 teachers × 4 students), ...'
+        >>> import tempfile, pandas as pd
+        >>> from memkd.book.chapter import Chapter
+        >>> ch = Chapter("00_example", profile="smoke", results_dir=tempfile.mkdtemp(), device="cpu")
+        >>> table = pd.DataFrame({"dataset": [0, 0, 1, 1, 2, 2, 3, 3, 4, 4],    # 5 teachers x 2 students
+        ...                       "test_acc": [0.08, 0.10, 0.09, 0.07, 0.11, 0.09, 0.08, 0.10, 0.09, 0.08]})
+        >>> ch.claim("soft_beats_trivial", "Soft labels beat the trivial accuracy.", table,
+        ...          baseline=0.02, expect="above")
+        '**held-out accuracy**: 0.089 ± 0.003 against 0.020 (mean ± SEM over 5 teachers × 2 students), ...: **holds**.'
         """
         from memkd.metrics import interval_test, mean_sem, per_unit_means
 
@@ -167,8 +172,12 @@ class ClaimTests:
         See memkd.metrics.binomial_test for the verdict rules; a plan's effect in units of chance
         takes `p0` as the chance level, and its planned n counts outcomes, like `trials`.
 
-        >>> ch.claim_count("perfect_above_line", "Every cell above the line is perfect.",  # doctest: +SKIP
+        >>> import tempfile
+        >>> from memkd.book.chapter import Chapter
+        >>> ch = Chapter("00_example", profile="smoke", results_dir=tempfile.mkdtemp(), device="cpu")
+        >>> ch.claim_count("perfect_above_line", "Every cell above the line is perfect.",
         ...                successes=60, trials=60, p0=0.95, expect="above", teachers=5)
+        '**proportion**: 60 of 60 from 5 teachers = 1.000 against 0.950, ... (exact binomial test, p = 0.046): **holds**.'
         """
         from memkd.metrics import binomial_test, format_p
 

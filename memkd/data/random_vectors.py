@@ -26,6 +26,10 @@ def make_memorization_data(
 
     Returns x : float32 (N, D), uniform in [-1, 1] (or standard normal), and y : int64 (N,).
     The same arguments always give the same tensors (a private generator, CPU then moved).
+
+    >>> x, y = make_memorization_data(classes=3, per_class=4, input_dim=10, seed=0)
+    >>> x.shape, y.shape, torch.bincount(y).tolist()                   # (N, D), (N,): 4 of each class
+    (torch.Size([12, 10]), torch.Size([12]), [4, 4, 4])
     """
     if distribution not in DISTRIBUTIONS:
         raise invalid("distribution", "make_memorization_data", f"one of {DISTRIBUTIONS}", distribution)
@@ -46,6 +50,11 @@ def split_per_class(y: Tensor, alpha: float, seed: int) -> tuple[Tensor, Tensor]
     In each class, round(alpha * count) samples go to the student; the rest are held out.
     Returns (train_idx, test_idx), int64 index tensors on y's device, each sorted.
     Raises ValueError when a class would end up with no student or no held-out sample.
+
+    >>> y = torch.arange(3).repeat_interleave(4)                      # (N,) = (12,), 4 per class
+    >>> train_idx, test_idx = split_per_class(y, alpha=0.5, seed=0)
+    >>> train_idx.shape, test_idx.shape, torch.bincount(y[train_idx]).tolist()
+    (torch.Size([6]), torch.Size([6]), [2, 2, 2])
     """
     gen = torch.Generator().manual_seed(int(seed) + 7919)
     y_cpu = y.detach().cpu()

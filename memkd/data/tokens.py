@@ -34,7 +34,12 @@ class ModularAddition:
 
 
 def all_pairs(modulus: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every `a b =` sequence of modulus k, and its answer: shapes (k^2, 3) and (k^2,)."""
+    """Every `a b =` sequence of modulus k, and its answer: shapes (k^2, 3) and (k^2,).
+
+    >>> tokens, labels = all_pairs(5)
+    >>> tokens.shape, labels.shape, tokens[7].tolist(), int(labels[7])   # 1 + 2 = 3 (mod 5)
+    (torch.Size([25, 3]), torch.Size([25]), [1, 2, 5], 3)
+    """
     if not isinstance(modulus, (int, np.integer)) or modulus < 2:
         raise invalid("modulus", "all_pairs", "an int >= 2", modulus)
     a, b = torch.meshgrid(torch.arange(modulus), torch.arange(modulus), indexing="ij")
@@ -51,6 +56,10 @@ def make_modular_addition(modulus: int, fraction: float, seed: int = 0,
     pairs drawn at random from each answer's k pairs, so every answer appears equally often in D
     and every draw of D splits per answer into parts of the same sizes (what stacking the
     students of several teachers in one ensemble needs).
+
+    >>> task = make_modular_addition(7, 0.5, seed=0, balanced=True)    # round(0.5 * 7) = 4 pairs per answer
+    >>> len(task.memorized), len(task.outside), task.tokens.shape, task.vocab
+    (28, 21, torch.Size([49, 3]), 8)
     """
     if not 0.0 < fraction < 1.0:
         raise invalid("fraction", "make_modular_addition", "a float in the open interval (0, 1)", fraction)

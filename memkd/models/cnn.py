@@ -69,6 +69,10 @@ class EnsembleCNN(nn.Module):
     head_width : hidden units of the MLP head.
     seed : an int (member i uses seed + i) or one seed per member.
     backend : "grouped" or "vmap" (the same numbers to float rounding).
+
+    >>> cnn = EnsembleCNN(members=2, image_shape=(1, 8, 8), classes=3, width=4, conv_layers=2, head_width=8)
+    >>> cnn(torch.randn(5, 64)).shape                           # (N, D) with D = c * h * w -> (E, N, C)
+    torch.Size([2, 5, 3])
     """
 
     def __init__(

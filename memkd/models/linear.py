@@ -146,6 +146,10 @@ class LinearEnsemble(nn.Module):
 
     weight (K, D, M, O); member (k, j) is drawn from seeds[k * M + j] alone, uniform in
     +-1/sqrt(D) like `nn.Linear(D, O, bias=False)`, so it equals a 1 x 1 ensemble with that seed.
+
+    >>> model = LinearEnsemble(teachers=2, members=3, input_dim=5, outputs=4, seeds=range(6))
+    >>> model.weight.shape, model(torch.randn(2, 7, 5)).shape   # (K, D, M, O); (K, N, D) -> (K, M, N, O)
+    (torch.Size([2, 5, 3, 4]), torch.Size([2, 3, 7, 4]))
     """
 
     def __init__(self, teachers: int, members: int, input_dim: int, outputs: int, seeds: Sequence[int]) -> None:

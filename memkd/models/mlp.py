@@ -58,6 +58,12 @@ class EnsembleMLP(nn.Module):
         (uniform in +-1/sqrt(fan_in)), independently for every member. A sequence of E seeds
         draws member i from seed[i] alone, so that it equals a one-member ensemble with that
         seed whatever ensemble it is trained in (see `memkd.seeds`).
+
+    >>> net = EnsembleMLP(members=4, input_dim=10, width=16, classes=3)
+    >>> net(torch.randn(6, 10)).shape, net(torch.randn(4, 6, 10)).shape   # (N, D) shared or (E, N, D)
+    (torch.Size([4, 6, 3]), torch.Size([4, 6, 3]))
+    >>> net.weights[0].shape                                            # (E, D, P)
+    torch.Size([4, 10, 16])
     """
 
     def __init__(

@@ -100,6 +100,12 @@ class EnsembleTransformer(nn.Module):
     seed : initialisation seed: one int (all members drawn from one generator, independently),
         or one seed per member, so that member i equals a one-member ensemble seeded seed[i]
         whatever ensemble it is trained in (see `memkd.seeds`).
+
+    >>> from memkd.data.tokens import all_pairs
+    >>> tokens, labels = all_pairs(7)                           # (N, S) = (49, 3) and (N,)
+    >>> model = EnsembleTransformer(members=2, modulus=7, d_model=16, heads=2, d_mlp=32)
+    >>> model(tokens).shape                                     # (E, N, C), C = k
+    torch.Size([2, 49, 7])
     """
 
     def __init__(self, members: int, modulus: int, d_model: int = 128, heads: int = 4,
