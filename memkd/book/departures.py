@@ -276,7 +276,7 @@ def clock_departures(table: pd.DataFrame) -> list[Departure]:
     if tuple(config.get("rhos", ())) != (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9):
         rhos = ", ".join(f"{r:g}" for r in config.get("rhos", []))
         out.append(departure_row("08_teacher_clock", "rho", rhos=rhos))
-    sizes = sizes_departure(config, {k: PAPER_CLOCK[k] for k in ("modulus", "train_fraction", "d_model", "d_mlp")})
+    sizes = sizes_departure(config, {k: PAPER_CLOCK[k] for k in ("modulus", "memorized_fraction", "d_model", "d_mlp")})
     # topics carry the section's name: chapter 08 records the workshop setting's departures too
     return [{**d, "topic": f"teacher clock: {d['topic']}"} for d in out + ([sizes] if sizes else [])]
 
