@@ -52,8 +52,8 @@ def _family(family: Family | None, where: str, d: int, classes: int | None, widt
     """`family`, or the MLP family the shorthand keywords (classes, width, ...) describe."""
     if family is not None:
         if classes is not None or width is not None:
-            raise invalid("family", where, must="not be combined with 'classes' or 'width' (they describe an MLP family)",
-                          shown="both")
+            raise invalid("family", where, shown="both",
+                          must="not be combined with 'classes' or 'width' (they describe an MLP family)")
         return family
     if classes is None or width is None:
         raise invalid("family", where, "a model family, or 'classes' and 'width' given for an MLP", shown="neither")

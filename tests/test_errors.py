@@ -106,7 +106,7 @@ def test_the_helper_check_finds_a_direct_raise(tmp_path):
         "class BadArchive(ValueError):\n"
         "    pass\n"
         "def f(x):\n"
-        "    raise ValueError(f\"The 'x' parameter of f must be > 0. Got {x!r} instead.\")\n"  # 5: bad, though worded well
+        "    raise ValueError(f\"The 'x' parameter of f must be > 0. Got {x!r} instead.\")\n"  # 5: bad (well worded)
         "    raise BadArchive(\"The 'path' parameter of f must be the archive.\")\n"            # 6: bad (a subclass)
         "    raise ValueError\n"                                                               # 7: bad
         "    raise invalid('x', 'f', 'an int >= 1', x)\n"                                      # 8: good
@@ -165,7 +165,8 @@ def test_invalid_writes_the_other_shapes():
     assert str(invalid("name", "f", "one of ('a',)", "b", after=" Known: a.")) == (
         "The 'name' parameter of f must be one of ('a',). Got 'b' instead. Known: a.")
     assert str(invalid("x", "f", "an int", None)).endswith("Got None instead.")  # None is a value, not "nothing"
-    assert str(invalid("old", "f", says="was renamed: use 'new'.")) == "The 'old' parameter of f was renamed: use 'new'."
+    renamed = invalid("old", "f", says="was renamed: use 'new'.")
+    assert str(renamed) == "The 'old' parameter of f was renamed: use 'new'."
 
     class Damaged(ValueError):
         pass

@@ -109,7 +109,7 @@ class ClaimTests:
         ...                       "test_acc": [0.08, 0.10, 0.09, 0.07, 0.11, 0.09, 0.08, 0.10, 0.09, 0.08]})
         >>> ch.claim("soft_beats_trivial", "Soft labels beat the trivial accuracy.", table,
         ...          baseline=0.02, expect="above")
-        '**held-out accuracy**: 0.089 ± 0.003 against 0.020 (mean ± SEM over 5 teachers × 2 students), ...: **holds**.'
+        '**held-out accuracy**: 0.089 ± 0.003 against 0.020 (mean ± SEM over 5 teachers × 2 students), ...''
         """
         from memkd.metrics import interval_test, mean_sem, per_unit_means
 
@@ -177,7 +177,7 @@ class ClaimTests:
         >>> ch = Chapter("00_example", profile="smoke", results_dir=tempfile.mkdtemp(), device="cpu")
         >>> ch.claim_count("perfect_above_line", "Every cell above the line is perfect.",
         ...                successes=60, trials=60, p0=0.95, expect="above", teachers=5)
-        '**proportion**: 60 of 60 from 5 teachers = 1.000 against 0.950, ... (exact binomial test, p = 0.046): **holds**.'
+        '**proportion**: 60 of 60 from 5 teachers = 1.000 against 0.950, ... p = 0.046): **holds**.'
         """
         from memkd.metrics import binomial_test, format_p
 

@@ -139,7 +139,8 @@ class LanguageModelConfig(ExperimentConfig):
     batch: int | None = batch_size_knob()
     rhos: tuple = knob((0.5, 0.8), ALPHAS, "rho: the share of the triples a student gets (released: 0.2, 0.5, 0.8)")
     student_starts: tuple = knob(("teacher_start", "independent"), STARTS_LIST, "where a student's weights start")
-    student_start_cells: tuple = knob((), Constraint(lambda v: isinstance(v, (list, tuple)) and all(parse_cell(c) for c in v),
+    student_start_cells: tuple = knob((), Constraint(lambda v: isinstance(v, (list, tuple))
+                                                     and all(parse_cell(c) for c in v),
                                                      "a list (possibly empty) of cells 'tokenization/high'", tuple),
                                       "cells whose students try every start; the others train only the last start "
                                       "(empty: every cell tries every start)")
@@ -152,8 +153,8 @@ class LanguageModelConfig(ExperimentConfig):
                "start": "use 'student_starts' (where a student's weights start, a list)"}
 
     PROFILE_VALUES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
-    TABLE_COLUMNS = ("dataset", "cell", "tokenization", "high", "width", "layers", "student_start", "rho", "student", "classes",
-                     "n_memorized", "n_student", "temperature", "lr", "epochs", "train_acc", "test_acc",
+    TABLE_COLUMNS = ("dataset", "cell", "tokenization", "high", "width", "layers", "student_start", "rho", "student",
+                     "classes", "n_memorized", "n_student", "temperature", "lr", "epochs", "train_acc", "test_acc",
                      "independent_acc", "agreement_fresh", "leak", "chance", "teacher_train_acc", "teacher_memorized",
                      "seconds_per_student")
 
@@ -315,7 +316,8 @@ def language_model(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """The released GPT-2 notebook with several teachers, and what makes its students leak.
 
     One row per student (and one per teacher below `teacher_min_acc`, with NaN measures): dataset (the
-    teacher), cell (tokenization/high), tokenization, high (numbers from 1..high), width, layers, student_start, rho, student, n_memorized (N), n_student, train_acc (its
+    teacher), cell (tokenization/high), tokenization, high (numbers from 1..high), width, layers,
+    student_start, rho, student, n_memorized (N), n_student, train_acc (its
     own triples), test_acc (the held-out memorized triples), independent_acc (fresh triples with random
     labels), leak (test_acc - independent_acc), agreement_fresh (same class as the teacher on the fresh
     triples), chance (1/C), teacher_train_acc, teacher_memorized, seconds_per_student (wall time of the
