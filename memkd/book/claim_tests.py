@@ -109,7 +109,7 @@ class ClaimTests:
         ...                       "test_acc": [0.08, 0.10, 0.09, 0.07, 0.11, 0.09, 0.08, 0.10, 0.09, 0.08]})
         >>> ch.claim("soft_beats_trivial", "Soft labels beat the trivial accuracy.", table,
         ...          baseline=0.02, expect="above")
-        '**held-out accuracy**: 0.089 ± 0.003 against 0.020 (mean ± SEM over 5 teachers × 2 students), ...''
+        '**held-out accuracy**: 0.089 ± 0.003 against 0.020 (mean ± SEM over 5 teachers × 2 students), ...**holds**.'
         """
         from memkd.metrics import interval_test, mean_sem, per_unit_means
 
