@@ -252,7 +252,7 @@ class ExperimentConfig:
 
 
 def make_config(cls: type[ExperimentConfig], experiment: str, profile: str, overrides: Mapping[str, Any]):
-    """Profile values, then overrides; unknown knobs and bad values raise ValueError up front."""
+    """Profile values, then overrides; unknown, renamed and bad knobs are refused up front (ValueError)."""
     if profile not in PROFILES:
         raise invalid("profile", experiment, f"one of {PROFILES}", profile)
     allowed = cls.knobs()

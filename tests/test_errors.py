@@ -2,8 +2,8 @@
 
 Each ValueError (or ValueError subclass defined in memkd) raised in memkd/ must be `raise invalid(...)`:
 a `raise ValueError(...)` anywhere else fails `test_every_value_error_in_memkd_goes_through_the_helper`.
-The helper writes the one format, "The '<name>' parameter of <owner> ..."; the older, looser check
-(a message that starts with "The '") is kept for code outside the package that follows the format.
+The helper writes the one format, "The '<name>' parameter of <owner> ..."; the older check of the
+wording (a message that starts with "The '", or a call to the helper) still runs beside it.
 The checks read the source with `ast`, so they also cover raises no test reaches.
 """
 
