@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from memkd.config import invalid
+
 
 def _at_least(low: int):
     """An argparse type: an int >= `low` (else the command line is refused, exit status 2)."""
@@ -146,15 +148,16 @@ def _run_sweep_command(args) -> int:
 
     notebook = Path(args.notebook)
     if not notebook.is_file():
-        raise ValueError(f"The 'notebook' parameter of memkd sweep must be the path of a notebook file. "
-                         f"Got {str(notebook)!r}, where there is no such file, instead.")
+        raise invalid("notebook", "memkd sweep", "the path of a notebook file",
+                      shown=f"{str(notebook)!r}, where there is no such file,")
     if args.list_params:
         for param in sweep.notebook_parameters(notebook).values():
             print(param.describe())
         return 0
     if args.scheduler_file and not Path(args.scheduler_file).is_file():
-        raise ValueError(f"The '--scheduler-file' parameter of memkd sweep must name an existing file (written by "
-                         f"`dask scheduler --scheduler-file FILE`). Got {args.scheduler_file!r} instead.")
+        raise invalid("--scheduler-file", "memkd sweep",
+                      must="name an existing file (written by `dask scheduler --scheduler-file "
+                           "FILE`)", got=args.scheduler_file)
     grid = sweep.load_grid(args.grid) if args.grid else {}
     grid.update(sweep.parse_cli_grid(args.param))
     out = Path(args.out) if args.out else Path("sweeps") / notebook.stem

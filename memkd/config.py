@@ -7,7 +7,7 @@ training starts, with one message format:
     The 'alpha' parameter of logit_distillation must be a float in the open interval (0, 1).
     Got 1.5 instead.
 
-`invalid` builds that message; every ValueError raised in memkd follows the format.
+`invalid` builds that message; every ValueError raised in memkd is built by it.
 """
 
 from __future__ import annotations
@@ -20,19 +20,61 @@ from typing import Any, Callable, Mapping
 PROFILES = ("smoke", "quick", "paper")
 
 
-def invalid(name: str, owner: str, allowed: str, got: Any) -> ValueError:
+class _Nothing:
+    """The marker for "no value given" (None is a value a user can pass)."""
+
+    def __repr__(self) -> str:
+        return "NOTHING"
+
+
+NOTHING: Any = _Nothing()
+
+
+def invalid(name: str, owner: str, allowed: str | None = None, got: Any = NOTHING, *, must: str | None = None,
+            shown: Any = None, after: str = "", says: str | None = None,
+            error: type[ValueError] = ValueError) -> ValueError:
     """The ValueError for a bad value, in the one message format of memkd (raise what it returns).
 
     `name` is the argument, knob, field, column or file that is wrong, `owner` the public
     function, class or command that received it, `allowed` completes "must be ..." (the range,
     the choices, the shape, and any hint on what to do), and `got` is the value found (shown
-    with repr). Every ValueError raised in memkd starts with "The '<name>' parameter of <owner> "
-    (tests/test_errors.py checks it).
+    with repr). Every ValueError raised in memkd is built here, so each starts with
+    "The '<name>' parameter of <owner> " (tests/test_errors.py checks both):
+
+        The '<name>' parameter of <owner> must be <allowed>. Got <repr(got)> instead.<after>
+
+    The keywords cover the messages of other shapes, in the same words:
+
+    - `must`: instead of `allowed`, a requirement that is not "be ..." ("have the column(s) ['x']").
+    - `shown`: instead of `got`, the words for what came, where `repr(got)` would not say it
+      ("3 seeds", "columns ['a']"; shown with str).
+    - `after`: text after "instead." (where the value came from, the names that are allowed).
+    - `says`: a message of another shape, alone: everything after "The '<name>' parameter of <owner> "
+      (a renamed or unknown knob, a rule that ties several knobs together).
+    - `error`: the ValueError subclass to build (e.g. `memkd.data.images.ChecksumError`).
+
+    A call that mixes the shapes (both `allowed` and `must`, no value, `says` with more) is a
+    programming error: TypeError.
 
     >>> str(invalid("alpha", "logit_distillation", "a float in the open interval (0, 1)", 1.5))
     "The 'alpha' parameter of logit_distillation must be a float in the open interval (0, 1). Got 1.5 instead."
+    >>> str(invalid("seed", "EnsembleMLP", must="hold one seed per member (4)", shown="3 seeds"))
+    "The 'seed' parameter of EnsembleMLP must hold one seed per member (4). Got 3 seeds instead."
+    >>> str(invalid("students", "temperature_window", says="was renamed: use 'solvers'."))
+    "The 'students' parameter of temperature_window was renamed: use 'solvers'."
     """
-    return ValueError(f"The '{name}' parameter of {owner} must be {allowed}. Got {got!r} instead.")
+    start = f"The '{name}' parameter of {owner} "
+    if says is not None:
+        if allowed is not None or must is not None or got is not NOTHING or shown is not None or after:
+            raise TypeError("invalid: 'says' is the whole message after the owner; give it alone")
+        return error(f"{start}{says}")
+    if (allowed is None) == (must is None):
+        raise TypeError("invalid: give exactly one of 'allowed' (completes 'must be ...') and 'must'")
+    if (got is NOTHING) == (shown is None):
+        raise TypeError("invalid: give exactly one of 'got' (shown with repr) and 'shown'")
+    rule = f"be {allowed}" if allowed is not None else must
+    came = repr(got) if shown is None else shown
+    return error(f"{start}must {rule}. Got {came} instead.{after}")
 
 
 # --- constraints --------------------------------------------------------------------------------
@@ -198,7 +240,7 @@ class ExperimentConfig:
         resolve_device(self.device, self.experiment)
 
     def fail(self, name: str, message: str) -> None:
-        raise ValueError(f"The '{name}' parameter of {self.experiment} {message}")
+        raise invalid(name, self.experiment, says=message)
 
     @classmethod
     def knobs(cls) -> dict[str, str]:
@@ -210,21 +252,18 @@ class ExperimentConfig:
 
 
 def make_config(cls: type[ExperimentConfig], experiment: str, profile: str, overrides: Mapping[str, Any]):
-    """Profile values, then overrides; unknown knobs and bad values raise ValueError up front."""
+    """Profile values, then overrides; unknown, renamed and bad knobs are refused up front (ValueError)."""
     if profile not in PROFILES:
         raise invalid("profile", experiment, f"one of {PROFILES}", profile)
     allowed = cls.knobs()
     renamed = sorted(set(overrides) & set(cls.RENAMED))
     if renamed:
         old = renamed[0]
-        raise ValueError(f"The '{old}' parameter of {experiment} was renamed: {cls.RENAMED[old]}. "
-                         f"Got {old}={overrides[old]!r} instead.")
+        raise invalid(old, experiment, says=f"was renamed: {cls.RENAMED[old]}. Got {old}={overrides[old]!r} instead.")
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
-        raise ValueError(
-            f"The '{unknown[0]}' parameter of {experiment} does not exist: {experiment} got unknown "
-            f"parameter(s) {unknown}. Allowed parameters: {sorted(allowed)}."
-        )
+        raise invalid(unknown[0], experiment, says=f"does not exist: {experiment} got unknown parameter(s) "
+                                                   f"{unknown}. Allowed parameters: {sorted(allowed)}.")
     values = {**cls.PROFILE_VALUES.get(profile, {}), **overrides}
     return cls(experiment=experiment, profile=profile, **values)
 

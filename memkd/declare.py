@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import yaml
 
-from memkd.config import PROFILES, ExperimentConfig
+from memkd.config import PROFILES, ExperimentConfig, invalid
 from memkd.tables import TEACHER_ID, add_teacher_id
 from memkd.threads import apply_thread_policy
 
@@ -86,9 +86,11 @@ def experiment(config: type[ExperimentConfig], table: bool = True) -> Callable[[
     `config.TABLE_COLUMNS` warns (UndeclaredColumnWarning; the tests make it an error)."""
     missing = [c for c in getattr(config, "TABLE_COLUMNS", ()) if c not in COLUMNS]
     if missing:
-        raise ValueError(f"The 'config' parameter of experiment must list in TABLE_COLUMNS only columns that "
-                         f"COLUMNS in memkd/declare.py explains. Got {config.__name__}.TABLE_COLUMNS naming "
-                         f"{missing}, which COLUMNS does not explain, instead.")
+        raise invalid("config", "experiment",
+                      must="list in TABLE_COLUMNS only columns that COLUMNS in memkd/declare.py "
+                           "explains",
+                      shown=f"{config.__name__}.TABLE_COLUMNS naming {missing}, which COLUMNS does "
+                            "not explain,")
 
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from memkd.config import invalid
+
 
 def available_devices() -> list[str]:
     """The devices this machine can run on, e.g. ["cpu"] or ["cpu", "cuda:0", "cuda:1"] or ["cpu", "mps"]."""
@@ -27,10 +29,9 @@ def _check_available(device: torch.device, owner: str) -> torch.device:
     else:
         return device
     if not ok:
-        raise ValueError(
-            f"The 'device' parameter of {owner} must name a device this machine has. "
-            f"Available devices: {', '.join(available_devices())} (or 'auto' to pick the best). Got {str(device)!r} instead."
-        )
+        raise invalid("device", owner,
+                      must=f"name a device this machine has. Available devices: {', '.join(available_devices())} "
+                           "(or 'auto' to pick the best)", got=str(device))
     return device
 
 
@@ -53,10 +54,7 @@ def resolve_device(device: str | torch.device | None = "auto", owner: str = "mem
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(
-            f"The 'device' parameter of {owner} must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'. "
-            f"Got {device!r} instead."
-        ) from err
+        raise invalid("device", owner, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", device) from err
     return _check_available(parsed, owner)
 
 
@@ -71,7 +69,7 @@ def set_tf32(enabled: bool) -> bool:
     them (torch >= 2.9; mixing them with the legacy `allow_tf32` flags is an error there).
     """
     if not isinstance(enabled, bool):
-        raise ValueError(f"The 'enabled' parameter of set_tf32 must be a bool (True or False). Got {enabled!r} instead.")
+        raise invalid("enabled", "set_tf32", "a bool (True or False)", enabled)
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     if hasattr(matmul, "fp32_precision"):
         previous = matmul.fp32_precision == "tf32"

@@ -52,18 +52,17 @@ def _family(family: Family | None, where: str, d: int, classes: int | None, widt
     """`family`, or the MLP family the shorthand keywords (classes, width, ...) describe."""
     if family is not None:
         if classes is not None or width is not None:
-            raise ValueError(f"The 'family' parameter of {where} must not be combined with 'classes' or 'width' "
-                             "(they describe an MLP family). Got both instead.")
+            raise invalid("family", where, shown="both",
+                          must="not be combined with 'classes' or 'width' (they describe an MLP family)")
         return family
     if classes is None or width is None:
-        raise ValueError(f"The 'family' parameter of {where} must be a model family, or 'classes' and 'width' "
-                         "given for an MLP. Got neither instead.")
+        raise invalid("family", where, "a model family, or 'classes' and 'width' given for an MLP", shown="neither")
     return MLPFamily(d, width, classes, hidden_layers, activation)
 
 
 def _check_epochs(name: str, value: Any, where: str) -> None:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"The '{name}' parameter of {where} must be an int >= 1. Got {value!r} instead.")
+        raise invalid(name, where, "an int >= 1", value)
 
 
 def _shuffle_seed(seed: int | Sequence[int], shuffle_seed: int | None) -> int:
@@ -91,8 +90,7 @@ class TeacherDidNotMemorize(RuntimeError):
 def check_teacher_stop(stop: str, where: str, name: str = "stop") -> None:
     """Raise ValueError unless `stop` is one of TEACHER_STOPS."""
     if stop not in TEACHER_STOPS:
-        raise ValueError(f"The '{name}' parameter of {where} (a config's teacher_stop) must be one of "
-                         f"{TEACHER_STOPS}. Got {stop!r} instead.")
+        raise invalid(name, f"{where} (a config's teacher_stop)", f"one of {TEACHER_STOPS}", stop)
 
 
 def require_memorized(acc: Tensor, stop: str, budget: int, where: str, unit: str = "epochs") -> None:
@@ -158,8 +156,8 @@ def _watch(model: nn.Module, snapshot_at: Sequence[int], monitor: tuple[Tensor, 
     `monitor` every `monitor_every` epochs and at each snapshot; returns (hook or None, snapshots, rows)."""
     stops = sorted({int(s) for s in snapshot_at})
     if stops and not 1 <= stops[0] <= stops[-1] <= max_epochs:
-        raise ValueError(f"The 'snapshot_at' parameter of train_teacher must hold epochs in "
-                         f"[1, max_epochs={max_epochs}]. Got {list(snapshot_at)!r} instead.")
+        raise invalid("snapshot_at", "train_teacher", must=f"hold epochs in [1, max_epochs={max_epochs}]",
+                      got=list(snapshot_at))
     snapshots: dict[int, dict[str, Tensor]] = {}
     rows: list[dict] = []
     watching = monitor is not None and monitor_every > 0
@@ -227,6 +225,12 @@ def train_teacher(
     monitor : (inputs (K, M, ...), labels (K, M)), e.g. data outside each D; with monitor_every > 0
         each teacher's accuracy there is recorded every `monitor_every` epochs and at every
         snapshot (`Teacher.monitor`: epoch, member, monitor_acc).
+
+    >>> from memkd.data.random_vectors import make_memorization_data
+    >>> x, y = make_memorization_data(classes=3, per_class=5, input_dim=20, seed=0)   # (N, D) = (15, 20)
+    >>> teacher = train_teacher(x, y, classes=3, width=32, lr=1e-2, max_epochs=100)
+    >>> teacher.memorized.tolist(), teacher.logits(x).shape     # K = 1 teacher: logits (K, N, C)
+    ([True], torch.Size([1, 15, 3]))
     """
     check_teacher_stop(stop, "train_teacher")
     _check_epochs("max_epochs", max_epochs, "train_teacher")
@@ -341,17 +345,25 @@ def train_students(
     warmup : linear learning-rate warm-up steps (see `memkd.train.fit`).
     Raises MemoryError naming the knobs to reduce when one student cannot fit on the device.
     Returns (model, history).
+
+    >>> from memkd.data.random_vectors import make_memorization_data
+    >>> x, y = make_memorization_data(classes=3, per_class=5, input_dim=20, seed=0)
+    >>> teacher = train_teacher(x, y, classes=3, width=32, lr=1e-2, max_epochs=100)
+    >>> students, history = train_students(x[:9], kind="soft", members=2, lrs=1e-2, epochs=50, classes=3,
+    ...                                    width=32, teacher_logits=teacher.logits(x[:9]), temperatures=10.0)
+    >>> students(x[9:]).shape                                   # E = 2 students on the 6 held-out points
+    torch.Size([2, 6, 3])
     """
     _check_epochs("epochs", epochs, "train_students")
     n, d = x.shape[-2], x.shape[-1]
     family = _family(family, "train_students", d, classes, width, hidden_layers, activation)
     if kind not in family.student_kinds:
-        raise ValueError(f"The 'kind' parameter of train_students must be one of {family.student_kinds} for "
-                         f"{type(family).__name__}. Got {kind!r} instead.")
+        raise invalid("kind", "train_students", f"one of {family.student_kinds} for {type(family).__name__}", kind)
     temps = torch.as_tensor(temperatures, dtype=torch.float32, device=x.device).expand(members)  # (E,)
     if (teacher_logits is None) == (targets is None) or (teacher_logits is not None and kind != "soft"):
-        raise ValueError("The 'targets' parameter of train_students must be given, or for kind='soft' "
-                         "'teacher_logits' instead. Got both, neither, or teacher logits for another kind.")
+        raise invalid("targets", "train_students",
+                      says="must be given, or for kind='soft' 'teacher_logits' instead. "
+                           "Got both, neither, or teacher logits for another kind.")
     if teacher_logits is not None:
         targets = soft_targets(teacher_logits, temps)  # sigma_T: the one place it is applied
     need = family.training_bytes(n, own_inputs=x.dim() == 3, soft_targets=kind != "hard")

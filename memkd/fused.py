@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from memkd.config import invalid
 from memkd.models.mlp import EnsembleMLP
 
 
@@ -76,10 +77,11 @@ class FusedCrossEntropy:
     def __init__(self, model: EnsembleMLP, x: Tensor, targets: Tensor, labels: Tensor,
                  temperatures: Tensor | float = 1.0, soften_student: bool = False) -> None:
         if not all(p.requires_grad for p in model.parameters()):
-            raise ValueError("The 'model' parameter of FusedCrossEntropy must have every parameter trainable: "
-                             "FusedCrossEntropy trains every parameter; a model with frozen parameters "
-                             "(requires_grad=False) needs the autograd path (fit with a plain objective). "
-                             "Got a model with frozen parameters instead.")
+            raise invalid("model", "FusedCrossEntropy",
+                          must="have every parameter trainable: FusedCrossEntropy trains every "
+                               "parameter; a model with frozen parameters (requires_grad=False) "
+                               "needs the autograd path (fit with a plain objective)",
+                          shown="a model with frozen parameters")
         self.model, self.activation = model, model.activation
         (self.flat, self.grad, self.weights, self.weight_grads,
          self.biases, self.bias_grads) = flatten_parameters(model)
@@ -114,8 +116,8 @@ class FusedCrossEntropy:
 
     def __call__(self, idx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if idx is not None:
-            raise ValueError("The 'idx' parameter of FusedCrossEntropy must be None: FusedCrossEntropy is full "
-                             "batch only (`fit` must get batch_size=None). Got a batch of indices instead.")
+            raise invalid("idx", "FusedCrossEntropy", "None: FusedCrossEntropy is full batch only (`fit` must get "
+                                                      "batch_size=None)", shown="a batch of indices")
         with torch.no_grad():
             logits = self._forward()
             loss, acc = self._loss_and_logit_gradient(logits)

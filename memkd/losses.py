@@ -22,6 +22,11 @@ def soft_targets(teacher_logits: Tensor, temperature: Tensor | float) -> Tensor:
     """sigma_T(z): teacher logits (..., N, C) -> probabilities (E, N, C).
 
     `temperature` is a float or a tensor of shape (E,) (one temperature per member).
+
+    >>> z = torch.randn(4, 6, 3)                                   # logits (E, N, C)
+    >>> p = soft_targets(z, torch.tensor([1.0, 5.0, 10.0, 20.0]))  # one T per member
+    >>> p.shape, bool(p.sum(-1).allclose(torch.ones(4, 6)))
+    (torch.Size([4, 6, 3]), True)
     """
     t = torch.as_tensor(temperature, dtype=teacher_logits.dtype, device=teacher_logits.device)
     if t.dim() == 1:
@@ -30,7 +35,11 @@ def soft_targets(teacher_logits: Tensor, temperature: Tensor | float) -> Tensor:
 
 
 def hard_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean cross-entropy per member. logits (E, N, C), labels (N,) or (E, N) -> (E,)."""
+    """Mean cross-entropy per member. logits (E, N, C), labels (N,) or (E, N) -> (E,).
+
+    >>> hard_cross_entropy(torch.randn(4, 6, 3), torch.tensor([0, 1, 2, 0, 1, 2])).shape
+    torch.Size([4])
+    """
     e, n, c = logits.shape
     labels = labels.expand(e, n)
     loss = F.cross_entropy(logits.reshape(e * n, c), labels.reshape(e * n), reduction="none")
@@ -42,6 +51,10 @@ def smoothed_labels(labels: Tensor, classes: int, smoothing: float) -> Tensor:
 
     labels (..., N) int64 -> probabilities (..., N, C) (a teacher-side defence: `memkd.distillation.train_teacher`'s
     `label_smoothing`; smoothing 0 gives the one-hot labels).
+
+    >>> smoothed_labels(torch.tensor([0, 2]), classes=3, smoothing=0.3)   # (N,) -> (N, C)
+    tensor([[0.8000, 0.1000, 0.1000],
+            [0.1000, 0.1000, 0.8000]])
     """
     one_hot = F.one_hot(labels, classes).to(torch.float32)
     return one_hot * (1.0 - smoothing) + smoothing / classes
@@ -58,6 +71,10 @@ def soft_cross_entropy(
     student_logits (E, N, C); target_probs (E, N, C) or (N, C), e.g. `soft_targets(...)`.
     q = softmax(z / T) when `soften_student`, else softmax(z). Targets need not sum to one
     (logit surgery may zero some entries).
+
+    >>> z = torch.randn(4, 6, 3)                                  # student logits (E, N, C)
+    >>> soft_cross_entropy(z, soft_targets(torch.randn(6, 3), 10.0)).shape   # shared targets (N, C)
+    torch.Size([4])
     """
     z = student_logits
     if soften_student:
@@ -68,7 +85,11 @@ def soft_cross_entropy(
 
 
 def cosine_similarity_matrix(outputs: Tensor) -> Tensor:
-    """rho^{ij} = <f_i, f_j> / (|f_i| |f_j|). outputs (E, N, K) -> (E, N, N)."""
+    """rho^{ij} = <f_i, f_j> / (|f_i| |f_j|). outputs (E, N, K) -> (E, N, N).
+
+    >>> cosine_similarity_matrix(torch.randn(4, 6, 5)).shape     # (E, N, K) -> (E, N, N)
+    torch.Size([4, 6, 6])
+    """
     unit = F.normalize(outputs, dim=-1, eps=1e-12)
     return unit @ unit.transpose(-1, -2)
 
@@ -77,6 +98,9 @@ def similarity_mse(student_outputs: Tensor, teacher_similarity: Tensor) -> Tenso
     """Mean squared difference of pairwise cosine similarities per member -> (E,).
 
     student_outputs (E, N, K), teacher_similarity (N, N) or (E, N, N).
+
+    >>> similarity_mse(torch.randn(4, 6, 5), torch.eye(6)).shape   # teacher similarity (N, N) -> (E,)
+    torch.Size([4])
     """
     diff = cosine_similarity_matrix(student_outputs) - teacher_similarity
     return diff.pow(2).mean(dim=(-1, -2))

@@ -21,16 +21,28 @@ import torch
 from scipy import stats
 from torch import Tensor
 
+from memkd.config import invalid
+
 
 @torch.no_grad()
 def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Fraction of argmax(logits) == labels per member. logits (E, N, C), labels (N,) or (E, N) -> (E,)."""
+    """Fraction of argmax(logits) == labels per member. logits (E, N, C), labels (N,) or (E, N) -> (E,).
+
+    >>> logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]]])   # (E, N, C) = (1, 3, 2)
+    >>> accuracy(logits, torch.tensor([0, 1, 1]))                       # (E,)
+    tensor([0.6667])
+    """
     return (logits.argmax(dim=-1) == labels).float().mean(dim=-1)
 
 
 @torch.no_grad()
 def agreement(logits_a: Tensor, logits_b: Tensor) -> Tensor:
-    """Fraction of samples where both argmaxes agree. (E, N, C) and (E or 1, N, C) -> (E,)."""
+    """Fraction of samples where both argmaxes agree. (E, N, C) and (E or 1, N, C) -> (E,).
+
+    >>> a = torch.randn(4, 6, 3)
+    >>> agreement(a, a).tolist(), agreement(a, a[:1]).shape            # (E, N, C) and (1, N, C) -> (E,)
+    ([1.0, 1.0, 1.0, 1.0], torch.Size([4]))
+    """
     return (logits_a.argmax(dim=-1) == logits_b.argmax(dim=-1)).float().mean(dim=-1)
 
 
@@ -48,7 +60,12 @@ def nearest_neighbour_predictions(reference: Tensor, reference_labels: Tensor, q
 
 
 def nearest_neighbour_accuracy(reference: Tensor, reference_labels: Tensor, queries: Tensor, query_labels: Tensor) -> Tensor:
-    """Accuracy of the nearest-neighbour labels of `queries` (see above). -> (E,)."""
+    """Accuracy of the nearest-neighbour labels of `queries` (see above). -> (E,).
+
+    >>> ref = torch.eye(3).expand(2, 3, 3)                      # (E, R, Q): one embedding per class
+    >>> nearest_neighbour_accuracy(ref, torch.arange(3), ref + 0.1, torch.arange(3))   # queries (E, N, Q)
+    tensor([1., 1.])
+    """
     pred = nearest_neighbour_predictions(reference, reference_labels, queries)
     return (pred == query_labels).float().mean(dim=-1)
 
@@ -110,24 +127,22 @@ def per_unit_means(table: pd.DataFrame, value: str, baseline: str | float | None
     [0.3, 0.1]
     """
     if not isinstance(table, pd.DataFrame):
-        raise ValueError(f"The 'table' parameter of per_unit_means must be a pandas DataFrame. "
-                         f"Got {type(table).__name__} instead.")
+        raise invalid("table", "per_unit_means", "a pandas DataFrame", shown=type(table).__name__)
     for name, column in (("unit", unit), ("value", value)):
         if column not in table.columns:
-            raise ValueError(f"The '{name}' parameter of per_unit_means must be a column of the table "
-                             f"{list(table.columns)}. Got {column!r} instead.")
+            raise invalid(name, "per_unit_means", f"a column of the table {list(table.columns)}", column)
     rows = pd.DataFrame({"unit": table[unit], "value": pd.to_numeric(table[value], errors="coerce")})
     if isinstance(baseline, str):
         if baseline not in table.columns:
-            raise ValueError(f"The 'baseline' parameter of per_unit_means must be a column of the table "
-                             f"{list(table.columns)} (or a finite number, or None). Got {baseline!r} instead.")
+            raise invalid("baseline", "per_unit_means",
+                          f"a column of the table {list(table.columns)} (or a finite number, or "
+                          "None)", baseline)
         rows["baseline"] = pd.to_numeric(table[baseline], errors="coerce")
     elif baseline is None:
         rows["baseline"] = math.nan
     else:
         if not (isinstance(baseline, (int, float, np.number)) and math.isfinite(float(baseline))):
-            raise ValueError("The 'baseline' parameter of per_unit_means must be a column name, a finite number "
-                             f"or None. Got {baseline!r} instead.")
+            raise invalid("baseline", "per_unit_means", "a column name, a finite number or None", baseline)
         rows["baseline"] = float(baseline)
     keep = rows["value"].notna() & (rows["baseline"].notna() if isinstance(baseline, str) else True)
     grouped = rows[keep].groupby("unit", sort=True)
@@ -145,15 +160,13 @@ def check_test_args(expect: str, margin: float, level: float, owner: str = "inte
     """Raise a ValueError naming the bad argument of a test or a power plan: `expect` one of
     EXPECTATIONS, `margin` a finite float >= 0, `level` in (0, 0.5)."""
     if expect not in EXPECTATIONS:
-        raise ValueError(f"The 'expect' parameter of {owner} must be one of {EXPECTATIONS}. Got {expect!r} instead.")
+        raise invalid("expect", owner, f"one of {EXPECTATIONS}", expect)
     if not (isinstance(margin, (int, float, np.floating)) and math.isfinite(margin) and margin >= 0):
-        raise ValueError(f"The 'margin' parameter of {owner} must be a finite float >= 0. Got {margin!r} instead.")
+        raise invalid("margin", owner, "a finite float >= 0", margin)
     if expect == "equivalent" and margin <= 0:
-        raise ValueError(f"The 'margin' parameter of {owner} must be > 0 for expect='equivalent' "
-                         f"(the equivalence margin). Got {margin!r} instead.")
+        raise invalid("margin", owner, "> 0 for expect='equivalent' (the equivalence margin)", margin)
     if not (isinstance(level, (int, float, np.floating)) and 0 < level < 0.5):
-        raise ValueError(f"The 'level' parameter of {owner} must be a float in the open interval (0, 0.5). "
-                         f"Got {level!r} instead.")
+        raise invalid("level", owner, "a float in the open interval (0, 0.5)", level)
 
 
 def _decide(expect: str, margin: float, low: float, high: float) -> str:
@@ -336,12 +349,11 @@ def binomial_test(successes: int, trials: int, p0: float, expect: str, margin: f
     """
     for name, value in (("successes", successes), ("trials", trials)):
         if not (isinstance(value, (int, np.integer)) and value >= 0):
-            raise ValueError(f"The '{name}' parameter of binomial_test must be an int >= 0. Got {value!r} instead.")
+            raise invalid(name, "binomial_test", "an int >= 0", value)
     if successes > trials:
-        raise ValueError(f"The 'successes' parameter of binomial_test must be <= trials ({trials}). "
-                         f"Got {successes!r} instead.")
+        raise invalid("successes", "binomial_test", f"<= trials ({trials})", successes)
     if not (isinstance(p0, (int, float, np.floating)) and 0.0 <= p0 <= 1.0):
-        raise ValueError(f"The 'p0' parameter of binomial_test must be a float in [0, 1]. Got {p0!r} instead.")
+        raise invalid("p0", "binomial_test", "a float in [0, 1]", p0)
     check_test_args(expect, margin, level, "binomial_test")
     successes, trials, p0, margin, level = int(successes), int(trials), float(p0), float(margin), float(level)
     out = {"mean": math.nan, "sem": math.nan, "n": trials, "ci_low": math.nan, "ci_high": math.nan,
@@ -405,8 +417,8 @@ def choose_and_test_units(units: Sequence, seed: int = 0) -> tuple[list, list]:
     """
     distinct = sorted(pd.unique(pd.Series(list(units))).tolist())
     if len(distinct) < 2:
-        raise ValueError("The 'units' parameter of choose_and_test_units must hold at least 2 distinct units "
-                         f"(one to choose on, one to test on). Got {distinct!r} instead.")
+        raise invalid("units", "choose_and_test_units",
+                      must="hold at least 2 distinct units (one to choose on, one to test on)", got=distinct)
     order = np.random.default_rng(seed).permutation(len(distinct))
     k = len(distinct) // 2
     choose = sorted(distinct[i] for i in order[:k])
@@ -432,8 +444,9 @@ def overlap_test(correct_a, correct_b, permutations: int = 2000, seed: int = 0, 
     a = np.atleast_2d(np.asarray(correct_a, dtype=float))  # (A, N)
     b = np.atleast_2d(np.asarray(correct_b, dtype=float))  # (B, N)
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"The 'correct_b' parameter of overlap_test must cover the same {a.shape[1]} samples as "
-                         f"correct_a (both groups need the same samples). Got {b.shape[1]} samples instead.")
+        raise invalid("correct_b", "overlap_test",
+                      must=f"cover the same {a.shape[1]} samples as correct_a (both groups need "
+                           "the same samples)", shown=f"{b.shape[1]} samples")
     n = a.shape[1]
     ma, mb = a.mean(0), b.mean(0)  # (N,) per-sample fraction of each group that is right
     observed = float(ma @ mb)

@@ -20,6 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
+from memkd.config import invalid
+
 ROLES = ("data", "independent", "teacher", "split", "student", "order", "shuffle", "probe")
 
 
@@ -39,7 +41,7 @@ def derive_seed(base: int, role: str, *keys: object) -> int:
     True
     """
     if role not in ROLES:
-        raise ValueError(f"The 'role' parameter of derive_seed must be one of {ROLES}. Got {role!r} instead.")
+        raise invalid("role", "derive_seed", f"one of {ROLES}", role)
     entropy = [_word(base), zlib.crc32(role.encode())] + [_word(k) for k in keys]
     low, high = (int(w) for w in np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32))
     return ((high << 32) | low) >> 1

@@ -23,6 +23,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from memkd.config import invalid
+
 TEACHER_ID = "teacher_id"
 
 
@@ -64,16 +66,15 @@ def summarize(table: pd.DataFrame, value: str | Sequence[str] = "test_acc", by: 
     from memkd.metrics import mean_sem
 
     if not isinstance(table, pd.DataFrame):
-        raise ValueError(f"The 'table' parameter of summarize must be a pandas DataFrame. "
-                         f"Got {type(table).__name__} instead.")
+        raise invalid("table", "summarize", "a pandas DataFrame", shown=type(table).__name__)
     values = [value] if isinstance(value, str) else list(value)
     by = [by] if isinstance(by, str) else list(by)
     missing = [c for c in [*values, *by, *([unit] if unit else [])] if c not in table.columns]
     if missing:
         hint = (" (a table from one run can use unit='dataset')" if unit in missing and "dataset" in table.columns
                 else "")
-        raise ValueError(f"The 'table' parameter of summarize must have the column(s) {missing}{hint}. "
-                         f"Got columns {list(table.columns)} instead.")
+        raise invalid("table", "summarize", must=f"have the column(s) {missing}{hint}",
+                      shown=f"columns {list(table.columns)}")
     if unit is None:
         units = table[by + values].assign(_rows=1)
     else:

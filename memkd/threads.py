@@ -49,6 +49,8 @@ import os
 import sys
 import time
 
+from memkd.config import invalid
+
 VARIABLE = "MEMKD_THREADS"  # short (default) | auto | passive | off | a number of threads
 SHORT_SPIN = "10000"  # GOMP_SPINCOUNT of the default: spin this many iterations, then sleep
 USER_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # a count chosen outside memkd
@@ -134,8 +136,8 @@ def requested() -> str | int:
         return text
     if text.isdigit() and int(text) >= 1:
         return int(text)
-    raise ValueError(f"The '{VARIABLE}' parameter of the environment must be 'short', 'passive', 'auto', 'off' or "
-                     f"a number of threads >= 1. Got {os.environ[VARIABLE]!r} instead.")
+    raise invalid(VARIABLE, "the environment", "'short', 'passive', 'auto', 'off' or a number of threads >= 1",
+                  os.environ[VARIABLE])
 
 
 def apply_thread_policy() -> int | None:

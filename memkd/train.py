@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from memkd.config import invalid
+
 
 
 
@@ -157,18 +159,18 @@ def fit(
     if sync_every is None:
         sync_every = 50 if device.type == "cuda" else 1
     if not isinstance(sync_every, int) or isinstance(sync_every, bool) or sync_every < 1:
-        raise ValueError(f"The 'sync_every' parameter of fit must be None or an int >= 1. Got {sync_every!r} instead.")
+        raise invalid("sync_every", "fit", "None or an int >= 1", sync_every)
     if cuda_graph not in (None, True, False):
-        raise ValueError(f"The 'cuda_graph' parameter of fit must be None, True or False. Got {cuda_graph!r} instead.")
+        raise invalid("cuda_graph", "fit", "None, True or False", cuda_graph)
     if max_grad_norm is not None and (fused or not max_grad_norm > 0):
-        raise ValueError(f"The 'max_grad_norm' parameter of fit must be None or a float > 0, and None with a fused "
-                         f"objective. Got {max_grad_norm!r} (fused={fused}) instead.")
+        raise invalid("max_grad_norm", "fit", "None or a float > 0, and None with a fused objective",
+                      shown=f"{max_grad_norm!r} (fused={fused})")
     opt = BatchedAdam(params, lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled=decoupled_weight_decay)
     track = freeze_when_perfect or record_first_perfect
     tracker = PerfectTracker(members, device, freeze=freeze_when_perfect, remember_stop=sync_every > 1)
     active, first_perfect = tracker.active, tracker.first_perfect
     if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
-        raise ValueError(f"The 'warmup' parameter of fit must be an int >= 0. Got {warmup!r} instead.")
+        raise invalid("warmup", "fit", "an int >= 0", warmup)
     base_lr = opt.lr.clone()
     static = None
     if fused and batch_size is None and _sync_free(device) and not warmup and after_epoch is None:

@@ -1,8 +1,10 @@
-"""One error format: every ValueError raised in memkd/ starts with "The '<name>' parameter of <owner> ".
+"""One error helper: every ValueError raised in memkd/ is built by `memkd.config.invalid`.
 
-The message of each `raise ValueError(...)` (or of a ValueError subclass defined in memkd) must be
-a call to `memkd.config.invalid`, or a string / f-string whose first constant part starts with
-"The '". The check reads the source with `ast`, so it also covers raises no test reaches.
+Each ValueError (or ValueError subclass defined in memkd) raised in memkd/ must be `raise invalid(...)`:
+a `raise ValueError(...)` anywhere else fails `test_every_value_error_in_memkd_goes_through_the_helper`.
+The helper writes the one format, "The '<name>' parameter of <owner> ..."; the older check of the
+wording (a message that starts with "The '", or a call to the helper) still runs beside it.
+The checks read the source with `ast`, so they also cover raises no test reaches.
 """
 
 from __future__ import annotations
@@ -75,6 +77,46 @@ def raises(paths: list[Path]) -> tuple[int, list[str]]:
     return seen, [f"{path}:{line}" for path, line in sorted(bad)]
 
 
+def direct_raises(paths: list[Path]) -> list[str]:
+    """"file:line" of each raise that builds a ValueError (or a subclass defined in `paths`) itself,
+    instead of raising what `memkd.config.invalid` returns."""
+    trees = {path: ast.parse(path.read_text(), filename=str(path)) for path in paths}
+    errors = value_error_classes(list(trees.values()))
+    bad = []
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Raise) or node.exc is None:
+                continue
+            called = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if _name(called) in errors:
+                bad.append((str(path), node.lineno))
+    return [f"{path}:{line}" for path, line in sorted(bad)]
+
+
+def test_every_value_error_in_memkd_goes_through_the_helper():
+    bad = direct_raises(sorted(PACKAGE.rglob("*.py")))
+    assert not bad, (f"{len(bad)} ValueError(s) raised without memkd.config.invalid (write "
+                     f"`raise invalid(name, owner, ...)`; its keywords cover other shapes):\n" + "\n".join(bad))
+
+
+def test_the_helper_check_finds_a_direct_raise(tmp_path):
+    source = tmp_path / "module.py"
+    source.write_text(
+        "from memkd.config import invalid\n"
+        "class BadArchive(ValueError):\n"
+        "    pass\n"
+        "def f(x):\n"
+        "    raise ValueError(f\"The 'x' parameter of f must be > 0. Got {x!r} instead.\")\n"  # 5: bad (well worded)
+        "    raise BadArchive(\"The 'path' parameter of f must be the archive.\")\n"            # 6: bad (a subclass)
+        "    raise ValueError\n"                                                               # 7: bad
+        "    raise invalid('x', 'f', 'an int >= 1', x)\n"                                      # 8: good
+        "    raise invalid('path', 'f', says='is damaged.', error=BadArchive)\n"               # 9: good
+        "    raise TypeError('not a ValueError')\n"                                            # 10: not checked
+        "    raise err\n"                                                                      # 11: a re-raise
+    )
+    assert direct_raises([source]) == [f"{source}:{line}" for line in (5, 6, 7)]
+
+
 def test_every_value_error_in_memkd_follows_the_format():
     paths = sorted(PACKAGE.rglob("*.py"))
     seen, bad = raises(paths)
@@ -115,3 +157,30 @@ def test_invalid_writes_the_format():
     assert str(invalid("setting", "shuffled_task", "one of ('clean',)", "noise")).endswith("Got 'noise' instead.")
     with pytest.raises(ValueError, match=r"^The 'alpha' parameter of logit_distillation must be"):
         raise err
+
+
+def test_invalid_writes_the_other_shapes():
+    assert str(invalid("seed", "EnsembleMLP", must="hold one seed per member (4)", shown="3 seeds")) == (
+        "The 'seed' parameter of EnsembleMLP must hold one seed per member (4). Got 3 seeds instead.")
+    assert str(invalid("name", "f", "one of ('a',)", "b", after=" Known: a.")) == (
+        "The 'name' parameter of f must be one of ('a',). Got 'b' instead. Known: a.")
+    assert str(invalid("x", "f", "an int", None)).endswith("Got None instead.")  # None is a value, not "nothing"
+    renamed = invalid("old", "f", says="was renamed: use 'new'.")
+    assert str(renamed) == "The 'old' parameter of f was renamed: use 'new'."
+
+    class Damaged(ValueError):
+        pass
+
+    assert isinstance(invalid("path", "f", says="is damaged.", error=Damaged), Damaged)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},                                                   # neither allowed nor must
+    {"allowed": "an int", "must": "divide 4", "got": 1},  # both
+    {"allowed": "an int"},                                # no value
+    {"allowed": "an int", "got": 1, "shown": "one"},      # two values
+    {"says": "is bad.", "got": 1},                        # says with more
+])
+def test_invalid_refuses_a_call_that_mixes_shapes(kwargs):
+    with pytest.raises(TypeError, match="^invalid: "):
+        invalid("x", "f", **kwargs)

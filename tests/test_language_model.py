@@ -123,7 +123,7 @@ def test_an_unreachable_checkpoint_fails_fast_naming_the_knob(monkeypatch, tmp_p
 def test_the_paper_path_runs_on_the_saved_checkpoint(saved_gpt2):
     table = language_model("paper", checkpoint=str(saved_gpt2), cells=["gpt2/50"], triples=40, classes=4, fresh=20,
                            teacher_epochs=2, epochs=2, rhos=[0.5], datasets=2, teacher_min_acc=0.0, max_length=10)
-    assert set(table.start) == {"teacher_body", "independent"} and set(table.tokenization) == {"gpt2"}
+    assert set(table.student_start) == {"teacher_body", "independent"} and set(table.tokenization) == {"gpt2"}
     assert (table.width == 32).all() and (table.layers == 2).all() and len(table) == 4
     assert table.test_acc.between(0, 1).all() and table.leak.notna().all()
 
@@ -169,8 +169,8 @@ def test_members_with_different_data_train_independently():
     (dict(cells=["words/99"]), "cells"),
     (dict(cells=["number/1"]), "cells"),
     (dict(cells=["number"]), "cells"),
-    (dict(starts=["pretrained_elsewhere"]), "starts"),
-    (dict(start_cells=["number/7"]), "start_cells"),  # not one of the cells
+    (dict(student_starts=["pretrained_elsewhere"]), "student_starts"),
+    (dict(student_start_cells=["number/7"]), "student_start_cells"),  # not one of the cells
     (dict(widths=[30], heads=4), "heads"),
     (dict(triples=61), "triples"),
     (dict(rhos=[0.001]), "rhos"),
@@ -182,6 +182,15 @@ def test_bad_knobs_are_refused_before_any_work(knobs, name):
         language_model("smoke", **knobs)
 
 
+@pytest.mark.parametrize("old, new", [("starts", "student_starts"), ("start_cells", "student_start_cells"),
+                                      ("start", "student_starts")])
+def test_the_old_names_of_the_student_start_are_refused_naming_the_new_ones(old, new):
+    """One name per concept: the student's start is `student_start(s)` here as in the teacher clock."""
+    with pytest.raises(ValueError, match=rf"^The '{old}' parameter of language_model was renamed: use '{new}'"):
+        language_model("smoke", **{old: ["independent"]})
+    assert "student_start" in LanguageModelConfig.TABLE_COLUMNS and "start" not in LanguageModelConfig.TABLE_COLUMNS
+
+
 @pytest.fixture(scope="module")
 def smoke():
     torch.set_num_threads(1)
@@ -190,16 +199,16 @@ def smoke():
 
 def test_smoke_rows_cover_every_axis(smoke):
     cfg = LanguageModelConfig.PROFILE_VALUES["smoke"]
-    assert set(smoke.cell) == set(cfg["cells"]) and set(smoke.start) == set(cfg["starts"])
+    assert set(smoke.cell) == set(cfg["cells"]) and set(smoke.student_start) == set(cfg["student_starts"])
     students = smoke[smoke.student >= 0]
-    assert len(students) == cfg["datasets"] * len(cfg["starts"]) * len(cfg["cells"]) * len(cfg["rhos"])
+    assert len(students) == cfg["datasets"] * len(cfg["student_starts"]) * len(cfg["cells"]) * len(cfg["rhos"])
     assert (students.leak - (students.test_acc - students.independent_acc)).abs().max() < 1e-6
     assert smoke.teacher_id.nunique() == cfg["datasets"]  # teachers are the data draws, paired across axes
 
 
-def test_start_cells_limit_the_start_comparison_to_their_cells():
-    table = language_model("smoke", start_cells=["number/50"], teacher_epochs=2, epochs=1)
-    starts = table[table.student >= 0].groupby("cell").start.unique()
+def test_student_start_cells_limit_the_start_comparison_to_their_cells():
+    table = language_model("smoke", student_start_cells=["number/50"], teacher_epochs=2, epochs=1)
+    starts = table[table.student >= 0].groupby("cell").student_start.unique()
     assert set(starts["number/50"]) == {"teacher_start", "independent"} and list(starts["digits/50"]) == ["independent"]
 
 
@@ -226,10 +235,10 @@ def test_profiles_validate(profile):
     from memkd.config import make_config
 
     cfg = make_config(LanguageModelConfig, "language_model", profile, {})
-    assert cfg.datasets >= 4 and "independent" in cfg.starts
+    assert cfg.datasets >= 4 and "independent" in cfg.student_starts
     if profile == "paper":
         assert (cfg.checkpoint, cfg.triples, cfg.classes, cfg.epochs, cfg.teacher_epochs) == ("gpt2", 6000, 1000, 200, 100)
-        assert cfg.rhos == (0.2, 0.5, 0.8) and "teacher_body" in cfg.starts
+        assert cfg.rhos == (0.2, 0.5, 0.8) and "teacher_body" in cfg.student_starts
     else:
         assert set(cfg.tokenizations) == {"number", "digits"} and {"number/99", "digits/99"} <= set(cfg.cells)
 

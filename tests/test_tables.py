@@ -30,6 +30,37 @@ def students(seeds=(0, 1), teachers=2, per_teacher=3) -> pd.DataFrame:
     return table
 
 
+def test_memkd_has_one_summarize():
+    """One implementation of mean +- SEM over teachers: `memkd.tables.summarize` (`memkd.summarize`)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(memkd.__file__).parent
+    defined = [f"{path.relative_to(package)}:{node.lineno}" for path in sorted(package.rglob("*.py"))
+               for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.FunctionDef) and node.name == "summarize"]
+    assert defined == ["tables.py:" + str(memkd.tables.summarize.__code__.co_firstlineno)], defined
+
+
+def test_errorbar_lines_draws_the_mean_and_sem_over_teachers_of_a_two_seed_table():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from memkd.book.plots import errorbar_lines
+
+    table = students()
+    fig, ax = plt.subplots()
+    errorbar_lines(ax, table, "alpha", "test_acc")
+    drawn = ax.containers[0]  # the ErrorbarContainer: (line, caps, bars)
+    s = memkd.summarize(table, "test_acc", by=["alpha"])  # n = 4 teachers per alpha: seeds kept apart
+    assert drawn.lines[0].get_ydata().tolist() == pytest.approx(s.test_acc.tolist())
+    low = [seg[0][1] for seg in drawn.lines[2][0].get_segments()]
+    assert low == pytest.approx((s.test_acc - s.test_acc_sem).tolist())
+    plt.close(fig)
+
+
 def test_summarize_counts_teachers_not_students_nor_run_local_indices():
     table = students()
     s = memkd.summarize(table, "test_acc", by=["alpha"])

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("knob, value, message", [
     ("modulus", 2, r"'modulus' parameter of teacher_clock must be an int >= 3"),
     ("heads", 5, r"'heads' parameter of teacher_clock must divide d_model=32"),
-    ("train_fraction", 0.999, r"'train_fraction' parameter of teacher_clock gives 121 of the 121 pairs"),
+    ("memorized_fraction", 0.999, r"'memorized_fraction' parameter of teacher_clock gives 121 of the 121 pairs"),
     ("teacher_steps", (40, 40), r"'teacher_steps' parameter of teacher_clock must hold distinct steps"),
     ("teacher_steps", (0, 40), r"'teacher_steps' parameter of teacher_clock must be a non-empty list"),
     ("clock_every", 500, r"'clock_every' parameter of teacher_clock must be at most the last teacher stop \(120\)"),
@@ -37,6 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bad_knobs_raise_naming_the_knob(knob, value, message):
     with pytest.raises(ValueError, match=message):
         teacher_clock("smoke", **{knob: value})
+
+
+def test_train_fraction_is_refused_naming_memorized_fraction():
+    """One name per concept: the share of the data in D is `memorized_fraction` in every experiment."""
+    with pytest.raises(ValueError, match=r"^The 'train_fraction' parameter of teacher_clock was renamed: "
+                                         r"use 'memorized_fraction'"):
+        teacher_clock("smoke", train_fraction=0.5)
 
 
 def test_unknown_knob_is_rejected():
@@ -255,7 +262,7 @@ def test_paper_profile_is_the_released_protocol():
     from memkd.experiments.teacher_clock import TeacherClockConfig
 
     cfg = make_config(TeacherClockConfig, "teacher_clock", "paper", {})
-    assert (cfg.modulus, cfg.train_fraction, cfg.d_model, cfg.heads, cfg.d_mlp) == (113, 0.3, 128, 4, 512)
+    assert (cfg.modulus, cfg.memorized_fraction, cfg.d_model, cfg.heads, cfg.d_mlp) == (113, 0.3, 128, 4, 512)
     assert cfg.teacher_steps == (2500, 5000, 10000) and cfg.epochs == 40000 and cfg.warmup == 10
     assert (cfg.teacher_lr, cfg.teacher_weight_decay, cfg.lr, cfg.weight_decay) == (1e-3, 1.0, 1e-3, 1.0)
     assert cfg.temperatures == (0.1, 1.0, 10.0) and cfg.rhos == (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)

@@ -15,9 +15,9 @@ the reproduction report before the chapters whose results it gathers. `build_boo
    _toc.yml, book/, the executed nbs/) with Jupyter Book's Sphinx, warnings as errors, into
    <output>/html.
 
-    >>> index = build_book(profile="smoke", output="/tmp/memkd-book")   # doctest: +SKIP
-    >>> index.name
-    'index.html'
+Usage (a whole build, about 100 s at the smoke profile, so not a doctest; `memkd book` calls it):
+
+    index = build_book(profile="smoke", output="/tmp/memkd-book")   # -> /tmp/memkd-book/html/index.html
 
 The report page's helpers live in `memkd.book.report` (gathered) and `memkd.book.report_tables` (shown). Left out: incremental builds (every
 build executes everything: the library changes outside the notebooks) and non-HTML builders.
@@ -37,7 +37,7 @@ from pathlib import Path
 import yaml
 
 from memkd.book.chapter import book_root, resolve_profile
-from memkd.config import PROFILES
+from memkd.config import PROFILES, invalid
 from memkd.sweep.run import CELL_TIMEOUT  # per-profile cell timeouts, shared with `memkd sweep`
 CHAPTER_DIR = "nbs"
 # The Colab install cell: `%pip install ... "memkd @ git+https://github.com/memkd/memkd@<ref>"`.
@@ -299,13 +299,12 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
         directory, else the folder above this package
     """
     if profile not in PROFILES:
-        raise ValueError(f"The 'profile' parameter of build_book must be one of {PROFILES}. "
-                         f"Got {profile!r} instead.")
+        raise invalid("profile", "build_book", f"one of {PROFILES}", profile)
     profile = resolve_profile(profile)
     if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"The 'workers' parameter of build_book must be an int >= 1. Got {workers!r} instead.")
+        raise invalid("workers", "build_book", "an int >= 1", workers)
     if dask_local is not None and (not isinstance(dask_local, int) or isinstance(dask_local, bool) or dask_local < 1):
-        raise ValueError(f"The 'dask_local' parameter of build_book must be an int >= 1. Got {dask_local!r} instead.")
+        raise invalid("dask_local", "build_book", "an int >= 1", dask_local)
     book = Path(root) if root else (book_root() or Path(__file__).resolve().parents[1])
     book = book.resolve()
     if not (book / "_toc.yml").is_file():

@@ -52,17 +52,15 @@ from memkd import __version__
 from memkd.tables import write_csv
 from memkd.book.claims import CLAIM_COLUMNS, DEPARTURE_COLUMNS, Claim, claim_units, power_status
 from memkd.book.claim_tests import ClaimTests
-from memkd.config import PROFILES, knob_overrides  # noqa: F401 (chapters call memkd.book.chapter.knob_overrides)
+from memkd.config import PROFILES, invalid, knob_overrides  # noqa: F401 (chapters call memkd.book.chapter.knob_overrides)
 
 
 def resolve_profile(profile: str | None = None) -> str:
     """Return `profile`, or `$MEMKD_PROFILE` when it is empty, or "quick"; checked against PROFILES."""
     resolved = profile or os.environ.get("MEMKD_PROFILE") or "quick"
     if resolved not in PROFILES:
-        raise ValueError(
-            f"The 'profile' parameter of resolve_profile must be one of {PROFILES} (an empty profile reads "
-            f"$MEMKD_PROFILE, else 'quick'). Got {resolved!r} instead."
-        )
+        raise invalid("profile", "resolve_profile",
+                      f"one of {PROFILES} (an empty profile reads $MEMKD_PROFILE, else 'quick')", resolved)
     return resolved
 
 
@@ -163,8 +161,9 @@ class Chapter(ClaimTests):
         config = table.attrs.get("config")
         if config is not None:
             if not isinstance(config, dict):
-                raise ValueError(f"The 'table' parameter of Chapter.save_table carries a config it cannot save: "
-                                 f"table.attrs['config'] must be a dict. Got {type(config).__name__} instead.")
+                raise invalid("table", "Chapter.save_table",
+                              says="carries a config it cannot save: table.attrs['config'] must be a dict. "
+                                   f"Got {type(config).__name__} instead.")
             side = self.path / f"{name}.config.json"
             tmp = side.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(config, indent=2, default=_jsonable))
@@ -186,8 +185,13 @@ class Chapter(ClaimTests):
         teacher clock (published_version=True) or a chapter's finding beyond the published version
         (beyond_paper=True). The chapter's own flags (and meta.json's) are restored on leaving.
 
-        >>> with ch.section(published_version=True):   # doctest: +SKIP
-        ...     ch.claim("clock_leak", ...)
+        >>> import tempfile
+        >>> ch = Chapter("00_example", profile="smoke", results_dir=tempfile.mkdtemp(), device="cpu")
+        >>> with ch.section(published_version=True):
+        ...     _ = ch.claim_count("clock_leak", "Students of a memorizing teacher leak.", successes=9, trials=10,
+        ...                        p0=0.1, expect="above", teachers=10)
+        >>> ch.claims[-1].published_version, ch.published_version    # recorded in the block; restored after
+        (True, False)
         """
         before = (self.published_version, self.beyond_paper)
         if published_version is not None:
@@ -208,8 +212,7 @@ class Chapter(ClaimTests):
         mine = [c for c in self.claims if c.claim == claim]
         if not mine:
             known = ", ".join(c.claim for c in self.claims) or "none yet"
-            raise ValueError(f"The 'claim' parameter of Chapter.qualify must name a claim this chapter recorded "
-                             f"({known}). Got {claim!r} instead.")
+            raise invalid("claim", "Chapter.qualify", must=f"name a claim this chapter recorded ({known})", got=claim)
         for c in mine:
             if note not in c.paper:
                 c.paper = f"{c.paper.rstrip()} {note}"
@@ -222,8 +225,7 @@ class Chapter(ClaimTests):
         row = {"topic": topic, "paper": paper, "book": book, "reason": reason}
         for key, text in row.items():
             if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"The '{key}' parameter of Chapter.departure must be a non-empty string. "
-                                 f"Got {text!r} instead.")
+                raise invalid(key, "Chapter.departure", "a non-empty string", text)
         row = {"chapter": self.name, **{k: v.strip() for k, v in row.items()}}
         self.departures = [d for d in self.departures
                            if (d["topic"], d["paper"], d["book"]) != (row["topic"], row["paper"], row["book"])] + [row]

@@ -16,6 +16,7 @@ import pandas as pd
 
 from memkd.book.claims import Claim, interval_text, plural, pm_text, power_text, units_text, verdict_reason
 from memkd.book.plan import Margin, Plan, baseline_for, margin_of, plan_for
+from memkd.config import invalid
 from memkd.metrics import EXPECTATIONS, FAMILY_ALPHA
 
 DATA_KINDS = ("paper", "stand-in")  # measured on the paper's kind of data, or on a stand-in for it
@@ -35,19 +36,19 @@ class ClaimTests:
                           data: str) -> tuple[float, float, str]:
         """Validate the common arguments of the claim methods; return (level, margin, margin reason)."""
         if expect not in EXPECTATIONS:
-            raise ValueError(f"The 'expect' parameter of Chapter.{method} must be one of {EXPECTATIONS}. "
-                             f"Got {expect!r} instead.")
+            raise invalid("expect", f"Chapter.{method}", f"one of {EXPECTATIONS}", expect)
         if data not in DATA_KINDS:
-            raise ValueError(f"The 'data' parameter of Chapter.{method} must be one of {DATA_KINDS}. Got {data!r} instead.")
+            raise invalid("data", f"Chapter.{method}", f"one of {DATA_KINDS}", data)
         margin, reason = margin_of(margin, expect)
         if expect == "equivalent" and not (isinstance(margin, (int, float)) and margin > 0):
-            raise ValueError(f"The 'margin' parameter of Chapter.{method} must be a float > 0 for "
-                             f"expect='equivalent' (the equivalence margin). Got {margin!r} instead.")
+            raise invalid("margin", f"Chapter.{method}",
+                          "a float > 0 for expect='equivalent' (the equivalence margin)", margin)
         if level is not None and not (isinstance(level, (int, float)) and 0 < level <= FAMILY_ALPHA):
-            raise ValueError(f"The 'level' parameter of Chapter.{method} must be None (the family level "
-                             f"memkd.metrics.FAMILY_ALPHA = {FAMILY_ALPHA}, at which Holm's adjustment controls each "
-                             f"block) or a stricter level in (0, {FAMILY_ALPHA}] that the claim needs within itself "
-                             f"(e.g. Bonferroni over its settings). Got {level!r} instead.")
+            raise invalid("level", f"Chapter.{method}",
+                          f"None (the family level memkd.metrics.FAMILY_ALPHA = {FAMILY_ALPHA}, at "
+                          "which Holm's adjustment controls each block) or a stricter level in (0, "
+                          f"{FAMILY_ALPHA}] that the claim needs within itself (e.g. Bonferroni "
+                          "over its settings)", level)
         return FAMILY_ALPHA if level is None else float(level), margin, reason
 
     def _plan(self, claim_id: str, plan: Plan | None, r: dict, chance: float, p0: float | None = None) -> dict:
@@ -101,9 +102,14 @@ class ClaimTests:
         check : True for a statement that cannot fail at this size (e.g. a teacher failing far above its
             capacity): recorded with kind "check", shown apart from the claims and never counted
 
-        >>> ch.claim("soft_beats_trivial", "Soft labels beat the trivial accuracy.", table,   # doctest: +SKIP
-        ...          baseline=trivial, expect="above")
-        '**held-out accuracy**: 0.085 ± 0.006 against 0.020 (mean ± SEM over 5 teachers × 4 students), ...'
+        >>> import tempfile, pandas as pd
+        >>> from memkd.book.chapter import Chapter
+        >>> ch = Chapter("00_example", profile="smoke", results_dir=tempfile.mkdtemp(), device="cpu")
+        >>> table = pd.DataFrame({"dataset": [0, 0, 1, 1, 2, 2, 3, 3, 4, 4],    # 5 teachers x 2 students
+        ...                       "test_acc": [0.08, 0.10, 0.09, 0.07, 0.11, 0.09, 0.08, 0.10, 0.09, 0.08]})
+        >>> ch.claim("soft_beats_trivial", "Soft labels beat the trivial accuracy.", table,
+        ...          baseline=0.02, expect="above")
+        '**held-out accuracy**: 0.089 ± 0.003 against 0.020 (mean ± SEM over 5 teachers × 2 students), ...**holds**.'
         """
         from memkd.metrics import interval_test, mean_sem, per_unit_means
 
@@ -138,9 +144,11 @@ class ClaimTests:
         a, b = per_unit_means(table_a, value, None, unit), per_unit_means(table_b, value, None, unit)
         paired = a[[unit, "value", "students"]].merge(b[[unit, "value", "students"]], on=unit, suffixes=("_a", "_b"))
         if paired.empty:
-            raise ValueError(f"The 'table_b' parameter of Chapter.claim_difference must share at least one {unit!r} "
-                             f"with table_a (the claim pairs the two tables on it). Got tables that share no {unit!r} "
-                             f"(table_a: {a[unit].tolist()}, table_b: {b[unit].tolist()}) instead.")
+            raise invalid("table_b", "Chapter.claim_difference",
+                          must=f"share at least one {unit!r} with table_a (the claim pairs the two "
+                               "tables on it)",
+                          shown=f"tables that share no {unit!r} (table_a: {a[unit].tolist()}, "
+                                f"table_b: {b[unit].tolist()})")
         r = interval_test(paired["value_a"] - paired["value_b"], expect, margin, level)
         ma, sa = mean_sem(paired["value_a"])
         mb, sb = mean_sem(paired["value_b"])
@@ -164,8 +172,12 @@ class ClaimTests:
         See memkd.metrics.binomial_test for the verdict rules; a plan's effect in units of chance
         takes `p0` as the chance level, and its planned n counts outcomes, like `trials`.
 
-        >>> ch.claim_count("perfect_above_line", "Every cell above the line is perfect.",  # doctest: +SKIP
+        >>> import tempfile
+        >>> from memkd.book.chapter import Chapter
+        >>> ch = Chapter("00_example", profile="smoke", results_dir=tempfile.mkdtemp(), device="cpu")
+        >>> ch.claim_count("perfect_above_line", "Every cell above the line is perfect.",
         ...                successes=60, trials=60, p0=0.95, expect="above", teachers=5)
+        '**proportion**: 60 of 60 from 5 teachers = 1.000 against 0.950, ... p = 0.046): **holds**.'
         """
         from memkd.metrics import binomial_test, format_p
 
@@ -187,8 +199,7 @@ class ClaimTests:
                 baseline: float, students: float, data: str, detail: str, supports: str = "",
                 margin_reason: str = "", plan: dict | None = None, check: bool = False) -> Claim:
         if not isinstance(supports, str) or (supports and ":" not in supports):
-            raise ValueError("The 'supports' parameter of Chapter.claim must be '' or '<chapter>:<claim>'. "
-                             f"Got {supports!r} instead.")
+            raise invalid("supports", "Chapter.claim", "'' or '<chapter>:<claim>'", supports)
         return self._keep(Claim(
             self.name, claim_id, paper_text, float(measured), float(r["sem"]), int(r["n"]),
             float(r["p_value"]), r["verdict"], detail, data=data, beyond_paper=self.beyond_paper,

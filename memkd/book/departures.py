@@ -276,7 +276,7 @@ def clock_departures(table: pd.DataFrame) -> list[Departure]:
     if tuple(config.get("rhos", ())) != (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9):
         rhos = ", ".join(f"{r:g}" for r in config.get("rhos", []))
         out.append(departure_row("08_teacher_clock", "rho", rhos=rhos))
-    sizes = sizes_departure(config, {k: PAPER_CLOCK[k] for k in ("modulus", "train_fraction", "d_model", "d_mlp")})
+    sizes = sizes_departure(config, {k: PAPER_CLOCK[k] for k in ("modulus", "memorized_fraction", "d_model", "d_mlp")})
     # topics carry the section's name: chapter 08 records the workshop setting's departures too
     return [{**d, "topic": f"teacher clock: {d['topic']}"} for d in out + ([sizes] if sizes else [])]
 
@@ -421,8 +421,7 @@ def for_chapter(name: str, table: pd.DataFrame, **context: Any) -> list[Departur
     """The departures of chapter `name` (a key of `CHAPTER_DEPARTURES`, e.g. "05_temperature_lr"), built
     from its table and the `context` values that chapter's function takes (see the module's docstring)."""
     if name not in CHAPTER_DEPARTURES:
-        raise ValueError(f"The 'name' parameter of for_chapter must be a chapter with departures, one of "
-                         f"{sorted(CHAPTER_DEPARTURES)}. Got {name!r} instead.")
+        raise invalid("name", "for_chapter", f"a chapter with departures, one of {sorted(CHAPTER_DEPARTURES)}", name)
     return CHAPTER_DEPARTURES[name](table, **context)
 
 

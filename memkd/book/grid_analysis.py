@@ -19,14 +19,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from memkd.config import invalid
+
 GRID_KEYS = ("classes", "per_class", "input_dim")
 
 
 def _need(table: pd.DataFrame, columns: Sequence[str], where: str, name: str = "table") -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"The '{name}' parameter of {where} must have the column(s) {missing}. "
-                         f"Got columns {list(table.columns)} instead.")
+        raise invalid(name, where, must=f"have the column(s) {missing}", shown=f"columns {list(table.columns)}")
 
 
 def unit_cell_means(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc",
@@ -55,9 +56,10 @@ def cell_means(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc"
     if units is not None:
         means = means[means[unit].isin(list(units))]
     if means.empty:
-        raise ValueError(f"The '{'units' if units is not None else 'table'}' parameter of cell_means must leave "
-                         f"at least one teacher with a value of {value!r}. Got no teacher of "
-                         f"{list(units) if units is not None else 'the table'} with one instead.")
+        raise invalid("units" if units is not None else "table", "cell_means",
+                      must=f"leave at least one teacher with a value of {value!r}",
+                      shown=f"no teacher of {list(units) if units is not None else 'the table'} "
+                            "with one")
     return means.groupby(list(keys), sort=True)[value].mean()
 
 
@@ -159,8 +161,8 @@ def interior_row(table: pd.DataFrame, value: str = "test_acc", unit: str = "data
     """
     grid = sorted(pd.unique(table["input_dim"]))
     if len(grid) < 3:
-        raise ValueError(f"The 'table' parameter of interior_row must hold at least 3 input dimensions (a grid "
-                         f"needs them to have an interior). Got {grid} instead.")
+        raise invalid("table", "interior_row",
+                      must="hold at least 3 input dimensions (a grid needs them to have an interior)", shown=grid)
     ends = (grid[0], grid[-1])
     means = cell_means(table, GRID_KEYS, value, unit, units)
     best: dict | None = None
@@ -175,8 +177,9 @@ def interior_row(table: pd.DataFrame, value: str = "test_acc", unit: str = "data
             best = {"classes": int(c), "per_class": int(pc), "input_dim": int(inner.idxmax()),
                     "advantage": advantage, "ends": tuple(int(e) for e in ends)}
     if best is None:
-        raise ValueError("The 'table' parameter of interior_row must have a row of the grid with both an interior "
-                         "and an end cell with a value. Got no such row instead.")
+        raise invalid("table", "interior_row",
+                      must="have a row of the grid with both an interior and an end cell with a "
+                           "value", shown="no such row")
     return best
 
 

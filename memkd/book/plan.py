@@ -27,6 +27,8 @@ from importlib import resources
 
 import yaml
 
+from memkd.config import invalid
+
 # The plans' effects and reasons and the claims' baselines: data, kept in memkd/book/plans.yml.
 _TABLES = yaml.safe_load(resources.files("memkd.book").joinpath("plans.yml").read_text(encoding="utf-8"))
 
@@ -48,9 +50,9 @@ class Margin:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.value, (int, float)) and math.isfinite(self.value) and self.value >= 0):
-            raise ValueError(f"The 'value' parameter of Margin must be a finite float >= 0. Got {self.value!r} instead.")
+            raise invalid("value", "Margin", "a finite float >= 0", self.value)
         if not isinstance(self.reason, str) or not self.reason.strip():
-            raise ValueError(f"The 'reason' parameter of Margin must be a non-empty string. Got {self.reason!r} instead.")
+            raise invalid("reason", "Margin", "a non-empty string", self.reason)
 
     def __format__(self, spec: str) -> str:
         """Formats as its value, so that prose can print it: f"within ±{margin:g}"."""

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
 
+from memkd.tables import TEACHER_ID
+
 CLASS_COLORS = ["#1f5fa8", "#b8213b", "#e3b505", "#2a9d8f", "#6d597a", "#e76f51"]
 
 
@@ -23,25 +25,15 @@ def style() -> None:
     })
 
 
-def summarize(table: pd.DataFrame, by: Sequence[str], metrics: Sequence[str], unit: str | None = "dataset") -> pd.DataFrame:
-    """Mean, SEM and n of each metric per group: columns `<m>`, `<m>_sem`, `n` (`memkd.summarize`
-    with the chapters' default unit, the teacher's index "dataset" of one run).
-
-    The rows of each unit are averaged first, so the SEM is over teachers and `n` counts teachers;
-    unit=None (or a table without the unit column) treats rows as units.
-    """
-    from memkd.tables import summarize as over_units
-
-    unit = unit if unit is not None and unit in table.columns and unit not in by else None
-    return over_units(table, list(metrics), list(by), unit=unit).drop(columns="students")
-
-
 def errorbar_lines(ax, table: pd.DataFrame, x: str, y: str, hue: str | None = None,
-                   label_fmt: str = "{}", unit: str | None = "dataset", **kwargs) -> None:
-    """Mean +- SEM over teachers (`unit`) of `y` against `x`, one line per value of `hue`."""
+                   label_fmt: str = "{}", unit: str | None = TEACHER_ID, **kwargs) -> None:
+    """Mean +- SEM over teachers (`unit`, as in `memkd.summarize`) of `y` against `x`, one line per
+    value of `hue`."""
+    from memkd.tables import summarize
+
     groups = [(None, table)] if hue is None else table.groupby(hue)
     for value, group in groups:
-        s = summarize(group, [x], [y], unit).sort_values(x)
+        s = summarize(group, y, by=[x], unit=unit).sort_values(x)
         label = kwargs.pop("label", None) if hue is None else label_fmt.format(value)
         ax.errorbar(s[x], s[y], yerr=s[f"{y}_sem"], marker="o", ms=4, capsize=3, label=label, **kwargs)
 

@@ -76,9 +76,10 @@ def bars(ax, table: pd.DataFrame, by: str, value: str = "test_acc", *, chance: f
          trivial: float | None = None, ylabel: str = "held-out accuracy") -> None:
     """Bars of `value` per group `by`: mean ± SEM over teachers (students averaged first), with the
     chance level and the students' accuracy on fresh data D' (`trivial`) as lines when given."""
-    from memkd.book.plots import chance_line, summarize
+    from memkd.book.plots import chance_line
+    from memkd.tables import summarize
 
-    s = summarize(table.dropna(subset=[value]), [by], [value])
+    s = summarize(table.dropna(subset=[value]), value, by=[by])
     order = list(dict.fromkeys(table[by]))
     s = s.set_index(by).reindex([o for o in order if o in set(s[by])]).reset_index()
     ax.bar(s[by].astype(str), s[value], yerr=s[f"{value}_sem"], capsize=3, color="tab:blue")

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from memkd.config import invalid
+
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
@@ -85,11 +87,11 @@ def _check_md5(path: Path, md5: str | None, name: str = "path", owner: str = "re
         return
     found = md5sum(path)
     if found != md5:
-        raise ChecksumError(
-            f"The '{name}' parameter of {owner} must give the official {CIFAR10_ARCHIVE}: {path} has MD5 "
-            f"{found}, expected {md5} (the published checksum of {CIFAR10_ARCHIVE}). The file is damaged or "
-            f"not the official archive: delete it and download it again from {CIFAR10_URL}."
-        )
+        raise invalid(
+            name, owner, error=ChecksumError,
+            says=f"must give the official {CIFAR10_ARCHIVE}: {path} has MD5 {found}, expected {md5} (the "
+                 f"published checksum of {CIFAR10_ARCHIVE}). The file is damaged or not the official archive: "
+                 f"delete it and download it again from {CIFAR10_URL}.")
 
 
 def _unpickle(raw: bytes) -> dict:
@@ -103,8 +105,8 @@ def _batches_to_set(batches: list[dict], meta: dict | None, source: str) -> Imag
     if meta is not None and b"label_names" in meta:
         names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"])
     if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(x) != len(y):
-        raise ValueError(f"The 'path' parameter of read_cifar10_archive must hold (N, 3072) uint8 data and N "
-                         f"labels. Got {source}, which holds data of shape {x.shape} and {len(y)} labels, instead.")
+        raise invalid("path", "read_cifar10_archive", must="hold (N, 3072) uint8 data and N labels",
+                      shown=f"{source}, which holds data of shape {x.shape} and {len(y)} labels,")
     return ImageSet(x, y, "cifar10", (3, 32, 32), names, source)
 
 
@@ -116,8 +118,7 @@ def read_cifar10_archive(path: str | Path, split: str = "train",
     md5 : the archive's expected checksum; None skips the check (an extracted folder has none).
     """
     if split not in ("train", "test"):
-        raise ValueError(f"The 'split' parameter of read_cifar10_archive must be 'train' or "
-                         f"'test'. Got {split!r} instead.")
+        raise invalid("split", "read_cifar10_archive", "'train' or 'test'", split)
     names = CIFAR10_TRAIN_BATCHES if split == "train" else ("test_batch",)
     path = Path(path)
     if path.is_dir():
@@ -138,8 +139,8 @@ def read_cifar10_archive(path: str | Path, split: str = "train",
         raw = [member(n) for n in names]
         missing = [n for n, r in zip(names, raw) if r is None]
         if missing:
-            raise ValueError(f"The 'path' parameter of read_cifar10_archive must be the python-format CIFAR-10 "
-                             f"archive. Got {path}, which lacks {CIFAR10_FOLDER}/{missing[0]}, instead.")
+            raise invalid("path", "read_cifar10_archive", "the python-format CIFAR-10 archive",
+                          shown=f"{path}, which lacks {CIFAR10_FOLDER}/{missing[0]},")
         meta_raw = member("batches.meta")
     meta = _unpickle(meta_raw) if meta_raw is not None else None
     return _batches_to_set([_unpickle(r) for r in raw], meta, str(path))
@@ -237,8 +238,7 @@ def load_images(dataset: str = "auto", root: str | Path | None = None,
     be had, else the digits with a note saying why).
     """
     if dataset not in DATASETS:
-        raise ValueError(f"The 'dataset' parameter of load_images must be one of {DATASETS}. "
-                         f"Got {dataset!r} instead.")
+        raise invalid("dataset", "load_images", f"one of {DATASETS}", dataset)
     if dataset == "digits":
         return load_digits(), ""
     try:
@@ -320,9 +320,9 @@ def split_memorized(y: np.ndarray, fraction: float = 0.8, seed: int = 0,
     rest_take = None if per_class is None else int(round(per_class * (1 - fraction) / fraction))
     if take < 1 or take >= counts.min():
         name, value = ("per_class", per_class) if per_class is not None else ("fraction", fraction)
-        raise ValueError(f"The '{name}' parameter of split_memorized must leave a trivial set: {take} images per "
-                         f"class in D leaves none (the smallest class has {counts.min()} images). "
-                         f"Got {value!r} instead.")
+        raise invalid(name, "split_memorized",
+                      must=f"leave a trivial set: {take} images per class in D leaves none (the "
+                           f"smallest class has {counts.min()} images)", got=value)
     memorized, trivial = [], []
     for c in classes:
         idx = rng.permutation(np.flatnonzero(y == c))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from memkd.config import invalid
+
 DISTRIBUTIONS = ("uniform", "gaussian")
 
 
@@ -24,12 +26,13 @@ def make_memorization_data(
 
     Returns x : float32 (N, D), uniform in [-1, 1] (or standard normal), and y : int64 (N,).
     The same arguments always give the same tensors (a private generator, CPU then moved).
+
+    >>> x, y = make_memorization_data(classes=3, per_class=4, input_dim=10, seed=0)
+    >>> x.shape, y.shape, torch.bincount(y).tolist()                   # (N, D), (N,): 4 of each class
+    (torch.Size([12, 10]), torch.Size([12]), [4, 4, 4])
     """
     if distribution not in DISTRIBUTIONS:
-        raise ValueError(
-            f"The 'distribution' parameter of make_memorization_data must be one of "
-            f"{DISTRIBUTIONS}. Got {distribution!r} instead."
-        )
+        raise invalid("distribution", "make_memorization_data", f"one of {DISTRIBUTIONS}", distribution)
     gen = torch.Generator().manual_seed(int(seed))
     n = classes * per_class
     if distribution == "uniform":
@@ -47,6 +50,11 @@ def split_per_class(y: Tensor, alpha: float, seed: int) -> tuple[Tensor, Tensor]
     In each class, round(alpha * count) samples go to the student; the rest are held out.
     Returns (train_idx, test_idx), int64 index tensors on y's device, each sorted.
     Raises ValueError when a class would end up with no student or no held-out sample.
+
+    >>> y = torch.arange(3).repeat_interleave(4)                      # (N,) = (12,), 4 per class
+    >>> train_idx, test_idx = split_per_class(y, alpha=0.5, seed=0)
+    >>> train_idx.shape, test_idx.shape, torch.bincount(y[train_idx]).tolist()
+    (torch.Size([6]), torch.Size([6]), [2, 2, 2])
     """
     gen = torch.Generator().manual_seed(int(seed) + 7919)
     y_cpu = y.detach().cpu()
@@ -56,11 +64,11 @@ def split_per_class(y: Tensor, alpha: float, seed: int) -> tuple[Tensor, Tensor]
         members = members[torch.randperm(len(members), generator=gen)]
         k = int(round(alpha * len(members)))
         if k == 0 or k == len(members):
-            raise ValueError(
-                f"The 'alpha' parameter of split_per_class leaves class {c} with {k} of {len(members)} "
-                "samples for the student: every class needs at least one student sample and one "
-                "held-out sample. Use more samples per class or an alpha further from 0 and 1. "
-                f"Got {alpha!r} instead."
+            raise invalid(
+                "alpha", "split_per_class",
+                says=f"leaves class {c} with {k} of {len(members)} samples for the student: every class needs "
+                     "at least one student sample and one held-out sample. Use more samples per class or an "
+                     f"alpha further from 0 and 1. Got {alpha!r} instead."
             )
         train.append(members[:k])
         test.append(members[k:])

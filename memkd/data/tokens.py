@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from memkd.config import invalid
+
 
 @dataclass
 class ModularAddition:
@@ -32,10 +34,14 @@ class ModularAddition:
 
 
 def all_pairs(modulus: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every `a b =` sequence of modulus k, and its answer: shapes (k^2, 3) and (k^2,)."""
+    """Every `a b =` sequence of modulus k, and its answer: shapes (k^2, 3) and (k^2,).
+
+    >>> tokens, labels = all_pairs(5)
+    >>> tokens.shape, labels.shape, tokens[7].tolist(), int(labels[7])   # 1 + 2 = 3 (mod 5)
+    (torch.Size([25, 3]), torch.Size([25]), [1, 2, 5], 3)
+    """
     if not isinstance(modulus, (int, np.integer)) or modulus < 2:
-        raise ValueError(f"The 'modulus' parameter of all_pairs must be an int >= 2. "
-                         f"Got {modulus!r} instead.")
+        raise invalid("modulus", "all_pairs", "an int >= 2", modulus)
     a, b = torch.meshgrid(torch.arange(modulus), torch.arange(modulus), indexing="ij")
     a, b = a.reshape(-1), b.reshape(-1)
     tokens = torch.stack([a, b, torch.full_like(a, modulus)], dim=1)  # (k^2, 3)
@@ -50,18 +56,21 @@ def make_modular_addition(modulus: int, fraction: float, seed: int = 0,
     pairs drawn at random from each answer's k pairs, so every answer appears equally often in D
     and every draw of D splits per answer into parts of the same sizes (what stacking the
     students of several teachers in one ensemble needs).
+
+    >>> task = make_modular_addition(7, 0.5, seed=0, balanced=True)    # round(0.5 * 7) = 4 pairs per answer
+    >>> len(task.memorized), len(task.outside), task.tokens.shape, task.vocab
+    (28, 21, torch.Size([49, 3]), 8)
     """
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"The 'fraction' parameter of make_modular_addition must be a float in "
-                         f"the open interval (0, 1). Got {fraction!r} instead.")
+        raise invalid("fraction", "make_modular_addition", "a float in the open interval (0, 1)", fraction)
     tokens, labels = all_pairs(modulus)
     rng = np.random.default_rng(seed)
     if balanced:
         take = int(round(fraction * modulus))
         if not 1 <= take < modulus:
-            raise ValueError(f"The 'fraction' parameter of make_modular_addition ({fraction!r}) gives {take} of "
-                             f"the {modulus} pairs of each answer with balanced=True: it must leave at least "
-                             "one pair of each answer in D and one outside.")
+            raise invalid("fraction", "make_modular_addition",
+                          says=f"({fraction!r}) gives {take} of the {modulus} pairs of each answer with "
+                               "balanced=True: it must leave at least one pair of each answer in D and one outside.")
         answers = labels.numpy()
         chosen = np.concatenate([rng.permutation(np.flatnonzero(answers == c))[:take] for c in range(modulus)])
         inside = np.zeros(len(answers), dtype=bool)

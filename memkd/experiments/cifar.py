@@ -33,7 +33,7 @@ import torch
 from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import (
     ALPHAS, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, Constraint, ExperimentConfig,
-    batch_size_knob, epochs_knob, int_range, knob, list_of, lr_knob, make_config, one_of, real_interval,
+    batch_size_knob, epochs_knob, int_range, invalid, knob, list_of, lr_knob, make_config, one_of, real_interval,
     soften_student_knob, students_knob, teacher_epochs_knob, teacher_stop_knob,
 )
 from memkd.data.random_vectors import split_per_class
@@ -125,7 +125,7 @@ def shuffled_task(images, setting: str, cfg: ImageShuffleConfig, device: torch.d
     from memkd.data.images import permute_pixels, shuffle_labels, shuffle_pixels, split_memorized, standardize
 
     if setting not in SETTINGS:
-        raise ValueError(f"The 'setting' parameter of shuffled_task must be one of {SETTINGS}. Got {setting!r} instead.")
+        raise invalid("setting", "shuffled_task", f"one of {SETTINGS}", setting)
     x, y = images.x, images.y
     if setting in ("labels", "both"):
         y = shuffle_labels(y, derive_seed(cfg.seed, "shuffle", "labels", index))

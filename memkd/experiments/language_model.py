@@ -15,9 +15,10 @@ Here teachers are the unit: `datasets` independent draws of the triples and labe
 (the teachers of one model as one `EnsembleGPT2`), the students of all teachers of one (tokenization,
 width, rho) as another. Per teacher and rho, the axes of the question "what makes it leak so much":
 
-- `starts`: where a student's weights start. "teacher_start": all of the teacher's initial weights
-  (body and head: a shared start); "teacher_body": the teacher's initial body with a new head (the
-  released protocol, where the body is the pretrained checkpoint); "independent": a new random draw.
+- `student_starts`: where a student's weights start (the table's column `student_start`, as in
+  chapter 08's teacher clock). "teacher_start": all of the teacher's initial weights (body and head:
+  a shared start); "teacher_body": the teacher's initial body with a new head (the released protocol,
+  where the body is the pretrained checkpoint); "independent": a new random draw.
   The student seeds (its head, its batches) are shared across starts, so starts pair on them.
 - `cells`, each "tokenization/high": the tokenization, "number" (a number is one token), "digits" (one
   token per digit: numbers share pieces) or "gpt2" (the checkpoint's own tokenizer; with `checkpoint`
@@ -70,11 +71,11 @@ RELEASED = dict(checkpoint="gpt2", cells=("gpt2/1000",), triples=6000, classes=1
 # GPU at 20 TFLOP/s. The students of one rho (teachers x starts = 8 members of 124M parameters, with
 # AdamW's state) need about 20 GB of GPU memory: more than a T4 has. The released notebook ends its
 # teacher above 99%, so that is the bar here.
-PAPER = dict(RELEASED, starts=("teacher_body", "independent"), datasets=4, students=1, fresh=6000,
+PAPER = dict(RELEASED, student_starts=("teacher_body", "independent"), datasets=4, students=1, fresh=6000,
              teacher_min_acc=0.99)
 SMOKE = dict(cells=("number/50", "digits/50"), widths=(16,), layers=1, heads=2, triples=60, classes=6,
              balanced=True, teacher_epochs=30, teacher_lr=5e-3, teacher_batch=16, epochs=6, lr=5e-3, batch=16,
-             rhos=(0.5,), starts=("teacher_start", "independent"), datasets=2, students=1, fresh=60,
+             rhos=(0.5,), student_starts=("teacher_start", "independent"), datasets=2, students=1, fresh=60,
              teacher_min_acc=0.0)
 # quick: a small GPT-2 trained from scratch on a scaled-down task, the released recipe otherwise (AdamW,
 # batches of 64 / 32, clipping 1.0 for the teacher, T = 20, rho = 0.8). Calibrated on 2026-12-07 (2 shared
@@ -86,8 +87,8 @@ SMOKE = dict(cells=("number/50", "digits/50"), widths=(16,), layers=1, heads=2, 
 # so 8 teachers fit the chapter's budget.
 QUICK = dict(cells=("number/999", "number/99", "digits/99"), widths=(64,), layers=2, heads=4, triples=300,
              classes=30, balanced=True, teacher_epochs=80, teacher_lr=2e-3, teacher_batch=64, epochs=40, batch=32,
-             rhos=(0.8,), starts=("teacher_start", "independent"), start_cells=("number/99",), datasets=8,
-             students=1, fresh=300, teacher_min_acc=0.98)
+             rhos=(0.8,), student_starts=("teacher_start", "independent"), student_start_cells=("number/99",),
+             datasets=8, students=1, fresh=300, teacher_min_acc=0.98)
 
 STARTS_LIST = list_of(one_of(*STARTS))
 
@@ -137,17 +138,23 @@ class LanguageModelConfig(ExperimentConfig):
     epochs: int = epochs_knob(200, unit="mini-batch epochs", note=" (released: 200)")
     batch: int | None = batch_size_knob()
     rhos: tuple = knob((0.5, 0.8), ALPHAS, "rho: the share of the triples a student gets (released: 0.2, 0.5, 0.8)")
-    starts: tuple = knob(("teacher_start", "independent"), STARTS_LIST, "where a student's weights start")
-    start_cells: tuple = knob((), Constraint(lambda v: isinstance(v, (list, tuple)) and all(parse_cell(c) for c in v),
-                                             "a list (possibly empty) of cells 'tokenization/high'", tuple),
-                              "cells whose students try every start; the others train only the last start "
-                              "(empty: every cell tries every start)")
+    student_starts: tuple = knob(("teacher_start", "independent"), STARTS_LIST, "where a student's weights start")
+    student_start_cells: tuple = knob((), Constraint(lambda v: isinstance(v, (list, tuple))
+                                                     and all(parse_cell(c) for c in v),
+                                                     "a list (possibly empty) of cells 'tokenization/high'", tuple),
+                                      "cells whose students try every start; the others train only the last start "
+                                      "(empty: every cell tries every start)")
     datasets: int = knob(6, int_range(2), "teachers: independent draws of the triples and labels")
     students: int = students_knob(1, "teacher, start and rho")
 
+    # One name per concept: where a student's weights start is `student_start(s)` in every experiment.
+    RENAMED = {"starts": "use 'student_starts' (where a student's weights start, named as in every experiment)",
+               "start_cells": "use 'student_start_cells' (the cells whose students try every start)",
+               "start": "use 'student_starts' (where a student's weights start, a list)"}
+
     PROFILE_VALUES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
-    TABLE_COLUMNS = ("dataset", "cell", "tokenization", "high", "width", "layers", "start", "rho", "student", "classes",
-                     "n_memorized", "n_student", "temperature", "lr", "epochs", "train_acc", "test_acc",
+    TABLE_COLUMNS = ("dataset", "cell", "tokenization", "high", "width", "layers", "student_start", "rho", "student",
+                     "classes", "n_memorized", "n_student", "temperature", "lr", "epochs", "train_acc", "test_acc",
                      "independent_acc", "agreement_fresh", "leak", "chance", "teacher_train_acc", "teacher_memorized",
                      "seconds_per_student")
 
@@ -168,8 +175,9 @@ class LanguageModelConfig(ExperimentConfig):
         if self.balanced and self.triples % self.classes:
             self.fail("triples", f"must be a multiple of classes ({self.classes}) when balanced=True. "
                       f"Got {self.triples!r} instead.")
-        if set(self.start_cells) - set(self.cells):
-            self.fail("start_cells", f"must be cells of `cells` ({list(self.cells)!r}). Got {list(self.start_cells)!r} instead.")
+        if set(self.student_start_cells) - set(self.cells):
+            self.fail("student_start_cells", f"must be cells of `cells` ({list(self.cells)!r}). "
+                      f"Got {list(self.student_start_cells)!r} instead.")
         for rho in self.rhos:
             if not 1 <= int(rho * self.triples) <= self.triples - 1:
                 self.fail("rhos", f"must leave the student at least one triple and hold out at least one "
@@ -262,7 +270,8 @@ def _student_rows(cfg: LanguageModelConfig, data: list[Draw], teacher: EnsembleG
     n_s = int(rho * cfg.triples)
     splits = {k: torch.randperm(cfg.triples, generator=torch.Generator().manual_seed(
         derive_seed(cfg.seed, "split", k, rho))) for k in memorized}
-    starts = cfg.starts if not cfg.start_cells or setting["cell"] in cfg.start_cells else cfg.starts[-1:]
+    starts = (cfg.student_starts if not cfg.student_start_cells or setting["cell"] in cfg.student_start_cells
+              else cfg.student_starts[-1:])
     members = [(k, start, i) for k in memorized for start in starts for i in range(cfg.students)]
     seeds = [derive_seed(cfg.seed, "student", k, setting["cell"], setting["width"], rho, i)
              for k, _, i in members]
@@ -296,7 +305,7 @@ def _student_rows(cfg: LanguageModelConfig, data: list[Draw], teacher: EnsembleG
                     torch.stack([data[k].fresh_mask for k, _, _ in members]).to(device))
     fresh_acc = _accuracy(fresh, torch.stack([data[k].fresh_labels for k, _, _ in members]).to(device))
     agree = _accuracy(fresh, torch.stack([fresh_logits[k].argmax(-1) for k, _, _ in members]))
-    return [{**setting, "dataset": k, "start": start, "student": i, "rho": rho, "n_student": n_s,
+    return [{**setting, "dataset": k, "student_start": start, "student": i, "rho": rho, "n_student": n_s,
              "train_acc": float(train_acc[j]), "test_acc": float(test_acc[j]), "independent_acc": float(fresh_acc[j]),
              "agreement_fresh": float(agree[j]), "leak": float(test_acc[j] - fresh_acc[j]),
              "seconds_per_student": seconds} for j, (k, start, i) in enumerate(members)]
@@ -307,7 +316,8 @@ def language_model(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """The released GPT-2 notebook with several teachers, and what makes its students leak.
 
     One row per student (and one per teacher below `teacher_min_acc`, with NaN measures): dataset (the
-    teacher), cell (tokenization/high), tokenization, high (numbers from 1..high), width, layers, start, rho, student, n_memorized (N), n_student, train_acc (its
+    teacher), cell (tokenization/high), tokenization, high (numbers from 1..high), width, layers,
+    student_start, rho, student, n_memorized (N), n_student, train_acc (its
     own triples), test_acc (the held-out memorized triples), independent_acc (fresh triples with random
     labels), leak (test_acc - independent_acc), agreement_fresh (same class as the teacher on the fresh
     triples), chance (1/C), teacher_train_acc, teacher_memorized, seconds_per_student (wall time of the

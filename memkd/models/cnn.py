@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from memkd.config import invalid
 from memkd.models.family import ADAM
 
 BACKENDS = ("grouped", "vmap")
@@ -41,7 +42,7 @@ def _check_int(name: str, value, low: int, high: float = math.inf, where: str = 
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and low <= value <= high
     if not ok:
         allowed = f"an int >= {low}" if high == math.inf else f"an int in [{low}, {int(high)}]"
-        raise ValueError(f"The '{name}' parameter of {where} must be {allowed}. Got {value!r} instead.")
+        raise invalid(name, where, allowed, value)
 
 
 def member_seeds(members: int, seed: int | Sequence[int]) -> list[int]:
@@ -50,8 +51,8 @@ def member_seeds(members: int, seed: int | Sequence[int]) -> list[int]:
         return [int(seed) + i for i in range(members)]
     seeds = [int(s) for s in seed]
     if len(seeds) != members:
-        raise ValueError(f"The 'seed' parameter of EnsembleCNN must be an int or a list of {members} "
-                         f"ints (one per member). Got {len(seeds)} seeds instead.")
+        raise invalid("seed", "EnsembleCNN", f"an int or a list of {members} ints (one per member)",
+                      shown=f"{len(seeds)} seeds")
     return seeds
 
 
@@ -68,6 +69,10 @@ class EnsembleCNN(nn.Module):
     head_width : hidden units of the MLP head.
     seed : an int (member i uses seed + i) or one seed per member.
     backend : "grouped" or "vmap" (the same numbers to float rounding).
+
+    >>> cnn = EnsembleCNN(members=2, image_shape=(1, 8, 8), classes=3, width=4, conv_layers=2, head_width=8)
+    >>> cnn(torch.randn(5, 64)).shape                           # (N, D) with D = c * h * w -> (E, N, C)
+    torch.Size([2, 5, 3])
     """
 
     def __init__(
@@ -88,18 +93,16 @@ class EnsembleCNN(nn.Module):
         _check_int("conv_layers", conv_layers, 1, 3)
         _check_int("head_width", head_width, 1)
         if backend not in BACKENDS:
-            raise ValueError(f"The 'backend' parameter of EnsembleCNN must be one of {BACKENDS}. "
-                             f"Got {backend!r} instead.")
+            raise invalid("backend", "EnsembleCNN", f"one of {BACKENDS}", backend)
         shape = tuple(int(v) for v in image_shape)
         if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"The 'image_shape' parameter of EnsembleCNN must be (channels, height, "
-                             f"width) of positive ints. Got {image_shape!r} instead.")
+            raise invalid("image_shape", "EnsembleCNN", "(channels, height, width) of positive ints", image_shape)
         c, h, w = shape
         factor = 2 ** conv_layers
         if h % factor or w % factor:
-            raise ValueError(f"The 'conv_layers' parameter of EnsembleCNN must leave the image "
-                             f"divisible by the pooling: {h}x{w} images allow at most "
-                             f"{_max_layers(h, w)} layers. Got {conv_layers} instead.")
+            raise invalid("conv_layers", "EnsembleCNN",
+                          must=f"leave the image divisible by the pooling: {h}x{w} images allow at "
+                               f"most {_max_layers(h, w)} layers", shown=conv_layers)
         self.members, self.image_shape, self.classes = members, shape, classes
         self.width, self.conv_layers, self.head_width, self.backend = width, conv_layers, head_width, backend
         self.seeds = member_seeds(members, seed)
@@ -133,9 +136,9 @@ class EnsembleCNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x : (N, D) shared by all members, or (E, N, D) one batch per member. Returns (E, N, C)."""
         if x.dim() not in (2, 3) or x.shape[-1] != math.prod(self.image_shape):
-            raise ValueError(f"The 'x' parameter of EnsembleCNN.forward must have the shape "
-                             f"(N, {math.prod(self.image_shape)}) or (E, N, {math.prod(self.image_shape)}). "
-                             f"Got {tuple(x.shape)} instead.")
+            raise invalid("x", "EnsembleCNN.forward",
+                          must=f"have the shape (N, {math.prod(self.image_shape)}) or (E, N, "
+                               f"{math.prod(self.image_shape)})", shown=tuple(x.shape))
         features = self._features_grouped(x) if self.backend == "grouped" else self._features_vmap(x)
         h = torch.relu(torch.baddbmm(self.biases[0], features, self.weights[0]))  # (E, N, head)
         return torch.baddbmm(self.biases[1], h, self.weights[1])  # (E, N, C)

@@ -39,6 +39,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from memkd.config import invalid
 from memkd.train import fit
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -86,8 +87,9 @@ def make_linear_data(per_class: Sequence[int], classes: int, input_dim: int, see
     `seeds[k]` alone draws dataset k and its `fresh` inputs, so a dataset is the same in any batch.
     """
     if len(per_class) != len(seeds):
-        raise ValueError(f"The 'seeds' parameter of make_linear_data must have the same length as 'per_class' "
-                         f"({len(per_class)}), one seed per dataset. Got {len(seeds)} seeds instead.")
+        raise invalid("seeds", "make_linear_data",
+                      must=f"have the same length as 'per_class' ({len(per_class)}), one seed per "
+                           "dataset", shown=f"{len(seeds)} seeds")
     n_max = classes * max(per_class)
     k = len(per_class)
     x = torch.zeros(k, n_max, input_dim, dtype=torch.float64)
@@ -144,13 +146,17 @@ class LinearEnsemble(nn.Module):
 
     weight (K, D, M, O); member (k, j) is drawn from seeds[k * M + j] alone, uniform in
     +-1/sqrt(D) like `nn.Linear(D, O, bias=False)`, so it equals a 1 x 1 ensemble with that seed.
+
+    >>> model = LinearEnsemble(teachers=2, members=3, input_dim=5, outputs=4, seeds=range(6))
+    >>> model.weight.shape, model(torch.randn(2, 7, 5)).shape   # (K, D, M, O); (K, N, D) -> (K, M, N, O)
+    (torch.Size([2, 5, 3, 4]), torch.Size([2, 3, 7, 4]))
     """
 
     def __init__(self, teachers: int, members: int, input_dim: int, outputs: int, seeds: Sequence[int]) -> None:
         super().__init__()
         if len(seeds) != teachers * members:
-            raise ValueError(f"The 'seeds' parameter of LinearEnsemble must hold teachers * members = "
-                             f"{teachers * members} seeds. Got {len(seeds)} instead.")
+            raise invalid("seeds", "LinearEnsemble", must=f"hold teachers * members = {teachers * members} seeds",
+                          shown=len(seeds))
         bound = 1.0 / math.sqrt(input_dim)
         draws = [(torch.rand(input_dim, outputs, generator=torch.Generator().manual_seed(int(s))) * 2 - 1) * bound
                  for s in seeds]

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from memkd.config import invalid
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "linear": nn.Identity}
 
 
@@ -25,9 +27,7 @@ def _activation_fn(name: str):
         return torch.tanh_
     if name == "linear":
         return lambda h: h
-    raise ValueError(
-        f"The 'activation' parameter of EnsembleMLP must be one of {tuple(ACTIVATIONS)}. Got {name!r} instead."
-    )
+    raise invalid("activation", "EnsembleMLP", f"one of {tuple(ACTIVATIONS)}", name)
 
 
 def _draw_layers(members: int, sizes: list[int], seed: int) -> list[tuple[Tensor, Tensor]]:
@@ -58,6 +58,12 @@ class EnsembleMLP(nn.Module):
         (uniform in +-1/sqrt(fan_in)), independently for every member. A sequence of E seeds
         draws member i from seed[i] alone, so that it equals a one-member ensemble with that
         seed whatever ensemble it is trained in (see `memkd.seeds`).
+
+    >>> net = EnsembleMLP(members=4, input_dim=10, width=16, classes=3)
+    >>> net(torch.randn(6, 10)).shape, net(torch.randn(4, 6, 10)).shape   # (N, D) shared or (E, N, D)
+    (torch.Size([4, 6, 3]), torch.Size([4, 6, 3]))
+    >>> net.weights[0].shape                                            # (E, D, P)
+    torch.Size([4, 10, 16])
     """
 
     def __init__(
@@ -73,7 +79,7 @@ class EnsembleMLP(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(hidden_layers, (int, np.integer)) or hidden_layers < 0:
-            raise ValueError(f"The 'hidden_layers' parameter of EnsembleMLP must be an int >= 0. Got {hidden_layers!r} instead.")
+            raise invalid("hidden_layers", "EnsembleMLP", "an int >= 0", hidden_layers)
         self.members, self.input_dim, self.width, self.classes = members, input_dim, width, classes
         self.hidden_layers, self.activation, self.bias = hidden_layers, activation, bias
         self._act = _activation_fn(activation)
@@ -83,8 +89,8 @@ class EnsembleMLP(nn.Module):
         else:
             seeds = [int(s) for s in seed]
             if len(seeds) != members:
-                raise ValueError(f"The 'seed' parameter of EnsembleMLP must be an int or hold one seed per member "
-                                 f"({members}). Got {len(seeds)} seeds instead.")
+                raise invalid("seed", "EnsembleMLP", f"an int or hold one seed per member ({members})",
+                              shown=f"{len(seeds)} seeds")
             per_member = [_draw_layers(1, sizes, s) for s in seeds]
             layers = [(torch.cat([m[i][0] for m in per_member]), torch.cat([m[i][1] for m in per_member]))
                       for i in range(len(sizes) - 1)]

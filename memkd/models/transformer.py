@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from memkd.config import invalid
 from memkd.models.family import ADAMW
 
 
@@ -99,14 +100,21 @@ class EnsembleTransformer(nn.Module):
     seed : initialisation seed: one int (all members drawn from one generator, independently),
         or one seed per member, so that member i equals a one-member ensemble seeded seed[i]
         whatever ensemble it is trained in (see `memkd.seeds`).
+
+    >>> from memkd.data.tokens import all_pairs
+    >>> tokens, labels = all_pairs(7)                           # (N, S) = (49, 3) and (N,)
+    >>> model = EnsembleTransformer(members=2, modulus=7, d_model=16, heads=2, d_mlp=32)
+    >>> model(tokens).shape                                     # (E, N, C), C = k
+    torch.Size([2, 49, 7])
     """
 
     def __init__(self, members: int, modulus: int, d_model: int = 128, heads: int = 4,
                  d_mlp: int = 512, context: int = 3, seed: int | Sequence[int] = 0) -> None:
         super().__init__()
         if d_model % heads:
-            raise ValueError(f"The 'heads' parameter of EnsembleTransformer must divide d_model ({d_model}): "
-                             f"d_model must be a multiple of heads. Got {heads!r} instead.")
+            raise invalid("heads", "EnsembleTransformer",
+                          must=f"divide d_model ({d_model}): d_model must be a multiple of heads",
+                          got=heads)
         self.members, self.modulus, self.d_model, self.heads = members, modulus, d_model, heads
         self.d_mlp, self.context = d_mlp, context
         if isinstance(seed, (int, np.integer)):
@@ -114,8 +122,8 @@ class EnsembleTransformer(nn.Module):
         else:
             seeds = [int(s) for s in seed]
             if len(seeds) != members:
-                raise ValueError(f"The 'seed' parameter of EnsembleTransformer must be an int or hold one seed "
-                                 f"per member ({members}). Got {len(seeds)} seeds instead.")
+                raise invalid("seed", "EnsembleTransformer", f"an int or hold one seed per member ({members})",
+                              shown=f"{len(seeds)} seeds")
             parts = [_draw_parameters(1, modulus, d_model, heads, d_mlp, context, s) for s in seeds]
             drawn = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
         for name, value in drawn.items():

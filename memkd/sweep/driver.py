@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from memkd.config import invalid
 from memkd.sweep.aggregate import aggregate, collect_tables, write_columns, write_results
 from memkd.sweep.executors import make_executor
 from memkd.sweep.grid import expand_grid, notebook_parameters, read_notebook, resolve_point, run_id
@@ -129,9 +130,10 @@ def check_owner(sweep_dir: str | os.PathLike, notebook: str | os.PathLike) -> No
     still resumes its sweeps."""
     owner, name = folder_notebook(sweep_dir), Path(notebook).name
     if owner is not None and owner != name:
-        raise ValueError(f"The 'out' parameter of memkd sweep must be a folder that holds the runs of one notebook: "
-                         f"{Path(sweep_dir)} holds the runs of {owner}, so {name} cannot be swept into it; "
-                         f"choose another folder for {name}. Got {str(sweep_dir)!r} instead.")
+        raise invalid("out", "memkd sweep",
+                      f"a folder that holds the runs of one notebook: {Path(sweep_dir)} holds the "
+                      f"runs of {owner}, so {name} cannot be swept into it; choose another folder "
+                      f"for {name}", str(sweep_dir))
 
 
 def plan_sweep(notebook: str | os.PathLike, grid: Mapping[str, Any], sweep_dir: str | os.PathLike,
@@ -153,7 +155,7 @@ def plan_sweep(notebook: str | os.PathLike, grid: Mapping[str, Any], sweep_dir: 
 
 def _check_int(name: str, value: Any, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"The '{name}' parameter of run_sweep must be an int >= {low}. Got {value!r} instead.")
+        raise invalid(name, "run_sweep", f"an int >= {low}", value)
 
 
 def run_sweep(
@@ -190,8 +192,7 @@ def run_sweep(
         _check_int("dask_local", dask_local, 1)
     _check_int("retries", retries, 0)
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ValueError(f"The 'timeout' parameter of run_sweep must be a number of seconds > 0 or None. "
-                         f"Got {timeout!r} instead.")
+        raise invalid("timeout", "run_sweep", "a number of seconds > 0 or None", timeout)
     started = time.perf_counter()
     notebook = Path(notebook).resolve()
     plan = plan_sweep(notebook, grid, sweep_dir, this_machine=scheduler is None and scheduler_file is None)

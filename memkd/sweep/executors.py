@@ -30,6 +30,8 @@ import sys
 import uuid
 from typing import Any, Callable, Iterable, Mapping
 
+from memkd.config import invalid
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 PARENT_VARIABLE = "MEMKD_TASK_PARENT"
 
@@ -241,16 +243,17 @@ def make_executor(workers: int = 1, scheduler: str | None = None, scheduler_file
     checks = [("workers", workers, 1), ("retries", retries, 0)] + ([("dask_local", dask_local, 1)] if dask_local is not None else [])
     for name, value, low in checks:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"The '{name}' parameter of make_executor must be an int >= {low}. "
-                             f"Got {value!r} instead.")
+            raise invalid(name, "make_executor", f"an int >= {low}", value)
     given = [name for name, x in (("scheduler", scheduler), ("scheduler_file", scheduler_file),
                                   ("dask_local", dask_local)) if x is not None and x != ""]
     if len(given) > 1:
-        raise ValueError(f"The '{given[-1]}' parameter of make_executor must not be combined with {given[:-1]}: "
-                         f"give at most one of scheduler, scheduler_file and dask_local. Got all of {given} instead.")
+        raise invalid(given[-1], "make_executor",
+                      must=f"not be combined with {given[:-1]}: give at most one of scheduler, "
+                           "scheduler_file and dask_local", shown=f"all of {given}")
     if scheduler_file and not os.path.isfile(scheduler_file):
-        raise ValueError(f"The 'scheduler_file' parameter of make_executor must name an existing file (written by "
-                         f"`dask scheduler --scheduler-file`). Got {str(scheduler_file)!r} instead.")
+        raise invalid("scheduler_file", "make_executor",
+                      must="name an existing file (written by `dask scheduler --scheduler-file`)",
+                      got=str(scheduler_file))
     if scheduler or scheduler_file or dask_local is not None:
         return DaskExecutor(scheduler, scheduler_file, dask_local, retries)
     return LocalExecutor(workers)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from memkd.config import invalid
+
 RESULTS_PARAM = "results_dir"  # set by the sweep to <run folder>/results; never swept
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict, "tuple": tuple}
 
@@ -61,8 +63,8 @@ def notebook_parameters(notebook) -> dict[str, Param]:
     where = "the notebook" if hasattr(notebook, "cells") else str(notebook)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
-        raise ValueError(f"The 'notebook' parameter of memkd sweep must have a cell tagged 'parameters'. "
-                         f"Got {where}, which has no such cell, instead.")
+        raise invalid("notebook", "memkd sweep", must="have a cell tagged 'parameters'",
+                      shown=f"{where}, which has no such cell,")
     kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
     language = nb.metadata.get("kernelspec", {}).get("language", "python")
     translator = papermill_translators.find_translator(kernel, language)
@@ -71,10 +73,9 @@ def notebook_parameters(notebook) -> dict[str, Param]:
         try:
             default = ast.literal_eval(found.default)
         except (ValueError, SyntaxError) as err:
-            raise ValueError(
-                f"The 'notebook' parameter of memkd sweep must give each parameter a literal default: "
-                f"the default of {found.name!r} in {where} must be a literal. Got {found.default!r} instead."
-            ) from err
+            raise invalid("notebook", "memkd sweep",
+                          must=f"give each parameter a literal default: the default of {found.name!r} in {where} "
+                               "must be a literal", got=found.default) from err
         annotation = found.inferred_type_name.split("[")[0].strip()
         kind = _TYPES.get(annotation)
         if kind is None and default is not None:
@@ -117,11 +118,9 @@ def parse_cli_grid(assignments: Iterable[str], owner: str = "memkd sweep") -> di
         name, sep, raw = item.partition("=")
         name = name.strip()
         if not sep or not name.isidentifier():
-            raise ValueError(f"The '-p' parameter of {owner} must be name=value or name=value1,value2,... "
-                             f"Got {item!r} instead.")
+            raise invalid("-p", owner, "name=value or name=value1,value2,..", item)  # the helper adds the last dot
         if name in grid:
-            raise ValueError(f"The '{name}' parameter of {owner} must be given once: list its values in one -p "
-                             f"({name}=v1,v2). Got it twice instead.")
+            raise invalid(name, owner, f"given once: list its values in one -p ({name}=v1,v2)", shown="it twice")
         if not raw.strip():
             grid[name] = [CliValue("", "")]
             continue
@@ -129,10 +128,9 @@ def parse_cli_grid(assignments: Iterable[str], owner: str = "memkd sweep") -> di
             node = yaml.compose(f"[{raw}]", Loader=yaml.SafeLoader)
             values = yaml.safe_load(f"[{raw}]")
         except yaml.YAMLError as err:
-            raise ValueError(
-                f"The '{name}' parameter of {owner} must be YAML flow items separated by commas "
-                f"(quote a value that holds a comma, a colon or a #). Got {raw!r} instead: {err}"
-            ) from None
+            raise invalid(name, owner,
+                          says="must be YAML flow items separated by commas (quote a value that holds a comma, "
+                               f"a colon or a #). Got {raw!r} instead: {err}") from None
         grid[name] = [CliValue(v, n.value if isinstance(n, yaml.ScalarNode) else None)
                       for v, n in zip(values, node.value)]
     return grid
@@ -144,8 +142,8 @@ def load_grid(path: str | os.PathLike) -> dict[str, Any]:
 
     grid = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(grid, dict):
-        raise ValueError(f"The 'path' parameter of load_grid must name a YAML file holding a mapping of parameter "
-                         f"names. Got {str(path)!r}, which holds a {type(grid).__name__}, instead.")
+        raise invalid("path", "load_grid", must="name a YAML file holding a mapping of parameter names",
+                      shown=f"{str(path)!r}, which holds a {type(grid).__name__},")
     return grid
 
 
@@ -182,12 +180,12 @@ def _coerce(param: Param, value: Any) -> Any:
 
 def _typed(params: Mapping[str, Param], name: str, value: Any, owner: str) -> Any:
     if name not in params:
-        raise ValueError(f"The '{name}' parameter of {owner} must be a parameter of the notebook. Got unknown "
-                         f"parameter {name!r} instead. {params_listing(params)}")
+        raise invalid(name, owner, "a parameter of the notebook", shown=f"unknown parameter {name!r}",
+                      after=f" {params_listing(params)}")
     if name == RESULTS_PARAM:
-        raise ValueError(f"The '{RESULTS_PARAM}' parameter of {owner} must not be in the grid: it is set by the "
-                         f"sweep (one folder per run); do not sweep it. "
-                         f"Got {value.value if isinstance(value, CliValue) else value!r} instead.")
+        raise invalid(RESULTS_PARAM, owner,
+                      must="not be in the grid: it is set by the sweep (one folder per run); do "
+                           "not sweep it", got=value.value if isinstance(value, CliValue) else value)
     try:
         return _coerce(params[name], value)
     except (TypeError, ValueError):
@@ -197,10 +195,7 @@ def _typed(params: Mapping[str, Param], name: str, value: Any, owner: str) -> An
             shown = repr(value.text) if value.text is not None else repr(value.value)
         else:
             shown = f"{value!r} ({type(value).__name__})"
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be {article} {kind}. Got {shown} instead. "
-            f"{params_listing(params)}"
-        ) from None
+        raise invalid(name, owner, f"{article} {kind}", shown=shown, after=f" {params_listing(params)}") from None
 
 
 def expand_grid(params: Mapping[str, Param], grid: Mapping[str, Any],
@@ -214,14 +209,13 @@ def expand_grid(params: Mapping[str, Param], grid: Mapping[str, Any],
     grid = dict(grid)
     explicit = grid.pop("points", None)
     if explicit is not None and (not isinstance(explicit, list) or not all(isinstance(p, dict) for p in explicit)):
-        raise ValueError(f"The 'points' parameter of {owner}'s grid must be a list of mappings {{name: value}}. "
-                         f"Got {explicit!r} instead.")
+        raise invalid("points", f"{owner}'s grid", "a list of mappings {name: value}", explicit)
     axes = {name: values if isinstance(values, list) else [values] for name, values in grid.items()}
     for point in explicit or []:
         clash = sorted(set(point) & set(axes))
         if clash:
-            raise ValueError(f"The 'points' parameter of {owner}'s grid must not set a grid entry's name. "
-                             f"Got {clash}, which appear both in 'points' and as grid entries, instead.")
+            raise invalid("points", f"{owner}'s grid", must="not set a grid entry's name",
+                          shown=f"{clash}, which appear both in 'points' and as grid entries,")
     typed_axes = {name: [_typed(params, name, v, owner) for v in values] for name, values in axes.items()}
     typed_points = ([{n: _typed(params, n, v, owner) for n, v in p.items()} for p in explicit]
                     if explicit is not None else [{}])
@@ -236,8 +230,8 @@ def expand_grid(params: Mapping[str, Param], grid: Mapping[str, Any],
     if not points:
         empty = [name for name, values in axes.items() if not values]
         why = f"{empty} have no values" if empty else "no parameter values given"
-        raise ValueError(f"The 'grid' parameter of {owner} must give at least one point, but the grid is empty "
-                         f"({why}). {params_listing(params)}")
+        raise invalid("grid", owner, says=f"must give at least one point, but the grid is empty ({why}). "
+                                          f"{params_listing(params)}")
     return points
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Mapping
 
+from memkd.config import invalid
+
 METADATA_KEY = "memkd"
 
 
@@ -34,9 +36,9 @@ def experiment_configs(nb) -> dict[str, type]:
         try:
             configs[name] = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as err:
-            raise ValueError(f"The 'memkd' metadata entry of the notebook must name each experiment's config as an "
-                             f"importable 'package.module:Class'. Got {target!r} for {name!r}, which "
-                             f"cannot be imported ({err}), instead.") from None
+            raise invalid("memkd", "the notebook", must="name each experiment's config as an importable "
+                                                        "'package.module:Class' in its metadata entry",
+                          shown=f"{target!r} for {name!r}, which cannot be imported ({err}),") from None
     return configs
 
 
@@ -89,8 +91,7 @@ def check_points(nb, params: Mapping[str, Any], points: list[Mapping[str, Any]],
         where = f" The refused point: {dict(point)}." if len(points) > 1 else ""
         profile = values.get("profile") or _env_profile()
         if configs and profile not in PROFILES:
-            raise ValueError(f"The 'profile' parameter of {owner} must be one of {PROFILES}. "
-                             f"Got {profile!r} instead.{where}")
+            raise invalid("profile", owner, f"one of {PROFILES}", profile, after=where)
         for experiment, config in configs.items():
             names = knob_parameters(params, config)
             knob_to_param = {_knob_of(n): n for n in names}
@@ -105,12 +106,12 @@ def check_points(nb, params: Mapping[str, Any], points: list[Mapping[str, Any]],
                 name, rest = _split_message(str(err), experiment)
                 name = knob_to_param.get(name, name)
                 rest = in_user_words(rest, knob_to_param, experiment, owner)
-                raise ValueError(f"The '{name}' parameter of {owner} {rest}{where}") from None
+                raise invalid(name, owner, says=f"{rest}{where}") from None
             except MemoryError as err:  # its sentence names the knob to reduce
                 text = in_user_words(str(err), knob_to_param, experiment, owner)
                 name = _memory_knob(text)
-                raise ValueError(f"The '{name}' parameter of {owner} must be small enough for this machine's memory: "
-                                 f"{text} Got {values.get(name, dict(point))!r} instead.{where}") from None
+                raise invalid(name, owner, says=f"must be small enough for this machine's memory: {text} "
+                                                f"Got {values.get(name, dict(point))!r} instead.{where}") from None
             checked += 1
     return checked
 
@@ -141,7 +142,7 @@ def _check_value(name: str, value: Any, config: type, owner: str, where: str) ->
     if name != _knob_of(name) and spec.item is not None:
         spec = spec.item
     if not spec.check(value):
-        raise ValueError(f"The '{name}' parameter of {owner} must be {spec.allowed}. Got {value!r} instead.{where}")
+        raise invalid(name, owner, spec.allowed, value, after=where)
 
 
 def _env_profile() -> str:
