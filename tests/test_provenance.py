@@ -6,6 +6,7 @@ import json
 import platform
 import subprocess
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -96,8 +97,8 @@ def test_commit_matches_git_when_in_a_checkout():
     info = provenance.collect("cpu")
     if info["git_commit"] is None or shutil.which("git") is None:
         pytest.skip("not a git checkout, or no git binary")
-    here = provenance.find_git_dir(memkd.__file__)
-    head = subprocess.run(["git", "-C", str(here.parent), "rev-parse", "HEAD"],
+    checkout = Path(memkd.__file__).resolve().parents[1]  # the work tree (in a git worktree, not the main one's)
+    head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"],
                           capture_output=True, text=True, check=True).stdout.strip()
     assert info["git_commit"] == head
 
