@@ -374,3 +374,25 @@ def test_the_not_reproduced_table_lists_each_absent_figure_with_its_estimates():
     assert list(table.columns) == mt.NOT_REPRODUCED_COLUMNS and len(table) >= 5
     assert {"Fig 4b", "App. Fig 7", "App. Fig 9", "App. Fig 11"} <= set(table["Figure"])
     assert (table["How estimated"].str.len() > 20).all() and (table["Estimated time at quick"] != "").all()
+
+
+def test_a_claim_short_of_teachers_names_the_profile_that_has_enough(tmp_path):
+    from memkd.experiments.toy import ToyConfig
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    notebook = {"cells": [], "metadata": {"memkd": {"experiments": {"toy_2d": "memkd.experiments.toy:ToyConfig"}}},
+                "nbformat": 4, "nbformat_minor": 5}
+    (nbs / "01_toy_2d.ipynb").write_text(json.dumps(notebook))
+    from memkd.config import make_config
+
+    paper = make_config(ToyConfig, "toy_2d", "paper", {}).datasets
+    counts = mb.teachers_by_profile("01_toy_2d", nbs)
+    assert counts["paper"] == paper and counts["knob"] == "datasets" and counts["smoke"] < counts["quick"]
+    assert mb.profile_reaching("01_toy_2d", counts["quick"] + 1, nbs) == (
+        f"the paper profile trains {paper} per setting" if paper > counts["quick"] else
+        f"no profile trains as many (paper: {paper} per setting): run with datasets={counts['quick'] + 1}")
+    assert mb.profile_reaching("01_toy_2d", 1000, nbs) == f"no profile trains as many (paper: {paper} per setting): " \
+                                                           "run with datasets=1000"
+    assert mb.profile_reaching("01_toy_2d", 2, nbs).startswith("the smoke profile trains")
+    assert mb.teachers_by_profile("99_nowhere", nbs) == {} and mb.profile_reaching("99_nowhere", 5, nbs) == ""

@@ -200,6 +200,61 @@ def adjust_claims(claims) -> pd.DataFrame:
     return out
 
 
+PROFILE_ORDER = ("smoke", "quick", "paper")
+TEACHER_KNOBS = ("datasets", "teachers")  # the knobs that count a chapter's teachers (per setting)
+
+
+def teachers_by_profile(chapter: str, nbs: Path | None = None) -> dict[str, Any]:
+    """How many teachers (per setting) the chapter's experiments train at each profile: the largest
+    `datasets` / `teachers` knob over the experiments its notebook declares (metadata entry "memkd"),
+    read from their configs, so that a claim short of teachers can name the profile that has enough.
+    `nbs`: the folder of the chapters (default: `nbs/` of the book root, else of memkd's checkout).
+    Returns {profile: count, ..., "knob": the knob's name}, or {} when the notebook or its configs cannot
+    be read (an installed memkd without the book)."""
+    import importlib
+
+    from memkd.config import make_config
+
+    import memkd
+
+    folders = [nbs] if nbs is not None else [f / "nbs" for f in (book_root(), Path(memkd.__file__).resolve().parents[1]) if f]
+    notebook = next((f / f"{chapter}.ipynb" for f in folders if (f / f"{chapter}.ipynb").is_file()), None)
+    if notebook is None:
+        return {}
+    try:
+        experiments = json.loads(notebook.read_text())["metadata"]["memkd"]["experiments"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    counts: dict[str, Any] = {}
+    for name, target in experiments.items():
+        try:
+            module, cls = str(target).split(":")
+            config_class = getattr(importlib.import_module(module), cls)
+            for profile in PROFILE_ORDER:
+                cfg = make_config(config_class, name, profile, {})
+                knob = next((k for k in TEACHER_KNOBS if isinstance(getattr(cfg, k, None), int)), None)
+                if knob and getattr(cfg, knob) > counts.get(profile, 0):
+                    counts[profile], counts["knob"] = int(getattr(cfg, knob)), knob
+        except (ImportError, AttributeError, ValueError, TypeError):
+            continue
+    return counts
+
+
+def profile_reaching(chapter: str, needed: float, nbs: Path | None = None) -> str:
+    """Words for the profile whose teacher count reaches `needed`, e.g. "the paper profile trains 32 per
+    setting", or "no profile trains as many (paper: 5 per setting): run with datasets=28"; "" when the
+    counts are unknown."""
+    counts = teachers_by_profile(chapter, nbs)
+    profiles = [p for p in PROFILE_ORDER if p in counts]
+    if not profiles or not needed == needed or math.isinf(needed):
+        return ""
+    reaching = [p for p in profiles if counts[p] >= needed]
+    if reaching:
+        return f"the {reaching[0]} profile trains {counts[reaching[0]]} per setting"
+    return (f"no profile trains as many (paper: {counts.get('paper', '?')} per setting): run with "
+            f"{counts['knob']}={math.ceil(needed)}")
+
+
 def holm_plan(claim: Any, level: float) -> float:
     """The n a claim needs for 80% power at `level` (Holm's strictest step: the family level over the
     block's size): teachers for a t interval (the spread its plan fixed in advance, else the one this build

@@ -106,6 +106,7 @@ def _n_cell(r) -> str:
     """'12 teachers × 1 student', '120 outcomes of 12 teachers' for an exact test, and the plan:
     '(planned: 21; underpowered)'."""
     from memkd.book.claims import claim_units, power_status
+    from memkd.book.report import profile_reaching
 
     text = claim_units(r)
     status = power_status(r.planned_n, r.n)
@@ -115,7 +116,9 @@ def _n_cell(r) -> str:
         text += " (not plannable)"
     holm_n = float(getattr(r, "planned_n_holm", math.nan))
     if getattr(r, "counted", False) and holm_n == holm_n and str(getattr(r, "verdict_adjusted", "")) == "inconclusive":
-        text += " (after Holm: " + ("no n suffices" if math.isinf(holm_n) else f"needs {holm_n:.0f}") + ")"
+        reach = "" if math.isinf(holm_n) else profile_reaching(str(getattr(r, "chapter", "")), holm_n)
+        text += (" (after Holm: " + ("no n suffices" if math.isinf(holm_n) else f"needs {holm_n:.0f}")
+                 + (f"; {reach}" if reach else "") + ")")
     return text
 
 
