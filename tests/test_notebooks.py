@@ -57,6 +57,16 @@ def test_notebook_is_committed_without_outputs(path):
         "strip them (`nbstripout --keep-id <notebook>`, or `pre-commit install` once per clone)")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=rel)
+def test_no_control_character_hides_in_a_cell(path):
+    """A LaTeX command written with one backslash in the notebook's JSON ("$\\rho$" typed as "$\rho$") is a JSON
+    escape: a carriage return, tab, backspace or form feed, and the page shows "$ho$". Only newlines belong."""
+    bad = {"\r": "carriage return", "\t": "tab", "\b": "backspace", "\f": "form feed", "\v": "vertical tab"}
+    found = [(i, name, "".join(c["source"])[max(0, "".join(c["source"]).find(ch) - 30):][:60])
+             for i, c in enumerate(load(path)["cells"]) for ch, name in bad.items() if ch in "".join(c["source"])]
+    assert not found, f"{rel(path)}: cells with control characters (a LaTeX backslash lost in JSON?): {found}"
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=rel)
 def test_install_cell_installs_a_ref_that_exists(path):
     """The committed cell installs `main` (a built page pins its own commit: build.pin_install_ref)."""
