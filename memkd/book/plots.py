@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 CLASS_COLORS = ["#1f5fa8", "#b8213b", "#e3b505", "#2a9d8f", "#6d597a", "#e76f51"]
 
@@ -145,6 +146,8 @@ def class_scaling_panels(teachers: pd.DataFrame, students: pd.DataFrame, rho: fl
                 if len(part):
                     errorbar_lines(ax, part, x, y, unit="teacher_id", color=color, label=f"C = {c}")
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(label)
         axes[0][col].set_title(f"against {label}")
     axes[0][0].axvspan(*capacity_band, color="0.85", zorder=0, label="capacity claims' band")

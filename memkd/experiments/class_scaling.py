@@ -228,7 +228,8 @@ def scaling_claims(ch: Any, table: pd.DataFrame, *, p_recover: float, p_fail: fl
     n ln C / d <= `capacity_low` the share that memorized exceeds `p_capacity`, at >= `capacity_high` the
     share that failed does (the capacity collapses in these units); teachers with C >= 10 memorize beyond
     the binary capacity N/d = 2 (so it does not collapse in N/d). The shuffled Adam students sit at chance
-    within `margin_chance` (per teacher, held-out accuracy minus 1/C).
+    within `margin_chance` (per teacher, held-out accuracy minus 1/C), where they see at least two points of
+    each class (with one, the derangement within a class cannot move it).
     """
     out: list[str] = []
     adam = students_of(table, "adam")
@@ -265,10 +266,12 @@ def scaling_claims(ch: Any, table: pd.DataFrame, *, p_recover: float, p_fail: fl
             int(beyond["teacher_perfect"].sum()), len(beyond), p_capacity, expect="above", teachers=len(beyond),
             what=f"teachers with C >= 10 at 100% for N/d > 2 (and n ln C / d <= {capacity_low:g})"))
     shuffled = students_of(table, "adam", shuffled=True)
-    shuffled = shuffled[shuffled["teacher_perfect"]].assign(excess=lambda f: f["test_acc"] - f["chance"])
+    # a student that sees one point of a class has no other point of it to trade soft labels with
+    shuffled = shuffled[shuffled["teacher_perfect"] & (shuffled["n_student"] >= 2 * shuffled["classes"])]
+    shuffled = shuffled.assign(excess=shuffled["test_acc"] - shuffled["chance"])
     if len(shuffled):
         out.append(ch.claim("shuffled_at_chance", f"The within-class-shuffled Adam student sits at chance 1/C (within "
-            f"±{margin_chance:g}).", shuffled, value="excess", baseline=0.0, expect="equivalent", margin=margin_chance,
+            f"±{margin_chance:g}; students that see at least two points of each class).", shuffled, value="excess", baseline=0.0, expect="equivalent", margin=margin_chance,
             unit=TEACHER_ID, what="shuffled: held-out accuracy minus 1/C"))
     return out
 
