@@ -3,7 +3,8 @@ Fig 4b, chapter 16).
 
 Multinomial logistic regression without bias, as in chapter 12: for every C and every design, n per
 class is int(a d / f(C)) for each factor a of the design (f = ln C, sqrt C or C, the released script's
-three designs), `datasets` teachers per size trained as one ensemble, then students on the first
+three designs); the sizes of all designs at one C are pooled (a size two designs ask for is one set of
+teachers), `datasets` teachers per size trained as one ensemble, then students on the first
 floor(rho * n) points of each class at T (the released 10), by Adam (the released protocol, at this
 profile's budget) and by the exact minimizer of the same loss (`memkd.models.linear.solve_soft_labels`),
 each with its within-class-shuffled control. The released figure pools the designs and plots each
