@@ -146,15 +146,15 @@ def test_departures_name_what_the_run_changed(smoke):
                               dtypes=("float32",), datasets=1, solvers=("exact",))
     rows = dp.for_chapter("16_class_scaling", smoke, fig13=fine)
     topics = [r["topic"] for r in rows]
-    assert topics == ["teacher budget", "student budget", "profile sizes", "a d / C design", "inputs", "shuffle kind",
-                      "exact solver", "App. Fig 13 grid"]
+    assert topics == ["teacher budget", "student budget", "profile sizes", "a d / C design", "pooled designs", "inputs",
+                      "shuffle kind", "exact solver", "App. Fig 13 grid"]
     assert "C in {2, 6}" in rows[2]["book"] and "a = 0.4, 1.6 (a d / ln C), none (a d / sqrt C)" in rows[2]["book"]
     assert "2 temperatures" in rows[-1]["book"]
     paper = dict(smoke.attrs["config"], **ClassScalingConfig.PROFILE_VALUES["paper"], classes=[2, 10, 20, 30, 40, 50])
     released = smoke.copy()
     released.attrs = {"config": paper}
     released = dp.class_scaling_departures(released)
-    assert [r["topic"] for r in released] == ["inputs", "shuffle kind", "exact solver"]
+    assert [r["topic"] for r in released] == ["pooled designs", "inputs", "shuffle kind", "exact solver"]
 
 
 def test_chapter_executes_at_smoke(tmp_path):

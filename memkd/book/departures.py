@@ -351,6 +351,8 @@ def class_scaling_departures(table: pd.DataFrame, fig13: pd.DataFrame | None = N
                                  class_list=", ".join(map(str, cfg["classes"]))))
     if cfg["a_c"] and cfg["input_dim"] != 1000:
         out.append(departure_row("16_class_scaling", "a d / C design", **cfg))
+    if sum(bool(cfg[k]) for k in ("a_log_c", "a_sqrt_c", "a_c")) > 1:
+        out.append(departure_row("16_class_scaling", "pooled designs"))
     out.append(departure_row("16_class_scaling", "inputs"))
     if cfg.get("shuffle", True):
         out.append(departure_row("16_class_scaling", "shuffle kind", smallest_n=int(table["n_per_class"].min())))
