@@ -163,3 +163,12 @@ def test_chapter_executes_at_smoke(tmp_path):
     assert len(claims) >= 3 and set(claims.verdict) <= {"holds", "does not hold", "inconclusive"}
     assert (results / "departures.csv").is_file() and (results / "fig13.csv").is_file()
     assert (results / "class_scaling.png").is_file() and (results / "fig13_window.png").is_file()
+
+
+def test_sizes_train_in_runs_within_a_factor_four_so_little_is_padded():
+    from memkd.experiments.class_scaling import size_groups
+
+    assert size_groups([2, 3, 4, 5, 7, 9, 11, 14, 22]) == [[2, 3, 4, 5], [7, 9, 11, 14, 22]]
+    assert size_groups([17, 30, 108]) == [[17], [30, 108]]
+    assert size_groups([5]) == [[5]] and sum(size_groups(list(range(2, 60))), []) == list(range(2, 60))
+    assert all(max(g) <= 4 * min(g) for g in size_groups(list(range(2, 200))))

@@ -130,6 +130,20 @@ def design_sizes(cfg: ClassScalingConfig, classes: int) -> dict[int, tuple[str, 
     return dict(sorted(sizes.items()))
 
 
+def size_groups(sizes: list[int], ratio: float = 4.0) -> list[list[int]]:
+    """Sizes (ascending) cut into runs whose largest is at most `ratio` times their smallest: each run trains
+    as one ensemble, padded to its largest size (one ensemble for sizes 2 .. 22 would pad most members to
+    several times their data). A dataset's teacher and students do not depend on its group (their seeds
+    come from its index and size alone)."""
+    groups: list[list[int]] = []
+    for n in sorted(sizes, reverse=True):
+        if groups and groups[-1][0] <= ratio * n:
+            groups[-1].append(n)
+        else:
+            groups.append([n])
+    return [sorted(g) for g in reversed(groups)]
+
+
 @experiment(ClassScalingConfig)
 def class_scaling(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """The released Fig 4b: every C x design x factor a, teachers then students; one row per student.
@@ -138,8 +152,8 @@ def class_scaling(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     classes, n_student, temperature, solver, shuffled, teacher_perfect, train_acc, test_acc, ...), plus
     scaling (the design that asked for the size: log_c, sqrt_c or c; several joined by "+"), a (its factor),
     n_per_class, and the size in the other designs' units, a_log_c = n ln C / d and a_sqrt_c = n sqrt C / d
-    (n_over_d is a_c). The teachers of one C (all designs' sizes) train as one ensemble, then each solver's
-    students of all of them as another. Teachers below 100% are kept, flagged by teacher_perfect (their
+    (n_over_d is a_c). The teachers of one C (all designs' sizes, in runs of sizes within a factor 4,
+    `size_groups`) train as one ensemble, then each solver's students of all of them as another. Teachers below 100% are kept, flagged by teacher_perfect (their
     capacity is one of the figure's curves).
     """
     from memkd.pipeline import config_dict
@@ -149,16 +163,17 @@ def class_scaling(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     rows: list[dict] = []
     for c in cfg.classes:
         sizes = design_sizes(cfg, c)
-        sub = replace(cfg, n_over_d=tuple(c * n / cfg.input_dim for n in sizes))  # N/d of each size
-        data, w, ids = teachers_for(sub, c, c, device, DTYPES[cfg.dtype])
-        for solver in cfg.solvers:
-            for shuffled in ((False, True) if cfg.shuffle else (False,)):
-                for row in student_grid(sub, data, w, ids, kind=SOLVERS[solver], temperatures=cfg.temperatures,
-                                        dtype=cfg.dtype, shuffled=shuffled):
-                    n = round(row["n_over_d"] * cfg.input_dim / c)
-                    rows.append({**row, "scaling": sizes[n][0], "a": sizes[n][1], "n_per_class": n,
-                                 "a_log_c": n * math.log(c) / cfg.input_dim,
-                                 "a_sqrt_c": n * math.sqrt(c) / cfg.input_dim})
+        for group in size_groups(list(sizes)):
+            sub = replace(cfg, n_over_d=tuple(c * n / cfg.input_dim for n in group))  # N/d of each size
+            data, w, ids = teachers_for(sub, c, c, device, DTYPES[cfg.dtype])
+            for solver in cfg.solvers:
+                for shuffled in ((False, True) if cfg.shuffle else (False,)):
+                    for row in student_grid(sub, data, w, ids, kind=SOLVERS[solver], temperatures=cfg.temperatures,
+                                            dtype=cfg.dtype, shuffled=shuffled):
+                        n = round(row["n_over_d"] * cfg.input_dim / c)
+                        rows.append({**row, "scaling": sizes[n][0], "a": sizes[n][1], "n_per_class": n,
+                                     "a_log_c": n * math.log(c) / cfg.input_dim,
+                                     "a_sqrt_c": n * math.sqrt(c) / cfg.input_dim})
     table = pd.DataFrame(rows)
     table.insert(0, "experiment", "class_scaling")
     table.insert(0, TEACHER_ID, teacher_keys(cfg.seed, table))
@@ -277,7 +292,7 @@ def scaling_claims(ch: Any, table: pd.DataFrame, *, p_recover: float, p_fail: fl
     return out
 
 
-__all__ = ["ClassScalingConfig", "class_scaling", "DESIGNS", "RELEASED_A", "UNITS", "per_class_of", "design_sizes",
+__all__ = ["ClassScalingConfig", "class_scaling", "DESIGNS", "RELEASED_A", "UNITS", "per_class_of", "design_sizes", "size_groups",
            "students_of", "thresholds", "collapse", "scaling_claims"]
 
 
