@@ -9,6 +9,7 @@ chapter's table (its `attrs["config"]` and columns) and the few values the chapt
     02_logit_distillation (optional), 05_temperature_lr, 06_dataset_composition, 07_logit_surgery
                                                                   grid_keys (the grid the chapter shows)
     08_transformer                                                clock (the teacher-clock table), once run
+    16_class_scaling                                              fig13 (the App. Fig 13 table), once run
 
 The rows' prose lives in `memkd/book/departures.yml` (group: a chapter or "shared", then topic, then
 paper / book / reason, with str.format placeholders for what depends on the run); `departure_row`
@@ -334,6 +335,38 @@ def temperature_window_departures(table: pd.DataFrame) -> list[Departure]:
                                 shuffle_dtypes=", ".join(cfg["shuffle_adam_dtypes"]))]
 
 
+def class_scaling_departures(table: pd.DataFrame, fig13: pd.DataFrame | None = None) -> list[Departure]:
+    """Chapter 16: how a `class_scaling` table departs from the released Fig 4b, and, once its table `fig13`
+    (a `temperature_window` run at C = 10) is there, how that run departs from App. Fig 13."""
+    cfg, out = _config(table), []
+    if (cfg["teacher_epochs"], cfg["teacher_lr"]) != (5_000, 1e-3):
+        out.append(departure_row("16_class_scaling", "teacher budget", **cfg))
+    if (cfg["epochs"], cfg["lr"]) != (10_000, 1e-4):
+        out.append(departure_row("16_class_scaling", "student budget", **cfg))
+    released = ex.class_scaling.config.PROFILE_VALUES["paper"]
+    if any(tuple(cfg[k]) != tuple(released[k]) for k in ("a_log_c", "a_sqrt_c")) or cfg["input_dim"] != 100 \
+            or tuple(cfg["classes"]) != (2, 10, 20, 30, 40, 50):
+        grid = {k: ", ".join(f"{a:g}" for a in cfg[k]) or "none" for k in ("a_log_c", "a_sqrt_c", "a_c")}
+        out.append(departure_row("16_class_scaling", "profile sizes", **{**cfg, **grid},
+                                 class_list=", ".join(map(str, cfg["classes"]))))
+    if cfg["a_c"] and cfg["input_dim"] != 1000:
+        out.append(departure_row("16_class_scaling", "a d / C design", **cfg))
+    if sum(bool(cfg[k]) for k in ("a_log_c", "a_sqrt_c", "a_c")) > 1:
+        out.append(departure_row("16_class_scaling", "pooled designs"))
+    out.append(departure_row("16_class_scaling", "inputs"))
+    if cfg.get("shuffle", True):
+        out.append(departure_row("16_class_scaling", "shuffle kind", smallest_n=int(table["n_per_class"].min())))
+    if "exact" in cfg["solvers"]:
+        out.append(departure_row("16_class_scaling", "exact solver"))
+    if fig13 is not None:
+        f = _config(fig13)
+        temps = sorted(fig13["temperature"].unique())
+        out.append(departure_row("16_class_scaling", "App. Fig 13 grid", **{**f, "rho": ", ".join(map(str, f["rhos"]))},
+                                 n_sizes=len(f["n_over_d"]), n_temperatures=len(temps), lowest=temps[0],
+                                 highest=temps[-1]))
+    return out
+
+
 def one_hidden_layer_departures(config: dict) -> list[Departure]:
     """Chapter 13: the departures from the released scripts (`one_hidden_layer.RELEASED`) that a run's
     config (`table.attrs["config"]`) implies."""
@@ -412,6 +445,7 @@ CHAPTER_DEPARTURES: dict[str, Callable[..., list[Departure]]] = {
     "11_linear_recovery": linear_recovery_departures,
     "12_temperature_window": temperature_window_departures,
     "13_one_hidden_layer": lambda table: one_hidden_layer_departures(_config(table)),
+    "16_class_scaling": class_scaling_departures,
     "14_defences": defence_departures,
     "15_language_model": language_model_departures,
 }
@@ -427,7 +461,7 @@ def for_chapter(name: str, table: pd.DataFrame, **context: Any) -> list[Departur
 
 __all__ = [
     "CHAPTER_DEPARTURES", "LINEAR_RELEASED", "PAPER_TOY_SIZES", "RELEASED_TEACHER_EPOCHS", "TEMPERATURE_PAPER",
-    "TEMPERATURE_REASON", "clock_departures", "composition_departures", "convolution_departures",
+    "TEMPERATURE_REASON", "class_scaling_departures", "clock_departures", "composition_departures", "convolution_departures",
     "defence_departures", "departure_row", "for_chapter", "grid_departure", "image_departures", "language_model_departures",
     "linear_recovery_departures", "logit_distillation_departures", "one_hidden_layer_departures",
     "sizes_departure", "standard_departures", "surgery_departures", "teacher_stop_departure", "temperature_departure",

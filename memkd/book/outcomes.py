@@ -4,7 +4,7 @@ A chapter never states an outcome in fixed text: each sentence below is picked b
 the interval) that the build recorded for a claim, and carries that build's numbers. `outcome`
 picks one of three sentences for one claim; `contradictions` lists where the build contradicts the
 paper; the `*_outcomes` functions are the chapters' own sentences (chapters 01, 04, 05, 07, 08, 10), with
-chapter 11's `recovery_lines` and chapter 12's `window_table`.
+chapter 11's `recovery_lines`, chapter 12's `window_table` and chapter 16's `class_scaling_summary`.
 """
 
 from __future__ import annotations
@@ -412,3 +412,64 @@ def window_table(edges: pd.DataFrame, classes: list[int], dtypes: list[str], tem
             lines.append(f"| {c} | {dt} | {window(a)} | {window(e)} | {edge_cause(a, e, 'low')} | "
                          f"{edge_cause(a, e, 'high')} |")
     return "\n".join(lines)
+
+
+def class_scaling_summary(ch: "Chapter", moves: pd.DataFrame, edges: pd.DataFrame) -> str:
+    """Chapter 16's closing text (Markdown): the recovery and capacity claims' verdicts with their numbers,
+    the unit in which each threshold moved least across C in this build (`moves`:
+    `memkd.experiments.class_scaling.collapse`), and App. Fig 13's windows (`edges`:
+    `memkd.experiments.temperature_window.window_edges` of the C = 10 run)."""
+    def least(quantity: str) -> str:
+        part = moves[(moves["quantity"] == quantity) & moves["ratio"].notna()]
+        if part.empty:
+            return f"this grid does not locate the {quantity} threshold at two or more class counts"
+        best = part.loc[part["ratio"].idxmin()]
+        others = ", ".join(f"{r.ratio:.2f} in {r.unit}" for r in part.itertuples() if r.unit != best["unit"])
+        return (f"the {quantity} threshold moved least in **{best['unit']}** (largest over smallest across "
+                f"{int(best['classes'])} class counts: {best['ratio']:.2f}; {others})")
+
+    lines = [
+        outcome(ch, "recovery_above_line",
+                "Above the line rho N = d the students recovered their teachers for every C ({measured:.0%} of "
+                "{n} teachers): the line is one value of N/d for all class counts.",
+                "Above the line rho N = d the students did not recover their teachers as the count predicts "
+                "({measured:.0%} of {n} teachers recovered).",
+                "Whether the students recover above the line is undecided in this build ({measured:.0%} of {n} "
+                "teachers, {interval}).", "*No teacher that memorized has students above the line here.*"),
+        outcome(ch, "no_recovery_below_line",
+                "Below it they did not ({measured:.0%} of {n} teachers).",
+                "Below it some did ({measured:.0%} of {n} teachers): the threshold sits below the line here.",
+                "Below it the build is undecided ({measured:.0%} of {n} teachers, {interval}).",
+                "*No teacher that memorized has students below the line here.*"),
+        outcome(ch, "teacher_memorizes_below_log_capacity",
+                "The teachers memorized at small n ln C / d for every C ({measured:.0%} of {n})",
+                "The teachers failed to memorize at small n ln C / d more often than planned ({measured:.0%} "
+                "memorized of {n})", "Whether the teachers memorize at small n ln C / d is undecided "
+                "({measured:.0%} of {n}, {interval})"),
+        outcome(ch, "teacher_fails_above_log_capacity",
+                "and failed at large n ln C / d ({measured:.0%} of {n} failed): their capacity sits in one band "
+                "of n ln C / d for every C.",
+                "but did not fail at large n ln C / d as planned ({measured:.0%} of {n} failed).",
+                "while their failure at large n ln C / d is undecided ({measured:.0%} of {n}, {interval})."),
+        outcome(ch, "capacity_beyond_binary_line",
+                "With C >= 10 they memorized beyond N/d = 2 ({measured:.0%} of {n}), where a binary teacher "
+                "cannot: in N/d the capacity grows with C.",
+                "With C >= 10 they did not memorize beyond N/d = 2 as planned ({measured:.0%} of {n}).",
+                "Whether teachers with C >= 10 memorize beyond N/d = 2 is undecided ({measured:.0%} of {n}).",
+                "*No teacher with C >= 10 beyond N/d = 2 within the capacity band in this grid.*"),
+    ]
+    text = " ".join(line for line in lines if line)
+    text += f"\n\nIn this build {least('recovery')}, and {least('capacity')}."
+    rows = edges[(edges["classes"] == 10)].set_index("solver")
+    windows = [f"{solver}: " + (f"T = {rows.loc[solver, 't_low']:.3g} .. {rows.loc[solver, 't_high']:.3g} "
+                                f"({int(rows.loc[solver, 'in_window'])} of {int(rows.loc[solver, 'of'])} temperatures)"
+                                if rows.loc[solver, "in_window"] else "no temperature")
+               for solver in ("adam", "exact") if solver in rows.index]
+    if windows:
+        text += "\n\nApp. Fig 13 (C = 10, float32): every eligible teacher's student recovers at " + "; ".join(windows) + "."
+        if {"adam", "exact"} <= set(rows.index):
+            narrower = rows.loc["adam", "in_window"] < rows.loc["exact", "in_window"]
+            text += (" Adam's window is the narrower: at this profile's budget the optimizer, not the soft labels, "
+                     "sets an edge, as in chapter 12." if narrower else " Adam's window is as wide as the exact "
+                     "solve's: on this grid the soft labels, not the optimizer, set the edges.")
+    return text

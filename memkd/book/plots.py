@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from memkd.tables import TEACHER_ID
 
@@ -113,3 +114,40 @@ def decision_regions(ax, regions: np.ndarray, extent, x: np.ndarray, y: np.ndarr
     ax.set_xlim(extent[0], extent[1]); ax.set_ylim(extent[2], extent[3])
     ax.set_xticks([]); ax.set_yticks([]); ax.grid(False)
     ax.set_title(title, fontsize=10)
+
+
+# The three size units of chapter 16 (the released Fig 4b's x axes): table column -> axis label
+SCALING_AXES = {"a_log_c": r"$n \ln C / d$", "a_sqrt_c": r"$n \sqrt{C} / d$", "n_over_d": r"$n C / d = N/d$"}
+
+
+def class_scaling_panels(teachers: pd.DataFrame, students: pd.DataFrame, rho: float,
+                         capacity_band: tuple[float, float]) -> plt.Figure:
+    """Chapter 16's figure: the teachers' training accuracy (top row, one row per teacher in `teachers`)
+    and the students' held-out accuracy (bottom row, `students`) against the size in each of the three
+    units of `SCALING_AXES` (columns), one line per C, mean +- SEM over teachers (`teacher_id`). The
+    line rho N = d is drawn where it is one line for every C (N/d = 1/rho), the band of the capacity
+    claims (`capacity_band`, in n ln C / d) where that is."""
+    classes = sorted(students["classes"].unique())
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(classes)))
+    fig, axes = plt.subplots(2, len(SCALING_AXES), figsize=(12, 6.4), sharey="row")
+    for col, (x, label) in enumerate(SCALING_AXES.items()):
+        for row, (frame, y) in enumerate([(teachers, "teacher_train_acc"), (students, "test_acc")]):
+            ax = axes[row][col]
+            for c, color in zip(classes, colors):
+                part = frame[frame["classes"] == c]
+                if len(part):
+                    errorbar_lines(ax, part, x, y, unit="teacher_id", color=color, label=f"C = {c}")
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(label)
+        axes[0][col].set_title(f"against {label}")
+    axes[0][0].axvspan(*capacity_band, color="0.85", zorder=0, label="capacity claims' band")
+    axes[1][2].axvline(1 / rho, color="k", ls="--", lw=1, label=r"$\rho N = d$")
+    axes[0][0].set_ylabel("teacher's training accuracy")
+    axes[1][0].set_ylabel("student's held-out accuracy")
+    axes[0][0].legend(fontsize=7)
+    axes[1][2].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

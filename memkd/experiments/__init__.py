@@ -5,7 +5,8 @@ One module per figure or question: the paper's figure 1 (`toy`), figures 2-3 and
 beyond random vectors (`cifar`, `modular_addition`), the six questions it leaves open (`q1_overlap` ...
 `q6_teacher_protocol`, chapter 09, with what they share in `open_questions`), CNN teachers and students
 (`convolutions`, chapter 10); the published version's linear teachers (`linear_recovery`,
-`temperature_window`, chapters 11-12), its one-hidden-layer phase map (`one_hidden_layer`, with its
+`temperature_window`, chapters 11-12; `class_scaling`, the class counts of
+chapter 16), its one-hidden-layer phase map (`one_hidden_layer`, with its
 phase rules in `phases`, chapter 13), its teacher clock for modular addition (`teacher_clock`,
 chapter 08) and its GPT-2 notebook on random facts (`language_model`, chapter 15); beyond both, the defences
 against the leak (`defence_frontier`, chapter 14). Each is declared with `memkd.declare.experiment` on its config: `help()` lists its knobs
@@ -18,6 +19,7 @@ from memkd.experiments.convolutions import convolutional_distillation
 from memkd.experiments.linear_recovery import linear_recovery
 from memkd.experiments.modular_addition import transformer_distillation
 from memkd.experiments.temperature_window import temperature_window
+from memkd.experiments.class_scaling import class_scaling
 from memkd.experiments.teacher_clock import teacher_clock
 from memkd.experiments.one_hidden_layer import one_hidden_layer
 from memkd.experiments.language_model import language_model
@@ -41,4 +43,5 @@ __all__ = [
     "logit_vs_similarity_overlap", "teacher_regularization", "architecture", "temperature_convention",
     "random_features_probe", "teacher_protocol", "convolutional_distillation", "linear_recovery",
     "temperature_window", "teacher_clock", "one_hidden_layer", "defence_frontier", "language_model",
+    "class_scaling",
 ]
