@@ -75,6 +75,12 @@ def test_no_knob_name_is_declared_with_knob_in_two_configs():
     assert not twice, f"declare these knobs once, with a factory in memkd.config: {twice}"
 
 
+def test_each_name_has_one_factory():
+    """A name built by two factories would have two ranges again."""
+    factories = {name: sorted({how for _, how in where}) for name, where in declarations(config_classes()).items()}
+    assert not {name: hows for name, hows in factories.items() if len(hows) > 1}
+
+
 def test_no_config_redeclares_a_field_of_its_base():
     assert not redeclared_fields(config_classes())
 

@@ -21,7 +21,7 @@ from torch import Tensor
 from memkd.config import (
     BOOL, ExperimentConfig, classes_knob, datasets_knob, epochs_knob, fresh_knob, input_dim_knob, knob, list_of,
     lr_knob, make_config, one_of, real_interval, rhos_knob, shuffle_knob, soften_student_knob, students_knob,
-    temperatures_knob,
+    teacher_epochs_knob, temperatures_knob,
 )
 from memkd.device import resolve_device
 from memkd.models.linear import (
@@ -61,7 +61,8 @@ class LinearConfig(ExperimentConfig):
     rhos: tuple = rhos_knob((0.8,), "the student gets the first floor(rho * n) points of each class")
     shuffle: bool = shuffle_knob(" of every student")
     soften_student: bool = soften_student_knob("the text's convention")
-    teacher_epochs: int = epochs_knob(500, "teachers'", "full-batch Adam epochs", " (the released scripts: 10,000)")
+    teacher_epochs: int = teacher_epochs_knob(500, "full-batch Adam epoch", " (the released scripts: 10,000)",
+                                              must_memorize=False)
     teacher_lr: float = lr_knob(1e-2, "teachers'", note=" (released: 1e-3)")
     epochs: int = epochs_knob(300, "soft-label students'", "Adam epochs", " (released: 10,000)")
     lr: float = lr_knob(5e-2, "soft-label students'", note=" (released: 1e-4)")

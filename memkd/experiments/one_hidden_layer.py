@@ -93,7 +93,7 @@ class OneHiddenLayerConfig(ExperimentConfig):
     rhos: tuple = rhos_knob((0.67,), "the student gets the first floor(rho * n) points of each class")
     temperatures: tuple = temperatures_knob((20.0,))
     teacher_lr: float = lr_knob(1e-3, "teacher's")
-    teacher_epochs: int = teacher_epochs_knob(2000, "full-batch epoch")
+    teacher_epochs: int = teacher_epochs_knob(2000, "full-batch epoch", must_memorize=False)
     lr: float = lr_knob(1e-4, "students'", note=" (released: 1e-4)")
     epochs: int = epochs_knob(10_000, unit="full-batch epochs", note=" (released: 10,000)")
     students: int = students_knob(1, "teacher and cell")
