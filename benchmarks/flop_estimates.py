@@ -243,7 +243,7 @@ def linear_calls() -> dict[str, list[Call]]:
     out["11_linear_recovery"] = calls
     win = make_config(WindowConfig, "temperature_window", "paper", {})
     calls = []
-    for c in win.classes:
+    for c in win.class_counts:
         k, d = win.datasets * len(win.n_over_d), win.input_dim
         n = c * max(win.per_class(c))
         calls.append(Call("teacher", k, n, (d, c), win.teacher_epochs))
@@ -270,7 +270,7 @@ def _one_hidden_layer(profile: str, **overrides: Any) -> list[Call]:
     t = len(cfg.temperatures)
     calls = []
     for classes, part in [(c, "map")] + [(cc, "classes") for cc in cfg.variant_classes]:
-        for n in cfg.per_class:
+        for n in cfg.per_class_values:
             calls.append(Call("teacher", k, classes * n, (d, p, classes), cfg.teacher_epochs, own_inputs=True))
             rhos = cfg.rhos if part == "map" else (cfg.variant_rho,)
             for rho in rhos:
@@ -286,7 +286,7 @@ def _one_hidden_layer(profile: str, **overrides: Any) -> list[Call]:
                     calls += [Call("soft", kv * m * t, c * int(rho * n), (d, w, c), cfg.epochs, own_inputs=kv > 1)
                               for rho in cfg.rhos]
     if cfg.surgery:
-        n, tested = cfg.per_class[len(cfg.per_class) // 2], k - k // 2
+        n, tested = cfg.per_class_values[len(cfg.per_class_values) // 2], k - k // 2
         for _ in range(2):  # the recovery cell and the partial-leak cell
             calls.append(Call("soft", tested * m * t * (1 + len(cfg.tail_fractions)), c * int(cfg.variant_rho * n),
                               (d, p, c), cfg.epochs, own_inputs=tested > 1))

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop-students", type=int, default=6, help="students timed in the per-run loop")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    cfg = make_config(WindowConfig, "temperature_window", "paper" if args.paper_shape else "quick", {"classes": (2,)})
+    cfg = make_config(WindowConfig, "temperature_window", "paper" if args.paper_shape else "quick",
+                      {"class_counts": (2,)})
     c, d = 2, cfg.input_dim
     pcs = [pc for pc in cfg.per_class(c) for _ in range(cfg.datasets)]
     k, temps = len(pcs), list(cfg.temperatures)

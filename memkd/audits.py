@@ -25,10 +25,13 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from memkd.config import (POS_INT, ExperimentConfig, epochs_knob, int_range, invalid, knob, lr_knob, make_config,
-                          one_of, real_interval, students_knob)
+from memkd.config import (
+    POS_INT, ExperimentConfig, alpha_knob, epochs_knob, fresh_knob, hidden_layers_knob, invalid, knob, lr_knob,
+    make_config, students_knob, temperature_knob, width_knob,
+)
+from memkd.defences import withheld_knob
 from memkd.declare import COLUMNS, experiment_doc
-from memkd.defences import WITHHELD, DefenceLike, parse
+from memkd.defences import DefenceLike, parse
 from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
 from memkd.distillation import MLPFamily, train_students
@@ -41,18 +44,17 @@ from memkd.tables import TEACHER_ID
 class AuditConfig(ExperimentConfig):
     """The audit's knobs (its defences, model and data are arguments of `audit`)."""
 
-    alpha: float = knob(0.6, real_interval(0, 1), "fraction of each class the student sees")
-    temperature: float = knob(10.0, real_interval(0, math.inf), "the student's temperature T, applied to "
-                              "what the server returns (q^(1/T) normalized)")
+    alpha: float = alpha_knob(0.6)
+    temperature: float = temperature_knob(10.0, ", applied by the student to what the server returns "
+                                                "(q^(1/T) normalized)")
     repeats: int = knob(3, POS_INT, "splits of each model's points (new split, new students each)")
     students: int = students_knob(2, "model, repeat and defence")
-    width: int = knob(128, POS_INT, "P of the MLP students")
-    hidden_layers: int = knob(2, int_range(0, 4), "hidden layers of the MLP students")
+    width: int = width_knob(128, "the MLP students")
+    hidden_layers: int = hidden_layers_knob(2, "the MLP students (0: linear)", least=0)
     epochs: int = epochs_knob(200, "students'", "full-batch Adam epochs")
     lr: float = lr_knob(3e-3, "students'")
-    withheld: str = knob("uniform", one_of(*WITHHELD), "how the student completes a top-k answer: the withheld "
-                         "mass spread uniformly, or the k returned entries renormalized (memkd.defences)")
-    fresh: int = knob(1000, POS_INT, "fresh inputs drawn when fresh_inputs is not given")
+    withheld: str = withheld_knob()
+    fresh: int = fresh_knob(1000, note=" drawn when fresh_inputs is not given")
 
     TABLE_COLUMNS = (TEACHER_ID, "model", "repeat", "defence", "student", "alpha", "temperature", "classes",
                      "train_acc", "test_acc", "independent_acc", "leak", "fidelity", "fresh_source", "chance")

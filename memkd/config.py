@@ -157,9 +157,12 @@ def teacher_stop_knob() -> Any:
                 "end (the paper); first_perfect: stop at the first 100%")
 
 
-def teacher_epochs_knob(default: int, unit: str = "epoch", note: str = "") -> Any:
-    """The teacher's budget, in `unit`s (epochs, or full-batch steps)."""
-    return knob(default, POS_INT, f"teacher's {unit} budget; it must be at 100% on D at its end{note}")
+def teacher_epochs_knob(default: int, unit: str = "epoch", note: str = "", must_memorize: bool = True) -> Any:
+    """The teacher's budget, in `unit`s (epochs, or full-batch steps). must_memorize=False: the
+    experiment keeps a teacher below 100% and flags it (the linear and one-hidden-layer maps, where
+    failing to memorize is one of the outcomes)."""
+    rule = "it must be at 100% on D at its end" if must_memorize else "a teacher below 100% on D is kept and flagged"
+    return knob(default, POS_INT, f"teacher's {unit} budget; {rule}{note}")
 
 
 def lr_knob(default: float, who: str, optimizer: str = "Adam", note: str = "") -> Any:
@@ -195,6 +198,156 @@ def student_start_knob(default: str = "own", released: str = "") -> Any:
 def soften_student_knob(source: str = "the paper's text") -> Any:
     """The student-softening convention (applied once, in memkd.losses)."""
     return knob(False, BOOL, f"also divide the student's logits by T ({source})")
+
+
+def maybe_empty_list_of(inner: Constraint) -> Constraint:
+    """A list (possibly empty) whose items satisfy `inner`; stored as a tuple."""
+    return Constraint(lambda v: isinstance(v, (list, tuple)) and all(inner.check(i) for i in v),
+                      f"a list (possibly empty), each item {inner.allowed}",
+                      lambda v: tuple(inner.convert(i) for i in v))
+
+
+# --- the data's and the models' knobs, declared once: each config picks its default ----------------
+# `least` (where a factory has it) is the smallest value the experiment can use: e.g. at least 2
+# teachers where a claim tests across teachers; the words and the check come from here.
+
+
+def input_dim_knob(default: int, least: int = 1) -> Any:
+    """D: the input dimension."""
+    return knob(default, int_range(least), "D: input dimension")
+
+
+def classes_knob(default: int) -> Any:
+    """C: the number of classes of one dataset."""
+    return knob(default, int_range(2), "C: number of classes")
+
+
+def per_class_knob(default: int) -> Any:
+    """n: the samples of each class in one dataset D (N = C * n)."""
+    return knob(default, int_range(2), "samples of each class in D (n = classes * per_class)")
+
+
+def per_class_values_knob(default: tuple, note: str = "") -> Any:
+    """Several numbers of samples per class, one dataset family each (a sweep axis)."""
+    return knob(default, list_of(int_range(2)), f"samples of each class in D{note}")
+
+
+def class_counts_knob(default: tuple, note: str = "") -> Any:
+    """Several numbers of classes C, one dataset family each (a sweep axis)."""
+    return knob(default, list_of(int_range(2)), f"numbers of classes C{note}")
+
+
+def datasets_knob(default: int, note: str = "", least: int = 1) -> Any:
+    """How many independent datasets D, one teacher each (the unit of replication)."""
+    return knob(default, int_range(least), f"teachers: independent datasets D, one teacher each{note}")
+
+
+def teachers_knob(default: int, note: str = "") -> Any:
+    """How many independent teachers, each with its own draw of D and initialization."""
+    return knob(default, POS_INT, f"independent teachers, each with its own D and initialization{note}")
+
+
+def fresh_knob(default: int, what: str = "inputs", note: str = "") -> Any:
+    """How many fresh points (never memorized) a measure uses."""
+    return knob(default, POS_INT, f"fresh {what}{note}")
+
+
+def memorized_fraction_knob(default: float, of: str) -> Any:
+    """The share of the available points that a teacher memorizes (its D); `of` says of what."""
+    return knob(default, real_interval(0, 1), f"fraction of {of} in D")
+
+
+def hidden_layers_knob(default: int = 2, who: str = "teacher and students", least: int = 1) -> Any:
+    """Hidden layers of the MLPs (0: linear, where `least` allows it)."""
+    return knob(default, int_range(least, 4), f"hidden layers of {who}")
+
+
+def teacher_width_knob(default: int) -> Any:
+    """P of the teacher."""
+    return knob(default, POS_INT, "P of the teacher")
+
+
+def student_widths_knob(default: tuple) -> Any:
+    """P of the students (a sweep axis)."""
+    return knob(default, POS_INTS, "P of the students")
+
+
+def width_knob(default: int, who: str) -> Any:
+    """One hidden width P for `who`."""
+    return knob(default, POS_INT, f"P: hidden width of {who}")
+
+
+def heads_knob(default: int, note: str) -> Any:
+    """H: attention heads of a transformer; `note` says which width they must divide."""
+    return knob(default, POS_INT, f"H: attention heads ({note})")
+
+
+def alphas_knob(default: tuple, of: str = "each class") -> Any:
+    """The fractions of D the student sees, per class (a sweep axis)."""
+    return knob(default, ALPHAS, f"fraction of {of} the student sees")
+
+
+def alpha_knob(default: float, of: str = "each class") -> Any:
+    """One fraction of D the student sees, per class."""
+    return knob(default, real_interval(0, 1), f"fraction of {of} the student sees")
+
+
+def rhos_knob(default: tuple, note: str) -> Any:
+    """rho: the shares of D whose soft labels a student gets (a sweep axis); `note` says which points."""
+    return knob(default, ALPHAS, f"rho: {note}")
+
+
+def temperatures_knob(default: tuple, note: str = "") -> Any:
+    """The softmax temperatures T of the soft labels (a sweep axis)."""
+    return knob(default, TEMPERATURES, f"softmax temperatures T of the soft labels{note}")
+
+
+def temperature_knob(default: float, note: str = "") -> Any:
+    """One softmax temperature T of the soft labels."""
+    return knob(default, real_interval(0, math.inf), f"softmax temperature T of the soft labels{note}")
+
+
+def lrs_knob(default: tuple, optimizer: str = "Adam") -> Any:
+    """The students' learning rates (a sweep axis)."""
+    return knob(default, LRS, f"students' {optimizer} learning rates")
+
+
+def weight_decay_knob(default: float, who: str = "students'", note: str = "") -> Any:
+    """One AdamW weight decay."""
+    return knob(default, real_interval(0, math.inf, "left"), f"{who} AdamW weight decay{note}")
+
+
+def weight_decays_knob(default: tuple) -> Any:
+    """The teachers' L2 weight decays (Adam's, added to the gradient; a sweep axis)."""
+    return knob(default, list_of(real_interval(0, math.inf, "left")),
+                "teachers' L2 weight decay (Adam's, added to the gradient)")
+
+
+def chunk_knob(all_of: str) -> Any:
+    """The most members trained as one ensemble (None: all of `all_of` at once)."""
+    return knob(None, OPTIONAL_INT, f"most students trained as one ensemble; None: all of {all_of} at once")
+
+
+def shuffle_knob(note: str = "") -> Any:
+    """Also train the control whose inputs are shuffled within each class."""
+    return knob(True, BOOL, f"also train the within-class-shuffled control{note}")
+
+
+def settings_knob(options: tuple, note: str) -> Any:
+    """Which of an experiment's settings (`options`, all by default) to run."""
+    return knob(options, list_of(one_of(*options)), f"settings to run: {note}")
+
+
+def surgery_class_knob() -> Any:
+    """The class c that the logit surgery touches."""
+    return knob(0, int_range(0), "the class c that the surgery touches (its entries or samples removed)")
+
+
+def tail_fractions_knob(default: tuple, may_be_empty: bool = False) -> Any:
+    """Surgery: the fractions of each sample's smallest probabilities set to zero."""
+    fraction = real_interval(0, 1)
+    return knob(default, maybe_empty_list_of(fraction) if may_be_empty else list_of(fraction),
+                "surgery: fractions of each sample's smallest probabilities set to zero")
 
 
 # --- base config ----------------------------------------------------------------------------------

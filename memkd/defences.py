@@ -50,11 +50,17 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor
 
-from memkd.config import invalid
+from memkd.config import invalid, knob, one_of
 from memkd.seeds import derive_seed
 
 ROUND_OF = ("prob", "logprob")
 WITHHELD = ("uniform", "renormalize")  # how the student completes an answer with withheld entries
+
+
+def withheld_knob() -> object:
+    """How a student completes a top-k answer (`WITHHELD`), the same knob wherever students read one."""
+    return knob("uniform", one_of(*WITHHELD), "how a student completes a top-k answer: the withheld mass spread "
+                "uniformly, or the k returned entries renormalized (memkd.defences)")
 
 
 # --- the answer -----------------------------------------------------------------------------------

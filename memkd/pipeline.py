@@ -15,16 +15,16 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Protocol, Sequence
 
 import pandas as pd
 import torch
 from torch import Tensor
 
 from memkd.config import (
-    ALPHAS, LRS, POS_INT, POS_INTS, TEMPERATURES, ExperimentConfig, batch_size_knob, check_split, epochs_knob,
-    int_range, knob, lr_knob, one_of, soften_student_knob, students_knob, teacher_epochs_knob,
-    teacher_stop_knob,
+    ExperimentConfig, alphas_knob, batch_size_knob, check_split, classes_knob, datasets_knob, epochs_knob,
+    hidden_layers_knob, input_dim_knob, knob, lr_knob, lrs_knob, one_of, per_class_knob, soften_student_knob,
+    student_widths_knob, students_knob, teacher_epochs_knob, teacher_stop_knob, teacher_width_knob, temperatures_knob,
 )
 from memkd.declare import DISTILL_COLUMNS
 from memkd.data.random_vectors import make_memorization_data, split_per_class
@@ -36,29 +36,77 @@ from memkd.distillation import MLPFamily, Teacher, teacher_similarity, train_stu
 
 
 @dataclass(frozen=True)
+class StudentShapes:
+    """What a run's students look like, for the memory check before any work: every width P, every
+    share of D a student trains on (alpha or rho), and whether any student learns pairwise similarities
+    (targets of N_tr x N_tr)."""
+
+    widths: tuple[int, ...]
+    fractions: tuple[float, ...]
+    similarity: bool = False
+
+
+class MemorizationConfig(Protocol):
+    """What `memorization_tasks` reads of a config (RandomDataConfig and its subclasses,
+    memkd.experiments.one_hidden_layer.OneHiddenLayerConfig): the teachers' knobs, and the students'
+    shapes from `student_shapes()`, which each config answers from its own knobs."""
+
+    experiment: str
+    seed: int
+    device: str
+    progress: bool
+    input_dim: int
+    classes: int
+    per_class: Any
+    distribution: str
+    teacher_width: int
+    hidden_layers: int
+    activation: str
+    teacher_lr: float
+    teacher_epochs: int
+    teacher_stop: str
+    batch_size: Any
+    datasets: int
+
+    def student_shapes(self) -> StudentShapes: ...
+
+
+def check_memorization_fits(cfg: MemorizationConfig, device: torch.device, *, input_dim: int, classes: int,
+                            per_class: int, hidden_layers: int, teacher_width: int) -> None:
+    """Refuse (MemoryError naming the knob) a run whose teacher or widest student cannot fit the device,
+    at the given sizes and the config's `student_shapes()`."""
+    shapes = cfg.student_shapes()
+    check_run_fits(device, cfg.experiment, samples=classes * per_class, dim=input_dim, classes=classes,
+                   hidden_layers=hidden_layers, teacher_width=teacher_width, student_widths=shapes.widths,
+                   student_samples=classes * max(int(round(a * per_class)) for a in shapes.fractions),
+                   own_inputs=cfg.datasets > 1, similarity=shapes.similarity)
+
+
+@dataclass(frozen=True)
 class RandomDataConfig(ExperimentConfig):
     """Knobs shared by the random-data experiments (figures 2, 3, 5, 6, 7)."""
 
     TABLE_COLUMNS = DISTILL_COLUMNS
     SINGLE_VALUED: ClassVar[tuple] = ()  # list knobs that must hold exactly one value (e.g. Figs 6, 7)
+    SIMILARITY_STUDENTS: ClassVar[bool] = False  # some students learn pairwise similarities (Fig 3, Q1)
 
-    input_dim: int = knob(250, POS_INT, "D: input dimension")
-    classes: int = knob(50, int_range(2), "C: number of classes")
-    per_class: int = knob(25, int_range(2), "samples of each class in D (n = classes * per_class)")
+    input_dim: int = input_dim_knob(250)
+    classes: int = classes_knob(50)
+    per_class: int = per_class_knob(25)
     distribution: str = knob("uniform", one_of("uniform", "gaussian"), "input distribution")
-    teacher_width: int = knob(125, POS_INT, "P of the teacher")
-    hidden_layers: int = knob(2, int_range(1, 4), "hidden layers of teacher and students")
+    teacher_width: int = teacher_width_knob(125)
+    hidden_layers: int = hidden_layers_knob(2)
     activation: str = knob("relu", one_of("relu", "tanh", "linear"), "hidden activation")
     teacher_lr: float = lr_knob(1e-3, "teacher's")
     teacher_epochs: int = teacher_epochs_knob(1000)
     teacher_stop: str = teacher_stop_knob()
-    student_widths: tuple = knob((125,), POS_INTS, "P of the students")
-    alphas: tuple = knob((0.6,), ALPHAS, "fraction of each class the student sees")
-    temperatures: tuple = knob((10.0,), TEMPERATURES, "softmax temperatures T of the soft labels")
-    lrs: tuple = knob((3e-3,), LRS, "students' Adam learning rates")
+    student_widths: tuple = student_widths_knob((125,))
+    alphas: tuple = alphas_knob((0.6,))
+    temperatures: tuple = temperatures_knob((10.0,))
+    lrs: tuple = lrs_knob((3e-3,))
     epochs: int = epochs_knob(200)
     students: int = students_knob(5, "teacher and setting")
-    datasets: int = knob(1, POS_INT, "independent datasets D, one teacher each")
+    datasets: int = datasets_knob(1)
     soften_student: bool = soften_student_knob()
     batch_size: Any = batch_size_knob("teacher's and students'")
 
@@ -70,13 +118,14 @@ class RandomDataConfig(ExperimentConfig):
         """The device exists and one teacher and one student of the widest width fit in its memory
         at the config's own sizes (input_dim, classes, per_class), before any work."""
         super().check_resources()
-        c, pc = self.classes, self.per_class
-        fractions = tuple(getattr(self, "alphas", ())) or tuple(getattr(self, "rhos", (1.0,)))
-        check_run_fits(resolve_device(self.device, self.experiment), self.experiment, samples=c * pc,
-                       dim=self.input_dim, classes=c, hidden_layers=self.hidden_layers, teacher_width=self.teacher_width,
-                       student_widths=self.student_widths + tuple(getattr(self, "variant_widths", ())),
-                       student_samples=c * max(int(round(a * pc)) for a in fractions), own_inputs=self.datasets > 1,
-                       similarity=getattr(self, "similarity_epochs", None) is not None)
+        check_memorization_fits(self, resolve_device(self.device, self.experiment), input_dim=self.input_dim,
+                                classes=self.classes, per_class=self.per_class, hidden_layers=self.hidden_layers,
+                                teacher_width=self.teacher_width)
+
+    def student_shapes(self) -> StudentShapes:
+        """The students' widths and shares of D (`student_widths`, `alphas`), and whether some learn
+        similarities (`SIMILARITY_STUDENTS`); a config whose students differ overrides it."""
+        return StudentShapes(self.student_widths, self.alphas, self.SIMILARITY_STUDENTS)
 
     def check_single_valued(self) -> None:
         """Fail the first knob of SINGLE_VALUED that holds more than one value."""
@@ -111,7 +160,7 @@ class MemorizationTask:
 
 
 def memorization_tasks(
-    cfg: RandomDataConfig,
+    cfg: MemorizationConfig,
     datasets: Sequence[int] | None = None,
     *,
     input_dim: int | None = None,
@@ -138,14 +187,8 @@ def memorization_tasks(
                   batch_size=cfg.batch_size, stop=cfg.teacher_stop,
                   require_memorization=require_memorization, progress=cfg.progress)
     kwargs.update(teacher_overrides or {})
-    # the students' widths and fractions under the names each config gives them (one_hidden_layer: rhos, width)
-    widths = tuple(getattr(cfg, "student_widths", ())) or (getattr(cfg, "width", kwargs["width"]),)
-    widths += tuple(getattr(cfg, "variant_widths", ()))
-    fractions = tuple(getattr(cfg, "alphas", ())) or tuple(getattr(cfg, "rhos", (1.0,)))
-    check_run_fits(device, cfg.experiment, samples=c * pc, dim=d, classes=c, hidden_layers=kwargs["hidden_layers"],
-                   teacher_width=kwargs["width"], student_widths=widths,
-                   student_samples=c * max(int(round(a * pc)) for a in fractions), own_inputs=cfg.datasets > 1,
-                   similarity=getattr(cfg, "similarity_epochs", None) is not None)
+    check_memorization_fits(cfg, device, input_dim=d, classes=c, per_class=pc, hidden_layers=kwargs["hidden_layers"],
+                            teacher_width=kwargs["width"])
     per_teacher = training_bytes_per_member(c * pc, d, kwargs["width"], c, kwargs["hidden_layers"], own_inputs=True)
     chunk = members_per_chunk(len(datasets), per_teacher, device, "the teacher width or the dataset size")
     tasks: list[MemorizationTask] = []

@@ -113,7 +113,8 @@ def test_exact_solve_recovers_where_the_soft_labels_keep_the_information():
     (temperature_window, {"n_over_d": (0.1,), "rhos": (0.3,)}, "rhos"),
     (temperature_window, {"temperatures": (0.0,)}, "temperatures"),
     (temperature_window, {"dtypes": ()}, "dtypes"),
-    (temperature_window, {"classes": (1,)}, "classes"),
+    (temperature_window, {"class_counts": (1,)}, "class_counts"),
+    (temperature_window, {"classes": (2, 10)}, "classes"),  # renamed: one C elsewhere, here a list of them
     (temperature_window, {"solvers": ("lbfgs",)}, "solvers"),
     (temperature_window, {"datasets": 0}, "datasets"),
 ])

@@ -21,11 +21,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("knobs, name", [
-    (dict(per_class=[1]), "per_class"),
-    (dict(per_class=[]), "per_class"),
+    (dict(per_class_values=[1]), "per_class_values"),
+    (dict(per_class_values=[]), "per_class_values"),
     (dict(rhos=[1.5]), "rhos"),
-    (dict(per_class=[3], rhos=[0.2]), "rhos"),  # int(0.2 * 3) = 0 student points per class
-    (dict(per_class=[2], rhos=[0.5], variant_rho=0.4), "variant_rho"),  # int(0.4 * 2) = 0
+    (dict(per_class_values=[3], rhos=[0.2]), "rhos"),  # int(0.2 * 3) = 0 student points per class
+    (dict(per_class_values=[2], rhos=[0.5], variant_rho=0.4), "variant_rho"),  # int(0.4 * 2) = 0
     (dict(width=0), "width"),
     (dict(classes=1), "classes"),
     (dict(datasets=1), "datasets"),
@@ -183,7 +183,7 @@ def test_profiles_validate(profile):
     from memkd.experiments.one_hidden_layer import OneHiddenLayerConfig
 
     cfg = make_config(OneHiddenLayerConfig, "one_hidden_layer", profile, {})
-    assert cfg.classes >= 50 and cfg.datasets >= 6 and len(cfg.per_class) >= 3  # many classes, every phase's sizes
+    assert cfg.classes >= 50 and cfg.datasets >= 6 and len(cfg.per_class_values) >= 3  # every phase's sizes
     # width variants wider than the teacher, and teachers and students of one width
     assert cfg.variant_widths and min(cfg.variant_widths) > cfg.width and cfg.equal_widths
 
@@ -197,7 +197,7 @@ def test_quick_keeps_the_released_network_and_reaches_below_the_bound():
 
     cfg = make_config(OneHiddenLayerConfig, "one_hidden_layer", "quick", {})
     assert (cfg.input_dim, cfg.classes, cfg.width) == (50, 100, 50)
-    fewest = cfg.classes * min(int(rho * n) for rho in cfg.rhos for n in cfg.per_class)
+    fewest = cfg.classes * min(int(rho * n) for rho in cfg.rhos for n in cfg.per_class_values)
     assert fewest > counting_bound(cfg.input_dim, cfg.width, cfg.classes)
     assert any(fewest < counting_bound(cfg.input_dim, w, cfg.classes) for w in cfg.variant_widths + cfg.equal_widths)
     assert 0.5 ** (cfg.datasets - cfg.datasets // 2) < 0.05 / 35

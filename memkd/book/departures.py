@@ -371,8 +371,8 @@ def one_hidden_layer_departures(config: dict) -> list[Departure]:
     """Chapter 13: the departures from the released scripts (`one_hidden_layer.RELEASED`) that a run's
     config (`table.attrs["config"]`) implies."""
     r, c = RELEASED, config
-    grid = {**c, "per_class": list(c["per_class"]), "rhos": list(c["rhos"])}
-    out = [departure_row("13_one_hidden_layer", "profile sizes", released=r, released_sizes=len(r["per_class"]),
+    grid = {**c, "per_class_values": list(c["per_class_values"]), "rhos": list(c["rhos"])}
+    out = [departure_row("13_one_hidden_layer", "profile sizes", released=r, released_sizes=len(r["per_class_values"]),
                          released_rhos=len(r["rhos"]), **grid)]
     if (c["lr"], c["epochs"]) != (r["lr"], r["epochs"]):
         out.append(departure_row("13_one_hidden_layer", "student optimizer budget", **c))

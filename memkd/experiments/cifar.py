@@ -9,7 +9,7 @@ draw of the data and its own initialization; all teachers of an experiment train
 or each setting and alpha (Fig 4). Every seed comes from `memkd.seeds.derive_seed`.
 
 cifar_shuffles (Fig 4, section 3.3): teacher k of a setting memorizes its own balanced draw D of
-    the image training set (`per_class` images per class, else 80% of each class), the rest of
+    the image training set (`images_per_class` images per class, else 80% of each class), the rest of
     the draw being its trivial set. Settings: "clean", "labels" (labels permuted over the whole
     training set before the draw), "pixels" (each image's pixel positions in its own random order,
     channels moving together), "both", and "fixed" (one pixel order shared by every image: a
@@ -32,9 +32,10 @@ import torch
 
 from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import (
-    ALPHAS, LRS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, Constraint, ExperimentConfig,
-    batch_size_knob, epochs_knob, int_range, invalid, knob, list_of, lr_knob, make_config, one_of, real_interval,
-    soften_student_knob, students_knob, teacher_epochs_knob, teacher_stop_knob,
+    OPTIONAL_INT, Constraint, ExperimentConfig, alphas_knob, batch_size_knob, epochs_knob, hidden_layers_knob, invalid,
+    knob, lr_knob, lrs_knob, make_config, memorized_fraction_knob, one_of, settings_knob, soften_student_knob,
+    student_widths_knob, students_knob, teacher_epochs_knob, teacher_stop_knob, teacher_width_knob, teachers_knob,
+    temperatures_knob,
 )
 from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
@@ -56,24 +57,29 @@ class ImageDataConfig(ExperimentConfig):
     dataset: str = knob("auto", one_of("auto", "cifar10", "digits"),
                         "cifar10, digits (sklearn's 8x8, no download), or auto (CIFAR-10 if it can be had)")
     data_root: str = knob("", STRING, "CIFAR-10 archive or its folder; '' uses $MEMKD_DATA or ~/.cache/memkd")
-    memorized_fraction: float = knob(0.8, real_interval(0, 1), "fraction of each class in D (the rest: trivial set)")
-    per_class: Any = knob(None, OPTIONAL_INT, "images per class in D (a subsample); None: all of the fraction")
+    memorized_fraction: float = memorized_fraction_knob(0.8, "each class (the rest: trivial set)")
+    images_per_class: Any = knob(None, OPTIONAL_INT, "images of each class in D (a subsample); None: all of the "
+                                 "fraction")
+
+    RENAMED = {"per_class": "use 'images_per_class' (a subsample of the images, None for all; 'per_class' is the "
+                            "size of a random dataset elsewhere)"}
 
 
 @dataclass(frozen=True)
 class ImageShuffleConfig(ImageDataConfig):
-    settings: tuple = knob(SETTINGS, list_of(one_of(*SETTINGS)), "teachers: clean, labels, pixels, both, fixed")
-    teachers: int = knob(5, POS_INT, "independent teachers per setting (own draw of D, shuffles, initialization)")
-    teacher_width: int = knob(512, POS_INT, "P of the teacher")
-    hidden_layers: int = knob(2, int_range(1, 4), "hidden layers of teacher and students")
+    settings: tuple = settings_knob(SETTINGS, "teachers on clean, label-shuffled, pixel-shuffled, both, "
+                                              "fixed-permutation images")
+    teachers: int = teachers_knob(5, " per setting (and its own shuffles)")
+    teacher_width: int = teacher_width_knob(512)
+    hidden_layers: int = hidden_layers_knob(2)
     teacher_lr: float = lr_knob(1e-3, "teacher's")
     teacher_epochs: int = teacher_epochs_knob(2000)
     teacher_stop: str = teacher_stop_knob()
     teacher_batch_size: Any = batch_size_knob("teacher's")
-    student_widths: tuple = knob((512,), POS_INTS, "P of the students")
-    alphas: tuple = knob((0.4, 0.8), ALPHAS, "fraction of each class of D the student sees")
-    temperatures: tuple = knob((5.0,), TEMPERATURES, "softmax temperatures T of the soft labels")
-    lrs: tuple = knob((1e-2,), LRS, "students' Adam learning rates")
+    student_widths: tuple = student_widths_knob((512,))
+    alphas: tuple = alphas_knob((0.4, 0.8), "each class of D")
+    temperatures: tuple = temperatures_knob((5.0,))
+    lrs: tuple = lrs_knob((1e-2,))
     epochs: int = epochs_knob(200)
     batch_size: Any = batch_size_knob()
     students: int = students_knob(5, "teacher and setting")
@@ -82,12 +88,13 @@ class ImageShuffleConfig(ImageDataConfig):
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'setting', 'teacher_epochs_run', 'images', 'n_memorized', 'n_trivial',
                      'note', 'ratio')
     PROFILE_VALUES = {
-        "smoke": dict(dataset="digits", teachers=3, per_class=30, teacher_width=128, teacher_lr=3e-3,
+        "smoke": dict(dataset="digits", teachers=3, images_per_class=30, teacher_width=128, teacher_lr=3e-3,
                       teacher_epochs=300, student_widths=(128,), alphas=(0.6,), lrs=(1e-2,),
                       epochs=60, students=2),
-        "quick": dict(teachers=5, per_class=100, teacher_width=128, teacher_lr=3e-3, teacher_epochs=400,
+        "quick": dict(teachers=5, images_per_class=100, teacher_width=128, teacher_lr=3e-3, teacher_epochs=400,
                       student_widths=(128,), alphas=(0.3, 0.6), lrs=(3e-3,), epochs=150, students=2),
-        "paper": dict(teachers=5, per_class=None, teacher_width=512, teacher_epochs=5000, teacher_batch_size=None,
+        "paper": dict(teachers=5, images_per_class=None, teacher_width=512, teacher_epochs=5000,
+                      teacher_batch_size=None,
                       student_widths=(512,), alphas=(0.2, 0.4, 0.6, 0.8), temperatures=(5.0,),
                       lrs=(1e-2,), epochs=1000, students=4),
     }
@@ -95,11 +102,11 @@ class ImageShuffleConfig(ImageDataConfig):
     def check(self) -> None:
         if len(set(self.settings)) != len(self.settings):
             self.fail("settings", f"must not repeat a setting. Got {self.settings!r} instead.")
-        if self.per_class is not None:
+        if self.images_per_class is not None:
             for a in self.alphas:
-                k = int(round(a * self.per_class))
-                if k < 1 or k > self.per_class - 1:
-                    self.fail("alphas", f"contains {a}, which with per_class={self.per_class} leaves a "
+                k = int(round(a * self.images_per_class))
+                if k < 1 or k > self.images_per_class - 1:
+                    self.fail("alphas", f"contains {a}, which with images_per_class={self.images_per_class} leaves a "
                               "class empty in the student's part or in the held-out part.")
 
 
@@ -130,7 +137,7 @@ def shuffled_task(images, setting: str, cfg: ImageShuffleConfig, device: torch.d
     if setting in ("labels", "both"):
         y = shuffle_labels(y, derive_seed(cfg.seed, "shuffle", "labels", index))
     memorized, trivial = split_memorized(y, cfg.memorized_fraction, derive_seed(cfg.seed, "data", index),
-                                         cfg.per_class)
+                                         cfg.images_per_class)
     chosen = np.concatenate([memorized, trivial])
     xs, ys = x[chosen], y[chosen]
     if setting in ("pixels", "both"):
@@ -156,7 +163,7 @@ def image_teachers(units: list[tuple], cfg: ImageShuffleConfig, classes: int) ->
     n, d = units[0][0].shape
     need = training_bytes_per_member(n, d, cfg.teacher_width, classes, cfg.hidden_layers, own_inputs=True,
                                      soft_targets=False)
-    chunk = members_per_chunk(len(units), need, units[0][0].device, "the teacher width or per_class")
+    chunk = members_per_chunk(len(units), need, units[0][0].device, "the teacher width or images_per_class")
     teachers = []
     for start in range(0, len(units), chunk):
         part = units[start:start + chunk]
@@ -205,4 +212,4 @@ def cifar_shuffles(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     return table[["setting"] + [c for c in table.columns if c != "setting"]]
 
 
-PAPER_FIG4 = dict(per_class=None, teacher_width=512, student_widths=[512], temperatures=[5.0], lrs=[0.01])
+PAPER_FIG4 = dict(images_per_class=None, teacher_width=512, student_widths=[512], temperatures=[5.0], lrs=[0.01])

@@ -37,8 +37,8 @@ from torch import Tensor
 
 from memkd.declare import experiment
 from memkd.config import (
-    OPTIONAL_INT, POS_INT, batch_size_knob, epochs_knob, int_range, knob, list_of, lr_knob, make_config,
-    one_of, real_interval, soften_student_knob, students_knob, teacher_stop_knob,
+    POS_INT, alpha_knob, batch_size_knob, chunk_knob, epochs_knob, int_range, knob, list_of, lr_knob, make_config,
+    one_of, settings_knob, soften_student_knob, students_knob, teacher_stop_knob, teachers_knob, temperature_knob,
 )
 from memkd.models.cnn import CNNFamily
 from memkd.data.random_vectors import split_per_class
@@ -56,9 +56,10 @@ ARCHS = ("cnn", "mlp")
 
 @dataclass(frozen=True)
 class ConvolutionConfig(ImageDataConfig):
-    settings: tuple = knob(SETTINGS, list_of(one_of(*SETTINGS)), "clean, labels, pixels, both, fixed")
+    settings: tuple = settings_knob(SETTINGS, "teachers on clean, label-shuffled, pixel-shuffled, both, "
+                                              "fixed-permutation images")
     pairs: tuple = knob(PAIRS, list_of(one_of(*PAIRS)), "teacher -> student architectures")
-    teachers: int = knob(5, int_range(1), "independent units (data draw and teachers) per setting")
+    teachers: int = teachers_knob(5, " per setting (the data draw shared by its pairs)")
     cnn_width: int = knob(32, POS_INT, "channels of the CNN's first conv layer (doubling per layer)")
     conv_layers: int = knob(2, int_range(1, 3), "conv blocks (3x3 conv, ReLU, 2x2 max pool) of the CNN")
     head_width: int = knob(256, POS_INT, "hidden units of the CNN's MLP head")
@@ -69,28 +70,28 @@ class ConvolutionConfig(ImageDataConfig):
     mlp_teacher_epochs: int = epochs_knob(2000, "MLP teacher's", "epoch budget")
     teacher_stop: str = teacher_stop_knob()
     teacher_batch_size: Any = batch_size_knob("teachers'")
-    alpha: float = knob(0.6, real_interval(0, 1), "fraction of each class of D the student sees")
-    temperature: float = knob(5.0, real_interval(0, float("inf")), "softmax temperature T of the soft labels")
+    alpha: float = alpha_knob(0.6, "each class of D")
+    temperature: float = temperature_knob(5.0)
     soften_student: bool = soften_student_knob()
     cnn_lr: float = lr_knob(3e-3, "CNN students'")
     mlp_lr: float = lr_knob(3e-3, "MLP students'")
     epochs: int = epochs_knob(200)
     batch_size: Any = batch_size_knob()
     students: int = students_knob(4, "teacher and pair")
-    chunk: Any = knob(None, OPTIONAL_INT, "most members trained as one ensemble; None: all at once")
+    chunk: Any = chunk_knob("a pair")
 
     TABLE_COLUMNS = ('dataset', 'alpha', 'temperature', 'lr', 'student', 'setting', 'pair', 'teacher',
                      'student_arch', 'train_acc', 'test_acc', 'independent_acc', 'leak',
                      'teacher_independent_acc', 'teacher_first_perfect', 'chance', 'images', 'n_memorized',
                      'n_trivial', 'note')
     PROFILE_VALUES = {
-        "smoke": dict(dataset="digits", teachers=3, memorized_fraction=0.5, per_class=10, cnn_width=8,
+        "smoke": dict(dataset="digits", teachers=3, memorized_fraction=0.5, images_per_class=10, cnn_width=8,
                       head_width=64, mlp_width=128, cnn_teacher_lr=3e-3, mlp_teacher_lr=3e-3,
                       cnn_teacher_epochs=150, mlp_teacher_epochs=150, epochs=40, students=2),
-        "quick": dict(teachers=5, memorized_fraction=0.5, per_class=20, cnn_width=8, head_width=128,
+        "quick": dict(teachers=5, memorized_fraction=0.5, images_per_class=20, cnn_width=8, head_width=128,
                       mlp_width=256, cnn_teacher_lr=3e-3, mlp_teacher_lr=3e-3, cnn_teacher_epochs=200,
                       mlp_teacher_epochs=150, epochs=80, students=2),
-        "paper": dict(dataset="auto", teachers=5, memorized_fraction=0.8, per_class=None, cnn_width=32,
+        "paper": dict(dataset="auto", teachers=5, memorized_fraction=0.8, images_per_class=None, cnn_width=32,
                       conv_layers=3, head_width=512, mlp_width=512, cnn_teacher_epochs=300,
                       mlp_teacher_epochs=1000, teacher_batch_size=1000, epochs=300, batch_size=2000,
                       students=4, chunk=40),
@@ -101,12 +102,12 @@ class ConvolutionConfig(ImageDataConfig):
             values = getattr(self, name)
             if len(set(values)) != len(values):
                 self.fail(name, f"must not repeat an entry. Got {values!r} instead.")
-        if self.per_class is not None:
-            k = int(round(self.alpha * self.per_class))
-            if k < 1 or k > self.per_class - 1:
-                self.fail("alpha", f"({self.alpha}) with per_class={self.per_class} gives the student {k} "
-                          "images of each class: a class would be empty in the student's part or in the "
-                          "held-out part.")
+        if self.images_per_class is not None:
+            k = int(round(self.alpha * self.images_per_class))
+            if k < 1 or k > self.images_per_class - 1:
+                self.fail("alpha", f"({self.alpha}) with images_per_class={self.images_per_class} gives the "
+                          f"student {k} images of each class: a class would be empty in the student's part or "
+                          "in the held-out part.")
 
 
 @dataclass

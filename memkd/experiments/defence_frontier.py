@@ -29,9 +29,12 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
-from memkd.config import (Constraint, POS_INT, int_range, knob, list_of, make_config, one_of, real_interval)
+from memkd.config import (
+    POS_INT, Constraint, int_range, knob, list_of, make_config, real_interval, settings_knob, weight_decays_knob,
+)
+from memkd.defences import withheld_knob
 from memkd.declare import experiment
-from memkd.defences import WITHHELD, parse
+from memkd.defences import parse
 from memkd.device import resolve_device
 from memkd.models.linear import (class_logits, linear_forward, make_linear_data, measure, solve_soft_labels,
                                  student_mask, teacher_accuracy, train_teachers)
@@ -79,15 +82,15 @@ COLUMNS = ("setting", "dataset", "classes", "input_dim", "family", "strength", "
 class DefenceConfig(RandomDataConfig):
     """The MLP setting's sizes (RandomDataConfig's knobs), the defences' grids, and the other settings."""
 
-    settings: tuple = knob(SETTINGS, list_of(one_of(*SETTINGS)), "which settings to run")
+    settings: tuple = settings_knob(SETTINGS, "the MLP, linear and one-hidden-layer teachers")
     top_ks: tuple = knob((1, 2, 5), list_of(int_range(1)), "k of the top-k defence (each <= C)")
     decimals: tuple = knob((0, 1, 2, 3), DECIMALS, "decimals of the rounded probabilities")
     logprob_decimals: tuple = knob((0, 1), DECIMALS, "decimals of the rounded log-probabilities")
     sigmas: tuple = knob((0.5, 2.0, 8.0), SIGMAS, "standard deviations of the Gaussian noise on the logits")
     combined: tuple = knob(("top5|logprob_round2", "temp0.25|round2"), SPECS, "further defences, one line each")
     label_smoothings: tuple = knob((0.2,), list_of(real_interval(0, 1, "left")), "teachers' label smoothing")
-    weight_decays: tuple = knob((3e-3,), SIGMAS, "teachers' weight decay (Adam's L2)")
-    withheld: str = knob("uniform", one_of(*WITHHELD), "how students complete a top-k answer (memkd.defences)")
+    weight_decays: tuple = weight_decays_knob((3e-3,))
+    withheld: str = withheld_knob()
     recovery_defences: tuple = knob(("none", "top5", "round2", "label"), SPECS,
                                     "the defences of the one-hidden-layer recovery cell")
     linear_dim: int = knob(50, int_range(2), "d of the linear teachers")

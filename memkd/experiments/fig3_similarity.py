@@ -26,6 +26,7 @@ class SimilarityConfig(RandomDataConfig):
     similarity_epochs: int = epochs_knob(300, "similarity students'", "epochs")
 
     TABLE_COLUMNS = (*DISTILL_COLUMNS, )
+    SIMILARITY_STUDENTS = True
     PROFILE_VALUES = {
         "smoke": {**SMOKE_PROFILE, "similarity_lrs": (3e-3,), "similarity_epochs": 150},
         "quick": {**QUICK_PROFILE, "alphas": (0.2, 0.4, 0.6, 0.8), "similarity_lrs": (1e-3,),

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from memkd.declare import DISTILL_COLUMNS, experiment
-from memkd.config import POS_INTS, check_split, int_range, knob, list_of, make_config
+from memkd.config import POS_INTS, check_split, class_counts_knob, knob, make_config, per_class_values_knob
 from memkd.pipeline import (
     PAPER_PROFILE, QUICK_PROFILE, SMOKE_PROFILE, RandomDataConfig, distill, member_grid,
     memorization_tasks, split, tidy,
@@ -21,8 +21,8 @@ from memkd.pipeline import (
 
 @dataclass(frozen=True)
 class CompositionConfig(RandomDataConfig):
-    class_counts: tuple = knob((10, 50), list_of(int_range(2)), "numbers of classes C (one panel each)")
-    per_class_values: tuple = knob((5, 10, 20), list_of(int_range(2)), "samples per class (grid rows)")
+    class_counts: tuple = class_counts_knob((10, 50), " (one panel each)")
+    per_class_values: tuple = per_class_values_knob((5, 10, 20), " (grid rows)")
     input_dims: tuple = knob((25, 100, 250), POS_INTS, "input dimensions D (grid columns)")
 
     SINGLE_VALUED = ("alphas", "student_widths")  # one alpha and one student width

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from memkd.declare import DISTILL_COLUMNS, experiment
-from memkd.config import int_range, knob, list_of, make_config, real_interval
+from memkd.config import make_config, surgery_class_knob, tail_fractions_knob
 from memkd.pipeline import (
     PAPER_PROFILE, QUICK_PROFILE, SMOKE_PROFILE, RandomDataConfig, distill, member_grid,
     memorization_tasks, split, tidy,
@@ -22,9 +22,8 @@ from memkd.losses import cut_tail, drop_class, soft_targets, zero_class_elsewher
 
 @dataclass(frozen=True)
 class SurgeryConfig(RandomDataConfig):
-    surgery_class: int = knob(0, int_range(0), "the class c that the surgery touches")
-    tail_fractions: tuple = knob((0.02, 0.05, 0.1, 0.2, 0.5), list_of(real_interval(0, 1)),
-                                 "fractions of each sample's smallest probabilities set to zero")
+    surgery_class: int = surgery_class_knob()
+    tail_fractions: tuple = tail_fractions_knob((0.02, 0.05, 0.1, 0.2, 0.5))
 
     SINGLE_VALUED = ("alphas", "student_widths")  # one alpha and one student width
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'variant', 'tail_fraction', 'surgery_class')

@@ -45,8 +45,9 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    ALPHAS, BOOL, POS_INT, Constraint, batch_size_knob, ExperimentConfig, epochs_knob, int_range, knob, list_of, lr_knob,
-    make_config, one_of, real_interval, students_knob, teacher_epochs_knob,
+    BOOL, POS_INT, Constraint, ExperimentConfig, batch_size_knob, classes_knob, datasets_knob, epochs_knob, fresh_knob,
+    heads_knob, int_range, knob, list_of, lr_knob, make_config, one_of, real_interval, rhos_knob, students_knob,
+    teacher_epochs_knob, temperature_knob,
 )
 from memkd.data.triples import TOKENIZATIONS, random_triples, tokenize, vocabulary
 from memkd.declare import experiment
@@ -120,14 +121,14 @@ class LanguageModelConfig(ExperimentConfig):
                         "checkpoint's tokenizer) and the largest number drawn (numbers from 1..high)")
     widths: tuple = knob((64,), list_of(int_range(1)), "W: model widths trained from scratch (one model each)")
     layers: int = knob(2, POS_INT, "L: transformer blocks of a model trained from scratch")
-    heads: int = knob(4, POS_INT, "H: attention heads (must divide every width)")
+    heads: int = heads_knob(4, "must divide every width")
     dropout: float = knob(0.1, real_interval(0, 1, "left"), "dropout of a model from scratch (GPT-2's 0.1)")
     triples: int = knob(400, int_range(4), "N: triples each teacher memorizes")
-    classes: int = knob(40, int_range(2), "C: number of classes")
+    classes: int = classes_knob(40)
     balanced: bool = knob(True, BOOL, "exactly N / C triples of each class (False: uniform labels, as released)")
-    fresh: int = knob(400, POS_INT, "fresh triples with random labels, to measure what a student gets without a leak")
+    fresh: int = fresh_knob(400, "triples with random labels", ", to measure what a student gets without a leak")
     max_length: int = knob(10, int_range(4), "gpt2 tokenization: padded and truncated length (released: 10)")
-    temperature: float = knob(20.0, real_interval(0, math.inf), "T of the soft labels softmax(z / T)")
+    temperature: float = temperature_knob(20.0, " softmax(z / T)")
     teacher_lr: float = lr_knob(5e-4, "teacher's", "AdamW", " (released: 5e-4)")
     teacher_epochs: int = teacher_epochs_knob(100, "mini-batch epoch", " (released: 100)")
     teacher_batch: int | None = batch_size_knob("teacher's")
@@ -137,14 +138,14 @@ class LanguageModelConfig(ExperimentConfig):
     lr: float = lr_knob(5e-4, "students'", "AdamW", " (released: 5e-4)")
     epochs: int = epochs_knob(200, unit="mini-batch epochs", note=" (released: 200)")
     batch: int | None = batch_size_knob()
-    rhos: tuple = knob((0.5, 0.8), ALPHAS, "rho: the share of the triples a student gets (released: 0.2, 0.5, 0.8)")
+    rhos: tuple = rhos_knob((0.5, 0.8), "the share of the triples a student gets (released: 0.2, 0.5, 0.8)")
     student_starts: tuple = knob(("teacher_start", "independent"), STARTS_LIST, "where a student's weights start")
     student_start_cells: tuple = knob((), Constraint(lambda v: isinstance(v, (list, tuple))
                                                      and all(parse_cell(c) for c in v),
                                                      "a list (possibly empty) of cells 'tokenization/high'", tuple),
                                       "cells whose students try every start; the others train only the last start "
                                       "(empty: every cell tries every start)")
-    datasets: int = knob(6, int_range(2), "teachers: independent draws of the triples and labels")
+    datasets: int = datasets_knob(6, " (draws of the triples and labels)", least=2)
     students: int = students_knob(1, "teacher, start and rho")
 
     # One name per concept: where a student's weights start is `student_start(s)` in every experiment.

@@ -19,8 +19,9 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    BOOL, POS_INT, TEMPERATURES, ExperimentConfig, epochs_knob, int_range, knob, list_of, lr_knob,
-    make_config, one_of, real_interval, soften_student_knob, students_knob,
+    BOOL, ExperimentConfig, classes_knob, datasets_knob, epochs_knob, fresh_knob, input_dim_knob, knob, list_of,
+    lr_knob, make_config, one_of, real_interval, rhos_knob, shuffle_knob, soften_student_knob, students_knob,
+    teacher_epochs_knob, temperatures_knob,
 )
 from memkd.device import resolve_device
 from memkd.models.linear import (
@@ -55,18 +56,19 @@ def teacher_keys(seed: int, table: pd.DataFrame) -> pd.Series:
 class LinearConfig(ExperimentConfig):
     """Knobs shared by the linear-teacher experiments."""
 
-    input_dim: int = knob(100, int_range(2), "d: input dimension")
+    input_dim: int = input_dim_knob(100, least=2)
     n_over_d: tuple = knob((0.5, 1.0, 1.5), SIZES, "sizes N/d of the memorized set (N = classes * n per class)")
-    rhos: tuple = knob((0.8,), RHOS, "fraction of each class the student sees (its first floor(rho * n) points)")
-    shuffle: bool = knob(True, BOOL, "also train the within-class-shuffled control of every student")
+    rhos: tuple = rhos_knob((0.8,), "the student gets the first floor(rho * n) points of each class")
+    shuffle: bool = shuffle_knob(" of every student")
     soften_student: bool = soften_student_knob("the text's convention")
-    teacher_epochs: int = epochs_knob(500, "teachers'", "full-batch Adam epochs", " (the released scripts: 10,000)")
+    teacher_epochs: int = teacher_epochs_knob(500, "full-batch Adam epoch", " (the released scripts: 10,000)",
+                                              must_memorize=False)
     teacher_lr: float = lr_knob(1e-2, "teachers'", note=" (released: 1e-3)")
     epochs: int = epochs_knob(300, "soft-label students'", "Adam epochs", " (released: 10,000)")
     lr: float = lr_knob(5e-2, "soft-label students'", note=" (released: 1e-4)")
     seeds_per_setting: int = students_knob(1, "teacher and setting", "soft-label ")
-    datasets: int = knob(5, POS_INT, "teachers per size (each its own dataset)")
-    fresh: int = knob(1000, POS_INT, "fresh inputs per teacher on which agreement is measured")
+    datasets: int = datasets_knob(5, " per size")
+    fresh: int = fresh_knob(1000, note=" per teacher on which agreement is measured")
 
     TABLE_COLUMNS = LINEAR_COLUMNS
     # what these columns hold in the linear rows (memkd/columns.yml gives every experiment's meaning)
@@ -95,12 +97,12 @@ class LinearConfig(ExperimentConfig):
 
 @dataclass(frozen=True)
 class RecoveryConfig(LinearConfig):
-    classes: int = knob(2, int_range(2), "C: number of classes")
+    classes: int = classes_knob(2)
     student_kinds: tuple = knob(("least_squares", "soft_labels"), KINDS,
                                 "which students to train: least_squares (the pseudo-inverse fit to the teacher's "
                                 "logits) and/or soft_labels (Adam on the soft labels); the rows' `student` column")
     binary: bool = knob(True, BOOL, "one logit for C = 2 (the released Fig 3); False: C logits")
-    temperatures: tuple = knob((10.0,), TEMPERATURES, "temperatures T of the soft-label students")
+    temperatures: tuple = temperatures_knob((10.0,), " (the soft-label students)")
     dtype: str = knob("float32", one_of(*DTYPES), "precision of teachers, soft labels and students")
 
     RENAMED = {"students": "use 'student_kinds' for the kinds of student to train ('students' counts student "

@@ -13,7 +13,6 @@ transformer_distillation (Fig 8, appendix A.4): modular addition `a b =`; teache
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +21,9 @@ import torch
 
 from memkd.declare import experiment
 from memkd.config import (
-    ALPHAS, LRS, OPTIONAL_INT, POS_INT, TEMPERATURES, ExperimentConfig, epochs_knob, int_range, knob,
-    make_config, real_interval, students_knob, teacher_epochs_knob, teacher_stop_knob,
+    POS_INT, ExperimentConfig, alphas_knob, chunk_knob, epochs_knob, heads_knob, int_range, knob, lrs_knob, make_config,
+    memorized_fraction_knob, students_knob, teacher_epochs_knob, teacher_stop_knob, teachers_knob, temperatures_knob,
+    weight_decay_knob,
 )
 from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
@@ -40,7 +40,7 @@ class ModularTransformerConfig(ExperimentConfig):
 
     modulus: int = knob(113, int_range(3), "k: numbers 0..k-1, the answer (a + b) mod k")
     d_model: int = knob(128, POS_INT, "residual width (Nanda et al.: 128)")
-    heads: int = knob(4, POS_INT, "attention heads (d_model must be a multiple)")
+    heads: int = heads_knob(4, "must divide d_model")
     d_mlp: int = knob(512, POS_INT, "MLP width (Nanda et al.: 512)")
 
     def check(self) -> None:
@@ -65,18 +65,18 @@ class ModularTransformerConfig(ExperimentConfig):
 
 @dataclass(frozen=True)
 class TransformerConfig(ModularTransformerConfig):
-    memorized_fraction: float = knob(0.3, real_interval(0, 1), "fraction of the k pairs of each answer in D")
-    teachers: int = knob(5, POS_INT, "independent memorized sets D, one teacher each")
+    memorized_fraction: float = memorized_fraction_knob(0.3, "the k pairs of each answer")
+    teachers: int = teachers_knob(5)
     teacher_epochs: int = teacher_epochs_knob(5000, "full-batch step")
     teacher_stop: str = teacher_stop_knob()
     teacher_extra_epochs: int = knob(0, int_range(0), "teacher steps after its budget (towards grokking)")
-    alphas: tuple = knob((0.5,), ALPHAS, "fraction of each answer class of D the student sees")
-    temperatures: tuple = knob((1.0, 2.0, 5.0, 10.0, 20.0), TEMPERATURES, "softmax temperatures T")
-    lrs: tuple = knob((1e-3,), LRS, "students' AdamW learning rates")
-    weight_decay: float = knob(1.0, real_interval(0, math.inf, "left"), "students' AdamW weight decay")
+    alphas: tuple = alphas_knob((0.5,), "each answer class of D")
+    temperatures: tuple = temperatures_knob((1.0, 2.0, 5.0, 10.0, 20.0))
+    lrs: tuple = lrs_knob((1e-3,), "AdamW")
+    weight_decay: float = weight_decay_knob(1.0)
     epochs: int = epochs_knob(1000, unit="full-batch steps")
     students: int = students_knob(10, "teacher and temperature")
-    chunk: Any = knob(None, OPTIONAL_INT, "students trained at once at most; None: all of one alpha")
+    chunk: Any = chunk_knob("one alpha")
 
     TABLE_COLUMNS = ('dataset', 'alpha', 'temperature', 'lr', 'student', 'modulus', 'train_acc', 'test_acc',
                      'independent_acc', 'teacher_independent_acc', 'chance', 'teacher_stop',

@@ -29,10 +29,11 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    ALPHAS, BOOL, POS_INT, TEMPERATURES, Constraint, ExperimentConfig, epochs_knob, int_range, knob,
-    list_of, lr_knob, make_config, real_interval, students_knob, teacher_epochs_knob,
+    BOOL, ExperimentConfig, classes_knob, datasets_knob, epochs_knob, input_dim_knob, int_range, knob, lr_knob,
+    make_config, maybe_empty_list_of, per_class_values_knob, real_interval, rhos_knob, shuffle_knob, students_knob,
+    surgery_class_knob, tail_fractions_knob, teacher_epochs_knob, temperatures_knob, width_knob,
 )
-from memkd.pipeline import MemorizationTask, distill, member_grid, memorization_tasks, tidy
+from memkd.pipeline import MemorizationTask, StudentShapes, distill, member_grid, memorization_tasks, tidy
 from memkd.declare import experiment
 from memkd.experiments.phases import choose_cells, classify_phase, phase_map
 from memkd.losses import cut_tail, soft_targets, zero_class_elsewhere
@@ -40,26 +41,16 @@ from memkd.metrics import choose_and_test_units
 from memkd.seeds import derive_seed
 from memkd.tables import TEACHER_ID
 
-
-def _maybe_empty(inner: Constraint) -> Constraint:
-    """A list (possibly empty) whose items satisfy `inner`; stored as a tuple."""
-    return Constraint(lambda v: isinstance(v, (list, tuple)) and all(inner.check(i) for i in v),
-                      f"a list (possibly empty), each item {inner.allowed}",
-                      lambda v: tuple(inner.convert(i) for i in v))
-
-
-SIZES = list_of(int_range(2))
-WIDTHS = _maybe_empty(int_range(1))
-CLASS_COUNTS = _maybe_empty(int_range(2))
-FRACTIONS = _maybe_empty(real_interval(0, 1))
+WIDTHS = maybe_empty_list_of(int_range(1))
+CLASS_COUNTS = maybe_empty_list_of(int_range(2))
 
 # The released sizes (Figs 5-6): d = 1000, C = 100, P = 500, n = 50 .. 2500 (21 values), rho in
 # linspace(0.05, 0.95, 10), 5 repeats, teacher 2000 epochs, student 10,000.
 RELEASED = dict(input_dim=1000, classes=100, width=500, teacher_epochs=2000, teacher_lr=1e-3, epochs=10_000,
-                lr=1e-4, per_class=(50,) + tuple(range(125, 2501, 125)),
+                lr=1e-4, per_class_values=(50,) + tuple(range(125, 2501, 125)),
                 rhos=tuple(round(0.05 + 0.1 * i, 2) for i in range(10)))
 
-SMOKE = dict(input_dim=10, classes=30, width=40, per_class=(3, 6), rhos=(0.67,), teacher_epochs=800,
+SMOKE = dict(input_dim=10, classes=30, width=40, per_class_values=(3, 6), rhos=(0.67,), teacher_epochs=800,
              teacher_lr=3e-3, epochs=400, lr=1e-2, students=1, datasets=4, variant_datasets=2, variant_rho=0.67,
              variant_widths=(60,), equal_widths=(60,), variant_classes=(), surgery=True,
              tail_fractions=(0.1, 0.5))
@@ -73,7 +64,7 @@ SMOKE = dict(input_dim=10, classes=30, width=40, per_class=(3, 6), rhos=(0.67,),
 # twice as wide has n* = 153.5). 20 teachers: the surgery's cells are chosen on 10 and tested on 10, the
 # fewest for which a sign test without spread clears a Holm level of 0.05 over the published block's
 # claims (0.5 ** 10 < 0.05 / 35); the width variants are descriptive and use 4 of them.
-QUICK = dict(input_dim=50, classes=100, width=50, per_class=(3, 10, 16), rhos=(0.34, 0.67),
+QUICK = dict(input_dim=50, classes=100, width=50, per_class_values=(3, 10, 16), rhos=(0.34, 0.67),
              teacher_epochs=750, teacher_lr=1e-3, epochs=1000, lr=2e-3, students=1, datasets=20,
              variant_datasets=4, variant_rho=0.67, variant_widths=(100,), equal_widths=(100,),
              variant_classes=(), surgery=True, tail_fractions=(0.02, 0.5))
@@ -86,7 +77,7 @@ QUICK = dict(input_dim=50, classes=100, width=50, per_class=(3, 10, 16), rhos=(0
 # variant, the two width variants (a student of width 1000 distilling the map's teachers; teachers and
 # students both of width 250) on 2 teachers at every cell, and the surgery, about 2.6 hours. Sizes run
 # past the teacher's expected capacity (n ~ 1000).
-PAPER = dict(RELEASED, per_class=(50, 125, 250, 500, 750, 1250), rhos=(0.2, 0.4, 0.6, 0.8),
+PAPER = dict(RELEASED, per_class_values=(50, 125, 250, 500, 750, 1250), rhos=(0.2, 0.4, 0.6, 0.8),
              students=1, datasets=6, variant_datasets=2, variant_rho=0.6, variant_widths=(1000,),
              equal_widths=(250,), variant_classes=(50,), surgery=True, tail_fractions=(0.01, 0.02, 0.1, 0.5))
 
@@ -95,20 +86,20 @@ PAPER = dict(RELEASED, per_class=(50, 125, 250, 500, 750, 1250), rhos=(0.2, 0.4,
 class OneHiddenLayerConfig(ExperimentConfig):
     """Knobs of the one-hidden-layer phase map (the released Figs 5, 6 and 16)."""
 
-    input_dim: int = knob(20, POS_INT, "D: input dimension")
-    classes: int = knob(100, int_range(2), "C: number of classes")
-    width: int = knob(50, POS_INT, "P: hidden width of the teacher and of the map's students")
-    per_class: tuple = knob((3, 10), SIZES, "n: samples of each class in D, one map row per size")
-    rhos: tuple = knob((0.67,), ALPHAS, "rho: the student gets the first floor(rho * n) points of each class")
-    temperatures: tuple = knob((20.0,), TEMPERATURES, "softmax temperatures T of the soft labels")
+    input_dim: int = input_dim_knob(20)
+    classes: int = classes_knob(100)
+    width: int = width_knob(50, "the teacher and of the map's students")
+    per_class_values: tuple = per_class_values_knob((3, 10), " (n: one map row each)")
+    rhos: tuple = rhos_knob((0.67,), "the student gets the first floor(rho * n) points of each class")
+    temperatures: tuple = temperatures_knob((20.0,))
     teacher_lr: float = lr_knob(1e-3, "teacher's")
-    teacher_epochs: int = teacher_epochs_knob(2000, "full-batch epoch")
+    teacher_epochs: int = teacher_epochs_knob(2000, "full-batch epoch", must_memorize=False)
     lr: float = lr_knob(1e-4, "students'", note=" (released: 1e-4)")
     epochs: int = epochs_knob(10_000, unit="full-batch epochs", note=" (released: 10,000)")
     students: int = students_knob(1, "teacher and cell")
-    datasets: int = knob(10, int_range(2), "teachers (independent draws of D) per size")
-    shuffle: bool = knob(True, BOOL, "also train the shuffle control (inputs permuted within each class) in "
-                         "the map's cells at variant_rho with >= 2 student points per class")
+    datasets: int = datasets_knob(10, " per size", least=2)
+    shuffle: bool = shuffle_knob(" (inputs permuted within each class) in the map's cells at variant_rho with >= 2 "
+                                 "student points per class")
     variant_rho: float = knob(0.67, real_interval(0, 1), "rho of the width and class-count variants")
     variant_widths: tuple = knob((), WIDTHS, "student widths of the width variant (teacher keeps `width`), "
                                  "at every size and fraction of the map")
@@ -118,10 +109,11 @@ class OneHiddenLayerConfig(ExperimentConfig):
                                  "0: all `datasets`)")
     variant_classes: tuple = knob((), CLASS_COUNTS, "class counts C of the class-count variant (new teachers)")
     surgery: bool = knob(True, BOOL, "logit surgery in a recovery and a partial-leak cell (chosen on half)")
-    tail_fractions: tuple = knob((0.01, 0.02, 0.1, 0.5), FRACTIONS, "surgery: fractions of entries cut")
-    surgery_class: int = knob(0, int_range(0), "surgery: the class whose entries / samples are removed")
+    tail_fractions: tuple = tail_fractions_knob((0.01, 0.02, 0.1, 0.5), may_be_empty=True)
+    surgery_class: int = surgery_class_knob()
 
     PROFILE_VALUES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
+    RENAMED = {"per_class": "use 'per_class_values' (the sizes n, one map row each; 'per_class' is one n elsewhere)"}
     TABLE_COLUMNS = ("dataset", "classes", "per_class", "input_dim", "width", "teacher_width", "kind", "variant",
                      "tail_fraction", "temperature", "lr", "student", "part", "n_memorized", "rho", "n_student",
                      "shuffled", "train_acc", "test_acc", "memorized_acc", "test_acc_class", "independent_acc",
@@ -141,8 +133,12 @@ class OneHiddenLayerConfig(ExperimentConfig):
     def teacher_width(self) -> int:
         return self.width
 
+    def student_shapes(self) -> StudentShapes:
+        """The students' widths (the map's `width` and the width variant's) and shares (`rhos`)."""
+        return StudentShapes((self.width,) + self.variant_widths, self.rhos)
+
     def check(self) -> None:
-        for n in self.per_class:
+        for n in self.per_class_values:
             for rho in self.rhos + (self.variant_rho,):
                 k = int(rho * n)  # the released split: int(), i.e. floor
                 if k < 1 or k > n - 1:
@@ -252,7 +248,7 @@ def one_hidden_layer(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     choose, test = choose_and_test_units(range(cfg.datasets), seed=cfg.seed)
     rows: list[dict] = []
     tasks_by_size: dict[int, list[MemorizationTask]] = {}
-    for n in cfg.per_class:
+    for n in cfg.per_class_values:
         tasks = memorization_tasks(cfg, per_class=n, require_memorization=False)
         tasks_by_size[n] = tasks
         for rho in cfg.rhos:
@@ -269,7 +265,7 @@ def one_hidden_layer(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                 cell = _cell_rows(equal, n, rho, w, cfg, _members(cfg, False), "equal")
                 rows += [{**r, "teacher_width": w} for r in cell]
     for c in cfg.variant_classes:
-        for n in cfg.per_class:
+        for n in cfg.per_class_values:
             tasks = memorization_tasks(cfg, per_class=n, classes=c, require_memorization=False)
             rows += _cell_rows(tasks, n, cfg.variant_rho, cfg.width, cfg, _members(cfg, False), "classes")
     chosen: dict = {"recovery": None, "partial leak": None}

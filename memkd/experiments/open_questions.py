@@ -69,7 +69,8 @@ def teachers(cfg: RandomDataConfig, require: bool = True, **overrides: Any) -> l
         reference teacher of every other question.
     require : raise TeacherDidNotMemorize when a teacher ends below 100% (else check `.memorized`).
     """
-    overrides = {k: v for k, v in overrides.items() if getattr(cfg, k, None) != v and not (k == "weight_decay" and v == 0)}
+    reference = {"activation": cfg.activation, "hidden_layers": cfg.hidden_layers, "weight_decay": 0.0}
+    overrides = {k: v for k, v in overrides.items() if k not in reference or reference[k] != v}
     key = tuple(getattr(cfg, k) for k in _TEACHER_KNOBS) + tuple(sorted(overrides.items()))
     if key not in _TEACHERS:
         if len(_TEACHERS) >= _CACHED:

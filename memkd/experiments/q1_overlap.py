@@ -54,6 +54,7 @@ class OverlapConfig(RandomDataConfig):
     TABLE_COLUMNS = ('question', 'dataset', 'alpha', 'width', 'temperature', 'epochs', 'pair', 'student_a',
                      'student_b', 'n', 'acc_a', 'acc_b', 'both', 'expected', 'lift', 'p_value', 'phi',
                      'group_p_value', 'chance', 'teacher_independent_acc')
+    SIMILARITY_STUDENTS = True
     PROFILE_VALUES = question_profiles(smoke={"similarity_epochs": 150, "permutations": 500, "students": 3},
                                quick={"similarity_epochs": 300, "permutations": 1000, "students": 3},
                                paper={"similarity_lr": 1e-4, "similarity_epochs": 2000})

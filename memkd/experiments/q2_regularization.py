@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from memkd.declare import DISTILL_COLUMNS, experiment
-from memkd.config import knob, list_of, make_config, real_interval
+from memkd.config import make_config, weight_decays_knob
 from memkd.pipeline import RandomDataConfig, distill
 from memkd.experiments.open_questions import (
     ONE_ALPHA_ONE_WIDTH, failed_teacher_row, question_profiles, question_table, soft_members, splits_of,
@@ -22,8 +22,7 @@ from memkd.experiments.open_questions import (
 
 @dataclass(frozen=True)
 class RegularizationConfig(RandomDataConfig):
-    weight_decays: tuple = knob((0.0, 1e-3, 1e-2), list_of(real_interval(0, 1, "left")),
-                                "teacher's L2 weight decay (Adam's, added to the gradient)")
+    weight_decays: tuple = weight_decays_knob((0.0, 1e-3, 1e-2))
 
     SINGLE_VALUED = ONE_ALPHA_ONE_WIDTH
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'weight_decay', 'teacher_logit_norm', 'teacher_top_prob',

@@ -32,8 +32,8 @@ import pandas as pd
 import torch
 
 from memkd.config import (
-    ALPHAS, OPTIONAL_INT, POS_INT, POS_INTS, TEMPERATURES, epochs_knob, int_range, knob, lr_knob,
-    make_config, real_interval, student_start_knob, students_knob,
+    POS_INT, POS_INTS, chunk_knob, epochs_knob, int_range, knob, lr_knob, make_config, memorized_fraction_knob,
+    real_interval, rhos_knob, student_start_knob, students_knob, teachers_knob, temperatures_knob, weight_decay_knob,
 )
 from memkd.device import resolve_device
 from memkd.distillation import train_students, train_teacher
@@ -66,21 +66,21 @@ PAPER_CLOCK = dict(modulus=113, memorized_fraction=0.3, d_model=128, heads=4, d_
 
 @dataclass(frozen=True)
 class TeacherClockConfig(ModularTransformerConfig):
-    memorized_fraction: float = knob(0.3, real_interval(0, 1), "fraction of all k^2 pairs in each teacher's D (released: 0.3)")
-    teachers: int = knob(5, POS_INT, "independent teachers, each with its own D and initialization")
+    memorized_fraction: float = memorized_fraction_knob(0.3, "all k^2 pairs (released: 0.3)")
+    teachers: int = teachers_knob(5)
     teacher_steps: tuple = knob((2500, 5000, 10000), POS_INTS, "steps at which the teacher is stopped (one run, copied at each)")
     teacher_lr: float = lr_knob(1e-3, "teacher's", "AdamW", " (released: 1e-3)")
     teacher_weight_decay: float = knob(1.0, real_interval(0, math.inf, "left"), "teacher's AdamW weight decay (released: 1.0)")
     warmup: int = knob(10, int_range(0), "linear learning-rate warm-up steps of teachers and students (released: 10)")
     clock_every: int = knob(100, POS_INT, "steps between two readings of the teachers' accuracy on the unseen pairs")
-    rhos: tuple = knob((0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9), ALPHAS,
-                       "fraction of the teacher's D whose soft labels a student gets")
-    temperatures: tuple = knob((0.1, 1.0, 10.0), TEMPERATURES, "softmax temperatures T of the teacher's logits")
+    rhos: tuple = rhos_knob((0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9),
+                            "the share of the teacher's D whose soft labels a student gets")
+    temperatures: tuple = temperatures_knob((0.1, 1.0, 10.0), " (of the teacher's logits)")
     lr: float = lr_knob(1e-3, "students'", "AdamW", " (released: 1e-3)")
-    weight_decay: float = knob(1.0, real_interval(0, math.inf, "left"), "students' AdamW weight decay (released: 1.0)")
+    weight_decay: float = weight_decay_knob(1.0, note=" (released: 1.0)")
     epochs: int = epochs_knob(40000, unit="full-batch steps", note=" (released: 40,000)")
     students: int = students_knob(1, "teacher, stop, rho and T")
-    chunk: Any = knob(None, OPTIONAL_INT, "students trained at once at most; None: all of one rho")
+    chunk: Any = chunk_knob("one rho")
     student_start: str = student_start_knob("own", "released: probably the teacher's, see the chapter's departures")
 
     # One name per concept: the share of the data in D is `memorized_fraction`, as in modular_addition and cifar.

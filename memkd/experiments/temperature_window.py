@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memkd.config import TEMPERATURES, int_range, knob, list_of, make_config, one_of
+from memkd.config import class_counts_knob, knob, list_of, make_config, one_of, temperatures_knob
 from memkd.device import resolve_device
 from memkd.declare import experiment
 from memkd.experiments.linear_recovery import DTYPE_NAMES, LinearConfig, student_grid, teacher_keys, teachers_for
@@ -32,8 +32,8 @@ SOLVERS = {"adam": "soft_labels", "exact": "soft_labels_solved"}
 
 @dataclass(frozen=True)
 class WindowConfig(LinearConfig):
-    classes: tuple = knob((2, 10), list_of(int_range(2)), "numbers of classes C (multinomial: C logits each)")
-    temperatures: tuple = knob((1.0, 10.0, 100.0), TEMPERATURES, "softmax temperatures T of the soft labels")
+    class_counts: tuple = class_counts_knob((2, 10), " (multinomial: C logits each)")
+    temperatures: tuple = temperatures_knob((1.0, 10.0, 100.0))
     dtypes: tuple = knob(("float64", "float32", "bfloat16"), DTYPE_NAMES,
                          "precisions of the soft labels and of the students")
     solvers: tuple = knob(("adam", "exact"), list_of(one_of(*SOLVERS)),
@@ -42,14 +42,15 @@ class WindowConfig(LinearConfig):
                                       "precisions in which the Adam student's shuffled control is trained")
 
     RENAMED = {"students": "the students of temperature_window are chosen by 'solvers' (adam, exact) and "
-                           "'dtypes'; their seeds per setting by 'seeds_per_setting'"}
+                           "'dtypes'; their seeds per setting by 'seeds_per_setting'",
+               "classes": "use 'class_counts' (the numbers of classes C, one grid each; 'classes' is one C elsewhere)"}
 
     def check(self) -> None:
-        for c in self.classes:
+        for c in self.class_counts:
             self.check_sizes(c)
 
     PROFILE_VALUES = {
-        "smoke": {"input_dim": 20, "classes": (2, 3), "n_over_d": (0.8, 1.6), "rhos": (0.8,), "datasets": 2,
+        "smoke": {"input_dim": 20, "class_counts": (2, 3), "n_over_d": (0.8, 1.6), "rhos": (0.8,), "datasets": 2,
                   "temperatures": (1.0, 30.0), "dtypes": ("float64", "bfloat16"), "teacher_epochs": 300,
                   "epochs": 200, "fresh": 200},
         # line rho * N = d at N/d = 1.25: one size below it, three up to the binary capacity, one past it;
@@ -76,7 +77,7 @@ def temperature_window(profile: str = "quick", **overrides: Any) -> pd.DataFrame
     cfg = make_config(WindowConfig, "temperature_window", profile, overrides)
     device = resolve_device(cfg.device, cfg.experiment)
     rows: list[dict] = []
-    for c in cfg.classes:
+    for c in cfg.class_counts:
         data, w, ids = teachers_for(cfg, c, c, device, DTYPES["float32"])
         for dtype in cfg.dtypes:
             for solver in cfg.solvers:
