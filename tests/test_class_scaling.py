@@ -27,7 +27,7 @@ def test_one_tidy_row_per_student_with_the_designs_sizes(smoke):
     assert {"teacher_id", "classes", "scaling", "a", "n_per_class", "n_over_d", "a_log_c", "a_sqrt_c", "temperature",
             "teacher_perfect", "train_acc", "test_acc", "chance", "solver", "shuffled"} <= set(smoke.columns)
     f = {"log_c": math.log, "sqrt_c": math.sqrt, "c": float}
-    sizes = {(c, per_class_of(a, cfg["input_dim"], c, f[name])) for c in cfg["classes"]
+    sizes = {(c, per_class_of(a, cfg["input_dim"], c, f[name])) for c in cfg["class_counts"]
              for name, factors in (("log_c", cfg["a_log_c"]), ("c", cfg["a_c"])) for a in factors}
     teachers = len(sizes) * cfg["datasets"]
     assert len(smoke) == teachers * 2 * 2  # solvers x (plain, shuffled)
@@ -54,10 +54,10 @@ def test_a_size_two_designs_ask_for_is_one_set_of_teachers_named_by_both(smoke):
 @pytest.mark.parametrize("overrides, name, words", [
     ({"a_log_c": (-1.0,)}, "a_log_c", "a list (empty: the design is not run), each item a float in the open interval"),
     ({"a_c": (0.1,)}, "a_c", "contains 0.1, which with input_dim=20 and C = 2 gives n = 1 per class"),
-    ({"classes": (2, 2)}, "classes", "must not repeat a class count"),
+    ({"class_counts": (2, 2)}, "class_counts", "must not repeat a class count"),
     ({"a_log_c": (), "a_c": ()}, "a_c", "must be non-empty when a_log_c and a_sqrt_c are empty"),
     ({"a_log_c": (0.4, 0.41)}, "a_log_c", "must give distinct sizes n per class at every C"),
-    ({"classes": (1, 2)}, "classes", "each item an int >= 2"),
+    ({"class_counts": (1, 2)}, "class_counts", "each item an int >= 2"),
     ({"rhos": (1.5,)}, "rhos", "a float in the open interval (0, 1)"),
     ({"n_over_d": (1.0,)}, "n_over_d", "does not exist"),
     ({"solvers": ("sgd",)}, "solvers", "one of ('adam', 'exact')"),
@@ -134,7 +134,7 @@ def test_fig13_is_the_temperature_window_on_the_released_grid():
     assert len(FIG13_TEMPERATURES) == 20 and FIG13_TEMPERATURES[0] == pytest.approx(10 ** -0.5, rel=1e-3)
     assert FIG13_TEMPERATURES[-1] == pytest.approx(10 ** 1.5, rel=1e-3)
     assert np.all(np.diff(np.log10(FIG13_TEMPERATURES)) == pytest.approx(2 / 19, abs=1e-3))
-    fine = temperature_window("smoke", device="cpu", classes=(10,), temperatures=FIG13_TEMPERATURES[:3],
+    fine = temperature_window("smoke", device="cpu", class_counts=(10,), temperatures=FIG13_TEMPERATURES[:3],
                               dtypes=("float32",), datasets=1)
     assert set(fine.classes) == {10} and fine.temperature.nunique() == 3
 
@@ -142,7 +142,7 @@ def test_fig13_is_the_temperature_window_on_the_released_grid():
 def test_departures_name_what_the_run_changed(smoke):
     from memkd.book import departures as dp
 
-    fine = temperature_window("smoke", device="cpu", classes=(10,), temperatures=FIG13_TEMPERATURES[:2],
+    fine = temperature_window("smoke", device="cpu", class_counts=(10,), temperatures=FIG13_TEMPERATURES[:2],
                               dtypes=("float32",), datasets=1, solvers=("exact",))
     rows = dp.for_chapter("16_class_scaling", smoke, fig13=fine)
     topics = [r["topic"] for r in rows]
@@ -150,7 +150,7 @@ def test_departures_name_what_the_run_changed(smoke):
                       "shuffle kind", "exact solver", "App. Fig 13 grid"]
     assert "C in {2, 6}" in rows[2]["book"] and "a = 0.4, 1.6 (a d / ln C), none (a d / sqrt C)" in rows[2]["book"]
     assert "2 temperatures" in rows[-1]["book"]
-    paper = dict(smoke.attrs["config"], **ClassScalingConfig.PROFILE_VALUES["paper"], classes=[2, 10, 20, 30, 40, 50])
+    paper = dict(smoke.attrs["config"], **ClassScalingConfig.PROFILE_VALUES["paper"], class_counts=[2, 10, 20, 30, 40, 50])
     released = smoke.copy()
     released.attrs = {"config": paper}
     released = dp.class_scaling_departures(released)

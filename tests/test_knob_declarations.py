@@ -59,10 +59,13 @@ def declared_twice(decl: dict[str, list[tuple[str, str]]]) -> dict[str, list[str
 
 def redeclared_fields(classes: list[type]) -> dict[str, list[str]]:
     """{class: [fields it declares again although a base class has them]} (a default changes
-    through PROFILE_VALUES, not by a second field)."""
+    through PROFILE_VALUES, not by a second field). A field that a subclass turns into an internal one
+    (metadata "internal": not a knob, e.g. sizes that the subclass derives from its own knobs) is no knob
+    declared twice."""
     out = {}
     for cls in classes:
-        own = set(cls.__dict__.get("__annotations__", {}))
+        own = {name for name in cls.__dict__.get("__annotations__", {})
+               if not cls.__dataclass_fields__[name].metadata.get("internal")}
         inherited = {f.name for base in cls.__mro__[1:] if hasattr(base, "__dataclass_fields__")
                      for f in fields(base)}
         if own & inherited:

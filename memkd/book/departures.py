@@ -345,10 +345,10 @@ def class_scaling_departures(table: pd.DataFrame, fig13: pd.DataFrame | None = N
         out.append(departure_row("16_class_scaling", "student budget", **cfg))
     released = ex.class_scaling.config.PROFILE_VALUES["paper"]
     if any(tuple(cfg[k]) != tuple(released[k]) for k in ("a_log_c", "a_sqrt_c")) or cfg["input_dim"] != 100 \
-            or tuple(cfg["classes"]) != (2, 10, 20, 30, 40, 50):
+            or tuple(cfg["class_counts"]) != (2, 10, 20, 30, 40, 50):
         grid = {k: ", ".join(f"{a:g}" for a in cfg[k]) or "none" for k in ("a_log_c", "a_sqrt_c", "a_c")}
         out.append(departure_row("16_class_scaling", "profile sizes", **{**cfg, **grid},
-                                 class_list=", ".join(map(str, cfg["classes"]))))
+                                 class_list=", ".join(map(str, cfg["class_counts"]))))
     if cfg["a_c"] and cfg["input_dim"] != 1000:
         out.append(departure_row("16_class_scaling", "a d / C design", **cfg))
     if sum(bool(cfg[k]) for k in ("a_log_c", "a_sqrt_c", "a_c")) > 1:

@@ -28,13 +28,13 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from memkd.config import TEMPERATURES, Constraint, int_range, knob, list_of, make_config, one_of, real_interval
+from memkd.config import Constraint, class_counts_knob, knob, make_config, real_interval, temperatures_knob
 from memkd.declare import experiment
 from memkd.device import resolve_device
 from memkd.experiments.linear_recovery import (
-    LINEAR_COLUMNS, RHOS, LinearConfig, student_grid, teacher_keys, teachers_for,
+    LINEAR_COLUMNS, LinearConfig, dtype_knob, student_grid, teacher_keys, teachers_for,
 )
-from memkd.experiments.temperature_window import SOLVERS
+from memkd.experiments.temperature_window import SOLVERS, solvers_knob
 from memkd.models.linear import DTYPES
 from memkd.tables import TEACHER_ID
 
@@ -58,36 +58,36 @@ def per_class_of(a: float, input_dim: int, classes: int, f: Callable[[float], fl
 class ClassScalingConfig(LinearConfig):
     # sizes come from the designs below, not from a list of N/d
     n_over_d: tuple = field(default=(), metadata={"internal": True})
-    classes: tuple = knob((2, 10, 20, 30, 40, 50), list_of(int_range(2)), "numbers of classes C")
-    rhos: tuple = knob((0.55,), RHOS, "fraction of each class the student sees (its first floor(rho * n) points)")
+    class_counts: tuple = class_counts_knob((2, 10, 20, 30, 40, 50))
     a_log_c: tuple = knob(RELEASED_A, A_VALUES, "factors a of the design n per class = int(a d / ln C) "
                           "(empty: not run)")
     a_sqrt_c: tuple = knob(RELEASED_A, A_VALUES, "factors a of the design n per class = int(a d / sqrt C) "
                            "(empty: not run)")
     a_c: tuple = knob((), A_VALUES, "factors a of the design n per class = int(a d / C), i.e. N/d = a "
                       "(the released script runs it at d = 1000; empty: not run)")
-    temperatures: tuple = knob((10.0,), TEMPERATURES, "softmax temperatures T of the soft labels")
-    solvers: tuple = knob(("adam", "exact"), list_of(one_of(*SOLVERS)),
-                          "adam: the released optimizer at this budget; exact: the loss's convex minimizer")
-    dtype: str = knob("float32", one_of(*DTYPES), "precision of teachers, soft labels and students")
+    temperatures: tuple = temperatures_knob((10.0,))
+    solvers: tuple = solvers_knob()
+    dtype: str = dtype_knob()
 
     RENAMED = {"students": "the students of class_scaling are chosen by 'solvers' (adam, exact); their seeds "
-                           "per setting by 'seeds_per_setting'"}
+                           "per setting by 'seeds_per_setting'",
+               "classes": "use 'class_counts' (the numbers of classes C, one set of designs each; 'classes' is one C "
+                          "elsewhere)"}
     TABLE_COLUMNS = LINEAR_COLUMNS + ("scaling", "a", "n_per_class", "a_log_c", "a_sqrt_c")
     COLUMN_NOTES = LinearConfig.COLUMN_NOTES
 
     PROFILE_VALUES = {
-        "smoke": {"input_dim": 20, "classes": (2, 6), "a_log_c": (0.4, 1.6), "a_sqrt_c": (), "a_c": (1.2, 2.4, 3.6),
+        "smoke": {"input_dim": 20, "class_counts": (2, 6), "rhos": (0.55,), "a_log_c": (0.4, 1.6), "a_sqrt_c": (), "a_c": (1.2, 2.4, 3.6),
                   "datasets": 2, "teacher_epochs": 300, "epochs": 400, "fresh": 200},
         # d = 50 and three class counts: every size of C = 10 and 30 costs little, and C = 30 still has sizes
         # below the line (n = 2, 3); the designs' factors bracket the line (a d / C) and the capacity (a d / ln C).
         # 5 teachers per size: the capacity claims rest on about 15 teachers each, enough for the bound 0.8
         # when all agree (0.8 ** 15 = 0.035); the pilot (seed 1) put the capacity of this budget's teachers
         # between n ln C / d = 0.5 and 0.95 for every C
-        "quick": {"input_dim": 50, "classes": (2, 10, 30), "a_log_c": (0.5, 0.75, 1.0, 1.5), "a_sqrt_c": (0.5, 1.0),
+        "quick": {"input_dim": 50, "class_counts": (2, 10, 30), "rhos": (0.55,), "a_log_c": (0.5, 0.75, 1.0, 1.5), "a_sqrt_c": (0.5, 1.0),
                   "a_c": (1.2, 2.0, 3.0), "datasets": 5, "teacher_epochs": 1000, "teacher_lr": 1e-2, "epochs": 1000},
         # the released Fig 4b at d = 100: both d = 100 designs, 10 factors each, 5 repeats, the released budgets
-        "paper": {"input_dim": 100, "a_log_c": RELEASED_A, "a_sqrt_c": RELEASED_A, "a_c": (), "datasets": 5,
+        "paper": {"input_dim": 100, "rhos": (0.55,), "a_log_c": RELEASED_A, "a_sqrt_c": RELEASED_A, "a_c": (), "datasets": 5,
                   "teacher_epochs": 5_000, "teacher_lr": 1e-3, "epochs": 10_000, "lr": 1e-4},
     }
 
@@ -100,7 +100,7 @@ class ClassScalingConfig(LinearConfig):
             self.fail("a_c", "must be non-empty when a_log_c and a_sqrt_c are empty: at least one design must "
                       f"run. Got a_log_c={self.a_log_c}, a_sqrt_c={self.a_sqrt_c}, a_c={self.a_c} instead.")
         for knob_name, _, factors, f in self.designs():
-            for c in self.classes:
+            for c in self.class_counts:
                 sizes = [per_class_of(a, self.input_dim, c, f) for a in factors]
                 for a, n in zip(factors, sizes):
                     seen = min(math.floor(rho * n + 1e-9) for rho in self.rhos)
@@ -113,8 +113,8 @@ class ClassScalingConfig(LinearConfig):
                 if len(set(sizes)) < len(sizes):
                     self.fail(knob_name, f"must give distinct sizes n per class at every C. Got {factors}, which "
                               f"with input_dim={self.input_dim} and C = {c} gives n = {sizes} instead.")
-        if len(self.classes) != len(set(self.classes)):
-            self.fail("classes", f"must not repeat a class count. Got {self.classes} instead.")
+        if len(self.class_counts) != len(set(self.class_counts)):
+            self.fail("class_counts", f"must not repeat a class count. Got {self.class_counts} instead.")
 
 
 def design_sizes(cfg: ClassScalingConfig, classes: int) -> dict[int, tuple[str, float]]:
@@ -161,7 +161,7 @@ def class_scaling(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     cfg = make_config(ClassScalingConfig, "class_scaling", profile, overrides)
     device = resolve_device(cfg.device, cfg.experiment)
     rows: list[dict] = []
-    for c in cfg.classes:
+    for c in cfg.class_counts:
         sizes = design_sizes(cfg, c)
         for group in size_groups(list(sizes)):
             sub = replace(cfg, n_over_d=tuple(c * n / cfg.input_dim for n in group))  # N/d of each size
@@ -309,7 +309,7 @@ FIG13_PROFILE = {  # what App. Fig 13 changes in temperature_window's profiles, 
 def fig13_overrides(profile: str) -> dict[str, Any]:
     """The `temperature_window` overrides that make it App. Fig 13 at `profile`: C = 10, the released 20
     temperatures 10^-0.5 .. 10^1.5, float32 soft labels (the released precision), and the profile's sizes."""
-    return {"classes": (10,), "temperatures": FIG13_TEMPERATURES, "dtypes": ("float32",), **FIG13_PROFILE[profile]}
+    return {"class_counts": (10,), "temperatures": FIG13_TEMPERATURES, "dtypes": ("float32",), **FIG13_PROFILE[profile]}
 
 
 __all__ += ["FIG13_TEMPERATURES", "FIG13_PROFILE", "fig13_overrides"]

@@ -39,6 +39,11 @@ KINDS = list_of(one_of(*STUDENT_KINDS))
 DTYPE_NAMES = list_of(one_of(*DTYPES))
 
 
+def dtype_knob() -> Any:
+    """The one precision of a linear experiment's teachers, soft labels and students."""
+    return knob("float32", one_of(*DTYPES), "precision of teachers, soft labels and students")
+
+
 # The columns of one row of `student_grid` (one student), shared by both linear experiments.
 LINEAR_COLUMNS = ("experiment", "dataset", "teacher", "n_over_d", "input_dim", "classes", "outputs", "n_memorized",
                   "n_student", "rho", "rho_n_over_d", "student", "solver", "shuffled", "temperature", "soften_student",
@@ -103,7 +108,7 @@ class RecoveryConfig(LinearConfig):
                                 "logits) and/or soft_labels (Adam on the soft labels); the rows' `student` column")
     binary: bool = knob(True, BOOL, "one logit for C = 2 (the released Fig 3); False: C logits")
     temperatures: tuple = temperatures_knob((10.0,), " (the soft-label students)")
-    dtype: str = knob("float32", one_of(*DTYPES), "precision of teachers, soft labels and students")
+    dtype: str = dtype_knob()
 
     RENAMED = {"students": "use 'student_kinds' for the kinds of student to train ('students' counts student "
                            "seeds in the other experiments; here the seeds are 'seeds_per_setting')"}
@@ -314,7 +319,7 @@ def teacher_capacity(table: pd.DataFrame) -> pd.DataFrame:
                                   teacher_train_acc=("teacher_train_acc", "mean")).reset_index())
 
 
-__all__ = ["LinearConfig", "RecoveryConfig", "linear_recovery", "student_grid", "teachers_for", "counting_curve",
+__all__ = ["LinearConfig", "RecoveryConfig", "dtype_knob", "linear_recovery", "student_grid", "teachers_for", "counting_curve",
            "eligible", "threshold_summary", "per_teacher", "teacher_capacity"]
 
 

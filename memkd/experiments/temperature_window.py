@@ -30,14 +30,19 @@ RELEASED_TEMPERATURES = tuple(float(f"{10 ** (-0.5 + 4 * i / 39):.4g}") for i in
 SOLVERS = {"adam": "soft_labels", "exact": "soft_labels_solved"}
 
 
+def solvers_knob() -> Any:
+    """The linear students' solvers (`SOLVERS`), the same knob wherever a linear experiment offers both."""
+    return knob(("adam", "exact"), list_of(one_of(*SOLVERS)),
+                "adam: the released optimizer at this budget; exact: the loss's convex minimizer")
+
+
 @dataclass(frozen=True)
 class WindowConfig(LinearConfig):
     class_counts: tuple = class_counts_knob((2, 10), " (multinomial: C logits each)")
     temperatures: tuple = temperatures_knob((1.0, 10.0, 100.0))
     dtypes: tuple = knob(("float64", "float32", "bfloat16"), DTYPE_NAMES,
                          "precisions of the soft labels and of the students")
-    solvers: tuple = knob(("adam", "exact"), list_of(one_of(*SOLVERS)),
-                          "adam: the released optimizer at this budget; exact: the loss's convex minimizer")
+    solvers: tuple = solvers_knob()
     shuffle_adam_dtypes: tuple = knob(("float32",), DTYPE_NAMES,
                                       "precisions in which the Adam student's shuffled control is trained")
 
@@ -151,7 +156,7 @@ def released_layout(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["WindowConfig", "temperature_window", "RELEASED_TEMPERATURES", "SOLVERS", "window_per_teacher",
+__all__ = ["WindowConfig", "temperature_window", "RELEASED_TEMPERATURES", "SOLVERS", "solvers_knob", "window_per_teacher",
            "window_edges", "released_layout"]
 
 
