@@ -134,12 +134,21 @@ def _sizes(d: int, width: int, hidden_layers: int, classes: int) -> tuple[int, .
     return (d,) + (width,) * hidden_layers + (classes,)
 
 
+def _shape(family: Any, classes: Any, width: Any, hidden_layers: int, activation: str) -> tuple:
+    """(classes, width, hidden_layers, activation) of a training call, from its `family` where it passes one
+    (memkd.models.family.MLPFamily) and from its keywords otherwise."""
+    if family is not None:
+        return (family.classes, family.width, family.hidden_layers, getattr(family, "activation", activation))
+    return classes, width, hidden_layers, activation
+
+
 @contextlib.contextmanager
 def recording(calls: list[Call]):
     """Replace train_teacher / train_students / fit everywhere memkd imported them; record calls."""
 
-    def train_teacher(x, y, *, classes, width, hidden_layers=2, max_epochs=1000, extra_epochs=0,
-                      activation="relu", **_: Any):
+    def train_teacher(x, y, *, classes=None, width=None, hidden_layers=2, max_epochs=1000, extra_epochs=0,
+                      activation="relu", family=None, **_: Any):
+        classes, width, hidden_layers, activation = _shape(family, classes, width, hidden_layers, activation)
         k = 1 if x.dim() == 2 else x.shape[0]
         n, d = x.shape[-2], x.shape[-1]
         calls.append(Call("teacher", k, n, _sizes(d, width, hidden_layers, classes), max_epochs + extra_epochs,
@@ -148,8 +157,9 @@ def recording(calls: list[Call]):
                            torch.ones(k, dtype=torch.bool), torch.zeros(k, dtype=torch.long), max_epochs,
                            pd.DataFrame(columns=["epoch", "member", "loss", "train_acc"]))
 
-    def train_students(x, targets, *, kind, classes, width, members, epochs, hidden_layers=2,
-                       activation="relu", **_: Any):
+    def train_students(x, targets=None, *, kind, members, epochs, classes=None, width=None, hidden_layers=2,
+                       activation="relu", family=None, **_: Any):
+        classes, width, hidden_layers, activation = _shape(family, classes, width, hidden_layers, activation)
         n, d = x.shape[-2], x.shape[-1]
         calls.append(Call(kind, members, n, _sizes(d, width, hidden_layers, classes), epochs,
                           own_inputs=x.dim() == 3))
@@ -236,9 +246,9 @@ def linear_calls() -> dict[str, list[Call]]:
     n = rec.classes * max(rec.per_class(rec.classes))
     shuffles = 2 if rec.shuffle else 1
     calls = [Call("teacher", k, n, (d, o), rec.teacher_epochs)]
-    if "soft_labels" in rec.students:
+    if "soft_labels" in rec.student_kinds:
         calls.append(Call("soft", k * len(rec.rhos) * len(rec.temperatures) * shuffles, n, (d, o), rec.epochs))
-    if "least_squares" in rec.students:
+    if "least_squares" in rec.student_kinds:
         calls.append(Call("svd", k * len(rec.rhos) * shuffles, n, (d, o), 1))
     out["11_linear_recovery"] = calls
     win = make_config(WindowConfig, "temperature_window", "paper", {})

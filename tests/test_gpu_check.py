@@ -60,3 +60,20 @@ def test_flop_estimates_count_three_forward_passes_per_epoch():
     assert (teacher.what, teacher.samples, teacher.epochs) == ("teacher", n, smoke["teacher_epochs"])
     assert (students.what, students.members, students.epochs) == ("soft", smoke["students"], smoke["epochs"])
     assert students.samples == round(smoke["alphas"][0] * smoke["per_class"]) * smoke["classes"]
+
+
+def test_flop_estimates_follow_the_experiments_signatures():
+    """The stand-ins take every training call the chapters make: a renamed knob or a new keyword of
+    train_students shows here as a TypeError or AttributeError instead of silently dropping a chapter."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import flop_estimates
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert set(flop_estimates.linear_calls()) == {"11_linear_recovery", "12_temperature_window"}
+    calls = []
+    from memkd import experiments as ex
+
+    with flop_estimates.recording(calls):
+        ex.toy_2d("smoke", device="cpu")
+    assert {c.what for c in calls} >= {"teacher"} and len(calls) >= 2
