@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from memkd.models.family import STUDENT_KINDS, Family, MLPFamily
-from memkd.fused import FusedCrossEntropy
+from memkd.models.fused_mlp import FusedCrossEntropy
 from memkd.losses import (cosine_similarity_matrix, hard_cross_entropy, similarity_mse, smoothed_labels,
                           soft_cross_entropy, soft_targets)
 from memkd.config import TEACHER_STOPS, invalid
@@ -217,7 +217,7 @@ def train_teacher(
     shuffle_seed : the mini-batch order; None: `seed` (its first entry).
     Raises TeacherDidNotMemorize (with the accuracy reached) if a member ends below 100%,
     unless `require_memorization=False`; then check `teacher.memorized`.
-    fused : full batch, train a fusable family through `memkd.fused.FusedCrossEntropy` (no
+    fused : full batch, train a fusable family through `memkd.models.fused_mlp.FusedCrossEntropy` (no
         autograd, the same numbers to float rounding, 1.2-1.3x faster on a CPU); False: autograd.
     warmup : linear learning-rate warm-up over the first epochs' steps (see `memkd.train.fit`).
     snapshot_at : epochs (1-based, within max_epochs) after which every teacher's parameters are
@@ -337,7 +337,7 @@ def train_students(
                     C-dimensional embeddings. Above `max_full_similarity` samples, each step
                     uses a random block of that many rows instead of the full matrix.
     fused : full-batch "soft" and "hard" students of a fusable family train through
-        `memkd.fused.FusedCrossEntropy` (no autograd, the same numbers to float rounding,
+        `memkd.models.fused_mlp.FusedCrossEntropy` (no autograd, the same numbers to float rounding,
         1.2-1.3x faster on a CPU); False uses autograd.
     weight_decay : None: the family's optimizer's (0 for Adam, 1 for the transformer's AdamW).
     seed : one int for the whole ensemble, or one seed per student (see `memkd.seeds`).
