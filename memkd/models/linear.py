@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from memkd.config import invalid
+from memkd.losses import hard_cross_entropy, member_mean, soft_cross_entropy, soft_targets
 from memkd.train import fit
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -168,34 +169,31 @@ class LinearEnsemble(nn.Module):
         return linear_forward(self.weight, x)
 
 
-def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of values (K, M, N) over the points where mask (K, M, N) holds -> (K * M,)."""
-    m = mask.to(values.dtype)
-    return ((values * m).sum(-1) / m.sum(-1).clamp_min(1)).flatten()
-
-
 def train_linear(model: LinearEnsemble, x: Tensor, targets: Tensor, mask: Tensor, *, epochs: int, lr: float,
                  soft: bool, temperature: Tensor | float = 1.0, soften_student: bool = False) -> LinearEnsemble:
-    """Full-batch Adam on the masked mean cross-entropy of every member (`memkd.train.fit`).
+    """Full-batch Adam (`memkd.train.fit`) on the cross-entropy of `memkd.losses`, each member
+    averaged over its own points (the losses' `mask`).
 
     x (K, N, D); targets: labels (K, N) int64 (soft=False) or probabilities (K, M, N, C); mask (K, M, N);
     temperature: a float or (K, M) per student (used only with soften_student: the text's convention).
+    The K x M members are the losses' E = K * M members, (K, M, N, C) -> (E, N, C).
     """
     t = torch.as_tensor(temperature, dtype=x.dtype, device=x.device)
-    t = t.view(*t.shape, 1, 1) if t.dim() == 2 else t
+    t = t.flatten() if t.dim() == 2 else t  # (K, M) -> (E,)
+    k, n = x.shape[0], x.shape[1]
+    members = k * model.weight.shape[2]
+    member_mask = mask.expand(k, members // k, n).reshape(members, n)  # (E, N)
+    labels = None if soft else targets.unsqueeze(1).expand(k, members // k, n).reshape(members, n)  # (E, N)
+    probs = targets.reshape(members, n, -1) if soft else None  # (E, N, C)
 
     def objective(_):
         z = class_logits(model(x))  # (K, M, N, C)
-        if soften_student:
-            z = z / t
-        log_q = torch.log_softmax(z, dim=-1)
+        z = z.reshape(members, n, z.shape[-1])  # (E, N, C)
         if soft:
-            loss = -(targets * log_q).sum(-1)
-        else:
-            loss = -log_q.gather(-1, targets.clamp_min(0).unsqueeze(1).unsqueeze(-1).expand(*log_q.shape[:-1], 1))[..., 0]
-        return _masked_mean(loss, mask), None
+            return soft_cross_entropy(z, probs, t, soften_student, mask=member_mask), None
+        return hard_cross_entropy(z, labels, mask=member_mask), None
 
-    fit(model, objective, n_samples=x.shape[1], epochs=epochs, lr=lr)
+    fit(model, objective, n_samples=n, epochs=epochs, lr=lr)
     return model
 
 
@@ -266,8 +264,8 @@ def measure(w_student: Tensor, w_teacher: Tensor, data: LinearData, mask: Tensor
     s = s.view(*s.shape, 1, 1) if s.dim() == 2 else s
     centered = lambda z: z - z.mean(-1, keepdim=True)
     err = (centered(fs) - s * centered(ft)).norm(dim=(-1, -2)) / (s * centered(ft)).norm(dim=(-1, -2))
-    return {"train_acc": _masked_mean(hit, mask).view(mask.shape[:2]),
-            "test_acc": _masked_mean((zs.argmax(-1) == y).to(torch.float64), held).view(mask.shape[:2]),
+    return {"train_acc": member_mean(hit, mask),
+            "test_acc": member_mean((zs.argmax(-1) == y).to(torch.float64), held),
             "agreement_fresh": (fs.argmax(-1) == ft.argmax(-1)).to(torch.float64).mean(-1),
             "logit_error": err}
 
@@ -276,19 +274,18 @@ def teacher_accuracy(w_teacher: Tensor, data: LinearData) -> Tensor:
     """Each teacher's training accuracy on its whole dataset, in float64. -> (K,)"""
     z = class_logits(linear_forward(w_teacher.to(torch.float64).unsqueeze(2), data.x.to(torch.float64)))[:, 0]
     hit = (z.argmax(-1) == data.y).to(torch.float64)
-    return _masked_mean(hit.unsqueeze(1), data.valid.unsqueeze(1))
+    return member_mean(hit, data.valid)
 
 
 def soft_labels(w_teacher: Tensor, x: Tensor, temperature: Tensor, dtype: torch.dtype) -> Tensor:
-    """Soft labels softmax(z / T) of every student, stored in `dtype`.
+    """Soft labels softmax(z / T) of every student, stored in `dtype` (`memkd.losses.soft_targets`).
 
     The teacher's logits are computed in float64, divided by T and rounded to `dtype` before the
     softmax, which is then computed and kept in `dtype` (what a run in that precision stores).
     w_teacher (K, D, O); x (K, N, D); temperature (K, M) -> probs (K, M, N, C).
     """
     z = class_logits(linear_forward(w_teacher.to(torch.float64).unsqueeze(2), x.to(torch.float64)))  # (K, 1, N, C)
-    scaled = (z / temperature.to(torch.float64).view(*temperature.shape, 1, 1)).to(dtype)
-    return torch.softmax(scaled, dim=-1)
+    return soft_targets(z, temperature, dtype)
 
 
 __all__ = ["DTYPES", "STUDENT_KINDS", "LinearData", "LinearEnsemble", "class_logits", "least_squares",
