@@ -28,9 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from memkd.config import make_config  # noqa: E402
 from memkd.experiments.temperature_window import WindowConfig  # noqa: E402
-from memkd.models.linear import (  # noqa: E402
-    LinearEnsemble, make_linear_data, soft_labels, solve_soft_labels, student_mask, train_linear,
-)
+from memkd.data.linear import make_linear_data, student_mask  # noqa: E402
+from memkd.models.linear import LinearEnsemble, soft_labels, solve_soft_labels, train_linear  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

@@ -181,7 +181,8 @@ def test_a_family_sets_the_optimizer_and_an_explicit_weight_decay_wins():
 def test_the_linear_teacher_of_the_protocol_is_the_published_versions():
     """k = 0 without biases through `train_teacher` is the bias-free linear teacher of chapters 11-12
     (`memkd.models.linear.train_teachers`): the same draw, loss and Adam, so the same weights."""
-    from memkd.models.linear import make_linear_data, train_teachers
+    from memkd.data.linear import make_linear_data
+    from memkd.models.linear import train_teachers
 
     data = make_linear_data([6], classes=3, input_dim=5, seeds=[11], fresh=4, device=torch.device("cpu"))
     w = train_teachers(data, outputs=3, seeds=[21], epochs=40, lr=1e-2)  # (K, D, O)

@@ -7,13 +7,25 @@ import pytest
 import torch
 
 from memkd.experiments import linear_recovery, temperature_window
+from memkd.data.linear import make_linear_data, student_mask, within_class_permutation
+from memkd.metrics import recovery_metrics, teacher_accuracy
 from memkd.models.linear import (
-    LinearEnsemble, class_logits, least_squares, linear_forward, make_linear_data, measure, soft_labels,
-    solve_soft_labels, student_mask, teacher_accuracy, train_linear, train_teachers, within_class_permutation,
+    LinearEnsemble, class_logits, least_squares, linear_forward, linear_logits, soft_labels, solve_soft_labels,
+    train_linear, train_teachers,
 )
 from tests.conftest import ROOT, execute_chapter_at_smoke
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def measure(w_student, w_teacher, data, mask, targets, scale=1.0):
+    """`recovery_metrics` of students w_student (K, D, M, O) of teachers w_teacher (K, D, O) on `data`."""
+    return recovery_metrics(linear_logits(w_student, data.x), linear_logits(w_student, data.fresh),
+                            linear_logits(w_teacher, data.fresh), data.y, data.valid, mask, targets, scale)
+
+
+def teachers_accuracy(w, data):
+    return teacher_accuracy(linear_logits(w, data.x)[:, 0], data.y, data.valid)
 
 
 def _teachers(per_class=(10, 40), classes=2, d=20, outputs=1, epochs=400):
@@ -37,14 +49,14 @@ def test_data_is_standardized_balanced_and_the_student_gets_the_first_points_of_
 
 def test_teacher_memorizes_below_capacity_and_not_far_above():
     data, w = _teachers(per_class=(8, 60))  # N/d = 0.8 and 6: a linear separator's capacity is about 2
-    acc = teacher_accuracy(w, data)
+    acc = teachers_accuracy(w, data)
     assert float(acc[0]) == 1.0
     assert float(acc[1]) < 0.95
 
 
 def test_least_squares_recovers_exactly_above_the_line_and_not_well_below():
     data, w = _teachers(per_class=(15, 15), d=20)  # N = 30; rho * N >= d = 20 needs rho >= 0.67
-    assert bool((teacher_accuracy(w, data) == 1).all())
+    assert bool((teachers_accuracy(w, data) == 1).all())
     mask = student_mask(data, [0.2, 0.4, 0.8, 1.0 - 1 / 15])  # 6, 12 (below), 24, 28 points (above)
     z = linear_forward(w.double().unsqueeze(2), data.x).expand(-1, 4, -1, -1)
     m = measure(least_squares(data.x, z, mask), w, data, mask, None)

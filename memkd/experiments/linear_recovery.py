@@ -24,12 +24,13 @@ from memkd.config import (
     teacher_epochs_knob, temperatures_knob,
 )
 from memkd.device import resolve_device
-from memkd.models.linear import (
-    DTYPES, STUDENT_KINDS, LinearData, LinearEnsemble, class_logits, least_squares, linear_forward,
-    make_linear_data, measure, soft_labels, solve_soft_labels, student_mask, teacher_accuracy, train_linear,
-    train_teachers, within_class_permutation,
-)
+from memkd.data.linear import LinearData, make_linear_data, student_mask, within_class_permutation
 from memkd.declare import experiment
+from memkd.metrics import recovery_metrics, teacher_accuracy
+from memkd.models.linear import (
+    DTYPES, STUDENT_KINDS, LinearEnsemble, class_logits, least_squares, linear_forward, linear_logits, soft_labels,
+    solve_soft_labels, train_linear, train_teachers,
+)
 from memkd.seeds import derive_seed
 from memkd.tables import TEACHER_ID
 
@@ -157,7 +158,7 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
 
     The soft labels are stored in `dtype` (`memkd.models.linear.soft_labels`); the soft-label student trains
     in `dtype`; least squares runs in float64 for float64, else float32 (no bfloat16 pseudo-inverse).
-    One dict per student: the knobs and `memkd.models.linear.measure`'s metrics.
+    One dict per student: the knobs and `memkd.metrics.recovery_metrics`.
     """
     seeds = cfg.seeds_per_setting if kind == "soft_labels" else 1
     temps = [1.0] if kind == "least_squares" else list(temperatures)
@@ -189,8 +190,10 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
                      temperature=t.to(torch_dtype), soften_student=cfg.soften_student)
         w = model.weight.detach()
         fit_to, scale = targets, (torch.ones_like(t) if cfg.soften_student else 1 / t)
-    metrics = {key: v.cpu() for key, v in measure(w, w_teacher, data, mask, fit_to, scale).items()}
-    teacher_acc = teacher_accuracy(w_teacher, data).cpu()
+    measured = recovery_metrics(linear_logits(w, data.x), linear_logits(w, data.fresh), linear_logits(w_teacher, data.fresh),
+                                data.y, data.valid, mask, fit_to, scale)
+    metrics = {key: v.cpu() for key, v in measured.items()}
+    teacher_acc = teacher_accuracy(linear_logits(w_teacher, data.x)[:, 0], data.y, data.valid).cpu()
     n_seen = mask.sum(-1).cpu()  # (K, M)
     rows = []
     for i, (k, r) in enumerate(ids):
@@ -264,7 +267,9 @@ def counting_curve(input_dim: int = 20, classes: Sequence[int] = (2, 10), temper
         for temp in temperatures:
             t = torch.full((draws, len(ns)), float(temp), dtype=torch.float64)
             probs = soft_labels(w, x, t, torch.float64)
-            err = measure(solve_soft_labels(x, probs, mask, c), w, data, mask, None, scale=1 / t)["logit_error"]
+            solved = solve_soft_labels(x, probs, mask, c)
+            err = recovery_metrics(linear_logits(solved, x), linear_logits(solved, data.fresh),
+                                   linear_logits(w, data.fresh), data.y, data.valid, mask, None, 1 / t)["logit_error"]
             rows += [{"classes": c, "temperature": temp, "draw": k, "n_student": n, "n_over_d": n / input_dim,
                       "logit_error": float(err[k, j])} for k in range(draws) for j, n in enumerate(ns)]
     return pd.DataFrame(rows)
