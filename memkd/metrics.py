@@ -27,14 +27,15 @@ from memkd.losses import member_mean
 
 
 @torch.no_grad()
-def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Fraction of argmax(logits) == labels per member. logits (E, N, C), labels (N,) or (E, N) -> (E,).
+def accuracy(logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Fraction of argmax(logits) == labels per member. logits (E, N, C), labels (N,) or (E, N) -> (E,);
+    with mask (E, N) bool, over each member's own samples (`memkd.losses.member_mean`).
 
     >>> logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]]])   # (E, N, C) = (1, 3, 2)
     >>> accuracy(logits, torch.tensor([0, 1, 1]))                       # (E,)
     tensor([0.6667])
     """
-    return (logits.argmax(dim=-1) == labels).float().mean(dim=-1)
+    return member_mean((logits.argmax(dim=-1) == labels).float(), mask)
 
 
 @torch.no_grad()

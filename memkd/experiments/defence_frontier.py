@@ -38,7 +38,8 @@ from memkd.defences import parse
 from memkd.device import resolve_device
 from memkd.data.linear import make_linear_data, student_mask
 from memkd.metrics import recovery_metrics, teacher_accuracy
-from memkd.models.linear import linear_logits, solve_soft_labels, train_teachers
+from memkd.experiments.linear_recovery import train_teachers
+from memkd.models.linear import linear_logits, solve_soft_labels
 from memkd.pipeline import (QUICK_PROFILE, SMOKE_PROFILE, PAPER_PROFILE, RandomDataConfig, config_dict, distill,
                             member_grid, memorization_tasks, split)
 from memkd.seeds import derive_seed

@@ -27,9 +27,10 @@ from memkd.device import resolve_device
 from memkd.data.linear import LinearData, make_linear_data, student_mask, within_class_permutation
 from memkd.declare import experiment
 from memkd.metrics import recovery_metrics, teacher_accuracy
+from memkd.distillation import train_students, train_teacher
 from memkd.models.linear import (
-    DTYPES, STUDENT_KINDS, LinearEnsemble, class_logits, least_squares, linear_forward, linear_logits, soft_labels,
-    solve_soft_labels, train_linear, train_teachers,
+    DTYPES, STUDENT_KINDS, LinearFamily, class_logits, least_squares, linear_forward, linear_logits, soft_labels,
+    solve_soft_labels,
 )
 from memkd.seeds import derive_seed
 from memkd.tables import TEACHER_ID
@@ -136,6 +137,20 @@ class RecoveryConfig(LinearConfig):
         self.check_sizes(self.classes)
 
 
+def train_teachers(data: LinearData, outputs: int, seeds: Sequence[int], epochs: int, lr: float,
+                   dtype: torch.dtype = torch.float32) -> Tensor:
+    """One bias-free linear teacher per dataset, through the one protocol (`memkd.distillation.train_teacher`:
+    cross-entropy to its labels on its own points, full-batch Adam, the budget kept whatever it reaches:
+    the caller measures and flags a teacher below 100%).
+
+    outputs : 1 (binary, one logit) or C; seeds : one per dataset. Returns the weights (K, D, O) in `dtype`.
+    """
+    k, _, d = data.x.shape
+    teacher = train_teacher(data.x.to(dtype), data.y, LinearFamily(d, outputs, k, dtype), lr=lr, max_epochs=epochs,
+                            seed=list(seeds), require_memorization=False, mask=data.valid)
+    return teacher.model.weight.detach()[:, :, 0]
+
+
 def teachers_for(cfg: LinearConfig, classes: int, outputs: int, device: torch.device,
                  dtype: torch.dtype) -> tuple[LinearData, Tensor, list[tuple[int, float]]]:
     """Draw `cfg.datasets` datasets at every size and train their teachers as one ensemble.
@@ -185,9 +200,12 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
         fit_to, scale = targets, 1 / t
     else:
         init = [derive_seed(cfg.seed, "student", k, r, "linear", rho, tt, s) for k, r in ids for rho, tt, s in setting]
-        model = LinearEnsemble(k_all, m, cfg.input_dim, outputs, init).to(device=device, dtype=torch_dtype)
-        train_linear(model, data.x.to(torch_dtype), targets, mask, epochs=cfg.epochs, lr=cfg.lr, soft=True,
-                     temperature=t.to(torch_dtype), soften_student=cfg.soften_student)
+        n = data.x.shape[1]
+        model, _ = train_students(data.x.to(torch_dtype), targets.reshape(k_all * m, n, -1), kind="soft",
+                                  members=k_all * m, lrs=cfg.lr, epochs=cfg.epochs,
+                                  family=LinearFamily(cfg.input_dim, outputs, k_all, torch_dtype),
+                                  temperatures=t.to(torch_dtype).flatten(), soften_student=cfg.soften_student,
+                                  seed=init, mask=mask.reshape(k_all * m, n))  # members (E = K * M, ...)
         w = model.weight.detach()
         fit_to, scale = targets, (torch.ones_like(t) if cfg.soften_student else 1 / t)
     measured = recovery_metrics(linear_logits(w, data.x), linear_logits(w, data.fresh), linear_logits(w_teacher, data.fresh),

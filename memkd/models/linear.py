@@ -6,8 +6,9 @@ map (1 for the binary teacher, whose class logits are (0, z); else C).
 
 The data (`memkd.data.linear`) are those of the authors' released logistic-regression script, and
 the student's part is the first floor(rho * n) points of each class. A linear map z = x W (W: (D, O),
-no bias) is trained as teacher by full-batch Adam on cross-entropy (`memkd.losses`, each member
-averaged over its own points). Students:
+no bias) is trained as teacher by full-batch Adam on cross-entropy, and the Adam students below, through
+the one protocol: `LinearFamily` is what `memkd.distillation.train_teacher` / `train_students` build,
+with the protocol's per-member `mask` (each member averaged over its own points). Students:
 
 - ``least_squares``: the minimum-norm least-squares fit of W to the teacher's logits on the
   student's points (a batched pseudo-inverse), the released Fig 3 student;
@@ -23,26 +24,27 @@ Each has a within-class-shuffled control: the student's soft labels are deranged
 (equivalently its inputs: the set of pairs is the same), so each point keeps a label of its class but
 not its own. Students of one teacher share its inputs: W is stored as (K, D, M, O) and one GEMM
 (K, N, D) @ (K, D, M * O) serves all M, which is what makes a grid of temperatures one ensemble.
+The protocol sees the K x M maps as E = K * M members (`LinearMembers`: (K, N, D) -> (E, N, C)).
 Left out: biases, mini-batches, hidden layers (chapter 13 has those). The same bias-free teacher is
-k = 0 of the one protocol, `memkd.distillation.train_teacher(x, y, MLPFamily(D, 1, C, hidden_layers=0,
-bias=False))` (tests/test_distillation.py: equal weights); the chapters train here instead because
-their students of one teacher share its inputs under per-student masks (a rho each), one GEMM for
-all of them, which `train_students` (one sample set per member) does not express. What a student
-recovers is measured by `memkd.metrics.recovery_metrics` on `linear_logits`.
+k = 0 of the MLP family, `MLPFamily(D, 1, C, hidden_layers=0, bias=False)` (tests/test_distillation.py:
+equal weights); `LinearFamily` adds what the chapters need, the shared inputs of one teacher's students
+and their precision. What a student recovers is measured by `memkd.metrics.recovery_metrics` on
+`linear_logits`; no training happens here.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from memkd.config import invalid
-from memkd.data.linear import LinearData
-from memkd.losses import hard_cross_entropy, soft_cross_entropy, soft_targets
-from memkd.train import fit
+from memkd.losses import soft_targets
+from memkd.models.family import ADAM
+from memkd.seeds import derive_seed
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
 STUDENT_KINDS = ("least_squares", "soft_labels", "soft_labels_solved")
@@ -96,44 +98,49 @@ class LinearEnsemble(nn.Module):
         return linear_forward(self.weight, x)
 
 
-def train_linear(model: LinearEnsemble, x: Tensor, targets: Tensor, mask: Tensor, *, epochs: int, lr: float,
-                 soft: bool, temperature: Tensor | float = 1.0, soften_student: bool = False) -> LinearEnsemble:
-    """Full-batch Adam (`memkd.train.fit`) on the cross-entropy of `memkd.losses`, each member
-    averaged over its own points (the losses' `mask`).
+class LinearMembers(LinearEnsemble):
+    """The K x M maps as the one protocol sees them: x (K, N, D) -> class logits (E, N, C), E = K * M
+    (teacher-major: member k * M + j is student j of teacher k), what `memkd.distillation` trains.
 
-    x (K, N, D); targets: labels (K, N) int64 (soft=False) or probabilities (K, M, N, C); mask (K, M, N);
-    temperature: a float or (K, M) per student (used only with soften_student: the text's convention).
-    The K x M members are the losses' E = K * M members, (K, M, N, C) -> (E, N, C).
+    >>> LinearMembers(teachers=2, members=3, input_dim=5, outputs=1, seeds=range(6))(torch.randn(2, 7, 5)).shape
+    torch.Size([6, 7, 2])
     """
-    t = torch.as_tensor(temperature, dtype=x.dtype, device=x.device)
-    t = t.flatten() if t.dim() == 2 else t  # (K, M) -> (E,)
-    k, n = x.shape[0], x.shape[1]
-    members = k * model.weight.shape[2]
-    member_mask = mask.expand(k, members // k, n).reshape(members, n)  # (E, N)
-    labels = None if soft else targets.unsqueeze(1).expand(k, members // k, n).reshape(members, n)  # (E, N)
-    probs = targets.reshape(members, n, -1) if soft else None  # (E, N, C)
 
-    def objective(_):
-        z = class_logits(model(x))  # (K, M, N, C)
-        z = z.reshape(members, n, z.shape[-1])  # (E, N, C)
-        if soft:
-            return soft_cross_entropy(z, probs, t, soften_student, mask=member_mask), None
-        return hard_cross_entropy(z, labels, mask=member_mask), None
-
-    fit(model, objective, n_samples=n, epochs=epochs, lr=lr)
-    return model
+    def forward(self, x: Tensor) -> Tensor:
+        """x (K, N, D) -> (E, N, C): the binary map's one output becomes its class logits (0, z)."""
+        z = class_logits(super().forward(x))  # (K, M, N, C)
+        return z.reshape(-1, z.shape[-2], z.shape[-1])
 
 
-def train_teachers(data: LinearData, outputs: int, seeds: Sequence[int], epochs: int, lr: float,
-                   dtype: torch.dtype = torch.float32) -> Tensor:
-    """Train one bias-free linear teacher per dataset (cross-entropy to its labels, full-batch Adam).
+@dataclass(frozen=True)
+class LinearFamily:
+    """Bias-free linear maps D -> O for `memkd.distillation.train_teacher` / `train_students`: K
+    teachers' inputs (K, N, D) are shared by the members of each (E = K * M), in `dtype` (the
+    students' precision). Seeds: one per member, as `LinearEnsemble`'s (an int: member i from
+`derive_seed(seed, "linear member", i)`). Members that see different
+    points of one teacher's data take the protocol's `mask`."""
 
-    outputs : 1 (binary, one logit) or C. Returns the teachers' weights (K, D, O) in `dtype`.
-    """
-    k, _, d = data.x.shape
-    model = LinearEnsemble(k, 1, d, outputs, seeds).to(device=data.x.device, dtype=dtype)
-    train_linear(model, data.x.to(dtype), data.y, data.valid.unsqueeze(1), epochs=epochs, lr=lr, soft=False)
-    return model.weight.detach()[:, :, 0]
+    input_dim: int
+    outputs: int  # 1 (binary: class logits (0, z)) or C
+    teachers: int  # K
+    dtype: torch.dtype = torch.float32
+
+    inputs = "vectors"
+    student_kinds = ("soft", "hard")
+    fusable = False
+    eval_chunk = None
+    optimizer = ADAM
+    unit = "epochs"
+
+    def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> LinearMembers:
+        if members % self.teachers:
+            raise invalid("members", "LinearFamily.build", f"a multiple of teachers = {self.teachers}", members)
+        seeds = [derive_seed(int(seed), "linear member", i) for i in range(members)] if isinstance(seed, int) else list(seed)
+        return LinearMembers(self.teachers, members // self.teachers, self.input_dim, self.outputs,
+                             seeds).to(device=device, dtype=self.dtype)
+
+    def training_bytes(self, samples: int, own_inputs: bool, soft_targets: bool) -> None:
+        return None  # not estimated: the linear chapters' maps are small
 
 
 # --- students ------------------------------------------------------------------------------------
@@ -178,4 +185,4 @@ def soft_labels(w_teacher: Tensor, x: Tensor, temperature: Tensor, dtype: torch.
 
 
 __all__ = ["DTYPES", "STUDENT_KINDS", "LinearEnsemble", "class_logits", "least_squares", "linear_forward",
-           "linear_logits", "solve_soft_labels", "soft_labels", "train_linear", "train_teachers"]
+           "linear_logits", "LinearFamily", "LinearMembers", "solve_soft_labels", "soft_labels"]
