@@ -4,7 +4,7 @@ What is timed, for E students (default 20) on the same data, full batch, same ep
   loop      one `nn.Sequential` (2 hidden ReLU layers) + `torch.optim.Adam` per student, one
             student after another (the way a per-seed script trains them);
   ensemble  `memkd.distillation.train_students(..., kind="soft")`, the library's real entry point: its
-            full-batch fast path `memkd.fused.FusedCrossEntropy` (stacked weights, batched
+            full-batch fast path `memkd.models.fused_mlp.FusedCrossEntropy` (stacked weights, batched
             matmuls into buffers allocated once, no autograd) and `BatchedAdam`;
   vmap      optional (--vmap): `torch.func.vmap(grad(...))` over `functional_call` of the plain
             module, stacked parameters, the same batched Adam update;
@@ -187,7 +187,7 @@ def run_vmap(x: Tensor, probs: Tensor, shape: Shape, members: int, epochs: int, 
 
 def fused_phases(x: Tensor, probs: Tensor, shape: Shape, members: int, epochs: int) -> dict[str, float]:
     """Milliseconds per epoch of each phase of the fused step (forward, loss, backward, Adam)."""
-    from memkd.fused import FusedCrossEntropy
+    from memkd.models.fused_mlp import FusedCrossEntropy
 
     model = EnsembleMLP(members, shape.input_dim, shape.width, shape.classes, HIDDEN_LAYERS, seed=0)
     step = FusedCrossEntropy(model, x, probs, probs.argmax(dim=-1), TEMPERATURE)

@@ -1,7 +1,7 @@
 """The fused full-batch path against autograd, both through `train_students` (E=20, soft labels).
 
 Times the marginal epoch like ensemble_speed.py, for fused=False (autograd through
-EnsembleMLP.forward) and fused=True (memkd.fused.FusedCrossEntropy), on the same data.
+EnsembleMLP.forward) and fused=True (memkd.models.fused_mlp.FusedCrossEntropy), on the same data.
 
 Run:  .venv/bin/python benchmarks/fused_vs_autograd.py [smoke,quick,paper]
 """

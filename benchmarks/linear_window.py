@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from memkd.config import make_config  # noqa: E402
 from memkd.experiments.temperature_window import WindowConfig  # noqa: E402
-from memkd.models.linear import (  # noqa: E402
-    LinearEnsemble, make_linear_data, soft_labels, solve_soft_labels, student_mask, train_linear,
-)
+from memkd.data.linear import make_linear_data, student_mask  # noqa: E402
+from memkd.distillation import train_students  # noqa: E402
+from memkd.models.linear import LinearFamily, soft_labels, solve_soft_labels  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -50,6 +50,14 @@ def mm_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
         _sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best
+
+
+def students(x: torch.Tensor, probs: torch.Tensor, mask: torch.Tensor, epochs: int, lr: float, seeds: list[int]):
+    """The soft-label students of K teachers x M, through `memkd.distillation.train_students` (E = K * M members)."""
+    k, m, n, c = probs.shape
+    model, _ = train_students(x, probs.reshape(k * m, n, c), kind="soft", members=k * m, lrs=lr, epochs=epochs,
+                              family=LinearFamily(x.shape[-1], c, k), seed=seeds, mask=mask.reshape(k * m, n))
+    return model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,11 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     n_max = x.shape[1]
     useful = 6 * n_max * d * c * k * m  # FLOPs per epoch of the ensemble (padded rows included)
 
-    model = LinearEnsemble(k, m, d, c, list(range(k * m))).to(device)
-    train_linear(model, x, probs, mask, epochs=2, lr=cfg.lr, soft=True)  # warm-up
+    students(x, probs, mask, 2, cfg.lr, list(range(k * m)))  # warm-up
     _sync(device)
     start = time.perf_counter()
-    train_linear(model, x, probs, mask, epochs=args.epochs, lr=cfg.lr, soft=True)
+    students(x, probs, mask, args.epochs, cfg.lr, list(range(k * m)))
     _sync(device)
     ensemble = (time.perf_counter() - start) / args.epochs
 
@@ -88,9 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     for i, j in picks:
         n_i = c * data.per_class[i]  # a per-run script holds only its own dataset
-        one = LinearEnsemble(1, 1, d, c, [i * m + j]).to(device)
-        train_linear(one, x[i:i + 1, :n_i], probs[i:i + 1, j:j + 1, :n_i], mask[i:i + 1, j:j + 1, :n_i],
-                     epochs=args.epochs, lr=cfg.lr, soft=True)
+        students(x[i:i + 1, :n_i], probs[i:i + 1, j:j + 1, :n_i], mask[i:i + 1, j:j + 1, :n_i], args.epochs, cfg.lr,
+                 [i * m + j])
     _sync(device)
     loop = (time.perf_counter() - start) / args.epochs / len(picks) * k * m
 

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from memkd.models.family import STUDENT_KINDS, Family, MLPFamily
-from memkd.fused import FusedCrossEntropy
+from memkd.models.fused_mlp import FusedCrossEntropy
 from memkd.losses import (cosine_similarity_matrix, hard_cross_entropy, similarity_mse, smoothed_labels,
                           soft_cross_entropy, soft_targets)
 from memkd.config import TEACHER_STOPS, invalid
@@ -78,6 +78,14 @@ def predict(model: nn.Module, x: Tensor, chunk: int | None = 4096) -> Tensor:
     if chunk is None or x.shape[-2] <= chunk:
         return model(x)
     return torch.cat([model(x[..., i:i + chunk, :]) for i in range(0, x.shape[-2], chunk)], dim=1)
+
+
+def _check_mask(mask: Tensor | None, shape: Sequence[int], where: str, of: str) -> None:
+    """Raise ValueError unless `mask` is None or a bool tensor of `shape`."""
+    if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool
+                             or tuple(mask.shape) != tuple(shape)):
+        raise invalid("mask", where, f"None or a bool tensor of shape {tuple(shape)} (the {of})",
+                      shown=f"{type(mask).__name__} {tuple(getattr(mask, 'shape', ()))} {getattr(mask, 'dtype', '')}")
 
 
 # --- teachers -----------------------------------------------------------------------------------
@@ -197,6 +205,7 @@ def train_teacher(
     snapshot_at: Sequence[int] = (),
     monitor: tuple[Tensor, Tensor] | None = None,
     monitor_every: int = 0,
+    mask: Tensor | None = None,
 ) -> Teacher:
     """Train K teachers of `family` at once, each required to end at 100% training accuracy.
 
@@ -217,7 +226,7 @@ def train_teacher(
     shuffle_seed : the mini-batch order; None: `seed` (its first entry).
     Raises TeacherDidNotMemorize (with the accuracy reached) if a member ends below 100%,
     unless `require_memorization=False`; then check `teacher.memorized`.
-    fused : full batch, train a fusable family through `memkd.fused.FusedCrossEntropy` (no
+    fused : full batch, train a fusable family through `memkd.models.fused_mlp.FusedCrossEntropy` (no
         autograd, the same numbers to float rounding, 1.2-1.3x faster on a CPU); False: autograd.
     warmup : linear learning-rate warm-up over the first epochs' steps (see `memkd.train.fit`).
     snapshot_at : epochs (1-based, within max_epochs) after which every teacher's parameters are
@@ -225,6 +234,9 @@ def train_teacher(
     monitor : (inputs (K, M, ...), labels (K, M)), e.g. data outside each D; with monitor_every > 0
         each teacher's accuracy there is recorded every `monitor_every` epochs and at every
         snapshot (`Teacher.monitor`: epoch, member, monitor_acc).
+    mask : of the labels' shape, bool: the points each teacher learns from and is measured on
+        (False: the padding of datasets of different sizes, whose labels are not read); None: all.
+        Trains through autograd.
 
     >>> from memkd.data.random_vectors import make_memorization_data
     >>> x, y = make_memorization_data(classes=3, per_class=5, input_dim=20, seed=0)   # (N, D) = (15, 20)
@@ -234,6 +246,7 @@ def train_teacher(
     """
     check_teacher_stop(stop, "train_teacher")
     _check_epochs("max_epochs", max_epochs, "train_teacher")
+    _check_mask(mask, y.shape, "train_teacher", "labels")
     if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) or not 0 <= label_smoothing < 1:
         raise invalid("label_smoothing", "train_teacher", "a float in [0, 1)", label_smoothing)
     if weight_decay is not None and (isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real)
@@ -241,6 +254,7 @@ def train_teacher(
         raise invalid("weight_decay", "train_teacher", "None or a float >= 0", weight_decay)
     if x.dim() == 2:
         x, y = x.unsqueeze(0), y.unsqueeze(0)
+        mask = None if mask is None else mask.unsqueeze(0)
     k, n, d = x.shape
     family = _family(family, "train_teacher", d, classes, width, hidden_layers, activation)
     need = family.training_bytes(n, own_inputs=True, soft_targets=False)
@@ -259,16 +273,17 @@ def train_teacher(
 
     def objective(idx: Tensor | None):
         xb, yb = (x, y) if idx is None else (x[:, idx], y[:, idx])
+        mb = mask if idx is None or mask is None else mask[:, idx]
         logits = model(xb)
         if smooth is not None:
             target = smooth if idx is None else smooth[:, idx]
-            return soft_cross_entropy(logits, target), accuracy(logits.detach(), yb)
-        return hard_cross_entropy(logits, yb), accuracy(logits.detach(), yb)
+            return soft_cross_entropy(logits, target, mask=mb), accuracy(logits.detach(), yb, mb)
+        return hard_cross_entropy(logits, yb, mb), accuracy(logits.detach(), yb, mb)
 
     def evaluate() -> Tensor:
-        return accuracy(predict(model, x, family.eval_chunk), y)
+        return accuracy(predict(model, x, family.eval_chunk), y, mask)
 
-    if fused and family.fusable and (batch_size is None or batch_size >= n):
+    if fused and family.fusable and mask is None and (batch_size is None or batch_size >= n):
         objective = FusedCrossEntropy(model, x, y if smooth is None else smooth, y)
     history, first = fit(
         model, objective, n_samples=n, epochs=max_epochs, lr=lr, batch_size=batch_size, **optimizer,
@@ -321,6 +336,7 @@ def train_students(
     progress: bool = False,
     fused: bool = True,
     warmup: int = 0,
+    mask: Tensor | None = None,
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Train E students of `family` at once on the student's part of D.
 
@@ -337,12 +353,15 @@ def train_students(
                     C-dimensional embeddings. Above `max_full_similarity` samples, each step
                     uses a random block of that many rows instead of the full matrix.
     fused : full-batch "soft" and "hard" students of a fusable family train through
-        `memkd.fused.FusedCrossEntropy` (no autograd, the same numbers to float rounding,
+        `memkd.models.fused_mlp.FusedCrossEntropy` (no autograd, the same numbers to float rounding,
         1.2-1.3x faster on a CPU); False uses autograd.
     weight_decay : None: the family's optimizer's (0 for Adam, 1 for the transformer's AdamW).
     seed : one int for the whole ensemble, or one seed per student (see `memkd.seeds`).
     shuffle_seed : the mini-batch order; None: `seed` (its first entry).
     warmup : linear learning-rate warm-up steps (see `memkd.train.fit`).
+    mask : (E, N) bool, the samples each member learns from (and fits, in the history's train_acc),
+        for members that see different points of one padded N (the linear students of one teacher,
+        a rho each); None: all. Soft and hard students only; trains through autograd.
     Raises MemoryError naming the knobs to reduce when one student cannot fit on the device.
     Returns (model, history).
 
@@ -359,7 +378,13 @@ def train_students(
     family = _family(family, "train_students", d, classes, width, hidden_layers, activation)
     if kind not in family.student_kinds:
         raise invalid("kind", "train_students", f"one of {family.student_kinds} for {type(family).__name__}", kind)
-    temps = torch.as_tensor(temperatures, dtype=torch.float32, device=x.device).expand(members)  # (E,)
+    if mask is not None and kind == "similarity":
+        raise invalid("mask", "train_students", "None for kind='similarity' (a mask selects soft or hard targets)",
+                      shown="a mask")
+    _check_mask(mask, (members, n), "train_students", "members and samples")
+    floating = isinstance(temperatures, Tensor) and temperatures.is_floating_point()  # a float64 T stays exact
+    temps = (temperatures.to(x.device) if floating
+             else torch.as_tensor(temperatures, dtype=torch.float32, device=x.device)).expand(members)  # (E,)
     if (teacher_logits is None) == (targets is None) or (teacher_logits is not None and kind != "soft"):
         raise invalid("targets", "train_students",
                       says="must be given, or for kind='soft' 'teacher_logits' instead. "
@@ -386,18 +411,19 @@ def train_students(
 
     def objective(idx: Tensor | None):
         xb = rows(x, idx, 1)
+        mb = None if mask is None else rows(mask, idx, 0)
         out = model(xb)
         if kind == "hard":
             yb = rows(targets, idx, 0)
-            return hard_cross_entropy(out, yb), accuracy(out.detach(), yb)
+            return hard_cross_entropy(out, yb, mb), accuracy(out.detach(), yb, mb)
         if kind == "soft":
             pb = rows(targets, idx, 1)
-            return (soft_cross_entropy(out, pb, temps, soften_student),
-                    accuracy(out.detach(), rows(soft_labels, idx, 0)))
+            return (soft_cross_entropy(out, pb, temps, soften_student, mask=mb),
+                    accuracy(out.detach(), rows(soft_labels, idx, 0), mb))
         sim = targets if idx is None else targets[..., idx, :][..., idx]
         return similarity_mse(out, sim), None
 
-    if fused and family.fusable and kind != "similarity" and (batch_size is None or batch_size >= n):
+    if fused and family.fusable and kind != "similarity" and mask is None and (batch_size is None or batch_size >= n):
         if kind == "hard":  # hard labels ignore the temperature, as hard_cross_entropy does
             objective = FusedCrossEntropy(model, x, targets, targets)
         else:

@@ -18,32 +18,56 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def soft_targets(teacher_logits: Tensor, temperature: Tensor | float) -> Tensor:
-    """sigma_T(z): teacher logits (..., N, C) -> probabilities (E, N, C).
+def soft_targets(teacher_logits: Tensor, temperature: Tensor | float, dtype: torch.dtype | None = None) -> Tensor:
+    """sigma_T(z): teacher logits (..., N, C) -> probabilities (..., N, C).
 
-    `temperature` is a float or a tensor of shape (E,) (one temperature per member).
+    `temperature` is a float or a tensor of the logits' leading shape (one temperature per member:
+    (E,) for logits (E, N, C); (K, M) for logits (K, 1, N, C) gives (K, M, N, C), M temperatures
+    of each of K teachers). `dtype`: the precision the soft labels are kept in; z / T is computed
+    in the logits' precision, rounded to `dtype`, and the softmax computed in `dtype` (what a run in
+    that precision stores). None: the logits' own precision.
 
     >>> z = torch.randn(4, 6, 3)                                   # logits (E, N, C)
     >>> p = soft_targets(z, torch.tensor([1.0, 5.0, 10.0, 20.0]))  # one T per member
     >>> p.shape, bool(p.sum(-1).allclose(torch.ones(4, 6)))
     (torch.Size([4, 6, 3]), True)
+    >>> soft_targets(z.double()[:2, None], torch.ones(2, 5), torch.bfloat16).shape   # (K, 1, N, C), T (K, M)
+    torch.Size([2, 5, 6, 3])
     """
     t = torch.as_tensor(temperature, dtype=teacher_logits.dtype, device=teacher_logits.device)
-    if t.dim() == 1:
-        t = t.view(-1, 1, 1)  # (E, 1, 1)
-    return torch.softmax(teacher_logits / t, dim=-1)
+    scaled = teacher_logits / t.view(*t.shape, 1, 1)  # t (...,) -> (..., 1, 1): one T per member
+    return torch.softmax(scaled if dtype is None else scaled.to(dtype), dim=-1)
 
 
-def hard_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+def member_mean(values: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Each member's mean over its samples: values (E, N) -> (E,); with mask (E, N) bool, over the
+    samples where it holds (a member with none: 0). The reduction of every loss here, so that
+    members that see different points of a shared, padded N (the linear students) get their own mean.
+
+    >>> member_mean(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[True, False, True]]))
+    tensor([2.])
+    """
+    if mask is None:
+        return values.mean(dim=-1)
+    m = mask.to(values.dtype)
+    return (values * m).sum(-1) / m.sum(-1).clamp_min(1)
+
+
+def hard_cross_entropy(logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
     """Mean cross-entropy per member. logits (E, N, C), labels (N,) or (E, N) -> (E,).
+
+    mask (E, N) bool: average over the samples where it holds (`member_mean`); a label outside
+    the mask is not read (padding may hold -1).
 
     >>> hard_cross_entropy(torch.randn(4, 6, 3), torch.tensor([0, 1, 2, 0, 1, 2])).shape
     torch.Size([4])
     """
     e, n, c = logits.shape
     labels = labels.expand(e, n)
+    if mask is not None:
+        labels = labels.clamp_min(0)  # padding's -1: any class, masked out below
     loss = F.cross_entropy(logits.reshape(e * n, c), labels.reshape(e * n), reduction="none")
-    return loss.view(e, n).mean(dim=1)
+    return member_mean(loss.view(e, n), mask)
 
 
 def smoothed_labels(labels: Tensor, classes: int, smoothing: float) -> Tensor:
@@ -65,12 +89,14 @@ def soft_cross_entropy(
     target_probs: Tensor,
     temperature: Tensor | float = 1.0,
     soften_student: bool = False,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Mean over samples of -sum_c p_c log q_c per member -> (E,).
 
     student_logits (E, N, C); target_probs (E, N, C) or (N, C), e.g. `soft_targets(...)`.
-    q = softmax(z / T) when `soften_student`, else softmax(z). Targets need not sum to one
-    (logit surgery may zero some entries).
+    q = softmax(z / T) when `soften_student` (temperature a float or (E,)), else softmax(z).
+    Targets need not sum to one (logit surgery may zero some entries). mask (E, N) bool: average
+    over the samples where it holds (`member_mean`).
 
     >>> z = torch.randn(4, 6, 3)                                  # student logits (E, N, C)
     >>> soft_cross_entropy(z, soft_targets(torch.randn(6, 3), 10.0)).shape   # shared targets (N, C)
@@ -81,7 +107,7 @@ def soft_cross_entropy(
         t = torch.as_tensor(temperature, dtype=z.dtype, device=z.device)
         z = z / (t.view(-1, 1, 1) if t.dim() == 1 else t)
     log_q = torch.log_softmax(z, dim=-1)
-    return -(target_probs * log_q).sum(dim=-1).mean(dim=-1)
+    return member_mean(-(target_probs * log_q).sum(dim=-1), mask)
 
 
 def cosine_similarity_matrix(outputs: Tensor) -> Tensor:

@@ -6,6 +6,7 @@ Teachers (datasets) are the unit of replication: students trained on one teacher
 first (`per_unit_means`), and a claim is tested on one difference per teacher (`interval_test`),
 with three verdicts (VERDICTS); outcomes that are counts or have no spread get an exact test
 (`binomial_test`). `holm` adjusts a family of p-values; `memkd.power` plans the n for 80% power.
+`recovery_metrics` and `teacher_accuracy` measure the linear chapters' students and teachers.
 `choose_and_test_units` splits teachers so that a setting is never chosen and tested on the same
 runs. `overlap_test` asks whether two groups of students get the same held-out samples right.
 """
@@ -22,17 +23,19 @@ from scipy import stats
 from torch import Tensor
 
 from memkd.config import invalid
+from memkd.losses import member_mean
 
 
 @torch.no_grad()
-def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Fraction of argmax(logits) == labels per member. logits (E, N, C), labels (N,) or (E, N) -> (E,).
+def accuracy(logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Fraction of argmax(logits) == labels per member. logits (E, N, C), labels (N,) or (E, N) -> (E,);
+    with mask (E, N) bool, over each member's own samples (`memkd.losses.member_mean`).
 
     >>> logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]]])   # (E, N, C) = (1, 3, 2)
     >>> accuracy(logits, torch.tensor([0, 1, 1]))                       # (E,)
     tensor([0.6667])
     """
-    return (logits.argmax(dim=-1) == labels).float().mean(dim=-1)
+    return member_mean((logits.argmax(dim=-1) == labels).float(), mask)
 
 
 @torch.no_grad()
@@ -68,6 +71,48 @@ def nearest_neighbour_accuracy(reference: Tensor, reference_labels: Tensor, quer
     """
     pred = nearest_neighbour_predictions(reference, reference_labels, queries)
     return (pred == query_labels).float().mean(dim=-1)
+
+
+@torch.no_grad()
+def teacher_accuracy(logits: Tensor, labels: Tensor, valid: Tensor) -> Tensor:
+    """Each teacher's training accuracy on its own points. logits (K, N, C), labels (K, N) (padding
+    may hold -1), valid (K, N) bool -> (K,), in the logits' precision.
+
+    >>> teacher_accuracy(torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]]), torch.tensor([[0, 1, -1]]),
+    ...                  torch.tensor([[True, True, False]]))                  # (K, N, C) -> (K,)
+    tensor([0.5000])
+    """
+    return member_mean((logits.argmax(-1) == labels).to(logits.dtype), valid)
+
+
+@torch.no_grad()
+def recovery_metrics(student: Tensor, student_fresh: Tensor, teacher_fresh: Tensor, labels: Tensor, valid: Tensor,
+                     mask: Tensor, targets: Tensor | None = None, scale: Tensor | float = 1.0) -> dict[str, Tensor]:
+    """What every student (K, M) of the linear chapters recovers of its teacher, in float64.
+
+    student (K, M, N, C): its logits on its teacher's points; student_fresh (K, M, N', C) and
+    teacher_fresh (K, 1, N', C): logits on fresh inputs (`memkd.models.linear.linear_logits`);
+    labels (K, N) (padding -1) and valid (K, N) the teacher's dataset; mask (K, M, N) the student's
+    points; targets (K, M, N, C) the soft labels it learned (their argmax is what "fits its points"
+    means; None: the labels); scale (K, M) or float: the teacher-logit scale the student is asked to
+    match (1/T for the released convention, 1 for least squares and the text's).
+    Returns (K, M) each: train_acc (on its own pairs), test_acc (held-out memorized points against
+    their labels), agreement_fresh (with the teacher on fresh inputs) and logit_error (relative L2
+    error of the class-centered logits on fresh inputs, against scale * teacher logits).
+    """
+    held = valid.unsqueeze(1) & ~mask
+    y = labels.unsqueeze(1).expand_as(held)
+    label = y if targets is None else targets.argmax(-1)
+    hit = (student.argmax(-1) == label).to(torch.float64)
+    s = torch.as_tensor(scale, dtype=torch.float64, device=student.device)
+    s = s.view(*s.shape, 1, 1) if s.dim() == 2 else s
+    centered = lambda z: z - z.mean(-1, keepdim=True)
+    fs, ft = student_fresh, teacher_fresh
+    err = (centered(fs) - s * centered(ft)).norm(dim=(-1, -2)) / (s * centered(ft)).norm(dim=(-1, -2))
+    return {"train_acc": member_mean(hit, mask),
+            "test_acc": member_mean((student.argmax(-1) == y).to(torch.float64), held),
+            "agreement_fresh": (fs.argmax(-1) == ft.argmax(-1)).to(torch.float64).mean(-1),
+            "logit_error": err}
 
 
 def mean_sem(values: Sequence[float] | np.ndarray) -> tuple[float, float]:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from memkd.data.random_vectors import make_memorization_data
 from memkd.device import resolve_device
-from memkd.fused import FusedCrossEntropy
+from memkd.models.fused_mlp import FusedCrossEntropy
 from memkd.losses import (
     cosine_similarity_matrix, cut_tail, drop_class, hard_cross_entropy, similarity_mse,
     soft_cross_entropy, soft_targets, zero_class_elsewhere,

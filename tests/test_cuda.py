@@ -14,7 +14,8 @@ import torch
 
 from memkd.data.random_vectors import make_memorization_data
 from memkd.device import set_tf32, tf32_enabled
-from memkd.fused import FusedCrossEntropy, PerfectTracker, StaticEpoch
+from memkd.fused import PerfectTracker, StaticEpoch
+from memkd.models.fused_mlp import FusedCrossEntropy
 from memkd.losses import soft_targets
 from memkd.models.mlp import EnsembleMLP
 from memkd.distillation import train_students, train_teacher

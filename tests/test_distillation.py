@@ -180,8 +180,10 @@ def test_a_family_sets_the_optimizer_and_an_explicit_weight_decay_wins():
 
 def test_the_linear_teacher_of_the_protocol_is_the_published_versions():
     """k = 0 without biases through `train_teacher` is the bias-free linear teacher of chapters 11-12
-    (`memkd.models.linear.train_teachers`): the same draw, loss and Adam, so the same weights."""
-    from memkd.models.linear import make_linear_data, train_teachers
+    (`memkd.experiments.linear_recovery.train_teachers`, the `LinearFamily` through the same protocol):
+    the same draw, loss and Adam, so the same weights."""
+    from memkd.data.linear import make_linear_data
+    from memkd.experiments.linear_recovery import train_teachers
 
     data = make_linear_data([6], classes=3, input_dim=5, seeds=[11], fresh=4, device=torch.device("cpu"))
     w = train_teachers(data, outputs=3, seeds=[21], epochs=40, lr=1e-2)  # (K, D, O)
@@ -191,3 +193,29 @@ def test_the_linear_teacher_of_the_protocol_is_the_published_versions():
     torch.testing.assert_close(linear[0], w[0], atol=1e-5, rtol=1e-4)
     assert not torch.allclose(linear[0], teacher.model.weights[0].new_zeros(5, 3))  # it trained
     assert teacher.model.biases[0].abs().max() == 0 and not teacher.model.biases[0].requires_grad
+
+
+def test_a_sample_mask_of_the_wrong_shape_or_kind_is_refused_before_training():
+    x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    with pytest.raises(ValueError, match=r"The 'mask' parameter of train_students must be None or a bool tensor of "
+                                         r"shape \(2, 6\)"):
+        train_students(x, y, kind="hard", members=2, lrs=1e-2, epochs=1, classes=3, width=4, mask=torch.ones(2, 5) > 0)
+    with pytest.raises(ValueError, match="The 'mask' parameter of train_students must be None for kind='similarity'"):
+        train_students(x, torch.eye(6), kind="similarity", members=2, lrs=1e-2, epochs=1, classes=3, width=4,
+                       mask=torch.ones(2, 6) > 0)
+    with pytest.raises(ValueError, match="The 'mask' parameter of train_teacher must be None or a bool tensor"):
+        train_teacher(x, y, classes=3, width=4, max_epochs=1, mask=torch.ones(6))
+
+
+def test_a_masked_member_equals_the_member_trained_on_its_own_points():
+    """train_students' mask: a student that sees 4 of 6 shared points is the student trained on those 4."""
+    x, y = torch.randn(6, 4, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 0, 1, 2])
+    mask = torch.tensor([[True, True, False, True, True, False]])
+    masked, _ = train_students(x, y.unsqueeze(0), kind="hard", members=1, lrs=1e-2, epochs=20, classes=3, width=8,
+                               seed=[4], mask=mask)
+    own, _ = train_students(x[mask[0]], y[mask[0]], kind="hard", members=1, lrs=1e-2, epochs=20, classes=3, width=8,
+                            seed=[4], fused=False)
+    every, _ = train_students(x, y, kind="hard", members=1, lrs=1e-2, epochs=20, classes=3, width=8, seed=[4],
+                              fused=False)
+    assert torch.allclose(masked.weights[0], own.weights[0], atol=1e-6)
+    assert not torch.allclose(masked.weights[0], every.weights[0], atol=1e-6)

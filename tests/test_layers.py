@@ -1,6 +1,11 @@
 """The package's floors: a module imports only from its own floor or the floors below it.
 
 core (memkd.<module>) < memkd.experiments < memkd.sweep < memkd.book < memkd.cli
+
+Inside the core, four floors: the base (config, statistics, losses, seeds, ...) < the training
+loop (`train`, `fused`) < the models and the data < the protocol that puts them together
+(`distillation`, `pipeline`, `defences`, `audits`, and the package itself). A model may use the
+loop and the losses; the loop never imports a model.
 """
 
 from __future__ import annotations
@@ -8,16 +13,31 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "memkd"
 FLOORS = {"experiments": 1, "sweep": 2, "book": 3, "cli": 4, "__main__": 4}
+CORE_FLOORS = {  # memkd.<name> of the core -> its floor inside the core
+    **dict.fromkeys(("config", "device", "seeds", "threads", "device_memory", "metrics", "power", "tables",
+                     "provenance", "losses", "declare"), 0),
+    **dict.fromkeys(("train", "fused"), 1),
+    **dict.fromkeys(("models", "data"), 2),
+    **dict.fromkeys(("distillation", "pipeline", "defences", "audits"), 3),
+}
+PROTOCOL = 3  # the package itself (`memkd/__init__.py` imports the audit)
 
 
-def floor_of(module: str) -> int:
-    """The floor of a dotted module name inside memkd: 0 for the core."""
+def floor_of(module: str) -> tuple[int, int]:
+    """The floor of a dotted module name inside memkd: (0, floor inside the core) for the core,
+    (floor, 0) above it; (-1, 0) outside memkd."""
     parts = module.split(".")
     if parts[0] != "memkd":
-        return -1
-    return FLOORS.get(parts[1], 0) if len(parts) > 1 else 0  # the package itself is the core
+        return (-1, 0)
+    if len(parts) == 1:
+        return (0, PROTOCOL)
+    if parts[1] in FLOORS:
+        return (FLOORS[parts[1]], 0)
+    return (0, CORE_FLOORS[parts[1]])
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
@@ -51,6 +71,25 @@ def test_the_floor_check_sees_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from memkd.book.chapter import Chapter\n")
     assert imported_modules(bad) == [(2, "memkd.book.chapter")]
     assert floor_of("memkd.book.chapter") > floor_of("memkd.metrics")
+
+
+@pytest.mark.parametrize(("importer", "imported"), [
+    ("memkd.fused", "memkd.models.mlp"),            # the loop importing a model
+    ("memkd.train", "memkd.models.fused_mlp"),
+    ("memkd.losses", "memkd.train"),                # the base importing the loop
+    ("memkd.metrics", "memkd.data.linear"),
+    ("memkd.models.linear", "memkd.distillation"),  # a model importing the protocol
+    ("memkd.data.linear", "memkd.pipeline"),
+])
+def test_an_upward_import_inside_the_core_is_found(importer, imported):
+    assert floor_of(imported) > floor_of(importer)
+
+
+def test_every_core_module_has_a_floor():
+    names = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+             if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))}
+    core = names - set(FLOORS) - {"__init__"}
+    assert core == set(CORE_FLOORS), core ^ set(CORE_FLOORS)
 
 
 def private_imports() -> list[str]:

@@ -7,13 +7,26 @@ import pytest
 import torch
 
 from memkd.experiments import linear_recovery, temperature_window
+from memkd.data.linear import make_linear_data, student_mask, within_class_permutation
+from memkd.metrics import recovery_metrics, teacher_accuracy
+from memkd.distillation import train_students
+from memkd.experiments.linear_recovery import train_teachers
 from memkd.models.linear import (
-    LinearEnsemble, class_logits, least_squares, linear_forward, make_linear_data, measure, soft_labels,
-    solve_soft_labels, student_mask, teacher_accuracy, train_linear, train_teachers, within_class_permutation,
+    LinearFamily, class_logits, least_squares, linear_forward, linear_logits, soft_labels, solve_soft_labels,
 )
 from tests.conftest import ROOT, execute_chapter_at_smoke
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def measure(w_student, w_teacher, data, mask, targets, scale=1.0):
+    """`recovery_metrics` of students w_student (K, D, M, O) of teachers w_teacher (K, D, O) on `data`."""
+    return recovery_metrics(linear_logits(w_student, data.x), linear_logits(w_student, data.fresh),
+                            linear_logits(w_teacher, data.fresh), data.y, data.valid, mask, targets, scale)
+
+
+def teachers_accuracy(w, data):
+    return teacher_accuracy(linear_logits(w, data.x)[:, 0], data.y, data.valid)
 
 
 def _teachers(per_class=(10, 40), classes=2, d=20, outputs=1, epochs=400):
@@ -37,14 +50,14 @@ def test_data_is_standardized_balanced_and_the_student_gets_the_first_points_of_
 
 def test_teacher_memorizes_below_capacity_and_not_far_above():
     data, w = _teachers(per_class=(8, 60))  # N/d = 0.8 and 6: a linear separator's capacity is about 2
-    acc = teacher_accuracy(w, data)
+    acc = teachers_accuracy(w, data)
     assert float(acc[0]) == 1.0
     assert float(acc[1]) < 0.95
 
 
 def test_least_squares_recovers_exactly_above_the_line_and_not_well_below():
     data, w = _teachers(per_class=(15, 15), d=20)  # N = 30; rho * N >= d = 20 needs rho >= 0.67
-    assert bool((teacher_accuracy(w, data) == 1).all())
+    assert bool((teachers_accuracy(w, data) == 1).all())
     mask = student_mask(data, [0.2, 0.4, 0.8, 1.0 - 1 / 15])  # 6, 12 (below), 24, 28 points (above)
     z = linear_forward(w.double().unsqueeze(2), data.x).expand(-1, 4, -1, -1)
     m = measure(least_squares(data.x, z, mask), w, data, mask, None)
@@ -77,16 +90,41 @@ def test_batched_members_equal_separately_trained_single_models():
     probs = soft_labels(w_t, data.x, temps, torch.float64)
     mask = student_mask(data, [0.5, 0.7, 0.9])
     seeds = [11, 12, 13, 14, 15, 16]
-    x = data.x
+    x, n = data.x, data.x.shape[1]
+
+    def students(k: int, m: int, probs, mask, temps, seeds, soften: bool):  # K teachers x M students each
+        model, _ = train_students(x[:k], probs.reshape(k * m, n, 3), kind="soft", members=k * m, lrs=1e-2, epochs=30,
+                                  family=LinearFamily(8, 3, k, torch.float64), temperatures=temps.flatten(),
+                                  soften_student=soften, seed=seeds, mask=mask.reshape(k * m, n))
+        return model.weight.detach()  # (K, D, M, O)
+
     for soften in (False, True):
-        batched = LinearEnsemble(2, 3, 8, 3, seeds).double()
-        train_linear(batched, x, probs, mask, epochs=30, lr=1e-2, soft=True, temperature=temps, soften_student=soften)
+        batched = students(2, 3, probs, mask, temps, seeds, soften)
         for k in range(2):
             for j in range(3):
-                single = LinearEnsemble(1, 1, 8, 3, [seeds[3 * k + j]]).double()
-                train_linear(single, x[k:k + 1], probs[k:k + 1, j:j + 1], mask[k:k + 1, j:j + 1], epochs=30, lr=1e-2,
-                             soft=True, temperature=temps[k:k + 1, j:j + 1], soften_student=soften)
-                assert torch.allclose(batched.weight[k, :, j], single.weight[0, :, 0], atol=1e-12)
+                one = (slice(k, k + 1), slice(j, j + 1))
+                single = train_students(x[k:k + 1], probs[one].reshape(1, n, 3), kind="soft", members=1, lrs=1e-2,
+                                        epochs=30, family=LinearFamily(8, 3, 1, torch.float64),
+                                        temperatures=temps[one].flatten(), soften_student=soften,
+                                        seed=[seeds[3 * k + j]], mask=mask[one].reshape(1, n))[0].weight.detach()
+                assert torch.allclose(batched[k, :, j], single[0, :, 0], atol=1e-12)
+        assert not torch.allclose(batched[0, :, 0], batched[0, :, 1])  # members differ: each its own T, rho, seed
+
+
+def test_a_teacher_learns_only_its_own_points_of_a_padded_batch():
+    """Datasets of different sizes share one padded N: a teacher trained beside a larger one equals the
+    teacher trained alone on its own points, and its accuracy counts its own points only (the padding's
+    -1 labels, never matched, would hold it at 12 / 27 or below)."""
+    from memkd.distillation import train_teacher
+
+    data = make_linear_data([4, 9], 3, 6, seeds=[1, 2])  # N = 12 and 27
+    both = train_teachers(data, 3, [5, 6], epochs=25, lr=1e-2, dtype=torch.float64)
+    alone = train_teachers(make_linear_data([4], 3, 6, seeds=[1]), 3, [5], epochs=25, lr=1e-2, dtype=torch.float64)
+    assert torch.allclose(both[0], alone[0], atol=1e-12)
+    teacher = train_teacher(data.x, data.y, LinearFamily(6, 3, 2, torch.float64), lr=1e-2, max_epochs=200, seed=[5, 6],
+                            require_memorization=False, mask=data.valid)
+    own = teacher_accuracy(linear_logits(teacher.model.weight.detach()[:, :, 0], data.x)[:, 0], data.y, data.valid)
+    assert torch.allclose(teacher.train_acc.double(), own) and float(own[0]) > 12 / 27
 
 
 def test_exact_solve_recovers_where_the_soft_labels_keep_the_information():

@@ -36,8 +36,10 @@ from memkd.defences import withheld_knob
 from memkd.declare import experiment
 from memkd.defences import parse
 from memkd.device import resolve_device
-from memkd.models.linear import (class_logits, linear_forward, make_linear_data, measure, solve_soft_labels,
-                                 student_mask, teacher_accuracy, train_teachers)
+from memkd.data.linear import make_linear_data, student_mask
+from memkd.metrics import recovery_metrics, teacher_accuracy
+from memkd.experiments.linear_recovery import train_teachers
+from memkd.models.linear import linear_logits, solve_soft_labels
 from memkd.pipeline import (QUICK_PROFILE, SMOKE_PROFILE, PAPER_PROFILE, RandomDataConfig, config_dict, distill,
                             member_grid, memorization_tasks, split)
 from memkd.seeds import derive_seed
@@ -171,7 +173,7 @@ def _linear_rows(cfg: DefenceConfig, device: torch.device) -> list[dict]:
                             [derive_seed(cfg.seed, "data", "linear", k, cfg.linear_dim) for k in ids], 1000, device)
     w = train_teachers(data, 1, [derive_seed(cfg.seed, "teacher", "linear", k) for k in ids], cfg.linear_teacher_epochs,
                        1e-2, torch.float32)
-    perfect = teacher_accuracy(w, data).cpu() == 1.0
+    perfect = teacher_accuracy(linear_logits(w, data.x)[:, 0], data.y, data.valid).cpu() == 1.0
     rounding = [("round", float(r), f"round{r}") for r in cfg.linear_decimals]
     grid = ([("none", 0.0, "none")] + rounding + [("logprob round", float(r), f"logprob_round{r}") for r in cfg.linear_decimals]
             + [("noise", float(s), f"noise{s:g}") for s in cfg.linear_sigmas] + [("label only", 0.0, "label")])
@@ -185,12 +187,13 @@ def _linear_students(cfg: DefenceConfig, data: Any, w: torch.Tensor, perfect: to
                      grid: Sequence[tuple[str, float, str]], probe: bool) -> list[dict]:
     """Rows of the exact students of every teacher (K) and defence of `grid` (M) when the server answers at T = t."""
     ids = range(len(perfect))
-    z = class_logits(linear_forward(w.to(torch.float64).unsqueeze(2), data.x.to(torch.float64)))[:, 0] / t  # (K, N, 2)
+    z = linear_logits(w, data.x)[:, 0] / t  # (K, N, 2)
     probs = torch.stack([parse(spec).apply(z, seed=[derive_seed(cfg.seed, "probe", "linear", k) for k in ids])
                          .completed(cfg.withheld) for _, _, spec in grid], dim=1)  # (K, M, N, 2)
     mask = student_mask(data, [cfg.linear_rho] * len(grid))  # (K, M, N)
     ws = solve_soft_labels(data.x, probs, mask, 1)  # (K, D, M, 1)
-    metrics = measure(ws, w, data, mask, probs, torch.full(mask.shape[:2], 1 / t, dtype=torch.float64))
+    metrics = recovery_metrics(linear_logits(ws, data.x), linear_logits(ws, data.fresh), linear_logits(w, data.fresh),
+                               data.y, data.valid, mask, probs, torch.full(mask.shape[:2], 1 / t, dtype=torch.float64))
     p_true = torch.softmax(z, -1).min(-1).values  # (K, N): the smaller probability of each point
     held = data.valid & ~mask[:, 0]
     rows = []

@@ -24,12 +24,14 @@ from memkd.config import (
     teacher_epochs_knob, temperatures_knob,
 )
 from memkd.device import resolve_device
-from memkd.models.linear import (
-    DTYPES, STUDENT_KINDS, LinearData, LinearEnsemble, class_logits, least_squares, linear_forward,
-    make_linear_data, measure, soft_labels, solve_soft_labels, student_mask, teacher_accuracy, train_linear,
-    train_teachers, within_class_permutation,
-)
+from memkd.data.linear import LinearData, make_linear_data, student_mask, within_class_permutation
 from memkd.declare import experiment
+from memkd.metrics import recovery_metrics, teacher_accuracy
+from memkd.distillation import train_students, train_teacher
+from memkd.models.linear import (
+    DTYPES, STUDENT_KINDS, LinearFamily, class_logits, least_squares, linear_forward, linear_logits, soft_labels,
+    solve_soft_labels,
+)
 from memkd.seeds import derive_seed
 from memkd.tables import TEACHER_ID
 
@@ -135,6 +137,20 @@ class RecoveryConfig(LinearConfig):
         self.check_sizes(self.classes)
 
 
+def train_teachers(data: LinearData, outputs: int, seeds: Sequence[int], epochs: int, lr: float,
+                   dtype: torch.dtype = torch.float32) -> Tensor:
+    """One bias-free linear teacher per dataset, through the one protocol (`memkd.distillation.train_teacher`:
+    cross-entropy to its labels on its own points, full-batch Adam, the budget kept whatever it reaches:
+    the caller measures and flags a teacher below 100%).
+
+    outputs : 1 (binary, one logit) or C; seeds : one per dataset. Returns the weights (K, D, O) in `dtype`.
+    """
+    k, _, d = data.x.shape
+    teacher = train_teacher(data.x.to(dtype), data.y, LinearFamily(d, outputs, k, dtype), lr=lr, max_epochs=epochs,
+                            seed=list(seeds), require_memorization=False, mask=data.valid)
+    return teacher.model.weight.detach()[:, :, 0]
+
+
 def teachers_for(cfg: LinearConfig, classes: int, outputs: int, device: torch.device,
                  dtype: torch.dtype) -> tuple[LinearData, Tensor, list[tuple[int, float]]]:
     """Draw `cfg.datasets` datasets at every size and train their teachers as one ensemble.
@@ -157,7 +173,7 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
 
     The soft labels are stored in `dtype` (`memkd.models.linear.soft_labels`); the soft-label student trains
     in `dtype`; least squares runs in float64 for float64, else float32 (no bfloat16 pseudo-inverse).
-    One dict per student: the knobs and `memkd.models.linear.measure`'s metrics.
+    One dict per student: the knobs and `memkd.metrics.recovery_metrics`.
     """
     seeds = cfg.seeds_per_setting if kind == "soft_labels" else 1
     temps = [1.0] if kind == "least_squares" else list(temperatures)
@@ -184,13 +200,18 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
         fit_to, scale = targets, 1 / t
     else:
         init = [derive_seed(cfg.seed, "student", k, r, "linear", rho, tt, s) for k, r in ids for rho, tt, s in setting]
-        model = LinearEnsemble(k_all, m, cfg.input_dim, outputs, init).to(device=device, dtype=torch_dtype)
-        train_linear(model, data.x.to(torch_dtype), targets, mask, epochs=cfg.epochs, lr=cfg.lr, soft=True,
-                     temperature=t.to(torch_dtype), soften_student=cfg.soften_student)
+        n = data.x.shape[1]
+        model, _ = train_students(data.x.to(torch_dtype), targets.reshape(k_all * m, n, -1), kind="soft",
+                                  members=k_all * m, lrs=cfg.lr, epochs=cfg.epochs,
+                                  family=LinearFamily(cfg.input_dim, outputs, k_all, torch_dtype),
+                                  temperatures=t.to(torch_dtype).flatten(), soften_student=cfg.soften_student,
+                                  seed=init, mask=mask.reshape(k_all * m, n))  # members (E = K * M, ...)
         w = model.weight.detach()
         fit_to, scale = targets, (torch.ones_like(t) if cfg.soften_student else 1 / t)
-    metrics = {key: v.cpu() for key, v in measure(w, w_teacher, data, mask, fit_to, scale).items()}
-    teacher_acc = teacher_accuracy(w_teacher, data).cpu()
+    measured = recovery_metrics(linear_logits(w, data.x), linear_logits(w, data.fresh), linear_logits(w_teacher, data.fresh),
+                                data.y, data.valid, mask, fit_to, scale)
+    metrics = {key: v.cpu() for key, v in measured.items()}
+    teacher_acc = teacher_accuracy(linear_logits(w_teacher, data.x)[:, 0], data.y, data.valid).cpu()
     n_seen = mask.sum(-1).cpu()  # (K, M)
     rows = []
     for i, (k, r) in enumerate(ids):
@@ -264,7 +285,9 @@ def counting_curve(input_dim: int = 20, classes: Sequence[int] = (2, 10), temper
         for temp in temperatures:
             t = torch.full((draws, len(ns)), float(temp), dtype=torch.float64)
             probs = soft_labels(w, x, t, torch.float64)
-            err = measure(solve_soft_labels(x, probs, mask, c), w, data, mask, None, scale=1 / t)["logit_error"]
+            solved = solve_soft_labels(x, probs, mask, c)
+            err = recovery_metrics(linear_logits(solved, x), linear_logits(solved, data.fresh),
+                                   linear_logits(w, data.fresh), data.y, data.valid, mask, None, 1 / t)["logit_error"]
             rows += [{"classes": c, "temperature": temp, "draw": k, "n_student": n, "n_over_d": n / input_dim,
                       "logit_error": float(err[k, j])} for k in range(draws) for j, n in enumerate(ns)]
     return pd.DataFrame(rows)

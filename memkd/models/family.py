@@ -54,7 +54,7 @@ class Family(Protocol):
 
     inputs: str  # "vectors" | "images" (float rows (N, D)) | "tokens" (int64 sequences (N, S))
     student_kinds: tuple[str, ...]  # the kinds of `train_students` it trains
-    fusable: bool  # whether `memkd.fused.FusedCrossEntropy` trains it (full batch)
+    fusable: bool  # whether `memkd.models.fused_mlp.FusedCrossEntropy` trains it (full batch)
     eval_chunk: int | None  # samples per forward pass when measuring accuracy; None: all at once
     optimizer: Optimizer  # how its members step
     unit: str  # what one epoch is called in messages ("epochs", "full-batch steps")

@@ -4,10 +4,11 @@ Shape letters (see `memkd`): K teachers (each its own dataset), M students per t
 (padded to the largest dataset, with a mask), D input dimension, C classes, O outputs of the linear
 map (1 for the binary teacher, whose class logits are (0, z); else C).
 
-The data are those of the authors' released logistic-regression script: Gaussian inputs with every
-feature standardized over the dataset, exactly n points of each class, and the student's part is
-the first floor(rho * n) points of each class (the rest is the held-out memorized part). A linear
-map z = x W (W: (D, O), no bias) is trained as teacher by full-batch Adam on cross-entropy. Students:
+The data (`memkd.data.linear`) are those of the authors' released logistic-regression script, and
+the student's part is the first floor(rho * n) points of each class. A linear map z = x W (W: (D, O),
+no bias) is trained as teacher by full-batch Adam on cross-entropy, and the Adam students below, through
+the one protocol: `LinearFamily` is what `memkd.distillation.train_teacher` / `train_students` build,
+with the protocol's per-member `mask` (each member averaged over its own points). Students:
 
 - ``least_squares``: the minimum-norm least-squares fit of W to the teacher's logits on the
   student's points (a batched pseudo-inverse), the released Fig 3 student;
@@ -23,11 +24,12 @@ Each has a within-class-shuffled control: the student's soft labels are deranged
 (equivalently its inputs: the set of pairs is the same), so each point keeps a label of its class but
 not its own. Students of one teacher share its inputs: W is stored as (K, D, M, O) and one GEMM
 (K, N, D) @ (K, D, M * O) serves all M, which is what makes a grid of temperatures one ensemble.
+The protocol sees the K x M maps as E = K * M members (`LinearMembers`: (K, N, D) -> (E, N, C)).
 Left out: biases, mini-batches, hidden layers (chapter 13 has those). The same bias-free teacher is
-k = 0 of the one protocol, `memkd.distillation.train_teacher(x, y, MLPFamily(D, 1, C, hidden_layers=0,
-bias=False))` (tests/test_distillation.py: equal weights); the chapters train here instead because
-their students of one teacher share its inputs under per-student masks (a rho each), one GEMM for
-all of them, which `train_students` (one sample set per member) does not express.
+k = 0 of the MLP family, `MLPFamily(D, 1, C, hidden_layers=0, bias=False)` (tests/test_distillation.py:
+equal weights); `LinearFamily` adds what the chapters need, the shared inputs of one teacher's students
+and their precision. What a student recovers is measured by `memkd.metrics.recovery_metrics` on
+`linear_logits`; no training happens here.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ import torch
 from torch import Tensor, nn
 
 from memkd.config import invalid
-from memkd.train import fit
+from memkd.losses import soft_targets
+from memkd.models.family import ADAM
+from memkd.seeds import derive_seed
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
 STUDENT_KINDS = ("least_squares", "soft_labels", "soft_labels_solved")
@@ -51,87 +55,6 @@ def class_logits(z: Tensor) -> Tensor:
     return torch.cat([torch.zeros_like(z), z], dim=-1) if z.shape[-1] == 1 else z
 
 
-# --- data --------------------------------------------------------------------------------------
-
-
-@dataclass
-class LinearData:
-    """K datasets, padded to the largest: inputs, labels, a validity mask, and fresh inputs.
-
-    x (K, N, D) standardized per feature over each dataset's own points (padding rows are 0);
-    y (K, N) int64, class blocks of `per_class[k]` points each (padding: -1); valid (K, N) bool;
-    fresh (K, N', D) inputs no one trains on, drawn from the same distribution.
-    """
-
-    x: Tensor
-    y: Tensor
-    valid: Tensor
-    fresh: Tensor
-    per_class: list[int]
-    classes: int
-
-    def to(self, dtype: torch.dtype) -> "LinearData":
-        return LinearData(self.x.to(dtype), self.y, self.valid, self.fresh.to(dtype), self.per_class, self.classes)
-
-
-def standardized_gaussian(n: int, d: int, gen: torch.Generator) -> Tensor:
-    """(n, d) draws of N(0, I/d), each feature then standardized to mean 0 and variance 1 over the n."""
-    x = torch.randn(n, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
-    return (x - x.mean(0)) / x.std(0).clamp_min(1e-12)
-
-
-def make_linear_data(per_class: Sequence[int], classes: int, input_dim: int, seeds: Sequence[int],
-                     fresh: int = 1000, device: torch.device | str = "cpu") -> LinearData:
-    """One dataset per entry of `per_class` (n points of each class, labels in class blocks), float64.
-
-    `seeds[k]` alone draws dataset k and its `fresh` inputs, so a dataset is the same in any batch.
-    """
-    if len(per_class) != len(seeds):
-        raise invalid("seeds", "make_linear_data",
-                      must=f"have the same length as 'per_class' ({len(per_class)}), one seed per "
-                           "dataset", shown=f"{len(seeds)} seeds")
-    n_max = classes * max(per_class)
-    k = len(per_class)
-    x = torch.zeros(k, n_max, input_dim, dtype=torch.float64)
-    y = torch.full((k, n_max), -1, dtype=torch.int64)
-    f = torch.empty(k, fresh, input_dim, dtype=torch.float64)  # (K, N', D)
-    for i, (n, seed) in enumerate(zip(per_class, seeds)):
-        gen = torch.Generator().manual_seed(int(seed))
-        x[i, : classes * n] = standardized_gaussian(classes * n, input_dim, gen)
-        y[i, : classes * n] = torch.arange(classes).repeat_interleave(n)
-        f[i] = torch.randn(fresh, input_dim, generator=gen, dtype=torch.float64)
-    return LinearData(x.to(device), y.to(device), (y >= 0).to(device), f.to(device), list(per_class), classes)
-
-
-def student_mask(data: LinearData, rhos: Sequence[float]) -> Tensor:
-    """Which points each student sees: the first floor(rho * n) of each class. (K, M, N) bool, M = len(rhos)."""
-    k, n = data.y.shape
-    within = torch.arange(n, device=data.y.device).expand(k, n) % torch.tensor(
-        [max(pc, 1) for pc in data.per_class], device=data.y.device).view(k, 1)  # position within its class
-    counts = torch.tensor([[math.floor(r * pc + 1e-9) for r in rhos] for pc in data.per_class],
-                          device=data.y.device)  # (K, M)
-    return data.valid.unsqueeze(1) & (within.unsqueeze(1) < counts.unsqueeze(-1))
-
-
-def within_class_permutation(data: LinearData, mask: Tensor, seeds: Sequence[int]) -> Tensor:
-    """For each (teacher, student), an index permutation of N that moves every one of the student's points
-    to another point of its class (a derangement: the class's points in a random order, each taking the
-    next one's place, a random cycle) and fixes every other point. A plain random permutation leaves on
-    average one point per class on its own soft label, which lifts the control above chance when classes
-    have few points; a class with one point cannot move. mask (K, M, N); seeds: K * M ints -> (K, M, N)."""
-    k, m, n = mask.shape
-    perm = torch.arange(n).repeat(k, m, 1)
-    y, mask_cpu = data.y.cpu(), mask.cpu()
-    for i in range(k):
-        for j in range(m):
-            gen = torch.Generator().manual_seed(int(seeds[i * m + j]))
-            for c in range(data.classes):
-                idx = torch.nonzero(mask_cpu[i, j] & (y[i] == c)).flatten()
-                order = idx[torch.randperm(len(idx), generator=gen)]
-                perm[i, j, order] = order.roll(-1)
-    return perm.to(mask.device)
-
-
 # --- the model and its training ----------------------------------------------------------------
 
 
@@ -139,6 +62,13 @@ def linear_forward(w: Tensor, x: Tensor) -> Tensor:
     """Outputs of maps w (K, D, M, O) on inputs x (K, N, D) -> (K, M, N, O): one GEMM per teacher."""
     k, d, m, o = w.shape
     return torch.bmm(x, w.reshape(k, d, m * o)).view(k, -1, m, o).transpose(1, 2)
+
+
+def linear_logits(w: Tensor, x: Tensor) -> Tensor:
+    """Class logits in float64 of maps w (K, D, M, O), or of one map per teacher w (K, D, O) (M = 1),
+    on inputs x (K, N, D) -> (K, M, N, C): what `memkd.metrics.recovery_metrics` measures."""
+    w64 = w.to(torch.float64)
+    return class_logits(linear_forward(w64 if w.dim() == 4 else w64.unsqueeze(2), x.to(torch.float64)))
 
 
 class LinearEnsemble(nn.Module):
@@ -168,47 +98,49 @@ class LinearEnsemble(nn.Module):
         return linear_forward(self.weight, x)
 
 
-def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of values (K, M, N) over the points where mask (K, M, N) holds -> (K * M,)."""
-    m = mask.to(values.dtype)
-    return ((values * m).sum(-1) / m.sum(-1).clamp_min(1)).flatten()
+class LinearMembers(LinearEnsemble):
+    """The K x M maps as the one protocol sees them: x (K, N, D) -> class logits (E, N, C), E = K * M
+    (teacher-major: member k * M + j is student j of teacher k), what `memkd.distillation` trains.
 
-
-def train_linear(model: LinearEnsemble, x: Tensor, targets: Tensor, mask: Tensor, *, epochs: int, lr: float,
-                 soft: bool, temperature: Tensor | float = 1.0, soften_student: bool = False) -> LinearEnsemble:
-    """Full-batch Adam on the masked mean cross-entropy of every member (`memkd.train.fit`).
-
-    x (K, N, D); targets: labels (K, N) int64 (soft=False) or probabilities (K, M, N, C); mask (K, M, N);
-    temperature: a float or (K, M) per student (used only with soften_student: the text's convention).
+    >>> LinearMembers(teachers=2, members=3, input_dim=5, outputs=1, seeds=range(6))(torch.randn(2, 7, 5)).shape
+    torch.Size([6, 7, 2])
     """
-    t = torch.as_tensor(temperature, dtype=x.dtype, device=x.device)
-    t = t.view(*t.shape, 1, 1) if t.dim() == 2 else t
 
-    def objective(_):
-        z = class_logits(model(x))  # (K, M, N, C)
-        if soften_student:
-            z = z / t
-        log_q = torch.log_softmax(z, dim=-1)
-        if soft:
-            loss = -(targets * log_q).sum(-1)
-        else:
-            loss = -log_q.gather(-1, targets.clamp_min(0).unsqueeze(1).unsqueeze(-1).expand(*log_q.shape[:-1], 1))[..., 0]
-        return _masked_mean(loss, mask), None
-
-    fit(model, objective, n_samples=x.shape[1], epochs=epochs, lr=lr)
-    return model
+    def forward(self, x: Tensor) -> Tensor:
+        """x (K, N, D) -> (E, N, C): the binary map's one output becomes its class logits (0, z)."""
+        z = class_logits(super().forward(x))  # (K, M, N, C)
+        return z.reshape(-1, z.shape[-2], z.shape[-1])
 
 
-def train_teachers(data: LinearData, outputs: int, seeds: Sequence[int], epochs: int, lr: float,
-                   dtype: torch.dtype = torch.float32) -> Tensor:
-    """Train one bias-free linear teacher per dataset (cross-entropy to its labels, full-batch Adam).
+@dataclass(frozen=True)
+class LinearFamily:
+    """Bias-free linear maps D -> O for `memkd.distillation.train_teacher` / `train_students`: K
+    teachers' inputs (K, N, D) are shared by the members of each (E = K * M), in `dtype` (the
+    students' precision). Seeds: one per member, as `LinearEnsemble`'s (an int: member i from
+`derive_seed(seed, "linear member", i)`). Members that see different
+    points of one teacher's data take the protocol's `mask`."""
 
-    outputs : 1 (binary, one logit) or C. Returns the teachers' weights (K, D, O) in `dtype`.
-    """
-    k, _, d = data.x.shape
-    model = LinearEnsemble(k, 1, d, outputs, seeds).to(device=data.x.device, dtype=dtype)
-    train_linear(model, data.x.to(dtype), data.y, data.valid.unsqueeze(1), epochs=epochs, lr=lr, soft=False)
-    return model.weight.detach()[:, :, 0]
+    input_dim: int
+    outputs: int  # 1 (binary: class logits (0, z)) or C
+    teachers: int  # K
+    dtype: torch.dtype = torch.float32
+
+    inputs = "vectors"
+    student_kinds = ("soft", "hard")
+    fusable = False
+    eval_chunk = None
+    optimizer = ADAM
+    unit = "epochs"
+
+    def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> LinearMembers:
+        if members % self.teachers:
+            raise invalid("members", "LinearFamily.build", f"a multiple of teachers = {self.teachers}", members)
+        seeds = [derive_seed(int(seed), "linear member", i) for i in range(members)] if isinstance(seed, int) else list(seed)
+        return LinearMembers(self.teachers, members // self.teachers, self.input_dim, self.outputs,
+                             seeds).to(device=device, dtype=self.dtype)
+
+    def training_bytes(self, samples: int, own_inputs: bool, soft_targets: bool) -> None:
+        return None  # not estimated: the linear chapters' maps are small
 
 
 # --- students ------------------------------------------------------------------------------------
@@ -241,56 +173,16 @@ def solve_soft_labels(x: Tensor, probs: Tensor, mask: Tensor, outputs: int) -> T
     return least_squares(x.to(torch.float64), target, mask)
 
 
-@torch.no_grad()
-def measure(w_student: Tensor, w_teacher: Tensor, data: LinearData, mask: Tensor, targets: Tensor | None,
-            scale: Tensor | float = 1.0) -> dict[str, Tensor]:
-    """Metrics of every student (K, M), computed in float64 from the learned weights.
-
-    w_student (K, D, M, O), w_teacher (K, D, O); mask (K, M, N) the student's points; targets
-    (K, M, N, C) the soft labels it learned (their argmax is what "fits its points" means; None:
-    the teacher's logits); scale (K, M) or float: the teacher-logit scale the student is asked to
-    match (1/T for the released convention, 1 for least squares and the text's).
-    Returns train_acc (on its own pairs), test_acc (held-out memorized points against their labels),
-    agreement_fresh (with the teacher on fresh inputs) and logit_error (relative L2 error of the
-    class-centered logits on fresh inputs, against scale * teacher logits).
-    """
-    ws, wt = w_student.to(torch.float64), w_teacher.to(torch.float64).unsqueeze(2)  # (K, D, M|1, O)
-    x, f = data.x.to(torch.float64), data.fresh.to(torch.float64)
-    zs = class_logits(linear_forward(ws, x))  # (K, M, N, C)
-    held = data.valid.unsqueeze(1) & ~mask
-    y = data.y.unsqueeze(1).expand_as(held)
-    label = y if targets is None else targets.argmax(-1)
-    hit = (zs.argmax(-1) == label).to(torch.float64)
-    fs, ft = class_logits(linear_forward(ws, f)), class_logits(linear_forward(wt, f))
-    s = torch.as_tensor(scale, dtype=torch.float64, device=x.device)
-    s = s.view(*s.shape, 1, 1) if s.dim() == 2 else s
-    centered = lambda z: z - z.mean(-1, keepdim=True)
-    err = (centered(fs) - s * centered(ft)).norm(dim=(-1, -2)) / (s * centered(ft)).norm(dim=(-1, -2))
-    return {"train_acc": _masked_mean(hit, mask).view(mask.shape[:2]),
-            "test_acc": _masked_mean((zs.argmax(-1) == y).to(torch.float64), held).view(mask.shape[:2]),
-            "agreement_fresh": (fs.argmax(-1) == ft.argmax(-1)).to(torch.float64).mean(-1),
-            "logit_error": err}
-
-
-def teacher_accuracy(w_teacher: Tensor, data: LinearData) -> Tensor:
-    """Each teacher's training accuracy on its whole dataset, in float64. -> (K,)"""
-    z = class_logits(linear_forward(w_teacher.to(torch.float64).unsqueeze(2), data.x.to(torch.float64)))[:, 0]
-    hit = (z.argmax(-1) == data.y).to(torch.float64)
-    return _masked_mean(hit.unsqueeze(1), data.valid.unsqueeze(1))
-
-
 def soft_labels(w_teacher: Tensor, x: Tensor, temperature: Tensor, dtype: torch.dtype) -> Tensor:
-    """Soft labels softmax(z / T) of every student, stored in `dtype`.
+    """Soft labels softmax(z / T) of every student, stored in `dtype` (`memkd.losses.soft_targets`).
 
     The teacher's logits are computed in float64, divided by T and rounded to `dtype` before the
     softmax, which is then computed and kept in `dtype` (what a run in that precision stores).
     w_teacher (K, D, O); x (K, N, D); temperature (K, M) -> probs (K, M, N, C).
     """
-    z = class_logits(linear_forward(w_teacher.to(torch.float64).unsqueeze(2), x.to(torch.float64)))  # (K, 1, N, C)
-    scaled = (z / temperature.to(torch.float64).view(*temperature.shape, 1, 1)).to(dtype)
-    return torch.softmax(scaled, dim=-1)
+    z = linear_logits(w_teacher, x)  # (K, 1, N, C)
+    return soft_targets(z, temperature, dtype)
 
 
-__all__ = ["DTYPES", "STUDENT_KINDS", "LinearData", "LinearEnsemble", "class_logits", "least_squares",
-           "linear_forward", "make_linear_data", "measure", "solve_soft_labels", "soft_labels", "standardized_gaussian",
-           "student_mask", "teacher_accuracy", "train_linear", "train_teachers", "within_class_permutation"]
+__all__ = ["DTYPES", "STUDENT_KINDS", "LinearEnsemble", "class_logits", "least_squares", "linear_forward",
+           "linear_logits", "LinearFamily", "LinearMembers", "solve_soft_labels", "soft_labels"]
