@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from memkd.book.chapters.ch16_class_scaling import scaling_claims
 from memkd.declare import table_columns
 from memkd.experiments import class_scaling, temperature_window
 from memkd.experiments.class_scaling import (
-    FIG13_TEMPERATURES, ClassScalingConfig, collapse, per_class_of, scaling_claims, students_of, thresholds,
+    FIG13_TEMPERATURES, ClassScalingConfig, collapse, per_class_of, students_of, thresholds,
 )
 from tests.conftest import ROOT, execute_chapter_at_smoke
 

@@ -174,7 +174,7 @@ def test_a_small_temperature_saturates_float32_soft_labels_but_not_float64():
 
 def test_window_claims_record_each_class_counts_claims_and_route_the_precision_ones(tmp_path):
     from memkd.book.chapter import Chapter
-    from memkd.experiments.temperature_window import window_claims
+    from memkd.book.chapters.ch12_temperature_window import window_claims
 
     table = temperature_window("smoke", device="cpu")
     ch = Chapter("12_temperature_window", profile="smoke", results_dir=str(tmp_path), device="cpu")
@@ -191,7 +191,8 @@ def test_window_claims_record_each_class_counts_claims_and_route_the_precision_o
 
 def test_recovery_claims_record_the_chapters_claims_from_per_teacher_rows(tmp_path):
     from memkd.book.chapter import Chapter
-    from memkd.experiments.linear_recovery import per_teacher, perfect_teachers, recovery_claims
+    from memkd.book.chapters.ch11_linear_recovery import recovery_claims
+    from memkd.experiments.linear_recovery import per_teacher, perfect_teachers
 
     table = linear_recovery("smoke", device="cpu")
     ch = Chapter("11_linear_recovery", profile="smoke", results_dir=str(tmp_path), device="cpu")

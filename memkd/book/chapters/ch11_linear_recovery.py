@@ -1,0 +1,76 @@
+"""Chapter 11 (the recovery threshold of linear teachers, the published Fig 3): its claims.
+
+The experiment (`memkd.experiments.linear_recovery`) returns one row per student and the per-teacher
+summaries (`per_teacher`, `teacher_capacity`, `perfect_teachers`, `threshold_summary`); this module
+records the chapter's claims on them (`recovery_claims`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from memkd.experiments.linear_recovery import per_teacher, perfect_teachers, teacher_capacity
+
+if TYPE_CHECKING:  # the chapter layer's own class
+    from memkd.book.chapter import Chapter
+
+
+def recovery_claims(ch: "Chapter", table: pd.DataFrame, *, p_perfect: float, margin_chance: Any, margin_same: Any,
+                    capacity_low: float, capacity_high: float, p_capacity: float) -> list[str]:
+    """Record chapter 11's claims on `ch` (a `memkd.book.chapter.Chapter`) and return their sentences (Markdown).
+
+    Per student kind: every cell above the line perfect (an exact test on teachers against `p_perfect`), the
+    leak below the line above chance, below 1 (least squares) and growing with rho N / d, the shuffled
+    control at chance within `margin_chance`; the soft-label student as good as least squares above the
+    line within `margin_same` (paired); teachers memorize at N/d <= `capacity_low` and fail at
+    N/d >= `capacity_high` (exact tests against `p_capacity`). Two of them cannot fail at these sizes and
+    are recorded as checks (shown apart, not counted): least squares below 1 under the line (fewer
+    equations than unknowns) and teachers failing far above capacity. Margins may be `memkd.book.plan.Margin`s.
+    """
+    out: list[str] = []
+    teach = per_teacher(table)
+    cap = teacher_capacity(table)
+
+    def kind(student, shuffled=False):
+        return teach[(teach.student == student) & (teach.shuffled == shuffled)]
+
+    def above(student):
+        return kind(student)[kind(student).cells_above > 0]
+
+    for student, words in [("least_squares", "least-squares"), ("soft_labels", "soft-label")]:
+        s, n = perfect_teachers(teach, student)
+        out.append(ch.claim_count(f"{student}_perfect_above_line", f"Above the line rho N = d the {words} student's "
+            "held-out accuracy is exactly 1 (share of teachers whose every cell above the line is perfect).",
+            s, n, p_perfect, expect="above", teachers=n, what=f"{words}: teachers perfect above the line"))
+    part = kind("least_squares")
+    out.append(ch.claim("least_squares_partial_leak_below", "Below the line the least-squares student's held-out "
+        "accuracy is above chance.", part, value="acc_below", baseline=0.5, expect="above", unit="teacher",
+        what="least squares below the line, against chance"))
+    out.append(ch.claim("least_squares_not_perfect_below", "Below the line the least-squares student's held-out "
+        "accuracy stays below 1.", part, value="acc_below", baseline=1.0, expect="below", unit="teacher",
+        what="least squares below the line, against 1", check=True))  # cannot fail: fewer equations than unknowns
+    for student, words in [("least_squares", "least-squares"), ("soft_labels", "soft-label")]:
+        out.append(ch.claim(f"{student}_leak_grows_below", f"Below the line the {words} student's held-out accuracy "
+            "grows with rho N / d (slope per teacher).", kind(student), value="slope_below", expect="above",
+            unit="teacher", what=f"{words}: slope of held-out accuracy in rho N / d"))
+        out.append(ch.claim(f"{student}_shuffled_at_chance", f"The within-class-shuffled {words} student sits at "
+            f"chance (within ±{margin_chance:g}).", kind(student, True), value="acc_all", baseline=0.5,
+            expect="equivalent", margin=margin_chance, unit="teacher", what=f"{words}, shuffled, against chance"))
+    if len(above("soft_labels")) and len(above("least_squares")):
+        out.append(ch.claim_difference("soft_labels_same_threshold", "Above the line the soft-label student does as "
+            f"well as the least-squares student (within ±{margin_same:g}, paired on teachers).", above("soft_labels"),
+            above("least_squares"), value="acc_above", expect="equivalent", margin=margin_same, unit="teacher",
+            what="soft labels minus least squares, above the line"))
+    else:
+        out.append("*Not tested: no teacher that memorized its data has a cell above the line in this run.*")
+    low, high = cap[cap.n_over_d <= capacity_low], cap[cap.n_over_d >= capacity_high]
+    out.append(ch.claim_count("teacher_memorizes_below_capacity", f"Linear teachers memorize random labels at "
+        f"N/d <= {capacity_low:g}.", int(low.perfect.sum()), int(low.teachers.sum()), p_capacity, expect="above",
+        teachers=int(low.teachers.sum()), what=f"teachers at 100% for N/d <= {capacity_low:g}"))
+    out.append(ch.claim_count("teacher_fails_above_capacity", f"Linear teachers do not memorize random labels at "
+        f"N/d >= {capacity_high:g}.", int((high.teachers - high.perfect).sum()), int(high.teachers.sum()), p_capacity,
+        expect="above", teachers=int(high.teachers.sum()), what=f"teachers below 100% for N/d >= {capacity_high:g}",
+        check=True))  # cannot fail: few random labelings that far above 2 d are linearly separable
+    return out
