@@ -289,7 +289,7 @@ def test_chapter_07_at_smoke_tests_across_teachers_and_records_margins_and_plans
 
 
 def test_chapter_08_says_when_students_pick_up_the_rule_and_beat_chance(tmp_path):
-    from memkd.book import outcomes
+    from memkd.book.chapters.ch08_transformer import transformer_outcomes
 
     ch = Chapter("08_transformer", profile="smoke", results_dir=str(tmp_path), device="cpu")
     checks = pd.DataFrame([
@@ -297,8 +297,8 @@ def test_chapter_08_says_when_students_pick_up_the_rule_and_beat_chance(tmp_path
         {"check": "students_outside_D_vs_chance", "temperature": 1.0, "mean": 0.25, "verdict": "holds"},
         {"check": "held_out_vs_chance", "temperature": 10.0, "mean": 0.0, "verdict": "inconclusive"}])
     fits = pd.DataFrame({"temperature": [1.0, 10.0], "fits": [True, False]})
-    text = outcomes.transformer_outcomes(ch, checks, fits)
+    text = transformer_outcomes(ch, checks, fits)
     assert "the students beat chance on the pairs outside D (by +0.250)" in text
     assert "at T = 1, students that fit their part of D reach held-out accuracy above chance" in text
     quiet = checks.assign(verdict="inconclusive")
-    assert outcomes.transformer_outcomes(ch, quiet, fits).startswith("At no temperature where the students fit")
+    assert transformer_outcomes(ch, quiet, fits).startswith("At no temperature where the students fit")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from memkd.book.chapters import ch16_class_scaling
 from memkd.book.chapters.ch16_class_scaling import scaling_claims
 from memkd.declare import table_columns
 from memkd.experiments import class_scaling, temperature_window
@@ -154,7 +155,7 @@ def test_departures_name_what_the_run_changed(smoke):
     paper = dict(smoke.attrs["config"], **ClassScalingConfig.PROFILE_VALUES["paper"], class_counts=[2, 10, 20, 30, 40, 50])
     released = smoke.copy()
     released.attrs = {"config": paper}
-    released = dp.class_scaling_departures(released)
+    released = ch16_class_scaling.departures(released)
     assert [r["topic"] for r in released] == ["pooled designs", "inputs", "shuffle kind", "exact solver"]
 
 

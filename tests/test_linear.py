@@ -208,7 +208,7 @@ def test_recovery_claims_record_the_chapters_claims_from_per_teacher_rows(tmp_pa
 
 
 def test_window_table_names_what_sets_each_edge():
-    from memkd.book.outcomes import window_table
+    from memkd.book.chapters.ch12_temperature_window import window_table
 
     nan = float("nan")
     edges = pd.DataFrame([
@@ -238,7 +238,7 @@ def test_window_edges_name_the_temperatures_that_fail_inside_the_window():
 
 
 def test_recovery_lines_report_each_student_and_missing_cells():
-    from memkd.book.outcomes import recovery_lines
+    from memkd.book.chapters.ch11_linear_recovery import recovery_lines
 
     summary = pd.DataFrame([dict(student="least_squares", shuffled=False, above=True, perfect=1.0, cells=4, teachers=2)])
     ls, soft = recovery_lines(summary, {"least_squares_perfect_above_line": "holds"})

@@ -3,8 +3,8 @@
 A chapter never states an outcome in fixed text: each sentence below is picked by the verdict (or
 the interval) that the build recorded for a claim, and carries that build's numbers. `outcome`
 picks one of three sentences for one claim; `contradictions` lists where the build contradicts the
-paper; the `*_outcomes` functions are the chapters' own sentences (chapters 01, 04, 05, 07, 08, 10), with
-chapter 11's `recovery_lines`, chapter 12's `window_table` and chapter 16's `class_scaling_summary`.
+paper. Below them, the sentences of the chapters without a module of their own (01, 02, 04, 05, 06, 07,
+10); chapters 08, 11, 12, 13 and 16 keep theirs in `memkd.book.chapters` with their claims.
 """
 
 from __future__ import annotations
@@ -252,42 +252,6 @@ def surgery_outcomes(ch: "Chapter", class_c: int) -> str:
     return " ".join(line for line in lines if line)
 
 
-# ---------------------------------------------------------------------------- chapter 08
-
-
-def transformer_outcomes(ch: "Chapter", checks: pd.DataFrame, fits: pd.DataFrame) -> str:
-    """Chapter 08: held-out accuracy against chance at the temperatures where students fit (the
-    paper's reading of 'non-trivial'), then against the students' own accuracy outside D."""
-    fit_t = set(fits.loc[fits["fits"], "temperature"]) if len(fits) else set()
-    outside = checks[(checks["check"] == "students_outside_D_vs_chance") & (checks["verdict"] == "holds")]
-    rule = ""
-    if len(outside):
-        ts = ", ".join(f"{t:g}" for t in outside["temperature"])
-        rule = ("**This build departs from the paper's picture here:** at T = " + ts + " the students beat chance "
-                "on the pairs outside D (by " + ", ".join(f"{m:+.3f}" for m in outside["mean"]) + "): they pick "
-                "up part of the rule of modular addition from the teacher's logits, which is why the baseline "
-                "below is their own accuracy outside D. ")
-    vs_chance = checks[(checks["check"] == "held_out_vs_chance") & checks["temperature"].isin(fit_t)]
-    above = vs_chance[vs_chance["verdict"] == "holds"]
-    if len(above):
-        ts = ", ".join(f"{t:g}" for t in above["temperature"])
-        text = (f"**This build contradicts the paper's reading here:** at T = {ts}, students that fit their part "
-                "of D reach held-out accuracy above chance 1/k, which the paper did not find. ")
-    elif fit_t:
-        text = "At no temperature where the students fit is their held-out accuracy shown to beat chance 1/k. "
-    else:
-        text = "At no temperature do the students fit their part of D. "
-    return rule + text + outcome(
-        ch, "no_fit_and_transfer",
-        "Against their own accuracy outside D, the held-out accuracy is within ±1/k at every temperature that "
-        "fits ({difference:+.3f} at the decisive one): what they get right, they get right from the rule, not "
-        "from memorized pairs.",
-        "Against their own accuracy outside D, the held-out accuracy is higher by more than 1/k at the decisive "
-        "temperature ({difference:+.3f}, {interval}): memorized pairs pass through the logits.",
-        "Against their own accuracy outside D, the difference at the decisive temperature ({difference:+.3f}, "
-        "{interval}) is neither inside nor outside the margin ±1/k.")
-
-
 # ---------------------------------------------------------------------------- chapter 10
 
 
@@ -358,118 +322,3 @@ def clock_note(ch: "Chapter", first: str = "high_temperature_helps",
         return ""
     return (f"(Its verdict moves with the teachers' clock: {a.verdict} here, {b.verdict} with the teachers on the "
             f"second clock, {b.difference:+.3f}.)")
-
-
-def recovery_lines(summary: pd.DataFrame, verdict: dict[str, str]) -> list[str]:
-    """Chapter 11: one Markdown bullet per student kind (least squares, soft labels): the share of
-    perfect cells above and below the line (`summary`: student, shuffled, above, perfect, cells,
-    teachers) and the verdicts of its claims (`verdict`: claim id -> verdict; "not run" if absent)."""
-    def share(student: str, shuffled: bool, side: bool) -> str:
-        r = summary[(summary.student == student) & (summary.shuffled == shuffled) & (summary.above == side)]
-        return (f"{r.perfect.iloc[0]:.1%} of {int(r.cells.iloc[0])} cells ({int(r.teachers.iloc[0])} teachers)"
-                if len(r) else "no cell")
-
-    lines = []
-    for student, words in [("least_squares", "least-squares"), ("soft_labels", "soft-label")]:
-        v = verdict.get(f"{student}_perfect_above_line", "not run")
-        lines.append(f"- **{words} student**: above the line {share(student, False, True)} are perfect, below it "
-                     f"{share(student, False, False)}; perfect recovery above the line **{v}**, the leak growing below "
-                     f"it **{verdict.get(f'{student}_leak_grows_below', 'not run')}**, its shuffled control at chance "
-                     f"**{verdict.get(f'{student}_shuffled_at_chance', 'not run')}** (shuffled, above the line: "
-                     f"{share(student, True, True)} perfect).")
-    return lines
-
-
-def window_table(edges: pd.DataFrame, classes: list[int], dtypes: list[str], temps: list[float]) -> str:
-    """Chapter 12: a Markdown table of the temperature windows, one row per (C, precision), with the
-    Adam student's and the exact solve's windows and what sets each edge. `edges`: classes, dtype,
-    solver, t_low, t_high (NaN: no window), in_window, of, and optionally gaps (temperatures between
-    the edges that fail, named in the window's cell); `temps`: the temperature grid, ascending."""
-    def edge_cause(adam: pd.Series, exact: pd.Series, side: str) -> str:
-        a, e = adam[f"t_{side}"], exact[f"t_{side}"]
-        end = temps[0] if side == "low" else temps[-1]
-        if np.isnan(e):
-            return "no window"
-        why_exact = "the grid's end" if e == end else "the precision"
-        if np.isnan(a):
-            return f"exact {e:.3g}: {why_exact}; Adam has no window"
-        if a == e:
-            return f"{a:.3g} for both: {why_exact}"
-        return f"Adam {a:.3g}: the optimizer at this budget (the exact solve reaches {e:.3g}: {why_exact})"
-
-    def window(r: pd.Series) -> str:
-        if not r.in_window:
-            return "none"
-        gaps = tuple(r.get("gaps", ()) or ())
-        holes = f"; fails inside at T = {', '.join(f'{t:.3g}' for t in gaps)}" if gaps else ""
-        return f"{r.t_low:.3g} .. {r.t_high:.3g} ({r.in_window} of {r.of}{holes})"
-
-    lines = ["| C | precision | Adam window | exact window | lower edge | upper edge |", "|---|---|---|---|---|---|"]
-    for c in classes:
-        for dt in dtypes:
-            a = edges[(edges.classes == c) & (edges.dtype == dt) & (edges.solver == "adam")].iloc[0]
-            e = edges[(edges.classes == c) & (edges.dtype == dt) & (edges.solver == "exact")].iloc[0]
-            lines.append(f"| {c} | {dt} | {window(a)} | {window(e)} | {edge_cause(a, e, 'low')} | "
-                         f"{edge_cause(a, e, 'high')} |")
-    return "\n".join(lines)
-
-
-def class_scaling_summary(ch: "Chapter", moves: pd.DataFrame, edges: pd.DataFrame) -> str:
-    """Chapter 16's closing text (Markdown): the recovery and capacity claims' verdicts with their numbers,
-    the unit in which each threshold moved least across C in this build (`moves`:
-    `memkd.experiments.class_scaling.collapse`), and App. Fig 13's windows (`edges`:
-    `memkd.experiments.temperature_window.window_edges` of the C = 10 run)."""
-    def least(quantity: str) -> str:
-        part = moves[(moves["quantity"] == quantity) & moves["ratio"].notna()]
-        if part.empty:
-            return f"this grid does not locate the {quantity} threshold at two or more class counts"
-        best = part.loc[part["ratio"].idxmin()]
-        others = ", ".join(f"{r.ratio:.2f} in {r.unit}" for r in part.itertuples() if r.unit != best["unit"])
-        return (f"the {quantity} threshold moved least in **{best['unit']}** (largest over smallest across "
-                f"{int(best['classes'])} class counts: {best['ratio']:.2f}; {others})")
-
-    lines = [
-        outcome(ch, "recovery_above_line",
-                "Above the line rho N = d the students recovered their teachers for every C ({measured:.0%} of "
-                "{n} teachers): the line is one value of N/d for all class counts.",
-                "Above the line rho N = d the students did not recover their teachers as the count predicts "
-                "({measured:.0%} of {n} teachers recovered).",
-                "Whether the students recover above the line is undecided in this build ({measured:.0%} of {n} "
-                "teachers, {interval}).", "*No teacher that memorized has students above the line here.*"),
-        outcome(ch, "no_recovery_below_line",
-                "Below it they did not ({measured:.0%} of {n} teachers).",
-                "Below it some did ({measured:.0%} of {n} teachers): the threshold sits below the line here.",
-                "Below it the build is undecided ({measured:.0%} of {n} teachers, {interval}).",
-                "*No teacher that memorized has students below the line here.*"),
-        outcome(ch, "teacher_memorizes_below_log_capacity",
-                "The teachers memorized at small n ln C / d for every C ({measured:.0%} of {n})",
-                "The teachers failed to memorize at small n ln C / d more often than planned ({measured:.0%} "
-                "memorized of {n})", "Whether the teachers memorize at small n ln C / d is undecided "
-                "({measured:.0%} of {n}, {interval})"),
-        outcome(ch, "teacher_fails_above_log_capacity",
-                "and failed at large n ln C / d ({measured:.0%} of {n} failed): their capacity sits in one band "
-                "of n ln C / d for every C.",
-                "but did not fail at large n ln C / d as planned ({measured:.0%} of {n} failed).",
-                "while their failure at large n ln C / d is undecided ({measured:.0%} of {n}, {interval})."),
-        outcome(ch, "capacity_beyond_binary_line",
-                "With C >= 10 they memorized beyond N/d = 2 ({measured:.0%} of {n}), where a binary teacher "
-                "cannot: in N/d the capacity grows with C.",
-                "With C >= 10 they did not memorize beyond N/d = 2 as planned ({measured:.0%} of {n}).",
-                "Whether teachers with C >= 10 memorize beyond N/d = 2 is undecided ({measured:.0%} of {n}).",
-                "*No teacher with C >= 10 beyond N/d = 2 within the capacity band in this grid.*"),
-    ]
-    text = " ".join(line for line in lines if line)
-    text += f"\n\nIn this build {least('recovery')}, and {least('capacity')}."
-    rows = edges[(edges["classes"] == 10)].set_index("solver")
-    windows = [f"{solver}: " + (f"T = {rows.loc[solver, 't_low']:.3g} .. {rows.loc[solver, 't_high']:.3g} "
-                                f"({int(rows.loc[solver, 'in_window'])} of {int(rows.loc[solver, 'of'])} temperatures)"
-                                if rows.loc[solver, "in_window"] else "no temperature")
-               for solver in ("adam", "exact") if solver in rows.index]
-    if windows:
-        text += "\n\nApp. Fig 13 (C = 10, float32): every eligible teacher's student recovers at " + "; ".join(windows) + "."
-        if {"adam", "exact"} <= set(rows.index):
-            narrower = rows.loc["adam", "in_window"] < rows.loc["exact", "in_window"]
-            text += (" Adam's window is the narrower: at this profile's budget the optimizer, not the soft labels, "
-                     "sets an edge, as in chapter 12." if narrower else " Adam's window is as wide as the exact "
-                     "solve's: on this grid the soft labels, not the optimizer, set the edges.")
-    return text

@@ -1,8 +1,14 @@
-"""Chapter 08 (the transformer on modular addition): the teacher clock's claims and closing text.
+"""Chapter 08 (the transformer on modular addition): its outcome sentences, the teacher clock's claims, and
+its departures.
 
-The experiment (`memkd.experiments.teacher_clock`) returns one row per student with its teacher's state at
-each stop (`clock_state`) and `stop_summary` per stop; this module tests what the clock says the students
-should show (`clock_claims`) and says what the verdicts found (`clock_outcome`).
+The workshop setting (`memkd.experiments.modular_addition`: `transformer_distillation`, and its
+statistics `transfer_by_temperature`, `teacher_summary`) has its claims recorded in the notebook and its
+closing sentences here (`transformer_outcomes`). The published version's teacher clock
+(`memkd.experiments.teacher_clock`: one row per student with its teacher's state at each stop,
+`stop_summary` per stop) gets its claims here (`clock_claims`, with the margin and the fewest teachers
+fixed before the run) and its closing text (`clock_outcome`). `departures` lists how both depart from
+appendix A.4 and from the released script of the published Figs 2 and 8 (`transformer_departures`,
+`clock_departures`; their wording in departures.yml, groups 08_transformer and 08_teacher_clock).
 """
 
 from __future__ import annotations
@@ -11,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from memkd.experiments.teacher_clock import GENERALIZED, STATE_COLUMNS, STATES
+from memkd.book.departures import (
+    Departure, config_of, config_values, departure_row, pairs, sizes_departure, temperature_departure,
+)
+from memkd.book.outcomes import outcome
+from memkd.experiments.modular_addition import PAPER_FIG8
+from memkd.experiments.teacher_clock import GENERALIZED, PAPER_CLOCK, STATE_COLUMNS, STATES
 
 if TYPE_CHECKING:  # the chapter layer's own class
     from memkd.book.chapter import Chapter
@@ -140,3 +151,87 @@ def clock_outcome(summary: pd.DataFrame, claims: pd.DataFrame, margin: float = E
         lines.append(f"\nAt no stop had {min_teachers} or more teachers memorized without generalizing: this build cannot test "
                      "where the leak exists.")
     return "\n".join(lines)
+
+
+# --- the workshop setting's closing sentences -------------------------------------------------------
+
+
+def transformer_outcomes(ch: "Chapter", checks: pd.DataFrame, fits: pd.DataFrame) -> str:
+    """Chapter 08: held-out accuracy against chance at the temperatures where students fit (the
+    paper's reading of 'non-trivial'), then against the students' own accuracy outside D."""
+    fit_t = set(fits.loc[fits["fits"], "temperature"]) if len(fits) else set()
+    outside = checks[(checks["check"] == "students_outside_D_vs_chance") & (checks["verdict"] == "holds")]
+    rule = ""
+    if len(outside):
+        ts = ", ".join(f"{t:g}" for t in outside["temperature"])
+        rule = ("**This build departs from the paper's picture here:** at T = " + ts + " the students beat chance "
+                "on the pairs outside D (by " + ", ".join(f"{m:+.3f}" for m in outside["mean"]) + "): they pick "
+                "up part of the rule of modular addition from the teacher's logits, which is why the baseline "
+                "below is their own accuracy outside D. ")
+    vs_chance = checks[(checks["check"] == "held_out_vs_chance") & checks["temperature"].isin(fit_t)]
+    above = vs_chance[vs_chance["verdict"] == "holds"]
+    if len(above):
+        ts = ", ".join(f"{t:g}" for t in above["temperature"])
+        text = (f"**This build contradicts the paper's reading here:** at T = {ts}, students that fit their part "
+                "of D reach held-out accuracy above chance 1/k, which the paper did not find. ")
+    elif fit_t:
+        text = "At no temperature where the students fit is their held-out accuracy shown to beat chance 1/k. "
+    else:
+        text = "At no temperature do the students fit their part of D. "
+    return rule + text + outcome(
+        ch, "no_fit_and_transfer",
+        "Against their own accuracy outside D, the held-out accuracy is within ±1/k at every temperature that "
+        "fits ({difference:+.3f} at the decisive one): what they get right, they get right from the rule, not "
+        "from memorized pairs.",
+        "Against their own accuracy outside D, the held-out accuracy is higher by more than 1/k at the decisive "
+        "temperature ({difference:+.3f}, {interval}): memorized pairs pass through the logits.",
+        "Against their own accuracy outside D, the difference at the decisive temperature ({difference:+.3f}, "
+        "{interval}) is neither inside nor outside the margin ±1/k.")
+
+
+# --- departures -------------------------------------------------------------------------------------
+
+
+def transformer_departures(table: pd.DataFrame) -> list[Departure]:
+    """Chapter 08 (the workshop setting): how a `transformer_distillation` table departs from appendix A.4."""
+    config = config_of(table)
+    out = [departure_row("08_transformer", "trivial baseline"),
+           departure_row("08_transformer", "memorized set", **config_values(config, "memorized_fraction")),
+           departure_row("08_transformer", "teachers", **config_values(config, "teachers")),
+           departure_row("08_transformer", "epochs and learning rates",
+                         **config_values(config, "teacher_epochs", "epochs", "lrs", "alphas"))]
+    return out + [d for d in [sizes_departure(config, PAPER_FIG8)] if d] + temperature_departure(config)
+
+
+def clock_departures(table: pd.DataFrame) -> list[Departure]:
+    """Chapter 08 (the teacher clock): how a `teacher_clock` table departs from the released script of
+    Figs 2 and 8; topics start with "teacher clock: "."""
+    config = config_of(table)
+    out = [departure_row("08_teacher_clock", "teacher stops", last_stop=max(config.get("teacher_steps", [0])),
+                         **config_values(config, "teacher_steps")),
+           departure_row("08_teacher_clock", "teachers", **config_values(config, "teachers"))]
+    optim = config_values(config, "teacher_lr", "teacher_weight_decay", "lr", "weight_decay")
+    released = {k: PAPER_CLOCK[k] for k in optim}
+    if optim != released:
+        out.append(departure_row("08_teacher_clock", "optimizer", released=pairs(released, "g"),
+                                 optimizer=pairs(optim, "g")))
+    steps = config.get("teacher_steps", [])
+    if config.get("epochs") != PAPER_CLOCK["epochs"] or tuple(steps) != PAPER_CLOCK["teacher_steps"]:
+        out.append(departure_row("08_teacher_clock", "steps", epochs=config.get("epochs"),
+                                 teacher_steps=", ".join(str(s) for s in steps)))
+    start = config.get("student_start", "own")
+    out.append(departure_row("08_teacher_clock", "student start", student_start=(
+        "each student its own initialization" if start == "own" else
+        "each student from its teacher's initial weights (student_start='teacher'), teachers their own")))
+    if tuple(config.get("rhos", ())) != (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9):
+        rhos = ", ".join(f"{r:g}" for r in config.get("rhos", []))
+        out.append(departure_row("08_teacher_clock", "rho", rhos=rhos))
+    sizes = sizes_departure(config, {k: PAPER_CLOCK[k] for k in ("modulus", "memorized_fraction", "d_model", "d_mlp")})
+    # topics carry the section's name: chapter 08 records the workshop setting's departures too
+    return [{**d, "topic": f"teacher clock: {d['topic']}"} for d in out + ([sizes] if sizes else [])]
+
+
+def departures(table: pd.DataFrame, clock: pd.DataFrame | None = None) -> list[Departure]:
+    """Chapter 08: the workshop setting's departures (`transformer_departures`), then the teacher
+    clock's (`clock_departures`) once its table `clock` is there."""
+    return transformer_departures(table) + (clock_departures(clock) if clock is not None else [])

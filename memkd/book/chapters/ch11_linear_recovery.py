@@ -1,8 +1,11 @@
-"""Chapter 11 (the recovery threshold of linear teachers, the published Fig 3): its claims.
+"""Chapter 11 (the recovery threshold of linear teachers, the published Fig 3): its claims, outcome
+sentences and departures.
 
 The experiment (`memkd.experiments.linear_recovery`) returns one row per student and the per-teacher
 summaries (`per_teacher`, `teacher_capacity`, `perfect_teachers`, `threshold_summary`); this module
-records the chapter's claims on them (`recovery_claims`).
+records the chapter's claims on them (`recovery_claims`), says per student kind what the verdicts found
+(`recovery_lines`) and lists how a run departs from the released Fig 3 (`departures`, against
+`LINEAR_RELEASED`; the wording in departures.yml, group 11_linear_recovery).
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from memkd.book.departures import Departure, config_of, departure_row
 from memkd.experiments.linear_recovery import per_teacher, perfect_teachers, teacher_capacity
 
 if TYPE_CHECKING:  # the chapter layer's own class
     from memkd.book.chapter import Chapter
 
+# The released Fig 3's protocol: teacher and student budgets, and the input dimension
+LINEAR_RELEASED = {"teacher_epochs": 10_000, "teacher_lr": 1e-3, "epochs": 10_000, "lr": 1e-4, "input_dim": 200}
 
 def recovery_claims(ch: "Chapter", table: pd.DataFrame, *, p_perfect: float, margin_chance: Any, margin_same: Any,
                     capacity_low: float, capacity_high: float, p_capacity: float) -> list[str]:
@@ -74,3 +80,38 @@ def recovery_claims(ch: "Chapter", table: pd.DataFrame, *, p_perfect: float, mar
         expect="above", teachers=int(high.teachers.sum()), what=f"teachers below 100% for N/d >= {capacity_high:g}",
         check=True))  # cannot fail: few random labelings that far above 2 d are linearly separable
     return out
+
+
+def recovery_lines(summary: pd.DataFrame, verdict: dict[str, str]) -> list[str]:
+    """Chapter 11: one Markdown bullet per student kind (least squares, soft labels): the share of
+    perfect cells above and below the line (`summary`: student, shuffled, above, perfect, cells,
+    teachers) and the verdicts of its claims (`verdict`: claim id -> verdict; "not run" if absent)."""
+    def share(student: str, shuffled: bool, side: bool) -> str:
+        r = summary[(summary.student == student) & (summary.shuffled == shuffled) & (summary.above == side)]
+        return (f"{r.perfect.iloc[0]:.1%} of {int(r.cells.iloc[0])} cells ({int(r.teachers.iloc[0])} teachers)"
+                if len(r) else "no cell")
+
+    lines = []
+    for student, words in [("least_squares", "least-squares"), ("soft_labels", "soft-label")]:
+        v = verdict.get(f"{student}_perfect_above_line", "not run")
+        lines.append(f"- **{words} student**: above the line {share(student, False, True)} are perfect, below it "
+                     f"{share(student, False, False)}; perfect recovery above the line **{v}**, the leak growing below "
+                     f"it **{verdict.get(f'{student}_leak_grows_below', 'not run')}**, its shuffled control at chance "
+                     f"**{verdict.get(f'{student}_shuffled_at_chance', 'not run')}** (shuffled, above the line: "
+                     f"{share(student, True, True)} perfect).")
+    return lines
+
+
+def departures(table: pd.DataFrame) -> list[Departure]:
+    """Chapter 11: how a `linear_recovery` table departs from the released Fig 3 (`LINEAR_RELEASED`)."""
+    cfg, released, out = config_of(table), LINEAR_RELEASED, []
+    if (cfg["teacher_epochs"], cfg["teacher_lr"]) != (released["teacher_epochs"], released["teacher_lr"]):
+        out.append(departure_row("11_linear_recovery", "teacher budget", **cfg))
+    out.append(departure_row("11_linear_recovery", "soft-label student", **cfg))
+    if cfg["input_dim"] != released["input_dim"] or len(cfg["n_over_d"]) != 50:
+        out.append(departure_row("11_linear_recovery", "profile sizes", n_sizes=len(cfg["n_over_d"]),
+                                 smallest=min(cfg["n_over_d"]), largest=max(cfg["n_over_d"]),
+                                 n_rhos=len(cfg["rhos"]), **cfg))
+    if cfg.get("shuffle", True):
+        out.append(departure_row("11_linear_recovery", "shuffle kind"))
+    return out + [departure_row("11_linear_recovery", "functional recovery")]

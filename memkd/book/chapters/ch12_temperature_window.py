@@ -1,8 +1,11 @@
-"""Chapter 12 (the temperature window of multinomial logistic regression, the published Fig 4a): its claims.
+"""Chapter 12 (the temperature window of multinomial logistic regression, the published Fig 4a): its claims,
+outcome table and departures.
 
 The experiment (`memkd.experiments.temperature_window`) returns one row per student and the windows per
 teacher (`window_per_teacher`) and per setting (`window_edges`); this module records the chapter's claims
-on them (`window_claims`).
+on them (`window_claims`), writes the windows and what sets each edge (`window_table`) and lists how a run
+departs from the released Fig 4a and App. Fig 13 (`departures`; the wording in departures.yml, group
+12_temperature_window).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from memkd.book.departures import Departure, config_of, departure_row
 from memkd.experiments.temperature_window import window_per_teacher
 
 if TYPE_CHECKING:  # the chapter layer's own class
@@ -91,3 +95,59 @@ def window_claims(ch: "Chapter", table: pd.DataFrame, *, t_in: float, p_recover:
                 f"({ref}, T = {t_in:g}) sits at chance (within ±{margin_chance:g}).", shuffled, baseline=1 / c,
                 expect="equivalent", margin=margin_chance, unit="teacher", what=f"C = {c}, shuffled, against 1/C"))
     return out
+
+
+def window_table(edges: pd.DataFrame, classes: list[int], dtypes: list[str], temps: list[float]) -> str:
+    """Chapter 12: a Markdown table of the temperature windows, one row per (C, precision), with the
+    Adam student's and the exact solve's windows and what sets each edge. `edges`: classes, dtype,
+    solver, t_low, t_high (NaN: no window), in_window, of, and optionally gaps (temperatures between
+    the edges that fail, named in the window's cell); `temps`: the temperature grid, ascending."""
+    def edge_cause(adam: pd.Series, exact: pd.Series, side: str) -> str:
+        a, e = adam[f"t_{side}"], exact[f"t_{side}"]
+        end = temps[0] if side == "low" else temps[-1]
+        if np.isnan(e):
+            return "no window"
+        why_exact = "the grid's end" if e == end else "the precision"
+        if np.isnan(a):
+            return f"exact {e:.3g}: {why_exact}; Adam has no window"
+        if a == e:
+            return f"{a:.3g} for both: {why_exact}"
+        return f"Adam {a:.3g}: the optimizer at this budget (the exact solve reaches {e:.3g}: {why_exact})"
+
+    def window(r: pd.Series) -> str:
+        if not r.in_window:
+            return "none"
+        gaps = tuple(r.get("gaps", ()) or ())
+        holes = f"; fails inside at T = {', '.join(f'{t:.3g}' for t in gaps)}" if gaps else ""
+        return f"{r.t_low:.3g} .. {r.t_high:.3g} ({r.in_window} of {r.of}{holes})"
+
+    lines = ["| C | precision | Adam window | exact window | lower edge | upper edge |", "|---|---|---|---|---|---|"]
+    for c in classes:
+        for dt in dtypes:
+            a = edges[(edges.classes == c) & (edges.dtype == dt) & (edges.solver == "adam")].iloc[0]
+            e = edges[(edges.classes == c) & (edges.dtype == dt) & (edges.solver == "exact")].iloc[0]
+            lines.append(f"| {c} | {dt} | {window(a)} | {window(e)} | {edge_cause(a, e, 'low')} | "
+                         f"{edge_cause(a, e, 'high')} |")
+    return "\n".join(lines)
+
+
+def departures(table: pd.DataFrame) -> list[Departure]:
+    """Chapter 12: how a `temperature_window` table departs from the released Fig 4a and App. Fig 13."""
+    cfg, out = config_of(table), []
+    temps = sorted(table.temperature.unique())
+    dtypes = [d for d in ("float64", "float32", "bfloat16") if d in set(table.dtype)]
+    if (cfg["epochs"], cfg["lr"]) != (10_000, 1e-4):
+        out.append(departure_row("12_temperature_window", "student budget", **cfg))
+    if (cfg["teacher_epochs"], cfg["teacher_lr"]) != (10_000, 1e-3):
+        out.append(departure_row("12_temperature_window", "teacher budget", **cfg))
+    if cfg["input_dim"] != 1000 or len(cfg["n_over_d"]) != 20 or len(temps) != 40:
+        out.append(departure_row("12_temperature_window", "profile sizes", n_sizes=len(cfg["n_over_d"]),
+                                 n_temperatures=len(temps), lowest=temps[0], highest=temps[-1], **cfg))
+    out.append(departure_row("12_temperature_window", "temperatures for C = 10"))
+    out.append(departure_row("12_temperature_window", "inputs"))
+    out.append(departure_row("12_temperature_window", "shuffle kind"))  # the exact solve's control always runs
+    out.append(departure_row("12_temperature_window", "precision and solver", dtypes=", ".join(dtypes)))
+    if "bfloat16" in dtypes:
+        out.append(departure_row("12_temperature_window", "bfloat16 training"))
+    return out + [departure_row("12_temperature_window", "shuffled control",
+                                shuffle_dtypes=", ".join(cfg["shuffle_adam_dtypes"]))]
