@@ -14,7 +14,10 @@ import pytest
 import yaml
 
 from memkd.book import departures as dp
-from memkd.book.chapters import ch08_transformer, ch11_linear_recovery, ch12_temperature_window, ch13_one_hidden_layer
+from memkd.book.chapters import (
+    ch01_toy_2d, ch04_cifar10, ch08_transformer, ch10_convolutions, ch11_linear_recovery, ch12_temperature_window,
+    ch13_one_hidden_layer,
+)
 from memkd.book.chapter import Chapter
 from memkd.book.claims import DEPARTURE_COLUMNS
 from memkd.config import make_config
@@ -171,7 +174,7 @@ def test_a_chapter_with_its_own_module_keeps_its_departures_there():
 
 
 def test_toy_departures_use_the_toy_sizes():
-    cfg = {"soften_student": False, "teacher_epochs": 3000, "teacher_stop": "budget", **dp.PAPER_TOY_SIZES}
+    cfg = {"soften_student": False, "teacher_epochs": 3000, "teacher_stop": "budget", **ch01_toy_2d.PAPER_TOY_SIZES}
     assert topics(dp.for_chapter("01_toy_2d", table_with(cfg, teacher_first_perfect=[499]))) == [
         "temperature convention", "teacher budget"]
 
@@ -198,7 +201,7 @@ def test_image_departures():
                        n_trivial=[70], teacher_first_perfect=[57])
     assert topics(dp.for_chapter("04_cifar10", table)) == [
         "pixel shuffle", "input data", "teachers", "epochs and learning rates", "profile sizes", "temperature convention"]
-    assert "input data" not in topics(dp.image_departures(table.assign(images="cifar10")))
+    assert "input data" not in topics(ch04_cifar10.departures(table.assign(images="cifar10")))
 
 
 def test_transformer_chapter_records_the_clock_once_it_is_there():
@@ -229,7 +232,7 @@ def test_convolution_departures():
     assert topics(rows) == ["architecture", "trivial accuracy", "pixel shuffle", "temperature convention",
                             "profile sizes"]
     assert rows[-1]["book"] == "scikit-learn's 8x8 digits, 100 images in D"
-    paper = dp.convolution_departures(table_with({"soften_student": True}, images=["cifar10"], n_memorized=[4000]))
+    paper = ch10_convolutions.departures(table_with({"soften_student": True}, images=["cifar10"], n_memorized=[4000]))
     assert topics(paper) == ["architecture", "trivial accuracy", "pixel shuffle"]
 
 
@@ -276,7 +279,7 @@ def test_record_departures_writes_the_chapters_rows_once(tmp_path):
     ch.finish()
     written = pd.read_csv(tmp_path / "departures.csv")
     assert list(written.columns) == DEPARTURE_COLUMNS and set(written.chapter) == {"10_convolutions"}
-    assert written.topic.tolist() == topics(dp.convolution_departures(table))
+    assert written.topic.tolist() == topics(ch10_convolutions.departures(table))
 
 
 def code_cells(path: Path) -> list[str]:

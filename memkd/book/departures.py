@@ -5,9 +5,9 @@ A departure is a dict(topic, paper, book, reason): one row of a chapter's depart
 report's protocol table (`memkd.book.report_tables.protocol_table`). A chapter records all of its own with
 one call, `Chapter.record_departures(table, **context)`, which records `for_chapter(ch.name, table,
 **context)`; `CHAPTER_DEPARTURES` maps each chapter to the function that builds its list from the
-chapter's table (its `attrs["config"]` and columns) and the few values the chapter passes. A chapter
-with a module of its own in `memkd.book.chapters` (08, 11, 12, 13, 16) keeps that function there, as
-`departures`, beside its claims and outcome sentences; the other chapters' functions are still here.
+chapter's table (its `attrs["config"]` and columns) and the few values the chapter passes. Every chapter
+with departures of its own keeps that function in its module of `memkd.book.chapters`, as
+`departures`, beside its claims and outcome sentences; here stay the helpers they share and the registry.
 
     02_logit_distillation (optional), 05_temperature_lr, 06_dataset_composition, 07_logit_surgery
                                                                   grid_keys (the grid the chapter shows)
@@ -40,8 +40,6 @@ import yaml
 
 from memkd.book.grid_analysis import knobs_text
 from memkd.config import invalid
-from memkd import experiments as ex
-from memkd.experiments.cifar import PAPER_FIG4
 from memkd.pipeline import PAPER_SIZES
 
 Departure = dict[str, str]
@@ -104,7 +102,6 @@ def pairs(values: dict[str, Any], spec: str = "") -> str:
 
 
 RELEASED_TEACHER_EPOCHS = 2000  # the released code's teacher budget (random data, Figs 2-7)
-PAPER_TOY_SIZES = {"input_dim": 2, "classes": 3, "per_class": 10}  # the toy of Fig 1
 
 TEMPERATURE_PAPER = _texts()["shared"]["temperature convention"]["paper"]
 TEMPERATURE_REASON = _texts()["shared"]["temperature convention"]["reason"]
@@ -188,110 +185,11 @@ def grid_departure(config: dict, paper: dict, keys: Sequence[str], topic: str = 
     return {**row, "topic": topic, "reason": reason or row["reason"]}
 
 
-def _grid_departures(table: pd.DataFrame, paper: dict, keys: Sequence[str],
+def grid_departures(table: pd.DataFrame, paper: dict, keys: Sequence[str],
                      paper_sizes: dict[str, Any] | None = None) -> list[Departure]:
-    """`standard_departures` then the grid's departure (chapters 05-07)."""
+    """`standard_departures` then the grid's departure (chapters 02, 05-07)."""
     grid = grid_departure(config_of(table), paper, keys)
     return standard_departures(table, paper_sizes) + ([grid] if grid is not None else [])
-
-
-# ---------------------------------------------------------------------------- one function per chapter
-
-
-def toy_departures(table: pd.DataFrame) -> list[Departure]:
-    """Chapter 01: `standard_departures` against the sizes of the toy of Fig 1."""
-    return standard_departures(table, PAPER_TOY_SIZES)
-
-
-def image_departures(table: pd.DataFrame) -> list[Departure]:
-    """Chapter 04: how a `cifar_shuffles` table departs from section 3.3."""
-    config = config_of(table)
-    out = [departure_row("04_cifar10", "pixel shuffle")]
-    if (table["images"] != "cifar10").any():
-        out.append(departure_row("04_cifar10", "input data", n_memorized=int(table.n_memorized.iloc[0]),
-                                 n_trivial=int(table.n_trivial.iloc[0])))
-    out.append(departure_row("04_cifar10", "teachers", **config_values(config, "teachers")))
-    out.append(departure_row("04_cifar10", "epochs and learning rates",
-                             first_perfect=int(table.teacher_first_perfect.max()),
-                             **config_values(config, "teacher_lr", "teacher_epochs", "lrs", "epochs")))
-    return out + [d for d in [sizes_departure(config, PAPER_FIG4)] if d] + temperature_departure(config)
-
-
-def logit_distillation_departures(table: pd.DataFrame, grid_keys: Sequence[str] = ()) -> list[Departure]:
-    """Chapter 02: `standard_departures`, and with `grid_keys` (e.g. the student widths and alphas) the
-    grid against the paper profile's."""
-    if not grid_keys:
-        return standard_departures(table)
-    return _grid_departures(table, ex.logit_distillation.config.PROFILE_VALUES["paper"], grid_keys)
-
-
-def temperature_lr_departures(table: pd.DataFrame, grid_keys: Sequence[str]) -> list[Departure]:
-    """Chapter 05: `standard_departures`, the grid (`grid_keys`) against the paper profile's, one
-    student budget for the whole grid."""
-    return _grid_departures(table, ex.temperature_lr.config.PROFILE_VALUES["paper"], grid_keys) + [
-        departure_row("05_temperature_lr", "student epochs", epochs=config_of(table)["epochs"])]
-
-
-def composition_departures(table: pd.DataFrame, grid_keys: Sequence[str]) -> list[Departure]:
-    """Chapter 06: `standard_departures` (sizes: only the teacher's width, the grid sets the rest) and
-    the grid (`grid_keys`) against the paper profile's."""
-    paper = ex.dataset_composition.config.PROFILE_VALUES["paper"]
-    return _grid_departures(table, paper, grid_keys, paper_sizes={"teacher_width": paper["teacher_width"]})
-
-
-def surgery_departures(table: pd.DataFrame, grid_keys: Sequence[str]) -> list[Departure]:
-    """Chapter 07: `standard_departures`, the grid (`grid_keys`) against the paper profile's, the tail cut."""
-    return _grid_departures(table, ex.logit_surgery.config.PROFILE_VALUES["paper"], grid_keys) + [
-        departure_row("07_logit_surgery", "tail cut")]
-
-
-def convolution_departures(table: pd.DataFrame) -> list[Departure]:
-    """Chapter 10: how a `convolutional_distillation` table departs from the paper's remark on CNNs."""
-    out = [departure_row("10_convolutions", "architecture"), departure_row("10_convolutions", "trivial accuracy"),
-           departure_row("10_convolutions", "pixel shuffle")]
-    out += temperature_departure(config_of(table), name_the_knob=True)
-    if table.images.iloc[0] != "cifar10":  # the chapter's data_kind "stand-in"
-        out.append(departure_row("10_convolutions", "profile sizes", n_memorized=table.n_memorized.iloc[0]))
-    return out
-
-
-def defence_departures(table: pd.DataFrame) -> list[Departure]:
-    """Chapter 14's departures: its settings' sizes, who owns the temperature, the completion of
-    withheld mass, the linear student and its baseline, and the recovery cell's split."""
-    from memkd.experiments.defence_frontier import RECOVERY_CELL
-
-    c = config_of(table)
-    cell = RECOVERY_CELL.get(c.get("profile", "quick"), RECOVERY_CELL["quick"])
-    spread = {"uniform": "uniformly over the withheld classes", "renormalize": "nowhere: the k returned entries are "
-              "renormalized"}[c.get("withheld", "uniform")]
-    return [departure_row("14_defences", "settings", **c, cell_dim=cell["input_dim"], cell_classes=cell["classes"],
-                          cell_per_class=cell["per_class"], cell_teachers=cell["datasets"], cell_epochs=cell["epochs"],
-                          cell_lr=cell["lrs"][0]),
-            departure_row("14_defences", "server temperature", temperature=c["temperatures"][0]),
-            departure_row("14_defences", "withheld mass", withheld=spread),
-            departure_row("14_defences", "linear student", linear_temperature=c["linear_temperature"],
-                          probes=", ".join(f"{t:g}" for t in c.get("linear_probe_temperatures", [])) or "none"),
-            departure_row("14_defences", "linear leak baseline"),
-            departure_row("14_defences", "recovery cell split", cell_alpha=cell["alphas"][0])]
-def language_model_departures(table: pd.DataFrame) -> list[Departure]:
-    """Chapter 15: the departures from the released GPT-2 notebook (`language_model.RELEASED`) that a
-    run's config implies."""
-    from memkd.experiments.language_model import RELEASED as GPT2_RELEASED
-
-    r, c = GPT2_RELEASED, config_of(table)
-    out = [departure_row("15_language_model", "teachers and split", datasets=c["datasets"])]
-    if c["checkpoint"] != r["checkpoint"]:
-        out.append(departure_row("15_language_model", "model from scratch", **{**c, "cells": ", ".join(c["cells"]),
-                                 "widths": ", ".join(map(str, c["widths"]))}))
-    if (c["triples"], c["classes"], c["balanced"]) != (r["triples"], r["classes"], r["balanced"]):
-        out.append(departure_row("15_language_model", "task sizes", **c))
-    if (c["teacher_lr"], c["teacher_epochs"]) != (r["teacher_lr"], r["teacher_epochs"]):
-        out.append(departure_row("15_language_model", "teacher budget", **c))
-    if (c["lr"], c["epochs"]) != (r["lr"], r["epochs"]) or tuple(c["rhos"]) != r["rhos"]:
-        out.append(departure_row("15_language_model", "student budget", rho_list=", ".join(map(str, c["rhos"])), **c))
-    return out + [departure_row("15_language_model", "teacher bar", **c),
-                  departure_row("15_language_model", "fresh triples"),
-                  departure_row("15_language_model", "shared batches")]
 
 
 # ---------------------------------------------------------------------------- the entry point
@@ -308,22 +206,22 @@ def in_chapter_module(module: str) -> Callable[..., list[Departure]]:
 
 
 CHAPTER_DEPARTURES: dict[str, Callable[..., list[Departure]]] = {
-    "01_toy_2d": toy_departures,
-    "02_logit_distillation": logit_distillation_departures,
+    "01_toy_2d": in_chapter_module("ch01_toy_2d"),
+    "02_logit_distillation": in_chapter_module("ch02_logit_distillation"),
     "03_similarity_scores": standard_departures,
-    "04_cifar10": image_departures,
-    "05_temperature_lr": temperature_lr_departures,
-    "06_dataset_composition": composition_departures,
-    "07_logit_surgery": surgery_departures,
+    "04_cifar10": in_chapter_module("ch04_cifar10"),
+    "05_temperature_lr": in_chapter_module("ch05_temperature_lr"),
+    "06_dataset_composition": in_chapter_module("ch06_dataset_composition"),
+    "07_logit_surgery": in_chapter_module("ch07_logit_surgery"),
     "08_transformer": in_chapter_module("ch08_transformer"),
     "09_open_questions": standard_departures,  # the teacher-regularization table (Q2)
-    "10_convolutions": convolution_departures,
+    "10_convolutions": in_chapter_module("ch10_convolutions"),
     "11_linear_recovery": in_chapter_module("ch11_linear_recovery"),
     "12_temperature_window": in_chapter_module("ch12_temperature_window"),
     "13_one_hidden_layer": in_chapter_module("ch13_one_hidden_layer"),
     "16_class_scaling": in_chapter_module("ch16_class_scaling"),
-    "14_defences": defence_departures,
-    "15_language_model": language_model_departures,
+    "14_defences": in_chapter_module("ch14_defences"),
+    "15_language_model": in_chapter_module("ch15_language_model"),
 }
 
 
@@ -336,10 +234,7 @@ def for_chapter(name: str, table: pd.DataFrame, **context: Any) -> list[Departur
 
 
 __all__ = [
-    "CHAPTER_DEPARTURES", "PAPER_TOY_SIZES", "RELEASED_TEACHER_EPOCHS", "TEMPERATURE_PAPER", "TEMPERATURE_REASON",
-    "composition_departures", "config_of", "config_values", "convolution_departures", "defence_departures",
-    "departure_row", "for_chapter", "grid_departure", "image_departures", "in_chapter_module",
-    "language_model_departures", "logit_distillation_departures", "pairs", "sizes_departure", "standard_departures",
-    "surgery_departures", "teacher_stop_departure", "temperature_departure", "temperature_lr_departures",
-    "toy_departures", "wording",
+    "CHAPTER_DEPARTURES", "RELEASED_TEACHER_EPOCHS", "TEMPERATURE_PAPER", "TEMPERATURE_REASON", "config_of",
+    "config_values", "departure_row", "for_chapter", "grid_departure", "grid_departures", "in_chapter_module",
+    "pairs", "sizes_departure", "standard_departures", "teacher_stop_departure", "temperature_departure", "wording",
 ]
