@@ -214,7 +214,7 @@ CHAPTER_DEPARTURES: dict[str, Callable[..., list[Departure]]] = {
     "06_dataset_composition": in_chapter_module("ch06_dataset_composition"),
     "07_logit_surgery": in_chapter_module("ch07_logit_surgery"),
     "08_transformer": in_chapter_module("ch08_transformer"),
-    "09_open_questions": standard_departures,  # the teacher-regularization table (Q2)
+    "09_open_questions": in_chapter_module("ch09_open_questions"),
     "10_convolutions": in_chapter_module("ch10_convolutions"),
     "11_linear_recovery": in_chapter_module("ch11_linear_recovery"),
     "12_temperature_window": in_chapter_module("ch12_temperature_window"),

@@ -4,7 +4,7 @@ A chapter never states an outcome in fixed text: each sentence below is picked b
 the interval) that the build recorded for a claim, and carries that build's numbers. `outcome`
 picks one of three sentences for one claim; `contradictions` lists where the build contradicts the
 paper; `teacher_mean` is the mean over teachers of per-teacher means. Each chapter's own sentences live
-in its module of `memkd.book.chapters`, beside its claims (chapter 09's in `memkd.book.questions`).
+in its module of `memkd.book.chapters`, beside its claims.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ dispatches to the modules here).
     ch07_logit_surgery       logit surgery (Fig 7): outcome sentences, departures with the grid
     ch08_transformer         chapter 08: the workshop setting's closing sentences; the teacher clock's
                              claims, margin and closing text; the departures of both
+    ch09_open_questions      the open questions: each question's claims and margins, sentences, figure helpers
     ch10_convolutions        convolutions: where the paper's remark holds, departures
     ch11_linear_recovery     the recovery threshold of linear teachers (the published Fig 3)
     ch12_temperature_window  the temperature window (the published Fig 4a, App. Fig 13)
@@ -24,8 +25,7 @@ dispatches to the modules here).
     ch15_language_model      GPT-2 and random facts: departures
     ch16_class_scaling       the class scaling (the published Fig 4b, App. Fig 13)
 
-Chapters 03 and 09 record only `standard_departures` and have no module here (chapter 09's verdicts live
-in `memkd.book.questions`). The claims of chapters 01-07, 10, 14 and 15 are still recorded in their
-notebooks (and `memkd.book.grid_analysis`, `memkd.book.frontier`); those of 08 (teacher clock), 11, 12,
-13 and 16 are here.
+Chapter 03 records only `standard_departures` and has no module here. The claims of chapters 01-07, 10,
+14 and 15 are still recorded in their notebooks (and `memkd.book.grid_analysis`, `memkd.book.frontier`);
+those of 08 (teacher clock), 09, 11, 12, 13 and 16 are here.
 """
