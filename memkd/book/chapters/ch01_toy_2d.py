@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from memkd.book.plan import Margin, PAPER_FIG1_EFFECT
 from memkd.book.departures import Departure, standard_departures
 from memkd.book.outcomes import teacher_mean
 
@@ -20,6 +21,15 @@ if TYPE_CHECKING:  # the chapter layer's own class
 
 
 PAPER_TOY_SIZES = {"input_dim": 2, "classes": 3, "per_class": 10}  # the toy of Fig 1
+
+
+# --- margins fixed before the run (each with its reason; the power plans: plans.yml) ---------------------------
+
+
+def toy_at_chance() -> Margin:
+    """Chapter 01: hard-label students at chance in 2-D."""
+    return Margin(PAPER_FIG1_EFFECT / 2, "half the soft-label effect of the paper's Fig 1 (about 40% held out "
+                  "against chance 1/3: 0.067), so that a student with that effect could not pass as at chance")
 
 
 def toy_outcomes(ch: "Chapter", table: pd.DataFrame) -> str:

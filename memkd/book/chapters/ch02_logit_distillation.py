@@ -13,8 +13,18 @@ import numpy as np
 import pandas as pd
 
 from memkd import experiments as ex
+from memkd.book.plan import Margin
 from memkd.book.departures import Departure, grid_departures, standard_departures
 from memkd.book.outcomes import teacher_mean
+
+
+# --- margins fixed before the run (each with its reason; the power plans: plans.yml) ---------------------------
+
+
+def hard_labels_at_chance(chance: float) -> Margin:
+    """Chapter 02: hard-label students at chance on held-out memorized data."""
+    return Margin(chance / 2, "half of chance 1/C: half the smallest soft-label effect of interest "
+                  "(a held-out accuracy of twice chance) tested beside it")
 
 
 def capacity_outcome(table: pd.DataFrame, alpha: float, chance: float, teacher_width: int) -> str:

@@ -13,11 +13,28 @@ from typing import TYPE_CHECKING, Sequence
 import pandas as pd
 
 from memkd import experiments as ex
+from memkd.book.plan import Margin
 from memkd.book.departures import Departure, departure_row, grid_departures
 from memkd.book.outcomes import find, numbers, outcome
 
 if TYPE_CHECKING:  # the chapter layer's own class
     from memkd.book.chapter import Chapter
+
+
+# --- margins fixed before the run (each with its reason; the power plans: plans.yml) ---------------------------
+
+
+def surgery_class_kept(value: float) -> Margin:
+    """Chapter 07: class-c held-out accuracy kept when class c is dropped (the chapter's parameter)."""
+    return Margin(value, f"{value:g} in class-c held-out accuracy: one of the 10 held-out class-c points "
+                  "of a teacher at the quick profile, the resolution of one teacher's class-c accuracy")
+
+
+def surgery_overall_kept(chance: float) -> Margin:
+    """Chapter 07: overall held-out accuracy kept under a surgery of class c."""
+    return Margin(chance / 4, "a quarter of 1/C, the share of the held-out points that are of class c: a "
+                  "surgery that changed only class c's points could move the overall accuracy by at most "
+                  "1/C, so a margin of 1/C (the old one) could not fail")
 
 
 def surgery_outcomes(ch: "Chapter", class_c: int) -> str:

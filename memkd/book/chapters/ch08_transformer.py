@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from memkd.book.plan import Margin
 from memkd.book.departures import (
     Departure, config_of, config_values, departure_row, pairs, sizes_departure, temperature_departure,
 )
@@ -34,6 +35,20 @@ EQUIVALENCE_MARGIN = 0.05
 # Fewest teachers in one state at one stop for a claim there (fixed in advance): with 2, the t interval has
 # one degree of freedom and its one-sided 5% bound is 6.3 standard errors wide, so it decides nothing.
 MIN_TEACHERS = 3
+
+
+# --- margins fixed before the run (each with its reason; the power plans: plans.yml) ---------------------------
+
+
+def transformer_trivial(chance: float) -> Margin:
+    """Chapter 08: held-out accuracy against the students' own accuracy outside D."""
+    return Margin(chance, "1/k: fewer than one extra correct answer in k held-out pairs counts as trivial")
+
+
+def clock_equivalent(value: float) -> Margin:
+    """Chapter 08, the teacher clock: held-out memorized and unseen accuracies 'agree'."""
+    return Margin(value, f"{value:g} in accuracy: about one standard error of one student's accuracy on 100 "
+                  "pairs (0.5 / sqrt(100)); smaller gaps are what drawing the pairs alone gives")
 
 
 def clock_claims(ch: "Chapter", table: pd.DataFrame, margin: Any = EQUIVALENCE_MARGIN,

@@ -11,11 +11,21 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from memkd.book.plan import Margin
 from memkd.book.departures import Departure, config_of, departure_row, temperature_departure
 from memkd.book.outcomes import find
 
 if TYPE_CHECKING:  # the chapter layer's own class
     from memkd.book.chapter import Chapter
+
+
+# --- margins fixed before the run (each with its reason; the power plans: plans.yml) ---------------------------
+
+
+def convolution_no_leak(value: float) -> Margin:
+    """Chapter 10: 'no leak' of CNN students (the chapter's parameter)."""
+    return Margin(value, f"{value:g} in held-out accuracy: under a third of chance on ten classes, and far "
+                  "below the leak of the MLP students tested beside it")
 
 
 def convolution_outcomes(ch: "Chapter", settings: list[str]) -> str:

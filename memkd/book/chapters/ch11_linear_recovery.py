@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from memkd.book.plan import Margin
 from memkd.book.departures import Departure, config_of, departure_row
 from memkd.experiments.linear_recovery import per_teacher, perfect_teachers, teacher_capacity
 
@@ -22,6 +23,15 @@ if TYPE_CHECKING:  # the chapter layer's own class
 
 # The released Fig 3's protocol: teacher and student budgets, and the input dimension
 LINEAR_RELEASED = {"teacher_epochs": 10_000, "teacher_lr": 1e-3, "epochs": 10_000, "lr": 1e-4, "input_dim": 200}
+
+# --- margins fixed before the run (each with its reason; the power plans: plans.yml) ---------------------------
+
+
+def linear_same_threshold(value: float = 0.02) -> Margin:
+    """Chapter 11: the soft-label student 'reaches the same threshold' as least squares."""
+    return Margin(value, f"{value:g} in held-out accuracy above the line: at most two held-out points in a hundred "
+                  "apart, paired on teachers, against a gap of 0.5 between recovery and chance")
+
 
 def recovery_claims(ch: "Chapter", table: pd.DataFrame, *, p_perfect: float, margin_chance: Any, margin_same: Any,
                     capacity_low: float, capacity_high: float, p_capacity: float) -> list[str]:

@@ -15,11 +15,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from memkd.book.plan import Margin
 from memkd.book.departures import Departure, config_of, departure_row
 from memkd.experiments.temperature_window import window_per_teacher
 
 if TYPE_CHECKING:  # the chapter layer's own class
     from memkd.book.chapter import Chapter
+
+
+# --- margins fixed before the run (each with its reason; the power plans: plans.yml) ---------------------------
+
+
+def window_same_width(value: float = 1.0) -> Margin:
+    """Chapter 12: two precisions give 'the same window'."""
+    return Margin(value, f"{value:g} temperature: one step of the temperature grid, the resolution at which a "
+                  "window's edge is measured")
 
 
 def window_claims(ch: "Chapter", table: pd.DataFrame, *, t_in: float, p_recover: float, p_fail: float, margin_width: Any,
