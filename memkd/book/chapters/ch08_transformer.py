@@ -3,7 +3,8 @@ its departures.
 
 The workshop setting (`memkd.experiments.modular_addition`: `transformer_distillation`, and its
 statistics `transfer_by_temperature`, `teacher_summary`) has its claims recorded in the notebook and its
-closing sentences here (`transformer_outcomes`). The published version's teacher clock
+sentences here: where the budget leaves the teachers (`teacher_budget_text`) and what the verdicts found
+(`transformer_outcomes`). The published version's teacher clock
 (`memkd.experiments.teacher_clock`: one row per student with its teacher's state at each stop,
 `stop_summary` per stop) gets its claims here (`clock_claims`, with the margin and the fewest teachers
 fixed before the run) and its closing text (`clock_outcome`). `departures` lists how both depart from
@@ -22,7 +23,7 @@ from memkd.book.departures import (
     Departure, config_of, config_values, departure_row, pairs, sizes_departure, temperature_departure,
 )
 from memkd.book.outcomes import outcome
-from memkd.experiments.modular_addition import PAPER_FIG8
+from memkd.experiments.modular_addition import PAPER_FIG8, teacher_summary
 from memkd.experiments.teacher_clock import GENERALIZED, PAPER_CLOCK, STATE_COLUMNS, STATES
 
 if TYPE_CHECKING:  # the chapter layer's own class
@@ -168,7 +169,25 @@ def clock_outcome(summary: pd.DataFrame, claims: pd.DataFrame, margin: float = E
     return "\n".join(lines)
 
 
-# --- the workshop setting's closing sentences -------------------------------------------------------
+# --- the workshop setting's sentences -------------------------------------------------------
+
+
+def teacher_budget_text(table: pd.DataFrame) -> str:
+    """Where their budget leaves the teachers of a `transformer_distillation` table (Markdown): how long the
+    budget is against the time they needed to memorize D, and how far their accuracy outside D has moved
+    from chance towards 1 (grokking), from `modular_addition.teacher_summary`."""
+    per = teacher_summary(table)
+    chance, run = float(table.chance.iloc[0]), int(per.teacher_epochs_run.max())
+    first_lo, first_hi = int(per.teacher_first_perfect.min()), int(per.teacher_first_perfect.max())
+    acc, lo, hi = per.teacher_independent_acc.mean(), per.teacher_independent_acc.min(), per.teacher_independent_acc.max()
+    where = ("they have generalized the rule: they grokked within their budget" if lo >= 0.95 else
+             "they have not started to generalize the rule" if hi <= 2 * chance else
+             "they are part of the way from memorizing D to grokking the rule")
+    text = (f"The {len(per)} teachers trained for {run} full-batch steps (`teacher_stop="
+            f"\"{table.teacher_stop.iloc[0]}\"`) and first classified all of their D at steps {first_lo}-{first_hi}, "
+            f"so the budget is {run / max(first_hi, 1):.1f}× the time they needed to memorize. On the pairs outside D "
+            f"they reach {acc:.3f} on average (from {lo:.3f} to {hi:.3f}; chance 1/k = {chance:.3f}): {where}.")
+    return text
 
 
 def transformer_outcomes(ch: "Chapter", checks: pd.DataFrame, fits: pd.DataFrame) -> str:
