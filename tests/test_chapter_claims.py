@@ -187,33 +187,33 @@ def test_contradictions_say_nowhere_when_none_fails_and_ignore_supporting_claims
 
 
 def test_chapter_07_says_when_dropping_the_class_lowers_its_accuracy(tmp_path):
-    from memkd.book import outcomes
+    from memkd.book.chapters.ch07_logit_surgery import surgery_outcomes
 
     ch = Chapter("07_logit_surgery", profile="smoke", results_dir=str(tmp_path), device="cpu")
     ch.claim_difference("drop_class_like_plain", "Kept.", paired(12, -0.1, value="test_acc_class"),
                         paired(12, 0.0, seed=9, value="test_acc_class"), value="test_acc_class", expect="equivalent",
                         margin=0.1)
     ch.claim_count("zero_class_kills_class", "Zeroed.", 0, 120, 0.02, expect="below", teachers=12)
-    text = outcomes.surgery_outcomes(ch, 0)
+    text = surgery_outcomes(ch, 0)
     assert "leans against the paper here:** dropping class 0 lowers" in text and "(plain) to 0.1" in text
     assert "too few teachers to tell this from chance" in text
     ch2 = Chapter("07_logit_surgery", profile="smoke", results_dir=str(tmp_path / "b"), device="cpu")
     ch2.claim_difference("drop_class_like_plain", "Kept.", paired(40, 0.0, seed=3, value="test_acc_class"),
                          paired(40, 0.0, seed=4, value="test_acc_class"), value="test_acc_class",
                          expect="equivalent", margin=0.1)
-    assert "keeps its held-out accuracy at plain distillation's" in outcomes.surgery_outcomes(ch2, 0)
+    assert "keeps its held-out accuracy at plain distillation's" in surgery_outcomes(ch2, 0)
 
 
 def test_chapter_05_compares_what_the_temperature_and_the_learning_rate_move(ch):
-    from memkd.book import outcomes
+    from memkd.book.chapters.ch05_temperature_lr import temperature_lr_outcomes
 
     grid = pd.DataFrame([[0.05, 0.06], [0.20, 0.21]], index=[1.0, 20.0], columns=[0.001, 0.003])
-    text = outcomes.temperature_lr_outcomes(ch, grid)
+    text = temperature_lr_outcomes(ch, grid)
     assert "by 0.150 on average" in text and "by 0.010" in text and "the temperature moves it more" in text
 
 
 def test_chapter_10_names_the_settings_where_cnns_leak(tmp_path):
-    from memkd.book import outcomes
+    from memkd.book.chapters.ch10_convolutions import convolution_outcomes
 
     ch = Chapter("10_convolutions", profile="smoke", results_dir=str(tmp_path), device="cpu", beyond_paper=True)
     leak = pd.DataFrame({"dataset": np.arange(8), "test_acc": 0.3 + 0.01 * np.random.default_rng(0).standard_normal(8),
@@ -221,13 +221,13 @@ def test_chapter_10_names_the_settings_where_cnns_leak(tmp_path):
     none = leak.assign(test_acc=0.2 + 0.002 * np.random.default_rng(1).standard_normal(8))
     ch.claim("cnn_cnn_clean_no_leak", "C.", leak, baseline="independent_acc", expect="equivalent", margin=0.03)
     ch.claim("cnn_cnn_labels_no_leak", "L.", none, baseline="independent_acc", expect="equivalent", margin=0.03)
-    text = outcomes.convolution_outcomes(ch, ["clean", "labels"])
+    text = convolution_outcomes(ch, ["clean", "labels"])
     assert "leak beyond the margin on clean (+0.10" in text and "do not leak (within the margin) on labels" in text
     mlp = leak.assign(leak=0.2 + 0.01 * np.random.default_rng(2).standard_normal(8))
     ch.claim_difference("cnn_leaks_less_clean", "Less.", none.assign(leak=none.test_acc - 0.2), mlp, value="leak",
                         expect="below")
     ch.claim("probe_fixed_cnn_leaks", "Probe.", none, baseline="independent_acc", expect="above")
-    text = outcomes.convolution_outcomes(ch, ["clean", "labels"])
+    text = convolution_outcomes(ch, ["clean", "labels"])
     assert "leak less than MLP students of an MLP teacher on clean (-0.2" in text
     assert "The probe (one pixel order shared by all images): the probe " in text and "probe_fixed_cnn_leaks" in text
 
@@ -289,7 +289,7 @@ def test_chapter_07_at_smoke_tests_across_teachers_and_records_margins_and_plans
 
 
 def test_chapter_08_says_when_students_pick_up_the_rule_and_beat_chance(tmp_path):
-    from memkd.book import outcomes
+    from memkd.book.chapters.ch08_transformer import transformer_outcomes
 
     ch = Chapter("08_transformer", profile="smoke", results_dir=str(tmp_path), device="cpu")
     checks = pd.DataFrame([
@@ -297,8 +297,8 @@ def test_chapter_08_says_when_students_pick_up_the_rule_and_beat_chance(tmp_path
         {"check": "students_outside_D_vs_chance", "temperature": 1.0, "mean": 0.25, "verdict": "holds"},
         {"check": "held_out_vs_chance", "temperature": 10.0, "mean": 0.0, "verdict": "inconclusive"}])
     fits = pd.DataFrame({"temperature": [1.0, 10.0], "fits": [True, False]})
-    text = outcomes.transformer_outcomes(ch, checks, fits)
+    text = transformer_outcomes(ch, checks, fits)
     assert "the students beat chance on the pairs outside D (by +0.250)" in text
     assert "at T = 1, students that fit their part of D reach held-out accuracy above chance" in text
     quiet = checks.assign(verdict="inconclusive")
-    assert outcomes.transformer_outcomes(ch, quiet, fits).startswith("At no temperature where the students fit")
+    assert transformer_outcomes(ch, quiet, fits).startswith("At no temperature where the students fit")

@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from memkd.book.chapters import ch16_class_scaling
+from memkd.book.chapters.ch16_class_scaling import scaling_claims
 from memkd.declare import table_columns
 from memkd.experiments import class_scaling, temperature_window
 from memkd.experiments.class_scaling import (
-    FIG13_TEMPERATURES, ClassScalingConfig, collapse, per_class_of, scaling_claims, students_of, thresholds,
+    FIG13_TEMPERATURES, ClassScalingConfig, collapse, per_class_of, students_of, thresholds,
 )
 from tests.conftest import ROOT, execute_chapter_at_smoke
 
@@ -153,7 +155,7 @@ def test_departures_name_what_the_run_changed(smoke):
     paper = dict(smoke.attrs["config"], **ClassScalingConfig.PROFILE_VALUES["paper"], class_counts=[2, 10, 20, 30, 40, 50])
     released = smoke.copy()
     released.attrs = {"config": paper}
-    released = dp.class_scaling_departures(released)
+    released = ch16_class_scaling.departures(released)
     assert [r["topic"] for r in released] == ["pooled designs", "inputs", "shuffle kind", "exact solver"]
 
 

@@ -14,6 +14,10 @@ import pytest
 import yaml
 
 from memkd.book import departures as dp
+from memkd.book.chapters import (
+    ch01_toy_2d, ch04_cifar10, ch08_transformer, ch10_convolutions, ch11_linear_recovery, ch12_temperature_window,
+    ch13_one_hidden_layer,
+)
 from memkd.book.chapter import Chapter
 from memkd.book.claims import DEPARTURE_COLUMNS
 from memkd.config import make_config
@@ -53,10 +57,14 @@ def topics(rows) -> list[str]:
 TEXTS = yaml.safe_load((ROOT / "memkd" / "book" / "departures.yml").read_text(encoding="utf-8"))
 
 
+DEPARTURE_CODE = [ROOT / "memkd" / "book" / "departures.py", *sorted((ROOT / "memkd" / "book" / "chapters").glob("ch*.py"))]
+
+
 def constant_calls(name: str) -> set[tuple[str, ...]]:
-    """The constant leading arguments of every call of `name` in memkd/book/departures.py."""
-    tree = ast.parse((ROOT / "memkd" / "book" / "departures.py").read_text(encoding="utf-8"))
-    return {tuple(a.value for a in node.args) for node in ast.walk(tree)
+    """The constant leading arguments of every call of `name` in memkd/book/departures.py and the chapter
+    modules (memkd/book/chapters/), which build the rows."""
+    trees = [ast.parse(path.read_text(encoding="utf-8")) for path in DEPARTURE_CODE]
+    return {tuple(a.value for a in node.args) for tree in trees for node in ast.walk(tree)
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == name
             and node.args and all(isinstance(a, ast.Constant) for a in node.args)}
 
@@ -151,8 +159,22 @@ def test_every_chapter_has_its_function():
         dp.for_chapter("99_nowhere", pd.DataFrame())
 
 
+def test_a_chapter_with_its_own_module_keeps_its_departures_there():
+    """Each module of memkd/book/chapters/ (chNN_<name>) has `departures`, and the registry sends chapter NN_<name>
+    to it, not to a function of its own."""
+    import importlib
+
+    modules = sorted(p.stem for p in (ROOT / "memkd" / "book" / "chapters").glob("ch[0-9][0-9]_*.py"))
+    assert modules, "no chapter module found"
+    for module in modules:
+        chapter = module[2:]
+        assert chapter in dp.CHAPTER_DEPARTURES, module
+        assert dp.CHAPTER_DEPARTURES[chapter].__name__ == f"{module}.departures"
+        assert callable(importlib.import_module(f"memkd.book.chapters.{module}").departures)
+
+
 def test_toy_departures_use_the_toy_sizes():
-    cfg = {"soften_student": False, "teacher_epochs": 3000, "teacher_stop": "budget", **dp.PAPER_TOY_SIZES}
+    cfg = {"soften_student": False, "teacher_epochs": 3000, "teacher_stop": "budget", **ch01_toy_2d.PAPER_TOY_SIZES}
     assert topics(dp.for_chapter("01_toy_2d", table_with(cfg, teacher_first_perfect=[499]))) == [
         "temperature convention", "teacher budget"]
 
@@ -179,7 +201,7 @@ def test_image_departures():
                        n_trivial=[70], teacher_first_perfect=[57])
     assert topics(dp.for_chapter("04_cifar10", table)) == [
         "pixel shuffle", "input data", "teachers", "epochs and learning rates", "profile sizes", "temperature convention"]
-    assert "input data" not in topics(dp.image_departures(table.assign(images="cifar10")))
+    assert "input data" not in topics(ch04_cifar10.departures(table.assign(images="cifar10")))
 
 
 def test_transformer_chapter_records_the_clock_once_it_is_there():
@@ -189,18 +211,18 @@ def test_transformer_chapter_records_the_clock_once_it_is_there():
                 "temperature convention"]
     assert topics(dp.for_chapter("08_transformer", table)) == workshop
     both = topics(dp.for_chapter("08_transformer", table, clock=clock))
-    assert both[:len(workshop)] == workshop and both[len(workshop):] == topics(dp.clock_departures(clock))
+    assert both[:len(workshop)] == workshop and both[len(workshop):] == topics(ch08_transformer.clock_departures(clock))
 
 
 def test_clock_departures_follow_the_config():
     clock = table_with(config(TeacherClockConfig, "teacher_clock", epochs=20))
     assert {f"teacher clock: {t}" for t in ("teacher stops", "teachers", "optimizer", "steps", "rho",
-                                             "profile sizes")} <= set(topics(dp.clock_departures(clock)))
+                                             "profile sizes")} <= set(topics(ch08_transformer.clock_departures(clock)))
     paper = table_with(config(TeacherClockConfig, "teacher_clock", "paper"))
-    assert topics(dp.clock_departures(paper)) == ["teacher clock: teacher stops", "teacher clock: teachers",
+    assert topics(ch08_transformer.clock_departures(paper)) == ["teacher clock: teacher stops", "teacher clock: teachers",
                                                   "teacher clock: student start"]
     shared = table_with(config(TeacherClockConfig, "teacher_clock", "paper", student_start="teacher"))
-    row = [r for r in dp.clock_departures(shared) if r["topic"] == "teacher clock: student start"][0]
+    row = [r for r in ch08_transformer.clock_departures(shared) if r["topic"] == "teacher clock: student start"][0]
     assert "from its teacher's initial weights" in row["book"] and "seed + 23" in row["paper"]
 
 
@@ -210,7 +232,7 @@ def test_convolution_departures():
     assert topics(rows) == ["architecture", "trivial accuracy", "pixel shuffle", "temperature convention",
                             "profile sizes"]
     assert rows[-1]["book"] == "scikit-learn's 8x8 digits, 100 images in D"
-    paper = dp.convolution_departures(table_with({"soften_student": True}, images=["cifar10"], n_memorized=[4000]))
+    paper = ch10_convolutions.departures(table_with({"soften_student": True}, images=["cifar10"], n_memorized=[4000]))
     assert topics(paper) == ["architecture", "trivial accuracy", "pixel shuffle"]
 
 
@@ -218,7 +240,7 @@ def test_linear_recovery_departures():
     rows = dp.for_chapter("11_linear_recovery", table_with(config(RecoveryConfig, "linear_recovery")))
     assert topics(rows) == ["teacher budget", "soft-label student", "profile sizes", "shuffle kind",
                             "functional recovery"]
-    paper = dp.linear_recovery_departures(table_with(config(RecoveryConfig, "linear_recovery", "paper")))
+    paper = ch11_linear_recovery.departures(table_with(config(RecoveryConfig, "linear_recovery", "paper")))
     assert topics(paper) == ["soft-label student", "shuffle kind", "functional recovery"]
 
 
@@ -229,7 +251,7 @@ def test_temperature_window_departures():
     assert topics(rows) == ["student budget", "teacher budget", "profile sizes", "temperatures for C = 10",
                             "inputs", "shuffle kind", "precision and solver", "bfloat16 training", "shuffled control"]
     assert "2 temperatures 1 .. 30" in rows[2]["book"] and "float64, bfloat16" in rows[6]["book"]
-    assert "bfloat16 training" not in topics(dp.temperature_window_departures(table.assign(dtype="float64")))
+    assert "bfloat16 training" not in topics(ch12_temperature_window.departures(table.assign(dtype="float64")))
 
 
 def test_one_hidden_layer_departures_follow_the_config():
@@ -237,13 +259,13 @@ def test_one_hidden_layer_departures_follow_the_config():
     found = set(topics(dp.for_chapter("13_one_hidden_layer", table_with(smoke))))
     assert {"profile sizes", "student optimizer budget", "teacher budget", "shuffle control"} <= found
     paper = dict(smoke, lr=1e-4, epochs=10_000, teacher_lr=1e-3, teacher_epochs=2000)
-    assert "student optimizer budget" not in set(topics(dp.one_hidden_layer_departures(paper)))
-    assert "teacher budget" not in set(topics(dp.one_hidden_layer_departures(paper)))
-    widths = [r for r in dp.one_hidden_layer_departures(smoke) if r["topic"] == "width variants"]
+    assert "student optimizer budget" not in set(topics(ch13_one_hidden_layer.departures(paper)))
+    assert "teacher budget" not in set(topics(ch13_one_hidden_layer.departures(paper)))
+    widths = [r for r in ch13_one_hidden_layer.departures(smoke) if r["topic"] == "width variants"]
     assert len(widths) == 1 and f"width {list(smoke['equal_widths'])}" in widths[0]["book"]
     assert f"on {smoke['variant_datasets']} teachers per size" in widths[0]["book"]
     plain = dict(smoke, variant_widths=[], equal_widths=[])
-    assert "width variants" not in set(topics(dp.one_hidden_layer_departures(plain)))
+    assert "width variants" not in set(topics(ch13_one_hidden_layer.departures(plain)))
 
 
 # ---------------------------------------------------------------------------- the chapters' one call
@@ -257,7 +279,7 @@ def test_record_departures_writes_the_chapters_rows_once(tmp_path):
     ch.finish()
     written = pd.read_csv(tmp_path / "departures.csv")
     assert list(written.columns) == DEPARTURE_COLUMNS and set(written.chapter) == {"10_convolutions"}
-    assert written.topic.tolist() == topics(dp.convolution_departures(table))
+    assert written.topic.tolist() == topics(ch10_convolutions.departures(table))
 
 
 def code_cells(path: Path) -> list[str]:
@@ -279,7 +301,8 @@ def test_notebooks_record_departures_with_one_call_and_never_by_hand(path):
     cells = code_cells(path)
     found = [f"{what}: {line.strip()}" for source in cells for line in source.splitlines()
              for what, pattern in BY_HAND.items() if pattern.search(line)]
-    assert found == [], f"{path.name} builds departures by hand (put them in memkd/book/departures.py): {found}"
+    assert found == [], (f"{path.name} builds departures by hand (put them in memkd/book/departures.py or the "
+                         f"chapter's module in memkd/book/chapters/): {found}")
     assert any("ch.record_departures(" in source for source in cells), f"{path.name} records no departures"
 
 

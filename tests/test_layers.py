@@ -128,3 +128,42 @@ def test_shared_knobs_are_declared_once_in_the_config():
     for path in sorted((PACKAGE / "experiments").glob("*.py")) + [PACKAGE / "pipeline.py"]:
         hits = [m.group(0)[:60] for m in written.finditer(path.read_text())]
         assert not hits, f"{path.name} declares a shared knob by hand: {hits}"
+
+
+CHAPTER_NAMES = ("ch", "chapter")  # the names a chapter object goes by in the book
+
+
+def chapter_reaches(path: Path) -> list[str]:
+    """Where a module reaches into a chapter: a function parameter named `ch` / `chapter` or annotated with
+    a `Chapter`, and every call of a chapter's claim methods (`.claim`, `.claim_count`, `.claim_difference`)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            a = node.args
+            for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, *[v for v in (a.vararg, a.kwarg) if v]]:
+                annotation = ast.unparse(arg.annotation) if arg.annotation is not None else ""
+                if arg.arg in CHAPTER_NAMES or "Chapter" in annotation:
+                    found.append(f"{path.name}:{node.lineno} {getattr(node, 'name', 'lambda')}({arg.arg}"
+                                 + (f": {annotation})" if annotation else ")"))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                node.func.attr == "claim" or node.func.attr.startswith("claim_")):
+            found.append(f"{path.name}:{node.lineno} calls .{node.func.attr}")
+    return found
+
+
+def test_experiments_never_receive_a_chapter():
+    """An experiment returns tables; the claims on them live in the book's chapter modules
+    (memkd.book.chapters), so nothing under memkd/experiments takes a chapter or records a claim."""
+    found = [hit for path in sorted((PACKAGE / "experiments").glob("*.py")) for hit in chapter_reaches(path)]
+    assert found == []
+
+
+def test_the_chapter_check_sees_a_chapter_parameter_and_a_claim_call(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def a(ch, table):\n    return table\n\n"
+                   "def b(table, *, chapter=None):\n    return table\n\n"
+                   "def c(book: 'Chapter', table):\n    return table\n\n"
+                   "def d(x, table):\n    x.claim_count('id', 'text', 1, 2, 0.5)\n    return x.claim('id', 'text', table)\n\n"
+                   "def fine(table, chapters_seen: int = 0):\n    return table.claims\n")
+    assert sorted(hit.split(" ", 1)[1] for hit in chapter_reaches(bad)) == [
+        "a(ch)", "b(chapter)", "c(book: 'Chapter')", "calls .claim", "calls .claim_count"]

@@ -212,7 +212,7 @@ def test_a_small_temperature_saturates_float32_soft_labels_but_not_float64():
 
 def test_window_claims_record_each_class_counts_claims_and_route_the_precision_ones(tmp_path):
     from memkd.book.chapter import Chapter
-    from memkd.experiments.temperature_window import window_claims
+    from memkd.book.chapters.ch12_temperature_window import window_claims
 
     table = temperature_window("smoke", device="cpu")
     ch = Chapter("12_temperature_window", profile="smoke", results_dir=str(tmp_path), device="cpu")
@@ -229,7 +229,8 @@ def test_window_claims_record_each_class_counts_claims_and_route_the_precision_o
 
 def test_recovery_claims_record_the_chapters_claims_from_per_teacher_rows(tmp_path):
     from memkd.book.chapter import Chapter
-    from memkd.experiments.linear_recovery import per_teacher, perfect_teachers, recovery_claims
+    from memkd.book.chapters.ch11_linear_recovery import recovery_claims
+    from memkd.experiments.linear_recovery import per_teacher, perfect_teachers
 
     table = linear_recovery("smoke", device="cpu")
     ch = Chapter("11_linear_recovery", profile="smoke", results_dir=str(tmp_path), device="cpu")
@@ -245,7 +246,7 @@ def test_recovery_claims_record_the_chapters_claims_from_per_teacher_rows(tmp_pa
 
 
 def test_window_table_names_what_sets_each_edge():
-    from memkd.book.outcomes import window_table
+    from memkd.book.chapters.ch12_temperature_window import window_table
 
     nan = float("nan")
     edges = pd.DataFrame([
@@ -275,7 +276,7 @@ def test_window_edges_name_the_temperatures_that_fail_inside_the_window():
 
 
 def test_recovery_lines_report_each_student_and_missing_cells():
-    from memkd.book.outcomes import recovery_lines
+    from memkd.book.chapters.ch11_linear_recovery import recovery_lines
 
     summary = pd.DataFrame([dict(student="least_squares", shuffled=False, above=True, perfect=1.0, cells=4, teachers=2)])
     ls, soft = recovery_lines(summary, {"least_squares_perfect_above_line": "holds"})

@@ -252,7 +252,9 @@ def test_planned_trials_is_exact():
 
 
 def test_margins_carry_their_reason_and_plans_are_found_by_pattern():
-    from memkd.book.plan import DIRECTION_REASON, Margin, margin_of, plan_for, surgery_overall_kept, toy_at_chance
+    from memkd.book.chapters.ch01_toy_2d import toy_at_chance
+    from memkd.book.chapters.ch07_logit_surgery import surgery_overall_kept
+    from memkd.book.plan import DIRECTION_REASON, Margin, margin_of, plan_for
 
     assert toy_at_chance().value == pytest.approx(0.0333, abs=1e-4) and "Fig 1" in toy_at_chance().reason
     assert surgery_overall_kept(0.02).value == pytest.approx(0.005)  # no longer 1/C, which could not fail

@@ -21,7 +21,7 @@ from memkd.experiments import open_questions as oq
 from memkd.experiments import q1_overlap as q1, q2_regularization as q2, q3_architecture as q3
 from memkd.experiments import q4_convention as q4, q5_probe as q5, q6_teacher_protocol as q6
 from memkd.metrics import overlap_test
-from memkd.book import questions as oc
+from memkd.book.chapters import ch09_open_questions as oc
 from memkd.models.mlp import EnsembleMLP
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,8 @@ import torch
 
 from memkd import experiments as ex
 from memkd.book import grid_analysis as an
-from memkd.book import outcomes, plots
+from memkd.book import plots
+from memkd.book.chapters import ch02_logit_distillation, ch05_temperature_lr, ch06_dataset_composition
 from memkd.config import make_config
 from memkd.losses import cut_tail, tail_entries
 
@@ -72,7 +73,7 @@ def test_axis_range_and_table():
     ([0.3, 0.2, 0.1], "is highest at the grid's smallest T = 1 (0.300): the grid does not reach below the optimum"),
 ])
 def test_axis_optimum(values, expect):
-    assert outcomes.axis_optimum(pd.Series(values, index=[1.0, 10.0, 100.0]), "T") == expect
+    assert ch05_temperature_lr.axis_optimum(pd.Series(values, index=[1.0, 10.0, 100.0]), "T") == expect
 
 
 def test_heatmap_paints_grey_cells_and_leaves_missing_ones_white():
@@ -95,13 +96,13 @@ def test_heatmap_paints_grey_cells_and_leaves_missing_ones_white():
 def test_capacity_outcome_names_the_threshold_and_the_trend():
     rows = [{"dataset": k, "alpha": 0.6, "width": w, "test_acc": acc + 0.01 * k}
             for k in range(3) for w, acc in [(16, 0.02), (64, 0.05), (250, 0.09)]]
-    text = outcomes.capacity_outcome(pd.DataFrame(rows), 0.6, chance=0.02, teacher_width=125)
+    text = ch02_logit_distillation.capacity_outcome(pd.DataFrame(rows), 0.6, chance=0.02, teacher_width=125)
     assert "0.030 at p = 16, 0.060 at p = 64, 0.100 at p = 250" in text
     assert "first exceeds twice chance (0.040) at p = 64 (0.51× the teacher's width 125)" in text
     assert "rises with every step in width" in text
     flat = pd.DataFrame([{**r, "test_acc": 0.01} for r in rows])
-    assert "no width reaches twice chance" in outcomes.capacity_outcome(flat, 0.6, 0.02, 125)
-    assert outcomes.capacity_outcome(pd.DataFrame(rows[:1]), 0.6, 0.02, 125) == ""
+    assert "no width reaches twice chance" in ch02_logit_distillation.capacity_outcome(flat, 0.6, 0.02, 125)
+    assert ch02_logit_distillation.capacity_outcome(pd.DataFrame(rows[:1]), 0.6, 0.02, 125) == ""
 
 
 def test_composition_cells_names_white_and_grey_cells():
@@ -109,8 +110,8 @@ def test_composition_cells_names_white_and_grey_cells():
              "test_acc": np.nan} for k in range(2)]
     rows += [{"classes": 10, "per_class": 5, "input_dim": d, "dataset": k, "teacher_memorized": True,
               "test_acc": acc} for k in range(2) for d, acc in [(5, 0.3), (640, 0.08)]]
-    text = outcomes.composition_cells(pd.DataFrame(rows))
+    text = ch06_dataset_composition.composition_cells(pd.DataFrame(rows))
     assert text == ("White cells (no teacher memorized its dataset within its budget): C = 10, 5 per class, d = 2. "
                     "Grey cells (mean held-out accuracy below chance 1/C): C = 10, 5 per class, d = 640.")
-    assert "Grey cells (mean held-out accuracy below chance 1/C): none" in outcomes.composition_cells(
+    assert "Grey cells (mean held-out accuracy below chance 1/C): none" in ch06_dataset_composition.composition_cells(
         pd.DataFrame([r for r in rows if r["input_dim"] != 640]))

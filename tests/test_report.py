@@ -304,7 +304,7 @@ def test_the_teacher_rule_follows_the_declared_protocol():
 
 
 def test_a_claim_whose_verdict_moves_with_the_clock_says_so_in_its_sentence(tmp_path):
-    from memkd.book import outcomes
+    from memkd.book.chapters import ch05_temperature_lr
     from memkd.book.chapter import Chapter
 
     ch = Chapter("05_temperature_lr", profile="smoke", results_dir=str(tmp_path / "05"), device="cpu")
@@ -312,9 +312,9 @@ def test_a_claim_whose_verdict_moves_with_the_clock_says_so_in_its_sentence(tmp_
     ch.claims.append(Claim(claim="high_temperature_helps", paper="High T helps.", verdict="holds", difference=0.16, **base))
     ch.claims.append(Claim(claim="high_temperature_helps_second_clock", paper="Again.", verdict="holds",
                            difference=0.05, **base))
-    assert outcomes.clock_note(ch) == ""  # the same verdict at both clocks: nothing to add
+    assert ch05_temperature_lr.clock_note(ch) == ""  # the same verdict at both clocks: nothing to add
     ch.claims[1].verdict = "inconclusive"
-    note = outcomes.clock_note(ch)
+    note = ch05_temperature_lr.clock_note(ch)
     assert "holds here, inconclusive with the teachers on the second clock, +0.050" in note
     ch.qualify("high_temperature_helps", note)
     ch.qualify("high_temperature_helps", note)  # once only

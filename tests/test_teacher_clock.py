@@ -209,7 +209,8 @@ def _clock_table(gap_before: float, gap_after: float, teachers: int = 5, spread:
 
 def test_clock_claims_follow_the_clock_and_the_verdicts(tmp_path):
     from memkd.book.chapter import Chapter
-    from memkd.experiments.teacher_clock import clock_claims, clock_outcome, stop_summary
+    from memkd.book.chapters.ch08_transformer import clock_claims, clock_outcome
+    from memkd.experiments.teacher_clock import stop_summary
 
     ch = Chapter("08_transformer", profile="smoke", results_dir=str(tmp_path), device="cpu")
     table = _clock_table(gap_before=0.2, gap_after=0.0)

@@ -172,12 +172,13 @@ def test_no_temperature_transfers_holds_fails_and_stays_inconclusive():
 
 def test_teacher_summary_says_where_the_budget_leaves_the_teachers():
     import pandas as pd
+    from memkd.book.chapters.ch08_transformer import teacher_budget_text
     from memkd.experiments.modular_addition import teacher_summary
 
     base = dict(teacher_epochs_run=800, teacher_stop="budget", chance=0.05)
     table = pd.DataFrame([{"dataset": k, "teacher_first_perfect": 100 + k, "teacher_independent_acc": acc, **base}
                           for k, acc in enumerate([0.3, 0.5])])
-    per, text = teacher_summary(table)
-    assert len(per) == 2 and "800 full-batch steps" in text and "7.9×" in text and "part of the way" in text
+    per, text = teacher_summary(table), teacher_budget_text(table)
+    assert len(per) == 2 and list(per.dataset) == [0, 1] and "800 full-batch steps" in text and "7.9×" in text and "part of the way" in text
     grokked = table.assign(teacher_independent_acc=0.99)
-    assert "grokked" in teacher_summary(grokked)[1]
+    assert "grokked" in teacher_budget_text(grokked)

@@ -7,7 +7,7 @@
     outcomes    outcome sentences chosen by a build's verdicts, and where it contradicts the paper
     plots       figures with error bars over teachers
     widgets     the interactive explorers
-    questions   the verdicts of chapter 09 (the open questions)
+    chapters    one module per chapter: its claims, outcome sentences and departures (09: the open questions)
     grid_analysis  the statistics of chapters 05-07 beyond a per-teacher mean (best cells chosen on other teachers)
     build       the two-stage build: execute the notebooks, then render the site
     report      the reproduction report: claims, departures and provenance gathered from a build

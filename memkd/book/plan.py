@@ -3,9 +3,10 @@
 A **margin** is the bound a claim is tested against: for "equivalent" the half-width of the band
 within which two quantities count as the same, for "above" / "below" how far beyond the baseline
 the difference must lie (0: any difference in the stated direction). Each margin is a `Margin`
-(value, reason); the named margins below are the book's, each with its reason, in one place:
-a fraction of the paper's effect, of chance 1/C, or of the measurement's resolution, and never so
-wide that the claim cannot fail.
+(value, reason); each chapter's named margins live in its module of `memkd.book.chapters` (e.g.
+`ch13_one_hidden_layer.hidden_shuffle_at_chance`), beside its claims, and the one that chapters 11, 12
+and 16 share (`linear_chance`) here: each a fraction of the paper's effect, of chance 1/C, or of the
+measurement's resolution, with its reason, and never so wide that the claim cannot fail.
 
 A **plan** says how many teachers (or, for an exact test, outcomes) a claim needs for 80% power at
 its level, for an assumed effect: the effect the paper reports where it gives a number, else the
@@ -67,82 +68,16 @@ def margin_of(margin: float | Margin, expect: str) -> tuple[float, str]:
     return margin, (DIRECTION_REASON if expect != "equivalent" and margin == 0 else "")
 
 
-# ---------------------------------------------------------------------------- the book's margins
+# ---------------------------------------------------------------------------- the margin several chapters share
 
 PAPER_FIG1_EFFECT: float = _TABLES["constants"]["PAPER_FIG1_EFFECT"]  # Fig 1: about 40% held out against chance 1/3
 
 
-def toy_at_chance() -> Margin:
-    """Chapter 01: hard-label students at chance in 2-D."""
-    return Margin(PAPER_FIG1_EFFECT / 2, "half the soft-label effect of the paper's Fig 1 (about 40% held out "
-                  "against chance 1/3: 0.067), so that a student with that effect could not pass as at chance")
-
-
-def hard_labels_at_chance(chance: float) -> Margin:
-    """Chapter 02: hard-label students at chance on held-out memorized data."""
-    return Margin(chance / 2, "half of chance 1/C: half the smallest soft-label effect of interest "
-                  "(a held-out accuracy of twice chance) tested beside it")
-
-
-def surgery_class_kept(value: float) -> Margin:
-    """Chapter 07: class-c held-out accuracy kept when class c is dropped (the chapter's parameter)."""
-    return Margin(value, f"{value:g} in class-c held-out accuracy: one of the 10 held-out class-c points "
-                  "of a teacher at the quick profile, the resolution of one teacher's class-c accuracy")
-
-
-def surgery_overall_kept(chance: float) -> Margin:
-    """Chapter 07: overall held-out accuracy kept under a surgery of class c."""
-    return Margin(chance / 4, "a quarter of 1/C, the share of the held-out points that are of class c: a "
-                  "surgery that changed only class c's points could move the overall accuracy by at most "
-                  "1/C, so a margin of 1/C (the old one) could not fail")
-
-
-def composition_far_above(chance: float) -> Margin:
-    """Chapter 06: the best cell's held-out accuracy 'far above' its trivial accuracy."""
-    return Margin(chance, "'far above' read as more than twice the trivial accuracy (a margin of 1/C of the "
-                  "chosen cell): with a margin of 0 the best of many cells passes whenever any cell leaks at all")
-
-
-def transformer_trivial(chance: float) -> Margin:
-    """Chapter 08: held-out accuracy against the students' own accuracy outside D."""
-    return Margin(chance, "1/k: fewer than one extra correct answer in k held-out pairs counts as trivial")
-
-
-def convolution_no_leak(value: float) -> Margin:
-    """Chapter 10: 'no leak' of CNN students (the chapter's parameter)."""
-    return Margin(value, f"{value:g} in held-out accuracy: under a third of chance on ten classes, and far "
-                  "below the leak of the MLP students tested beside it")
-
-
 def linear_chance(value: float = 0.05) -> Margin:
-    """Chapters 11-12: a within-class-shuffled linear student 'at chance'."""
+    """Chapters 11, 12 and 16: a within-class-shuffled linear student 'at chance'."""
     return Margin(value, f"{value:g} in held-out accuracy: the cells' held-out sets hold 10-100 points, so one "
                   "teacher's mean moves by a few points by chance alone, while the recovery the chapter looks for "
                   "is a move of 0.5 (from chance to 1)")
-
-
-def linear_same_threshold(value: float = 0.02) -> Margin:
-    """Chapter 11: the soft-label student 'reaches the same threshold' as least squares."""
-    return Margin(value, f"{value:g} in held-out accuracy above the line: at most two held-out points in a hundred "
-                  "apart, paired on teachers, against a gap of 0.5 between recovery and chance")
-
-
-def window_same_width(value: float = 1.0) -> Margin:
-    """Chapter 12: two precisions give 'the same window'."""
-    return Margin(value, f"{value:g} temperature: one step of the temperature grid, the resolution at which a "
-                  "window's edge is measured")
-
-
-def hidden_shuffle_at_chance(value: float) -> Margin:
-    """Chapter 13: the shuffle control of the one-hidden-layer students 'at chance' (pooled points)."""
-    return Margin(value, f"{value:g} in held-out accuracy: twice chance 1/C at C = 100, far below the partial "
-                  "leak (about 0.4) of the students whose inputs are not shuffled")
-
-
-def clock_equivalent(value: float) -> Margin:
-    """Chapter 08, the teacher clock: held-out memorized and unseen accuracies 'agree'."""
-    return Margin(value, f"{value:g} in accuracy: about one standard error of one student's accuracy on 100 "
-                  "pairs (0.5 / sqrt(100)); smaller gaps are what drawing the pairs alone gives")
 
 
 # ---------------------------------------------------------------------------- power plans

@@ -220,22 +220,9 @@ def transfer_by_temperature(table: pd.DataFrame, margin: float, level: float = 0
     return per_t, float(open_.loc[open_.ci_high.idxmax(), "temperature"]), level / m
 
 
-def teacher_summary(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The teachers of a `transformer_distillation` table and where their budget leaves them.
-
-    Returns one row per teacher (first step at 100% on D, steps run, accuracy outside D) and a
-    Markdown sentence computed from them: how long the budget is against the time to memorize, and
-    how far the teachers' accuracy outside D has moved from chance towards 1 (grokking).
-    """
+def teacher_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The teachers of a `transformer_distillation` table: one row per teacher (dataset; first step at 100%
+    on D, steps run, accuracy outside D). Chapter 08 says where the budget leaves them
+    (`memkd.book.chapters.ch08_transformer.teacher_budget_text`)."""
     per = table.groupby("dataset")[["teacher_first_perfect", "teacher_epochs_run", "teacher_independent_acc"]].first()
-    chance, run = float(table.chance.iloc[0]), int(per.teacher_epochs_run.max())
-    first_lo, first_hi = int(per.teacher_first_perfect.min()), int(per.teacher_first_perfect.max())
-    acc, lo, hi = per.teacher_independent_acc.mean(), per.teacher_independent_acc.min(), per.teacher_independent_acc.max()
-    where = ("they have generalized the rule: they grokked within their budget" if lo >= 0.95 else
-             "they have not started to generalize the rule" if hi <= 2 * chance else
-             "they are part of the way from memorizing D to grokking the rule")
-    text = (f"The {len(per)} teachers trained for {run} full-batch steps (`teacher_stop="
-            f"\"{table.teacher_stop.iloc[0]}\"`) and first classified all of their D at steps {first_lo}-{first_hi}, "
-            f"so the budget is {run / max(first_hi, 1):.1f}× the time they needed to memorize. On the pairs outside D "
-            f"they reach {acc:.3f} on average (from {lo:.3f} to {hi:.3f}; chance 1/k = {chance:.3f}): {where}.")
-    return per.reset_index(), text
+    return per.reset_index()

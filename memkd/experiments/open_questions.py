@@ -12,7 +12,7 @@ Same contract as the random-data figures: `fn(profile="smoke" | "quick" | "paper
 tidy DataFrame`, every knob validated before any training, one row per trained student (per *pair* of
 students for the overlap question). Here: the questions' profiles, the teachers (`teachers`: trained
 once per process as one ensemble and shared by the questions), the splits, the students' correct sets
-and the table. Teachers are the unit of replication; the verdicts live in `memkd.book.questions`.
+and the table. Teachers are the unit of replication; the verdicts live in `memkd.book.chapters.ch09_open_questions`.
 Shapes: K teachers, M students per teacher, N samples of D, N_te held-out samples, C classes, P width.
 """
 

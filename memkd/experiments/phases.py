@@ -30,12 +30,6 @@ RECOVERY_FRESH_MIN = 0.9
 # A cell's teacher memorized when at least half of its teachers reached 100% on D: beyond the
 # teacher's capacity most teachers fail, and a cell's phase describes students of memorizing teachers.
 TEACHER_MEMORIZED_SHARE = 0.5
-# Held-out accuracy tested against this in a recovery cell (exact test, pooled points): "near 1",
-# at most one held-out point in twenty wrong, far above any partial leak's held-out accuracy.
-RECOVERY_CLAIM_P0 = 0.95
-# The shuffle control is at chance when its held-out accuracy lies within +-0.02 of 1/C: at C = 100
-# that is 3 times chance, while a partial leak's held-out accuracy is tens of times chance.
-SHUFFLE_MARGIN = 0.02
 # The partial-leak cell for the surgery: the one whose held-out accuracy lies closest to this, a
 # clear leak far from both chance and recovery, so that a surgery can move it either way.
 PARTIAL_LEAK_TARGET = 0.5

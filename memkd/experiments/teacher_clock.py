@@ -51,13 +51,6 @@ from memkd.seeds import derive_seed
 GENERALIZED = 0.95
 STATES = ("not memorized", "memorized, not generalized", "generalized")
 STATE_COLUMNS = dict(zip(STATES, ("n_not_memorized", "n_memorized_only", "n_generalized")))  # in `stop_summary`
-# Equivalence margin of "held-out memorized and unseen accuracies agree" (fixed in advance): five accuracy
-# points, about one standard error of one student's accuracy on 100 held-out pairs (0.5 / sqrt(100)):
-# smaller gaps are what drawing the pairs alone gives.
-EQUIVALENCE_MARGIN = 0.05
-# Fewest teachers in one state at one stop for a claim there (fixed in advance): with 2, the t interval has
-# one degree of freedom and its one-sided 5% bound is 6.3 standard errors wide, so it decides nothing.
-MIN_TEACHERS = 3
 
 PAPER_CLOCK = dict(modulus=113, memorized_fraction=0.3, d_model=128, heads=4, d_mlp=512, teacher_lr=1e-3,
                    teacher_weight_decay=1.0, lr=1e-3, weight_decay=1.0, teacher_steps=(2500, 5000, 10000),
@@ -229,7 +222,7 @@ def clock_curve(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(table.attrs.get("clock", []), columns=["step", "dataset", "teacher_unseen_acc"])
 
 
-# --- summaries and claims of chapter 08's teacher-clock section -------------------------------------
+# --- the clock per stop (chapter 08's claims: memkd.book.chapters.ch08_transformer) ---------------
 
 
 def stop_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -248,120 +241,3 @@ def stop_summary(table: pd.DataFrame) -> pd.DataFrame:
         row.update({c: part[c].mean() for c in ("train_acc", "heldout_acc", "unseen_acc")})
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def clock_claims(ch: Any, table: pd.DataFrame, margin: Any = EQUIVALENCE_MARGIN,
-                 min_teachers: int = MIN_TEACHERS) -> pd.DataFrame:
-    """Test, at every teacher stop and temperature, what the clock says the students should show.
-
-    The teachers at a stop are grouped by `teacher_state`. Where at least `min_teachers` teachers have
-    memorized but not generalized: "the leak exists", held-out memorized accuracy above the students' own unseen
-    accuracy (per-teacher means, expect "above", margin 0). Where at least `min_teachers` have generalized:
-    "the leak vanishes into generalization", the two equivalent within +-`margin` (TOST). Both at the one
-    family level (memkd.metrics.FAMILY_ALPHA), teachers as the unit: a t interval of the per-teacher
-    differences, or the exact sign test across teachers where they have no spread. A "vanishes" statement
-    at a temperature where no earlier stop showed the leak has nothing to vanish: it is recorded as a check
-    (shown apart, never counted). Teachers that have not memorized get no claim.
-    `ch` is a `memkd.book.chapter.Chapter`; claims are recorded there with ids
-    clock_leak_<step>_T<T> and clock_vanishes_<step>_T<T>, in the report's block of the published
-    version (`ch.section(published_version=True)`). `margin` may be a `memkd.book.plan.Margin`
-    (the value with its reason) or a bare number.
-    Returns one row per claim: teacher_step, temperature, state, claim, teachers, heldout_acc,
-    unseen_acc, verdict, sentence (the Markdown that `ch` returned).
-    """
-    with ch.section(published_version=True):
-        return _clock_claims(ch, table, margin, min_teachers)
-
-
-def _clock_claims(ch: Any, table: pd.DataFrame, margin: Any, min_teachers: int) -> pd.DataFrame:
-    out = []
-    leaked: set[float] = set()  # temperatures where an earlier stop showed the leak
-    for (step, temp), part in table.sort_values("teacher_step").groupby(["teacher_step", "temperature"]):
-        for state, group in part.groupby("teacher_state"):
-            teachers = group.dataset.nunique()
-            if state == STATES[0] or teachers < min_teachers:
-                continue
-            leak = state == STATES[1]
-            claim_id = f"clock_{'leak' if leak else 'vanishes'}_{step}_T{temp:g}"
-            if leak:
-                text = (f"Teacher stopped at step {step}, memorized but not generalized (T = {temp:g}): students' "
-                        "held-out memorized accuracy lies above their own accuracy on the pairs nobody saw.")
-                kw = dict(expect="above", margin=0.0)
-            else:
-                text = (f"Teacher stopped at step {step}, generalized (T = {temp:g}): students' held-out memorized "
-                        f"accuracy and their accuracy on the pairs nobody saw agree within ±{margin:g}.")
-                kw = dict(expect="equivalent", margin=margin, check=float(temp) not in leaked)
-            detail = (f"k = {int(group.modulus.iloc[0])}, rho {sorted(set(group.rho))}, teachers in state "
-                      f"'{state}' at this stop: {teachers}" + ("" if leak or float(temp) in leaked else
-                      "; a check: no earlier stop showed a leak at this temperature, so there is none to vanish"))
-            what = (f"step {step}, T = {temp:g}, teachers {state}: held-out memorized against own unseen "
-                    "accuracy")
-            sentence = ch.claim(claim_id, text, group, value="heldout_acc", baseline="trivial_acc", what=what,
-                                detail=detail, **kw)
-            verdict = ch.claims[-1].verdict
-            if leak and verdict == "holds":
-                leaked.add(float(temp))
-            out.append({"teacher_step": step, "temperature": temp, "state": state, "claim": claim_id,
-                        "teachers": teachers, "heldout_acc": group.heldout_acc.mean(), "unseen_acc": group.unseen_acc.mean(),
-                        "verdict": verdict, "sentence": sentence})
-    return pd.DataFrame(out, columns=["teacher_step", "temperature", "state", "claim", "teachers", "heldout_acc",
-                                      "unseen_acc", "verdict", "sentence"])
-
-
-def _list(values) -> str:
-    values = [f"{v:g}" for v in values]
-    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
-
-
-def clock_outcome(summary: pd.DataFrame, claims: pd.DataFrame, margin: float = EQUIVALENCE_MARGIN,
-                  min_teachers: int = MIN_TEACHERS) -> str:
-    """The section's closing Markdown, chosen by the clock (`stop_summary`) and the verdicts (`clock_claims`).
-
-    An equivalence after generalizing is called "the leak has vanished" only at a temperature where the
-    leak held at an earlier stop; elsewhere there was no leak shown to vanish, and the text says so.
-    """
-    leaked = claims[(claims.state == STATES[1]) & (claims.verdict == "holds")]
-    lines = []
-    for _, s in summary.iterrows():
-        states = "; ".join(f"{int(s[STATE_COLUMNS[st]])} {st}" for st in STATES if s[STATE_COLUMNS[st]])
-        lines.append(f"- **Step {int(s.teacher_step)}**: the teachers stand at {s.teacher_unseen_acc:.2f} on the "
-                     f"pairs nobody saw (from {s.teacher_unseen_acc_min:.2f} to {s.teacher_unseen_acc_max:.2f}; {states}).")
-        mine = claims[claims.teacher_step == s.teacher_step]
-        for state, part in mine.groupby("state"):
-            by = {v: sorted(part[part.verdict == v].temperature) for v in ("holds", "does not hold", "inconclusive")}
-            leak = state == STATES[1]
-            said = []
-            if by["holds"] and leak:
-                said.append(f"at T = {_list(by['holds'])} the students' held-out memorized accuracy is above "
-                            "their own unseen accuracy: **the leak exists**")
-            elif by["holds"]:
-                before = set(leaked[leaked.teacher_step < s.teacher_step].temperature)
-                gone, never = [t for t in by["holds"] if t in before], [t for t in by["holds"] if t not in before]
-                if gone:
-                    said.append(f"at T = {_list(gone)}, where an earlier stop showed the leak, held-out memorized "
-                                f"and unseen accuracy are equivalent within ±{margin:g}: **the leak has vanished "
-                                "into generalization**")
-                if never:
-                    said.append(f"at T = {_list(never)} the two are equivalent within ±{margin:g}, but no earlier "
-                                "stop showed a leak at this temperature: **nothing to vanish**")
-            if by["does not hold"]:
-                said.append(f"at T = {_list(by['does not hold'])} " + (
-                    "held-out memorized accuracy is not above the unseen accuracy: **no leak**" if leak else
-                    f"the two differ by more than ±{margin:g}: **the leak has not vanished**"))
-            if by["inconclusive"]:
-                said.append(f"at T = {_list(by['inconclusive'])} the test is **inconclusive**")
-            lines.append(f"  Teachers {state}: " + "; ".join(said) + ".")
-        for st in STATES[1:]:
-            if 0 < s[STATE_COLUMNS[st]] < min_teachers:
-                lines.append(f"  Teachers {st}: {int(s[STATE_COLUMNS[st]])}, too few for a claim (fewer than {min_teachers}).")
-        if mine.empty:
-            lines.append(f"  No claim is tested at this stop (fewer than {min_teachers} memorized teachers in one state).")
-    if not (summary[STATE_COLUMNS[STATES[2]]] >= min_teachers).any():
-        best = summary.loc[summary.teacher_unseen_acc.idxmax()]
-        lines.append(f"\nAt no stop had {min_teachers} or more teachers generalized (at least {GENERALIZED:.0%} on the pairs "
-                     f"nobody saw; the best mean was {best.teacher_unseen_acc:.2f} at step {int(best.teacher_step)}): "
-                     "this build cannot test whether the leak vanishes into generalization.")
-    if not (summary[STATE_COLUMNS[STATES[1]]] >= min_teachers).any():
-        lines.append(f"\nAt no stop had {min_teachers} or more teachers memorized without generalizing: this build cannot test "
-                     "where the leak exists.")
-    return "\n".join(lines)

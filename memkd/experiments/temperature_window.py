@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from memkd.config import class_counts_knob, knob, list_of, make_config, one_of, temperatures_knob
@@ -158,78 +157,3 @@ def released_layout(table: pd.DataFrame) -> pd.DataFrame:
 
 __all__ = ["WindowConfig", "temperature_window", "RELEASED_TEMPERATURES", "SOLVERS", "solvers_knob", "window_per_teacher",
            "window_edges", "released_layout"]
-
-
-def window_claims(ch: Any, table: pd.DataFrame, *, t_in: float, p_recover: float, p_fail: float, margin_width: Any,
-                  margin_chance: Any) -> list[str]:
-    """Record chapter 12's claims on `ch` (a `memkd.book.chapter.Chapter`) and return their sentences
-    (Markdown, a "**C = c**" line before each class count's).
-
-    Per C: Adam recovers at `t_in` and fails at the smallest T, the exact solve recovers there (exact
-    tests on teachers against `p_recover` / `p_fail`); each solver's window is wider with the more
-    precise soft labels (paired on teachers; the book's own finding, `ch.section(beyond_paper=True)`),
-    except Adam's float64 against float32, the same within `margin_width`; bfloat16's exact solve fails
-    at the largest T; the shuffled Adam student sits at chance within `margin_chance`. Margins may be
-    `memkd.book.plan.Margin`s or bare numbers.
-    """
-    temps = sorted(table.temperature.unique())
-    dtypes = [d for d in ("float64", "float32", "bfloat16") if d in set(table.dtype)]
-    classes = sorted(table.classes.unique())
-    out: list[str] = []
-    widths = window_per_teacher(table)
-    eligible = table[table.teacher_perfect & ~table.shuffled & (table.n_student >= table.input_dim)]
-    t_low, t_high = temps[0], temps[-1]
-
-    def count(c, dt, solver, t):
-        part = eligible[(eligible.classes == c) & (eligible.dtype == dt) & (eligible.solver == solver)
-                        & np.isclose(eligible.temperature, t)]
-        return int((part.test_acc == 1.0).sum()), int(part.teacher.nunique())
-
-    def width(c, dt, solver):
-        return widths[(widths.classes == c) & (widths.dtype == dt) & (widths.solver == solver)]
-
-    ref = "float32" if "float32" in dtypes else dtypes[-1]
-    for c in classes:
-        out.append(f"**C = {c}**")
-        if any(np.isclose(temps, t_in)):
-            s, n = count(c, ref, "adam", t_in)
-            out.append(ch.claim_count(f"c{c}_adam_recovers_at_T{t_in:g}", f"C = {c}: at T = {t_in:g} students "
-                f"trained by Adam on {ref} soft labels recover the teacher (held-out accuracy 1).", s, n, p_recover,
-                expect="above", teachers=n, what=f"C = {c}, Adam, {ref}, T = {t_in:g}: teachers recovered"))
-        s, n = count(c, ref, "adam", t_low)
-        out.append(ch.claim_count(f"c{c}_adam_fails_at_lowest_T", f"C = {c}: at the smallest T ({t_low:g}) Adam "
-            f"students on {ref} soft labels do not recover at this budget.", s, n, p_fail, expect="below", teachers=n,
-            what=f"C = {c}, Adam, {ref}, T = {t_low:g}: teachers recovered"))
-        s, n = count(c, dtypes[0], "exact", t_low)
-        out.append(ch.claim_count(f"c{c}_exact_recovers_at_lowest_T", f"C = {c}: at the smallest T ({t_low:g}) the "
-            f"exact solve from {dtypes[0]} soft labels recovers the teacher.", s, n, p_recover, expect="above",
-            teachers=n, what=f"C = {c}, exact, {dtypes[0]}, T = {t_low:g}: teachers recovered",
-            check=dtypes[0] == "float64"))  # float64 keeps the logit differences exactly: it cannot fail
-        for solver in ("exact", "adam"):
-            for hi, lo in zip(dtypes[:-1], dtypes[1:]):
-                same = solver == "adam" and (hi, lo) == ("float64", "float32")
-                text = (f"C = {c}: with Adam, float64 soft labels give the same window as float32 (within "
-                        f"±{margin_width:g} temperature)." if same
-                        else f"C = {c}: the {solver} student's window is wider with {hi} soft labels than with {lo}.")
-                with ch.section(beyond_paper=not same):  # precision: beyond the published version
-                    out.append(ch.claim_difference(
-                        f"c{c}_{solver}_window_{hi}_vs_{lo}", text, width(c, hi, solver), width(c, lo, solver),
-                        value="width", expect="equivalent" if same else "above",
-                        margin=margin_width if same else 0.0, unit="teacher",
-                        what=f"C = {c}, {solver}: window width, {hi} vs {lo} (temperatures)",
-                        detail="" if same else "beyond the published version"))
-        if "bfloat16" in dtypes:
-            s, n = count(c, "bfloat16", "exact", t_high)
-            with ch.section(beyond_paper=True):  # precision: beyond the published version
-                out.append(ch.claim_count(
-                    f"c{c}_bfloat16_upper_edge_precision", f"C = {c}: at the largest T ({t_high:g}) even the exact "
-                    "solve from bfloat16 soft labels does not recover.", s, n, p_fail, expect="below", teachers=n,
-                    what=f"C = {c}, exact, bfloat16, T = {t_high:g}: teachers recovered",
-                    detail="beyond the published version", check=True))  # 8 bits of mantissa: it cannot recover
-        shuffled = table[(table.classes == c) & table.shuffled & table.teacher_perfect & (table.solver == "adam")
-                         & (table.dtype == ref) & np.isclose(table.temperature, t_in)]
-        if len(shuffled):
-            out.append(ch.claim(f"c{c}_shuffled_at_chance", f"C = {c}: the within-class-shuffled Adam student "
-                f"({ref}, T = {t_in:g}) sits at chance (within ±{margin_chance:g}).", shuffled, baseline=1 / c,
-                expect="equivalent", margin=margin_chance, unit="teacher", what=f"C = {c}, shuffled, against 1/C"))
-    return out

@@ -1,5 +1,5 @@
-"""Chapter 09's verdicts and figure helpers: which claim each open question tests, against which
-margin, and the sentences the chapter prints.
+"""Chapter 09 (the open questions): which claim each question tests, against which margin, the sentences
+the chapter prints, its figure helpers and its departures.
 
 Teachers are the unit: every claim goes through `Chapter.claim` / `Chapter.claim_difference`,
 which average each teacher's students first (n = teachers). Each `*_claims(ch, table)` function
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import pandas as pd
 
 from memkd.experiments.q1_overlap import overlap_per_student
+from memkd.book.departures import Departure, standard_departures
 from memkd.book.plan import Margin
 from memkd.metrics import choose_and_test_units, interval_test, mean_sem, per_unit_means
 
@@ -371,3 +372,9 @@ __all__ = [
     "protocol_summary", "temperature_ranking", "temperature_effect", "protocol_claims", "summary_markdown",
     "paired_change", "change_text", "open_question", "own_question",
 ]
+
+
+def departures(table: pd.DataFrame) -> list[Departure]:
+    """Chapter 09: `standard_departures` of the teacher-regularization table (Q2), the one random-data table
+    whose protocol the chapter sets against the paper's."""
+    return standard_departures(table)

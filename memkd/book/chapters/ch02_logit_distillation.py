@@ -1,0 +1,59 @@
+"""Chapter 02 (logit distillation, Fig 2): its outcome sentence and departures.
+
+The experiment (`memkd.experiments.fig2_logits`) returns one row per student; the claims are recorded in
+the notebook. This module describes the held-out accuracy by student width (`capacity_outcome`) and lists
+how the run departs from the paper (`departures`, with the grid the chapter shows).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from memkd import experiments as ex
+from memkd.book.plan import Margin
+from memkd.book.departures import Departure, grid_departures, standard_departures
+from memkd.book.outcomes import teacher_mean
+
+
+# --- margins fixed before the run (each with its reason; the power plans: plans.yml) ---------------------------
+
+
+def hard_labels_at_chance(chance: float) -> Margin:
+    """Chapter 02: hard-label students at chance on held-out memorized data."""
+    return Margin(chance / 2, "half of chance 1/C: half the smallest soft-label effect of interest "
+                  "(a held-out accuracy of twice chance) tested beside it")
+
+
+def capacity_outcome(table: pd.DataFrame, alpha: float, chance: float, teacher_width: int) -> str:
+    """Chapter 02: the held-out accuracy by student width at one alpha (means over teachers), where it
+    first clears twice chance, and whether it rises with width all along. Descriptive, not a test.
+
+    table: one row per student with `width`, `alpha`, `test_acc`, `dataset`.
+    """
+    at = table[np.isclose(table["alpha"], alpha)]
+    curve = pd.Series({w: teacher_mean(g, "test_acc") for w, g in at.groupby("width")}).sort_index()
+    if len(curve) < 2:
+        return ""
+    listed = ", ".join(f"{acc:.3f} at p = {w}" for w, acc in curve.items())
+    above = [w for w, acc in curve.items() if acc > 2 * chance]
+    first = (f"it first exceeds twice chance ({2 * chance:.3f}) at p = {above[0]} "
+             f"({above[0] / teacher_width:.2g}× the teacher's width {teacher_width})" if above
+             else f"no width reaches twice chance ({2 * chance:.3f})")
+    steps = np.diff(curve.to_numpy())
+    trend = ("it rises with every step in width" if (steps > 0).all() else
+             f"it rises from p = {curve.index[0]} to p = {curve.idxmax()} overall, not at every step"
+             if curve.idxmax() == curve.index[-1] else
+             f"it peaks at p = {curve.idxmax()}, below the widest student")
+    return (f"At alpha = {alpha:g}, the held-out accuracy by student width is {listed}: {first}, and {trend} "
+            "(means over teachers, not a test).")
+
+
+def departures(table: pd.DataFrame, grid_keys: Sequence[str] = ()) -> list[Departure]:
+    """Chapter 02: `standard_departures`, and with `grid_keys` (e.g. the student widths and alphas) the
+    grid against the paper profile's."""
+    if not grid_keys:
+        return standard_departures(table)
+    return grid_departures(table, ex.logit_distillation.config.PROFILE_VALUES["paper"], grid_keys)

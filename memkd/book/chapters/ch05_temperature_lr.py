@@ -1,0 +1,104 @@
+"""Chapter 05 (temperature x learning rate, Fig 5): its outcome sentences and departures.
+
+The experiment (`memkd.experiments.fig5_temperature_lr`) and `memkd.book.grid_analysis` give the grid and
+its tests; the claims are recorded in the notebook. This module says where the held-out accuracy peaks
+along each axis (`axis_optimum`, `temperature_lr_optima`), how far each axis moves it with the temperature
+claim's verdict (`temperature_lr_outcomes`), what the second teacher clock changes (`clock_outcome`,
+`clock_note`) and how the run departs from the paper (`departures`, with the grid the chapter shows).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import pandas as pd
+
+from memkd import experiments as ex
+from memkd.book.departures import Departure, config_of, departure_row, grid_departures
+from memkd.book.outcomes import find, outcome
+
+if TYPE_CHECKING:  # the chapter layer's own class
+    from memkd.book.chapter import Chapter
+
+
+def axis_optimum(curve: pd.Series, name: str, fmt: str = "{:g}") -> str:
+    """Where a curve over one axis of a grid peaks (the best value of the other axes at each point),
+    in words (a predicate for "the held-out accuracy ..."): inside the grid, with the values at both
+    ends, or at an edge.
+
+    curve: (K,) accuracy indexed by the axis's values, sorted ascending; name: the axis ("T").
+    """
+    curve = curve.dropna().sort_index()
+    if len(curve) < 2:
+        return f"the grid has a single {name}"
+    best = curve.idxmax()
+    at = f"{name} = {fmt.format(best)} ({curve[best]:.3f})"
+    first, last = curve.index[0], curve.index[-1]
+    if best == last:
+        return f"is highest at the grid's largest {at}: the grid does not reach past the optimum"
+    if best == first:
+        return f"is highest at the grid's smallest {at}: the grid does not reach below the optimum"
+    return (f"peaks inside the grid, at {at}: {curve[first]:.3f} at the smallest {name} = {fmt.format(first)}, "
+            f"and beyond the peak it falls to {curve[last]:.3f} at the largest {name} = {fmt.format(last)}")
+
+
+def temperature_lr_optima(grid: pd.DataFrame) -> str:
+    """Chapter 05: where the held-out accuracy peaks along each axis of the grid (temperatures x
+    learning rates, means over teachers): each temperature at its best learning rate, and each
+    learning rate at its best temperature. Descriptive, not a test."""
+    return (f"Taking each temperature at its best learning rate, the held-out accuracy "
+            f"{axis_optimum(grid.max(axis=1), 'T')}; taking each learning rate at its best temperature, it "
+            f"{axis_optimum(grid.max(axis=0), 'lr')}.")
+
+
+def temperature_lr_outcomes(ch: "Chapter", grid: pd.DataFrame) -> str:
+    """Chapter 05: how far the temperature and the learning rate move the held-out accuracy on this
+    build's grid (temperatures x learning rates, means over teachers), and the temperature claim."""
+    by_lr = (grid.max(axis=1) - grid.min(axis=1)).mean()  # at a fixed T, across learning rates
+    by_t = (grid.max(axis=0) - grid.min(axis=0)).mean()  # at a fixed learning rate, across temperatures
+    which = ("the temperature moves it more than the learning rate" if by_t > by_lr else
+             "the learning rate moves it more than the temperature" if by_lr > by_t else "both move it as much")
+    text = (f"On this build's grid, changing the temperature at a fixed learning rate moves the held-out "
+            f"accuracy by {by_t:.3f} on average (largest minus smallest), changing the learning rate at a fixed "
+            f"temperature by {by_lr:.3f}: {which} (means over teachers, not a test). "
+            + temperature_lr_optima(grid))
+    return text + " " + outcome(
+        ch, "high_temperature_helps",
+        "The high temperature fixed in advance beats T = 1 by {difference:+.3f} ({interval}).",
+        "The high temperature fixed in advance does not beat T = 1 here ({difference:+.3f}, {interval}): this "
+        "build contradicts the paper's 'a higher temperature seems necessary' at this budget.",
+        "Whether the high temperature fixed in advance beats T = 1 is undecided ({difference:+.3f}, {interval}).")
+
+
+def clock_outcome(ch: "Chapter", first: str = "high_temperature_helps",
+                  second: str = "high_temperature_helps_second_clock") -> str:
+    """Chapter 05: the temperature claim at the chapter's teacher clock and at the second one."""
+    a, b = find(ch, first), find(ch, second)
+    if a is None or b is None:
+        return ""
+    both = (f"{a.difference:+.3f} ({a.verdict}) at the chapter's clock, {b.difference:+.3f} ({b.verdict}) at the "
+            "second")
+    if a.verdict == b.verdict:
+        return f"The temperature claim gets the same verdict at both teacher clocks: {both}."
+    if "does not hold" in (a.verdict, b.verdict) and "holds" in (a.verdict, b.verdict):
+        return (f"**The temperature effect depends on how long the teachers train:** {both}. The verdict of the "
+                "chapter's claim holds for its own teacher clock only.")
+    return f"The two teacher clocks give different verdicts, one of them undecided: {both}."
+
+
+def clock_note(ch: "Chapter", first: str = "high_temperature_helps",
+               second: str = "high_temperature_helps_second_clock") -> str:
+    """Chapter 05: the words added to the headline temperature claim's sentence when its verdict moves
+    with the teachers' clock ("" when both clocks give the same verdict, or one was not run)."""
+    a, b = find(ch, first), find(ch, second)
+    if a is None or b is None or a.verdict == b.verdict:
+        return ""
+    return (f"(Its verdict moves with the teachers' clock: {a.verdict} here, {b.verdict} with the teachers on the "
+            f"second clock, {b.difference:+.3f}.)")
+
+
+def departures(table: pd.DataFrame, grid_keys: Sequence[str]) -> list[Departure]:
+    """Chapter 05: `standard_departures`, the grid (`grid_keys`) against the paper profile's, one
+    student budget for the whole grid."""
+    return grid_departures(table, ex.temperature_lr.config.PROFILE_VALUES["paper"], grid_keys) + [
+        departure_row("05_temperature_lr", "student epochs", epochs=config_of(table)["epochs"])]
