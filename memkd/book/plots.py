@@ -5,7 +5,6 @@ Every plot shows mean +- SEM over seeds and, where there is one, the chance leve
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
