@@ -32,11 +32,10 @@ from memkd.config import Constraint, class_counts_knob, knob, make_config, real_
 from memkd.declare import experiment
 from memkd.device import resolve_device
 from memkd.experiments.linear_recovery import (
-    LINEAR_COLUMNS, LinearConfig, dtype_knob, student_grid, teacher_keys, teachers_for,
+    LINEAR_COLUMNS, LinearConfig, dtype_knob, linear_table, student_grid, teachers_for,
 )
 from memkd.experiments.temperature_window import SOLVERS, solvers_knob
 from memkd.models.linear import DTYPES
-from memkd.tables import TEACHER_ID
 
 # The released Fig 4b's three designs: n per class = int(a d / f(C)); knob name -> (design name, f)
 DESIGNS: dict[str, tuple[str, Callable[[float], float]]] = {
@@ -156,7 +155,6 @@ def class_scaling(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     `size_groups`) train as one ensemble, then each solver's students of all of them as another. Teachers below 100% are kept, flagged by teacher_perfect (their
     capacity is one of the figure's curves).
     """
-    from memkd.pipeline import config_dict
 
     cfg = make_config(ClassScalingConfig, "class_scaling", profile, overrides)
     device = resolve_device(cfg.device, cfg.experiment)
@@ -174,12 +172,7 @@ def class_scaling(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                         rows.append({**row, "scaling": sizes[n][0], "a": sizes[n][1], "n_per_class": n,
                                      "a_log_c": n * math.log(c) / cfg.input_dim,
                                      "a_sqrt_c": n * math.sqrt(c) / cfg.input_dim})
-    table = pd.DataFrame(rows)
-    table.insert(0, "experiment", "class_scaling")
-    table.insert(0, TEACHER_ID, teacher_keys(cfg.seed, table))
-    table["chance"] = 1.0 / table["classes"]
-    table.attrs["config"] = config_dict(cfg)
-    return table
+    return linear_table(rows, "class_scaling", cfg)
 
 
 # --- the thresholds and where they collapse -------------------------------------------------------

@@ -233,6 +233,19 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
     return rows
 
 
+def linear_table(rows: list[dict], experiment_name: str, cfg: LinearConfig, chance: float | None = None) -> pd.DataFrame:
+    """The tidy table of a linear experiment from its rows (one per student): its name and teacher ids first,
+    chance (1 / C of each row's `classes`, or `chance` where given) and the validated config in attrs."""
+    from memkd.pipeline import config_dict
+
+    table = pd.DataFrame(rows)
+    table.insert(0, "experiment", experiment_name)
+    table.insert(0, TEACHER_ID, teacher_keys(cfg.seed, table))
+    table["chance"] = 1.0 / table["classes"] if chance is None else chance
+    table.attrs["config"] = config_dict(cfg)
+    return table
+
+
 @experiment(RecoveryConfig)
 def linear_recovery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """The released Fig 3 over (N/d, rho): one row per student (see `student_grid`'s columns).
@@ -241,7 +254,6 @@ def linear_recovery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     unit of replication. Cells whose teacher is below 100% are kept, flagged by `teacher_perfect`
     (the released analysis drops them).
     """
-    from memkd.pipeline import config_dict
 
     cfg = make_config(RecoveryConfig, "linear_recovery", profile, overrides)
     device = resolve_device(cfg.device, cfg.experiment)
@@ -252,12 +264,7 @@ def linear_recovery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
         for shuffled in ((False, True) if cfg.shuffle else (False,)):
             rows += student_grid(cfg, data, w, ids, kind=kind, temperatures=cfg.temperatures, dtype=cfg.dtype,
                                  shuffled=shuffled)
-    table = pd.DataFrame(rows)
-    table.insert(0, "experiment", "linear_recovery")
-    table.insert(0, TEACHER_ID, teacher_keys(cfg.seed, table))
-    table["chance"] = 1.0 / cfg.classes
-    table.attrs["config"] = config_dict(cfg)
-    return table
+    return linear_table(rows, "linear_recovery", cfg, chance=1.0 / cfg.classes)
 
 
 
@@ -342,7 +349,7 @@ def teacher_capacity(table: pd.DataFrame) -> pd.DataFrame:
                                   teacher_train_acc=("teacher_train_acc", "mean")).reset_index())
 
 
-__all__ = ["LinearConfig", "RecoveryConfig", "dtype_knob", "linear_recovery", "student_grid", "teachers_for", "counting_curve",
+__all__ = ["LinearConfig", "RecoveryConfig", "dtype_knob", "linear_recovery", "linear_table", "student_grid", "teachers_for", "counting_curve",
            "eligible", "threshold_summary", "per_teacher", "teacher_capacity"]
 
 

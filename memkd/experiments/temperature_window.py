@@ -20,8 +20,7 @@ import pandas as pd
 from memkd.config import class_counts_knob, knob, list_of, make_config, one_of, temperatures_knob
 from memkd.device import resolve_device
 from memkd.declare import experiment
-from memkd.experiments.linear_recovery import DTYPE_NAMES, LinearConfig, student_grid, teacher_keys, teachers_for
-from memkd.tables import TEACHER_ID
+from memkd.experiments.linear_recovery import DTYPE_NAMES, LinearConfig, linear_table, student_grid, teachers_for
 from memkd.models.linear import DTYPES
 
 # The released Fig 4a: 40 temperatures log-spaced over 10^-0.5 .. 10^3.5
@@ -76,7 +75,6 @@ def temperature_window(profile: str = "quick", **overrides: Any) -> pd.DataFrame
     solver, shuffled, teacher_train_acc, teacher_perfect, train_acc, test_acc, agreement_fresh,
     logit_error, ...). Teachers are trained once per C in float32 and shared by every precision.
     """
-    from memkd.pipeline import config_dict
 
     cfg = make_config(WindowConfig, "temperature_window", profile, overrides)
     device = resolve_device(cfg.device, cfg.experiment)
@@ -89,12 +87,7 @@ def temperature_window(profile: str = "quick", **overrides: Any) -> pd.DataFrame
                 for shuffled in ((False, True) if shuffles else (False,)):
                     rows += student_grid(cfg, data, w, ids, kind=SOLVERS[solver], temperatures=cfg.temperatures,
                                          dtype=dtype, shuffled=shuffled)
-    table = pd.DataFrame(rows)
-    table.insert(0, "experiment", "temperature_window")
-    table.insert(0, TEACHER_ID, teacher_keys(cfg.seed, table))
-    table["chance"] = 1.0 / table["classes"]
-    table.attrs["config"] = config_dict(cfg)
-    return table
+    return linear_table(rows, "temperature_window", cfg)
 
 
 # --- the window -------------------------------------------------------------------------------------
