@@ -26,12 +26,12 @@ thread spins about ten thousand iterations, then sleeps) was as fast as spinning
   torch's own thread count. The count never depends on the load, so a seed gives the same numbers on an
   idle and on a busy machine (a different count sums in another order: at the smoke profile of
   `logit_distillation`, 1 and 2 threads gave held-out accuracies up to 0.125 apart). Beside busy work it
-  is slow (beside one busy process 1.6 s, 7.3x its idle 0.22 s; 2-core AMD EPYC, 2026-12-07);
+  is slow (beside one busy process 1.28 s, 4.3x its idle 0.30 s; 2-core AMD EPYC, 2026-12-07 16:45 UTC);
 - a number N: the short spin, and every call uses N threads: the same numbers at any load, and on a
-  shared machine `MEMKD_THREADS=1` is the choice to make (0.26 s idle, 0.26 s beside one busy process);
+  shared machine `MEMKD_THREADS=1` is the choice to make (0.27 s idle, 0.35 s beside one busy process);
 - `auto`: the short spin, and each call uses only the cores other work leaves free (`free_cores`, at
-  least one): the fastest beside busy work (0.22 s idle, 0.28 s beside one busy process, 0.41 s beside
-  two; torch's own spinning threads took 0.34 s, 0.86 s and 1.5-108 s), but the count follows the load,
+  least one): fast beside busy work (0.29 s idle, 0.41 s beside one busy process, 0.64 s beside two;
+  torch's own spinning threads took 0.34 s, 1.59 s and 1.80 s, once up to 108 s), but the count follows the load,
   so the numbers can too: never the default, since a book or a test must give one seed one answer;
 - `passive`: idle threads sleep at once (OMP_WAIT_POLICY=PASSIVE): gentle on a crowded machine (0.44 s
   beside one busy process), the slowest on an idle one (1.1 s);
