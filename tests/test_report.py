@@ -319,6 +319,7 @@ def test_a_claim_whose_verdict_moves_with_the_clock_says_so_in_its_sentence(tmp_
     ch.qualify("high_temperature_helps", note)
     ch.qualify("high_temperature_helps", note)  # once only
     assert ch.claims[0].paper == f"High T helps. {note}"
+    assert ch05_temperature_lr.qualify_by_clock(ch) == note and ch.claims[0].paper == f"High T helps. {note}"
     with pytest.raises(ValueError, match="The 'claim' parameter of Chapter.qualify must name a claim this chapter "
                                          "recorded"):
         ch.qualify("no_such_claim", note)

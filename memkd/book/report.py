@@ -8,6 +8,7 @@ their block (`adjust_claims`, `claim_blocks`). `memkd.book.report_tables` shows 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -210,21 +211,25 @@ def teachers_by_profile(chapter: str, nbs: Path | None = None) -> dict[str, Any]
     read from their configs, so that a claim short of teachers can name the profile that has enough.
     `nbs`: the folder of the chapters (default: `nbs/` of the book root, else of memkd's checkout).
     Returns {profile: count, ..., "knob": the knob's name}, or {} when the notebook or its configs cannot
-    be read (an installed memkd without the book)."""
-    import importlib
-
-    from memkd.config import make_config
-
+    be read (an installed memkd without the book). Read once per notebook (the report asks per claim)."""
     import memkd
 
     folders = [nbs] if nbs is not None else [f / "nbs" for f in (book_root(), Path(memkd.__file__).resolve().parents[1]) if f]
     notebook = next((f / f"{chapter}.ipynb" for f in folders if (f / f"{chapter}.ipynb").is_file()), None)
-    if notebook is None:
-        return {}
+    return {} if notebook is None else dict(_teacher_counts(str(notebook.resolve())))
+
+
+@functools.lru_cache(maxsize=None)
+def _teacher_counts(notebook: str) -> tuple[tuple[str, Any], ...]:
+    """`teachers_by_profile` of one notebook file, as pairs (cached: the configs do not change in a build)."""
+    import importlib
+
+    from memkd.config import make_config
+
     try:
-        experiments = json.loads(notebook.read_text())["metadata"]["memkd"]["experiments"]
+        experiments = json.loads(Path(notebook).read_text())["metadata"]["memkd"]["experiments"]
     except (ValueError, KeyError, TypeError):
-        return {}
+        return ()
     counts: dict[str, Any] = {}
     for name, target in experiments.items():
         try:
@@ -237,7 +242,7 @@ def teachers_by_profile(chapter: str, nbs: Path | None = None) -> dict[str, Any]
                     counts[profile], counts["knob"] = int(getattr(cfg, knob)), knob
         except (ImportError, AttributeError, ValueError, TypeError):
             continue
-    return counts
+    return tuple(counts.items())
 
 
 def profile_reaching(chapter: str, needed: float, nbs: Path | None = None) -> str:

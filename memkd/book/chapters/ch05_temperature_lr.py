@@ -97,6 +97,15 @@ def clock_note(ch: "Chapter", first: str = "high_temperature_helps",
             f"second clock, {b.difference:+.3f}.)")
 
 
+
+def qualify_by_clock(ch: "Chapter", claim: str = "high_temperature_helps") -> str:
+    """Add `clock_note` to the headline claim's sentence when its verdict moves with the teachers' clock
+    (a headline that depends on the clock says so where it is read); return the note ("" if none)."""
+    note = clock_note(ch, first=claim)
+    if note:
+        ch.qualify(claim, note)
+    return note
+
 def departures(table: pd.DataFrame, grid_keys: Sequence[str]) -> list[Departure]:
     """Chapter 05: `standard_departures`, the grid (`grid_keys`) against the paper profile's, one
     student budget for the whole grid."""
