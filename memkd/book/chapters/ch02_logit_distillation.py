@@ -27,6 +27,23 @@ def hard_labels_at_chance(chance: float) -> Margin:
                   "(a held-out accuracy of twice chance) tested beside it")
 
 
+# Teachers of the hard-label run, per profile: its at-chance claim's plan (plans.yml, pilot at seed 1) needs 7
+# after Holm at quick, where the soft-label grid trains 5; one more to spare. The first 5 are the soft run's teachers.
+HARD_LABEL_TEACHERS = {"quick": 8}
+
+
+def hard_label_teachers(profile: str, datasets: int = 0) -> dict[str, int]:
+    """The `datasets` override of chapter 02's hard-label run: the reader's `datasets` when given (> 0), else the
+    count its power plan asks for at `profile` (`HARD_LABEL_TEACHERS`), else nothing (the profile's own count).
+
+    >>> hard_label_teachers("quick"), hard_label_teachers("quick", 3), hard_label_teachers("smoke")
+    ({'datasets': 8}, {'datasets': 3}, {})
+    """
+    if datasets > 0:
+        return {"datasets": datasets}
+    return {"datasets": HARD_LABEL_TEACHERS[profile]} if profile in HARD_LABEL_TEACHERS else {}
+
+
 def capacity_outcome(table: pd.DataFrame, alpha: float, chance: float, teacher_width: int) -> str:
     """Chapter 02: the held-out accuracy by student width at one alpha (means over teachers), where it
     first clears twice chance, and whether it rises with width all along. Descriptive, not a test.
