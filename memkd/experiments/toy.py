@@ -46,7 +46,7 @@ class ToyConfig(RandomDataConfig):
                       temperatures=(5.0, 20.0), lrs=(1e-2,), epochs=1000, students=3, datasets=48),
         "paper": dict(input_dim=2, classes=3, per_class=10, teacher_width=500, hidden_layers=1,
                       teacher_lr=1e-2, teacher_epochs=10000, student_widths=(500,), alphas=(0.6,),
-                      temperatures=(5.0, 20.0), lrs=(1e-2,), epochs=5000, students=20, datasets=32),
+                      temperatures=(5.0, 20.0), lrs=(1e-2,), epochs=5000, students=20, datasets=48),
     }
 
 
