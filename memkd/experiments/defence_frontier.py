@@ -40,10 +40,11 @@ from memkd.data.linear import make_linear_data, student_mask
 from memkd.metrics import recovery_metrics, teacher_accuracy
 from memkd.experiments.linear_recovery import train_teachers
 from memkd.models.linear import linear_logits, solve_soft_labels
-from memkd.pipeline import (QUICK_PROFILE, SMOKE_PROFILE, PAPER_PROFILE, RandomDataConfig, config_dict, distill,
-                            member_grid, memorization_tasks, split)
+from memkd.experiments.random_data import PAPER_PROFILE, QUICK_PROFILE, SMOKE_PROFILE, RandomDataConfig
+from memkd.memorization import memorization_tasks, split
+from memkd.students import distill, member_grid
 from memkd.seeds import derive_seed
-from memkd.tables import TEACHER_ID
+from memkd.tables import TEACHER_ID, config_dict
 
 SETTINGS = ("mlp", "linear", "one_hidden_layer")
 DECIMALS = list_of(int_range(0))

@@ -54,7 +54,7 @@ from memkd.declare import experiment
 from memkd.device import resolve_device
 from memkd.losses import hard_cross_entropy, soft_cross_entropy, soft_targets
 from memkd.models.gpt2 import BODY, EnsembleGPT2, GPT2Shape, hf_shape, load_checkpoint
-from memkd.pipeline import tidy
+from memkd.tables import tidy
 from memkd.seeds import derive_seed
 from memkd.train import fit
 

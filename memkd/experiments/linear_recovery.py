@@ -236,7 +236,7 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
 def linear_table(rows: list[dict], experiment_name: str, cfg: LinearConfig, chance: float | None = None) -> pd.DataFrame:
     """The tidy table of a linear experiment from its rows (one per student): its name and teacher ids first,
     chance (1 / C of each row's `classes`, or `chance` where given) and the validated config in attrs."""
-    from memkd.pipeline import config_dict
+    from memkd.tables import config_dict
 
     table = pd.DataFrame(rows)
     table.insert(0, "experiment", experiment_name)

@@ -27,7 +27,8 @@ from memkd.config import (
 )
 from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
-from memkd.pipeline import member_grid, tidy
+from memkd.students import member_grid
+from memkd.tables import tidy
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 

@@ -13,7 +13,10 @@ import torch
 
 from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import POS_INT, knob, lr_knob, make_config
-from memkd.pipeline import MemorizationTask, RandomDataConfig, distill, evaluate_students, student_seed
+from memkd.evaluation import evaluate_students
+from memkd.experiments.random_data import RandomDataConfig
+from memkd.memorization import MemorizationTask
+from memkd.students import distill, student_seed
 from memkd.models.mlp import EnsembleMLP
 from memkd.distillation import MLPFamily, train_students
 from memkd.experiments.open_questions import (

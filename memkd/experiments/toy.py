@@ -21,7 +21,8 @@ from memkd.declare import experiment
 from memkd.config import make_config
 from memkd.data.random_vectors import make_memorization_data, split_per_class
 from memkd.device import resolve_device
-from memkd.pipeline import RandomDataConfig, tidy
+from memkd.experiments.random_data import RandomDataConfig
+from memkd.tables import tidy
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 from memkd.distillation import MLPFamily, require_memorized, train_students, train_teacher
