@@ -39,8 +39,8 @@ def logit_distillation(profile: str = "quick", targets: str = "soft", **override
     """Fig 2: students learn from sigma_T(teacher logits) (or hard labels: `targets`, the rows'
     `kind`) on alpha of D."""
     cfg = make_config(LogitDistillationConfig, "logit_distillation", profile, {**overrides, "targets": targets})
-    temps = cfg.temperatures if cfg.targets == "soft" else (math.nan,)
-    members = member_grid(temperature=temps, lr=cfg.lrs, student=range(cfg.students))
+    members = member_grid(temperature=cfg.temperatures if cfg.targets == "soft" else (math.nan,), lr=cfg.lrs,
+                          student=range(cfg.students))
     rows: list[dict] = []
     for tasks, alpha, splits, width in alpha_width_settings(cfg):
         for r in distill(tasks, splits, cfg=cfg, kind=cfg.targets, width=width, members=members,

@@ -176,38 +176,39 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
     One dict per student: the knobs and `memkd.metrics.recovery_metrics`.
     """
     seeds = cfg.seeds_per_setting if kind == "soft_labels" else 1
-    temps = [1.0] if kind == "least_squares" else list(temperatures)
-    setting = [(rho, t, s) for rho in cfg.rhos for t in temps for s in range(seeds)]
+    temperatures = [1.0] if kind == "least_squares" else list(temperatures)
+    setting = [(rho, temperature, s) for rho in cfg.rhos for temperature in temperatures for s in range(seeds)]
     k_all, m = len(ids), len(setting)
     device, outputs = data.x.device, w_teacher.shape[-1]
     mask = student_mask(data, [rho for rho, _, _ in setting])  # (K, M, N)
-    t = torch.tensor([[tt for _, tt, _ in setting]] * k_all, dtype=torch.float64, device=device)  # (K, M)
+    temperature = torch.tensor([[temperature for _, temperature, _ in setting]] * k_all, dtype=torch.float64, device=device)  # (K, M)
     torch_dtype = DTYPES[dtype]
     if kind == "least_squares":
         solve_dtype = torch.float64 if dtype == "float64" else torch.float32
         targets = linear_forward(w_teacher.to(solve_dtype).unsqueeze(2), data.x.to(solve_dtype)).expand(-1, m, -1, -1)
     else:
-        targets = soft_labels(w_teacher, data.x, t, torch_dtype)  # (K, M, N, C)
+        targets = soft_labels(w_teacher, data.x, temperature, torch_dtype)  # (K, M, N, C)
     if shuffled:
         perm = within_class_permutation(data, mask, [derive_seed(cfg.seed, "shuffle", k, r, kind, *st)
                                                      for k, r in ids for st in setting])
         targets = targets.gather(2, perm.unsqueeze(-1).expand(*perm.shape, targets.shape[-1]))
     if kind == "least_squares":
         w = least_squares(data.x.to(solve_dtype), targets, mask)
-        fit_to, scale = class_logits(targets), torch.ones_like(t)
+        fit_to, scale = class_logits(targets), torch.ones_like(temperature)
     elif kind == "soft_labels_solved":
         w = solve_soft_labels(data.x, targets, mask, outputs)
-        fit_to, scale = targets, 1 / t
+        fit_to, scale = targets, 1 / temperature
     else:
-        init = [derive_seed(cfg.seed, "student", k, r, "linear", rho, tt, s) for k, r in ids for rho, tt, s in setting]
+        init = [derive_seed(cfg.seed, "student", k, r, "linear", rho, temperature, s)
+                for k, r in ids for rho, temperature, s in setting]
         n = data.x.shape[1]
         model, _ = train_students(data.x.to(torch_dtype), targets.reshape(k_all * m, n, -1), kind="soft",
                                   members=k_all * m, lrs=cfg.lr, epochs=cfg.epochs,
                                   family=LinearFamily(cfg.input_dim, outputs, k_all, torch_dtype),
-                                  temperatures=t.to(torch_dtype).flatten(), soften_student=cfg.soften_student,
+                                  temperatures=temperature.to(torch_dtype).flatten(), soften_student=cfg.soften_student,
                                   seed=init, mask=mask.reshape(k_all * m, n))  # members (E = K * M, ...)
         w = model.weight.detach()
-        fit_to, scale = targets, (torch.ones_like(t) if cfg.soften_student else 1 / t)
+        fit_to, scale = targets, (torch.ones_like(temperature) if cfg.soften_student else 1 / temperature)
     measured = recovery_metrics(linear_logits(w, data.x), linear_logits(w, data.fresh), linear_logits(w_teacher, data.fresh),
                                 data.y, data.valid, mask, fit_to, scale)
     metrics = {key: v.cpu() for key, v in measured.items()}
@@ -216,14 +217,14 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
     rows = []
     for i, (k, r) in enumerate(ids):
         n = data.classes * data.per_class[i]
-        for j, (rho, tt, s) in enumerate(setting):
+        for j, (rho, _, s) in enumerate(setting):
             rows.append({"dataset": k, "teacher": f"{k}/{r:g}", "n_over_d": r, "input_dim": cfg.input_dim,
                          "classes": data.classes, "outputs": outputs, "n_memorized": n,
                          "n_student": int(n_seen[i, j]), "rho": rho, "rho_n_over_d": int(n_seen[i, j]) / cfg.input_dim,
                          "student": "soft_labels" if kind == "soft_labels_solved" else kind,
                          "solver": {"least_squares": "pinv", "soft_labels": "adam",
                                     "soft_labels_solved": "exact"}[kind],
-                         "shuffled": shuffled, "temperature": tt if kind != "least_squares" else float("nan"),
+                         "shuffled": shuffled, "temperature": setting[j][1] if kind != "least_squares" else float("nan"),
                          "soften_student": cfg.soften_student if kind == "soft_labels" else False,
                          "dtype": dtype if kind != "least_squares" else str(solve_dtype).replace("torch.", ""),
                          "student_seed": s, "epochs": cfg.epochs if kind == "soft_labels" else 0,
