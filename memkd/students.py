@@ -103,8 +103,6 @@ def distill(
     device = tasks[0].x.device
     m, k = len(members), len(tasks)
     depth, act = hidden_layers or cfg.hidden_layers, activation or cfg.activation
-    temperature = member_tensor(members, "temperature", 1.0, device).repeat(k)  # (E,) one per student
-    lrs = member_tensor(members, "lr", math.nan, device).repeat(k)
     seeds = [student_seed(cfg, t.dataset, width, setting, mm["student"]) for t in tasks for mm in members]
     x_tr = [t.x[tr].expand(m, -1, -1) for t, (tr, _) in zip(tasks, splits)]  # K x (M, N_tr, D)
     if kind == "soft":  # given probabilities, or the teacher's logits: train_students applies sigma_T
@@ -131,10 +129,12 @@ def distill(
         if shared and kind != "soft" and targets is None:
             t_c = t_c[0]
         logits_c = t_c if kind == "soft" and targets is None else None
+        knobs = [members[i % m] for i in sel]  # the chunk's students: student i is member i % m of task i // m
         model, _ = train_students(
             x_c, None if logits_c is not None else t_c, teacher_logits=logits_c, kind=kind,
-            family=MLPFamily(d, width, tasks[0].classes, depth, act), members=len(sel), lrs=lrs[sel],
-            epochs=epochs or cfg.epochs, temperatures=temperature[sel], soften_student=cfg.soften_student,
+            family=MLPFamily(d, width, tasks[0].classes, depth, act), members=len(sel),
+            lrs=member_tensor(knobs, "lr", math.nan, device), epochs=epochs or cfg.epochs,
+            temperatures=member_tensor(knobs, "temperature", 1.0, device), soften_student=cfg.soften_student,
             batch_size=cfg.batch_size, seed=[seeds[i] for i in sel], progress=cfg.progress,
         )
         if keep_models is not None:
