@@ -290,13 +290,14 @@ def counting_curve(input_dim: int = 20, classes: Sequence[int] = (2, 10), temper
         data = LinearData(x, torch.zeros(draws, n_max, dtype=torch.int64), torch.ones(draws, n_max, dtype=torch.bool),
                           torch.randn(draws, 500, input_dim, generator=gen, dtype=torch.float64), [n_max] * draws, 1)
         mask = (torch.arange(n_max).view(1, 1, -1) < torch.tensor(ns).view(1, -1, 1)).expand(draws, -1, -1)  # (K, M, N)
-        for temp in temperatures:
-            t = torch.full((draws, len(ns)), float(temp), dtype=torch.float64)
-            probs = soft_labels(w, x, t, torch.float64)
+        for temperature in temperatures:
+            maps = (draws, len(ns))  # (K, M): one T for every map
+            probs = soft_labels(w, x, torch.full(maps, float(temperature), dtype=torch.float64), torch.float64)
             solved = solve_soft_labels(x, probs, mask, c)
             err = recovery_metrics(linear_logits(solved, x), linear_logits(solved, data.fresh),
-                                   linear_logits(w, data.fresh), data.y, data.valid, mask, None, 1 / t)["logit_error"]
-            rows += [{"classes": c, "temperature": temp, "draw": k, "n_student": n, "n_over_d": n / input_dim,
+                                   linear_logits(w, data.fresh), data.y, data.valid, mask, None,
+                                   torch.full(maps, 1 / float(temperature), dtype=torch.float64))["logit_error"]
+            rows += [{"classes": c, "temperature": temperature, "draw": k, "n_student": n, "n_over_d": n / input_dim,
                       "logit_error": float(err[k, j])} for k in range(draws) for j, n in enumerate(ns)]
     return pd.DataFrame(rows)
 

@@ -198,10 +198,10 @@ def transfer_by_temperature(table: pd.DataFrame, margin: float, level: float = 0
     from memkd.metrics import interval_test, per_unit_means
 
     rows = []
-    for temp, part in table.groupby("temperature"):
+    for temperature, part in table.groupby("temperature"):
         diffs = per_unit_means(part, "test_acc", "independent_acc")["difference"]
         r = interval_test(diffs, "equivalent", margin, level)
-        rows.append({"temperature": temp, "train_acc": part.train_acc.mean(), "train_acc_min": part.train_acc.min(),
+        rows.append({"temperature": temperature, "train_acc": part.train_acc.mean(), "train_acc_min": part.train_acc.min(),
                      "n": r["n"], "mean": r["mean"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                      "verdict": r["verdict"]})
     per_t = pd.DataFrame(rows)
