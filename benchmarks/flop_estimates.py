@@ -175,7 +175,7 @@ def recording(calls: list[Call]):
 
     stubs = {"train_teacher": train_teacher, "train_students": train_students, "fit": fit}
     originals = {name: getattr(mtrain if name == "fit" else mdist, name) for name in stubs}
-    import memkd.pipeline as common
+    import memkd.students as common
 
     def distill(tasks, splits, *, cfg, kind, width, members, hidden_layers=None, epochs=None, **_: Any):
         """common.distill without its data copies: record the one ensemble it trains, return NaN rows."""

@@ -64,7 +64,7 @@ def main() -> None:
     shape = GPT2Shape(vocabulary(tokenization, high), tokens.shape[-1], cfg.widths[0], cfg.layers, cfg.heads,
                       cfg.classes, cfg.dropout)
     targets = soft_targets(torch.randn(e, n_s, cfg.classes) * 20, 20.0)
-    kw = dict(soft=True, lr=5e-4, epochs=args.epochs, batch=32, seed=0, max_grad_norm=None, progress=False, desc="")
+    kw = dict(soft=True, lr=5e-4, epochs=args.epochs, batch_size=32, seed=0, max_grad_norm=None, progress=False, desc="")
     paths = {
         "ensemble": lambda: train_members(EnsembleGPT2(e, shape, list(range(e))), tokens, mask, targets, **kw),
         "loop of one-member ensembles": lambda: [train_members(EnsembleGPT2(1, shape, [i]), tokens[i:i + 1],

@@ -7,7 +7,7 @@ its own teacher's soft labels and its own dataset's inputs. Three ways, same wor
   datasets  `memkd.distillation.train_students` once per dataset, its S students as one ensemble sharing
             the dataset's inputs (what memkd did before it stacked datasets);
   stacked   one `train_students` call for all K * S students, inputs (K * S, N, D) per member
-            (what `memkd.pipeline.distill` does now).
+            (what `memkd.students.distill` does now).
 Every s/epoch is the marginal cost of one more epoch (`ensemble_speed.marginal_epoch_time`):
 median over --repeats of (run of 1 + epochs minus run of 1) / epochs, all K * S students.
 `of mm` = the real training FLOPs per second over a large fp32 torch.mm's rate, in the same run.

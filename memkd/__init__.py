@@ -1,8 +1,8 @@
 """memkd: knowledge distillation of memorized random data (a reproduction of Behrens, 2025).
 
 Five floors: the core (this folder: the sub-packages `memkd.data` (random vectors, images, tokens) and
-`memkd.models` (MLP, linear, CNN, transformer, each a family), and losses, train, fused, distillation, defences, audits, pipeline,
-declare, metrics, tables, config, seeds, device_memory, device, provenance, threads), `memkd.experiments` (one function per
+`memkd.models` (MLP, linear, CNN, transformer, each a family), and losses, train, fused, distillation, defences, audits, memorization,
+students, declare, metrics, evaluation, tables, config, seeds, device_memory, device, provenance, threads), `memkd.experiments` (one function per
 figure or question), and `memkd.book` (chapters, departures, grid statistics, plots, the build and the report);
 `memkd.sweep` and `memkd.cli` run notebooks over grids. Each module's docstring says what it owns.
 

@@ -385,7 +385,7 @@ class ExperimentConfig:
 
     def check_resources(self) -> None:
         """Refuse, before any work, what this machine cannot run: a device it lacks (ValueError
-        naming 'device'); configs that can estimate their memory (`memkd.pipeline.RandomDataConfig`)
+        naming 'device'); configs that can estimate their memory (`memkd.experiments.random_data.RandomDataConfig`)
         also refuse a run too large for the device (MemoryError naming the knob). `memkd sweep`
         calls it for every point before a kernel starts."""
         from memkd.device import resolve_device

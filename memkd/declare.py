@@ -27,7 +27,7 @@ from memkd.tables import TEACHER_ID, add_teacher_id
 from memkd.threads import apply_thread_policy
 
 EXPERIMENTS: dict[str, Callable] = {}
-# The columns of a row of `memkd.pipeline.distill` (with alpha), which most random-data tables share.
+# The columns of a row of `memkd.students.distill` (with alpha), which most random-data tables share.
 DISTILL_COLUMNS = ("dataset", "alpha", "width", "kind", "temperature", "lr", "student", "train_acc", "test_acc",
                    "memorized_acc", "test_acc_class", "independent_acc", "teacher_agreement_independent", "test_count_class",
                    "teacher_independent_acc", "chance", "teacher_memorized", "teacher_stop", "teacher_first_perfect")

@@ -383,14 +383,14 @@ def train_students(
                       shown="a mask")
     _check_mask(mask, (members, n), "train_students", "members and samples")
     floating = isinstance(temperatures, Tensor) and temperatures.is_floating_point()  # a float64 T stays exact
-    temps = (temperatures.to(x.device) if floating
-             else torch.as_tensor(temperatures, dtype=torch.float32, device=x.device)).expand(members)  # (E,)
+    temperatures = (temperatures.to(x.device) if floating
+                    else torch.as_tensor(temperatures, dtype=torch.float32, device=x.device)).expand(members)  # (E,)
     if (teacher_logits is None) == (targets is None) or (teacher_logits is not None and kind != "soft"):
         raise invalid("targets", "train_students",
                       says="must be given, or for kind='soft' 'teacher_logits' instead. "
                            "Got both, neither, or teacher logits for another kind.")
     if teacher_logits is not None:
-        targets = soft_targets(teacher_logits, temps)  # sigma_T: the one place it is applied
+        targets = soft_targets(teacher_logits, temperatures)  # sigma_T: the one place it is applied
     need = family.training_bytes(n, own_inputs=x.dim() == 3, soft_targets=kind != "hard")
     if need is not None:
         if kind == "similarity":
@@ -418,7 +418,7 @@ def train_students(
             return hard_cross_entropy(out, yb, mb), accuracy(out.detach(), yb, mb)
         if kind == "soft":
             pb = rows(targets, idx, 1)
-            return (soft_cross_entropy(out, pb, temps, soften_student, mask=mb),
+            return (soft_cross_entropy(out, pb, temperatures, soften_student, mask=mb),
                     accuracy(out.detach(), rows(soft_labels, idx, 0), mb))
         sim = targets if idx is None else targets[..., idx, :][..., idx]
         return similarity_mse(out, sim), None
@@ -427,7 +427,7 @@ def train_students(
         if kind == "hard":  # hard labels ignore the temperature, as hard_cross_entropy does
             objective = FusedCrossEntropy(model, x, targets, targets)
         else:
-            objective = FusedCrossEntropy(model, x, targets, soft_labels, temps, soften_student)
+            objective = FusedCrossEntropy(model, x, targets, soft_labels, temperatures, soften_student)
 
     history, _ = fit(
         model, objective, n_samples=n, epochs=epochs, lr=lrs, batch_size=batch_size,

@@ -34,8 +34,8 @@ def soft_targets(teacher_logits: Tensor, temperature: Tensor | float, dtype: tor
     >>> soft_targets(z.double()[:2, None], torch.ones(2, 5), torch.bfloat16).shape   # (K, 1, N, C), T (K, M)
     torch.Size([2, 5, 6, 3])
     """
-    t = torch.as_tensor(temperature, dtype=teacher_logits.dtype, device=teacher_logits.device)
-    scaled = teacher_logits / t.view(*t.shape, 1, 1)  # t (...,) -> (..., 1, 1): one T per member
+    temperature = torch.as_tensor(temperature, dtype=teacher_logits.dtype, device=teacher_logits.device)
+    scaled = teacher_logits / temperature.view(*temperature.shape, 1, 1)  # (...,) -> (..., 1, 1): one T per member
     return torch.softmax(scaled if dtype is None else scaled.to(dtype), dim=-1)
 
 
@@ -104,8 +104,8 @@ def soft_cross_entropy(
     """
     z = student_logits
     if soften_student:
-        t = torch.as_tensor(temperature, dtype=z.dtype, device=z.device)
-        z = z / (t.view(-1, 1, 1) if t.dim() == 1 else t)
+        temperature = torch.as_tensor(temperature, dtype=z.dtype, device=z.device)
+        z = z / (temperature.view(-1, 1, 1) if temperature.dim() == 1 else temperature)
     log_q = torch.log_softmax(z, dim=-1)
     return member_mean(-(target_probs * log_q).sum(dim=-1), mask)
 

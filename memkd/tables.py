@@ -1,6 +1,7 @@
 """The tidy tables every experiment returns: the teacher id, mean +- SEM over teachers, CSV export.
 
-Owns: `teacher_id` (the column that names each row's teacher uniquely across the seeds of a
+Owns: `tidy` (an experiment's rows -> its table, knob columns first, with the config in its attrs:
+`config_dict`), `teacher_id` (the column that names each row's teacher uniquely across the seeds of a
 notebook and the runs of a sweep), `summarize` (the statistics entry point, `memkd.summarize`:
 students averaged within their teacher, then mean, SEM and n over teachers) and `csv_ready` /
 `write_csv` (CSV without float32 noise). Left out: plotting (`memkd.book.plots`) and tests of
@@ -17,15 +18,44 @@ teachers trained on related draws: keep those columns in `by`.
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from memkd.config import invalid
+from memkd.config import ExperimentConfig, invalid
 
 TEACHER_ID = "teacher_id"
+
+
+def tidy(rows: list[dict], ratio_to_trivial: bool = False, cfg: ExperimentConfig | None = None) -> pd.DataFrame:
+    """Rows -> DataFrame with the knob columns first and the metrics after.
+
+    ratio_to_trivial: add `ratio` = test_acc / teacher_independent_acc, how many times the
+    teacher's accuracy on fresh data D' the student reaches on held-out memorized data.
+    cfg: the validated configuration, kept as `table.attrs["config"]` (a chapter saves it as
+    <table>.config.json beside the table).
+    """
+    table = pd.DataFrame(rows)
+    first = [c for c in ("dataset", "classes", "per_class", "input_dim", "alpha", "width", "kind", "targets",
+                         "variant", "tail_fraction", "temperature", "lr", "student") if c in table.columns]
+    table = table[first + [c for c in table.columns if c not in first]]
+    if ratio_to_trivial:
+        table["ratio"] = table["test_acc"] / table["teacher_independent_acc"]
+    if cfg is not None:
+        table.attrs["config"] = config_dict(cfg)
+    return table
+
+
+def config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """A validated configuration as plain JSON-ready values (tuples become lists)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, (tuple, list)):
+            return [plain(i) for i in v]
+        return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+    return {"experiment": type(cfg).__name__, **{k: plain(v) for k, v in asdict(cfg).items()}}
 
 
 def teacher_ids(seed: int, dataset: Sequence[int] | pd.Series) -> pd.Series:

@@ -28,7 +28,7 @@ from memkd.experiments.modular_addition import TransformerConfig
 from memkd.experiments.one_hidden_layer import OneHiddenLayerConfig
 from memkd.experiments.teacher_clock import TeacherClockConfig
 from memkd.experiments.temperature_window import WindowConfig
-from memkd.pipeline import config_dict
+from memkd.tables import config_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "nbs").glob("*.ipynb"))

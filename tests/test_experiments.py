@@ -178,7 +178,8 @@ def test_stacked_datasets_give_the_numbers_of_a_loop_over_datasets():
     """All teachers as one ensemble and all students of all datasets as another give, student by
     student, what training each dataset on its own gives (same seeds), to float rounding."""
     from memkd.config import make_config
-    from memkd.pipeline import distill, member_grid, memorization_task, split
+    from memkd.memorization import memorization_task, split
+    from memkd.students import distill, member_grid
     from memkd.experiments.fig2_logits import LogitDistillationConfig
 
     overrides = dict(datasets=3, students=2, temperatures=(5.0, 20.0), epochs=40)

@@ -13,7 +13,7 @@ from memkd.book.chapter import Chapter
 from memkd import experiments as ex
 from memkd.book import grid_analysis as an
 from memkd.config import make_config
-from memkd.pipeline import QUICK_PROFILE
+from memkd.experiments.random_data import QUICK_PROFILE
 from memkd.metrics import binomial_test, interval_test, per_unit_means
 
 

@@ -24,7 +24,7 @@ import memkd
 import memkd.audits  # noqa: F401  (AuditConfig: a config that no @experiment declares)
 import memkd.experiments  # noqa: F401  (every @experiment config)
 from memkd.config import ExperimentConfig, knob, real_interval, temperatures_knob
-from memkd.pipeline import StudentShapes
+from memkd.memorization import StudentShapes
 
 
 def config_classes(root: type = ExperimentConfig) -> list[type]:

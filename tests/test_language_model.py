@@ -3,11 +3,13 @@ checkpoint loader on a GPT-2 saved to disk here (never the network), per-member 
 
 import math
 import time
+from dataclasses import fields
 
 import pandas as pd
 import pytest
 import torch
 
+from memkd.config import make_config
 from memkd.data.triples import DIGIT_PAD, digit_tokens, gpt2_tokens, number_tokens, random_triples
 from memkd.experiments.language_model import LanguageModelConfig, language_model
 from memkd.models.gpt2 import EnsembleGPT2, GPT2Shape, hf_shape, load_checkpoint
@@ -155,7 +157,7 @@ def test_members_with_different_data_train_independently():
     labels = torch.randint(0, 3, (2, 24), generator=torch.Generator().manual_seed(2))
     mask = torch.ones_like(tokens, dtype=torch.bool)
     pair, alone = EnsembleGPT2(2, shape, [11, 12]), EnsembleGPT2(1, shape, [11])
-    kw = dict(soft=False, lr=1e-2, epochs=3, batch=8, seed=0, max_grad_norm=1.0, progress=False, desc="")
+    kw = dict(soft=False, lr=1e-2, epochs=3, batch_size=8, seed=0, max_grad_norm=1.0, progress=False, desc="")
     train_members(pair, tokens, mask, labels, **kw)
     train_members(alone, tokens[:1], mask[:1], labels[:1], **kw)
     assert torch.allclose(pair(tokens[0])[0], alone(tokens[0])[0], atol=1e-5)
@@ -189,6 +191,14 @@ def test_the_old_names_of_the_student_start_are_refused_naming_the_new_ones(old,
     with pytest.raises(ValueError, match=rf"^The '{old}' parameter of language_model was renamed: use '{new}'"):
         language_model("smoke", **{old: ["independent"]})
     assert "student_start" in LanguageModelConfig.TABLE_COLUMNS and "start" not in LanguageModelConfig.TABLE_COLUMNS
+
+
+def test_the_old_name_of_the_batch_size_is_refused_naming_the_new_one():
+    """One name per concept: the students' mini-batch size is `batch_size`, as in every experiment."""
+    with pytest.raises(ValueError, match=r"^The 'batch' parameter of language_model was renamed: use 'batch_size'"):
+        language_model("smoke", batch=8)
+    assert make_config(LanguageModelConfig, "language_model", "smoke", {"batch_size": 8}).batch_size == 8
+    assert "batch" not in {f.name for f in fields(LanguageModelConfig)}
 
 
 @pytest.fixture(scope="module")

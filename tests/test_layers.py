@@ -4,7 +4,7 @@ core (memkd.<module>) < memkd.experiments < memkd.sweep < memkd.book < memkd.cli
 
 Inside the core, four floors: the base (config, statistics, losses, seeds, ...) < the training
 loop (`train`, `fused`) < the models and the data < the protocol that puts them together
-(`distillation`, `pipeline`, `defences`, `audits`, and the package itself). A model may use the
+(`distillation`, `memorization`, `students`, `defences`, `audits`, and the package itself). A model may use the
 loop and the losses; the loop never imports a model.
 """
 
@@ -18,11 +18,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "memkd"
 FLOORS = {"experiments": 1, "sweep": 2, "book": 3, "cli": 4, "__main__": 4}
 CORE_FLOORS = {  # memkd.<name> of the core -> its floor inside the core
-    **dict.fromkeys(("config", "device", "seeds", "threads", "device_memory", "metrics", "power", "tables",
-                     "provenance", "losses", "declare"), 0),
+    **dict.fromkeys(("config", "device", "seeds", "threads", "device_memory", "metrics", "evaluation", "power",
+                     "tables", "provenance", "losses", "declare"), 0),
     **dict.fromkeys(("train", "fused"), 1),
     **dict.fromkeys(("models", "data"), 2),
-    **dict.fromkeys(("distillation", "pipeline", "defences", "audits"), 3),
+    **dict.fromkeys(("distillation", "memorization", "students", "defences", "audits"), 3),
 }
 PROTOCOL = 3  # the package itself (`memkd/__init__.py` imports the audit)
 
@@ -79,7 +79,8 @@ def test_the_floor_check_sees_an_upward_import(tmp_path):
     ("memkd.losses", "memkd.train"),                # the base importing the loop
     ("memkd.metrics", "memkd.data.linear"),
     ("memkd.models.linear", "memkd.distillation"),  # a model importing the protocol
-    ("memkd.data.linear", "memkd.pipeline"),
+    ("memkd.data.linear", "memkd.students"),
+    ("memkd.evaluation", "memkd.memorization"),  # the metrics floor importing the tasks
 ])
 def test_an_upward_import_inside_the_core_is_found(importer, imported):
     assert floor_of(imported) > floor_of(importer)
@@ -125,7 +126,7 @@ def test_shared_knobs_are_declared_once_in_the_config():
     assert by_name and all(len(helps) == 1 for helps in by_name.values()), by_name
     written = re.compile(r"(?<!_)\bknob\([^)]*\"[^\"]*(learning rate|epoch budget|student seeds per|mini-batch size|"
                          r"divide the student's logits)")
-    for path in sorted((PACKAGE / "experiments").glob("*.py")) + [PACKAGE / "pipeline.py"]:
+    for path in sorted((PACKAGE / "experiments").glob("*.py")):
         hits = [m.group(0)[:60] for m in written.finditer(path.read_text())]
         assert not hits, f"{path.name} declares a shared knob by hand: {hits}"
 

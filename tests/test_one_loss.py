@@ -140,3 +140,32 @@ def test_soft_targets_keep_the_precision_asked_for():
     expected = torch.softmax((z / t.double().view(2, 2, 1, 1)).to(torch.bfloat16), dim=-1)
     assert torch.equal(p, expected)
     assert torch.equal(soft_targets(z, t)[1, 1], torch.softmax(z[1, 0] / 20.0, dim=-1))
+
+
+ALIASES = {"temps", "temp", "inv_t", "inv_temperature"}  # the temperature's old local names
+
+
+def temperature_aliases(files, root=PACKAGE) -> list[str]:
+    """Where a name, parameter or attribute of `files` is one of ALIASES: the temperature goes by
+    `temperatures` (a knob, a grid) and `temperature` (one value or a per-member tensor) only."""
+    found = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = (node.id if isinstance(node, ast.Name) else node.arg if isinstance(node, ast.arg)
+                    else node.attr if isinstance(node, ast.Attribute) else None)
+            if name in ALIASES:
+                found.append(f"{path.relative_to(root).as_posix()}:{node.lineno} {name}")
+    return found
+
+
+def test_the_temperature_goes_by_two_names_from_the_knob_to_the_loss():
+    """The core and the experiments (the knob's way to the loss) name it `temperatures` or `temperature`."""
+    files = [p for p in sorted(PACKAGE.rglob("*.py")) if p.relative_to(PACKAGE).parts[0] not in ("book", "sweep")]
+    assert temperature_aliases(files) == []
+
+
+def test_the_alias_check_sees_an_old_name(tmp_path):
+    own = tmp_path / "own.py"
+    own.write_text("def f(temperatures, inv_t=None):\n    temps = temperatures\n    self.temp = temps\n")
+    assert temperature_aliases([own], tmp_path) == ["own.py:1 inv_t", "own.py:2 temps", "own.py:3 temp",
+                                                    "own.py:3 temps"]

@@ -20,7 +20,7 @@ fills one row, and `wording` one of a row's alternative phrases (`config_of`, `c
 `pairs` give the values the rows print). The functions decide which rows apply and compute the values;
 they hold no prose.
 
-The paper's reference values stay beside their experiments (`memkd.pipeline.PAPER_SIZES`,
+The paper's reference values stay beside their experiments (`memkd.experiments.random_data.PAPER_SIZES`,
 `memkd.experiments.cifar.PAPER_FIG4`, `modular_addition.PAPER_FIG8`, `teacher_clock.PAPER_CLOCK`,
 `one_hidden_layer.RELEASED`, the configs' paper profiles); the released linear protocol of chapter 11 is
 `memkd.book.chapters.ch11_linear_recovery.LINEAR_RELEASED`. The teacher protocol's departure ("teacher
@@ -40,7 +40,7 @@ import yaml
 
 from memkd.book.grid_analysis import knobs_text
 from memkd.config import invalid
-from memkd.pipeline import PAPER_SIZES
+from memkd.experiments.random_data import PAPER_SIZES
 
 Departure = dict[str, str]
 FIELDS = ("paper", "book", "reason")  # a row's text in departures.yml, after its topic
@@ -127,7 +127,7 @@ def standard_departures(table: pd.DataFrame | dict[str, Any],
     """The departures from the paper that a random-data table implies (its `attrs["config"]` and
     its `teacher_first_perfect` column): the temperature convention, the teacher's budget, and the
     sizes of D and of the teacher when they are not the paper's (`paper_sizes`, default the main
-    setting of Fig 2, `memkd.pipeline.PAPER_SIZES`). A config dict works too.
+    setting of Fig 2, `memkd.experiments.random_data.PAPER_SIZES`). A config dict works too.
     """
     if isinstance(table, dict):
         table = pd.DataFrame().pipe(lambda t: (t.attrs.update(config=table), t)[1])

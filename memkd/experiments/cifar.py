@@ -39,7 +39,9 @@ from memkd.config import (
 )
 from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
-from memkd.pipeline import MemorizationTask, distill, member_grid, tidy
+from memkd.memorization import MemorizationTask
+from memkd.students import distill, member_grid
+from memkd.tables import tidy
 from memkd.device_memory import check_run_fits, members_per_chunk, training_bytes_per_member
 from memkd.seeds import derive_seed
 

@@ -46,7 +46,7 @@ from memkd.device import resolve_device
 from memkd import distillation
 from memkd.distillation import MLPFamily, predict
 from memkd.experiments.cifar import SETTINGS, ImageDataConfig, shuffled_task
-from memkd.pipeline import tidy
+from memkd.tables import tidy
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 

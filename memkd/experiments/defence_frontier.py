@@ -40,10 +40,11 @@ from memkd.data.linear import make_linear_data, student_mask
 from memkd.metrics import recovery_metrics, teacher_accuracy
 from memkd.experiments.linear_recovery import train_teachers
 from memkd.models.linear import linear_logits, solve_soft_labels
-from memkd.pipeline import (QUICK_PROFILE, SMOKE_PROFILE, PAPER_PROFILE, RandomDataConfig, config_dict, distill,
-                            member_grid, memorization_tasks, split)
+from memkd.experiments.random_data import PAPER_PROFILE, QUICK_PROFILE, SMOKE_PROFILE, RandomDataConfig
+from memkd.memorization import memorization_tasks, split
+from memkd.students import distill, member_grid
 from memkd.seeds import derive_seed
-from memkd.tables import TEACHER_ID
+from memkd.tables import TEACHER_ID, config_dict
 
 SETTINGS = ("mlp", "linear", "one_hidden_layer")
 DECIMALS = list_of(int_range(0))
@@ -146,11 +147,11 @@ def _mlp_rows(cfg: RandomDataConfig, grid: Sequence[tuple[str, float, str]], set
               teacher_overrides: dict | None = None, family: str = "", strength: float = 0.0) -> list[dict]:
     """Teachers of `cfg` (with `teacher_overrides`), then one student per (teacher, defence, seed)."""
     tasks = memorization_tasks(cfg, require_memorization=False, teacher_overrides=teacher_overrides)
-    alpha, width, temp = cfg.alphas[0], cfg.student_widths[0], cfg.temperatures[0]
+    alpha, width, temperature = cfg.alphas[0], cfg.student_widths[0], cfg.temperatures[0]
     splits = [split(t, alpha, cfg) for t in tasks]
     members = [{**m, "family": f, "strength": s, "defence": spec}
-               for (f, s, spec) in grid for m in member_grid(temperature=(temp,), lr=cfg.lrs, student=range(cfg.students))]
-    targets = [torch.stack([parse(m["defence"]).targets(t.logits[tr], temp, seed=derive_seed(cfg.seed, "probe", t.dataset, i),
+               for (f, s, spec) in grid for m in member_grid(temperature=(temperature,), lr=cfg.lrs, student=range(cfg.students))]
+    targets = [torch.stack([parse(m["defence"]).targets(t.logits[tr], temperature, seed=derive_seed(cfg.seed, "probe", t.dataset, i),
                                                         withheld=cfg.withheld)
                             for i, m in enumerate(members)]).to(torch.float32) for t, (tr, _) in zip(tasks, splits)]
     rows = distill(tasks, splits, cfg=cfg, kind="soft", width=width, members=members, targets=targets,

@@ -1,7 +1,7 @@
 """Fig 2 of the paper: students learn from the teacher's softened logits, or from hard labels.
 
 Every dataset's teacher trains once; the students of one (alpha, width) train as one ensemble over
-all datasets (`memkd.pipeline.alpha_width_settings`).
+all datasets (`memkd.experiments.random_data.alpha_width_settings`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pandas as pd
 
 from memkd.declare import experiment
 from memkd.config import knob, make_config, one_of
-from memkd.pipeline import (
-    PAPER_PROFILE, QUICK_PROFILE, SMOKE_PROFILE, RandomDataConfig, alpha_width_settings, distill,
-    member_grid, tidy,
-)
+from memkd.experiments.random_data import (
+    PAPER_PROFILE, QUICK_PROFILE, SMOKE_PROFILE, RandomDataConfig, alpha_width_settings)
+from memkd.students import distill, member_grid
+from memkd.tables import tidy
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ def logit_distillation(profile: str = "quick", targets: str = "soft", **override
     """Fig 2: students learn from sigma_T(teacher logits) (or hard labels: `targets`, the rows'
     `kind`) on alpha of D."""
     cfg = make_config(LogitDistillationConfig, "logit_distillation", profile, {**overrides, "targets": targets})
-    temps = cfg.temperatures if cfg.targets == "soft" else (math.nan,)
-    members = member_grid(temperature=temps, lr=cfg.lrs, student=range(cfg.students))
+    members = member_grid(temperature=cfg.temperatures if cfg.targets == "soft" else (math.nan,), lr=cfg.lrs,
+                          student=range(cfg.students))
     rows: list[dict] = []
     for tasks, alpha, splits, width in alpha_width_settings(cfg):
         for r in distill(tasks, splits, cfg=cfg, kind=cfg.targets, width=width, members=members,

@@ -15,10 +15,11 @@ import pandas as pd
 
 from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import knob, make_config, real_interval
-from memkd.pipeline import (
-    PAPER_PROFILE, QUICK_PROFILE, SMOKE_PROFILE, RandomDataConfig, alpha_width_settings, distill,
-    member_grid, tidy,
+from memkd.experiments.random_data import (
+    PAPER_PROFILE, QUICK_PROFILE, SMOKE_PROFILE, RandomDataConfig, alpha_width_settings,
 )
+from memkd.students import distill, member_grid
+from memkd.tables import tidy
 
 
 @dataclass(frozen=True)

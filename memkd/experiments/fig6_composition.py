@@ -13,10 +13,10 @@ import pandas as pd
 
 from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import POS_INTS, check_split, class_counts_knob, knob, make_config, per_class_values_knob
-from memkd.pipeline import (
-    PAPER_PROFILE, QUICK_PROFILE, SMOKE_PROFILE, RandomDataConfig, distill, member_grid,
-    memorization_tasks, split, tidy,
-)
+from memkd.experiments.random_data import PAPER_PROFILE, QUICK_PROFILE, SMOKE_PROFILE, RandomDataConfig
+from memkd.memorization import memorization_tasks, split
+from memkd.students import distill, member_grid
+from memkd.tables import tidy
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import torch
 
 from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import make_config, surgery_class_knob, tail_fractions_knob
-from memkd.pipeline import (
-    PAPER_PROFILE, QUICK_PROFILE, SMOKE_PROFILE, RandomDataConfig, distill, member_grid,
-    memorization_tasks, split, tidy,
-)
+from memkd.experiments.random_data import PAPER_PROFILE, QUICK_PROFILE, SMOKE_PROFILE, RandomDataConfig
+from memkd.memorization import memorization_tasks, split
+from memkd.students import distill, member_grid
+from memkd.tables import tidy
 from memkd.losses import cut_tail, drop_class, soft_targets, zero_class_elsewhere
 
 

@@ -54,7 +54,7 @@ from memkd.declare import experiment
 from memkd.device import resolve_device
 from memkd.losses import hard_cross_entropy, soft_cross_entropy, soft_targets
 from memkd.models.gpt2 import BODY, EnsembleGPT2, GPT2Shape, hf_shape, load_checkpoint
-from memkd.pipeline import tidy
+from memkd.tables import tidy
 from memkd.seeds import derive_seed
 from memkd.train import fit
 
@@ -65,7 +65,7 @@ EVAL_CHUNK = 1024  # triples per forward pass when measuring
 # The released notebook, read from its code (see the module docstring).
 RELEASED = dict(checkpoint="gpt2", cells=("gpt2/1000",), triples=6000, classes=1000, balanced=False,
                 teacher_epochs=100, teacher_lr=5e-4, teacher_batch=64, max_grad_norm=1.0, epochs=200, lr=5e-4,
-                batch=32, rhos=(0.2, 0.5, 0.8), temperature=20.0, max_length=10)
+                batch_size=32, rhos=(0.2, 0.5, 0.8), temperature=20.0, max_length=10)
 # paper: the released sizes and recipe, several teachers, and the shared-start question (the released
 # start against an independent one of the same architecture). Counted, not measured: about 3e16 FLOP
 # per teacher with its six students (6 x 124M parameters x tokens seen), under an hour on one H100-class
@@ -75,7 +75,7 @@ RELEASED = dict(checkpoint="gpt2", cells=("gpt2/1000",), triples=6000, classes=1
 PAPER = dict(RELEASED, student_starts=("teacher_body", "independent"), datasets=4, students=1, fresh=6000,
              teacher_min_acc=0.99)
 SMOKE = dict(cells=("number/50", "digits/50"), widths=(16,), layers=1, heads=2, triples=60, classes=6,
-             balanced=True, teacher_epochs=30, teacher_lr=5e-3, teacher_batch=16, epochs=6, lr=5e-3, batch=16,
+             balanced=True, teacher_epochs=30, teacher_lr=5e-3, teacher_batch=16, epochs=6, lr=5e-3, batch_size=16,
              rhos=(0.5,), student_starts=("teacher_start", "independent"), datasets=2, students=1, fresh=60,
              teacher_min_acc=0.0)
 # quick: a small GPT-2 trained from scratch on a scaled-down task, the released recipe otherwise (AdamW,
@@ -87,7 +87,7 @@ SMOKE = dict(cells=("number/50", "digits/50"), widths=(16,), layers=1, heads=2, 
 # there is a leak to compare (number/99). 300 triples in 30 classes; 4 teachers took 55 s of CPU (one thread),
 # so 8 teachers fit the chapter's budget.
 QUICK = dict(cells=("number/999", "number/99", "digits/99"), widths=(64,), layers=2, heads=4, triples=300,
-             classes=30, balanced=True, teacher_epochs=80, teacher_lr=2e-3, teacher_batch=64, epochs=40, batch=32,
+             classes=30, balanced=True, teacher_epochs=80, teacher_lr=2e-3, teacher_batch=64, epochs=40, batch_size=32,
              rhos=(0.8,), student_starts=("teacher_start", "independent"), student_start_cells=("number/99",),
              datasets=8, students=1, fresh=300, teacher_min_acc=0.98)
 
@@ -137,7 +137,7 @@ class LanguageModelConfig(ExperimentConfig):
                                   "a teacher counts as memorized at this training accuracy (students learn only from those)")
     lr: float = lr_knob(5e-4, "students'", "AdamW", " (released: 5e-4)")
     epochs: int = epochs_knob(200, unit="mini-batch epochs", note=" (released: 200)")
-    batch: int | None = batch_size_knob()
+    batch_size: int | None = batch_size_knob()
     rhos: tuple = rhos_knob((0.5, 0.8), "the share of the triples a student gets (released: 0.2, 0.5, 0.8)")
     student_starts: tuple = knob(("teacher_start", "independent"), STARTS_LIST, "where a student's weights start")
     student_start_cells: tuple = knob((), Constraint(lambda v: isinstance(v, (list, tuple))
@@ -151,7 +151,8 @@ class LanguageModelConfig(ExperimentConfig):
     # One name per concept: where a student's weights start is `student_start(s)` in every experiment.
     RENAMED = {"starts": "use 'student_starts' (where a student's weights start, named as in every experiment)",
                "start_cells": "use 'student_start_cells' (the cells whose students try every start)",
-               "start": "use 'student_starts' (where a student's weights start, a list)"}
+               "start": "use 'student_starts' (where a student's weights start, a list)",
+               "batch": "use 'batch_size' (the students' mini-batch size, named as in every experiment)"}
 
     PROFILE_VALUES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
     TABLE_COLUMNS = ("dataset", "cell", "tokenization", "high", "width", "layers", "student_start", "rho", "student",
@@ -227,7 +228,7 @@ def _accuracy(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def train_members(model: EnsembleGPT2, tokens: Tensor, mask: Tensor, targets: Tensor, *, soft: bool, lr: float,
-                  epochs: int, batch: int | None, seed: int, max_grad_norm: float | None, progress: bool, desc: str) -> None:
+                  epochs: int, batch_size: int | None, seed: int, max_grad_norm: float | None, progress: bool, desc: str) -> None:
     """Train every member on its own data with shuffled mini-batches (one order shared by the members).
 
     tokens, mask (E, N, S); targets: labels (E, N) int64 (hard cross-entropy) or probabilities (E, N, C)
@@ -242,7 +243,7 @@ def train_members(model: EnsembleGPT2, tokens: Tensor, mask: Tensor, targets: Te
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # dropout's masks come from the global generator: seeded here, restored after
         model.train()
-        fit(model, objective, n_samples=tokens.shape[1], epochs=epochs, lr=lr, batch_size=batch, weight_decay=0.0,
+        fit(model, objective, n_samples=tokens.shape[1], epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=0.0,
             decoupled_weight_decay=True, seed=seed, progress=progress, desc=desc, max_grad_norm=max_grad_norm,
             eps=ADAM_EPS)
     model.eval()
@@ -293,7 +294,7 @@ def _student_rows(cfg: LanguageModelConfig, data: list[Draw], teacher: EnsembleG
     targets = torch.stack([soft_targets(teacher_logits[k][idx.to(device)], cfg.temperature)
                            for (k, _, _), idx in zip(members, train_idx)])
     started = time.perf_counter()
-    train_members(model, tokens, mask, targets, soft=True, lr=cfg.lr, epochs=cfg.epochs, batch=cfg.batch,
+    train_members(model, tokens, mask, targets, soft=True, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size,
                   seed=derive_seed(cfg.seed, "order", setting["cell"], setting["width"], rho),
                   max_grad_norm=None, progress=cfg.progress, desc=f"students rho={rho}")
     seconds = (time.perf_counter() - started) / len(members)
@@ -344,7 +345,7 @@ def language_model(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
             mask = torch.stack([d.mask for d in data]).to(device)
             labels = torch.stack([d.labels for d in data]).to(device)
             train_members(teacher, tokens, mask, labels, soft=False, lr=cfg.teacher_lr, epochs=cfg.teacher_epochs,
-                          batch=cfg.teacher_batch, seed=derive_seed(cfg.seed, "order", cell, width, "teacher"),
+                          batch_size=cfg.teacher_batch, seed=derive_seed(cfg.seed, "order", cell, width, "teacher"),
                           max_grad_norm=cfg.max_grad_norm, progress=cfg.progress, desc=f"teachers {cell}")
             logits = predict(teacher, tokens, mask)  # (K, N, C)
             teacher_acc = _accuracy(logits, labels)

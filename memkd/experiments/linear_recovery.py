@@ -176,38 +176,39 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
     One dict per student: the knobs and `memkd.metrics.recovery_metrics`.
     """
     seeds = cfg.seeds_per_setting if kind == "soft_labels" else 1
-    temps = [1.0] if kind == "least_squares" else list(temperatures)
-    setting = [(rho, t, s) for rho in cfg.rhos for t in temps for s in range(seeds)]
+    temperatures = [1.0] if kind == "least_squares" else list(temperatures)
+    setting = [(rho, temperature, s) for rho in cfg.rhos for temperature in temperatures for s in range(seeds)]
     k_all, m = len(ids), len(setting)
     device, outputs = data.x.device, w_teacher.shape[-1]
     mask = student_mask(data, [rho for rho, _, _ in setting])  # (K, M, N)
-    t = torch.tensor([[tt for _, tt, _ in setting]] * k_all, dtype=torch.float64, device=device)  # (K, M)
+    temperature = torch.tensor([[temperature for _, temperature, _ in setting]] * k_all, dtype=torch.float64, device=device)  # (K, M)
     torch_dtype = DTYPES[dtype]
     if kind == "least_squares":
         solve_dtype = torch.float64 if dtype == "float64" else torch.float32
         targets = linear_forward(w_teacher.to(solve_dtype).unsqueeze(2), data.x.to(solve_dtype)).expand(-1, m, -1, -1)
     else:
-        targets = soft_labels(w_teacher, data.x, t, torch_dtype)  # (K, M, N, C)
+        targets = soft_labels(w_teacher, data.x, temperature, torch_dtype)  # (K, M, N, C)
     if shuffled:
         perm = within_class_permutation(data, mask, [derive_seed(cfg.seed, "shuffle", k, r, kind, *st)
                                                      for k, r in ids for st in setting])
         targets = targets.gather(2, perm.unsqueeze(-1).expand(*perm.shape, targets.shape[-1]))
     if kind == "least_squares":
         w = least_squares(data.x.to(solve_dtype), targets, mask)
-        fit_to, scale = class_logits(targets), torch.ones_like(t)
+        fit_to, scale = class_logits(targets), torch.ones_like(temperature)
     elif kind == "soft_labels_solved":
         w = solve_soft_labels(data.x, targets, mask, outputs)
-        fit_to, scale = targets, 1 / t
+        fit_to, scale = targets, 1 / temperature
     else:
-        init = [derive_seed(cfg.seed, "student", k, r, "linear", rho, tt, s) for k, r in ids for rho, tt, s in setting]
+        init = [derive_seed(cfg.seed, "student", k, r, "linear", rho, temperature, s)
+                for k, r in ids for rho, temperature, s in setting]
         n = data.x.shape[1]
         model, _ = train_students(data.x.to(torch_dtype), targets.reshape(k_all * m, n, -1), kind="soft",
                                   members=k_all * m, lrs=cfg.lr, epochs=cfg.epochs,
                                   family=LinearFamily(cfg.input_dim, outputs, k_all, torch_dtype),
-                                  temperatures=t.to(torch_dtype).flatten(), soften_student=cfg.soften_student,
+                                  temperatures=temperature.to(torch_dtype).flatten(), soften_student=cfg.soften_student,
                                   seed=init, mask=mask.reshape(k_all * m, n))  # members (E = K * M, ...)
         w = model.weight.detach()
-        fit_to, scale = targets, (torch.ones_like(t) if cfg.soften_student else 1 / t)
+        fit_to, scale = targets, (torch.ones_like(temperature) if cfg.soften_student else 1 / temperature)
     measured = recovery_metrics(linear_logits(w, data.x), linear_logits(w, data.fresh), linear_logits(w_teacher, data.fresh),
                                 data.y, data.valid, mask, fit_to, scale)
     metrics = {key: v.cpu() for key, v in measured.items()}
@@ -216,14 +217,14 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
     rows = []
     for i, (k, r) in enumerate(ids):
         n = data.classes * data.per_class[i]
-        for j, (rho, tt, s) in enumerate(setting):
+        for j, (rho, _, s) in enumerate(setting):
             rows.append({"dataset": k, "teacher": f"{k}/{r:g}", "n_over_d": r, "input_dim": cfg.input_dim,
                          "classes": data.classes, "outputs": outputs, "n_memorized": n,
                          "n_student": int(n_seen[i, j]), "rho": rho, "rho_n_over_d": int(n_seen[i, j]) / cfg.input_dim,
                          "student": "soft_labels" if kind == "soft_labels_solved" else kind,
                          "solver": {"least_squares": "pinv", "soft_labels": "adam",
                                     "soft_labels_solved": "exact"}[kind],
-                         "shuffled": shuffled, "temperature": tt if kind != "least_squares" else float("nan"),
+                         "shuffled": shuffled, "temperature": setting[j][1] if kind != "least_squares" else float("nan"),
                          "soften_student": cfg.soften_student if kind == "soft_labels" else False,
                          "dtype": dtype if kind != "least_squares" else str(solve_dtype).replace("torch.", ""),
                          "student_seed": s, "epochs": cfg.epochs if kind == "soft_labels" else 0,
@@ -236,7 +237,7 @@ def student_grid(cfg: LinearConfig, data: LinearData, w_teacher: Tensor, ids: Se
 def linear_table(rows: list[dict], experiment_name: str, cfg: LinearConfig, chance: float | None = None) -> pd.DataFrame:
     """The tidy table of a linear experiment from its rows (one per student): its name and teacher ids first,
     chance (1 / C of each row's `classes`, or `chance` where given) and the validated config in attrs."""
-    from memkd.pipeline import config_dict
+    from memkd.tables import config_dict
 
     table = pd.DataFrame(rows)
     table.insert(0, "experiment", experiment_name)
@@ -289,13 +290,14 @@ def counting_curve(input_dim: int = 20, classes: Sequence[int] = (2, 10), temper
         data = LinearData(x, torch.zeros(draws, n_max, dtype=torch.int64), torch.ones(draws, n_max, dtype=torch.bool),
                           torch.randn(draws, 500, input_dim, generator=gen, dtype=torch.float64), [n_max] * draws, 1)
         mask = (torch.arange(n_max).view(1, 1, -1) < torch.tensor(ns).view(1, -1, 1)).expand(draws, -1, -1)  # (K, M, N)
-        for temp in temperatures:
-            t = torch.full((draws, len(ns)), float(temp), dtype=torch.float64)
-            probs = soft_labels(w, x, t, torch.float64)
+        for temperature in temperatures:
+            maps = (draws, len(ns))  # (K, M): one T for every map
+            probs = soft_labels(w, x, torch.full(maps, float(temperature), dtype=torch.float64), torch.float64)
             solved = solve_soft_labels(x, probs, mask, c)
             err = recovery_metrics(linear_logits(solved, x), linear_logits(solved, data.fresh),
-                                   linear_logits(w, data.fresh), data.y, data.valid, mask, None, 1 / t)["logit_error"]
-            rows += [{"classes": c, "temperature": temp, "draw": k, "n_student": n, "n_over_d": n / input_dim,
+                                   linear_logits(w, data.fresh), data.y, data.valid, mask, None,
+                                   torch.full(maps, 1 / float(temperature), dtype=torch.float64))["logit_error"]
+            rows += [{"classes": c, "temperature": temperature, "draw": k, "n_student": n, "n_over_d": n / input_dim,
                       "logit_error": float(err[k, j])} for k in range(draws) for j, n in enumerate(ns)]
     return pd.DataFrame(rows)
 

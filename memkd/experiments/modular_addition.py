@@ -27,7 +27,8 @@ from memkd.config import (
 )
 from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
-from memkd.pipeline import member_grid, tidy
+from memkd.students import member_grid
+from memkd.tables import tidy
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 
@@ -197,10 +198,10 @@ def transfer_by_temperature(table: pd.DataFrame, margin: float, level: float = 0
     from memkd.metrics import interval_test, per_unit_means
 
     rows = []
-    for temp, part in table.groupby("temperature"):
+    for temperature, part in table.groupby("temperature"):
         diffs = per_unit_means(part, "test_acc", "independent_acc")["difference"]
         r = interval_test(diffs, "equivalent", margin, level)
-        rows.append({"temperature": temp, "train_acc": part.train_acc.mean(), "train_acc_min": part.train_acc.min(),
+        rows.append({"temperature": temperature, "train_acc": part.train_acc.mean(), "train_acc_min": part.train_acc.min(),
                      "n": r["n"], "mean": r["mean"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                      "verdict": r["verdict"]})
     per_t = pd.DataFrame(rows)

@@ -8,7 +8,7 @@ exactly n labels of each class in random order; a teacher D -> P -> C with biase
 at lr 1e-3 for a fixed budget; the student gets the first floor(rho * n) points of each class (in
 D's order) with sigma_T(teacher logits), T = 20, its own logits not divided by T; the held-out
 points are the rest of D. Teachers train as one ensemble per size and students of all teachers of a
-cell as one ensemble (`memkd.pipeline`). On top of the map, in this order: the shuffle
+cell as one ensemble (`memkd.students`). On top of the map, in this order: the shuffle
 control (each student's inputs permuted within their class, the soft labels left in place; in the
 map's row at `variant_rho`, where a class gives the student at least two points to permute), two
 width variants at every size and fraction on the first `variant_datasets` teachers (a student of
@@ -33,13 +33,14 @@ from memkd.config import (
     make_config, maybe_empty_list_of, per_class_values_knob, real_interval, rhos_knob, shuffle_knob, students_knob,
     surgery_class_knob, tail_fractions_knob, teacher_epochs_knob, temperatures_knob, width_knob,
 )
-from memkd.pipeline import MemorizationTask, StudentShapes, distill, member_grid, memorization_tasks, tidy
+from memkd.memorization import MemorizationTask, StudentShapes, memorization_tasks
+from memkd.students import distill, member_grid
 from memkd.declare import experiment
 from memkd.experiments.phases import choose_cells, classify_phase, phase_map
 from memkd.losses import cut_tail, soft_targets, zero_class_elsewhere
 from memkd.metrics import choose_and_test_units
 from memkd.seeds import derive_seed
-from memkd.tables import TEACHER_ID
+from memkd.tables import TEACHER_ID, tidy
 
 WIDTHS = maybe_empty_list_of(int_range(1))
 CLASS_COUNTS = maybe_empty_list_of(int_range(2))

@@ -26,10 +26,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from memkd.pipeline import (
-    PAPER_PROFILE, SMOKE_PROFILE, MemorizationTask, RandomDataConfig, config_dict, distill, member_grid,
-    memorization_tasks, split,
-)
+from memkd.experiments.random_data import PAPER_PROFILE, SMOKE_PROFILE, RandomDataConfig
+from memkd.memorization import MemorizationTask, memorization_tasks, split
+from memkd.students import distill, member_grid
+from memkd.tables import config_dict
 from memkd.losses import soft_targets
 from memkd.metrics import nearest_neighbour_predictions
 from memkd.distillation import TeacherDidNotMemorize

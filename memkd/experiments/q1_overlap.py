@@ -15,7 +15,8 @@ import pandas as pd
 
 from memkd.declare import experiment
 from memkd.config import int_range, knob, lr_knob, epochs_knob, make_config
-from memkd.pipeline import RandomDataConfig, member_grid
+from memkd.experiments.random_data import RandomDataConfig
+from memkd.students import member_grid
 from memkd.metrics import overlap_test, permutation_matrix, phi
 from memkd.seeds import derive_seed
 from memkd.experiments.open_questions import (

@@ -13,7 +13,8 @@ import pandas as pd
 
 from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import make_config, weight_decays_knob
-from memkd.pipeline import RandomDataConfig, distill
+from memkd.experiments.random_data import RandomDataConfig
+from memkd.students import distill
 from memkd.experiments.open_questions import (
     ONE_ALPHA_ONE_WIDTH, failed_teacher_row, question_profiles, question_table, soft_members, splits_of,
     teacher_stats, teachers,

@@ -12,7 +12,8 @@ import pandas as pd
 
 from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import make_config
-from memkd.pipeline import RandomDataConfig, distill
+from memkd.experiments.random_data import RandomDataConfig
+from memkd.students import distill
 from memkd.experiments.open_questions import (
     ONE_ALPHA_ONE_WIDTH, question_profiles, question_table, soft_members, splits_of, teachers,
 )

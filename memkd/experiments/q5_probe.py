@@ -13,7 +13,10 @@ import torch
 
 from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import POS_INT, knob, lr_knob, make_config
-from memkd.pipeline import MemorizationTask, RandomDataConfig, distill, evaluate_students, student_seed
+from memkd.evaluation import evaluate_students
+from memkd.experiments.random_data import RandomDataConfig
+from memkd.memorization import MemorizationTask
+from memkd.students import distill, student_seed
 from memkd.models.mlp import EnsembleMLP
 from memkd.distillation import MLPFamily, train_students
 from memkd.experiments.open_questions import (
@@ -66,11 +69,11 @@ def _frozen_students(tasks, splits, cfg: ProbeConfig, width: int, depth: int, ac
     """Rows of frozen-first-layer students of every task, trained as one ensemble (K * M members) and
     measured like `distill`'s: dataset, student, trainable (parameters that train) and the metrics.
     Their seeds are the "probe" setting's, so a frozen_first student starts where its trained twin does."""
-    m, t = cfg.students, cfg.temperatures[0]
+    m, temperature = cfg.students, cfg.temperatures[0]
     x = torch.cat([task.x[tr].expand(m, -1, -1) for task, (tr, _) in zip(tasks, splits)])  # (K*M, N_tr, D)
     logits = torch.cat([task.logits[tr].expand(m, -1, -1) for task, (tr, _) in zip(tasks, splits)])  # (K*M, N_tr, C)
     seeds = [student_seed(cfg, task.dataset, width, (cfg.alphas[0], "probe"), s) for task in tasks for s in range(m)]
-    model = train_probe_students(x, logits, temperature=t, classes=tasks[0].classes, width=width, hidden_layers=depth,
+    model = train_probe_students(x, logits, temperature=temperature, classes=tasks[0].classes, width=width, hidden_layers=depth,
                                  activation=act, frozen_layers=1, members=len(seeds), lr=lr, epochs=cfg.epochs,
                                  seed=seeds)
     trainable = sum(int(w[0].numel()) for w in model.parameters() if w.requires_grad)

@@ -12,7 +12,8 @@ import pandas as pd
 
 from memkd.declare import DISTILL_COLUMNS, experiment
 from memkd.config import TEACHER_STOPS, knob, list_of, make_config, one_of
-from memkd.pipeline import RandomDataConfig, distill
+from memkd.experiments.random_data import RandomDataConfig
+from memkd.students import distill
 from memkd.experiments.open_questions import (
     ONE_ALPHA_ONE_WIDTH, question_profiles, question_table, soft_members, splits_of, teacher_stats,
     teachers,
@@ -47,7 +48,7 @@ def teacher_protocol(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
         tasks = teachers(run)
         info = {task.dataset: {"teacher_first_perfect": int(task.teacher.epochs_to_memorize[0]),
                                "teacher_epochs_run": int(task.teacher.epochs_run)} for task in tasks}
-        top = {(task.dataset, temp): teacher_stats(task, temp) for task in tasks for temp in cfg.temperatures}
+        top = {(task.dataset, temperature): teacher_stats(task, temperature) for task in tasks for temperature in cfg.temperatures}
         for r in distill(tasks, splits_of(tasks, cfg), cfg=run, kind="soft", width=cfg.student_widths[0],
                          members=soft_members(cfg, cfg.temperatures), setting=(cfg.alphas[0],)):
             rows.append({**r, "alpha": cfg.alphas[0], **info[r["dataset"]], **top[(r["dataset"], r["temperature"])]})

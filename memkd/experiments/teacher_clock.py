@@ -37,7 +37,8 @@ from memkd.config import (
 )
 from memkd.device import resolve_device
 from memkd.distillation import train_students, train_teacher
-from memkd.pipeline import member_grid, tidy
+from memkd.students import member_grid
+from memkd.tables import tidy
 from memkd.declare import experiment
 from memkd.experiments.modular_addition import ModularTransformerConfig
 from memkd.data.tokens import make_modular_addition

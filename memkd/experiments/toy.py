@@ -21,7 +21,8 @@ from memkd.declare import experiment
 from memkd.config import make_config
 from memkd.data.random_vectors import make_memorization_data, split_per_class
 from memkd.device import resolve_device
-from memkd.pipeline import RandomDataConfig, tidy
+from memkd.experiments.random_data import RandomDataConfig
+from memkd.tables import tidy
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
 from memkd.distillation import MLPFamily, require_memorized, train_students, train_teacher
@@ -121,11 +122,12 @@ def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     xi, yi = torch.stack([f[0] for f in fresh]), torch.stack([f[1] for f in fresh])
     with torch.no_grad():
         teacher_ind = accuracy(teacher.model(xi), yi).cpu()
-    settings = [("hard", math.nan)] + [("soft", t) for t in cfg.temperatures]
+    settings = [("hard", math.nan)] + [("soft", temperature) for temperature in cfg.temperatures]
     s = cfg.students
     rows = []
-    for i, (kind, temp) in enumerate(settings):
-        model = _toy_students(cfg, x, y, tr, teacher, kind, temp if kind == "soft" else 1.0, datasets=datasets)
+    for i, (kind, temperature) in enumerate(settings):
+        model = _toy_students(cfg, x, y, tr, teacher, kind, temperature if kind == "soft" else 1.0,
+                              datasets=datasets)
         rep = lambda t: t.repeat_interleave(s, dim=0)
         with torch.no_grad():
             out = model(rep(x))  # (K*S, N, C)
@@ -138,7 +140,7 @@ def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
             k = m // s
             if k in left_out:
                 continue
-            rows.append({"dataset": k, "student": m % s, "targets": kind, "temperature": temp,
+            rows.append({"dataset": k, "student": m % s, "targets": kind, "temperature": temperature,
                          "alpha": cfg.alphas[0], "width": cfg.student_widths[0], "lr": cfg.lrs[0],
                          "train_acc": float(train_acc[m]), "test_acc": float(test_acc[m]),
                          "independent_acc": float(ind_acc[m]), "teacher_independent_acc": float(teacher_ind[k]),

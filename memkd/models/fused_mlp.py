@@ -98,10 +98,12 @@ class FusedCrossEntropy:
             targets = torch.nn.functional.one_hot(targets.long(), c).to(dtype)
         self.targets = targets.transpose(-1, -2).contiguous()  # (C, N) or (E, C, N)
         self.target_mass = self.targets.sum(dim=-2, keepdim=True)  # (..., 1, N): 1 unless surgery
-        temps = torch.as_tensor(temperatures, dtype=dtype, device=device).expand(e)
-        self.inv_t = (1.0 / temps).view(e, 1, 1) if soften_student else None
+        # (E, 1, 1): one T per member, dividing the student's logits (z' = z / T) only with soften_student
+        self.temperature = (torch.as_tensor(temperatures, dtype=dtype, device=device).expand(e).view(e, 1, 1)
+                            if soften_student else None)
         # d loss_e / d z = (softmax(z') * mass - p) / (N T_e)  (T_e = 1 without soften_student)
-        self.scale = (self.inv_t if soften_student else torch.ones(e, 1, 1, dtype=dtype, device=device)) / n
+        self.scale = (1.0 / self.temperature if soften_student
+                      else torch.ones(e, 1, 1, dtype=dtype, device=device)) / n
         outs = [w.shape[1] for w in self.weights]
         new = lambda size: torch.empty(e, size, n, dtype=dtype, device=device)
         self.acts = [new(size) for size in outs]  # post-activation hidden layers, then logits
@@ -163,7 +165,7 @@ class FusedCrossEntropy:
         """loss (E,) and accuracy (E,); leaves d loss / d logits (E, C, N) in `self.log_q`."""
         # max(...).indices is argmax (the first maximum on ties), 2-3x faster over dim 1 on a CPU
         acc = (logits.max(dim=1).indices == self.labels).float().mean(dim=-1)
-        z = logits if self.inv_t is None else torch.mul(logits, self.inv_t, out=self.log_q)
+        z = logits if self.temperature is None else torch.mul(logits, 1.0 / self.temperature, out=self.log_q)
         torch.sub(z, torch.logsumexp(z, dim=1, keepdim=True), out=self.log_q)
         n = logits.shape[-1]
         loss = -(self.targets * self.log_q).sum(dim=(1, 2)) / n
