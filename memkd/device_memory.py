@@ -11,6 +11,7 @@ allocating anything, and to split an ensemble into chunks that do fit.
 from __future__ import annotations
 
 import os
+from typing import Sequence, TypeVar
 
 import torch
 
@@ -65,6 +66,24 @@ def require_one_fits(bytes_per_member: int, device: torch.device | str, what: st
         raise MemoryError(
             f"{what} needs about {format_bytes(bytes_per_member)} to train, but only {format_bytes(budget)} "
             f"can be used on {torch.device(device)}. Reduce {knobs} (or run on a device with more memory).")
+
+
+Item = TypeVar("Item")
+
+
+def chunks(items: "Sequence[Item] | int", size: int | None) -> list[Sequence[Item]]:
+    """Consecutive chunks of at most `size` of `items` (one chunk of all when `size` is None or 0): the one
+    loop over an ensemble's members in chunks (sizes from `members_per_chunk` or a `chunk` knob). An int
+    n stands for range(n); a range gives ranges, a list lists.
+
+    >>> chunks(5, 2)
+    [range(0, 2), range(2, 4), range(4, 5)]
+    >>> chunks(["a", "b", "c"], None)
+    [['a', 'b', 'c']]
+    """
+    seq = range(items) if isinstance(items, int) else items
+    step = size or len(seq) or 1
+    return [seq[i:i + step] for i in range(0, len(seq), step)]
 
 
 def members_per_chunk(members: int, bytes_per_member: int, device: torch.device | str,

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from memkd.data.random_vectors import make_memorization_data, split_per_class
 from memkd.device import resolve_device
-from memkd.device_memory import check_run_fits, members_per_chunk, training_bytes_per_member
+from memkd.device_memory import check_run_fits, chunks, members_per_chunk, training_bytes_per_member
 from memkd.distillation import Teacher, train_teacher
 from memkd.metrics import accuracy
 from memkd.seeds import derive_seed
@@ -133,8 +133,7 @@ def memorization_tasks(
     per_teacher = training_bytes_per_member(c * pc, d, kwargs["width"], c, kwargs["hidden_layers"], own_inputs=True)
     chunk = members_per_chunk(len(datasets), per_teacher, device, "the teacher width or the dataset size")
     tasks: list[MemorizationTask] = []
-    for start in range(0, len(datasets), chunk):
-        part = list(range(start, min(start + chunk, len(datasets))))
+    for part in chunks(len(datasets), chunk):
         x = torch.stack([draws[i][0] for i in part])  # (K, N, D)
         y = torch.stack([draws[i][1] for i in part])  # (K, N)
         seeds = [derive_seed(cfg.seed, "teacher", datasets[i], *shape) for i in part]

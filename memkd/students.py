@@ -19,7 +19,7 @@ from typing import Any, Protocol, Sequence
 import torch
 from torch import Tensor
 
-from memkd.device_memory import members_per_chunk, training_bytes_per_member
+from memkd.device_memory import chunks, members_per_chunk, training_bytes_per_member
 from memkd.distillation import MLPFamily, teacher_similarity, train_students
 from memkd.evaluation import evaluate_students
 from memkd.memorization import MemorizationTask
@@ -120,8 +120,7 @@ def distill(
     if device.type == "cpu" and n_tr * d >= CPU_STACK_LIMIT:
         chunk = min(chunk, m)  # one dataset per ensemble: its students share one input GEMM (faster on a CPU)
     rows: list[dict[str, Any]] = []
-    for start in range(0, k * m, chunk):
-        sel = list(range(start, min(start + chunk, k * m)))
+    for sel in chunks(list(range(k * m)), chunk):
         owners = sorted({i // m for i in sel})
         shared = len(owners) == 1
         x_c = torch.cat([x_tr[i // m][i % m:i % m + 1] for i in sel]) if not shared else x_tr[owners[0]][0]

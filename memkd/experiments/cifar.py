@@ -42,7 +42,7 @@ from memkd.device import resolve_device
 from memkd.memorization import MemorizationTask
 from memkd.students import distill, member_grid
 from memkd.tables import tidy
-from memkd.device_memory import check_run_fits, members_per_chunk, training_bytes_per_member
+from memkd.device_memory import check_run_fits, chunks, members_per_chunk, training_bytes_per_member
 from memkd.seeds import derive_seed
 
 SETTINGS = ("clean", "labels", "pixels", "both", "fixed")
@@ -167,8 +167,7 @@ def image_teachers(units: list[tuple], cfg: ImageShuffleConfig, classes: int) ->
                                      soft_targets=False)
     chunk = members_per_chunk(len(units), need, units[0][0].device, "the teacher width or images_per_class")
     teachers = []
-    for start in range(0, len(units), chunk):
-        part = units[start:start + chunk]
+    for part in chunks(units, chunk):
         ensemble = train_teacher(
             torch.stack([u[0] for u in part]), torch.stack([u[1] for u in part]), classes=classes,
             width=cfg.teacher_width, hidden_layers=cfg.hidden_layers, lr=cfg.teacher_lr,

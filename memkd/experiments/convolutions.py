@@ -40,6 +40,7 @@ from memkd.config import (
     POS_INT, alpha_knob, batch_size_knob, chunk_knob, epochs_knob, int_range, knob, list_of, lr_knob, make_config,
     one_of, settings_knob, soften_student_knob, students_knob, teacher_stop_knob, teachers_knob, temperature_knob,
 )
+from memkd.device_memory import chunks
 from memkd.models.cnn import CNNFamily
 from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
@@ -140,11 +141,6 @@ def family(arch: str, cfg: ConvolutionConfig, image_shape, classes: int) -> CNNF
     return MLPFamily(int(np.prod(image_shape)), cfg.mlp_width, classes, 2, "relu")
 
 
-def _chunks(count: int, size: int | None) -> list[range]:
-    size = size or count
-    return [range(i, min(i + size, count)) for i in range(0, count, size)]
-
-
 def train_teachers(units: list[Unit], arch: str, cfg: ConvolutionConfig, image_shape, classes: int,
                    device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """Train one teacher of `arch` per unit. Returns logits on D (U, N, C), trivial accuracy (U,),
@@ -152,7 +148,7 @@ def train_teachers(units: list[Unit], arch: str, cfg: ConvolutionConfig, image_s
     logits, trivial, epochs = [], [], []
     lr = cfg.cnn_teacher_lr if arch == "cnn" else cfg.mlp_teacher_lr
     budget = cfg.cnn_teacher_epochs if arch == "cnn" else cfg.mlp_teacher_epochs
-    for part in _chunks(len(units), cfg.chunk):
+    for part in chunks(len(units), cfg.chunk):
         us = [units[i] for i in part]
         x = torch.stack([u.x for u in us])
         y = torch.stack([u.y for u in us])
@@ -177,7 +173,7 @@ def train_students(units: list[Unit], arch: str, members: list[dict], teacher_lo
     Returns one row per student with train_acc, test_acc, independent_acc."""
     rows: list[dict] = []
     lr = cfg.cnn_lr if arch == "cnn" else cfg.mlp_lr
-    for c_i, part in enumerate(_chunks(len(members), cfg.chunk)):
+    for c_i, part in enumerate(chunks(len(members), cfg.chunk)):
         ms = [members[i] for i in part]
         us = [units[m["unit"]] for m in ms]
         x = torch.stack([u.x[u.train_idx] for u in us])  # (E, N_train, D)

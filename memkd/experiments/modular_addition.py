@@ -27,6 +27,7 @@ from memkd.config import (
 )
 from memkd.data.random_vectors import split_per_class
 from memkd.device import resolve_device
+from memkd.device_memory import chunks
 from memkd.students import member_grid
 from memkd.tables import tidy
 from memkd.metrics import accuracy
@@ -151,9 +152,7 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
         splits = [split_per_class(y[k], alpha, seed=derive_seed(cfg.seed, "split", k, alpha)) for k in ks]
         members = [dict(dataset=k, alpha=alpha, **m) for k in ks
                    for m in member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))]
-        size = cfg.chunk or len(members)
-        for start in range(0, len(members), size):
-            part = members[start:start + size]
+        for part in chunks(members, cfg.chunk):
             owners = [m["dataset"] for m in part]
             train = [splits[k][0] for k in owners]
             model, _ = train_students(

@@ -37,6 +37,7 @@ from memkd.config import (
 )
 from memkd.device import resolve_device
 from memkd.distillation import train_students, train_teacher
+from memkd.device_memory import chunks
 from memkd.students import member_grid
 from memkd.tables import tidy
 from memkd.declare import experiment
@@ -185,9 +186,7 @@ def teacher_clock(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                   for k in ks]
         parts = [(o[:take].to(device), o[take:].to(device)) for o in orders]
         members = member_grid(teacher_step=stops, dataset=ks, temperature=cfg.temperatures, student=range(cfg.students))
-        size = cfg.chunk or len(members)
-        for start in range(0, len(members), size):
-            part = members[start:start + size]
+        for part in chunks(members, cfg.chunk):
             owners = [m["dataset"] for m in part]
             given = torch.stack([logits[m["teacher_step"]][k, parts[k][0]] for m, k in zip(part, owners)])  # (E, N_tr, C)
             model, _ = train_students(
