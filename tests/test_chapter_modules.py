@@ -188,3 +188,15 @@ def test_chapter_02_compares_widths_only_where_the_run_has_two(chapter):
     assert ch.claims[1].supports == "02_logit_distillation:logits_beat_chance"
     one = capacity_claim(ch, table[table.width == 64])
     assert one == "This profile trains one student width (64): no capacity comparison." and len(ch.claims) == 4
+
+
+def test_chapter_10_verdict_table_names_each_claim_or_not_run():
+    from memkd.book.chapters.ch10_convolutions import verdict_table
+
+    claims = pd.DataFrame([{"claim": "cnn_cnn_clean_no_leak", "difference": 0.012, "ci_low": -0.01, "ci_high": 0.034,
+                            "n": 3, "students": 2, "verdict": "inconclusive"}])
+    text = verdict_table(claims, ["clean"], 0.03, "digits")
+    assert "| clean | not run | +0.012 [-0.010, +0.034], 3 × 2: **inconclusive** | not run |" in text
+    assert "CNN → CNN no leak (±0.03)" in text and "- probe_fixed_cnn_leaks: not run" in text
+    assert text.endswith("Measured on digits, a stand-in for CIFAR-10.")
+    assert not verdict_table(claims, ["clean"], 0.03, "cifar10").endswith("CIFAR-10.")

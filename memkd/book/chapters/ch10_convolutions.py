@@ -3,8 +3,8 @@
 The experiment (`memkd.experiments.convolutions`) returns one row per student; this module records the
 chapter's claims on it (`architecture_claims` for the matched pairs, `crossing_claims` for the mismatched
 ones, `probe_claims` for the fixed-permutation probe, with the margin `convolution_no_leak` fixed before
-the run), says where the paper's remark on CNNs fails, holds or is undecided (`convolution_outcomes`) and
-lists how the run departs from it (`departures`).
+the run), shows their verdicts (`verdict_table`), says where the paper's remark on CNNs fails, holds or
+is undecided (`convolution_outcomes`) and lists how the run departs from it (`departures`).
 """
 
 from __future__ import annotations
@@ -111,6 +111,32 @@ def probe_claims(ch: "Chapter", table: pd.DataFrame, margin: float, data_kind: s
             f"order and per-image orders give the same CNN leak (within ±{margin:g}).", fixed, pixels, value="leak",
             expect="equivalent", margin=no_leak, what="leak, fixed vs per-image (CNN -> CNN)", data=data_kind),
     ]
+
+
+def verdict_table(claims: pd.DataFrame, settings: list[str], margin: float, images: str) -> str:
+    """Chapter 10: the verdicts of `claims` (what `ch.finish()` returned) as Markdown: a table with one row per
+    setting of `settings` and one column per pair's claim, then the probe's three claims; each entry the mean
+    leak, its interval, teachers x students and the verdict ("not run" where the claim is absent). `images`
+    names the data when it is not CIFAR-10 (a stand-in), with `margin` the one of the "no leak" claims."""
+    def answer(claim_id: str) -> str:
+        row = claims[claims.claim == claim_id]
+        if row.empty:
+            return "not run"
+        r = row.iloc[0]
+        return (f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}], {int(r.n)} × {int(r.students)}: "
+                f"**{r.verdict}**")
+
+    lines = ["| setting | MLP → MLP leaks | CNN → CNN no leak (±{:g}) | CNN leaks less than MLP | CNN → MLP leaks "
+             "| MLP → CNN leaks |".format(margin), "|---|---|---|---|---|---|"]
+    for s in settings:
+        lines.append(f"| {s} | {answer(f'mlp_mlp_{s}_leaks')} | {answer(f'cnn_cnn_{s}_no_leak')} | "
+                     f"{answer(f'cnn_leaks_less_{s}')} | {answer(f'cnn_mlp_{s}_leaks')} | "
+                     f"{answer(f'mlp_cnn_{s}_leaks')} |")
+    probe = [f"- {c}: {answer(c)}" for c in ("probe_fixed_cnn_leaks", "probe_fixed_leaks_more_than_clean",
+                                             "probe_fixed_like_per_image")]
+    where = "" if images == "cifar10" else f" Measured on {images}, a stand-in for CIFAR-10."
+    return ("\n".join(lines) + "\n\nThe probe:\n\n" + "\n".join(probe) + "\n\n"
+            + f"Each cell: mean leak, its interval, teachers × students.{where}")
 
 
 def convolution_outcomes(ch: "Chapter", settings: list[str]) -> str:
