@@ -15,9 +15,13 @@ import pandas as pd
 import pytest
 
 from memkd.book.chapter import Chapter
+from memkd.book.claim_tests import ClaimTests
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "nbs").glob("*.ipynb"))
+# The methods that record a claim on a chapter: claim, claim_count, claim_difference (and any added later)
+CLAIM_METHODS = frozenset(name for name in dir(ClaimTests) if name.startswith("claim")
+                          and callable(getattr(ClaimTests, name)))
 MAGIC = re.compile(r"^(\s*)(%%?\w+)(\s+(.*))?$")  # an IPython line magic: `%time table = ...`, `%pip install ...`
 
 
@@ -37,16 +41,17 @@ def python_of(cell_source: str) -> str:
 
 
 def notebook_claim_calls(path: Path) -> list[str]:
-    """Every call of a chapter's claim methods (`.claim(...)`, `.claim_<kind>(...)`, on any object) in the
-    code cells of the notebook at `path`, as "<notebook>, cell <i>, line <l>: .<method>"."""
+    """Every call of a chapter's claim methods (`CLAIM_METHODS`, on any object: `ch.claim(...)`,
+    `chapter.claim_count(...)`) in the code cells of the notebook at `path`, as
+    "<notebook>, cell <i>, line <l>: .<method>". A chapter module's function (`ch10.claim_settings`) is no
+    claim method."""
     found = []
     for i, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"]):
         if cell["cell_type"] != "code":
             continue
         text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         for node in ast.walk(ast.parse(python_of(text), filename=f"{path.name}, cell {i}")):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
-                    node.func.attr == "claim" or node.func.attr.startswith("claim_")):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CLAIM_METHODS:
                 found.append(f"{path.name}, cell {i}, line {node.lineno}: .{node.func.attr}")
     return found
 
@@ -67,13 +72,14 @@ def test_the_notebook_check_sees_a_planted_claim_call(tmp_path):
             "display(Markdown(ch.claim('toy_hard_at_chance', 'At chance.', table, baseline=0.3)))\n"]},
         {"cell_type": "code", "metadata": {}, "outputs": [], "source": [
             "for s in ch01.toy_claims(ch, table):  # a chapter module's function: fine\n",
-            "    display(Markdown(s))\n", "claims = ch.claims  # the recorded list: fine\n",
+            "    display(Markdown(s))\n", "settings = ch10.claim_settings(table)  # fine too: no claim method\n", "claims = ch.claims  # the recorded list: fine\n",
             "%time verdict = chapter.claim_count('id', 'text', 3, 4, 0.5)\n"]},
     ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     path = tmp_path / "99_planted.ipynb"
     path.write_text(json.dumps(planted))
     assert notebook_claim_calls(path) == ["99_planted.ipynb, cell 1, line 3: .claim",
-                                          "99_planted.ipynb, cell 2, line 4: .claim_count"]
+                                          "99_planted.ipynb, cell 2, line 5: .claim_count"]
+    assert CLAIM_METHODS >= {"claim", "claim_count", "claim_difference"}
 
 
 # --- the moved claims, fed small tables -------------------------------------------------------------------------
