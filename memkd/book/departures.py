@@ -208,7 +208,7 @@ def in_chapter_module(module: str) -> Callable[..., list[Departure]]:
 CHAPTER_DEPARTURES: dict[str, Callable[..., list[Departure]]] = {
     "01_toy_2d": in_chapter_module("ch01_toy_2d"),
     "02_logit_distillation": in_chapter_module("ch02_logit_distillation"),
-    "03_similarity_scores": standard_departures,
+    "03_similarity_scores": in_chapter_module("ch03_similarity_scores"),
     "04_cifar10": in_chapter_module("ch04_cifar10"),
     "05_temperature_lr": in_chapter_module("ch05_temperature_lr"),
     "06_dataset_composition": in_chapter_module("ch06_dataset_composition"),

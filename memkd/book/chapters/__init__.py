@@ -8,24 +8,27 @@ shared helpers stay in `memkd.book.outcomes` (`outcome`, `find`, `numbers`) and
 `memkd.book.departures` (`departure_row`, `standard_departures`, ..., and `for_chapter`, which
 dispatches to the modules here).
 
-    ch01_toy_2d              the 2-D toy (Fig 1): outcome sentences, departures against the toy's sizes
-    ch02_logit_distillation  logit distillation (Fig 2): the capacity sentence, departures with the grid
-    ch04_cifar10             CIFAR-10 shuffles (section 3.3): outcome sentence, departures
-    ch05_temperature_lr      temperature x learning rate (Fig 5): optima, outcome sentences, the second clock
-    ch06_dataset_composition dataset composition (Fig 6): white and grey cells, departures with the grid
-    ch07_logit_surgery       logit surgery (Fig 7): outcome sentences, departures with the grid
-    ch08_transformer         chapter 08: the workshop setting's closing sentences; the teacher clock's
+    ch01_toy_2d              the 2-D toy (Fig 1): claims, outcome sentences, departures against the toy's sizes
+    ch02_logit_distillation  logit distillation (Fig 2): claims, the capacity sentence, departures with the grid
+    ch03_similarity_scores   similarity scores (Fig 3): claims, departures
+    ch04_cifar10             CIFAR-10 shuffles (section 3.3): claims, the fixed-permutation check, outcome sentence,
+                             departures
+    ch05_temperature_lr      temperature x learning rate (Fig 5): claims, optima, outcome sentences, the second clock
+    ch06_dataset_composition dataset composition (Fig 6): claims, white and grey cells, departures with the grid
+    ch07_logit_surgery       logit surgery (Fig 7): claims, outcome sentences, departures with the grid
+    ch08_transformer         chapter 08: the workshop setting's claim and closing sentences; the teacher clock's
                              claims, margin and closing text; the departures of both
     ch09_open_questions      the open questions: each question's claims and margins, sentences, figure helpers
-    ch10_convolutions        convolutions: where the paper's remark holds, departures
+    ch10_convolutions        convolutions: claims, where the paper's remark holds, departures
     ch11_linear_recovery     the recovery threshold of linear teachers (the published Fig 3)
     ch12_temperature_window  the temperature window (the published Fig 4a, App. Fig 13)
     ch13_one_hidden_layer    one hidden layer's phases: the claims on the chosen cells, the surgery, the closing note
     ch14_defences            the defences' departures
-    ch15_language_model      GPT-2 and random facts: departures
+    ch15_language_model      GPT-2 and random facts: claims, departures
     ch16_class_scaling       the class scaling (the published Fig 4b, App. Fig 13)
 
-Chapter 03 records only `standard_departures` and has no module here. The claims of chapters 01-07, 10,
-14 and 15 are still recorded in their notebooks (and `memkd.book.grid_analysis`, `memkd.book.frontier`);
-those of 08 (teacher clock), 09, 11, 12, 13 and 16 are here.
+Every chapter's claims are recorded by a function here (on the statistics of `memkd.book.grid_analysis`),
+except chapter 14's, which `memkd.book.frontier.defence_claims` records. A notebook calls one function per
+block of claims and displays the sentences it returns; it never calls `Chapter.claim*` itself
+(`tests/test_chapter_modules.py` checks).
 """

@@ -1,13 +1,13 @@
-"""Chapter 08 (the transformer on modular addition): its outcome sentences, the teacher clock's claims, and
-its departures.
+"""Chapter 08 (the transformer on modular addition): its claims and outcome sentences, the teacher clock's
+claims, and its departures.
 
 The workshop setting (`memkd.experiments.modular_addition`: `transformer_distillation`, and its
-statistics `transfer_by_temperature`, `teacher_summary`) has its claims recorded in the notebook and its
-sentences here: where the budget leaves the teachers (`teacher_budget_text`) and what the verdicts found
-(`transformer_outcomes`). The published version's teacher clock
-(`memkd.experiments.teacher_clock`: one row per student with its teacher's state at each stop,
-`stop_summary` per stop) gets its claims here (`clock_claims`, with the margin and the fewest teachers
-fixed before the run) and its closing text (`clock_outcome`). `departures` lists how both depart from
+statistics `transfer_by_temperature`, `teacher_summary`) gets its claim here (`fit_and_transfer_claim`,
+with the margin `transformer_trivial` fixed before the run) and its sentences: where the budget leaves
+the teachers (`teacher_budget_text`) and what the verdicts found (`transformer_outcomes`). The published
+version's teacher clock (`memkd.experiments.teacher_clock`: one row per student with its teacher's state
+at each stop, `stop_summary` per stop) gets its claims here (`clock_claims`, with the margin and the fewest
+teachers fixed before the run) and its closing text (`clock_outcome`). `departures` lists how both depart from
 appendix A.4 and from the released script of the published Figs 2 and 8 (`transformer_departures`,
 `clock_departures`; their wording in departures.yml, groups 08_transformer and 08_teacher_clock).
 """
@@ -23,7 +23,7 @@ from memkd.book.departures import (
     Departure, config_of, config_values, departure_row, pairs, sizes_departure, temperature_departure,
 )
 from memkd.book.outcomes import outcome
-from memkd.experiments.modular_addition import PAPER_FIG8, teacher_summary
+from memkd.experiments.modular_addition import PAPER_FIG8, teacher_summary, transfer_by_temperature
 from memkd.experiments.teacher_clock import GENERALIZED, PAPER_CLOCK, STATE_COLUMNS, STATES
 
 if TYPE_CHECKING:  # the chapter layer's own class
@@ -44,6 +44,30 @@ MIN_TEACHERS = 3
 def transformer_trivial(chance: float) -> Margin:
     """Chapter 08: held-out accuracy against the students' own accuracy outside D."""
     return Margin(chance, "1/k: fewer than one extra correct answer in k held-out pairs counts as trivial")
+
+
+def fit_and_transfer_claim(ch: "Chapter", table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Record the workshop setting's claim on `ch` (a `memkd.book.chapter.Chapter`): no temperature gives
+    students that both fit their part and transfer, and return the per-temperature tests with the sentences
+    the chapter shows (Markdown: the claim's verdict, then the temperature and level it is recorded at).
+
+    `table`: one row per student of `transformer_distillation`. At every temperature where the students fit,
+    the per-teacher mean of held-out minus own accuracy outside D (`independent_acc`) is tested for
+    equivalence within `transformer_trivial(1/k)` (`transfer_by_temperature`: an intersection-union test,
+    Bonferroni for "does not hold"); the claim is recorded at the decisive temperature and level.
+    Returns (per_t, sentences): per_t one row per temperature (see `transfer_by_temperature`).
+    """
+    margin = float(table.chance.iloc[0])  # 1/k, fixed in advance (transformer_trivial)
+    per_t, decisive, level = transfer_by_temperature(table, margin=margin)
+    tested = ", ".join(f"{t:g}" for t in per_t[per_t.fits].temperature) or "none fit: all"
+    sentence = ch.claim("no_fit_and_transfer", "No temperature gives students both 100% train accuracy and "
+        f"non-trivial held-out accuracy (equivalence margin ±1/k = ±{margin:.3f} against the students' own accuracy "
+        "outside D).", table[table.temperature == decisive], baseline="independent_acc", expect="equivalent",
+        margin=transformer_trivial(margin), level=level,
+        what=f"held out against own accuracy outside D, decisive T = {decisive:g}",
+        detail=f"k = {int(table.modulus.iloc[0])}; temperatures tested: {tested}")
+    recorded = f"Recorded at T = {decisive:g} with level {level:.3g}: a {100 * (1 - 2 * level):.0f}% interval."
+    return per_t, [sentence, recorded]
 
 
 def clock_equivalent(value: float) -> Margin:

@@ -1,8 +1,10 @@
-"""Chapter 10 (convolutional teachers and students): its outcome sentences and departures.
+"""Chapter 10 (convolutional teachers and students): its claims, outcome sentences and departures.
 
-The experiment (`memkd.experiments.convolutions`) returns one row per student; the claims are recorded in
-the notebook. This module says where the paper's remark on CNNs fails, holds or is undecided
-(`convolution_outcomes`) and lists how the run departs from it (`departures`).
+The experiment (`memkd.experiments.convolutions`) returns one row per student; this module records the
+chapter's claims on it (`architecture_claims` for the matched pairs, `crossing_claims` for the mismatched
+ones, `probe_claims` for the fixed-permutation probe, with the margin `convolution_no_leak` fixed before
+the run), shows their verdicts (`verdict_table`), says where the paper's remark on CNNs fails, holds or
+is undecided (`convolution_outcomes`) and lists how the run departs from it (`departures`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,115 @@ def convolution_no_leak(value: float) -> Margin:
     """Chapter 10: 'no leak' of CNN students (the chapter's parameter)."""
     return Margin(value, f"{value:g} in held-out accuracy: under a third of chance on ten classes, and far "
                   "below the leak of the MLP students tested beside it")
+
+
+# The settings whose claims are made, in the order the chapter shows them (the `fixed` one is the probe's)
+CLAIM_SETTINGS = ("clean", "labels", "pixels", "both")
+
+
+def claim_settings(table: pd.DataFrame) -> list[str]:
+    """Chapter 10: the settings of `CLAIM_SETTINGS` that `table` holds, in that order."""
+    return [s for s in CLAIM_SETTINGS if s in set(table.setting)]
+
+
+def pair_rows(table: pd.DataFrame, setting: str, pair: str) -> pd.DataFrame:
+    """Chapter 10: the rows of `table` (one per student of `convolutional_distillation`) of one `setting`
+    and one teacher -> student `pair` ("mlp->mlp", "cnn->cnn", "cnn->mlp", "mlp->cnn")."""
+    return table[(table.setting == setting) & (table.pair == pair)]
+
+
+def architecture_claims(ch: "Chapter", table: pd.DataFrame, margin: float, data_kind: str) -> list[str]:
+    """Record chapter 10's claims on the matched pairs on `ch` (a `memkd.book.chapter.Chapter`) and return
+    the Markdown the chapter shows: per setting of `claim_settings`, its name in bold, then its sentences.
+
+    Per setting: MLP students of an MLP teacher beat their own trivial accuracy (`independent_acc`,
+    one-sided); CNN students of a CNN teacher are within `convolution_no_leak(margin)` of theirs
+    (equivalence); the CNN pair's leak (`leak`) is below the MLP pair's (paired on teachers). Teachers are
+    the unit; `data_kind` ("paper" on CIFAR-10, "stand-in" on digits) goes with every claim.
+    """
+    no_leak = convolution_no_leak(margin)  # the margin with its reason
+    out = []
+    for setting in claim_settings(table):
+        out.append(f"**{setting}**")
+        out.append(ch.claim(f"mlp_mlp_{setting}_leaks", f"{setting}: MLP students of an MLP teacher beat "
+            "their own trivial accuracy on held-out memorized images.", pair_rows(table, setting, "mlp->mlp"),
+            baseline="independent_acc", expect="above", what="MLP -> MLP, held out vs own trivial", data=data_kind))
+        out.append(ch.claim(f"cnn_cnn_{setting}_no_leak", f"{setting}: CNN students of a CNN teacher do no "
+            f"better on held-out memorized images than their own trivial accuracy (within ±{margin:g}).",
+            pair_rows(table, setting, "cnn->cnn"), baseline="independent_acc", expect="equivalent", margin=no_leak,
+            what="CNN -> CNN, held out vs own trivial", data=data_kind))
+        out.append(ch.claim_difference(f"cnn_leaks_less_{setting}", f"{setting}: CNN students of a CNN teacher "
+            "leak less than MLP students of an MLP teacher on the same images.", pair_rows(table, setting, "cnn->cnn"),
+            pair_rows(table, setting, "mlp->mlp"), value="leak", expect="below",
+            what="leak, CNN -> CNN vs MLP -> MLP", data=data_kind))
+    return out
+
+
+def crossing_claims(ch: "Chapter", table: pd.DataFrame, data_kind: str) -> list[str]:
+    """Record chapter 10's claims on the mismatched pairs (CNN -> MLP, MLP -> CNN, where `table` has them)
+    on `ch` and return their sentences: per setting of `claim_settings`, the students beat their own trivial
+    accuracy (`independent_acc`, one-sided, teachers as the unit)."""
+    pairs = set(table.pair)
+    out = []
+    for setting in claim_settings(table):
+        for name, words in [("cnn->mlp", "MLP students of a CNN teacher"),
+                            ("mlp->cnn", "CNN students of an MLP teacher")]:
+            if name in pairs:
+                out.append(ch.claim(f"{name.replace('->', '_')}_{setting}_leaks", f"{setting}: {words} beat "
+                    "their own trivial accuracy on held-out memorized images.", pair_rows(table, setting, name),
+                    baseline="independent_acc", expect="above", what=f"{setting}, {name}", data=data_kind))
+    return out
+
+
+def probe_claims(ch: "Chapter", table: pd.DataFrame, margin: float, data_kind: str) -> list[str]:
+    """Record the probe's claims (CNN -> CNN under one pixel order shared by all images, `fixed`) on `ch` and
+    return their sentences; nothing where `table` lacks the fixed, clean or pixels setting or the CNN pair.
+
+    Its students beat their own trivial accuracy (one-sided); their leak is above the clean setting's
+    (paired on teachers: the same images) and within `convolution_no_leak(margin)` of the per-image
+    shuffle's (equivalence, paired).
+    """
+    if not ({"fixed", "clean", "pixels"} <= set(table.setting) and "cnn->cnn" in set(table.pair)):
+        return []
+    no_leak = convolution_no_leak(margin)
+    fixed, clean, pixels = (pair_rows(table, s, "cnn->cnn") for s in ("fixed", "clean", "pixels"))
+    return [
+        ch.claim("probe_fixed_cnn_leaks", "With one pixel order shared by all images, CNN students "
+            "of a CNN teacher beat their own trivial accuracy.", fixed, baseline="independent_acc", expect="above",
+            what="fixed permutation, CNN -> CNN", data=data_kind),
+        ch.claim_difference("probe_fixed_leaks_more_than_clean", "A CNN teacher's students leak more "
+            "when a fixed permutation makes the convolution's prior useless than on clean images.", fixed, clean,
+            value="leak", expect="above", what="leak, fixed vs clean (CNN -> CNN)", data=data_kind),
+        ch.claim_difference("probe_fixed_like_per_image", "With the prior useless, a shared pixel "
+            f"order and per-image orders give the same CNN leak (within ±{margin:g}).", fixed, pixels, value="leak",
+            expect="equivalent", margin=no_leak, what="leak, fixed vs per-image (CNN -> CNN)", data=data_kind),
+    ]
+
+
+def verdict_table(claims: pd.DataFrame, settings: list[str], margin: float, images: str) -> str:
+    """Chapter 10: the verdicts of `claims` (what `ch.finish()` returned) as Markdown: a table with one row per
+    setting of `settings` and one column per pair's claim, then the probe's three claims; each entry the mean
+    leak, its interval, teachers x students and the verdict ("not run" where the claim is absent). `images`
+    names the data when it is not CIFAR-10 (a stand-in), with `margin` the one of the "no leak" claims."""
+    def answer(claim_id: str) -> str:
+        row = claims[claims.claim == claim_id]
+        if row.empty:
+            return "not run"
+        r = row.iloc[0]
+        return (f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}], {int(r.n)} × {int(r.students)}: "
+                f"**{r.verdict}**")
+
+    lines = ["| setting | MLP → MLP leaks | CNN → CNN no leak (±{:g}) | CNN leaks less than MLP | CNN → MLP leaks "
+             "| MLP → CNN leaks |".format(margin), "|---|---|---|---|---|---|"]
+    for s in settings:
+        lines.append(f"| {s} | {answer(f'mlp_mlp_{s}_leaks')} | {answer(f'cnn_cnn_{s}_no_leak')} | "
+                     f"{answer(f'cnn_leaks_less_{s}')} | {answer(f'cnn_mlp_{s}_leaks')} | "
+                     f"{answer(f'mlp_cnn_{s}_leaks')} |")
+    probe = [f"- {c}: {answer(c)}" for c in ("probe_fixed_cnn_leaks", "probe_fixed_leaks_more_than_clean",
+                                             "probe_fixed_like_per_image")]
+    where = "" if images == "cifar10" else f" Measured on {images}, a stand-in for CIFAR-10."
+    return ("\n".join(lines) + "\n\nThe probe:\n\n" + "\n".join(probe) + "\n\n"
+            + f"Each cell: mean leak, its interval, teachers × students.{where}")
 
 
 def convolution_outcomes(ch: "Chapter", settings: list[str]) -> str:
