@@ -1,4 +1,4 @@
-"""Chapter 14's experiment (defence_frontier), its analysis (memkd.book.frontier) and its departures."""
+"""Chapter 14's experiment (defence_frontier), its analysis, claims and departures (memkd.book.chapters.ch14_defences)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from memkd import experiments as ex
-from memkd.book import frontier
+from memkd.book.chapters import ch14_defences as frontier
 from memkd.book.chapter import Chapter
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

@@ -23,12 +23,12 @@ dispatches to the modules here).
     ch11_linear_recovery     the recovery threshold of linear teachers (the published Fig 3)
     ch12_temperature_window  the temperature window (the published Fig 4a, App. Fig 13)
     ch13_one_hidden_layer    one hidden layer's phases: the claims on the chosen cells, the surgery, the closing note
-    ch14_defences            the defences' departures
+    ch14_defences            the defences: the frontier's analysis, figure, claims, closing lines, departures
     ch15_language_model      GPT-2 and random facts: claims, departures
     ch16_class_scaling       the class scaling (the published Fig 4b, App. Fig 13)
 
-Every chapter's claims are recorded by a function here (on the statistics of `memkd.book.grid_analysis`),
-except chapter 14's, which `memkd.book.frontier.defence_claims` records. A notebook calls one function per
+Every chapter's claims are recorded by a function here (on the statistics of `memkd.book.grid_analysis`).
+A notebook calls one function per
 block of claims and displays the sentences it returns; it never calls `Chapter.claim*` itself
 (`tests/test_chapter_modules.py` checks).
 """
