@@ -68,7 +68,7 @@ def require_one_fits(bytes_per_member: int, device: torch.device | str, what: st
 
 
 def members_per_chunk(members: int, bytes_per_member: int, device: torch.device | str,
-                      knobs: str = "students, datasets or the widths") -> int:
+                      knobs: str = "students, teachers or the widths") -> int:
     """How many of `members` to train at once on `device` (all of them when they fit).
 
     Raises MemoryError naming `knobs` when not even one member fits.

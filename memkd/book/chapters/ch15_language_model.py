@@ -18,7 +18,7 @@ def departures(table: pd.DataFrame) -> list[Departure]:
     from memkd.experiments.language_model import RELEASED as GPT2_RELEASED
 
     r, c = GPT2_RELEASED, config_of(table)
-    out = [departure_row("15_language_model", "teachers and split", datasets=c["datasets"])]
+    out = [departure_row("15_language_model", "teachers and split", teachers=c["teachers"])]
     if c["checkpoint"] != r["checkpoint"]:
         out.append(departure_row("15_language_model", "model from scratch", **{**c, "cells": ", ".join(c["cells"]),
                                  "widths": ", ".join(map(str, c["widths"]))}))
