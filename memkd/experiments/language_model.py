@@ -45,9 +45,9 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    BOOL, POS_INT, Constraint, ExperimentConfig, batch_size_knob, classes_knob, teachers_knob, epochs_knob, fresh_knob,
-    heads_knob, int_range, knob, list_of, lr_knob, make_config, one_of, real_interval, rhos_knob, students_knob,
-    teacher_epochs_knob, temperature_knob,
+    BOOL, POS_INT, Constraint, ExperimentConfig, batch_size_knob, classes_knob, epochs_knob, fresh_knob, heads_knob,
+    int_range, knob, list_of, lr_knob, make_config, one_of, real_interval, rhos_knob, students_knob,
+    teacher_epochs_knob, teachers_knob, temperature_knob,
 )
 from memkd.data.triples import TOKENIZATIONS, random_triples, tokenize, vocabulary
 from memkd.declare import experiment

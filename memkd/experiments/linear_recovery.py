@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    BOOL, ExperimentConfig, classes_knob, teachers_knob, epochs_knob, fresh_knob, input_dim_knob, knob, list_of,
-    lr_knob, make_config, one_of, real_interval, rhos_knob, shuffle_knob, soften_student_knob, students_knob,
-    teacher_epochs_knob, temperatures_knob,
+    BOOL, ExperimentConfig, classes_knob, epochs_knob, fresh_knob, input_dim_knob, knob, list_of, lr_knob,
+    make_config, one_of, real_interval, rhos_knob, shuffle_knob, soften_student_knob, students_knob,
+    teacher_epochs_knob, teachers_knob, temperatures_knob,
 )
 from memkd.device import resolve_device
 from memkd.data.linear import LinearData, make_linear_data, student_mask, within_class_permutation

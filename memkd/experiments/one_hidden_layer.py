@@ -29,9 +29,9 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    BOOL, ExperimentConfig, classes_knob, teachers_knob, epochs_knob, input_dim_knob, int_range, knob, lr_knob,
-    make_config, maybe_empty_list_of, per_class_values_knob, real_interval, rhos_knob, shuffle_knob, students_knob,
-    surgery_class_knob, tail_fractions_knob, teacher_epochs_knob, temperatures_knob, width_knob,
+    BOOL, ExperimentConfig, classes_knob, epochs_knob, input_dim_knob, int_range, knob, lr_knob, make_config,
+    maybe_empty_list_of, per_class_values_knob, real_interval, rhos_knob, shuffle_knob, students_knob,
+    surgery_class_knob, tail_fractions_knob, teacher_epochs_knob, teachers_knob, temperatures_knob, width_knob,
 )
 from memkd.memorization import MemorizationTask, StudentShapes, memorization_tasks
 from memkd.students import distill, member_grid

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator
 
 from memkd.config import (
-    ExperimentConfig, alphas_knob, batch_size_knob, check_split, classes_knob, teachers_knob, epochs_knob,
-    hidden_layers_knob, input_dim_knob, knob, lr_knob, lrs_knob, one_of, per_class_knob, soften_student_knob,
-    student_widths_knob, students_knob, teacher_epochs_knob, teacher_stop_knob, teacher_width_knob, temperatures_knob,
+    ExperimentConfig, alphas_knob, batch_size_knob, check_split, classes_knob, epochs_knob, hidden_layers_knob,
+    input_dim_knob, knob, lr_knob, lrs_knob, one_of, per_class_knob, soften_student_knob, student_widths_knob,
+    students_knob, teacher_epochs_knob, teacher_stop_knob, teacher_width_knob, teachers_knob, temperatures_knob,
 )
 from memkd.declare import DISTILL_COLUMNS
 from memkd.device import resolve_device
