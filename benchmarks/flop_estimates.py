@@ -242,7 +242,7 @@ def linear_calls() -> dict[str, list[Call]]:
 
     out: dict[str, list[Call]] = {}
     rec = make_config(RecoveryConfig, "linear_recovery", "paper", {})
-    k, d, o = rec.datasets * len(rec.n_over_d), rec.input_dim, 1 if rec.binary else rec.classes
+    k, d, o = rec.teachers * len(rec.n_over_d), rec.input_dim, 1 if rec.binary else rec.classes
     n = rec.classes * max(rec.per_class(rec.classes))
     shuffles = 2 if rec.shuffle else 1
     calls = [Call("teacher", k, n, (d, o), rec.teacher_epochs)]
@@ -254,7 +254,7 @@ def linear_calls() -> dict[str, list[Call]]:
     win = make_config(WindowConfig, "temperature_window", "paper", {})
     calls = []
     for c in win.class_counts:
-        k, d = win.datasets * len(win.n_over_d), win.input_dim
+        k, d = win.teachers * len(win.n_over_d), win.input_dim
         n = c * max(win.per_class(c))
         calls.append(Call("teacher", k, n, (d, c), win.teacher_epochs))
         for dtype in win.dtypes:
@@ -276,7 +276,7 @@ def _one_hidden_layer(profile: str, **overrides: Any) -> list[Call]:
 
     module = importlib.import_module("memkd.experiments.one_hidden_layer")
     cfg = module.make_config(module.OneHiddenLayerConfig, "one_hidden_layer", profile, overrides)
-    k, m, d, p, c = cfg.datasets, cfg.students, cfg.input_dim, cfg.width, cfg.classes
+    k, m, d, p, c = cfg.teachers, cfg.students, cfg.input_dim, cfg.width, cfg.classes
     t = len(cfg.temperatures)
     calls = []
     for classes, part in [(c, "map")] + [(cc, "classes") for cc in cfg.variant_classes]:
@@ -288,7 +288,7 @@ def _one_hidden_layer(profile: str, **overrides: Any) -> list[Call]:
                 calls.append(Call("soft", k * m * t * (2 if control else 1), classes * int(rho * n), (d, p, classes),
                                   cfg.epochs, own_inputs=k > 1))
             if part == "map":  # the width variants on the first kv teachers, at every fraction
-                kv = cfg.variant_datasets or k
+                kv = cfg.variant_teachers or k
                 calls += [Call("soft", kv * m * t, c * int(rho * n), (d, w, c), cfg.epochs, own_inputs=kv > 1)
                           for w in cfg.variant_widths for rho in cfg.rhos]
                 for w in cfg.equal_widths:

@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = make_config(LanguageModelConfig, "gpt2_students", "quick", dict(datasets=2, cells=[args.cell], student_start_cells=[]))
+    cfg = make_config(LanguageModelConfig, "gpt2_students", "quick", dict(teachers=2, cells=[args.cell], student_start_cells=[]))
     tokenization, high = parse_cell(args.cell)
     data = draws(cfg, tokenization, high)[0]
     n_s = int(0.8 * cfg.triples)

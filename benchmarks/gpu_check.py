@@ -95,7 +95,7 @@ def make_plan(dry: bool) -> Plan:
         smoke = replace(SHAPES["smoke"], samples=60)
         return Plan(dry=True, device=torch.device("cpu"), members=4, shapes={"smoke": (smoke, 1, 3, 1)},
                     mm_size=512, chapter_profile="smoke", fig2_profile="smoke",
-                    fig2_overrides=dict(datasets=1, students=2, epochs=20, device="cpu"), pytest_timeout=120)
+                    fig2_overrides=dict(teachers=1, students=2, epochs=20, device="cpu"), pytest_timeout=120)
     if not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device here; run with --dry for the CPU check.")
     return Plan(dry=False, device=torch.device("cuda"),

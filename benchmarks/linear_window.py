@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = make_config(WindowConfig, "temperature_window", "paper" if args.paper_shape else "quick",
                       {"class_counts": (2,)})
     c, d = 2, cfg.input_dim
-    pcs = [pc for pc in cfg.per_class(c) for _ in range(cfg.datasets)]
+    pcs = [pc for pc in cfg.per_class(c) for _ in range(cfg.teachers)]
     k, temps = len(pcs), list(cfg.temperatures)
     m = len(temps)
     data = make_linear_data(pcs, c, d, list(range(k)), fresh=10, device=device)

@@ -237,14 +237,14 @@ def class_counts_knob(default: tuple, note: str = "") -> Any:
     return knob(default, list_of(int_range(2)), f"numbers of classes C{note}")
 
 
-def datasets_knob(default: int, note: str = "", least: int = 1) -> Any:
-    """How many independent datasets D, one teacher each (the unit of replication)."""
-    return knob(default, int_range(least), f"teachers: independent datasets D, one teacher each{note}")
-
-
-def teachers_knob(default: int, note: str = "") -> Any:
-    """How many independent teachers, each with its own draw of D and initialization."""
-    return knob(default, POS_INT, f"independent teachers, each with its own D and initialization{note}")
+def teachers_knob(default: int, note: str = "", least: int = 1) -> Any:
+    """How many independent teachers, each with its own draw of D and initialization (the unit of
+    replication). The rows number them in the table column `dataset` (0 .. teachers - 1); the knob's
+    former name `datasets` is refused, naming this one (`ExperimentConfig.renamed_knobs`)."""
+    return field(default=default, metadata={
+        "constraint": int_range(least), "formerly": ("datasets",),
+        "help": f"independent teachers, each with its own D and initialization{note}; the rows number them in "
+                "the column 'dataset'"})
 
 
 def fresh_knob(default: int, what: str = "inputs", note: str = "") -> Any:
@@ -396,6 +396,14 @@ class ExperimentConfig:
         raise invalid(name, self.experiment, says=message)
 
     @classmethod
+    def renamed_knobs(cls) -> dict[str, str]:
+        """{old name: what to use instead}: the former names a knob's factory declares (metadata
+        "formerly", e.g. `teachers_knob`: datasets), then the class's own RENAMED."""
+        former = {old: f"use '{f.name}' ({f.metadata['help']})" for f in fields(cls)
+                  for old in f.metadata.get("formerly", ())}
+        return {**former, **cls.RENAMED}
+
+    @classmethod
     def knobs(cls) -> dict[str, str]:
         """{knob name: help text} for the user-settable fields."""
         return {f.name: f.metadata["help"] for f in fields(cls) if "constraint" in f.metadata}
@@ -409,10 +417,11 @@ def make_config(cls: type[ExperimentConfig], experiment: str, profile: str, over
     if profile not in PROFILES:
         raise invalid("profile", experiment, f"one of {PROFILES}", profile)
     allowed = cls.knobs()
-    renamed = sorted(set(overrides) & set(cls.RENAMED))
+    renamed_knobs = cls.renamed_knobs()
+    renamed = sorted(set(overrides) & set(renamed_knobs))
     if renamed:
         old = renamed[0]
-        raise invalid(old, experiment, says=f"was renamed: {cls.RENAMED[old]}. Got {old}={overrides[old]!r} instead.")
+        raise invalid(old, experiment, says=f"was renamed: {renamed_knobs[old]}. Got {old}={overrides[old]!r} instead.")
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise invalid(unknown[0], experiment, says=f"does not exist: {experiment} got unknown parameter(s) "

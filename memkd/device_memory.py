@@ -87,7 +87,7 @@ def chunks(items: "Sequence[Item] | int", size: int | None) -> list[Sequence[Ite
 
 
 def members_per_chunk(members: int, bytes_per_member: int, device: torch.device | str,
-                      knobs: str = "students, datasets or the widths") -> int:
+                      knobs: str = "students, teachers or the widths") -> int:
     """How many of `members` to train at once on `device` (all of them when they fit).
 
     Raises MemoryError naming `knobs` when not even one member fits.

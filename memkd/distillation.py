@@ -259,10 +259,10 @@ def train_teacher(
     family = _family(family, "train_teacher", d, classes, width, hidden_layers, activation)
     need = family.training_bytes(n, own_inputs=True, soft_targets=False)
     if need is not None and members_per_chunk(
-            k, need, x.device, "the teacher width, the dataset size or the number of datasets") < k:
+            k, need, x.device, "the teacher width, the dataset size or the number of teachers") < k:
         raise MemoryError(f"train_teacher: {k} teachers ({family}) on {n} samples of dimension {d} need "
                           f"about {format_bytes(k * need)}, more than {x.device} has free. Train fewer "
-                          "datasets at once, or reduce the teacher width or the dataset size.")
+                          "teachers at once, or reduce the teacher width or the dataset size.")
     model = family.build(k, seed, x.device)
     fit_seed = _shuffle_seed(seed, shuffle_seed)
     after_epoch, snapshots, watched = _watch(model, snapshot_at, monitor, monitor_every, max_epochs, family.eval_chunk)

@@ -58,7 +58,7 @@ class MemorizationConfig(Protocol):
     teacher_epochs: int
     teacher_stop: str
     batch_size: Any
-    datasets: int
+    teachers: int
 
     def student_shapes(self) -> StudentShapes: ...
 
@@ -71,7 +71,7 @@ def check_memorization_fits(cfg: MemorizationConfig, device: torch.device, *, in
     check_run_fits(device, cfg.experiment, samples=classes * per_class, dim=input_dim, classes=classes,
                    hidden_layers=hidden_layers, teacher_width=teacher_width, student_widths=shapes.widths,
                    student_samples=classes * max(int(round(a * per_class)) for a in shapes.fractions),
-                   own_inputs=cfg.datasets > 1, similarity=shapes.similarity)
+                   own_inputs=cfg.teachers > 1, similarity=shapes.similarity)
 
 
 
@@ -110,13 +110,13 @@ def memorization_tasks(
     require_memorization: bool = True,
     teacher_overrides: dict | None = None,
 ) -> list[MemorizationTask]:
-    """Draw D and D' for each dataset index (default: range(cfg.datasets)) and train their teachers
+    """Draw D and D' for each dataset index (default: range(cfg.teachers)) and train their teachers
     as one ensemble (in chunks if the device cannot hold them all); returns one task per dataset.
 
     Raises TeacherDidNotMemorize when a teacher ends below 100%, unless require_memorization=False.
     """
     device = resolve_device(cfg.device, cfg.experiment)
-    datasets = list(range(cfg.datasets)) if datasets is None else list(datasets)
+    datasets = list(range(cfg.teachers)) if datasets is None else list(datasets)
     d, c, pc = input_dim or cfg.input_dim, classes or cfg.classes, per_class or cfg.per_class
     shape = (c, pc, d)
     draws = [make_memorization_data(c, pc, d, derive_seed(cfg.seed, "data", k, *shape), cfg.distribution, device)

@@ -116,7 +116,7 @@ def distill(
     need = training_bytes_per_member(n_tr, d, width, tasks[0].classes, depth, own_inputs=k > 1)
     if kind == "similarity":
         need += 4 * 3 * n_tr * n_tr
-    chunk = members_per_chunk(k * m, need, device, "the number of students, datasets or the student width")
+    chunk = members_per_chunk(k * m, need, device, "the number of students, teachers or the student width")
     if device.type == "cpu" and n_tr * d >= CPU_STACK_LIMIT:
         chunk = min(chunk, m)  # one dataset per ensemble: its students share one input GEMM (faster on a CPU)
     rows: list[dict[str, Any]] = []

@@ -31,7 +31,7 @@ def test_one_tidy_row_per_student_with_the_designs_sizes(smoke):
     f = {"log_c": math.log, "sqrt_c": math.sqrt, "c": float}
     sizes = {(c, per_class_of(a, cfg["input_dim"], c, f[name])) for c in cfg["class_counts"]
              for name, factors in (("log_c", cfg["a_log_c"]), ("c", cfg["a_c"])) for a in factors}
-    teachers = len(sizes) * cfg["datasets"]
+    teachers = len(sizes) * cfg["teachers"]
     assert len(smoke) == teachers * 2 * 2  # solvers x (plain, shuffled)
     assert smoke.teacher_id.nunique() == teachers
     assert smoke.groupby(["teacher_id", "solver", "shuffled"]).size().eq(1).all()
@@ -50,7 +50,7 @@ def test_a_size_two_designs_ask_for_is_one_set_of_teachers_named_by_both(smoke):
     (as the released figure pools the designs on one axis), its rows naming both designs."""
     shared = smoke[(smoke.classes == 6) & (smoke.n_per_class == 4)]
     assert set(shared.scaling) == {"log_c+c"} and set(shared.a) == {0.4}
-    assert shared.teacher_id.nunique() == smoke.attrs["config"]["datasets"]
+    assert shared.teacher_id.nunique() == smoke.attrs["config"]["teachers"]
 
 
 @pytest.mark.parametrize("overrides, name, words", [
@@ -137,7 +137,7 @@ def test_fig13_is_the_temperature_window_on_the_released_grid():
     assert FIG13_TEMPERATURES[-1] == pytest.approx(10 ** 1.5, rel=1e-3)
     assert np.all(np.diff(np.log10(FIG13_TEMPERATURES)) == pytest.approx(2 / 19, abs=1e-3))
     fine = temperature_window("smoke", device="cpu", class_counts=(10,), temperatures=FIG13_TEMPERATURES[:3],
-                              dtypes=("float32",), datasets=1)
+                              dtypes=("float32",), teachers=1)
     assert set(fine.classes) == {10} and fine.temperature.nunique() == 3
 
 
@@ -145,7 +145,7 @@ def test_departures_name_what_the_run_changed(smoke):
     from memkd.book import departures as dp
 
     fine = temperature_window("smoke", device="cpu", class_counts=(10,), temperatures=FIG13_TEMPERATURES[:2],
-                              dtypes=("float32",), datasets=1, solvers=("exact",))
+                              dtypes=("float32",), teachers=1, solvers=("exact",))
     rows = dp.for_chapter("16_class_scaling", smoke, fig13=fine)
     topics = [r["topic"] for r in rows]
     assert topics == ["teacher budget", "student budget", "profile sizes", "a d / C design", "pooled designs", "inputs",

@@ -159,12 +159,12 @@ def test_stacked_teachers_equal_separate_runs_on_cuda(device):
 
 @cuda
 def test_stacked_experiment_equals_separate_datasets_on_cuda(device):
-    """An experiment with datasets=2 gives, for each dataset, what a run of that dataset alone gives."""
+    """An experiment with teachers=2 gives, for each dataset, what a run of that dataset alone gives."""
     from memkd import experiments as ex
 
     knobs = dict(device=device, students=2, epochs=30)
-    both = ex.logit_distillation("smoke", datasets=2, **knobs)
-    first = ex.logit_distillation("smoke", datasets=1, **knobs)
+    both = ex.logit_distillation("smoke", teachers=2, **knobs)
+    first = ex.logit_distillation("smoke", teachers=1, **knobs)
     mine = both[both["dataset"] == 0].reset_index(drop=True)
     cols = ["test_acc", "independent_acc", "train_acc"]
     torch.testing.assert_close(torch.tensor(mine[cols].values), torch.tensor(first[cols].values), atol=0.05, rtol=0)

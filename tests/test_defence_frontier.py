@@ -27,7 +27,7 @@ def test_smoke_table_has_every_setting_defence_and_declared_column(table):
     mlp = table[table.setting == "mlp"]
     assert set(mlp.family) >= {"none", "top-k", "round", "logprob round", "noise", "combined", "label only",
                                "label smoothing", "weight decay"}
-    assert mlp.teacher_id.nunique() == cfg["datasets"]  # teacher-side variants are paired on the same datasets
+    assert mlp.teacher_id.nunique() == cfg["teachers"]  # teacher-side variants are paired on the same datasets
     assert table.teacher_id.str.startswith("0:mlp/").sum() == len(mlp)
     per = table.groupby(["setting", "defence", "family"]).size()
     assert (per > 0).all()
@@ -124,7 +124,7 @@ def test_profiles_validate(profile):
     from memkd.experiments.defence_frontier import DefenceConfig
 
     cfg = make_config(DefenceConfig, "defence_frontier", profile, {})
-    assert cfg.datasets >= 8 and cfg.linear_datasets >= 10 and set(cfg.settings) == {"mlp", "linear", "one_hidden_layer"}
+    assert cfg.teachers >= 8 and cfg.linear_teachers >= 10 and set(cfg.settings) == {"mlp", "linear", "one_hidden_layer"}
 
 
 def test_chapter_executes_at_smoke(tmp_path):

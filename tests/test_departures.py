@@ -186,7 +186,7 @@ def test_toy_departures_use_the_toy_sizes():
     ("07_logit_surgery", ex.logit_surgery.config, "logit_surgery", ["tail cut"]),
 ])
 def test_grid_chapters(chapter, cls, experiment, extra):
-    keys = ["epochs", "students", "datasets"]
+    keys = ["epochs", "students", "teachers"]
     table = table_with(config(cls, experiment), teacher_first_perfect=[46])
     rows = dp.for_chapter(chapter, table, grid_keys=keys)
     assert topics(rows) == ["temperature convention", "teacher budget", "sizes", "grid", *extra]
@@ -263,7 +263,7 @@ def test_one_hidden_layer_departures_follow_the_config():
     assert "teacher budget" not in set(topics(ch13_one_hidden_layer.departures(paper)))
     widths = [r for r in ch13_one_hidden_layer.departures(smoke) if r["topic"] == "width variants"]
     assert len(widths) == 1 and f"width {list(smoke['equal_widths'])}" in widths[0]["book"]
-    assert f"on {smoke['variant_datasets']} teachers per size" in widths[0]["book"]
+    assert f"on {smoke['variant_teachers']} teachers per size" in widths[0]["book"]
     plain = dict(smoke, variant_widths=[], equal_widths=[])
     assert "width variants" not in set(topics(ch13_one_hidden_layer.departures(plain)))
 

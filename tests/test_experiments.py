@@ -85,9 +85,9 @@ def test_similarity_students_beat_chance():
 
 
 def test_same_seed_same_numbers():
-    a = ex.logit_distillation("smoke", datasets=1, students=2)
-    b = ex.logit_distillation("smoke", datasets=1, students=2)
-    c = ex.logit_distillation("smoke", datasets=1, students=2, seed=1)
+    a = ex.logit_distillation("smoke", teachers=1, students=2)
+    b = ex.logit_distillation("smoke", teachers=1, students=2)
+    c = ex.logit_distillation("smoke", teachers=1, students=2, seed=1)
     assert a.equals(b)
     assert not np.allclose(a["test_acc"], c["test_acc"]) or not np.allclose(a["independent_acc"], c["independent_acc"])
 
@@ -119,6 +119,36 @@ def test_tidy_columns(soft):
 def test_bad_input_fails_before_training(fn, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         fn("smoke", **kwargs)
+
+
+@pytest.mark.parametrize("name", [n for n in ex.__all__ if n != "toy_2d_regions"])
+def test_the_old_knob_datasets_is_refused_naming_teachers(name):
+    """One name for the number of teachers: every experiment counts them with `teachers`, and the old
+    name `datasets` is refused before any work, naming the new one and the column that numbers them."""
+    import time
+
+    fn = getattr(ex, name)
+    assert "teachers" in fn.config.knobs() and "datasets" not in fn.config.knobs()
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=rf"^The 'datasets' parameter of {name} was renamed: use 'teachers' "
+                                         r"\(independent teachers, .*the column 'dataset'\)\. Got datasets=3 instead\.$"):
+        fn("smoke", device="cpu", datasets=3)
+    assert time.perf_counter() - start < 1.0  # refused before any data or teacher
+
+
+@pytest.mark.parametrize("fn, old, new", [(ex.one_hidden_layer, "variant_datasets", "variant_teachers"),
+                                          (ex.defence_frontier, "linear_datasets", "linear_teachers")])
+def test_the_other_teacher_counts_are_renamed_too(fn, old, new):
+    assert new in fn.config.knobs() and old not in fn.config.knobs()
+    with pytest.raises(ValueError, match=rf"^The '{old}' parameter of \w+ was renamed: use '{new}' .*Got {old}=2 instead"):
+        fn("smoke", device="cpu", **{old: 2})
+
+
+def test_one_factory_counts_teachers():
+    import memkd.config as config
+
+    assert not hasattr(config, "datasets_knob")
+    assert config.teachers_knob(5).metadata["formerly"] == ("datasets",)
 
 
 def test_unknown_profile():
@@ -182,13 +212,13 @@ def test_stacked_datasets_give_the_numbers_of_a_loop_over_datasets():
     from memkd.students import distill, member_grid
     from memkd.experiments.fig2_logits import LogitDistillationConfig
 
-    overrides = dict(datasets=3, students=2, temperatures=(5.0, 20.0), epochs=40)
+    overrides = dict(teachers=3, students=2, temperatures=(5.0, 20.0), epochs=40)
     stacked = ex.logit_distillation("smoke", **overrides)
     cfg = make_config(LogitDistillationConfig, "logit_distillation", "smoke", overrides)
     members = member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
     alpha, width = cfg.alphas[0], cfg.student_widths[0]
     looped = []
-    for k in range(cfg.datasets):
+    for k in range(cfg.teachers):
         task = memorization_task(cfg, k)
         looped += distill(task, split(task, alpha, cfg), cfg=cfg, kind="soft", width=width, members=members,
                           setting=(alpha,))
@@ -202,19 +232,19 @@ def test_stacked_datasets_give_the_numbers_of_a_loop_over_datasets():
 
 
 def test_teacher_stop_is_a_knob_with_the_budget_as_default():
-    table = ex.logit_distillation("smoke", datasets=3, students=2, epochs=20)
+    table = ex.logit_distillation("smoke", teachers=3, students=2, epochs=20)
     assert set(table["teacher_stop"]) == {"budget"}
-    early = ex.logit_distillation("smoke", datasets=3, students=2, epochs=20, teacher_stop="first_perfect")
+    early = ex.logit_distillation("smoke", teachers=3, students=2, epochs=20, teacher_stop="first_perfect")
     assert set(early["teacher_stop"]) == {"first_perfect"}
     assert not np.allclose(table["test_acc"], early["test_acc"])  # a different teacher, other students
     with pytest.raises(ValueError, match="teacher_stop"):
         ex.logit_distillation("smoke", teacher_stop="never")
     with pytest.raises(TeacherDidNotMemorize, match="teacher_stop='budget'"):
-        ex.logit_distillation("smoke", datasets=3, teacher_epochs=3)
+        ex.logit_distillation("smoke", teachers=3, teacher_epochs=3)
 
 
 def test_every_table_carries_its_validated_configuration():
-    table = ex.logit_distillation("smoke", datasets=3, students=2, epochs=5)
+    table = ex.logit_distillation("smoke", teachers=3, students=2, epochs=5)
     config = table.attrs["config"]
-    assert config["datasets"] == 3 and config["teacher_stop"] == "budget" and config["epochs"] == 5
+    assert config["teachers"] == 3 and config["teacher_stop"] == "budget" and config["epochs"] == 5
     json.dumps(config)  # plain values only

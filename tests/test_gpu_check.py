@@ -53,7 +53,7 @@ def test_flop_estimates_count_three_forward_passes_per_epoch():
     from memkd import experiments as ex
 
     with flop_estimates.recording(calls):
-        ex.logit_distillation("smoke", datasets=1, device="cpu")
+        ex.logit_distillation("smoke", teachers=1, device="cpu")
     smoke = ex.logit_distillation.config.PROFILE_VALUES["smoke"]
     n = smoke["classes"] * smoke["per_class"]
     teacher, students = calls  # nothing trained: one teacher call and one student ensemble, recorded

@@ -148,7 +148,7 @@ def test_temperature_lr_setting_fixed_in_advance_is_in_the_grid():
 
 def test_composition_smoke_grid_has_an_interior():
     cfg = make_config(ex.dataset_composition.config, "dataset_composition", "smoke", {})
-    assert len(cfg.input_dims) >= 3 and cfg.datasets >= 3
+    assert len(cfg.input_dims) >= 3 and cfg.teachers >= 3
 
 
 def test_cell_sems_are_the_spread_over_teachers_of_per_teacher_means():

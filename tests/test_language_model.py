@@ -116,7 +116,7 @@ def test_an_unreachable_checkpoint_fails_fast_naming_the_knob(monkeypatch, tmp_p
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never the network in tests
     started = time.perf_counter()
     with pytest.raises(ValueError, match=r"The 'checkpoint' parameter of language_model must be .*save_pretrained"):
-        language_model("paper", checkpoint="gpt2", datasets=2)
+        language_model("paper", checkpoint="gpt2", teachers=2)
     assert time.perf_counter() - started < 30
     with pytest.raises(ValueError, match=r"The 'checkpoint' parameter of load_checkpoint .*folder could not be read"):
         load_checkpoint(str(tmp_path), classes=3)  # an empty folder
@@ -124,7 +124,7 @@ def test_an_unreachable_checkpoint_fails_fast_naming_the_knob(monkeypatch, tmp_p
 
 def test_the_paper_path_runs_on_the_saved_checkpoint(saved_gpt2):
     table = language_model("paper", checkpoint=str(saved_gpt2), cells=["gpt2/50"], triples=40, classes=4, fresh=20,
-                           teacher_epochs=2, epochs=2, rhos=[0.5], datasets=2, teacher_min_acc=0.0, max_length=10)
+                           teacher_epochs=2, epochs=2, rhos=[0.5], teachers=2, teacher_min_acc=0.0, max_length=10)
     assert set(table.student_start) == {"teacher_body", "independent"} and set(table.tokenization) == {"gpt2"}
     assert (table.width == 32).all() and (table.layers == 2).all() and len(table) == 4
     assert table.test_acc.between(0, 1).all() and table.leak.notna().all()
@@ -176,7 +176,7 @@ def test_members_with_different_data_train_independently():
     (dict(widths=[30], heads=4), "heads"),
     (dict(triples=61), "triples"),
     (dict(rhos=[0.001]), "rhos"),
-    (dict(datasets=1), "datasets"),
+    (dict(teachers=1), "teachers"),
     (dict(teacher_min_acc=1.5), "teacher_min_acc"),
 ])
 def test_bad_knobs_are_refused_before_any_work(knobs, name):
@@ -211,9 +211,9 @@ def test_smoke_rows_cover_every_axis(smoke):
     cfg = LanguageModelConfig.PROFILE_VALUES["smoke"]
     assert set(smoke.cell) == set(cfg["cells"]) and set(smoke.student_start) == set(cfg["student_starts"])
     students = smoke[smoke.student >= 0]
-    assert len(students) == cfg["datasets"] * len(cfg["student_starts"]) * len(cfg["cells"]) * len(cfg["rhos"])
+    assert len(students) == cfg["teachers"] * len(cfg["student_starts"]) * len(cfg["cells"]) * len(cfg["rhos"])
     assert (students.leak - (students.test_acc - students.independent_acc)).abs().max() < 1e-6
-    assert smoke.teacher_id.nunique() == cfg["datasets"]  # teachers are the data draws, paired across axes
+    assert smoke.teacher_id.nunique() == cfg["teachers"]  # teachers are the data draws, paired across axes
 
 
 def test_student_start_cells_limit_the_start_comparison_to_their_cells():
@@ -245,7 +245,7 @@ def test_profiles_validate(profile):
     from memkd.config import make_config
 
     cfg = make_config(LanguageModelConfig, "language_model", profile, {})
-    assert cfg.datasets >= 4 and "independent" in cfg.student_starts
+    assert cfg.teachers >= 4 and "independent" in cfg.student_starts
     if profile == "paper":
         assert (cfg.checkpoint, cfg.triples, cfg.classes, cfg.epochs, cfg.teacher_epochs) == ("gpt2", 6000, 1000, 200, 100)
         assert cfg.rhos == (0.2, 0.5, 0.8) and "teacher_body" in cfg.student_starts

@@ -154,7 +154,7 @@ def test_exact_solve_recovers_where_the_soft_labels_keep_the_information():
     (temperature_window, {"class_counts": (1,)}, "class_counts"),
     (temperature_window, {"classes": (2, 10)}, "classes"),  # renamed: one C elsewhere, here a list of them
     (temperature_window, {"solvers": ("lbfgs",)}, "solvers"),
-    (temperature_window, {"datasets": 0}, "datasets"),
+    (temperature_window, {"teachers": 0}, "teachers"),
 ])
 def test_bad_knobs_raise_naming_the_knob(fn, kwargs, name):
     with pytest.raises(ValueError, match=f"'{name}'"):

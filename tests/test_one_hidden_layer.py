@@ -28,11 +28,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
     (dict(per_class_values=[2], rhos=[0.5], variant_rho=0.4), "variant_rho"),  # int(0.4 * 2) = 0
     (dict(width=0), "width"),
     (dict(classes=1), "classes"),
-    (dict(datasets=1), "datasets"),
+    (dict(teachers=1), "teachers"),
     (dict(variant_widths=[0]), "variant_widths"),
     (dict(equal_widths=[0]), "equal_widths"),
-    (dict(variant_datasets=5), "variant_datasets"),  # smoke has 4 teachers per size
-    (dict(variant_datasets=-1), "variant_datasets"),
+    (dict(variant_teachers=5), "variant_teachers"),  # smoke has 4 teachers per size
+    (dict(variant_teachers=-1), "variant_teachers"),
     (dict(variant_classes=[1]), "variant_classes"),
     (dict(tail_fractions=[1.0]), "tail_fractions"),
     (dict(surgery_class=30), "surgery_class"),  # smoke has 30 classes
@@ -162,13 +162,13 @@ def test_chapter_executes_at_smoke(tmp_path):
 
 
 def test_smoke_width_variants_use_their_own_teachers(smoke):
-    """The wider student distils the map's teachers (the first variant_datasets of them); the equal-width
+    """The wider student distils the map's teachers (the first variant_teachers of them); the equal-width
     variant trains teachers of its own width, which get their own teacher ids."""
     cfg = smoke.attrs["config"]
     width, equal = smoke[smoke.part == "width"], smoke[smoke.part == "equal"]
     assert set(width["width"]) == set(cfg["variant_widths"]) and (width["teacher_width"] == cfg["width"]).all()
     assert set(equal["width"]) == set(equal["teacher_width"]) == set(cfg["equal_widths"])
-    assert set(width["dataset"]) == set(equal["dataset"]) == set(range(cfg["variant_datasets"]))
+    assert set(width["dataset"]) == set(equal["dataset"]) == set(range(cfg["variant_teachers"]))
     assert set(width["teacher_id"]) <= set(smoke[smoke.part == "map"]["teacher_id"])
     assert not set(equal["teacher_id"]) & set(smoke[smoke.part == "map"]["teacher_id"])
     # the wider students of the same teachers and points differ from the map's (another network)
@@ -183,7 +183,7 @@ def test_profiles_validate(profile):
     from memkd.experiments.one_hidden_layer import OneHiddenLayerConfig
 
     cfg = make_config(OneHiddenLayerConfig, "one_hidden_layer", profile, {})
-    assert cfg.classes >= 50 and cfg.datasets >= 6 and len(cfg.per_class_values) >= 3  # every phase's sizes
+    assert cfg.classes >= 50 and cfg.teachers >= 6 and len(cfg.per_class_values) >= 3  # every phase's sizes
     # width variants wider than the teacher, and teachers and students of one width
     assert cfg.variant_widths and min(cfg.variant_widths) > cfg.width and cfg.equal_widths
 
@@ -200,7 +200,7 @@ def test_quick_keeps_the_released_network_and_reaches_below_the_bound():
     fewest = cfg.classes * min(int(rho * n) for rho in cfg.rhos for n in cfg.per_class_values)
     assert fewest > counting_bound(cfg.input_dim, cfg.width, cfg.classes)
     assert any(fewest < counting_bound(cfg.input_dim, w, cfg.classes) for w in cfg.variant_widths + cfg.equal_widths)
-    assert 0.5 ** (cfg.datasets - cfg.datasets // 2) < 0.05 / 35
+    assert 0.5 ** (cfg.teachers - cfg.teachers // 2) < 0.05 / 35
 
 
 def test_flop_count_from_the_config_matches_the_recorded_calls():

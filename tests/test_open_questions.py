@@ -34,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 # ---------------------------------------------------------------------------- the six functions
 def test_overlap_returns_one_row_per_pair_per_teacher():
-    table = q1.logit_vs_similarity_overlap("smoke", datasets=2, students=3)
+    table = q1.logit_vs_similarity_overlap("smoke", teachers=2, students=3)
     s = 3
     assert len(table) == 2 * (s * (s - 1) // 2 * 2 + s * s)  # soft-soft, similarity-similarity, soft-similarity
     assert set(table["pair"]) == {"soft-soft", "soft-similarity", "similarity-similarity"}
@@ -42,7 +42,7 @@ def test_overlap_returns_one_row_per_pair_per_teacher():
     for col in ["question", "dataset", "pair", "student_a", "student_b", "n", "acc_a", "acc_b", "both",
                 "expected", "lift", "phi", "p_value", "group_p_value", "chance"]:
         assert col in table.columns, col
-    assert (table["question"] == "overlap").all() and table.attrs["config"]["datasets"] == 2
+    assert (table["question"] == "overlap").all() and table.attrs["config"]["teachers"] == 2
     assert np.allclose(table["expected"], table["n"] * table["acc_a"] * table["acc_b"])
     assert table["p_value"].between(0, 1).all() and table["group_p_value"].between(0, 1).all()
     per = q1.overlap_per_student(table, "soft-similarity", "phi")
@@ -51,7 +51,7 @@ def test_overlap_returns_one_row_per_pair_per_teacher():
 
 @pytest.mark.parametrize("kind", ["soft", "similarity"])
 def test_correct_sets_agree_with_the_distilled_rows(kind):
-    cfg = make_config(q1.OverlapConfig, "logit_vs_similarity_overlap", "smoke", {"datasets": 2, "students": 2})
+    cfg = make_config(q1.OverlapConfig, "logit_vs_similarity_overlap", "smoke", {"teachers": 2, "students": 2})
     tasks = oq.teachers(cfg)
     splits = oq.splits_of(tasks, cfg)
     members = oq.soft_members(cfg) if kind == "soft" else oq.member_grid(lr=(3e-3,), student=range(2))
@@ -62,17 +62,17 @@ def test_correct_sets_agree_with_the_distilled_rows(kind):
 
 
 def test_teachers_are_trained_once_and_shared():
-    cfg = make_config(q4.ConventionConfig, "temperature_convention", "smoke", {"datasets": 2})
+    cfg = make_config(q4.ConventionConfig, "temperature_convention", "smoke", {"teachers": 2})
     first = oq.teachers(cfg)
     assert oq.teachers(cfg) is first
     assert oq.teachers(cfg, activation=cfg.activation, weight_decay=0.0) is first  # the reference knobs
     assert oq.teachers(cfg, require=False, weight_decay=1e-2) is not first
     with pytest.raises(TeacherDidNotMemorize, match="did not reach 100%"):
-        oq.teachers(make_config(q4.ConventionConfig, "temperature_convention", "smoke", {"datasets": 2, "teacher_epochs": 3}))
+        oq.teachers(make_config(q4.ConventionConfig, "temperature_convention", "smoke", {"teachers": 2, "teacher_epochs": 3}))
 
 
 def test_teacher_regularization_rows_and_a_teacher_that_fails():
-    table = q2.teacher_regularization("smoke", datasets=2, students=2, weight_decays=(0.0, 1e-2))
+    table = q2.teacher_regularization("smoke", teachers=2, students=2, weight_decays=(0.0, 1e-2))
     assert len(table) == 2 * 2 * 2
     for col in ["weight_decay", "teacher_memorized", "teacher_train_acc", "teacher_logit_norm", "teacher_top_prob",
                 "teacher_stop", *METRICS]:
@@ -80,13 +80,13 @@ def test_teacher_regularization_rows_and_a_teacher_that_fails():
     assert table["teacher_memorized"].all() and (table["teacher_stop"] == "budget").all()
     norms = table.groupby("weight_decay")["teacher_logit_norm"].mean()
     assert norms[1e-2] < norms[0.0]  # weight decay keeps the logits small
-    failed = q2.teacher_regularization("smoke", datasets=2, students=2, weight_decays=(0.0,), teacher_epochs=3)
+    failed = q2.teacher_regularization("smoke", teachers=2, students=2, weight_decays=(0.0,), teacher_epochs=3)
     assert len(failed) == 2 and not failed["teacher_memorized"].any()
     assert failed["test_acc"].isna().all() and (failed["teacher_train_acc"] < 1).all()
 
 
 def test_architecture_parts_and_variants():
-    table = q3.architecture("smoke", datasets=2, students=2)
+    table = q3.architecture("smoke", teachers=2, students=2)
     for col in ["part", "variant", "teacher_activation", "teacher_depth", "student_activation",
                 "student_depth", "width", "teacher_memorized", *METRICS]:
         assert col in table.columns, col
@@ -103,7 +103,7 @@ def test_architecture_parts_and_variants():
 
 
 def test_temperature_convention_is_paired():
-    table = q4.temperature_convention("smoke", datasets=2, students=2)
+    table = q4.temperature_convention("smoke", teachers=2, students=2)
     for col in ["soften_student", "temperature", "student", *METRICS]:
         assert col in table.columns, col
     assert set(table["soften_student"]) == {False, True}
@@ -113,7 +113,7 @@ def test_temperature_convention_is_paired():
 
 
 def test_random_features_probe_variants():
-    table = q5.random_features_probe("smoke", datasets=2, students=2)
+    table = q5.random_features_probe("smoke", teachers=2, students=2)
     for col in ["variant", "frozen_layers", "trainable", "student_depth", "student_activation", *METRICS]:
         assert col in table.columns, col
     assert len(table) == 4 * 2 * 2 and not table[METRICS].isna().any().any()
@@ -124,7 +124,7 @@ def test_random_features_probe_variants():
 
 
 def test_teacher_protocol_pairs_the_two_stops():
-    table = q6.teacher_protocol("smoke", datasets=2, students=2, temperatures=(2.0, 20.0), teacher_epochs=150)
+    table = q6.teacher_protocol("smoke", teachers=2, students=2, temperatures=(2.0, 20.0), teacher_epochs=150)
     assert set(table["teacher_stop"]) == {"budget", "first_perfect"} and len(table) == 2 * 2 * 2 * 2
     per = table.groupby(["teacher_stop", "dataset"])[["teacher_first_perfect", "teacher_epochs_run",
                                                      "teacher_logit_norm", "independent_acc"]].first()
@@ -200,7 +200,7 @@ def test_every_profile_validates_with_enough_teachers(profile):
                 q6.ProtocolConfig):
         cfg = make_config(cls, cls.__name__, profile, {})
         assert cfg.profile == profile and len(cfg.alphas) == 1 and len(cfg.student_widths) == 1
-        assert cfg.datasets >= (3 if profile == "smoke" else 5) and cfg.teacher_stop == "budget"
+        assert cfg.teachers >= (3 if profile == "smoke" else 5) and cfg.teacher_stop == "budget"
 
 
 def test_mismatch_needs_a_layer_to_lose():

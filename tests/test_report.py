@@ -387,13 +387,13 @@ def test_a_claim_short_of_teachers_names_the_profile_that_has_enough(tmp_path):
     (nbs / "01_toy_2d.ipynb").write_text(json.dumps(notebook))
     from memkd.config import make_config
 
-    paper = make_config(ToyConfig, "toy_2d", "paper", {}).datasets
+    paper = make_config(ToyConfig, "toy_2d", "paper", {}).teachers
     counts = mb.teachers_by_profile("01_toy_2d", nbs)
-    assert counts["paper"] == paper and counts["knob"] == "datasets" and counts["smoke"] < counts["quick"]
+    assert counts["paper"] == paper and mb.TEACHER_KNOB == "teachers" and counts["smoke"] < counts["quick"]
     assert mb.profile_reaching("01_toy_2d", counts["quick"] + 1, nbs) == (
         f"the paper profile trains {paper} per setting" if paper > counts["quick"] else
-        f"no profile trains as many (paper: {paper} per setting): run with datasets={counts['quick'] + 1}")
+        f"no profile trains as many (paper: {paper} per setting): run with teachers={counts['quick'] + 1}")
     assert mb.profile_reaching("01_toy_2d", 1000, nbs) == f"no profile trains as many (paper: {paper} per setting): " \
-                                                           "run with datasets=1000"
+                                                           "run with teachers=1000"
     assert mb.profile_reaching("01_toy_2d", 2, nbs).startswith("the smoke profile trains")
     assert mb.teachers_by_profile("99_nowhere", nbs) == {} and mb.profile_reaching("99_nowhere", 5, nbs) == ""

@@ -128,7 +128,7 @@ def test_help_lists_knobs_with_profile_defaults_and_columns(name):
 
 
 def test_an_experiments_table_has_its_declared_columns_and_teacher_ids():
-    table = ex.logit_distillation("smoke", seed=3, datasets=2, students=2, epochs=10, device="cpu")
+    table = ex.logit_distillation("smoke", seed=3, teachers=2, students=2, epochs=10, device="cpu")
     assert table.columns[0] == "teacher_id" and list(table.columns) == list(table_columns(ex.logit_distillation.config))
     assert (table.teacher_id == "3:" + table.dataset.astype(str)).all() and table.teacher_id.nunique() == 2
     assert "teacher_first_perfect" in table.columns and "teacher_epochs" not in table.columns  # the knob's name

@@ -202,15 +202,15 @@ def adjust_claims(claims) -> pd.DataFrame:
 
 
 PROFILE_ORDER = ("smoke", "quick", "paper")
-TEACHER_KNOBS = ("datasets", "teachers")  # the knobs that count a chapter's teachers (per setting)
+TEACHER_KNOB = "teachers"  # the knob that counts a chapter's teachers (per setting), in every experiment
 
 
 def teachers_by_profile(chapter: str, nbs: Path | None = None) -> dict[str, Any]:
     """How many teachers (per setting) the chapter's experiments train at each profile: the largest
-    `datasets` / `teachers` knob over the experiments its notebook declares (metadata entry "memkd"),
+    `teachers` knob over the experiments its notebook declares (metadata entry "memkd"),
     read from their configs, so that a claim short of teachers can name the profile that has enough.
     `nbs`: the folder of the chapters (default: `nbs/` of the book root, else of memkd's checkout).
-    Returns {profile: count, ..., "knob": the knob's name}, or {} when the notebook or its configs cannot
+    Returns {profile: count, ...}, or {} when the notebook or its configs cannot
     be read (an installed memkd without the book). Read once per notebook (the report asks per claim)."""
     import memkd
 
@@ -237,9 +237,9 @@ def _teacher_counts(notebook: str) -> tuple[tuple[str, Any], ...]:
             config_class = getattr(importlib.import_module(module), cls)
             for profile in PROFILE_ORDER:
                 cfg = make_config(config_class, name, profile, {})
-                knob = next((k for k in TEACHER_KNOBS if isinstance(getattr(cfg, k, None), int)), None)
-                if knob and getattr(cfg, knob) > counts.get(profile, 0):
-                    counts[profile], counts["knob"] = int(getattr(cfg, knob)), knob
+                count = getattr(cfg, TEACHER_KNOB, None)
+                if isinstance(count, int) and count > counts.get(profile, 0):
+                    counts[profile] = int(count)
         except (ImportError, AttributeError, ValueError, TypeError):
             continue
     return tuple(counts.items())
@@ -247,7 +247,7 @@ def _teacher_counts(notebook: str) -> tuple[tuple[str, Any], ...]:
 
 def profile_reaching(chapter: str, needed: float, nbs: Path | None = None) -> str:
     """Words for the profile whose teacher count reaches `needed`, e.g. "the paper profile trains 32 per
-    setting", or "no profile trains as many (paper: 5 per setting): run with datasets=28"; "" when the
+    setting", or "no profile trains as many (paper: 5 per setting): run with teachers=28"; "" when the
     counts are unknown."""
     counts = teachers_by_profile(chapter, nbs)
     profiles = [p for p in PROFILE_ORDER if p in counts]
@@ -257,7 +257,7 @@ def profile_reaching(chapter: str, needed: float, nbs: Path | None = None) -> st
     if reaching:
         return f"the {reaching[0]} profile trains {counts[reaching[0]]} per setting"
     return (f"no profile trains as many (paper: {counts.get('paper', '?')} per setting): run with "
-            f"{counts['knob']}={math.ceil(needed)}")
+            f"{TEACHER_KNOB}={math.ceil(needed)}")
 
 
 def holm_plan(claim: Any, level: float) -> float:

@@ -4,7 +4,7 @@ Fig 4b, chapter 16).
 Multinomial logistic regression without bias, as in chapter 12: for every C and every design, n per
 class is int(a d / f(C)) for each factor a of the design (f = ln C, sqrt C or C, the released script's
 three designs); the sizes of all designs at one C are pooled (a size two designs ask for is one set of
-teachers), `datasets` teachers per size trained as one ensemble, then students on the first
+teachers), `teachers` teachers per size trained as one ensemble, then students on the first
 floor(rho * n) points of each class at T (the released 10), by Adam (the released protocol, at this
 profile's budget) and by the exact minimizer of the same loss (`memkd.models.linear.solve_soft_labels`),
 each with its within-class-shuffled control. The released figure pools the designs and plots each
@@ -77,7 +77,7 @@ class ClassScalingConfig(LinearConfig):
 
     PROFILE_VALUES = {
         "smoke": {"input_dim": 20, "class_counts": (2, 6), "rhos": (0.55,), "a_log_c": (0.4, 1.6), "a_sqrt_c": (), "a_c": (1.2, 2.4, 3.6),
-                  "datasets": 2, "teacher_epochs": 300, "epochs": 400, "fresh": 200},
+                  "teachers": 2, "teacher_epochs": 300, "epochs": 400, "fresh": 200},
         # d = 50 and three class counts: every size of C = 10 and 30 costs little, and C = 30 still has sizes
         # below the line (n = 2, 3); the designs' factors bracket the line (a d / C) and the capacity (a d / ln C).
         # 10 teachers per size: the exact claims' plans (plans.yml) need 31 teachers after Holm; the capacity
@@ -85,9 +85,9 @@ class ClassScalingConfig(LinearConfig):
         # gave 0.035, which Holm's bar in the published block did not clear); the pilot (seed 1) put the capacity of
         # this budget's teachers between n ln C / d = 0.5 and 0.95 for every C
         "quick": {"input_dim": 50, "class_counts": (2, 10, 30), "rhos": (0.55,), "a_log_c": (0.5, 0.75, 1.0, 1.5), "a_sqrt_c": (0.5, 1.0),
-                  "a_c": (1.2, 2.0, 3.0), "datasets": 10, "teacher_epochs": 1000, "teacher_lr": 1e-2, "epochs": 1000},
+                  "a_c": (1.2, 2.0, 3.0), "teachers": 10, "teacher_epochs": 1000, "teacher_lr": 1e-2, "epochs": 1000},
         # the released Fig 4b at d = 100: both d = 100 designs, 10 factors each, 5 repeats, the released budgets
-        "paper": {"input_dim": 100, "rhos": (0.55,), "a_log_c": RELEASED_A, "a_sqrt_c": RELEASED_A, "a_c": (), "datasets": 5,
+        "paper": {"input_dim": 100, "rhos": (0.55,), "a_log_c": RELEASED_A, "a_sqrt_c": RELEASED_A, "a_c": (), "teachers": 5,
                   "teacher_epochs": 5_000, "teacher_lr": 1e-3, "epochs": 10_000, "lr": 1e-4},
     }
 
@@ -237,7 +237,7 @@ FIG13_TEMPERATURES = tuple(float(f"{10 ** (-0.5 + 2 * i / 19):.4g}") for i in ra
 FIG13_PROFILE = {  # what App. Fig 13 changes in temperature_window's profiles, besides C, T and the precision
     "smoke": {},
     # 3 sizes around the line (rho N = d at N/d = 1.25) and 4 teachers each: 240 Adam students in one ensemble
-    "quick": {"n_over_d": (1.4, 1.8, 2.4), "datasets": 4},
+    "quick": {"n_over_d": (1.4, 1.8, 2.4), "teachers": 4},
     "paper": {},
 }
 

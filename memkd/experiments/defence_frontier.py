@@ -69,11 +69,11 @@ SPECS = Constraint(lambda v: isinstance(v, (list, tuple)) and all(_spec_ok(s) fo
 # was 0.92 to 1.00 (fidelity 0.76 to 0.99): at or near recovery.
 RECOVERY_CELL = {
     "smoke": dict(input_dim=10, classes=30, teacher_width=40, per_class=6, alphas=(0.67,), teacher_epochs=800,
-                  teacher_lr=3e-3, student_widths=(40,), epochs=400, lrs=(1e-2,), datasets=3),
+                  teacher_lr=3e-3, student_widths=(40,), epochs=400, lrs=(1e-2,), teachers=3),
     "quick": dict(input_dim=20, classes=100, teacher_width=50, per_class=10, alphas=(0.7,), teacher_epochs=1500,
-                  teacher_lr=1e-3, student_widths=(50,), epochs=1000, lrs=(2e-3,), datasets=4),
+                  teacher_lr=1e-3, student_widths=(50,), epochs=1000, lrs=(2e-3,), teachers=4),
     "paper": dict(input_dim=50, classes=100, teacher_width=50, per_class=10, alphas=(0.7,), teacher_epochs=2000,
-                  teacher_lr=1e-3, student_widths=(50,), epochs=10_000, lrs=(1e-4,), datasets=6),
+                  teacher_lr=1e-3, student_widths=(50,), epochs=10_000, lrs=(1e-4,), teachers=6),
 }
 
 COLUMNS = ("setting", "dataset", "classes", "input_dim", "family", "strength", "defence", "student", "temperature",
@@ -103,22 +103,23 @@ class DefenceConfig(RandomDataConfig):
     linear_probe_temperatures: tuple = knob((1.0, 3.0), list_of(real_interval(0, math.inf)), "further server "
                                             "temperatures at which only rounding is probed (the failing decimal moves "
                                             "with p)")
-    linear_datasets: int = knob(12, POS_INT, "linear teachers")
+    linear_teachers: int = knob(12, POS_INT, "linear teachers")
     linear_teacher_epochs: int = knob(500, POS_INT, "linear teachers' full-batch Adam epochs")
     linear_decimals: tuple = knob(tuple(range(0, 11)), DECIMALS, "decimals of the linear setting's rounded probabilities")
     linear_sigmas: tuple = knob((1e-4, 1e-3, 1e-2, 1e-1), SIGMAS, "noise on the linear teacher's scaled logit")
 
     TABLE_COLUMNS = (TEACHER_ID, *COLUMNS)
+    RENAMED = {"linear_datasets": "use 'linear_teachers' (the linear teachers, named as the knob 'teachers')"}
     PROFILE_VALUES = {
-        "smoke": dict(SMOKE_PROFILE, datasets=3, students=1, top_ks=(1, 2, 5), decimals=(1, 2), logprob_decimals=(0,),
-                      sigmas=(2.0,), combined=("top5|logprob_round2",), linear_dim=20, linear_datasets=4,
+        "smoke": dict(SMOKE_PROFILE, teachers=3, students=1, top_ks=(1, 2, 5), decimals=(1, 2), logprob_decimals=(0,),
+                      sigmas=(2.0,), combined=("top5|logprob_round2",), linear_dim=20, linear_teachers=4,
                       linear_decimals=(0, 2, 4, 6), linear_sigmas=(1e-2,), linear_teacher_epochs=300,
                       linear_probe_temperatures=(1.0,)),
         # d = 200, C = 20, 20 per class, width 100: the released code's leak at T = 20 is 0.17 (chance 0.05)
         "quick": dict(QUICK_PROFILE, input_dim=200, classes=20, per_class=20, teacher_width=100, teacher_epochs=300,
-                      student_widths=(100,), temperatures=(20.0,), lrs=(1e-2,), epochs=150, students=1, datasets=8),
-        "paper": dict(PAPER_PROFILE, datasets=10, top_ks=(1, 5, 20), decimals=(0, 1, 2, 3, 4), logprob_decimals=(0, 1, 2),
-                      linear_dim=200, linear_datasets=10, linear_teacher_epochs=10_000),
+                      student_widths=(100,), temperatures=(20.0,), lrs=(1e-2,), epochs=150, students=1, teachers=8),
+        "paper": dict(PAPER_PROFILE, teachers=10, top_ks=(1, 5, 20), decimals=(0, 1, 2, 3, 4), logprob_decimals=(0, 1, 2),
+                      linear_dim=200, linear_teachers=10, linear_teacher_epochs=10_000),
     }
 
     def check(self) -> None:
@@ -169,7 +170,7 @@ def _linear_rows(cfg: DefenceConfig, device: torch.device) -> list[dict]:
     """Binary linear teachers above the line; exact students from every defended answer at chapter 11's T, and
     from the rounded answers at each of `linear_probe_temperatures` (rows marked `probe`)."""
     pc = round(cfg.linear_n_over_d * cfg.linear_dim / 2)
-    ids = list(range(cfg.linear_datasets))
+    ids = list(range(cfg.linear_teachers))
     data = make_linear_data([pc] * len(ids), 2, cfg.linear_dim,
                             [derive_seed(cfg.seed, "data", "linear", k, cfg.linear_dim) for k in ids], 1000, device)
     w = train_teachers(data, 1, [derive_seed(cfg.seed, "teacher", "linear", k) for k in ids], cfg.linear_teacher_epochs,
@@ -216,7 +217,7 @@ def _linear_students(cfg: DefenceConfig, data: Any, w: torch.Tensor, perfect: to
 def defence_frontier(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """Leak and fidelity of students under every defence and strength, in the chosen settings (one row per student).
 
-    mlp: the server-side grid (`defence_grid`) on `datasets` teachers, then the same datasets' teachers
+    mlp: the server-side grid (`defence_grid`) on `teachers` teachers, then the same datasets' teachers
     trained with each label smoothing and each weight decay (the server answering plainly). linear:
     round (probabilities and log-probabilities, `linear_decimals`), noise and label only, exact students,
     at `linear_temperature`; rounding alone also at each of `linear_probe_temperatures` (rows with `probe`).

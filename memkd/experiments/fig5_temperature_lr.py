@@ -38,7 +38,7 @@ class TemperatureLrConfig(RandomDataConfig):
         # through the tested 3e-3); 10 teachers (5 to choose a cell on, 5 to test it on) with one
         # student each (it starts from the same weights in every cell)
         "quick": {**QUICK_PROFILE, "alphas": (0.4,), "temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0),
-                  "lrs": (3e-5, 3e-4, 3e-3, 3e-2), "students": 1, "datasets": 10,
+                  "lrs": (3e-5, 3e-4, 3e-3, 3e-2), "students": 1, "teachers": 10,
                   "tested_temperature": QUICK_PROFILE["temperatures"][0], "tested_lr": QUICK_PROFILE["lrs"][0]},
         "paper": {**PAPER_PROFILE, "student_widths": (750,), "alphas": (0.4,),
                   "temperatures": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0),

@@ -29,7 +29,7 @@ class CompositionConfig(RandomDataConfig):
     TABLE_COLUMNS = (*DISTILL_COLUMNS, 'classes', 'per_class', 'input_dim', 'teacher_train_acc', 'ratio')
     PROFILE_VALUES = {
         "smoke": {**SMOKE_PROFILE, "class_counts": (10,), "per_class_values": (5, 10), "input_dims": (20, 50, 100),
-                  "alphas": (0.4,), "students": 2, "datasets": 3, "teacher_epochs": 400},
+                  "alphas": (0.4,), "students": 2, "teachers": 3, "teacher_epochs": 400},
         # quick: a panel per C (10 and 50), and d from 2 (where teachers fail: the paper's white
         # cells, and below the best d) to 640, about 5x the teacher's width as the paper's 2000 is 4x
         # its 500 (where transfer fades towards chance: its grey cells); two rows, since a C = 50
@@ -37,7 +37,7 @@ class CompositionConfig(RandomDataConfig):
         # per cell (5 to choose on, 5 to test on), two students each
         "quick": {**QUICK_PROFILE, "class_counts": (10, 50), "per_class_values": (5, 10),
                   "input_dims": (2, 5, 20, 80, 640), "alphas": (0.4,), "student_widths": (125,),
-                  "teacher_width": 125, "students": 2, "teacher_epochs": 600, "datasets": 10},
+                  "teacher_width": 125, "students": 2, "teacher_epochs": 600, "teachers": 10},
         "paper": {**PAPER_PROFILE, "class_counts": (10, 50, 100), "per_class_values": (10, 20, 50, 100, 200),
                   "input_dims": (50, 100, 250, 500, 1000, 2000), "alphas": (0.4,),
                   "student_widths": (750,), "students": 5},
@@ -50,7 +50,7 @@ class CompositionConfig(RandomDataConfig):
 
 @experiment(CompositionConfig)
 def dataset_composition(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
-    """Fig 6 (A.2): a grid over classes x per_class x input_dim, with `datasets` teachers per cell.
+    """Fig 6 (A.2): a grid over classes x per_class x input_dim, with `teachers` teachers per cell.
 
     A teacher that does not reach 100% gets one row with teacher_memorized=False and NaN metrics
     (no student learns from a failed teacher). `ratio` = test_acc / teacher_independent_acc.

@@ -32,7 +32,7 @@ class SurgeryConfig(RandomDataConfig):
         # quick: one student per teacher (the class-c accuracy varies most from teacher to teacher),
         # students as wide as the teacher, and cuts from the paper's first, 0.5% (at C = 50 every
         # fraction up to 2% cuts one entry per sample), to half
-        "quick": {**QUICK_PROFILE, "alphas": (0.6,), "student_widths": (125,), "datasets": 12, "students": 1,
+        "quick": {**QUICK_PROFILE, "alphas": (0.6,), "student_widths": (125,), "teachers": 12, "students": 1,
                   "tail_fractions": (0.005, 0.05, 0.1, 0.2, 0.5)},
         "paper": {**PAPER_PROFILE, "student_widths": (750,), "alphas": (0.6,),
                   "tail_fractions": (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)},

@@ -11,7 +11,7 @@ clipped at 1.0, dropout on. Students start again from `gpt2` with a new head and
 logits / 20) on a random rho = 0.2 / 0.5 / 0.8 of the triples (cross-entropy, their own logits not
 divided by T; lr 5e-4, batch 32, 200 epochs, no clipping) and are scored on the held-out rest.
 
-Here teachers are the unit: `datasets` independent draws of the triples and labels, one teacher each
+Here teachers are the unit: `teachers` independent draws of the triples and labels, one teacher each
 (the teachers of one model as one `EnsembleGPT2`), the students of all teachers of one (tokenization,
 width, rho) as another. Per teacher and rho, the axes of the question "what makes it leak so much":
 
@@ -45,9 +45,9 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    BOOL, POS_INT, Constraint, ExperimentConfig, batch_size_knob, classes_knob, datasets_knob, epochs_knob, fresh_knob,
-    heads_knob, int_range, knob, list_of, lr_knob, make_config, one_of, real_interval, rhos_knob, students_knob,
-    teacher_epochs_knob, temperature_knob,
+    BOOL, POS_INT, Constraint, ExperimentConfig, batch_size_knob, classes_knob, epochs_knob, fresh_knob, heads_knob,
+    int_range, knob, list_of, lr_knob, make_config, one_of, real_interval, rhos_knob, students_knob,
+    teacher_epochs_knob, teachers_knob, temperature_knob,
 )
 from memkd.data.triples import TOKENIZATIONS, random_triples, tokenize, vocabulary
 from memkd.declare import experiment
@@ -72,11 +72,11 @@ RELEASED = dict(checkpoint="gpt2", cells=("gpt2/1000",), triples=6000, classes=1
 # GPU at 20 TFLOP/s. The students of one rho (teachers x starts = 8 members of 124M parameters, with
 # AdamW's state) need about 20 GB of GPU memory: more than a T4 has. The released notebook ends its
 # teacher above 99%, so that is the bar here.
-PAPER = dict(RELEASED, student_starts=("teacher_body", "independent"), datasets=4, students=1, fresh=6000,
+PAPER = dict(RELEASED, student_starts=("teacher_body", "independent"), teachers=4, students=1, fresh=6000,
              teacher_min_acc=0.99)
 SMOKE = dict(cells=("number/50", "digits/50"), widths=(16,), layers=1, heads=2, triples=60, classes=6,
              balanced=True, teacher_epochs=30, teacher_lr=5e-3, teacher_batch=16, epochs=6, lr=5e-3, batch_size=16,
-             rhos=(0.5,), student_starts=("teacher_start", "independent"), datasets=2, students=1, fresh=60,
+             rhos=(0.5,), student_starts=("teacher_start", "independent"), teachers=2, students=1, fresh=60,
              teacher_min_acc=0.0)
 # quick: a small GPT-2 trained from scratch on a scaled-down task, the released recipe otherwise (AdamW,
 # batches of 64 / 32, clipping 1.0 for the teacher, T = 20, rho = 0.8). Calibrated on 2026-12-07 (2 shared
@@ -89,7 +89,7 @@ SMOKE = dict(cells=("number/50", "digits/50"), widths=(16,), layers=1, heads=2, 
 QUICK = dict(cells=("number/999", "number/99", "digits/99"), widths=(64,), layers=2, heads=4, triples=300,
              classes=30, balanced=True, teacher_epochs=80, teacher_lr=2e-3, teacher_batch=64, epochs=40, batch_size=32,
              rhos=(0.8,), student_starts=("teacher_start", "independent"), student_start_cells=("number/99",),
-             datasets=8, students=1, fresh=300, teacher_min_acc=0.98)
+             teachers=8, students=1, fresh=300, teacher_min_acc=0.98)
 
 STARTS_LIST = list_of(one_of(*STARTS))
 
@@ -145,7 +145,7 @@ class LanguageModelConfig(ExperimentConfig):
                                                      "a list (possibly empty) of cells 'tokenization/high'", tuple),
                                       "cells whose students try every start; the others train only the last start "
                                       "(empty: every cell tries every start)")
-    datasets: int = datasets_knob(6, " (draws of the triples and labels)", least=2)
+    teachers: int = teachers_knob(6, " (draws of the triples and labels)", least=2)
     students: int = students_knob(1, "teacher, start and rho")
 
     # One name per concept: where a student's weights start is `student_start(s)` in every experiment.
@@ -199,10 +199,10 @@ class Draw:
 
 
 def draws(cfg: LanguageModelConfig, tokenization: str, high: int, tokenizer: Any = None) -> list[Draw]:
-    """The `datasets` draws of triples from 1..high and labels (the same triples and labels whatever the
+    """The `teachers` draws of triples from 1..high and labels (the same triples and labels whatever the
     tokenization; the labels are the same whatever `high`)."""
     out = []
-    for k in range(cfg.datasets):
+    for k in range(cfg.teachers):
         t, y = random_triples(cfg.triples, high, cfg.classes, derive_seed(cfg.seed, "data", k), cfg.balanced)
         f, fy = random_triples(cfg.fresh, high, cfg.classes, derive_seed(cfg.seed, "independent", k), False)
         tok, mask = tokenize(t, tokenization, high, tokenizer, cfg.max_length)
@@ -338,9 +338,9 @@ def language_model(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                      GPT2Shape(vocabulary(tokenization, high), positions, width, cfg.layers, cfg.heads,
                                cfg.classes, cfg.dropout))
             layers = shape.layers
-            seeds = [derive_seed(cfg.seed, "teacher", k, cell, width) for k in range(cfg.datasets)]
-            teacher = _build(cfg.datasets, shape, seeds, pretrained, device)
-            start_state = _build(cfg.datasets, shape, seeds, pretrained, device)  # the teachers' initial weights
+            seeds = [derive_seed(cfg.seed, "teacher", k, cell, width) for k in range(cfg.teachers)]
+            teacher = _build(cfg.teachers, shape, seeds, pretrained, device)
+            start_state = _build(cfg.teachers, shape, seeds, pretrained, device)  # the teachers' initial weights
             tokens = torch.stack([d.tokens for d in data]).to(device)
             mask = torch.stack([d.mask for d in data]).to(device)
             labels = torch.stack([d.labels for d in data]).to(device)
@@ -351,7 +351,7 @@ def language_model(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
             teacher_acc = _accuracy(logits, labels)
             fresh_logits = predict(teacher, torch.stack([d.fresh_tokens for d in data]).to(device),
                                    torch.stack([d.fresh_mask for d in data]).to(device))
-            memorized = [k for k in range(cfg.datasets) if float(teacher_acc[k]) >= cfg.teacher_min_acc]
+            memorized = [k for k in range(cfg.teachers) if float(teacher_acc[k]) >= cfg.teacher_min_acc]
             setting = dict(cell=cell, tokenization=tokenization, high=high, width=width, layers=layers, classes=cfg.classes,
                            n_memorized=cfg.triples, temperature=cfg.temperature, lr=cfg.lr, epochs=cfg.epochs,
                            chance=1.0 / cfg.classes)
@@ -361,7 +361,7 @@ def language_model(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                     student_rows += _student_rows(cfg, data, teacher, start_state, logits, fresh_logits, memorized,
                                                   setting, rho, pretrained, device)
             student_rows += [{**setting, "dataset": k, "student": -1, "train_acc": math.nan, "test_acc": math.nan}
-                             for k in range(cfg.datasets) if k not in memorized]
+                             for k in range(cfg.teachers) if k not in memorized]
             for r in student_rows:
                 r["teacher_train_acc"] = float(teacher_acc[r["dataset"]])
                 r["teacher_memorized"] = r["dataset"] in memorized

@@ -1,6 +1,6 @@
 """The recovery threshold of bias-free linear teachers (the published version's Fig 3, chapter 11).
 
-`linear_recovery` trains `datasets` teachers at every size N/d (binary: one logit, or multinomial),
+`linear_recovery` trains `teachers` teachers at every size N/d (binary: one logit, or multinomial),
 then students on the first floor(rho * n) points of each class for every rho: the least-squares fit
 to the teacher's logits and the soft-label student (Adam), each also within-class shuffled. One row
 per student. `student_grid` is the engine both this experiment and `temperature_window` use.
@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    BOOL, ExperimentConfig, classes_knob, datasets_knob, epochs_knob, fresh_knob, input_dim_knob, knob, list_of,
-    lr_knob, make_config, one_of, real_interval, rhos_knob, shuffle_knob, soften_student_knob, students_knob,
-    teacher_epochs_knob, temperatures_knob,
+    BOOL, ExperimentConfig, classes_knob, epochs_knob, fresh_knob, input_dim_knob, knob, list_of, lr_knob,
+    make_config, one_of, real_interval, rhos_knob, shuffle_knob, soften_student_knob, students_knob,
+    teacher_epochs_knob, teachers_knob, temperatures_knob,
 )
 from memkd.device import resolve_device
 from memkd.data.linear import LinearData, make_linear_data, student_mask, within_class_permutation
@@ -74,7 +74,7 @@ class LinearConfig(ExperimentConfig):
     epochs: int = epochs_knob(300, "soft-label students'", "Adam epochs", " (released: 10,000)")
     lr: float = lr_knob(5e-2, "soft-label students'", note=" (released: 1e-4)")
     seeds_per_setting: int = students_knob(1, "teacher and setting", "soft-label ")
-    datasets: int = datasets_knob(5, " per size")
+    teachers: int = teachers_knob(5, " per size")
     fresh: int = fresh_knob(1000, note=" per teacher on which agreement is measured")
 
     TABLE_COLUMNS = LINEAR_COLUMNS
@@ -116,18 +116,18 @@ class RecoveryConfig(LinearConfig):
                            "seeds in the other experiments; here the seeds are 'seeds_per_setting')"}
 
     PROFILE_VALUES = {
-        "smoke": {"input_dim": 20, "n_over_d": (0.8, 1.4), "rhos": (0.3, 0.9), "datasets": 2,
+        "smoke": {"input_dim": 20, "n_over_d": (0.8, 1.4), "rhos": (0.3, 0.9), "teachers": 2,
                   "teacher_epochs": 300, "epochs": 200, "fresh": 200},
         # 11 teachers per size (each teacher is the unit of a claim): about 33 with a cell above the line, which
         # "perfect above the line" needs after Holm (0.8 ** 30 < 0.05 / 35; planned from a pilot at seed 1);
         # 9 sizes x 12 rhos around the line. The teachers' 2,000 epochs at lr 3e-2 memorize 3 of 4 random
         # labelings at N/d = 1.8 (93% are separable), against 1 of 6 at 500 epochs and lr 1e-2 (probe, Dec 2026)
         "quick": {"input_dim": 100, "n_over_d": (0.4, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.4),
-                  "rhos": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 0.95), "datasets": 11,
+                  "rhos": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 0.95), "teachers": 11,
                   "teacher_epochs": 2000, "teacher_lr": 3e-2},
         # the released Fig 3: d = 200, n per class = a * d for 50 a in [0.2, 3.5], 50 rhos in [0.05, 0.95]
         "paper": {"input_dim": 200, "n_over_d": tuple(round(2 * (0.2 + i * 3.3 / 49), 4) for i in range(50)),
-                  "rhos": tuple(round(0.05 + i * 0.9 / 49, 4) for i in range(50)), "datasets": 5,
+                  "rhos": tuple(round(0.05 + i * 0.9 / 49, 4) for i in range(50)), "teachers": 5,
                   "teacher_epochs": 10_000, "teacher_lr": 1e-3, "epochs": 10_000, "lr": 1e-4},
     }
 
@@ -153,13 +153,13 @@ def train_teachers(data: LinearData, outputs: int, seeds: Sequence[int], epochs:
 
 def teachers_for(cfg: LinearConfig, classes: int, outputs: int, device: torch.device,
                  dtype: torch.dtype) -> tuple[LinearData, Tensor, list[tuple[int, float]]]:
-    """Draw `cfg.datasets` datasets at every size and train their teachers as one ensemble.
+    """Draw `cfg.teachers` datasets at every size and train their teachers as one ensemble.
 
     Returns (data (K = datasets * sizes, float64), teacher weights (K, D, O) in `dtype`, and the
     (dataset, N/d) of every teacher, in order).
     """
-    ids = [(k, r) for r in cfg.n_over_d for k in range(cfg.datasets)]
-    pcs = [pc for pc in cfg.per_class(classes) for _ in range(cfg.datasets)]
+    ids = [(k, r) for r in cfg.n_over_d for k in range(cfg.teachers)]
+    pcs = [pc for pc in cfg.per_class(classes) for _ in range(cfg.teachers)]
     data = make_linear_data(pcs, classes, cfg.input_dim, [derive_seed(cfg.seed, "data", k, r, cfg.input_dim, classes)
                                                           for k, r in ids], cfg.fresh, device)
     seeds = [derive_seed(cfg.seed, "teacher", k, r, cfg.input_dim, classes) for k, r in ids]
@@ -251,7 +251,7 @@ def linear_table(rows: list[dict], experiment_name: str, cfg: LinearConfig, chan
 def linear_recovery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     """The released Fig 3 over (N/d, rho): one row per student (see `student_grid`'s columns).
 
-    Teachers train in `dtype` (float32 in the released code); `datasets` teachers per size are the
+    Teachers train in `dtype` (float32 in the released code); `teachers` teachers per size are the
     unit of replication. Cells whose teacher is below 100% are kept, flagged by `teacher_perfect`
     (the released analysis drops them).
     """

@@ -11,7 +11,7 @@ points are the rest of D. Teachers train as one ensemble per size and students o
 cell as one ensemble (`memkd.students`). On top of the map, in this order: the shuffle
 control (each student's inputs permuted within their class, the soft labels left in place; in the
 map's row at `variant_rho`, where a class gives the student at least two points to permute), two
-width variants at every size and fraction on the first `variant_datasets` teachers (a student of
+width variants at every size and fraction on the first `variant_teachers` teachers (a student of
 another width distilling the map's teacher, part "width"; a teacher and student both of another
 width, part "equal"), a class-count variant, and the workshop's logit surgery in two cells chosen on
 half of the teachers (`memkd.experiments.phases.choose_cells`) and measured on the other half.
@@ -29,9 +29,9 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    BOOL, ExperimentConfig, classes_knob, datasets_knob, epochs_knob, input_dim_knob, int_range, knob, lr_knob,
-    make_config, maybe_empty_list_of, per_class_values_knob, real_interval, rhos_knob, shuffle_knob, students_knob,
-    surgery_class_knob, tail_fractions_knob, teacher_epochs_knob, temperatures_knob, width_knob,
+    BOOL, ExperimentConfig, classes_knob, epochs_knob, input_dim_knob, int_range, knob, lr_knob, make_config,
+    maybe_empty_list_of, per_class_values_knob, real_interval, rhos_knob, shuffle_knob, students_knob,
+    surgery_class_knob, tail_fractions_knob, teacher_epochs_knob, teachers_knob, temperatures_knob, width_knob,
 )
 from memkd.memorization import MemorizationTask, StudentShapes, memorization_tasks
 from memkd.students import distill, member_grid
@@ -52,7 +52,7 @@ RELEASED = dict(input_dim=1000, classes=100, width=500, teacher_epochs=2000, tea
                 rhos=tuple(round(0.05 + 0.1 * i, 2) for i in range(10)))
 
 SMOKE = dict(input_dim=10, classes=30, width=40, per_class_values=(3, 6), rhos=(0.67,), teacher_epochs=800,
-             teacher_lr=3e-3, epochs=400, lr=1e-2, students=1, datasets=4, variant_datasets=2, variant_rho=0.67,
+             teacher_lr=3e-3, epochs=400, lr=1e-2, students=1, teachers=4, variant_teachers=2, variant_rho=0.67,
              variant_widths=(60,), equal_widths=(60,), variant_classes=(), surgery=True,
              tail_fractions=(0.1, 0.5))
 # quick: the released d, C and P (d = 50, C = 100, P = 50: 7650 parameters, n* = 77.3 student points),
@@ -66,8 +66,8 @@ SMOKE = dict(input_dim=10, classes=30, width=40, per_class_values=(3, 6), rhos=(
 # fewest for which a sign test without spread clears a Holm level of 0.05 over the published block's
 # claims (0.5 ** 10 < 0.05 / 35); the width variants are descriptive and use 4 of them.
 QUICK = dict(input_dim=50, classes=100, width=50, per_class_values=(3, 10, 16), rhos=(0.34, 0.67),
-             teacher_epochs=750, teacher_lr=1e-3, epochs=1000, lr=2e-3, students=1, datasets=20,
-             variant_datasets=4, variant_rho=0.67, variant_widths=(100,), equal_widths=(100,),
+             teacher_epochs=750, teacher_lr=1e-3, epochs=1000, lr=2e-3, students=1, teachers=20,
+             variant_teachers=4, variant_rho=0.67, variant_widths=(100,), equal_widths=(100,),
              variant_classes=(), surgery=True, tail_fractions=(0.02, 0.5))
 # The class-count variant (new teachers at every size) doubles the chapter's time, so quick leaves it to
 # the paper profile and to `variant_classes=(50,)` (measured on 2026-12-03 at d = 20, shared 2-core CPU:
@@ -79,7 +79,7 @@ QUICK = dict(input_dim=50, classes=100, width=50, per_class_values=(3, 10, 16), 
 # students both of width 250) on 2 teachers at every cell, and the surgery, about 2.6 hours. Sizes run
 # past the teacher's expected capacity (n ~ 1000).
 PAPER = dict(RELEASED, per_class_values=(50, 125, 250, 500, 750, 1250), rhos=(0.2, 0.4, 0.6, 0.8),
-             students=1, datasets=6, variant_datasets=2, variant_rho=0.6, variant_widths=(1000,),
+             students=1, teachers=6, variant_teachers=2, variant_rho=0.6, variant_widths=(1000,),
              equal_widths=(250,), variant_classes=(50,), surgery=True, tail_fractions=(0.01, 0.02, 0.1, 0.5))
 
 
@@ -98,7 +98,7 @@ class OneHiddenLayerConfig(ExperimentConfig):
     lr: float = lr_knob(1e-4, "students'", note=" (released: 1e-4)")
     epochs: int = epochs_knob(10_000, unit="full-batch epochs", note=" (released: 10,000)")
     students: int = students_knob(1, "teacher and cell")
-    datasets: int = datasets_knob(10, " per size", least=2)
+    teachers: int = teachers_knob(10, " per size", least=2)
     shuffle: bool = shuffle_knob(" (inputs permuted within each class) in the map's cells at variant_rho with >= 2 "
                                  "student points per class")
     variant_rho: float = knob(0.67, real_interval(0, 1), "rho of the width and class-count variants")
@@ -106,15 +106,17 @@ class OneHiddenLayerConfig(ExperimentConfig):
                                  "at every size and fraction of the map")
     equal_widths: tuple = knob((), WIDTHS, "widths of the equal-width variant: new teachers of this width and "
                                "students of the same width, at every size and fraction of the map")
-    variant_datasets: int = knob(0, int_range(0), "teachers per size in the width variants (the first ones; "
-                                 "0: all `datasets`)")
+    variant_teachers: int = knob(0, int_range(0), "teachers per size in the width variants (the first ones; "
+                                 "0: all `teachers`)")
     variant_classes: tuple = knob((), CLASS_COUNTS, "class counts C of the class-count variant (new teachers)")
     surgery: bool = knob(True, BOOL, "logit surgery in a recovery and a partial-leak cell (chosen on half)")
     tail_fractions: tuple = tail_fractions_knob((0.01, 0.02, 0.1, 0.5), may_be_empty=True)
     surgery_class: int = surgery_class_knob()
 
     PROFILE_VALUES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
-    RENAMED = {"per_class": "use 'per_class_values' (the sizes n, one map row each; 'per_class' is one n elsewhere)"}
+    RENAMED = {"per_class": "use 'per_class_values' (the sizes n, one map row each; 'per_class' is one n elsewhere)",
+               "variant_datasets": "use 'variant_teachers' (teachers per size in the width variants, named as "
+                                   "the knob 'teachers')"}
     TABLE_COLUMNS = ("dataset", "classes", "per_class", "input_dim", "width", "teacher_width", "kind", "variant",
                      "tail_fraction", "temperature", "lr", "student", "part", "n_memorized", "rho", "n_student",
                      "shuffled", "train_acc", "test_acc", "memorized_acc", "test_acc_class", "independent_acc",
@@ -147,9 +149,9 @@ class OneHiddenLayerConfig(ExperimentConfig):
                     self.fail(name, f"contains {rho}, which with per_class={n} gives the student int({rho} * {n}) = "
                               f"{k} of {n} points of each class: every class needs at least one student point "
                               "and one held-out point. Choose 1 <= int(rho * n) <= n - 1 for every size.")
-        if self.variant_datasets > self.datasets:
-            self.fail("variant_datasets", f"must be an int in [0, {self.datasets}] (datasets={self.datasets}): the "
-                      f"width variants use the first teachers of each size. Got {self.variant_datasets!r} instead.")
+        if self.variant_teachers > self.teachers:
+            self.fail("variant_teachers", f"must be an int in [0, {self.teachers}] (teachers={self.teachers}): the "
+                      f"width variants use the first teachers of each size. Got {self.variant_teachers!r} instead.")
         if self.surgery_class >= min((self.classes,) + self.variant_classes):
             self.fail("surgery_class", f"must be an int in [0, {self.classes - 1}] (classes={self.classes}). "
                       f"Got {self.surgery_class!r} instead.")
@@ -246,7 +248,7 @@ def one_hidden_layer(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     `table.attrs["chosen"]` holds the cells chosen for the surgery (see `phases.choose_cells`).
     """
     cfg = make_config(OneHiddenLayerConfig, "one_hidden_layer", profile, overrides)
-    choose, test = choose_and_test_units(range(cfg.datasets), seed=cfg.seed)
+    choose, test = choose_and_test_units(range(cfg.teachers), seed=cfg.seed)
     rows: list[dict] = []
     tasks_by_size: dict[int, list[MemorizationTask]] = {}
     for n in cfg.per_class_values:
@@ -255,7 +257,7 @@ def one_hidden_layer(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
         for rho in cfg.rhos:
             control = cfg.shuffle and math.isclose(rho, cfg.variant_rho) and int(rho * n) >= 2
             rows += _cell_rows(tasks, n, rho, cfg.width, cfg, _members(cfg, control), "map")
-        few = cfg.variant_datasets or cfg.datasets
+        few = cfg.variant_teachers or cfg.teachers
         for w in cfg.variant_widths:
             for rho in cfg.rhos:
                 rows += _cell_rows(tasks[:few], n, rho, w, cfg, _members(cfg, False), "width")

@@ -37,10 +37,10 @@ from memkd.distillation import TeacherDidNotMemorize
 # Smoke: the figures' smallest sizes (3 teachers, seconds); quick: a CPU chapter of about a minute and a
 # half on two cores (5 teachers); paper: the paper's scale. Every teacher at these sizes memorizes in
 # 40-70 epochs (measured for each question's activation, depth and weight decay): 200 leaves 3x that.
-SMOKE = dict(SMOKE_PROFILE, teacher_epochs=200, students=2, datasets=3)
+SMOKE = dict(SMOKE_PROFILE, teacher_epochs=200, students=2, teachers=3)
 QUICK = dict(input_dim=150, classes=20, per_class=20, teacher_width=100, teacher_lr=2e-3,
              teacher_epochs=200, student_widths=(100,), alphas=(0.6,), temperatures=(20.0,),
-             lrs=(3e-3,), epochs=150, students=2, datasets=5)
+             lrs=(3e-3,), epochs=150, students=2, teachers=5)
 PROFILES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER_PROFILE}
 
 
@@ -56,13 +56,13 @@ def question_profiles(**extra: dict) -> dict:
 # --- teachers and students shared by the questions ------------------------------------------------
 
 _TEACHER_KNOBS = ("seed", "input_dim", "classes", "per_class", "distribution", "teacher_width", "hidden_layers",
-                  "activation", "teacher_lr", "teacher_epochs", "teacher_stop", "batch_size", "device", "datasets")
+                  "activation", "teacher_lr", "teacher_epochs", "teacher_stop", "batch_size", "device", "teachers")
 _TEACHERS: dict[tuple, list[MemorizationTask]] = {}
 _CACHED = 12  # teacher ensembles kept per process
 
 
 def teachers(cfg: RandomDataConfig, require: bool = True, **overrides: Any) -> list[MemorizationTask]:
-    """The `cfg.datasets` teachers for these knobs, trained as one ensemble once per process.
+    """The `cfg.teachers` teachers for these knobs, trained as one ensemble once per process.
 
     overrides : teacher knobs of `train_teacher` (weight_decay, activation, hidden_layers); a value
         equal to the config's is dropped, so e.g. a ReLU teacher of the activation question is the

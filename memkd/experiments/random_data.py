@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator
 
 from memkd.config import (
-    ExperimentConfig, alphas_knob, batch_size_knob, check_split, classes_knob, datasets_knob, epochs_knob,
-    hidden_layers_knob, input_dim_knob, knob, lr_knob, lrs_knob, one_of, per_class_knob, soften_student_knob,
-    student_widths_knob, students_knob, teacher_epochs_knob, teacher_stop_knob, teacher_width_knob, temperatures_knob,
+    ExperimentConfig, alphas_knob, batch_size_knob, check_split, classes_knob, epochs_knob, hidden_layers_knob,
+    input_dim_knob, knob, lr_knob, lrs_knob, one_of, per_class_knob, soften_student_knob, student_widths_knob,
+    students_knob, teacher_epochs_knob, teacher_stop_knob, teacher_width_knob, teachers_knob, temperatures_knob,
 )
 from memkd.declare import DISTILL_COLUMNS
 from memkd.device import resolve_device
@@ -47,7 +47,7 @@ class RandomDataConfig(ExperimentConfig):
     lrs: tuple = lrs_knob((3e-3,))
     epochs: int = epochs_knob(200)
     students: int = students_knob(5, "teacher and setting")
-    datasets: int = datasets_knob(1)
+    teachers: int = teachers_knob(1)
     soften_student: bool = soften_student_knob()
     batch_size: Any = batch_size_knob("teacher's and students'")
 
@@ -85,12 +85,12 @@ PAPER_SIZES = {"input_dim": 1000, "classes": 100, "per_class": 100, "teacher_wid
 # reach 100% (45 and 90, measured); the paper profile keeps the released code's 2000.
 SMOKE_PROFILE = dict(input_dim=100, classes=10, per_class=20, teacher_width=50, teacher_lr=3e-3, teacher_epochs=150,
                      student_widths=(50,), alphas=(0.6,), temperatures=(20.0,), lrs=(1e-2,), epochs=100, students=3,
-                     datasets=4)
+                     teachers=4)
 QUICK_PROFILE = dict(input_dim=250, classes=50, per_class=25, teacher_width=125, teacher_lr=1e-3, teacher_epochs=300,
                      student_widths=(125,), alphas=(0.6,), temperatures=(10.0,), lrs=(3e-3,), epochs=200, students=2,
-                     datasets=5)
+                     teachers=5)
 PAPER_PROFILE = dict(PAPER_SIZES, teacher_lr=1e-3, teacher_epochs=2000, student_widths=(500,), alphas=(0.6,),
-                     temperatures=(20.0,), lrs=(1e-3,), epochs=1000, students=4, datasets=5)
+                     temperatures=(20.0,), lrs=(1e-3,), epochs=1000, students=4, teachers=5)
 
 
 

@@ -1,6 +1,6 @@
 """The temperature window of multinomial logistic regression (the published Fig 4a and App. Fig 13, ch. 12).
 
-For every number of classes C, `datasets` teachers at every size N/d are trained once (float32, as in
+For every number of classes C, `teachers` teachers at every size N/d are trained once (float32, as in
 the released code); then, for every precision in `dtypes`, students see the first floor(rho * n)
 points of each class with soft labels softmax(z / T) stored in that precision, all temperatures of
 one size in one ensemble. Two solvers of the same loss: ``adam`` (the released protocol, at this
@@ -53,16 +53,16 @@ class WindowConfig(LinearConfig):
             self.check_sizes(c)
 
     PROFILE_VALUES = {
-        "smoke": {"input_dim": 20, "class_counts": (2, 3), "n_over_d": (0.8, 1.6), "rhos": (0.8,), "datasets": 2,
+        "smoke": {"input_dim": 20, "class_counts": (2, 3), "n_over_d": (0.8, 1.6), "rhos": (0.8,), "teachers": 2,
                   "temperatures": (1.0, 30.0), "dtypes": ("float64", "bfloat16"), "teacher_epochs": 300,
                   "epochs": 200, "fresh": 200},
         # line rho * N = d at N/d = 1.25: one size below it, three up to the binary capacity, one past it;
         # 7 teachers per size: about 18 eligible for C = 2, which the window claims need after Holm (pilot, seed 1)
-        "quick": {"input_dim": 100, "n_over_d": (0.9, 1.4, 1.6, 1.8, 2.4), "rhos": (0.8,), "datasets": 7,
+        "quick": {"input_dim": 100, "n_over_d": (0.9, 1.4, 1.6, 1.8, 2.4), "rhos": (0.8,), "teachers": 7,
                   "temperatures": tuple(float(f"{10 ** (-0.5 + 0.5 * i):.4g}") for i in range(9))},
         # the released Fig 4a: d = 1000, 20 sizes, rho = 0.8, 40 temperatures, 5 repeats, 10,000 epochs
         "paper": {"input_dim": 1000, "n_over_d": tuple(round(0.25 + 0.125 * i, 4) for i in range(20)),
-                  "rhos": (0.8,), "datasets": 5, "temperatures": RELEASED_TEMPERATURES,
+                  "rhos": (0.8,), "teachers": 5, "temperatures": RELEASED_TEMPERATURES,
                   "teacher_epochs": 10_000, "teacher_lr": 1e-3, "epochs": 10_000, "lr": 1e-4},
     }
 

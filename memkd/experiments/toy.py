@@ -39,15 +39,15 @@ class ToyConfig(RandomDataConfig):
     PROFILE_VALUES = {
         "smoke": dict(input_dim=2, classes=3, per_class=10, teacher_width=200, hidden_layers=1,
                       teacher_lr=1e-2, teacher_epochs=3000, student_widths=(200,), alphas=(0.6,),
-                      temperatures=(20.0,), lrs=(1e-2,), epochs=400, students=3, datasets=8),
+                      temperatures=(20.0,), lrs=(1e-2,), epochs=400, students=3, teachers=8),
         # 48 teachers: the soft-label claims' power plan (plans.yml, pilot at seed 1) needs 45 after Holm, with
         # three to spare for teachers that do not memorize (left out of every claim)
         "quick": dict(input_dim=2, classes=3, per_class=10, teacher_width=500, hidden_layers=1,
                       teacher_lr=1e-2, teacher_epochs=5000, student_widths=(500,), alphas=(0.6,),
-                      temperatures=(5.0, 20.0), lrs=(1e-2,), epochs=1000, students=3, datasets=48),
+                      temperatures=(5.0, 20.0), lrs=(1e-2,), epochs=1000, students=3, teachers=48),
         "paper": dict(input_dim=2, classes=3, per_class=10, teacher_width=500, hidden_layers=1,
                       teacher_lr=1e-2, teacher_epochs=10000, student_widths=(500,), alphas=(0.6,),
-                      temperatures=(5.0, 20.0), lrs=(1e-2,), epochs=5000, students=20, datasets=48),
+                      temperatures=(5.0, 20.0), lrs=(1e-2,), epochs=5000, students=20, teachers=48),
     }
 
 
@@ -108,7 +108,7 @@ def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     ({dataset: accuracy}): it memorized nothing for its students to leak.
     """
     cfg = make_config(ToyConfig, "toy_2d", profile, overrides)
-    datasets = list(range(cfg.datasets))
+    datasets = list(range(cfg.teachers))
     x, y, tr, te, teacher = _toy_setup(cfg, datasets, require_memorization=False)
     left_out = {k: float(teacher.train_acc[k]) for k in datasets if not bool(teacher.memorized[k])}
     if len(left_out) == len(datasets):  # nothing memorized: nothing to distil
@@ -160,7 +160,7 @@ def toy_2d_regions(profile: str = "quick", dataset: int = 0, grid_size: int = 12
     "regions" {name: (G, G) int array of predicted classes}, "test_correct" {name: (N_te,) bool},
     "test_acc" {name: float}. Names: "teacher", "hard", "soft T=...".
     """
-    cfg = make_config(ToyConfig, "toy_2d", profile, {**overrides, "datasets": 1, "students": 1})
+    cfg = make_config(ToyConfig, "toy_2d", profile, {**overrides, "teachers": 1, "students": 1})
     x, y, tr, te, teacher = _toy_setup(cfg, [dataset])
     lin = torch.linspace(-1.1, 1.1, grid_size, device=x.device)
     gx, gy = torch.meshgrid(lin, lin, indexing="xy")

@@ -39,16 +39,16 @@ def hard_labels_at_chance(chance: float) -> Margin:
 HARD_LABEL_TEACHERS = {"quick": 8}
 
 
-def hard_label_teachers(profile: str, datasets: int = 0) -> dict[str, int]:
-    """The `datasets` override of chapter 02's hard-label run: the reader's `datasets` when given (> 0), else the
+def hard_label_teachers(profile: str, teachers: int = 0) -> dict[str, int]:
+    """The `teachers` override of chapter 02's hard-label run: the reader's `teachers` when given (> 0), else the
     count its power plan asks for at `profile` (`HARD_LABEL_TEACHERS`), else nothing (the profile's own count).
 
     >>> hard_label_teachers("quick"), hard_label_teachers("quick", 3), hard_label_teachers("smoke")
-    ({'datasets': 8}, {'datasets': 3}, {})
+    ({'teachers': 8}, {'teachers': 3}, {})
     """
-    if datasets > 0:
-        return {"datasets": datasets}
-    return {"datasets": HARD_LABEL_TEACHERS[profile]} if profile in HARD_LABEL_TEACHERS else {}
+    if teachers > 0:
+        return {"teachers": teachers}
+    return {"teachers": HARD_LABEL_TEACHERS[profile]} if profile in HARD_LABEL_TEACHERS else {}
 
 
 def main_alpha(table: pd.DataFrame) -> float:

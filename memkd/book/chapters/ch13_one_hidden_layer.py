@@ -184,7 +184,7 @@ def departures(table: pd.DataFrame | dict[str, Any]) -> list[Departure]:
     if c.get("variant_widths") or c.get("equal_widths"):
         out.append(departure_row("13_one_hidden_layer", "width variants", variant_widths=list(c["variant_widths"]),
                                  equal_widths=list(c.get("equal_widths", ())),
-                                 variant_teachers=c.get("variant_datasets") or c["datasets"]))
+                                 variant_teachers=c.get("variant_teachers") or c["teachers"]))
     return out + [departure_row("13_one_hidden_layer", "fresh inputs"),
                   departure_row("13_one_hidden_layer", "shuffle control"),
                   departure_row("13_one_hidden_layer", "failed teachers"),

@@ -283,7 +283,7 @@ def departures(table: pd.DataFrame) -> list[Departure]:
     spread = {"uniform": "uniformly over the withheld classes", "renormalize": "nowhere: the k returned entries are "
               "renormalized"}[c.get("withheld", "uniform")]
     return [departure_row("14_defences", "settings", **c, cell_dim=cell["input_dim"], cell_classes=cell["classes"],
-                          cell_per_class=cell["per_class"], cell_teachers=cell["datasets"], cell_epochs=cell["epochs"],
+                          cell_per_class=cell["per_class"], cell_teachers=cell["teachers"], cell_epochs=cell["epochs"],
                           cell_lr=cell["lrs"][0]),
             departure_row("14_defences", "server temperature", temperature=c["temperatures"][0]),
             departure_row("14_defences", "withheld mass", withheld=spread),

@@ -95,7 +95,7 @@ def closing_note(ch: "Chapter", table: pd.DataFrame, claims: pd.DataFrame, secon
     fewer teachers than planned, the planned number; then what the verdicts of the leak, the recurring numbers
     and the shared start in `released_cell` say, and which undecided claims are underpowered here."""
     short = claims[(claims.planned_n > claims.n) & (claims.verdict != "holds")]
-    paper_n = ex.language_model.config.PROFILE_VALUES["paper"]["datasets"]
+    paper_n = ex.language_model.config.PROFILE_VALUES["paper"]["teachers"]
     lines = [f"- {c.paper} **{c.verdict}** (n = {c.n} teachers"
              + (f"; planned {c.planned_n:.0f}" if c.planned_n > c.n else "") + ")" for c in claims.itertuples()]
     cell = released_cell(table.attrs["config"])
@@ -113,7 +113,7 @@ def closing_note(ch: "Chapter", table: pd.DataFrame, claims: pd.DataFrame, secon
     if len(short):
         notes.append(f"Undecided and underpowered here ({', '.join(short.claim)}): the spread of this run asks for "
                      f"more teachers than it has; the paper profile trains {paper_n} teachers at the released sizes "
-                     "(their own spread sets its plan), and `datasets` raises the number at any profile.")
+                     "(their own spread sets its plan), and `teachers` raises the number at any profile.")
     students = table[table.student >= 0]
     return (f"{len(students)} students of {table.dataset.nunique()} teachers, run time {seconds:.0f} s on "
             f"{ch.device}.\n\n" + "\n".join(lines) + "\n\n" + " ".join(notes))
@@ -125,7 +125,7 @@ def departures(table: pd.DataFrame) -> list[Departure]:
     from memkd.experiments.language_model import RELEASED as GPT2_RELEASED
 
     r, c = GPT2_RELEASED, config_of(table)
-    out = [departure_row("15_language_model", "teachers and split", datasets=c["datasets"])]
+    out = [departure_row("15_language_model", "teachers and split", teachers=c["teachers"])]
     if c["checkpoint"] != r["checkpoint"]:
         out.append(departure_row("15_language_model", "model from scratch", **{**c, "cells": ", ".join(c["cells"]),
                                  "widths": ", ".join(map(str, c["widths"]))}))
