@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml requirements-cpu.txt | check-python
 venv: $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m ruff format --check .
 	$(PY) -m ruff check memkd tests benchmarks
 	$(PY) -m pytest
 

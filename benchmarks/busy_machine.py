@@ -56,8 +56,11 @@ SPIN = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.tim
 
 def child_env(setting: str) -> dict[str, str]:
     """The environment of a measurement: this one without thread choices, plus MEMKD_THREADS."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MEMKD_THREADS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MEMKD_THREADS")
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     env["MEMKD_THREADS"] = SETTINGS[setting]
     return env
@@ -80,8 +83,14 @@ def stop_load(spinners: list[subprocess.Popen]) -> None:
 def measure(setting: str, repeats: int, timeout_s: float) -> dict:
     """{"times", "threads", "wait"} of one setting, or {"error"} when it failed or ran out of time."""
     try:
-        done = subprocess.run([sys.executable, "-c", MEASURE, str(repeats)], env=child_env(setting), cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(
+            [sys.executable, "-c", MEASURE, str(repeats)],
+            env=child_env(setting),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"over {timeout_s:g} s"}
     if done.returncode != 0:
@@ -118,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}")
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
+    )
     print(f"# load before starting (/proc/loadavg: 1, 5, 15 min, runnable/total): {machine_load()}")
     print(f"# ex.logit_distillation('smoke'): median of {repeats} calls after a warm-up, fresh process per cell")
     results: dict[tuple[int, str], dict] = {}
@@ -150,8 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             idle = median(0, setting)
             own = f"{m / idle:.2f}x" if idle else ""
             vs_before = f"{m / base:.2f}x" if base else ""
-            print(f"| {load} | {setting} | {cell['threads']} | {m:.3f} | {min(cell['times']):.3f}-"
-                  f"{max(cell['times']):.3f} | {own} | {vs_before} |")
+            print(
+                f"| {load} | {setting} | {cell['threads']} | {m:.3f} | {min(cell['times']):.3f}-"
+                f"{max(cell['times']):.3f} | {own} | {vs_before} |"
+            )
     print()
     for setting in settings:
         idle, one = median(0, setting), median(1, setting)

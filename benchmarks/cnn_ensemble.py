@@ -50,11 +50,21 @@ def run_ensemble(backend: str, e: int, n: int, width: int, head: int, kind: str,
     family = CNNFamily(IMAGE, CLASSES, width=width, head_width=head, backend=backend)
     start = CLOCK()  # includes building the ensemble, which per_epoch's difference cancels
     if kind == "soft":
-        model, _ = train_students(x, kind="soft", teacher_logits=logits, family=family, members=e, lrs=LR,
-                                  epochs=epochs, temperatures=T, seed=0)
+        model, _ = train_students(
+            x,
+            kind="soft",
+            teacher_logits=logits,
+            family=family,
+            members=e,
+            lrs=LR,
+            epochs=epochs,
+            temperatures=T,
+            seed=0,
+        )
     else:
-        model = train_teacher(x, logits.argmax(-1), family, max_epochs=epochs, lr=LR, seed=0,
-                              require_memorization=False).model
+        model = train_teacher(
+            x, logits.argmax(-1), family, max_epochs=epochs, lr=LR, seed=0, require_memorization=False
+        ).model
     return CLOCK() - start, model
 
 
@@ -94,30 +104,43 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="cpu: this process's CPU time (with --threads 1, what an idle core would take "
-                             "on a machine shared with other work)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: this process's CPU time (with --threads 1, what an idle core would take "
+        "on a machine shared with other work)",
+    )
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.epochs} epochs, best of {args.runs}, "
-          f"{args.clock} clock")
-    print("| shape | E, N, width, head | loop s/epoch | grouped s/epoch | vmap s/epoch | loop / grouped "
-          "| loop / vmap | max abs logit diff |")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), {args.epochs} epochs, best of {args.runs}, "
+        f"{args.clock} clock"
+    )
+    print(
+        "| shape | E, N, width, head | loop s/epoch | grouped s/epoch | vmap s/epoch | loop / grouped "
+        "| loop / vmap | max abs logit diff |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name in args.shapes.split(","):
         e, n, width, head, kind = SHAPES[name]
         x, logits = make_data(e, n)
-        grouped, model = per_epoch(lambda ep: run_ensemble("grouped", e, n, width, head, kind, ep, x, logits),
-                                   args.epochs, args.runs)
-        vmapped, _ = per_epoch(lambda ep: run_ensemble("vmap", e, n, width, head, kind, ep, x, logits),
-                               args.epochs, args.runs)
+        grouped, model = per_epoch(
+            lambda ep: run_ensemble("grouped", e, n, width, head, kind, ep, x, logits), args.epochs, args.runs
+        )
+        vmapped, _ = per_epoch(
+            lambda ep: run_ensemble("vmap", e, n, width, head, kind, ep, x, logits), args.epochs, args.runs
+        )
         loop, nets = per_epoch(lambda ep: run_loop(e, n, width, head, kind, ep, x, logits), args.epochs, args.runs)
         with torch.no_grad():
             diff = max(float((model(x)[i] - nets[i](x[i])).abs().max()) for i in range(3))
-        print(f"| {name} | {e}, {n}, {width}, {head} | {loop:.4f} | {grouped:.4f} | {vmapped:.4f} | "
-              f"{loop / grouped:.2f}x | {loop / vmapped:.2f}x | {diff:.1e} |", flush=True)
+        print(
+            f"| {name} | {e}, {n}, {width}, {head} | {loop:.4f} | {grouped:.4f} | {vmapped:.4f} | "
+            f"{loop / grouped:.2f}x | {loop / vmapped:.2f}x | {diff:.1e} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -153,8 +153,17 @@ def run_loop(x: Tensor, probs: Tensor, shape: Shape, members: int, epochs: int, 
 def run_ensemble(x: Tensor, probs: Tensor, shape: Shape, members: int, epochs: int, seed: int = 0) -> Tensor:
     """memkd's batched ensemble through its public entry point; returns final logits (E, N, C)."""
     model, _ = train_students(
-        x, probs, kind="soft", classes=shape.classes, width=shape.width, members=members,
-        lrs=LR, epochs=epochs, temperatures=TEMPERATURE, hidden_layers=HIDDEN_LAYERS, seed=seed,
+        x,
+        probs,
+        kind="soft",
+        classes=shape.classes,
+        width=shape.width,
+        members=members,
+        lrs=LR,
+        epochs=epochs,
+        temperatures=TEMPERATURE,
+        hidden_layers=HIDDEN_LAYERS,
+        seed=seed,
     )
     with torch.no_grad():
         return model(x)
@@ -246,8 +255,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, E={e}, T={TEMPERATURE:g}, "
-          f"full batch, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, E={e}, T={TEMPERATURE:g}, "
+        f"full batch, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
     mm_before = matmul_rate()
     rows = []
     for name in names:
@@ -262,7 +273,8 @@ def main() -> None:
         per_epoch, cpu_per_epoch = {}, {}
         for label, fn in paths.items():
             per_epoch[label], cpu_per_epoch[label] = marginal_epoch_time(
-                lambda k: fn(x, probs, shape, e, k), epochs, repeats, shape.warmup)
+                lambda k: fn(x, probs, shape, e, k), epochs, repeats, shape.warmup
+            )
         note = "" if args.no_check else check(x, probs, shape, args.vmap)
         if args.phases:
             parts = fused_phases(x, probs, shape, e, epochs)
@@ -273,21 +285,28 @@ def main() -> None:
 
     print(f"\nlarge fp32 torch.mm 4096x4096: {mm:.0f} GFLOP/s (best of before/after)\n")
     vcol = " vmap s/ep | vmap x |" if args.vmap else ""
-    print(f"| shape | N, D, P, C | epochs x runs | loop s/epoch | ensemble s/epoch | speedup |{vcol} "
-          "ensemble GFLOP/s | of torch.mm | speedup in CPU time | ceiling |")
+    print(
+        f"| shape | N, D, P, C | epochs x runs | loop s/epoch | ensemble s/epoch | speedup |{vcol} "
+        "ensemble GFLOP/s | of torch.mm | speedup in CPU time | ceiling |"
+    )
     print("|---|---|---|---|---|---|" + ("---|---|" if args.vmap else "") + "---|---|---|---|")
     for name, shape, epochs, repeats, t, c, _ in rows:
         gflops = 3 * forward_flops(shape, e) / t["ensemble"] / 1e9
         v = f" {t['vmap']:.4f} | {t['loop'] / t['vmap']:.2f}x |" if args.vmap else ""
-        print(f"| {name} | {shape.samples}, {shape.input_dim}, {shape.width}, {shape.classes} | "
-              f"{epochs} x {repeats} | {t['loop']:.4f} | {t['ensemble']:.4f} | "
-              f"{t['loop'] / t['ensemble']:.1f}x |{v} {gflops:.1f} | {gflops / mm:.0%} | "
-              f"{c['loop'] / c['ensemble']:.1f}x | {t['loop'] * mm * 1e9 / real_flops(shape, e):.1f}x |")
-    print("\nceiling: the loop's s/epoch over the time the epoch's real matmul FLOPs take at the "
-          "torch.mm rate,\nthe largest speed-up any implementation of the same FLOPs could reach here.")
+        print(
+            f"| {name} | {shape.samples}, {shape.input_dim}, {shape.width}, {shape.classes} | "
+            f"{epochs} x {repeats} | {t['loop']:.4f} | {t['ensemble']:.4f} | "
+            f"{t['loop'] / t['ensemble']:.1f}x |{v} {gflops:.1f} | {gflops / mm:.0%} | "
+            f"{c['loop'] / c['ensemble']:.1f}x | {t['loop'] * mm * 1e9 / real_flops(shape, e):.1f}x |"
+        )
+    print(
+        "\nceiling: the loop's s/epoch over the time the epoch's real matmul FLOPs take at the "
+        "torch.mm rate,\nthe largest speed-up any implementation of the same FLOPs could reach here."
+    )
     if not args.no_check:
-        print("\nmax |logits - loop's| (3 members, 5 epochs): "
-              + "; ".join(f"{name}: {row[-1]}" for name, *row in rows))
+        print(
+            "\nmax |logits - loop's| (3 members, 5 epochs): " + "; ".join(f"{name}: {row[-1]}" for name, *row in rows)
+        )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ class Call:
     def flops(self) -> float:
         if self.what == "svd":  # one SVD-based pseudo-inverse per member (R-SVD: 4 m n^2 + 22 n^3, m >= n)
             m, n = max(self.samples, self.sizes[0]), min(self.samples, self.sizes[0])
-            return float(self.members * (4 * m * n * n + 22 * n ** 3 + 2 * self.samples * self.sizes[0] * self.sizes[-1]))
+            return float(self.members * (4 * m * n * n + 22 * n**3 + 2 * self.samples * self.sizes[0] * self.sizes[-1]))
         matmul = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
         per_epoch = 3 * 2 * self.samples * self.members * matmul
         if self.what == "similarity":
@@ -80,8 +80,9 @@ class Call:
     def bytes(self) -> int:
         d, *hidden, c = self.sizes
         width = max(hidden) if hidden else c
-        need = self.members * training_bytes_per_member(self.samples, d, width, c, max(1, len(hidden)),
-                                                        own_inputs=self.own_inputs, soft_targets=self.what != "hard")
+        need = self.members * training_bytes_per_member(
+            self.samples, d, width, c, max(1, len(hidden)), own_inputs=self.own_inputs, soft_targets=self.what != "hard"
+        )
         if self.what == "similarity":
             need += 4 * 3 * min(self.samples, SIMILARITY_BLOCK) ** 2
         return need
@@ -90,8 +91,9 @@ class Call:
 class FakeModel:
     """An untrained stand-in for an EnsembleMLP: zero logits (E, N, C) for inputs (N, D) or (K, N, D)."""
 
-    def __init__(self, members: int, input_dim: int, width: int, classes: int, hidden_layers: int,
-                 activation: str = "relu") -> None:
+    def __init__(
+        self, members: int, input_dim: int, width: int, classes: int, hidden_layers: int, activation: str = "relu"
+    ) -> None:
         self.members, self.input_dim, self.width, self.classes = members, input_dim, width, classes
         self.hidden_layers, self.activation = hidden_layers, activation
 
@@ -116,18 +118,44 @@ class FakeTeacher(mdist.Teacher):
 
     def member(self, k: int) -> "FakeTeacher":
         one = self.model.member(k)
-        return FakeTeacher(one, self.train_acc[k:k + 1], self.memorized[k:k + 1],
-                           self.epochs_to_memorize[k:k + 1], self.epochs_run, self.history)
+        return FakeTeacher(
+            one,
+            self.train_acc[k : k + 1],
+            self.memorized[k : k + 1],
+            self.epochs_to_memorize[k : k + 1],
+            self.epochs_run,
+            self.history,
+        )
 
 
 def _rows(tasks: list, members: list[dict], kind: str, width: int) -> list[dict]:
     """What `distill` returns, with NaN metrics (nothing was trained)."""
     nan = float("nan")
-    metrics = ("train_acc", "test_acc", "memorized_acc", "test_acc_class", "independent_acc",
-               "teacher_agreement_independent", "test_count_class", "teacher_independent_acc")
-    return [{"dataset": task.dataset, "kind": kind, "width": width, **member, **dict.fromkeys(metrics, nan),
-             "chance": 1.0 / task.classes, "teacher_memorized": True, "teacher_first_perfect": 0, "teacher_stop": "budget"}
-            for task in tasks for member in members]
+    metrics = (
+        "train_acc",
+        "test_acc",
+        "memorized_acc",
+        "test_acc_class",
+        "independent_acc",
+        "teacher_agreement_independent",
+        "test_count_class",
+        "teacher_independent_acc",
+    )
+    return [
+        {
+            "dataset": task.dataset,
+            "kind": kind,
+            "width": width,
+            **member,
+            **dict.fromkeys(metrics, nan),
+            "chance": 1.0 / task.classes,
+            "teacher_memorized": True,
+            "teacher_first_perfect": 0,
+            "teacher_stop": "budget",
+        }
+        for task in tasks
+        for member in members
+    ]
 
 
 def _sizes(d: int, width: int, hidden_layers: int, classes: int) -> tuple[int, ...]:
@@ -146,23 +174,51 @@ def _shape(family: Any, classes: Any, width: Any, hidden_layers: int, activation
 def recording(calls: list[Call]):
     """Replace train_teacher / train_students / fit everywhere memkd imported them; record calls."""
 
-    def train_teacher(x, y, *, classes=None, width=None, hidden_layers=2, max_epochs=1000, extra_epochs=0,
-                      activation="relu", family=None, **_: Any):
+    def train_teacher(
+        x,
+        y,
+        *,
+        classes=None,
+        width=None,
+        hidden_layers=2,
+        max_epochs=1000,
+        extra_epochs=0,
+        activation="relu",
+        family=None,
+        **_: Any,
+    ):
         classes, width, hidden_layers, activation = _shape(family, classes, width, hidden_layers, activation)
         k = 1 if x.dim() == 2 else x.shape[0]
         n, d = x.shape[-2], x.shape[-1]
-        calls.append(Call("teacher", k, n, _sizes(d, width, hidden_layers, classes), max_epochs + extra_epochs,
-                          own_inputs=True))
-        return FakeTeacher(FakeModel(k, d, width, classes, hidden_layers, activation), torch.ones(k),
-                           torch.ones(k, dtype=torch.bool), torch.zeros(k, dtype=torch.long), max_epochs,
-                           pd.DataFrame(columns=["epoch", "member", "loss", "train_acc"]))
+        calls.append(
+            Call("teacher", k, n, _sizes(d, width, hidden_layers, classes), max_epochs + extra_epochs, own_inputs=True)
+        )
+        return FakeTeacher(
+            FakeModel(k, d, width, classes, hidden_layers, activation),
+            torch.ones(k),
+            torch.ones(k, dtype=torch.bool),
+            torch.zeros(k, dtype=torch.long),
+            max_epochs,
+            pd.DataFrame(columns=["epoch", "member", "loss", "train_acc"]),
+        )
 
-    def train_students(x, targets=None, *, kind, members, epochs, classes=None, width=None, hidden_layers=2,
-                       activation="relu", family=None, **_: Any):
+    def train_students(
+        x,
+        targets=None,
+        *,
+        kind,
+        members,
+        epochs,
+        classes=None,
+        width=None,
+        hidden_layers=2,
+        activation="relu",
+        family=None,
+        **_: Any,
+    ):
         classes, width, hidden_layers, activation = _shape(family, classes, width, hidden_layers, activation)
         n, d = x.shape[-2], x.shape[-1]
-        calls.append(Call(kind, members, n, _sizes(d, width, hidden_layers, classes), epochs,
-                          own_inputs=x.dim() == 3))
+        calls.append(Call(kind, members, n, _sizes(d, width, hidden_layers, classes), epochs, own_inputs=x.dim() == 3))
         return FakeModel(members, d, width, classes, hidden_layers, activation), pd.DataFrame()
 
     def fit(model, objective, *, n_samples, epochs, **_: Any):
@@ -182,9 +238,16 @@ def recording(calls: list[Call]):
         if isinstance(tasks, common.MemorizationTask):
             tasks, splits = [tasks], [splits]
         task, (train_idx, _) = tasks[0], splits[0]
-        calls.append(Call(kind, len(tasks) * len(members), len(train_idx),
-                          _sizes(task.x.shape[-1], width, hidden_layers or cfg.hidden_layers, task.classes),
-                          epochs or cfg.epochs, own_inputs=len(tasks) > 1))
+        calls.append(
+            Call(
+                kind,
+                len(tasks) * len(members),
+                len(train_idx),
+                _sizes(task.x.shape[-1], width, hidden_layers or cfg.hidden_layers, task.classes),
+                epochs or cfg.epochs,
+                own_inputs=len(tasks) > 1,
+            )
+        )
         return _rows(tasks, members, kind, width)
 
     stubs["distill"], originals["distill"] = distill, common.distill
@@ -212,8 +275,13 @@ def chapter_runs() -> dict[str, list[tuple[str, Callable[[], Any]]]]:
         "02_logit_distillation": [
             ("soft labels", lambda: ex.logit_distillation(p, **cpu)),
             # the chapter picks the best alpha from the soft run; the largest alpha bounds it
-            ("hard labels", lambda: ex.logit_distillation(p, targets="hard", alphas=[max(fig2["alphas"])],
-                                                          student_widths=[max(fig2["student_widths"])], **cpu))],
+            (
+                "hard labels",
+                lambda: ex.logit_distillation(
+                    p, targets="hard", alphas=[max(fig2["alphas"])], student_widths=[max(fig2["student_widths"])], **cpu
+                ),
+            ),
+        ],
         "03_similarity_scores": [("similarity_distillation", lambda: ex.similarity_distillation(p, **cpu))],
         "04_cifar10": [("cifar_shuffles", None)],
         "05_temperature_lr": [("temperature_lr", lambda: ex.temperature_lr(p, **cpu))],
@@ -226,7 +294,8 @@ def chapter_runs() -> dict[str, list[tuple[str, Callable[[], Any]]]]:
             ("Q3 architecture", lambda: ex.architecture(p, **cpu)),
             ("Q4 convention", lambda: ex.temperature_convention(p, **cpu)),
             ("Q5 probe, relu", lambda: ex.random_features_probe(p, **cpu)),
-            ("Q5 probe, tanh", lambda: ex.random_features_probe(p, activation="tanh", **cpu))],
+            ("Q5 probe, tanh", lambda: ex.random_features_probe(p, activation="tanh", **cpu)),
+        ],
         "10_convolutions": [("convolutional_distillation", None)],
         "13_one_hidden_layer": [("one_hidden_layer", lambda: _one_hidden_layer(p))],
     }
@@ -285,23 +354,52 @@ def _one_hidden_layer(profile: str, **overrides: Any) -> list[Call]:
             rhos = cfg.rhos if part == "map" else (cfg.variant_rho,)
             for rho in rhos:
                 control = part == "map" and cfg.shuffle and abs(rho - cfg.variant_rho) < 1e-9 and int(rho * n) >= 2
-                calls.append(Call("soft", k * m * t * (2 if control else 1), classes * int(rho * n), (d, p, classes),
-                                  cfg.epochs, own_inputs=k > 1))
+                calls.append(
+                    Call(
+                        "soft",
+                        k * m * t * (2 if control else 1),
+                        classes * int(rho * n),
+                        (d, p, classes),
+                        cfg.epochs,
+                        own_inputs=k > 1,
+                    )
+                )
             if part == "map":  # the width variants on the first kv teachers, at every fraction
                 kv = cfg.variant_teachers or k
-                calls += [Call("soft", kv * m * t, c * int(rho * n), (d, w, c), cfg.epochs, own_inputs=kv > 1)
-                          for w in cfg.variant_widths for rho in cfg.rhos]
+                calls += [
+                    Call("soft", kv * m * t, c * int(rho * n), (d, w, c), cfg.epochs, own_inputs=kv > 1)
+                    for w in cfg.variant_widths
+                    for rho in cfg.rhos
+                ]
                 for w in cfg.equal_widths:
                     calls.append(Call("teacher", kv, c * n, (d, w, c), cfg.teacher_epochs, own_inputs=True))
-                    calls += [Call("soft", kv * m * t, c * int(rho * n), (d, w, c), cfg.epochs, own_inputs=kv > 1)
-                              for rho in cfg.rhos]
+                    calls += [
+                        Call("soft", kv * m * t, c * int(rho * n), (d, w, c), cfg.epochs, own_inputs=kv > 1)
+                        for rho in cfg.rhos
+                    ]
     if cfg.surgery:
         n, tested = cfg.per_class_values[len(cfg.per_class_values) // 2], k - k // 2
         for _ in range(2):  # the recovery cell and the partial-leak cell
-            calls.append(Call("soft", tested * m * t * (1 + len(cfg.tail_fractions)), c * int(cfg.variant_rho * n),
-                              (d, p, c), cfg.epochs, own_inputs=tested > 1))
-            calls.append(Call("soft", tested * m * t, (c - 1) * int(cfg.variant_rho * n), (d, p, c), cfg.epochs,
-                              own_inputs=tested > 1))
+            calls.append(
+                Call(
+                    "soft",
+                    tested * m * t * (1 + len(cfg.tail_fractions)),
+                    c * int(cfg.variant_rho * n),
+                    (d, p, c),
+                    cfg.epochs,
+                    own_inputs=tested > 1,
+                )
+            )
+            calls.append(
+                Call(
+                    "soft",
+                    tested * m * t,
+                    (c - 1) * int(cfg.variant_rho * n),
+                    (d, p, c),
+                    cfg.epochs,
+                    own_inputs=tested > 1,
+                )
+            )
     return calls
 
 
@@ -335,16 +433,24 @@ def estimate(only: list[str] | None = None) -> pd.DataFrame:
             except Exception as err:  # e.g. data that cannot be had offline
                 problems.append(f"{label} ({type(err).__name__}: {str(err).splitlines()[0][:60]})")
         flops = sum(c.flops for c in calls)
-        row = {"chapter": chapter, "training calls": len(calls), "PFLOP": flops / 1e15,
-               "largest call GiB": max((c.bytes for c in calls), default=0) / 2**30}
+        row = {
+            "chapter": chapter,
+            "training calls": len(calls),
+            "PFLOP": flops / 1e15,
+            "largest call GiB": max((c.bytes for c in calls), default=0) / 2**30,
+        }
         for gpu, rate in ASSUMED_RATES.items():
             row[f"{gpu} min"] = flops / rate / 60
         row["not counted"] = "; ".join(problems)
         rows.append(row)
     for chapter, calls in linear_calls().items():
         flops = sum(c.flops for c in calls)
-        row = {"chapter": chapter, "training calls": len(calls), "PFLOP": flops / 1e15,
-               "largest call GiB": max(c.bytes for c in calls) / 2**30}
+        row = {
+            "chapter": chapter,
+            "training calls": len(calls),
+            "PFLOP": flops / 1e15,
+            "largest call GiB": max(c.bytes for c in calls) / 2**30,
+        }
         row.update({f"{gpu} min": flops / rate / 60 for gpu, rate in ASSUMED_RATES.items()})
         row["not counted"] = "least-squares / exact solves as SVDs; every precision at the fp32 rate"
         rows.append(row)
@@ -375,9 +481,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     table = estimate(args.only)
-    print(f"Estimates (not measurements), memkd {memkd.__version__}, "
-          f"{time.strftime('%Y-%m-%d', time.gmtime())}, `python benchmarks/flop_estimates.py` "
-          f"({time.perf_counter() - start:.0f} s, no training):\n")
+    print(
+        f"Estimates (not measurements), memkd {memkd.__version__}, "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}, `python benchmarks/flop_estimates.py` "
+        f"({time.perf_counter() - start:.0f} s, no training):\n"
+    )
     print(markdown(table))
 
 

@@ -25,14 +25,29 @@ def main(names: list[str]) -> None:
         x, probs = make_data(shape)
         per_epoch = {}
         for fused in (False, True):
+
             def train(epochs: int, fused: bool = fused) -> None:
-                model, _ = train_students(x, probs, kind="soft", classes=shape.classes, width=shape.width,
-                                          members=20, lrs=3e-3, epochs=epochs, temperatures=20.0, fused=fused)
+                model, _ = train_students(
+                    x,
+                    probs,
+                    kind="soft",
+                    classes=shape.classes,
+                    width=shape.width,
+                    members=20,
+                    lrs=3e-3,
+                    epochs=epochs,
+                    temperatures=20.0,
+                    fused=fused,
+                )
                 with torch.no_grad():
                     model(x)
+
             per_epoch[fused] = marginal_epoch_time(train, shape.epochs, shape.repeats, shape.warmup)[0]
-        print(f"{name}: autograd {per_epoch[False]:.4f} s/epoch, fused {per_epoch[True]:.4f} s/epoch, "
-              f"{per_epoch[False] / per_epoch[True]:.2f}x", flush=True)
+        print(
+            f"{name}: autograd {per_epoch[False]:.4f} s/epoch, fused {per_epoch[True]:.4f} s/epoch, "
+            f"{per_epoch[False] / per_epoch[True]:.2f}x",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

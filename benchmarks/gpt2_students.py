@@ -32,8 +32,15 @@ def hf_loop(shape: GPT2Shape, tokens, mask, targets, epochs: int, members: int) 
     """The released notebook's loop (transformers' model, torch's AdamW), one student after another."""
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    cfg = GPT2Config(vocab_size=shape.vocab, n_positions=shape.positions, n_embd=shape.width, n_layer=shape.layers,
-                     n_head=shape.heads, num_labels=shape.classes, pad_token_id=shape.vocab - 1)
+    cfg = GPT2Config(
+        vocab_size=shape.vocab,
+        n_positions=shape.positions,
+        n_embd=shape.width,
+        n_layer=shape.layers,
+        n_head=shape.heads,
+        num_labels=shape.classes,
+        pad_token_id=shape.vocab - 1,
+    )
     for e in range(members):
         torch.manual_seed(e)
         model = GPT2ForSequenceClassification(cfg).train()
@@ -54,21 +61,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = make_config(LanguageModelConfig, "gpt2_students", "quick", dict(teachers=2, cells=[args.cell], student_start_cells=[]))
+    cfg = make_config(
+        LanguageModelConfig, "gpt2_students", "quick", dict(teachers=2, cells=[args.cell], student_start_cells=[])
+    )
     tokenization, high = parse_cell(args.cell)
     data = draws(cfg, tokenization, high)[0]
     n_s = int(0.8 * cfg.triples)
     e = args.members
     tokens = data.tokens[:n_s].expand(e, -1, -1).contiguous()
     mask = data.mask[:n_s].expand(e, -1, -1).contiguous()
-    shape = GPT2Shape(vocabulary(tokenization, high), tokens.shape[-1], cfg.widths[0], cfg.layers, cfg.heads,
-                      cfg.classes, cfg.dropout)
+    shape = GPT2Shape(
+        vocabulary(tokenization, high), tokens.shape[-1], cfg.widths[0], cfg.layers, cfg.heads, cfg.classes, cfg.dropout
+    )
     targets = soft_targets(torch.randn(e, n_s, cfg.classes) * 20, 20.0)
-    kw = dict(soft=True, lr=5e-4, epochs=args.epochs, batch_size=32, seed=0, max_grad_norm=None, progress=False, desc="")
+    kw = dict(
+        soft=True, lr=5e-4, epochs=args.epochs, batch_size=32, seed=0, max_grad_norm=None, progress=False, desc=""
+    )
     paths = {
         "ensemble": lambda: train_members(EnsembleGPT2(e, shape, list(range(e))), tokens, mask, targets, **kw),
-        "loop of one-member ensembles": lambda: [train_members(EnsembleGPT2(1, shape, [i]), tokens[i:i + 1],
-                                                               mask[i:i + 1], targets[i:i + 1], **kw) for i in range(e)],
+        "loop of one-member ensembles": lambda: [
+            train_members(EnsembleGPT2(1, shape, [i]), tokens[i : i + 1], mask[i : i + 1], targets[i : i + 1], **kw)
+            for i in range(e)
+        ],
     }
     try:
         import transformers  # noqa: F401
@@ -76,8 +90,10 @@ def main() -> None:
         paths["loop of transformers models"] = lambda: hf_loop(shape, tokens, mask, targets, args.epochs, e)
     except ImportError:
         pass
-    print(f"cell {args.cell}: E = {e} students, N_s = {n_s}, S = {tokens.shape[-1]}, W = {shape.width}, "
-          f"L = {shape.layers}, {args.epochs} epochs of batch 32, {args.threads} thread(s)")
+    print(
+        f"cell {args.cell}: E = {e} students, N_s = {n_s}, S = {tokens.shape[-1]}, W = {shape.width}, "
+        f"L = {shape.layers}, {args.epochs} epochs of batch 32, {args.threads} thread(s)"
+    )
     print("| path | wall s / student | CPU s / student | CPU s / student-epoch |")
     print("|---|---|---|---|")
     for name, run in paths.items():

@@ -48,7 +48,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
 from ensemble_speed import (  # noqa: E402
-    HIDDEN_LAYERS, LR, SHAPES, TEMPERATURE, Shape, forward_flops, make_data, run_loop,
+    HIDDEN_LAYERS,
+    LR,
+    SHAPES,
+    TEMPERATURE,
+    Shape,
+    forward_flops,
+    make_data,
+    run_loop,
 )
 
 from memkd.device import set_tf32, tf32_enabled  # noqa: E402
@@ -93,15 +100,29 @@ class Plan:
 def make_plan(dry: bool) -> Plan:
     if dry:
         smoke = replace(SHAPES["smoke"], samples=60)
-        return Plan(dry=True, device=torch.device("cpu"), members=4, shapes={"smoke": (smoke, 1, 3, 1)},
-                    mm_size=512, chapter_profile="smoke", fig2_profile="smoke",
-                    fig2_overrides=dict(teachers=1, students=2, epochs=20, device="cpu"), pytest_timeout=120)
+        return Plan(
+            dry=True,
+            device=torch.device("cpu"),
+            members=4,
+            shapes={"smoke": (smoke, 1, 3, 1)},
+            mm_size=512,
+            chapter_profile="smoke",
+            fig2_profile="smoke",
+            fig2_overrides=dict(teachers=1, students=2, epochs=20, device="cpu"),
+            pytest_timeout=120,
+        )
     if not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device here; run with --dry for the CPU check.")
-    return Plan(dry=False, device=torch.device("cuda"),
-                shapes={"smoke": (SHAPES["smoke"], 5, 205, 3), "quick": (SHAPES["quick"], 5, 105, 3),
-                        "paper": (SHAPES["paper"], 5, 45, 3)},
-                fig2_overrides=dict(alphas=[0.6], student_widths=[500], device="cuda"))
+    return Plan(
+        dry=False,
+        device=torch.device("cuda"),
+        shapes={
+            "smoke": (SHAPES["smoke"], 5, 205, 3),
+            "quick": (SHAPES["quick"], 5, 105, 3),
+            "paper": (SHAPES["paper"], 5, 45, 3),
+        },
+        fig2_overrides=dict(alphas=[0.6], student_widths=[500], device="cuda"),
+    )
 
 
 class Table:
@@ -153,16 +174,32 @@ def step_tests(plan: Plan, table: Table, timeout: float) -> None:
     failed = [line.strip() for line in out.splitlines() if line.startswith(("FAILED", "ERROR"))]
     for line in failed[:8]:
         table.add("1 tests", "failure", line.replace("|", "/")[:160])
-    table.data["steps"]["tests"] = {"counts": counts, "status": status, "seconds": seconds, "failed": failed,
-                                    "tail": out[-3000:]}
+    table.data["steps"]["tests"] = {
+        "counts": counts,
+        "status": status,
+        "seconds": seconds,
+        "failed": failed,
+        "tail": out[-3000:],
+    }
 
 
 # --- step 2: ensemble against the per-seed loop ------------------------------------------------------
 
 
 def run_ensemble(x: torch.Tensor, probs: torch.Tensor, shape: Shape, members: int, epochs: int) -> torch.Tensor:
-    model, _ = train_students(x, probs, kind="soft", classes=shape.classes, width=shape.width, members=members,
-                              lrs=LR, epochs=epochs, temperatures=TEMPERATURE, hidden_layers=HIDDEN_LAYERS, seed=0)
+    model, _ = train_students(
+        x,
+        probs,
+        kind="soft",
+        classes=shape.classes,
+        width=shape.width,
+        members=members,
+        lrs=LR,
+        epochs=epochs,
+        temperatures=TEMPERATURE,
+        hidden_layers=HIDDEN_LAYERS,
+        seed=0,
+    )
     with torch.no_grad():
         return model(x)
 
@@ -206,22 +243,28 @@ def step_speed(plan: Plan, table: Table) -> None:
     device, e = plan.device, plan.members
     start = time.perf_counter()
     mm = matmul_rate(device, plan.mm_size)
-    table.add("2 speed", f"fp32 `torch.mm` {plan.mm_size}x{plan.mm_size}", f"{mm:,.0f} GFLOP/s",
-              time.perf_counter() - start)
+    table.add(
+        "2 speed", f"fp32 `torch.mm` {plan.mm_size}x{plan.mm_size}", f"{mm:,.0f} GFLOP/s", time.perf_counter() - start
+    )
     results = {"mm_gflops": mm, "shapes": {}}
     for name, (shape, a, b, repeats) in plan.shapes.items():
         start = time.perf_counter()
         x, probs = make_data(shape)
         x, probs = x.to(device), probs.to(device)
-        t = {label: seconds_per_epoch(lambda k, fn=fn: fn(x, probs, shape, e, k), a, b, repeats, device)
-             for label, fn in (("loop", run_loop), ("ensemble", run_ensemble))}
+        t = {
+            label: seconds_per_epoch(lambda k, fn=fn: fn(x, probs, shape, e, k), a, b, repeats, device)
+            for label, fn in (("loop", run_loop), ("ensemble", run_ensemble))
+        }
         gflops = 3 * forward_flops(shape, e) / t["ensemble"] / 1e9
         ratio = t["loop"] / t["ensemble"]
-        table.add("2 speed", f"{name}: N={shape.samples}, D={shape.input_dim}, P={shape.width}, C={shape.classes}, "
-                  f"E={e}, {b - a} epochs x {repeats}",
-                  f"loop {t['loop'] * 1e3:.3f} ms/epoch, ensemble {t['ensemble'] * 1e3:.3f} ms/epoch: "
-                  f"**{ratio:.1f}x**; {gflops:,.0f} GFLOP/s = **{gflops / mm:.0%} of torch.mm**",
-                  time.perf_counter() - start)
+        table.add(
+            "2 speed",
+            f"{name}: N={shape.samples}, D={shape.input_dim}, P={shape.width}, C={shape.classes}, "
+            f"E={e}, {b - a} epochs x {repeats}",
+            f"loop {t['loop'] * 1e3:.3f} ms/epoch, ensemble {t['ensemble'] * 1e3:.3f} ms/epoch: "
+            f"**{ratio:.1f}x**; {gflops:,.0f} GFLOP/s = **{gflops / mm:.0%} of torch.mm**",
+            time.perf_counter() - start,
+        )
         results["shapes"][name] = {**t, "ratio": ratio, "gflops": gflops, "fraction_of_mm": gflops / mm}
     table.data["steps"]["speed"] = results
 
@@ -245,11 +288,30 @@ def step_chapter(plan: Plan, table: Table, out_dir: Path, timeout: float) -> Non
     for f in peak_dir.glob("peak-*.json"):
         f.unlink()
     (hook_dir / "sitecustomize.py").write_text(PEAK_HOOK)
-    env = {**os.environ, "MEMKD_PEAK_MEMORY_DIR": str(peak_dir),
-           "PYTHONPATH": os.pathsep.join([str(hook_dir), str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
-    cmd = [sys.executable, "-m", "papermill", str(CHAPTER), str(work / "02_executed.ipynb"), "--kernel", "python3",
-           "--cwd", str(CHAPTER.parent), "--execution-timeout", str(int(max(30, timeout))),
-           "-p", "profile", plan.chapter_profile, "-p", "results_dir", str(results_dir)]
+    env = {
+        **os.environ,
+        "MEMKD_PEAK_MEMORY_DIR": str(peak_dir),
+        "PYTHONPATH": os.pathsep.join([str(hook_dir), str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(CHAPTER),
+        str(work / "02_executed.ipynb"),
+        "--kernel",
+        "python3",
+        "--cwd",
+        str(CHAPTER.parent),
+        "--execution-timeout",
+        str(int(max(30, timeout))),
+        "-p",
+        "profile",
+        plan.chapter_profile,
+        "-p",
+        "results_dir",
+        str(results_dir),
+    ]
     if not plan.dry:
         cmd += ["-p", "device", "cuda"]
     polled, stop = [0], threading.Event()
@@ -275,13 +337,20 @@ def step_chapter(plan: Plan, table: Table, out_dir: Path, timeout: float) -> Non
     if status not in (0, None):  # the error the chapter stopped on
         errors = [line for line in tail.splitlines() if re.match(r"^\w+(Error|Exception|Interrupt)\b", line)]
         verdict += f": {errors[-1][:150]}".replace("|", "/") if errors else ""
-    table.add("3 chapter 02", f"profile={plan.chapter_profile} under papermill on {plan.device.type}",
-              f"{verdict}; the chapter's own time {meta.get('elapsed_s', 'n/a')} s", seconds)
+    table.add(
+        "3 chapter 02",
+        f"profile={plan.chapter_profile} under papermill on {plan.device.type}",
+        f"{verdict}; the chapter's own time {meta.get('elapsed_s', 'n/a')} s",
+        seconds,
+    )
     if plan.device.type == "cuda":
         gib = lambda b: "n/a" if b is None else f"{b / 2**30:.2f} GiB"  # noqa: E731
-        table.add("3 chapter 02", "peak GPU memory",
-                  f"max_memory_allocated {gib(allocated)}, reserved {gib(reserved)}; device memory in use "
-                  f"(polled, less the {gib(baseline)} in use before) {gib(polled[0] - baseline)}")
+        table.add(
+            "3 chapter 02",
+            "peak GPU memory",
+            f"max_memory_allocated {gib(allocated)}, reserved {gib(reserved)}; device memory in use "
+            f"(polled, less the {gib(baseline)} in use before) {gib(polled[0] - baseline)}",
+        )
     else:
         table.add("3 chapter 02", "peak GPU memory", "n/a on cpu")
     claims_path = results_dir / "claims.csv"
@@ -295,9 +364,15 @@ def step_chapter(plan: Plan, table: Table, out_dir: Path, timeout: float) -> Non
         elif "holds" in claims:
             holds = claims["holds"].astype(str).str.lower().isin(["true", "1"])
             table.add("3 chapter 02", "claims", f"{int(holds.sum())} of {len(claims)} hold")
-    table.data["steps"]["chapter"] = {"status": status, "seconds": seconds, "meta": meta, "peaks": peaks,
-                                      "polled_peak": polled[0], "baseline": baseline,
-                                      "tail": tail if status != 0 else ""}
+    table.data["steps"]["chapter"] = {
+        "status": status,
+        "seconds": seconds,
+        "meta": meta,
+        "peaks": peaks,
+        "polled_peak": polled[0],
+        "baseline": baseline,
+        "tail": tail if status != 0 else "",
+    }
 
 
 # --- step 4: TF32 against fp32 ------------------------------------------------------------------------
@@ -320,8 +395,9 @@ def step_tf32(plan: Plan, table: Table) -> None:
             set_tf32(before)
         runs[enabled] += (time.perf_counter() - start,)
     (fp32, fp32_err, fp32_s), (tf32, tf32_err, tf32_s) = runs[False], runs[True]
-    what = (f"Fig 2, profile={plan.fig2_profile} "
-            + ", ".join(f"{k}={v}" for k, v in plan.fig2_overrides.items() if k != "device"))
+    what = f"Fig 2, profile={plan.fig2_profile} " + ", ".join(
+        f"{k}={v}" for k, v in plan.fig2_overrides.items() if k != "device"
+    )
     result = {"fp32_s": fp32_s, "tf32_s": tf32_s}
     if fp32 is None or tf32 is None:
         table.add("4 tf32", what, f"fp32: {fp32_err or 'ok'}; tf32: {tf32_err or 'ok'}", fp32_s + tf32_s)
@@ -330,14 +406,25 @@ def step_tf32(plan: Plan, table: Table) -> None:
             diff = torch.tensor(tf32[metric].values - fp32[metric].values, dtype=torch.float64)
             sem = float(diff.std() / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
             label = "held-out accuracy (test_acc)" if metric == "test_acc" else "accuracy on fresh data D'"
-            table.add("4 tf32", f"{what}: {label}, {len(diff)} students",
-                      f"fp32 {fp32[metric].mean():.4f}, tf32 {tf32[metric].mean():.4f}: difference "
-                      f"**{float(diff.mean()):+.4f}** +- {sem:.4f} (paired SEM), largest single difference {float(diff.abs().max()):.4f}")
-            result[metric] = {"fp32": float(fp32[metric].mean()), "tf32": float(tf32[metric].mean()),
-                              "diff": float(diff.mean()), "sem": sem}
-        table.add("4 tf32", "wall time", f"fp32 {fp32_s:.1f} s, tf32 {tf32_s:.1f} s"
-                  + ("" if plan.device.type == "cuda" else " (TF32 does not exist on a CPU: the runs are identical)"),
-                  fp32_s + tf32_s)
+            table.add(
+                "4 tf32",
+                f"{what}: {label}, {len(diff)} students",
+                f"fp32 {fp32[metric].mean():.4f}, tf32 {tf32[metric].mean():.4f}: difference "
+                f"**{float(diff.mean()):+.4f}** +- {sem:.4f} (paired SEM), largest single difference {float(diff.abs().max()):.4f}",
+            )
+            result[metric] = {
+                "fp32": float(fp32[metric].mean()),
+                "tf32": float(tf32[metric].mean()),
+                "diff": float(diff.mean()),
+                "sem": sem,
+            }
+        table.add(
+            "4 tf32",
+            "wall time",
+            f"fp32 {fp32_s:.1f} s, tf32 {tf32_s:.1f} s"
+            + ("" if plan.device.type == "cuda" else " (TF32 does not exist on a CPU: the runs are identical)"),
+            fp32_s + tf32_s,
+        )
     table.data["steps"]["tf32"] = result
 
 
@@ -350,18 +437,24 @@ def header(plan: Plan) -> list[str]:
     info = collect(plan.device)
     gpu = torch.cuda.get_device_name(plan.device) if plan.device.type == "cuda" else "no GPU (dry run)"
     cuda = f", CUDA {torch.version.cuda}" if plan.device.type == "cuda" else ""
-    return [f"# memkd gpu_check{' --dry' if plan.dry else ''}: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-            "",
-            f"{gpu} ({info.get('device_name')}), torch {torch.__version__}{cuda}, "
-            f"commit {str(info.get('git_commit'))[:12]}{'' if info.get('git_clean') else ' (uncommitted changes)'}, "
-            f"TF32 {'on' if tf32_enabled() else 'off'} outside step 4"]
+    return [
+        f"# memkd gpu_check{' --dry' if plan.dry else ''}: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        f"{gpu} ({info.get('device_name')}), torch {torch.__version__}{cuda}, "
+        f"commit {str(info.get('git_commit'))[:12]}{'' if info.get('git_clean') else ' (uncommitted changes)'}, "
+        f"TF32 {'on' if tf32_enabled() else 'off'} outside step 4",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry", action="store_true", help="the same steps on the CPU at tiny sizes")
-    parser.add_argument("--out", default=None, help="the table's file (default $OUT/gpu_check.md, else "
-                        "_build/gpu_check/gpu_check.md); a .json with every number lies beside it")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="the table's file (default $OUT/gpu_check.md, else "
+        "_build/gpu_check/gpu_check.md); a .json with every number lies beside it",
+    )
     parser.add_argument("--budget", type=float, default=450.0, help="seconds for all steps (default 450)")
     parser.add_argument("--steps", default="1,2,3,4", help="which steps to run, e.g. 1,2,4")
     args = parser.parse_args(argv)
@@ -377,10 +470,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     table = Table(out, header(plan))
     left = lambda: args.budget - (time.perf_counter() - started)  # noqa: E731
-    runners = [("1", "1 tests", lambda: step_tests(plan, table, min(plan.pytest_timeout, max(30.0, left())))),
-               ("2", "2 speed", lambda: step_speed(plan, table)),
-               ("4", "4 tf32", lambda: step_tf32(plan, table)),
-               ("3", "3 chapter 02", lambda: step_chapter(plan, table, out.parent, max(60.0, left())))]
+    runners = [
+        ("1", "1 tests", lambda: step_tests(plan, table, min(plan.pytest_timeout, max(30.0, left())))),
+        ("2", "2 speed", lambda: step_speed(plan, table)),
+        ("4", "4 tf32", lambda: step_tf32(plan, table)),
+        ("3", "3 chapter 02", lambda: step_chapter(plan, table, out.parent, max(60.0, left()))),
+    ]
     ok = True
     for key, name, run in runners:
         if key not in steps:
@@ -393,8 +488,12 @@ def main(argv: list[str] | None = None) -> int:
         table.save()
     done = table.data["steps"]
     ok = ok and done.get("tests", {}).get("status", 0) in (0, 5) and done.get("chapter", {}).get("status", 0) == 0
-    table.add("total", "all steps", f"{'ok' if ok else 'SOMETHING FAILED'}; budget {args.budget:.0f} s",
-              time.perf_counter() - started)
+    table.add(
+        "total",
+        "all steps",
+        f"{'ok' if ok else 'SOMETHING FAILED'}; budget {args.budget:.0f} s",
+        time.perf_counter() - started,
+    )
     table.save()
     print(table.render(), end="")
     print(f"\n(written to {out} and {out.with_suffix('.json')})")

@@ -49,14 +49,23 @@ def mm_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
         a @ b
         _sync(device)
         best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
+    return 2 * n**3 / best
 
 
 def students(x: torch.Tensor, probs: torch.Tensor, mask: torch.Tensor, epochs: int, lr: float, seeds: list[int]):
     """The soft-label students of K teachers x M, through `memkd.distillation.train_students` (E = K * M members)."""
     k, m, n, c = probs.shape
-    model, _ = train_students(x, probs.reshape(k * m, n, c), kind="soft", members=k * m, lrs=lr, epochs=epochs,
-                              family=LinearFamily(x.shape[-1], c, k), seed=seeds, mask=mask.reshape(k * m, n))
+    model, _ = train_students(
+        x,
+        probs.reshape(k * m, n, c),
+        kind="soft",
+        members=k * m,
+        lrs=lr,
+        epochs=epochs,
+        family=LinearFamily(x.shape[-1], c, k),
+        seed=seeds,
+        mask=mask.reshape(k * m, n),
+    )
     return model
 
 
@@ -68,8 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop-students", type=int, default=6, help="students timed in the per-run loop")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    cfg = make_config(WindowConfig, "temperature_window", "paper" if args.paper_shape else "quick",
-                      {"class_counts": (2,)})
+    cfg = make_config(
+        WindowConfig, "temperature_window", "paper" if args.paper_shape else "quick", {"class_counts": (2,)}
+    )
     c, d = 2, cfg.input_dim
     pcs = [pc for pc in cfg.per_class(c) for _ in range(cfg.teachers)]
     k, temps = len(pcs), list(cfg.temperatures)
@@ -95,8 +105,14 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     for i, j in picks:
         n_i = c * data.per_class[i]  # a per-run script holds only its own dataset
-        students(x[i:i + 1, :n_i], probs[i:i + 1, j:j + 1, :n_i], mask[i:i + 1, j:j + 1, :n_i], args.epochs, cfg.lr,
-                 [i * m + j])
+        students(
+            x[i : i + 1, :n_i],
+            probs[i : i + 1, j : j + 1, :n_i],
+            mask[i : i + 1, j : j + 1, :n_i],
+            args.epochs,
+            cfg.lr,
+            [i * m + j],
+        )
     _sync(device)
     loop = (time.perf_counter() - start) / args.epochs / len(picks) * k * m
 
@@ -108,12 +124,16 @@ def main(argv: list[str] | None = None) -> None:
 
     peak = mm_rate(device)
     shape = "paper" if args.paper_shape else "quick"
-    print("| shape | students | epochs (budget) | ensemble s/epoch | loop s/epoch (scaled) | ensemble / loop speed-up "
-          "| ensemble GFLOP/s | torch.mm GFLOP/s | share of mm | exact solve, all students (s) | Adam budget (s) |")
+    print(
+        "| shape | students | epochs (budget) | ensemble s/epoch | loop s/epoch (scaled) | ensemble / loop speed-up "
+        "| ensemble GFLOP/s | torch.mm GFLOP/s | share of mm | exact solve, all students (s) | Adam budget (s) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {shape}: d={d}, {k} teachers, {m} T, N_max={n_max} | {k * m} | {cfg.epochs} | {ensemble:.4f} | {loop:.4f} | "
-          f"{loop / ensemble:.1f}x | {useful / ensemble / 1e9:.1f} | {peak / 1e9:.0f} | {useful / ensemble / peak:.0%} | "
-          f"{exact:.2f} | {ensemble * cfg.epochs:.1f} |")
+    print(
+        f"| {shape}: d={d}, {k} teachers, {m} T, N_max={n_max} | {k * m} | {cfg.epochs} | {ensemble:.4f} | {loop:.4f} | "
+        f"{loop / ensemble:.1f}x | {useful / ensemble / 1e9:.1f} | {peak / 1e9:.0f} | {useful / ensemble / peak:.0%} | "
+        f"{exact:.2f} | {ensemble * cfg.epochs:.1f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,16 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ensemble_speed import (  # noqa: E402  (a sibling script, not a package)
-    HIDDEN_LAYERS, LR, SHAPES, TEMPERATURE, Shape, make_data, marginal_epoch_time, matmul_rate,
-    real_flops, run_loop,
+    HIDDEN_LAYERS,
+    LR,
+    SHAPES,
+    TEMPERATURE,
+    Shape,
+    make_data,
+    marginal_epoch_time,
+    matmul_rate,
+    real_flops,
+    run_loop,
 )
 
 from memkd.distillation import train_students  # noqa: E402
@@ -46,16 +54,36 @@ def run_per_seed(x: Tensor, probs: Tensor, shape: Shape, students: int, epochs: 
 
 def run_dataset_loop(x: Tensor, probs: Tensor, shape: Shape, students: int, epochs: int) -> None:
     for k in range(x.shape[0]):
-        train_students(x[k], probs[k].expand(students, -1, -1), kind="soft", classes=shape.classes,
-                       width=shape.width, members=students, lrs=LR, epochs=epochs, temperatures=TEMPERATURE,
-                       hidden_layers=HIDDEN_LAYERS, seed=k)
+        train_students(
+            x[k],
+            probs[k].expand(students, -1, -1),
+            kind="soft",
+            classes=shape.classes,
+            width=shape.width,
+            members=students,
+            lrs=LR,
+            epochs=epochs,
+            temperatures=TEMPERATURE,
+            hidden_layers=HIDDEN_LAYERS,
+            seed=k,
+        )
 
 
 def run_stacked(x: Tensor, probs: Tensor, shape: Shape, students: int, epochs: int) -> None:
     k = x.shape[0]
-    train_students(x.repeat_interleave(students, dim=0), probs.repeat_interleave(students, dim=0), kind="soft",
-                   classes=shape.classes, width=shape.width, members=k * students, lrs=LR, epochs=epochs,
-                   temperatures=TEMPERATURE, hidden_layers=HIDDEN_LAYERS, seed=0)
+    train_students(
+        x.repeat_interleave(students, dim=0),
+        probs.repeat_interleave(students, dim=0),
+        kind="soft",
+        classes=shape.classes,
+        width=shape.width,
+        members=k * students,
+        lrs=LR,
+        epochs=epochs,
+        temperatures=TEMPERATURE,
+        hidden_layers=HIDDEN_LAYERS,
+        seed=0,
+    )
 
 
 def main() -> None:
@@ -67,23 +95,30 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args()
     peak = matmul_rate()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, torch.mm {peak:.0f} GFLOP/s; "
-          f"{args.datasets} datasets x {args.students} students")
-    print(f"{'shape':6} {'per-seed s/ep':>14} {'datasets s/ep':>14} {'stacked s/ep':>13} "
-          f"{'stacked/per-seed':>17} {'stacked/datasets':>17} {'of mm':>6}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, torch.mm {peak:.0f} GFLOP/s; "
+        f"{args.datasets} datasets x {args.students} students"
+    )
+    print(
+        f"{'shape':6} {'per-seed s/ep':>14} {'datasets s/ep':>14} {'stacked s/ep':>13} "
+        f"{'stacked/per-seed':>17} {'stacked/datasets':>17} {'of mm':>6}"
+    )
     for name in args.shapes.split(","):
         shape = SHAPES[name]
         epochs, repeats = args.epochs or shape.epochs, args.repeats or shape.repeats
         x, probs = datasets_data(shape, args.datasets)
         times = {}
         for label, fn in (("per-seed", run_per_seed), ("datasets", run_dataset_loop), ("stacked", run_stacked)):
-            wall, _ = marginal_epoch_time(lambda e: fn(x, probs, shape, args.students, e), epochs, repeats,
-                                          shape.warmup)
+            wall, _ = marginal_epoch_time(
+                lambda e: fn(x, probs, shape, args.students, e), epochs, repeats, shape.warmup
+            )
             times[label] = wall
         rate = real_flops(shape, args.datasets * args.students) / times["stacked"] / 1e9
-        print(f"{name:6} {times['per-seed']:14.5f} {times['datasets']:14.5f} {times['stacked']:13.5f} "
-              f"{times['per-seed'] / times['stacked']:16.1f}x {times['datasets'] / times['stacked']:16.2f}x "
-              f"{rate / peak:6.0%}")
+        print(
+            f"{name:6} {times['per-seed']:14.5f} {times['datasets']:14.5f} {times['stacked']:13.5f} "
+            f"{times['per-seed'] / times['stacked']:16.1f}x {times['datasets'] / times['stacked']:16.2f}x "
+            f"{rate / peak:6.0%}"
+        )
 
 
 if __name__ == "__main__":

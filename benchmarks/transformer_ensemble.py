@@ -39,8 +39,7 @@ def main() -> None:
     model = EnsembleTransformer(args.members, args.modulus, seed=0)
 
     def batched():
-        loss = torch.nn.functional.cross_entropy(
-            model(tokens).flatten(0, 1), labels.repeat(args.members))
+        loss = torch.nn.functional.cross_entropy(model(tokens).flatten(0, 1), labels.repeat(args.members))
         loss.backward()
 
     singles = [model.member(i) for i in range(args.members)]
@@ -57,6 +56,7 @@ def main() -> None:
         def step():
             out = fn(stacked, tokens)  # (E, N, K)
             torch.nn.functional.cross_entropy(out.flatten(0, 1), labels.repeat(args.members)).backward()
+
         return step
 
     def loop():

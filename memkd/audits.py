@@ -26,8 +26,19 @@ import torch
 from torch import Tensor
 
 from memkd.config import (
-    POS_INT, ExperimentConfig, alpha_knob, epochs_knob, fresh_knob, hidden_layers_knob, invalid, knob, lr_knob,
-    make_config, students_knob, temperature_knob, width_knob,
+    POS_INT,
+    ExperimentConfig,
+    alpha_knob,
+    epochs_knob,
+    fresh_knob,
+    hidden_layers_knob,
+    invalid,
+    knob,
+    lr_knob,
+    make_config,
+    students_knob,
+    temperature_knob,
+    width_knob,
 )
 from memkd.defences import withheld_knob
 from memkd.declare import COLUMNS, experiment_doc
@@ -45,8 +56,9 @@ class AuditConfig(ExperimentConfig):
     """The audit's knobs (its defences, model and data are arguments of `audit`)."""
 
     alpha: float = alpha_knob(0.6)
-    temperature: float = temperature_knob(10.0, ", applied by the student to what the server returns "
-                                                "(q^(1/T) normalized)")
+    temperature: float = temperature_knob(
+        10.0, ", applied by the student to what the server returns (q^(1/T) normalized)"
+    )
     repeats: int = knob(3, POS_INT, "splits of each model's points (new split, new students each)")
     students: int = students_knob(2, "model, repeat and defence")
     width: int = width_knob(128, "the MLP students")
@@ -56,8 +68,23 @@ class AuditConfig(ExperimentConfig):
     withheld: str = withheld_knob()
     fresh: int = fresh_knob(1000, note=" drawn when fresh_inputs is not given")
 
-    TABLE_COLUMNS = (TEACHER_ID, "model", "repeat", "defence", "student", "alpha", "temperature", "classes",
-                     "train_acc", "test_acc", "independent_acc", "leak", "fidelity", "fresh_source", "chance")
+    TABLE_COLUMNS = (
+        TEACHER_ID,
+        "model",
+        "repeat",
+        "defence",
+        "student",
+        "alpha",
+        "temperature",
+        "classes",
+        "train_acc",
+        "test_acc",
+        "independent_acc",
+        "leak",
+        "fidelity",
+        "fresh_source",
+        "chance",
+    )
 
 
 def _tensor(value: Any, name: str, dims: int, dtype: torch.dtype | None) -> Tensor:
@@ -76,12 +103,17 @@ def _logits(model_fn: Callable, x: Tensor, n: int, index: int, chunk: int = 4096
     """The model's logits (N, C) on x (N, D), `chunk` rows at a time, checked against (n, C >= 2)."""
     outs = []
     for i in range(0, len(x), chunk):
-        out = model_fn(x[i:i + chunk])
+        out = model_fn(x[i : i + chunk])
         outs.append(torch.as_tensor(out).detach().to(torch.float64))
     z = torch.cat(outs) if outs else torch.empty(0)
     if z.dim() != 2 or z.shape[0] != n or z.shape[1] < 2:
-        raise invalid("model_fn", "audit", f"a callable returning logits of shape (N, C) with N = {n} (one row per "
-                      f"input) and C >= 2; model {index} returned shape", tuple(z.shape))
+        raise invalid(
+            "model_fn",
+            "audit",
+            f"a callable returning logits of shape (N, C) with N = {n} (one row per "
+            f"input) and C >= 2; model {index} returned shape",
+            tuple(z.shape),
+        )
     return z
 
 
@@ -93,22 +125,32 @@ def _fresh(x: Tensor, count: int, classes: int, seed: int) -> tuple[Tensor, Tens
     return low + u * (high - low), torch.randint(classes, (count,), generator=gen)
 
 
-def audit(model_fn: Callable | Sequence[Callable], inputs: Any, labels: Any,
-          defences: Sequence[DefenceLike] = ("none",), *, fresh_inputs: Any = None, fresh_labels: Any = None,
-          **knobs: Any) -> pd.DataFrame:
+def audit(
+    model_fn: Callable | Sequence[Callable],
+    inputs: Any,
+    labels: Any,
+    defences: Sequence[DefenceLike] = ("none",),
+    *,
+    fresh_inputs: Any = None,
+    fresh_labels: Any = None,
+    **knobs: Any,
+) -> pd.DataFrame:
     """Audit a model's served probabilities: how much each defence leaves of the leak, at what fidelity."""
     cfg = make_config(AuditConfig, "audit", "quick", knobs)
     models = list(model_fn) if isinstance(model_fn, (list, tuple)) else [model_fn]
     if not models or not all(callable(m) for m in models):
-        raise invalid("model_fn", "audit", "a callable returning logits (N, C), or a non-empty list of them",
-                      model_fn)
+        raise invalid("model_fn", "audit", "a callable returning logits (N, C), or a non-empty list of them", model_fn)
     x = _tensor(inputs, "inputs", 2, torch.float32)
     y = _tensor(labels, "labels", 1, torch.int64)
     if len(y) != len(x):
         raise invalid("labels", "audit", f"one label per input (N = {len(x)})", len(y))
     if isinstance(defences, (str, bytes)) or not isinstance(defences, Sequence) or not len(defences):
-        raise invalid("defences", "audit", "a non-empty list of defences (strings such as 'top5|logprob_round2', "
-                      "transforms or Defence objects)", defences)
+        raise invalid(
+            "defences",
+            "audit",
+            "a non-empty list of defences (strings such as 'top5|logprob_round2', transforms or Defence objects)",
+            defences,
+        )
     chain = [parse(d) for d in defences]
     if fresh_labels is not None and fresh_inputs is None:
         raise invalid("fresh_labels", "audit", "given only with fresh_inputs", "labels without inputs")
@@ -119,18 +161,26 @@ def audit(model_fn: Callable | Sequence[Callable], inputs: Any, labels: Any,
     x = x.to(device)
     classes = logits[0].shape[1]
     if any(z.shape[1] != classes for z in logits):
-        raise invalid("model_fn", "audit", f"models that all return C = {classes} logits",
-                      [z.shape[1] for z in logits])
+        raise invalid("model_fn", "audit", f"models that all return C = {classes} logits", [z.shape[1] for z in logits])
     if int(y.min()) < 0 or int(y.max()) >= classes:
-        raise invalid("labels", "audit", f"class indices in [0, C - 1 = {classes - 1}] (C from the model's output)",
-                      (int(y.min()), int(y.max())))
+        raise invalid(
+            "labels",
+            "audit",
+            f"class indices in [0, C - 1 = {classes - 1}] (C from the model's output)",
+            (int(y.min()), int(y.max())),
+        )
     for d in chain:
         d.check(classes)
     counts = torch.bincount(y, minlength=classes)
     seen = (cfg.alpha * counts[counts > 0].double()).round()
     if bool((seen < 1).any() or (seen > counts[counts > 0].double() - 1).any()):
-        raise invalid("alpha", "audit", "a fraction that leaves every class at least one point for the student "
-                      f"and one held out (class sizes {counts.min().item()}..{counts.max().item()})", cfg.alpha)
+        raise invalid(
+            "alpha",
+            "audit",
+            "a fraction that leaves every class at least one point for the student "
+            f"and one held out (class sizes {counts.min().item()}..{counts.max().item()})",
+            cfg.alpha,
+        )
     if fresh_inputs is None:
         xf, yf, source = *_fresh(x.cpu(), cfg.fresh, classes, cfg.seed), "drawn"
         xf = xf.to(home)
@@ -149,27 +199,62 @@ def audit(model_fn: Callable | Sequence[Callable], inputs: Any, labels: Any,
         for r in range(cfg.repeats):
             rows += _students(cfg, i, r, x, y, z.to(device), xf, yf, fresh_logits[i], chain, source)
     table = pd.DataFrame(rows)
-    unit = (table["model"].astype(str) if len(models) > 1
-            else table["model"].astype(str) + "/" + table["repeat"].astype(str))
+    unit = (
+        table["model"].astype(str)
+        if len(models) > 1
+        else table["model"].astype(str) + "/" + table["repeat"].astype(str)
+    )
     table.insert(0, TEACHER_ID, f"{cfg.seed}:" + unit)
-    table.attrs["config"] = {"experiment": "AuditConfig", **{k: v for k, v in cfg.asdict().items()},
-                             "defences": [d.spec() for d in chain], "models": len(models)}
+    table.attrs["config"] = {
+        "experiment": "AuditConfig",
+        **{k: v for k, v in cfg.asdict().items()},
+        "defences": [d.spec() for d in chain],
+        "models": len(models),
+    }
     return table
 
 
-def _students(cfg: AuditConfig, model: int, repeat: int, x: Tensor, y: Tensor, z: Tensor, xf: Tensor,
-              yf: Tensor | None, zf: Tensor, chain: list, source: str) -> list[dict]:
+def _students(
+    cfg: AuditConfig,
+    model: int,
+    repeat: int,
+    x: Tensor,
+    y: Tensor,
+    z: Tensor,
+    xf: Tensor,
+    yf: Tensor | None,
+    zf: Tensor,
+    chain: list,
+    source: str,
+) -> list[dict]:
     """Train and measure the students of one model and repeat: every defence x `cfg.students` seeds."""
     train_idx, test_idx = split_per_class(y, cfg.alpha, derive_seed(cfg.seed, "split", "audit", model, repeat))
     m = cfg.students
-    served = [d.targets(z[train_idx], cfg.temperature, seed=derive_seed(cfg.seed, "probe", "audit", model, repeat, j),
-                        withheld=cfg.withheld)
-              for j, d in enumerate(chain)]  # each (N_tr, C)
+    served = [
+        d.targets(
+            z[train_idx],
+            cfg.temperature,
+            seed=derive_seed(cfg.seed, "probe", "audit", model, repeat, j),
+            withheld=cfg.withheld,
+        )
+        for j, d in enumerate(chain)
+    ]  # each (N_tr, C)
     targets = torch.stack([t for t in served for _ in range(m)]).to(torch.float32)  # (E, N_tr, C)
-    seeds = [derive_seed(cfg.seed, "student", "audit", model, repeat, j, s) for j in range(len(chain)) for s in range(m)]
+    seeds = [
+        derive_seed(cfg.seed, "student", "audit", model, repeat, j, s) for j in range(len(chain)) for s in range(m)
+    ]
     family = MLPFamily(x.shape[1], cfg.width, z.shape[1], cfg.hidden_layers)
-    net, _ = train_students(x[train_idx], targets, kind="soft", members=len(seeds), lrs=cfg.lr, epochs=cfg.epochs,
-                            family=family, seed=seeds, progress=cfg.progress)
+    net, _ = train_students(
+        x[train_idx],
+        targets,
+        kind="soft",
+        members=len(seeds),
+        lrs=cfg.lr,
+        epochs=cfg.epochs,
+        family=family,
+        seed=seeds,
+        progress=cfg.progress,
+    )
     with torch.no_grad():
         out, out_f = net(x), net(xf)  # (E, N, C), (E, N', C)
     train_acc, test_acc = accuracy(out[:, train_idx], y[train_idx]), accuracy(out[:, test_idx], y[test_idx])
@@ -178,11 +263,24 @@ def _students(cfg: AuditConfig, model: int, repeat: int, x: Tensor, y: Tensor, z
     chance = 1.0 / z.shape[1]
     rows = []
     for e in range(len(seeds)):
-        rows.append({"model": model, "repeat": repeat, "defence": chain[e // m].spec(), "student": e % m,
-                     "alpha": cfg.alpha, "temperature": cfg.temperature, "classes": z.shape[1],
-                     "train_acc": float(train_acc[e]), "test_acc": float(test_acc[e]),
-                     "independent_acc": float(fresh_acc[e]), "leak": float(test_acc[e] - fresh_acc[e]),
-                     "fidelity": float(fidelity[e]), "fresh_source": source, "chance": chance})
+        rows.append(
+            {
+                "model": model,
+                "repeat": repeat,
+                "defence": chain[e // m].spec(),
+                "student": e % m,
+                "alpha": cfg.alpha,
+                "temperature": cfg.temperature,
+                "classes": z.shape[1],
+                "train_acc": float(train_acc[e]),
+                "test_acc": float(test_acc[e]),
+                "independent_acc": float(fresh_acc[e]),
+                "leak": float(test_acc[e] - fresh_acc[e]),
+                "fidelity": float(fidelity[e]),
+                "fresh_source": source,
+                "chance": chance,
+            }
+        )
     return rows
 
 
@@ -216,7 +314,9 @@ another length) raises ValueError naming the argument before any student trains.
 
 audit.__doc__ = experiment_doc(_SUMMARY, AuditConfig).replace(
     "profile : one of ('smoke', 'quick', 'paper') (default 'quick'): the sizes below; keyword overrides change "
-    "any knob.", "knobs (keywords):")
+    "any knob.",
+    "knobs (keywords):",
+)
 AUDIT_COLUMNS = {c: COLUMNS[c] for c in AuditConfig.TABLE_COLUMNS if c in COLUMNS}
 
 __all__ = ["AUDIT_COLUMNS", "AuditConfig", "audit"]

@@ -23,6 +23,7 @@ from memkd.config import invalid
 
 def _at_least(low: int):
     """An argparse type: an int >= `low` (else the command line is refused, exit status 2)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -31,6 +32,7 @@ def _at_least(low: int):
         if value < low:
             raise argparse.ArgumentTypeError(f"must be an int >= {low}; got {value}")
         return value
+
     parse.__name__ = f"int >= {low}"
     return parse
 
@@ -55,10 +57,14 @@ def _executor_options(p: argparse.ArgumentParser, workers_help: str) -> None:
     where.add_argument("-w", "--workers", type=_at_least(1), help=workers_help)
     where.add_argument("--dask-local", type=_at_least(1), metavar="N", help="start a Dask LocalCluster of N workers")
     where.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
-    where.add_argument("--scheduler-file", metavar="FILE",
-                       help="Dask scheduler file (written by `dask scheduler --scheduler-file FILE`)")
-    p.add_argument("--retries", type=_at_least(0), default=1,
-                   help="times Dask reruns a run whose process died (default 1)")
+    where.add_argument(
+        "--scheduler-file",
+        metavar="FILE",
+        help="Dask scheduler file (written by `dask scheduler --scheduler-file FILE`)",
+    )
+    p.add_argument(
+        "--retries", type=_at_least(0), default=1, help="times Dask reruns a run whose process died (default 1)"
+    )
     from memkd.sweep.run import CELL_TIMEOUT
 
     by_profile = ", ".join(f"{name} {seconds}" for name, seconds in CELL_TIMEOUT.items())
@@ -67,14 +73,18 @@ def _executor_options(p: argparse.ArgumentParser, workers_help: str) -> None:
 
 # Each sub-command's one-line summary, its description and the help of its -o/--out folder.
 COMMANDS = {
-    "sweep": ("execute a notebook over a grid of parameters (resumable)",
-              "Execute NOTEBOOK with papermill at every point of a grid; finished runs are skipped on the next "
-              "invocation. Results: OUT/results.parquet and OUT/results.csv.",
-              "output folder: the sweep directory (default: sweeps/<notebook name>)"),
-    "book": ("execute every chapter at a profile and render the book",
-             "Execute every chapter (nbs/) at PROFILE, each in its own process, then render the site from the "
-             "executed notebooks (memkd.book.build.build_book).",
-             "output folder: results, executed notebooks and the site (default: _build in the book root)"),
+    "sweep": (
+        "execute a notebook over a grid of parameters (resumable)",
+        "Execute NOTEBOOK with papermill at every point of a grid; finished runs are skipped on the next "
+        "invocation. Results: OUT/results.parquet and OUT/results.csv.",
+        "output folder: the sweep directory (default: sweeps/<notebook name>)",
+    ),
+    "book": (
+        "execute every chapter at a profile and render the book",
+        "Execute every chapter (nbs/) at PROFILE, each in its own process, then render the site from the "
+        "executed notebooks (memkd.book.build.build_book).",
+        "output folder: results, executed notebooks and the site (default: _build in the book root)",
+    ),
 }
 
 
@@ -89,11 +99,21 @@ def _command_parser(sub, name: str) -> argparse.ArgumentParser:
 def _sweep_parser(sub) -> None:
     p = _command_parser(sub, "sweep")
     p.add_argument("notebook", help="the notebook, e.g. nbs/02_logit_distillation.ipynb")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=V1,V2",
-                   help="a parameter and its values, each read as YAML (repeat; the lists expand as a "
-                   "product): -p alpha=0.2,0.6  -p 'ids=[1, 2]'  -p \"title='a,b'\"")
-    p.add_argument("-g", "--grid", metavar="FILE.yaml",
-                   help="YAML grid: name: value or [values], optional points: [{...}]; -p overrides")
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a parameter and its values, each read as YAML (repeat; the lists expand as a "
+        "product): -p alpha=0.2,0.6  -p 'ids=[1, 2]'  -p \"title='a,b'\"",
+    )
+    p.add_argument(
+        "-g",
+        "--grid",
+        metavar="FILE.yaml",
+        help="YAML grid: name: value or [values], optional points: [{...}]; -p overrides",
+    )
     _executor_options(p, "local worker processes (default 2)")
     p.add_argument("--retry-failed", action="store_true", help="rerun the runs whose last attempt failed")
     p.add_argument("--list-params", action="store_true", help="print the notebook's parameters and exit")
@@ -107,16 +127,27 @@ def _names(text: str) -> list[str]:
 
 
 def _summarize_parser(sub) -> None:
-    p = sub.add_parser("summarize", help="mean +- SEM over teachers of a finished sweep, by the knobs swept",
-                       description="Read OUT/results.parquet of a sweep and print the mean +- SEM over teachers "
-                       "(teacher_id: students averaged within their teacher first) of each value, per setting of "
-                       "the parameters that take several values in the sweep (seed left out: seeds add teachers).")
+    p = sub.add_parser(
+        "summarize",
+        help="mean +- SEM over teachers of a finished sweep, by the knobs swept",
+        description="Read OUT/results.parquet of a sweep and print the mean +- SEM over teachers "
+        "(teacher_id: students averaged within their teacher first) of each value, per setting of "
+        "the parameters that take several values in the sweep (seed left out: seeds add teachers).",
+    )
     p.add_argument("out", metavar="OUT", help="the sweep folder (memkd sweep's -o/--out)")
-    p.add_argument("--by", type=_names, metavar="NAME,NAME",
-                   help="the columns that define a setting (default: the swept parameters; '' for one row)")
+    p.add_argument(
+        "--by",
+        type=_names,
+        metavar="NAME,NAME",
+        help="the columns that define a setting (default: the swept parameters; '' for one row)",
+    )
     p.add_argument("--value", type=_names, metavar="NAME,NAME", help="the columns to average (default test_acc)")
-    p.add_argument("--table", default="table", metavar="NAME",
-                   help="another table of the sweep, e.g. table_hard (results.table_hard.parquet)")
+    p.add_argument(
+        "--table",
+        default="table",
+        metavar="NAME",
+        help="another table of the sweep, e.g. table_hard (results.table_hard.parquet)",
+    )
     p.add_argument("--csv", metavar="FILE", help="also write the summary to FILE")
 
 
@@ -138,8 +169,9 @@ def _run_summarize_command(args) -> int:
 
 def _book_parser(sub) -> None:
     p = _command_parser(sub, "book")
-    p.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"),
-                   help="smoke | quick | paper (default quick)")
+    p.add_argument(
+        "--profile", default="quick", choices=("smoke", "quick", "paper"), help="smoke | quick | paper (default quick)"
+    )
     _executor_options(p, "chapters executed at once (default 1)")
 
 
@@ -148,16 +180,23 @@ def _run_sweep_command(args) -> int:
 
     notebook = Path(args.notebook)
     if not notebook.is_file():
-        raise invalid("notebook", "memkd sweep", "the path of a notebook file",
-                      shown=f"{str(notebook)!r}, where there is no such file,")
+        raise invalid(
+            "notebook",
+            "memkd sweep",
+            "the path of a notebook file",
+            shown=f"{str(notebook)!r}, where there is no such file,",
+        )
     if args.list_params:
         for param in sweep.notebook_parameters(notebook).values():
             print(param.describe())
         return 0
     if args.scheduler_file and not Path(args.scheduler_file).is_file():
-        raise invalid("--scheduler-file", "memkd sweep",
-                      must="name an existing file (written by `dask scheduler --scheduler-file "
-                           "FILE`)", got=args.scheduler_file)
+        raise invalid(
+            "--scheduler-file",
+            "memkd sweep",
+            must="name an existing file (written by `dask scheduler --scheduler-file FILE`)",
+            got=args.scheduler_file,
+        )
     grid = sweep.load_grid(args.grid) if args.grid else {}
     grid.update(sweep.parse_cli_grid(args.param))
     out = Path(args.out) if args.out else Path("sweeps") / notebook.stem
@@ -167,15 +206,26 @@ def _run_sweep_command(args) -> int:
             print(rid, record["status"] if record else "pending", point)
         return 0
     result = sweep.run_sweep(
-        notebook, grid, out, workers=2 if args.workers is None else args.workers, scheduler=args.scheduler,
-        scheduler_file=args.scheduler_file, dask_local=args.dask_local, timeout=args.timeout,
-        retries=args.retries, retry_failed=args.retry_failed, progress=not args.no_progress,
+        notebook,
+        grid,
+        out,
+        workers=2 if args.workers is None else args.workers,
+        scheduler=args.scheduler,
+        scheduler_file=args.scheduler_file,
+        dask_local=args.dask_local,
+        timeout=args.timeout,
+        retries=args.retries,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
     )
     for record in result.records:
         if record["status"] == "failed":
             cell = record.get("cell_index")
-            print(f"failed {record['run']} {record['parameters']}: {record['error']}"
-                  + (f" (cell {cell})" if cell is not None else ""), file=sys.stderr)
+            print(
+                f"failed {record['run']} {record['parameters']}: {record['error']}"
+                + (f" (cell {cell})" if cell is not None else ""),
+                file=sys.stderr,
+            )
     print(result.summary())
     return 0 if result.ok else 1
 
@@ -183,11 +233,15 @@ def _run_sweep_command(args) -> int:
 def _run_book_command(args) -> int:
     from memkd.book import build as book
 
-    options = {"workers": args.workers, "scheduler": args.scheduler, "scheduler_file": args.scheduler_file,
-               "dask_local": args.dask_local, "timeout": args.timeout,
-               "output": str(Path(args.out).resolve()) if args.out else None}
-    book.build_book(profile=args.profile, retries=args.retries,
-                    **{k: v for k, v in options.items() if v is not None})
+    options = {
+        "workers": args.workers,
+        "scheduler": args.scheduler,
+        "scheduler_file": args.scheduler_file,
+        "dask_local": args.dask_local,
+        "timeout": args.timeout,
+        "output": str(Path(args.out).resolve()) if args.out else None,
+    }
+    book.build_book(profile=args.profile, retries=args.retries, **{k: v for k, v in options.items() if v is not None})
     return 0
 
 

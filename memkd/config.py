@@ -30,9 +30,18 @@ class _Nothing:
 NOTHING: Any = _Nothing()
 
 
-def invalid(name: str, owner: str, allowed: str | None = None, got: Any = NOTHING, *, must: str | None = None,
-            shown: Any = None, after: str = "", says: str | None = None,
-            error: type[ValueError] = ValueError) -> ValueError:
+def invalid(
+    name: str,
+    owner: str,
+    allowed: str | None = None,
+    got: Any = NOTHING,
+    *,
+    must: str | None = None,
+    shown: Any = None,
+    after: str = "",
+    says: str | None = None,
+    error: type[ValueError] = ValueError,
+) -> ValueError:
     """The ValueError for a bad value, in the one message format of memkd (raise what it returns).
 
     `name` is the argument, knob, field, column or file that is wrong, `owner` the public
@@ -119,8 +128,10 @@ def one_of(*options: Any) -> Constraint:
 
 BOOL = Constraint(lambda v: isinstance(v, bool), "a bool (True or False)")
 OPTIONAL_INT = Constraint(lambda v: v is None or (_is_int(v) and v >= 1), "None or an int >= 1")
-DEVICE = Constraint(lambda v: isinstance(v, str) and (v in ("auto", "cpu", "mps") or v.startswith("cuda")),
-                    "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+DEVICE = Constraint(
+    lambda v: isinstance(v, str) and (v in ("auto", "cpu", "mps") or v.startswith("cuda")),
+    "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'",
+)
 
 
 def list_of(inner: Constraint, min_len: int = 1) -> Constraint:
@@ -129,8 +140,9 @@ def list_of(inner: Constraint, min_len: int = 1) -> Constraint:
     def check(v: Any) -> bool:
         return isinstance(v, (list, tuple)) and len(v) >= min_len and all(inner.check(i) for i in v)
 
-    return Constraint(check, f"a non-empty list, each item {inner.allowed}",
-                      lambda v: tuple(inner.convert(i) for i in v), inner)
+    return Constraint(
+        check, f"a non-empty list, each item {inner.allowed}", lambda v: tuple(inner.convert(i) for i in v), inner
+    )
 
 
 POS_INT = int_range(1)
@@ -153,8 +165,12 @@ LR = real_interval(0, 1, "right")  # one learning rate
 
 def teacher_stop_knob() -> Any:
     """The teacher's stop rule (`TEACHER_STOPS`), the same knob in every experiment with teachers."""
-    return knob("budget", one_of(*TEACHER_STOPS), "budget: train the whole budget, 100% on D required at its "
-                "end (the paper); first_perfect: stop at the first 100%")
+    return knob(
+        "budget",
+        one_of(*TEACHER_STOPS),
+        "budget: train the whole budget, 100% on D required at its "
+        "end (the paper); first_perfect: stop at the first 100%",
+    )
 
 
 def teacher_epochs_knob(default: int, unit: str = "epoch", note: str = "", must_memorize: bool = True) -> Any:
@@ -191,8 +207,12 @@ STUDENT_STARTS = ("own", "teacher")  # where a student's weights start: its own 
 def student_start_knob(default: str = "own", released: str = "") -> Any:
     """Where each student starts (`STUDENT_STARTS`): "own" (an initialization of its own) or "teacher" (its
     teacher's initial weights, a shared starting point as a pretrained model gives)."""
-    return knob(default, one_of(*STUDENT_STARTS), "own: every student its own initialization; teacher: each "
-                "student starts from its teacher's initial weights" + (f" ({released})" if released else ""))
+    return knob(
+        default,
+        one_of(*STUDENT_STARTS),
+        "own: every student its own initialization; teacher: each "
+        "student starts from its teacher's initial weights" + (f" ({released})" if released else ""),
+    )
 
 
 def soften_student_knob(source: str = "the paper's text") -> Any:
@@ -202,9 +222,11 @@ def soften_student_knob(source: str = "the paper's text") -> Any:
 
 def maybe_empty_list_of(inner: Constraint) -> Constraint:
     """A list (possibly empty) whose items satisfy `inner`; stored as a tuple."""
-    return Constraint(lambda v: isinstance(v, (list, tuple)) and all(inner.check(i) for i in v),
-                      f"a list (possibly empty), each item {inner.allowed}",
-                      lambda v: tuple(inner.convert(i) for i in v))
+    return Constraint(
+        lambda v: isinstance(v, (list, tuple)) and all(inner.check(i) for i in v),
+        f"a list (possibly empty), each item {inner.allowed}",
+        lambda v: tuple(inner.convert(i) for i in v),
+    )
 
 
 # --- the data's and the models' knobs, declared once: each config picks its default ----------------
@@ -241,10 +263,15 @@ def teachers_knob(default: int, note: str = "", least: int = 1) -> Any:
     """How many independent teachers, each with its own draw of D and initialization (the unit of
     replication). The rows number them in the table column `dataset` (0 .. teachers - 1); the knob's
     former name `datasets` is refused, naming this one (`ExperimentConfig.renamed_knobs`)."""
-    return field(default=default, metadata={
-        "constraint": int_range(least), "formerly": ("datasets",),
-        "help": f"independent teachers, each with its own D and initialization{note}; the rows number them in "
-                "the column 'dataset'"})
+    return field(
+        default=default,
+        metadata={
+            "constraint": int_range(least),
+            "formerly": ("datasets",),
+            "help": f"independent teachers, each with its own D and initialization{note}; the rows number them in "
+            "the column 'dataset'",
+        },
+    )
 
 
 def fresh_knob(default: int, what: str = "inputs", note: str = "") -> Any:
@@ -319,8 +346,11 @@ def weight_decay_knob(default: float, who: str = "students'", note: str = "") ->
 
 def weight_decays_knob(default: tuple) -> Any:
     """The teachers' L2 weight decays (Adam's, added to the gradient; a sweep axis)."""
-    return knob(default, list_of(real_interval(0, math.inf, "left")),
-                "teachers' L2 weight decay (Adam's, added to the gradient)")
+    return knob(
+        default,
+        list_of(real_interval(0, math.inf, "left")),
+        "teachers' L2 weight decay (Adam's, added to the gradient)",
+    )
 
 
 def chunk_knob(all_of: str) -> Any:
@@ -346,8 +376,11 @@ def surgery_class_knob() -> Any:
 def tail_fractions_knob(default: tuple, may_be_empty: bool = False) -> Any:
     """Surgery: the fractions of each sample's smallest probabilities set to zero."""
     fraction = real_interval(0, 1)
-    return knob(default, maybe_empty_list_of(fraction) if may_be_empty else list_of(fraction),
-                "surgery: fractions of each sample's smallest probabilities set to zero")
+    return knob(
+        default,
+        maybe_empty_list_of(fraction) if may_be_empty else list_of(fraction),
+        "surgery: fractions of each sample's smallest probabilities set to zero",
+    )
 
 
 # --- base config ----------------------------------------------------------------------------------
@@ -399,8 +432,9 @@ class ExperimentConfig:
     def renamed_knobs(cls) -> dict[str, str]:
         """{old name: what to use instead}: the former names a knob's factory declares (metadata
         "formerly", e.g. `teachers_knob`: datasets), then the class's own RENAMED."""
-        former = {old: f"use '{f.name}' ({f.metadata['help']})" for f in fields(cls)
-                  for old in f.metadata.get("formerly", ())}
+        former = {
+            old: f"use '{f.name}' ({f.metadata['help']})" for f in fields(cls) for old in f.metadata.get("formerly", ())
+        }
         return {**former, **cls.RENAMED}
 
     @classmethod
@@ -424,27 +458,51 @@ def make_config(cls: type[ExperimentConfig], experiment: str, profile: str, over
         raise invalid(old, experiment, says=f"was renamed: {renamed_knobs[old]}. Got {old}={overrides[old]!r} instead.")
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
-        raise invalid(unknown[0], experiment, says=f"does not exist: {experiment} got unknown parameter(s) "
-                                                   f"{unknown}. Allowed parameters: {sorted(allowed)}.")
+        raise invalid(
+            unknown[0],
+            experiment,
+            says=f"does not exist: {experiment} got unknown parameter(s) "
+            f"{unknown}. Allowed parameters: {sorted(allowed)}.",
+        )
     values = {**cls.PROFILE_VALUES.get(profile, {}), **overrides}
     return cls(experiment=experiment, profile=profile, **values)
 
 
 def check_split(cfg: ExperimentConfig, alphas: tuple[float, ...], per_class: int | tuple[int, ...]) -> None:
     """Every alpha must leave each class at least one student sample and one held-out sample."""
-    for pc in (per_class if isinstance(per_class, tuple) else (per_class,)):
+    for pc in per_class if isinstance(per_class, tuple) else (per_class,):
         for a in alphas:
             k = int(round(a * pc))
             if k < 1 or k > pc - 1:
-                cfg.fail("alphas", f"contains {a}, which with per_class={pc} gives the student {k} of {pc} "
-                         "samples of each class: a class would be empty in the student's part or in the "
-                         "held-out part. Choose alpha with 1 <= round(alpha * per_class) <= per_class - 1.")
+                cfg.fail(
+                    "alphas",
+                    f"contains {a}, which with per_class={pc} gives the student {k} of {pc} "
+                    "samples of each class: a class would be empty in the student's part or in the "
+                    "held-out part. Choose alpha with 1 <= round(alpha * per_class) <= per_class - 1.",
+                )
 
 
 __all__ = [
-    "PROFILES", "Constraint", "ExperimentConfig", "make_config", "knob", "replace",
-    "int_range", "real_interval", "one_of", "list_of", "BOOL", "OPTIONAL_INT", "DEVICE",
-    "POS_INT", "POS_INTS", "ALPHAS", "TEMPERATURES", "LRS", "check_split", "invalid",
+    "PROFILES",
+    "Constraint",
+    "ExperimentConfig",
+    "make_config",
+    "knob",
+    "replace",
+    "int_range",
+    "real_interval",
+    "one_of",
+    "list_of",
+    "BOOL",
+    "OPTIONAL_INT",
+    "DEVICE",
+    "POS_INT",
+    "POS_INTS",
+    "ALPHAS",
+    "TEMPERATURES",
+    "LRS",
+    "check_split",
+    "invalid",
 ]
 
 

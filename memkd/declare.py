@@ -28,9 +28,27 @@ from memkd.threads import apply_thread_policy
 
 EXPERIMENTS: dict[str, Callable] = {}
 # The columns of a row of `memkd.students.distill` (with alpha), which most random-data tables share.
-DISTILL_COLUMNS = ("dataset", "alpha", "width", "kind", "temperature", "lr", "student", "train_acc", "test_acc",
-                   "memorized_acc", "test_acc_class", "independent_acc", "teacher_agreement_independent", "test_count_class",
-                   "teacher_independent_acc", "chance", "teacher_memorized", "teacher_stop", "teacher_first_perfect")
+DISTILL_COLUMNS = (
+    "dataset",
+    "alpha",
+    "width",
+    "kind",
+    "temperature",
+    "lr",
+    "student",
+    "train_acc",
+    "test_acc",
+    "memorized_acc",
+    "test_acc_class",
+    "independent_acc",
+    "teacher_agreement_independent",
+    "test_count_class",
+    "teacher_independent_acc",
+    "chance",
+    "teacher_memorized",
+    "teacher_stop",
+    "teacher_first_perfect",
+)
 
 # What each column of an experiment's table means (one row per trained student unless said):
 # memkd/columns.yml, a table of prose kept beside the code that reads it.
@@ -55,13 +73,21 @@ def _value(v: Any) -> str:
 def experiment_doc(summary: str | None, config: type[ExperimentConfig], table: bool = True) -> str:
     """The docstring of an experiment: `summary`, its knobs (help, allowed values, profile
     defaults) and, when it returns a table, the columns of `config.TABLE_COLUMNS`."""
-    lines = [inspect.cleandoc(summary or ""), "", "Parameters", "----------",
-             f"profile : one of {PROFILES} (default 'quick'): the sizes below; keyword overrides change any knob."]
+    lines = [
+        inspect.cleandoc(summary or ""),
+        "",
+        "Parameters",
+        "----------",
+        f"profile : one of {PROFILES} (default 'quick'): the sizes below; keyword overrides change any knob.",
+    ]
     for name, by_profile in _defaults(config).items():
         f = config.__dataclass_fields__[name]
         values = {_value(v) for v in by_profile.values()}
-        default = (f"default {values.pop()}" if len(values) == 1
-                   else "defaults " + ", ".join(f"{p} {_value(v)}" for p, v in by_profile.items()))
+        default = (
+            f"default {values.pop()}"
+            if len(values) == 1
+            else "defaults " + ", ".join(f"{p} {_value(v)}" for p, v in by_profile.items())
+        )
         lines.append(f"{name} : {f.metadata['help']}; {f.metadata['constraint'].allowed}; {default}")
     if table:
         lines += ["", "Returns", "-------", "pandas.DataFrame, one row per trained student unless said, columns:"]
@@ -86,11 +112,12 @@ def experiment(config: type[ExperimentConfig], table: bool = True) -> Callable[[
     `config.TABLE_COLUMNS` warns (UndeclaredColumnWarning; the tests make it an error)."""
     missing = [c for c in getattr(config, "TABLE_COLUMNS", ()) if c not in COLUMNS]
     if missing:
-        raise invalid("config", "experiment",
-                      must="list in TABLE_COLUMNS only columns that COLUMNS in memkd/declare.py "
-                           "explains",
-                      shown=f"{config.__name__}.TABLE_COLUMNS naming {missing}, which COLUMNS does "
-                            "not explain,")
+        raise invalid(
+            "config",
+            "experiment",
+            must="list in TABLE_COLUMNS only columns that COLUMNS in memkd/declare.py explains",
+            shown=f"{config.__name__}.TABLE_COLUMNS naming {missing}, which COLUMNS does not explain,",
+        )
 
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -104,9 +131,12 @@ def experiment(config: type[ExperimentConfig], table: bool = True) -> Callable[[
                 add_teacher_id(out, seed)
                 extra = [c for c in out.columns if c not in table_columns(config)]
                 if extra:
-                    warnings.warn(f"{fn.__name__}: columns {extra} are not in {config.__name__}.TABLE_COLUMNS "
-                                  "(add them there, and their meaning to declare.COLUMNS)",
-                                  UndeclaredColumnWarning, stacklevel=2)
+                    warnings.warn(
+                        f"{fn.__name__}: columns {extra} are not in {config.__name__}.TABLE_COLUMNS "
+                        "(add them there, and their meaning to declare.COLUMNS)",
+                        UndeclaredColumnWarning,
+                        stacklevel=2,
+                    )
             return out
 
         run.__doc__ = experiment_doc(fn.__doc__, config, table)
@@ -117,4 +147,12 @@ def experiment(config: type[ExperimentConfig], table: bool = True) -> Callable[[
     return wrap
 
 
-__all__ = ["COLUMNS", "DISTILL_COLUMNS", "EXPERIMENTS", "experiment", "experiment_doc", "table_columns", "UndeclaredColumnWarning"]
+__all__ = [
+    "COLUMNS",
+    "DISTILL_COLUMNS",
+    "EXPERIMENTS",
+    "experiment",
+    "experiment_doc",
+    "table_columns",
+    "UndeclaredColumnWarning",
+]

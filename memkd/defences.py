@@ -59,8 +59,12 @@ WITHHELD = ("uniform", "renormalize")  # how the student completes an answer wit
 
 def withheld_knob() -> object:
     """How a student completes a top-k answer (`WITHHELD`), the same knob wherever students read one."""
-    return knob("uniform", one_of(*WITHHELD), "how a student completes a top-k answer: the withheld mass spread "
-                "uniformly, or the k returned entries renormalized (memkd.defences)")
+    return knob(
+        "uniform",
+        one_of(*WITHHELD),
+        "how a student completes a top-k answer: the withheld mass spread "
+        "uniformly, or the k returned entries renormalized (memkd.defences)",
+    )
 
 
 # --- the answer -----------------------------------------------------------------------------------
@@ -166,8 +170,9 @@ class Noise(Transform):
 
     def __post_init__(self) -> None:
         if not _real(self.sigma) or self.sigma < 0:
-            raise invalid("sigma", "Noise", "a float >= 0 (the standard deviation of the noise on the logits)",
-                          self.sigma)
+            raise invalid(
+                "sigma", "Noise", "a float >= 0 (the standard deviation of the noise on the logits)", self.sigma
+            )
 
     def spec(self) -> str:
         return f"noise{self.sigma:g}"
@@ -185,8 +190,12 @@ class TopK(Transform):
 
     def check(self, classes: int) -> None:
         if self.k > classes:
-            raise invalid("k", "TopK", f"an int in [1, C = {classes}] (how many of the C probabilities the server "
-                          "returns)", self.k)
+            raise invalid(
+                "k",
+                "TopK",
+                f"an int in [1, C = {classes}] (how many of the C probabilities the server returns)",
+                self.k,
+            )
 
     def spec(self) -> str:
         return f"top{self.k}"
@@ -241,11 +250,16 @@ class Defence:
         seen_probs = False
         for step in self.steps:
             if not isinstance(step, Transform):
-                raise invalid("steps", "Defence", "a tuple of transforms (Temperature, Noise, TopK, Round, LabelOnly)",
-                              step)
+                raise invalid(
+                    "steps", "Defence", "a tuple of transforms (Temperature, Noise, TopK, Round, LabelOnly)", step
+                )
             if step.stage == "logits" and seen_probs:
-                raise invalid("steps", "Defence", "logit transforms (Temperature, Noise) before probability "
-                              "transforms (TopK, Round, LabelOnly)", self.spec())
+                raise invalid(
+                    "steps",
+                    "Defence",
+                    "logit transforms (Temperature, Noise) before probability transforms (TopK, Round, LabelOnly)",
+                    self.spec(),
+                )
             seen_probs = seen_probs or step.stage == "probs"
 
     def __or__(self, other: "Transform | Defence") -> "Defence":
@@ -284,8 +298,13 @@ class Defence:
                 probs, returned = _serve(step, probs, returned)
         return Answer(torch.softmax(z, dim=-1) if probs is None else probs, returned)
 
-    def targets(self, logits: Tensor, temperature: float | Tensor = 1.0, seed: int | Sequence[int] = 0,
-                withheld: str = "uniform") -> Tensor:
+    def targets(
+        self,
+        logits: Tensor,
+        temperature: float | Tensor = 1.0,
+        seed: int | Sequence[int] = 0,
+        withheld: str = "uniform",
+    ) -> Tensor:
         """`apply(logits, seed).targets(temperature, withheld)`: the soft labels (..., N, C) a student learns from."""
         return self.apply(logits, seed).targets(temperature, withheld)
 
@@ -296,11 +315,17 @@ def _normal(z: Tensor, seed: int | Sequence[int], sigma: float) -> Tensor:
     seeds = [seed] if isinstance(seed, int) else list(seed)
     parts = z.unsqueeze(0) if isinstance(seed, int) else z
     if len(seeds) != parts.shape[0]:
-        raise invalid("seed", "Defence.apply", f"one int, or one per entry of the logits' first axis "
-                      f"({parts.shape[0]})", seed)
-    draws = [torch.randn(p.shape, generator=torch.Generator().manual_seed(derive_seed(int(s), "probe", "noise",
-                                                                                         sigma)),
-                         dtype=torch.float64) for s, p in zip(seeds, parts)]
+        raise invalid(
+            "seed", "Defence.apply", f"one int, or one per entry of the logits' first axis ({parts.shape[0]})", seed
+        )
+    draws = [
+        torch.randn(
+            p.shape,
+            generator=torch.Generator().manual_seed(derive_seed(int(s), "probe", "noise", sigma)),
+            dtype=torch.float64,
+        )
+        for s, p in zip(seeds, parts)
+    ]
     out = torch.stack(draws).to(z.device)
     return out[0] if isinstance(seed, int) else out
 
@@ -312,7 +337,7 @@ def _serve(step: Transform, probs: Tensor, returned: Tensor) -> tuple[Tensor, Te
         top = masked.topk(step.k, dim=-1).indices
         return probs, returned & torch.zeros_like(returned).scatter(-1, top, True)
     if isinstance(step, Round):
-        scale = 10.0 ** step.decimals
+        scale = 10.0**step.decimals
         if step.of == "prob":
             rounded = torch.round(probs * scale) / scale
         else:
@@ -337,8 +362,10 @@ _TOKENS = [
     (re.compile(r"temp" + _NUMBER), lambda v: Temperature(float(v))),
     (re.compile(r"label(?:_only)?"), lambda v: LabelOnly()),
 ]
-GRAMMAR = ("'none', or steps joined by '|': topK, roundR (probabilities), logprob_roundR, noiseSIGMA, "
-           "tempT, label (e.g. 'top5|logprob_round2', 'temp4|noise0.5')")
+GRAMMAR = (
+    "'none', or steps joined by '|': topK, roundR (probabilities), logprob_roundR, noiseSIGMA, "
+    "tempT, label (e.g. 'top5|logprob_round2', 'temp4|noise0.5')"
+)
 
 DefenceLike = Union[str, Transform, Defence]
 
@@ -370,5 +397,19 @@ def parse(spec: DefenceLike) -> Defence:
     return Defence(tuple(steps))
 
 
-__all__ = ["Answer", "Defence", "DefenceLike", "GRAMMAR", "LabelOnly", "Noise", "ROUND_OF", "Round", "TRANSFORMS",
-           "Temperature", "WITHHELD", "TopK", "Transform", "parse"]
+__all__ = [
+    "Answer",
+    "Defence",
+    "DefenceLike",
+    "GRAMMAR",
+    "LabelOnly",
+    "Noise",
+    "ROUND_OF",
+    "Round",
+    "TRANSFORMS",
+    "Temperature",
+    "WITHHELD",
+    "TopK",
+    "Transform",
+    "parse",
+]

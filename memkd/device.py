@@ -29,9 +29,13 @@ def _check_available(device: torch.device, owner: str) -> torch.device:
     else:
         return device
     if not ok:
-        raise invalid("device", owner,
-                      must=f"name a device this machine has. Available devices: {', '.join(available_devices())} "
-                           "(or 'auto' to pick the best)", got=str(device))
+        raise invalid(
+            "device",
+            owner,
+            must=f"name a device this machine has. Available devices: {', '.join(available_devices())} "
+            "(or 'auto' to pick the best)",
+            got=str(device),
+        )
     return device
 
 

@@ -19,8 +19,15 @@ BYTES = 4  # float32
 HEADROOM = 0.8  # use at most this fraction of what is free
 
 
-def training_bytes_per_member(n: int, d: int, width: int, classes: int, hidden_layers: int = 2,
-                              own_inputs: bool = False, soft_targets: bool = True) -> int:
+def training_bytes_per_member(
+    n: int,
+    d: int,
+    width: int,
+    classes: int,
+    hidden_layers: int = 2,
+    own_inputs: bool = False,
+    soft_targets: bool = True,
+) -> int:
     """Bytes that one member of an EnsembleMLP needs while it trains on N samples."""
     sizes = [d] + [width] * hidden_layers + [classes]  # hidden_layers = 0: the linear map D -> C
     params = sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
@@ -65,7 +72,8 @@ def require_one_fits(bytes_per_member: int, device: torch.device | str, what: st
     if bytes_per_member > budget:
         raise MemoryError(
             f"{what} needs about {format_bytes(bytes_per_member)} to train, but only {format_bytes(budget)} "
-            f"can be used on {torch.device(device)}. Reduce {knobs} (or run on a device with more memory).")
+            f"can be used on {torch.device(device)}. Reduce {knobs} (or run on a device with more memory)."
+        )
 
 
 Item = TypeVar("Item")
@@ -83,11 +91,12 @@ def chunks(items: "Sequence[Item] | int", size: int | None) -> list[Sequence[Ite
     """
     seq = range(items) if isinstance(items, int) else items
     step = size or len(seq) or 1
-    return [seq[i:i + step] for i in range(0, len(seq), step)]
+    return [seq[i : i + step] for i in range(0, len(seq), step)]
 
 
-def members_per_chunk(members: int, bytes_per_member: int, device: torch.device | str,
-                      knobs: str = "students, teachers or the widths") -> int:
+def members_per_chunk(
+    members: int, bytes_per_member: int, device: torch.device | str, knobs: str = "students, teachers or the widths"
+) -> int:
     """How many of `members` to train at once on `device` (all of them when they fit).
 
     Raises MemoryError naming `knobs` when not even one member fits.
@@ -97,17 +106,36 @@ def members_per_chunk(members: int, bytes_per_member: int, device: torch.device 
     return max(1, min(members, budget // max(1, bytes_per_member)))
 
 
-def check_run_fits(device: torch.device | str, experiment: str, *, samples: int, dim: int, classes: int,
-                   hidden_layers: int, teacher_width: int, student_widths: tuple[int, ...], student_samples: int,
-                   own_inputs: bool, similarity: bool = False) -> None:
+def check_run_fits(
+    device: torch.device | str,
+    experiment: str,
+    *,
+    samples: int,
+    dim: int,
+    classes: int,
+    hidden_layers: int,
+    teacher_width: int,
+    student_widths: tuple[int, ...],
+    student_samples: int,
+    own_inputs: bool,
+    similarity: bool = False,
+) -> None:
     """Refuse, before the first epoch, a run in which one teacher (N = `samples`) or one student
     of the widest of `student_widths` (on `student_samples`) cannot train on `device`: MemoryError
     naming the knob of `experiment` to reduce and the sizes in readable units."""
     teacher = training_bytes_per_member(samples, dim, teacher_width, classes, hidden_layers, own_inputs=True)
-    require_one_fits(teacher, device, f"A teacher of width {teacher_width} on {samples} samples of dimension {dim}",
-                     f"the 'teacher_width' parameter of {experiment} or the dataset size (classes, per_class, input_dim)")
+    require_one_fits(
+        teacher,
+        device,
+        f"A teacher of width {teacher_width} on {samples} samples of dimension {dim}",
+        f"the 'teacher_width' parameter of {experiment} or the dataset size (classes, per_class, input_dim)",
+    )
     width, n = max(student_widths), student_samples
     student = training_bytes_per_member(n, dim, width, classes, hidden_layers, own_inputs=own_inputs)
     student += BYTES * 3 * n * n if similarity else 0  # the similarity students' (N_tr, N_tr) matrices
-    require_one_fits(student, device, f"A student of width {width} on {n} samples of dimension {dim}",
-                     f"the 'student_widths' parameter of {experiment} (its largest value is {width})")
+    require_one_fits(
+        student,
+        device,
+        f"A student of width {width} on {n} samples of dimension {dim}",
+        f"the 'student_widths' parameter of {experiment} (its largest value is {width})",
+    )

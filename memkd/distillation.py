@@ -32,28 +32,56 @@ from torch import Tensor, nn
 
 from memkd.models.family import STUDENT_KINDS, Family, MLPFamily
 from memkd.models.fused_mlp import FusedCrossEntropy
-from memkd.losses import (cosine_similarity_matrix, hard_cross_entropy, similarity_mse, smoothed_labels,
-                          soft_cross_entropy, soft_targets)
+from memkd.losses import (
+    cosine_similarity_matrix,
+    hard_cross_entropy,
+    similarity_mse,
+    smoothed_labels,
+    soft_cross_entropy,
+    soft_targets,
+)
 from memkd.config import TEACHER_STOPS, invalid
 from memkd.device_memory import format_bytes, members_per_chunk
 from memkd.metrics import accuracy
 from memkd.train import fit
 
-__all__ = ["STUDENT_KINDS", "TEACHER_STOPS", "Family", "MLPFamily", "Teacher", "TeacherDidNotMemorize",
-           "check_teacher_stop", "predict", "require_memorized", "teacher_similarity", "train_students",
-           "train_teacher"]
+__all__ = [
+    "STUDENT_KINDS",
+    "TEACHER_STOPS",
+    "Family",
+    "MLPFamily",
+    "Teacher",
+    "TeacherDidNotMemorize",
+    "check_teacher_stop",
+    "predict",
+    "require_memorized",
+    "teacher_similarity",
+    "train_students",
+    "train_teacher",
+]
 
 
 # --- families ---------------------------------------------------------------------------------
 
 
-def _family(family: Family | None, where: str, d: int, classes: int | None, width: int | None,
-            hidden_layers: int, activation: str) -> Family:
+def _family(
+    family: Family | None,
+    where: str,
+    d: int,
+    classes: int | None,
+    width: int | None,
+    hidden_layers: int,
+    activation: str,
+) -> Family:
     """`family`, or the MLP family the shorthand keywords (classes, width, ...) describe."""
     if family is not None:
         if classes is not None or width is not None:
-            raise invalid("family", where, shown="both",
-                          must="not be combined with 'classes' or 'width' (they describe an MLP family)")
+            raise invalid(
+                "family",
+                where,
+                shown="both",
+                must="not be combined with 'classes' or 'width' (they describe an MLP family)",
+            )
         return family
     if classes is None or width is None:
         raise invalid("family", where, "a model family, or 'classes' and 'width' given for an MLP", shown="neither")
@@ -77,15 +105,20 @@ def predict(model: nn.Module, x: Tensor, chunk: int | None = 4096) -> Tensor:
     """Outputs (E, N, C) of an ensemble on x (N, D) or (E, N, D), `chunk` samples at a time (None: all)."""
     if chunk is None or x.shape[-2] <= chunk:
         return model(x)
-    return torch.cat([model(x[..., i:i + chunk, :]) for i in range(0, x.shape[-2], chunk)], dim=1)
+    return torch.cat([model(x[..., i : i + chunk, :]) for i in range(0, x.shape[-2], chunk)], dim=1)
 
 
 def _check_mask(mask: Tensor | None, shape: Sequence[int], where: str, of: str) -> None:
     """Raise ValueError unless `mask` is None or a bool tensor of `shape`."""
-    if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool
-                             or tuple(mask.shape) != tuple(shape)):
-        raise invalid("mask", where, f"None or a bool tensor of shape {tuple(shape)} (the {of})",
-                      shown=f"{type(mask).__name__} {tuple(getattr(mask, 'shape', ()))} {getattr(mask, 'dtype', '')}")
+    if mask is not None and (
+        not isinstance(mask, Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != tuple(shape)
+    ):
+        raise invalid(
+            "mask",
+            where,
+            f"None or a bool tensor of shape {tuple(shape)} (the {of})",
+            shown=f"{type(mask).__name__} {tuple(getattr(mask, 'shape', ()))} {getattr(mask, 'dtype', '')}",
+        )
 
 
 # --- teachers -----------------------------------------------------------------------------------
@@ -143,29 +176,47 @@ class Teacher:
     def at(self, epoch: int) -> nn.Module:
         """The K teachers as they were after `epoch` epochs (a copy; see train_teacher's snapshot_at)."""
         if epoch not in self.snapshots:
-            raise invalid("epoch", "Teacher.at", f"an epoch with a snapshot (train_teacher's snapshot_at), one of "
-                          f"{sorted(self.snapshots)}", epoch)
+            raise invalid(
+                "epoch",
+                "Teacher.at",
+                f"an epoch with a snapshot (train_teacher's snapshot_at), one of {sorted(self.snapshots)}",
+                epoch,
+            )
         return self._rebuilt(len(self.train_acc), self.snapshots[epoch])
 
     def member(self, k: int) -> "Teacher":
         """Teacher k alone, as a one-member Teacher (copies of its weights and snapshots)."""
-        one = lambda weights: {name: w[k:k + 1] for name, w in weights.items()}  # noqa: E731
+        one = lambda weights: {name: w[k : k + 1] for name, w in weights.items()}  # noqa: E731
         history = self.history[self.history["member"] == k].assign(member=0) if len(self.history) else self.history
         monitor = None if self.monitor is None else self.monitor[self.monitor["member"] == k].assign(member=0)
-        return Teacher(self._rebuilt(1, one(dict(self.model.named_parameters()))), self.train_acc[k:k + 1],
-                       self.memorized[k:k + 1], self.epochs_to_memorize[k:k + 1], self.epochs_run, history,
-                       self.family, {e: {n: w.clone() for n, w in one(s).items()} for e, s in self.snapshots.items()},
-                       monitor)
+        return Teacher(
+            self._rebuilt(1, one(dict(self.model.named_parameters()))),
+            self.train_acc[k : k + 1],
+            self.memorized[k : k + 1],
+            self.epochs_to_memorize[k : k + 1],
+            self.epochs_run,
+            history,
+            self.family,
+            {e: {n: w.clone() for n, w in one(s).items()} for e, s in self.snapshots.items()},
+            monitor,
+        )
 
 
-def _watch(model: nn.Module, snapshot_at: Sequence[int], monitor: tuple[Tensor, Tensor] | None,
-           monitor_every: int, max_epochs: int, chunk: int | None):
+def _watch(
+    model: nn.Module,
+    snapshot_at: Sequence[int],
+    monitor: tuple[Tensor, Tensor] | None,
+    monitor_every: int,
+    max_epochs: int,
+    chunk: int | None,
+):
     """fit's after_epoch hook that copies the weights at `snapshot_at` and reads the accuracy on
     `monitor` every `monitor_every` epochs and at each snapshot; returns (hook or None, snapshots, rows)."""
     stops = sorted({int(s) for s in snapshot_at})
     if stops and not 1 <= stops[0] <= stops[-1] <= max_epochs:
-        raise invalid("snapshot_at", "train_teacher", must=f"hold epochs in [1, max_epochs={max_epochs}]",
-                      got=list(snapshot_at))
+        raise invalid(
+            "snapshot_at", "train_teacher", must=f"hold epochs in [1, max_epochs={max_epochs}]", got=list(snapshot_at)
+        )
     snapshots: dict[int, dict[str, Tensor]] = {}
     rows: list[dict] = []
     watching = monitor is not None and monitor_every > 0
@@ -247,10 +298,15 @@ def train_teacher(
     check_teacher_stop(stop, "train_teacher")
     _check_epochs("max_epochs", max_epochs, "train_teacher")
     _check_mask(mask, y.shape, "train_teacher", "labels")
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) or not 0 <= label_smoothing < 1:
+    if (
+        isinstance(label_smoothing, bool)
+        or not isinstance(label_smoothing, numbers.Real)
+        or not 0 <= label_smoothing < 1
+    ):
         raise invalid("label_smoothing", "train_teacher", "a float in [0, 1)", label_smoothing)
-    if weight_decay is not None and (isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real)
-                                     or not weight_decay >= 0):
+    if weight_decay is not None and (
+        isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real) or not weight_decay >= 0
+    ):
         raise invalid("weight_decay", "train_teacher", "None or a float >= 0", weight_decay)
     if x.dim() == 2:
         x, y = x.unsqueeze(0), y.unsqueeze(0)
@@ -258,11 +314,15 @@ def train_teacher(
     k, n, d = x.shape
     family = _family(family, "train_teacher", d, classes, width, hidden_layers, activation)
     need = family.training_bytes(n, own_inputs=True, soft_targets=False)
-    if need is not None and members_per_chunk(
-            k, need, x.device, "the teacher width, the dataset size or the number of teachers") < k:
-        raise MemoryError(f"train_teacher: {k} teachers ({family}) on {n} samples of dimension {d} need "
-                          f"about {format_bytes(k * need)}, more than {x.device} has free. Train fewer "
-                          "teachers at once, or reduce the teacher width or the dataset size.")
+    if (
+        need is not None
+        and members_per_chunk(k, need, x.device, "the teacher width, the dataset size or the number of teachers") < k
+    ):
+        raise MemoryError(
+            f"train_teacher: {k} teachers ({family}) on {n} samples of dimension {d} need "
+            f"about {format_bytes(k * need)}, more than {x.device} has free. Train fewer "
+            "teachers at once, or reduce the teacher width or the dataset size."
+        )
     model = family.build(k, seed, x.device)
     fit_seed = _shuffle_seed(seed, shuffle_seed)
     after_epoch, snapshots, watched = _watch(model, snapshot_at, monitor, monitor_every, max_epochs, family.eval_chunk)
@@ -286,16 +346,37 @@ def train_teacher(
     if fused and family.fusable and mask is None and (batch_size is None or batch_size >= n):
         objective = FusedCrossEntropy(model, x, y if smooth is None else smooth, y)
     history, first = fit(
-        model, objective, n_samples=n, epochs=max_epochs, lr=lr, batch_size=batch_size, **optimizer,
-        freeze_when_perfect=stop == "first_perfect", record_first_perfect=True, evaluate=evaluate,
-        log_every=max(1, max_epochs // 50), seed=fit_seed, progress=progress, desc="teacher", warmup=warmup,
+        model,
+        objective,
+        n_samples=n,
+        epochs=max_epochs,
+        lr=lr,
+        batch_size=batch_size,
+        **optimizer,
+        freeze_when_perfect=stop == "first_perfect",
+        record_first_perfect=True,
+        evaluate=evaluate,
+        log_every=max(1, max_epochs // 50),
+        seed=fit_seed,
+        progress=progress,
+        desc="teacher",
+        warmup=warmup,
         after_epoch=after_epoch,
     )
     epochs_run = int(history["epoch"].max()) if len(history) else 0
     if extra_epochs > 0 and bool((first >= 0).all()):
         more, _ = fit(
-            model, objective, n_samples=n, epochs=extra_epochs, lr=lr, batch_size=batch_size, **optimizer,
-            log_every=max(1, extra_epochs // 20), seed=fit_seed + 1, progress=progress, desc="teacher (extra)",
+            model,
+            objective,
+            n_samples=n,
+            epochs=extra_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            **optimizer,
+            log_every=max(1, extra_epochs // 20),
+            seed=fit_seed + 1,
+            progress=progress,
+            desc="teacher (extra)",
         )
         more["epoch"] += epochs_run
         history = pd.concat([history, more], ignore_index=True)
@@ -379,16 +460,21 @@ def train_students(
     if kind not in family.student_kinds:
         raise invalid("kind", "train_students", f"one of {family.student_kinds} for {type(family).__name__}", kind)
     if mask is not None and kind == "similarity":
-        raise invalid("mask", "train_students", "None for kind='similarity' (a mask selects soft or hard targets)",
-                      shown="a mask")
+        raise invalid(
+            "mask", "train_students", "None for kind='similarity' (a mask selects soft or hard targets)", shown="a mask"
+        )
     _check_mask(mask, (members, n), "train_students", "members and samples")
     floating = isinstance(temperatures, Tensor) and temperatures.is_floating_point()  # a float64 T stays exact
-    temperatures = (temperatures.to(x.device) if floating
-                    else torch.as_tensor(temperatures, dtype=torch.float32, device=x.device)).expand(members)  # (E,)
+    temperatures = (
+        temperatures.to(x.device) if floating else torch.as_tensor(temperatures, dtype=torch.float32, device=x.device)
+    ).expand(members)  # (E,)
     if (teacher_logits is None) == (targets is None) or (teacher_logits is not None and kind != "soft"):
-        raise invalid("targets", "train_students",
-                      says="must be given, or for kind='soft' 'teacher_logits' instead. "
-                           "Got both, neither, or teacher logits for another kind.")
+        raise invalid(
+            "targets",
+            "train_students",
+            says="must be given, or for kind='soft' 'teacher_logits' instead. "
+            "Got both, neither, or teacher logits for another kind.",
+        )
     if teacher_logits is not None:
         targets = soft_targets(teacher_logits, temperatures)  # sigma_T: the one place it is applied
     need = family.training_bytes(n, own_inputs=x.dim() == 3, soft_targets=kind != "hard")
@@ -418,8 +504,10 @@ def train_students(
             return hard_cross_entropy(out, yb, mb), accuracy(out.detach(), yb, mb)
         if kind == "soft":
             pb = rows(targets, idx, 1)
-            return (soft_cross_entropy(out, pb, temperatures, soften_student, mask=mb),
-                    accuracy(out.detach(), rows(soft_labels, idx, 0), mb))
+            return (
+                soft_cross_entropy(out, pb, temperatures, soften_student, mask=mb),
+                accuracy(out.detach(), rows(soft_labels, idx, 0), mb),
+            )
         sim = targets if idx is None else targets[..., idx, :][..., idx]
         return similarity_mse(out, sim), None
 
@@ -430,9 +518,18 @@ def train_students(
             objective = FusedCrossEntropy(model, x, targets, soft_labels, temperatures, soften_student)
 
     history, _ = fit(
-        model, objective, n_samples=n, epochs=epochs, lr=lrs, batch_size=batch_size,
-        **family.optimizer.fit_options(weight_decay), log_every=log_every, seed=fit_seed, progress=progress,
-        desc=f"{kind} students", warmup=warmup,
+        model,
+        objective,
+        n_samples=n,
+        epochs=epochs,
+        lr=lrs,
+        batch_size=batch_size,
+        **family.optimizer.fit_options(weight_decay),
+        log_every=log_every,
+        seed=fit_seed,
+        progress=progress,
+        desc=f"{kind} students",
+        warmup=warmup,
     )
     return model, history
 

@@ -64,8 +64,11 @@ def evaluate_students(
     n_tr, n_te = len(train_idx), len(test_idx)
     memorized = (train_acc * n_tr + test_acc * n_te) / (n_tr + n_te)
     return {
-        "train_acc": train_acc.cpu(), "test_acc": test_acc.cpu(), "memorized_acc": memorized.cpu(),
-        "test_acc_class": class_acc.cpu(), "independent_acc": independent.cpu(),
+        "train_acc": train_acc.cpu(),
+        "test_acc": test_acc.cpu(),
+        "memorized_acc": memorized.cpu(),
+        "test_acc_class": class_acc.cpu(),
+        "independent_acc": independent.cpu(),
         "teacher_agreement_independent": teacher_agree.cpu(),
         "test_count_class": torch.full_like(test_acc, float(len(test_c))).cpu(),  # held-out class-c points
     }

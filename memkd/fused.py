@@ -87,8 +87,9 @@ class StaticEpoch:
     every runtime has; the launch overhead of the ~40 small kernels is what a graph removes.
     """
 
-    def __init__(self, objective: Any, opt, tracker: PerfectTracker, *, track: bool,
-                 freeze: bool, capture: bool, warmup: int = 3) -> None:
+    def __init__(
+        self, objective: Any, opt, tracker: PerfectTracker, *, track: bool, freeze: bool, capture: bool, warmup: int = 3
+    ) -> None:
         device = objective.parameters()[0].device
         self.objective, self.opt, self.tracker = objective, opt, tracker
         self.track, self.freeze = track, freeze
@@ -123,8 +124,12 @@ class StaticEpoch:
 
             torch.cuda.synchronize()
             self.capture_error = f"{type(err).__name__}: {err}"
-            warnings.warn(f"memkd: CUDA graph capture of the training step failed ({self.capture_error}); "
-                          "training continues eagerly with the same numbers.", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"memkd: CUDA graph capture of the training step failed ({self.capture_error}); "
+                "training continues eagerly with the same numbers.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return False
         self.graph, self.captured = graph, out
         return True

@@ -63,16 +63,32 @@ class MemorizationConfig(Protocol):
     def student_shapes(self) -> StudentShapes: ...
 
 
-def check_memorization_fits(cfg: MemorizationConfig, device: torch.device, *, input_dim: int, classes: int,
-                            per_class: int, hidden_layers: int, teacher_width: int) -> None:
+def check_memorization_fits(
+    cfg: MemorizationConfig,
+    device: torch.device,
+    *,
+    input_dim: int,
+    classes: int,
+    per_class: int,
+    hidden_layers: int,
+    teacher_width: int,
+) -> None:
     """Refuse (MemoryError naming the knob) a run whose teacher or widest student cannot fit the device,
     at the given sizes and the config's `student_shapes()`."""
     shapes = cfg.student_shapes()
-    check_run_fits(device, cfg.experiment, samples=classes * per_class, dim=input_dim, classes=classes,
-                   hidden_layers=hidden_layers, teacher_width=teacher_width, student_widths=shapes.widths,
-                   student_samples=classes * max(int(round(a * per_class)) for a in shapes.fractions),
-                   own_inputs=cfg.teachers > 1, similarity=shapes.similarity)
-
+    check_run_fits(
+        device,
+        cfg.experiment,
+        samples=classes * per_class,
+        dim=input_dim,
+        classes=classes,
+        hidden_layers=hidden_layers,
+        teacher_width=teacher_width,
+        student_widths=shapes.widths,
+        student_samples=classes * max(int(round(a * per_class)) for a in shapes.fractions),
+        own_inputs=cfg.teachers > 1,
+        similarity=shapes.similarity,
+    )
 
 
 @dataclass
@@ -119,17 +135,36 @@ def memorization_tasks(
     datasets = list(range(cfg.teachers)) if datasets is None else list(datasets)
     d, c, pc = input_dim or cfg.input_dim, classes or cfg.classes, per_class or cfg.per_class
     shape = (c, pc, d)
-    draws = [make_memorization_data(c, pc, d, derive_seed(cfg.seed, "data", k, *shape), cfg.distribution, device)
-             for k in datasets]
-    fresh = [make_memorization_data(c, pc, d, derive_seed(cfg.seed, "independent", k, *shape), cfg.distribution,
-                                    device) for k in datasets]
-    kwargs = dict(classes=c, width=cfg.teacher_width, hidden_layers=cfg.hidden_layers,
-                  activation=cfg.activation, lr=cfg.teacher_lr, max_epochs=cfg.teacher_epochs,
-                  batch_size=cfg.batch_size, stop=cfg.teacher_stop,
-                  require_memorization=require_memorization, progress=cfg.progress)
+    draws = [
+        make_memorization_data(c, pc, d, derive_seed(cfg.seed, "data", k, *shape), cfg.distribution, device)
+        for k in datasets
+    ]
+    fresh = [
+        make_memorization_data(c, pc, d, derive_seed(cfg.seed, "independent", k, *shape), cfg.distribution, device)
+        for k in datasets
+    ]
+    kwargs = dict(
+        classes=c,
+        width=cfg.teacher_width,
+        hidden_layers=cfg.hidden_layers,
+        activation=cfg.activation,
+        lr=cfg.teacher_lr,
+        max_epochs=cfg.teacher_epochs,
+        batch_size=cfg.batch_size,
+        stop=cfg.teacher_stop,
+        require_memorization=require_memorization,
+        progress=cfg.progress,
+    )
     kwargs.update(teacher_overrides or {})
-    check_memorization_fits(cfg, device, input_dim=d, classes=c, per_class=pc, hidden_layers=kwargs["hidden_layers"],
-                            teacher_width=kwargs["width"])
+    check_memorization_fits(
+        cfg,
+        device,
+        input_dim=d,
+        classes=c,
+        per_class=pc,
+        hidden_layers=kwargs["hidden_layers"],
+        teacher_width=kwargs["width"],
+    )
     per_teacher = training_bytes_per_member(c * pc, d, kwargs["width"], c, kwargs["hidden_layers"], own_inputs=True)
     chunk = members_per_chunk(len(datasets), per_teacher, device, "the teacher width or the dataset size")
     tasks: list[MemorizationTask] = []
@@ -141,8 +176,9 @@ def memorization_tasks(
         for j, i in enumerate(part):
             xi, yi = fresh[i]
             one = teacher.member(j)
-            tasks.append(MemorizationTask(datasets[i], x[j], y[j], xi, yi, one, one.logits(x[j])[0],
-                                          one.logits(xi)[0], c))
+            tasks.append(
+                MemorizationTask(datasets[i], x[j], y[j], xi, yi, one, one.logits(x[j])[0], one.logits(xi)[0], c)
+            )
     return tasks
 
 

@@ -62,7 +62,9 @@ def nearest_neighbour_predictions(reference: Tensor, reference_labels: Tensor, q
     return torch.gather(labels, 1, nearest)
 
 
-def nearest_neighbour_accuracy(reference: Tensor, reference_labels: Tensor, queries: Tensor, query_labels: Tensor) -> Tensor:
+def nearest_neighbour_accuracy(
+    reference: Tensor, reference_labels: Tensor, queries: Tensor, query_labels: Tensor
+) -> Tensor:
     """Accuracy of the nearest-neighbour labels of `queries` (see above). -> (E,).
 
     >>> ref = torch.eye(3).expand(2, 3, 3)                      # (E, R, Q): one embedding per class
@@ -86,8 +88,16 @@ def teacher_accuracy(logits: Tensor, labels: Tensor, valid: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def recovery_metrics(student: Tensor, student_fresh: Tensor, teacher_fresh: Tensor, labels: Tensor, valid: Tensor,
-                     mask: Tensor, targets: Tensor | None = None, scale: Tensor | float = 1.0) -> dict[str, Tensor]:
+def recovery_metrics(
+    student: Tensor,
+    student_fresh: Tensor,
+    teacher_fresh: Tensor,
+    labels: Tensor,
+    valid: Tensor,
+    mask: Tensor,
+    targets: Tensor | None = None,
+    scale: Tensor | float = 1.0,
+) -> dict[str, Tensor]:
     """What every student (K, M) of the linear chapters recovers of its teacher, in float64.
 
     student (K, M, N, C): its logits on its teacher's points; student_fresh (K, M, N', C) and
@@ -109,10 +119,12 @@ def recovery_metrics(student: Tensor, student_fresh: Tensor, teacher_fresh: Tens
     centered = lambda z: z - z.mean(-1, keepdim=True)
     fs, ft = student_fresh, teacher_fresh
     err = (centered(fs) - s * centered(ft)).norm(dim=(-1, -2)) / (s * centered(ft)).norm(dim=(-1, -2))
-    return {"train_acc": member_mean(hit, mask),
-            "test_acc": member_mean((student.argmax(-1) == y).to(torch.float64), held),
-            "agreement_fresh": (fs.argmax(-1) == ft.argmax(-1)).to(torch.float64).mean(-1),
-            "logit_error": err}
+    return {
+        "train_acc": member_mean(hit, mask),
+        "test_acc": member_mean((student.argmax(-1) == y).to(torch.float64), held),
+        "agreement_fresh": (fs.argmax(-1) == ft.argmax(-1)).to(torch.float64).mean(-1),
+        "logit_error": err,
+    }
 
 
 def mean_sem(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
@@ -153,8 +165,9 @@ FAMILY_ALPHA = 0.05
 run at it, and Holm's adjustment keeps each block's family-wise error rate at it (`memkd.book.report`)."""
 
 
-def per_unit_means(table: pd.DataFrame, value: str, baseline: str | float | None = None,
-                   unit: str = "dataset") -> pd.DataFrame:
+def per_unit_means(
+    table: pd.DataFrame, value: str, baseline: str | float | None = None, unit: str = "dataset"
+) -> pd.DataFrame:
     """Average the students of each unit (teacher / dataset): one row per unit.
 
     table : one row per trained student, with columns `unit`, `value` and (when `baseline` is a
@@ -179,9 +192,12 @@ def per_unit_means(table: pd.DataFrame, value: str, baseline: str | float | None
     rows = pd.DataFrame({"unit": table[unit], "value": pd.to_numeric(table[value], errors="coerce")})
     if isinstance(baseline, str):
         if baseline not in table.columns:
-            raise invalid("baseline", "per_unit_means",
-                          f"a column of the table {list(table.columns)} (or a finite number, or "
-                          "None)", baseline)
+            raise invalid(
+                "baseline",
+                "per_unit_means",
+                f"a column of the table {list(table.columns)} (or a finite number, or None)",
+                baseline,
+            )
         rows["baseline"] = pd.to_numeric(table[baseline], errors="coerce")
     elif baseline is None:
         rows["baseline"] = math.nan
@@ -257,9 +273,20 @@ def interval_test(differences, expect: str, margin: float = 0.0, level: float = 
     v = v[~np.isnan(v)]
     n = len(v)
     mean, sem = mean_sem(v)
-    out = {"mean": mean, "sem": sem, "n": n, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan,
-           "expect": expect, "margin": margin, "level": level, "verdict": "inconclusive", "test": "t interval",
-           "note": ""}
+    out = {
+        "mean": mean,
+        "sem": sem,
+        "n": n,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "p_value": math.nan,
+        "expect": expect,
+        "margin": margin,
+        "level": level,
+        "verdict": "inconclusive",
+        "test": "t interval",
+        "note": "",
+    }
     if n < 2:
         out["note"] = f"{n} teacher{'' if n == 1 else 's'}: no interval"
         return out
@@ -314,9 +341,20 @@ def sign_test(differences, expect: str, margin: float = 0.0, level: float = FAMI
     v = v[~np.isnan(v)]
     n = len(v)
     mean, sem = mean_sem(v)
-    out = {"mean": mean, "sem": 0.0 if n and np.ptp(v) <= 1e-9 * max(1.0, abs(mean)) else sem, "n": n,
-           "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "expect": expect, "margin": margin,
-           "level": level, "verdict": "inconclusive", "test": "exact sign test", "note": ""}
+    out = {
+        "mean": mean,
+        "sem": 0.0 if n and np.ptp(v) <= 1e-9 * max(1.0, abs(mean)) else sem,
+        "n": n,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "p_value": math.nan,
+        "expect": expect,
+        "margin": margin,
+        "level": level,
+        "verdict": "inconclusive",
+        "test": "exact sign test",
+        "note": "",
+    }
     if n < 2:
         out["note"] = f"{n} teacher{'' if n == 1 else 's'}: no test"
         return out
@@ -340,10 +378,15 @@ def sign_test(differences, expect: str, margin: float = 0.0, level: float = FAMI
     low, high = _median_interval(v, level)
     verdict = "holds" if p < level else "does not hold" if p_against < level else "inconclusive"
     if verdict == "inconclusive":
-        on_side = {"above": int((v > margin).sum()), "below": int((v < -margin).sum()),
-                   "equivalent": int(((v > -margin) & (v < margin)).sum())}[expect]
-        out["note"] = (f"exact sign test: {on_side} of {n} teachers on the claimed side; "
-                       f"{n} teachers cannot reach p < {level:g} unless about {sign_test_teachers(level)} agree")
+        on_side = {
+            "above": int((v > margin).sum()),
+            "below": int((v < -margin).sum()),
+            "equivalent": int(((v > -margin) & (v < margin)).sum()),
+        }[expect]
+        out["note"] = (
+            f"exact sign test: {on_side} of {n} teachers on the claimed side; "
+            f"{n} teachers cannot reach p < {level:g} unless about {sign_test_teachers(level)} agree"
+        )
     out.update(ci_low=low, ci_high=high, p_value=float(min(1.0, p)), verdict=verdict)
     return out
 
@@ -374,8 +417,9 @@ def _clopper_pearson(successes: int, trials: int, level: float) -> tuple[float, 
     return low, high
 
 
-def binomial_test(successes: int, trials: int, p0: float, expect: str, margin: float = 0.0,
-                  level: float = FAMILY_ALPHA) -> dict:
+def binomial_test(
+    successes: int, trials: int, p0: float, expect: str, margin: float = 0.0, level: float = FAMILY_ALPHA
+) -> dict:
     """Three-way verdict on a proportion from an exact binomial test (Clopper-Pearson bounds).
 
     For outcomes that are counts or have no spread (every teacher at exactly 0 or 1), where a t
@@ -401,9 +445,21 @@ def binomial_test(successes: int, trials: int, p0: float, expect: str, margin: f
         raise invalid("p0", "binomial_test", "a float in [0, 1]", p0)
     check_test_args(expect, margin, level, "binomial_test")
     successes, trials, p0, margin, level = int(successes), int(trials), float(p0), float(margin), float(level)
-    out = {"mean": math.nan, "sem": math.nan, "n": trials, "ci_low": math.nan, "ci_high": math.nan,
-           "p_value": math.nan, "expect": expect, "margin": margin, "level": level,
-           "verdict": "inconclusive", "test": "exact binomial", "successes": successes, "note": ""}
+    out = {
+        "mean": math.nan,
+        "sem": math.nan,
+        "n": trials,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "p_value": math.nan,
+        "expect": expect,
+        "margin": margin,
+        "level": level,
+        "verdict": "inconclusive",
+        "test": "exact binomial",
+        "successes": successes,
+        "note": "",
+    }
     if trials == 0:
         out["note"] = "no trials"
         return out
@@ -421,8 +477,13 @@ def binomial_test(successes: int, trials: int, p0: float, expect: str, margin: f
         p = p_below(p0 - margin)
     else:
         p = max(p_above(p0 - margin), p_below(p0 + margin))
-    out.update(mean=successes / trials - p0, ci_low=low - p0, ci_high=high - p0, p_value=float(min(1.0, p)),
-               verdict=_decide(expect, margin, low - p0, high - p0))
+    out.update(
+        mean=successes / trials - p0,
+        ci_low=low - p0,
+        ci_high=high - p0,
+        p_value=float(min(1.0, p)),
+        verdict=_decide(expect, margin, low - p0, high - p0),
+    )
     return out
 
 
@@ -462,8 +523,12 @@ def choose_and_test_units(units: Sequence, seed: int = 0) -> tuple[list, list]:
     """
     distinct = sorted(pd.unique(pd.Series(list(units))).tolist())
     if len(distinct) < 2:
-        raise invalid("units", "choose_and_test_units",
-                      must="hold at least 2 distinct units (one to choose on, one to test on)", got=distinct)
+        raise invalid(
+            "units",
+            "choose_and_test_units",
+            must="hold at least 2 distinct units (one to choose on, one to test on)",
+            got=distinct,
+        )
     order = np.random.default_rng(seed).permutation(len(distinct))
     k = len(distinct) // 2
     choose = sorted(distinct[i] for i in order[:k])
@@ -489,9 +554,12 @@ def overlap_test(correct_a, correct_b, permutations: int = 2000, seed: int = 0, 
     a = np.atleast_2d(np.asarray(correct_a, dtype=float))  # (A, N)
     b = np.atleast_2d(np.asarray(correct_b, dtype=float))  # (B, N)
     if a.shape[1] != b.shape[1]:
-        raise invalid("correct_b", "overlap_test",
-                      must=f"cover the same {a.shape[1]} samples as correct_a (both groups need "
-                           "the same samples)", shown=f"{b.shape[1]} samples")
+        raise invalid(
+            "correct_b",
+            "overlap_test",
+            must=f"cover the same {a.shape[1]} samples as correct_a (both groups need the same samples)",
+            shown=f"{b.shape[1]} samples",
+        )
     n = a.shape[1]
     ma, mb = a.mean(0), b.mean(0)  # (N,) per-sample fraction of each group that is right
     observed = float(ma @ mb)
@@ -499,9 +567,15 @@ def overlap_test(correct_a, correct_b, permutations: int = 2000, seed: int = 0, 
         perms = permutation_matrix(n, permutations, seed)
     null = mb[perms] @ ma  # (P,)
     expected = float(ma.sum() * mb.sum() / n)
-    return {"n": n, "acc_a": float(ma.mean()), "acc_b": float(mb.mean()), "both": observed,
-            "expected": expected, "lift": observed / expected if expected > 0 else math.nan,
-            "p_value": float((1 + (null >= observed - 1e-9).sum()) / (1 + len(perms)))}
+    return {
+        "n": n,
+        "acc_a": float(ma.mean()),
+        "acc_b": float(mb.mean()),
+        "both": observed,
+        "expected": expected,
+        "lift": observed / expected if expected > 0 else math.nan,
+        "p_value": float((1 + (null >= observed - 1e-9).sum()) / (1 + len(perms))),
+    }
 
 
 def permutation_matrix(n: int, permutations: int, seed: int = 0) -> np.ndarray:

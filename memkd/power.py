@@ -17,8 +17,9 @@ from memkd.metrics import check_test_args
 POWER = 0.8  # the power every claim is planned for
 
 
-def t_test_power(n, effect: float, sd: float, level: float = 0.01, expect: str = "above",
-                 margin: float = 0.0) -> np.ndarray:
+def t_test_power(
+    n, effect: float, sd: float, level: float = 0.01, expect: str = "above", margin: float = 0.0
+) -> np.ndarray:
     """Power of `interval_test` with n teachers (an int or an array of them) when the true mean
     difference is `effect` in the stated direction (for "equivalent": the true difference, |effect|
     < margin) and the per-teacher standard deviation is `sd` (noncentral t).
@@ -37,8 +38,15 @@ def t_test_power(n, effect: float, sd: float, level: float = 0.01, expect: str =
     return np.clip(low + high - 1.0, 0.0, 1.0)
 
 
-def planned_teachers(effect: float, sd: float, level: float = 0.01, power: float = POWER,
-                     expect: str = "above", margin: float = 0.0, most: int = 5000) -> float:
+def planned_teachers(
+    effect: float,
+    sd: float,
+    level: float = 0.01,
+    power: float = POWER,
+    expect: str = "above",
+    margin: float = 0.0,
+    most: int = 5000,
+) -> float:
     """The fewest teachers (>= 2) for which `interval_test` reaches `power` (see `t_test_power`).
 
     effect : the assumed true difference in the claim's direction ("above" / "below": its size;
@@ -63,8 +71,9 @@ def planned_teachers(effect: float, sd: float, level: float = 0.01, power: float
     return float(n[ok[0]]) if len(ok) else math.inf
 
 
-def binomial_power(trials, p0: float, p1: float, level: float = 0.01, expect: str = "above",
-                   margin: float = 0.0) -> np.ndarray:
+def binomial_power(
+    trials, p0: float, p1: float, level: float = 0.01, expect: str = "above", margin: float = 0.0
+) -> np.ndarray:
     """Power of `binomial_test` with `trials` outcomes (an int or an array) when the true
     proportion is `p1` ("above" / "below" only)."""
     n = np.asarray(trials, dtype=int)
@@ -80,8 +89,15 @@ def binomial_power(trials, p0: float, p1: float, level: float = 0.01, expect: st
     return np.where(k < n, stats.binom.sf(k, n, p1), 0.0)  # P(X >= k + 1)
 
 
-def planned_trials(p0: float, p1: float, level: float = 0.01, power: float = POWER, expect: str = "above",
-                   margin: float = 0.0, most: int = 20000) -> float:
+def planned_trials(
+    p0: float,
+    p1: float,
+    level: float = 0.01,
+    power: float = POWER,
+    expect: str = "above",
+    margin: float = 0.0,
+    most: int = 20000,
+) -> float:
     """The fewest outcomes for which `binomial_test` reaches `power` when the true proportion is p1.
 
     Returns a float; inf when none up to `most` suffices (p1 not beyond the bound), NaN for

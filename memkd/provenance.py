@@ -45,7 +45,7 @@ def find_git_dir(start: str | os.PathLike[str]) -> Path | None:
             if dot_git.is_file():
                 text = dot_git.read_text(encoding="utf-8").strip()
                 if text.startswith("gitdir:"):
-                    target = Path(text[len("gitdir:"):].strip())
+                    target = Path(text[len("gitdir:") :].strip())
                     if not target.is_absolute():
                         target = (folder / target).resolve()
                     return target if target.is_dir() else None
@@ -102,7 +102,7 @@ def git_commit(git_dir: Path | None) -> str | None:
     except OSError:
         return None
     if head.startswith("ref:"):
-        sha = _resolve_ref(git_dir, head[len("ref:"):].strip())
+        sha = _resolve_ref(git_dir, head[len("ref:") :].strip())
     else:
         sha = head
     return sha if sha and _is_sha(sha) else None
@@ -118,7 +118,10 @@ def git_clean(work_tree: Path | None, timeout: float = 10.0) -> bool | None:
     try:
         out = subprocess.run(
             ["git", "-C", str(work_tree), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -139,8 +142,9 @@ def _cpu_name() -> str:
         pass
     if sys.platform == "darwin" and shutil.which("sysctl"):
         try:
-            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"],
-                                 capture_output=True, text=True, timeout=5, check=False)
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5, check=False
+            )
             if out.returncode == 0 and out.stdout.strip():
                 return out.stdout.strip()
         except (OSError, subprocess.SubprocessError):

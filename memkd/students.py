@@ -106,8 +106,10 @@ def distill(
     seeds = [student_seed(cfg, t.dataset, width, setting, mm["student"]) for t in tasks for mm in members]
     x_tr = [t.x[tr].expand(m, -1, -1) for t, (tr, _) in zip(tasks, splits)]  # K x (M, N_tr, D)
     if kind == "soft":  # given probabilities, or the teacher's logits: train_students applies sigma_T
-        y_t = [targets[i] if targets is not None else t.logits[tr].expand(m, -1, -1)
-               for i, (t, (tr, _)) in enumerate(zip(tasks, splits))]
+        y_t = [
+            targets[i] if targets is not None else t.logits[tr].expand(m, -1, -1)
+            for i, (t, (tr, _)) in enumerate(zip(tasks, splits))
+        ]
     elif kind == "hard":
         y_t = [t.y[tr].expand(m, -1) for t, (tr, _) in zip(tasks, splits)]
     else:
@@ -123,24 +125,40 @@ def distill(
     for sel in chunks(list(range(k * m)), chunk):
         owners = sorted({i // m for i in sel})
         shared = len(owners) == 1
-        x_c = torch.cat([x_tr[i // m][i % m:i % m + 1] for i in sel]) if not shared else x_tr[owners[0]][0]
-        t_c = torch.cat([y_t[i // m][i % m:i % m + 1] for i in sel])
+        x_c = torch.cat([x_tr[i // m][i % m : i % m + 1] for i in sel]) if not shared else x_tr[owners[0]][0]
+        t_c = torch.cat([y_t[i // m][i % m : i % m + 1] for i in sel])
         if shared and kind != "soft" and targets is None:
             t_c = t_c[0]
         logits_c = t_c if kind == "soft" and targets is None else None
         knobs = [members[i % m] for i in sel]  # the chunk's students: student i is member i % m of task i // m
         model, _ = train_students(
-            x_c, None if logits_c is not None else t_c, teacher_logits=logits_c, kind=kind,
-            family=MLPFamily(d, width, tasks[0].classes, depth, act), members=len(sel),
-            lrs=member_tensor(knobs, "lr", math.nan, device), epochs=epochs or cfg.epochs,
-            temperatures=member_tensor(knobs, "temperature", 1.0, device), soften_student=cfg.soften_student,
-            batch_size=cfg.batch_size, seed=[seeds[i] for i in sel], progress=cfg.progress,
+            x_c,
+            None if logits_c is not None else t_c,
+            teacher_logits=logits_c,
+            kind=kind,
+            family=MLPFamily(d, width, tasks[0].classes, depth, act),
+            members=len(sel),
+            lrs=member_tensor(knobs, "lr", math.nan, device),
+            epochs=epochs or cfg.epochs,
+            temperatures=member_tensor(knobs, "temperature", 1.0, device),
+            soften_student=cfg.soften_student,
+            batch_size=cfg.batch_size,
+            seed=[seeds[i] for i in sel],
+            progress=cfg.progress,
         )
         if keep_models is not None:
             keep_models.append((model, sel))
-        rows += _measure(model, [tasks[o] for o in owners], [splits[o] for o in owners],
-                         [[i for i in sel if i // m == o] for o in owners], members, cfg, kind, width,
-                         class_of_interest)
+        rows += _measure(
+            model,
+            [tasks[o] for o in owners],
+            [splits[o] for o in owners],
+            [[i for i in sel if i // m == o] for o in owners],
+            members,
+            cfg,
+            kind,
+            width,
+            class_of_interest,
+        )
     return rows
 
 
@@ -161,8 +179,12 @@ def _measure(model, tasks, splits, member_ids, members, cfg, kind, width, class_
         for j, gid in enumerate(ids):
             row = {"dataset": task.dataset, "kind": kind, "width": width, **members[gid % m]}
             row.update({key: float(v[j]) for key, v in metrics.items()})
-            row.update(teacher_independent_acc=task.teacher_independent_acc, chance=1.0 / task.classes,
-                       teacher_memorized=task.memorized, teacher_stop=cfg.teacher_stop,
-                       teacher_first_perfect=int(task.teacher.epochs_to_memorize.max()))
+            row.update(
+                teacher_independent_acc=task.teacher_independent_acc,
+                chance=1.0 / task.classes,
+                teacher_memorized=task.memorized,
+                teacher_stop=cfg.teacher_stop,
+                teacher_first_perfect=int(task.teacher.epochs_to_memorize.max()),
+            )
             rows.append(row)
     return rows

@@ -39,8 +39,25 @@ def tidy(rows: list[dict], ratio_to_trivial: bool = False, cfg: ExperimentConfig
     <table>.config.json beside the table).
     """
     table = pd.DataFrame(rows)
-    first = [c for c in ("dataset", "classes", "per_class", "input_dim", "alpha", "width", "kind", "targets",
-                         "variant", "tail_fraction", "temperature", "lr", "student") if c in table.columns]
+    first = [
+        c
+        for c in (
+            "dataset",
+            "classes",
+            "per_class",
+            "input_dim",
+            "alpha",
+            "width",
+            "kind",
+            "targets",
+            "variant",
+            "tail_fraction",
+            "temperature",
+            "lr",
+            "student",
+        )
+        if c in table.columns
+    ]
     table = table[first + [c for c in table.columns if c not in first]]
     if ratio_to_trivial:
         table["ratio"] = table["test_acc"] / table["teacher_independent_acc"]
@@ -51,10 +68,12 @@ def tidy(rows: list[dict], ratio_to_trivial: bool = False, cfg: ExperimentConfig
 
 def config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """A validated configuration as plain JSON-ready values (tuples become lists)."""
+
     def plain(v: Any) -> Any:
         if isinstance(v, (tuple, list)):
             return [plain(i) for i in v]
         return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+
     return {"experiment": type(cfg).__name__, **{k: plain(v) for k, v in asdict(cfg).items()}}
 
 
@@ -75,8 +94,12 @@ def add_teacher_id(table: pd.DataFrame, seed: int | None) -> pd.DataFrame:
     return table
 
 
-def summarize(table: pd.DataFrame, value: str | Sequence[str] = "test_acc", by: str | Sequence[str] = (),
-              unit: str | None = TEACHER_ID) -> pd.DataFrame:
+def summarize(
+    table: pd.DataFrame,
+    value: str | Sequence[str] = "test_acc",
+    by: str | Sequence[str] = (),
+    unit: str | None = TEACHER_ID,
+) -> pd.DataFrame:
     """Mean +- SEM over teachers of each `value`, per group of `by`.
 
     table : one row per trained student (any memkd experiment's table, or a sweep's results)
@@ -101,10 +124,12 @@ def summarize(table: pd.DataFrame, value: str | Sequence[str] = "test_acc", by: 
     by = [by] if isinstance(by, str) else list(by)
     missing = [c for c in [*values, *by, *([unit] if unit else [])] if c not in table.columns]
     if missing:
-        hint = (" (a table from one run can use unit='dataset')" if unit in missing and "dataset" in table.columns
-                else "")
-        raise invalid("table", "summarize", must=f"have the column(s) {missing}{hint}",
-                      shown=f"columns {list(table.columns)}")
+        hint = (
+            " (a table from one run can use unit='dataset')" if unit in missing and "dataset" in table.columns else ""
+        )
+        raise invalid(
+            "table", "summarize", must=f"have the column(s) {missing}{hint}", shown=f"columns {list(table.columns)}"
+        )
     if unit is None:
         units = table[by + values].assign(_rows=1)
     else:
@@ -112,7 +137,7 @@ def summarize(table: pd.DataFrame, value: str | Sequence[str] = "test_acc", by: 
         grouped = table.groupby(keys, dropna=False, sort=True)
         units = grouped[values].mean().join(grouped.size().rename("_rows")).reset_index()
     rows = []
-    for key, group in (units.groupby(by, dropna=False, sort=True) if by else [((), units)]):
+    for key, group in units.groupby(by, dropna=False, sort=True) if by else [((), units)]:
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(by, key))
         for v in values:

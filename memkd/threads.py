@@ -136,8 +136,12 @@ def requested() -> str | int:
         return text
     if text.isdigit() and int(text) >= 1:
         return int(text)
-    raise invalid(VARIABLE, "the environment", "'short', 'passive', 'auto', 'off' or a number of threads >= 1",
-                  os.environ[VARIABLE])
+    raise invalid(
+        VARIABLE,
+        "the environment",
+        "'short', 'passive', 'auto', 'off' or a number of threads >= 1",
+        os.environ[VARIABLE],
+    )
 
 
 def apply_thread_policy() -> int | None:
@@ -177,5 +181,15 @@ def set_wait_policy() -> bool:
     return True
 
 
-__all__ = ["SHORT_SPIN", "VARIABLE", "allowed_cores", "own_running_threads", "busy_elsewhere", "free_cores", "torch_defaults", "requested", "apply_thread_policy",
-           "set_wait_policy"]
+__all__ = [
+    "SHORT_SPIN",
+    "VARIABLE",
+    "allowed_cores",
+    "own_running_threads",
+    "busy_elsewhere",
+    "free_cores",
+    "torch_defaults",
+    "requested",
+    "apply_thread_policy",
+    "set_wait_policy",
+]

@@ -19,8 +19,6 @@ from tqdm.auto import tqdm
 from memkd.config import invalid
 
 
-
-
 class BatchedAdam:
     """Adam over stacked parameters (E, ...) with a learning rate per member.
 
@@ -42,9 +40,7 @@ class BatchedAdam:
         members = self.params[0].shape[0]
         device = self.params[0].device
         self.lr = torch.as_tensor(lr, dtype=torch.float32, device=device).expand(members).clone()
-        self.weight_decay = (
-            torch.as_tensor(weight_decay, dtype=torch.float32, device=device).expand(members).clone()
-        )
+        self.weight_decay = torch.as_tensor(weight_decay, dtype=torch.float32, device=device).expand(members).clone()
         self.uses_weight_decay = bool((self.weight_decay != 0).any())  # read once: no host sync per step
         self.betas, self.eps, self.decoupled = betas, eps, decoupled
         self.step_count = 0
@@ -163,8 +159,12 @@ def fit(
     if cuda_graph not in (None, True, False):
         raise invalid("cuda_graph", "fit", "None, True or False", cuda_graph)
     if max_grad_norm is not None and (fused or not max_grad_norm > 0):
-        raise invalid("max_grad_norm", "fit", "None or a float > 0, and None with a fused objective",
-                      shown=f"{max_grad_norm!r} (fused={fused})")
+        raise invalid(
+            "max_grad_norm",
+            "fit",
+            "None or a float > 0, and None with a fused objective",
+            shown=f"{max_grad_norm!r} (fused={fused})",
+        )
     opt = BatchedAdam(params, lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled=decoupled_weight_decay)
     track = freeze_when_perfect or record_first_perfect
     tracker = PerfectTracker(members, device, freeze=freeze_when_perfect, remember_stop=sync_every > 1)
@@ -174,14 +174,18 @@ def fit(
     base_lr = opt.lr.clone()
     static = None
     if fused and batch_size is None and _sync_free(device) and not warmup and after_epoch is None:
-        static = StaticEpoch(objective, opt, tracker, track=track, freeze=freeze_when_perfect,
-                             capture=cuda_graph is not False)
+        static = StaticEpoch(
+            objective, opt, tracker, track=track, freeze=freeze_when_perfect, capture=cuda_graph is not False
+        )
     elif cuda_graph:
         import warnings
 
-        warnings.warn("fit(cuda_graph=True): capture needs a CUDA device and a fused full-batch objective "
-                      f"(here {device.type}, fused={fused}, batch_size={batch_size}); training eagerly.",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            "fit(cuda_graph=True): capture needs a CUDA device and a fused full-batch objective "
+            f"(here {device.type}, fused={fused}, batch_size={batch_size}); training eagerly.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     gen = torch.Generator().manual_seed(int(seed) + 104729)
     logged: list[tuple[int, Tensor, Tensor | None]] = []  # kept on the device until the end
     stop: int | None = None

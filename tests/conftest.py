@@ -20,10 +20,28 @@ def execute_chapter_at_smoke(notebook: Path, tmp_path: Path) -> Path:
     nets); return its results folder."""
     papermill = Path(sys.executable).parent / "papermill"
     results = tmp_path / "results"
-    subprocess.run([str(papermill), str(notebook), str(tmp_path / "out.ipynb"), "-p", "profile", "smoke",
-                    "-p", "results_dir", str(results), "--execution-timeout", "300", "-k", "python3"],
-                   check=True, cwd=ROOT, timeout=900, capture_output=True,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    subprocess.run(
+        [
+            str(papermill),
+            str(notebook),
+            str(tmp_path / "out.ipynb"),
+            "-p",
+            "profile",
+            "smoke",
+            "-p",
+            "results_dir",
+            str(results),
+            "--execution-timeout",
+            "300",
+            "-k",
+            "python3",
+        ],
+        check=True,
+        cwd=ROOT,
+        timeout=900,
+        capture_output=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     return results
 
 

@@ -21,7 +21,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from memkd.book.build import BookBuildError, build_book, execute_notebook, hide_injected_parameters, notebook_job, stage_tree, toc_chapters, toc_docnames
+from memkd.book.build import (
+    BookBuildError,
+    build_book,
+    execute_notebook,
+    hide_injected_parameters,
+    notebook_job,
+    stage_tree,
+    toc_chapters,
+    toc_docnames,
+)
 from memkd.book.report import split_claims
 from memkd.book.report_tables import report_table
 from memkd.book.report import load_claims
@@ -29,12 +38,33 @@ from memkd.book.report import load_claims
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = toc_chapters(ROOT)  # e.g. ["nbs/01_toy_2d", ...]
 COLAB = "colab.research.google.com/github/memkd/memkd/blob/main/{}.ipynb"
-REFERENCES = ["behrens2025", "hinton2015", "zhang2017", "maennel2020", "nanda2023", "krizhevsky2009",
-              "nagarajan2024", "passalis2019", "huh2024", "qin2025", "kingma2014", "li2024"]
+REFERENCES = [
+    "behrens2025",
+    "hinton2015",
+    "zhang2017",
+    "maennel2020",
+    "nanda2023",
+    "krizhevsky2009",
+    "nagarajan2024",
+    "passalis2019",
+    "huh2024",
+    "qin2025",
+    "kingma2014",
+    "li2024",
+]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ERROR_OUTPUT = re.compile(r'class="[^"]*\boutput (stderr|traceback)\b|output\.error|Traceback \(most recent call last\)')
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ERROR_OUTPUT = re.compile(
+    r'class="[^"]*\boutput (stderr|traceback)\b|output\.error|Traceback \(most recent call last\)'
+)
 
 
 def read_yaml(name: str) -> dict:
@@ -52,8 +82,7 @@ def test_config_fails_loudly_and_links_to_colab():
     assert execute["raise_on_error"] is True and not execute.get("allow_errors", False)
     assert execute["timeout"] >= 60  # jupyter-book's default of 30 s is too short
     assert config["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
-    assert config["repository"] == {"url": "https://github.com/memkd/memkd", "branch": "main",
-                                    "path_to_book": ""}
+    assert config["repository"] == {"url": "https://github.com/memkd/memkd", "branch": "main", "path_to_book": ""}
     assert config["sphinx"]["recursive_update"] is True
     for pattern in (".venv", "_build", "results"):
         assert pattern in config["exclude_patterns"]
@@ -94,8 +123,7 @@ def test_toc_lists_the_chapters_then_the_book_pages():
 
 def test_every_toc_entry_exists():
     """jupyter-book -W fails on a toc entry without its file: name the missing ones early."""
-    missing = [n for n in toc_docnames(ROOT)
-               if not any((ROOT / f"{n}{ext}").is_file() for ext in (".ipynb", ".md"))]
+    missing = [n for n in toc_docnames(ROOT) if not any((ROOT / f"{n}{ext}").is_file() for ext in (".ipynb", ".md"))]
     assert not missing, f"_toc.yml lists documents that do not exist yet: {missing}"
 
 
@@ -115,16 +143,16 @@ def test_stage_turns_execution_off_and_keeps_the_rest(tmp_path):
     stage_tree(ROOT, stage)
     staged, original = yaml.safe_load((stage / "_config.yml").read_text()), read_yaml("_config.yml")
     assert staged["execute"]["execute_notebooks"] == "off"
-    assert {k: v for k, v in staged.items() if k != "execute"} == \
-           {k: v for k, v in original.items() if k != "execute"}
+    assert {k: v for k, v in staged.items() if k != "execute"} == {k: v for k, v in original.items() if k != "execute"}
     assert (stage / "_toc.yml").read_text() == (ROOT / "_toc.yml").read_text()
     assert (stage / "book" / "intro.md").is_file() and (stage / "book" / "references.bib").is_file()
     assert not list((stage / "nbs").glob("*.ipynb")), "chapters are staged by executing them"
 
 
 def test_injected_parameters_are_removed_from_the_page(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("profile = ''"),
-                                         nbformat.v4.new_code_cell("profile = 'smoke'")])
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("profile = ''"), nbformat.v4.new_code_cell("profile = 'smoke'")]
+    )
     nb.cells[0].metadata["tags"] = ["parameters"]
     nb.cells[1].metadata["tags"] = ["injected-parameters"]
     path = tmp_path / "nb.ipynb"
@@ -136,24 +164,51 @@ def test_injected_parameters_are_removed_from_the_page(tmp_path):
 
 
 def test_report_table_formats_claims():
-    claims = pd.DataFrame([
-        {"chapter": "02_logit_distillation", "claim": "a", "paper": "Soft labels <beat> chance",
-         "measured": 0.4321, "sem": 0.0123, "n": 5, "students": 4, "p_value": 3.2e-9, "verdict": "holds",
-         "detail": ""},
-        {"chapter": "03_similarity_scores", "claim": "b", "paper": "Similarity helps",
-         "measured": 0.1, "sem": 0.05, "n": 5, "p_value": 0.21, "holds": False, "detail": ""},  # old format
-    ])
+    claims = pd.DataFrame(
+        [
+            {
+                "chapter": "02_logit_distillation",
+                "claim": "a",
+                "paper": "Soft labels <beat> chance",
+                "measured": 0.4321,
+                "sem": 0.0123,
+                "n": 5,
+                "students": 4,
+                "p_value": 3.2e-9,
+                "verdict": "holds",
+                "detail": "",
+            },
+            {
+                "chapter": "03_similarity_scores",
+                "claim": "b",
+                "paper": "Similarity helps",
+                "measured": 0.1,
+                "sem": 0.05,
+                "n": 5,
+                "p_value": 0.21,
+                "holds": False,
+                "detail": "",
+            },  # old format
+        ]
+    )
     table = report_table(claims)
-    assert list(table.columns) == ["Chapter", "Claim of the paper", "This build", "n", "Test", "p-value", "p (Holm)",
-                                   "Verdict"]
+    assert list(table.columns) == [
+        "Chapter",
+        "Claim of the paper",
+        "This build",
+        "n",
+        "Test",
+        "p-value",
+        "p (Holm)",
+        "Verdict",
+    ]
     assert table["This build"].tolist() == ["0.432 ± 0.012", "0.1 ± 0.05"]
     assert table["n"].tolist() == ["5 teachers × 4 students", "n = 5"]
     assert table["p-value"].tolist() == ["&lt; 1e-6", "0.210"] and table["p (Holm)"].tolist() == ["&lt; 1e-6", "0.210"]
     assert table["Verdict"].tolist() == ["holds", "does not hold"]
     assert "&lt;beat&gt;" in table["Claim of the paper"][0]  # chapters' text is escaped
     assert 'href="../nbs/02_logit_distillation.html"' in table["Chapter"][0]
-    again = report_table(pd.concat([claims.iloc[:1], claims.iloc[:1].assign(sem=float("nan"))],
-                                   ignore_index=True))
+    again = report_table(pd.concat([claims.iloc[:1], claims.iloc[:1].assign(sem=float("nan"))], ignore_index=True))
     assert again["Chapter"][1] == "", "a chapter's name shows on its first row only"
     assert again["This build"][1] == "0.432"
 
@@ -168,9 +223,13 @@ def test_failing_chapter_stops_the_build_naming_chapter_and_cell(tmp_path):
     (tmp_path / "_config.yml").write_text((ROOT / "_config.yml").read_text())
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: nbs/01_broken\n")
     (tmp_path / "book" / "intro.md").write_text("# Intro\n")
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("profile = ''\nresults_dir = ''"),
-                                         nbformat.v4.new_code_cell("x = 1"),
-                                         nbformat.v4.new_code_cell("1 / 0")])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("profile = ''\nresults_dir = ''"),
+            nbformat.v4.new_code_cell("x = 1"),
+            nbformat.v4.new_code_cell("1 / 0"),
+        ]
+    )
     nb.cells[0].metadata["tags"] = ["parameters"]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "nbs" / "01_broken.ipynb")
@@ -225,8 +284,9 @@ def test_chapter_executes_at_smoke(book, chapter):
     record = book.out / "runs" / chapter.replace("/", "__") / "run.json"
     if record.is_file():
         run = json.loads(record.read_text())
-        assert run["status"] == "done", (f"{chapter} failed in cell {run.get('cell_index')}: "
-                                         f"{run.get('error')}\n{run.get('cell_source')}")
+        assert run["status"] == "done", (
+            f"{chapter} failed in cell {run.get('cell_index')}: {run.get('error')}\n{run.get('cell_source')}"
+        )
         out = book.out
     else:
         out = book.out / "alone"
@@ -235,14 +295,14 @@ def test_chapter_executes_at_smoke(book, chapter):
         except BookBuildError as err:
             pytest.fail(str(err))
     results = out / "results" / "smoke" / name
-    assert any((results / f).is_file() for f in ("table.csv", "table.parquet")), \
+    assert any((results / f).is_file() for f in ("table.csv", "table.parquet")), (
         f"{chapter} wrote no results table in {results}"
+    )
     claims = results / "claims.csv"
     assert claims.is_file(), f"{chapter} wrote no claims.csv (call ch.finish())"
     assert list(pd.read_csv(claims).columns)[:3] == ["chapter", "claim", "paper"]
     executed = nbformat.read(out / "stage" / f"{chapter}.ipynb", as_version=4)
-    errors = [i for i, c in enumerate(executed.cells)
-              for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [i for i, c in enumerate(executed.cells) for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{chapter} has error outputs in cells {errors}"
 
 
@@ -252,17 +312,21 @@ def test_chapter_page_has_figure_no_error_and_colab_link(book, chapter):
     page = book.html / f"{chapter}.html"
     assert page.is_file(), f"no page {page}"
     text = page.read_text()
-    figures = [src for src in re.findall(r'<img[^>]*\bsrc="([^"]+)"', text)
-               if "_images/" in src and src.lower().endswith(".png")]
+    figures = [
+        src
+        for src in re.findall(r'<img[^>]*\bsrc="([^"]+)"', text)
+        if "_images/" in src and src.lower().endswith(".png")
+    ]
     assert figures, f"{chapter}: no figure from the notebook's outputs on its page"
     for src in figures:
         assert (page.parent / src).resolve().is_file(), f"{chapter}: {src} is missing"
     bad = ERROR_OUTPUT.search(text)
-    assert not bad, f"{chapter}: error or stderr output on the page: ...{text[bad.start():bad.start() + 200]}"
+    assert not bad, f"{chapter}: error or stderr output on the page: ...{text[bad.start() : bad.start() + 200]}"
     assert COLAB.format(chapter) in text, f"{chapter}: no Colab link to {chapter}.ipynb"
     assert text.count('class="btn search-button-field') == 1, f"{chapter}: not exactly one search box"
-    assert re.search(r'<span class="caption-number">Figure \d+(\.\d+)*\.? </span><span class="caption-text">\w', text), \
-        f"{chapter}: no numbered figure caption"
+    assert re.search(
+        r'<span class="caption-number">Figure \d+(\.\d+)*\.? </span><span class="caption-text">\w', text
+    ), f"{chapter}: no numbered figure caption"
     assert str(book.out) not in text, f"{chapter}: the page shows the build folder's absolute path"
 
 
@@ -277,8 +341,12 @@ def test_built_pages_install_a_ref_that_exists(book):
     ref = build_ref(ROOT)
     if ref is None:
         pytest.skip("not a git checkout: the pages keep the committed ref")
-    assert subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}"],
-                          capture_output=True).returncode == 0
+    assert (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}"], capture_output=True
+        ).returncode
+        == 0
+    )
     book.html  # noqa: B018 - fails with the build's error if it did not build
     for chapter in CHAPTERS:
         cells = nbformat.read(book.out / "stage" / f"{chapter}.ipynb", as_version=4).cells
@@ -347,7 +415,8 @@ def test_browser_sees_every_image_loaded(book):
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile_dir:
         # A persistent context gets its own new user-data dir; playwright never downloads a browser here.
         context = p.chromium.launch_persistent_context(
-            profile_dir, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+            profile_dir, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
+        )
         try:
             browser_page = context.new_page()
             for name in pages:
@@ -355,10 +424,10 @@ def test_browser_sees_every_image_loaded(book):
                 assert path.is_file(), f"no page {path}"
                 browser_page.goto(path.as_uri(), wait_until="load")
                 browser_page.evaluate("document.querySelectorAll('img').forEach(i => i.loading = 'eager')")
-                browser_page.wait_for_function(
-                    "Array.from(document.images).every(i => i.complete)", timeout=20_000)
+                browser_page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=20_000)
                 images = browser_page.evaluate(
-                    "Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth])")
+                    "Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth])"
+                )
                 broken = [src for src, width in images if width == 0]
                 assert not broken, f"{name}: images that did not load: {broken}"
                 if name in CHAPTERS:
@@ -394,12 +463,22 @@ RAW_TEX_IN_OUTPUTS = r"""() => {
 def test_browser_sees_typeset_maths_wrapped_code_chapter_figure_numbers_and_the_verdict_column(book):
     sync_playwright = _browser_or_skip()
     html = book.html
-    pages = ["book/intro", "nbs/02_logit_distillation", "nbs/11_linear_recovery", "nbs/13_one_hidden_layer",
-             "book/report", "book/running_at_scale"]
+    pages = [
+        "book/intro",
+        "nbs/02_logit_distillation",
+        "nbs/11_linear_recovery",
+        "nbs/13_one_hidden_layer",
+        "book/report",
+        "book/running_at_scale",
+    ]
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile_dir:
         context = p.chromium.launch_persistent_context(
-            profile_dir, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1280, "height": 900})
+            profile_dir,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 900},
+        )
         try:
             page = context.new_page()
             for name in pages:
@@ -410,10 +489,14 @@ def test_browser_sees_typeset_maths_wrapped_code_chapter_figure_numbers_and_the_
                 page.wait_for_function("!window.MathJax || !MathJax.startup || MathJax.startup.promise", timeout=20_000)
                 page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
                 assert page.evaluate(RAW_TEX_IN_OUTPUTS) == [], f"{name}: TeX left raw in a cell's output"
-                cut = page.evaluate("[...document.querySelectorAll('div.highlight pre, div.cell_output pre')]"
-                                    ".filter(p => p.scrollWidth > p.clientWidth + 1).length")
+                cut = page.evaluate(
+                    "[...document.querySelectorAll('div.highlight pre, div.cell_output pre')]"
+                    ".filter(p => p.scrollWidth > p.clientWidth + 1).length"
+                )
                 assert cut == 0, f"{name}: {cut} code blocks cut off instead of wrapped"
-                numbers = page.evaluate("[...document.querySelectorAll('.caption-number')].map(e => e.textContent.trim())")
+                numbers = page.evaluate(
+                    "[...document.querySelectorAll('.caption-number')].map(e => e.textContent.trim())"
+                )
                 prefix = re.match(r"nbs/(\d+)_", name)
                 if prefix:
                     assert all(n.startswith(f"Figure {int(prefix.group(1))}.") for n in numbers), (name, numbers)

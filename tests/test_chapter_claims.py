@@ -25,9 +25,13 @@ def students(teachers=5, per_teacher=4, mean=0.08, spread=0.01, seed=0):
     """One row per student: dataset (teacher), test_acc and independent_acc."""
     rng = np.random.default_rng(seed)
     n = teachers * per_teacher
-    return pd.DataFrame({"dataset": np.repeat(np.arange(teachers), per_teacher),
-                         "test_acc": mean + spread * rng.standard_normal(n),
-                         "independent_acc": 0.02 + 0.002 * rng.standard_normal(n)})
+    return pd.DataFrame(
+        {
+            "dataset": np.repeat(np.arange(teachers), per_teacher),
+            "test_acc": mean + spread * rng.standard_normal(n),
+            "independent_acc": 0.02 + 0.002 * rng.standard_normal(n),
+        }
+    )
 
 
 def test_claim_counts_teachers_and_records_the_interval(ch):
@@ -55,8 +59,15 @@ def test_equivalence_needs_a_margin_prints_it_and_is_inconclusive_with_few_teach
     with pytest.raises(ValueError, match="'margin' parameter of Chapter.claim"):
         ch.claim("hard_at_chance", "Hard labels stay at chance.", students(), baseline=0.02, expect="equivalent")
     few = students(teachers=3, mean=0.02, spread=0.03)
-    text = ch.claim("hard_at_chance", "Hard labels stay at chance.", few, baseline=0.02, expect="equivalent",
-                    margin=0.01, what="hard-label students")
+    text = ch.claim(
+        "hard_at_chance",
+        "Hard labels stay at chance.",
+        few,
+        baseline=0.02,
+        expect="equivalent",
+        margin=0.01,
+        what="hard-label students",
+    )
     assert "90% interval" in text and "within the equivalence margin ±0.01" in text and "**inconclusive**" in text
     assert ch.claims[-1].margin == 0.01 and ch.claims[-1].level == 0.05
     many = students(teachers=12, per_teacher=8, mean=0.02, spread=0.003)
@@ -91,8 +102,9 @@ def test_bad_arguments_name_the_parameter(ch):
 
 
 def test_stand_in_and_beyond_paper_are_recorded(tmp_path):
-    beyond = Chapter("09_open_questions", profile="smoke", results_dir=str(tmp_path / "b"), device="cpu",
-                     beyond_paper=True)
+    beyond = Chapter(
+        "09_open_questions", profile="smoke", results_dir=str(tmp_path / "b"), device="cpu", beyond_paper=True
+    )
     beyond.claim("q", "Q", students(), baseline=0.02, data="stand-in")
     claims = beyond.finish()
     assert claims["beyond_paper"].tolist() == [True] and claims["data"].tolist() == ["stand-in"]
@@ -143,8 +155,9 @@ def test_save_table_writes_the_config_beside_the_table(ch):
 def test_supports_and_published_version_reach_claims_csv_and_meta(tmp_path):
     ch = Chapter("11_linear", profile="smoke", results_dir=str(tmp_path / "p"), device="cpu", published_version=True)
     ch.claim("beats_chance", "Beats chance.", students(), baseline=0.02)
-    ch.claim("beats_fresh", "Beats fresh data.", students(), baseline="independent_acc",
-             supports="11_linear:beats_chance")
+    ch.claim(
+        "beats_fresh", "Beats fresh data.", students(), baseline="independent_acc", supports="11_linear:beats_chance"
+    )
     claims = ch.finish()
     assert claims["supports"].tolist() == ["", "11_linear:beats_chance"]
     assert claims["published_version"].tolist() == [True, True]
@@ -180,8 +193,9 @@ def test_contradictions_say_nowhere_when_none_fails_and_ignore_supporting_claims
     from memkd.book import outcomes
 
     ch.claim_difference("up", "Up.", paired(8, 0.1), paired(8, 0.0, seed=9), expect="above")
-    ch.claim_difference("again", "Again.", paired(8, -0.1), paired(8, 0.0, seed=9), expect="above",
-                        supports="02_logit_distillation:up")
+    ch.claim_difference(
+        "again", "Again.", paired(8, -0.1), paired(8, 0.0, seed=9), expect="above", supports="02_logit_distillation:up"
+    )
     assert outcomes.contradictions(ch).startswith("**Where this build disagrees with the paper:** nowhere among the 1 ")
     assert "tests an effect counted elsewhere" in ch.verdicts_markdown()
 
@@ -190,17 +204,29 @@ def test_chapter_07_says_when_dropping_the_class_lowers_its_accuracy(tmp_path):
     from memkd.book.chapters.ch07_logit_surgery import surgery_outcomes
 
     ch = Chapter("07_logit_surgery", profile="smoke", results_dir=str(tmp_path), device="cpu")
-    ch.claim_difference("drop_class_like_plain", "Kept.", paired(12, -0.1, value="test_acc_class"),
-                        paired(12, 0.0, seed=9, value="test_acc_class"), value="test_acc_class", expect="equivalent",
-                        margin=0.1)
+    ch.claim_difference(
+        "drop_class_like_plain",
+        "Kept.",
+        paired(12, -0.1, value="test_acc_class"),
+        paired(12, 0.0, seed=9, value="test_acc_class"),
+        value="test_acc_class",
+        expect="equivalent",
+        margin=0.1,
+    )
     ch.claim_count("zero_class_kills_class", "Zeroed.", 0, 120, 0.02, expect="below", teachers=12)
     text = surgery_outcomes(ch, 0)
     assert "leans against the paper here:** dropping class 0 lowers" in text and "(plain) to 0.1" in text
     assert "too few teachers to tell this from chance" in text
     ch2 = Chapter("07_logit_surgery", profile="smoke", results_dir=str(tmp_path / "b"), device="cpu")
-    ch2.claim_difference("drop_class_like_plain", "Kept.", paired(40, 0.0, seed=3, value="test_acc_class"),
-                         paired(40, 0.0, seed=4, value="test_acc_class"), value="test_acc_class",
-                         expect="equivalent", margin=0.1)
+    ch2.claim_difference(
+        "drop_class_like_plain",
+        "Kept.",
+        paired(40, 0.0, seed=3, value="test_acc_class"),
+        paired(40, 0.0, seed=4, value="test_acc_class"),
+        value="test_acc_class",
+        expect="equivalent",
+        margin=0.1,
+    )
     assert "keeps its held-out accuracy at plain distillation's" in surgery_outcomes(ch2, 0)
 
 
@@ -216,16 +242,22 @@ def test_chapter_10_names_the_settings_where_cnns_leak(tmp_path):
     from memkd.book.chapters.ch10_convolutions import convolution_outcomes
 
     ch = Chapter("10_convolutions", profile="smoke", results_dir=str(tmp_path), device="cpu", beyond_paper=True)
-    leak = pd.DataFrame({"dataset": np.arange(8), "test_acc": 0.3 + 0.01 * np.random.default_rng(0).standard_normal(8),
-                         "independent_acc": 0.2})
+    leak = pd.DataFrame(
+        {
+            "dataset": np.arange(8),
+            "test_acc": 0.3 + 0.01 * np.random.default_rng(0).standard_normal(8),
+            "independent_acc": 0.2,
+        }
+    )
     none = leak.assign(test_acc=0.2 + 0.002 * np.random.default_rng(1).standard_normal(8))
     ch.claim("cnn_cnn_clean_no_leak", "C.", leak, baseline="independent_acc", expect="equivalent", margin=0.03)
     ch.claim("cnn_cnn_labels_no_leak", "L.", none, baseline="independent_acc", expect="equivalent", margin=0.03)
     text = convolution_outcomes(ch, ["clean", "labels"])
     assert "leak beyond the margin on clean (+0.10" in text and "do not leak (within the margin) on labels" in text
     mlp = leak.assign(leak=0.2 + 0.01 * np.random.default_rng(2).standard_normal(8))
-    ch.claim_difference("cnn_leaks_less_clean", "Less.", none.assign(leak=none.test_acc - 0.2), mlp, value="leak",
-                        expect="below")
+    ch.claim_difference(
+        "cnn_leaks_less_clean", "Less.", none.assign(leak=none.test_acc - 0.2), mlp, value="leak", expect="below"
+    )
     ch.claim("probe_fixed_cnn_leaks", "Probe.", none, baseline="independent_acc", expect="above")
     text = convolution_outcomes(ch, ["clean", "labels"])
     assert "leak less than MLP students of an MLP teacher on clean (-0.2" in text
@@ -236,17 +268,29 @@ def test_every_claim_of_chapters_01_to_08_has_a_stated_baseline_and_plan():
     """The claim ids the chapters record (as of this build), each matched by a baseline and a plan."""
     from memkd.book.plan import baseline_for, plan_for
 
-    ids = {"01_toy_2d": ["toy_hard_at_chance", "toy_soft_T5_beats_chance"],
-           "02_logit_distillation": ["logits_beat_chance", "logits_beat_trivial", "little_data_suffices",
-                                     "wider_students_extract_more", "hard_labels_at_chance"],
-           "03_similarity_scores": ["similarity_beats_chance", "logits_beat_similarity"],
-           "04_cifar10": ["clean_beats_trivial", "both_beats_trivial", "both_beats_labels"],
-           "05_temperature_lr": ["high_temperature_helps", "temperature_grid_beats_trivial",
-                                 "best_temperature_above_one"],
-           "06_dataset_composition": ["composition_nontrivial_cells", "best_dimension_grows", "optimum_inside_grid"],
-           "07_logit_surgery": ["drop_class_keeps_class", "drop_class_like_plain", "zero_class_kills_class",
-                                "zero_class_below_plain", "drop_class_overall_kept", "tail_carries_information"],
-           "08_transformer": ["no_fit_and_transfer"]}
+    ids = {
+        "01_toy_2d": ["toy_hard_at_chance", "toy_soft_T5_beats_chance"],
+        "02_logit_distillation": [
+            "logits_beat_chance",
+            "logits_beat_trivial",
+            "little_data_suffices",
+            "wider_students_extract_more",
+            "hard_labels_at_chance",
+        ],
+        "03_similarity_scores": ["similarity_beats_chance", "logits_beat_similarity"],
+        "04_cifar10": ["clean_beats_trivial", "both_beats_trivial", "both_beats_labels"],
+        "05_temperature_lr": ["high_temperature_helps", "temperature_grid_beats_trivial", "best_temperature_above_one"],
+        "06_dataset_composition": ["composition_nontrivial_cells", "best_dimension_grows", "optimum_inside_grid"],
+        "07_logit_surgery": [
+            "drop_class_keeps_class",
+            "drop_class_like_plain",
+            "zero_class_kills_class",
+            "zero_class_below_plain",
+            "drop_class_overall_kept",
+            "tail_carries_information",
+        ],
+        "08_transformer": ["no_fit_and_transfer"],
+    }
     for chapter, claims in ids.items():
         for claim in claims:
             assert baseline_for(chapter, claim) and plan_for(chapter, claim) is not None, (chapter, claim)
@@ -292,10 +336,13 @@ def test_chapter_08_says_when_students_pick_up_the_rule_and_beat_chance(tmp_path
     from memkd.book.chapters.ch08_transformer import transformer_outcomes
 
     ch = Chapter("08_transformer", profile="smoke", results_dir=str(tmp_path), device="cpu")
-    checks = pd.DataFrame([
-        {"check": "held_out_vs_chance", "temperature": 1.0, "mean": 0.3, "verdict": "holds"},
-        {"check": "students_outside_D_vs_chance", "temperature": 1.0, "mean": 0.25, "verdict": "holds"},
-        {"check": "held_out_vs_chance", "temperature": 10.0, "mean": 0.0, "verdict": "inconclusive"}])
+    checks = pd.DataFrame(
+        [
+            {"check": "held_out_vs_chance", "temperature": 1.0, "mean": 0.3, "verdict": "holds"},
+            {"check": "students_outside_D_vs_chance", "temperature": 1.0, "mean": 0.25, "verdict": "holds"},
+            {"check": "held_out_vs_chance", "temperature": 10.0, "mean": 0.0, "verdict": "inconclusive"},
+        ]
+    )
     fits = pd.DataFrame({"temperature": [1.0, 10.0], "fits": [True, False]})
     text = transformer_outcomes(ch, checks, fits)
     assert "the students beat chance on the pairs outside D (by +0.250)" in text

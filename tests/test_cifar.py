@@ -104,8 +104,18 @@ def test_cifar_shuffles_runs_on_an_extracted_cifar_folder(tmp_path):
         labels = [int(v) for v in np.repeat(np.arange(10), 2)]  # 2 per class per batch
         batch = {b"labels": labels, b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8)}
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    table = cifar_shuffles("smoke", dataset="cifar10", data_root=str(tmp_path), images_per_class=8,
-                           settings=("both",), alphas=(0.5,), students=1, teacher_width=64,
-                           student_widths=(32,), epochs=5, teachers=1)
+    table = cifar_shuffles(
+        "smoke",
+        dataset="cifar10",
+        data_root=str(tmp_path),
+        images_per_class=8,
+        settings=("both",),
+        alphas=(0.5,),
+        students=1,
+        teacher_width=64,
+        student_widths=(32,),
+        epochs=5,
+        teachers=1,
+    )
     assert len(table) == 1 and table["images"].iloc[0] == "cifar10" and table["note"].iloc[0] == ""
     assert table["n_memorized"].iloc[0] == 80 and table["n_trivial"].iloc[0] == 20

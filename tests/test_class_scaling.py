@@ -11,7 +11,12 @@ from memkd.book.chapters.ch16_class_scaling import scaling_claims
 from memkd.declare import table_columns
 from memkd.experiments import class_scaling, temperature_window
 from memkd.experiments.class_scaling import (
-    FIG13_TEMPERATURES, ClassScalingConfig, collapse, per_class_of, students_of, thresholds,
+    FIG13_TEMPERATURES,
+    ClassScalingConfig,
+    collapse,
+    per_class_of,
+    students_of,
+    thresholds,
 )
 from tests.conftest import ROOT, execute_chapter_at_smoke
 
@@ -26,11 +31,30 @@ def smoke():
 def test_one_tidy_row_per_student_with_the_designs_sizes(smoke):
     cfg = smoke.attrs["config"]
     assert set(smoke.columns) <= set(table_columns(ClassScalingConfig))
-    assert {"teacher_id", "classes", "scaling", "a", "n_per_class", "n_over_d", "a_log_c", "a_sqrt_c", "temperature",
-            "teacher_perfect", "train_acc", "test_acc", "chance", "solver", "shuffled"} <= set(smoke.columns)
+    assert {
+        "teacher_id",
+        "classes",
+        "scaling",
+        "a",
+        "n_per_class",
+        "n_over_d",
+        "a_log_c",
+        "a_sqrt_c",
+        "temperature",
+        "teacher_perfect",
+        "train_acc",
+        "test_acc",
+        "chance",
+        "solver",
+        "shuffled",
+    } <= set(smoke.columns)
     f = {"log_c": math.log, "sqrt_c": math.sqrt, "c": float}
-    sizes = {(c, per_class_of(a, cfg["input_dim"], c, f[name])) for c in cfg["class_counts"]
-             for name, factors in (("log_c", cfg["a_log_c"]), ("c", cfg["a_c"])) for a in factors}
+    sizes = {
+        (c, per_class_of(a, cfg["input_dim"], c, f[name]))
+        for c in cfg["class_counts"]
+        for name, factors in (("log_c", cfg["a_log_c"]), ("c", cfg["a_c"]))
+        for a in factors
+    }
     teachers = len(sizes) * cfg["teachers"]
     assert len(smoke) == teachers * 2 * 2  # solvers x (plain, shuffled)
     assert smoke.teacher_id.nunique() == teachers
@@ -53,17 +77,24 @@ def test_a_size_two_designs_ask_for_is_one_set_of_teachers_named_by_both(smoke):
     assert shared.teacher_id.nunique() == smoke.attrs["config"]["teachers"]
 
 
-@pytest.mark.parametrize("overrides, name, words", [
-    ({"a_log_c": (-1.0,)}, "a_log_c", "a list (empty: the design is not run), each item a float in the open interval"),
-    ({"a_c": (0.1,)}, "a_c", "contains 0.1, which with input_dim=20 and C = 2 gives n = 1 per class"),
-    ({"class_counts": (2, 2)}, "class_counts", "must not repeat a class count"),
-    ({"a_log_c": (), "a_c": ()}, "a_c", "must be non-empty when a_log_c and a_sqrt_c are empty"),
-    ({"a_log_c": (0.4, 0.41)}, "a_log_c", "must give distinct sizes n per class at every C"),
-    ({"class_counts": (1, 2)}, "class_counts", "each item an int >= 2"),
-    ({"rhos": (1.5,)}, "rhos", "a float in the open interval (0, 1)"),
-    ({"n_over_d": (1.0,)}, "n_over_d", "does not exist"),
-    ({"solvers": ("sgd",)}, "solvers", "one of ('adam', 'exact')"),
-])
+@pytest.mark.parametrize(
+    "overrides, name, words",
+    [
+        (
+            {"a_log_c": (-1.0,)},
+            "a_log_c",
+            "a list (empty: the design is not run), each item a float in the open interval",
+        ),
+        ({"a_c": (0.1,)}, "a_c", "contains 0.1, which with input_dim=20 and C = 2 gives n = 1 per class"),
+        ({"class_counts": (2, 2)}, "class_counts", "must not repeat a class count"),
+        ({"a_log_c": (), "a_c": ()}, "a_c", "must be non-empty when a_log_c and a_sqrt_c are empty"),
+        ({"a_log_c": (0.4, 0.41)}, "a_log_c", "must give distinct sizes n per class at every C"),
+        ({"class_counts": (1, 2)}, "class_counts", "each item an int >= 2"),
+        ({"rhos": (1.5,)}, "rhos", "a float in the open interval (0, 1)"),
+        ({"n_over_d": (1.0,)}, "n_over_d", "does not exist"),
+        ({"solvers": ("sgd",)}, "solvers", "one of ('adam', 'exact')"),
+    ],
+)
 def test_bad_input_is_refused_in_the_users_words_before_any_work(overrides, name, words):
     with pytest.raises(ValueError, match=f"^The '{name}' parameter of class_scaling ") as err:
         class_scaling("smoke", device="cpu", **overrides)
@@ -97,9 +128,19 @@ def _synthetic(recovery_n_over_d=2.0, capacity_a_log_c=1.0, d=100):
     for c in (2, 10, 50):
         for n in range(2, 160):
             perfect = n * math.log(c) / d <= capacity_a_log_c
-            rows.append({"teacher_id": f"C{c}/{n}", "classes": c, "input_dim": d, "n_per_class": n, "solver": "adam",
-                         "shuffled": False, "temperature": 10.0, "teacher_perfect": perfect,
-                         "test_acc": 1.0 if c * n / d >= recovery_n_over_d else 0.7})
+            rows.append(
+                {
+                    "teacher_id": f"C{c}/{n}",
+                    "classes": c,
+                    "input_dim": d,
+                    "n_per_class": n,
+                    "solver": "adam",
+                    "shuffled": False,
+                    "temperature": 10.0,
+                    "teacher_perfect": perfect,
+                    "test_acc": 1.0 if c * n / d >= recovery_n_over_d else 0.7,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -120,8 +161,9 @@ def test_scaling_claims_are_exact_tests_on_teachers(smoke, tmp_path):
     from memkd.book.chapter import Chapter
 
     ch = Chapter("16_class_scaling", profile="smoke", results_dir=str(tmp_path), device="cpu", published_version=True)
-    out = scaling_claims(ch, smoke, p_recover=0.8, p_fail=0.2, capacity_low=0.5, capacity_high=1.5, p_capacity=0.8,
-                         margin_chance=0.1)
+    out = scaling_claims(
+        ch, smoke, p_recover=0.8, p_fail=0.2, capacity_low=0.5, capacity_high=1.5, p_capacity=0.8, margin_chance=0.1
+    )
     claims = {c.claim: c for c in ch.claims}
     assert {"recovery_above_line", "no_recovery_below_line", "shuffled_at_chance"} <= set(claims)
     assert claims["recovery_above_line"].test == "exact binomial" and claims["recovery_above_line"].published_version
@@ -133,26 +175,45 @@ def test_scaling_claims_are_exact_tests_on_teachers(smoke, tmp_path):
 
 
 def test_fig13_is_the_temperature_window_on_the_released_grid():
-    assert len(FIG13_TEMPERATURES) == 20 and FIG13_TEMPERATURES[0] == pytest.approx(10 ** -0.5, rel=1e-3)
-    assert FIG13_TEMPERATURES[-1] == pytest.approx(10 ** 1.5, rel=1e-3)
+    assert len(FIG13_TEMPERATURES) == 20 and FIG13_TEMPERATURES[0] == pytest.approx(10**-0.5, rel=1e-3)
+    assert FIG13_TEMPERATURES[-1] == pytest.approx(10**1.5, rel=1e-3)
     assert np.all(np.diff(np.log10(FIG13_TEMPERATURES)) == pytest.approx(2 / 19, abs=1e-3))
-    fine = temperature_window("smoke", device="cpu", class_counts=(10,), temperatures=FIG13_TEMPERATURES[:3],
-                              dtypes=("float32",), teachers=1)
+    fine = temperature_window(
+        "smoke", device="cpu", class_counts=(10,), temperatures=FIG13_TEMPERATURES[:3], dtypes=("float32",), teachers=1
+    )
     assert set(fine.classes) == {10} and fine.temperature.nunique() == 3
 
 
 def test_departures_name_what_the_run_changed(smoke):
     from memkd.book import departures as dp
 
-    fine = temperature_window("smoke", device="cpu", class_counts=(10,), temperatures=FIG13_TEMPERATURES[:2],
-                              dtypes=("float32",), teachers=1, solvers=("exact",))
+    fine = temperature_window(
+        "smoke",
+        device="cpu",
+        class_counts=(10,),
+        temperatures=FIG13_TEMPERATURES[:2],
+        dtypes=("float32",),
+        teachers=1,
+        solvers=("exact",),
+    )
     rows = dp.for_chapter("16_class_scaling", smoke, fig13=fine)
     topics = [r["topic"] for r in rows]
-    assert topics == ["teacher budget", "student budget", "profile sizes", "a d / C design", "pooled designs", "inputs",
-                      "shuffle kind", "exact solver", "App. Fig 13 grid"]
+    assert topics == [
+        "teacher budget",
+        "student budget",
+        "profile sizes",
+        "a d / C design",
+        "pooled designs",
+        "inputs",
+        "shuffle kind",
+        "exact solver",
+        "App. Fig 13 grid",
+    ]
     assert "C in {2, 6}" in rows[2]["book"] and "a = 0.4, 1.6 (a d / ln C), none (a d / sqrt C)" in rows[2]["book"]
     assert "2 temperatures" in rows[-1]["book"]
-    paper = dict(smoke.attrs["config"], **ClassScalingConfig.PROFILE_VALUES["paper"], class_counts=[2, 10, 20, 30, 40, 50])
+    paper = dict(
+        smoke.attrs["config"], **ClassScalingConfig.PROFILE_VALUES["paper"], class_counts=[2, 10, 20, 30, 40, 50]
+    )
     released = smoke.copy()
     released.attrs = {"config": paper}
     released = ch16_class_scaling.departures(released)

@@ -30,8 +30,9 @@ def _data(members: int, n: int = 24, classes: int = 4, seed: int = 0):
     return x, logits
 
 
-@pytest.mark.parametrize("kind,soften,batch", [("soft", False, None), ("soft", True, None),
-                                               ("hard", False, None), ("soft", False, 8)])
+@pytest.mark.parametrize(
+    "kind,soften,batch", [("soft", False, None), ("soft", True, None), ("hard", False, None), ("soft", False, 8)]
+)
 def test_ensemble_members_train_like_separately_trained_single_cnns(kind, soften, batch):
     """Three members, each with its own data, targets, learning rate and temperature, trained for a
     few steps as one ensemble, equal the same three CNNs trained one by one with their seeds."""
@@ -42,13 +43,35 @@ def test_ensemble_members_train_like_separately_trained_single_cnns(kind, soften
     targets = soft_targets(logits, temps) if kind == "soft" else logits.argmax(-1)
     arch = dict(width=4, conv_layers=2, head_width=16)
     family = CNNFamily(SHAPE, 4, **arch)
-    ens, _ = train_students(x, targets, kind=kind, family=family, members=e, lrs=lrs, epochs=epochs,
-                            temperatures=temps, soften_student=soften, batch_size=batch, seed=[7, 19, 3],
-                            shuffle_seed=5)
+    ens, _ = train_students(
+        x,
+        targets,
+        kind=kind,
+        family=family,
+        members=e,
+        lrs=lrs,
+        epochs=epochs,
+        temperatures=temps,
+        soften_student=soften,
+        batch_size=batch,
+        seed=[7, 19, 3],
+        shuffle_seed=5,
+    )
     for i, s in enumerate([7, 19, 3]):
-        one, _ = train_students(x[i:i + 1], targets[i:i + 1], kind=kind, family=family, members=1,
-                                lrs=lrs[i:i + 1], epochs=epochs, temperatures=temps[i:i + 1],
-                                soften_student=soften, batch_size=batch, seed=[s], shuffle_seed=5)
+        one, _ = train_students(
+            x[i : i + 1],
+            targets[i : i + 1],
+            kind=kind,
+            family=family,
+            members=1,
+            lrs=lrs[i : i + 1],
+            epochs=epochs,
+            temperatures=temps[i : i + 1],
+            soften_student=soften,
+            batch_size=batch,
+            seed=[s],
+            shuffle_seed=5,
+        )
         for pe, po in zip(ens.parameters(), one.parameters()):
             torch.testing.assert_close(pe[i], po[0], atol=2e-5, rtol=1e-4)
         before = EnsembleCNN(1, SHAPE, 4, seed=s, **arch)
@@ -60,8 +83,17 @@ def test_temperature_conventions_differ_only_when_the_student_is_softened():
     targets = soft_targets(logits, 4.0)
     tables = []
     for soften in (False, True):
-        m, _ = train_students(x, targets, kind="soft", family=CNNFamily(SHAPE, 4, width=4, head_width=8),
-                              members=2, lrs=1e-2, epochs=3, temperatures=4.0, soften_student=soften)
+        m, _ = train_students(
+            x,
+            targets,
+            kind="soft",
+            family=CNNFamily(SHAPE, 4, width=4, head_width=8),
+            members=2,
+            lrs=1e-2,
+            epochs=3,
+            temperatures=4.0,
+            soften_student=soften,
+        )
         tables.append(m(x).detach())
     assert not torch.allclose(tables[0], tables[1])
 
@@ -119,16 +151,35 @@ def test_experiment_validates_up_front():
 
 def test_experiment_mini_batches_and_chunks_run():
     """The paper profile's path: mini-batch teachers and students, ensembles in chunks."""
-    table = convolutions("smoke", settings=("labels",), teachers=3, students=1, cnn_teacher_epochs=150,
-                         mlp_teacher_epochs=100, teacher_batch_size=50, epochs=3, batch_size=25, chunk=2,
-                         device="cpu")
+    table = convolutions(
+        "smoke",
+        settings=("labels",),
+        teachers=3,
+        students=1,
+        cnn_teacher_epochs=150,
+        mlp_teacher_epochs=100,
+        teacher_batch_size=50,
+        epochs=3,
+        batch_size=25,
+        chunk=2,
+        device="cpu",
+    )
     assert len(table) == 3 * 4 and table.train_acc.between(0, 1).all()
     assert table.attrs["config"]["teacher_batch_size"] == 50
 
 
 def test_experiment_rows_units_and_config():
-    table = convolutions("smoke", settings=("clean", "fixed", "labels"), teachers=2, students=2,
-                         cnn_teacher_epochs=120, mlp_teacher_epochs=200, epochs=10, chunk=5, device="cpu")
+    table = convolutions(
+        "smoke",
+        settings=("clean", "fixed", "labels"),
+        teachers=2,
+        students=2,
+        cnn_teacher_epochs=120,
+        mlp_teacher_epochs=200,
+        epochs=10,
+        chunk=5,
+        device="cpu",
+    )
     assert len(table) == 3 * 2 * 4 * 2  # settings x teachers x pairs x students
     assert set(table.pair) == {"cnn->cnn", "mlp->mlp", "cnn->mlp", "mlp->cnn"}
     assert set(table.dataset) == {0, 1} and table.images.iloc[0] == "digits"

@@ -9,11 +9,18 @@ from memkd.data.random_vectors import make_memorization_data
 from memkd.device import resolve_device
 from memkd.models.fused_mlp import FusedCrossEntropy
 from memkd.losses import (
-    cosine_similarity_matrix, cut_tail, drop_class, hard_cross_entropy, similarity_mse,
-    soft_cross_entropy, soft_targets, zero_class_elsewhere,
+    cosine_similarity_matrix,
+    cut_tail,
+    drop_class,
+    hard_cross_entropy,
+    similarity_mse,
+    soft_cross_entropy,
+    soft_targets,
+    zero_class_elsewhere,
 )
 from memkd.metrics import (
-    accuracy, nearest_neighbour_accuracy,
+    accuracy,
+    nearest_neighbour_accuracy,
 )
 from memkd.models.mlp import EnsembleMLP
 from memkd.distillation import TeacherDidNotMemorize, train_students, train_teacher
@@ -21,6 +28,7 @@ from memkd.train import BatchedAdam
 
 
 # --- losses ---------------------------------------------------------------------------------------
+
 
 def test_soft_cross_entropy_matches_formula_in_both_conventions():
     torch.manual_seed(0)
@@ -62,6 +70,7 @@ def test_logit_surgery():
 
 
 # --- training -------------------------------------------------------------------------------------
+
 
 def test_batched_adam_equals_torch_adam_with_different_learning_rates():
     torch.manual_seed(0)
@@ -129,8 +138,9 @@ def test_budget_teacher_below_100_percent_at_the_end_raises():
 
 def test_per_member_seeds_make_stacked_teachers_equal_separate_ones():
     xs, ys = zip(*(make_memorization_data(5, 8, 12, seed=s) for s in (1, 2)))
-    stacked = train_teacher(torch.stack(xs), torch.stack(ys), classes=5, width=32, lr=1e-2, max_epochs=60,
-                            seed=[11, 12])
+    stacked = train_teacher(
+        torch.stack(xs), torch.stack(ys), classes=5, width=32, lr=1e-2, max_epochs=60, seed=[11, 12]
+    )
     for k, s in enumerate((11, 12)):
         alone = train_teacher(xs[k], ys[k], classes=5, width=32, lr=1e-2, max_epochs=60, seed=s)
         torch.testing.assert_close(stacked.logits(xs[k])[k], alone.logits(xs[k])[0], atol=1e-4, rtol=1e-4)
@@ -150,29 +160,45 @@ def test_mini_batch_teacher_and_students_run():
     x, y = make_memorization_data(5, 10, 20, seed=0)
     t = train_teacher(x, y, classes=5, width=64, lr=1e-2, max_epochs=400, batch_size=16, seed=0)
     assert bool(t.memorized.all())
-    model, hist = train_students(x, y, kind="hard", classes=5, width=32, members=3, lrs=[1e-3, 1e-2, 3e-2],
-                                 epochs=5, batch_size=16, log_every=1)
+    model, hist = train_students(
+        x, y, kind="hard", classes=5, width=32, members=3, lrs=[1e-3, 1e-2, 3e-2], epochs=5, batch_size=16, log_every=1
+    )
     assert set(hist.columns) == {"epoch", "member", "loss", "train_acc"} and hist.epoch.max() == 5
 
 
 # --- the fused full-batch step --------------------------------------------------------------------
 
+
 def _autograd_reference(model, x, targets, temps, soften):
-    loss = (hard_cross_entropy(model(x), targets) if targets.dtype == torch.long
-            else soft_cross_entropy(model(x), targets, temps, soften))
+    loss = (
+        hard_cross_entropy(model(x), targets)
+        if targets.dtype == torch.long
+        else soft_cross_entropy(model(x), targets, temps, soften)
+    )
     loss.sum().backward()
     return loss.detach(), [p.grad for p in model.parameters()]
 
 
-@pytest.mark.parametrize("hidden_layers,activation,soften,per_member,hard", [
-    (1, "relu", False, False, False), (2, "relu", True, False, False), (2, "tanh", False, True, False),
-    (3, "linear", True, True, False), (2, "relu", False, False, True), (3, "tanh", False, True, True)])
+@pytest.mark.parametrize(
+    "hidden_layers,activation,soften,per_member,hard",
+    [
+        (1, "relu", False, False, False),
+        (2, "relu", True, False, False),
+        (2, "tanh", False, True, False),
+        (3, "linear", True, True, False),
+        (2, "relu", False, False, True),
+        (3, "tanh", False, True, True),
+    ],
+)
 def test_fused_step_gives_autograds_loss_accuracy_and_gradients(hidden_layers, activation, soften, per_member, hard):
     gen = torch.Generator().manual_seed(0)
     e, n, d, c = 4, 15, 6, 5
     x = torch.randn(e, n, d, generator=gen, dtype=torch.double) if per_member else torch.randn(n, d, dtype=torch.double)
-    targets = (torch.randint(c, (n,), generator=gen) if hard
-               else torch.softmax(3 * torch.randn(e, n, c, generator=gen, dtype=torch.double), -1))
+    targets = (
+        torch.randint(c, (n,), generator=gen)
+        if hard
+        else torch.softmax(3 * torch.randn(e, n, c, generator=gen, dtype=torch.double), -1)
+    )
     if not hard:
         targets[..., 0] = 0.0  # after logit surgery targets need not sum to one
     labels = targets if hard else targets.argmax(-1)
@@ -194,16 +220,30 @@ def test_fused_step_gives_autograds_loss_accuracy_and_gradients(hidden_layers, a
 def test_fused_training_follows_autograd_training():
     x, y = make_memorization_data(5, 8, 12, seed=0)
     t_fused = train_teacher(x, y, classes=5, width=32, lr=1e-2, max_epochs=300, seed=0, stop="first_perfect")
-    t_plain = train_teacher(x, y, classes=5, width=32, lr=1e-2, max_epochs=300, seed=0, fused=False,
-                            stop="first_perfect")
+    t_plain = train_teacher(
+        x, y, classes=5, width=32, lr=1e-2, max_epochs=300, seed=0, fused=False, stop="first_perfect"
+    )
     assert torch.equal(t_fused.epochs_to_memorize, t_plain.epochs_to_memorize)
     torch.testing.assert_close(t_fused.logits(x), t_plain.logits(x), atol=1e-4, rtol=1e-4)
     probs = soft_targets(t_fused.logits(x)[0], 10.0)
     for kind, targets in (("soft", probs), ("hard", y)):
-        runs = [train_students(x, targets, kind=kind, classes=5, width=16, members=3, lrs=[1e-3, 3e-3, 1e-2],
-                               epochs=10, temperatures=[2.0, 5.0, 10.0], soften_student=True, fused=fused,
-                               log_every=5)
-                for fused in (True, False)]
+        runs = [
+            train_students(
+                x,
+                targets,
+                kind=kind,
+                classes=5,
+                width=16,
+                members=3,
+                lrs=[1e-3, 3e-3, 1e-2],
+                epochs=10,
+                temperatures=[2.0, 5.0, 10.0],
+                soften_student=True,
+                fused=fused,
+                log_every=5,
+            )
+            for fused in (True, False)
+        ]
         (m_fused, h_fused), (m_plain, h_plain) = runs
         torch.testing.assert_close(m_fused(x), m_plain(x), atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(torch.tensor(h_fused.loss.values), torch.tensor(h_plain.loss.values))
@@ -211,7 +251,9 @@ def test_fused_training_follows_autograd_training():
 
 def test_fused_step_refuses_mini_batches_and_frozen_parameters():
     model = EnsembleMLP(2, 3, 4, 2)
-    step = FusedCrossEntropy(model, torch.randn(6, 3), torch.zeros(6, dtype=torch.long), torch.zeros(6, dtype=torch.long))
+    step = FusedCrossEntropy(
+        model, torch.randn(6, 3), torch.zeros(6, dtype=torch.long), torch.zeros(6, dtype=torch.long)
+    )
     with pytest.raises(ValueError, match="full batch only"):
         step(torch.arange(3))
     frozen = EnsembleMLP(2, 3, 4, 2)
@@ -219,7 +261,9 @@ def test_fused_step_refuses_mini_batches_and_frozen_parameters():
     with pytest.raises(ValueError, match="frozen parameters"):
         FusedCrossEntropy(frozen, torch.randn(6, 3), torch.zeros(6, dtype=torch.long), torch.zeros(6, dtype=torch.long))
 
+
 # --- metrics --------------------------------------------------------------------------------------
+
 
 def test_metrics():
     logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]])

@@ -33,8 +33,17 @@ def _teacher_problem(device: str = "cpu", members: int = 3):
 
 def _fit_teacher(model, x, y, **kwargs):
     step = FusedCrossEntropy(model, x, y, y)
-    return fit(model, step, n_samples=len(x), epochs=kwargs.pop("epochs", 80), lr=1e-2,
-               freeze_when_perfect=True, record_first_perfect=True, log_every=7, **kwargs)
+    return fit(
+        model,
+        step,
+        n_samples=len(x),
+        epochs=kwargs.pop("epochs", 80),
+        lr=1e-2,
+        freeze_when_perfect=True,
+        record_first_perfect=True,
+        log_every=7,
+        **kwargs,
+    )
 
 
 # --- on the CPU: the pieces of the GPU path -----------------------------------------------------
@@ -68,12 +77,23 @@ def test_reading_the_device_every_few_epochs_changes_nothing(fused):
         if fused:
             history, first = _fit_teacher(model, x, y, sync_every=sync_every)
         else:
+
             def objective(idx, model=model):
                 logits = model(x)
-                return torch.nn.functional.cross_entropy(logits.transpose(1, 2), y.expand(3, -1), reduction="none").mean(1), \
-                    (logits.argmax(-1) == y).float().mean(-1)
-            history, first = fit(model, objective, n_samples=len(x), epochs=80, lr=1e-2, freeze_when_perfect=True,
-                                 log_every=7, sync_every=sync_every)
+                return torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2), y.expand(3, -1), reduction="none"
+                ).mean(1), (logits.argmax(-1) == y).float().mean(-1)
+
+            history, first = fit(
+                model,
+                objective,
+                n_samples=len(x),
+                epochs=80,
+                lr=1e-2,
+                freeze_when_perfect=True,
+                log_every=7,
+                sync_every=sync_every,
+            )
         runs.append((history, first, model(x).detach()))
     (h1, f1, out1), (h10, f10, out10) = runs
     assert h1["epoch"].max() % 10 != 0  # the stop falls between two reads of the device
@@ -108,9 +128,16 @@ cuda = pytest.mark.parametrize("device", [pytest.param("cuda", marks=needs_cuda)
 
 
 @cuda
-@pytest.mark.parametrize("hidden_layers,activation,soften,per_member,hard", [
-    (1, "relu", False, False, False), (2, "relu", True, False, False), (2, "tanh", False, True, False),
-    (3, "linear", True, True, False), (2, "relu", False, False, True)])
+@pytest.mark.parametrize(
+    "hidden_layers,activation,soften,per_member,hard",
+    [
+        (1, "relu", False, False, False),
+        (2, "relu", True, False, False),
+        (2, "tanh", False, True, False),
+        (3, "linear", True, True, False),
+        (2, "relu", False, False, True),
+    ],
+)
 def test_fused_step_equals_autograd_on_cuda(device, hidden_layers, activation, soften, per_member, hard):
     from memkd.losses import hard_cross_entropy, soft_cross_entropy
     from memkd.metrics import accuracy
@@ -118,8 +145,11 @@ def test_fused_step_equals_autograd_on_cuda(device, hidden_layers, activation, s
     gen = torch.Generator().manual_seed(0)
     e, n, d, c = 4, 37, 9, 6
     x = torch.randn(e, n, d, generator=gen, dtype=torch.double) if per_member else torch.randn(n, d, dtype=torch.double)
-    targets = (torch.randint(c, (n,), generator=gen) if hard
-               else torch.softmax(3 * torch.randn(e, n, c, generator=gen, dtype=torch.double), -1))
+    targets = (
+        torch.randint(c, (n,), generator=gen)
+        if hard
+        else torch.softmax(3 * torch.randn(e, n, c, generator=gen, dtype=torch.double), -1)
+    )
     x, targets = x.to(device), targets.to(device)
     labels = targets if hard else targets.argmax(-1)
     temps = torch.tensor([1.0, 2.0, 5.0, 20.0], device=device)
@@ -127,8 +157,9 @@ def test_fused_step_equals_autograd_on_cuda(device, hidden_layers, activation, s
     reference = EnsembleMLP(e, d, 7, c, hidden_layers, activation, seed=3).double().to(device)
     step = FusedCrossEntropy(fused_model, x, targets, labels, temps, soften)
     loss, acc = step()
-    ref_loss = (hard_cross_entropy(reference(x), targets) if hard
-                else soft_cross_entropy(reference(x), targets, temps, soften))
+    ref_loss = (
+        hard_cross_entropy(reference(x), targets) if hard else soft_cross_entropy(reference(x), targets, temps, soften)
+    )
     ref_loss.sum().backward()
     torch.testing.assert_close(loss, ref_loss.detach())
     torch.testing.assert_close(acc, accuracy(reference(x), labels))
@@ -150,8 +181,9 @@ def test_fused_training_follows_autograd_training_on_cuda(device):
 def test_stacked_teachers_equal_separate_runs_on_cuda(device):
     """K datasets stacked into one ensemble (per-member seeds) give the K separate teachers."""
     xs, ys = zip(*(make_memorization_data(5, 8, 12, seed=s, device=device) for s in (1, 2)))
-    stacked = train_teacher(torch.stack(xs), torch.stack(ys), classes=5, width=32, lr=1e-2, max_epochs=60,
-                            seed=[11, 12])
+    stacked = train_teacher(
+        torch.stack(xs), torch.stack(ys), classes=5, width=32, lr=1e-2, max_epochs=60, seed=[11, 12]
+    )
     for k, s in enumerate((11, 12)):
         alone = train_teacher(xs[k], ys[k], classes=5, width=32, lr=1e-2, max_epochs=60, seed=s)
         torch.testing.assert_close(stacked.logits(xs[k])[k], alone.logits(xs[k])[0], atol=1e-4, rtol=1e-4)
@@ -182,12 +214,21 @@ def test_cuda_graph_gives_the_eager_numbers(device):
             history, first = _fit_teacher(model, x, y, cuda_graph=cuda_graph, epochs=120)
         probs = soft_targets(model(x)[0].detach(), 10.0)
         students = EnsembleMLP(3, 12, 16, 5, seed=1).to(device)
-        step = FusedCrossEntropy(students, x, probs, probs.argmax(-1), torch.tensor([2.0, 5.0, 10.0], device=device),
-                                 soften_student=True)
+        step = FusedCrossEntropy(
+            students, x, probs, probs.argmax(-1), torch.tensor([2.0, 5.0, 10.0], device=device), soften_student=True
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)
-            s_hist, _ = fit(students, step, n_samples=len(x), epochs=40, lr=[1e-3, 3e-3, 1e-2], weight_decay=1e-3,
-                            log_every=10, cuda_graph=cuda_graph)
+            s_hist, _ = fit(
+                students,
+                step,
+                n_samples=len(x),
+                epochs=40,
+                lr=[1e-3, 3e-3, 1e-2],
+                weight_decay=1e-3,
+                log_every=10,
+                cuda_graph=cuda_graph,
+            )
         results.append((history, first, model(x).detach(), students(x).detach(), s_hist))
     (h0, f0, t0, s0, sh0), (h1, f1, t1, s1, sh1) = results
     assert torch.equal(f0, f1) and h0["epoch"].tolist() == h1["epoch"].tolist()
@@ -228,8 +269,12 @@ def test_fits_gpu_path_runs_on_the_cpu_with_the_same_history(monkeypatch, sync_e
     twin_history, twin_first = _fit_teacher(twin, x, y, sync_every=sync_every)
     assert torch.equal(twin_first, first)
     assert twin_history[["epoch", "member"]].equals(history[["epoch", "member"]])
-    torch.testing.assert_close(torch.tensor(twin_history[["loss", "train_acc"]].values),
-                               torch.tensor(history[["loss", "train_acc"]].values), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        torch.tensor(twin_history[["loss", "train_acc"]].values),
+        torch.tensor(history[["loss", "train_acc"]].values),
+        atol=1e-5,
+        rtol=1e-5,
+    )
     torch.testing.assert_close(twin(x), model(x), atol=1e-5, rtol=1e-5)
 
 
@@ -238,12 +283,24 @@ def test_students_through_fits_gpu_path_on_the_cpu(monkeypatch):
 
     x, y = make_memorization_data(5, 8, 12, seed=1)
     probs = torch.softmax(torch.randn(40, 5, generator=torch.Generator().manual_seed(0)) * 3, -1)
-    kwargs = dict(kind="soft", classes=5, width=16, members=3, lrs=[1e-3, 3e-3, 1e-2], epochs=25,
-                  temperatures=[2.0, 5.0, 10.0], soften_student=True, weight_decay=1e-3, log_every=5, seed=1)
+    kwargs = dict(
+        kind="soft",
+        classes=5,
+        width=16,
+        members=3,
+        lrs=[1e-3, 3e-3, 1e-2],
+        epochs=25,
+        temperatures=[2.0, 5.0, 10.0],
+        soften_student=True,
+        weight_decay=1e-3,
+        log_every=5,
+        seed=1,
+    )
     model, history = train_students(x, probs, **kwargs)
     monkeypatch.setattr(memkd.train, "_sync_free", lambda device: True)
     twin, twin_history = train_students(x, probs, **kwargs)
     assert twin_history[["epoch", "member"]].equals(history[["epoch", "member"]])
-    torch.testing.assert_close(torch.tensor(twin_history["loss"].values), torch.tensor(history["loss"].values),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        torch.tensor(twin_history["loss"].values), torch.tensor(history["loss"].values), atol=1e-5, rtol=1e-5
+    )
     torch.testing.assert_close(twin(x), model(x), atol=1e-5, rtol=1e-5)

@@ -15,8 +15,15 @@ from memkd.data import images
 from memkd.data.random_vectors import make_memorization_data, split_per_class
 from memkd.data.tokens import all_pairs, make_modular_addition
 from memkd.data.images import (
-    ChecksumError, DatasetUnavailable, load_cifar10, load_images, md5sum, permute_pixels,
-    shuffle_labels, shuffle_pixels, split_memorized,
+    ChecksumError,
+    DatasetUnavailable,
+    load_cifar10,
+    load_images,
+    md5sum,
+    permute_pixels,
+    shuffle_labels,
+    shuffle_pixels,
+    split_memorized,
 )
 
 PER_BATCH = 4  # images per batch in the tiny archive
@@ -27,9 +34,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 def _batch(seed: int, n: int) -> dict:
     rng = np.random.default_rng(seed)
-    return {b"batch_label": b"tiny", b"labels": [int(v) for v in rng.integers(0, 10, n)],
-            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            b"filenames": [f"{seed}_{i}.png".encode() for i in range(n)]}
+    return {
+        b"batch_label": b"tiny",
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [f"{seed}_{i}.png".encode() for i in range(n)],
+    }
 
 
 @pytest.fixture
@@ -37,8 +47,11 @@ def tiny_archive(tmp_path):
     """cifar-10-python.tar.gz with 5 train batches and a test batch of PER_BATCH images each."""
     batches = {f"data_batch_{i}": _batch(i, PER_BATCH) for i in range(1, 6)}
     batches["test_batch"] = _batch(99, PER_BATCH)
-    batches["batches.meta"] = {b"label_names": [n.encode() for n in images.CIFAR10_CLASSES],
-                               b"num_cases_per_batch": PER_BATCH, b"num_vis": 3072}
+    batches["batches.meta"] = {
+        b"label_names": [n.encode() for n in images.CIFAR10_CLASSES],
+        b"num_cases_per_batch": PER_BATCH,
+        b"num_vis": 3072,
+    }
     path = tmp_path / images.CIFAR10_ARCHIVE
     with tarfile.open(path, "w:gz") as tar:
         for name, content in batches.items():

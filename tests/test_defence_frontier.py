@@ -25,8 +25,17 @@ def test_smoke_table_has_every_setting_defence_and_declared_column(table):
     assert list(table.columns) == list(ex.defence_frontier.config.TABLE_COLUMNS)
     cfg = table.attrs["config"]
     mlp = table[table.setting == "mlp"]
-    assert set(mlp.family) >= {"none", "top-k", "round", "logprob round", "noise", "combined", "label only",
-                               "label smoothing", "weight decay"}
+    assert set(mlp.family) >= {
+        "none",
+        "top-k",
+        "round",
+        "logprob round",
+        "noise",
+        "combined",
+        "label only",
+        "label smoothing",
+        "weight decay",
+    }
     assert mlp.teacher_id.nunique() == cfg["teachers"]  # teacher-side variants are paired on the same datasets
     assert table.teacher_id.str.startswith("0:mlp/").sum() == len(mlp)
     per = table.groupby(["setting", "defence", "family"]).size()
@@ -53,11 +62,19 @@ def test_the_same_seed_gives_the_same_table():
     pd.testing.assert_frame_equal(a, b)
 
 
-@pytest.mark.parametrize("overrides, name", [
-    (dict(top_ks=(11,)), "top_ks"), (dict(top_ks=(0,)), "top_ks"), (dict(decimals=(-1,)), "decimals"),
-    (dict(sigmas=(-0.5,)), "sigmas"), (dict(combined=("top3|blur",)), "combined"), (dict(linear_rho=0.3), "linear_rho"),
-    (dict(settings=("cnn",)), "settings"), (dict(withheld="drop"), "withheld"),
-])
+@pytest.mark.parametrize(
+    "overrides, name",
+    [
+        (dict(top_ks=(11,)), "top_ks"),
+        (dict(top_ks=(0,)), "top_ks"),
+        (dict(decimals=(-1,)), "decimals"),
+        (dict(sigmas=(-0.5,)), "sigmas"),
+        (dict(combined=("top3|blur",)), "combined"),
+        (dict(linear_rho=0.3), "linear_rho"),
+        (dict(settings=("cnn",)), "settings"),
+        (dict(withheld="drop"), "withheld"),
+    ],
+)
 def test_bad_knobs_are_refused_before_training(overrides, name):
     with pytest.raises(ValueError, match=rf"^The '{name}' parameter of defence_frontier"):
         ex.defence_frontier("smoke", **overrides)
@@ -67,9 +84,24 @@ def test_predicted_failing_decimal_follows_ten_to_minus_r_over_p():
     # p = 0.4, margin 0.2: 10^-r / 0.4 >= 0.2 holds up to r = 1 (0.25) and fails at r = 2 (0.025)
     assert frontier.predicted_failing_decimal(0.4, 0.2) == 1
     assert frontier.predicted_failing_decimal(0.02, 0.001) == 4  # 1e-4 / 0.02 >= 0.001 > 1e-5 / 0.02
-    rows = [{"setting": "linear", "teacher_id": "0:linear/0", "family": "round", "strength": float(r), "defence": f"round{r}",
-             "test_acc": 0.9 if r <= 3 else 1.0, "teacher_memorized": True, "p_small": 0.02, "margin_small": 0.001,
-             "leak": 0.4, "fidelity": 0.9, "chance": 0.5, "temperature": 10.0} for r in range(8)]
+    rows = [
+        {
+            "setting": "linear",
+            "teacher_id": "0:linear/0",
+            "family": "round",
+            "strength": float(r),
+            "defence": f"round{r}",
+            "test_acc": 0.9 if r <= 3 else 1.0,
+            "teacher_memorized": True,
+            "p_small": 0.02,
+            "margin_small": 0.001,
+            "leak": 0.4,
+            "fidelity": 0.9,
+            "chance": 0.5,
+            "temperature": 10.0,
+        }
+        for r in range(8)
+    ]
     check = frontier.decimals_check(pd.DataFrame(rows))
     assert check.measured_decimal.tolist() == [3] and check.predicted_decimal.tolist() == [4]
     assert frontier.decimals_per_teacher(check).within_one.tolist() == [True]
@@ -83,8 +115,13 @@ def test_claims_figure_and_holm_block_from_the_smoke_table(table, tmp_path):
     ch = Chapter("14_defences", profile="smoke", results_dir=str(tmp_path), device="cpu", beyond_paper=True)
     sentences = frontier.defence_claims(ch, table, margin_no_leak=0.02, p_within=0.5)
     ids = [c.claim for c in ch.claims]
-    assert len(sentences) == len(ids) and {"top1_leaks", "label_only_no_leak", "label_smoothing_below_server_frontier",
-                                           "weight_decay_below_server_frontier", "leak_comes_with_fidelity_mlp"} <= set(ids)
+    assert len(sentences) == len(ids) and {
+        "top1_leaks",
+        "label_only_no_leak",
+        "label_smoothing_below_server_frontier",
+        "weight_decay_below_server_frontier",
+        "leak_comes_with_fidelity_mlp",
+    } <= set(ids)
     assert all(c.beyond_paper for c in ch.claims) and all(c.planned_n == c.planned_n for c in ch.claims)
     holm = frontier.holm_block(ch)
     counted = holm[holm.claim != "top1_no_leak"]  # a supporting claim: shown, not adjusted
@@ -93,7 +130,9 @@ def test_claims_figure_and_holm_block_from_the_smoke_table(table, tmp_path):
     fig = frontier.frontier_figure(table)
     assert len(fig.axes) == 3
     summary = frontier.frontier_summary(table)
-    lines = frontier.closing_lines(summary, frontier.decimals_check(table), dict(zip(holm.claim, holm.verdict_adjusted)))
+    lines = frontier.closing_lines(
+        summary, frontier.decimals_check(table), dict(zip(holm.claim, holm.verdict_adjusted))
+    )
     assert len(lines) >= 6 and all(isinstance(line, str) and line for line in lines)
     ch.record_departures(table)
     topics = {d["topic"] for d in ch.departures}
@@ -124,7 +163,9 @@ def test_profiles_validate(profile):
     from memkd.experiments.defence_frontier import DefenceConfig
 
     cfg = make_config(DefenceConfig, "defence_frontier", profile, {})
-    assert cfg.teachers >= 8 and cfg.linear_teachers >= 10 and set(cfg.settings) == {"mlp", "linear", "one_hidden_layer"}
+    assert (
+        cfg.teachers >= 8 and cfg.linear_teachers >= 10 and set(cfg.settings) == {"mlp", "linear", "one_hidden_layer"}
+    )
 
 
 def test_chapter_executes_at_smoke(tmp_path):
@@ -139,13 +180,29 @@ def test_chapter_executes_at_smoke(tmp_path):
 
 def test_frontier_excess_compares_with_the_best_server_defence_of_at_least_the_same_fidelity():
     def row(family, defence, leak, fidelity, teacher="0:mlp/0", strength=0.0):
-        return {"setting": "mlp", "teacher_id": teacher, "family": family, "strength": strength, "defence": defence,
-                "leak": leak, "fidelity": fidelity, "test_acc": 0.1, "chance": 0.05, "teacher_memorized": True}
+        return {
+            "setting": "mlp",
+            "teacher_id": teacher,
+            "family": family,
+            "strength": strength,
+            "defence": defence,
+            "leak": leak,
+            "fidelity": fidelity,
+            "test_acc": 0.1,
+            "chance": 0.05,
+            "teacher_memorized": True,
+        }
 
-    table = pd.DataFrame([row("none", "none", 0.14, 0.28), row("top-k", "top1", 0.01, 0.14),
-                          row("label only", "label", 0.00, 0.20), row("noise", "noise8", 0.03, 0.11),
-                          row("label smoothing", "none", 0.02, 0.12, strength=0.2),
-                          row("weight decay", "none", 0.12, 0.30, strength=0.003)])
+    table = pd.DataFrame(
+        [
+            row("none", "none", 0.14, 0.28),
+            row("top-k", "top1", 0.01, 0.14),
+            row("label only", "label", 0.00, 0.20),
+            row("noise", "noise8", 0.03, 0.11),
+            row("label smoothing", "none", 0.02, 0.12, strength=0.2),
+            row("weight decay", "none", 0.12, 0.30, strength=0.003),
+        ]
+    )
     smooth = frontier.frontier_excess(table, "label smoothing")
     assert smooth.server_defence.tolist() == ["label"] and smooth.excess.round(6).tolist() == [0.02]
     decay = frontier.frontier_excess(table, "weight decay")  # no server defence keeps 0.30: the highest one

@@ -93,7 +93,7 @@ def test_noise_is_seeded_per_member_and_zero_noise_is_nothing():
     one = Noise(1.0).apply(z[:1], seed=[1])  # the first member's draw does not depend on the others
     assert torch.equal(one.probs[0], a.probs[0])
     assert torch.allclose(Noise(0.0).apply(z).probs, torch.softmax(z, -1))
-    spread = (Noise(2.0).apply(z, seed=[3, 4]).probs.log() - torch.softmax(z, -1).log())
+    spread = Noise(2.0).apply(z, seed=[3, 4]).probs.log() - torch.softmax(z, -1).log()
     centred = spread - spread.mean(-1, keepdim=True)
     assert 1.0 < float(centred.std()) < 3.0  # about sigma * sqrt(1 - 1/C)
 
@@ -113,13 +113,24 @@ def test_composition_applies_left_to_right_and_reads_back_from_one_line():
     assert torch.allclose(a.probs[a.returned], served[a.returned])
 
 
-@pytest.mark.parametrize("make, name", [
-    (lambda: TopK(0), "k"), (lambda: TopK(2.5), "k"), (lambda: Round(-1), "decimals"),
-    (lambda: Round(2, of="logit"), "of"), (lambda: Noise(-0.1), "sigma"), (lambda: Temperature(0.0), "t"),
-    (lambda: parse("top0"), "k"), (lambda: parse("round-1"), "decimals"), (lambda: parse("top1x"), "spec"), (lambda: parse("blur3"), "spec"),
-    (lambda: parse(3), "spec"), (lambda: Round(2) | Noise(1.0), "steps"),
-    (lambda: TopK(6).apply(logits(2, 5)), "k"),
-])
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: TopK(0), "k"),
+        (lambda: TopK(2.5), "k"),
+        (lambda: Round(-1), "decimals"),
+        (lambda: Round(2, of="logit"), "of"),
+        (lambda: Noise(-0.1), "sigma"),
+        (lambda: Temperature(0.0), "t"),
+        (lambda: parse("top0"), "k"),
+        (lambda: parse("round-1"), "decimals"),
+        (lambda: parse("top1x"), "spec"),
+        (lambda: parse("blur3"), "spec"),
+        (lambda: parse(3), "spec"),
+        (lambda: Round(2) | Noise(1.0), "steps"),
+        (lambda: TopK(6).apply(logits(2, 5)), "k"),
+    ],
+)
 def test_bad_defences_are_refused_naming_the_argument(make, name):
     with pytest.raises(ValueError, match=rf"^The '{name}' parameter of "):
         make()
@@ -169,8 +180,13 @@ class Memorizer(torch.nn.Module):
     def __init__(self, d: int, c: int, width: int = 64, seed: int = 0):
         super().__init__()
         torch.manual_seed(seed)
-        self.net = torch.nn.Sequential(torch.nn.Linear(d, width), torch.nn.ReLU(), torch.nn.Linear(width, width),
-                                       torch.nn.ReLU(), torch.nn.Linear(width, c))
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(d, width),
+            torch.nn.ReLU(),
+            torch.nn.Linear(width, width),
+            torch.nn.ReLU(),
+            torch.nn.Linear(width, c),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -196,8 +212,9 @@ def memorized():
 
 def test_audit_runs_on_a_torch_model_and_returns_its_documented_columns(memorized):
     models, x, y = memorized
-    table = memkd.audit(models[0], x, y, ["none", "top1", TopK(2) | Round(1)], repeats=2, students=2, epochs=20,
-                        width=32)
+    table = memkd.audit(
+        models[0], x, y, ["none", "top1", TopK(2) | Round(1)], repeats=2, students=2, epochs=20, width=32
+    )
     assert len(table) == 1 * 2 * 3 * 2
     assert list(table.columns) == list(memkd.audits.AuditConfig.TABLE_COLUMNS)
     assert set(table.defence) == {"none", "top1", "top2|round1"} and table.teacher_id.nunique() == 2
@@ -206,31 +223,56 @@ def test_audit_runs_on_a_torch_model_and_returns_its_documented_columns(memorize
     for column in memkd.audits.AuditConfig.TABLE_COLUMNS:
         assert column in memkd.audit.__doc__ and column in memkd.audits.AUDIT_COLUMNS
     assert "repeats" in memkd.audit.__doc__ and "temperature" in memkd.audit.__doc__
-    again = memkd.audit(models[0], x, y, ["none", "top1", TopK(2) | Round(1)], repeats=2, students=2, epochs=20,
-                        width=32)
+    again = memkd.audit(
+        models[0], x, y, ["none", "top1", TopK(2) | Round(1)], repeats=2, students=2, epochs=20, width=32
+    )
     assert again.equals(table)  # seeded
 
 
 def test_audit_finds_the_leak_and_label_only_removes_it(memorized):
     models, x, y = memorized
     fresh_x, fresh_y = torch.rand(500, 100) * 2 - 1, torch.randint(10, (500,))
-    table = memkd.audit(models, x, y, ["none", "label"], repeats=1, students=2, epochs=100, width=64,
-                        temperature=20.0, lr=1e-2, fresh_inputs=fresh_x, fresh_labels=fresh_y)
+    table = memkd.audit(
+        models,
+        x,
+        y,
+        ["none", "label"],
+        repeats=1,
+        students=2,
+        epochs=100,
+        width=64,
+        temperature=20.0,
+        lr=1e-2,
+        fresh_inputs=fresh_x,
+        fresh_labels=fresh_y,
+    )
     assert table.teacher_id.nunique() == 2 and (table.fresh_source == "given").all()  # models are the unit
     leak = table.groupby("defence").leak.mean()
     assert leak["none"] > 0.1 and abs(leak["label"]) < 0.1 and leak["none"] > leak["label"] + 0.1
     assert table.groupby("defence").fidelity.mean()["none"] > table.groupby("defence").fidelity.mean()["label"]
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(defences=["top0"]), "k"), (dict(defences=["top11"]), "k"), (dict(defences=["round-2"]), "decimals"),
-    (dict(defences=["top5|logprob_round-1"]), "decimals"), (dict(defences=["noise-1"]), "sigma"),
-    (dict(defences=[Round(2, of="prob")], alpha=1.5), "alpha"), (dict(defences=["noise0.1"], repeats=0), "repeats"),
-    (dict(defences="none"), "defences"), (dict(defences=[]), "defences"), (dict(wobble=1), "wobble"),
-    (dict(labels=torch.arange(199) % 10), "labels"), (dict(labels=torch.arange(200) % 12), "labels"),
-    (dict(model_fn=lambda x: x[:, :10][:-1]), "model_fn"), (dict(model_fn=lambda x: x.sum(-1)), "model_fn"),
-    (dict(model_fn="net"), "model_fn"), (dict(fresh_inputs=torch.rand(10, 3)), "fresh_inputs"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(defences=["top0"]), "k"),
+        (dict(defences=["top11"]), "k"),
+        (dict(defences=["round-2"]), "decimals"),
+        (dict(defences=["top5|logprob_round-1"]), "decimals"),
+        (dict(defences=["noise-1"]), "sigma"),
+        (dict(defences=[Round(2, of="prob")], alpha=1.5), "alpha"),
+        (dict(defences=["noise0.1"], repeats=0), "repeats"),
+        (dict(defences="none"), "defences"),
+        (dict(defences=[]), "defences"),
+        (dict(wobble=1), "wobble"),
+        (dict(labels=torch.arange(199) % 10), "labels"),
+        (dict(labels=torch.arange(200) % 12), "labels"),
+        (dict(model_fn=lambda x: x[:, :10][:-1]), "model_fn"),
+        (dict(model_fn=lambda x: x.sum(-1)), "model_fn"),
+        (dict(model_fn="net"), "model_fn"),
+        (dict(fresh_inputs=torch.rand(10, 3)), "fresh_inputs"),
+    ],
+)
 def test_audit_refuses_bad_input_before_any_training(memorized, monkeypatch, kwargs, name):
     import memkd.audits
 

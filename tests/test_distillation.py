@@ -11,7 +11,12 @@ import pytest
 import torch
 
 from memkd.distillation import (
-    TEACHER_STOPS, MLPFamily, TeacherDidNotMemorize, check_teacher_stop, require_memorized, train_students,
+    TEACHER_STOPS,
+    MLPFamily,
+    TeacherDidNotMemorize,
+    check_teacher_stop,
+    require_memorized,
+    train_students,
     train_teacher,
 )
 from memkd.models.cnn import CNNFamily
@@ -37,8 +42,9 @@ def _data(members: int, n: int = 24, classes: int = 4, seed: int = 0, inputs: st
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(members, n, 64, generator=gen)
     if inputs == "tokens":
-        x = torch.cat([torch.randint(0, classes, (members, n, 2), generator=gen),
-                       torch.full((members, n, 1), classes)], dim=-1)  # "=" is token id C
+        x = torch.cat(
+            [torch.randint(0, classes, (members, n, 2), generator=gen), torch.full((members, n, 1), classes)], dim=-1
+        )  # "=" is token id C
     logits = 3 * torch.randn(members, n, classes, generator=gen)
     return x, logits
 
@@ -57,10 +63,33 @@ def test_teachers_of_every_family_equal_separately_trained_ones(name, batch):
     family = FAMILIES[name]
     x, logits = _data(3, inputs=family.inputs)
     y = logits.argmax(-1)
-    stacked = train_teacher(x, y, family, lr=1e-2, max_epochs=5, batch_size=batch, seed=SEEDS, shuffle_seed=5,
-                            require_memorization=False, snapshot_at=(2,))
-    singles = [train_teacher(x[i], y[i], family, lr=1e-2, max_epochs=5, batch_size=batch, seed=[s],
-                             shuffle_seed=5, require_memorization=False, snapshot_at=(2,)) for i, s in enumerate(SEEDS)]
+    stacked = train_teacher(
+        x,
+        y,
+        family,
+        lr=1e-2,
+        max_epochs=5,
+        batch_size=batch,
+        seed=SEEDS,
+        shuffle_seed=5,
+        require_memorization=False,
+        snapshot_at=(2,),
+    )
+    singles = [
+        train_teacher(
+            x[i],
+            y[i],
+            family,
+            lr=1e-2,
+            max_epochs=5,
+            batch_size=batch,
+            seed=[s],
+            shuffle_seed=5,
+            require_memorization=False,
+            snapshot_at=(2,),
+        )
+        for i, s in enumerate(SEEDS)
+    ]
     _assert_members_equal(stacked.model, [t.model for t in singles])
     _assert_members_equal(stacked.at(2), [t.at(2) for t in singles])  # the copies along the way too
     for i, t in enumerate(singles):
@@ -69,28 +98,59 @@ def test_teachers_of_every_family_equal_separately_trained_ones(name, batch):
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
-@pytest.mark.parametrize("kind,soften,batch", [("soft", False, None), ("soft", True, None), ("hard", False, None),
-                                               ("soft", False, 8)])
+@pytest.mark.parametrize(
+    "kind,soften,batch", [("soft", False, None), ("soft", True, None), ("hard", False, None), ("soft", False, 8)]
+)
 def test_students_of_every_family_equal_separately_trained_ones(name, kind, soften, batch):
     """Each member with its own data, teacher logits, learning rate and temperature."""
     family = FAMILIES[name]
     if kind not in family.student_kinds:
         with pytest.raises(ValueError, match=r"'kind' parameter of train_students must be one of \('soft',\)"):
-            train_students(_data(1, inputs=family.inputs)[0], torch.zeros(1, 24, dtype=torch.long), kind=kind,
-                           family=family, members=1, lrs=1e-3, epochs=1)
+            train_students(
+                _data(1, inputs=family.inputs)[0],
+                torch.zeros(1, 24, dtype=torch.long),
+                kind=kind,
+                family=family,
+                members=1,
+                lrs=1e-3,
+                epochs=1,
+            )
         return
     x, logits = _data(3, inputs=family.inputs)
     temps = torch.tensor([1.0, 2.0, 5.0])
     lrs = torch.tensor([1e-3, 3e-3, 1e-2])
     given = dict(teacher_logits=logits) if kind == "soft" else dict(targets=logits.argmax(-1))
-    ens, _ = train_students(x, kind=kind, family=family, members=3, lrs=lrs, epochs=4, temperatures=temps,
-                            soften_student=soften, batch_size=batch, seed=SEEDS, shuffle_seed=5, **given)
+    ens, _ = train_students(
+        x,
+        kind=kind,
+        family=family,
+        members=3,
+        lrs=lrs,
+        epochs=4,
+        temperatures=temps,
+        soften_student=soften,
+        batch_size=batch,
+        seed=SEEDS,
+        shuffle_seed=5,
+        **given,
+    )
     singles = []
     for i, s in enumerate(SEEDS):
-        one_given = {key: v[i:i + 1] for key, v in given.items()}
-        one, _ = train_students(x[i:i + 1], kind=kind, family=family, members=1, lrs=lrs[i:i + 1], epochs=4,
-                                temperatures=temps[i:i + 1], soften_student=soften, batch_size=batch, seed=[s],
-                                shuffle_seed=5, **one_given)
+        one_given = {key: v[i : i + 1] for key, v in given.items()}
+        one, _ = train_students(
+            x[i : i + 1],
+            kind=kind,
+            family=family,
+            members=1,
+            lrs=lrs[i : i + 1],
+            epochs=4,
+            temperatures=temps[i : i + 1],
+            soften_student=soften,
+            batch_size=batch,
+            seed=[s],
+            shuffle_seed=5,
+            **one_given,
+        )
         singles.append(one)
     _assert_members_equal(ens, singles)
 
@@ -101,8 +161,15 @@ def test_students_of_one_teacher_may_share_its_inputs_and_logits(name):
     inputs and logits repeated per member (E, N, ...) give."""
     family = FAMILIES[name]
     x, logits = _data(1, inputs=family.inputs)
-    common = dict(kind="soft", family=family, members=3, lrs=[1e-3, 3e-3, 1e-2], epochs=4,
-                  temperatures=[1.0, 2.0, 5.0], seed=SEEDS)
+    common = dict(
+        kind="soft",
+        family=family,
+        members=3,
+        lrs=[1e-3, 3e-3, 1e-2],
+        epochs=4,
+        temperatures=[1.0, 2.0, 5.0],
+        seed=SEEDS,
+    )
     shared, _ = train_students(x[0], teacher_logits=logits, **common)
     repeated, _ = train_students(x.expand(3, *x.shape[1:]), teacher_logits=logits.expand(3, -1, -1), **common)
     for a, b in zip(shared.parameters(), repeated.parameters()):
@@ -139,8 +206,11 @@ def test_the_list_of_stops_is_written_out_once():
     from pathlib import Path
 
     package = Path(__file__).resolve().parents[1] / "memkd"
-    found = sorted(str(p.relative_to(package.parent)) for p in package.rglob("*.py")
-                   if '("budget", "first_perfect")' in p.read_text() or "one_of(\"budget\"" in p.read_text())
+    found = sorted(
+        str(p.relative_to(package.parent))
+        for p in package.rglob("*.py")
+        if '("budget", "first_perfect")' in p.read_text() or 'one_of("budget"' in p.read_text()
+    )
     assert found == ["memkd/config.py"]
 
 
@@ -177,7 +247,6 @@ def test_a_family_sets_the_optimizer_and_an_explicit_weight_decay_wins():
     torch.testing.assert_close(teacher.logits(tokens)[0], plain(tokens[0]), atol=1e-4, rtol=1e-4)
 
 
-
 def test_the_linear_teacher_of_the_protocol_is_the_published_versions():
     """k = 0 without biases through `train_teacher` is the bias-free linear teacher of chapters 11-12
     (`memkd.experiments.linear_recovery.train_teachers`, the `LinearFamily` through the same protocol):
@@ -187,8 +256,16 @@ def test_the_linear_teacher_of_the_protocol_is_the_published_versions():
 
     data = make_linear_data([6], classes=3, input_dim=5, seeds=[11], fresh=4, device=torch.device("cpu"))
     w = train_teachers(data, outputs=3, seeds=[21], epochs=40, lr=1e-2)  # (K, D, O)
-    teacher = train_teacher(data.x[0].float(), data.y[0], MLPFamily(5, 1, 3, hidden_layers=0, bias=False), lr=1e-2,
-                            max_epochs=40, seed=[21], require_memorization=False, fused=False)
+    teacher = train_teacher(
+        data.x[0].float(),
+        data.y[0],
+        MLPFamily(5, 1, 3, hidden_layers=0, bias=False),
+        lr=1e-2,
+        max_epochs=40,
+        seed=[21],
+        require_memorization=False,
+        fused=False,
+    )
     linear = teacher.model.weights[0].detach()  # (E, D, C)
     torch.testing.assert_close(linear[0], w[0], atol=1e-5, rtol=1e-4)
     assert not torch.allclose(linear[0], teacher.model.weights[0].new_zeros(5, 3))  # it trained
@@ -197,12 +274,24 @@ def test_the_linear_teacher_of_the_protocol_is_the_published_versions():
 
 def test_a_sample_mask_of_the_wrong_shape_or_kind_is_refused_before_training():
     x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
-    with pytest.raises(ValueError, match=r"The 'mask' parameter of train_students must be None or a bool tensor of "
-                                         r"shape \(2, 6\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"The 'mask' parameter of train_students must be None or a bool tensor of "
+        r"shape \(2, 6\)",
+    ):
         train_students(x, y, kind="hard", members=2, lrs=1e-2, epochs=1, classes=3, width=4, mask=torch.ones(2, 5) > 0)
     with pytest.raises(ValueError, match="The 'mask' parameter of train_students must be None for kind='similarity'"):
-        train_students(x, torch.eye(6), kind="similarity", members=2, lrs=1e-2, epochs=1, classes=3, width=4,
-                       mask=torch.ones(2, 6) > 0)
+        train_students(
+            x,
+            torch.eye(6),
+            kind="similarity",
+            members=2,
+            lrs=1e-2,
+            epochs=1,
+            classes=3,
+            width=4,
+            mask=torch.ones(2, 6) > 0,
+        )
     with pytest.raises(ValueError, match="The 'mask' parameter of train_teacher must be None or a bool tensor"):
         train_teacher(x, y, classes=3, width=4, max_epochs=1, mask=torch.ones(6))
 
@@ -211,11 +300,14 @@ def test_a_masked_member_equals_the_member_trained_on_its_own_points():
     """train_students' mask: a student that sees 4 of 6 shared points is the student trained on those 4."""
     x, y = torch.randn(6, 4, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 0, 1, 2])
     mask = torch.tensor([[True, True, False, True, True, False]])
-    masked, _ = train_students(x, y.unsqueeze(0), kind="hard", members=1, lrs=1e-2, epochs=20, classes=3, width=8,
-                               seed=[4], mask=mask)
-    own, _ = train_students(x[mask[0]], y[mask[0]], kind="hard", members=1, lrs=1e-2, epochs=20, classes=3, width=8,
-                            seed=[4], fused=False)
-    every, _ = train_students(x, y, kind="hard", members=1, lrs=1e-2, epochs=20, classes=3, width=8, seed=[4],
-                              fused=False)
+    masked, _ = train_students(
+        x, y.unsqueeze(0), kind="hard", members=1, lrs=1e-2, epochs=20, classes=3, width=8, seed=[4], mask=mask
+    )
+    own, _ = train_students(
+        x[mask[0]], y[mask[0]], kind="hard", members=1, lrs=1e-2, epochs=20, classes=3, width=8, seed=[4], fused=False
+    )
+    every, _ = train_students(
+        x, y, kind="hard", members=1, lrs=1e-2, epochs=20, classes=3, width=8, seed=[4], fused=False
+    )
     assert torch.allclose(masked.weights[0], own.weights[0], atol=1e-6)
     assert not torch.allclose(masked.weights[0], every.weights[0], atol=1e-6)

@@ -32,8 +32,12 @@ def _name(node: ast.expr) -> str | None:
 
 def value_error_classes(trees: list[ast.AST]) -> set[str]:
     """ValueError and the names of the classes defined in `trees` that derive from it (at any depth)."""
-    bases = {node.name: {_name(b) for b in node.bases}
-             for tree in trees for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+    bases = {
+        node.name: {_name(b) for b in node.bases}
+        for tree in trees
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+    }
     found = {"ValueError"}
     while True:
         more = {cls for cls, parents in bases.items() if cls not in found and parents & found}
@@ -78,7 +82,7 @@ def raises(paths: list[Path]) -> tuple[int, list[str]]:
 
 
 def direct_raises(paths: list[Path]) -> list[str]:
-    """"file:line" of each raise that builds a ValueError (or a subclass defined in `paths`) itself,
+    """ "file:line" of each raise that builds a ValueError (or a subclass defined in `paths`) itself,
     instead of raising what `memkd.config.invalid` returns."""
     trees = {path: ast.parse(path.read_text(), filename=str(path)) for path in paths}
     errors = value_error_classes(list(trees.values()))
@@ -95,8 +99,10 @@ def direct_raises(paths: list[Path]) -> list[str]:
 
 def test_every_value_error_in_memkd_goes_through_the_helper():
     bad = direct_raises(sorted(PACKAGE.rglob("*.py")))
-    assert not bad, (f"{len(bad)} ValueError(s) raised without memkd.config.invalid (write "
-                     f"`raise invalid(name, owner, ...)`; its keywords cover other shapes):\n" + "\n".join(bad))
+    assert not bad, (
+        f"{len(bad)} ValueError(s) raised without memkd.config.invalid (write "
+        f"`raise invalid(name, owner, ...)`; its keywords cover other shapes):\n" + "\n".join(bad)
+    )
 
 
 def test_the_helper_check_finds_a_direct_raise(tmp_path):
@@ -107,12 +113,12 @@ def test_the_helper_check_finds_a_direct_raise(tmp_path):
         "    pass\n"
         "def f(x):\n"
         "    raise ValueError(f\"The 'x' parameter of f must be > 0. Got {x!r} instead.\")\n"  # 5: bad (well worded)
-        "    raise BadArchive(\"The 'path' parameter of f must be the archive.\")\n"            # 6: bad (a subclass)
-        "    raise ValueError\n"                                                               # 7: bad
-        "    raise invalid('x', 'f', 'an int >= 1', x)\n"                                      # 8: good
-        "    raise invalid('path', 'f', says='is damaged.', error=BadArchive)\n"               # 9: good
-        "    raise TypeError('not a ValueError')\n"                                            # 10: not checked
-        "    raise err\n"                                                                      # 11: a re-raise
+        "    raise BadArchive(\"The 'path' parameter of f must be the archive.\")\n"  # 6: bad (a subclass)
+        "    raise ValueError\n"  # 7: bad
+        "    raise invalid('x', 'f', 'an int >= 1', x)\n"  # 8: good
+        "    raise invalid('path', 'f', says='is damaged.', error=BadArchive)\n"  # 9: good
+        "    raise TypeError('not a ValueError')\n"  # 10: not checked
+        "    raise err\n"  # 11: a re-raise
     )
     assert direct_raises([source]) == [f"{source}:{line}" for line in (5, 6, 7)]
 
@@ -121,28 +127,30 @@ def test_every_value_error_in_memkd_follows_the_format():
     paths = sorted(PACKAGE.rglob("*.py"))
     seen, bad = raises(paths)
     assert seen >= 50, f"found only {seen} ValueError raises in {PACKAGE}: is the scan reading the package?"
-    assert not bad, (f"{len(bad)} ValueError(s) whose message does not start with {PREFIX!r}<name>' parameter "
-                     f"of <owner> (or use memkd.config.invalid):\n" + "\n".join(bad))
+    assert not bad, (
+        f"{len(bad)} ValueError(s) whose message does not start with {PREFIX!r}<name>' parameter "
+        f"of <owner> (or use memkd.config.invalid):\n" + "\n".join(bad)
+    )
 
 
 def test_the_checker_finds_a_bad_raise(tmp_path):
     source = tmp_path / "module.py"
     source.write_text(
         "from memkd.config import invalid\n"
-        "class BadArchive(ValueError):\n"                                       # 2
+        "class BadArchive(ValueError):\n"  # 2
         "    pass\n"
-        "class WorseArchive(BadArchive):\n"                                     # 4
+        "class WorseArchive(BadArchive):\n"  # 4
         "    pass\n"
         "def f(x):\n"
-        "    raise ValueError(f'f: x must be > 0. Got {x} instead.')\n"          # 7: bad
-        "    raise ValueError('x must be positive')\n"                          # 8: bad
-        "    raise ValueError(message)\n"                                       # 9: bad (not checkable)
-        "    raise ValueError\n"                                                # 10: bad (no message)
-        "    raise WorseArchive(f'{x} is damaged')\n"                           # 11: bad (a subclass)
+        "    raise ValueError(f'f: x must be > 0. Got {x} instead.')\n"  # 7: bad
+        "    raise ValueError('x must be positive')\n"  # 8: bad
+        "    raise ValueError(message)\n"  # 9: bad (not checkable)
+        "    raise ValueError\n"  # 10: bad (no message)
+        "    raise WorseArchive(f'{x} is damaged')\n"  # 11: bad (a subclass)
         "    raise ValueError(f\"The 'x' parameter of f must be > 0. Got {x!r} instead.\")\n"  # 12: good
-        "    raise BadArchive(\"The 'path' parameter of f must be the archive.\")\n"      # 13: good
-        "    raise invalid('x', 'f', 'an int >= 1', x)\n"                       # 14: good
-        "    raise TypeError('not a ValueError')\n"                             # 15: not checked
+        "    raise BadArchive(\"The 'path' parameter of f must be the archive.\")\n"  # 13: good
+        "    raise invalid('x', 'f', 'an int >= 1', x)\n"  # 14: good
+        "    raise TypeError('not a ValueError')\n"  # 15: not checked
     )
     seen, bad = raises([source])
     assert bad == [f"{source}:{line}" for line in (7, 8, 9, 10, 11)]
@@ -152,8 +160,9 @@ def test_the_checker_finds_a_bad_raise(tmp_path):
 def test_invalid_writes_the_format():
     err = invalid("alpha", "logit_distillation", "a float in the open interval (0, 1)", 1.5)
     assert isinstance(err, ValueError)
-    assert str(err) == ("The 'alpha' parameter of logit_distillation must be a float in the open interval (0, 1). "
-                        "Got 1.5 instead.")
+    assert str(err) == (
+        "The 'alpha' parameter of logit_distillation must be a float in the open interval (0, 1). Got 1.5 instead."
+    )
     assert str(invalid("setting", "shuffled_task", "one of ('clean',)", "noise")).endswith("Got 'noise' instead.")
     with pytest.raises(ValueError, match=r"^The 'alpha' parameter of logit_distillation must be"):
         raise err
@@ -161,9 +170,11 @@ def test_invalid_writes_the_format():
 
 def test_invalid_writes_the_other_shapes():
     assert str(invalid("seed", "EnsembleMLP", must="hold one seed per member (4)", shown="3 seeds")) == (
-        "The 'seed' parameter of EnsembleMLP must hold one seed per member (4). Got 3 seeds instead.")
+        "The 'seed' parameter of EnsembleMLP must hold one seed per member (4). Got 3 seeds instead."
+    )
     assert str(invalid("name", "f", "one of ('a',)", "b", after=" Known: a.")) == (
-        "The 'name' parameter of f must be one of ('a',). Got 'b' instead. Known: a.")
+        "The 'name' parameter of f must be one of ('a',). Got 'b' instead. Known: a."
+    )
     assert str(invalid("x", "f", "an int", None)).endswith("Got None instead.")  # None is a value, not "nothing"
     renamed = invalid("old", "f", says="was renamed: use 'new'.")
     assert str(renamed) == "The 'old' parameter of f was renamed: use 'new'."
@@ -174,13 +185,16 @@ def test_invalid_writes_the_other_shapes():
     assert isinstance(invalid("path", "f", says="is damaged.", error=Damaged), Damaged)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {},                                                   # neither allowed nor must
-    {"allowed": "an int", "must": "divide 4", "got": 1},  # both
-    {"allowed": "an int"},                                # no value
-    {"allowed": "an int", "got": 1, "shown": "one"},      # two values
-    {"says": "is bad.", "got": 1},                        # says with more
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},  # neither allowed nor must
+        {"allowed": "an int", "must": "divide 4", "got": 1},  # both
+        {"allowed": "an int"},  # no value
+        {"allowed": "an int", "got": 1, "shown": "one"},  # two values
+        {"says": "is bad.", "got": 1},  # says with more
+    ],
+)
 def test_invalid_refuses_a_call_that_mixes_shapes(kwargs):
     with pytest.raises(TypeError, match="^invalid: "):
         invalid("x", "f", **kwargs)

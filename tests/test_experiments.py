@@ -26,8 +26,9 @@ def per_dataset(table, column="test_acc"):
     return table.groupby("dataset")[column].mean().to_numpy()
 
 
-@pytest.mark.parametrize("knob, value, size", [("student_widths", [10**9], "17.3 EiB"),
-                                              ("teacher_width", 10**7, "PiB")])
+@pytest.mark.parametrize(
+    "knob, value, size", [("student_widths", [10**9], "17.3 EiB"), ("teacher_width", 10**7, "PiB")]
+)
 def test_a_run_that_cannot_fit_is_refused_before_any_training(knob, value, size):
     """The memory of the whole run is checked before the first teacher epoch: in well under a
     second, naming the knob, with a size people read (not "18626456260.7 GiB")."""
@@ -93,29 +94,49 @@ def test_same_seed_same_numbers():
 
 
 def test_tidy_columns(soft):
-    for col in ["dataset", "alpha", "width", "temperature", "lr", "student", "train_acc", "test_acc",
-                "memorized_acc", "test_acc_class", "independent_acc", "teacher_independent_acc", "chance"]:
+    for col in [
+        "dataset",
+        "alpha",
+        "width",
+        "temperature",
+        "lr",
+        "student",
+        "train_acc",
+        "test_acc",
+        "memorized_acc",
+        "test_acc_class",
+        "independent_acc",
+        "teacher_independent_acc",
+        "chance",
+    ]:
         assert col in soft.columns
     assert len(soft) == 4 * 3  # datasets (teachers) x students
 
 
-@pytest.mark.parametrize("fn,kwargs,pattern", [
-    (ex.logit_distillation, {"alphas": [1.5]}, r"'alphas' parameter of logit_distillation must be a non-empty list, each item a float in the open interval \(0, 1\)\. Got \[1\.5\]"),
-    (ex.logit_distillation, {"alphas": [0.0]}, r"'alphas'.*open interval"),
-    (ex.logit_distillation, {"per_class": 1}, r"'per_class' parameter .* must be an int >= 2\. Got 1"),
-    (ex.logit_distillation, {"temperatures": [-1.0]}, r"'temperatures'.*\(0, inf\).*Got \[-1\.0\]"),
-    (ex.logit_distillation, {"student_widths": [0]}, r"'student_widths'.*int >= 1.*Got \[0\]"),
-    (ex.logit_distillation, {"student_widths": [12.5]}, r"'student_widths'"),
-    (ex.logit_distillation, {"teacher_width": "wide"}, r"'teacher_width'"),
-    (ex.logit_distillation, {"alphas": [0.01]}, r"'alphas' .*0\.01.*a class would be empty"),
-    (ex.logit_distillation, {"widht": 3}, r"unknown parameter\(s\) \['widht'\]. Allowed parameters: \["),
-    (ex.logit_distillation, {"targets": "fuzzy"}, r"'targets'.*one of \('soft', 'hard'\)"),
-    (ex.logit_distillation, {"device": "tpu"}, r"'device'"),
-    (ex.temperature_lr, {"lrs": []}, r"'lrs'.*non-empty list"),
-    (ex.dataset_composition, {"per_class_values": [5], "alphas": [0.1]}, r"per_class=5 .* a class would be empty"),
-    (ex.logit_surgery, {"surgery_class": 99}, r"'surgery_class'.*\[0, 9\]"),
-    (ex.toy_2d, {"epochs": -5}, r"'epochs' parameter of toy_2d must be an int >= 1"),
-])
+@pytest.mark.parametrize(
+    "fn,kwargs,pattern",
+    [
+        (
+            ex.logit_distillation,
+            {"alphas": [1.5]},
+            r"'alphas' parameter of logit_distillation must be a non-empty list, each item a float in the open interval \(0, 1\)\. Got \[1\.5\]",
+        ),
+        (ex.logit_distillation, {"alphas": [0.0]}, r"'alphas'.*open interval"),
+        (ex.logit_distillation, {"per_class": 1}, r"'per_class' parameter .* must be an int >= 2\. Got 1"),
+        (ex.logit_distillation, {"temperatures": [-1.0]}, r"'temperatures'.*\(0, inf\).*Got \[-1\.0\]"),
+        (ex.logit_distillation, {"student_widths": [0]}, r"'student_widths'.*int >= 1.*Got \[0\]"),
+        (ex.logit_distillation, {"student_widths": [12.5]}, r"'student_widths'"),
+        (ex.logit_distillation, {"teacher_width": "wide"}, r"'teacher_width'"),
+        (ex.logit_distillation, {"alphas": [0.01]}, r"'alphas' .*0\.01.*a class would be empty"),
+        (ex.logit_distillation, {"widht": 3}, r"unknown parameter\(s\) \['widht'\]. Allowed parameters: \["),
+        (ex.logit_distillation, {"targets": "fuzzy"}, r"'targets'.*one of \('soft', 'hard'\)"),
+        (ex.logit_distillation, {"device": "tpu"}, r"'device'"),
+        (ex.temperature_lr, {"lrs": []}, r"'lrs'.*non-empty list"),
+        (ex.dataset_composition, {"per_class_values": [5], "alphas": [0.1]}, r"per_class=5 .* a class would be empty"),
+        (ex.logit_surgery, {"surgery_class": 99}, r"'surgery_class'.*\[0, 9\]"),
+        (ex.toy_2d, {"epochs": -5}, r"'epochs' parameter of toy_2d must be an int >= 1"),
+    ],
+)
 def test_bad_input_fails_before_training(fn, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         fn("smoke", **kwargs)
@@ -130,17 +151,27 @@ def test_the_old_knob_datasets_is_refused_naming_teachers(name):
     fn = getattr(ex, name)
     assert "teachers" in fn.config.knobs() and "datasets" not in fn.config.knobs()
     start = time.perf_counter()
-    with pytest.raises(ValueError, match=rf"^The 'datasets' parameter of {name} was renamed: use 'teachers' "
-                                         r"\(independent teachers, .*the column 'dataset'\)\. Got datasets=3 instead\.$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^The 'datasets' parameter of {name} was renamed: use 'teachers' "
+        r"\(independent teachers, .*the column 'dataset'\)\. Got datasets=3 instead\.$",
+    ):
         fn("smoke", device="cpu", datasets=3)
     assert time.perf_counter() - start < 1.0  # refused before any data or teacher
 
 
-@pytest.mark.parametrize("fn, old, new", [(ex.one_hidden_layer, "variant_datasets", "variant_teachers"),
-                                          (ex.defence_frontier, "linear_datasets", "linear_teachers")])
+@pytest.mark.parametrize(
+    "fn, old, new",
+    [
+        (ex.one_hidden_layer, "variant_datasets", "variant_teachers"),
+        (ex.defence_frontier, "linear_datasets", "linear_teachers"),
+    ],
+)
 def test_the_other_teacher_counts_are_renamed_too(fn, old, new):
     assert new in fn.config.knobs() and old not in fn.config.knobs()
-    with pytest.raises(ValueError, match=rf"^The '{old}' parameter of \w+ was renamed: use '{new}' .*Got {old}=2 instead"):
+    with pytest.raises(
+        ValueError, match=rf"^The '{old}' parameter of \w+ was renamed: use '{new}' .*Got {old}=2 instead"
+    ):
         fn("smoke", device="cpu", **{old: 2})
 
 
@@ -152,7 +183,9 @@ def test_one_factory_counts_teachers():
 
 
 def test_unknown_profile():
-    with pytest.raises(ValueError, match=r"'profile' parameter of logit_distillation must be one of \('smoke', 'quick', 'paper'\)"):
+    with pytest.raises(
+        ValueError, match=r"'profile' parameter of logit_distillation must be one of \('smoke', 'quick', 'paper'\)"
+    ):
         ex.logit_distillation("huge")
 
 
@@ -191,11 +224,20 @@ def test_every_profile_of_every_figure_validates(profile):
     from memkd.config import make_config
     from memkd.experiments import cifar, modular_addition, toy
 
-    configs = [(ex.logit_distillation.config, "logit_distillation"), (ex.similarity_distillation.config, "similarity_distillation"),
-               (ex.temperature_lr.config, "temperature_lr"), (ex.dataset_composition.config, "dataset_composition"),
-               (ex.logit_surgery.config, "logit_surgery"), (toy.ToyConfig, "toy_2d")]
-    configs += [(cls, name) for module in (cifar, modular_addition) for name, cls in vars(module).items()
-                if isinstance(cls, type) and name.endswith("Config") and cls.__module__ == module.__name__]
+    configs = [
+        (ex.logit_distillation.config, "logit_distillation"),
+        (ex.similarity_distillation.config, "similarity_distillation"),
+        (ex.temperature_lr.config, "temperature_lr"),
+        (ex.dataset_composition.config, "dataset_composition"),
+        (ex.logit_surgery.config, "logit_surgery"),
+        (toy.ToyConfig, "toy_2d"),
+    ]
+    configs += [
+        (cls, name)
+        for module in (cifar, modular_addition)
+        for name, cls in vars(module).items()
+        if isinstance(cls, type) and name.endswith("Config") and cls.__module__ == module.__name__
+    ]
     for cls, name in configs:
         cfg = make_config(cls, name, profile, {})
         assert cfg.profile == profile
@@ -220,8 +262,9 @@ def test_stacked_datasets_give_the_numbers_of_a_loop_over_datasets():
     looped = []
     for k in range(cfg.teachers):
         task = memorization_task(cfg, k)
-        looped += distill(task, split(task, alpha, cfg), cfg=cfg, kind="soft", width=width, members=members,
-                          setting=(alpha,))
+        looped += distill(
+            task, split(task, alpha, cfg), cfg=cfg, kind="soft", width=width, members=members, setting=(alpha,)
+        )
     looped = pd.DataFrame(looped)
     key = ["dataset", "temperature", "student"]
     a, b = stacked.set_index(key).sort_index(), looped.set_index(key).sort_index()

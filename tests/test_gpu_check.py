@@ -15,13 +15,24 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_gpu_check_dry_runs_every_step_and_writes_its_table(tmp_path):
     out = tmp_path / "gpu_check.md"
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry", "--out", str(out)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = out.read_text()
     assert table in done.stdout  # what it prints is what it records
-    for step in ("| 1 tests | `pytest -m cuda tests` | 0 passed, 0 failed", "| 2 speed | smoke:",
-                 "| 3 chapter 02 | profile=smoke under papermill on cpu | ok", "| 4 tf32 |", "| total | all steps | ok"):
+    for step in (
+        "| 1 tests | `pytest -m cuda tests` | 0 passed, 0 failed",
+        "| 2 speed | smoke:",
+        "| 3 chapter 02 | profile=smoke under papermill on cpu | ok",
+        "| 4 tf32 |",
+        "| total | all steps | ok",
+    ):
         assert step in table, f"missing {step!r} in\n{table}"
     numbers = json.loads(out.with_suffix(".json").read_text())["steps"]
     assert numbers["speed"]["shapes"]["smoke"]["loop"] > 0 and numbers["speed"]["mm_gflops"] > 0

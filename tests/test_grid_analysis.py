@@ -17,22 +17,32 @@ from memkd.experiments.random_data import QUICK_PROFILE
 from memkd.metrics import binomial_test, interval_test, per_unit_means
 
 
-def grid_table(best_d, teachers=5, students=2, dims=(25, 50, 100, 200), per_class=(5, 10, 20), classes=(10,),
-               noise=0.01, seed=0) -> pd.DataFrame:
+def grid_table(
+    best_d, teachers=5, students=2, dims=(25, 50, 100, 200), per_class=(5, 10, 20), classes=(10,), noise=0.01, seed=0
+) -> pd.DataFrame:
     """A composition table whose ratio peaks at best_d(per_class) (a log-parabola in d)."""
     rng = np.random.default_rng(seed)
     rows = []
     for k, c, pc, d, s in itertools.product(range(teachers), classes, per_class, dims, range(students)):
         peak = best_d(pc)
         ratio = 3.0 - (math.log(d) - math.log(peak)) ** 2 + rng.normal(0, noise)
-        rows.append({"dataset": k, "classes": c, "per_class": pc, "input_dim": d, "student": s,
-                     "ratio": ratio, "test_acc": ratio / c, "teacher_memorized": True})
+        rows.append(
+            {
+                "dataset": k,
+                "classes": c,
+                "per_class": pc,
+                "input_dim": d,
+                "student": s,
+                "ratio": ratio,
+                "test_acc": ratio / c,
+                "teacher_memorized": True,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def test_cell_means_average_students_within_teachers_first():
-    t = pd.DataFrame({"dataset": [0, 0, 0, 1], "temperature": [1.0, 1.0, 1.0, 1.0],
-                      "test_acc": [0.1, 0.2, 0.3, 0.6]})
+    t = pd.DataFrame({"dataset": [0, 0, 0, 1], "temperature": [1.0, 1.0, 1.0, 1.0], "test_acc": [0.1, 0.2, 0.3, 0.6]})
     # per teacher 0.2 and 0.6 -> 0.4 (a mean over rows would give 0.3)
     assert an.cell_means(t, ["temperature"]).iloc[0] == pytest.approx(0.4)
     per = an.unit_cell_means(t, ["temperature"])
@@ -68,10 +78,11 @@ def test_best_dimension_grows_when_the_optimum_moves_with_per_class():
     assert len(slopes) == 5 and slopes.slope.to_numpy() == pytest.approx(1.0)
     # every teacher's slope is exactly 1: no spread for a t interval, the exact sign test decides
     assert interval_test(slopes.slope, "above")["test"] == "exact sign test"
-    assert interval_test(slopes.slope, "above")["p_value"] == pytest.approx(0.5 ** 5)
-    r = binomial_test(**{k: v for k, v in an.sign_counts(slopes.slope).items() if k != "teachers"},
-                      p0=0.5, expect="above", level=0.05)
-    assert r["p_value"] == pytest.approx(0.5 ** 5) and r["verdict"] == "holds"
+    assert interval_test(slopes.slope, "above")["p_value"] == pytest.approx(0.5**5)
+    r = binomial_test(
+        **{k: v for k, v in an.sign_counts(slopes.slope).items() if k != "teachers"}, p0=0.5, expect="above", level=0.05
+    )
+    assert r["p_value"] == pytest.approx(0.5**5) and r["verdict"] == "holds"
 
 
 def test_largest_d_everywhere_does_not_pass_as_growth():

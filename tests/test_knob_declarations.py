@@ -64,10 +64,12 @@ def redeclared_fields(classes: list[type]) -> dict[str, list[str]]:
     declared twice."""
     out = {}
     for cls in classes:
-        own = {name for name in cls.__dict__.get("__annotations__", {})
-               if not cls.__dataclass_fields__[name].metadata.get("internal")}
-        inherited = {f.name for base in cls.__mro__[1:] if hasattr(base, "__dataclass_fields__")
-                     for f in fields(base)}
+        own = {
+            name
+            for name in cls.__dict__.get("__annotations__", {})
+            if not cls.__dataclass_fields__[name].metadata.get("internal")
+        }
+        inherited = {f.name for base in cls.__mro__[1:] if hasattr(base, "__dataclass_fields__") for f in fields(base)}
         if own & inherited:
             out[cls.__name__] = sorted(own & inherited)
     return out
@@ -157,7 +159,9 @@ def test_no_module_probes_a_config_for_a_knob():
 
 
 def test_a_planted_probe_is_found():
-    assert probes('    rhos = getattr(cfg, "rhos", (1.0,))\n    x = cfg.alphas') == ['rhos = getattr(cfg, "rhos", (1.0,))']
+    assert probes('    rhos = getattr(cfg, "rhos", (1.0,))\n    x = cfg.alphas') == [
+        'rhos = getattr(cfg, "rhos", (1.0,))'
+    ]
     assert probes("    getattr(self, name)\n    getattr(config, 'TABLE_COLUMNS_X')") == []
 
 
@@ -182,10 +186,12 @@ def counts() -> str:
     decl = declarations(classes)
     direct = sum(how == "knob" for where in decl.values() for _, how in where)
     built = sum(how != "knob" for where in decl.values() for _, how in where)
-    lines = [f"{len(classes)} config classes, {len(decl)} knob names, {direct + built} declarations: "
-             f"{direct} with knob(...), {built} by a factory",
-             f"names written with knob(...) in more than one class: {len(declared_twice(decl))}",
-             f"names that more than one class declares (either way): {sum(len(w) > 1 for w in decl.values())}"]
+    lines = [
+        f"{len(classes)} config classes, {len(decl)} knob names, {direct + built} declarations: "
+        f"{direct} with knob(...), {built} by a factory",
+        f"names written with knob(...) in more than one class: {len(declared_twice(decl))}",
+        f"names that more than one class declares (either way): {sum(len(w) > 1 for w in decl.values())}",
+    ]
     for name, where in sorted(decl.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         if len(where) > 1:
             lines.append(f"  {name}: {len(where)} ({', '.join(sorted({how for _, how in where}))})")

@@ -48,7 +48,9 @@ def test_digit_tokens_left_pad_and_end_with_the_last_digit():
 
 def _byte_level_alphabet():
     """GPT-2's byte-level alphabet: the printable character that stands for each of the 256 bytes."""
-    kept = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    kept = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     shifted, extra = [], 0
     for b in range(256):
         if b in kept:
@@ -82,8 +84,15 @@ def saved_gpt2(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_gpt2")
     tokenizer = _byte_vocab_tokenizer(folder / "vocab")
     torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=len(tokenizer), n_positions=16, n_embd=32, n_layer=2, n_head=4,
-                                     bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = transformers.GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=16,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     model = transformers.GPT2LMHeadModel(config)
     model.save_pretrained(folder / "model")
     tokenizer.save_pretrained(folder / "model")
@@ -123,8 +132,20 @@ def test_an_unreachable_checkpoint_fails_fast_naming_the_knob(monkeypatch, tmp_p
 
 
 def test_the_paper_path_runs_on_the_saved_checkpoint(saved_gpt2):
-    table = language_model("paper", checkpoint=str(saved_gpt2), cells=["gpt2/50"], triples=40, classes=4, fresh=20,
-                           teacher_epochs=2, epochs=2, rhos=[0.5], teachers=2, teacher_min_acc=0.0, max_length=10)
+    table = language_model(
+        "paper",
+        checkpoint=str(saved_gpt2),
+        cells=["gpt2/50"],
+        triples=40,
+        classes=4,
+        fresh=20,
+        teacher_epochs=2,
+        epochs=2,
+        rhos=[0.5],
+        teachers=2,
+        teacher_min_acc=0.0,
+        max_length=10,
+    )
     assert set(table.student_start) == {"teacher_body", "independent"} and set(table.tokenization) == {"gpt2"}
     assert (table.width == 32).all() and (table.layers == 2).all() and len(table) == 4
     assert table.test_acc.between(0, 1).all() and table.leak.notna().all()
@@ -166,26 +187,30 @@ def test_members_with_different_data_train_independently():
 # ---------------------------------------------------------------------------- the experiment
 
 
-@pytest.mark.parametrize("knobs, name", [
-    (dict(cells=["gpt2/1000"]), "cells"),  # no checkpoint to take a tokenizer from
-    (dict(cells=["words/99"]), "cells"),
-    (dict(cells=["number/1"]), "cells"),
-    (dict(cells=["number"]), "cells"),
-    (dict(student_starts=["pretrained_elsewhere"]), "student_starts"),
-    (dict(student_start_cells=["number/7"]), "student_start_cells"),  # not one of the cells
-    (dict(widths=[30], heads=4), "heads"),
-    (dict(triples=61), "triples"),
-    (dict(rhos=[0.001]), "rhos"),
-    (dict(teachers=1), "teachers"),
-    (dict(teacher_min_acc=1.5), "teacher_min_acc"),
-])
+@pytest.mark.parametrize(
+    "knobs, name",
+    [
+        (dict(cells=["gpt2/1000"]), "cells"),  # no checkpoint to take a tokenizer from
+        (dict(cells=["words/99"]), "cells"),
+        (dict(cells=["number/1"]), "cells"),
+        (dict(cells=["number"]), "cells"),
+        (dict(student_starts=["pretrained_elsewhere"]), "student_starts"),
+        (dict(student_start_cells=["number/7"]), "student_start_cells"),  # not one of the cells
+        (dict(widths=[30], heads=4), "heads"),
+        (dict(triples=61), "triples"),
+        (dict(rhos=[0.001]), "rhos"),
+        (dict(teachers=1), "teachers"),
+        (dict(teacher_min_acc=1.5), "teacher_min_acc"),
+    ],
+)
 def test_bad_knobs_are_refused_before_any_work(knobs, name):
     with pytest.raises(ValueError, match=rf"The '{name}' parameter of language_model"):
         language_model("smoke", **knobs)
 
 
-@pytest.mark.parametrize("old, new", [("starts", "student_starts"), ("start_cells", "student_start_cells"),
-                                      ("start", "student_starts")])
+@pytest.mark.parametrize(
+    "old, new", [("starts", "student_starts"), ("start_cells", "student_start_cells"), ("start", "student_starts")]
+)
 def test_the_old_names_of_the_student_start_are_refused_naming_the_new_ones(old, new):
     """One name per concept: the student's start is `student_start(s)` here as in the teacher clock."""
     with pytest.raises(ValueError, match=rf"^The '{old}' parameter of language_model was renamed: use '{new}'"):
@@ -247,7 +272,13 @@ def test_profiles_validate(profile):
     cfg = make_config(LanguageModelConfig, "language_model", profile, {})
     assert cfg.teachers >= 4 and "independent" in cfg.student_starts
     if profile == "paper":
-        assert (cfg.checkpoint, cfg.triples, cfg.classes, cfg.epochs, cfg.teacher_epochs) == ("gpt2", 6000, 1000, 200, 100)
+        assert (cfg.checkpoint, cfg.triples, cfg.classes, cfg.epochs, cfg.teacher_epochs) == (
+            "gpt2",
+            6000,
+            1000,
+            200,
+            100,
+        )
         assert cfg.rhos == (0.2, 0.5, 0.8) and "teacher_body" in cfg.student_starts
     else:
         assert set(cfg.tokenizations) == {"number", "digits"} and {"number/99", "digits/99"} <= set(cfg.cells)

@@ -11,6 +11,7 @@ loop and the losses; the loop never imports a model.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,23 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "memkd"
 FLOORS = {"experiments": 1, "sweep": 2, "book": 3, "cli": 4, "__main__": 4}
 CORE_FLOORS = {  # memkd.<name> of the core -> its floor inside the core
-    **dict.fromkeys(("config", "device", "seeds", "threads", "device_memory", "metrics", "evaluation", "power",
-                     "tables", "provenance", "losses", "declare"), 0),
+    **dict.fromkeys(
+        (
+            "config",
+            "device",
+            "seeds",
+            "threads",
+            "device_memory",
+            "metrics",
+            "evaluation",
+            "power",
+            "tables",
+            "provenance",
+            "losses",
+            "declare",
+        ),
+        0,
+    ),
     **dict.fromkeys(("train", "fused"), 1),
     **dict.fromkeys(("models", "data"), 2),
     **dict.fromkeys(("distillation", "memorization", "students", "defences", "audits"), 3),
@@ -73,22 +89,28 @@ def test_the_floor_check_sees_an_upward_import(tmp_path):
     assert floor_of("memkd.book.chapter") > floor_of("memkd.metrics")
 
 
-@pytest.mark.parametrize(("importer", "imported"), [
-    ("memkd.fused", "memkd.models.mlp"),            # the loop importing a model
-    ("memkd.train", "memkd.models.fused_mlp"),
-    ("memkd.losses", "memkd.train"),                # the base importing the loop
-    ("memkd.metrics", "memkd.data.linear"),
-    ("memkd.models.linear", "memkd.distillation"),  # a model importing the protocol
-    ("memkd.data.linear", "memkd.students"),
-    ("memkd.evaluation", "memkd.memorization"),  # the metrics floor importing the tasks
-])
+@pytest.mark.parametrize(
+    ("importer", "imported"),
+    [
+        ("memkd.fused", "memkd.models.mlp"),  # the loop importing a model
+        ("memkd.train", "memkd.models.fused_mlp"),
+        ("memkd.losses", "memkd.train"),  # the base importing the loop
+        ("memkd.metrics", "memkd.data.linear"),
+        ("memkd.models.linear", "memkd.distillation"),  # a model importing the protocol
+        ("memkd.data.linear", "memkd.students"),
+        ("memkd.evaluation", "memkd.memorization"),  # the metrics floor importing the tasks
+    ],
+)
 def test_an_upward_import_inside_the_core_is_found(importer, imported):
     assert floor_of(imported) > floor_of(importer)
 
 
 def test_every_core_module_has_a_floor():
-    names = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
-             if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))}
+    names = {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))
+    }
     core = names - set(FLOORS) - {"__init__"}
     assert core == set(CORE_FLOORS), core ^ set(CORE_FLOORS)
 
@@ -99,8 +121,11 @@ def private_imports() -> list[str]:
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("memkd"):
-                found += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} imports {node.module}.{a.name}"
-                          for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                found += [
+                    f"{path.relative_to(PACKAGE.parent)}:{node.lineno} imports {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
     return found
 
 
@@ -124,8 +149,10 @@ def test_shared_knobs_are_declared_once_in_the_config():
             if f.name in ("teacher_stop", "soften_student", "seed", "device", "progress"):
                 by_name.setdefault(f.name, set()).add(f.metadata["help"].split(" (")[0])
     assert by_name and all(len(helps) == 1 for helps in by_name.values()), by_name
-    written = re.compile(r"(?<!_)\bknob\([^)]*\"[^\"]*(learning rate|epoch budget|student seeds per|mini-batch size|"
-                         r"divide the student's logits)")
+    written = re.compile(
+        r"(?<!_)\bknob\([^)]*\"[^\"]*(learning rate|epoch budget|student seeds per|mini-batch size|"
+        r"divide the student's logits)"
+    )
     for path in sorted((PACKAGE / "experiments").glob("*.py")):
         hits = [m.group(0)[:60] for m in written.finditer(path.read_text())]
         assert not hits, f"{path.name} declares a shared knob by hand: {hits}"
@@ -144,10 +171,15 @@ def chapter_reaches(path: Path) -> list[str]:
             for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, *[v for v in (a.vararg, a.kwarg) if v]]:
                 annotation = ast.unparse(arg.annotation) if arg.annotation is not None else ""
                 if arg.arg in CHAPTER_NAMES or "Chapter" in annotation:
-                    found.append(f"{path.name}:{node.lineno} {getattr(node, 'name', 'lambda')}({arg.arg}"
-                                 + (f": {annotation})" if annotation else ")"))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
-                node.func.attr == "claim" or node.func.attr.startswith("claim_")):
+                    found.append(
+                        f"{path.name}:{node.lineno} {getattr(node, 'name', 'lambda')}({arg.arg}"
+                        + (f": {annotation})" if annotation else ")")
+                    )
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and (node.func.attr == "claim" or node.func.attr.startswith("claim_"))
+        ):
             found.append(f"{path.name}:{node.lineno} calls .{node.func.attr}")
     return found
 
@@ -161,10 +193,70 @@ def test_experiments_never_receive_a_chapter():
 
 def test_the_chapter_check_sees_a_chapter_parameter_and_a_claim_call(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("def a(ch, table):\n    return table\n\n"
-                   "def b(table, *, chapter=None):\n    return table\n\n"
-                   "def c(book: 'Chapter', table):\n    return table\n\n"
-                   "def d(x, table):\n    x.claim_count('id', 'text', 1, 2, 0.5)\n    return x.claim('id', 'text', table)\n\n"
-                   "def fine(table, chapters_seen: int = 0):\n    return table.claims\n")
+    bad.write_text(
+        "def a(ch, table):\n    return table\n\n"
+        "def b(table, *, chapter=None):\n    return table\n\n"
+        "def c(book: 'Chapter', table):\n    return table\n\n"
+        "def d(x, table):\n    x.claim_count('id', 'text', 1, 2, 0.5)\n    return x.claim('id', 'text', table)\n\n"
+        "def fine(table, chapters_seen: int = 0):\n    return table.claims\n"
+    )
     assert sorted(hit.split(" ", 1)[1] for hit in chapter_reaches(bad)) == [
-        "a(ch)", "b(chapter)", "c(book: 'Chapter')", "calls .claim", "calls .claim_count"]
+        "a(ch)",
+        "b(chapter)",
+        "c(book: 'Chapter')",
+        "calls .claim",
+        "calls .claim_count",
+    ]
+
+
+README_ROWS = {  # a row of the README's table of floors -> the folders (under memkd/) whose modules it names
+    "core": ("", "data", "models"),
+    "`memkd.experiments`": ("experiments",),
+    "`memkd.sweep`": ("sweep",),
+    "`memkd.book`": ("book",),
+}
+
+
+def readme_floor_rows(text: str) -> dict[str, set[str]]:
+    """{row: the names in backticks of its modules column} of the table of floors in README `text`."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 3 and cells[1] in README_ROWS:
+            rows[cells[1]] = set(re.findall(r"`([\w.]+)`", cells[2]))
+    return rows
+
+
+def readme_mismatches(rows: dict[str, set[str]]) -> list[str]:
+    """What the README's table of floors says that the folders do not hold, and the modules it leaves out."""
+    out = [f"the README has no row {row}" for row in README_ROWS if row not in rows]
+    for row, names in rows.items():
+        on_disk = {
+            p.stem
+            for folder in README_ROWS[row]
+            for p in (PACKAGE / folder).glob("*.py")
+            if not p.stem.startswith("_") and p.stem != "cli"
+        }
+        named = {n.removeprefix("memkd.") for n in names if not n.endswith((".yml", ".yaml"))}
+        chapters = {n for n in named if re.match(r"ch\d\d_", n)}
+        out += [
+            f"{row}: {n} is no module of memkd/book/chapters"
+            for n in sorted(chapters)
+            if not (PACKAGE / "book" / "chapters" / f"{n}.py").is_file()
+        ]
+        named -= chapters | {"data", "models", "chapters"}  # sub-packages, named beside their modules
+        out += [f"{row}: the README names {n}, which is no module there" for n in sorted(named - on_disk)]
+        out += [f"{row}: the README does not name {n}" for n in sorted(on_disk - named)]
+    return out
+
+
+def test_the_readme_table_of_floors_matches_the_folders():
+    assert readme_mismatches(readme_floor_rows((PACKAGE.parent / "README.md").read_text())) == []
+
+
+def test_the_readme_check_sees_a_stale_and_a_missing_module():
+    rows = readme_floor_rows((PACKAGE.parent / "README.md").read_text())
+    rows["`memkd.book`"] = (rows["`memkd.book`"] - {"report"}) | {"frontier"}
+    found = readme_mismatches(rows)
+    assert "`memkd.book`: the README names frontier, which is no module there" in found
+    assert "`memkd.book`: the README does not name report" in found

@@ -12,7 +12,13 @@ from memkd.metrics import recovery_metrics, teacher_accuracy
 from memkd.distillation import train_students
 from memkd.experiments.linear_recovery import train_teachers
 from memkd.models.linear import (
-    LinearFamily, class_logits, least_squares, linear_forward, linear_logits, soft_labels, solve_soft_labels,
+    LinearFamily,
+    class_logits,
+    least_squares,
+    linear_forward,
+    linear_logits,
+    soft_labels,
+    solve_soft_labels,
 )
 from tests.conftest import ROOT, execute_chapter_at_smoke
 
@@ -21,8 +27,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def measure(w_student, w_teacher, data, mask, targets, scale=1.0):
     """`recovery_metrics` of students w_student (K, D, M, O) of teachers w_teacher (K, D, O) on `data`."""
-    return recovery_metrics(linear_logits(w_student, data.x), linear_logits(w_student, data.fresh),
-                            linear_logits(w_teacher, data.fresh), data.y, data.valid, mask, targets, scale)
+    return recovery_metrics(
+        linear_logits(w_student, data.x),
+        linear_logits(w_student, data.fresh),
+        linear_logits(w_teacher, data.fresh),
+        data.y,
+        data.valid,
+        mask,
+        targets,
+        scale,
+    )
 
 
 def teachers_accuracy(w, data):
@@ -93,9 +107,19 @@ def test_batched_members_equal_separately_trained_single_models():
     x, n = data.x, data.x.shape[1]
 
     def students(k: int, m: int, probs, mask, temps, seeds, soften: bool):  # K teachers x M students each
-        model, _ = train_students(x[:k], probs.reshape(k * m, n, 3), kind="soft", members=k * m, lrs=1e-2, epochs=30,
-                                  family=LinearFamily(8, 3, k, torch.float64), temperatures=temps.flatten(),
-                                  soften_student=soften, seed=seeds, mask=mask.reshape(k * m, n))
+        model, _ = train_students(
+            x[:k],
+            probs.reshape(k * m, n, 3),
+            kind="soft",
+            members=k * m,
+            lrs=1e-2,
+            epochs=30,
+            family=LinearFamily(8, 3, k, torch.float64),
+            temperatures=temps.flatten(),
+            soften_student=soften,
+            seed=seeds,
+            mask=mask.reshape(k * m, n),
+        )
         return model.weight.detach()  # (K, D, M, O)
 
     for soften in (False, True):
@@ -103,10 +127,19 @@ def test_batched_members_equal_separately_trained_single_models():
         for k in range(2):
             for j in range(3):
                 one = (slice(k, k + 1), slice(j, j + 1))
-                single = train_students(x[k:k + 1], probs[one].reshape(1, n, 3), kind="soft", members=1, lrs=1e-2,
-                                        epochs=30, family=LinearFamily(8, 3, 1, torch.float64),
-                                        temperatures=temps[one].flatten(), soften_student=soften,
-                                        seed=[seeds[3 * k + j]], mask=mask[one].reshape(1, n))[0].weight.detach()
+                single = train_students(
+                    x[k : k + 1],
+                    probs[one].reshape(1, n, 3),
+                    kind="soft",
+                    members=1,
+                    lrs=1e-2,
+                    epochs=30,
+                    family=LinearFamily(8, 3, 1, torch.float64),
+                    temperatures=temps[one].flatten(),
+                    soften_student=soften,
+                    seed=[seeds[3 * k + j]],
+                    mask=mask[one].reshape(1, n),
+                )[0].weight.detach()
                 assert torch.allclose(batched[k, :, j], single[0, :, 0], atol=1e-12)
         assert not torch.allclose(batched[0, :, 0], batched[0, :, 1])  # members differ: each its own T, rho, seed
 
@@ -121,8 +154,16 @@ def test_a_teacher_learns_only_its_own_points_of_a_padded_batch():
     both = train_teachers(data, 3, [5, 6], epochs=25, lr=1e-2, dtype=torch.float64)
     alone = train_teachers(make_linear_data([4], 3, 6, seeds=[1]), 3, [5], epochs=25, lr=1e-2, dtype=torch.float64)
     assert torch.allclose(both[0], alone[0], atol=1e-12)
-    teacher = train_teacher(data.x, data.y, LinearFamily(6, 3, 2, torch.float64), lr=1e-2, max_epochs=200, seed=[5, 6],
-                            require_memorization=False, mask=data.valid)
+    teacher = train_teacher(
+        data.x,
+        data.y,
+        LinearFamily(6, 3, 2, torch.float64),
+        lr=1e-2,
+        max_epochs=200,
+        seed=[5, 6],
+        require_memorization=False,
+        mask=data.valid,
+    )
     own = teacher_accuracy(linear_logits(teacher.model.weight.detach()[:, :, 0], data.x)[:, 0], data.y, data.valid)
     assert torch.allclose(teacher.train_acc.double(), own) and float(own[0]) > 12 / 27
 
@@ -131,53 +172,89 @@ def test_exact_solve_recovers_where_the_soft_labels_keep_the_information():
     data, w = _teachers(per_class=(15, 15), d=20, epochs=300)
     mask = student_mask(data, [0.9])
     t = torch.tensor([[10.0]] * 2, dtype=torch.float64)
-    ok = measure(solve_soft_labels(data.x, soft_labels(w, data.x, t, torch.float64), mask, 1), w, data, mask, None,
-                 scale=1 / t)
+    ok = measure(
+        solve_soft_labels(data.x, soft_labels(w, data.x, t, torch.float64), mask, 1), w, data, mask, None, scale=1 / t
+    )
     assert float(ok["logit_error"].max()) < 1e-10 and bool((ok["test_acc"] == 1).all())
     huge = torch.full_like(t, 1e9)  # bfloat16 rounds every soft label to 1/2: nothing is left to recover
-    lost = measure(solve_soft_labels(data.x, soft_labels(w, data.x, huge, torch.bfloat16), mask, 1), w, data, mask,
-                   None, scale=1 / huge)
+    lost = measure(
+        solve_soft_labels(data.x, soft_labels(w, data.x, huge, torch.bfloat16), mask, 1),
+        w,
+        data,
+        mask,
+        None,
+        scale=1 / huge,
+    )
     assert float(lost["logit_error"].min()) > 0.9
     assert torch.equal(class_logits(torch.ones(2, 1)), torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
 
 
-@pytest.mark.parametrize("fn, kwargs, name", [
-    (linear_recovery, {"rhos": (1.2,)}, "rhos"),
-    (linear_recovery, {"binary": True, "classes": 3}, "binary"),
-    (linear_recovery, {"dtype": "float16"}, "dtype"),
-    (linear_recovery, {"student_kinds": ("ridge",)}, "student_kinds"),
-    (linear_recovery, {"input_dim": 1}, "input_dim"),
-    (linear_recovery, {"rhos": (0.01,)}, "rhos"),
-    (temperature_window, {"n_over_d": (0.1,), "rhos": (0.3,)}, "rhos"),
-    (temperature_window, {"temperatures": (0.0,)}, "temperatures"),
-    (temperature_window, {"dtypes": ()}, "dtypes"),
-    (temperature_window, {"class_counts": (1,)}, "class_counts"),
-    (temperature_window, {"classes": (2, 10)}, "classes"),  # renamed: one C elsewhere, here a list of them
-    (temperature_window, {"solvers": ("lbfgs",)}, "solvers"),
-    (temperature_window, {"teachers": 0}, "teachers"),
-])
+@pytest.mark.parametrize(
+    "fn, kwargs, name",
+    [
+        (linear_recovery, {"rhos": (1.2,)}, "rhos"),
+        (linear_recovery, {"binary": True, "classes": 3}, "binary"),
+        (linear_recovery, {"dtype": "float16"}, "dtype"),
+        (linear_recovery, {"student_kinds": ("ridge",)}, "student_kinds"),
+        (linear_recovery, {"input_dim": 1}, "input_dim"),
+        (linear_recovery, {"rhos": (0.01,)}, "rhos"),
+        (temperature_window, {"n_over_d": (0.1,), "rhos": (0.3,)}, "rhos"),
+        (temperature_window, {"temperatures": (0.0,)}, "temperatures"),
+        (temperature_window, {"dtypes": ()}, "dtypes"),
+        (temperature_window, {"class_counts": (1,)}, "class_counts"),
+        (temperature_window, {"classes": (2, 10)}, "classes"),  # renamed: one C elsewhere, here a list of them
+        (temperature_window, {"solvers": ("lbfgs",)}, "solvers"),
+        (temperature_window, {"teachers": 0}, "teachers"),
+    ],
+)
 def test_bad_knobs_raise_naming_the_knob(fn, kwargs, name):
     with pytest.raises(ValueError, match=f"'{name}'"):
         fn("smoke", **kwargs)
 
 
 def test_experiments_give_one_row_per_student_with_the_issue_columns():
-    need = {"dataset", "input_dim", "n_memorized", "n_student", "rho", "student", "shuffled", "temperature",
-            "dtype", "teacher_train_acc", "train_acc", "test_acc", "agreement_fresh", "logit_error"}
+    need = {
+        "dataset",
+        "input_dim",
+        "n_memorized",
+        "n_student",
+        "rho",
+        "student",
+        "shuffled",
+        "temperature",
+        "dtype",
+        "teacher_train_acc",
+        "train_acc",
+        "test_acc",
+        "agreement_fresh",
+        "logit_error",
+    }
     rec = linear_recovery("smoke", device="cpu")
     assert need <= set(rec.columns) and set(rec.student) == {"least_squares", "soft_labels"}
     assert len(rec) == 2 * 2 * 2 * 2 * 2  # kinds x shuffle x sizes x teachers x rhos
     win = temperature_window("smoke", device="cpu")
-    assert need <= set(win.columns) and set(win.dtype) == {"float64", "bfloat16"} and set(win.solver) == {"adam", "exact"}
+    assert (
+        need <= set(win.columns) and set(win.dtype) == {"float64", "bfloat16"} and set(win.solver) == {"adam", "exact"}
+    )
     assert win.attrs["config"]["experiment"] == "temperature_window"
     for fn, table in ((linear_recovery, rec), (temperature_window, win)):  # the docs describe these rows
-        doc = {line.split(" : ")[0].strip(): line.split(" : ", 1)[1] for line in fn.__doc__.splitlines()
-               if line.startswith("    ") and " : " in line}
+        doc = {
+            line.split(" : ")[0].strip(): line.split(" : ", 1)[1]
+            for line in fn.__doc__.splitlines()
+            if line.startswith("    ") and " : " in line
+        }
         assert all(f'"{kind}"' in doc["student"] for kind in set(table.student)) and "student_seed" in doc["student"]
         assert '"{seed}:C{classes}/{k}/{N/d}"' in doc["teacher_id"]
         assert table.teacher_id.str.fullmatch(r"0:C\d+/\d+/[0-9.]+").all()
-        assert (table.teacher_id == "0:C" + table.classes.astype(str) + "/" + table.dataset.astype(str) + "/"
-                + table.n_over_d.map("{:g}".format)).all()
+        assert (
+            table.teacher_id
+            == "0:C"
+            + table.classes.astype(str)
+            + "/"
+            + table.dataset.astype(str)
+            + "/"
+            + table.n_over_d.map("{:g}".format)
+        ).all()
         knobs = {line.split(" : ")[0] for line in fn.__doc__.splitlines() if " : " in line and line[0] != " "}
         assert "students" not in knobs and "seeds_per_setting" in knobs  # 'students' counts seeds elsewhere
     assert "student_kinds" in linear_recovery.__doc__
@@ -204,8 +281,12 @@ def test_a_small_temperature_saturates_float32_soft_labels_but_not_float64():
     gap = (z[..., 1] - z[..., 0]).abs()[data.valid]
     t_small = float(gap.max()) / 200  # the largest logit gap over T is 200: exp(-200) is 0 in float32, not in float64
     t = torch.full((2, 1), t_small, dtype=torch.float64)
-    err = {dt: measure(solve_soft_labels(data.x, soft_labels(w, data.x, t, dt), mask, 1), w, data, mask, None,
-                       scale=1 / t)["logit_error"] for dt in (torch.float64, torch.float32)}
+    err = {
+        dt: measure(
+            solve_soft_labels(data.x, soft_labels(w, data.x, t, dt), mask, 1), w, data, mask, None, scale=1 / t
+        )["logit_error"]
+        for dt in (torch.float64, torch.float32)
+    }
     assert float(err[torch.float64].max()) < 1e-8
     assert float(err[torch.float32].min()) > 1e-3
 
@@ -234,11 +315,24 @@ def test_recovery_claims_record_the_chapters_claims_from_per_teacher_rows(tmp_pa
 
     table = linear_recovery("smoke", device="cpu")
     ch = Chapter("11_linear_recovery", profile="smoke", results_dir=str(tmp_path), device="cpu")
-    out = recovery_claims(ch, table, p_perfect=0.8, margin_chance=0.05, margin_same=0.02, capacity_low=1.4,
-                          capacity_high=2.4, p_capacity=0.5)
+    out = recovery_claims(
+        ch,
+        table,
+        p_perfect=0.8,
+        margin_chance=0.05,
+        margin_same=0.02,
+        capacity_low=1.4,
+        capacity_high=2.4,
+        p_capacity=0.5,
+    )
     claims = {c.claim: c for c in ch.claims}
-    assert {"least_squares_perfect_above_line", "least_squares_leak_grows_below", "soft_labels_shuffled_at_chance",
-            "teacher_memorizes_below_capacity", "teacher_fails_above_capacity"} <= set(claims)
+    assert {
+        "least_squares_perfect_above_line",
+        "least_squares_leak_grows_below",
+        "soft_labels_shuffled_at_chance",
+        "teacher_memorizes_below_capacity",
+        "teacher_fails_above_capacity",
+    } <= set(claims)
     s, n = perfect_teachers(per_teacher(table), "least_squares")
     assert claims["least_squares_perfect_above_line"].n == n and 0 <= s <= n
     assert claims["least_squares_perfect_above_line"].test == "exact binomial"
@@ -249,16 +343,23 @@ def test_window_table_names_what_sets_each_edge():
     from memkd.book.chapters.ch12_temperature_window import window_table
 
     nan = float("nan")
-    edges = pd.DataFrame([
-        dict(classes=2, dtype="float32", solver="adam", t_low=3.0, t_high=10.0, in_window=2, of=3),
-        dict(classes=2, dtype="float32", solver="exact", t_low=1.0, t_high=10.0, in_window=3, of=3),
-        dict(classes=2, dtype="bfloat16", solver="adam", t_low=nan, t_high=nan, in_window=0, of=3),
-        dict(classes=2, dtype="bfloat16", solver="exact", t_low=1.0, t_high=3.0, in_window=2, of=3)])
+    edges = pd.DataFrame(
+        [
+            dict(classes=2, dtype="float32", solver="adam", t_low=3.0, t_high=10.0, in_window=2, of=3),
+            dict(classes=2, dtype="float32", solver="exact", t_low=1.0, t_high=10.0, in_window=3, of=3),
+            dict(classes=2, dtype="bfloat16", solver="adam", t_low=nan, t_high=nan, in_window=0, of=3),
+            dict(classes=2, dtype="bfloat16", solver="exact", t_low=1.0, t_high=3.0, in_window=2, of=3),
+        ]
+    )
     rows = window_table(edges, [2], ["float32", "bfloat16"], [1.0, 3.0, 10.0]).splitlines()
-    assert rows[2] == ("| 2 | float32 | 3 .. 10 (2 of 3) | 1 .. 10 (3 of 3) | Adam 3: the optimizer at this budget "
-                       "(the exact solve reaches 1: the grid's end) | 10 for both: the grid's end |")
-    assert rows[3] == ("| 2 | bfloat16 | none | 1 .. 3 (2 of 3) | exact 1: the grid's end; Adam has no window | "
-                       "exact 3: the precision; Adam has no window |")
+    assert rows[2] == (
+        "| 2 | float32 | 3 .. 10 (2 of 3) | 1 .. 10 (3 of 3) | Adam 3: the optimizer at this budget "
+        "(the exact solve reaches 1: the grid's end) | 10 for both: the grid's end |"
+    )
+    assert rows[3] == (
+        "| 2 | bfloat16 | none | 1 .. 3 (2 of 3) | exact 1: the grid's end; Adam has no window | "
+        "exact 3: the precision; Adam has no window |"
+    )
     # a window with a hole: the temperature that fails inside it is named
     holed = edges.assign(gaps=[(), (3.0,), (), ()])
     holed.loc[1, "in_window"] = 2
@@ -268,9 +369,22 @@ def test_window_table_names_what_sets_each_edge():
 def test_window_edges_name_the_temperatures_that_fail_inside_the_window():
     from memkd.experiments.temperature_window import window_edges
 
-    rows = [dict(classes=2, dtype="float32", solver="adam", temperature=t, teacher=k, teacher_perfect=True,
-                 shuffled=False, n_student=120, input_dim=100, test_acc=0.9 if (t == 100.0 and k == 1) else 1.0)
-            for t in (10.0, 100.0, 316.0) for k in (0, 1)]
+    rows = [
+        dict(
+            classes=2,
+            dtype="float32",
+            solver="adam",
+            temperature=t,
+            teacher=k,
+            teacher_perfect=True,
+            shuffled=False,
+            n_student=120,
+            input_dim=100,
+            test_acc=0.9 if (t == 100.0 and k == 1) else 1.0,
+        )
+        for t in (10.0, 100.0, 316.0)
+        for k in (0, 1)
+    ]
     edges = window_edges(pd.DataFrame(rows)).iloc[0]
     assert (edges.t_low, edges.t_high, edges.in_window, edges.gaps) == (10.0, 316.0, 2, (100.0,))
 
@@ -278,9 +392,13 @@ def test_window_edges_name_the_temperatures_that_fail_inside_the_window():
 def test_recovery_lines_report_each_student_and_missing_cells():
     from memkd.book.chapters.ch11_linear_recovery import recovery_lines
 
-    summary = pd.DataFrame([dict(student="least_squares", shuffled=False, above=True, perfect=1.0, cells=4, teachers=2)])
+    summary = pd.DataFrame(
+        [dict(student="least_squares", shuffled=False, above=True, perfect=1.0, cells=4, teachers=2)]
+    )
     ls, soft = recovery_lines(summary, {"least_squares_perfect_above_line": "holds"})
-    assert ls.startswith("- **least-squares student**: above the line 100.0% of 4 cells (2 teachers) are perfect, "
-                         "below it no cell; perfect recovery above the line **holds**, the leak growing below it "
-                         "**not run**")
+    assert ls.startswith(
+        "- **least-squares student**: above the line 100.0% of 4 cells (2 teachers) are perfect, "
+        "below it no cell; perfect recovery above the line **holds**, the leak growing below it "
+        "**not run**"
+    )
     assert soft.startswith("- **soft-label student**: above the line no cell")

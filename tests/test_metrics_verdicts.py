@@ -17,9 +17,13 @@ from memkd.metrics import VERDICTS, choose_and_test_units, format_p, interval_te
 
 
 def test_students_are_averaged_within_each_teacher():
-    table = pd.DataFrame({"dataset": [0, 0, 0, 1, 1, 2, 2, 2, 2],
-                          "test_acc": [0.1, 0.2, 0.3, 0.5, 0.7, 0.0, 0.4, 0.4, 0.4],
-                          "independent_acc": [0.1] * 9})
+    table = pd.DataFrame(
+        {
+            "dataset": [0, 0, 0, 1, 1, 2, 2, 2, 2],
+            "test_acc": [0.1, 0.2, 0.3, 0.5, 0.7, 0.0, 0.4, 0.4, 0.4],
+            "independent_acc": [0.1] * 9,
+        }
+    )
     means = per_unit_means(table, "test_acc", "independent_acc")
     assert means["dataset"].tolist() == [0, 1, 2], "one row per teacher: n counts teachers"
     assert np.allclose(means["value"], [0.2, 0.6, 0.3]) and np.allclose(means["test_acc"], means["value"])
@@ -31,19 +35,23 @@ def test_students_are_averaged_within_each_teacher():
 
 
 def test_nan_rows_are_dropped_before_averaging():
-    table = pd.DataFrame({"teacher": ["a", "a", "b", "c"], "v": [0.2, np.nan, 0.4, np.nan],
-                          "b": [0.1, 0.1, np.nan, 0.0]})
+    table = pd.DataFrame(
+        {"teacher": ["a", "a", "b", "c"], "v": [0.2, np.nan, 0.4, np.nan], "b": [0.1, 0.1, np.nan, 0.0]}
+    )
     means = per_unit_means(table, "v", "b", unit="teacher")
     assert means["teacher"].tolist() == ["a"] and means["students"].tolist() == [1]
     assert per_unit_means(table, "v", unit="teacher")["teacher"].tolist() == ["a", "b"]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"value": "nope"}, r"'value' parameter of per_unit_means must be a column of the table .*Got 'nope'"),
-    ({"value": "v", "unit": "seed"}, r"'unit' parameter of per_unit_means must be a column .*Got 'seed'"),
-    ({"value": "v", "baseline": "nope"}, r"'baseline' parameter of per_unit_means must be a column .*Got 'nope'"),
-    ({"value": "v", "baseline": float("nan")}, "'baseline'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"value": "nope"}, r"'value' parameter of per_unit_means must be a column of the table .*Got 'nope'"),
+        ({"value": "v", "unit": "seed"}, r"'unit' parameter of per_unit_means must be a column .*Got 'seed'"),
+        ({"value": "v", "baseline": "nope"}, r"'baseline' parameter of per_unit_means must be a column .*Got 'nope'"),
+        ({"value": "v", "baseline": float("nan")}, "'baseline'"),
+    ],
+)
 def test_per_unit_means_names_a_bad_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         per_unit_means(pd.DataFrame({"dataset": [0], "v": [0.1]}), **kwargs)
@@ -62,24 +70,27 @@ def test_interval_is_the_two_one_sided_bounds_of_a_t_interval():
     assert set(r) >= {"mean", "sem", "n", "ci_low", "ci_high", "p_value", "expect", "margin", "level", "verdict"}
 
 
-@pytest.mark.parametrize("differences, expect, margin, verdict", [
-    # above: the whole interval above the margin / the whole interval at or below it / across it
-    ([0.10, 0.12, 0.11, 0.13, 0.09], "above", 0.0, "holds"),
-    ([-0.10, -0.12, -0.11, -0.13, -0.09], "above", 0.0, "does not hold"),
-    ([0.04, 0.06, 0.05, 0.05, 0.07], "above", 0.05, "inconclusive"),
-    ([0.2, -0.1, 0.05], "above", 0.0, "inconclusive"),  # n = 3, wide spread around 0
-    # below: mirror images
-    ([-0.10, -0.12, -0.11, -0.13, -0.09], "below", 0.0, "holds"),
-    ([0.10, 0.12, 0.11, 0.13, 0.09], "below", 0.0, "does not hold"),
-    ([-0.2, 0.1, -0.05], "below", 0.0, "inconclusive"),
-    ([-0.10, -0.12, -0.11], "below", 0.2, "does not hold"),  # below 0, but not below -margin
-    # equivalent: inside the margin / outside it / an interval straddling it
-    ([0.001, -0.002, 0.0015, 0.0, -0.001], "equivalent", 0.02, "holds"),
-    ([0.10, 0.12, 0.11, 0.13, 0.09], "equivalent", 0.02, "does not hold"),
-    ([-0.10, -0.12, -0.11, -0.13, -0.09], "equivalent", 0.02, "does not hold"),
-    ([0.03, -0.02, 0.04], "equivalent", 0.02, "inconclusive"),  # n = 3, wide spread around the margin
-    ([0.015, -0.015, 0.01], "equivalent", 0.02, "inconclusive"),  # mean well inside, yet too few teachers
-])
+@pytest.mark.parametrize(
+    "differences, expect, margin, verdict",
+    [
+        # above: the whole interval above the margin / the whole interval at or below it / across it
+        ([0.10, 0.12, 0.11, 0.13, 0.09], "above", 0.0, "holds"),
+        ([-0.10, -0.12, -0.11, -0.13, -0.09], "above", 0.0, "does not hold"),
+        ([0.04, 0.06, 0.05, 0.05, 0.07], "above", 0.05, "inconclusive"),
+        ([0.2, -0.1, 0.05], "above", 0.0, "inconclusive"),  # n = 3, wide spread around 0
+        # below: mirror images
+        ([-0.10, -0.12, -0.11, -0.13, -0.09], "below", 0.0, "holds"),
+        ([0.10, 0.12, 0.11, 0.13, 0.09], "below", 0.0, "does not hold"),
+        ([-0.2, 0.1, -0.05], "below", 0.0, "inconclusive"),
+        ([-0.10, -0.12, -0.11], "below", 0.2, "does not hold"),  # below 0, but not below -margin
+        # equivalent: inside the margin / outside it / an interval straddling it
+        ([0.001, -0.002, 0.0015, 0.0, -0.001], "equivalent", 0.02, "holds"),
+        ([0.10, 0.12, 0.11, 0.13, 0.09], "equivalent", 0.02, "does not hold"),
+        ([-0.10, -0.12, -0.11, -0.13, -0.09], "equivalent", 0.02, "does not hold"),
+        ([0.03, -0.02, 0.04], "equivalent", 0.02, "inconclusive"),  # n = 3, wide spread around the margin
+        ([0.015, -0.015, 0.01], "equivalent", 0.02, "inconclusive"),  # mean well inside, yet too few teachers
+    ],
+)
 def test_three_verdicts(differences, expect, margin, verdict):
     r = interval_test(differences, expect, margin=margin, level=0.05 if expect == "equivalent" else 0.01)
     assert r["verdict"] == verdict, r
@@ -114,7 +125,7 @@ def test_no_spread_is_decided_by_the_exact_sign_test_across_teachers():
     # chapter 07's case: 12 teachers, every one at exactly 0 correct held-out class-c points. A t interval
     # cannot be formed; the sign test counts each teacher once (no points pooled across teachers).
     r = interval_test([-0.1] * 12, "below", margin=0.0)
-    assert r["test"] == "exact sign test" and r["verdict"] == "holds" and r["p_value"] == pytest.approx(0.5 ** 12)
+    assert r["test"] == "exact sign test" and r["verdict"] == "holds" and r["p_value"] == pytest.approx(0.5**12)
     r = interval_test([0.0] * 12, "below", margin=0.0)  # all at the bound: none below it
     assert r["verdict"] == "does not hold" and r["p_value"] == 1.0 and r["test"] == "exact sign test"
     r = interval_test([0.0] * 4, "below", margin=0.0)  # 4 teachers cannot reach 0.05 (0.5**4 = 0.0625)
@@ -124,7 +135,7 @@ def test_no_spread_is_decided_by_the_exact_sign_test_across_teachers():
             r = interval_test([value] * 5, expect, margin=margin)
             inside = {"above": value > margin, "below": value < -margin, "equivalent": abs(value) < margin}[expect]
             assert r["verdict"] == ("holds" if inside else "does not hold"), (expect, value)
-            assert r["p_value"] == pytest.approx(0.5 ** 5 if inside else 1.0), (expect, value)
+            assert r["p_value"] == pytest.approx(0.5**5 if inside else 1.0), (expect, value)
     assert interval_test([0.1, 0.1 + 1e-3, 0.1], "above")["test"] == "t interval"  # a little spread: a t interval
     assert "no test" in interval_test([0.5], "above")["note"] or "no interval" in interval_test([0.5], "above")["note"]
 
@@ -139,23 +150,26 @@ def test_a_claim_without_spread_says_it_was_decided_by_the_sign_test(tmp_path):
     text = ch.claim("zero", "All at zero.", table, value="test_acc_class", baseline=0.02, expect="below")
     assert "**holds**" in text and "exact sign test" in text and "p = 0.016" in text
     row = ch.finish().iloc[0]
-    assert row["test"] == "exact sign test" and row["p_value"] == pytest.approx(0.5 ** 6) and row["n"] == 6
+    assert row["test"] == "exact sign test" and row["p_value"] == pytest.approx(0.5**6) and row["n"] == 6
 
 
 def test_few_points_per_teacher_are_tested_across_teachers_not_pooled():
     # chapter 07's case: 12 teachers, 10 held-out class-c points each, all at 0 correct. Pooled, 0 of 120
     # points against 1/C = 0.02 looked like 120 outcomes; across teachers it is 12 teachers, all below chance.
     r = interval_test([0.0 - 0.02] * 12, "below")
-    assert r["test"] == "exact sign test" and r["n"] == 12 and r["p_value"] == pytest.approx(0.5 ** 12)
+    assert r["test"] == "exact sign test" and r["n"] == 12 and r["p_value"] == pytest.approx(0.5**12)
     assert r["verdict"] == "holds"
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"expect": "greater"}, "'expect' parameter of interval_test"),
-    ({"expect": "above", "margin": -0.1}, "'margin' parameter"),
-    ({"expect": "equivalent", "margin": 0.0}, "must be > 0 for expect='equivalent'"),
-    ({"expect": "above", "level": 0.5}, "'level' parameter"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"expect": "greater"}, "'expect' parameter of interval_test"),
+        ({"expect": "above", "margin": -0.1}, "'margin' parameter"),
+        ({"expect": "equivalent", "margin": 0.0}, "must be > 0 for expect='equivalent'"),
+        ({"expect": "above", "level": 0.5}, "'level' parameter"),
+    ],
+)
 def test_interval_test_names_a_bad_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         interval_test([0.1, 0.2], **kwargs)
@@ -189,10 +203,10 @@ def test_binomial_test_is_exact_where_a_t_interval_would_collapse():
 
     # 0 of 24 held-out points against chance 0.1: p = 0.9**24 = 0.080, not 0 (a collapsed interval's answer)
     r = binomial_test(0, 24, 0.1, "below")
-    assert abs(r["p_value"] - 0.9 ** 24) < 1e-12 and r["verdict"] == "inconclusive" and r["test"] == "exact binomial"
+    assert abs(r["p_value"] - 0.9**24) < 1e-12 and r["verdict"] == "inconclusive" and r["test"] == "exact binomial"
     assert binomial_test(0, 120, 0.1, "below")["verdict"] == "holds"
     # every one of 25 cells perfect: "above 0.95" has p = 0.95**25 and is inconclusive at level 0.05; 60 of 60 holds
-    assert abs(binomial_test(25, 25, 0.95, "above", level=0.05)["p_value"] - 0.95 ** 25) < 1e-12
+    assert abs(binomial_test(25, 25, 0.95, "above", level=0.05)["p_value"] - 0.95**25) < 1e-12
     assert binomial_test(25, 25, 0.95, "above", level=0.05)["verdict"] == "inconclusive"
     assert binomial_test(60, 60, 0.95, "above", level=0.05)["verdict"] == "holds"
     assert binomial_test(30, 60, 0.95, "above", level=0.05)["verdict"] == "does not hold"
@@ -204,8 +218,17 @@ def test_claim_count_records_an_exact_test(tmp_path):
     from memkd.book.chapter import Chapter
 
     ch = Chapter("count", profile="smoke", results_dir=str(tmp_path), device="cpu")
-    text = ch.claim_count("perfect", "Cells above the line are perfect.", 60, 60, 0.95, expect="above",
-                          level=0.05, teachers=5, what="perfect cells")
+    text = ch.claim_count(
+        "perfect",
+        "Cells above the line are perfect.",
+        60,
+        60,
+        0.95,
+        expect="above",
+        level=0.05,
+        teachers=5,
+        what="perfect cells",
+    )
     assert "60 of 60 from 5 teachers" in text and "**holds**" in text and "exact binomial" in text
     claims = ch.finish()
     assert claims.loc[0, "test"] == "exact binomial" and claims.loc[0, "n"] == 60
@@ -230,14 +253,19 @@ def test_planned_teachers_reaches_the_power_it_promises_and_not_one_teacher_less
     n = planned_teachers(0.05, 0.08, level=0.01)
     assert t_test_power(n, 0.05, 0.08, 0.01) >= 0.8 > t_test_power(n - 1, 0.05, 0.08, 0.01)
     # simulated: interval_test with n teachers at that effect holds about 80% of the time
-    held = np.mean([interval_test(rng.normal(0.05, 0.08, int(n)), "above", level=0.01)["verdict"] == "holds"
-                    for _ in range(600)])
+    held = np.mean(
+        [interval_test(rng.normal(0.05, 0.08, int(n)), "above", level=0.01)["verdict"] == "holds" for _ in range(600)]
+    )
     assert 0.74 < held < 0.87
     assert planned_teachers(0.1, 0.08, margin=0.1) == math.inf  # an effect that does not clear its margin
     assert math.isnan(planned_teachers(0.1, math.nan))
     m = planned_teachers(0.0, 0.05, level=0.05, expect="equivalent", margin=0.05)
-    held = np.mean([interval_test(rng.normal(0.0, 0.05, int(m)), "equivalent", margin=0.05, level=0.05)["verdict"]
-                    == "holds" for _ in range(600)])
+    held = np.mean(
+        [
+            interval_test(rng.normal(0.0, 0.05, int(m)), "equivalent", margin=0.05, level=0.05)["verdict"] == "holds"
+            for _ in range(600)
+        ]
+    )
     assert held >= 0.77  # the plan uses a lower bound of the TOST power
 
 
@@ -245,7 +273,7 @@ def test_planned_trials_is_exact():
     from memkd.power import binomial_power, planned_trials
 
     assert planned_trials(0.02, 0.0, expect="below") == 228  # 0.98**228 < 0.01 <= 0.98**227
-    assert 0.98 ** 228 < 0.01 <= 0.98 ** 227
+    assert 0.98**228 < 0.01 <= 0.98**227
     n = planned_trials(0.5, 0.9, level=0.01)  # a sign test planned for 9 teachers in 10
     assert binomial_power(n, 0.5, 0.9, 0.01) >= 0.8 > binomial_power(n - 1, 0.5, 0.9, 0.01)
     assert planned_trials(0.5, 0.4, expect="above") == math.inf
@@ -278,13 +306,23 @@ def test_a_claim_records_its_margin_reason_and_plan_and_says_when_it_is_underpow
     table = pd.DataFrame({"dataset": range(6), "test_acc": [0.1, 0.6, 0.2, 0.5, 0.3, 0.4], "chance": 1 / 3})
     text = ch.claim("toy_soft_T5_beats_chance", "Soft beats chance.", table, baseline=1 / 3)
     assert "*Underpowered: 80% power for the assumed effect (0.0667;" in text and "this build has 6.*" in text
-    ch.claim("mine", "Mine.", table, baseline=1 / 3, expect="equivalent", margin=Margin(0.05, "my reason"),
-             plan=Plan(0.0, "none", sd=0.01))
+    ch.claim(
+        "mine",
+        "Mine.",
+        table,
+        baseline=1 / 3,
+        expect="equivalent",
+        margin=Margin(0.05, "my reason"),
+        plan=Plan(0.0, "none", sd=0.01),
+    )
     claims = ch.finish().set_index("claim")
     sd = np.std(table["test_acc"], ddof=1)
     # the plan fixes its spread from a pilot on other seeds (memkd/book/plans.yml), not this build's
-    assert claims.loc["toy_soft_T5_beats_chance", "planned_n"] == planned_teachers(0.0667, 0.116, 0.05) != \
-        planned_teachers(0.1, sd, 0.05)
+    assert (
+        claims.loc["toy_soft_T5_beats_chance", "planned_n"]
+        == planned_teachers(0.0667, 0.116, 0.05)
+        != planned_teachers(0.1, sd, 0.05)
+    )
     assert claims.loc["toy_soft_T5_beats_chance", "sd_source"].startswith("pilot")
     assert claims.loc["toy_soft_T5_beats_chance", "margin_reason"].startswith("a direction")
     assert claims.loc["mine", "margin_reason"] == "my reason" and claims.loc["mine", "sd_source"].startswith("assumed")

@@ -80,11 +80,19 @@ def test_grouped_and_vmap_backends_agree_on_values_and_gradients():
         torch.testing.assert_close(pa.grad, pb.grad, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(width=0), "width"), (dict(conv_layers=4), "conv_layers"), (dict(head_width=-1), "head_width"),
-    (dict(members=0), "members"), (dict(backend="fft"), "backend"), (dict(image_shape=(1, 6, 6)), "conv_layers"),
-    (dict(seed=[1, 2]), "seed"), (dict(classes=1), "classes"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(width=0), "width"),
+        (dict(conv_layers=4), "conv_layers"),
+        (dict(head_width=-1), "head_width"),
+        (dict(members=0), "members"),
+        (dict(backend="fft"), "backend"),
+        (dict(image_shape=(1, 6, 6)), "conv_layers"),
+        (dict(seed=[1, 2]), "seed"),
+        (dict(classes=1), "classes"),
+    ],
+)
 def test_cnn_rejects_bad_knobs_naming_them(kwargs, name):
     args = dict(members=3, image_shape=SHAPE, classes=4, width=4, conv_layers=2, head_width=8)
     args.update(kwargs)

@@ -54,7 +54,8 @@ def test_notebook_is_committed_without_outputs(path):
     counted = [i for i, c in enumerate(cells) if c.get("execution_count") is not None]
     assert not with_outputs and not counted, (
         f"{rel(path)}: code cells {with_outputs} have outputs, {counted} execution counts; "
-        "strip them (`nbstripout --keep-id <notebook>`, or `pre-commit install` once per clone)")
+        "strip them (`nbstripout --keep-id <notebook>`, or `pre-commit install` once per clone)"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=rel)
@@ -62,8 +63,12 @@ def test_no_control_character_hides_in_a_cell(path):
     """A LaTeX command written with one backslash in the notebook's JSON ("$\\rho$" typed as "$\rho$") is a JSON
     escape: a carriage return, tab, backspace or form feed, and the page shows "$ho$". Only newlines belong."""
     bad = {"\r": "carriage return", "\t": "tab", "\b": "backspace", "\f": "form feed", "\v": "vertical tab"}
-    found = [(i, name, "".join(c["source"])[max(0, "".join(c["source"]).find(ch) - 30):][:60])
-             for i, c in enumerate(load(path)["cells"]) for ch, name in bad.items() if ch in "".join(c["source"])]
+    found = [
+        (i, name, "".join(c["source"])[max(0, "".join(c["source"]).find(ch) - 30) :][:60])
+        for i, c in enumerate(load(path)["cells"])
+        for ch, name in bad.items()
+        if ch in "".join(c["source"])
+    ]
     assert not found, f"{rel(path)}: cells with control characters (a LaTeX backslash lost in JSON?): {found}"
 
 
@@ -75,11 +80,13 @@ def test_install_cell_installs_a_ref_that_exists(path):
     ref = INSTALL.search(source(cells[0])).group(1)
     assert ref == f"@{COMMITTED_REF}", (
         f"{rel(path)}: the committed install cell must install @{COMMITTED_REF}, a ref that exists "
-        f"before any release is tagged; it installs {ref or 'no ref'}")
+        f"before any release is tagged; it installs {ref or 'no ref'}"
+    )
     assert "hide-input" in cells[0].get("metadata", {}).get("tags", []), f"{rel(path)}: install cell not hidden"
     pip = INSTALL.search(source(cells[0])).group(0)
-    assert "torch" not in pip and "--force" not in pip and "--upgrade" not in pip, \
+    assert "torch" not in pip and "--force" not in pip and "--upgrade" not in pip, (
         f"{rel(path)}: the install cell must leave Colab's torch alone"
+    )
     first = source([c for c in code_cells(load(CHAPTERS[0])) if INSTALL.search(source(c))][0])
     assert source(cells[0]) == first, f"{rel(path)}: the install cell differs from {rel(CHAPTERS[0])}'s"
 
@@ -122,8 +129,9 @@ def test_every_saved_figure_has_a_numbered_caption(path):
     assert cells, f"{rel(path)}: no figure"
     for cell in cells:
         figure = cell.get("metadata", {}).get("mystnb", {}).get("figure", {})
-        assert len(figure.get("caption", "")) > 20 and "name" not in figure, \
+        assert len(figure.get("caption", "")) > 20 and "name" not in figure, (
             f"{rel(path)}: cell {cell.get('id')} saves a figure without a caption (or with a name)"
+        )
     config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
     assert config["numfig"] is True and "%s" in config["numfig_format"]["figure"]
 
@@ -140,13 +148,14 @@ def test_progress_parameter_reaches_the_experiments(path):
     cells = code_cells(load(path))
     params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1, f"{rel(path)}: expected one cell tagged 'parameters'"
-    assert re.search(r"^progress: bool = False\b", source(params[0]), re.M), \
+    assert re.search(r"^progress: bool = False\b", source(params[0]), re.M), (
         f"{rel(path)}: the parameters cell has no `progress: bool = False`"
+    )
     body = "\n".join(source(c) for c in cells if c is not params[0])
     calls = list(EXPERIMENT_CALL.finditer(body))
     assert calls, f"{rel(path)}: no experiment call found"
     for m in calls:
-        line = body[m.start():body.find("\n", m.start())]
+        line = body[m.start() : body.find("\n", m.start())]
         passes = "progress=progress" in line or re.search(r"\*\*run\b|\brun\.items\(\)", line)
         assert passes, f"{rel(path)}: `{line.strip()}` does not pass progress"
     if re.search(r"\*\*run\b", body):
@@ -179,26 +188,43 @@ def test_drop_launch_buttons_only_where_asked():
 @pytest.mark.slow
 def test_built_page_without_launch_menu(tmp_path):
     """A two-page Jupyter Book: the notebook that opts out has no Colab link, the other has one."""
-    (tmp_path / "_config.yml").write_text(yaml.safe_dump({
-        "title": "t", "execute": {"execute_notebooks": "off"},
-        "launch_buttons": {"colab_url": "https://colab.research.google.com"},
-        "repository": {"url": "https://github.com/memkd/memkd", "branch": "main"},
-        "sphinx": {"recursive_update": True, "extra_extensions": ["memkd.book.sphinx_ext"]}}))
+    (tmp_path / "_config.yml").write_text(
+        yaml.safe_dump(
+            {
+                "title": "t",
+                "execute": {"execute_notebooks": "off"},
+                "launch_buttons": {"colab_url": "https://colab.research.google.com"},
+                "repository": {"url": "https://github.com/memkd/memkd", "branch": "main"},
+                "sphinx": {"recursive_update": True, "extra_extensions": ["memkd.book.sphinx_ext"]},
+            }
+        )
+    )
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n- file: a\n- file: b\n")
     (tmp_path / "intro.md").write_text("# Intro\n")
     for name, extra in (("a", {}), ("b", {"launch_buttons": False})):
-        nb = {"cells": [{"cell_type": "markdown", "id": "m", "metadata": {}, "source": [f"# {name}"]},
-                        {"cell_type": "code", "execution_count": None, "id": "c", "metadata": {},
-                         "outputs": [], "source": ["x = 1"]}],
-              "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                           **extra},
-              "nbformat": 4, "nbformat_minor": 5}
+        nb = {
+            "cells": [
+                {"cell_type": "markdown", "id": "m", "metadata": {}, "source": [f"# {name}"]},
+                {
+                    "cell_type": "code",
+                    "execution_count": None,
+                    "id": "c",
+                    "metadata": {},
+                    "outputs": [],
+                    "source": ["x = 1"],
+                },
+            ],
+            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}, **extra},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
         (tmp_path / f"{name}.ipynb").write_text(json.dumps(nb))
     jb = Path(sys.executable).parent / "jupyter-book"
     if not jb.exists():
         pytest.skip("jupyter-book is not installed (pip install -e '.[book]')")
-    proc = subprocess.run([str(jb), "build", str(tmp_path), "-W", "-n", "--keep-going"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(jb), "build", str(tmp_path), "-W", "-n", "--keep-going"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     html = tmp_path / "_build" / "html"
     assert "colab.research.google.com" in (html / "a.html").read_text()

@@ -10,8 +10,16 @@ import torch
 from memkd.experiments import one_hidden_layer
 from memkd.experiments.one_hidden_layer import released_split, shuffled_within_class
 from memkd.experiments.phases import (
-    FIT_MIN, RECOVERY_FRESH_MIN, RECOVERY_HELD_OUT_MIN, choose_cells, classify_phase, counting_bound,
-    held_out_counts, parameter_count, phase_map, recovery_boundary,
+    FIT_MIN,
+    RECOVERY_FRESH_MIN,
+    RECOVERY_HELD_OUT_MIN,
+    choose_cells,
+    classify_phase,
+    counting_bound,
+    held_out_counts,
+    parameter_count,
+    phase_map,
+    recovery_boundary,
 )
 from memkd.models.mlp import EnsembleMLP
 
@@ -20,25 +28,28 @@ from conftest import ROOT, execute_chapter_at_smoke
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("knobs, name", [
-    (dict(per_class_values=[1]), "per_class_values"),
-    (dict(per_class_values=[]), "per_class_values"),
-    (dict(rhos=[1.5]), "rhos"),
-    (dict(per_class_values=[3], rhos=[0.2]), "rhos"),  # int(0.2 * 3) = 0 student points per class
-    (dict(per_class_values=[2], rhos=[0.5], variant_rho=0.4), "variant_rho"),  # int(0.4 * 2) = 0
-    (dict(width=0), "width"),
-    (dict(classes=1), "classes"),
-    (dict(teachers=1), "teachers"),
-    (dict(variant_widths=[0]), "variant_widths"),
-    (dict(equal_widths=[0]), "equal_widths"),
-    (dict(variant_teachers=5), "variant_teachers"),  # smoke has 4 teachers per size
-    (dict(variant_teachers=-1), "variant_teachers"),
-    (dict(variant_classes=[1]), "variant_classes"),
-    (dict(tail_fractions=[1.0]), "tail_fractions"),
-    (dict(surgery_class=30), "surgery_class"),  # smoke has 30 classes
-    (dict(temperatures=[0.0]), "temperatures"),
-    (dict(lr=0.0), "lr"),
-])
+@pytest.mark.parametrize(
+    "knobs, name",
+    [
+        (dict(per_class_values=[1]), "per_class_values"),
+        (dict(per_class_values=[]), "per_class_values"),
+        (dict(rhos=[1.5]), "rhos"),
+        (dict(per_class_values=[3], rhos=[0.2]), "rhos"),  # int(0.2 * 3) = 0 student points per class
+        (dict(per_class_values=[2], rhos=[0.5], variant_rho=0.4), "variant_rho"),  # int(0.4 * 2) = 0
+        (dict(width=0), "width"),
+        (dict(classes=1), "classes"),
+        (dict(teachers=1), "teachers"),
+        (dict(variant_widths=[0]), "variant_widths"),
+        (dict(equal_widths=[0]), "equal_widths"),
+        (dict(variant_teachers=5), "variant_teachers"),  # smoke has 4 teachers per size
+        (dict(variant_teachers=-1), "variant_teachers"),
+        (dict(variant_classes=[1]), "variant_classes"),
+        (dict(tail_fractions=[1.0]), "tail_fractions"),
+        (dict(surgery_class=30), "surgery_class"),  # smoke has 30 classes
+        (dict(temperatures=[0.0]), "temperatures"),
+        (dict(lr=0.0), "lr"),
+    ],
+)
 def test_bad_knobs_raise_naming_the_knob(knobs, name):
     with pytest.raises(ValueError, match=f"'{name}' parameter of one_hidden_layer"):
         one_hidden_layer("smoke", **knobs)
@@ -78,21 +89,41 @@ def test_classify_phase_by_hand():
 
 
 def _row(dataset, n, rho, teacher, train, test, fresh, shuffled=False):
-    return dict(input_dim=20, classes=100, width=50, per_class=n, n_memorized=100 * n, rho=rho,
-                n_student=100 * int(rho * n), temperature=20.0, dataset=dataset, student=0, shuffled=shuffled,
-                teacher_train_acc=teacher, train_acc=train, test_acc=test, agreement_fresh=fresh)
+    return dict(
+        input_dim=20,
+        classes=100,
+        width=50,
+        per_class=n,
+        n_memorized=100 * n,
+        rho=rho,
+        n_student=100 * int(rho * n),
+        temperature=20.0,
+        dataset=dataset,
+        student=0,
+        shuffled=shuffled,
+        teacher_train_acc=teacher,
+        train_acc=train,
+        test_acc=test,
+        agreement_fresh=fresh,
+    )
 
 
 def test_phase_map_boundary_and_choice_on_hand_made_rows():
     nan = math.nan
     rows = []
     for k in range(4):
-        rows += [_row(k, 3, 0.67, 1.0, 1.0, 0.45 + 0.01 * k, 0.3),  # partial leak
-                 _row(k, 10, 0.34, 1.0, 0.95, 0.8, 0.6),  # approximate fit
-                 _row(k, 10, 0.67, 1.0, 1.0, 1.0, 0.97),  # recovery (600 student points)
-                 _row(k, 10, 0.67, 1.0, 1.0, 0.01, 0.01, shuffled=True)]  # ignored by the map
-    rows += [_row(0, 16, 0.67, 0.99, nan, nan, nan), _row(1, 16, 0.67, 0.97, nan, nan, nan),
-             _row(2, 16, 0.67, 1.0, 1.0, 0.7, 0.6), _row(3, 16, 0.67, 0.98, nan, nan, nan)]  # 1 of 4 memorized
+        rows += [
+            _row(k, 3, 0.67, 1.0, 1.0, 0.45 + 0.01 * k, 0.3),  # partial leak
+            _row(k, 10, 0.34, 1.0, 0.95, 0.8, 0.6),  # approximate fit
+            _row(k, 10, 0.67, 1.0, 1.0, 1.0, 0.97),  # recovery (600 student points)
+            _row(k, 10, 0.67, 1.0, 1.0, 0.01, 0.01, shuffled=True),
+        ]  # ignored by the map
+    rows += [
+        _row(0, 16, 0.67, 0.99, nan, nan, nan),
+        _row(1, 16, 0.67, 0.97, nan, nan, nan),
+        _row(2, 16, 0.67, 1.0, 1.0, 0.7, 0.6),
+        _row(3, 16, 0.67, 0.98, nan, nan, nan),
+    ]  # 1 of 4 memorized
     cells = phase_map(pd.DataFrame(rows)).set_index(["per_class", "rho"])
     assert cells.loc[(3, 0.67), "phase"] == "partial leak"
     assert cells.loc[(10, 0.34), "phase"] == "approximate fit"
@@ -126,8 +157,22 @@ def smoke():
 
 
 def test_smoke_rows_have_the_issue_columns(smoke):
-    for column in ("dataset", "n_memorized", "n_student", "rho", "width", "shuffled", "teacher_train_acc",
-                   "train_acc", "test_acc", "agreement_fresh", "phase", "part", "variant", "half"):
+    for column in (
+        "dataset",
+        "n_memorized",
+        "n_student",
+        "rho",
+        "width",
+        "shuffled",
+        "teacher_train_acc",
+        "train_acc",
+        "test_acc",
+        "agreement_fresh",
+        "phase",
+        "part",
+        "variant",
+        "half",
+    ):
         assert column in smoke.columns, column
     assert set(smoke["part"]) == {"map", "width", "equal", "surgery"}
     assert smoke.attrs["config"]["experiment"] == "one_hidden_layer"
@@ -173,8 +218,10 @@ def test_smoke_width_variants_use_their_own_teachers(smoke):
     assert not set(equal["teacher_id"]) & set(smoke[smoke.part == "map"]["teacher_id"])
     # the wider students of the same teachers and points differ from the map's (another network)
     same = smoke[(smoke.part == "map") & ~smoke.shuffled.astype(bool) & smoke.dataset.isin(width.dataset)]
-    assert not np.allclose(same.sort_values(["per_class", "dataset"]).agreement_fresh.to_numpy(),
-                           width.sort_values(["per_class", "dataset"]).agreement_fresh.to_numpy())
+    assert not np.allclose(
+        same.sort_values(["per_class", "dataset"]).agreement_fresh.to_numpy(),
+        width.sort_values(["per_class", "dataset"]).agreement_fresh.to_numpy(),
+    )
 
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])

@@ -18,14 +18,22 @@ import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "memkd"
-CORE = [p for p in sorted(PACKAGE.rglob("*.py"))
-        if p.relative_to(PACKAGE).parts[0] not in ("experiments", "sweep", "book", "cli.py", "__main__.py")]
+CORE = [
+    p
+    for p in sorted(PACKAGE.rglob("*.py"))
+    if p.relative_to(PACKAGE).parts[0] not in ("experiments", "sweep", "book", "cli.py", "__main__.py")
+]
 NORMALIZERS = {"log_softmax", "cross_entropy", "nll_loss", "logsumexp"}
 TEMPERATURE = re.compile(r"^(self\.)?(t|temps?|temperatures?|inv_t)\b")  # t, t.view(...), temperature.to(...)
-EXPECTED = {"cross_entropy": {"losses.py:soft_cross_entropy", "losses.py:hard_cross_entropy",
-                              "models/fused_mlp.py:FusedCrossEntropy._loss_and_logit_gradient"},
-            "softening": {"losses.py:soft_cross_entropy", "models/fused_mlp.py:FusedCrossEntropy._loss_and_logit_gradient"},
-            "sigma_T": {"losses.py:soft_targets"}}
+EXPECTED = {
+    "cross_entropy": {
+        "losses.py:soft_cross_entropy",
+        "losses.py:hard_cross_entropy",
+        "models/fused_mlp.py:FusedCrossEntropy._loss_and_logit_gradient",
+    },
+    "softening": {"losses.py:soft_cross_entropy", "models/fused_mlp.py:FusedCrossEntropy._loss_and_logit_gradient"},
+    "sigma_T": {"losses.py:soft_targets"},
+}
 
 
 def own_nodes(fn: ast.AST):
@@ -90,18 +98,23 @@ def test_the_count_sees_a_second_definition(tmp_path):
     """The counter itself: a model's own loop with its own loss, softening and sigma_T is found."""
     (tmp_path / "models").mkdir()
     own = tmp_path / "models" / "own.py"
-    own.write_text("import torch\n"
-                   "def train(z, p, t):\n"
-                   "    def objective(_):\n"
-                   "        log_q = torch.log_softmax(z / t, dim=-1)\n"
-                   "        return -(p * log_q).sum(-1)\n"
-                   "    return objective\n"
-                   "def labels(z, temperature):\n"
-                   "    scaled = (z / temperature.view(-1, 1, 1)).to(torch.float32)\n"
-                   "    return torch.softmax(scaled, dim=-1)\n")
+    own.write_text(
+        "import torch\n"
+        "def train(z, p, t):\n"
+        "    def objective(_):\n"
+        "        log_q = torch.log_softmax(z / t, dim=-1)\n"
+        "        return -(p * log_q).sum(-1)\n"
+        "    return objective\n"
+        "def labels(z, temperature):\n"
+        "    scaled = (z / temperature.view(-1, 1, 1)).to(torch.float32)\n"
+        "    return torch.softmax(scaled, dim=-1)\n"
+    )
     found = definitions([own], tmp_path)
-    assert found == {"cross_entropy": {"models/own.py:train.objective"},
-                     "softening": {"models/own.py:train.objective"}, "sigma_T": {"models/own.py:labels"}}
+    assert found == {
+        "cross_entropy": {"models/own.py:train.objective"},
+        "softening": {"models/own.py:train.objective"},
+        "sigma_T": {"models/own.py:labels"},
+    }
 
 
 def test_a_mask_averages_each_member_over_its_own_points():
@@ -121,9 +134,9 @@ def test_a_mask_averages_each_member_over_its_own_points():
     hard = hard_cross_entropy(z, padded, mask=mask)
     for e in range(3):
         own = mask[e]
-        alone = soft_cross_entropy(z[e:e + 1, own], probs[e:e + 1, own], torch.tensor([[1.0, 2.0, 5.0][e]]), True)
-        assert torch.allclose(soft[e:e + 1], alone)
-        assert torch.allclose(hard[e:e + 1], hard_cross_entropy(z[e:e + 1, own], labels[e:e + 1, own]))
+        alone = soft_cross_entropy(z[e : e + 1, own], probs[e : e + 1, own], torch.tensor([[1.0, 2.0, 5.0][e]]), True)
+        assert torch.allclose(soft[e : e + 1], alone)
+        assert torch.allclose(hard[e : e + 1], hard_cross_entropy(z[e : e + 1, own], labels[e : e + 1, own]))
     assert not torch.allclose(soft, soft_cross_entropy(z, probs, torch.tensor([1.0, 2.0, 5.0]), True))
 
 
@@ -151,8 +164,15 @@ def temperature_aliases(files, root=PACKAGE) -> list[str]:
     found = []
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
-            name = (node.id if isinstance(node, ast.Name) else node.arg if isinstance(node, ast.arg)
-                    else node.attr if isinstance(node, ast.Attribute) else None)
+            name = (
+                node.id
+                if isinstance(node, ast.Name)
+                else node.arg
+                if isinstance(node, ast.arg)
+                else node.attr
+                if isinstance(node, ast.Attribute)
+                else None
+            )
             if name in ALIASES:
                 found.append(f"{path.relative_to(root).as_posix()}:{node.lineno} {name}")
     return found
@@ -167,5 +187,9 @@ def test_the_temperature_goes_by_two_names_from_the_knob_to_the_loss():
 def test_the_alias_check_sees_an_old_name(tmp_path):
     own = tmp_path / "own.py"
     own.write_text("def f(temperatures, inv_t=None):\n    temps = temperatures\n    self.temp = temps\n")
-    assert temperature_aliases([own], tmp_path) == ["own.py:1 inv_t", "own.py:2 temps", "own.py:3 temp",
-                                                    "own.py:3 temps"]
+    assert temperature_aliases([own], tmp_path) == [
+        "own.py:1 inv_t",
+        "own.py:2 temps",
+        "own.py:3 temp",
+        "own.py:3 temps",
+    ]

@@ -39,8 +39,23 @@ def test_overlap_returns_one_row_per_pair_per_teacher():
     assert len(table) == 2 * (s * (s - 1) // 2 * 2 + s * s)  # soft-soft, similarity-similarity, soft-similarity
     assert set(table["pair"]) == {"soft-soft", "soft-similarity", "similarity-similarity"}
     assert set(table["dataset"]) == {0, 1}
-    for col in ["question", "dataset", "pair", "student_a", "student_b", "n", "acc_a", "acc_b", "both",
-                "expected", "lift", "phi", "p_value", "group_p_value", "chance"]:
+    for col in [
+        "question",
+        "dataset",
+        "pair",
+        "student_a",
+        "student_b",
+        "n",
+        "acc_a",
+        "acc_b",
+        "both",
+        "expected",
+        "lift",
+        "phi",
+        "p_value",
+        "group_p_value",
+        "chance",
+    ]:
         assert col in table.columns, col
     assert (table["question"] == "overlap").all() and table.attrs["config"]["teachers"] == 2
     assert np.allclose(table["expected"], table["n"] * table["acc_a"] * table["acc_b"])
@@ -68,14 +83,23 @@ def test_teachers_are_trained_once_and_shared():
     assert oq.teachers(cfg, activation=cfg.activation, weight_decay=0.0) is first  # the reference knobs
     assert oq.teachers(cfg, require=False, weight_decay=1e-2) is not first
     with pytest.raises(TeacherDidNotMemorize, match="did not reach 100%"):
-        oq.teachers(make_config(q4.ConventionConfig, "temperature_convention", "smoke", {"teachers": 2, "teacher_epochs": 3}))
+        oq.teachers(
+            make_config(q4.ConventionConfig, "temperature_convention", "smoke", {"teachers": 2, "teacher_epochs": 3})
+        )
 
 
 def test_teacher_regularization_rows_and_a_teacher_that_fails():
     table = q2.teacher_regularization("smoke", teachers=2, students=2, weight_decays=(0.0, 1e-2))
     assert len(table) == 2 * 2 * 2
-    for col in ["weight_decay", "teacher_memorized", "teacher_train_acc", "teacher_logit_norm", "teacher_top_prob",
-                "teacher_stop", *METRICS]:
+    for col in [
+        "weight_decay",
+        "teacher_memorized",
+        "teacher_train_acc",
+        "teacher_logit_norm",
+        "teacher_top_prob",
+        "teacher_stop",
+        *METRICS,
+    ]:
         assert col in table.columns, col
     assert table["teacher_memorized"].all() and (table["teacher_stop"] == "budget").all()
     norms = table.groupby("weight_decay")["teacher_logit_norm"].mean()
@@ -87,8 +111,17 @@ def test_teacher_regularization_rows_and_a_teacher_that_fails():
 
 def test_architecture_parts_and_variants():
     table = q3.architecture("smoke", teachers=2, students=2)
-    for col in ["part", "variant", "teacher_activation", "teacher_depth", "student_activation",
-                "student_depth", "width", "teacher_memorized", *METRICS]:
+    for col in [
+        "part",
+        "variant",
+        "teacher_activation",
+        "teacher_depth",
+        "student_activation",
+        "student_depth",
+        "width",
+        "teacher_memorized",
+        *METRICS,
+    ]:
         assert col in table.columns, col
     variants = table.groupby("part")["variant"].unique().map(set).to_dict()
     assert variants["activation"] == {"relu", "tanh"}
@@ -126,8 +159,9 @@ def test_random_features_probe_variants():
 def test_teacher_protocol_pairs_the_two_stops():
     table = q6.teacher_protocol("smoke", teachers=2, students=2, temperatures=(2.0, 20.0), teacher_epochs=150)
     assert set(table["teacher_stop"]) == {"budget", "first_perfect"} and len(table) == 2 * 2 * 2 * 2
-    per = table.groupby(["teacher_stop", "dataset"])[["teacher_first_perfect", "teacher_epochs_run",
-                                                     "teacher_logit_norm", "independent_acc"]].first()
+    per = table.groupby(["teacher_stop", "dataset"])[
+        ["teacher_first_perfect", "teacher_epochs_run", "teacher_logit_norm", "independent_acc"]
+    ].first()
     budget, early = per.loc["budget"], per.loc["first_perfect"]
     # same data, same initialization: both protocols reach 100% at the same epoch; only budget trains on
     assert (budget["teacher_first_perfect"] == early["teacher_first_perfect"]).all()
@@ -145,24 +179,46 @@ def test_linear_fit_r2_is_one_for_a_linear_teacher_only():
     w = torch.randn(20, 5, generator=gen)
     linear = SimpleNamespace(x=x, logits=x @ w + 1.0, x_independent=x_new, logits_independent=x_new @ w + 1.0)
     assert q5.linear_fit_r2(linear) > 0.999
-    noise = SimpleNamespace(x=x, logits=torch.randn(300, 5, generator=gen), x_independent=x_new,
-                            logits_independent=torch.randn(200, 5, generator=gen))
+    noise = SimpleNamespace(
+        x=x,
+        logits=torch.randn(300, 5, generator=gen),
+        x_independent=x_new,
+        logits_independent=torch.randn(200, 5, generator=gen),
+    )
     assert q5.linear_fit_r2(noise) < 0.1
 
 
 def test_frozen_first_layer_never_moves():
     x = torch.rand(2, 30, 8) * 2 - 1  # one input set per member
     logits = 3 * torch.randn(2, 30, 4)
-    model = q5.train_probe_students(x, logits, temperature=2.0, classes=4, width=16, hidden_layers=2, activation="relu",
-                                    frozen_layers=1, members=2, lr=1e-2, epochs=20, seed=[3, 4])
+    model = q5.train_probe_students(
+        x,
+        logits,
+        temperature=2.0,
+        classes=4,
+        width=16,
+        hidden_layers=2,
+        activation="relu",
+        frozen_layers=1,
+        members=2,
+        lr=1e-2,
+        epochs=20,
+        seed=[3, 4],
+    )
     fresh = EnsembleMLP(2, 8, 16, 4, 2, "relu", seed=[3, 4])
     assert torch.equal(model.weights[0], fresh.weights[0]) and torch.equal(model.biases[0], fresh.biases[0])
     assert not torch.equal(model.weights[1], fresh.weights[1])
 
 
 # ---------------------------------------------------------------------------- validation
-FUNCTIONS = [q1.logit_vs_similarity_overlap, q2.teacher_regularization, q3.architecture, q4.temperature_convention,
-             q5.random_features_probe, q6.teacher_protocol]
+FUNCTIONS = [
+    q1.logit_vs_similarity_overlap,
+    q2.teacher_regularization,
+    q3.architecture,
+    q4.temperature_convention,
+    q5.random_features_probe,
+    q6.teacher_protocol,
+]
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS)
@@ -171,16 +227,19 @@ def test_unknown_knob_is_named(fn):
         fn("smoke", tempreature=3.0)
 
 
-@pytest.mark.parametrize("fn, knob, value", [
-    (q2.teacher_regularization, "weight_decays", (-1e-3,)),
-    (q3.architecture, "activations", ("gelu",)),
-    (q3.architecture, "depths", (0,)),
-    (q1.logit_vs_similarity_overlap, "permutations", 10),
-    (q5.random_features_probe, "feature_factor", 0),
-    (q4.temperature_convention, "alphas", (0.4, 0.6)),
-    (q6.teacher_protocol, "teacher_stops", ("early",)),
-    (q6.teacher_protocol, "teacher_stop", "never"),
-])
+@pytest.mark.parametrize(
+    "fn, knob, value",
+    [
+        (q2.teacher_regularization, "weight_decays", (-1e-3,)),
+        (q3.architecture, "activations", ("gelu",)),
+        (q3.architecture, "depths", (0,)),
+        (q1.logit_vs_similarity_overlap, "permutations", 10),
+        (q5.random_features_probe, "feature_factor", 0),
+        (q4.temperature_convention, "alphas", (0.4, 0.6)),
+        (q6.teacher_protocol, "teacher_stops", ("early",)),
+        (q6.teacher_protocol, "teacher_stop", "never"),
+    ],
+)
 def test_bad_value_names_the_knob(fn, knob, value):
     with pytest.raises(ValueError, match=f"The '{knob}' parameter of {fn.__name__}"):
         fn("smoke", **{knob: value})
@@ -196,8 +255,14 @@ def test_every_question_takes_one_alpha_and_one_width(fn, knob, value):
 
 @pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
 def test_every_profile_validates_with_enough_teachers(profile):
-    for cls in (q1.OverlapConfig, q2.RegularizationConfig, q3.ArchitectureConfig, q4.ConventionConfig, q5.ProbeConfig,
-                q6.ProtocolConfig):
+    for cls in (
+        q1.OverlapConfig,
+        q2.RegularizationConfig,
+        q3.ArchitectureConfig,
+        q4.ConventionConfig,
+        q5.ProbeConfig,
+        q6.ProtocolConfig,
+    ):
         cfg = make_config(cls, cls.__name__, profile, {})
         assert cfg.profile == profile and len(cfg.alphas) == 1 and len(cfg.student_widths) == 1
         assert cfg.teachers >= (3 if profile == "smoke" else 5) and cfg.teacher_stop == "budget"
@@ -221,17 +286,22 @@ def test_overlap_test_identical_sets_are_significant():
 
 def test_overlap_test_independent_sets_are_not():
     rng = np.random.default_rng(0)
-    p = [overlap_test(rng.random(200) < 0.3, rng.random(200) < 0.3, permutations=199, seed=k)["p_value"]
-         for k in range(40)]
+    p = [
+        overlap_test(rng.random(200) < 0.3, rng.random(200) < 0.3, permutations=199, seed=k)["p_value"]
+        for k in range(40)
+    ]
     assert np.mean(np.array(p) < 0.05) <= 0.15  # about 5% expected under independence
     assert 0.3 < np.median(p) < 0.7
 
 
 def test_overlap_test_groups_and_disjoint_sets():
-    a = np.zeros(100, bool); a[:30] = True
-    b = np.zeros(100, bool); b[50:80] = True
+    a = np.zeros(100, bool)
+    a[:30] = True
+    b = np.zeros(100, bool)
+    b[50:80] = True
     assert overlap_test(a, b, permutations=199)["p_value"] > 0.99  # never both right: no overlap
-    group_a = np.stack([a, a]); group_b = np.stack([a, a, b])
+    group_a = np.stack([a, a])
+    group_b = np.stack([a, a, b])
     r = overlap_test(group_a, group_b, permutations=199)
     assert r["p_value"] < 0.01 and math.isclose(r["both"], 20.0)  # mean over the 6 pairs: (30*4 + 0*2)/6
     with pytest.raises(ValueError, match="overlap_test"):
@@ -253,8 +323,17 @@ def _protocol_table(teachers: int, shift: float, spread: float, seed: int = 0) -
             for t in (2.0, 20.0):
                 for s in range(2):
                     acc = base + (shift + spread * rng.standard_normal() if stop == "budget" else 0.0)
-                    rows.append({"dataset": k, "student": s, "teacher_stop": stop, "temperature": t,
-                                 "test_acc": acc, "independent_acc": 0.05, "chance": 0.05})
+                    rows.append(
+                        {
+                            "dataset": k,
+                            "student": s,
+                            "teacher_stop": stop,
+                            "temperature": t,
+                            "test_acc": acc,
+                            "independent_acc": 0.05,
+                            "chance": 0.05,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -293,9 +372,18 @@ def test_architecture_claim_records_the_weakest_variant(tmp_path):
     for variant, lift in (("relu", 0.2), ("tanh", 0.3), ("1 hidden", 0.0)):
         for k in range(5):
             for s in range(2):
-                rows.append({"part": "activation" if variant in ("relu", "tanh") else "depth", "variant": variant,
-                             "dataset": k, "student": s, "teacher_memorized": True, "chance": 0.05,
-                             "independent_acc": 0.05, "test_acc": 0.05 + lift + 0.01 * rng.standard_normal()})
+                rows.append(
+                    {
+                        "part": "activation" if variant in ("relu", "tanh") else "depth",
+                        "variant": variant,
+                        "dataset": k,
+                        "student": s,
+                        "teacher_memorized": True,
+                        "chance": 0.05,
+                        "independent_acc": 0.05,
+                        "test_acc": 0.05 + lift + 0.01 * rng.standard_normal(),
+                    }
+                )
     ch = _chapter(tmp_path)
     sentences, tests = oc.architecture_claims(ch, pd.DataFrame(rows))
     verdicts = tests.set_index("variant")["verdict"]
@@ -313,9 +401,18 @@ def test_overlap_claims_use_the_phi_margin(tmp_path):
                 for j in range(3):
                     if pair != "soft-similarity" and j <= i:
                         continue
-                    rows.append({"dataset": k, "pair": pair, "student_a": i, "student_b": j, "lift": 2.0 + 0.01 * k,
-                                 "phi": phi_value + 0.001 * ((k + i + j) % 3)
-                                 + (0.002 * k if pair == "soft-similarity" else 0.0)})  # spread over teachers
+                    rows.append(
+                        {
+                            "dataset": k,
+                            "pair": pair,
+                            "student_a": i,
+                            "student_b": j,
+                            "lift": 2.0 + 0.01 * k,
+                            "phi": phi_value
+                            + 0.001 * ((k + i + j) % 3)
+                            + (0.002 * k if pair == "soft-similarity" else 0.0),
+                        }
+                    )  # spread over teachers
     ch = _chapter(tmp_path)
     oc.overlap_claims(ch, pd.DataFrame(rows))
     claims = {c.claim: c for c in ch.claims}

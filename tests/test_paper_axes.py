@@ -66,12 +66,20 @@ def test_axis_range_and_table():
     assert len(lines) == 3 and "0.001 to 0.1 (100×)" in lines[2] and "1e-05 to 0.01 (1000×)" in lines[2]
 
 
-@pytest.mark.parametrize("values, expect", [
-    ([0.1, 0.3, 0.2], ("peaks inside the grid, at T = 10 (0.300): 0.100 at the smallest T = 1, and beyond the peak "
-                       "it falls to 0.200 at the largest T = 100")),
-    ([0.1, 0.2, 0.3], "is highest at the grid's largest T = 100 (0.300): the grid does not reach past the optimum"),
-    ([0.3, 0.2, 0.1], "is highest at the grid's smallest T = 1 (0.300): the grid does not reach below the optimum"),
-])
+@pytest.mark.parametrize(
+    "values, expect",
+    [
+        (
+            [0.1, 0.3, 0.2],
+            (
+                "peaks inside the grid, at T = 10 (0.300): 0.100 at the smallest T = 1, and beyond the peak "
+                "it falls to 0.200 at the largest T = 100"
+            ),
+        ),
+        ([0.1, 0.2, 0.3], "is highest at the grid's largest T = 100 (0.300): the grid does not reach past the optimum"),
+        ([0.3, 0.2, 0.1], "is highest at the grid's smallest T = 1 (0.300): the grid does not reach below the optimum"),
+    ],
+)
 def test_axis_optimum(values, expect):
     assert ch05_temperature_lr.axis_optimum(pd.Series(values, index=[1.0, 10.0, 100.0]), "T") == expect
 
@@ -94,8 +102,11 @@ def test_heatmap_paints_grey_cells_and_leaves_missing_ones_white():
 
 
 def test_capacity_outcome_names_the_threshold_and_the_trend():
-    rows = [{"dataset": k, "alpha": 0.6, "width": w, "test_acc": acc + 0.01 * k}
-            for k in range(3) for w, acc in [(16, 0.02), (64, 0.05), (250, 0.09)]]
+    rows = [
+        {"dataset": k, "alpha": 0.6, "width": w, "test_acc": acc + 0.01 * k}
+        for k in range(3)
+        for w, acc in [(16, 0.02), (64, 0.05), (250, 0.09)]
+    ]
     text = ch02_logit_distillation.capacity_outcome(pd.DataFrame(rows), 0.6, chance=0.02, teacher_width=125)
     assert "0.030 at p = 16, 0.060 at p = 64, 0.100 at p = 250" in text
     assert "first exceeds twice chance (0.040) at p = 64 (0.51× the teacher's width 125)" in text
@@ -106,12 +117,20 @@ def test_capacity_outcome_names_the_threshold_and_the_trend():
 
 
 def test_composition_cells_names_white_and_grey_cells():
-    rows = [{"classes": 10, "per_class": 5, "input_dim": 2, "dataset": k, "teacher_memorized": False,
-             "test_acc": np.nan} for k in range(2)]
-    rows += [{"classes": 10, "per_class": 5, "input_dim": d, "dataset": k, "teacher_memorized": True,
-              "test_acc": acc} for k in range(2) for d, acc in [(5, 0.3), (640, 0.08)]]
+    rows = [
+        {"classes": 10, "per_class": 5, "input_dim": 2, "dataset": k, "teacher_memorized": False, "test_acc": np.nan}
+        for k in range(2)
+    ]
+    rows += [
+        {"classes": 10, "per_class": 5, "input_dim": d, "dataset": k, "teacher_memorized": True, "test_acc": acc}
+        for k in range(2)
+        for d, acc in [(5, 0.3), (640, 0.08)]
+    ]
     text = ch06_dataset_composition.composition_cells(pd.DataFrame(rows))
-    assert text == ("White cells (no teacher memorized its dataset within its budget): C = 10, 5 per class, d = 2. "
-                    "Grey cells (mean held-out accuracy below chance 1/C): C = 10, 5 per class, d = 640.")
+    assert text == (
+        "White cells (no teacher memorized its dataset within its budget): C = 10, 5 per class, d = 2. "
+        "Grey cells (mean held-out accuracy below chance 1/C): C = 10, 5 per class, d = 640."
+    )
     assert "Grey cells (mean held-out accuracy below chance 1/C): none" in ch06_dataset_composition.composition_cells(
-        pd.DataFrame([r for r in rows if r["input_dim"] != 640]))
+        pd.DataFrame([r for r in rows if r["input_dim"] != 640])
+    )

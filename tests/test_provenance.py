@@ -16,8 +16,18 @@ from memkd import provenance
 from memkd.book.chapter import Chapter
 from memkd.device import available_devices, resolve_device
 
-KEYS = {"memkd_version", "git_commit", "git_clean", "python", "torch", "device", "device_name",
-        "threads", "platform", "hostname"}
+KEYS = {
+    "memkd_version",
+    "git_commit",
+    "git_clean",
+    "python",
+    "torch",
+    "device",
+    "device_name",
+    "threads",
+    "platform",
+    "hostname",
+}
 
 
 def test_collect_has_every_field_and_is_json():
@@ -98,8 +108,9 @@ def test_commit_matches_git_when_in_a_checkout():
     if info["git_commit"] is None or shutil.which("git") is None:
         pytest.skip("not a git checkout, or no git binary")
     checkout = Path(memkd.__file__).resolve().parents[1]  # the work tree (in a git worktree, not the main one's)
-    head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert info["git_commit"] == head
 
 
@@ -130,6 +141,7 @@ def test_chapter_meta_json_carries_provenance(tmp_path):
 
 
 # ---- device errors -----------------------------------------------------------------------
+
 
 def test_available_devices_always_lists_cpu():
     assert available_devices()[0] == "cpu"

@@ -25,10 +25,28 @@ NAN = float("nan")
 
 
 def claim_row(chapter, claim, verdict, data="paper", beyond=False, **extra):
-    row = {"chapter": chapter, "claim": claim, "paper": f"Claim {claim} <of the paper>", "data": data,
-           "beyond_paper": beyond, "expect": "above", "value": "test_acc", "measured": 0.08, "baseline": 0.02,
-           "difference": 0.06, "sem": 0.005, "ci_low": 0.045, "ci_high": 0.075, "margin": 0.0, "level": 0.01,
-           "n": 5, "students": 4, "p_value": 1e-4, "verdict": verdict, "detail": ""}
+    row = {
+        "chapter": chapter,
+        "claim": claim,
+        "paper": f"Claim {claim} <of the paper>",
+        "data": data,
+        "beyond_paper": beyond,
+        "expect": "above",
+        "value": "test_acc",
+        "measured": 0.08,
+        "baseline": 0.02,
+        "difference": 0.06,
+        "sem": 0.005,
+        "ci_low": 0.045,
+        "ci_high": 0.075,
+        "margin": 0.0,
+        "level": 0.01,
+        "n": 5,
+        "students": 4,
+        "p_value": 1e-4,
+        "verdict": verdict,
+        "detail": "",
+    }
     return {**row, **extra}
 
 
@@ -42,46 +60,134 @@ def write(folder: Path, claims=None, departures=None, meta=None):
         (folder / "meta.json").write_text(json.dumps(meta))
 
 
-PROVENANCE = {"memkd_version": "0.1.0", "git_commit": "0123456789abcdef0123456789abcdef01234567",
-              "git_clean": True, "python": "3.11.7", "torch": "2.13.0+cpu", "device": "cpu",
-              "device_name": "Test CPU", "threads": 2, "platform": "Linux", "hostname": "testhost"}
+PROVENANCE = {
+    "memkd_version": "0.1.0",
+    "git_commit": "0123456789abcdef0123456789abcdef01234567",
+    "git_clean": True,
+    "python": "3.11.7",
+    "torch": "2.13.0+cpu",
+    "device": "cpu",
+    "device_name": "Test CPU",
+    "threads": 2,
+    "platform": "Linux",
+    "hostname": "testhost",
+}
 
 
 @pytest.fixture
 def results(tmp_path) -> Path:
     root = tmp_path / "results"
     ch = "02_logit_distillation"
-    write(root / ch, [claim_row(ch, "a", "holds"),
-                      claim_row(ch, "b", "inconclusive", expect="equivalent", margin=0.01, level=0.05,
-                                ci_low=-0.02, ci_high=0.005),
-                      claim_row(ch, "c", "does not hold")],
-          [{"chapter": ch, "topic": "teacher stop", "paper": "a fixed budget", "book": "the first perfect epoch",
-            "reason": "compared in chapter 09"},
-           {"chapter": ch, "topic": "epochs", "paper": "none given", "book": "300", "reason": "students converge"}],
-          {"chapter": ch, "profile": "smoke", "teacher_stop": "budget", "beyond_paper": False, "elapsed_s": 12.3,
-           **PROVENANCE})
+    write(
+        root / ch,
+        [
+            claim_row(ch, "a", "holds"),
+            claim_row(
+                ch, "b", "inconclusive", expect="equivalent", margin=0.01, level=0.05, ci_low=-0.02, ci_high=0.005
+            ),
+            claim_row(ch, "c", "does not hold"),
+        ],
+        [
+            {
+                "chapter": ch,
+                "topic": "teacher stop",
+                "paper": "a fixed budget",
+                "book": "the first perfect epoch",
+                "reason": "compared in chapter 09",
+            },
+            {"chapter": ch, "topic": "epochs", "paper": "none given", "book": "300", "reason": "students converge"},
+        ],
+        {
+            "chapter": ch,
+            "profile": "smoke",
+            "teacher_stop": "budget",
+            "beyond_paper": False,
+            "elapsed_s": 12.3,
+            **PROVENANCE,
+        },
+    )
     ch = "03_similarity_scores"  # the old format: holds, no verdict / data / beyond_paper; old meta.json
-    write(root / ch, [{"chapter": ch, "claim": "x", "paper": "Old holds", "measured": 0.1, "sem": 0.01, "n": 20,
-                       "p_value": 1e-5, "holds": True, "detail": ""},
-                      {"chapter": ch, "claim": "y", "paper": "Old fails", "measured": 0.02, "sem": 0.01, "n": 20,
-                       "p_value": 0.4, "holds": False, "detail": ""}],
-          meta={"chapter": ch, "profile": "smoke", "device": "cpu", "seed": 0, "memkd_version": "0.1.0",
-                "elapsed_s": 3.0})
+    write(
+        root / ch,
+        [
+            {
+                "chapter": ch,
+                "claim": "x",
+                "paper": "Old holds",
+                "measured": 0.1,
+                "sem": 0.01,
+                "n": 20,
+                "p_value": 1e-5,
+                "holds": True,
+                "detail": "",
+            },
+            {
+                "chapter": ch,
+                "claim": "y",
+                "paper": "Old fails",
+                "measured": 0.02,
+                "sem": 0.01,
+                "n": 20,
+                "p_value": 0.4,
+                "holds": False,
+                "detail": "",
+            },
+        ],
+        meta={
+            "chapter": ch,
+            "profile": "smoke",
+            "device": "cpu",
+            "seed": 0,
+            "memkd_version": "0.1.0",
+            "elapsed_s": 3.0,
+        },
+    )
     ch = "04_cifar10"
-    write(root / ch, [claim_row(ch, "s1", "holds", data="stand-in"), claim_row(ch, "s2", "inconclusive", data="stand-in"),
-                      claim_row(ch, "p1", "holds")],
-          [{"chapter": ch, "topic": "pixel shuffle", "paper": "shuffled pixels", "book": "one permutation per image",
-            "reason": "the paper's wording allows it"}],
-          {"chapter": ch, "profile": "smoke", "beyond_paper": False, **PROVENANCE, "device_name": "Other CPU"})
+    write(
+        root / ch,
+        [
+            claim_row(ch, "s1", "holds", data="stand-in"),
+            claim_row(ch, "s2", "inconclusive", data="stand-in"),
+            claim_row(ch, "p1", "holds"),
+        ],
+        [
+            {
+                "chapter": ch,
+                "topic": "pixel shuffle",
+                "paper": "shuffled pixels",
+                "book": "one permutation per image",
+                "reason": "the paper's wording allows it",
+            }
+        ],
+        {"chapter": ch, "profile": "smoke", "beyond_paper": False, **PROVENANCE, "device_name": "Other CPU"},
+    )
     write(root / "05_temperature_lr", meta={"chapter": "05_temperature_lr", "profile": "smoke"})  # no claims
     (root / "06_dataset_composition").mkdir()
     (root / "06_dataset_composition" / "claims.csv").write_text("")  # a file left empty
     ch = "09_open_questions"
-    write(root / ch, [claim_row(ch, "q1", "holds", beyond=True), claim_row(ch, "q2", "does not hold", beyond=True)],
-          meta={"chapter": ch, "profile": "smoke", "beyond_paper": True})
+    write(
+        root / ch,
+        [claim_row(ch, "q1", "holds", beyond=True), claim_row(ch, "q2", "does not hold", beyond=True)],
+        meta={"chapter": ch, "profile": "smoke", "beyond_paper": True},
+    )
     ch = "10_later"  # old format beyond the paper, known from its meta.json
-    write(root / ch, [{"chapter": ch, "claim": "z", "paper": "Later", "measured": 0.1, "sem": 0.01, "n": 3,
-                       "p_value": 0.01, "holds": True, "detail": ""}], meta={"beyond_paper": True})
+    write(
+        root / ch,
+        [
+            {
+                "chapter": ch,
+                "claim": "z",
+                "paper": "Later",
+                "measured": 0.1,
+                "sem": 0.01,
+                "n": 3,
+                "p_value": 0.01,
+                "holds": True,
+                "detail": "",
+            }
+        ],
+        meta={"beyond_paper": True},
+    )
     return root
 
 
@@ -97,8 +203,21 @@ def test_load_claims_fills_in_old_files(results):
 
 def test_a_chapter_under_beyond_the_paper_in_the_toc_is_beyond_whatever_it_wrote(tmp_path, monkeypatch):
     ch = "09_open_questions"
-    write(tmp_path / "old" / ch, [{"chapter": ch, "claim": "q", "paper": "Q", "measured": 0.1, "sem": 0.01,
-                                   "n": 3, "p_value": 0.01, "holds": True}])  # no column, no meta.json
+    write(
+        tmp_path / "old" / ch,
+        [
+            {
+                "chapter": ch,
+                "claim": "q",
+                "paper": "Q",
+                "measured": 0.1,
+                "sem": 0.01,
+                "n": 3,
+                "p_value": 0.01,
+                "holds": True,
+            }
+        ],
+    )  # no column, no meta.json
     write(tmp_path / "new" / ch, [claim_row(ch, "r", "holds")], meta={"beyond_paper": False})  # flag not set
     monkeypatch.chdir(ROOT)  # the toc of this book says which chapters are beyond the paper
     assert load_claims(tmp_path / "old")["beyond_paper"].all()
@@ -118,8 +237,16 @@ def test_headline_counts_only_the_papers_claims_on_the_papers_data(results):
 def test_report_table_shows_teachers_times_students_and_the_margin(results):
     paper, _, _ = mb.split_claims(load_claims(results))
     table = mt.report_table(paper)
-    assert list(table.columns) == ["Chapter", "Claim of the paper", "This build", "n", "Test", "p-value", "p (Holm)",
-                                   "Verdict"]
+    assert list(table.columns) == [
+        "Chapter",
+        "Claim of the paper",
+        "This build",
+        "n",
+        "Test",
+        "p-value",
+        "p (Holm)",
+        "Verdict",
+    ]
     first = table.iloc[0]
     assert first["n"] == "5 teachers × 4 students" and first["This build"] == "0.08 vs 0.02: +0.06 ± 0.005"
     assert first["Test"] == "98% interval [0.045, 0.075] &gt; 0" and first["p-value"] == "1.0e-04"
@@ -134,9 +261,14 @@ def test_report_table_shows_teachers_times_students_and_the_margin(results):
 
 def test_holm_within_a_block_can_turn_a_claim_that_holds_into_inconclusive(tmp_path):
     ch = "02_logit_distillation"
-    write(tmp_path / ch, [claim_row(ch, "strong", "holds", p_value=0.001),
-                          claim_row(ch, "weak", "holds", p_value=0.03),  # holds alone, not after Holm (x2)
-                          claim_row(ch, "nothing", "inconclusive", p_value=0.5)])
+    write(
+        tmp_path / ch,
+        [
+            claim_row(ch, "strong", "holds", p_value=0.001),
+            claim_row(ch, "weak", "holds", p_value=0.03),  # holds alone, not after Holm (x2)
+            claim_row(ch, "nothing", "inconclusive", p_value=0.5),
+        ],
+    )
     ch = "09_open_questions"  # another block: its own family, so it does not weaken the paper's
     write(tmp_path / ch, [claim_row(ch, "q", "holds", beyond=True, p_value=0.03)])
     blocks = mb.claim_blocks(load_claims(tmp_path))
@@ -145,17 +277,25 @@ def test_holm_within_a_block_can_turn_a_claim_that_holds_into_inconclusive(tmp_p
     assert paper["verdict_adjusted"].to_dict() == {"strong": "holds", "weak": "inconclusive", "nothing": "inconclusive"}
     assert blocks["beyond"].loc[0, "verdict_adjusted"] == "holds"  # alone in its family
     text = mb.headline(load_claims(tmp_path))
-    assert text.startswith("**1 of 3 claims of the paper hold in this build**, 2 inconclusive, 0 do not hold, "
-                           "after Holm's adjustment within the block at the family level 0.05 (before it: 2 hold)")
+    assert text.startswith(
+        "**1 of 3 claims of the paper hold in this build**, 2 inconclusive, 0 do not hold, "
+        "after Holm's adjustment within the block at the family level 0.05 (before it: 2 hold)"
+    )
     table = mt.report_table(blocks["workshop"])
     assert table.loc[1, "Verdict"] == "inconclusive (before adjustment: holds)" and table.loc[1, "p (Holm)"] == "0.060"
 
 
 def test_a_claim_that_tests_an_effect_again_is_shown_but_not_counted(tmp_path):
     ch = "02_logit_distillation"
-    write(tmp_path / ch, [claim_row(ch, "logits_beat_chance", "holds", p_value=0.004),
-                          claim_row(ch, "logits_beat_trivial", "holds", p_value=0.001,
-                                    supports="02_logit_distillation:logits_beat_chance")])
+    write(
+        tmp_path / ch,
+        [
+            claim_row(ch, "logits_beat_chance", "holds", p_value=0.004),
+            claim_row(
+                ch, "logits_beat_trivial", "holds", p_value=0.001, supports="02_logit_distillation:logits_beat_chance"
+            ),
+        ],
+    )
     block = mb.claim_blocks(load_claims(tmp_path))["workshop"].set_index("claim")
     assert block["counted"].to_dict() == {"logits_beat_chance": True, "logits_beat_trivial": False}
     assert block.loc["logits_beat_chance", "p_adjusted"] == pytest.approx(0.004)  # a family of one, not two
@@ -170,10 +310,12 @@ def test_the_published_version_is_a_block_of_its_own_from_the_toc_or_the_meta(tm
     book = tmp_path / "book"
     (book / "results").mkdir(parents=True)
     (book / "_config.yml").write_text("title: test\n")
-    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nparts:\n"
-                                   "  - caption: The paper, figure by figure\n    chapters:\n      - file: nbs/02_x\n"
-                                   "  - caption: The published version\n    chapters:\n      - file: nbs/11_linear\n"
-                                   "  - caption: Beyond the paper\n    chapters:\n      - file: nbs/09_q\n")
+    (book / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n"
+        "  - caption: The paper, figure by figure\n    chapters:\n      - file: nbs/02_x\n"
+        "  - caption: The published version\n    chapters:\n      - file: nbs/11_linear\n"
+        "  - caption: Beyond the paper\n    chapters:\n      - file: nbs/09_q\n"
+    )
     root = book / "results"
     write(root / "02_x", [claim_row("02_x", "a", "holds")])
     write(root / "11_linear", [claim_row("11_linear", "lin", "holds"), claim_row("11_linear", "lin2", "does not hold")])
@@ -191,8 +333,21 @@ def test_the_published_version_is_a_block_of_its_own_from_the_toc_or_the_meta(tm
 
 
 def test_report_table_fills_in_a_bare_old_table():
-    old = pd.DataFrame([{"chapter": "02_x", "claim": "a", "paper": "P", "measured": 0.4321, "sem": 0.0123,
-                         "n": 20, "p_value": 3.2e-9, "holds": True, "detail": ""}])
+    old = pd.DataFrame(
+        [
+            {
+                "chapter": "02_x",
+                "claim": "a",
+                "paper": "P",
+                "measured": 0.4321,
+                "sem": 0.0123,
+                "n": 20,
+                "p_value": 3.2e-9,
+                "holds": True,
+                "detail": "",
+            }
+        ]
+    )
     row = mt.report_table(old).iloc[0]
     assert row["This build"] == "0.432 ± 0.012" and row["n"] == "n = 20" and row["Verdict"] == "holds"
     assert row["p-value"] == "&lt; 1e-6"  # escaped for the HTML table
@@ -223,13 +378,37 @@ def test_chapter_summary_and_build_box(results):
 @pytest.mark.slow
 def test_report_notebook_executes_on_partial_and_old_results(results, tmp_path):
     out = tmp_path / "report.ipynb"
-    subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "book" / "report.ipynb"), str(out),
-                    "-p", "results_root", str(results), "-k", "python3", "--execution-timeout", "120"],
-                   check=True, cwd=ROOT / "book", timeout=300, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / "book" / "report.ipynb"),
+            str(out),
+            "-p",
+            "results_root",
+            str(results),
+            "-k",
+            "python3",
+            "--execution-timeout",
+            "120",
+        ],
+        check=True,
+        cwd=ROOT / "book",
+        timeout=300,
+        capture_output=True,
+    )
     nb = json.loads(out.read_text())
     text = json.dumps([c.get("outputs", []) for c in nb["cells"]])
     assert "3 of 6 claims of the paper hold in this build" in text
-    for css in ("memkd-claims", "memkd-stand-in", "memkd-new-results", "memkd-protocol", "memkd-chapters", "memkd-build"):
+    for css in (
+        "memkd-claims",
+        "memkd-stand-in",
+        "memkd-new-results",
+        "memkd-protocol",
+        "memkd-chapters",
+        "memkd-build",
+    ):
         assert css in text, css
     assert '"output_type": "error"' not in text and '"name": "stderr"' not in text
 
@@ -237,9 +416,26 @@ def test_report_notebook_executes_on_partial_and_old_results(results, tmp_path):
 @pytest.mark.slow
 def test_report_notebook_executes_without_any_results(tmp_path):
     out = tmp_path / "report.ipynb"
-    subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "book" / "report.ipynb"), str(out),
-                    "-p", "results_root", str(tmp_path / "nothing"), "-k", "python3", "--execution-timeout", "120"],
-                   check=True, cwd=ROOT / "book", timeout=300, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / "book" / "report.ipynb"),
+            str(out),
+            "-p",
+            "results_root",
+            str(tmp_path / "nothing"),
+            "-k",
+            "python3",
+            "--execution-timeout",
+            "120",
+        ],
+        check=True,
+        cwd=ROOT / "book",
+        timeout=300,
+        capture_output=True,
+    )
     text = json.dumps([c.get("outputs", []) for c in json.loads(out.read_text())["cells"]])
     assert "No chapter has written a claim of the paper yet" in text
     assert '"output_type": "error"' not in text and '"name": "stderr"' not in text
@@ -247,12 +443,35 @@ def test_report_notebook_executes_without_any_results(tmp_path):
 
 def test_plan_table_shows_every_margin_reason_and_labels_the_underpowered(tmp_path):
     ch = "07_logit_surgery"
-    write(tmp_path / ch, [claim_row(ch, "kept", "inconclusive", expect="equivalent", margin=0.005, level=0.05,
-                                    margin_reason="a quarter of 1/C", assumed_effect=0.0, effect_reason="none",
-                                    planned_n=30, sd_source="this build's"),
-                          claim_row(ch, "bare", "holds", expect="equivalent", margin=0.02),
-                          claim_row(ch, "count", "inconclusive", test="exact binomial", n=120, students=12,
-                                    planned_n=228, assumed_effect=0.02)])
+    write(
+        tmp_path / ch,
+        [
+            claim_row(
+                ch,
+                "kept",
+                "inconclusive",
+                expect="equivalent",
+                margin=0.005,
+                level=0.05,
+                margin_reason="a quarter of 1/C",
+                assumed_effect=0.0,
+                effect_reason="none",
+                planned_n=30,
+                sd_source="this build's",
+            ),
+            claim_row(ch, "bare", "holds", expect="equivalent", margin=0.02),
+            claim_row(
+                ch,
+                "count",
+                "inconclusive",
+                test="exact binomial",
+                n=120,
+                students=12,
+                planned_n=228,
+                assumed_effect=0.02,
+            ),
+        ],
+    )
     table = mt.plan_table(load_claims(tmp_path))
     assert table["Why this margin"].tolist()[:2] == ["a quarter of 1/C", "no reason recorded"]
     assert table["Power"].tolist() == ["underpowered", "not planned", "underpowered"]
@@ -276,16 +495,18 @@ def test_the_teacher_clock_reaches_meta_and_the_chapter_summary(tmp_path):
     from memkd.book.chapter import Chapter
     from memkd.book.grid_analysis import teacher_clock
 
-    table = pd.DataFrame({"dataset": [0, 0, 1, 2], "teacher_first_perfect": [50, 50, 100, 80], "test_acc": 0.1,
-                          "teacher_stop": "budget"})
+    table = pd.DataFrame(
+        {"dataset": [0, 0, 1, 2], "teacher_first_perfect": [50, 50, 100, 80], "test_acc": 0.1, "teacher_stop": "budget"}
+    )
     table.attrs["config"] = {"teacher_epochs": 200, "teacher_stop": "budget"}
     assert teacher_clock(table) == {"teachers": 3, "min": 2.0, "median": 2.5, "max": 4.0}
     early = table.copy()
     early.attrs["config"] = {"teacher_epochs": 200, "teacher_stop": "first_perfect"}
     assert teacher_clock(early)["max"] == 1.0
     assert teacher_clock(table.drop(columns="teacher_first_perfect")) is None
-    ch = Chapter("02_logit_distillation", profile="smoke", results_dir=str(tmp_path / "02_logit_distillation"),
-                 device="cpu")
+    ch = Chapter(
+        "02_logit_distillation", profile="smoke", results_dir=str(tmp_path / "02_logit_distillation"), device="cpu"
+    )
     ch.save_table(table)
     ch.finish()
     summary = mt.chapter_summary(load_claims(tmp_path), tmp_path, link=False).set_index("Chapter")
@@ -309,9 +530,12 @@ def test_a_claim_whose_verdict_moves_with_the_clock_says_so_in_its_sentence(tmp_
 
     ch = Chapter("05_temperature_lr", profile="smoke", results_dir=str(tmp_path / "05"), device="cpu")
     base = {"chapter": "05_temperature_lr", "measured": 0.3, "sem": 0.01, "n": 8, "p_value": 0.01}
-    ch.claims.append(Claim(claim="high_temperature_helps", paper="High T helps.", verdict="holds", difference=0.16, **base))
-    ch.claims.append(Claim(claim="high_temperature_helps_second_clock", paper="Again.", verdict="holds",
-                           difference=0.05, **base))
+    ch.claims.append(
+        Claim(claim="high_temperature_helps", paper="High T helps.", verdict="holds", difference=0.16, **base)
+    )
+    ch.claims.append(
+        Claim(claim="high_temperature_helps_second_clock", paper="Again.", verdict="holds", difference=0.05, **base)
+    )
     assert ch05_temperature_lr.clock_note(ch) == ""  # the same verdict at both clocks: nothing to add
     ch.claims[1].verdict = "inconclusive"
     note = ch05_temperature_lr.clock_note(ch)
@@ -320,15 +544,21 @@ def test_a_claim_whose_verdict_moves_with_the_clock_says_so_in_its_sentence(tmp_
     ch.qualify("high_temperature_helps", note)  # once only
     assert ch.claims[0].paper == f"High T helps. {note}"
     assert ch05_temperature_lr.qualify_by_clock(ch) == note and ch.claims[0].paper == f"High T helps. {note}"
-    with pytest.raises(ValueError, match="The 'claim' parameter of Chapter.qualify must name a claim this chapter "
-                                         "recorded"):
+    with pytest.raises(
+        ValueError, match="The 'claim' parameter of Chapter.qualify must name a claim this chapter recorded"
+    ):
         ch.qualify("no_such_claim", note)
 
 
 def test_checks_are_shown_apart_and_never_counted(tmp_path):
     ch = "11_linear_recovery"
-    write(tmp_path / ch, [claim_row(ch, "real", "holds", p_value=0.01),
-                          claim_row(ch, "cannot_fail", "holds", p_value=1e-9, kind="check")])
+    write(
+        tmp_path / ch,
+        [
+            claim_row(ch, "real", "holds", p_value=0.01),
+            claim_row(ch, "cannot_fail", "holds", p_value=1e-9, kind="check"),
+        ],
+    )
     claims = load_claims(tmp_path)
     adjusted = mb.adjust_claims(claims).set_index("claim")
     assert not adjusted.loc["cannot_fail", "counted"] and adjusted.loc["real", "counted"]
@@ -342,13 +572,17 @@ def test_checks_are_shown_apart_and_never_counted(tmp_path):
 
 def test_disagreements_list_contradictions_and_estimates_on_the_wrong_side(tmp_path):
     ch = "07_logit_surgery"
-    write(tmp_path / ch, [claim_row(ch, "agrees", "holds", p_value=1e-4),
-                          claim_row(ch, "contradicted", "does not hold", p_value=0.9, difference=-0.05),
-                          claim_row(ch, "leaning", "inconclusive", p_value=0.6, difference=-0.01),
-                          claim_row(ch, "open", "inconclusive", p_value=0.2, difference=0.02),
-                          claim_row(ch, "eq_out", "inconclusive", expect="equivalent", margin=0.02, difference=0.03,
-                                    p_value=0.4),
-                          claim_row(ch, "check_no", "does not hold", kind="check", p_value=0.9)])
+    write(
+        tmp_path / ch,
+        [
+            claim_row(ch, "agrees", "holds", p_value=1e-4),
+            claim_row(ch, "contradicted", "does not hold", p_value=0.9, difference=-0.05),
+            claim_row(ch, "leaning", "inconclusive", p_value=0.6, difference=-0.01),
+            claim_row(ch, "open", "inconclusive", p_value=0.2, difference=0.02),
+            claim_row(ch, "eq_out", "inconclusive", expect="equivalent", margin=0.02, difference=0.03, p_value=0.4),
+            claim_row(ch, "check_no", "does not hold", kind="check", p_value=0.9),
+        ],
+    )
     write(tmp_path / "09_open_questions", [claim_row("09_open_questions", "mine", "does not hold", beyond=True)])
     found = mb.disagreements(load_claims(tmp_path))
     assert found.claim.tolist() == ["contradicted", "leaning", "eq_out"]
@@ -382,8 +616,12 @@ def test_a_claim_short_of_teachers_names_the_profile_that_has_enough(tmp_path):
 
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    notebook = {"cells": [], "metadata": {"memkd": {"experiments": {"toy_2d": "memkd.experiments.toy:ToyConfig"}}},
-                "nbformat": 4, "nbformat_minor": 5}
+    notebook = {
+        "cells": [],
+        "metadata": {"memkd": {"experiments": {"toy_2d": "memkd.experiments.toy:ToyConfig"}}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     (nbs / "01_toy_2d.ipynb").write_text(json.dumps(notebook))
     from memkd.config import make_config
 
@@ -391,9 +629,13 @@ def test_a_claim_short_of_teachers_names_the_profile_that_has_enough(tmp_path):
     counts = mb.teachers_by_profile("01_toy_2d", nbs)
     assert counts["paper"] == paper and mb.TEACHER_KNOB == "teachers" and counts["smoke"] < counts["quick"]
     assert mb.profile_reaching("01_toy_2d", counts["quick"] + 1, nbs) == (
-        f"the paper profile trains {paper} per setting" if paper > counts["quick"] else
-        f"no profile trains as many (paper: {paper} per setting): run with teachers={counts['quick'] + 1}")
-    assert mb.profile_reaching("01_toy_2d", 1000, nbs) == f"no profile trains as many (paper: {paper} per setting): " \
-                                                           "run with teachers=1000"
+        f"the paper profile trains {paper} per setting"
+        if paper > counts["quick"]
+        else f"no profile trains as many (paper: {paper} per setting): run with teachers={counts['quick'] + 1}"
+    )
+    assert (
+        mb.profile_reaching("01_toy_2d", 1000, nbs) == f"no profile trains as many (paper: {paper} per setting): "
+        "run with teachers=1000"
+    )
     assert mb.profile_reaching("01_toy_2d", 2, nbs).startswith("the smoke profile trains")
     assert mb.teachers_by_profile("99_nowhere", nbs) == {} and mb.profile_reaching("99_nowhere", 5, nbs) == ""

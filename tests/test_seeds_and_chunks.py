@@ -33,11 +33,14 @@ def test_member_seeds_are_the_seeds_of_each_member_alone():
     assert seeds == [derive_seed(7, "student", p, q, i) for p, q in [(0, "a"), (1, "b")] for i in range(3)]
 
 
-@pytest.mark.parametrize("free, per_member, members, expected", [
-    (10_000, 100, 50, 50),     # all fit: one chunk
-    (10_000, 100, 500, 80),    # 80% of 10,000 bytes / 100 bytes
-    (10_000, 7_999, 5, 1),     # one fits
-])
+@pytest.mark.parametrize(
+    "free, per_member, members, expected",
+    [
+        (10_000, 100, 50, 50),  # all fit: one chunk
+        (10_000, 100, 500, 80),  # 80% of 10,000 bytes / 100 bytes
+        (10_000, 7_999, 5, 1),  # one fits
+    ],
+)
 def test_members_per_chunk_uses_the_headroom(monkeypatch, free, per_member, members, expected):
     monkeypatch.setattr(memory, "free_bytes", lambda device: free)
     assert memory.members_per_chunk(members, per_member, "cpu") == expected

@@ -19,9 +19,11 @@ CSS = (ROOT / "book" / "_static" / "memkd.css").read_text()
 
 
 def test_figures_are_numbered_per_chapter_after_the_chapters_number():
-    numbers = {"nbs/11_linear_recovery": {"figure": {"fig-b": (14,), "fig-a": (13,)}},
-               "nbs/13_one_hidden_layer": {"figure": {"f": (20,)}, "table": {"t": (3,)}},
-               "book/report": {"figure": {"r1": (22,), "r2": (21,)}}}
+    numbers = {
+        "nbs/11_linear_recovery": {"figure": {"fig-b": (14,), "fig-a": (13,)}},
+        "nbs/13_one_hidden_layer": {"figure": {"f": (20,)}, "table": {"t": (3,)}},
+        "book/report": {"figure": {"r1": (22,), "r2": (21,)}},
+    }
     assert renumber(numbers) == ["book/report", "nbs/11_linear_recovery", "nbs/13_one_hidden_layer"]
     assert numbers["nbs/11_linear_recovery"]["figure"] == {"fig-a": (11, 1), "fig-b": (11, 2)}  # page order kept
     assert numbers["nbs/13_one_hidden_layer"] == {"figure": {"f": (13, 1)}, "table": {"t": (13, 1)}}
@@ -53,8 +55,10 @@ def test_the_reports_claims_tables_are_sized_to_show_every_column():
     for css_class in classes:
         assert f"div.cell_output table.{css_class}" in CSS and f"table.{css_class} th:nth-child(8)" in CSS
     widths = [int(w) for w in re.findall(r"th:nth-child\(\d\) \{ width: (\d+)%; \}", CSS)]
-    shares = {n: int(w) for n, w in re.findall(r"table\.memkd-claims th:nth-child\((\d)\)[^{]*\{ width: (\d+)%",
-                                                CSS.replace("\n", " "))}
+    shares = {
+        n: int(w)
+        for n, w in re.findall(r"table\.memkd-claims th:nth-child\((\d)\)[^{]*\{ width: (\d+)%", CSS.replace("\n", " "))
+    }
     assert widths and sum(shares.get(str(i), 7) for i in range(1, 9)) == 100, shares
     assert shares["2"] == max(shares.values())  # the claim's text gets the widest column
 
@@ -64,4 +68,7 @@ def test_running_at_scale_says_what_the_colab_button_installs():
     assert "installs the `memkd` release the book was built from" not in page
     assert "The rocket button" in page and "`main`" in page and "The download button" in page
     assert "pinned to the release tag (or commit) of this build" in page
-    assert CONFIG.get("numfig") is True and yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["branch"] == "main"
+    assert (
+        CONFIG.get("numfig") is True
+        and yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["branch"] == "main"
+    )

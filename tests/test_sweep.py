@@ -47,8 +47,19 @@ def params():
 
 
 def sweep_cmd(out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "memkd", "sweep", str(FIXTURE), "-o", str(out),
-            "--timeout", str(TIMEOUT), "--no-progress", *args]
+    return [
+        sys.executable,
+        "-m",
+        "memkd",
+        "sweep",
+        str(FIXTURE),
+        "-o",
+        str(out),
+        "--timeout",
+        str(TIMEOUT),
+        "--no-progress",
+        *args,
+    ]
 
 
 def read_log(path: Path) -> list[tuple[str, str, str]]:
@@ -101,7 +112,10 @@ def test_command_line_values_are_yaml_so_lists_and_commas_fit(params):
     assert [v.value for v in parse_cli_grid(["ids=[1, 2],[3]"])["ids"]] == [[1, 2], [3]]
     points = expand_grid(params, parse_cli_grid(["label='a,b'", "alpha=1e-3,2"]))
     assert points == [{"label": "a,b", "alpha": 0.001}, {"label": "a,b", "alpha": 2.0}]  # YAML 1.1 reads 1e-3 as text
-    assert expand_grid(params, parse_cli_grid(["label=no,007"])) == [{"label": "no"}, {"label": "007"}]  # text stays text
+    assert expand_grid(params, parse_cli_grid(["label=no,007"])) == [
+        {"label": "no"},
+        {"label": "007"},
+    ]  # text stays text
     assert expand_grid(params, parse_cli_grid(["label="])) == [{"label": ""}]
     with pytest.raises(ValueError, match="'label' parameter of memkd sweep must be YAML flow items"):
         parse_cli_grid(["label=[1, 2"])
@@ -116,10 +130,18 @@ def test_unknown_parameter_is_refused_with_the_notebooks_parameters(params):
     assert "alpha: float = 0.5" in str(info.value)
 
 
-@pytest.mark.parametrize("grid", [
-    parse_cli_grid(["seed=x"]), parse_cli_grid(["seed=1.5"]), parse_cli_grid(["double=maybe"]),
-    {"seed": [1.5]}, {"seed": [True]}, {"alpha": ["0.1"]}, {"label": [3]},
-])
+@pytest.mark.parametrize(
+    "grid",
+    [
+        parse_cli_grid(["seed=x"]),
+        parse_cli_grid(["seed=1.5"]),
+        parse_cli_grid(["double=maybe"]),
+        {"seed": [1.5]},
+        {"seed": [True]},
+        {"alpha": ["0.1"]},
+        {"label": [3]},
+    ],
+)
 def test_value_of_the_wrong_type_is_refused(params, grid):
     name = next(iter(grid))
     with pytest.raises(ValueError, match=f"The '{name}' parameter of the notebook must be") as info:
@@ -153,7 +175,10 @@ def test_bad_grid_stops_before_anything_runs(tmp_path, capsys):
     assert not (tmp_path / "sweep").exists()
     assert cli.main(["sweep", str(FIXTURE), "-p", "seed=x", "-o", str(tmp_path / "s2")]) == 2
     err = capsys.readouterr().err
-    assert "The 'seed' parameter of sweep_fixture.ipynb must be an int. Got 'x' instead" in err and "label: str = 'a'" in err
+    assert (
+        "The 'seed' parameter of sweep_fixture.ipynb must be an int. Got 'x' instead" in err
+        and "label: str = 'a'" in err
+    )
 
 
 @pytest.mark.parametrize("option", ["--workers", "--dask-local"])
@@ -177,18 +202,34 @@ def write_run(root: Path, rid: str, table: pd.DataFrame | None, parameters: dict
     folder = root / "runs" / rid
     (folder / "results").mkdir(parents=True)
     if table is not None:
-        table.to_csv(folder / "results" / "table.csv", index=False) if csv else \
-            table.to_parquet(folder / "results" / "table.parquet", index=False)
+        table.to_csv(folder / "results" / "table.csv", index=False) if csv else table.to_parquet(
+            folder / "results" / "table.parquet", index=False
+        )
     (folder / "run.json").write_text(json.dumps({"parameters": parameters, "notebook": "gone.ipynb"}))
 
 
 def test_aggregate_keeps_each_runs_types_and_text_that_looks_numeric(tmp_path):
     # a hex token that reads as 9.7e399 once written as CSV stays text: nothing is parsed
-    write_run(tmp_path, "r1", pd.DataFrame({"student": [0, 1], "token": ["97e398195100"] * 2,
-                                            "score": [0.5, float("inf")], "ok": [True, False],
-                                            "note": [None, "x"]}), {"seed": 1, "label": "1"})
-    write_run(tmp_path, "r2", pd.DataFrame({"student": [0], "token": ["3fa9c2e1b0d4"], "score": [1.5],
-                                            "ok": [True], "note": [None]}), {"seed": 2, "label": "1"})
+    write_run(
+        tmp_path,
+        "r1",
+        pd.DataFrame(
+            {
+                "student": [0, 1],
+                "token": ["97e398195100"] * 2,
+                "score": [0.5, float("inf")],
+                "ok": [True, False],
+                "note": [None, "x"],
+            }
+        ),
+        {"seed": 1, "label": "1"},
+    )
+    write_run(
+        tmp_path,
+        "r2",
+        pd.DataFrame({"student": [0], "token": ["3fa9c2e1b0d4"], "score": [1.5], "ok": [True], "note": [None]}),
+        {"seed": 2, "label": "1"},
+    )
     table = aggregate(tmp_path)
     assert table.token.tolist() == ["97e398195100", "97e398195100", "3fa9c2e1b0d4"]
     assert table.score.dtype == float and table.score.tolist() == [0.5, float("inf"), 1.5]
@@ -230,11 +271,16 @@ def test_local_pool_and_dask_give_the_same_table(tmp_path):
     local_s = time.perf_counter() - started
     started = time.perf_counter()
     # a scheduler reached through its scheduler file, as on an HPC cluster
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
         client.write_scheduler_file(str(tmp_path / "scheduler.json"))
-        dask = run_sweep(FIXTURE, grid, tmp_path / "dask", scheduler_file=tmp_path / "scheduler.json",
-                         timeout=TIMEOUT, progress=False)
+        dask = run_sweep(
+            FIXTURE,
+            grid,
+            tmp_path / "dask",
+            scheduler_file=tmp_path / "scheduler.json",
+            timeout=TIMEOUT,
+            progress=False,
+        )
     dask_s = time.perf_counter() - started
     print(f"2 runs: local pool {local_s:.1f} s, Dask LocalCluster {dask_s:.1f} s (incl. cluster start)")
     assert (local.done, local.skipped, local.failed) == (2, 0, 0) == (dask.done, dask.skipped, dask.failed)
@@ -244,11 +290,12 @@ def test_local_pool_and_dask_give_the_same_table(tmp_path):
 
     pd.testing.assert_frame_equal(comparable(local.table), comparable(dask.table))
     table = pd.read_parquet(tmp_path / "local" / "results.parquet")
-    exported = pd.read_csv(tmp_path / "local" / "results.csv", dtype={"token": str, "omp_threads": str},
-                           keep_default_na=False)
+    exported = pd.read_csv(
+        tmp_path / "local" / "results.csv", dtype={"token": str, "omp_threads": str}, keep_default_na=False
+    )
     pd.testing.assert_frame_equal(table, exported)
     assert list(table.columns[:3]) == ["run", "param_seed", "alpha"]  # the table's own `seed` stays
-    assert len(table) == 2 * 3 and set(zip(table.param_seed, table.alpha)) == {(0, .2), (1, .2)}
+    assert len(table) == 2 * 3 and set(zip(table.param_seed, table.alpha)) == {(0, 0.2), (1, 0.2)}
     assert table.score.dtype == float and table.student.dtype.kind == "i"  # the notebook's own types
     share = thread_share(2).get("OMP_NUM_THREADS")  # 2 runs side by side split the cores
     assert table.omp_threads.eq(share or os.environ.get("OMP_NUM_THREADS", "")).all()
@@ -302,12 +349,17 @@ def test_a_growing_sweep_gathers_every_finished_run_in_its_folder(tmp_path, caps
     runs (the second invocation's grid alone has one); the folder belongs to its notebook."""
     out = tmp_path / "S"
     first = run_sweep(FIXTURE, {"seed": [0, 1]}, out, workers=2, timeout=TIMEOUT, progress=False)
-    second = run_sweep(FIXTURE, {"seed": [2], "alpha": [0.25], "label": ["b"]}, out, workers=1, timeout=TIMEOUT,
-                       progress=False)
+    second = run_sweep(
+        FIXTURE, {"seed": [2], "alpha": [0.25], "label": ["b"]}, out, workers=1, timeout=TIMEOUT, progress=False
+    )
     assert first.ok and second.ok and (second.done, second.skipped) == (1, 0)
     table = pd.read_parquet(out / "results.parquet")
     assert len(table) == 3 * 3 and table.run.nunique() == 3
-    assert sorted(set(zip(table.param_seed, table.alpha, table.label))) == [(0, 0.5, "a"), (1, 0.5, "a"), (2, 0.25, "b")]
+    assert sorted(set(zip(table.param_seed, table.alpha, table.label))) == [
+        (0, 0.5, "a"),
+        (1, 0.5, "a"),
+        (2, 0.25, "b"),
+    ]
     assert len(pd.read_csv(out / "results.csv")) == 9 and len(second.table) == 9
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"done": 3, "failed": 0, "pending": 0} and len(manifest["runs"]) == 3
@@ -319,8 +371,9 @@ def test_a_growing_sweep_gathers_every_finished_run_in_its_folder(tmp_path, caps
     assert meaning["alpha"] == memkd.declare.COLUMNS["alpha"] and meaning["score"] == ""  # columns.yml first
     assert meaning["param_seed"].startswith("the notebook's parameter 'seed' (the table has its own 'seed')")
 
-    with pytest.raises(ValueError, match="holds the runs of sweep_fixture.ipynb, so sweep_teachers.ipynb cannot be "
-                                         "swept into it") as info:
+    with pytest.raises(
+        ValueError, match="holds the runs of sweep_fixture.ipynb, so sweep_teachers.ipynb cannot be swept into it"
+    ) as info:
         run_sweep(TEACHERS, {"seed": [0]}, out, progress=False)
     assert str(info.value).startswith("The 'out' parameter of memkd sweep must be a folder that holds the runs of one")
     assert cli.main(["sweep", str(TEACHERS), "-p", "seed=0", "-o", str(out), "--dry-run"]) == 2
@@ -361,12 +414,16 @@ def test_summarize_gives_mean_and_sem_over_teachers_by_the_knobs_swept(tmp_path,
         for alpha in (0.2, 0.6):
             acc = [alpha + 0.01 * (2 * seed + k) + d for k in (0, 1) for d in (0.0, 0.1)]
             scores[(seed, alpha)] = acc
-            write_run(tmp_path, f"r{seed}{alpha}", pd.DataFrame({"dataset": [0, 0, 1, 1], "student": [0, 1, 0, 1],
-                                                                 "test_acc": acc}), {"seed": seed, "alpha": alpha})
+            write_run(
+                tmp_path,
+                f"r{seed}{alpha}",
+                pd.DataFrame({"dataset": [0, 0, 1, 1], "student": [0, 1, 0, 1], "test_acc": acc}),
+                {"seed": seed, "alpha": alpha},
+            )
     write_results(aggregate(tmp_path), tmp_path)
     assert swept_parameters(tmp_path) == ["alpha"]
     summary = summarize_sweep(tmp_path)
-    teachers = {a: [sum(scores[(s, a)][2 * k:2 * k + 2]) / 2 for s in (0, 1) for k in (0, 1)] for a in (0.2, 0.6)}
+    teachers = {a: [sum(scores[(s, a)][2 * k : 2 * k + 2]) / 2 for s in (0, 1) for k in (0, 1)] for a in (0.2, 0.6)}
     assert summary.alpha.tolist() == [0.2, 0.6] and summary.n.tolist() == [4, 4] and summary.students.tolist() == [2, 2]
     for row in summary.itertuples():
         per_teacher = pd.Series(teachers[row.alpha])
@@ -375,7 +432,10 @@ def test_summarize_gives_mean_and_sem_over_teachers_by_the_knobs_swept(tmp_path,
     assert summarize_sweep(tmp_path, by=[]).n.tolist() == [4]  # the same seed, the same teachers
     assert cli.main(["sweep", "summarize", str(tmp_path), "--by", "alpha", "--csv", str(tmp_path / "s.csv")]) == 0
     printed = capsys.readouterr().out
-    assert "mean +- SEM over teachers" in printed and f"{summary.test_acc[0]:.4f} +- {summary.test_acc_sem[0]:.4f}" in printed
+    assert (
+        "mean +- SEM over teachers" in printed
+        and f"{summary.test_acc[0]:.4f} +- {summary.test_acc_sem[0]:.4f}" in printed
+    )
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "s.csv"), summary, check_dtype=False)
     assert cli.main(["summarize", str(tmp_path), "--value", "tset_acc"]) == 2
     assert "The 'value' parameter of memkd summarize must be columns of results.parquet" in capsys.readouterr().err
@@ -452,8 +512,9 @@ def test_the_lock_refuses_a_second_sweep(tmp_path):
 def test_kill_9_mid_sweep_then_resume_runs_everything_exactly_once(tmp_path):
     out, log = tmp_path / "sweep", tmp_path / "executions.log"
     seeds = list(range(4))  # 2 workers: the kill lands in the second round
-    cmd = sweep_cmd(out, "-p", f"seed={','.join(map(str, seeds))}", "-p", "sleep=1.0",
-                    "-p", f"log_file={log}", "--workers", "2")
+    cmd = sweep_cmd(
+        out, "-p", f"seed={','.join(map(str, seeds))}", "-p", "sleep=1.0", "-p", f"log_file={log}", "--workers", "2"
+    )
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
     while len(finished(out)) < 2 and proc.poll() is None and time.monotonic() < deadline:
@@ -475,7 +536,7 @@ def test_kill_9_mid_sweep_then_resume_runs_everything_exactly_once(tmp_path):
     assert sorted(p["seed"] for p in runs.values()) == seeds  # nothing lost
     assert not list((out / "runs").glob(".tmp-*"))
     # every point was committed exactly once: the rerun executed exactly the points not yet done,
-    new_lines = read_log(log)[len(lines_at_kill):]
+    new_lines = read_log(log)[len(lines_at_kill) :]
     done_before = {key(p) for p in committed.values()}
     rerun_starts = [k for event, k, _ in new_lines if event == "start"]
     assert sorted(rerun_starts) == sorted({key({"seed": s}) for s in seeds} - done_before)
@@ -494,8 +555,8 @@ def test_failing_point_is_recorded_the_others_finish_and_retry_reruns_only_it(tm
     flag.touch()
     grid_file = tmp_path / "grid.yaml"
     grid_file.write_text(
-        f"log_file: {log}\n"
-        f"points:\n  - {{seed: 0}}\n  - {{seed: 1, fail_while: {flag}}}\n  - {{seed: 2}}\n")
+        f"log_file: {log}\npoints:\n  - {{seed: 0}}\n  - {{seed: 1, fail_while: {flag}}}\n  - {{seed: 2}}\n"
+    )
     cmd = sweep_cmd(out, "--grid", str(grid_file), "--workers", "3")
 
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -558,8 +619,9 @@ def test_out_means_the_output_folder_in_every_subcommand():
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])
     for command in ("sweep", "book"):
-        parser_help[command] = subprocess.run([sys.executable, "-m", "memkd", command, "--help"],
-                                              capture_output=True, text=True).stdout
+        parser_help[command] = subprocess.run(
+            [sys.executable, "-m", "memkd", command, "--help"], capture_output=True, text=True
+        ).stdout
         assert "-o DIR, --out DIR, --output DIR" in parser_help[command]
         assert "output folder" in parser_help[command] and "--scheduler-file FILE" in parser_help[command]
 
@@ -576,30 +638,58 @@ def test_a_point_the_experiment_refuses_stops_before_any_kernel(tmp_path, capsys
     out = tmp_path / "sweep"
     assert cli.main(["sweep", str(notebook), "-p", "alpha=0.5,1.5", "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert ("The 'alpha' parameter of 02_logit_distillation.ipynb must be a float in the open interval (0, 1). "
-            "Got 1.5 instead. The refused point: {'alpha': 1.5}.") in err
+    assert (
+        "The 'alpha' parameter of 02_logit_distillation.ipynb must be a float in the open interval (0, 1). "
+        "Got 1.5 instead. The refused point: {'alpha': 1.5}."
+    ) in err
     assert not out.exists()
     assert cli.main(["sweep", str(notebook), "-p", "profile=huge", "-o", str(out), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "The 'profile' parameter of 02_logit_distillation.ipynb must be one of ('smoke', 'quick', 'paper')" in err
 
 
-INTERNAL_NAMES = ("expand_grid", "parse_cli_grid", "resolve_device", "run_sweep", "check_points",
-                  "notebook_parameters", "experiment_configs", "make_executor", "make_config")
+INTERNAL_NAMES = (
+    "expand_grid",
+    "parse_cli_grid",
+    "resolve_device",
+    "run_sweep",
+    "check_points",
+    "notebook_parameters",
+    "experiment_configs",
+    "make_executor",
+    "make_config",
+)
 
 
-@pytest.mark.parametrize("args, words", [
-    (["-p", "alpha=1.5"], "The 'alpha' parameter of 02_logit_distillation.ipynb must be a float in the open interval"),
-    (["-p", "alpha=0.01"], "The 'alpha' parameter of 02_logit_distillation.ipynb contains 0.01"),
-    (["-p", "seed=x"], "The 'seed' parameter of 02_logit_distillation.ipynb must be an int. Got 'x' instead."),
-    (["-p", "alhpa=0.2"], "The 'alhpa' parameter of 02_logit_distillation.ipynb must be a parameter of the notebook"),
-    (["-p", "seed"], "The '-p' parameter of memkd sweep must be name=value"),
-    (["-p", "seed=1", "-p", "seed=2"], "The 'seed' parameter of memkd sweep must be given once"),
-    (["-p", "device=cuda:7"], "The 'device' parameter of 02_logit_distillation.ipynb must name a device this machine has"),
-    (["-p", "width=1000000000"], "The 'width' parameter of 02_logit_distillation.ipynb must be small enough for this "
-                                 "machine's memory"),
-    (["--scheduler-file", "nope.json"], "The '--scheduler-file' parameter of memkd sweep must name an existing file"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (
+            ["-p", "alpha=1.5"],
+            "The 'alpha' parameter of 02_logit_distillation.ipynb must be a float in the open interval",
+        ),
+        (["-p", "alpha=0.01"], "The 'alpha' parameter of 02_logit_distillation.ipynb contains 0.01"),
+        (["-p", "seed=x"], "The 'seed' parameter of 02_logit_distillation.ipynb must be an int. Got 'x' instead."),
+        (
+            ["-p", "alhpa=0.2"],
+            "The 'alhpa' parameter of 02_logit_distillation.ipynb must be a parameter of the notebook",
+        ),
+        (["-p", "seed"], "The '-p' parameter of memkd sweep must be name=value"),
+        (["-p", "seed=1", "-p", "seed=2"], "The 'seed' parameter of memkd sweep must be given once"),
+        (
+            ["-p", "device=cuda:7"],
+            "The 'device' parameter of 02_logit_distillation.ipynb must name a device this machine has",
+        ),
+        (
+            ["-p", "width=1000000000"],
+            "The 'width' parameter of 02_logit_distillation.ipynb must be small enough for this machine's memory",
+        ),
+        (
+            ["--scheduler-file", "nope.json"],
+            "The '--scheduler-file' parameter of memkd sweep must name an existing file",
+        ),
+    ],
+)
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_errors_speak_of_what_the_user_typed(tmp_path, capsys, monkeypatch, args, words, dry_run):
     """Every refusal of `memkd sweep` names the option or the notebook parameter the user typed
@@ -608,8 +698,9 @@ def test_errors_speak_of_what_the_user_typed(tmp_path, capsys, monkeypatch, args
     monkeypatch.chdir(tmp_path)
     notebook = ROOT / "nbs" / "02_logit_distillation.ipynb"
     out = tmp_path / "sweep"
-    code = cli.main(["sweep", str(notebook), "-p", "profile=smoke", *args, "-o", str(out),
-                     *(["--dry-run"] if dry_run else [])])
+    code = cli.main(
+        ["sweep", str(notebook), "-p", "profile=smoke", *args, "-o", str(out), *(["--dry-run"] if dry_run else [])]
+    )
     err = capsys.readouterr().err
     assert code == 2 and words in err, err
     assert not any(name in err for name in INTERNAL_NAMES), err
@@ -620,8 +711,19 @@ def test_errors_speak_of_what_the_user_typed(tmp_path, capsys, monkeypatch, args
 def test_a_negative_timeout_is_refused_also_in_a_dry_run(tmp_path, capsys, dry_run):
     out = tmp_path / "sweep"
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["sweep", str(FIXTURE), "-p", "seed=0", "--timeout", "-5", "-o", str(out),
-                  *(["--dry-run"] if dry_run else [])])
+        cli.main(
+            [
+                "sweep",
+                str(FIXTURE),
+                "-p",
+                "seed=0",
+                "--timeout",
+                "-5",
+                "-o",
+                str(out),
+                *(["--dry-run"] if dry_run else []),
+            ]
+        )
     assert exit_.value.code == 2 and not out.exists()
     assert "--timeout: must be a number of seconds > 0; got -5" in capsys.readouterr().err
 

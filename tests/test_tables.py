@@ -23,8 +23,13 @@ NOT_EXPERIMENTS: set[str] = set()  # exported helpers, not experiments (departur
 def students(seeds=(0, 1), teachers=2, per_teacher=3) -> pd.DataFrame:
     """A table like a two-seed sweep's: `dataset` restarts at 0 in every run."""
     rng = np.random.default_rng(0)
-    rows = [{"seed": s, "dataset": k, "student": j, "alpha": a, "test_acc": float(rng.random())}
-            for s in seeds for k in range(teachers) for j in range(per_teacher) for a in (0.2, 0.6)]
+    rows = [
+        {"seed": s, "dataset": k, "student": j, "alpha": a, "test_acc": float(rng.random())}
+        for s in seeds
+        for k in range(teachers)
+        for j in range(per_teacher)
+        for a in (0.2, 0.6)
+    ]
     table = pd.DataFrame(rows)
     table.insert(0, "teacher_id", [f"{s}:{k}" for s, k in zip(table.seed, table.dataset)])
     return table
@@ -36,9 +41,12 @@ def test_memkd_has_one_summarize():
     from pathlib import Path
 
     package = Path(memkd.__file__).parent
-    defined = [f"{path.relative_to(package)}:{node.lineno}" for path in sorted(package.rglob("*.py"))
-               for node in ast.walk(ast.parse(path.read_text()))
-               if isinstance(node, ast.FunctionDef) and node.name == "summarize"]
+    defined = [
+        f"{path.relative_to(package)}:{node.lineno}"
+        for path in sorted(package.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.name == "summarize"
+    ]
     assert defined == ["tables.py:" + str(memkd.tables.summarize.__code__.co_firstlineno)], defined
 
 
@@ -78,7 +86,9 @@ def test_summarize_counts_teachers_not_students_nor_run_local_indices():
 def test_summarize_names_a_missing_column():
     with pytest.raises(ValueError, match=r"must have the column\(s\) \['teacher_id'\] \(.*unit='dataset'\)"):
         memkd.summarize(students().drop(columns="teacher_id"), "test_acc")
-    with pytest.raises(ValueError, match=r"'table' parameter of summarize must have the column\(s\) \['nope'\]\. Got columns"):
+    with pytest.raises(
+        ValueError, match=r"'table' parameter of summarize must have the column\(s\) \['nope'\]\. Got columns"
+    ):
         memkd.summarize(students(), "nope")
 
 
@@ -99,8 +109,7 @@ def test_csv_prints_float32_values_short_and_exact():
 
 def test_every_experiment_is_declared():
     names = [n for n in ex.__all__ if n not in NOT_EXPERIMENTS]
-    assert sorted(names) == sorted(n for n in EXPERIMENTS if n in names), \
-        [n for n in names if n not in EXPERIMENTS]
+    assert sorted(names) == sorted(n for n in EXPERIMENTS if n in names), [n for n in names if n not in EXPERIMENTS]
     for name in names:
         assert getattr(ex, name) is EXPERIMENTS[name], f"{name} is not declared with @experiment"
 
@@ -147,6 +156,11 @@ def test_explorer_labels_are_shown_whole():
 def test_pages_show_the_results_folder_without_the_build_machines_path(tmp_path):
     from memkd.book.chapter import Chapter
 
-    ch = Chapter("02_x", profile="smoke", results_dir=str(tmp_path / "out" / "results" / "smoke" / "02_x"), device="cpu")
+    ch = Chapter(
+        "02_x", profile="smoke", results_dir=str(tmp_path / "out" / "results" / "smoke" / "02_x"), device="cpu"
+    )
     assert ch.results_shown == "results/smoke/02_x" and str(tmp_path) not in ch.results_shown
-    assert Chapter("02_x", profile="smoke", results_dir=str(tmp_path / "elsewhere"), device="cpu").results_shown == "elsewhere"
+    assert (
+        Chapter("02_x", profile="smoke", results_dir=str(tmp_path / "elsewhere"), device="cpu").results_shown
+        == "elsewhere"
+    )

@@ -11,7 +11,11 @@ import pytest
 import torch
 
 from memkd.experiments.teacher_clock import (
-    GENERALIZED, STATES, clock_curve, clock_state, teacher_clock,
+    GENERALIZED,
+    STATES,
+    clock_curve,
+    clock_state,
+    teacher_clock,
 )
 from memkd.data.tokens import make_modular_addition
 from memkd.distillation import train_teacher
@@ -22,18 +26,21 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("knob, value, message", [
-    ("modulus", 2, r"'modulus' parameter of teacher_clock must be an int >= 3"),
-    ("heads", 5, r"'heads' parameter of teacher_clock must divide d_model=32"),
-    ("memorized_fraction", 0.999, r"'memorized_fraction' parameter of teacher_clock gives 121 of the 121 pairs"),
-    ("teacher_steps", (40, 40), r"'teacher_steps' parameter of teacher_clock must hold distinct steps"),
-    ("teacher_steps", (0, 40), r"'teacher_steps' parameter of teacher_clock must be a non-empty list"),
-    ("clock_every", 500, r"'clock_every' parameter of teacher_clock must be at most the last teacher stop \(120\)"),
-    ("rhos", (0.001,), r"'rhos' parameter of teacher_clock contains 0.001"),
-    ("temperatures", (0.0,), r"'temperatures' parameter of teacher_clock must be a non-empty list"),
-    ("teacher_lr", -1.0, r"'teacher_lr' parameter of teacher_clock must be a float"),
-    ("warmup", -1, r"'warmup' parameter of teacher_clock must be an int >= 0"),
-])
+@pytest.mark.parametrize(
+    "knob, value, message",
+    [
+        ("modulus", 2, r"'modulus' parameter of teacher_clock must be an int >= 3"),
+        ("heads", 5, r"'heads' parameter of teacher_clock must divide d_model=32"),
+        ("memorized_fraction", 0.999, r"'memorized_fraction' parameter of teacher_clock gives 121 of the 121 pairs"),
+        ("teacher_steps", (40, 40), r"'teacher_steps' parameter of teacher_clock must hold distinct steps"),
+        ("teacher_steps", (0, 40), r"'teacher_steps' parameter of teacher_clock must be a non-empty list"),
+        ("clock_every", 500, r"'clock_every' parameter of teacher_clock must be at most the last teacher stop \(120\)"),
+        ("rhos", (0.001,), r"'rhos' parameter of teacher_clock contains 0.001"),
+        ("temperatures", (0.0,), r"'temperatures' parameter of teacher_clock must be a non-empty list"),
+        ("teacher_lr", -1.0, r"'teacher_lr' parameter of teacher_clock must be a float"),
+        ("warmup", -1, r"'warmup' parameter of teacher_clock must be an int >= 0"),
+    ],
+)
 def test_bad_knobs_raise_naming_the_knob(knob, value, message):
     with pytest.raises(ValueError, match=message):
         teacher_clock("smoke", **{knob: value})
@@ -41,8 +48,11 @@ def test_bad_knobs_raise_naming_the_knob(knob, value, message):
 
 def test_train_fraction_is_refused_naming_memorized_fraction():
     """One name per concept: the share of the data in D is `memorized_fraction` in every experiment."""
-    with pytest.raises(ValueError, match=r"^The 'train_fraction' parameter of teacher_clock was renamed: "
-                                         r"use 'memorized_fraction'"):
+    with pytest.raises(
+        ValueError,
+        match=r"^The 'train_fraction' parameter of teacher_clock was renamed: "
+        r"use 'memorized_fraction'",
+    ):
         teacher_clock("smoke", train_fraction=0.5)
 
 
@@ -53,16 +63,26 @@ def test_unknown_knob_is_rejected():
 
 def _teacher_data():
     data = make_modular_addition(11, 0.5, seed=3)
-    return (data.tokens[data.memorized], data.labels[data.memorized],
-            data.tokens[data.outside].unsqueeze(0), data.labels[data.outside].unsqueeze(0))
+    return (
+        data.tokens[data.memorized],
+        data.labels[data.memorized],
+        data.tokens[data.outside].unsqueeze(0),
+        data.labels[data.outside].unsqueeze(0),
+    )
 
 
 def test_snapshots_equal_teachers_trained_to_that_step_alone():
     """One run copied at steps 30 and 70 gives the weights of runs stopped there (same seed,
     warm-up, optimizer), and the clock read at a stop is the snapshot's accuracy there."""
     x, y, xo, yo = _teacher_data()
-    kw = dict(family=TransformerFamily(11, d_model=32, d_mlp=64), seed=[4], require_memorization=False, warmup=10,
-              lr=3e-3, weight_decay=3.0)
+    kw = dict(
+        family=TransformerFamily(11, d_model=32, d_mlp=64),
+        seed=[4],
+        require_memorization=False,
+        warmup=10,
+        lr=3e-3,
+        weight_decay=3.0,
+    )
     run = train_teacher(x, y, max_epochs=70, snapshot_at=(30, 70), monitor=(xo, yo), monitor_every=20, **kw)
     assert sorted(run.snapshots) == [30, 70]
     for step in (30, 70):
@@ -77,8 +97,11 @@ def test_snapshots_equal_teachers_trained_to_that_step_alone():
     assert sorted(set(run.monitor.epoch)) == [20, 30, 40, 60, 70]  # every 20 steps and at each stop
     # the last snapshot is the trained model itself; an earlier one is not
     assert torch.equal(run.at(70).w_in, run.model.w_in) and not torch.equal(run.at(30).w_in, run.model.w_in)
-    with pytest.raises(ValueError, match=r"'epoch' parameter of Teacher.at must be an epoch with a snapshot .*"
-                                         r"\[30, 70\]\. Got 50 instead"):
+    with pytest.raises(
+        ValueError,
+        match=r"'epoch' parameter of Teacher.at must be an epoch with a snapshot .*"
+        r"\[30, 70\]\. Got 50 instead",
+    ):
         run.at(50)
     with pytest.raises(ValueError, match=r"'snapshot_at' parameter of train_teacher must hold epochs in \[1, max_ep"):
         train_teacher(x, y, max_epochs=10, snapshot_at=(20,), **kw)
@@ -114,9 +137,17 @@ def test_warmup_starts_at_zero_and_reaches_the_full_rate():
         model = EnsembleTransformer(1, 11, 32, 4, 64, seed=1)
         before = model.w_in.detach().clone()
         rates = []
-        history, _ = fit(model, lambda idx: (hard_cross_entropy(model(x), y.unsqueeze(0)), None), n_samples=len(y),
-                         epochs=epochs, lr=1e-3, weight_decay=1.0, decoupled_weight_decay=True, warmup=warmup,
-                         after_epoch=lambda e: rates.append(e))
+        history, _ = fit(
+            model,
+            lambda idx: (hard_cross_entropy(model(x), y.unsqueeze(0)), None),
+            n_samples=len(y),
+            epochs=epochs,
+            lr=1e-3,
+            weight_decay=1.0,
+            decoupled_weight_decay=True,
+            warmup=warmup,
+            after_epoch=lambda e: rates.append(e),
+        )
         return before, model.w_in.detach(), rates
 
     before, after, rates = one(10, 1)
@@ -124,8 +155,7 @@ def test_warmup_starts_at_zero_and_reaches_the_full_rate():
     before, after, _ = one(0, 1)
     assert not torch.equal(before, after)
     with pytest.raises(ValueError, match=r"'warmup' parameter of fit must be an int >= 0"):
-        fit(EnsembleTransformer(1, 11, 32, 4, 64), lambda idx: (None, None), n_samples=1, epochs=1, lr=1e-3,
-            warmup=-2)
+        fit(EnsembleTransformer(1, 11, 32, 4, 64), lambda idx: (None, None), n_samples=1, epochs=1, lr=1e-3, warmup=-2)
 
 
 def test_clock_state_thresholds():
@@ -138,23 +168,41 @@ def test_smoke_rows_have_the_columns_and_agree_with_the_clock():
     table = teacher_clock("smoke", epochs=20)
     cfg = table.attrs["config"]
     assert len(table) == cfg["teachers"] * len(cfg["teacher_steps"]) * len(cfg["rhos"]) * len(cfg["temperatures"])
-    for column in ("dataset", "teacher_step", "teacher_train_acc", "teacher_unseen_acc", "teacher_state", "rho",
-                   "temperature", "student", "train_acc", "heldout_acc", "unseen_acc", "trivial_acc", "chance"):
+    for column in (
+        "dataset",
+        "teacher_step",
+        "teacher_train_acc",
+        "teacher_unseen_acc",
+        "teacher_state",
+        "rho",
+        "temperature",
+        "student",
+        "train_acc",
+        "heldout_acc",
+        "unseen_acc",
+        "trivial_acc",
+        "chance",
+    ):
         assert column in table.columns, column
     for column in ("teacher_train_acc", "teacher_unseen_acc", "train_acc", "heldout_acc", "unseen_acc"):
         assert table[column].between(0, 1).all()
     assert (table.trivial_acc == table.unseen_acc).all()
     assert (table.n_student + table.n_heldout == table.n_memorized).all()
-    assert (table.n_memorized + table.n_unseen == 11 ** 2).all()
+    assert (table.n_memorized + table.n_unseen == 11**2).all()
     np.testing.assert_allclose(table.heldout_correct / table.n_heldout, table.heldout_acc, atol=1e-6)
     assert sorted(set(table.teacher_step)) == [40, 120] and sorted(set(table.dataset)) == [0, 1, 2]
-    assert (table.teacher_state == [clock_state(a, b) for a, b in zip(table.teacher_train_acc,
-                                                                       table.teacher_unseen_acc)]).all()
+    assert (
+        table.teacher_state == [clock_state(a, b) for a, b in zip(table.teacher_train_acc, table.teacher_unseen_acc)]
+    ).all()
     # the clock read during training at a stop is the snapshot's accuracy computed afterwards
     clock = clock_curve(table)
     assert set(clock.step) >= {20, 40, 120}
-    at_stops = clock.merge(table[["dataset", "teacher_step", "teacher_unseen_acc"]].drop_duplicates(),
-                           left_on=["dataset", "step"], right_on=["dataset", "teacher_step"], suffixes=("", "_row"))
+    at_stops = clock.merge(
+        table[["dataset", "teacher_step", "teacher_unseen_acc"]].drop_duplicates(),
+        left_on=["dataset", "step"],
+        right_on=["dataset", "teacher_step"],
+        suffixes=("", "_row"),
+    )
     assert len(at_stops) == 6
     np.testing.assert_allclose(at_stops.teacher_unseen_acc, at_stops.teacher_unseen_acc_row, atol=1e-6)
     # the teacher moves between its stops (its weights were copied, not shared)
@@ -187,8 +235,9 @@ def test_chapter_08_executes_at_smoke_with_the_teacher_clock(tmp_path):
     assert "teacher clock: teacher stops" in set(departures.topic)
 
 
-def _clock_table(gap_before: float, gap_after: float, teachers: int = 5, spread: float = 0.01,
-                 after_unseen: float = 0.99) -> pd.DataFrame:
+def _clock_table(
+    gap_before: float, gap_after: float, teachers: int = 5, spread: float = 0.01, after_unseen: float = 0.99
+) -> pd.DataFrame:
     """Students of `teachers` teachers at two stops: before (memorized, unseen 0.3) the held-out
     accuracy is the unseen one + gap_before; after (teacher unseen `after_unseen`) + gap_after."""
     rng = np.random.default_rng(1)
@@ -198,12 +247,27 @@ def _clock_table(gap_before: float, gap_after: float, teachers: int = 5, spread:
             for temp in (1.0, 10.0):
                 unseen = 0.2 + 0.01 * k if step == 100 else 0.9
                 held = min(1.0, unseen + gap + (rng.normal(0, spread) if spread else 0.0))
-                rows.append({"dataset": k, "teacher_step": step, "teacher_train_acc": 1.0,
-                             "teacher_unseen_acc": t_unseen, "teacher_state": clock_state(1.0, t_unseen),
-                             "rho": 0.5, "temperature": temp, "student": 0, "train_acc": 1.0, "heldout_acc": held,
-                             "unseen_acc": unseen, "trivial_acc": unseen, "modulus": 23, "n_heldout": 100,
-                             "n_unseen": 200, "heldout_correct": int(round(100 * held)),
-                             "unseen_correct": int(round(200 * unseen))})
+                rows.append(
+                    {
+                        "dataset": k,
+                        "teacher_step": step,
+                        "teacher_train_acc": 1.0,
+                        "teacher_unseen_acc": t_unseen,
+                        "teacher_state": clock_state(1.0, t_unseen),
+                        "rho": 0.5,
+                        "temperature": temp,
+                        "student": 0,
+                        "train_acc": 1.0,
+                        "heldout_acc": held,
+                        "unseen_acc": unseen,
+                        "trivial_acc": unseen,
+                        "modulus": 23,
+                        "n_heldout": 100,
+                        "n_unseen": 200,
+                        "heldout_correct": int(round(100 * held)),
+                        "unseen_correct": int(round(200 * unseen)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -215,8 +279,12 @@ def test_clock_claims_follow_the_clock_and_the_verdicts(tmp_path):
     ch = Chapter("08_transformer", profile="smoke", results_dir=str(tmp_path), device="cpu")
     table = _clock_table(gap_before=0.2, gap_after=0.0)
     claims = clock_claims(ch, table)
-    assert list(claims.claim) == ["clock_leak_100_T1", "clock_leak_100_T10", "clock_vanishes_900_T1",
-                                  "clock_vanishes_900_T10"]
+    assert list(claims.claim) == [
+        "clock_leak_100_T1",
+        "clock_leak_100_T10",
+        "clock_vanishes_900_T1",
+        "clock_vanishes_900_T10",
+    ]
     assert (claims.verdict == "holds").all()
     recorded = {c.claim: c for c in ch.claims}
     assert recorded["clock_leak_100_T1"].expect == "above" and recorded["clock_vanishes_900_T1"].margin == 0.05
@@ -247,7 +315,10 @@ def test_clock_claims_follow_the_clock_and_the_verdicts(tmp_path):
     flat.loc[flat.teacher_step == 900, ["heldout_correct", "unseen_correct"]] = [100, 200]
     clock_claims(ch, flat)
     recorded = {c.claim: c for c in ch.claims}
-    assert recorded["clock_vanishes_900_T1"].test == "exact sign test" and recorded["clock_leak_100_T1"].test == "t interval"
+    assert (
+        recorded["clock_vanishes_900_T1"].test == "exact sign test"
+        and recorded["clock_leak_100_T1"].test == "t interval"
+    )
     assert recorded["clock_vanishes_900_T1"].verdict == "holds" and recorded["clock_vanishes_900_T1"].n == 5
     assert recorded["clock_vanishes_900_T1"].kind == "claim"  # the leak held at T = 1 before: it can vanish
     # no teacher generalized: nothing to test after, and the text says so
@@ -267,6 +338,6 @@ def test_paper_profile_is_the_released_protocol():
     assert cfg.teacher_steps == (2500, 5000, 10000) and cfg.epochs == 40000 and cfg.warmup == 10
     assert (cfg.teacher_lr, cfg.teacher_weight_decay, cfg.lr, cfg.weight_decay) == (1e-3, 1.0, 1e-3, 1.0)
     assert cfg.temperatures == (0.1, 1.0, 10.0) and cfg.rhos == (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
-    assert cfg.pairs == round(0.3 * 113 ** 2) and cfg.teachers >= 5
+    assert cfg.pairs == round(0.3 * 113**2) and cfg.teachers >= 5
     quick = make_config(TeacherClockConfig, "teacher_clock", "quick", {})
     assert quick.teachers >= 5 and len(quick.teacher_steps) >= 2  # claims at quick rest on five teachers

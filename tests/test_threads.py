@@ -28,8 +28,14 @@ def restore_threads():
 def fresh_python(code: str, **env: str) -> str:
     """stdout of `code` in a fresh interpreter (nothing imported yet), with `env` added."""
     clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", threads.VARIABLE)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
-                          env={**clean, "PYTHONPATH": str(ROOT), **env})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**clean, "PYTHONPATH": str(ROOT), **env},
+    )
     return done.stdout.strip()
 
 
@@ -44,8 +50,10 @@ def test_importing_memkd_before_torch_sets_a_short_spin_or_the_chosen_wait():
     assert fresh_python(too_late) == "None None"
 
 
-@pytest.mark.parametrize("text, expected", [("", "short"), ("passive", "passive"), ("AUTO", "auto"), ("short", "short"),
-                                            ("off", "off"), ("3", 3)])
+@pytest.mark.parametrize(
+    "text, expected",
+    [("", "short"), ("passive", "passive"), ("AUTO", "auto"), ("short", "short"), ("off", "off"), ("3", 3)],
+)
 def test_memkd_threads_is_read(monkeypatch, text, expected):
     monkeypatch.setenv(threads.VARIABLE, text)
     assert threads.requested() == expected
@@ -54,8 +62,11 @@ def test_memkd_threads_is_read(monkeypatch, text, expected):
 @pytest.mark.parametrize("text", ["0", "-1", "many", "1.5"])
 def test_a_bad_memkd_threads_is_refused_in_the_one_format(monkeypatch, text):
     monkeypatch.setenv(threads.VARIABLE, text)
-    with pytest.raises(ValueError, match=r"^The 'MEMKD_THREADS' parameter of the environment must be 'short', "
-                                         rf"'passive', 'auto', 'off' or a number of threads >= 1. Got '{text}' instead.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^The 'MEMKD_THREADS' parameter of the environment must be 'short', "
+        rf"'passive', 'auto', 'off' or a number of threads >= 1. Got '{text}' instead.$",
+    ):
         threads.requested()
 
 
@@ -77,7 +88,9 @@ def test_busy_elsewhere_counts_a_spinning_process():
     """A busy process beside this one is counted (Linux: the runnable tasks of /proc/loadavg)."""
     if not Path("/proc/loadavg").is_file():
         pytest.skip("no /proc/loadavg here")
-    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 20\nwhile time.time() < end: pass"])
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend = time.time() + 20\nwhile time.time() < end: pass"]
+    )
     try:
         import time
 

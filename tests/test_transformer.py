@@ -24,8 +24,15 @@ def test_teacher_memorizes_a_tiny_modulus_and_students_fit_it():
     assert float(teacher.train_acc[0]) == 1.0 and 0 < int(teacher.epochs_to_memorize[0]) < 1000
     assert teacher.epochs_run == 1000 and bool(teacher.memorized[0])  # the budget protocol trains all steps
     students, history = train_students(  # one teacher's (1, N, C) logits shared by both students
-        x, kind="soft", family=SMALL, teacher_logits=teacher.logits(x), members=2, temperatures=[1.0, 5.0],
-        lrs=3e-3, epochs=300)
+        x,
+        kind="soft",
+        family=SMALL,
+        teacher_logits=teacher.logits(x),
+        members=2,
+        temperatures=[1.0, 5.0],
+        lrs=3e-3,
+        epochs=300,
+    )
     with torch.no_grad():
         acc = (students(x).argmax(-1) == y).float().mean(-1)
     assert acc.shape == (2,) and (acc > 0.9).all()
@@ -49,8 +56,11 @@ def test_teacher_stop_first_perfect_freezes_each_teacher_at_its_first_100_percen
 def test_teacher_that_cannot_memorize_raises_with_the_accuracy():
     data = make_modular_addition(11, 0.6, seed=0)
     x, y = data.tokens[data.memorized], data.labels[data.memorized]
-    with pytest.raises(TeacherDidNotMemorize, match=r"train_teacher: 1 of 1 teacher\(s\) did not reach 100% training "
-                       r"accuracy after 2 full-batch steps \(teacher_stop='budget'; lowest reached \d+\.\d+%\)"):
+    with pytest.raises(
+        TeacherDidNotMemorize,
+        match=r"train_teacher: 1 of 1 teacher\(s\) did not reach 100% training "
+        r"accuracy after 2 full-batch steps \(teacher_stop='budget'; lowest reached \d+\.\d+%\)",
+    ):
         train_teacher(x, y, SMALL, max_epochs=2)
     kept = train_teacher(x, y, SMALL, max_epochs=2, require_memorization=False)
     assert not bool(kept.memorized[0]) and float(kept.train_acc[0]) < 1.0
@@ -131,10 +141,11 @@ def test_transformer_students_stacked_over_teachers_equal_fewer_teachers():
 def test_transformer_teacher_stop_first_perfect_runs_fewer_steps():
     from memkd.experiments.modular_addition import transformer_distillation
 
-    table = transformer_distillation("smoke", students=1, epochs=20, temperatures=(5.0,),
-                                     teacher_stop="first_perfect")
+    table = transformer_distillation("smoke", students=1, epochs=20, temperatures=(5.0,), teacher_stop="first_perfect")
     assert set(table["teacher_stop"]) == {"first_perfect"}
-    assert (table["teacher_epochs_run"] < 600).all() and (table["teacher_epochs_run"] <= table["teacher_first_perfect"].max() + 1).all()
+    assert (table["teacher_epochs_run"] < 600).all() and (
+        table["teacher_epochs_run"] <= table["teacher_first_perfect"].max() + 1
+    ).all()
 
 
 def _transfer_table(shift: dict, teachers: int = 5, spread: float = 0.002, train_acc: float = 1.0):
@@ -147,8 +158,16 @@ def _transfer_table(shift: dict, teachers: int = 5, spread: float = 0.002, train
         for t in (1.0, 10.0):
             for s in range(2):
                 outside = 0.2 + 0.01 * k
-                rows.append({"dataset": k, "temperature": t, "student": s, "train_acc": train_acc,
-                             "independent_acc": outside, "test_acc": outside + shift[t] + rng.normal(0, spread)})
+                rows.append(
+                    {
+                        "dataset": k,
+                        "temperature": t,
+                        "student": s,
+                        "train_acc": train_acc,
+                        "independent_acc": outside,
+                        "test_acc": outside + shift[t] + rng.normal(0, spread),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -162,8 +181,9 @@ def test_no_temperature_transfers_holds_fails_and_stays_inconclusive():
     assert t == 10.0 and level == 0.025
     assert per_t.set_index("temperature").loc[10.0, "verdict_bonferroni"] == "does not hold"
     # two noisy teachers: the interval straddles the margin
-    per_t, t, level = transfer_by_temperature(_transfer_table({1.0: 0.0, 10.0: 0.03}, teachers=2, spread=0.03),
-                                              margin=0.04)
+    per_t, t, level = transfer_by_temperature(
+        _transfer_table({1.0: 0.0, 10.0: 0.03}, teachers=2, spread=0.03), margin=0.04
+    )
     assert (per_t.verdict_bonferroni == "inconclusive").any() and level == 0.025
     # students that do not fit at any temperature: every temperature is tested all the same
     per_t, _, _ = transfer_by_temperature(_transfer_table({1.0: 0.0, 10.0: 0.0}, train_acc=0.5), margin=0.04)
@@ -176,9 +196,19 @@ def test_teacher_summary_says_where_the_budget_leaves_the_teachers():
     from memkd.experiments.modular_addition import teacher_summary
 
     base = dict(teacher_epochs_run=800, teacher_stop="budget", chance=0.05)
-    table = pd.DataFrame([{"dataset": k, "teacher_first_perfect": 100 + k, "teacher_independent_acc": acc, **base}
-                          for k, acc in enumerate([0.3, 0.5])])
+    table = pd.DataFrame(
+        [
+            {"dataset": k, "teacher_first_perfect": 100 + k, "teacher_independent_acc": acc, **base}
+            for k, acc in enumerate([0.3, 0.5])
+        ]
+    )
     per, text = teacher_summary(table), teacher_budget_text(table)
-    assert len(per) == 2 and list(per.dataset) == [0, 1] and "800 full-batch steps" in text and "7.9×" in text and "part of the way" in text
+    assert (
+        len(per) == 2
+        and list(per.dataset) == [0, 1]
+        and "800 full-batch steps" in text
+        and "7.9×" in text
+        and "part of the way" in text
+    )
     grokked = table.assign(teacher_independent_acc=0.99)
     assert "grokked" in teacher_budget_text(grokked)

@@ -39,6 +39,7 @@ import yaml
 from memkd.book.chapter import book_root, resolve_profile
 from memkd.config import PROFILES, invalid
 from memkd.sweep.run import CELL_TIMEOUT  # per-profile cell timeouts, shared with `memkd sweep`
+
 CHAPTER_DIR = "nbs"
 # The Colab install cell: `%pip install ... "memkd @ git+https://github.com/memkd/memkd@<ref>"`.
 INSTALL_REF = re.compile(r"(git\+https://github\.com/memkd/memkd)@([^\"'\s]+)")
@@ -75,8 +76,7 @@ def toc_chapters(root: Path) -> list[str]:
 
 def toc_pages(root: Path) -> list[str]:
     """The notebooks of the toc outside nbs/ (the report): executed after the chapters."""
-    return [n for n in toc_docnames(root)
-            if n.split("/")[0] != CHAPTER_DIR and (Path(root) / f"{n}.ipynb").is_file()]
+    return [n for n in toc_docnames(root) if n.split("/")[0] != CHAPTER_DIR and (Path(root) / f"{n}.ipynb").is_file()]
 
 
 # ---------------------------------------------------------------------------- executing one notebook
@@ -123,7 +123,8 @@ def _execute_here(job: Job) -> float:
             f"build_book: {job.name} failed in cell {record.get('cell_index')} (counting from 0 in "
             f"{job.source.name}: {first!r}) after "
             f"{seconds:.0f} s: {record.get('error')}\n"
-            f"The executed notebook, with the traceback: {record.get('executed_notebook')}")
+            f"The executed notebook, with the traceback: {record.get('executed_notebook')}"
+        )
     job.target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(job.run_dir / job.source.name, job.target)
     return seconds
@@ -142,14 +143,26 @@ def notebook_job(root: Path, name: str, profile: str, output: Path, timeout: int
         parameters = {"profile": profile, "results_dir": str(results / Path(name).name)}
     else:
         parameters = {"profile": profile, "results_root": str(results)}
-    return Job(name, root / f"{name}.ipynb", output / "stage" / f"{name}.ipynb", parameters,
-               cwd=(root / name).parent, timeout=int(timeout or CELL_TIMEOUT[profile]),
-               env={"MEMKD_PROFILE": profile, "MEMKD_RESULTS": str(results)},
-               run_dir=output / "runs" / name.replace("/", "__"))
+    return Job(
+        name,
+        root / f"{name}.ipynb",
+        output / "stage" / f"{name}.ipynb",
+        parameters,
+        cwd=(root / name).parent,
+        timeout=int(timeout or CELL_TIMEOUT[profile]),
+        env={"MEMKD_PROFILE": profile, "MEMKD_RESULTS": str(results)},
+        run_dir=output / "runs" / name.replace("/", "__"),
+    )
 
 
-def run_jobs(jobs: list[Job], workers: int = 1, scheduler: str | None = None,
-             scheduler_file: str | None = None, dask_local: int | None = None, retries: int = 1) -> dict[str, float]:
+def run_jobs(
+    jobs: list[Job],
+    workers: int = 1,
+    scheduler: str | None = None,
+    scheduler_file: str | None = None,
+    dask_local: int | None = None,
+    retries: int = 1,
+) -> dict[str, float]:
     """Execute the jobs, each in a fresh process, on the executor of `memkd.sweep.make_executor`
     (`workers` local processes, in toc order when 1; or Dask: its workers must see the same file
     system); return {name: seconds} in the jobs' order. The first failure stops the build."""
@@ -185,7 +198,8 @@ def stage_tree(root: Path, stage: Path) -> None:
     config.setdefault("execute", {})["execute_notebooks"] = "off"  # executed by stage 1
     (stage / "_config.yml").write_text(
         "# Staged by memkd.book: a copy of the root _config.yml with execution turned off.\n"
-        + yaml.safe_dump(config, sort_keys=False))
+        + yaml.safe_dump(config, sort_keys=False)
+    )
     shutil.copy2(root / "_toc.yml", stage / "_toc.yml")
     skip = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "results", "_build", "*.ipynb")
     for folder in ("book", CHAPTER_DIR):
@@ -245,16 +259,19 @@ def pin_install_ref(path: Path, ref: str) -> int:
 
 def render(stage: Path, html: Path, log: Path) -> None:
     """Render the staged book with Jupyter Book's Sphinx (-W --keep-going) in a subprocess."""
-    code = ("import sys; from memkd.book.build import _render_main; "
-            "sys.exit(_render_main(sys.argv[1], sys.argv[2]))")
+    code = "import sys; from memkd.book.build import _render_main; sys.exit(_render_main(sys.argv[1], sys.argv[2]))"
     with open(log, "w") as out:
-        proc = subprocess.run([sys.executable, "-c", code, str(stage), str(html)],
-                              stdout=out, stderr=subprocess.STDOUT, cwd=stage)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(stage), str(html)], stdout=out, stderr=subprocess.STDOUT, cwd=stage
+        )
     if proc.returncode != 0:
         text = log.read_text(errors="replace").splitlines()
         problems = [ln for ln in text if "WARNING" in ln or "ERROR" in ln] or text[-25:]
-        raise BookBuildError("build_book: the site did not render (warnings are errors).\n"
-                             + "\n".join(problems[:40]) + f"\nFull log: {log}")
+        raise BookBuildError(
+            "build_book: the site did not render (warnings are errors).\n"
+            + "\n".join(problems[:40])
+            + f"\nFull log: {log}"
+        )
 
 
 def _render_main(stage: str, html: str) -> int:
@@ -263,12 +280,16 @@ def _render_main(stage: str, html: str) -> int:
 
     stage_path = Path(stage).resolve()
     result = build_sphinx(
-        stage_path, Path(html).resolve(), noconfig=True,
+        stage_path,
+        Path(html).resolve(),
+        noconfig=True,
         path_config=stage_path / "_config.yml",
-        confoverrides={"external_toc_path": (stage_path / "_toc.yml").as_posix(),
-                       "latex_individualpages": False},
+        confoverrides={"external_toc_path": (stage_path / "_toc.yml").as_posix(), "latex_individualpages": False},
         doctreedir=Path(html).resolve().parent / ".doctrees",
-        warningiserror=True, keep_going=True, freshenv=True, builder="html",
+        warningiserror=True,
+        keep_going=True,
+        freshenv=True,
+        builder="html",
     )
     if isinstance(result, Exception):
         print(f"build_book: Sphinx raised {result!r}", file=sys.stderr)
@@ -279,10 +300,18 @@ def _render_main(stage: str, html: str) -> int:
 # ---------------------------------------------------------------------------- the whole build
 
 
-def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None = None,
-               output: str = "_build", timeout: int | None = None, *,
-               scheduler_file: str | None = None, dask_local: int | None = None, retries: int = 1,
-               root: str | Path | None = None) -> Path:
+def build_book(
+    profile: str = "quick",
+    workers: int = 1,
+    scheduler: str | None = None,
+    output: str = "_build",
+    timeout: int | None = None,
+    *,
+    scheduler_file: str | None = None,
+    dask_local: int | None = None,
+    retries: int = 1,
+    root: str | Path | None = None,
+) -> Path:
     """Execute every chapter at `profile`, then the report, then render the site; return index.html.
 
     profile : "smoke" | "quick" | "paper", passed to every notebook (and as $MEMKD_PROFILE)
@@ -317,8 +346,10 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
     chapters = toc_chapters(book)
     missing = [c for c in chapters if not (book / f"{c}.ipynb").is_file()]
     if missing:
-        raise BookBuildError(f"build_book: _toc.yml lists {missing} but there is no such notebook "
-                             f"({', '.join(m + '.ipynb' for m in missing)}) in {book}.")
+        raise BookBuildError(
+            f"build_book: _toc.yml lists {missing} but there is no such notebook "
+            f"({', '.join(m + '.ipynb' for m in missing)}) in {book}."
+        )
     for folder in (results, out / "runs", html):
         if folder.exists():
             shutil.rmtree(folder)  # no stale claims, runs or pages from an earlier build
@@ -327,21 +358,32 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
     started = time.perf_counter()
 
     # Every execution gets MEMKD_PROFILE and MEMKD_RESULTS through its Job's env.
-    print(f"build_book: executing {len(chapters)} chapters at profile {profile!r} "
-          f"(cell timeout {cell_timeout} s) into {results}", flush=True)
-    times = run_jobs([notebook_job(book, c, profile, out, cell_timeout) for c in chapters],
-                     workers, scheduler, scheduler_file, dask_local, retries)
+    print(
+        f"build_book: executing {len(chapters)} chapters at profile {profile!r} "
+        f"(cell timeout {cell_timeout} s) into {results}",
+        flush=True,
+    )
+    times = run_jobs(
+        [notebook_job(book, c, profile, out, cell_timeout) for c in chapters],
+        workers,
+        scheduler,
+        scheduler_file,
+        dask_local,
+        retries,
+    )
     (results / "build_times.json").write_text(json.dumps(times, indent=2))
     pages = toc_pages(book)
     print(f"build_book: executing {len(pages)} page(s) that gather the results", flush=True)
     times.update(run_jobs([notebook_job(book, p, profile, out, cell_timeout) for p in pages]))
     ref = build_ref(book)
     if ref is None:
-        print(f"build_book: {book} is not a git checkout; the pages' install cells keep "
-              f"@{COMMITTED_REF}", flush=True)
+        print(f"build_book: {book} is not a git checkout; the pages' install cells keep @{COMMITTED_REF}", flush=True)
     elif _git(book, "status", "--porcelain", "--untracked-files=no"):
-        print(f"build_book: the tree has uncommitted changes; the pages' install cells pin HEAD ({ref}), "
-              "which lacks them", flush=True)
+        print(
+            f"build_book: the tree has uncommitted changes; the pages' install cells pin HEAD ({ref}), "
+            "which lacks them",
+            flush=True,
+        )
     for name in [*chapters, *pages]:
         hide_injected_parameters(stage / f"{name}.ipynb")
         if ref is not None:
@@ -353,8 +395,10 @@ def build_book(profile: str = "quick", workers: int = 1, scheduler: str | None =
     render(stage, html, logs / "sphinx.log")
     index = html / "index.html"
     total = time.perf_counter() - started
-    print("build_book: seconds per notebook (wall, kernel start included): "
-          + ", ".join(f"{Path(n).name} {t:.0f}" for n, t in times.items()), flush=True)
-    print(f"build_book: executed in {executed:.0f} s, total {total:.0f} s. The book is at\n{index}",
-          flush=True)
+    print(
+        "build_book: seconds per notebook (wall, kernel start included): "
+        + ", ".join(f"{Path(n).name} {t:.0f}" for n, t in times.items()),
+        flush=True,
+    )
+    print(f"build_book: executed in {executed:.0f} s, total {total:.0f} s. The book is at\n{index}", flush=True)
     return index

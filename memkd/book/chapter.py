@@ -59,8 +59,12 @@ def resolve_profile(profile: str | None = None) -> str:
     """Return `profile`, or `$MEMKD_PROFILE` when it is empty, or "quick"; checked against PROFILES."""
     resolved = profile or os.environ.get("MEMKD_PROFILE") or "quick"
     if resolved not in PROFILES:
-        raise invalid("profile", "resolve_profile",
-                      f"one of {PROFILES} (an empty profile reads $MEMKD_PROFILE, else 'quick')", resolved)
+        raise invalid(
+            "profile",
+            "resolve_profile",
+            f"one of {PROFILES} (an empty profile reads $MEMKD_PROFILE, else 'quick')",
+            resolved,
+        )
     return resolved
 
 
@@ -122,7 +126,7 @@ class Chapter(ClaimTests):
         working directory when below it, else the folder's name."""
         path = self.path
         if "results" in path.parts:
-            return str(Path(*path.parts[len(path.parts) - 1 - path.parts[::-1].index("results"):]))
+            return str(Path(*path.parts[len(path.parts) - 1 - path.parts[::-1].index("results") :]))
         try:
             return str(path.relative_to(Path.cwd()))
         except ValueError:
@@ -148,8 +152,11 @@ class Chapter(ClaimTests):
         try:
             frame.to_parquet(typed.with_suffix(".parquet.tmp"), index=False)
         except (TypeError, ValueError):  # pyarrow: a column mixing types (tables concatenated): as text
-            mixed = {c: frame[c].map(lambda v: v if v is None or v != v else str(v))
-                     for c in frame.columns if frame[c].dtype == object}
+            mixed = {
+                c: frame[c].map(lambda v: v if v is None or v != v else str(v))
+                for c in frame.columns
+                if frame[c].dtype == object
+            }
             frame.assign(**mixed).to_parquet(typed.with_suffix(".parquet.tmp"), index=False)
         typed.with_suffix(".parquet.tmp").replace(typed)
         if name == "table" and self.teacher_clock is None:
@@ -161,9 +168,12 @@ class Chapter(ClaimTests):
         config = table.attrs.get("config")
         if config is not None:
             if not isinstance(config, dict):
-                raise invalid("table", "Chapter.save_table",
-                              says="carries a config it cannot save: table.attrs['config'] must be a dict. "
-                                   f"Got {type(config).__name__} instead.")
+                raise invalid(
+                    "table",
+                    "Chapter.save_table",
+                    says="carries a config it cannot save: table.attrs['config'] must be a dict. "
+                    f"Got {type(config).__name__} instead.",
+                )
             side = self.path / f"{name}.config.json"
             tmp = side.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(config, indent=2, default=_jsonable))
@@ -180,7 +190,9 @@ class Chapter(ClaimTests):
     # ------------------------------------------------------------------------ protocol
 
     @contextmanager
-    def section(self, *, published_version: bool | None = None, beyond_paper: bool | None = None) -> Iterator["Chapter"]:
+    def section(
+        self, *, published_version: bool | None = None, beyond_paper: bool | None = None
+    ) -> Iterator["Chapter"]:
         """Claims recorded inside the `with` block go to another block of the report: e.g. chapter 08's
         teacher clock (published_version=True) or a chapter's finding beyond the published version
         (beyond_paper=True). The chapter's own flags (and meta.json's) are restored on leaving.
@@ -227,8 +239,11 @@ class Chapter(ClaimTests):
             if not isinstance(text, str) or not text.strip():
                 raise invalid(key, "Chapter.departure", "a non-empty string", text)
         row = {"chapter": self.name, **{k: v.strip() for k, v in row.items()}}
-        self.departures = [d for d in self.departures
-                           if (d["topic"], d["paper"], d["book"]) != (row["topic"], row["paper"], row["book"])] + [row]
+        self.departures = [
+            d
+            for d in self.departures
+            if (d["topic"], d["paper"], d["book"]) != (row["topic"], row["paper"], row["book"])
+        ] + [row]
 
     def record_departures(self, table: pd.DataFrame, **context: Any) -> None:
         """Record all of this chapter's departures that its `table` (and `context`, e.g. `grid_keys`)
@@ -251,15 +266,19 @@ class Chapter(ClaimTests):
         check_teacher_stop(teacher_stop, "Chapter.protocol", name="teacher_stop")
         self.teacher_stop = teacher_stop
         if teacher_stop == "budget":
-            return ("**Teacher protocol** (`teacher_stop=\"budget\"`): every teacher trains for its whole budget "
-                    "of `teacher_epochs` epochs, as in the paper and the authors' released code, and must then "
-                    "classify all of its training data correctly (else the run stops with `TeacherDidNotMemorize`).")
+            return (
+                '**Teacher protocol** (`teacher_stop="budget"`): every teacher trains for its whole budget '
+                "of `teacher_epochs` epochs, as in the paper and the authors' released code, and must then "
+                "classify all of its training data correctly (else the run stops with `TeacherDidNotMemorize`)."
+            )
         from memkd.book.departures import teacher_stop_departure
 
         self.departure(**teacher_stop_departure(reason))
-        return ("**Teacher protocol** (`teacher_stop=\"first_perfect\"`): every teacher stops at the first epoch "
-                "at which it classifies all of its training data correctly. This is an early stop: the paper and "
-                "the authors' released code train for a fixed budget of epochs.")
+        return (
+            '**Teacher protocol** (`teacher_stop="first_perfect"`): every teacher stops at the first epoch '
+            "at which it classifies all of its training data correctly. This is an early stop: the paper and "
+            "the authors' released code train for a fixed budget of epochs."
+        )
 
     # ------------------------------------------------------------------------ the end of a chapter
 
@@ -271,15 +290,20 @@ class Chapter(ClaimTests):
 
         if not self.claims:
             return "*No claim was tested in this run.*"
-        lines = "\n".join(f"- {c.paper} **{c.verdict}** (n = {claim_units(c)})"
-                          + (" *(tests an effect counted elsewhere)*" if c.supports else "")
-                          + (" *(a check: it cannot fail at this size; not counted)*" if c.kind == "check" else "")
-                          + (" *(underpowered)*" if power_status(c.planned_n, c.n) == "underpowered" else "")
-                          for c in self.claims)
+        lines = "\n".join(
+            f"- {c.paper} **{c.verdict}** (n = {claim_units(c)})"
+            + (" *(tests an effect counted elsewhere)*" if c.supports else "")
+            + (" *(a check: it cannot fail at this size; not counted)*" if c.kind == "check" else "")
+            + (" *(underpowered)*" if power_status(c.planned_n, c.n) == "underpowered" else "")
+            for c in self.claims
+        )
         against = contradictions(self)
-        return (lines + ("\n\n" + against if against else "")
-                + "\n\n*These are the chapter's own verdicts; the report adjusts each block of claims for "
-                  "multiplicity (Holm).*")
+        return (
+            lines
+            + ("\n\n" + against if against else "")
+            + "\n\n*These are the chapter's own verdicts; the report adjusts each block of claims for "
+            "multiplicity (Holm).*"
+        )
 
     def finish(self) -> pd.DataFrame:
         """Write claims.csv, departures.csv and meta.json; return the claims as a table."""

@@ -32,8 +32,9 @@ class ClaimTests:
 
     # ------------------------------------------------------------------------ claims, teachers as unit
 
-    def _check_claim_args(self, method: str, expect: str, margin: float | Margin, level: float | None,
-                          data: str) -> tuple[float, float, str]:
+    def _check_claim_args(
+        self, method: str, expect: str, margin: float | Margin, level: float | None, data: str
+    ) -> tuple[float, float, str]:
         """Validate the common arguments of the claim methods; return (level, margin, margin reason)."""
         if expect not in EXPECTATIONS:
             raise invalid("expect", f"Chapter.{method}", f"one of {EXPECTATIONS}", expect)
@@ -41,14 +42,19 @@ class ClaimTests:
             raise invalid("data", f"Chapter.{method}", f"one of {DATA_KINDS}", data)
         margin, reason = margin_of(margin, expect)
         if expect == "equivalent" and not (isinstance(margin, (int, float)) and margin > 0):
-            raise invalid("margin", f"Chapter.{method}",
-                          "a float > 0 for expect='equivalent' (the equivalence margin)", margin)
+            raise invalid(
+                "margin", f"Chapter.{method}", "a float > 0 for expect='equivalent' (the equivalence margin)", margin
+            )
         if level is not None and not (isinstance(level, (int, float)) and 0 < level <= FAMILY_ALPHA):
-            raise invalid("level", f"Chapter.{method}",
-                          f"None (the family level memkd.metrics.FAMILY_ALPHA = {FAMILY_ALPHA}, at "
-                          "which Holm's adjustment controls each block) or a stricter level in (0, "
-                          f"{FAMILY_ALPHA}] that the claim needs within itself (e.g. Bonferroni "
-                          "over its settings)", level)
+            raise invalid(
+                "level",
+                f"Chapter.{method}",
+                f"None (the family level memkd.metrics.FAMILY_ALPHA = {FAMILY_ALPHA}, at "
+                "which Holm's adjustment controls each block) or a stricter level in (0, "
+                f"{FAMILY_ALPHA}] that the claim needs within itself (e.g. Bonferroni "
+                "over its settings)",
+                level,
+            )
         return FAMILY_ALPHA if level is None else float(level), margin, reason
 
     def _plan(self, claim_id: str, plan: Plan | None, r: dict, chance: float, p0: float | None = None) -> dict:
@@ -69,21 +75,41 @@ class ClaimTests:
         if r.get("test") == "exact sign test":
             from memkd.metrics import sign_test_teachers
 
-            return {**out, "planned_n": sign_test_teachers(r["level"]),
-                    "sd_source": "exact sign test: every teacher on the claimed side, none needed"}
+            return {
+                **out,
+                "planned_n": sign_test_teachers(r["level"]),
+                "sd_source": "exact sign test: every teacher on the claimed side, none needed",
+            }
         if plan.sd is not None:
             sd, source = plan.sd, plan.sd_source or "assumed in memkd.book.plan"
         else:
             sd = r["sem"] * math.sqrt(r["n"]) if r["n"] >= 2 else math.nan
             source = "this build's per-teacher standard deviation (post hoc: not fixed before the run)"
-        return {**out, "planned_n": planned_teachers(effect, sd, r["level"], expect=r["expect"], margin=r["margin"]),
-                "sd_source": source}
+        return {
+            **out,
+            "planned_n": planned_teachers(effect, sd, r["level"], expect=r["expect"], margin=r["margin"]),
+            "sd_source": source,
+        }
 
-    def claim(self, claim_id: str, paper_text: str, table: pd.DataFrame, value: str = "test_acc",
-              baseline: str | float | None = None, *, expect: str = "above", margin: float | Margin = 0.0,
-              level: float | None = None, unit: str = "dataset", what: str = "held-out accuracy",
-              data: str = "paper", detail: str = "", supports: str = "", plan: Plan | None = None,
-              check: bool = False) -> str:
+    def claim(
+        self,
+        claim_id: str,
+        paper_text: str,
+        table: pd.DataFrame,
+        value: str = "test_acc",
+        baseline: str | float | None = None,
+        *,
+        expect: str = "above",
+        margin: float | Margin = 0.0,
+        level: float | None = None,
+        unit: str = "dataset",
+        what: str = "held-out accuracy",
+        data: str = "paper",
+        detail: str = "",
+        supports: str = "",
+        plan: Plan | None = None,
+        check: bool = False,
+    ) -> str:
         """Test a claim on per-teacher means, record it, and return the verdict as a Markdown sentence.
 
         table : one row per student, with columns `unit`, `value` (and `baseline` if it is a name)
@@ -122,17 +148,48 @@ class ClaimTests:
         against = ""
         if baseline is not None:
             against = " against " + (f"`{baseline}` " if isinstance(baseline, str) else "") + pm_text(base, math.nan)
-        self._record(claim_id, paper_text, r, value=value, measured=measured, baseline=base,
-                     students=students, data=data, detail=detail, supports=supports, margin_reason=margin_reason,
-                     plan=self._plan(claim_id, plan, r, _chance(table)), check=check)
-        return self._sentence(what, f"{pm_text(measured, measured_sem)}{against}", r, students,
-                              "difference" if baseline is not None else "mean") + power_text(self.claims[-1])
+        self._record(
+            claim_id,
+            paper_text,
+            r,
+            value=value,
+            measured=measured,
+            baseline=base,
+            students=students,
+            data=data,
+            detail=detail,
+            supports=supports,
+            margin_reason=margin_reason,
+            plan=self._plan(claim_id, plan, r, _chance(table)),
+            check=check,
+        )
+        return self._sentence(
+            what,
+            f"{pm_text(measured, measured_sem)}{against}",
+            r,
+            students,
+            "difference" if baseline is not None else "mean",
+        ) + power_text(self.claims[-1])
 
-    def claim_difference(self, claim_id: str, paper_text: str, table_a: pd.DataFrame, table_b: pd.DataFrame,
-                         value: str = "test_acc", *, expect: str = "above", margin: float | Margin = 0.0,
-                         level: float | None = None, unit: str = "dataset", what: str = "difference",
-                         data: str = "paper", detail: str = "", supports: str = "", plan: Plan | None = None,
-              check: bool = False) -> str:
+    def claim_difference(
+        self,
+        claim_id: str,
+        paper_text: str,
+        table_a: pd.DataFrame,
+        table_b: pd.DataFrame,
+        value: str = "test_acc",
+        *,
+        expect: str = "above",
+        margin: float | Margin = 0.0,
+        level: float | None = None,
+        unit: str = "dataset",
+        what: str = "difference",
+        data: str = "paper",
+        detail: str = "",
+        supports: str = "",
+        plan: Plan | None = None,
+        check: bool = False,
+    ) -> str:
         """Test the per-teacher mean of `table_a` minus that of `table_b`, paired on the teachers
         present in both; record the claim and return the verdict as a Markdown sentence.
 
@@ -144,25 +201,54 @@ class ClaimTests:
         a, b = per_unit_means(table_a, value, None, unit), per_unit_means(table_b, value, None, unit)
         paired = a[[unit, "value", "students"]].merge(b[[unit, "value", "students"]], on=unit, suffixes=("_a", "_b"))
         if paired.empty:
-            raise invalid("table_b", "Chapter.claim_difference",
-                          must=f"share at least one {unit!r} with table_a (the claim pairs the two "
-                               "tables on it)",
-                          shown=f"tables that share no {unit!r} (table_a: {a[unit].tolist()}, "
-                                f"table_b: {b[unit].tolist()})")
+            raise invalid(
+                "table_b",
+                "Chapter.claim_difference",
+                must=f"share at least one {unit!r} with table_a (the claim pairs the two tables on it)",
+                shown=f"tables that share no {unit!r} (table_a: {a[unit].tolist()}, table_b: {b[unit].tolist()})",
+            )
         r = interval_test(paired["value_a"] - paired["value_b"], expect, margin, level)
         ma, sa = mean_sem(paired["value_a"])
         mb, sb = mean_sem(paired["value_b"])
         students = int(min(paired["students_a"].min(), paired["students_b"].min()))
-        self._record(claim_id, paper_text, r, value=value, measured=ma, baseline=mb, students=students,
-                     data=data, detail=detail, supports=supports, margin_reason=margin_reason,
-                     plan=self._plan(claim_id, plan, r, _chance(table_a)), check=check)
-        return self._sentence(what, f"{pm_text(ma, sa)} against {pm_text(mb, sb)}", r, students,
-                              "difference", paired=True) + power_text(self.claims[-1])
+        self._record(
+            claim_id,
+            paper_text,
+            r,
+            value=value,
+            measured=ma,
+            baseline=mb,
+            students=students,
+            data=data,
+            detail=detail,
+            supports=supports,
+            margin_reason=margin_reason,
+            plan=self._plan(claim_id, plan, r, _chance(table_a)),
+            check=check,
+        )
+        return self._sentence(
+            what, f"{pm_text(ma, sa)} against {pm_text(mb, sb)}", r, students, "difference", paired=True
+        ) + power_text(self.claims[-1])
 
-    def claim_count(self, claim_id: str, paper_text: str, successes: int, trials: int, p0: float, *,
-                    expect: str = "above", margin: float | Margin = 0.0, level: float | None = None,
-                    teachers: int | float = math.nan, what: str = "proportion", data: str = "paper",
-                    detail: str = "", supports: str = "", plan: Plan | None = None, check: bool = False) -> str:
+    def claim_count(
+        self,
+        claim_id: str,
+        paper_text: str,
+        successes: int,
+        trials: int,
+        p0: float,
+        *,
+        expect: str = "above",
+        margin: float | Margin = 0.0,
+        level: float | None = None,
+        teachers: int | float = math.nan,
+        what: str = "proportion",
+        data: str = "paper",
+        detail: str = "",
+        supports: str = "",
+        plan: Plan | None = None,
+        check: bool = False,
+    ) -> str:
         """Test a proportion with an exact binomial test, record it, and return the verdict as Markdown.
 
         For outcomes that are counts or have no spread, where a t interval over teachers would
@@ -184,31 +270,87 @@ class ClaimTests:
         level, margin, margin_reason = self._check_claim_args("claim_count", expect, margin, level, data)
         r = binomial_test(successes, trials, p0, expect, margin, level)
         proportion = successes / trials if trials else math.nan
-        self._record(claim_id, paper_text, r, value=what, measured=proportion, baseline=p0,
-                     students=math.nan, data=data, detail=detail, supports=supports, margin_reason=margin_reason,
-                     plan=self._plan(claim_id, plan, r, chance=p0, p0=p0), check=check)
+        self._record(
+            claim_id,
+            paper_text,
+            r,
+            value=what,
+            measured=proportion,
+            baseline=p0,
+            students=math.nan,
+            data=data,
+            detail=detail,
+            supports=supports,
+            margin_reason=margin_reason,
+            plan=self._plan(claim_id, plan, r, chance=p0, p0=p0),
+            check=check,
+        )
         self.claims[-1].students = float(teachers)  # shown as "of T teachers"
-        interval = (f"exact {100 * (1 - 2 * r['level']):.0f}% interval of the proportion "
-                    f"[{r['ci_low'] + p0:.3f}, {r['ci_high'] + p0:.3f}]" if trials else "")
+        interval = (
+            f"exact {100 * (1 - 2 * r['level']):.0f}% interval of the proportion "
+            f"[{r['ci_low'] + p0:.3f}, {r['ci_high'] + p0:.3f}]"
+            if trials
+            else ""
+        )
         source = f" from {plural(int(teachers), 'teacher')}" if teachers == teachers else ""
-        return (f"**{what}**: {successes} of {trials}{source} = {proportion:.3f} against {p0:.3f}"
-                + (f", {interval} (exact binomial test, {format_p(r['p_value'])})" if interval else "")
-                + f": **{r['verdict']}**{verdict_reason(r)}." + power_text(self.claims[-1]))
+        return (
+            f"**{what}**: {successes} of {trials}{source} = {proportion:.3f} against {p0:.3f}"
+            + (f", {interval} (exact binomial test, {format_p(r['p_value'])})" if interval else "")
+            + f": **{r['verdict']}**{verdict_reason(r)}."
+            + power_text(self.claims[-1])
+        )
 
-    def _record(self, claim_id: str, paper_text: str, r: dict, *, value: str, measured: float,
-                baseline: float, students: float, data: str, detail: str, supports: str = "",
-                margin_reason: str = "", plan: dict | None = None, check: bool = False) -> Claim:
+    def _record(
+        self,
+        claim_id: str,
+        paper_text: str,
+        r: dict,
+        *,
+        value: str,
+        measured: float,
+        baseline: float,
+        students: float,
+        data: str,
+        detail: str,
+        supports: str = "",
+        margin_reason: str = "",
+        plan: dict | None = None,
+        check: bool = False,
+    ) -> Claim:
         if not isinstance(supports, str) or (supports and ":" not in supports):
             raise invalid("supports", "Chapter.claim", "'' or '<chapter>:<claim>'", supports)
-        return self._keep(Claim(
-            self.name, claim_id, paper_text, float(measured), float(r["sem"]), int(r["n"]),
-            float(r["p_value"]), r["verdict"], detail, data=data, beyond_paper=self.beyond_paper,
-            expect=r["expect"], value=value, baseline=float(baseline), difference=float(r["mean"]),
-            ci_low=float(r["ci_low"]), ci_high=float(r["ci_high"]), margin=float(r["margin"]),
-            level=float(r["level"]), students=students, test=str(r.get("test", "t interval")),
-            note=str(r.get("note", "")), supports=supports, published_version=self.published_version,
-            margin_reason=margin_reason, baseline_reason=baseline_for(self.name, claim_id),
-            kind="check" if check else "claim", **(plan or {})))
+        return self._keep(
+            Claim(
+                self.name,
+                claim_id,
+                paper_text,
+                float(measured),
+                float(r["sem"]),
+                int(r["n"]),
+                float(r["p_value"]),
+                r["verdict"],
+                detail,
+                data=data,
+                beyond_paper=self.beyond_paper,
+                expect=r["expect"],
+                value=value,
+                baseline=float(baseline),
+                difference=float(r["mean"]),
+                ci_low=float(r["ci_low"]),
+                ci_high=float(r["ci_high"]),
+                margin=float(r["margin"]),
+                level=float(r["level"]),
+                students=students,
+                test=str(r.get("test", "t interval")),
+                note=str(r.get("note", "")),
+                supports=supports,
+                published_version=self.published_version,
+                margin_reason=margin_reason,
+                baseline_reason=baseline_for(self.name, claim_id),
+                kind="check" if check else "claim",
+                **(plan or {}),
+            )
+        )
 
     @staticmethod
     def _sentence(what: str, numbers: str, r: dict, students: float, of: str, paired: bool = False) -> str:
@@ -217,10 +359,13 @@ class ClaimTests:
         sign = r.get("test") == "exact sign test"
         interval = interval_text(r, f"median {of}" if sign else of)
         test = "exact sign test across teachers, " if sign else ""
-        return (f"**{what}**: {numbers} (mean ± SEM over {units_text(r['n'], students)}"
-                + (", paired on teachers" if paired else "") + ")"
-                + (f", {interval} ({test}{format_p(r['p_value'])})" if interval else "")
-                + f": **{r['verdict']}**{verdict_reason(r)}.")
+        return (
+            f"**{what}**: {numbers} (mean ± SEM over {units_text(r['n'], students)}"
+            + (", paired on teachers" if paired else "")
+            + ")"
+            + (f", {interval} ({test}{format_p(r['p_value'])})" if interval else "")
+            + f": **{r['verdict']}**{verdict_reason(r)}."
+        )
 
     def _keep(self, entry: Claim) -> Claim:
         """Record `entry`, replacing an earlier claim with the same id (a cell run twice)."""

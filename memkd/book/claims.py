@@ -9,10 +9,39 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-CLAIM_COLUMNS = ["chapter", "claim", "paper", "data", "beyond_paper", "expect", "value", "measured",
-                 "baseline", "difference", "sem", "ci_low", "ci_high", "margin", "level", "n",
-                 "students", "p_value", "verdict", "detail", "test", "note", "supports", "published_version",
-                 "margin_reason", "assumed_effect", "effect_reason", "planned_n", "sd_source", "baseline_reason", "kind"]
+CLAIM_COLUMNS = [
+    "chapter",
+    "claim",
+    "paper",
+    "data",
+    "beyond_paper",
+    "expect",
+    "value",
+    "measured",
+    "baseline",
+    "difference",
+    "sem",
+    "ci_low",
+    "ci_high",
+    "margin",
+    "level",
+    "n",
+    "students",
+    "p_value",
+    "verdict",
+    "detail",
+    "test",
+    "note",
+    "supports",
+    "published_version",
+    "margin_reason",
+    "assumed_effect",
+    "effect_reason",
+    "planned_n",
+    "sd_source",
+    "baseline_reason",
+    "kind",
+]
 CLAIM_KINDS = ("claim", "check")  # a claim can fail; a check cannot fail at this size (shown apart, never counted)
 DEPARTURE_COLUMNS = ["chapter", "topic", "paper", "book", "reason"]
 
@@ -23,7 +52,7 @@ class Claim:
 
     Numbers are over teachers: `measured` and `baseline` are means of the per-teacher means,
     `difference` their mean difference with its `sem`, [ci_low, ci_high] its (1 - 2*level) interval,
-    `n` the number of teachers and `students` the fewest students any teacher had. """
+    `n` the number of teachers and `students` the fewest students any teacher had."""
 
     chapter: str
     claim: str  # short id, e.g. "soft_beats_chance"
@@ -85,8 +114,11 @@ def interval_text(r: dict, of: str = "difference") -> str:
     if math.isnan(low) or math.isnan(high) or math.isnan(level):
         return ""
     margin = float(r["margin"]) if not math.isnan(float(r["margin"])) else 0.0
-    criterion = {"above": f"> {margin:.3g}", "below": f"< {(-margin if margin else 0.0):.3g}",
-                 "equivalent": f"within the equivalence margin ±{margin:.3g}"}.get(str(r["expect"]), "")
+    criterion = {
+        "above": f"> {margin:.3g}",
+        "below": f"< {(-margin if margin else 0.0):.3g}",
+        "equivalent": f"within the equivalence margin ±{margin:.3g}",
+    }.get(str(r["expect"]), "")
     where = f" of the {of}" if of else ""
     return f"{100 * (1 - 2 * level):.0f}% interval{where} [{low:.3f}, {high:.3f}] {criterion}".rstrip()
 
@@ -128,8 +160,10 @@ def power_text(c: "Claim") -> str:
     status = power_status(c.planned_n, c.n)
     unit = "outcomes" if c.test == "exact binomial" else "teachers"
     if status == "underpowered":
-        text = (f" *Underpowered: 80% power for the assumed effect ({c.assumed_effect:.3g}; {c.effect_reason}) "
-                f"needs {c.planned_n:.0f} {unit}; this build has {c.n}")
+        text = (
+            f" *Underpowered: 80% power for the assumed effect ({c.assumed_effect:.3g}; {c.effect_reason}) "
+            f"needs {c.planned_n:.0f} {unit}; this build has {c.n}"
+        )
         return text + (": it holds with an effect larger than the one planned for.*" if c.verdict == "holds" else ".*")
     if status == "not plannable":
         return f" *Not plannable: the assumed effect ({c.assumed_effect:.3g}) does not clear the margin.*"
@@ -159,7 +193,9 @@ def disagreement(verdict: str, expect: str, difference: float, margin: float) ->
         return "contradicts"
     if verdict != "inconclusive" or difference != difference:
         return ""
-    wrong = {"above": difference <= margin, "below": difference >= -margin,
-             "equivalent": abs(difference) >= margin}.get(str(expect), False)
+    wrong = {
+        "above": difference <= margin,
+        "below": difference >= -margin,
+        "equivalent": abs(difference) >= margin,
+    }.get(str(expect), False)
     return "leans against" if wrong else ""
-

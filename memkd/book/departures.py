@@ -61,8 +61,9 @@ def _entry(group: str, topic: str, owner: str) -> dict[str, Any]:
     if group not in texts:
         raise invalid("group", owner, f"a group of departures.yml, one of {sorted(texts)}", group)
     if topic not in texts[group]:
-        raise invalid("topic", owner, f"a topic of the group {group!r} in departures.yml, one of "
-                      f"{sorted(texts[group])}", topic)
+        raise invalid(
+            "topic", owner, f"a topic of the group {group!r} in departures.yml, one of {sorted(texts[group])}", topic
+        )
     return texts[group][topic]
 
 
@@ -71,15 +72,21 @@ def _fill(text: str, where: str, owner: str, values: dict[str, Any]) -> str:
     try:
         return text.format(**values)
     except KeyError as missing:
-        raise invalid(str(missing.args[0]), owner, f"among the keyword values, as {where} in departures.yml "
-                      f"uses {{{missing.args[0]}}}", sorted(values)) from None
+        raise invalid(
+            str(missing.args[0]),
+            owner,
+            f"among the keyword values, as {where} in departures.yml uses {{{missing.args[0]}}}",
+            sorted(values),
+        ) from None
 
 
 def departure_row(group: str, topic: str, **values: Any) -> Departure:
     """The departure `topic` of `group` in departures.yml, its placeholders filled from `values`."""
     entry = _entry(group, topic, "departure_row")
-    return {"topic": topic, **{f: _fill(entry[f], f"the {f} of {group}/{topic}", "departure_row", values)
-                               for f in FIELDS}}
+    return {
+        "topic": topic,
+        **{f: _fill(entry[f], f"the {f} of {group}/{topic}", "departure_row", values) for f in FIELDS},
+    }
 
 
 def wording(group: str, topic: str, name: str, **values: Any) -> str:
@@ -97,7 +104,7 @@ def config_values(config: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 def pairs(values: dict[str, Any], spec: str = "") -> str:
-    """"k=v, k=v" (each value formatted with `spec`), as the sizes and optimizer rows print them."""
+    """ "k=v, k=v" (each value formatted with `spec`), as the sizes and optimizer rows print them."""
     return ", ".join(f"{k}={v:{spec}}" for k, v in values.items())
 
 
@@ -122,8 +129,9 @@ def teacher_stop_departure(reason: str = "") -> Departure:
     return {**row, "reason": reason or row["reason"]}
 
 
-def standard_departures(table: pd.DataFrame | dict[str, Any],
-                        paper_sizes: dict[str, Any] | None = None) -> list[Departure]:
+def standard_departures(
+    table: pd.DataFrame | dict[str, Any], paper_sizes: dict[str, Any] | None = None
+) -> list[Departure]:
     """The departures from the paper that a random-data table implies (its `attrs["config"]` and
     its `teacher_first_perfect` column): the temperature convention, the teacher's budget, and the
     sizes of D and of the teacher when they are not the paper's (`paper_sizes`, default the main
@@ -138,14 +146,19 @@ def standard_departures(table: pd.DataFrame | dict[str, Any],
     budget = config.get("teacher_epochs")
     if budget not in (None, RELEASED_TEACHER_EPOCHS) and config.get("teacher_stop") == "budget":
         needed = table["teacher_first_perfect"].max() if "teacher_first_perfect" in table.columns else math.nan
-        why = (wording("shared", "teacher budget", "measured", needed=int(needed)) if needed == needed
-               else wording("shared", "teacher budget", "unmeasured"))
-        out.append(departure_row("shared", "teacher budget", released=RELEASED_TEACHER_EPOCHS, budget=budget,
-                                 why=why))
+        why = (
+            wording("shared", "teacher budget", "measured", needed=int(needed))
+            if needed == needed
+            else wording("shared", "teacher budget", "unmeasured")
+        )
+        out.append(departure_row("shared", "teacher budget", released=RELEASED_TEACHER_EPOCHS, budget=budget, why=why))
     sizes = paper_sizes or PAPER_SIZES
     if any(k in config and config[k] != v for k, v in sizes.items()):
-        out.append(departure_row("shared", "sizes", paper_sizes=pairs(sizes),
-                                 sizes=pairs({k: config[k] for k in sizes if k in config})))
+        out.append(
+            departure_row(
+                "shared", "sizes", paper_sizes=pairs(sizes), sizes=pairs({k: config[k] for k in sizes if k in config})
+            )
+        )
     return out
 
 
@@ -154,8 +167,13 @@ def sizes_departure(config: dict, paper: dict) -> Departure | None:
     differ = [k for k, v in paper.items() if k in config and config[k] != v]
     if not differ:
         return None
-    return departure_row("shared", "profile sizes", paper_sizes=pairs({k: paper[k] for k in differ}),
-                         sizes=pairs({k: config[k] for k in differ}), profile=config.get("profile", "chosen"))
+    return departure_row(
+        "shared",
+        "profile sizes",
+        paper_sizes=pairs({k: paper[k] for k in differ}),
+        sizes=pairs({k: config[k] for k in differ}),
+        profile=config.get("profile", "chosen"),
+    )
 
 
 def temperature_departure(config: dict, name_the_knob: bool = False) -> list[Departure]:
@@ -168,8 +186,9 @@ def temperature_departure(config: dict, name_the_knob: bool = False) -> list[Dep
     return [departure_row("shared", "temperature convention", knob=knob)]
 
 
-def grid_departure(config: dict, paper: dict, keys: Sequence[str], topic: str = "grid",
-                   reason: str = "") -> Departure | None:
+def grid_departure(
+    config: dict, paper: dict, keys: Sequence[str], topic: str = "grid", reason: str = ""
+) -> Departure | None:
     """The departure of a run's grid from the paper profile's, or None when every knob in `keys`
     has the paper profile's value (compared as the chapters print them, `knobs_text`).
 
@@ -180,13 +199,18 @@ def grid_departure(config: dict, paper: dict, keys: Sequence[str], topic: str = 
     differ = [k for k in keys if k in config and k in paper and knobs_text(config, [k]) != knobs_text(paper, [k])]
     if not differ:
         return None
-    row = departure_row("shared", "grid", paper_grid=knobs_text(paper, keys).replace("`", ""),
-                        grid=knobs_text(config, keys).replace("`", ""))
+    row = departure_row(
+        "shared",
+        "grid",
+        paper_grid=knobs_text(paper, keys).replace("`", ""),
+        grid=knobs_text(config, keys).replace("`", ""),
+    )
     return {**row, "topic": topic, "reason": reason or row["reason"]}
 
 
-def grid_departures(table: pd.DataFrame, paper: dict, keys: Sequence[str],
-                     paper_sizes: dict[str, Any] | None = None) -> list[Departure]:
+def grid_departures(
+    table: pd.DataFrame, paper: dict, keys: Sequence[str], paper_sizes: dict[str, Any] | None = None
+) -> list[Departure]:
     """`standard_departures` then the grid's departure (chapters 02, 05-07)."""
     grid = grid_departure(config_of(table), paper, keys)
     return standard_departures(table, paper_sizes) + ([grid] if grid is not None else [])
@@ -198,6 +222,7 @@ def grid_departures(table: pd.DataFrame, paper: dict, keys: Sequence[str],
 def in_chapter_module(module: str) -> Callable[..., list[Departure]]:
     """The `departures` function of the chapter module `memkd.book.chapters.<module>`, imported when it is
     first called (the chapter modules import this one for its helpers)."""
+
     def departures(table: pd.DataFrame, **context: Any) -> list[Departure]:
         return importlib.import_module(f"memkd.book.chapters.{module}").departures(table, **context)
 
@@ -234,7 +259,21 @@ def for_chapter(name: str, table: pd.DataFrame, **context: Any) -> list[Departur
 
 
 __all__ = [
-    "CHAPTER_DEPARTURES", "RELEASED_TEACHER_EPOCHS", "TEMPERATURE_PAPER", "TEMPERATURE_REASON", "config_of",
-    "config_values", "departure_row", "for_chapter", "grid_departure", "grid_departures", "in_chapter_module",
-    "pairs", "sizes_departure", "standard_departures", "teacher_stop_departure", "temperature_departure", "wording",
+    "CHAPTER_DEPARTURES",
+    "RELEASED_TEACHER_EPOCHS",
+    "TEMPERATURE_PAPER",
+    "TEMPERATURE_REASON",
+    "config_of",
+    "config_values",
+    "departure_row",
+    "for_chapter",
+    "grid_departure",
+    "grid_departures",
+    "in_chapter_module",
+    "pairs",
+    "sizes_departure",
+    "standard_departures",
+    "teacher_stop_departure",
+    "temperature_departure",
+    "wording",
 ]

@@ -30,8 +30,9 @@ def _need(table: pd.DataFrame, columns: Sequence[str], where: str, name: str = "
         raise invalid(name, where, must=f"have the column(s) {missing}", shown=f"columns {list(table.columns)}")
 
 
-def unit_cell_means(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc",
-                    unit: str = "dataset") -> pd.DataFrame:
+def unit_cell_means(
+    table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc", unit: str = "dataset"
+) -> pd.DataFrame:
     """Per teacher and cell, the mean of `value` over its students (NaN values dropped).
 
     table : one row per student with columns `unit`, *keys and `value`
@@ -48,18 +49,25 @@ def unit_cell_means(table: pd.DataFrame, keys: Sequence[str], value: str = "test
     return out.reset_index()
 
 
-def cell_means(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc", unit: str = "dataset",
-               units: Sequence | None = None) -> pd.Series:
+def cell_means(
+    table: pd.DataFrame,
+    keys: Sequence[str],
+    value: str = "test_acc",
+    unit: str = "dataset",
+    units: Sequence | None = None,
+) -> pd.Series:
     """The mean over teachers (restricted to `units` when given) of the per-teacher means of each
     cell: a Series indexed by `keys` (a MultiIndex for several keys)."""
     means = unit_cell_means(table, keys, value, unit)
     if units is not None:
         means = means[means[unit].isin(list(units))]
     if means.empty:
-        raise invalid("units" if units is not None else "table", "cell_means",
-                      must=f"leave at least one teacher with a value of {value!r}",
-                      shown=f"no teacher of {list(units) if units is not None else 'the table'} "
-                            "with one")
+        raise invalid(
+            "units" if units is not None else "table",
+            "cell_means",
+            must=f"leave at least one teacher with a value of {value!r}",
+            shown=f"no teacher of {list(units) if units is not None else 'the table'} with one",
+        )
     return means.groupby(list(keys), sort=True)[value].mean()
 
 
@@ -70,8 +78,13 @@ def cell_sems(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc",
     return means.groupby(list(keys), sort=True)[value].sem()
 
 
-def best_cell(table: pd.DataFrame, keys: Sequence[str], value: str = "test_acc", unit: str = "dataset",
-              units: Sequence | None = None) -> tuple:
+def best_cell(
+    table: pd.DataFrame,
+    keys: Sequence[str],
+    value: str = "test_acc",
+    unit: str = "dataset",
+    units: Sequence | None = None,
+) -> tuple:
     """The cell (a tuple of the `keys` values) with the largest mean over teachers (`units` only,
     e.g. the half chosen on) of the per-teacher means of `value`."""
     best = cell_means(table, keys, value, unit, units).idxmax()
@@ -110,8 +123,16 @@ def best_dimension_per_unit(table: pd.DataFrame, value: str = "test_acc", unit: 
         if len(row) < 2:
             continue
         best = row.loc[row[value].idxmax()]
-        rows.append({unit: k, "classes": c, "per_class": pc, "best_d": int(best["input_dim"]),
-                     "cells": len(row), "students": int(row["students"].min())})
+        rows.append(
+            {
+                unit: k,
+                "classes": c,
+                "per_class": pc,
+                "best_d": int(best["input_dim"]),
+                "cells": len(row),
+                "students": int(row["students"].min()),
+            }
+        )
     return pd.DataFrame(rows, columns=[unit, "classes", "per_class", "best_d", "cells", "students"])
 
 
@@ -142,13 +163,20 @@ def dimension_slopes(best: pd.DataFrame, unit: str = "dataset") -> pd.DataFrame:
         slopes = [log_slope(p["per_class"], p["best_d"]) for _, p in part.groupby("classes", sort=True)]
         slopes = [s for s in slopes if not math.isnan(s)]
         if slopes:
-            rows.append({unit: k, "slope": float(np.mean(slopes)), "panels": len(slopes),
-                         "students": int(part["students"].min())})
+            rows.append(
+                {
+                    unit: k,
+                    "slope": float(np.mean(slopes)),
+                    "panels": len(slopes),
+                    "students": int(part["students"].min()),
+                }
+            )
     return pd.DataFrame(rows, columns=[unit, "slope", "panels", "students"])
 
 
-def interior_row(table: pd.DataFrame, value: str = "test_acc", unit: str = "dataset",
-                 units: Sequence | None = None) -> dict:
+def interior_row(
+    table: pd.DataFrame, value: str = "test_acc", unit: str = "dataset", units: Sequence | None = None
+) -> dict:
     """Choose (on teachers `units`) the row (classes, per_class) of a composition grid where an
     interior input dimension most clearly beats both ends of the grid.
 
@@ -161,8 +189,12 @@ def interior_row(table: pd.DataFrame, value: str = "test_acc", unit: str = "data
     """
     grid = sorted(pd.unique(table["input_dim"]))
     if len(grid) < 3:
-        raise invalid("table", "interior_row",
-                      must="hold at least 3 input dimensions (a grid needs them to have an interior)", shown=grid)
+        raise invalid(
+            "table",
+            "interior_row",
+            must="hold at least 3 input dimensions (a grid needs them to have an interior)",
+            shown=grid,
+        )
     ends = (grid[0], grid[-1])
     means = cell_means(table, GRID_KEYS, value, unit, units)
     best: dict | None = None
@@ -174,17 +206,26 @@ def interior_row(table: pd.DataFrame, value: str = "test_acc", unit: str = "data
             continue
         advantage = float(inner.max() - outer.max())
         if best is None or advantage > best["advantage"]:
-            best = {"classes": int(c), "per_class": int(pc), "input_dim": int(inner.idxmax()),
-                    "advantage": advantage, "ends": tuple(int(e) for e in ends)}
+            best = {
+                "classes": int(c),
+                "per_class": int(pc),
+                "input_dim": int(inner.idxmax()),
+                "advantage": advantage,
+                "ends": tuple(int(e) for e in ends),
+            }
     if best is None:
-        raise invalid("table", "interior_row",
-                      must="have a row of the grid with both an interior and an end cell with a "
-                           "value", shown="no such row")
+        raise invalid(
+            "table",
+            "interior_row",
+            must="have a row of the grid with both an interior and an end cell with a value",
+            shown="no such row",
+        )
     return best
 
 
-def interior_advantage(table: pd.DataFrame, row: dict, value: str = "test_acc", unit: str = "dataset",
-                       units: Sequence | None = None) -> pd.DataFrame:
+def interior_advantage(
+    table: pd.DataFrame, row: dict, value: str = "test_acc", unit: str = "dataset", units: Sequence | None = None
+) -> pd.DataFrame:
     """Per teacher (of `units` when given) in the row chosen by `interior_row`: the mean of `value`
     at the chosen interior d minus the larger of the means at the grid's two ends (an end cell whose
     teacher failed is left out of that maximum; a teacher without the interior cell or both ends is
@@ -200,8 +241,13 @@ def interior_advantage(table: pd.DataFrame, row: dict, value: str = "test_acc", 
         outer = m.loc[[d for d in row["ends"] if d in m.index]]
         if row["input_dim"] not in m.index or outer.empty:
             continue
-        rows.append({unit: k, "advantage": float(m.loc[row["input_dim"], value] - outer[value].max()),
-                     "students": int(min(m.loc[row["input_dim"], "students"], outer["students"].min()))})
+        rows.append(
+            {
+                unit: k,
+                "advantage": float(m.loc[row["input_dim"], value] - outer[value].max()),
+                "students": int(min(m.loc[row["input_dim"], "students"], outer["students"].min())),
+            }
+        )
     return pd.DataFrame(rows, columns=[unit, "advantage", "students"])
 
 
@@ -291,8 +337,10 @@ def axes_table(run: dict, paper: dict, keys: Sequence[str], relative_to: dict[st
     for k in keys:
         if k in run and k in paper:
             ref = relative_to.get(k)
-            rows.append(f"| `{k}` | {axis_range(run[k], run[ref] if ref else None)} "
-                        f"| {axis_range(paper[k], paper[ref] if ref else None)} |")
+            rows.append(
+                f"| `{k}` | {axis_range(run[k], run[ref] if ref else None)} "
+                f"| {axis_range(paper[k], paper[ref] if ref else None)} |"
+            )
     return "\n".join(rows)
 
 
@@ -325,8 +373,14 @@ def teacher_rule(config: dict | None, stop: str = "") -> str | None:
     'first 100% (at most 500 epochs)'
     """
     config = config or {}
-    budget, unit = next(((config[k], k.split("_")[1]) for k in ("teacher_epochs", "teacher_steps")
-                         if isinstance(config.get(k), (int, float)) and not isinstance(config.get(k), bool)), (None, ""))
+    budget, unit = next(
+        (
+            (config[k], k.split("_")[1])
+            for k in ("teacher_epochs", "teacher_steps")
+            if isinstance(config.get(k), (int, float)) and not isinstance(config.get(k), bool)
+        ),
+        (None, ""),
+    )
     if budget is None:
         return None
     if isinstance(budget, float) and budget.is_integer():
@@ -361,7 +415,9 @@ def teacher_clock(table: pd.DataFrame, unit: str = "dataset") -> dict | None:
         run = pd.to_numeric(rows["teacher_epochs_run"], errors="coerce")
     else:
         config = table.attrs.get("config", {}) or {}
-        stop = config.get("teacher_stop", rows["teacher_stop"].iloc[0] if "teacher_stop" in rows.columns and len(rows) else "")
+        stop = config.get(
+            "teacher_stop", rows["teacher_stop"].iloc[0] if "teacher_stop" in rows.columns and len(rows) else ""
+        )
         if stop == "first_perfect":
             run = first
         elif config.get("teacher_epochs"):
@@ -372,5 +428,9 @@ def teacher_clock(table: pd.DataFrame, unit: str = "dataset") -> dict | None:
     multiple = multiple[np.isfinite(multiple)]
     if multiple.empty:
         return None
-    return {"teachers": int(len(multiple)), "min": round(float(multiple.min()), 2),
-            "median": round(float(multiple.median()), 2), "max": round(float(multiple.max()), 2)}
+    return {
+        "teachers": int(len(multiple)),
+        "min": round(float(multiple.min()), 2),
+        "median": round(float(multiple.median()), 2),
+        "max": round(float(multiple.max()), 2),
+    }

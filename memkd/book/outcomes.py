@@ -27,14 +27,24 @@ def find(ch: "Chapter", claim_id: str) -> "Claim | None":
 def numbers(c: "Claim") -> dict[str, Any]:
     """The fields a sentence may use: measured, baseline, difference, ci_low, ci_high (floats), n,
     verdict, and `interval` ('interval [-0.123, +0.045]', or 'no interval' with the reason)."""
-    interval = (f"interval [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if not (math.isnan(c.ci_low) or math.isnan(c.ci_high))
-                else "no interval" + (f": {c.note}" if c.note else ""))
-    return {"measured": c.measured, "baseline": c.baseline, "difference": c.difference, "ci_low": c.ci_low,
-            "ci_high": c.ci_high, "n": c.n, "verdict": c.verdict, "interval": interval}
+    interval = (
+        f"interval [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
+        if not (math.isnan(c.ci_low) or math.isnan(c.ci_high))
+        else "no interval" + (f": {c.note}" if c.note else "")
+    )
+    return {
+        "measured": c.measured,
+        "baseline": c.baseline,
+        "difference": c.difference,
+        "ci_low": c.ci_low,
+        "ci_high": c.ci_high,
+        "n": c.n,
+        "verdict": c.verdict,
+        "interval": interval,
+    }
 
 
-def outcome(ch: "Chapter", claim_id: str, holds: str, does_not_hold: str, inconclusive: str,
-            missing: str = "") -> str:
+def outcome(ch: "Chapter", claim_id: str, holds: str, does_not_hold: str, inconclusive: str, missing: str = "") -> str:
     """The sentence for the verdict this build recorded for `claim_id`, formatted with `numbers`
     (e.g. "{difference:+.3f}"); `missing` when the claim was not tested in this run."""
     c = find(ch, claim_id)
@@ -60,12 +70,19 @@ def contradictions(ch: "Chapter") -> str:
     against = [(c, kind) for c, kind in against if kind]
     held = sum(c.verdict == "holds" for c in paper)
     if not against:
-        return (f"**Where this build disagrees with the paper:** nowhere among the {len(paper)} claims of the paper "
-                f"tested here ({held} hold, {len(paper) - held} undecided with the estimate on the paper's side).")
-    lines = [f"- {c.paper} This build: difference {c.difference:+.3f}, {numbers(c)['interval']}: "
-             + ("**does not hold**." if kind == "contradicts" else
-                "**inconclusive, the estimate on the other side of the bound** (leans against the paper).")
-             for c, kind in against]
+        return (
+            f"**Where this build disagrees with the paper:** nowhere among the {len(paper)} claims of the paper "
+            f"tested here ({held} hold, {len(paper) - held} undecided with the estimate on the paper's side)."
+        )
+    lines = [
+        f"- {c.paper} This build: difference {c.difference:+.3f}, {numbers(c)['interval']}: "
+        + (
+            "**does not hold**."
+            if kind == "contradicts"
+            else "**inconclusive, the estimate on the other side of the bound** (leans against the paper)."
+        )
+        for c, kind in against
+    ]
     return "**Where this build disagrees with the paper:**\n\n" + "\n".join(lines)
 
 

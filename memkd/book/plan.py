@@ -75,9 +75,12 @@ PAPER_FIG1_EFFECT: float = _TABLES["constants"]["PAPER_FIG1_EFFECT"]  # Fig 1: a
 
 def linear_chance(value: float = 0.05) -> Margin:
     """Chapters 11, 12 and 16: a within-class-shuffled linear student 'at chance'."""
-    return Margin(value, f"{value:g} in held-out accuracy: the cells' held-out sets hold 10-100 points, so one "
-                  "teacher's mean moves by a few points by chance alone, while the recovery the chapter looks for "
-                  "is a move of 0.5 (from chance to 1)")
+    return Margin(
+        value,
+        f"{value:g} in held-out accuracy: the cells' held-out sets hold 10-100 points, so one "
+        "teacher's mean moves by a few points by chance alone, while the recovery the chapter looks for "
+        "is a move of 0.5 (from chance to 1)",
+    )
 
 
 # ---------------------------------------------------------------------------- power plans
@@ -106,10 +109,15 @@ class Plan:
 
 
 PLANS: dict[tuple[str, str], Plan] = {
-    (chapter, pattern): Plan(effect=_TABLES["constants"].get(p["effect"], p["effect"]), reason=_text(p["reason"]),
-                             per_chance=p.get("per_chance", False), sd=p.get("sd"),
-                             sd_source=_text(p.get("sd_source", "")))
-    for chapter, plans in _TABLES["plans"].items() for pattern, p in plans.items()
+    (chapter, pattern): Plan(
+        effect=_TABLES["constants"].get(p["effect"], p["effect"]),
+        reason=_text(p["reason"]),
+        per_chance=p.get("per_chance", False),
+        sd=p.get("sd"),
+        sd_source=_text(p.get("sd_source", "")),
+    )
+    for chapter, plans in _TABLES["plans"].items()
+    for pattern, p in plans.items()
 }
 
 
@@ -125,7 +133,8 @@ def plan_for(chapter: str, claim: str) -> Plan | None:
 
 BASELINES: dict[tuple[str, str], str] = {
     (chapter, pattern): _text(reason)
-    for chapter, baselines in _TABLES["baselines"].items() for pattern, reason in baselines.items()
+    for chapter, baselines in _TABLES["baselines"].items()
+    for pattern, reason in baselines.items()
 }
 
 

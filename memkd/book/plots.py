@@ -19,14 +19,29 @@ CLASS_COLORS = ["#1f5fa8", "#b8213b", "#e3b505", "#2a9d8f", "#6d597a", "#e76f51"
 
 def style() -> None:
     """A quiet style for all figures of the book."""
-    plt.rcParams.update({
-        "figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False,
-        "axes.grid": True, "grid.alpha": 0.25, "font.size": 10, "legend.frameon": False,
-    })
+    plt.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.alpha": 0.25,
+            "font.size": 10,
+            "legend.frameon": False,
+        }
+    )
 
 
-def errorbar_lines(ax, table: pd.DataFrame, x: str, y: str, hue: str | None = None,
-                   label_fmt: str = "{}", unit: str | None = TEACHER_ID, **kwargs) -> None:
+def errorbar_lines(
+    ax,
+    table: pd.DataFrame,
+    x: str,
+    y: str,
+    hue: str | None = None,
+    label_fmt: str = "{}",
+    unit: str | None = TEACHER_ID,
+    **kwargs,
+) -> None:
     """Mean +- SEM over teachers (`unit`, as in `memkd.summarize`) of `y` against `x`, one line per
     value of `hue`."""
     from memkd.tables import summarize
@@ -51,9 +66,18 @@ def sem_label(sem: float) -> str:
     return "0" if sem == 0 else f"{sem:.1g}"
 
 
-def heatmap(ax, pivot: pd.DataFrame, fmt: str = "{:.2f}", cmap: str = "viridis", vmin=None, vmax=None,
-            annotations: pd.DataFrame | None = None, colorbar_label: str = "",
-            errors: pd.DataFrame | None = None, grey: pd.DataFrame | None = None):
+def heatmap(
+    ax,
+    pivot: pd.DataFrame,
+    fmt: str = "{:.2f}",
+    cmap: str = "viridis",
+    vmin=None,
+    vmax=None,
+    annotations: pd.DataFrame | None = None,
+    colorbar_label: str = "",
+    errors: pd.DataFrame | None = None,
+    grey: pd.DataFrame | None = None,
+):
     """A heat map of a pivoted table (rows x columns); NaN cells stay blank (white).
 
     `grey` (booleans, same shape), when given, paints its True cells grey instead of their colour (e.g.
@@ -68,11 +92,18 @@ def heatmap(ax, pivot: pd.DataFrame, fmt: str = "{:.2f}", cmap: str = "viridis",
     ax.set_xticks(range(pivot.shape[1]), [f"{c:g}" if isinstance(c, float) else str(c) for c in pivot.columns])
     ax.set_yticks(range(pivot.shape[0]), [f"{r:g}" if isinstance(r, float) else str(r) for r in pivot.index])
     ax.grid(False)
-    greyed = (np.zeros(values.shape, dtype=bool) if grey is None
-              else grey.reindex_like(pivot).fillna(False).to_numpy(dtype=bool) & ~np.isnan(values))
+    greyed = (
+        np.zeros(values.shape, dtype=bool)
+        if grey is None
+        else grey.reindex_like(pivot).fillna(False).to_numpy(dtype=bool) & ~np.isnan(values)
+    )
     if greyed.any():
-        ax.imshow(np.ma.masked_where(~greyed, np.ones(values.shape)), cmap=ListedColormap(["#c8c8c8"]),
-                  aspect="auto", origin="lower")
+        ax.imshow(
+            np.ma.masked_where(~greyed, np.ones(values.shape)),
+            cmap=ListedColormap(["#c8c8c8"]),
+            aspect="auto",
+            origin="lower",
+        )
     notes = values if annotations is None else annotations.to_numpy(dtype=float)
     spread = None if errors is None else errors.reindex_like(pivot).to_numpy(dtype=float)
     for i in range(values.shape[0]):
@@ -89,29 +120,58 @@ def heatmap(ax, pivot: pd.DataFrame, fmt: str = "{:.2f}", cmap: str = "viridis",
     return im
 
 
-def decision_regions(ax, regions: np.ndarray, extent, x: np.ndarray, y: np.ndarray,
-                     train_idx: np.ndarray, test_idx: np.ndarray, test_correct: np.ndarray | None = None,
-                     title: str = "") -> None:
+def decision_regions(
+    ax,
+    regions: np.ndarray,
+    extent,
+    x: np.ndarray,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    test_correct: np.ndarray | None = None,
+    title: str = "",
+) -> None:
     """Predicted class over the plane, the student's points as class-coloured dots, and the
     held-out points with a green ring (right) or a black ring and cross (wrong) when `test_correct` is
     given (black, not red: red is a class colour)."""
     classes = int(max(regions.max(), y.max())) + 1
     cmap = ListedColormap(CLASS_COLORS[:classes])
-    ax.imshow(regions, extent=extent, origin="lower", cmap=cmap, alpha=0.3, vmin=0, vmax=classes - 1,
-              interpolation="nearest", aspect="auto")
-    ax.scatter(x[train_idx, 0], x[train_idx, 1], c=[CLASS_COLORS[c] for c in y[train_idx]], s=22,
-               edgecolor="k", linewidth=0.4)
+    ax.imshow(
+        regions,
+        extent=extent,
+        origin="lower",
+        cmap=cmap,
+        alpha=0.3,
+        vmin=0,
+        vmax=classes - 1,
+        interpolation="nearest",
+        aspect="auto",
+    )
+    ax.scatter(
+        x[train_idx, 0], x[train_idx, 1], c=[CLASS_COLORS[c] for c in y[train_idx]], s=22, edgecolor="k", linewidth=0.4
+    )
     if test_correct is None:
-        ax.scatter(x[test_idx, 0], x[test_idx, 1], c=[CLASS_COLORS[c] for c in y[test_idx]], s=22,
-                   edgecolor="k", linewidth=0.4)
+        ax.scatter(
+            x[test_idx, 0], x[test_idx, 1], c=[CLASS_COLORS[c] for c in y[test_idx]], s=22, edgecolor="k", linewidth=0.4
+        )
     else:
         colors = np.where(test_correct, "#2b9348", "#000000")
-        ax.scatter(x[test_idx, 0], x[test_idx, 1], c=[CLASS_COLORS[c] for c in y[test_idx]], s=50,
-                   marker="o", edgecolor=colors, linewidth=2.0)
+        ax.scatter(
+            x[test_idx, 0],
+            x[test_idx, 1],
+            c=[CLASS_COLORS[c] for c in y[test_idx]],
+            s=50,
+            marker="o",
+            edgecolor=colors,
+            linewidth=2.0,
+        )
         wrong = test_idx[~np.asarray(test_correct, dtype=bool)]
         ax.scatter(x[wrong, 0], x[wrong, 1], c="k", s=18, marker="x", linewidth=1.2)
-    ax.set_xlim(extent[0], extent[1]); ax.set_ylim(extent[2], extent[3])
-    ax.set_xticks([]); ax.set_yticks([]); ax.grid(False)
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
     ax.set_title(title, fontsize=10)
 
 
@@ -119,8 +179,9 @@ def decision_regions(ax, regions: np.ndarray, extent, x: np.ndarray, y: np.ndarr
 SCALING_AXES = {"a_log_c": r"$n \ln C / d$", "a_sqrt_c": r"$n \sqrt{C} / d$", "n_over_d": r"$n C / d = N/d$"}
 
 
-def class_scaling_panels(teachers: pd.DataFrame, students: pd.DataFrame, rho: float,
-                         capacity_band: tuple[float, float]) -> plt.Figure:
+def class_scaling_panels(
+    teachers: pd.DataFrame, students: pd.DataFrame, rho: float, capacity_band: tuple[float, float]
+) -> plt.Figure:
     """Chapter 16's figure: the teachers' training accuracy (top row, one row per teacher in `teachers`)
     and the students' held-out accuracy (bottom row, `students`) against the size in each of the three
     units of `SCALING_AXES` (columns), one line per C, mean +- SEM over teachers (`teacher_id`). The

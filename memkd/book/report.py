@@ -32,9 +32,13 @@ def toc_part_chapters(matches, root: Path | None = None) -> set[str]:
         toc = yaml.safe_load((book / "_toc.yml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         return set()
-    return {Path(entry["file"]).name for part in toc.get("parts", []) or []
-            if matches(str(part.get("caption", "")))
-            for entry in part.get("chapters", []) or [] if "file" in entry}
+    return {
+        Path(entry["file"]).name
+        for part in toc.get("parts", []) or []
+        if matches(str(part.get("caption", "")))
+        for entry in part.get("chapters", []) or []
+        if "file" in entry
+    }
 
 
 def beyond_paper_chapters(root: Path | None = None) -> set[str]:
@@ -72,8 +76,9 @@ def _as_bool(value: Any) -> bool:
     return bool(value) if value is not None and not (isinstance(value, float) and math.isnan(value)) else False
 
 
-def normalize_claims(claims: pd.DataFrame, chapter: str = "", beyond_paper: bool = False,
-                     published_version: bool = False) -> pd.DataFrame:
+def normalize_claims(
+    claims: pd.DataFrame, chapter: str = "", beyond_paper: bool = False, published_version: bool = False
+) -> pd.DataFrame:
     """Bring a claims table of any age to CLAIM_COLUMNS: a missing verdict comes from the old
     `holds` column, a missing data kind is "paper", a missing beyond_paper is `beyond_paper`,
     other missing columns are empty (NaN); unknown verdicts read "inconclusive"."""
@@ -90,19 +95,47 @@ def normalize_claims(claims: pd.DataFrame, chapter: str = "", beyond_paper: bool
     out["verdict"] = out["verdict"].where(out["verdict"].isin(VERDICTS), "inconclusive")
     out["data"] = out["data"].fillna("paper") if "data" in out.columns else "paper"
     out["beyond_paper"] = out["beyond_paper"].map(_as_bool) if "beyond_paper" in out.columns else beyond_paper
-    out["published_version"] = (out["published_version"].map(_as_bool) if "published_version" in out.columns
-                                else published_version)
-    for column, default in (("claim", ""), ("paper", ""), ("detail", ""), ("expect", ""), ("value", ""),
-                            ("test", "t interval"), ("note", ""), ("supports", ""), ("margin_reason", ""),
-                            ("effect_reason", ""), ("sd_source", ""), ("baseline_reason", ""),
-                            ("kind", "claim")):
-        out[column] = (out[column].astype(object).where(out[column].notna(), default).astype(str)
-                       if column in out.columns else default)
+    out["published_version"] = (
+        out["published_version"].map(_as_bool) if "published_version" in out.columns else published_version
+    )
+    for column, default in (
+        ("claim", ""),
+        ("paper", ""),
+        ("detail", ""),
+        ("expect", ""),
+        ("value", ""),
+        ("test", "t interval"),
+        ("note", ""),
+        ("supports", ""),
+        ("margin_reason", ""),
+        ("effect_reason", ""),
+        ("sd_source", ""),
+        ("baseline_reason", ""),
+        ("kind", "claim"),
+    ):
+        out[column] = (
+            out[column].astype(object).where(out[column].notna(), default).astype(str)
+            if column in out.columns
+            else default
+        )
     for column in CLAIM_COLUMNS:
         if column not in out.columns:
             out[column] = math.nan
-    numeric = ["measured", "baseline", "difference", "sem", "ci_low", "ci_high", "margin", "level", "n",
-               "students", "p_value", "assumed_effect", "planned_n"]
+    numeric = [
+        "measured",
+        "baseline",
+        "difference",
+        "sem",
+        "ci_low",
+        "ci_high",
+        "margin",
+        "level",
+        "n",
+        "students",
+        "p_value",
+        "assumed_effect",
+        "planned_n",
+    ]
     out[numeric] = out[numeric].apply(pd.to_numeric, errors="coerce")
     return out[CLAIM_COLUMNS].reset_index(drop=True)
 
@@ -150,8 +183,6 @@ def load_departures(root: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-
-
 BLOCKS = {  # block -> its title in the report; each block is one family for the multiplicity adjustment
     "workshop": "claims of the paper",
     "published": "claims of the published version",
@@ -186,8 +217,9 @@ def adjust_claims(claims) -> pd.DataFrame:
     from memkd.metrics import FAMILY_ALPHA, holm
 
     out = normalize_claims(claims)
-    out["block"] = [claim_block(b, pv, d) for b, pv, d in
-                    zip(out["beyond_paper"], out["published_version"], out["data"])]
+    out["block"] = [
+        claim_block(b, pv, d) for b, pv, d in zip(out["beyond_paper"], out["published_version"], out["data"])
+    ]
     out["counted"] = (out["supports"].astype(str).str.strip() == "") & (out["kind"].astype(str) != "check")
     out["p_adjusted"] = math.nan
     out["planned_n_holm"] = math.nan
@@ -214,7 +246,9 @@ def teachers_by_profile(chapter: str, nbs: Path | None = None) -> dict[str, Any]
     be read (an installed memkd without the book). Read once per notebook (the report asks per claim)."""
     import memkd
 
-    folders = [nbs] if nbs is not None else [f / "nbs" for f in (book_root(), Path(memkd.__file__).resolve().parents[1]) if f]
+    folders = (
+        [nbs] if nbs is not None else [f / "nbs" for f in (book_root(), Path(memkd.__file__).resolve().parents[1]) if f]
+    )
     notebook = next((f / f"{chapter}.ipynb" for f in folders if (f / f"{chapter}.ipynb").is_file()), None)
     return {} if notebook is None else dict(_teacher_counts(str(notebook.resolve())))
 
@@ -256,8 +290,10 @@ def profile_reaching(chapter: str, needed: float, nbs: Path | None = None) -> st
     reaching = [p for p in profiles if counts[p] >= needed]
     if reaching:
         return f"the {reaching[0]} profile trains {counts[reaching[0]]} per setting"
-    return (f"no profile trains as many (paper: {counts.get('paper', '?')} per setting): run with "
-            f"{TEACHER_KNOB}={math.ceil(needed)}")
+    return (
+        f"no profile trains as many (paper: {counts.get('paper', '?')} per setting): run with "
+        f"{TEACHER_KNOB}={math.ceil(needed)}"
+    )
 
 
 def holm_plan(claim: Any, level: float) -> float:
@@ -313,8 +349,10 @@ def disagreements(claims) -> pd.DataFrame:
 
     adjusted = adjust_claims(claims)
     paper = adjusted[adjusted["block"].isin(["workshop", "published"]) & (adjusted["kind"].astype(str) != "check")]
-    kind = [disagreement(str(r.verdict_adjusted), str(r.expect), float(r.difference), float(r.margin))
-            for r in paper.itertuples()]
+    kind = [
+        disagreement(str(r.verdict_adjusted), str(r.expect), float(r.difference), float(r.margin))
+        for r in paper.itertuples()
+    ]
     out = paper.assign(disagreement=kind)
     out = out[out["disagreement"] != ""]
     order = out["disagreement"].map({"contradicts": 0, "leans against": 1})
@@ -354,11 +392,13 @@ def block_headline(block: pd.DataFrame, title: str) -> str:
     counted = block[block["counted"]] if "counted" in block.columns else block
     after, before = verdict_counts(counted, "verdict_adjusted"), verdict_counts(counted)
     extra = len(block) - len(counted)
-    return (f"**{after['holds']} of {len(counted)} {title} hold in this build**, {after['inconclusive']} "
-            f"inconclusive, {after['does not hold']} do not hold, after Holm's adjustment within the block at "
-            f"the family level {FAMILY_ALPHA:g} (before it: {before['holds']} hold) ({counted['chapter'].nunique()} chapters"
-            + (f"; {extra} more shown but not counted: they test an effect counted already" if extra else "")
-            + ").")
+    return (
+        f"**{after['holds']} of {len(counted)} {title} hold in this build**, {after['inconclusive']} "
+        f"inconclusive, {after['does not hold']} do not hold, after Holm's adjustment within the block at "
+        f"the family level {FAMILY_ALPHA:g} (before it: {before['holds']} hold) ({counted['chapter'].nunique()} chapters"
+        + (f"; {extra} more shown but not counted: they test an effect counted already" if extra else "")
+        + ")."
+    )
 
 
 def headline(claims) -> str:

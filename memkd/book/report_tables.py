@@ -20,16 +20,24 @@ from memkd.book.report import adjust_claims, normalize_claims, verdict_counts
 
 
 BUILD_FIELDS = [  # meta.json key -> label of the report's "This build" box (memkd.provenance.collect)
-    ("profile", "Profile"), ("memkd_version", "memkd version"), ("git_commit", "Git commit"),
-    ("git_clean", "Tracked files unchanged since that commit"), ("python", "Python"), ("torch", "torch"),
-    ("device", "Device"), ("device_name", "Device name"), ("threads", "torch threads"),
-    ("platform", "Platform"), ("hostname", "Host"),
+    ("profile", "Profile"),
+    ("memkd_version", "memkd version"),
+    ("git_commit", "Git commit"),
+    ("git_clean", "Tracked files unchanged since that commit"),
+    ("python", "Python"),
+    ("torch", "torch"),
+    ("device", "Device"),
+    ("device_name", "Device name"),
+    ("threads", "torch threads"),
+    ("platform", "Platform"),
+    ("hostname", "Host"),
 ]
 
 
 def format_measured(measured: float, sem: float, baseline: float = math.nan, difference: float = math.nan) -> str:
     """'0.432 ± 0.012' (the SEM over teachers), or with a baseline '0.085 vs 0.020: +0.065 ± 0.006'
     (the SEM is that of the difference); without the ± part when the SEM is missing."""
+
     def num(x) -> float:
         try:
             return float(x)
@@ -88,16 +96,18 @@ def report_table(claims, link: bool = True, claim_header: str = "Claim of the pa
             verdict += f" (not counted: tests the effect of {r.supports} again)"
         elif verdict != str(r.verdict):
             verdict += f" (before adjustment: {r.verdict})"
-        rows.append({
-            "Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
-            claim_header: htmllib.escape(str(r.paper)),
-            "This build": htmllib.escape(format_measured(r.measured, r.sem, r.baseline, r.difference)),
-            "n": htmllib.escape(_n_cell(r)),
-            "Test": htmllib.escape(_test_cell(r)),
-            "p-value": htmllib.escape(format_p(float(r.p_value), label=False)),
-            "p (Holm)": htmllib.escape(format_p(float(r.p_adjusted), label=False)),
-            "Verdict": htmllib.escape(verdict),
-        })
+        rows.append(
+            {
+                "Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
+                claim_header: htmllib.escape(str(r.paper)),
+                "This build": htmllib.escape(format_measured(r.measured, r.sem, r.baseline, r.difference)),
+                "n": htmllib.escape(_n_cell(r)),
+                "Test": htmllib.escape(_test_cell(r)),
+                "p-value": htmllib.escape(format_p(float(r.p_value), label=False)),
+                "p (Holm)": htmllib.escape(format_p(float(r.p_adjusted), label=False)),
+                "Verdict": htmllib.escape(verdict),
+            }
+        )
         previous = chapter
     return pd.DataFrame(rows, columns=columns)
 
@@ -117,8 +127,12 @@ def _n_cell(r) -> str:
     holm_n = float(getattr(r, "planned_n_holm", math.nan))
     if getattr(r, "counted", False) and holm_n == holm_n and str(getattr(r, "verdict_adjusted", "")) == "inconclusive":
         reach = "" if math.isinf(holm_n) else profile_reaching(str(getattr(r, "chapter", "")), holm_n)
-        text += (" (after Holm: " + ("no n suffices" if math.isinf(holm_n) else f"needs {holm_n:.0f}")
-                 + (f"; {reach}" if reach else "") + ")")
+        text += (
+            " (after Holm: "
+            + ("no n suffices" if math.isinf(holm_n) else f"needs {holm_n:.0f}")
+            + (f"; {reach}" if reach else "")
+            + ")"
+        )
     return text
 
 
@@ -132,17 +146,20 @@ def disagreement_table(claims, link: bool = True):
     columns = ["Chapter", "The paper says", "This build", "n", "Test", "p (Holm)", "Disagreement"]
     rows = []
     for r in disagreements(claims).itertuples(index=False):
-        rows.append({
-            "Chapter": _chapter_cell(str(r.chapter), link),
-            "The paper says": htmllib.escape(str(r.paper)),
-            "This build": htmllib.escape(format_measured(r.measured, r.sem, r.baseline, r.difference)),
-            "n": htmllib.escape(_n_cell(r)),
-            "Test": htmllib.escape(_test_cell(r)),
-            "p (Holm)": htmllib.escape(format_p(float(r.p_adjusted), label=False)),
-            "Disagreement": htmllib.escape(f"{r.disagreement} ({r.verdict_adjusted}"
-                                           + ("; estimate on the other side of the bound)" if
-                                              r.disagreement == "leans against" else ")")),
-        })
+        rows.append(
+            {
+                "Chapter": _chapter_cell(str(r.chapter), link),
+                "The paper says": htmllib.escape(str(r.paper)),
+                "This build": htmllib.escape(format_measured(r.measured, r.sem, r.baseline, r.difference)),
+                "n": htmllib.escape(_n_cell(r)),
+                "Test": htmllib.escape(_test_cell(r)),
+                "p (Holm)": htmllib.escape(format_p(float(r.p_adjusted), label=False)),
+                "Disagreement": htmllib.escape(
+                    f"{r.disagreement} ({r.verdict_adjusted}"
+                    + ("; estimate on the other side of the bound)" if r.disagreement == "leans against" else ")")
+                ),
+            }
+        )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -152,15 +169,29 @@ def check_table(claims, link: bool = True):
     from memkd.book.report import check_claims
 
     columns = ["Chapter", "Check", "This build", "n", "Test", "Verdict"]
-    rows = [{"Chapter": _chapter_cell(str(r.chapter), link), "Check": htmllib.escape(str(r.paper)),
-             "This build": htmllib.escape(format_measured(r.measured, r.sem, r.baseline, r.difference)),
-             "n": htmllib.escape(_n_cell(r)), "Test": htmllib.escape(_test_cell(r)),
-             "Verdict": htmllib.escape(str(r.verdict))} for r in check_claims(claims).itertuples(index=False)]
+    rows = [
+        {
+            "Chapter": _chapter_cell(str(r.chapter), link),
+            "Check": htmllib.escape(str(r.paper)),
+            "This build": htmllib.escape(format_measured(r.measured, r.sem, r.baseline, r.difference)),
+            "n": htmllib.escape(_n_cell(r)),
+            "Test": htmllib.escape(_test_cell(r)),
+            "Verdict": htmllib.escape(str(r.verdict)),
+        }
+        for r in check_claims(claims).itertuples(index=False)
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
-NOT_REPRODUCED_COLUMNS = ["Figure", "What it shows", "Released setting", "Why not here", "Estimated time at quick",
-                          "Estimated time at paper", "How estimated"]
+NOT_REPRODUCED_COLUMNS = [
+    "Figure",
+    "What it shows",
+    "Released setting",
+    "Why not here",
+    "Estimated time at quick",
+    "Estimated time at paper",
+    "How estimated",
+]
 
 
 def not_reproduced_table():
@@ -170,8 +201,10 @@ def not_reproduced_table():
 
     entries = yaml.safe_load((Path(__file__).with_name("not_reproduced.yml")).read_text())["figures"]
     keys = ["figure", "shows", "setting", "why", "quick", "paper", "basis"]
-    return pd.DataFrame([{column: htmllib.escape(str(e[key])) for column, key in zip(NOT_REPRODUCED_COLUMNS, keys)}
-                         for e in entries], columns=NOT_REPRODUCED_COLUMNS)
+    return pd.DataFrame(
+        [{column: htmllib.escape(str(e[key])) for column, key in zip(NOT_REPRODUCED_COLUMNS, keys)} for e in entries],
+        columns=NOT_REPRODUCED_COLUMNS,
+    )
 
 
 def plan_table(claims, link: bool = True):
@@ -184,27 +217,42 @@ def plan_table(claims, link: bool = True):
 
     from memkd.book.claims import power_status
 
-    columns = ["Chapter", "Claim", "Test", "Baseline", "Margin", "Why this margin", "Assumed effect",
-               "Why this effect", "Planned n", "n", "Power"]
+    columns = [
+        "Chapter",
+        "Claim",
+        "Test",
+        "Baseline",
+        "Margin",
+        "Why this margin",
+        "Assumed effect",
+        "Why this effect",
+        "Planned n",
+        "n",
+        "Power",
+    ]
     rows, previous = [], None
     for r in normalize_claims(claims).itertuples(index=False):
         chapter = str(r.chapter)
         unit = "outcomes" if r.test == "exact binomial" else "teachers"
         planned = "–" if r.planned_n != r.planned_n else "∞" if math.isinf(r.planned_n) else f"{r.planned_n:.0f} {unit}"
-        rows.append({
-            "Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
-            "Claim": htmllib.escape(str(r.claim)),
-            "Test": htmllib.escape(f"{r.expect}, {r.test}" + (f", level {r.level:g}" if r.level == r.level else "")),
-            "Baseline": htmllib.escape(str(r.baseline_reason) or "–"),
-            "Margin": "–" if r.margin != r.margin else f"{r.margin:.3g}",
-            "Why this margin": htmllib.escape(str(r.margin_reason) or "no reason recorded"),
-            "Assumed effect": "–" if r.assumed_effect != r.assumed_effect else f"{r.assumed_effect:.3g}",
-            "Why this effect": htmllib.escape(str(r.effect_reason) or "–")
-                               + (f" (spread: {htmllib.escape(str(r.sd_source))})" if r.sd_source else ""),
-            "Planned n": planned,
-            "n": "–" if r.n != r.n else f"{int(r.n)}",
-            "Power": power_status(r.planned_n, r.n),
-        })
+        rows.append(
+            {
+                "Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
+                "Claim": htmllib.escape(str(r.claim)),
+                "Test": htmllib.escape(
+                    f"{r.expect}, {r.test}" + (f", level {r.level:g}" if r.level == r.level else "")
+                ),
+                "Baseline": htmllib.escape(str(r.baseline_reason) or "–"),
+                "Margin": "–" if r.margin != r.margin else f"{r.margin:.3g}",
+                "Why this margin": htmllib.escape(str(r.margin_reason) or "no reason recorded"),
+                "Assumed effect": "–" if r.assumed_effect != r.assumed_effect else f"{r.assumed_effect:.3g}",
+                "Why this effect": htmllib.escape(str(r.effect_reason) or "–")
+                + (f" (spread: {htmllib.escape(str(r.sd_source))})" if r.sd_source else ""),
+                "Planned n": planned,
+                "n": "–" if r.n != r.n else f"{int(r.n)}",
+                "Power": power_status(r.planned_n, r.n),
+            }
+        )
         previous = chapter
     return pd.DataFrame(rows, columns=columns)
 
@@ -235,7 +283,6 @@ def chapter_summary(claims, results: Path, link: bool = True):
     chapter without results shows "no results".
     """
 
-
     claims = adjust_claims(claims)
     results = Path(results)
     metas = load_meta(results)
@@ -254,22 +301,38 @@ def chapter_summary(claims, results: Path, link: bool = True):
         seconds = wall.get(f"{CHAPTER_DIR}/{name}") if isinstance(wall, dict) else None
         mine = mine[mine["counted"]]
         c = verdict_counts(mine, "verdict_adjusted")
-        rows.append({
-            "Chapter": _chapter_cell(name, link),
-            "Claims holding": (f"{c['holds']} of {len(mine)}" + (f" ({c['inconclusive']} inconclusive)"
-                                                              if c["inconclusive"] else "")
-                               if meta or len(mine) else "no results"),
-            "Profile": str(meta.get("profile") or "–"),
-            "Teacher stop": str(meta.get("teacher_stop") or "–"),
-            "Teacher rule": str(meta.get("teacher_rule") or "–"),
-            "Teachers train (× first 100%)": _clock(meta.get("teacher_clock")),
-            "Device": str(meta.get("device") or "–"),
-            "Chapter time (s)": _seconds(meta.get("elapsed_s")),
-            "Build time (s)": _seconds(seconds),
-        })
-    return pd.DataFrame(rows, columns=["Chapter", "Claims holding", "Profile", "Teacher stop",
-                                       "Teacher rule", "Teachers train (× first 100%)", "Device", "Chapter time (s)",
-                                       "Build time (s)"])
+        rows.append(
+            {
+                "Chapter": _chapter_cell(name, link),
+                "Claims holding": (
+                    f"{c['holds']} of {len(mine)}"
+                    + (f" ({c['inconclusive']} inconclusive)" if c["inconclusive"] else "")
+                    if meta or len(mine)
+                    else "no results"
+                ),
+                "Profile": str(meta.get("profile") or "–"),
+                "Teacher stop": str(meta.get("teacher_stop") or "–"),
+                "Teacher rule": str(meta.get("teacher_rule") or "–"),
+                "Teachers train (× first 100%)": _clock(meta.get("teacher_clock")),
+                "Device": str(meta.get("device") or "–"),
+                "Chapter time (s)": _seconds(meta.get("elapsed_s")),
+                "Build time (s)": _seconds(seconds),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "Chapter",
+            "Claims holding",
+            "Profile",
+            "Teacher stop",
+            "Teacher rule",
+            "Teachers train (× first 100%)",
+            "Device",
+            "Chapter time (s)",
+            "Build time (s)",
+        ],
+    )
 
 
 def _clock(clock) -> str:
@@ -296,10 +359,15 @@ def protocol_table(departures, link: bool = True):
     rows, previous = [], None
     for r in departures.itertuples(index=False):
         chapter = str(r.chapter)
-        rows.append({"Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
-                     "Topic": htmllib.escape(str(r.topic)),
-                     "The paper or its released code": htmllib.escape(str(r.paper)),
-                     "This book": htmllib.escape(str(r.book)), "Why": htmllib.escape(str(r.reason))})
+        rows.append(
+            {
+                "Chapter": _chapter_cell(chapter, link) if chapter != previous else "",
+                "Topic": htmllib.escape(str(r.topic)),
+                "The paper or its released code": htmllib.escape(str(r.paper)),
+                "This book": htmllib.escape(str(r.book)),
+                "Why": htmllib.escape(str(r.reason)),
+            }
+        )
         previous = chapter
     return pd.DataFrame(rows, columns=columns)
 
@@ -324,7 +392,6 @@ def build_info(results: Path):
                 values.append(str(value))
         rows.append({"Field": label, "Value": htmllib.escape(", ".join(values)) if values else "–"})
     return pd.DataFrame(rows, columns=["Field", "Value"])
-
 
 
 VERDICT_COLOURS = {"holds": "tab:green", "does not hold": "tab:red", "inconclusive": "tab:gray"}

@@ -37,8 +37,7 @@ def drop_launch_buttons(app, pagename: str, templatename: str, context: dict, do
         return
     buttons = context.get("header_buttons")
     if isinstance(buttons, list):
-        buttons[:] = [b for b in buttons
-                      if not (isinstance(b, dict) and b.get("label") == LAUNCH_GROUP_LABEL)]
+        buttons[:] = [b for b in buttons if not (isinstance(b, dict) and b.get("label") == LAUNCH_GROUP_LABEL)]
 
 
 def chapter_number(docname: str) -> tuple[int, ...]:

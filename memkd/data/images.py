@@ -36,8 +36,7 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATASETS = ("auto", "cifar10", "digits")
 
 
@@ -88,10 +87,13 @@ def _check_md5(path: Path, md5: str | None, name: str = "path", owner: str = "re
     found = md5sum(path)
     if found != md5:
         raise invalid(
-            name, owner, error=ChecksumError,
+            name,
+            owner,
+            error=ChecksumError,
             says=f"must give the official {CIFAR10_ARCHIVE}: {path} has MD5 {found}, expected {md5} (the "
-                 f"published checksum of {CIFAR10_ARCHIVE}). The file is damaged or not the official archive: "
-                 f"delete it and download it again from {CIFAR10_URL}.")
+            f"published checksum of {CIFAR10_ARCHIVE}). The file is damaged or not the official archive: "
+            f"delete it and download it again from {CIFAR10_URL}.",
+        )
 
 
 def _unpickle(raw: bytes) -> dict:
@@ -105,13 +107,16 @@ def _batches_to_set(batches: list[dict], meta: dict | None, source: str) -> Imag
     if meta is not None and b"label_names" in meta:
         names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"])
     if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(x) != len(y):
-        raise invalid("path", "read_cifar10_archive", must="hold (N, 3072) uint8 data and N labels",
-                      shown=f"{source}, which holds data of shape {x.shape} and {len(y)} labels,")
+        raise invalid(
+            "path",
+            "read_cifar10_archive",
+            must="hold (N, 3072) uint8 data and N labels",
+            shown=f"{source}, which holds data of shape {x.shape} and {len(y)} labels,",
+        )
     return ImageSet(x, y, "cifar10", (3, 32, 32), names, source)
 
 
-def read_cifar10_archive(path: str | Path, split: str = "train",
-                         md5: str | None = CIFAR10_MD5) -> ImageSet:
+def read_cifar10_archive(path: str | Path, split: str = "train", md5: str | None = CIFAR10_MD5) -> ImageSet:
     """Read the official python-format archive (a .tar.gz) or its extracted folder.
 
     split : "train" (data_batch_1..5, 50,000 images) or "test" (test_batch, 10,000 images).
@@ -129,6 +134,7 @@ def read_cifar10_archive(path: str | Path, split: str = "train",
         return _batches_to_set(batches, meta, str(folder))
     _check_md5(path, md5)
     with tarfile.open(path, "r:gz") as archive:
+
         def member(name: str) -> bytes | None:
             try:
                 handle = archive.extractfile(f"{CIFAR10_FOLDER}/{name}")
@@ -139,8 +145,12 @@ def read_cifar10_archive(path: str | Path, split: str = "train",
         raw = [member(n) for n in names]
         missing = [n for n, r in zip(names, raw) if r is None]
         if missing:
-            raise invalid("path", "read_cifar10_archive", "the python-format CIFAR-10 archive",
-                          shown=f"{path}, which lacks {CIFAR10_FOLDER}/{missing[0]},")
+            raise invalid(
+                "path",
+                "read_cifar10_archive",
+                "the python-format CIFAR-10 archive",
+                shown=f"{path}, which lacks {CIFAR10_FOLDER}/{missing[0]},",
+            )
         meta_raw = member("batches.meta")
     meta = _unpickle(meta_raw) if meta_raw is not None else None
     return _batches_to_set([_unpickle(r) for r in raw], meta, str(path))
@@ -156,8 +166,9 @@ def _missing_message(folder: Path, reason: str) -> str:
     )
 
 
-def download_cifar10(folder: str | Path | None = None, url: str = CIFAR10_URL,
-                     md5: str = CIFAR10_MD5, timeout: float = 30.0) -> Path:
+def download_cifar10(
+    folder: str | Path | None = None, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, timeout: float = 30.0
+) -> Path:
     """Download the archive into `folder` (default: the cache), verify its MD5, return its path."""
     folder = Path(folder) if folder is not None else cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -188,12 +199,18 @@ def _load_torchvision(root: Path, split: str, download: bool) -> ImageSet:
         raise DatasetUnavailable(_missing_message(root, f"torchvision: {err}")) from err
     # torchvision keeps (N, 32, 32, 3); the archive's layout is channel-major (N, 3, 32, 32)
     x = np.ascontiguousarray(np.asarray(data.data).transpose(0, 3, 1, 2)).reshape(len(data.data), -1)
-    return ImageSet(x, np.asarray(data.targets, dtype=np.int64), "cifar10", (3, 32, 32),
-                    tuple(data.classes), "torchvision")
+    return ImageSet(
+        x, np.asarray(data.targets, dtype=np.int64), "cifar10", (3, 32, 32), tuple(data.classes), "torchvision"
+    )
 
 
-def load_cifar10(root: str | Path | None = None, split: str = "train", download: bool = True,
-                 md5: str | None = CIFAR10_MD5, use_torchvision: bool | None = None) -> ImageSet:
+def load_cifar10(
+    root: str | Path | None = None,
+    split: str = "train",
+    download: bool = True,
+    md5: str | None = CIFAR10_MD5,
+    use_torchvision: bool | None = None,
+) -> ImageSet:
     """CIFAR-10 as uint8 (N, 3072) images and int64 labels.
 
     root : the archive itself, or a folder holding it (or its extracted folder); default: the cache.
@@ -226,12 +243,17 @@ def load_digits() -> ImageSet:
         ) from err
     bunch = sk_load_digits()
     x = np.asarray(bunch.data, dtype=np.uint8)  # values 0..16
-    return ImageSet(x, np.asarray(bunch.target, dtype=np.int64), "digits", (1, 8, 8),
-                    tuple(str(i) for i in range(10)), "sklearn.datasets.load_digits")
+    return ImageSet(
+        x,
+        np.asarray(bunch.target, dtype=np.int64),
+        "digits",
+        (1, 8, 8),
+        tuple(str(i) for i in range(10)),
+        "sklearn.datasets.load_digits",
+    )
 
 
-def load_images(dataset: str = "auto", root: str | Path | None = None,
-                download: bool = True) -> tuple[ImageSet, str]:
+def load_images(dataset: str = "auto", root: str | Path | None = None, download: bool = True) -> tuple[ImageSet, str]:
     """The training images of `dataset`, and a note ("" unless "auto" fell back to digits).
 
     dataset : "cifar10" (fails loudly when unavailable), "digits", or "auto" (CIFAR-10 when it can
@@ -246,8 +268,10 @@ def load_images(dataset: str = "auto", root: str | Path | None = None,
     except DatasetUnavailable as err:
         if dataset == "cifar10":
             raise
-        note = ("CIFAR-10 could not be loaded here, so this run uses scikit-learn's 8x8 digits "
-                f"instead: not run on CIFAR-10 in this build. ({str(err).split(' (')[0]}.)")
+        note = (
+            "CIFAR-10 could not be loaded here, so this run uses scikit-learn's 8x8 digits "
+            f"instead: not run on CIFAR-10 in this build. ({str(err).split(' (')[0]}.)"
+        )
         return load_digits(), note
 
 
@@ -293,19 +317,18 @@ def permute_pixels(x: np.ndarray, image_shape: tuple[int, int, int], seed: int) 
     return view[:, :, order].reshape(len(x), -1)
 
 
-def standardize(x: np.ndarray, image_shape: tuple[int, int, int],
-                reference: np.ndarray | None = None) -> np.ndarray:
+def standardize(x: np.ndarray, image_shape: tuple[int, int, int], reference: np.ndarray | None = None) -> np.ndarray:
     """float32 images with zero mean and unit variance per channel (statistics of `reference`)."""
-    ref = _pixel_view(np.asarray(x if reference is None else reference, dtype=np.float32),
-                      image_shape)
+    ref = _pixel_view(np.asarray(x if reference is None else reference, dtype=np.float32), image_shape)
     mean = ref.mean(axis=(0, 2), keepdims=True)
     std = ref.std(axis=(0, 2), keepdims=True) + 1e-6
     out = (_pixel_view(np.asarray(x, dtype=np.float32), image_shape) - mean) / std
     return out.reshape(len(x), -1).astype(np.float32)
 
 
-def split_memorized(y: np.ndarray, fraction: float = 0.8, seed: int = 0,
-                    per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def split_memorized(
+    y: np.ndarray, fraction: float = 0.8, seed: int = 0, per_class: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the memorized set D (balanced classes) and of the trivial set (the rest).
 
     Each class gives the same number of images to D: `per_class` when given (a subsample, for
@@ -320,9 +343,13 @@ def split_memorized(y: np.ndarray, fraction: float = 0.8, seed: int = 0,
     rest_take = None if per_class is None else int(round(per_class * (1 - fraction) / fraction))
     if take < 1 or take >= counts.min():
         name, value = ("per_class", per_class) if per_class is not None else ("fraction", fraction)
-        raise invalid(name, "split_memorized",
-                      must=f"leave a trivial set: {take} images per class in D leaves none (the "
-                           f"smallest class has {counts.min()} images)", got=value)
+        raise invalid(
+            name,
+            "split_memorized",
+            must=f"leave a trivial set: {take} images per class in D leaves none (the "
+            f"smallest class has {counts.min()} images)",
+            got=value,
+        )
     memorized, trivial = [], []
     for c in classes:
         idx = rng.permutation(np.flatnonzero(y == c))

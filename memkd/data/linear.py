@@ -49,16 +49,25 @@ def standardized_gaussian(n: int, d: int, gen: torch.Generator) -> Tensor:
     return (x - x.mean(0)) / x.std(0).clamp_min(1e-12)
 
 
-def make_linear_data(per_class: Sequence[int], classes: int, input_dim: int, seeds: Sequence[int],
-                     fresh: int = 1000, device: torch.device | str = "cpu") -> LinearData:
+def make_linear_data(
+    per_class: Sequence[int],
+    classes: int,
+    input_dim: int,
+    seeds: Sequence[int],
+    fresh: int = 1000,
+    device: torch.device | str = "cpu",
+) -> LinearData:
     """One dataset per entry of `per_class` (n points of each class, labels in class blocks), float64.
 
     `seeds[k]` alone draws dataset k and its `fresh` inputs, so a dataset is the same in any batch.
     """
     if len(per_class) != len(seeds):
-        raise invalid("seeds", "make_linear_data",
-                      must=f"have the same length as 'per_class' ({len(per_class)}), one seed per "
-                           "dataset", shown=f"{len(seeds)} seeds")
+        raise invalid(
+            "seeds",
+            "make_linear_data",
+            must=f"have the same length as 'per_class' ({len(per_class)}), one seed per dataset",
+            shown=f"{len(seeds)} seeds",
+        )
     n_max = classes * max(per_class)
     k = len(per_class)
     x = torch.zeros(k, n_max, input_dim, dtype=torch.float64)
@@ -76,9 +85,11 @@ def student_mask(data: LinearData, rhos: Sequence[float]) -> Tensor:
     """Which points each student sees: the first floor(rho * n) of each class. (K, M, N) bool, M = len(rhos)."""
     k, n = data.y.shape
     within = torch.arange(n, device=data.y.device).expand(k, n) % torch.tensor(
-        [max(pc, 1) for pc in data.per_class], device=data.y.device).view(k, 1)  # position within its class
-    counts = torch.tensor([[math.floor(r * pc + 1e-9) for r in rhos] for pc in data.per_class],
-                          device=data.y.device)  # (K, M)
+        [max(pc, 1) for pc in data.per_class], device=data.y.device
+    ).view(k, 1)  # position within its class
+    counts = torch.tensor(
+        [[math.floor(r * pc + 1e-9) for r in rhos] for pc in data.per_class], device=data.y.device
+    )  # (K, M)
     return data.valid.unsqueeze(1) & (within.unsqueeze(1) < counts.unsqueeze(-1))
 
 

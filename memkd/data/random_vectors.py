@@ -65,10 +65,11 @@ def split_per_class(y: Tensor, alpha: float, seed: int) -> tuple[Tensor, Tensor]
         k = int(round(alpha * len(members)))
         if k == 0 or k == len(members):
             raise invalid(
-                "alpha", "split_per_class",
+                "alpha",
+                "split_per_class",
                 says=f"leaves class {c} with {k} of {len(members)} samples for the student: every class needs "
-                     "at least one student sample and one held-out sample. Use more samples per class or an "
-                     f"alpha further from 0 and 1. Got {alpha!r} instead."
+                "at least one student sample and one held-out sample. Use more samples per class or an "
+                f"alpha further from 0 and 1. Got {alpha!r} instead.",
             )
         train.append(members[:k])
         test.append(members[k:])

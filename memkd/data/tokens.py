@@ -48,8 +48,7 @@ def all_pairs(modulus: int) -> tuple[torch.Tensor, torch.Tensor]:
     return tokens, (a + b) % modulus
 
 
-def make_modular_addition(modulus: int, fraction: float, seed: int = 0,
-                          balanced: bool = False) -> ModularAddition:
+def make_modular_addition(modulus: int, fraction: float, seed: int = 0, balanced: bool = False) -> ModularAddition:
     """Modular addition with a random `fraction` of all k^2 pairs as the memorized set D.
 
     balanced=False: round(fraction * k^2) pairs drawn at random. balanced=True: round(fraction * k)
@@ -68,9 +67,12 @@ def make_modular_addition(modulus: int, fraction: float, seed: int = 0,
     if balanced:
         take = int(round(fraction * modulus))
         if not 1 <= take < modulus:
-            raise invalid("fraction", "make_modular_addition",
-                          says=f"({fraction!r}) gives {take} of the {modulus} pairs of each answer with "
-                               "balanced=True: it must leave at least one pair of each answer in D and one outside.")
+            raise invalid(
+                "fraction",
+                "make_modular_addition",
+                says=f"({fraction!r}) gives {take} of the {modulus} pairs of each answer with "
+                "balanced=True: it must leave at least one pair of each answer in D and one outside.",
+            )
         answers = labels.numpy()
         chosen = np.concatenate([rng.permutation(np.flatnonzero(answers == c))[:take] for c in range(modulus)])
         inside = np.zeros(len(answers), dtype=bool)
@@ -78,5 +80,4 @@ def make_modular_addition(modulus: int, fraction: float, seed: int = 0,
         return ModularAddition(int(modulus), tokens, labels, np.flatnonzero(inside), np.flatnonzero(~inside))
     order = rng.permutation(len(labels))
     size = int(round(fraction * len(labels)))
-    return ModularAddition(int(modulus), tokens, labels, np.sort(order[:size]),
-                           np.sort(order[size:]))
+    return ModularAddition(int(modulus), tokens, labels, np.sort(order[:size]), np.sort(order[size:]))

@@ -91,8 +91,9 @@ def gpt2_tokens(triples: Tensor, tokenizer: Any, max_length: int = 10) -> tuple[
     return out["input_ids"].to(torch.int64), out["attention_mask"].to(torch.bool)
 
 
-def tokenize(triples: Tensor, tokenization: str, high: int, tokenizer: Any = None,
-             max_length: int = 10) -> tuple[Tensor, Tensor]:
+def tokenize(
+    triples: Tensor, tokenization: str, high: int, tokenizer: Any = None, max_length: int = 10
+) -> tuple[Tensor, Tensor]:
     """Tokens and mask of `triples` by `tokenization` (one of TOKENIZATIONS; "gpt2" needs `tokenizer`)."""
     if tokenization == "number":
         return number_tokens(triples)

@@ -32,20 +32,31 @@ from memkd.config import Constraint, class_counts_knob, knob, make_config, real_
 from memkd.declare import experiment
 from memkd.device import resolve_device
 from memkd.experiments.linear_recovery import (
-    LINEAR_COLUMNS, LinearConfig, dtype_knob, linear_table, student_grid, teachers_for,
+    LINEAR_COLUMNS,
+    LinearConfig,
+    dtype_knob,
+    linear_table,
+    student_grid,
+    teachers_for,
 )
 from memkd.experiments.temperature_window import SOLVERS, solvers_knob
 from memkd.models.linear import DTYPES
 
 # The released Fig 4b's three designs: n per class = int(a d / f(C)); knob name -> (design name, f)
 DESIGNS: dict[str, tuple[str, Callable[[float], float]]] = {
-    "a_log_c": ("log_c", math.log), "a_sqrt_c": ("sqrt_c", math.sqrt), "a_c": ("c", float)}
+    "a_log_c": ("log_c", math.log),
+    "a_sqrt_c": ("sqrt_c", math.sqrt),
+    "a_c": ("c", float),
+}
 RELEASED_A = tuple(float(f"{a:.4g}") for a in np.linspace(0.5, 2.0, 10))  # np.linspace(0.5, 2.0, 10)
 _FACTOR = real_interval(0, 100)
 # a design's factors: a list that may be empty (the design is then not run)
-A_VALUES = Constraint(lambda v: isinstance(v, (list, tuple)) and all(_FACTOR.check(i) for i in v),
-                      f"a list (empty: the design is not run), each item {_FACTOR.allowed}",
-                      lambda v: tuple(float(i) for i in v), _FACTOR)
+A_VALUES = Constraint(
+    lambda v: isinstance(v, (list, tuple)) and all(_FACTOR.check(i) for i in v),
+    f"a list (empty: the design is not run), each item {_FACTOR.allowed}",
+    lambda v: tuple(float(i) for i in v),
+    _FACTOR,
+)
 
 
 def per_class_of(a: float, input_dim: int, classes: int, f: Callable[[float], float]) -> int:
@@ -58,37 +69,75 @@ class ClassScalingConfig(LinearConfig):
     # sizes come from the designs below, not from a list of N/d
     n_over_d: tuple = field(default=(), metadata={"internal": True})
     class_counts: tuple = class_counts_knob((2, 10, 20, 30, 40, 50))
-    a_log_c: tuple = knob(RELEASED_A, A_VALUES, "factors a of the design n per class = int(a d / ln C) "
-                          "(empty: not run)")
-    a_sqrt_c: tuple = knob(RELEASED_A, A_VALUES, "factors a of the design n per class = int(a d / sqrt C) "
-                           "(empty: not run)")
-    a_c: tuple = knob((), A_VALUES, "factors a of the design n per class = int(a d / C), i.e. N/d = a "
-                      "(the released script runs it at d = 1000; empty: not run)")
+    a_log_c: tuple = knob(
+        RELEASED_A, A_VALUES, "factors a of the design n per class = int(a d / ln C) (empty: not run)"
+    )
+    a_sqrt_c: tuple = knob(
+        RELEASED_A, A_VALUES, "factors a of the design n per class = int(a d / sqrt C) (empty: not run)"
+    )
+    a_c: tuple = knob(
+        (),
+        A_VALUES,
+        "factors a of the design n per class = int(a d / C), i.e. N/d = a "
+        "(the released script runs it at d = 1000; empty: not run)",
+    )
     temperatures: tuple = temperatures_knob((10.0,))
     solvers: tuple = solvers_knob()
     dtype: str = dtype_knob()
 
-    RENAMED = {"students": "the students of class_scaling are chosen by 'solvers' (adam, exact); their seeds "
-                           "per setting by 'seeds_per_setting'",
-               "classes": "use 'class_counts' (the numbers of classes C, one set of designs each; 'classes' is one C "
-                          "elsewhere)"}
+    RENAMED = {
+        "students": "the students of class_scaling are chosen by 'solvers' (adam, exact); their seeds "
+        "per setting by 'seeds_per_setting'",
+        "classes": "use 'class_counts' (the numbers of classes C, one set of designs each; 'classes' is one C "
+        "elsewhere)",
+    }
     TABLE_COLUMNS = LINEAR_COLUMNS + ("scaling", "a", "n_per_class", "a_log_c", "a_sqrt_c")
     COLUMN_NOTES = LinearConfig.COLUMN_NOTES
 
     PROFILE_VALUES = {
-        "smoke": {"input_dim": 20, "class_counts": (2, 6), "rhos": (0.55,), "a_log_c": (0.4, 1.6), "a_sqrt_c": (), "a_c": (1.2, 2.4, 3.6),
-                  "teachers": 2, "teacher_epochs": 300, "epochs": 400, "fresh": 200},
+        "smoke": {
+            "input_dim": 20,
+            "class_counts": (2, 6),
+            "rhos": (0.55,),
+            "a_log_c": (0.4, 1.6),
+            "a_sqrt_c": (),
+            "a_c": (1.2, 2.4, 3.6),
+            "teachers": 2,
+            "teacher_epochs": 300,
+            "epochs": 400,
+            "fresh": 200,
+        },
         # d = 50 and three class counts: every size of C = 10 and 30 costs little, and C = 30 still has sizes
         # below the line (n = 2, 3); the designs' factors bracket the line (a d / C) and the capacity (a d / ln C).
         # 10 teachers per size: the exact claims' plans (plans.yml) need 31 teachers after Holm; the capacity
         # claims rest on about 30 teachers each (0.8 ** 30 = 0.0012 when all agree; with 5 per size, 15 teachers
         # gave 0.035, which Holm's bar in the published block did not clear); the pilot (seed 1) put the capacity of
         # this budget's teachers between n ln C / d = 0.5 and 0.95 for every C
-        "quick": {"input_dim": 50, "class_counts": (2, 10, 30), "rhos": (0.55,), "a_log_c": (0.5, 0.75, 1.0, 1.5), "a_sqrt_c": (0.5, 1.0),
-                  "a_c": (1.2, 2.0, 3.0), "teachers": 10, "teacher_epochs": 1000, "teacher_lr": 1e-2, "epochs": 1000},
+        "quick": {
+            "input_dim": 50,
+            "class_counts": (2, 10, 30),
+            "rhos": (0.55,),
+            "a_log_c": (0.5, 0.75, 1.0, 1.5),
+            "a_sqrt_c": (0.5, 1.0),
+            "a_c": (1.2, 2.0, 3.0),
+            "teachers": 10,
+            "teacher_epochs": 1000,
+            "teacher_lr": 1e-2,
+            "epochs": 1000,
+        },
         # the released Fig 4b at d = 100: both d = 100 designs, 10 factors each, 5 repeats, the released budgets
-        "paper": {"input_dim": 100, "rhos": (0.55,), "a_log_c": RELEASED_A, "a_sqrt_c": RELEASED_A, "a_c": (), "teachers": 5,
-                  "teacher_epochs": 5_000, "teacher_lr": 1e-3, "epochs": 10_000, "lr": 1e-4},
+        "paper": {
+            "input_dim": 100,
+            "rhos": (0.55,),
+            "a_log_c": RELEASED_A,
+            "a_sqrt_c": RELEASED_A,
+            "a_c": (),
+            "teachers": 5,
+            "teacher_epochs": 5_000,
+            "teacher_lr": 1e-3,
+            "epochs": 10_000,
+            "lr": 1e-4,
+        },
     }
 
     def designs(self) -> list[tuple[str, str, tuple[float, ...], Callable[[float], float]]]:
@@ -97,8 +146,11 @@ class ClassScalingConfig(LinearConfig):
 
     def check(self) -> None:
         if not self.designs():
-            self.fail("a_c", "must be non-empty when a_log_c and a_sqrt_c are empty: at least one design must "
-                      f"run. Got a_log_c={self.a_log_c}, a_sqrt_c={self.a_sqrt_c}, a_c={self.a_c} instead.")
+            self.fail(
+                "a_c",
+                "must be non-empty when a_log_c and a_sqrt_c are empty: at least one design must "
+                f"run. Got a_log_c={self.a_log_c}, a_sqrt_c={self.a_sqrt_c}, a_c={self.a_c} instead.",
+            )
         for knob_name, _, factors, f in self.designs():
             for c in self.class_counts:
                 sizes = [per_class_of(a, self.input_dim, c, f) for a in factors]
@@ -106,13 +158,19 @@ class ClassScalingConfig(LinearConfig):
                     seen = min(math.floor(rho * n + 1e-9) for rho in self.rhos)
                     top = max(math.floor(rho * n + 1e-9) for rho in self.rhos)
                     if n < 2 or seen < 1 or top > n - 1:
-                        self.fail(knob_name, f"contains {a}, which with input_dim={self.input_dim} and C = {c} gives "
-                                  f"n = {n} per class, of which rho = {self.rhos} shows the student between {seen} "
-                                  f"and {top}: each class needs at least one seen and one held-out point. Choose "
-                                  "a larger a or input_dim.")
+                        self.fail(
+                            knob_name,
+                            f"contains {a}, which with input_dim={self.input_dim} and C = {c} gives "
+                            f"n = {n} per class, of which rho = {self.rhos} shows the student between {seen} "
+                            f"and {top}: each class needs at least one seen and one held-out point. Choose "
+                            "a larger a or input_dim.",
+                        )
                 if len(set(sizes)) < len(sizes):
-                    self.fail(knob_name, f"must give distinct sizes n per class at every C. Got {factors}, which "
-                              f"with input_dim={self.input_dim} and C = {c} gives n = {sizes} instead.")
+                    self.fail(
+                        knob_name,
+                        f"must give distinct sizes n per class at every C. Got {factors}, which "
+                        f"with input_dim={self.input_dim} and C = {c} gives n = {sizes} instead.",
+                    )
         if len(self.class_counts) != len(set(self.class_counts)):
             self.fail("class_counts", f"must not repeat a class count. Got {self.class_counts} instead.")
 
@@ -166,13 +224,28 @@ def class_scaling(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
             sub = replace(cfg, n_over_d=tuple(c * n / cfg.input_dim for n in group))  # N/d of each size
             data, w, ids = teachers_for(sub, c, c, device, DTYPES[cfg.dtype])
             for solver in cfg.solvers:
-                for shuffled in ((False, True) if cfg.shuffle else (False,)):
-                    for row in student_grid(sub, data, w, ids, kind=SOLVERS[solver], temperatures=cfg.temperatures,
-                                            dtype=cfg.dtype, shuffled=shuffled):
+                for shuffled in (False, True) if cfg.shuffle else (False,):
+                    for row in student_grid(
+                        sub,
+                        data,
+                        w,
+                        ids,
+                        kind=SOLVERS[solver],
+                        temperatures=cfg.temperatures,
+                        dtype=cfg.dtype,
+                        shuffled=shuffled,
+                    ):
                         n = round(row["n_over_d"] * cfg.input_dim / c)
-                        rows.append({**row, "scaling": sizes[n][0], "a": sizes[n][1], "n_per_class": n,
-                                     "a_log_c": n * math.log(c) / cfg.input_dim,
-                                     "a_sqrt_c": n * math.sqrt(c) / cfg.input_dim})
+                        rows.append(
+                            {
+                                **row,
+                                "scaling": sizes[n][0],
+                                "a": sizes[n][1],
+                                "n_per_class": n,
+                                "a_log_c": n * math.log(c) / cfg.input_dim,
+                                "a_sqrt_c": n * math.sqrt(c) / cfg.input_dim,
+                            }
+                        )
     return linear_table(rows, "class_scaling", cfg)
 
 
@@ -181,8 +254,9 @@ def class_scaling(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
 UNITS = {"a_log_c": "n ln C / d", "a_sqrt_c": "n sqrt C / d", "n_over_d": "n C / d = N / d"}
 
 
-def students_of(table: pd.DataFrame, solver: str = "adam", shuffled: bool = False,
-                temperature: float | None = None) -> pd.DataFrame:
+def students_of(
+    table: pd.DataFrame, solver: str = "adam", shuffled: bool = False, temperature: float | None = None
+) -> pd.DataFrame:
     """The students of one solver, shuffled or not, at `temperature` (None: the table's first)."""
     t = sorted(table["temperature"].unique())[0] if temperature is None else temperature
     return table[(table["solver"] == solver) & (table["shuffled"] == shuffled) & np.isclose(table["temperature"], t)]
@@ -196,14 +270,19 @@ def thresholds(table: pd.DataFrame, solver: str = "adam") -> pd.DataFrame:
     rows = []
     for c, part in students_of(table, solver).groupby("classes"):
         d = int(part["input_dim"].iloc[0])
-        per_n = part.groupby("n_per_class").agg(memorized=("teacher_perfect", "all"),
-                                                any_memorized=("teacher_perfect", "any"))
+        per_n = part.groupby("n_per_class").agg(
+            memorized=("teacher_perfect", "all"), any_memorized=("teacher_perfect", "any")
+        )
         ok = part[part["teacher_perfect"]]
         recovered = ok.groupby("n_per_class")["test_acc"].apply(lambda v: bool((v == 1.0).all()))
         fails = [n for n, r in recovered.items() if not r]
         from_n = [n for n, r in recovered.items() if r and all(m < n for m in fails)]
-        row = {"classes": int(c), "input_dim": d, "recovery_n": float(min(from_n)) if from_n else math.nan,
-               "capacity_n": float(per_n.index[per_n["memorized"]].max()) if per_n["memorized"].any() else math.nan}
+        row = {
+            "classes": int(c),
+            "input_dim": d,
+            "recovery_n": float(min(from_n)) if from_n else math.nan,
+            "capacity_n": float(per_n.index[per_n["memorized"]].max()) if per_n["memorized"].any() else math.nan,
+        }
         for quantity in ("recovery", "capacity"):
             n = row[f"{quantity}_n"]
             row[f"{quantity}_a_log_c"] = n * math.log(c) / d
@@ -221,15 +300,33 @@ def collapse(thr: pd.DataFrame) -> pd.DataFrame:
     for quantity in ("recovery", "capacity"):
         for unit, words in UNITS.items():
             v = thr[f"{quantity}_{unit}"].dropna()
-            rows.append({"quantity": quantity, "unit": words, "column": unit, "classes": int(len(v)),
-                         "lowest": float(v.min()) if len(v) else math.nan,
-                         "highest": float(v.max()) if len(v) else math.nan,
-                         "ratio": float(v.max() / v.min()) if len(v) >= 2 and v.min() > 0 else math.nan})
+            rows.append(
+                {
+                    "quantity": quantity,
+                    "unit": words,
+                    "column": unit,
+                    "classes": int(len(v)),
+                    "lowest": float(v.min()) if len(v) else math.nan,
+                    "highest": float(v.max()) if len(v) else math.nan,
+                    "ratio": float(v.max() / v.min()) if len(v) >= 2 and v.min() > 0 else math.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-__all__ = ["ClassScalingConfig", "class_scaling", "DESIGNS", "RELEASED_A", "UNITS", "per_class_of", "design_sizes", "size_groups",
-           "students_of", "thresholds", "collapse"]
+__all__ = [
+    "ClassScalingConfig",
+    "class_scaling",
+    "DESIGNS",
+    "RELEASED_A",
+    "UNITS",
+    "per_class_of",
+    "design_sizes",
+    "size_groups",
+    "students_of",
+    "thresholds",
+    "collapse",
+]
 
 
 # App. Fig 13 (chapter 16's second figure) is chapter 12's experiment on the released grid for C = 10.

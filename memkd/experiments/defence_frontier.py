@@ -30,7 +30,15 @@ import pandas as pd
 import torch
 
 from memkd.config import (
-    POS_INT, Constraint, int_range, knob, list_of, make_config, real_interval, settings_knob, weight_decays_knob,
+    POS_INT,
+    Constraint,
+    int_range,
+    knob,
+    list_of,
+    make_config,
+    real_interval,
+    settings_knob,
+    weight_decays_knob,
 )
 from memkd.defences import withheld_knob
 from memkd.declare import experiment
@@ -59,8 +67,11 @@ def _spec_ok(value: Any) -> bool:
     return isinstance(value, str)
 
 
-SPECS = Constraint(lambda v: isinstance(v, (list, tuple)) and all(_spec_ok(s) for s in v),
-                   "a list of defences as memkd.defences.parse reads them (e.g. 'top5|logprob_round2')", tuple)
+SPECS = Constraint(
+    lambda v: isinstance(v, (list, tuple)) and all(_spec_ok(s) for s in v),
+    "a list of defences as memkd.defences.parse reads them (e.g. 'top5|logprob_round2')",
+    tuple,
+)
 
 # chapter 13's recovery cell at each profile (its quick profile recovers at n = 10 from rho = 0.6 on):
 # d, C, P, n per class, the student's fraction, budgets and learning rates, the teachers. At quick the cell
@@ -68,17 +79,69 @@ SPECS = Constraint(lambda v: isinstance(v, (list, tuple)) and all(_spec_ok(s) fo
 # (2026-12-07, 2 shared cores), 4 teachers x 4 defences took 50 s, and held-out accuracy without a defence
 # was 0.92 to 1.00 (fidelity 0.76 to 0.99): at or near recovery.
 RECOVERY_CELL = {
-    "smoke": dict(input_dim=10, classes=30, teacher_width=40, per_class=6, alphas=(0.67,), teacher_epochs=800,
-                  teacher_lr=3e-3, student_widths=(40,), epochs=400, lrs=(1e-2,), teachers=3),
-    "quick": dict(input_dim=20, classes=100, teacher_width=50, per_class=10, alphas=(0.7,), teacher_epochs=1500,
-                  teacher_lr=1e-3, student_widths=(50,), epochs=1000, lrs=(2e-3,), teachers=4),
-    "paper": dict(input_dim=50, classes=100, teacher_width=50, per_class=10, alphas=(0.7,), teacher_epochs=2000,
-                  teacher_lr=1e-3, student_widths=(50,), epochs=10_000, lrs=(1e-4,), teachers=6),
+    "smoke": dict(
+        input_dim=10,
+        classes=30,
+        teacher_width=40,
+        per_class=6,
+        alphas=(0.67,),
+        teacher_epochs=800,
+        teacher_lr=3e-3,
+        student_widths=(40,),
+        epochs=400,
+        lrs=(1e-2,),
+        teachers=3,
+    ),
+    "quick": dict(
+        input_dim=20,
+        classes=100,
+        teacher_width=50,
+        per_class=10,
+        alphas=(0.7,),
+        teacher_epochs=1500,
+        teacher_lr=1e-3,
+        student_widths=(50,),
+        epochs=1000,
+        lrs=(2e-3,),
+        teachers=4,
+    ),
+    "paper": dict(
+        input_dim=50,
+        classes=100,
+        teacher_width=50,
+        per_class=10,
+        alphas=(0.7,),
+        teacher_epochs=2000,
+        teacher_lr=1e-3,
+        student_widths=(50,),
+        epochs=10_000,
+        lrs=(1e-4,),
+        teachers=6,
+    ),
 }
 
-COLUMNS = ("setting", "dataset", "classes", "input_dim", "family", "strength", "defence", "student", "temperature",
-           "train_acc", "test_acc", "independent_acc", "leak", "fidelity", "leak_baseline", "chance",
-           "teacher_memorized", "p_small", "margin_small", "probe")
+COLUMNS = (
+    "setting",
+    "dataset",
+    "classes",
+    "input_dim",
+    "family",
+    "strength",
+    "defence",
+    "student",
+    "temperature",
+    "train_acc",
+    "test_acc",
+    "independent_acc",
+    "leak",
+    "fidelity",
+    "leak_baseline",
+    "chance",
+    "teacher_memorized",
+    "p_small",
+    "margin_small",
+    "probe",
+)
 
 
 @dataclass(frozen=True)
@@ -94,32 +157,69 @@ class DefenceConfig(RandomDataConfig):
     label_smoothings: tuple = knob((0.2,), list_of(real_interval(0, 1, "left")), "teachers' label smoothing")
     weight_decays: tuple = weight_decays_knob((3e-3,))
     withheld: str = withheld_knob()
-    recovery_defences: tuple = knob(("none", "top5", "round2", "label"), SPECS,
-                                    "the defences of the one-hidden-layer recovery cell")
+    recovery_defences: tuple = knob(
+        ("none", "top5", "round2", "label"), SPECS, "the defences of the one-hidden-layer recovery cell"
+    )
     linear_dim: int = knob(50, int_range(2), "d of the linear teachers")
     linear_n_over_d: float = knob(1.4, real_interval(0, 2), "N / d of the linear teachers (below capacity 2)")
     linear_rho: float = knob(0.8, real_interval(0, 1), "the linear student's fraction (rho N >= d required)")
     linear_temperature: float = knob(10.0, real_interval(0, math.inf), "T of the linear soft labels (chapter 11)")
-    linear_probe_temperatures: tuple = knob((1.0, 3.0), list_of(real_interval(0, math.inf)), "further server "
-                                            "temperatures at which only rounding is probed (the failing decimal moves "
-                                            "with p)")
+    linear_probe_temperatures: tuple = knob(
+        (1.0, 3.0),
+        list_of(real_interval(0, math.inf)),
+        "further server temperatures at which only rounding is probed (the failing decimal moves with p)",
+    )
     linear_teachers: int = knob(12, POS_INT, "linear teachers")
     linear_teacher_epochs: int = knob(500, POS_INT, "linear teachers' full-batch Adam epochs")
-    linear_decimals: tuple = knob(tuple(range(0, 11)), DECIMALS, "decimals of the linear setting's rounded probabilities")
+    linear_decimals: tuple = knob(
+        tuple(range(0, 11)), DECIMALS, "decimals of the linear setting's rounded probabilities"
+    )
     linear_sigmas: tuple = knob((1e-4, 1e-3, 1e-2, 1e-1), SIGMAS, "noise on the linear teacher's scaled logit")
 
     TABLE_COLUMNS = (TEACHER_ID, *COLUMNS)
     RENAMED = {"linear_datasets": "use 'linear_teachers' (the linear teachers, named as the knob 'teachers')"}
     PROFILE_VALUES = {
-        "smoke": dict(SMOKE_PROFILE, teachers=3, students=1, top_ks=(1, 2, 5), decimals=(1, 2), logprob_decimals=(0,),
-                      sigmas=(2.0,), combined=("top5|logprob_round2",), linear_dim=20, linear_teachers=4,
-                      linear_decimals=(0, 2, 4, 6), linear_sigmas=(1e-2,), linear_teacher_epochs=300,
-                      linear_probe_temperatures=(1.0,)),
+        "smoke": dict(
+            SMOKE_PROFILE,
+            teachers=3,
+            students=1,
+            top_ks=(1, 2, 5),
+            decimals=(1, 2),
+            logprob_decimals=(0,),
+            sigmas=(2.0,),
+            combined=("top5|logprob_round2",),
+            linear_dim=20,
+            linear_teachers=4,
+            linear_decimals=(0, 2, 4, 6),
+            linear_sigmas=(1e-2,),
+            linear_teacher_epochs=300,
+            linear_probe_temperatures=(1.0,),
+        ),
         # d = 200, C = 20, 20 per class, width 100: the released code's leak at T = 20 is 0.17 (chance 0.05)
-        "quick": dict(QUICK_PROFILE, input_dim=200, classes=20, per_class=20, teacher_width=100, teacher_epochs=300,
-                      student_widths=(100,), temperatures=(20.0,), lrs=(1e-2,), epochs=150, students=1, teachers=8),
-        "paper": dict(PAPER_PROFILE, teachers=10, top_ks=(1, 5, 20), decimals=(0, 1, 2, 3, 4), logprob_decimals=(0, 1, 2),
-                      linear_dim=200, linear_teachers=10, linear_teacher_epochs=10_000),
+        "quick": dict(
+            QUICK_PROFILE,
+            input_dim=200,
+            classes=20,
+            per_class=20,
+            teacher_width=100,
+            teacher_epochs=300,
+            student_widths=(100,),
+            temperatures=(20.0,),
+            lrs=(1e-2,),
+            epochs=150,
+            students=1,
+            teachers=8,
+        ),
+        "paper": dict(
+            PAPER_PROFILE,
+            teachers=10,
+            top_ks=(1, 5, 20),
+            decimals=(0, 1, 2, 3, 4),
+            logprob_decimals=(0, 1, 2),
+            linear_dim=200,
+            linear_teachers=10,
+            linear_teacher_epochs=10_000,
+        ),
     }
 
     def check(self) -> None:
@@ -129,8 +229,11 @@ class DefenceConfig(RandomDataConfig):
                 self.fail("top_ks", f"must hold ks in [1, C = {self.classes}]. Got {self.top_ks!r} instead.")
         n = 2 * round(self.linear_n_over_d * self.linear_dim / 2)
         if math.floor(self.linear_rho * n / 2 + 1e-9) * 2 < self.linear_dim:
-            self.fail("linear_rho", f"must put the linear student above the line (rho N >= d = {self.linear_dim}, "
-                      f"N = {n}). Got {self.linear_rho!r} instead.")
+            self.fail(
+                "linear_rho",
+                f"must put the linear student above the line (rho N >= d = {self.linear_dim}, "
+                f"N = {n}). Got {self.linear_rho!r} instead.",
+            )
 
 
 def defence_grid(cfg: DefenceConfig) -> list[tuple[str, float, str]]:
@@ -144,25 +247,49 @@ def defence_grid(cfg: DefenceConfig) -> list[tuple[str, float, str]]:
     return grid + [("label only", 0.0, "label")]
 
 
-def _mlp_rows(cfg: RandomDataConfig, grid: Sequence[tuple[str, float, str]], setting: str,
-              teacher_overrides: dict | None = None, family: str = "", strength: float = 0.0) -> list[dict]:
+def _mlp_rows(
+    cfg: RandomDataConfig,
+    grid: Sequence[tuple[str, float, str]],
+    setting: str,
+    teacher_overrides: dict | None = None,
+    family: str = "",
+    strength: float = 0.0,
+) -> list[dict]:
     """Teachers of `cfg` (with `teacher_overrides`), then one student per (teacher, defence, seed)."""
     tasks = memorization_tasks(cfg, require_memorization=False, teacher_overrides=teacher_overrides)
     alpha, width, temperature = cfg.alphas[0], cfg.student_widths[0], cfg.temperatures[0]
     splits = [split(t, alpha, cfg) for t in tasks]
-    members = [{**m, "family": f, "strength": s, "defence": spec}
-               for (f, s, spec) in grid for m in member_grid(temperature=(temperature,), lr=cfg.lrs, student=range(cfg.students))]
-    targets = [torch.stack([parse(m["defence"]).targets(t.logits[tr], temperature, seed=derive_seed(cfg.seed, "probe", t.dataset, i),
-                                                        withheld=cfg.withheld)
-                            for i, m in enumerate(members)]).to(torch.float32) for t, (tr, _) in zip(tasks, splits)]
-    rows = distill(tasks, splits, cfg=cfg, kind="soft", width=width, members=members, targets=targets,
-                   setting=(setting,))  # one initialization per student index: paired across defences and teachers
+    members = [
+        {**m, "family": f, "strength": s, "defence": spec}
+        for (f, s, spec) in grid
+        for m in member_grid(temperature=(temperature,), lr=cfg.lrs, student=range(cfg.students))
+    ]
+    targets = [
+        torch.stack(
+            [
+                parse(m["defence"]).targets(
+                    t.logits[tr], temperature, seed=derive_seed(cfg.seed, "probe", t.dataset, i), withheld=cfg.withheld
+                )
+                for i, m in enumerate(members)
+            ]
+        ).to(torch.float32)
+        for t, (tr, _) in zip(tasks, splits)
+    ]
+    rows = distill(
+        tasks, splits, cfg=cfg, kind="soft", width=width, members=members, targets=targets, setting=(setting,)
+    )  # one initialization per student index: paired across defences and teachers
     for r in rows:
         if family:  # a teacher-side defence: the teacher differs, the server answers plainly
             r.update(family=family, strength=strength)
-        r.update(setting=setting, classes=cfg.classes, input_dim=cfg.input_dim, probe=False,
-                 fidelity=r["teacher_agreement_independent"],
-                 leak=r["test_acc"] - r["independent_acc"], leak_baseline="own fresh accuracy")
+        r.update(
+            setting=setting,
+            classes=cfg.classes,
+            input_dim=cfg.input_dim,
+            probe=False,
+            fidelity=r["teacher_agreement_independent"],
+            leak=r["test_acc"] - r["independent_acc"],
+            leak_baseline="own fresh accuracy",
+        )
     return rows
 
 
@@ -171,31 +298,70 @@ def _linear_rows(cfg: DefenceConfig, device: torch.device) -> list[dict]:
     from the rounded answers at each of `linear_probe_temperatures` (rows marked `probe`)."""
     pc = round(cfg.linear_n_over_d * cfg.linear_dim / 2)
     ids = list(range(cfg.linear_teachers))
-    data = make_linear_data([pc] * len(ids), 2, cfg.linear_dim,
-                            [derive_seed(cfg.seed, "data", "linear", k, cfg.linear_dim) for k in ids], 1000, device)
-    w = train_teachers(data, 1, [derive_seed(cfg.seed, "teacher", "linear", k) for k in ids], cfg.linear_teacher_epochs,
-                       1e-2, torch.float32)
+    data = make_linear_data(
+        [pc] * len(ids),
+        2,
+        cfg.linear_dim,
+        [derive_seed(cfg.seed, "data", "linear", k, cfg.linear_dim) for k in ids],
+        1000,
+        device,
+    )
+    w = train_teachers(
+        data,
+        1,
+        [derive_seed(cfg.seed, "teacher", "linear", k) for k in ids],
+        cfg.linear_teacher_epochs,
+        1e-2,
+        torch.float32,
+    )
     perfect = teacher_accuracy(linear_logits(w, data.x)[:, 0], data.y, data.valid).cpu() == 1.0
     rounding = [("round", float(r), f"round{r}") for r in cfg.linear_decimals]
-    grid = ([("none", 0.0, "none")] + rounding + [("logprob round", float(r), f"logprob_round{r}") for r in cfg.linear_decimals]
-            + [("noise", float(s), f"noise{s:g}") for s in cfg.linear_sigmas] + [("label only", 0.0, "label")])
+    grid = (
+        [("none", 0.0, "none")]
+        + rounding
+        + [("logprob round", float(r), f"logprob_round{r}") for r in cfg.linear_decimals]
+        + [("noise", float(s), f"noise{s:g}") for s in cfg.linear_sigmas]
+        + [("label only", 0.0, "label")]
+    )
     rows = _linear_students(cfg, data, w, perfect, cfg.linear_temperature, grid, probe=False)
     for t in cfg.linear_probe_temperatures:
         rows += _linear_students(cfg, data, w, perfect, t, rounding, probe=True)
     return rows
 
 
-def _linear_students(cfg: DefenceConfig, data: Any, w: torch.Tensor, perfect: torch.Tensor, t: float,
-                     grid: Sequence[tuple[str, float, str]], probe: bool) -> list[dict]:
+def _linear_students(
+    cfg: DefenceConfig,
+    data: Any,
+    w: torch.Tensor,
+    perfect: torch.Tensor,
+    t: float,
+    grid: Sequence[tuple[str, float, str]],
+    probe: bool,
+) -> list[dict]:
     """Rows of the exact students of every teacher (K) and defence of `grid` (M) when the server answers at T = t."""
     ids = range(len(perfect))
     z = linear_logits(w, data.x)[:, 0] / t  # (K, N, 2)
-    probs = torch.stack([parse(spec).apply(z, seed=[derive_seed(cfg.seed, "probe", "linear", k) for k in ids])
-                         .completed(cfg.withheld) for _, _, spec in grid], dim=1)  # (K, M, N, 2)
+    probs = torch.stack(
+        [
+            parse(spec)
+            .apply(z, seed=[derive_seed(cfg.seed, "probe", "linear", k) for k in ids])
+            .completed(cfg.withheld)
+            for _, _, spec in grid
+        ],
+        dim=1,
+    )  # (K, M, N, 2)
     mask = student_mask(data, [cfg.linear_rho] * len(grid))  # (K, M, N)
     ws = solve_soft_labels(data.x, probs, mask, 1)  # (K, D, M, 1)
-    metrics = recovery_metrics(linear_logits(ws, data.x), linear_logits(ws, data.fresh), linear_logits(w, data.fresh),
-                               data.y, data.valid, mask, probs, torch.full(mask.shape[:2], 1 / t, dtype=torch.float64))
+    metrics = recovery_metrics(
+        linear_logits(ws, data.x),
+        linear_logits(ws, data.fresh),
+        linear_logits(w, data.fresh),
+        data.y,
+        data.valid,
+        mask,
+        probs,
+        torch.full(mask.shape[:2], 1 / t, dtype=torch.float64),
+    )
     p_true = torch.softmax(z, -1).min(-1).values  # (K, N): the smaller probability of each point
     held = data.valid & ~mask[:, 0]
     rows = []
@@ -204,12 +370,30 @@ def _linear_students(cfg: DefenceConfig, data: Any, w: torch.Tensor, perfect: to
         margin = float((z[k, :, 1] - z[k, :, 0]).abs()[held[k]].min())
         for j, (family, strength, spec) in enumerate(grid):
             acc = float(metrics["test_acc"][k, j])
-            rows.append({"setting": "linear", "dataset": k, "classes": 2, "input_dim": cfg.linear_dim, "family": family,
-                         "strength": strength, "defence": spec, "student": 0, "temperature": t,
-                         "train_acc": float(metrics["train_acc"][k, j]), "test_acc": acc,
-                         "independent_acc": math.nan, "leak": acc - 0.5, "fidelity": float(metrics["agreement_fresh"][k, j]),
-                         "leak_baseline": "chance", "chance": 0.5, "teacher_memorized": bool(perfect[k]),
-                         "p_small": p_small, "margin_small": margin, "probe": probe})
+            rows.append(
+                {
+                    "setting": "linear",
+                    "dataset": k,
+                    "classes": 2,
+                    "input_dim": cfg.linear_dim,
+                    "family": family,
+                    "strength": strength,
+                    "defence": spec,
+                    "student": 0,
+                    "temperature": t,
+                    "train_acc": float(metrics["train_acc"][k, j]),
+                    "test_acc": acc,
+                    "independent_acc": math.nan,
+                    "leak": acc - 0.5,
+                    "fidelity": float(metrics["agreement_fresh"][k, j]),
+                    "leak_baseline": "chance",
+                    "chance": 0.5,
+                    "teacher_memorized": bool(perfect[k]),
+                    "p_small": p_small,
+                    "margin_small": margin,
+                    "probe": probe,
+                }
+            )
     return rows
 
 
@@ -236,10 +420,17 @@ def defence_frontier(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     if "linear" in cfg.settings:
         rows += _linear_rows(cfg, device)
     if "one_hidden_layer" in cfg.settings:
-        cell = replace(cfg, **RECOVERY_CELL[cfg.profile], hidden_layers=1, distribution="gaussian",
-                       temperatures=(20.0,), students=1)
-        rows += _mlp_rows(cell, [(_family_of(s), _strength_of(s), s) for s in cfg.recovery_defences],
-                          "one_hidden_layer")
+        cell = replace(
+            cfg,
+            **RECOVERY_CELL[cfg.profile],
+            hidden_layers=1,
+            distribution="gaussian",
+            temperatures=(20.0,),
+            students=1,
+        )
+        rows += _mlp_rows(
+            cell, [(_family_of(s), _strength_of(s), s) for s in cfg.recovery_defences], "one_hidden_layer"
+        )
     table = pd.DataFrame(rows)
     table = table[[c for c in COLUMNS if c in table.columns]]
     table.insert(0, TEACHER_ID, f"{cfg.seed}:" + table["setting"] + "/" + table["dataset"].astype(str))
@@ -256,7 +447,11 @@ def _family_of(spec: str) -> str:
         return "combined"
     name = {"TopK": "top-k", "Noise": "noise", "LabelOnly": "label only", "Temperature": "temperature"}
     step = steps[0]
-    return ("logprob round" if step.of == "logprob" else "round") if hasattr(step, "decimals") else name[type(step).__name__]
+    return (
+        ("logprob round" if step.of == "logprob" else "round")
+        if hasattr(step, "decimals")
+        else name[type(step).__name__]
+    )
 
 
 def _strength_of(spec: str) -> float:

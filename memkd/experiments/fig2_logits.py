@@ -15,7 +15,12 @@ import pandas as pd
 from memkd.declare import experiment
 from memkd.config import knob, make_config, one_of
 from memkd.experiments.random_data import (
-    PAPER_PROFILE, QUICK_PROFILE, SMOKE_PROFILE, RandomDataConfig, alpha_width_settings)
+    PAPER_PROFILE,
+    QUICK_PROFILE,
+    SMOKE_PROFILE,
+    RandomDataConfig,
+    alpha_width_settings,
+)
 from memkd.students import distill, member_grid
 from memkd.tables import tidy
 
@@ -39,11 +44,11 @@ def logit_distillation(profile: str = "quick", targets: str = "soft", **override
     """Fig 2: students learn from sigma_T(teacher logits) (or hard labels: `targets`, the rows'
     `kind`) on alpha of D."""
     cfg = make_config(LogitDistillationConfig, "logit_distillation", profile, {**overrides, "targets": targets})
-    members = member_grid(temperature=cfg.temperatures if cfg.targets == "soft" else (math.nan,), lr=cfg.lrs,
-                          student=range(cfg.students))
+    members = member_grid(
+        temperature=cfg.temperatures if cfg.targets == "soft" else (math.nan,), lr=cfg.lrs, student=range(cfg.students)
+    )
     rows: list[dict] = []
     for tasks, alpha, splits, width in alpha_width_settings(cfg):
-        for r in distill(tasks, splits, cfg=cfg, kind=cfg.targets, width=width, members=members,
-                         setting=(alpha,)):
+        for r in distill(tasks, splits, cfg=cfg, kind=cfg.targets, width=width, members=members, setting=(alpha,)):
             rows.append({**r, "alpha": alpha})
     return tidy(rows, cfg=cfg)

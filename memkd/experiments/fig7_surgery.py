@@ -26,23 +26,36 @@ class SurgeryConfig(RandomDataConfig):
     tail_fractions: tuple = tail_fractions_knob((0.02, 0.05, 0.1, 0.2, 0.5))
 
     SINGLE_VALUED = ("alphas", "student_widths")  # one alpha and one student width
-    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'variant', 'tail_fraction', 'surgery_class')
+    TABLE_COLUMNS = (*DISTILL_COLUMNS, "variant", "tail_fraction", "surgery_class")
     PROFILE_VALUES = {
         "smoke": {**SMOKE_PROFILE, "tail_fractions": (0.1, 0.5), "students": 2},
         # quick: one student per teacher (the class-c accuracy varies most from teacher to teacher),
         # students as wide as the teacher, and cuts from the paper's first, 0.5% (at C = 50 every
         # fraction up to 2% cuts one entry per sample), to half
-        "quick": {**QUICK_PROFILE, "alphas": (0.6,), "student_widths": (125,), "teachers": 12, "students": 1,
-                  "tail_fractions": (0.005, 0.05, 0.1, 0.2, 0.5)},
-        "paper": {**PAPER_PROFILE, "student_widths": (750,), "alphas": (0.6,),
-                  "tail_fractions": (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)},
+        "quick": {
+            **QUICK_PROFILE,
+            "alphas": (0.6,),
+            "student_widths": (125,),
+            "teachers": 12,
+            "students": 1,
+            "tail_fractions": (0.005, 0.05, 0.1, 0.2, 0.5),
+        },
+        "paper": {
+            **PAPER_PROFILE,
+            "student_widths": (750,),
+            "alphas": (0.6,),
+            "tail_fractions": (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
+        },
     }
 
     def check(self) -> None:
         super().check()
         if self.surgery_class >= self.classes:
-            self.fail("surgery_class", f"must be an int in [0, {self.classes - 1}] (classes={self.classes}). "
-                      f"Got {self.surgery_class!r} instead.")
+            self.fail(
+                "surgery_class",
+                f"must be an int in [0, {self.classes - 1}] (classes={self.classes}). "
+                f"Got {self.surgery_class!r} instead.",
+            )
 
 
 @experiment(SurgeryConfig)
@@ -62,15 +75,39 @@ def logit_surgery(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     splits = [split(task, alpha, cfg) for task in tasks]
     variants = [("plain", 0.0), ("zero_class", 0.0)] + [("cut_tail", q) for q in cfg.tail_fractions]
     members = member_grid(variant=variants, temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
-    flat = [{**{k: v for k, v in m.items() if k != "variant"}, "variant": m["variant"][0],
-             "tail_fraction": m["variant"][1]} for m in members]
+    flat = [
+        {**{k: v for k, v in m.items() if k != "variant"}, "variant": m["variant"][0], "tail_fraction": m["variant"][1]}
+        for m in members
+    ]
     targets = [torch.stack([_surgery_targets(task, tr, m, c) for m in flat]) for task, (tr, _) in zip(tasks, splits)]
-    rows = distill(tasks, splits, cfg=cfg, kind="soft", width=width, members=flat, targets=targets,
-                   setting=(alpha,), class_of_interest=c)
-    dropped = member_grid(variant=("drop_class",), tail_fraction=(0.0,), temperature=cfg.temperatures,
-                          lr=cfg.lrs, student=range(cfg.students))
-    rows += distill(tasks, [(drop_class(tr, task.y, c), te) for task, (tr, te) in zip(tasks, splits)], cfg=cfg,
-                    kind="soft", width=width, members=dropped, setting=(alpha,), class_of_interest=c)
+    rows = distill(
+        tasks,
+        splits,
+        cfg=cfg,
+        kind="soft",
+        width=width,
+        members=flat,
+        targets=targets,
+        setting=(alpha,),
+        class_of_interest=c,
+    )
+    dropped = member_grid(
+        variant=("drop_class",),
+        tail_fraction=(0.0,),
+        temperature=cfg.temperatures,
+        lr=cfg.lrs,
+        student=range(cfg.students),
+    )
+    rows += distill(
+        tasks,
+        [(drop_class(tr, task.y, c), te) for task, (tr, te) in zip(tasks, splits)],
+        cfg=cfg,
+        kind="soft",
+        width=width,
+        members=dropped,
+        setting=(alpha,),
+        class_of_interest=c,
+    )
     return tidy([{**r, "alpha": alpha, "surgery_class": c} for r in rows], cfg=cfg)
 
 

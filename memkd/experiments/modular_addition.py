@@ -21,8 +21,22 @@ import torch
 
 from memkd.declare import experiment
 from memkd.config import (
-    POS_INT, ExperimentConfig, alphas_knob, chunk_knob, epochs_knob, heads_knob, int_range, knob, lrs_knob, make_config,
-    memorized_fraction_knob, students_knob, teacher_epochs_knob, teacher_stop_knob, teachers_knob, temperatures_knob,
+    POS_INT,
+    ExperimentConfig,
+    alphas_knob,
+    chunk_knob,
+    epochs_knob,
+    heads_knob,
+    int_range,
+    knob,
+    lrs_knob,
+    make_config,
+    memorized_fraction_knob,
+    students_knob,
+    teacher_epochs_knob,
+    teacher_stop_knob,
+    teachers_knob,
+    temperatures_knob,
     weight_decay_knob,
 )
 from memkd.data.random_vectors import split_per_class
@@ -53,8 +67,11 @@ class ModularTransformerConfig(ExperimentConfig):
         """Fail knob `name` (= `value`) when it puts `taken` of `total` pairs (`what`) in D: D needs at
         least 2 of them, and one must stay outside."""
         if taken < 2 or taken > total - 1:
-            self.fail(name, f"gives {taken} of the {total} pairs{what} in D: D needs at least 2 pairs{what} and "
-                      f"one pair{what} must stay outside. Got {value!r} instead.")
+            self.fail(
+                name,
+                f"gives {taken} of the {total} pairs{what} in D: D needs at least 2 pairs{what} and "
+                f"one pair{what} must stay outside. Got {value!r} instead.",
+            )
 
     def check_fractions(self, name: str, fractions: tuple, size: int, what: str, empty: str) -> None:
         """Fail knob `name` when one of its `fractions` of `size` pairs in D (`what`) leaves the
@@ -80,17 +97,57 @@ class TransformerConfig(ModularTransformerConfig):
     students: int = students_knob(10, "teacher and temperature")
     chunk: Any = chunk_knob("one alpha")
 
-    TABLE_COLUMNS = ('dataset', 'alpha', 'temperature', 'lr', 'student', 'modulus', 'train_acc', 'test_acc',
-                     'independent_acc', 'teacher_independent_acc', 'chance', 'teacher_stop',
-                     'teacher_first_perfect', 'teacher_epochs_run', 'teacher_extra_epochs', 'n_memorized',
-                     'n_outside', 'ratio')
+    TABLE_COLUMNS = (
+        "dataset",
+        "alpha",
+        "temperature",
+        "lr",
+        "student",
+        "modulus",
+        "train_acc",
+        "test_acc",
+        "independent_acc",
+        "teacher_independent_acc",
+        "chance",
+        "teacher_stop",
+        "teacher_first_perfect",
+        "teacher_epochs_run",
+        "teacher_extra_epochs",
+        "n_memorized",
+        "n_outside",
+        "ratio",
+    )
     PROFILE_VALUES = {
-        "smoke": dict(modulus=13, memorized_fraction=0.6, teachers=3, d_model=32, heads=4, d_mlp=64,
-                      teacher_epochs=600, temperatures=(1.0, 10.0), epochs=300, students=2),
-        "quick": dict(modulus=23, memorized_fraction=0.5, teachers=5, teacher_epochs=400,
-                      temperatures=(1.0, 5.0, 20.0), epochs=250, students=2),
-        "paper": dict(modulus=113, memorized_fraction=0.3, teachers=5, alphas=(0.5,),
-                      temperatures=(1.0, 2.0, 5.0, 10.0, 20.0), epochs=2000, students=4),
+        "smoke": dict(
+            modulus=13,
+            memorized_fraction=0.6,
+            teachers=3,
+            d_model=32,
+            heads=4,
+            d_mlp=64,
+            teacher_epochs=600,
+            temperatures=(1.0, 10.0),
+            epochs=300,
+            students=2,
+        ),
+        "quick": dict(
+            modulus=23,
+            memorized_fraction=0.5,
+            teachers=5,
+            teacher_epochs=400,
+            temperatures=(1.0, 5.0, 20.0),
+            epochs=250,
+            students=2,
+        ),
+        "paper": dict(
+            modulus=113,
+            memorized_fraction=0.3,
+            teachers=5,
+            alphas=(0.5,),
+            temperatures=(1.0, 2.0, 5.0, 10.0, 20.0),
+            epochs=2000,
+            students=4,
+        ),
     }
 
     @property
@@ -100,10 +157,16 @@ class TransformerConfig(ModularTransformerConfig):
 
     def check(self) -> None:
         super().check()
-        self.check_split("memorized_fraction", self.memorized_fraction, self.per_answer, self.modulus,
-                         " of each answer")
-        self.check_fractions("alphas", self.alphas, self.per_answer, " of each answer",
-                             "an answer empty in the student's part or in the held-out part")
+        self.check_split(
+            "memorized_fraction", self.memorized_fraction, self.per_answer, self.modulus, " of each answer"
+        )
+        self.check_fractions(
+            "alphas",
+            self.alphas,
+            self.per_answer,
+            " of each answer",
+            "an answer empty in the student's part or in the held-out part",
+        )
 
 
 def transformer_tasks(cfg: TransformerConfig, device: torch.device):
@@ -116,14 +179,22 @@ def transformer_tasks(cfg: TransformerConfig, device: torch.device):
     from memkd.data.tokens import make_modular_addition
     from memkd.models.transformer import TransformerFamily
 
-    data = [make_modular_addition(cfg.modulus, cfg.memorized_fraction, derive_seed(cfg.seed, "data", k),
-                                  balanced=True) for k in range(cfg.teachers)]
+    data = [
+        make_modular_addition(cfg.modulus, cfg.memorized_fraction, derive_seed(cfg.seed, "data", k), balanced=True)
+        for k in range(cfg.teachers)
+    ]
     x = torch.stack([d.tokens[d.memorized] for d in data]).to(device)  # (K, N, 3)
     y = torch.stack([d.labels[d.memorized] for d in data]).to(device)  # (K, N)
     teacher = train_teacher(
-        x, y, TransformerFamily(cfg.modulus, cfg.d_model, cfg.heads, cfg.d_mlp), max_epochs=cfg.teacher_epochs,
-        extra_epochs=cfg.teacher_extra_epochs, stop=cfg.teacher_stop, progress=cfg.progress,
-        seed=[derive_seed(cfg.seed, "teacher", k) for k in range(cfg.teachers)])
+        x,
+        y,
+        TransformerFamily(cfg.modulus, cfg.d_model, cfg.heads, cfg.d_mlp),
+        max_epochs=cfg.teacher_epochs,
+        extra_epochs=cfg.teacher_extra_epochs,
+        stop=cfg.teacher_stop,
+        progress=cfg.progress,
+        seed=[derive_seed(cfg.seed, "teacher", k) for k in range(cfg.teachers)],
+    )
     return data, teacher
 
 
@@ -150,38 +221,59 @@ def transformer_distillation(profile: str = "quick", **overrides: Any) -> pd.Dat
     rows: list[dict] = []
     for alpha in cfg.alphas:
         splits = [split_per_class(y[k], alpha, seed=derive_seed(cfg.seed, "split", k, alpha)) for k in ks]
-        members = [dict(dataset=k, alpha=alpha, **m) for k in ks
-                   for m in member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))]
+        members = [
+            dict(dataset=k, alpha=alpha, **m)
+            for k in ks
+            for m in member_grid(temperature=cfg.temperatures, lr=cfg.lrs, student=range(cfg.students))
+        ]
         for part in chunks(members, cfg.chunk):
             owners = [m["dataset"] for m in part]
             train = [splits[k][0] for k in owners]
             model, _ = train_students(
                 torch.stack([x[k][tr] for k, tr in zip(owners, train)]),  # (E, N_tr, 3)
-                teacher_logits=torch.stack([logits[k, tr] for k, tr in zip(owners, train)]), kind="soft",
-                family=teacher.family, members=len(part), temperatures=[m["temperature"] for m in part],
-                lrs=[m["lr"] for m in part], epochs=cfg.epochs, weight_decay=cfg.weight_decay, progress=cfg.progress,
-                seed=[derive_seed(cfg.seed, "student", m["dataset"], alpha, m["student"]) for m in part])
+                teacher_logits=torch.stack([logits[k, tr] for k, tr in zip(owners, train)]),
+                kind="soft",
+                family=teacher.family,
+                members=len(part),
+                temperatures=[m["temperature"] for m in part],
+                lrs=[m["lr"] for m in part],
+                epochs=cfg.epochs,
+                weight_decay=cfg.weight_decay,
+                progress=cfg.progress,
+                seed=[derive_seed(cfg.seed, "student", m["dataset"], alpha, m["student"]) for m in part],
+            )
             with torch.no_grad():
                 pred_d = model(torch.stack([x[k] for k in owners])).argmax(-1)  # (E, N)
                 pred_o = model(torch.stack([outside[k][0] for k in owners])).argmax(-1)  # (E, N_out)
             for i, (m, k) in enumerate(zip(part, owners)):
                 tr_i, te_i = splits[k]
                 hit_d = (pred_d[i] == y[k]).float()
-                rows.append({**m, "modulus": cfg.modulus, "train_acc": float(hit_d[tr_i].mean()),
-                             "test_acc": float(hit_d[te_i].mean()),
-                             "independent_acc": float((pred_o[i] == outside[k][1]).float().mean()),
-                             "teacher_independent_acc": float(trivial[k]), "chance": 1.0 / cfg.modulus,
-                             "teacher_stop": cfg.teacher_stop, "teacher_first_perfect": int(teacher.epochs_to_memorize[k]),
-                             "teacher_epochs_run": teacher.epochs_run, "teacher_extra_epochs": cfg.teacher_extra_epochs,
-                             "n_memorized": len(y[k]), "n_outside": len(outside[k][1])})
+                rows.append(
+                    {
+                        **m,
+                        "modulus": cfg.modulus,
+                        "train_acc": float(hit_d[tr_i].mean()),
+                        "test_acc": float(hit_d[te_i].mean()),
+                        "independent_acc": float((pred_o[i] == outside[k][1]).float().mean()),
+                        "teacher_independent_acc": float(trivial[k]),
+                        "chance": 1.0 / cfg.modulus,
+                        "teacher_stop": cfg.teacher_stop,
+                        "teacher_first_perfect": int(teacher.epochs_to_memorize[k]),
+                        "teacher_epochs_run": teacher.epochs_run,
+                        "teacher_extra_epochs": cfg.teacher_extra_epochs,
+                        "n_memorized": len(y[k]),
+                        "n_outside": len(outside[k][1]),
+                    }
+                )
     return tidy(rows, ratio_to_trivial=True, cfg=cfg)
 
 
 PAPER_FIG8 = dict(modulus=113, d_model=128, heads=4, d_mlp=512)
 
 
-def transfer_by_temperature(table: pd.DataFrame, margin: float, level: float = 0.05,
-                            fit: float = 0.99) -> tuple[pd.DataFrame, float, float]:
+def transfer_by_temperature(
+    table: pd.DataFrame, margin: float, level: float = 0.05, fit: float = 0.99
+) -> tuple[pd.DataFrame, float, float]:
     """Test "no temperature gives students that fit and transfer" on per-teacher means.
 
     For every temperature, the per-teacher mean of test_acc - independent_acc (held-out D against the
@@ -200,16 +292,31 @@ def transfer_by_temperature(table: pd.DataFrame, margin: float, level: float = 0
     for temperature, part in table.groupby("temperature"):
         diffs = per_unit_means(part, "test_acc", "independent_acc")["difference"]
         r = interval_test(diffs, "equivalent", margin, level)
-        rows.append({"temperature": temperature, "train_acc": part.train_acc.mean(), "train_acc_min": part.train_acc.min(),
-                     "n": r["n"], "mean": r["mean"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                     "verdict": r["verdict"]})
+        rows.append(
+            {
+                "temperature": temperature,
+                "train_acc": part.train_acc.mean(),
+                "train_acc_min": part.train_acc.min(),
+                "n": r["n"],
+                "mean": r["mean"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "verdict": r["verdict"],
+            }
+        )
     per_t = pd.DataFrame(rows)
     per_t["fits"] = per_t["train_acc"] >= fit
     tested = per_t[per_t["fits"]] if per_t["fits"].any() else per_t
     m = len(tested)
     per_t["verdict_bonferroni"] = [
-        interval_test(per_unit_means(table[table.temperature == t], "test_acc", "independent_acc")["difference"],
-                      "equivalent", margin, level / m)["verdict"] for t in per_t.temperature]
+        interval_test(
+            per_unit_means(table[table.temperature == t], "test_acc", "independent_acc")["difference"],
+            "equivalent",
+            margin,
+            level / m,
+        )["verdict"]
+        for t in per_t.temperature
+    ]
     tested = per_t.loc[tested.index]
     refuted = tested[tested.verdict_bonferroni == "does not hold"]
     if len(refuted):

@@ -38,9 +38,21 @@ from memkd.distillation import TeacherDidNotMemorize
 # half on two cores (5 teachers); paper: the paper's scale. Every teacher at these sizes memorizes in
 # 40-70 epochs (measured for each question's activation, depth and weight decay): 200 leaves 3x that.
 SMOKE = dict(SMOKE_PROFILE, teacher_epochs=200, students=2, teachers=3)
-QUICK = dict(input_dim=150, classes=20, per_class=20, teacher_width=100, teacher_lr=2e-3,
-             teacher_epochs=200, student_widths=(100,), alphas=(0.6,), temperatures=(20.0,),
-             lrs=(3e-3,), epochs=150, students=2, teachers=5)
+QUICK = dict(
+    input_dim=150,
+    classes=20,
+    per_class=20,
+    teacher_width=100,
+    teacher_lr=2e-3,
+    teacher_epochs=200,
+    student_widths=(100,),
+    alphas=(0.6,),
+    temperatures=(20.0,),
+    lrs=(3e-3,),
+    epochs=150,
+    students=2,
+    teachers=5,
+)
 PROFILES = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER_PROFILE}
 
 
@@ -55,8 +67,22 @@ def question_profiles(**extra: dict) -> dict:
 
 # --- teachers and students shared by the questions ------------------------------------------------
 
-_TEACHER_KNOBS = ("seed", "input_dim", "classes", "per_class", "distribution", "teacher_width", "hidden_layers",
-                  "activation", "teacher_lr", "teacher_epochs", "teacher_stop", "batch_size", "device", "teachers")
+_TEACHER_KNOBS = (
+    "seed",
+    "input_dim",
+    "classes",
+    "per_class",
+    "distribution",
+    "teacher_width",
+    "hidden_layers",
+    "activation",
+    "teacher_lr",
+    "teacher_epochs",
+    "teacher_stop",
+    "batch_size",
+    "device",
+    "teachers",
+)
 _TEACHERS: dict[tuple, list[MemorizationTask]] = {}
 _CACHED = 12  # teacher ensembles kept per process
 
@@ -82,7 +108,8 @@ def teachers(cfg: RandomDataConfig, require: bool = True, **overrides: Any) -> l
         raise TeacherDidNotMemorize(
             f"{cfg.experiment}: the teachers of datasets {failed} ({overrides or 'reference knobs'}) did not reach "
             f"100% training accuracy (teacher_stop={cfg.teacher_stop!r}, teacher_epochs={cfg.teacher_epochs}). "
-            "Give the teachers more epochs or a larger learning rate.")
+            "Give the teachers more epochs or a larger learning rate."
+        )
     return tasks
 
 
@@ -91,24 +118,42 @@ def splits_of(tasks: Sequence[MemorizationTask], cfg: RandomDataConfig) -> list[
     return [split(t, cfg.alphas[0], cfg) for t in tasks]
 
 
-def soft_members(cfg: RandomDataConfig, temperatures: Sequence[float] | None = None,
-                 lr: float | None = None) -> list[dict[str, Any]]:
+def soft_members(
+    cfg: RandomDataConfig, temperatures: Sequence[float] | None = None, lr: float | None = None
+) -> list[dict[str, Any]]:
     """Members of soft-label students: temperatures (default: the first) x one lr x `students` seeds."""
-    return member_grid(temperature=tuple(temperatures or cfg.temperatures[:1]),
-                       lr=(lr or cfg.lrs[0],), student=range(cfg.students))
+    return member_grid(
+        temperature=tuple(temperatures or cfg.temperatures[:1]), lr=(lr or cfg.lrs[0],), student=range(cfg.students)
+    )
 
 
-def correct_sets(tasks: Sequence[MemorizationTask], splits: Sequence[tuple[Tensor, Tensor]],
-                 cfg: RandomDataConfig, kind: str, members: list[dict[str, Any]], *,
-                 setting: Sequence[Any] = (), epochs: int | None = None) -> tuple[list[np.ndarray], list[dict]]:
+def correct_sets(
+    tasks: Sequence[MemorizationTask],
+    splits: Sequence[tuple[Tensor, Tensor]],
+    cfg: RandomDataConfig,
+    kind: str,
+    members: list[dict[str, Any]],
+    *,
+    setting: Sequence[Any] = (),
+    epochs: int | None = None,
+) -> tuple[list[np.ndarray], list[dict]]:
     """Distill the students of every task (`distill`) and read which held-out samples each gets right.
 
     Returns (sets, rows): sets[k] is a bool array (M, N_te) for task k (members in order), rows are
     `distill`'s rows. Similarity students predict the label of the nearest student-part sample.
     """
     models: list = []
-    rows = distill(tasks, splits, cfg=cfg, kind=kind, width=cfg.student_widths[0], members=members,
-                   setting=setting, epochs=epochs, keep_models=models)
+    rows = distill(
+        tasks,
+        splits,
+        cfg=cfg,
+        kind=kind,
+        width=cfg.student_widths[0],
+        members=members,
+        setting=setting,
+        epochs=epochs,
+        keep_models=models,
+    )
     m = len(members)
     sets: list[list[np.ndarray | None]] = [[None] * m for _ in tasks]
     for model, ids in models:
@@ -118,7 +163,7 @@ def correct_sets(tasks: Sequence[MemorizationTask], splits: Sequence[tuple[Tenso
             k, s = divmod(gid, m)
             (tr, te), y = splits[k], tasks[k].y
             if kind == "similarity":
-                pred = nearest_neighbour_predictions(out[j:j + 1, tr], y[tr], out[j:j + 1, te])[0]
+                pred = nearest_neighbour_predictions(out[j : j + 1, tr], y[tr], out[j : j + 1, te])[0]
             else:
                 pred = out[j, te].argmax(-1)
             sets[k][s] = (pred == y[te]).cpu().numpy()
@@ -137,17 +182,35 @@ def teacher_stats(task: MemorizationTask, temperature: float) -> dict:
     """How peaked a teacher's soft labels are: mean logit norm and mean top probability of sigma_T on D."""
     with torch.no_grad():
         probs = soft_targets(task.logits, temperature)  # (N, C)
-    return {"teacher_logit_norm": float(task.logits.norm(dim=-1).mean()),
-            "teacher_top_prob": float(probs.max(-1).values.mean()),
-            "teacher_train_acc": float(task.teacher.train_acc.min())}
+    return {
+        "teacher_logit_norm": float(task.logits.norm(dim=-1).mean()),
+        "teacher_top_prob": float(probs.max(-1).values.mean()),
+        "teacher_train_acc": float(task.teacher.train_acc.min()),
+    }
 
 
 def failed_teacher_row(task: MemorizationTask, knobs: dict) -> dict:
     """The one row of a teacher that did not memorize D: no student learns from it."""
-    return {"dataset": task.dataset, **knobs, "teacher_memorized": False, "chance": 1.0 / task.classes,
-            "teacher_train_acc": float(task.teacher.train_acc.min()), "test_acc": math.nan,
-            "independent_acc": math.nan}
+    return {
+        "dataset": task.dataset,
+        **knobs,
+        "teacher_memorized": False,
+        "chance": 1.0 / task.classes,
+        "teacher_train_acc": float(task.teacher.train_acc.min()),
+        "test_acc": math.nan,
+        "independent_acc": math.nan,
+    }
 
 
-__all__ = ["teachers", "splits_of", "soft_members", "correct_sets", "question_table", "question_profiles",
-           "teacher_stats", "failed_teacher_row", "ONE_ALPHA_ONE_WIDTH", "PROFILES"]
+__all__ = [
+    "teachers",
+    "splits_of",
+    "soft_members",
+    "correct_sets",
+    "question_table",
+    "question_profiles",
+    "teacher_stats",
+    "failed_teacher_row",
+    "ONE_ALPHA_ONE_WIDTH",
+    "PROFILES",
+]

@@ -87,24 +87,36 @@ def phase_map(table: pd.DataFrame, datasets=None) -> pd.DataFrame:
     rows = table[~table["shuffled"].astype(bool)]
     if datasets is not None:
         rows = rows[rows["dataset"].isin(list(datasets))]
-    teachers = rows.groupby(CELL + ["dataset"], dropna=False).agg(
-        teacher_train_acc=("teacher_train_acc", "mean"), students=("student", "count"),
-        **{m: (m, "mean") for m in MEASURES}).reset_index()
+    teachers = (
+        rows.groupby(CELL + ["dataset"], dropna=False)
+        .agg(
+            teacher_train_acc=("teacher_train_acc", "mean"),
+            students=("student", "count"),
+            **{m: (m, "mean") for m in MEASURES},
+        )
+        .reset_index()
+    )
     teachers["memorized"] = teachers["teacher_train_acc"] >= 1.0
     out = []
     for key, part in teachers.groupby(CELL, dropna=False, sort=True):
         good = part[part["memorized"]]
-        cell = dict(zip(CELL, key), teachers=len(part), memorized=len(good),
-                    students=int(good["students"].min()) if len(good) else 0,
-                    teacher_train_acc=float(part["teacher_train_acc"].mean()),
-                    **{m: float(good[m].mean()) if len(good) else math.nan for m in MEASURES})
+        cell = dict(
+            zip(CELL, key),
+            teachers=len(part),
+            memorized=len(good),
+            students=int(good["students"].min()) if len(good) else 0,
+            teacher_train_acc=float(part["teacher_train_acc"].mean()),
+            **{m: float(good[m].mean()) if len(good) else math.nan for m in MEASURES},
+        )
         ok = len(good) >= TEACHER_MEMORIZED_SHARE * len(part) and len(good) > 0
-        cell["phase"] = (classify_phase(1.0, cell["train_acc"], cell["test_acc"], cell["agreement_fresh"])
-                         if ok else "teacher fails")
+        cell["phase"] = (
+            classify_phase(1.0, cell["train_acc"], cell["test_acc"], cell["agreement_fresh"]) if ok else "teacher fails"
+        )
         out.append(cell)
     cells = pd.DataFrame(out)
-    cells["bound"] = [counting_bound(int(d), int(w), int(c))
-                      for d, w, c in zip(cells["input_dim"], cells["width"], cells["classes"])]
+    cells["bound"] = [
+        counting_bound(int(d), int(w), int(c)) for d, w, c in zip(cells["input_dim"], cells["width"], cells["classes"])
+    ]
     cells["bound_ratio"] = cells["n_student"] / cells["bound"]
     return cells
 
@@ -122,9 +134,18 @@ def recovery_boundary(cells: pd.DataFrame) -> pd.DataFrame:
         leak = part[part["phase"] == "partial leak"]
         boundary = float(rec["n_student"].min()) if len(rec) else math.nan
         bound = float(part["bound"].iloc[0])
-        out.append(dict(classes=c, width=w, temperature=t, boundary=boundary, bound=bound,
-                        factor=boundary / bound, recovery_cells=len(rec),
-                        largest_below=float(leak["n_student"].max()) if len(leak) else math.nan))
+        out.append(
+            dict(
+                classes=c,
+                width=w,
+                temperature=t,
+                boundary=boundary,
+                bound=bound,
+                factor=boundary / bound,
+                recovery_cells=len(rec),
+                largest_below=float(leak["n_student"].max()) if len(leak) else math.nan,
+            )
+        )
     return pd.DataFrame(out)
 
 
@@ -155,8 +176,13 @@ def choose_cells(cells: pd.DataFrame) -> dict[str, dict | None]:
         out["partial leak"] = None
     for cell in out.values():
         if cell is not None:
-            cell.update(per_class=int(cell["per_class"]), classes=int(cell["classes"]), width=int(cell["width"]),
-                        rho=float(cell["rho"]), temperature=float(cell["temperature"]))
+            cell.update(
+                per_class=int(cell["per_class"]),
+                classes=int(cell["classes"]),
+                width=int(cell["width"]),
+                rho=float(cell["rho"]),
+                temperature=float(cell["temperature"]),
+            )
     return out
 
 

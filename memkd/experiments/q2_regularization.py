@@ -16,8 +16,14 @@ from memkd.config import make_config, weight_decays_knob
 from memkd.experiments.random_data import RandomDataConfig
 from memkd.students import distill
 from memkd.experiments.open_questions import (
-    ONE_ALPHA_ONE_WIDTH, failed_teacher_row, question_profiles, question_table, soft_members, splits_of,
-    teacher_stats, teachers,
+    ONE_ALPHA_ONE_WIDTH,
+    failed_teacher_row,
+    question_profiles,
+    question_table,
+    soft_members,
+    splits_of,
+    teacher_stats,
+    teachers,
 )
 
 
@@ -26,13 +32,15 @@ class RegularizationConfig(RandomDataConfig):
     weight_decays: tuple = weight_decays_knob((0.0, 1e-3, 1e-2))
 
     SINGLE_VALUED = ONE_ALPHA_ONE_WIDTH
-    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'weight_decay', 'teacher_logit_norm', 'teacher_top_prob',
-                     'teacher_train_acc')
+    TABLE_COLUMNS = (
+        *DISTILL_COLUMNS,
+        "question",
+        "weight_decay",
+        "teacher_logit_norm",
+        "teacher_top_prob",
+        "teacher_train_acc",
+    )
     PROFILE_VALUES = question_profiles(smoke={"weight_decays": (0.0, 1e-2)}, quick={"weight_decays": (0.0, 1e-2)})
-
-
-
-
 
 
 @experiment(RegularizationConfig)
@@ -54,7 +62,14 @@ def teacher_regularization(profile: str = "quick", **overrides: Any) -> pd.DataF
         if not ok:
             continue
         stats = {t.dataset: teacher_stats(t, cfg.temperatures[0]) for t in ok}
-        for r in distill(ok, splits_of(ok, cfg), cfg=cfg, kind="soft", width=cfg.student_widths[0],
-                         members=soft_members(cfg), setting=(cfg.alphas[0],)):
+        for r in distill(
+            ok,
+            splits_of(ok, cfg),
+            cfg=cfg,
+            kind="soft",
+            width=cfg.student_widths[0],
+            members=soft_members(cfg),
+            setting=(cfg.alphas[0],),
+        ):
             rows.append({**r, **knobs, **stats[r["dataset"]]})
     return question_table(rows, "regularization", cfg)

@@ -20,7 +20,12 @@ from memkd.students import distill, student_seed
 from memkd.models.mlp import EnsembleMLP
 from memkd.distillation import MLPFamily, train_students
 from memkd.experiments.open_questions import (
-    ONE_ALPHA_ONE_WIDTH, question_profiles, question_table, soft_members, splits_of, teachers,
+    ONE_ALPHA_ONE_WIDTH,
+    question_profiles,
+    question_table,
+    soft_members,
+    splits_of,
+    teachers,
 )
 
 
@@ -30,8 +35,17 @@ class ProbeConfig(RandomDataConfig):
     probe_lr: float = lr_knob(1e-2, "linear and random-feature students'")
 
     SINGLE_VALUED = ONE_ALPHA_ONE_WIDTH
-    TABLE_COLUMNS = (*DISTILL_COLUMNS, 'question', 'trainable', 'variant', 'student_depth',
-                     'student_activation', 'frozen_layers', 'teacher_activation', 'teacher_linear_r2')
+    TABLE_COLUMNS = (
+        *DISTILL_COLUMNS,
+        "question",
+        "trainable",
+        "variant",
+        "student_depth",
+        "student_activation",
+        "frozen_layers",
+        "teacher_activation",
+        "teacher_linear_r2",
+    )
     PROFILE_VALUES = question_profiles()
 
 
@@ -50,9 +64,21 @@ def linear_fit_r2(task: MemorizationTask) -> float:
     return float(1 - residual / total)
 
 
-def train_probe_students(x, teacher_logits, *, temperature: float, classes: int, width: int, hidden_layers: int,
-                         activation: str, frozen_layers: int, members: int, lr: float, epochs: int,
-                         seed: int | Sequence[int]) -> EnsembleMLP:
+def train_probe_students(
+    x,
+    teacher_logits,
+    *,
+    temperature: float,
+    classes: int,
+    width: int,
+    hidden_layers: int,
+    activation: str,
+    frozen_layers: int,
+    members: int,
+    lr: float,
+    epochs: int,
+    seed: int | Sequence[int],
+) -> EnsembleMLP:
     """Soft-label students whose first `frozen_layers` layers keep their random initialization.
 
     x (N_train, D) shared or (E, N_train, D) per member; teacher_logits (N_train, C) or
@@ -60,8 +86,17 @@ def train_probe_students(x, teacher_logits, *, temperature: float, classes: int,
     seed: one int, or one per member.
     """
     family = MLPFamily(x.shape[-1], width, classes, hidden_layers, activation, frozen_layers=frozen_layers)
-    model, _ = train_students(x, kind="soft", teacher_logits=teacher_logits, temperatures=temperature,
-                              family=family, members=members, lrs=lr, epochs=epochs, seed=seed)
+    model, _ = train_students(
+        x,
+        kind="soft",
+        teacher_logits=teacher_logits,
+        temperatures=temperature,
+        family=family,
+        members=members,
+        lrs=lr,
+        epochs=epochs,
+        seed=seed,
+    )
     return model
 
 
@@ -73,9 +108,20 @@ def _frozen_students(tasks, splits, cfg: ProbeConfig, width: int, depth: int, ac
     x = torch.cat([task.x[tr].expand(m, -1, -1) for task, (tr, _) in zip(tasks, splits)])  # (K*M, N_tr, D)
     logits = torch.cat([task.logits[tr].expand(m, -1, -1) for task, (tr, _) in zip(tasks, splits)])  # (K*M, N_tr, C)
     seeds = [student_seed(cfg, task.dataset, width, (cfg.alphas[0], "probe"), s) for task in tasks for s in range(m)]
-    model = train_probe_students(x, logits, temperature=temperature, classes=tasks[0].classes, width=width, hidden_layers=depth,
-                                 activation=act, frozen_layers=1, members=len(seeds), lr=lr, epochs=cfg.epochs,
-                                 seed=seeds)
+    model = train_probe_students(
+        x,
+        logits,
+        temperature=temperature,
+        classes=tasks[0].classes,
+        width=width,
+        hidden_layers=depth,
+        activation=act,
+        frozen_layers=1,
+        members=len(seeds),
+        lr=lr,
+        epochs=cfg.epochs,
+        seed=seeds,
+    )
     trainable = sum(int(w[0].numel()) for w in model.parameters() if w.requires_grad)
     with torch.no_grad():
         out_d = model(torch.cat([task.x.expand(m, -1, -1) for task in tasks]))  # (K*M, N, C)
@@ -84,10 +130,18 @@ def _frozen_students(tasks, splits, cfg: ProbeConfig, width: int, depth: int, ac
     for k, (task, (tr, te)) in enumerate(zip(tasks, splits)):
         part = slice(k * m, (k + 1) * m)
         metrics = evaluate_students(task, out_d[part], out_i[part], tr, te, "soft")
-        rows += [{"dataset": task.dataset, "student": s, "trainable": trainable,
-                  **{key: float(v[s]) for key, v in metrics.items()},
-                  "teacher_independent_acc": task.teacher_independent_acc, "teacher_memorized": task.memorized,
-                  "teacher_stop": cfg.teacher_stop} for s in range(m)]
+        rows += [
+            {
+                "dataset": task.dataset,
+                "student": s,
+                "trainable": trainable,
+                **{key: float(v[s]) for key, v in metrics.items()},
+                "teacher_independent_acc": task.teacher_independent_acc,
+                "teacher_memorized": task.memorized,
+                "teacher_stop": cfg.teacher_stop,
+            }
+            for s in range(m)
+        ]
     return rows
 
 
@@ -120,19 +174,42 @@ def random_features_probe(profile: str = "quick", **overrides: Any) -> pd.DataFr
     r2 = {task.dataset: linear_fit_r2(task) for task in tasks}
     rows: list[dict] = []
     for name in PROBE_VARIANTS:
-        width, depth, act, lr = {"trained": (p, cfg.hidden_layers, cfg.activation, cfg.lrs[0]),
-                                 "frozen_first": (p, cfg.hidden_layers, cfg.activation, cfg.lrs[0]),
-                                 "random_features": (cfg.feature_factor * p, 1, "relu", cfg.probe_lr),
-                                 "linear": (p, 1, "linear", cfg.probe_lr)}[name]
+        width, depth, act, lr = {
+            "trained": (p, cfg.hidden_layers, cfg.activation, cfg.lrs[0]),
+            "frozen_first": (p, cfg.hidden_layers, cfg.activation, cfg.lrs[0]),
+            "random_features": (cfg.feature_factor * p, 1, "relu", cfg.probe_lr),
+            "linear": (p, 1, "linear", cfg.probe_lr),
+        }[name]
         if name in ("trained", "linear"):
-            part = distill(tasks, splits, cfg=cfg, kind="soft", width=width, members=soft_members(cfg, lr=lr),
-                           setting=(cfg.alphas[0], "probe"), hidden_layers=depth, activation=act)
+            part = distill(
+                tasks,
+                splits,
+                cfg=cfg,
+                kind="soft",
+                width=width,
+                members=soft_members(cfg, lr=lr),
+                setting=(cfg.alphas[0], "probe"),
+                hidden_layers=depth,
+                activation=act,
+            )
             part = [{**r, "trainable": _trainable(width, depth, d, c)} for r in part]
         else:
             part = _frozen_students(tasks, splits, cfg, width, depth, act, lr)
         for r in part:
-            rows.append({**r, "variant": name, "width": width, "student_depth": depth, "student_activation": act,
-                         "frozen_layers": int(name in ("frozen_first", "random_features")), "temperature": t,
-                         "lr": lr, "alpha": cfg.alphas[0], "chance": 1.0 / c, "teacher_activation": cfg.activation,
-                         "teacher_linear_r2": r2[r["dataset"]]})
+            rows.append(
+                {
+                    **r,
+                    "variant": name,
+                    "width": width,
+                    "student_depth": depth,
+                    "student_activation": act,
+                    "frozen_layers": int(name in ("frozen_first", "random_features")),
+                    "temperature": t,
+                    "lr": lr,
+                    "alpha": cfg.alphas[0],
+                    "chance": 1.0 / c,
+                    "teacher_activation": cfg.activation,
+                    "teacher_linear_r2": r2[r["dataset"]],
+                }
+            )
     return question_table(rows, "probe", cfg)

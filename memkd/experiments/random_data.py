@@ -14,9 +14,27 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator
 
 from memkd.config import (
-    ExperimentConfig, alphas_knob, batch_size_knob, check_split, classes_knob, epochs_knob, hidden_layers_knob,
-    input_dim_knob, knob, lr_knob, lrs_knob, one_of, per_class_knob, soften_student_knob, student_widths_knob,
-    students_knob, teacher_epochs_knob, teacher_stop_knob, teacher_width_knob, teachers_knob, temperatures_knob,
+    ExperimentConfig,
+    alphas_knob,
+    batch_size_knob,
+    check_split,
+    classes_knob,
+    epochs_knob,
+    hidden_layers_knob,
+    input_dim_knob,
+    knob,
+    lr_knob,
+    lrs_knob,
+    one_of,
+    per_class_knob,
+    soften_student_knob,
+    student_widths_knob,
+    students_knob,
+    teacher_epochs_knob,
+    teacher_stop_knob,
+    teacher_width_knob,
+    teachers_knob,
+    temperatures_knob,
 )
 from memkd.declare import DISTILL_COLUMNS
 from memkd.device import resolve_device
@@ -59,9 +77,15 @@ class RandomDataConfig(ExperimentConfig):
         """The device exists and one teacher and one student of the widest width fit in its memory
         at the config's own sizes (input_dim, classes, per_class), before any work."""
         super().check_resources()
-        check_memorization_fits(self, resolve_device(self.device, self.experiment), input_dim=self.input_dim,
-                                classes=self.classes, per_class=self.per_class, hidden_layers=self.hidden_layers,
-                                teacher_width=self.teacher_width)
+        check_memorization_fits(
+            self,
+            resolve_device(self.device, self.experiment),
+            input_dim=self.input_dim,
+            classes=self.classes,
+            per_class=self.per_class,
+            hidden_layers=self.hidden_layers,
+            teacher_width=self.teacher_width,
+        )
 
     def student_shapes(self) -> StudentShapes:
         """The students' widths and shares of D (`student_widths`, `alphas`), and whether some learn
@@ -72,7 +96,9 @@ class RandomDataConfig(ExperimentConfig):
         """Fail the first knob of SINGLE_VALUED that holds more than one value."""
         for name in self.SINGLE_VALUED:
             if len(getattr(self, name)) != 1:
-                self.fail(name, f"must hold exactly one value for {self.experiment}. Got {getattr(self, name)!r} instead.")
+                self.fail(
+                    name, f"must hold exactly one value for {self.experiment}. Got {getattr(self, name)!r} instead."
+                )
 
 
 # The sizes of the paper's main setting (Fig 2); the departures from them: memkd.book.departures.
@@ -83,15 +109,48 @@ PAPER_SIZES = {"input_dim": 1000, "classes": 100, "per_class": 100, "teacher_wid
 # the unit of replication: at least 3 per claim at smoke, 5 at quick and paper. Every teacher trains
 # for its whole budget (the paper's protocol): about 3x the epochs the smoke and quick teachers need to
 # reach 100% (45 and 90, measured); the paper profile keeps the released code's 2000.
-SMOKE_PROFILE = dict(input_dim=100, classes=10, per_class=20, teacher_width=50, teacher_lr=3e-3, teacher_epochs=150,
-                     student_widths=(50,), alphas=(0.6,), temperatures=(20.0,), lrs=(1e-2,), epochs=100, students=3,
-                     teachers=4)
-QUICK_PROFILE = dict(input_dim=250, classes=50, per_class=25, teacher_width=125, teacher_lr=1e-3, teacher_epochs=300,
-                     student_widths=(125,), alphas=(0.6,), temperatures=(10.0,), lrs=(3e-3,), epochs=200, students=2,
-                     teachers=5)
-PAPER_PROFILE = dict(PAPER_SIZES, teacher_lr=1e-3, teacher_epochs=2000, student_widths=(500,), alphas=(0.6,),
-                     temperatures=(20.0,), lrs=(1e-3,), epochs=1000, students=4, teachers=5)
-
+SMOKE_PROFILE = dict(
+    input_dim=100,
+    classes=10,
+    per_class=20,
+    teacher_width=50,
+    teacher_lr=3e-3,
+    teacher_epochs=150,
+    student_widths=(50,),
+    alphas=(0.6,),
+    temperatures=(20.0,),
+    lrs=(1e-2,),
+    epochs=100,
+    students=3,
+    teachers=4,
+)
+QUICK_PROFILE = dict(
+    input_dim=250,
+    classes=50,
+    per_class=25,
+    teacher_width=125,
+    teacher_lr=1e-3,
+    teacher_epochs=300,
+    student_widths=(125,),
+    alphas=(0.6,),
+    temperatures=(10.0,),
+    lrs=(3e-3,),
+    epochs=200,
+    students=2,
+    teachers=5,
+)
+PAPER_PROFILE = dict(
+    PAPER_SIZES,
+    teacher_lr=1e-3,
+    teacher_epochs=2000,
+    student_widths=(500,),
+    alphas=(0.6,),
+    temperatures=(20.0,),
+    lrs=(1e-3,),
+    epochs=1000,
+    students=4,
+    teachers=5,
+)
 
 
 def alpha_width_settings(cfg: RandomDataConfig) -> Iterator[tuple[list[MemorizationTask], float, list, int]]:

@@ -32,8 +32,22 @@ import pandas as pd
 import torch
 
 from memkd.config import (
-    POS_INT, POS_INTS, chunk_knob, epochs_knob, int_range, knob, lr_knob, make_config, memorized_fraction_knob,
-    real_interval, rhos_knob, student_start_knob, students_knob, teachers_knob, temperatures_knob, weight_decay_knob,
+    POS_INT,
+    POS_INTS,
+    chunk_knob,
+    epochs_knob,
+    int_range,
+    knob,
+    lr_knob,
+    make_config,
+    memorized_fraction_knob,
+    real_interval,
+    rhos_knob,
+    student_start_knob,
+    students_knob,
+    teachers_knob,
+    temperatures_knob,
+    weight_decay_knob,
 )
 from memkd.device import resolve_device
 from memkd.distillation import train_students, train_teacher
@@ -54,22 +68,37 @@ GENERALIZED = 0.95
 STATES = ("not memorized", "memorized, not generalized", "generalized")
 STATE_COLUMNS = dict(zip(STATES, ("n_not_memorized", "n_memorized_only", "n_generalized")))  # in `stop_summary`
 
-PAPER_CLOCK = dict(modulus=113, memorized_fraction=0.3, d_model=128, heads=4, d_mlp=512, teacher_lr=1e-3,
-                   teacher_weight_decay=1.0, lr=1e-3, weight_decay=1.0, teacher_steps=(2500, 5000, 10000),
-                   epochs=40000)
+PAPER_CLOCK = dict(
+    modulus=113,
+    memorized_fraction=0.3,
+    d_model=128,
+    heads=4,
+    d_mlp=512,
+    teacher_lr=1e-3,
+    teacher_weight_decay=1.0,
+    lr=1e-3,
+    weight_decay=1.0,
+    teacher_steps=(2500, 5000, 10000),
+    epochs=40000,
+)
 
 
 @dataclass(frozen=True)
 class TeacherClockConfig(ModularTransformerConfig):
     memorized_fraction: float = memorized_fraction_knob(0.3, "all k^2 pairs (released: 0.3)")
     teachers: int = teachers_knob(5)
-    teacher_steps: tuple = knob((2500, 5000, 10000), POS_INTS, "steps at which the teacher is stopped (one run, copied at each)")
+    teacher_steps: tuple = knob(
+        (2500, 5000, 10000), POS_INTS, "steps at which the teacher is stopped (one run, copied at each)"
+    )
     teacher_lr: float = lr_knob(1e-3, "teacher's", "AdamW", " (released: 1e-3)")
-    teacher_weight_decay: float = knob(1.0, real_interval(0, math.inf, "left"), "teacher's AdamW weight decay (released: 1.0)")
+    teacher_weight_decay: float = knob(
+        1.0, real_interval(0, math.inf, "left"), "teacher's AdamW weight decay (released: 1.0)"
+    )
     warmup: int = knob(10, int_range(0), "linear learning-rate warm-up steps of teachers and students (released: 10)")
     clock_every: int = knob(100, POS_INT, "steps between two readings of the teachers' accuracy on the unseen pairs")
-    rhos: tuple = rhos_knob((0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9),
-                            "the share of the teacher's D whose soft labels a student gets")
+    rhos: tuple = rhos_knob(
+        (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9), "the share of the teacher's D whose soft labels a student gets"
+    )
     temperatures: tuple = temperatures_knob((0.1, 1.0, 10.0), " (of the teacher's logits)")
     lr: float = lr_knob(1e-3, "students'", "AdamW", " (released: 1e-3)")
     weight_decay: float = weight_decay_knob(1.0, note=" (released: 1.0)")
@@ -81,35 +110,84 @@ class TeacherClockConfig(ModularTransformerConfig):
     # One name per concept: the share of the data in D is `memorized_fraction`, as in modular_addition and cifar.
     RENAMED = {"train_fraction": "use 'memorized_fraction' (the share of all k^2 pairs in each teacher's D)"}
 
-    TABLE_COLUMNS = ("dataset", "teacher_step", "teacher_train_acc", "teacher_unseen_acc", "teacher_state", "rho",
-                     "temperature", "student", "train_acc", "heldout_acc", "unseen_acc", "trivial_acc", "chance",
-                     "modulus", "n_memorized", "n_student", "n_heldout", "n_unseen", "heldout_correct",
-                     "unseen_correct", "student_start")
+    TABLE_COLUMNS = (
+        "dataset",
+        "teacher_step",
+        "teacher_train_acc",
+        "teacher_unseen_acc",
+        "teacher_state",
+        "rho",
+        "temperature",
+        "student",
+        "train_acc",
+        "heldout_acc",
+        "unseen_acc",
+        "trivial_acc",
+        "chance",
+        "modulus",
+        "n_memorized",
+        "n_student",
+        "n_heldout",
+        "n_unseen",
+        "heldout_correct",
+        "unseen_correct",
+        "student_start",
+    )
 
     PROFILE_VALUES = {
-        "smoke": dict(modulus=11, memorized_fraction=0.5, teachers=3, d_model=32, heads=4, d_mlp=64,
-                      teacher_steps=(40, 120), teacher_lr=3e-3, teacher_weight_decay=3.0, clock_every=20,
-                      rhos=(0.5,), temperatures=(1.0, 10.0), lr=3e-3, weight_decay=3.0, epochs=60),
+        "smoke": dict(
+            modulus=11,
+            memorized_fraction=0.5,
+            teachers=3,
+            d_model=32,
+            heads=4,
+            d_mlp=64,
+            teacher_steps=(40, 120),
+            teacher_lr=3e-3,
+            teacher_weight_decay=3.0,
+            clock_every=20,
+            rhos=(0.5,),
+            temperatures=(1.0, 10.0),
+            lr=3e-3,
+            weight_decay=3.0,
+            epochs=60,
+        ),
         # 10 teachers: the leak claims at the first stop need about 10 after Holm (pilot at seed 1, 2026-12-07)
-        "quick": dict(modulus=23, memorized_fraction=0.5, teachers=10, d_model=64, heads=4, d_mlp=256,
-                      teacher_steps=(150, 1000, 2500), teacher_lr=3e-3, teacher_weight_decay=3.0, clock_every=50,
-                      rhos=(0.5,), temperatures=(0.1, 1.0, 10.0), lr=3e-3, weight_decay=3.0, epochs=600),
+        "quick": dict(
+            modulus=23,
+            memorized_fraction=0.5,
+            teachers=10,
+            d_model=64,
+            heads=4,
+            d_mlp=256,
+            teacher_steps=(150, 1000, 2500),
+            teacher_lr=3e-3,
+            teacher_weight_decay=3.0,
+            clock_every=50,
+            rhos=(0.5,),
+            temperatures=(0.1, 1.0, 10.0),
+            lr=3e-3,
+            weight_decay=3.0,
+            epochs=600,
+        ),
         "paper": dict(**PAPER_CLOCK, teachers=5, clock_every=100),
     }
 
     @property
     def pairs(self) -> int:
         """Pairs in each teacher's D: round(memorized_fraction * k^2)."""
-        return int(round(self.memorized_fraction * self.modulus ** 2))
+        return int(round(self.memorized_fraction * self.modulus**2))
 
     def check(self) -> None:
         super().check()
-        self.check_split("memorized_fraction", self.memorized_fraction, self.pairs, self.modulus ** 2, "")
+        self.check_split("memorized_fraction", self.memorized_fraction, self.pairs, self.modulus**2, "")
         if len(set(self.teacher_steps)) != len(self.teacher_steps):
             self.fail("teacher_steps", f"must hold distinct steps. Got {self.teacher_steps!r} instead.")
         if self.clock_every > max(self.teacher_steps):
-            self.fail("clock_every", f"must be at most the last teacher stop ({max(self.teacher_steps)}). "
-                      f"Got {self.clock_every!r} instead.")
+            self.fail(
+                "clock_every",
+                f"must be at most the last teacher stop ({max(self.teacher_steps)}). Got {self.clock_every!r} instead.",
+            )
         self.check_fractions("rhos", self.rhos, self.pairs, "", "the student's part or the held-out part empty")
 
 
@@ -130,8 +208,10 @@ def clock_state(train_acc: float, unseen_acc: float) -> str:
 
 def _draw(cfg: TeacherClockConfig, device: torch.device):
     """Every teacher's D: tokens and labels of D (K, N, 3), (K, N) and of the pairs outside (K, M, 3), (K, M)."""
-    data = [make_modular_addition(cfg.modulus, cfg.memorized_fraction, derive_seed(cfg.seed, "data", k))
-            for k in range(cfg.teachers)]
+    data = [
+        make_modular_addition(cfg.modulus, cfg.memorized_fraction, derive_seed(cfg.seed, "data", k))
+        for k in range(cfg.teachers)
+    ]
     x = torch.stack([d.tokens[d.memorized] for d in data]).to(device)  # (K, N, 3)
     y = torch.stack([d.labels[d.memorized] for d in data]).to(device)  # (K, N)
     xo = torch.stack([d.tokens[d.outside] for d in data]).to(device)  # (K, M, 3)
@@ -146,10 +226,20 @@ def train_clock_teachers(cfg: TeacherClockConfig, x, y, xo, yo):
     table of (dataset, step, teacher_unseen_acc) every `clock_every` steps and at every stop.
     """
     teacher = train_teacher(
-        x, y, TransformerFamily(cfg.modulus, cfg.d_model, cfg.heads, cfg.d_mlp), max_epochs=max(cfg.teacher_steps),
-        seed=[derive_seed(cfg.seed, "teacher", k) for k in range(cfg.teachers)], require_memorization=False,
-        progress=cfg.progress, warmup=cfg.warmup, snapshot_at=cfg.teacher_steps, monitor=(xo, yo),
-        monitor_every=cfg.clock_every, lr=cfg.teacher_lr, weight_decay=cfg.teacher_weight_decay)
+        x,
+        y,
+        TransformerFamily(cfg.modulus, cfg.d_model, cfg.heads, cfg.d_mlp),
+        max_epochs=max(cfg.teacher_steps),
+        seed=[derive_seed(cfg.seed, "teacher", k) for k in range(cfg.teachers)],
+        require_memorization=False,
+        progress=cfg.progress,
+        warmup=cfg.warmup,
+        snapshot_at=cfg.teacher_steps,
+        monitor=(xo, yo),
+        monitor_every=cfg.clock_every,
+        lr=cfg.teacher_lr,
+        weight_decay=cfg.teacher_weight_decay,
+    )
     names = {"epoch": "step", "member": "dataset", "monitor_acc": "teacher_unseen_acc"}
     return teacher, teacher.monitor.rename(columns=names)
 
@@ -182,18 +272,31 @@ def teacher_clock(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     rows: list[dict] = []
     for rho in cfg.rhos:
         take = int(round(rho * n))
-        orders = [torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(cfg.seed, "split", k, rho)))
-                  for k in ks]
+        orders = [
+            torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(cfg.seed, "split", k, rho)))
+            for k in ks
+        ]
         parts = [(o[:take].to(device), o[take:].to(device)) for o in orders]
         members = member_grid(teacher_step=stops, dataset=ks, temperature=cfg.temperatures, student=range(cfg.students))
         for part in chunks(members, cfg.chunk):
             owners = [m["dataset"] for m in part]
-            given = torch.stack([logits[m["teacher_step"]][k, parts[k][0]] for m, k in zip(part, owners)])  # (E, N_tr, C)
+            given = torch.stack(
+                [logits[m["teacher_step"]][k, parts[k][0]] for m, k in zip(part, owners)]
+            )  # (E, N_tr, C)
             model, _ = train_students(
-                torch.stack([x[k, parts[k][0]] for k in owners]), kind="soft", family=teacher.family, members=len(part),
-                teacher_logits=given, temperatures=[m["temperature"] for m in part], lrs=cfg.lr, epochs=cfg.epochs,
-                weight_decay=cfg.weight_decay, warmup=cfg.warmup, progress=cfg.progress,
-                seed=[student_seed(cfg, k, rho, m["student"]) for m, k in zip(part, owners)])
+                torch.stack([x[k, parts[k][0]] for k in owners]),
+                kind="soft",
+                family=teacher.family,
+                members=len(part),
+                teacher_logits=given,
+                temperatures=[m["temperature"] for m in part],
+                lrs=cfg.lr,
+                epochs=cfg.epochs,
+                weight_decay=cfg.weight_decay,
+                warmup=cfg.warmup,
+                progress=cfg.progress,
+                seed=[student_seed(cfg, k, rho, m["student"]) for m, k in zip(part, owners)],
+            )
             with torch.no_grad():
                 hit_d = (model(torch.stack([x[k] for k in owners])).argmax(-1) == y[owners]).float()  # (E, N)
                 hit_o = (model(torch.stack([xo[k] for k in owners])).argmax(-1) == yo[owners]).float()  # (E, M)
@@ -201,17 +304,39 @@ def teacher_clock(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
                 tr, ho = parts[k]
                 t_train, t_unseen = float(at_stop[m["teacher_step"]][0][k]), float(at_stop[m["teacher_step"]][1][k])
                 unseen = float(hit_o[i].mean())
-                rows.append({**m, "rho": rho, "student_start": cfg.student_start, "teacher_train_acc": t_train,
-                             "teacher_unseen_acc": t_unseen,
-                             "teacher_state": clock_state(t_train, t_unseen),
-                             "train_acc": float(hit_d[i, tr].mean()), "heldout_acc": float(hit_d[i, ho].mean()),
-                             "unseen_acc": unseen, "trivial_acc": unseen, "chance": 1.0 / cfg.modulus,
-                             "modulus": cfg.modulus, "n_memorized": n, "n_student": take, "n_heldout": n - take,
-                             "n_unseen": int(yo.shape[1]), "heldout_correct": int(hit_d[i, ho].sum()),
-                             "unseen_correct": int(hit_o[i].sum())})
+                rows.append(
+                    {
+                        **m,
+                        "rho": rho,
+                        "student_start": cfg.student_start,
+                        "teacher_train_acc": t_train,
+                        "teacher_unseen_acc": t_unseen,
+                        "teacher_state": clock_state(t_train, t_unseen),
+                        "train_acc": float(hit_d[i, tr].mean()),
+                        "heldout_acc": float(hit_d[i, ho].mean()),
+                        "unseen_acc": unseen,
+                        "trivial_acc": unseen,
+                        "chance": 1.0 / cfg.modulus,
+                        "modulus": cfg.modulus,
+                        "n_memorized": n,
+                        "n_student": take,
+                        "n_heldout": n - take,
+                        "n_unseen": int(yo.shape[1]),
+                        "heldout_correct": int(hit_d[i, ho].sum()),
+                        "unseen_correct": int(hit_o[i].sum()),
+                    }
+                )
     table = tidy(rows, cfg=cfg)
-    first = ["dataset", "teacher_step", "teacher_train_acc", "teacher_unseen_acc", "teacher_state", "rho",
-             "temperature", "student"]
+    first = [
+        "dataset",
+        "teacher_step",
+        "teacher_train_acc",
+        "teacher_unseen_acc",
+        "teacher_state",
+        "rho",
+        "temperature",
+        "student",
+    ]
     table = table[first + [c for c in table.columns if c not in first]]
     table.attrs["clock"] = clock.to_dict("records")
     return table
@@ -228,15 +353,28 @@ def clock_curve(table: pd.DataFrame) -> pd.DataFrame:
 def stop_summary(table: pd.DataFrame) -> pd.DataFrame:
     """One row per teacher stop: the teachers (train and unseen accuracy: mean, min, max; how many in
     each state, columns STATE_COLUMNS) and their students (mean over teachers of the per-teacher means, all T and rho)."""
-    per_teacher = table.groupby(["teacher_step", "dataset"]).agg(
-        teacher_train_acc=("teacher_train_acc", "first"), teacher_unseen_acc=("teacher_unseen_acc", "first"),
-        teacher_state=("teacher_state", "first"), train_acc=("train_acc", "mean"), heldout_acc=("heldout_acc", "mean"),
-        unseen_acc=("unseen_acc", "mean")).reset_index()
+    per_teacher = (
+        table.groupby(["teacher_step", "dataset"])
+        .agg(
+            teacher_train_acc=("teacher_train_acc", "first"),
+            teacher_unseen_acc=("teacher_unseen_acc", "first"),
+            teacher_state=("teacher_state", "first"),
+            train_acc=("train_acc", "mean"),
+            heldout_acc=("heldout_acc", "mean"),
+            unseen_acc=("unseen_acc", "mean"),
+        )
+        .reset_index()
+    )
     rows = []
     for step, part in per_teacher.groupby("teacher_step"):
-        row = {"teacher_step": step, "teachers": len(part), "teacher_train_acc_min": part.teacher_train_acc.min(),
-               "teacher_unseen_acc": part.teacher_unseen_acc.mean(), "teacher_unseen_acc_min": part.teacher_unseen_acc.min(),
-               "teacher_unseen_acc_max": part.teacher_unseen_acc.max()}
+        row = {
+            "teacher_step": step,
+            "teachers": len(part),
+            "teacher_train_acc_min": part.teacher_train_acc.min(),
+            "teacher_unseen_acc": part.teacher_unseen_acc.mean(),
+            "teacher_unseen_acc_min": part.teacher_unseen_acc.min(),
+            "teacher_unseen_acc_max": part.teacher_unseen_acc.max(),
+        }
         row.update({STATE_COLUMNS[s]: int((part.teacher_state == s).sum()) for s in STATES})
         row.update({c: part[c].mean() for c in ("train_acc", "heldout_acc", "unseen_acc")})
         rows.append(row)

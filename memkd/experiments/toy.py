@@ -33,21 +33,74 @@ from memkd.distillation import MLPFamily, require_memorized, train_students, tra
 
 @dataclass(frozen=True)
 class ToyConfig(RandomDataConfig):
-    TABLE_COLUMNS = ('dataset', 'alpha', 'width', 'targets', 'temperature', 'lr', 'student', 'train_acc',
-                     'test_acc', 'independent_acc', 'teacher_independent_acc', 'chance', 'teacher_memorized',
-                     'teacher_stop', 'teacher_first_perfect')
+    TABLE_COLUMNS = (
+        "dataset",
+        "alpha",
+        "width",
+        "targets",
+        "temperature",
+        "lr",
+        "student",
+        "train_acc",
+        "test_acc",
+        "independent_acc",
+        "teacher_independent_acc",
+        "chance",
+        "teacher_memorized",
+        "teacher_stop",
+        "teacher_first_perfect",
+    )
     PROFILE_VALUES = {
-        "smoke": dict(input_dim=2, classes=3, per_class=10, teacher_width=200, hidden_layers=1,
-                      teacher_lr=1e-2, teacher_epochs=3000, student_widths=(200,), alphas=(0.6,),
-                      temperatures=(20.0,), lrs=(1e-2,), epochs=400, students=3, teachers=8),
+        "smoke": dict(
+            input_dim=2,
+            classes=3,
+            per_class=10,
+            teacher_width=200,
+            hidden_layers=1,
+            teacher_lr=1e-2,
+            teacher_epochs=3000,
+            student_widths=(200,),
+            alphas=(0.6,),
+            temperatures=(20.0,),
+            lrs=(1e-2,),
+            epochs=400,
+            students=3,
+            teachers=8,
+        ),
         # 48 teachers: the soft-label claims' power plan (plans.yml, pilot at seed 1) needs 45 after Holm, with
         # three to spare for teachers that do not memorize (left out of every claim)
-        "quick": dict(input_dim=2, classes=3, per_class=10, teacher_width=500, hidden_layers=1,
-                      teacher_lr=1e-2, teacher_epochs=5000, student_widths=(500,), alphas=(0.6,),
-                      temperatures=(5.0, 20.0), lrs=(1e-2,), epochs=1000, students=3, teachers=48),
-        "paper": dict(input_dim=2, classes=3, per_class=10, teacher_width=500, hidden_layers=1,
-                      teacher_lr=1e-2, teacher_epochs=10000, student_widths=(500,), alphas=(0.6,),
-                      temperatures=(5.0, 20.0), lrs=(1e-2,), epochs=5000, students=20, teachers=48),
+        "quick": dict(
+            input_dim=2,
+            classes=3,
+            per_class=10,
+            teacher_width=500,
+            hidden_layers=1,
+            teacher_lr=1e-2,
+            teacher_epochs=5000,
+            student_widths=(500,),
+            alphas=(0.6,),
+            temperatures=(5.0, 20.0),
+            lrs=(1e-2,),
+            epochs=1000,
+            students=3,
+            teachers=48,
+        ),
+        "paper": dict(
+            input_dim=2,
+            classes=3,
+            per_class=10,
+            teacher_width=500,
+            hidden_layers=1,
+            teacher_lr=1e-2,
+            teacher_epochs=10000,
+            student_widths=(500,),
+            alphas=(0.6,),
+            temperatures=(5.0, 20.0),
+            lrs=(1e-2,),
+            epochs=5000,
+            students=20,
+            teachers=48,
+        ),
     }
 
 
@@ -57,18 +110,41 @@ def _toy_setup(cfg: ToyConfig, datasets: list[int], require_memorization: bool =
     device = resolve_device(cfg.device, cfg.experiment)
     xs, ys, trs, tes = [], [], [], []
     for k in datasets:
-        x, y = make_memorization_data(cfg.classes, cfg.per_class, cfg.input_dim, derive_seed(cfg.seed, "data", k),
-                                      cfg.distribution, device)
+        x, y = make_memorization_data(
+            cfg.classes, cfg.per_class, cfg.input_dim, derive_seed(cfg.seed, "data", k), cfg.distribution, device
+        )
         tr, te = split_per_class(y, cfg.alphas[0], seed=derive_seed(cfg.seed, "split", k))
-        xs.append(x); ys.append(y); trs.append(tr); tes.append(te)
+        xs.append(x)
+        ys.append(y)
+        trs.append(tr)
+        tes.append(te)
     x, y, tr, te = torch.stack(xs), torch.stack(ys), torch.stack(trs), torch.stack(tes)
-    check_run_fits(device, "toy_2d", samples=x.shape[1], dim=cfg.input_dim, classes=cfg.classes,
-                   hidden_layers=cfg.hidden_layers, teacher_width=cfg.teacher_width, student_widths=cfg.student_widths,
-                   student_samples=tr.shape[1], own_inputs=len(datasets) > 1)
-    teacher = train_teacher(x, y, classes=cfg.classes, width=cfg.teacher_width, hidden_layers=cfg.hidden_layers,
-                            activation=cfg.activation, lr=cfg.teacher_lr, max_epochs=cfg.teacher_epochs,
-                            stop=cfg.teacher_stop, seed=[derive_seed(cfg.seed, "teacher", k) for k in datasets],
-                            require_memorization=require_memorization, progress=cfg.progress)
+    check_run_fits(
+        device,
+        "toy_2d",
+        samples=x.shape[1],
+        dim=cfg.input_dim,
+        classes=cfg.classes,
+        hidden_layers=cfg.hidden_layers,
+        teacher_width=cfg.teacher_width,
+        student_widths=cfg.student_widths,
+        student_samples=tr.shape[1],
+        own_inputs=len(datasets) > 1,
+    )
+    teacher = train_teacher(
+        x,
+        y,
+        classes=cfg.classes,
+        width=cfg.teacher_width,
+        hidden_layers=cfg.hidden_layers,
+        activation=cfg.activation,
+        lr=cfg.teacher_lr,
+        max_epochs=cfg.teacher_epochs,
+        stop=cfg.teacher_stop,
+        seed=[derive_seed(cfg.seed, "teacher", k) for k in datasets],
+        require_memorization=require_memorization,
+        progress=cfg.progress,
+    )
     return x, y, tr, te, teacher
 
 
@@ -82,7 +158,9 @@ def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 def _toy_students(cfg: ToyConfig, x, y, tr, teacher, kind: str, temperature: float, datasets: list[int]):
     """cfg.students students per dataset, all datasets in one ensemble: returns model (K*S members).
     Student s of dataset k starts from the same weights whatever its targets (paired by initialization)."""
-    seed = [derive_seed(cfg.seed, "student", k, cfg.student_widths[0], s) for k in datasets for s in range(cfg.students)]
+    seed = [
+        derive_seed(cfg.seed, "student", k, cfg.student_widths[0], s) for k in datasets for s in range(cfg.students)
+    ]
     k, s = x.shape[0], cfg.students
     x_tr = _gather(x, tr).repeat_interleave(s, dim=0)  # (K*S, N_tr, 2)
     with torch.no_grad():
@@ -92,9 +170,19 @@ def _toy_students(cfg: ToyConfig, x, y, tr, teacher, kind: str, temperature: flo
     else:
         given = dict(targets=_gather(y, tr).repeat_interleave(s, dim=0))
     family = MLPFamily(x.shape[-1], cfg.student_widths[0], cfg.classes, cfg.hidden_layers, cfg.activation)
-    model, _ = train_students(x_tr, kind=kind, family=family, members=k * s, lrs=cfg.lrs[0], epochs=cfg.epochs,
-                              temperatures=temperature, soften_student=cfg.soften_student, seed=seed,
-                              progress=cfg.progress, **given)
+    model, _ = train_students(
+        x_tr,
+        kind=kind,
+        family=family,
+        members=k * s,
+        lrs=cfg.lrs[0],
+        epochs=cfg.epochs,
+        temperatures=temperature,
+        soften_student=cfg.soften_student,
+        seed=seed,
+        progress=cfg.progress,
+        **given,
+    )
     return model
 
 
@@ -114,11 +202,18 @@ def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     if len(left_out) == len(datasets):  # nothing memorized: nothing to distil
         require_memorized(teacher.train_acc, cfg.teacher_stop, cfg.teacher_epochs, "toy_2d", "epochs")
     if left_out:
-        warnings.warn(f"toy_2d: the teachers of datasets {sorted(left_out)} ended below 100% training accuracy "
-                      f"after {cfg.teacher_epochs} epochs (lowest {min(left_out.values()):.2%}); those datasets are "
-                      "left out of the table (table.attrs['teachers_left_out']).", stacklevel=2)
-    fresh = [make_memorization_data(cfg.classes, cfg.per_class, 2, derive_seed(cfg.seed, "independent", k),
-                                    cfg.distribution, x.device) for k in datasets]
+        warnings.warn(
+            f"toy_2d: the teachers of datasets {sorted(left_out)} ended below 100% training accuracy "
+            f"after {cfg.teacher_epochs} epochs (lowest {min(left_out.values()):.2%}); those datasets are "
+            "left out of the table (table.attrs['teachers_left_out']).",
+            stacklevel=2,
+        )
+    fresh = [
+        make_memorization_data(
+            cfg.classes, cfg.per_class, 2, derive_seed(cfg.seed, "independent", k), cfg.distribution, x.device
+        )
+        for k in datasets
+    ]
     xi, yi = torch.stack([f[0] for f in fresh]), torch.stack([f[1] for f in fresh])
     with torch.no_grad():
         teacher_ind = accuracy(teacher.model(xi), yi).cpu()
@@ -126,8 +221,7 @@ def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
     s = cfg.students
     rows = []
     for i, (kind, temperature) in enumerate(settings):
-        model = _toy_students(cfg, x, y, tr, teacher, kind, temperature if kind == "soft" else 1.0,
-                              datasets=datasets)
+        model = _toy_students(cfg, x, y, tr, teacher, kind, temperature if kind == "soft" else 1.0, datasets=datasets)
         rep = lambda t: t.repeat_interleave(s, dim=0)
         with torch.no_grad():
             out = model(rep(x))  # (K*S, N, C)
@@ -140,12 +234,25 @@ def toy_2d(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
             k = m // s
             if k in left_out:
                 continue
-            rows.append({"dataset": k, "student": m % s, "targets": kind, "temperature": temperature,
-                         "alpha": cfg.alphas[0], "width": cfg.student_widths[0], "lr": cfg.lrs[0],
-                         "train_acc": float(train_acc[m]), "test_acc": float(test_acc[m]),
-                         "independent_acc": float(ind_acc[m]), "teacher_independent_acc": float(teacher_ind[k]),
-                         "chance": 1.0 / cfg.classes, "teacher_memorized": bool(teacher.memorized[k]),
-                         "teacher_stop": cfg.teacher_stop, "teacher_first_perfect": int(teacher.epochs_to_memorize[k])})
+            rows.append(
+                {
+                    "dataset": k,
+                    "student": m % s,
+                    "targets": kind,
+                    "temperature": temperature,
+                    "alpha": cfg.alphas[0],
+                    "width": cfg.student_widths[0],
+                    "lr": cfg.lrs[0],
+                    "train_acc": float(train_acc[m]),
+                    "test_acc": float(test_acc[m]),
+                    "independent_acc": float(ind_acc[m]),
+                    "teacher_independent_acc": float(teacher_ind[k]),
+                    "chance": 1.0 / cfg.classes,
+                    "teacher_memorized": bool(teacher.memorized[k]),
+                    "teacher_stop": cfg.teacher_stop,
+                    "teacher_first_perfect": int(teacher.epochs_to_memorize[k]),
+                }
+            )
     table = tidy(rows, cfg=cfg)
     table.attrs["teachers_left_out"] = left_out
     return table
@@ -168,9 +275,16 @@ def toy_2d_regions(profile: str = "quick", dataset: int = 0, grid_size: int = 12
     models = {"teacher": teacher.model, "hard": _toy_students(cfg, x, y, tr, teacher, "hard", 1.0, [dataset])}
     for i, t in enumerate(cfg.temperatures):
         models[f"soft T={t:g}"] = _toy_students(cfg, x, y, tr, teacher, "soft", t, [dataset])
-    out = {"x": x[0].cpu().numpy(), "y": y[0].cpu().numpy(), "train_idx": tr[0].cpu().numpy(),
-           "test_idx": te[0].cpu().numpy(), "extent": (-1.1, 1.1, -1.1, 1.1),
-           "regions": {}, "test_correct": {}, "test_acc": {}}
+    out = {
+        "x": x[0].cpu().numpy(),
+        "y": y[0].cpu().numpy(),
+        "train_idx": tr[0].cpu().numpy(),
+        "test_idx": te[0].cpu().numpy(),
+        "extent": (-1.1, 1.1, -1.1, 1.1),
+        "regions": {},
+        "test_correct": {},
+        "test_acc": {},
+    }
     with torch.no_grad():
         for name, model in models.items():
             out["regions"][name] = model(grid)[0].argmax(-1).view(grid_size, grid_size).cpu().numpy()
@@ -179,4 +293,3 @@ def toy_2d_regions(profile: str = "quick", dataset: int = 0, grid_size: int = 12
             out["test_correct"][name] = correct
             out["test_acc"][name] = float(correct.mean())
     return out
-

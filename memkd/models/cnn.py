@@ -51,8 +51,9 @@ def member_seeds(members: int, seed: int | Sequence[int]) -> list[int]:
         return [int(seed) + i for i in range(members)]
     seeds = [int(s) for s in seed]
     if len(seeds) != members:
-        raise invalid("seed", "EnsembleCNN", f"an int or a list of {members} ints (one per member)",
-                      shown=f"{len(seeds)} seeds")
+        raise invalid(
+            "seed", "EnsembleCNN", f"an int or a list of {members} ints (one per member)", shown=f"{len(seeds)} seeds"
+        )
     return seeds
 
 
@@ -98,15 +99,19 @@ class EnsembleCNN(nn.Module):
         if len(shape) != 3 or min(shape) < 1:
             raise invalid("image_shape", "EnsembleCNN", "(channels, height, width) of positive ints", image_shape)
         c, h, w = shape
-        factor = 2 ** conv_layers
+        factor = 2**conv_layers
         if h % factor or w % factor:
-            raise invalid("conv_layers", "EnsembleCNN",
-                          must=f"leave the image divisible by the pooling: {h}x{w} images allow at "
-                               f"most {_max_layers(h, w)} layers", shown=conv_layers)
+            raise invalid(
+                "conv_layers",
+                "EnsembleCNN",
+                must=f"leave the image divisible by the pooling: {h}x{w} images allow at "
+                f"most {_max_layers(h, w)} layers",
+                shown=conv_layers,
+            )
         self.members, self.image_shape, self.classes = members, shape, classes
         self.width, self.conv_layers, self.head_width, self.backend = width, conv_layers, head_width, backend
         self.seeds = member_seeds(members, seed)
-        channels = [c] + [width * 2 ** i for i in range(conv_layers)]
+        channels = [c] + [width * 2**i for i in range(conv_layers)]
         self.flat = channels[-1] * (h // factor) * (w // factor)
         heads = [self.flat, head_width, classes]
         # one member after another, each from its own generator: member i = a single CNN with seeds[i]
@@ -136,9 +141,12 @@ class EnsembleCNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x : (N, D) shared by all members, or (E, N, D) one batch per member. Returns (E, N, C)."""
         if x.dim() not in (2, 3) or x.shape[-1] != math.prod(self.image_shape):
-            raise invalid("x", "EnsembleCNN.forward",
-                          must=f"have the shape (N, {math.prod(self.image_shape)}) or (E, N, "
-                               f"{math.prod(self.image_shape)})", shown=tuple(x.shape))
+            raise invalid(
+                "x",
+                "EnsembleCNN.forward",
+                must=f"have the shape (N, {math.prod(self.image_shape)}) or (E, N, {math.prod(self.image_shape)})",
+                shown=tuple(x.shape),
+            )
         features = self._features_grouped(x) if self.backend == "grouped" else self._features_vmap(x)
         h = torch.relu(torch.baddbmm(self.biases[0], features, self.weights[0]))  # (E, N, head)
         return torch.baddbmm(self.biases[1], h, self.weights[1])  # (E, N, C)
@@ -167,8 +175,7 @@ class EnsembleCNN(nn.Module):
             return h.reshape(h.shape[0], -1)
 
         in_x = None if x.dim() == 2 else 0
-        return torch.func.vmap(one, in_dims=(0, 0, in_x))(
-            list(self.conv_weights), list(self.conv_biases), x)
+        return torch.func.vmap(one, in_dims=(0, 0, in_x))(list(self.conv_weights), list(self.conv_biases), x)
 
     # --- members ------------------------------------------------------------------------------
 
@@ -192,9 +199,11 @@ class EnsembleCNN(nn.Module):
         return nn.Sequential(*layers)
 
     def extra_repr(self) -> str:
-        return (f"members={self.members}, image_shape={self.image_shape}, classes={self.classes}, "
-                f"width={self.width}, conv_layers={self.conv_layers}, head_width={self.head_width}, "
-                f"backend={self.backend!r}")
+        return (
+            f"members={self.members}, image_shape={self.image_shape}, classes={self.classes}, "
+            f"width={self.width}, conv_layers={self.conv_layers}, head_width={self.head_width}, "
+            f"backend={self.backend!r}"
+        )
 
 
 def _max_layers(h: int, w: int) -> int:
@@ -224,8 +233,16 @@ class CNNFamily:
     unit = "epochs"
 
     def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> EnsembleCNN:
-        return EnsembleCNN(members, self.image_shape, self.classes, width=self.width, conv_layers=self.conv_layers,
-                           head_width=self.head_width, seed=seed, backend=self.backend).to(device)
+        return EnsembleCNN(
+            members,
+            self.image_shape,
+            self.classes,
+            width=self.width,
+            conv_layers=self.conv_layers,
+            head_width=self.head_width,
+            seed=seed,
+            backend=self.backend,
+        ).to(device)
 
     def training_bytes(self, samples: int, own_inputs: bool, soft_targets: bool) -> None:
         return None  # not estimated for CNNs

@@ -41,8 +41,11 @@ class Optimizer:
 
     def fit_options(self, weight_decay: float | None) -> dict:
         """The keyword arguments of `memkd.train.fit` that set the optimizer."""
-        return dict(weight_decay=self.weight_decay if weight_decay is None else weight_decay,
-                    decoupled_weight_decay=self.decoupled, betas=self.betas)
+        return dict(
+            weight_decay=self.weight_decay if weight_decay is None else weight_decay,
+            decoupled_weight_decay=self.decoupled,
+            betas=self.betas,
+        )
 
 
 ADAM = Optimizer()  # the paper's and the released code's (torch.optim.Adam's defaults)
@@ -91,13 +94,28 @@ class MLPFamily:
         return self.frozen_layers == 0 and self.bias  # the fused step trains every parameter
 
     def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> EnsembleMLP:
-        model = EnsembleMLP(members, self.input_dim, self.width, self.classes, self.hidden_layers, self.activation,
-                            seed=seed, bias=self.bias).to(device)
+        model = EnsembleMLP(
+            members,
+            self.input_dim,
+            self.width,
+            self.classes,
+            self.hidden_layers,
+            self.activation,
+            seed=seed,
+            bias=self.bias,
+        ).to(device)
         for layer in range(self.frozen_layers):
             model.weights[layer].requires_grad_(False)
             model.biases[layer].requires_grad_(False)
         return model
 
     def training_bytes(self, samples: int, own_inputs: bool, soft_targets: bool) -> int:
-        return training_bytes_per_member(samples, self.input_dim, self.width, self.classes, self.hidden_layers,
-                                         own_inputs=own_inputs, soft_targets=soft_targets)
+        return training_bytes_per_member(
+            samples,
+            self.input_dim,
+            self.width,
+            self.classes,
+            self.hidden_layers,
+            own_inputs=own_inputs,
+            soft_targets=soft_targets,
+        )

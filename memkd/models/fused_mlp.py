@@ -78,17 +78,28 @@ class FusedCrossEntropy:
 
     fills_gradients = True
 
-    def __init__(self, model: EnsembleMLP, x: Tensor, targets: Tensor, labels: Tensor,
-                 temperatures: Tensor | float = 1.0, soften_student: bool = False) -> None:
+    def __init__(
+        self,
+        model: EnsembleMLP,
+        x: Tensor,
+        targets: Tensor,
+        labels: Tensor,
+        temperatures: Tensor | float = 1.0,
+        soften_student: bool = False,
+    ) -> None:
         if not all(p.requires_grad for p in model.parameters()):
-            raise invalid("model", "FusedCrossEntropy",
-                          must="have every parameter trainable: FusedCrossEntropy trains every "
-                               "parameter; a model with frozen parameters (requires_grad=False) "
-                               "needs the autograd path (fit with a plain objective)",
-                          shown="a model with frozen parameters")
+            raise invalid(
+                "model",
+                "FusedCrossEntropy",
+                must="have every parameter trainable: FusedCrossEntropy trains every "
+                "parameter; a model with frozen parameters (requires_grad=False) "
+                "needs the autograd path (fit with a plain objective)",
+                shown="a model with frozen parameters",
+            )
         self.model, self.activation = model, model.activation
-        (self.flat, self.grad, self.weights, self.weight_grads,
-         self.biases, self.bias_grads) = flatten_parameters(model)
+        (self.flat, self.grad, self.weights, self.weight_grads, self.biases, self.bias_grads) = flatten_parameters(
+            model
+        )
         e, n, c = model.members, x.shape[-2], model.classes
         dtype, device = self.flat.dtype, self.flat.device
         self.x = x  # (N, D) or (E, N, D)
@@ -99,11 +110,13 @@ class FusedCrossEntropy:
         self.targets = targets.transpose(-1, -2).contiguous()  # (C, N) or (E, C, N)
         self.target_mass = self.targets.sum(dim=-2, keepdim=True)  # (..., 1, N): 1 unless surgery
         # (E, 1, 1): one T per member, dividing the student's logits (z' = z / T) only with soften_student
-        self.temperature = (torch.as_tensor(temperatures, dtype=dtype, device=device).expand(e).view(e, 1, 1)
-                            if soften_student else None)
+        self.temperature = (
+            torch.as_tensor(temperatures, dtype=dtype, device=device).expand(e).view(e, 1, 1)
+            if soften_student
+            else None
+        )
         # d loss_e / d z = (softmax(z') * mass - p) / (N T_e)  (T_e = 1 without soften_student)
-        self.scale = (1.0 / self.temperature if soften_student
-                      else torch.ones(e, 1, 1, dtype=dtype, device=device)) / n
+        self.scale = (1.0 / self.temperature if soften_student else torch.ones(e, 1, 1, dtype=dtype, device=device)) / n
         outs = [w.shape[1] for w in self.weights]
         new = lambda size: torch.empty(e, size, n, dtype=dtype, device=device)
         self.acts = [new(size) for size in outs]  # post-activation hidden layers, then logits
@@ -122,8 +135,12 @@ class FusedCrossEntropy:
 
     def __call__(self, idx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if idx is not None:
-            raise invalid("idx", "FusedCrossEntropy", "None: FusedCrossEntropy is full batch only (`fit` must get "
-                                                      "batch_size=None)", shown="a batch of indices")
+            raise invalid(
+                "idx",
+                "FusedCrossEntropy",
+                "None: FusedCrossEntropy is full batch only (`fit` must get batch_size=None)",
+                shown="a batch of indices",
+            )
         with torch.no_grad():
             logits = self._forward()
             loss, acc = self._loss_and_logit_gradient(logits)

@@ -44,12 +44,18 @@ LN_EPS = 1e-5  # GPT2Config.layer_norm_epsilon
 
 # Stacked parameter names -> their shape after (E,), and the transformers name of layer l's tensor.
 BLOCK = {  # per layer, stacked (E, L, ...)
-    "ln1_w": "h.{l}.ln_1.weight", "ln1_b": "h.{l}.ln_1.bias",
-    "attn_w": "h.{l}.attn.c_attn.weight", "attn_b": "h.{l}.attn.c_attn.bias",  # (W, 3W), (3W,)
-    "proj_w": "h.{l}.attn.c_proj.weight", "proj_b": "h.{l}.attn.c_proj.bias",  # (W, W), (W,)
-    "ln2_w": "h.{l}.ln_2.weight", "ln2_b": "h.{l}.ln_2.bias",
-    "fc_w": "h.{l}.mlp.c_fc.weight", "fc_b": "h.{l}.mlp.c_fc.bias",  # (W, 4W), (4W,)
-    "out_w": "h.{l}.mlp.c_proj.weight", "out_b": "h.{l}.mlp.c_proj.bias",  # (4W, W), (W,)
+    "ln1_w": "h.{l}.ln_1.weight",
+    "ln1_b": "h.{l}.ln_1.bias",
+    "attn_w": "h.{l}.attn.c_attn.weight",
+    "attn_b": "h.{l}.attn.c_attn.bias",  # (W, 3W), (3W,)
+    "proj_w": "h.{l}.attn.c_proj.weight",
+    "proj_b": "h.{l}.attn.c_proj.bias",  # (W, W), (W,)
+    "ln2_w": "h.{l}.ln_2.weight",
+    "ln2_b": "h.{l}.ln_2.bias",
+    "fc_w": "h.{l}.mlp.c_fc.weight",
+    "fc_b": "h.{l}.mlp.c_fc.bias",  # (W, 4W), (4W,)
+    "out_w": "h.{l}.mlp.c_proj.weight",
+    "out_b": "h.{l}.mlp.c_proj.bias",  # (4W, W), (W,)
 }
 TOP = {"wte": "wte.weight", "wpe": "wpe.weight", "lnf_w": "ln_f.weight", "lnf_b": "ln_f.bias"}
 BODY = tuple(TOP) + tuple(BLOCK)  # everything but the classification head
@@ -82,14 +88,22 @@ def _draw(shape: GPT2Shape, seed: int) -> dict[str, Tensor]:
 
     proj = INIT_STD / math.sqrt(2 * layers)
     return {
-        "wte": normal(v, w), "wpe": normal(s, w),  # (V, W), (S, W)
-        "ln1_w": torch.ones(layers, w), "ln1_b": torch.zeros(layers, w),
-        "attn_w": normal(layers, w, 3 * w), "attn_b": torch.zeros(layers, 3 * w),
-        "proj_w": normal(layers, w, w, std=proj), "proj_b": torch.zeros(layers, w),
-        "ln2_w": torch.ones(layers, w), "ln2_b": torch.zeros(layers, w),
-        "fc_w": normal(layers, w, 4 * w), "fc_b": torch.zeros(layers, 4 * w),
-        "out_w": normal(layers, 4 * w, w, std=proj), "out_b": torch.zeros(layers, w),
-        "lnf_w": torch.ones(w), "lnf_b": torch.zeros(w),
+        "wte": normal(v, w),
+        "wpe": normal(s, w),  # (V, W), (S, W)
+        "ln1_w": torch.ones(layers, w),
+        "ln1_b": torch.zeros(layers, w),
+        "attn_w": normal(layers, w, 3 * w),
+        "attn_b": torch.zeros(layers, 3 * w),
+        "proj_w": normal(layers, w, w, std=proj),
+        "proj_b": torch.zeros(layers, w),
+        "ln2_w": torch.ones(layers, w),
+        "ln2_b": torch.zeros(layers, w),
+        "fc_w": normal(layers, w, 4 * w),
+        "fc_b": torch.zeros(layers, 4 * w),
+        "out_w": normal(layers, 4 * w, w, std=proj),
+        "out_b": torch.zeros(layers, w),
+        "lnf_w": torch.ones(w),
+        "lnf_b": torch.zeros(w),
         "score": normal(w, c),  # (W, C): the head, stored transposed against transformers' (C, W)
     }
 
@@ -109,8 +123,9 @@ class EnsembleGPT2(nn.Module):
 
     def __init__(self, members: int, shape: GPT2Shape, seed: int | Sequence[int] = 0) -> None:
         super().__init__()
-        seeds = ([int(seed) + i for i in range(members)] if isinstance(seed, (int, np.integer))
-                 else [int(s) for s in seed])
+        seeds = (
+            [int(seed) + i for i in range(members)] if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+        )
         if len(seeds) != members:
             raise invalid("seed", "EnsembleGPT2", f"an int or one seed per member ({members})", f"{len(seeds)} seeds")
         self.members, self.shape = members, shape
@@ -146,15 +161,19 @@ class EnsembleGPT2(nn.Module):
             z = torch.einsum("ensw,ewk->ensk", z, self.proj_w[:, layer]) + self.proj_b[:, None, None, layer]
             x = x + F.dropout(z, drop, self.training)
             h = _layer_norm(x, self.ln2_w[:, layer], self.ln2_b[:, layer])
-            h = F.gelu(torch.einsum("ensw,ewk->ensk", h, self.fc_w[:, layer]) + self.fc_b[:, None, None, layer],
-                       approximate="tanh")  # (E, N, S, 4W)
+            h = F.gelu(
+                torch.einsum("ensw,ewk->ensk", h, self.fc_w[:, layer]) + self.fc_b[:, None, None, layer],
+                approximate="tanh",
+            )  # (E, N, S, 4W)
             h = torch.einsum("ensk,ekw->ensw", h, self.out_w[:, layer]) + self.out_b[:, None, None, layer]
             x = x + F.dropout(h, drop, self.training)
         last = _layer_norm(x[:, :, -1:, :], self.lnf_w, self.lnf_b)[:, :, 0, :]  # (E, N, W)
         return torch.einsum("enw,ewc->enc", last, self.score)
 
     @torch.no_grad()
-    def copy_member(self, index: int, source: "EnsembleGPT2", source_index: int, names: Sequence[str] | None = None) -> None:
+    def copy_member(
+        self, index: int, source: "EnsembleGPT2", source_index: int, names: Sequence[str] | None = None
+    ) -> None:
         """Set member `index`'s parameters `names` (default: all) to `source`'s member `source_index`'s."""
         for name in names or [n for n, _ in self.named_parameters()]:
             getattr(self, name)[index].copy_(getattr(source, name)[source_index])
@@ -182,8 +201,15 @@ class EnsembleGPT2(nn.Module):
 def hf_shape(model: Any, positions: int) -> GPT2Shape:
     """The `GPT2Shape` of a transformers GPT-2 (reading `positions` tokens, at most its own)."""
     cfg = model.config
-    return GPT2Shape(vocab=cfg.vocab_size, positions=min(positions, cfg.n_positions), width=cfg.n_embd,
-                     layers=cfg.n_layer, heads=cfg.n_head, classes=cfg.num_labels, dropout=cfg.resid_pdrop)
+    return GPT2Shape(
+        vocab=cfg.vocab_size,
+        positions=min(positions, cfg.n_positions),
+        width=cfg.n_embd,
+        layers=cfg.n_layer,
+        heads=cfg.n_head,
+        classes=cfg.num_labels,
+        dropout=cfg.resid_pdrop,
+    )
 
 
 def hub_offline() -> bool:
@@ -204,23 +230,33 @@ def load_checkpoint(checkpoint: str, classes: int, owner: str = "load_checkpoint
         from transformers import GPT2ForSequenceClassification, GPT2Tokenizer
         from transformers.utils import logging as hf_logging
     except ImportError as err:  # the optional extra
-        raise ImportError(f"{owner} needs the optional dependency transformers: pip install \"memkd[lm]\"") from err
+        raise ImportError(f'{owner} needs the optional dependency transformers: pip install "memkd[lm]"') from err
     local = os.path.isdir(checkpoint)
     quiet = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "some weights newly initialized": the head is new on purpose
     try:
         tokenizer = GPT2Tokenizer.from_pretrained(checkpoint, local_files_only=local or hub_offline())
-        model = GPT2ForSequenceClassification.from_pretrained(checkpoint, num_labels=classes,
-                                                              local_files_only=local or hub_offline(),
-                                                              ignore_mismatched_sizes=True)  # a head of C classes
+        model = GPT2ForSequenceClassification.from_pretrained(
+            checkpoint, num_labels=classes, local_files_only=local or hub_offline(), ignore_mismatched_sizes=True
+        )  # a head of C classes
     except (OSError, ValueError, EnvironmentError) as err:
-        where = "this folder could not be read as one" if local else (
-            "it could not be fetched from the Hugging Face hub (no network, $HF_HUB_OFFLINE set, or no such model)")
-        raise invalid("checkpoint", owner, "a model name that can be downloaded here, or the path of a local folder "
-                      "holding a GPT-2 model and its tokenizer written by save_pretrained (e.g. "
-                      "checkpoint=\"/data/gpt2\" after GPT2ForSequenceClassification.from_pretrained(\"gpt2\")"
-                      ".save_pretrained(\"/data/gpt2\") and the same for GPT2Tokenizer on a machine with network); "
-                      f"{where}: {type(err).__name__}", checkpoint) from err
+        where = (
+            "this folder could not be read as one"
+            if local
+            else (
+                "it could not be fetched from the Hugging Face hub (no network, $HF_HUB_OFFLINE set, or no such model)"
+            )
+        )
+        raise invalid(
+            "checkpoint",
+            owner,
+            "a model name that can be downloaded here, or the path of a local folder "
+            "holding a GPT-2 model and its tokenizer written by save_pretrained (e.g. "
+            'checkpoint="/data/gpt2" after GPT2ForSequenceClassification.from_pretrained("gpt2")'
+            '.save_pretrained("/data/gpt2") and the same for GPT2Tokenizer on a machine with network); '
+            f"{where}: {type(err).__name__}",
+            checkpoint,
+        ) from err
     finally:
         hf_logging.set_verbosity(quiet)
     tokenizer.padding_side = "left"

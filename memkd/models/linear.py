@@ -85,11 +85,17 @@ class LinearEnsemble(nn.Module):
     def __init__(self, teachers: int, members: int, input_dim: int, outputs: int, seeds: Sequence[int]) -> None:
         super().__init__()
         if len(seeds) != teachers * members:
-            raise invalid("seeds", "LinearEnsemble", must=f"hold teachers * members = {teachers * members} seeds",
-                          shown=len(seeds))
+            raise invalid(
+                "seeds",
+                "LinearEnsemble",
+                must=f"hold teachers * members = {teachers * members} seeds",
+                shown=len(seeds),
+            )
         bound = 1.0 / math.sqrt(input_dim)
-        draws = [(torch.rand(input_dim, outputs, generator=torch.Generator().manual_seed(int(s))) * 2 - 1) * bound
-                 for s in seeds]
+        draws = [
+            (torch.rand(input_dim, outputs, generator=torch.Generator().manual_seed(int(s))) * 2 - 1) * bound
+            for s in seeds
+        ]
         w = torch.stack(draws).view(teachers, members, input_dim, outputs).permute(0, 2, 1, 3)
         self.weight = nn.Parameter(w.contiguous())  # (K, D, M, O)
 
@@ -115,10 +121,10 @@ class LinearMembers(LinearEnsemble):
 @dataclass(frozen=True)
 class LinearFamily:
     """Bias-free linear maps D -> O for `memkd.distillation.train_teacher` / `train_students`: K
-    teachers' inputs (K, N, D) are shared by the members of each (E = K * M), in `dtype` (the
-    students' precision). Seeds: one per member, as `LinearEnsemble`'s (an int: member i from
-`derive_seed(seed, "linear member", i)`). Members that see different
-    points of one teacher's data take the protocol's `mask`."""
+        teachers' inputs (K, N, D) are shared by the members of each (E = K * M), in `dtype` (the
+        students' precision). Seeds: one per member, as `LinearEnsemble`'s (an int: member i from
+    `derive_seed(seed, "linear member", i)`). Members that see different
+        points of one teacher's data take the protocol's `mask`."""
 
     input_dim: int
     outputs: int  # 1 (binary: class logits (0, z)) or C
@@ -135,9 +141,14 @@ class LinearFamily:
     def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> LinearMembers:
         if members % self.teachers:
             raise invalid("members", "LinearFamily.build", f"a multiple of teachers = {self.teachers}", members)
-        seeds = [derive_seed(int(seed), "linear member", i) for i in range(members)] if isinstance(seed, int) else list(seed)
-        return LinearMembers(self.teachers, members // self.teachers, self.input_dim, self.outputs,
-                             seeds).to(device=device, dtype=self.dtype)
+        seeds = (
+            [derive_seed(int(seed), "linear member", i) for i in range(members)]
+            if isinstance(seed, int)
+            else list(seed)
+        )
+        return LinearMembers(self.teachers, members // self.teachers, self.input_dim, self.outputs, seeds).to(
+            device=device, dtype=self.dtype
+        )
 
     def training_bytes(self, samples: int, own_inputs: bool, soft_targets: bool) -> None:
         return None  # not estimated: the linear chapters' maps are small
@@ -184,5 +195,16 @@ def soft_labels(w_teacher: Tensor, x: Tensor, temperature: Tensor, dtype: torch.
     return soft_targets(z, temperature, dtype)
 
 
-__all__ = ["DTYPES", "STUDENT_KINDS", "LinearEnsemble", "class_logits", "least_squares", "linear_forward",
-           "linear_logits", "LinearFamily", "LinearMembers", "solve_soft_labels", "soft_labels"]
+__all__ = [
+    "DTYPES",
+    "STUDENT_KINDS",
+    "LinearEnsemble",
+    "class_logits",
+    "least_squares",
+    "linear_forward",
+    "linear_logits",
+    "LinearFamily",
+    "LinearMembers",
+    "solve_soft_labels",
+    "soft_labels",
+]

@@ -89,15 +89,22 @@ class EnsembleMLP(nn.Module):
         else:
             seeds = [int(s) for s in seed]
             if len(seeds) != members:
-                raise invalid("seed", "EnsembleMLP", f"an int or hold one seed per member ({members})",
-                              shown=f"{len(seeds)} seeds")
+                raise invalid(
+                    "seed",
+                    "EnsembleMLP",
+                    f"an int or hold one seed per member ({members})",
+                    shown=f"{len(seeds)} seeds",
+                )
             per_member = [_draw_layers(1, sizes, s) for s in seeds]
-            layers = [(torch.cat([m[i][0] for m in per_member]), torch.cat([m[i][1] for m in per_member]))
-                      for i in range(len(sizes) - 1)]
+            layers = [
+                (torch.cat([m[i][0] for m in per_member]), torch.cat([m[i][1] for m in per_member]))
+                for i in range(len(sizes) - 1)
+            ]
         self.weights = nn.ParameterList([nn.Parameter(w) for w, _ in layers])  # (E, in, out)
         # (E, 1, out); without bias: zeros that no optimizer moves (the weights are drawn as with biases)
-        self.biases = nn.ParameterList([nn.Parameter(b if bias else torch.zeros_like(b), requires_grad=bias)
-                                        for _, b in layers])
+        self.biases = nn.ParameterList(
+            [nn.Parameter(b if bias else torch.zeros_like(b), requires_grad=bias) for _, b in layers]
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """x : (N, D) shared by all members, or (E, N, D) per member. Returns logits (E, N, C)."""
@@ -126,5 +133,7 @@ class EnsembleMLP(nn.Module):
         return nn.Sequential(*layers)
 
     def extra_repr(self) -> str:
-        return (f"members={self.members}, input_dim={self.input_dim}, width={self.width}, "
-                f"classes={self.classes}, hidden_layers={self.hidden_layers}, activation={self.activation!r}, bias={self.bias}")
+        return (
+            f"members={self.members}, input_dim={self.input_dim}, width={self.width}, "
+            f"classes={self.classes}, hidden_layers={self.hidden_layers}, activation={self.activation!r}, bias={self.bias}"
+        )

@@ -64,8 +64,9 @@ def functional_forward(p: dict[str, Tensor], tokens: Tensor) -> Tensor:
     return last @ p["unembed"]  # (E, N, C)
 
 
-def _draw_parameters(members: int, modulus: int, d_model: int, heads: int, d_mlp: int, context: int,
-                     seed: int) -> dict[str, Tensor]:
+def _draw_parameters(
+    members: int, modulus: int, d_model: int, heads: int, d_mlp: int, context: int, seed: int
+) -> dict[str, Tensor]:
     """Every parameter of `members` transformers, stacked (E, ...), drawn from one generator."""
     vocab, d_head, e = modulus + 1, d_model // heads, members
     gen = torch.Generator().manual_seed(int(seed))
@@ -108,13 +109,24 @@ class EnsembleTransformer(nn.Module):
     torch.Size([2, 49, 7])
     """
 
-    def __init__(self, members: int, modulus: int, d_model: int = 128, heads: int = 4,
-                 d_mlp: int = 512, context: int = 3, seed: int | Sequence[int] = 0) -> None:
+    def __init__(
+        self,
+        members: int,
+        modulus: int,
+        d_model: int = 128,
+        heads: int = 4,
+        d_mlp: int = 512,
+        context: int = 3,
+        seed: int | Sequence[int] = 0,
+    ) -> None:
         super().__init__()
         if d_model % heads:
-            raise invalid("heads", "EnsembleTransformer",
-                          must=f"divide d_model ({d_model}): d_model must be a multiple of heads",
-                          got=heads)
+            raise invalid(
+                "heads",
+                "EnsembleTransformer",
+                must=f"divide d_model ({d_model}): d_model must be a multiple of heads",
+                got=heads,
+            )
         self.members, self.modulus, self.d_model, self.heads = members, modulus, d_model, heads
         self.d_mlp, self.context = d_mlp, context
         if isinstance(seed, (int, np.integer)):
@@ -122,8 +134,12 @@ class EnsembleTransformer(nn.Module):
         else:
             seeds = [int(s) for s in seed]
             if len(seeds) != members:
-                raise invalid("seed", "EnsembleTransformer", f"an int or hold one seed per member ({members})",
-                              shown=f"{len(seeds)} seeds")
+                raise invalid(
+                    "seed",
+                    "EnsembleTransformer",
+                    f"an int or hold one seed per member ({members})",
+                    shown=f"{len(seeds)} seeds",
+                )
             parts = [_draw_parameters(1, modulus, d_model, heads, d_mlp, context, s) for s in seeds]
             drawn = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
         for name, value in drawn.items():
@@ -142,15 +158,16 @@ class EnsembleTransformer(nn.Module):
         return single.to(self.embed.device)
 
     def extra_repr(self) -> str:
-        return (f"members={self.members}, modulus={self.modulus}, d_model={self.d_model}, "
-                f"heads={self.heads}, d_mlp={self.d_mlp}")
+        return (
+            f"members={self.members}, modulus={self.modulus}, d_model={self.d_model}, "
+            f"heads={self.heads}, d_mlp={self.d_mlp}"
+        )
 
 
 class Transformer(nn.Module):
     """One 1-layer transformer written plainly (every position, causal mask): the reference."""
 
-    def __init__(self, modulus: int, d_model: int = 128, heads: int = 4, d_mlp: int = 512,
-                 context: int = 3) -> None:
+    def __init__(self, modulus: int, d_model: int = 128, heads: int = 4, d_mlp: int = 512, context: int = 3) -> None:
         super().__init__()
         d_head = d_model // heads
         self.heads, self.d_head = heads, d_head
@@ -206,8 +223,9 @@ class TransformerFamily:
     unit = "full-batch steps"
 
     def build(self, members: int, seed: int | Sequence[int], device: torch.device) -> EnsembleTransformer:
-        return EnsembleTransformer(members, self.modulus, self.d_model, self.heads, self.d_mlp, self.context,
-                                   seed=seed).to(device)
+        return EnsembleTransformer(
+            members, self.modulus, self.d_model, self.heads, self.d_mlp, self.context, seed=seed
+        ).to(device)
 
     def training_bytes(self, samples: int, own_inputs: bool, soft_targets: bool) -> None:
         return None  # not estimated for transformers

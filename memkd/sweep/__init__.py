@@ -63,21 +63,57 @@ is recorded, the others go on; `retry_failed=True` reruns them), and cleaning of
 """
 
 from memkd.sweep.aggregate import (
-    aggregate, collect_tables, column_meanings, summarize_sweep, swept_parameters, write_columns, write_results,
+    aggregate,
+    collect_tables,
+    column_meanings,
+    summarize_sweep,
+    swept_parameters,
+    write_columns,
+    write_results,
 )
 from memkd.sweep.driver import SweepResult, lock_sweep_dir, plan_sweep, run_sweep, status_on_disk
 from memkd.sweep.executors import ChildDied, Executor, in_child, make_executor, thread_share
 from memkd.sweep.grid import (
-    CliValue, Param, expand_grid, load_grid, notebook_parameters, parse_cli_grid, resolve_point, run_id,
+    CliValue,
+    Param,
+    expand_grid,
+    load_grid,
+    notebook_parameters,
+    parse_cli_grid,
+    resolve_point,
+    run_id,
 )
 from memkd.sweep.run import CELL_TIMEOUT, execute_point, timeout_for
 from memkd.sweep.validate import check_points
 
 __all__ = [
-    "run_sweep", "plan_sweep", "SweepResult", "lock_sweep_dir", "status_on_disk",
-    "execute_point", "CELL_TIMEOUT", "timeout_for",
-    "make_executor", "Executor", "in_child", "ChildDied", "thread_share",
-    "notebook_parameters", "Param", "expand_grid", "parse_cli_grid", "CliValue", "load_grid",
-    "resolve_point", "run_id", "check_points", "aggregate", "collect_tables", "write_results",
-    "column_meanings", "write_columns", "summarize_sweep", "swept_parameters",
+    "run_sweep",
+    "plan_sweep",
+    "SweepResult",
+    "lock_sweep_dir",
+    "status_on_disk",
+    "execute_point",
+    "CELL_TIMEOUT",
+    "timeout_for",
+    "make_executor",
+    "Executor",
+    "in_child",
+    "ChildDied",
+    "thread_share",
+    "notebook_parameters",
+    "Param",
+    "expand_grid",
+    "parse_cli_grid",
+    "CliValue",
+    "load_grid",
+    "resolve_point",
+    "run_id",
+    "check_points",
+    "aggregate",
+    "collect_tables",
+    "write_results",
+    "column_meanings",
+    "write_columns",
+    "summarize_sweep",
+    "swept_parameters",
 ]

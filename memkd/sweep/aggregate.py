@@ -51,8 +51,12 @@ def _defaults(notebook: str, cache: dict) -> dict:
     return cache[notebook]
 
 
-def aggregate(sweep_dir: str | os.PathLike, runs: Iterable[str] | None = None, columns: list[str] | None = None,
-              name: str = "table"):
+def aggregate(
+    sweep_dir: str | os.PathLike,
+    runs: Iterable[str] | None = None,
+    columns: list[str] | None = None,
+    name: str = "table",
+):
     """One DataFrame of the finished runs' table `name` (all of `sweep_dir/runs` when `runs` is None).
 
     Each run's `table.parquet` gets the run id and its parameters as leading columns (`columns`,
@@ -66,8 +70,11 @@ def aggregate(sweep_dir: str | os.PathLike, runs: Iterable[str] | None = None, c
     from memkd.tables import add_teacher_id
 
     sweep_dir = Path(sweep_dir)
-    ids = list(runs) if runs is not None else sorted(p.name for p in (sweep_dir / "runs").iterdir()
-                                                       if (p / "run.json").is_file())
+    ids = (
+        list(runs)
+        if runs is not None
+        else sorted(p.name for p in (sweep_dir / "runs").iterdir() if (p / "run.json").is_file())
+    )
     frames, defaults = [], {}
     for rid in ids:
         folder = sweep_dir / "runs" / rid
@@ -78,8 +85,11 @@ def aggregate(sweep_dir: str | os.PathLike, runs: Iterable[str] | None = None, c
         if path is None and name != "table":
             continue
         if path is None and any((folder / sub / "table.csv").is_file() for sub in ("results", ".")):
-            warnings.warn(f"aggregate: run {rid} wrote table.csv but no table.parquet; only its parameters "
-                          "are aggregated (write tables with memkd.book.chapter.Chapter.save_table).", stacklevel=2)
+            warnings.warn(
+                f"aggregate: run {rid} wrote table.csv but no table.parquet; only its parameters "
+                "are aggregated (write tables with memkd.book.chapter.Chapter.save_table).",
+                stacklevel=2,
+            )
         table = pd.read_parquet(path) if path else pd.DataFrame(index=[0])
         if isinstance(values.get("seed"), int):
             add_teacher_id(table, values["seed"])
@@ -185,8 +195,9 @@ def swept_parameters(sweep_dir: str | os.PathLike, table=None) -> list[str]:
     return [c for c in columns if c in table.columns and table[c].nunique(dropna=False) > 1]
 
 
-def summarize_sweep(sweep_dir: str | os.PathLike, by: list[str] | None = None, values: list[str] | None = None,
-                    name: str = "table"):
+def summarize_sweep(
+    sweep_dir: str | os.PathLike, by: list[str] | None = None, values: list[str] | None = None, name: str = "table"
+):
     """Mean +- SEM over teachers of `values` (default: test_acc) per setting of `by` (default: the
     swept parameters, `swept_parameters`) in a finished sweep's `results.parquet` (or
     `results.<name>.parquet`): `memkd.summarize` with the teacher (`teacher_id`) as the unit."""
@@ -198,18 +209,29 @@ def summarize_sweep(sweep_dir: str | os.PathLike, by: list[str] | None = None, v
     stem = "results" if name == "table" else f"results.{name}"
     path = Path(sweep_dir) / f"{stem}.parquet"
     if not path.is_file():
-        raise invalid("out", "memkd summarize", f"a sweep folder holding {stem}.parquet (run memkd sweep first)",
-                      str(sweep_dir))
+        raise invalid(
+            "out", "memkd summarize", f"a sweep folder holding {stem}.parquet (run memkd sweep first)", str(sweep_dir)
+        )
     table = pd.read_parquet(path)
     if "teacher_id" not in table.columns:
-        raise invalid("out", "memkd summarize", f"a sweep whose {path.name} names each row's teacher (teacher_id, "
-                      "the unit of the mean +- SEM); this notebook's table has none", str(sweep_dir))
+        raise invalid(
+            "out",
+            "memkd summarize",
+            f"a sweep whose {path.name} names each row's teacher (teacher_id, "
+            "the unit of the mean +- SEM); this notebook's table has none",
+            str(sweep_dir),
+        )
     by = swept_parameters(sweep_dir, table) if by is None else list(by)
     values = list(values) if values else ["test_acc"]
     numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
     for option, asked in (("by", by), ("value", values)):
         missing = [c for c in asked if c not in table.columns]
         if missing:
-            raise invalid(option, "memkd summarize", f"columns of {path.name} (its numeric columns: {numeric}; the "
-                          f"others: {[c for c in table.columns if c not in numeric]})", missing)
+            raise invalid(
+                option,
+                "memkd summarize",
+                f"columns of {path.name} (its numeric columns: {numeric}; the "
+                f"others: {[c for c in table.columns if c not in numeric]})",
+                missing,
+            )
     return summarize(table, values, by=by)

@@ -27,7 +27,12 @@ from memkd.sweep.aggregate import aggregate, collect_tables, write_columns, writ
 from memkd.sweep.executors import make_executor
 from memkd.sweep.grid import expand_grid, notebook_parameters, read_notebook, resolve_point, run_id
 from memkd.sweep.run import (
-    failure_record, interrupted_record, is_interruption, run_point, timeout_for, write_json,
+    failure_record,
+    interrupted_record,
+    is_interruption,
+    run_point,
+    timeout_for,
+    write_json,
 )
 from memkd.sweep.validate import check_points
 
@@ -55,10 +60,14 @@ class SweepResult:
         rate = f", {self.done / self.elapsed_s:.2f} runs/s" if self.done and self.elapsed_s else ""
         interrupted = f", {self.not_run} interrupted" if self.not_run else ""
         if self.stale:
-            interrupted += (f"; {self.stale} finished run(s) of an earlier version of the notebook left out of "
-                            "the results (still in runs/)")
-        line = (f"sweep: {self.done} done, {self.skipped} skipped, {self.failed} failed{interrupted} "
-                f"in {self.elapsed_s:.1f} s{rate} -> {self.sweep_dir}")
+            interrupted += (
+                f"; {self.stale} finished run(s) of an earlier version of the notebook left out of "
+                "the results (still in runs/)"
+            )
+        line = (
+            f"sweep: {self.done} done, {self.skipped} skipped, {self.failed} failed{interrupted} "
+            f"in {self.elapsed_s:.1f} s{rate} -> {self.sweep_dir}"
+        )
         if self.failed:
             line += " (see manifest.json; --retry-failed reruns the failed runs)"
         return line
@@ -130,14 +139,19 @@ def check_owner(sweep_dir: str | os.PathLike, notebook: str | os.PathLike) -> No
     still resumes its sweeps."""
     owner, name = folder_notebook(sweep_dir), Path(notebook).name
     if owner is not None and owner != name:
-        raise invalid("out", "memkd sweep",
-                      f"a folder that holds the runs of one notebook: {Path(sweep_dir)} holds the "
-                      f"runs of {owner}, so {name} cannot be swept into it; choose another folder "
-                      f"for {name}", str(sweep_dir))
+        raise invalid(
+            "out",
+            "memkd sweep",
+            f"a folder that holds the runs of one notebook: {Path(sweep_dir)} holds the "
+            f"runs of {owner}, so {name} cannot be swept into it; choose another folder "
+            f"for {name}",
+            str(sweep_dir),
+        )
 
 
-def plan_sweep(notebook: str | os.PathLike, grid: Mapping[str, Any], sweep_dir: str | os.PathLike,
-               this_machine: bool = True) -> list[tuple[str, dict, dict | None]]:
+def plan_sweep(
+    notebook: str | os.PathLike, grid: Mapping[str, Any], sweep_dir: str | os.PathLike, this_machine: bool = True
+) -> list[tuple[str, dict, dict | None]]:
     """(run id, point, record on disk or None) for every point of `grid`, checked against the
     notebook's parameters (`expand_grid`) and its experiments' knobs (`check_points`; with
     `this_machine`, also the device and its memory: the runs execute here); a folder holding
@@ -149,8 +163,7 @@ def plan_sweep(notebook: str | os.PathLike, grid: Mapping[str, Any], sweep_dir: 
     check_points(nb, params, points, owner=label, this_machine=this_machine)
     check_owner(sweep_dir, notebook)
     sweep_dir = Path(sweep_dir).resolve()
-    return [(rid, point, status_on_disk(sweep_dir, rid))
-            for point in points for rid in [run_id(nb, point, params)]]
+    return [(rid, point, status_on_disk(sweep_dir, rid)) for point in points for rid in [run_id(nb, point, params)]]
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
@@ -212,13 +225,21 @@ def run_sweep(
                 records[rid], old_failures = previous, old_failures + 1
             else:
                 records[rid] = {"run": rid, "parameters": point, "status": "pending"}
-                todo.append({"run_id": rid, "notebook": str(notebook), "parameters": point,
-                             "sweep_dir": str(sweep_dir), "timeout": timeout or timeout_for(point.get("profile"))})
+                todo.append(
+                    {
+                        "run_id": rid,
+                        "notebook": str(notebook),
+                        "parameters": point,
+                        "sweep_dir": str(sweep_dir),
+                        "timeout": timeout or timeout_for(point.get("profile")),
+                    }
+                )
         manifest = sweep_dir / "manifest.json"
         _write_manifest(manifest, notebook, records, earlier, stale)
         done = failed = 0
-        bar = tqdm(total=len(plan), initial=skipped + old_failures, unit="run",
-                   desc=notebook.stem, disable=not progress)
+        bar = tqdm(
+            total=len(plan), initial=skipped + old_failures, unit="run", desc=notebook.stem, disable=not progress
+        )
         if todo:
             executor = make_executor(workers, scheduler, scheduler_file, dask_local, retries)
             try:
@@ -247,16 +268,27 @@ def run_sweep(
         write_results(table, sweep_dir)
         tables = collect_tables(sweep_dir, finished, columns=names)
         helps = {n: p.help for n, p in notebook_parameters(notebook).items()}
-        write_columns(sweep_dir, {"results.parquet": table, **{f"results.{n}.parquet": t for n, t in tables.items()}},
-                      helps)
+        write_columns(
+            sweep_dir, {"results.parquet": table, **{f"results.{n}.parquet": t for n, t in tables.items()}}, helps
+        )
     not_run = sum(r["status"] == "pending" for r in records.values())
-    return SweepResult(sweep_dir, done, skipped, failed + old_failures, list(records.values()), table,
-                       round(time.perf_counter() - started, 3), not_run, tables,
-                       sum(earlier[r]["status"] == "done" for r in stale))
+    return SweepResult(
+        sweep_dir,
+        done,
+        skipped,
+        failed + old_failures,
+        list(records.values()),
+        table,
+        round(time.perf_counter() - started, 3),
+        not_run,
+        tables,
+        sum(earlier[r]["status"] == "done" for r in stale),
+    )
 
 
-def _write_manifest(path: Path, notebook: Path, records: Mapping[str, dict], earlier: Mapping[str, dict],
-                    stale: set[str]) -> None:
+def _write_manifest(
+    path: Path, notebook: Path, records: Mapping[str, dict], earlier: Mapping[str, dict], stale: set[str]
+) -> None:
     """manifest.json: the notebook, counts per status, and the record (with provenance) of every
     run in the folder: this invocation's grid (`records`) and the runs earlier invocations left
     (`earlier`: finished in runs/, failed in failed/); `grid` lists the run ids of this invocation's
@@ -265,8 +297,10 @@ def _write_manifest(path: Path, notebook: Path, records: Mapping[str, dict], ear
     folder = {**earlier, **records}
     current = [r for rid, r in folder.items() if rid not in stale]
     counts = {s: sum(r["status"] == s for r in current) for s in ("done", "failed", "pending")}
-    write_json(path, {"notebook": str(notebook), "counts": counts, "grid": list(records),
-                      "stale": sorted(stale), "runs": current})
+    write_json(
+        path,
+        {"notebook": str(notebook), "counts": counts, "grid": list(records), "stale": sorted(stale), "runs": current},
+    )
 
 
 def stale_runs(notebook: str | os.PathLike, records: Mapping[str, dict]) -> set[str]:
@@ -274,5 +308,4 @@ def stale_runs(notebook: str | os.PathLike, records: Mapping[str, dict]) -> set[
     an earlier version of its code cells or of its parameters' defaults (`run_id` hashes both)."""
     nb = read_notebook(notebook)
     params = notebook_parameters(nb)
-    return {rid for rid, record in records.items()
-            if run_id(nb, record.get("parameters", {}), params) != rid}
+    return {rid for rid, record in records.items() if run_id(nb, record.get("parameters", {}), params) != rid}

@@ -90,16 +90,22 @@ def in_child(fn: Callable, *args: Any, env: Mapping[str, str] | None = None, **k
     fn and its arguments must pickle (a module-level function). Raises ChildDied when the child
     ends without a result (killed, or a crash of the interpreter)."""
     child_env = {**os.environ, **{k: str(v) for k, v in (env or {}).items()}, PARENT_VARIABLE: str(os.getpid())}
-    proc = subprocess.run([sys.executable, "-m", "memkd.sweep"],
-                          input=pickle.dumps((fn, args, kwargs)), capture_output=True, env=child_env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "memkd.sweep"],
+        input=pickle.dumps((fn, args, kwargs)),
+        capture_output=True,
+        env=child_env,
+    )
     if proc.returncode == 0 and proc.stdout:
         ok, value = pickle.loads(proc.stdout)
         if ok:
             return value
         raise value
     error = proc.stderr.decode(errors="replace").strip()[-2000:]
-    raise ChildDied(f"in_child: the process running {getattr(fn, '__name__', fn)} exited with code "
-                    f"{proc.returncode}: {error}", proc.returncode)
+    raise ChildDied(
+        f"in_child: the process running {getattr(fn, '__name__', fn)} exited with code {proc.returncode}: {error}",
+        proc.returncode,
+    )
 
 
 class _Raised:
@@ -202,14 +208,20 @@ class DaskExecutor(Executor):
     reruns a task whose child process died up to `retries` times (a failing notebook is not
     rerun). The sweep and book folders must be on a file system the workers share."""
 
-    def __init__(self, scheduler: str | None = None, scheduler_file: str | None = None,
-                 dask_local: int | None = None, retries: int = 1):
+    def __init__(
+        self,
+        scheduler: str | None = None,
+        scheduler_file: str | None = None,
+        dask_local: int | None = None,
+        retries: int = 1,
+    ):
         from dask.distributed import Client, LocalCluster
 
         self.cluster = None
         if dask_local:
-            self.cluster = LocalCluster(n_workers=dask_local, threads_per_worker=1, processes=True,
-                                        dashboard_address=None)
+            self.cluster = LocalCluster(
+                n_workers=dask_local, threads_per_worker=1, processes=True, dashboard_address=None
+            )
             self.client = Client(self.cluster)
         elif scheduler_file:
             self.client = Client(scheduler_file=str(scheduler_file))
@@ -220,8 +232,11 @@ class DaskExecutor(Executor):
 
     def submit(self, fn, *args, env=None, **kwargs):
         key = f"memkd-{getattr(fn, '__name__', 'task')}-{uuid.uuid4().hex[:8]}"
-        return _DaskFuture(self.client.submit(_in_child_task, fn, args, kwargs, {**self.env, **(env or {})},
-                                              pure=False, key=key, retries=self.retries))
+        return _DaskFuture(
+            self.client.submit(
+                _in_child_task, fn, args, kwargs, {**self.env, **(env or {})}, pure=False, key=key, retries=self.retries
+            )
+        )
 
     def as_completed(self, futures):
         from dask.distributed import as_completed
@@ -235,26 +250,41 @@ class DaskExecutor(Executor):
             self.cluster.close()
 
 
-def make_executor(workers: int = 1, scheduler: str | None = None, scheduler_file: str | os.PathLike | None = None,
-                  dask_local: int | None = None, retries: int = 1) -> Executor:
+def make_executor(
+    workers: int = 1,
+    scheduler: str | None = None,
+    scheduler_file: str | os.PathLike | None = None,
+    dask_local: int | None = None,
+    retries: int = 1,
+) -> Executor:
     """The executor a command line asks for: a Dask scheduler (by address or by the JSON file
     `dask scheduler --scheduler-file` writes), a Dask LocalCluster of `dask_local` single-threaded
     workers, else `workers` local processes. `retries`: Dask's reruns of a task whose child process died."""
-    checks = [("workers", workers, 1), ("retries", retries, 0)] + ([("dask_local", dask_local, 1)] if dask_local is not None else [])
+    checks = [("workers", workers, 1), ("retries", retries, 0)] + (
+        [("dask_local", dask_local, 1)] if dask_local is not None else []
+    )
     for name, value, low in checks:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise invalid(name, "make_executor", f"an int >= {low}", value)
-    given = [name for name, x in (("scheduler", scheduler), ("scheduler_file", scheduler_file),
-                                  ("dask_local", dask_local)) if x is not None and x != ""]
+    given = [
+        name
+        for name, x in (("scheduler", scheduler), ("scheduler_file", scheduler_file), ("dask_local", dask_local))
+        if x is not None and x != ""
+    ]
     if len(given) > 1:
-        raise invalid(given[-1], "make_executor",
-                      must=f"not be combined with {given[:-1]}: give at most one of scheduler, "
-                           "scheduler_file and dask_local", shown=f"all of {given}")
+        raise invalid(
+            given[-1],
+            "make_executor",
+            must=f"not be combined with {given[:-1]}: give at most one of scheduler, scheduler_file and dask_local",
+            shown=f"all of {given}",
+        )
     if scheduler_file and not os.path.isfile(scheduler_file):
-        raise invalid("scheduler_file", "make_executor",
-                      must="name an existing file (written by `dask scheduler --scheduler-file`)",
-                      got=str(scheduler_file))
+        raise invalid(
+            "scheduler_file",
+            "make_executor",
+            must="name an existing file (written by `dask scheduler --scheduler-file`)",
+            got=str(scheduler_file),
+        )
     if scheduler or scheduler_file or dask_local is not None:
         return DaskExecutor(scheduler, scheduler_file, dask_local, retries)
     return LocalExecutor(workers)
-

@@ -63,8 +63,9 @@ def notebook_parameters(notebook) -> dict[str, Param]:
     where = "the notebook" if hasattr(notebook, "cells") else str(notebook)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
-        raise invalid("notebook", "memkd sweep", must="have a cell tagged 'parameters'",
-                      shown=f"{where}, which has no such cell,")
+        raise invalid(
+            "notebook", "memkd sweep", must="have a cell tagged 'parameters'", shown=f"{where}, which has no such cell,"
+        )
     kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
     language = nb.metadata.get("kernelspec", {}).get("language", "python")
     translator = papermill_translators.find_translator(kernel, language)
@@ -73,9 +74,13 @@ def notebook_parameters(notebook) -> dict[str, Param]:
         try:
             default = ast.literal_eval(found.default)
         except (ValueError, SyntaxError) as err:
-            raise invalid("notebook", "memkd sweep",
-                          must=f"give each parameter a literal default: the default of {found.name!r} in {where} "
-                               "must be a literal", got=found.default) from err
+            raise invalid(
+                "notebook",
+                "memkd sweep",
+                must=f"give each parameter a literal default: the default of {found.name!r} in {where} "
+                "must be a literal",
+                got=found.default,
+            ) from err
         annotation = found.inferred_type_name.split("[")[0].strip()
         kind = _TYPES.get(annotation)
         if kind is None and default is not None:
@@ -128,11 +133,15 @@ def parse_cli_grid(assignments: Iterable[str], owner: str = "memkd sweep") -> di
             node = yaml.compose(f"[{raw}]", Loader=yaml.SafeLoader)
             values = yaml.safe_load(f"[{raw}]")
         except yaml.YAMLError as err:
-            raise invalid(name, owner,
-                          says="must be YAML flow items separated by commas (quote a value that holds a comma, "
-                               f"a colon or a #). Got {raw!r} instead: {err}") from None
-        grid[name] = [CliValue(v, n.value if isinstance(n, yaml.ScalarNode) else None)
-                      for v, n in zip(values, node.value)]
+            raise invalid(
+                name,
+                owner,
+                says="must be YAML flow items separated by commas (quote a value that holds a comma, "
+                f"a colon or a #). Got {raw!r} instead: {err}",
+            ) from None
+        grid[name] = [
+            CliValue(v, n.value if isinstance(n, yaml.ScalarNode) else None) for v, n in zip(values, node.value)
+        ]
     return grid
 
 
@@ -142,8 +151,12 @@ def load_grid(path: str | os.PathLike) -> dict[str, Any]:
 
     grid = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(grid, dict):
-        raise invalid("path", "load_grid", must="name a YAML file holding a mapping of parameter names",
-                      shown=f"{str(path)!r}, which holds a {type(grid).__name__},")
+        raise invalid(
+            "path",
+            "load_grid",
+            must="name a YAML file holding a mapping of parameter names",
+            shown=f"{str(path)!r}, which holds a {type(grid).__name__},",
+        )
     return grid
 
 
@@ -180,12 +193,20 @@ def _coerce(param: Param, value: Any) -> Any:
 
 def _typed(params: Mapping[str, Param], name: str, value: Any, owner: str) -> Any:
     if name not in params:
-        raise invalid(name, owner, "a parameter of the notebook", shown=f"unknown parameter {name!r}",
-                      after=f" {params_listing(params)}")
+        raise invalid(
+            name,
+            owner,
+            "a parameter of the notebook",
+            shown=f"unknown parameter {name!r}",
+            after=f" {params_listing(params)}",
+        )
     if name == RESULTS_PARAM:
-        raise invalid(RESULTS_PARAM, owner,
-                      must="not be in the grid: it is set by the sweep (one folder per run); do "
-                           "not sweep it", got=value.value if isinstance(value, CliValue) else value)
+        raise invalid(
+            RESULTS_PARAM,
+            owner,
+            must="not be in the grid: it is set by the sweep (one folder per run); do not sweep it",
+            got=value.value if isinstance(value, CliValue) else value,
+        )
     try:
         return _coerce(params[name], value)
     except (TypeError, ValueError):
@@ -198,8 +219,9 @@ def _typed(params: Mapping[str, Param], name: str, value: Any, owner: str) -> An
         raise invalid(name, owner, f"{article} {kind}", shown=shown, after=f" {params_listing(params)}") from None
 
 
-def expand_grid(params: Mapping[str, Param], grid: Mapping[str, Any],
-                owner: str = "the notebook") -> list[dict[str, Any]]:
+def expand_grid(
+    params: Mapping[str, Param], grid: Mapping[str, Any], owner: str = "the notebook"
+) -> list[dict[str, Any]]:
     """All points of `grid` (product of the lists, times the explicit `points`), typed and checked.
 
     Raises ValueError, listing the notebook's parameters, for an unknown name, a value of the wrong
@@ -214,11 +236,16 @@ def expand_grid(params: Mapping[str, Param], grid: Mapping[str, Any],
     for point in explicit or []:
         clash = sorted(set(point) & set(axes))
         if clash:
-            raise invalid("points", f"{owner}'s grid", must="not set a grid entry's name",
-                          shown=f"{clash}, which appear both in 'points' and as grid entries,")
+            raise invalid(
+                "points",
+                f"{owner}'s grid",
+                must="not set a grid entry's name",
+                shown=f"{clash}, which appear both in 'points' and as grid entries,",
+            )
     typed_axes = {name: [_typed(params, name, v, owner) for v in values] for name, values in axes.items()}
-    typed_points = ([{n: _typed(params, n, v, owner) for n, v in p.items()} for p in explicit]
-                    if explicit is not None else [{}])
+    typed_points = (
+        [{n: _typed(params, n, v, owner) for n, v in p.items()} for p in explicit] if explicit is not None else [{}]
+    )
     points, seen = [], set()
     for base in typed_points:
         for combo in itertools.product(*typed_axes.values()):
@@ -230,8 +257,9 @@ def expand_grid(params: Mapping[str, Param], grid: Mapping[str, Any],
     if not points:
         empty = [name for name, values in axes.items() if not values]
         why = f"{empty} have no values" if empty else "no parameter values given"
-        raise invalid("grid", owner, says=f"must give at least one point, but the grid is empty ({why}). "
-                                          f"{params_listing(params)}")
+        raise invalid(
+            "grid", owner, says=f"must give at least one point, but the grid is empty ({why}). {params_listing(params)}"
+        )
     return points
 
 

@@ -156,18 +156,32 @@ def execute_point(
     timeout = timeout or timeout_for(profile)
     output = tmp / notebook.name
     record: dict[str, Any] = {
-        "run": run_dir.name, "notebook": str(notebook), "parameters": dict(parameters),
-        "status": "failed", "error": "", "cell_index": None, "executed_cell_index": None, "cell_source": "",
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(), "pid": os.getpid(),
+        "run": run_dir.name,
+        "notebook": str(notebook),
+        "parameters": dict(parameters),
+        "status": "failed",
+        "error": "",
+        "cell_index": None,
+        "executed_cell_index": None,
+        "cell_source": "",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
         "cell_timeout_s": timeout,
     }
     started = time.perf_counter()
     kernel_log = open(tmp / "kernel.log", "wb")  # noqa: SIM115 - the kernel writes it until it ends
     try:
         papermill.execute_notebook(
-            str(notebook), str(output), parameters=params, kernel_name=kernel_name,
-            progress_bar=False, log_output=False, cwd=str(cwd or notebook.parent),
-            execution_timeout=timeout, kernel_manager_class=_tied_kernel_manager(kernel_log),
+            str(notebook),
+            str(output),
+            parameters=params,
+            kernel_name=kernel_name,
+            progress_bar=False,
+            log_output=False,
+            cwd=str(cwd or notebook.parent),
+            execution_timeout=timeout,
+            kernel_manager_class=_tied_kernel_manager(kernel_log),
         )
         record["status"] = "done"
     except Exception as err:  # noqa: BLE001 - any failure is recorded, never lost
@@ -197,9 +211,16 @@ def execute_point(
 
 def failure_record(job: Mapping[str, Any], err: BaseException) -> dict:
     """Record a run that failed outside its notebook (worker crash, lost Dask worker) in failed/."""
-    record = {"run": job["run_id"], "notebook": job["notebook"], "parameters": job["parameters"],
-              "status": "failed", "error": f"{type(err).__name__}: {err}", "cell_index": None,
-              "executed_cell_index": None, "cell_source": ""}
+    record = {
+        "run": job["run_id"],
+        "notebook": job["notebook"],
+        "parameters": job["parameters"],
+        "status": "failed",
+        "error": f"{type(err).__name__}: {err}",
+        "cell_index": None,
+        "executed_cell_index": None,
+        "cell_source": "",
+    }
     failed = Path(job["sweep_dir"]) / "failed" / job["run_id"]
     failed.mkdir(parents=True, exist_ok=True)
     write_json(failed / "run.json", record)
@@ -224,7 +245,12 @@ def run_point(job: Mapping[str, Any]) -> dict:
     """
     rid, sweep_dir = job["run_id"], Path(job["sweep_dir"])
     try:
-        return execute_point(job["notebook"], job["parameters"], sweep_dir / "runs" / rid,
-                             timeout=job["timeout"], failed_dir=str(sweep_dir / "failed" / rid))
+        return execute_point(
+            job["notebook"],
+            job["parameters"],
+            sweep_dir / "runs" / rid,
+            timeout=job["timeout"],
+            failed_dir=str(sweep_dir / "failed" / rid),
+        )
     except Exception as err:  # noqa: BLE001
         return failure_record(job, err)

@@ -36,9 +36,12 @@ def experiment_configs(nb) -> dict[str, type]:
         try:
             configs[name] = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as err:
-            raise invalid("memkd", "the notebook", must="name each experiment's config as an importable "
-                                                        "'package.module:Class' in its metadata entry",
-                          shown=f"{target!r} for {name!r}, which cannot be imported ({err}),") from None
+            raise invalid(
+                "memkd",
+                "the notebook",
+                must="name each experiment's config as an importable 'package.module:Class' in its metadata entry",
+                shown=f"{target!r} for {name!r}, which cannot be imported ({err}),",
+            ) from None
     return configs
 
 
@@ -68,8 +71,13 @@ def in_user_words(message: str, knob_to_param: Mapping[str, str], experiment: st
     return re.sub(rf"\b([Tt]he) '(\w+)' parameter of {re.escape(experiment)}\b", swap, message)
 
 
-def check_points(nb, params: Mapping[str, Any], points: list[Mapping[str, Any]], owner: str = "the notebook",
-                 this_machine: bool = True) -> int:
+def check_points(
+    nb,
+    params: Mapping[str, Any],
+    points: list[Mapping[str, Any]],
+    owner: str = "the notebook",
+    this_machine: bool = True,
+) -> int:
     """Build every point's experiment config(s) and check that this machine can run it; return the
     number of configs checked.
 
@@ -110,8 +118,12 @@ def check_points(nb, params: Mapping[str, Any], points: list[Mapping[str, Any]],
             except MemoryError as err:  # its sentence names the knob to reduce
                 text = in_user_words(str(err), knob_to_param, experiment, owner)
                 name = _memory_knob(text)
-                raise invalid(name, owner, says=f"must be small enough for this machine's memory: {text} "
-                                                f"Got {values.get(name, dict(point))!r} instead.{where}") from None
+                raise invalid(
+                    name,
+                    owner,
+                    says=f"must be small enough for this machine's memory: {text} "
+                    f"Got {values.get(name, dict(point))!r} instead.{where}",
+                ) from None
             checked += 1
     return checked
 

@@ -28,8 +28,11 @@ PAPER_TOY_SIZES = {"input_dim": 2, "classes": 3, "per_class": 10}  # the toy of 
 
 def toy_at_chance() -> Margin:
     """Chapter 01: hard-label students at chance in 2-D."""
-    return Margin(PAPER_FIG1_EFFECT / 2, "half the soft-label effect of the paper's Fig 1 (about 40% held out "
-                  "against chance 1/3: 0.067), so that a student with that effect could not pass as at chance")
+    return Margin(
+        PAPER_FIG1_EFFECT / 2,
+        "half the soft-label effect of the paper's Fig 1 (about 40% held out "
+        "against chance 1/3: 0.067), so that a student with that effect could not pass as at chance",
+    )
 
 
 def toy_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
@@ -43,15 +46,30 @@ def toy_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     """
     chance = table["chance"].iloc[0]
     margin = toy_at_chance()  # fixed in advance: half the paper's Fig 1 effect
-    out = [ch.claim("toy_hard_at_chance",
-        f"In 2-D, a student trained on hard labels of 60% of the memorized points is at chance on the rest "
-        f"(equivalence margin ±{margin.value:g}).",
-        table[table.targets == "hard"], baseline=chance, expect="equivalent", margin=margin,
-        what="hard labels, held-out accuracy")]
+    out = [
+        ch.claim(
+            "toy_hard_at_chance",
+            f"In 2-D, a student trained on hard labels of 60% of the memorized points is at chance on the rest "
+            f"(equivalence margin ±{margin.value:g}).",
+            table[table.targets == "hard"],
+            baseline=chance,
+            expect="equivalent",
+            margin=margin,
+            what="hard labels, held-out accuracy",
+        )
+    ]
     for setting, group in table[table.targets == "soft"].groupby("setting"):
-        out.append(ch.claim(f"toy_{setting.replace(' ', '_').replace('=', '')}_beats_chance",
-            f"In 2-D, students trained on the teacher's soft labels ({setting}) beat chance on the held-out memorized "
-            "points.", group, baseline=chance, expect="above", what=f"{setting}, held-out accuracy"))
+        out.append(
+            ch.claim(
+                f"toy_{setting.replace(' ', '_').replace('=', '')}_beats_chance",
+                f"In 2-D, students trained on the teacher's soft labels ({setting}) beat chance on the held-out memorized "
+                "points.",
+                group,
+                baseline=chance,
+                expect="above",
+                what=f"{setting}, held-out accuracy",
+            )
+        )
     return out
 
 
@@ -59,20 +77,29 @@ def toy_outcomes(ch: "Chapter", table: pd.DataFrame) -> str:
     """Chapter 01: which soft-label students beat chance on the held-out points in this build, and
     the models' accuracy on fresh points (measured, not tested)."""
     soft = [c for c in ch.claims if c.claim.startswith("toy_soft")]
-    held = [c.claim[len("toy_soft_"):-len("_beats_chance")].replace("T", "T = ") for c in soft if c.verdict == "holds"]
-    other = [f"{c.claim[len('toy_soft_'):-len('_beats_chance')].replace('T', 'T = ')} ({c.verdict}, "
-             f"{c.difference:+.3f})" for c in soft if c.verdict != "holds"]
+    held = [
+        c.claim[len("toy_soft_") : -len("_beats_chance")].replace("T", "T = ") for c in soft if c.verdict == "holds"
+    ]
+    other = [
+        f"{c.claim[len('toy_soft_') : -len('_beats_chance')].replace('T', 'T = ')} ({c.verdict}, {c.difference:+.3f})"
+        for c in soft
+        if c.verdict != "holds"
+    ]
     parts = []
     if held:
         parts.append(f"soft-label students beat chance on the held-out memorized points at {', '.join(held)}")
     if other:
-        parts.append(f"{'at' if held else 'soft-label students are not shown to beat chance on the held-out points at'} "
-                     f"{', '.join(other)}{' they are not shown to' if held else ''}")
-    text = ("In this build, " + "; ".join(parts) + "." if parts else "")
+        parts.append(
+            f"{'at' if held else 'soft-label students are not shown to beat chance on the held-out points at'} "
+            f"{', '.join(other)}{' they are not shown to' if held else ''}"
+        )
+    text = "In this build, " + "; ".join(parts) + "." if parts else ""
     fresh = table.groupby("setting").apply(lambda g: teacher_mean(g, "independent_acc"), include_groups=False)
     chance = float(table["chance"].iloc[0])
-    text += (f" On fresh points the models' mean accuracy runs from {fresh.min():.3f} to {fresh.max():.3f} against "
-             f"chance {chance:.3f} (measured, not tested: the claims concern the held-out points).")
+    text += (
+        f" On fresh points the models' mean accuracy runs from {fresh.min():.3f} to {fresh.max():.3f} against "
+        f"chance {chance:.3f} (measured, not tested: the claims concern the held-out points)."
+    )
     return text.strip()
 
 

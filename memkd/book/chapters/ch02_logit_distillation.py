@@ -30,8 +30,11 @@ PAPER_MAIN_ALPHA = 0.6
 
 def hard_labels_at_chance(chance: float) -> Margin:
     """Chapter 02: hard-label students at chance on held-out memorized data."""
-    return Margin(chance / 2, "half of chance 1/C: half the smallest soft-label effect of interest "
-                  "(a held-out accuracy of twice chance) tested beside it")
+    return Margin(
+        chance / 2,
+        "half of chance 1/C: half the smallest soft-label effect of interest "
+        "(a held-out accuracy of twice chance) tested beside it",
+    )
 
 
 # Teachers of the hard-label run, per profile: its at-chance claim's plan (plans.yml, pilot at seed 1) needs 7
@@ -72,15 +75,28 @@ def soft_label_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     at = widest[widest.alpha == main_alpha(widest)]
     small_alpha = widest[widest.alpha == widest.alpha.min()]
     return [
-        ch.claim("logits_beat_chance",
-                 "Students trained on soft labels classify held-out memorized data better than chance.",
-                 at, baseline=chance, what=f"held-out accuracy (p = {at.width.iloc[0]}, alpha = {main_alpha(widest)})"),
-        ch.claim("logits_beat_trivial",
-                 "The held-out accuracy is higher than the same students' accuracy on fresh data (trivial accuracy).",
-                 at, baseline="independent_acc", what="held out against fresh data",
-                 supports="02_logit_distillation:logits_beat_chance"),  # the same students, a second baseline
-        ch.claim("little_data_suffices", "Even a small student fraction alpha gives non-trivial held-out accuracy.",
-                 small_alpha, baseline=chance, what=f"held-out accuracy at alpha = {small_alpha.alpha.iloc[0]}"),
+        ch.claim(
+            "logits_beat_chance",
+            "Students trained on soft labels classify held-out memorized data better than chance.",
+            at,
+            baseline=chance,
+            what=f"held-out accuracy (p = {at.width.iloc[0]}, alpha = {main_alpha(widest)})",
+        ),
+        ch.claim(
+            "logits_beat_trivial",
+            "The held-out accuracy is higher than the same students' accuracy on fresh data (trivial accuracy).",
+            at,
+            baseline="independent_acc",
+            what="held out against fresh data",
+            supports="02_logit_distillation:logits_beat_chance",
+        ),  # the same students, a second baseline
+        ch.claim(
+            "little_data_suffices",
+            "Even a small student fraction alpha gives non-trivial held-out accuracy.",
+            small_alpha,
+            baseline=chance,
+            what=f"held-out accuracy at alpha = {small_alpha.alpha.iloc[0]}",
+        ),
     ]
 
 
@@ -90,10 +106,13 @@ def capacity_claim(ch: "Chapter", table: pd.DataFrame) -> str:
     student width in `table`, record nothing and say so."""
     if table.width.nunique() < 2:
         return f"This profile trains one student width ({table.width.iloc[0]}): no capacity comparison."
-    return ch.claim_difference("wider_students_extract_more",
+    return ch.claim_difference(
+        "wider_students_extract_more",
         "Wider students extract more memorized information than narrower ones.",
-        table[table.width == table.width.max()], table[table.width == table.width.min()],
-        what=f"width {table.width.max()} against width {table.width.min()}")
+        table[table.width == table.width.max()],
+        table[table.width == table.width.min()],
+        what=f"width {table.width.max()} against width {table.width.min()}",
+    )
 
 
 def hard_label_claim(ch: "Chapter", hard: pd.DataFrame, chance: float) -> str:
@@ -101,10 +120,16 @@ def hard_label_claim(ch: "Chapter", hard: pd.DataFrame, chance: float) -> str:
     with `targets="hard"`) stay at `chance` on the held-out points, within `hard_labels_at_chance`
     (equivalence, teachers as the unit), and return its sentence."""
     margin = hard_labels_at_chance(chance)  # fixed in advance: half of chance
-    return ch.claim("hard_labels_at_chance",
+    return ch.claim(
+        "hard_labels_at_chance",
         "Students trained on hard labels stay at chance on held-out memorized data "
         f"(equivalence margin ±{margin.value:.3g}).",
-        hard, baseline=chance, expect="equivalent", margin=margin, what="hard labels, held-out accuracy")
+        hard,
+        baseline=chance,
+        expect="equivalent",
+        margin=margin,
+        what="hard labels, held-out accuracy",
+    )
 
 
 def capacity_outcome(table: pd.DataFrame, alpha: float, chance: float, teacher_width: int) -> str:
@@ -119,16 +144,24 @@ def capacity_outcome(table: pd.DataFrame, alpha: float, chance: float, teacher_w
         return ""
     listed = ", ".join(f"{acc:.3f} at p = {w}" for w, acc in curve.items())
     above = [w for w, acc in curve.items() if acc > 2 * chance]
-    first = (f"it first exceeds twice chance ({2 * chance:.3f}) at p = {above[0]} "
-             f"({above[0] / teacher_width:.2g}× the teacher's width {teacher_width})" if above
-             else f"no width reaches twice chance ({2 * chance:.3f})")
+    first = (
+        f"it first exceeds twice chance ({2 * chance:.3f}) at p = {above[0]} "
+        f"({above[0] / teacher_width:.2g}× the teacher's width {teacher_width})"
+        if above
+        else f"no width reaches twice chance ({2 * chance:.3f})"
+    )
     steps = np.diff(curve.to_numpy())
-    trend = ("it rises with every step in width" if (steps > 0).all() else
-             f"it rises from p = {curve.index[0]} to p = {curve.idxmax()} overall, not at every step"
-             if curve.idxmax() == curve.index[-1] else
-             f"it peaks at p = {curve.idxmax()}, below the widest student")
-    return (f"At alpha = {alpha:g}, the held-out accuracy by student width is {listed}: {first}, and {trend} "
-            "(means over teachers, not a test).")
+    trend = (
+        "it rises with every step in width"
+        if (steps > 0).all()
+        else f"it rises from p = {curve.index[0]} to p = {curve.idxmax()} overall, not at every step"
+        if curve.idxmax() == curve.index[-1]
+        else f"it peaks at p = {curve.idxmax()}, below the widest student"
+    )
+    return (
+        f"At alpha = {alpha:g}, the held-out accuracy by student width is {listed}: {first}, and {trend} "
+        "(means over teachers, not a test)."
+    )
 
 
 def departures(table: pd.DataFrame, grid_keys: Sequence[str] = ()) -> list[Departure]:

@@ -31,13 +31,21 @@ def similarity_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     sim, soft = table[table.kind == "similarity"], table[table.kind == "soft"]
     alpha = main_alpha(sim)  # fixed in advance
     return [
-        ch.claim("similarity_beats_chance",
+        ch.claim(
+            "similarity_beats_chance",
             "Students trained only on the teacher's pairwise cosine similarities beat chance on held-out memorized "
-            "data.", sim[sim.alpha == alpha], baseline=chance,
-            what=f"similarity students, held-out accuracy at alpha = {alpha}"),
-        ch.claim_difference("logits_beat_similarity",
+            "data.",
+            sim[sim.alpha == alpha],
+            baseline=chance,
+            what=f"similarity students, held-out accuracy at alpha = {alpha}",
+        ),
+        ch.claim_difference(
+            "logits_beat_similarity",
             "Similarity scores transfer less than soft labels: logit students beat similarity students.",
-            soft, sim, what="soft-label against similarity students (all alphas)"),
+            soft,
+            sim,
+            what="soft-label against similarity students (all alphas)",
+        ),
     ]
 
 

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from memkd.book.departures import (
-    Departure, config_of, config_values, departure_row, sizes_departure, temperature_departure,
+    Departure,
+    config_of,
+    config_values,
+    departure_row,
+    sizes_departure,
+    temperature_departure,
 )
 from memkd.book.outcomes import outcome
 from memkd.experiments.cifar import PAPER_FIG4
@@ -53,10 +58,18 @@ def setting_claims(ch: "Chapter", table: pd.DataFrame, data_kind: str) -> list[s
     for setting, paper in SETTING_CLAIMS.items():
         part = top[top.setting == setting]
         if len(part):
-            out.append(ch.claim(f"{setting}_beats_trivial", paper, part, baseline="teacher_independent_acc",
-                expect="above",
-                what=f"{setting}, held out vs the teacher's trivial accuracy (alpha = {top.alpha.iloc[0]})",
-                data=data_kind, detail=f"measured on {table.images.iloc[0]}"))
+            out.append(
+                ch.claim(
+                    f"{setting}_beats_trivial",
+                    paper,
+                    part,
+                    baseline="teacher_independent_acc",
+                    expect="above",
+                    what=f"{setting}, held out vs the teacher's trivial accuracy (alpha = {top.alpha.iloc[0]})",
+                    data=data_kind,
+                    detail=f"measured on {table.images.iloc[0]}",
+                )
+            )
     return out
 
 
@@ -67,10 +80,18 @@ def shuffle_claims(ch: "Chapter", table: pd.DataFrame, data_kind: str) -> list[s
     top = top_alpha_rows(table)
     if not {"both", "labels"} <= set(top.setting):
         return []
-    return [ch.claim_difference("both_beats_labels",
-        "Shuffling labels and pixels gives higher held-out accuracy than shuffling labels alone.",
-        top[top.setting == "both"], top[top.setting == "labels"], expect="above", what="both against labels, held out",
-        data=data_kind, detail=f"measured on {table.images.iloc[0]}")]
+    return [
+        ch.claim_difference(
+            "both_beats_labels",
+            "Shuffling labels and pixels gives higher held-out accuracy than shuffling labels alone.",
+            top[top.setting == "both"],
+            top[top.setting == "labels"],
+            expect="above",
+            what="both against labels, held out",
+            data=data_kind,
+            detail=f"measured on {table.images.iloc[0]}",
+        )
+    ]
 
 
 def fixed_permutation_check(ch: "Chapter", table: pd.DataFrame) -> str:
@@ -81,26 +102,32 @@ def fixed_permutation_check(ch: "Chapter", table: pd.DataFrame) -> str:
     top = top_alpha_rows(table)
     if not {"fixed", "clean"} <= set(top.setting):
         return ""
-    diff = per_unit_means(top[top.setting == "fixed"], "test_acc").set_index("dataset")["value"] - \
-        per_unit_means(top[top.setting == "clean"], "test_acc").set_index("dataset")["value"]
+    diff = (
+        per_unit_means(top[top.setting == "fixed"], "test_acc").set_index("dataset")["value"]
+        - per_unit_means(top[top.setting == "clean"], "test_acc").set_index("dataset")["value"]
+    )
     r = interval_test(diff.dropna(), "equivalent", margin=FIXED_CHECK_MARGIN, level=0.05)
     ch.save_table(pd.DataFrame([{"check": "fixed_permutation_changes_nothing", **r}]), "checks")
-    return (f"**Check, fixed against clean**: difference {r['mean']:+.3f} over {r['n']} teachers, 90% interval "
-            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] against the margin ±{FIXED_CHECK_MARGIN:g} "
-            f"({format_p(r['p_value'])}): **{r['verdict']}**.")
+    return (
+        f"**Check, fixed against clean**: difference {r['mean']:+.3f} over {r['n']} teachers, 90% interval "
+        f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] against the margin ±{FIXED_CHECK_MARGIN:g} "
+        f"({format_p(r['p_value'])}): **{r['verdict']}**."
+    )
 
 
 def cifar_outcomes(ch: "Chapter") -> str:
     """Chapter 04: shuffling labels and pixels against labels only, as this build found it."""
     return outcome(
-        ch, "both_beats_labels",
+        ch,
+        "both_beats_labels",
         "Shuffling pixels on top of the labels raises the held-out accuracy ({measured:.3f} against "
         "{baseline:.3f}), as the paper reports.",
         "**This build contradicts the paper here:** with labels and pixels shuffled the held-out accuracy "
         "({measured:.3f}) is not above, and with labels alone ({baseline:.3f}) it is at least as high "
         "(difference {difference:+.3f}, {interval}).",
         "Whether shuffling pixels on top of the labels changes the held-out accuracy is undecided here "
-        "({measured:.3f} against {baseline:.3f}, {interval}).")
+        "({measured:.3f} against {baseline:.3f}, {interval}).",
+    )
 
 
 def departures(table: pd.DataFrame) -> list[Departure]:
@@ -108,10 +135,21 @@ def departures(table: pd.DataFrame) -> list[Departure]:
     config = config_of(table)
     out = [departure_row("04_cifar10", "pixel shuffle")]
     if (table["images"] != "cifar10").any():
-        out.append(departure_row("04_cifar10", "input data", n_memorized=int(table.n_memorized.iloc[0]),
-                                 n_trivial=int(table.n_trivial.iloc[0])))
+        out.append(
+            departure_row(
+                "04_cifar10",
+                "input data",
+                n_memorized=int(table.n_memorized.iloc[0]),
+                n_trivial=int(table.n_trivial.iloc[0]),
+            )
+        )
     out.append(departure_row("04_cifar10", "teachers", **config_values(config, "teachers")))
-    out.append(departure_row("04_cifar10", "epochs and learning rates",
-                             first_perfect=int(table.teacher_first_perfect.max()),
-                             **config_values(config, "teacher_lr", "teacher_epochs", "lrs", "epochs")))
+    out.append(
+        departure_row(
+            "04_cifar10",
+            "epochs and learning rates",
+            first_perfect=int(table.teacher_first_perfect.max()),
+            **config_values(config, "teacher_lr", "teacher_epochs", "lrs", "epochs"),
+        )
+    )
     return out + [d for d in [sizes_departure(config, PAPER_FIG4)] if d] + temperature_departure(config)

@@ -29,8 +29,11 @@ if TYPE_CHECKING:  # the chapter layer's own class
 
 def composition_far_above(chance: float) -> Margin:
     """Chapter 06: the best cell's held-out accuracy 'far above' its trivial accuracy."""
-    return Margin(chance, "'far above' read as more than twice the trivial accuracy (a margin of 1/C of the "
-                  "chosen cell): with a margin of 0 the best of many cells passes whenever any cell leaks at all")
+    return Margin(
+        chance,
+        "'far above' read as more than twice the trivial accuracy (a margin of 1/C of the "
+        "chosen cell): with a margin of 0 the best of many cells passes whenever any cell leaks at all",
+    )
 
 
 def memorized_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -53,13 +56,18 @@ def nontrivial_cell_claim(ch: "Chapter", table: pd.DataFrame) -> str:
     choose, test = split_teachers(table, ch.seed)
     c, pc, d = an.best_cell(ok, an.GRID_KEYS, "ratio", units=choose)
     far = composition_far_above(1 / c)  # "far above": more than twice the trivial accuracy
-    return ch.claim("composition_nontrivial_cells",
+    return ch.claim(
+        "composition_nontrivial_cells",
         "Some dataset compositions give students held-out accuracy far above the trivial accuracy "
         f"(more than 1/C = {far.value:.3g} above it).",
-        an.select(ok, {"classes": c, "per_class": pc, "input_dim": d}, test), baseline="teacher_independent_acc",
-        expect="above", margin=far, what=f"held-out accuracy in the cell C = {c}, {pc} per class, d = {d} (chosen on "
+        an.select(ok, {"classes": c, "per_class": pc, "input_dim": d}, test),
+        baseline="teacher_independent_acc",
+        expect="above",
+        margin=far,
+        what=f"held-out accuracy in the cell C = {c}, {pc} per class, d = {d} (chosen on "
         f"teachers {choose}, tested on {test}) against the trivial accuracy",
-        detail=f"chosen on {choose}, tested on {test}")
+        detail=f"chosen on {choose}, tested on {test}",
+    )
 
 
 def best_dimension_claim(ch: "Chapter", table: pd.DataFrame, best: pd.DataFrame) -> str:
@@ -71,12 +79,17 @@ def best_dimension_claim(ch: "Chapter", table: pd.DataFrame, best: pd.DataFrame)
     slopes = an.dimension_slopes(best)
     failed = an.failed_cells(table)
     total = table.groupby(["classes", "per_class", "input_dim", "dataset"]).ngroups
-    return ch.claim_count("best_dimension_grows",
+    return ch.claim_count(
+        "best_dimension_grows",
         "The best input dimension grows with the number of samples per class.",
-        **an.sign_counts(slopes.slope), p0=0.5, expect="above",
+        **an.sign_counts(slopes.slope),
+        p0=0.5,
+        expect="above",
         what="teachers whose slope of log(best d) on log(samples per class) is above 0 (sign test)",
-        detail="per-teacher slopes: " + ", ".join(f"{s:.2f}" for s in slopes.slope)
-               + f"; {len(failed)} of {total} teachers did not memorize and are left out")
+        detail="per-teacher slopes: "
+        + ", ".join(f"{s:.2f}" for s in slopes.slope)
+        + f"; {len(failed)} of {total} teachers did not memorize and are left out",
+    )
 
 
 def interior_claim(ch: "Chapter", table: pd.DataFrame) -> str:
@@ -90,13 +103,17 @@ def interior_claim(ch: "Chapter", table: pd.DataFrame) -> str:
     choose, test = split_teachers(table, ch.seed)
     row = an.interior_row(ok, "test_acc", units=choose)
     advantage = an.interior_advantage(ok, row, "test_acc", units=test)
-    return ch.claim("optimum_inside_grid",
+    return ch.claim(
+        "optimum_inside_grid",
         "The best input dimension lies inside the grid: overly large (and too small) dimensions transfer less.",
-        an.student_rows(advantage, "advantage").assign(chance=1 / row["classes"]), value="advantage", expect="above",
+        an.student_rows(advantage, "advantage").assign(chance=1 / row["classes"]),
+        value="advantage",
+        expect="above",
         what=f"held-out accuracy at d = {row['input_dim']} minus the better end "
-             f"(d = {row['ends'][0]} or {row['ends'][1]}) "
-             f"for C = {row['classes']}, {row['per_class']} per class (chosen on teachers {choose}, tested on {test})",
-        detail=f"row and d chosen on {choose} (advantage there {row['advantage']:.3f}), tested on {test}")
+        f"(d = {row['ends'][0]} or {row['ends'][1]}) "
+        f"for C = {row['classes']}, {row['per_class']} per class (chosen on teachers {choose}, tested on {test})",
+        detail=f"row and d chosen on {choose} (advantage there {row['advantage']:.3f}), tested on {test}",
+    )
 
 
 def composition_cells(table: pd.DataFrame) -> str:
@@ -106,6 +123,7 @@ def composition_cells(table: pd.DataFrame) -> str:
     table: one row per student, or per failed teacher (teacher_memorized False, NaN metrics), with
     classes, per_class, input_dim, dataset, teacher_memorized, test_acc.
     """
+
     def names(cells) -> str:
         return "; ".join(f"C = {c}, {pc} per class, d = {d}" for c, pc, d in cells) or "none"
 
@@ -116,8 +134,10 @@ def composition_cells(table: pd.DataFrame) -> str:
             white.append((int(c), int(pc), int(d)))
         elif teacher_mean(ok, "test_acc") < 1.0 / c:
             grey.append((int(c), int(pc), int(d)))
-    return (f"White cells (no teacher memorized its dataset within its budget): {names(white)}. Grey cells (mean "
-            f"held-out accuracy below chance 1/C): {names(grey)}.")
+    return (
+        f"White cells (no teacher memorized its dataset within its budget): {names(white)}. Grey cells (mean "
+        f"held-out accuracy below chance 1/C): {names(grey)}."
+    )
 
 
 def departures(table: pd.DataFrame, grid_keys: Sequence[str]) -> list[Departure]:

@@ -20,7 +20,13 @@ import pandas as pd
 
 from memkd.book.plan import Margin
 from memkd.book.departures import (
-    Departure, config_of, config_values, departure_row, pairs, sizes_departure, temperature_departure,
+    Departure,
+    config_of,
+    config_values,
+    departure_row,
+    pairs,
+    sizes_departure,
+    temperature_departure,
 )
 from memkd.book.outcomes import outcome
 from memkd.experiments.modular_addition import PAPER_FIG8, teacher_summary, transfer_by_temperature
@@ -60,24 +66,35 @@ def fit_and_transfer_claim(ch: "Chapter", table: pd.DataFrame) -> tuple[pd.DataF
     margin = float(table.chance.iloc[0])  # 1/k, fixed in advance (transformer_trivial)
     per_t, decisive, level = transfer_by_temperature(table, margin=margin)
     tested = ", ".join(f"{t:g}" for t in per_t[per_t.fits].temperature) or "none fit: all"
-    sentence = ch.claim("no_fit_and_transfer", "No temperature gives students both 100% train accuracy and "
+    sentence = ch.claim(
+        "no_fit_and_transfer",
+        "No temperature gives students both 100% train accuracy and "
         f"non-trivial held-out accuracy (equivalence margin ±1/k = ±{margin:.3f} against the students' own accuracy "
-        "outside D).", table[table.temperature == decisive], baseline="independent_acc", expect="equivalent",
-        margin=transformer_trivial(margin), level=level,
+        "outside D).",
+        table[table.temperature == decisive],
+        baseline="independent_acc",
+        expect="equivalent",
+        margin=transformer_trivial(margin),
+        level=level,
         what=f"held out against own accuracy outside D, decisive T = {decisive:g}",
-        detail=f"k = {int(table.modulus.iloc[0])}; temperatures tested: {tested}")
+        detail=f"k = {int(table.modulus.iloc[0])}; temperatures tested: {tested}",
+    )
     recorded = f"Recorded at T = {decisive:g} with level {level:.3g}: a {100 * (1 - 2 * level):.0f}% interval."
     return per_t, [sentence, recorded]
 
 
 def clock_equivalent(value: float) -> Margin:
     """Chapter 08, the teacher clock: held-out memorized and unseen accuracies 'agree'."""
-    return Margin(value, f"{value:g} in accuracy: about one standard error of one student's accuracy on 100 "
-                  "pairs (0.5 / sqrt(100)); smaller gaps are what drawing the pairs alone gives")
+    return Margin(
+        value,
+        f"{value:g} in accuracy: about one standard error of one student's accuracy on 100 "
+        "pairs (0.5 / sqrt(100)); smaller gaps are what drawing the pairs alone gives",
+    )
 
 
-def clock_claims(ch: "Chapter", table: pd.DataFrame, margin: Any = EQUIVALENCE_MARGIN,
-                 min_teachers: int = MIN_TEACHERS) -> pd.DataFrame:
+def clock_claims(
+    ch: "Chapter", table: pd.DataFrame, margin: Any = EQUIVALENCE_MARGIN, min_teachers: int = MIN_TEACHERS
+) -> pd.DataFrame:
     """Test, at every teacher stop and temperature, what the clock says the students should show.
 
     The teachers at a stop are grouped by `teacher_state`. Where at least `min_teachers` teachers have
@@ -110,28 +127,60 @@ def _clock_claims(ch: "Chapter", table: pd.DataFrame, margin: Any, min_teachers:
             leak = state == STATES[1]
             claim_id = f"clock_{'leak' if leak else 'vanishes'}_{step}_T{temp:g}"
             if leak:
-                text = (f"Teacher stopped at step {step}, memorized but not generalized (T = {temp:g}): students' "
-                        "held-out memorized accuracy lies above their own accuracy on the pairs nobody saw.")
+                text = (
+                    f"Teacher stopped at step {step}, memorized but not generalized (T = {temp:g}): students' "
+                    "held-out memorized accuracy lies above their own accuracy on the pairs nobody saw."
+                )
                 kw = dict(expect="above", margin=0.0)
             else:
-                text = (f"Teacher stopped at step {step}, generalized (T = {temp:g}): students' held-out memorized "
-                        f"accuracy and their accuracy on the pairs nobody saw agree within ±{margin:g}.")
+                text = (
+                    f"Teacher stopped at step {step}, generalized (T = {temp:g}): students' held-out memorized "
+                    f"accuracy and their accuracy on the pairs nobody saw agree within ±{margin:g}."
+                )
                 kw = dict(expect="equivalent", margin=margin, check=float(temp) not in leaked)
-            detail = (f"k = {int(group.modulus.iloc[0])}, rho {sorted(set(group.rho))}, teachers in state "
-                      f"'{state}' at this stop: {teachers}" + ("" if leak or float(temp) in leaked else
-                      "; a check: no earlier stop showed a leak at this temperature, so there is none to vanish"))
-            what = (f"step {step}, T = {temp:g}, teachers {state}: held-out memorized against own unseen "
-                    "accuracy")
-            sentence = ch.claim(claim_id, text, group, value="heldout_acc", baseline="trivial_acc", what=what,
-                                detail=detail, **kw)
+            detail = (
+                f"k = {int(group.modulus.iloc[0])}, rho {sorted(set(group.rho))}, teachers in state "
+                f"'{state}' at this stop: {teachers}"
+                + (
+                    ""
+                    if leak or float(temp) in leaked
+                    else "; a check: no earlier stop showed a leak at this temperature, so there is none to vanish"
+                )
+            )
+            what = f"step {step}, T = {temp:g}, teachers {state}: held-out memorized against own unseen accuracy"
+            sentence = ch.claim(
+                claim_id, text, group, value="heldout_acc", baseline="trivial_acc", what=what, detail=detail, **kw
+            )
             verdict = ch.claims[-1].verdict
             if leak and verdict == "holds":
                 leaked.add(float(temp))
-            out.append({"teacher_step": step, "temperature": temp, "state": state, "claim": claim_id,
-                        "teachers": teachers, "heldout_acc": group.heldout_acc.mean(), "unseen_acc": group.unseen_acc.mean(),
-                        "verdict": verdict, "sentence": sentence})
-    return pd.DataFrame(out, columns=["teacher_step", "temperature", "state", "claim", "teachers", "heldout_acc",
-                                      "unseen_acc", "verdict", "sentence"])
+            out.append(
+                {
+                    "teacher_step": step,
+                    "temperature": temp,
+                    "state": state,
+                    "claim": claim_id,
+                    "teachers": teachers,
+                    "heldout_acc": group.heldout_acc.mean(),
+                    "unseen_acc": group.unseen_acc.mean(),
+                    "verdict": verdict,
+                    "sentence": sentence,
+                }
+            )
+    return pd.DataFrame(
+        out,
+        columns=[
+            "teacher_step",
+            "temperature",
+            "state",
+            "claim",
+            "teachers",
+            "heldout_acc",
+            "unseen_acc",
+            "verdict",
+            "sentence",
+        ],
+    )
 
 
 def _list(values) -> str:
@@ -139,8 +188,9 @@ def _list(values) -> str:
     return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
 
 
-def clock_outcome(summary: pd.DataFrame, claims: pd.DataFrame, margin: float = EQUIVALENCE_MARGIN,
-                  min_teachers: int = MIN_TEACHERS) -> str:
+def clock_outcome(
+    summary: pd.DataFrame, claims: pd.DataFrame, margin: float = EQUIVALENCE_MARGIN, min_teachers: int = MIN_TEACHERS
+) -> str:
     """The section's closing Markdown, chosen by the clock (`stop_summary`) and the verdicts (`clock_claims`).
 
     An equivalence after generalizing is called "the leak has vanished" only at a temperature where the
@@ -150,46 +200,67 @@ def clock_outcome(summary: pd.DataFrame, claims: pd.DataFrame, margin: float = E
     lines = []
     for _, s in summary.iterrows():
         states = "; ".join(f"{int(s[STATE_COLUMNS[st]])} {st}" for st in STATES if s[STATE_COLUMNS[st]])
-        lines.append(f"- **Step {int(s.teacher_step)}**: the teachers stand at {s.teacher_unseen_acc:.2f} on the "
-                     f"pairs nobody saw (from {s.teacher_unseen_acc_min:.2f} to {s.teacher_unseen_acc_max:.2f}; {states}).")
+        lines.append(
+            f"- **Step {int(s.teacher_step)}**: the teachers stand at {s.teacher_unseen_acc:.2f} on the "
+            f"pairs nobody saw (from {s.teacher_unseen_acc_min:.2f} to {s.teacher_unseen_acc_max:.2f}; {states})."
+        )
         mine = claims[claims.teacher_step == s.teacher_step]
         for state, part in mine.groupby("state"):
             by = {v: sorted(part[part.verdict == v].temperature) for v in ("holds", "does not hold", "inconclusive")}
             leak = state == STATES[1]
             said = []
             if by["holds"] and leak:
-                said.append(f"at T = {_list(by['holds'])} the students' held-out memorized accuracy is above "
-                            "their own unseen accuracy: **the leak exists**")
+                said.append(
+                    f"at T = {_list(by['holds'])} the students' held-out memorized accuracy is above "
+                    "their own unseen accuracy: **the leak exists**"
+                )
             elif by["holds"]:
                 before = set(leaked[leaked.teacher_step < s.teacher_step].temperature)
                 gone, never = [t for t in by["holds"] if t in before], [t for t in by["holds"] if t not in before]
                 if gone:
-                    said.append(f"at T = {_list(gone)}, where an earlier stop showed the leak, held-out memorized "
-                                f"and unseen accuracy are equivalent within ±{margin:g}: **the leak has vanished "
-                                "into generalization**")
+                    said.append(
+                        f"at T = {_list(gone)}, where an earlier stop showed the leak, held-out memorized "
+                        f"and unseen accuracy are equivalent within ±{margin:g}: **the leak has vanished "
+                        "into generalization**"
+                    )
                 if never:
-                    said.append(f"at T = {_list(never)} the two are equivalent within ±{margin:g}, but no earlier "
-                                "stop showed a leak at this temperature: **nothing to vanish**")
+                    said.append(
+                        f"at T = {_list(never)} the two are equivalent within ±{margin:g}, but no earlier "
+                        "stop showed a leak at this temperature: **nothing to vanish**"
+                    )
             if by["does not hold"]:
-                said.append(f"at T = {_list(by['does not hold'])} " + (
-                    "held-out memorized accuracy is not above the unseen accuracy: **no leak**" if leak else
-                    f"the two differ by more than ±{margin:g}: **the leak has not vanished**"))
+                said.append(
+                    f"at T = {_list(by['does not hold'])} "
+                    + (
+                        "held-out memorized accuracy is not above the unseen accuracy: **no leak**"
+                        if leak
+                        else f"the two differ by more than ±{margin:g}: **the leak has not vanished**"
+                    )
+                )
             if by["inconclusive"]:
                 said.append(f"at T = {_list(by['inconclusive'])} the test is **inconclusive**")
             lines.append(f"  Teachers {state}: " + "; ".join(said) + ".")
         for st in STATES[1:]:
             if 0 < s[STATE_COLUMNS[st]] < min_teachers:
-                lines.append(f"  Teachers {st}: {int(s[STATE_COLUMNS[st]])}, too few for a claim (fewer than {min_teachers}).")
+                lines.append(
+                    f"  Teachers {st}: {int(s[STATE_COLUMNS[st]])}, too few for a claim (fewer than {min_teachers})."
+                )
         if mine.empty:
-            lines.append(f"  No claim is tested at this stop (fewer than {min_teachers} memorized teachers in one state).")
+            lines.append(
+                f"  No claim is tested at this stop (fewer than {min_teachers} memorized teachers in one state)."
+            )
     if not (summary[STATE_COLUMNS[STATES[2]]] >= min_teachers).any():
         best = summary.loc[summary.teacher_unseen_acc.idxmax()]
-        lines.append(f"\nAt no stop had {min_teachers} or more teachers generalized (at least {GENERALIZED:.0%} on the pairs "
-                     f"nobody saw; the best mean was {best.teacher_unseen_acc:.2f} at step {int(best.teacher_step)}): "
-                     "this build cannot test whether the leak vanishes into generalization.")
+        lines.append(
+            f"\nAt no stop had {min_teachers} or more teachers generalized (at least {GENERALIZED:.0%} on the pairs "
+            f"nobody saw; the best mean was {best.teacher_unseen_acc:.2f} at step {int(best.teacher_step)}): "
+            "this build cannot test whether the leak vanishes into generalization."
+        )
     if not (summary[STATE_COLUMNS[STATES[1]]] >= min_teachers).any():
-        lines.append(f"\nAt no stop had {min_teachers} or more teachers memorized without generalizing: this build cannot test "
-                     "where the leak exists.")
+        lines.append(
+            f"\nAt no stop had {min_teachers} or more teachers memorized without generalizing: this build cannot test "
+            "where the leak exists."
+        )
     return "\n".join(lines)
 
 
@@ -203,14 +274,24 @@ def teacher_budget_text(table: pd.DataFrame) -> str:
     per = teacher_summary(table)
     chance, run = float(table.chance.iloc[0]), int(per.teacher_epochs_run.max())
     first_lo, first_hi = int(per.teacher_first_perfect.min()), int(per.teacher_first_perfect.max())
-    acc, lo, hi = per.teacher_independent_acc.mean(), per.teacher_independent_acc.min(), per.teacher_independent_acc.max()
-    where = ("they have generalized the rule: they grokked within their budget" if lo >= 0.95 else
-             "they have not started to generalize the rule" if hi <= 2 * chance else
-             "they are part of the way from memorizing D to grokking the rule")
-    text = (f"The {len(per)} teachers trained for {run} full-batch steps (`teacher_stop="
-            f"\"{table.teacher_stop.iloc[0]}\"`) and first classified all of their D at steps {first_lo}-{first_hi}, "
-            f"so the budget is {run / max(first_hi, 1):.1f}× the time they needed to memorize. On the pairs outside D "
-            f"they reach {acc:.3f} on average (from {lo:.3f} to {hi:.3f}; chance 1/k = {chance:.3f}): {where}.")
+    acc, lo, hi = (
+        per.teacher_independent_acc.mean(),
+        per.teacher_independent_acc.min(),
+        per.teacher_independent_acc.max(),
+    )
+    where = (
+        "they have generalized the rule: they grokked within their budget"
+        if lo >= 0.95
+        else "they have not started to generalize the rule"
+        if hi <= 2 * chance
+        else "they are part of the way from memorizing D to grokking the rule"
+    )
+    text = (
+        f"The {len(per)} teachers trained for {run} full-batch steps (`teacher_stop="
+        f'"{table.teacher_stop.iloc[0]}"`) and first classified all of their D at steps {first_lo}-{first_hi}, '
+        f"so the budget is {run / max(first_hi, 1):.1f}× the time they needed to memorize. On the pairs outside D "
+        f"they reach {acc:.3f} on average (from {lo:.3f} to {hi:.3f}; chance 1/k = {chance:.3f}): {where}."
+    )
     return text
 
 
@@ -222,29 +303,39 @@ def transformer_outcomes(ch: "Chapter", checks: pd.DataFrame, fits: pd.DataFrame
     rule = ""
     if len(outside):
         ts = ", ".join(f"{t:g}" for t in outside["temperature"])
-        rule = ("**This build departs from the paper's picture here:** at T = " + ts + " the students beat chance "
-                "on the pairs outside D (by " + ", ".join(f"{m:+.3f}" for m in outside["mean"]) + "): they pick "
-                "up part of the rule of modular addition from the teacher's logits, which is why the baseline "
-                "below is their own accuracy outside D. ")
+        rule = (
+            "**This build departs from the paper's picture here:** at T = " + ts + " the students beat chance "
+            "on the pairs outside D (by " + ", ".join(f"{m:+.3f}" for m in outside["mean"]) + "): they pick "
+            "up part of the rule of modular addition from the teacher's logits, which is why the baseline "
+            "below is their own accuracy outside D. "
+        )
     vs_chance = checks[(checks["check"] == "held_out_vs_chance") & checks["temperature"].isin(fit_t)]
     above = vs_chance[vs_chance["verdict"] == "holds"]
     if len(above):
         ts = ", ".join(f"{t:g}" for t in above["temperature"])
-        text = (f"**This build contradicts the paper's reading here:** at T = {ts}, students that fit their part "
-                "of D reach held-out accuracy above chance 1/k, which the paper did not find. ")
+        text = (
+            f"**This build contradicts the paper's reading here:** at T = {ts}, students that fit their part "
+            "of D reach held-out accuracy above chance 1/k, which the paper did not find. "
+        )
     elif fit_t:
         text = "At no temperature where the students fit is their held-out accuracy shown to beat chance 1/k. "
     else:
         text = "At no temperature do the students fit their part of D. "
-    return rule + text + outcome(
-        ch, "no_fit_and_transfer",
-        "Against their own accuracy outside D, the held-out accuracy is within ±1/k at every temperature that "
-        "fits ({difference:+.3f} at the decisive one): what they get right, they get right from the rule, not "
-        "from memorized pairs.",
-        "Against their own accuracy outside D, the held-out accuracy is higher by more than 1/k at the decisive "
-        "temperature ({difference:+.3f}, {interval}): memorized pairs pass through the logits.",
-        "Against their own accuracy outside D, the difference at the decisive temperature ({difference:+.3f}, "
-        "{interval}) is neither inside nor outside the margin ±1/k.")
+    return (
+        rule
+        + text
+        + outcome(
+            ch,
+            "no_fit_and_transfer",
+            "Against their own accuracy outside D, the held-out accuracy is within ±1/k at every temperature that "
+            "fits ({difference:+.3f} at the decisive one): what they get right, they get right from the rule, not "
+            "from memorized pairs.",
+            "Against their own accuracy outside D, the held-out accuracy is higher by more than 1/k at the decisive "
+            "temperature ({difference:+.3f}, {interval}): memorized pairs pass through the logits.",
+            "Against their own accuracy outside D, the difference at the decisive temperature ({difference:+.3f}, "
+            "{interval}) is neither inside nor outside the margin ±1/k.",
+        )
+    )
 
 
 # --- departures -------------------------------------------------------------------------------------
@@ -253,11 +344,16 @@ def transformer_outcomes(ch: "Chapter", checks: pd.DataFrame, fits: pd.DataFrame
 def transformer_departures(table: pd.DataFrame) -> list[Departure]:
     """Chapter 08 (the workshop setting): how a `transformer_distillation` table departs from appendix A.4."""
     config = config_of(table)
-    out = [departure_row("08_transformer", "trivial baseline"),
-           departure_row("08_transformer", "memorized set", **config_values(config, "memorized_fraction")),
-           departure_row("08_transformer", "teachers", **config_values(config, "teachers")),
-           departure_row("08_transformer", "epochs and learning rates",
-                         **config_values(config, "teacher_epochs", "epochs", "lrs", "alphas"))]
+    out = [
+        departure_row("08_transformer", "trivial baseline"),
+        departure_row("08_transformer", "memorized set", **config_values(config, "memorized_fraction")),
+        departure_row("08_transformer", "teachers", **config_values(config, "teachers")),
+        departure_row(
+            "08_transformer",
+            "epochs and learning rates",
+            **config_values(config, "teacher_epochs", "epochs", "lrs", "alphas"),
+        ),
+    ]
     return out + [d for d in [sizes_departure(config, PAPER_FIG8)] if d] + temperature_departure(config)
 
 
@@ -265,22 +361,40 @@ def clock_departures(table: pd.DataFrame) -> list[Departure]:
     """Chapter 08 (the teacher clock): how a `teacher_clock` table departs from the released script of
     Figs 2 and 8; topics start with "teacher clock: "."""
     config = config_of(table)
-    out = [departure_row("08_teacher_clock", "teacher stops", last_stop=max(config.get("teacher_steps", [0])),
-                         **config_values(config, "teacher_steps")),
-           departure_row("08_teacher_clock", "teachers", **config_values(config, "teachers"))]
+    out = [
+        departure_row(
+            "08_teacher_clock",
+            "teacher stops",
+            last_stop=max(config.get("teacher_steps", [0])),
+            **config_values(config, "teacher_steps"),
+        ),
+        departure_row("08_teacher_clock", "teachers", **config_values(config, "teachers")),
+    ]
     optim = config_values(config, "teacher_lr", "teacher_weight_decay", "lr", "weight_decay")
     released = {k: PAPER_CLOCK[k] for k in optim}
     if optim != released:
-        out.append(departure_row("08_teacher_clock", "optimizer", released=pairs(released, "g"),
-                                 optimizer=pairs(optim, "g")))
+        out.append(
+            departure_row("08_teacher_clock", "optimizer", released=pairs(released, "g"), optimizer=pairs(optim, "g"))
+        )
     steps = config.get("teacher_steps", [])
     if config.get("epochs") != PAPER_CLOCK["epochs"] or tuple(steps) != PAPER_CLOCK["teacher_steps"]:
-        out.append(departure_row("08_teacher_clock", "steps", epochs=config.get("epochs"),
-                                 teacher_steps=", ".join(str(s) for s in steps)))
+        out.append(
+            departure_row(
+                "08_teacher_clock", "steps", epochs=config.get("epochs"), teacher_steps=", ".join(str(s) for s in steps)
+            )
+        )
     start = config.get("student_start", "own")
-    out.append(departure_row("08_teacher_clock", "student start", student_start=(
-        "each student its own initialization" if start == "own" else
-        "each student from its teacher's initial weights (student_start='teacher'), teachers their own")))
+    out.append(
+        departure_row(
+            "08_teacher_clock",
+            "student start",
+            student_start=(
+                "each student its own initialization"
+                if start == "own"
+                else "each student from its teacher's initial weights (student_start='teacher'), teachers their own"
+            ),
+        )
+    )
     if tuple(config.get("rhos", ())) != (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9):
         rhos = ", ".join(f"{r:g}" for r in config.get("rhos", []))
         out.append(departure_row("08_teacher_clock", "rho", rhos=rhos))

@@ -36,8 +36,10 @@ ACCURACY_MARGIN = 0.25  # equivalence margin on held-out accuracy, as a fraction
 PHI_MARGIN = 0.05  # equivalence margin on the correlation of two students' correct sets
 LEVEL = 0.01  # level of the directional claims (Chapter.claim's default for "above" / "below")
 _SEVERITY = {"does not hold": 2, "inconclusive": 1, "holds": 0}
-ACCURACY_REASON = ("a quarter of chance 1/C: half the change between the two teacher protocols in the authors' "
-                   "released code (0.025 at d = 200, C = 20, T = 20)")
+ACCURACY_REASON = (
+    "a quarter of chance 1/C: half the change between the two teacher protocols in the authors' "
+    "released code (0.025 at d = 200, C = 20, T = 20)"
+)
 PHI_REASON = "a fifth of the correlation φ between two logit students of one teacher (about 0.2-0.3 here)"
 
 
@@ -73,8 +75,16 @@ def change_text(r: dict[str, float]) -> str:
 # --- figures ---------------------------------------------------------------------------------------
 
 
-def bars(ax, table: pd.DataFrame, by: str, value: str = "test_acc", *, chance: float | None = None,
-         trivial: float | None = None, ylabel: str = "held-out accuracy") -> None:
+def bars(
+    ax,
+    table: pd.DataFrame,
+    by: str,
+    value: str = "test_acc",
+    *,
+    chance: float | None = None,
+    trivial: float | None = None,
+    ylabel: str = "held-out accuracy",
+) -> None:
     """Bars of `value` per group `by`: mean ± SEM over teachers (students averaged first), with the
     chance level and the students' accuracy on fresh data D' (`trivial`) as lines when given."""
     from memkd.book.plots import chance_line
@@ -102,18 +112,29 @@ def overlap_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     lift = overlap_per_student(table, "soft-similarity", "lift")
     shared = ch.claim(
         "q1_shared_correct_set",
-        open_question("sec. 3.2", "do logit and similarity students of one teacher get the same held-out samples right?"),
-        lift, value="lift", baseline=1.0, expect="above",
+        open_question(
+            "sec. 3.2", "do logit and similarity students of one teacher get the same held-out samples right?"
+        ),
+        lift,
+        value="lift",
+        baseline=1.0,
+        expect="above",
         what="lift of the overlap of a similarity student's and the logit students' correct held-out sets over independence",
-        detail="per similarity student, mean over the logit students of |A ∩ B| / (N acc_A acc_B); 1 = independent")
+        detail="per similarity student, mean over the logit students of |A ∩ B| / (N acc_A acc_B); 1 = independent",
+    )
     cross = overlap_per_student(table, "soft-similarity", "phi")
     logit = overlap_per_student(table, "soft-soft", "phi")
     close = ch.claim_difference(
         "q1_as_close_as_two_logit_students",
         open_question("sec. 3.2", "is a similarity student as close to a logit student as two logit students are?"),
-        cross, logit, value="phi", expect="equivalent", margin=Margin(PHI_MARGIN, PHI_REASON),
+        cross,
+        logit,
+        value="phi",
+        expect="equivalent",
+        margin=Margin(PHI_MARGIN, PHI_REASON),
         what=f"φ(logit, similarity) against φ(logit, logit), equivalence margin ±{PHI_MARGIN:g}",
-        detail=f"φ: correlation of two students' 0/1 correct held-out sets; margin {PHI_MARGIN:g} fixed before the run")
+        detail=f"φ: correlation of two students' 0/1 correct held-out sets; margin {PHI_MARGIN:g} fixed before the run",
+    )
     return [shared, close]
 
 
@@ -128,16 +149,23 @@ def regularization_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     for wd in sorted(w for w in table["weight_decay"].unique() if w > 0):
         rows = table[table["weight_decay"] == wd]
         failed = int((~rows.drop_duplicates("dataset")["teacher_memorized"].astype(bool)).sum())
-        out.append(ch.claim(
-            f"q2_leak_with_weight_decay_{wd:g}",
-            open_question("app. B", f"do teachers trained with weight decay {wd:g} still leak?"),
-            rows, baseline="independent_acc", expect="above",
-            what=f"held-out against fresh-data accuracy, teachers with weight decay {wd:g}",
-            detail=f"{failed} of {rows['dataset'].nunique()} teachers did not memorize D and have no students"))
+        out.append(
+            ch.claim(
+                f"q2_leak_with_weight_decay_{wd:g}",
+                open_question("app. B", f"do teachers trained with weight decay {wd:g} still leak?"),
+                rows,
+                baseline="independent_acc",
+                expect="above",
+                what=f"held-out against fresh-data accuracy, teachers with weight decay {wd:g}",
+                detail=f"{failed} of {rows['dataset'].nunique()} teachers did not memorize D and have no students",
+            )
+        )
         base = ok[ok["weight_decay"] == 0]
         if len(base):
-            out.append(f"Against teachers without weight decay, the held-out accuracy changes by "
-                       f"{change_text(paired_change(ok[ok['weight_decay'] == wd], base))} (a description, not a claim).")
+            out.append(
+                f"Against teachers without weight decay, the held-out accuracy changes by "
+                f"{change_text(paired_change(ok[ok['weight_decay'] == wd], base))} (a description, not a claim)."
+            )
     return out
 
 
@@ -151,9 +179,18 @@ def variant_tests(table: pd.DataFrame, by: Sequence[str] = ("part", "variant")) 
     for key, g in table.groupby(list(by), sort=False):
         means = per_unit_means(g, "test_acc", "independent_acc")
         r = interval_test(means["difference"], "above", 0.0, LEVEL)
-        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "teachers": r["n"],
-                     "held-out": means["value"].mean(), "fresh D'": means["baseline"].mean(),
-                     "difference": r["mean"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "verdict": r["verdict"]})
+        rows.append(
+            {
+                **dict(zip(by, key if isinstance(key, tuple) else (key,))),
+                "teachers": r["n"],
+                "held-out": means["value"].mean(),
+                "fresh D'": means["baseline"].mean(),
+                "difference": r["mean"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "verdict": r["verdict"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -173,23 +210,35 @@ def architecture_claims(ch: "Chapter", table: pd.DataFrame) -> tuple[list[str], 
     tests = variant_tests(ok)
     worst = tests.loc[weakest_variant(tests)]
     rows = ok[(ok["part"] == worst["part"]) & (ok["variant"] == worst["variant"])]
-    out = [ch.claim(
-        "q3_effect_survives_architecture",
-        "Preliminary in the paper (app. B): activation, depth and teacher/student mismatch leave the leak intact.",
-        rows, baseline="independent_acc", expect="above",
-        what=f"held-out against fresh-data accuracy, weakest of {len(tests)} variants ({worst['part']} / {worst['variant']})",
-        detail=f"every variant tested at level {LEVEL:g}; the claim holds only if all do (intersection-union test): "
-               + ", ".join(f"{p}/{v} {d}" for p, v, d in zip(tests["part"], tests["variant"], tests["verdict"])))]
+    out = [
+        ch.claim(
+            "q3_effect_survives_architecture",
+            "Preliminary in the paper (app. B): activation, depth and teacher/student mismatch leave the leak intact.",
+            rows,
+            baseline="independent_acc",
+            expect="above",
+            what=f"held-out against fresh-data accuracy, weakest of {len(tests)} variants ({worst['part']} / {worst['variant']})",
+            detail=f"every variant tested at level {LEVEL:g}; the claim holds only if all do (intersection-union test): "
+            + ", ".join(f"{p}/{v} {d}" for p, v, d in zip(tests["part"], tests["variant"], tests["verdict"])),
+        )
+    ]
     acts = ok[ok["part"] == "activation"]
     if {"tanh", "relu"} <= set(acts["variant"]):
-        out.append(ch.claim_difference(
-            "q3_tanh_leaks_more",
-            open_question("app. B", "does the activation change how much leaks? Tested: tanh leaks more than ReLU."),
-            acts[acts["variant"] == "tanh"], acts[acts["variant"] == "relu"], expect="above",
-            what="held-out accuracy, tanh against ReLU (teacher and student alike)",
-            detail="the hypothesis came from earlier builds on these seeds: the blind test is "
-                   "q3_tanh_leaks_more_fresh_seeds",
-            supports="09_open_questions:q3_tanh_leaks_more_fresh_seeds"))
+        out.append(
+            ch.claim_difference(
+                "q3_tanh_leaks_more",
+                open_question(
+                    "app. B", "does the activation change how much leaks? Tested: tanh leaks more than ReLU."
+                ),
+                acts[acts["variant"] == "tanh"],
+                acts[acts["variant"] == "relu"],
+                expect="above",
+                what="held-out accuracy, tanh against ReLU (teacher and student alike)",
+                detail="the hypothesis came from earlier builds on these seeds: the blind test is "
+                "q3_tanh_leaks_more_fresh_seeds",
+                supports="09_open_questions:q3_tanh_leaks_more_fresh_seeds",
+            )
+        )
     return out, tests
 
 
@@ -209,12 +258,16 @@ def blind_activation_claim(ch: "Chapter", table: pd.DataFrame, seed: int) -> str
     acts = ok[ok["part"] == "activation"]
     return ch.claim_difference(
         "q3_tanh_leaks_more_fresh_seeds",
-        open_question("app. B", "does the activation change how much leaks? Tested on fresh seeds: tanh leaks "
-                      "more than ReLU."),
-        acts[acts["variant"] == "tanh"], acts[acts["variant"] == "relu"], expect="above",
+        open_question(
+            "app. B", "does the activation change how much leaks? Tested on fresh seeds: tanh leaks more than ReLU."
+        ),
+        acts[acts["variant"] == "tanh"],
+        acts[acts["variant"] == "relu"],
+        expect="above",
         what="held-out accuracy on fresh seeds, tanh against ReLU (teacher and student alike)",
         detail=f"base seed {seed}: datasets, teachers and students that no earlier build drew (the hypothesis "
-               "came from those builds)")
+        "came from those builds)",
+    )
 
 
 # --- 4. temperature convention ---------------------------------------------------------------------
@@ -226,22 +279,34 @@ def convention_claims(ch: "Chapter", table: pd.DataFrame, seed: int = 0) -> list
     at a T chosen on half of the teachers and tested on the other half (above)."""
     t_max = float(table["temperature"].max())
     code, text = table[~table["soften_student"].astype(bool)], table[table["soften_student"].astype(bool)]
-    out = [ch.claim_difference(
-        "q4_text_transfers_more_at_large_T",
-        own_question("does softening the student's logits too (the paper's text) transfer more than the released "
-                     "code's loss at a large temperature?"),
-        text[text["temperature"] == t_max], code[code["temperature"] == t_max], expect="above",
-        what=f"held-out accuracy at T = {t_max:g}, the text's convention against the code's",
-        detail="T fixed in advance: the largest of the grid")]
+    out = [
+        ch.claim_difference(
+            "q4_text_transfers_more_at_large_T",
+            own_question(
+                "does softening the student's logits too (the paper's text) transfer more than the released "
+                "code's loss at a large temperature?"
+            ),
+            text[text["temperature"] == t_max],
+            code[code["temperature"] == t_max],
+            expect="above",
+            what=f"held-out accuracy at T = {t_max:g}, the text's convention against the code's",
+            detail="T fixed in advance: the largest of the grid",
+        )
+    ]
     choose, test = choose_and_test_units(table["dataset"], seed)
     for name, g in (("code", code), ("text", text)):
         best = float(g[g["dataset"].isin(choose)].groupby("temperature")["test_acc"].mean().idxmax())
-        out.append(ch.claim(
-            f"q4_{name}_convention_beats_fresh_data",
-            own_question(f"do students beat their fresh-data accuracy under the {name}'s temperature convention?"),
-            g[g["dataset"].isin(test) & (g["temperature"] == best)], baseline="independent_acc", expect="above",
-            what=f"held-out against fresh-data accuracy, the {name}'s convention at T = {best:g}",
-            detail=f"T chosen on teachers {choose}, tested on teachers {test}"))
+        out.append(
+            ch.claim(
+                f"q4_{name}_convention_beats_fresh_data",
+                own_question(f"do students beat their fresh-data accuracy under the {name}'s temperature convention?"),
+                g[g["dataset"].isin(test) & (g["temperature"] == best)],
+                baseline="independent_acc",
+                expect="above",
+                what=f"held-out against fresh-data accuracy, the {name}'s convention at T = {best:g}",
+                detail=f"T chosen on teachers {choose}, tested on teachers {test}",
+            )
+        )
     return out
 
 
@@ -254,26 +319,45 @@ def probe_claims(ch: "Chapter", table: pd.DataFrame, reference: str = "relu") ->
     logits on fresh data than of a ReLU teacher's (above); (d) on tanh teachers a linear student
     recovers as much as the trained tanh student (equivalence within ACCURACY_MARGIN)."""
     ref = table[table["teacher_activation"] == reference]
-    out = [ch.claim(
-        f"q5_{v}_student_leaks",
-        own_question(f"does a {v.replace('_', ' ')} student recover held-out memorized labels?"),
-        ref[ref["variant"] == v], baseline="independent_acc", expect="above",
-        what=f"{v.replace('_', ' ')} students, held-out against fresh-data accuracy ({reference} teachers)")
-        for v in ("random_features", "linear")]
+    out = [
+        ch.claim(
+            f"q5_{v}_student_leaks",
+            own_question(f"does a {v.replace('_', ' ')} student recover held-out memorized labels?"),
+            ref[ref["variant"] == v],
+            baseline="independent_acc",
+            expect="above",
+            what=f"{v.replace('_', ' ')} students, held-out against fresh-data accuracy ({reference} teachers)",
+        )
+        for v in ("random_features", "linear")
+    ]
     tanh = table[table["teacher_activation"] == "tanh"]
     if len(tanh) and reference != "tanh":
-        out.append(ch.claim_difference(
-            "q5_tanh_teachers_more_linear",
-            own_question("does a linear map fitted on D explain more of a tanh teacher's logits on fresh data than "
-                         "of a ReLU teacher's?"),
-            tanh[tanh["variant"] == "trained"], ref[ref["variant"] == "trained"], value="teacher_linear_r2",
-            expect="above", what=f"out-of-sample R² of a linear fit to the teacher's logits, tanh against {reference}"))
+        out.append(
+            ch.claim_difference(
+                "q5_tanh_teachers_more_linear",
+                own_question(
+                    "does a linear map fitted on D explain more of a tanh teacher's logits on fresh data than "
+                    "of a ReLU teacher's?"
+                ),
+                tanh[tanh["variant"] == "trained"],
+                ref[ref["variant"] == "trained"],
+                value="teacher_linear_r2",
+                expect="above",
+                what=f"out-of-sample R² of a linear fit to the teacher's logits, tanh against {reference}",
+            )
+        )
         margin = accuracy_margin(tanh)
-        out.append(ch.claim_difference(
-            "q5_linear_student_as_good_on_tanh_teachers",
-            own_question("on tanh teachers, does a linear student recover as much as the tanh student?"),
-            tanh[tanh["variant"] == "linear"], tanh[tanh["variant"] == "trained"], expect="equivalent",
-            margin=Margin(margin, ACCURACY_REASON), what=f"held-out accuracy on tanh teachers, linear against tanh students, margin ±{margin:.4f} (chance / 4)"))
+        out.append(
+            ch.claim_difference(
+                "q5_linear_student_as_good_on_tanh_teachers",
+                own_question("on tanh teachers, does a linear student recover as much as the tanh student?"),
+                tanh[tanh["variant"] == "linear"],
+                tanh[tanh["variant"] == "trained"],
+                expect="equivalent",
+                margin=Margin(margin, ACCURACY_REASON),
+                what=f"held-out accuracy on tanh teachers, linear against tanh students, margin ±{margin:.4f} (chance / 4)",
+            )
+        )
     return out
 
 
@@ -323,28 +407,49 @@ def protocol_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     margin = accuracy_margin(table)
     t_max, t_min = float(table["temperature"].max()), float(table["temperature"].min())
     budget, early = table[table["teacher_stop"] == "budget"], table[table["teacher_stop"] == "first_perfect"]
-    out = [ch.claim_difference(
-        "q6_training_on_after_memorizing_changes_nothing",
-        own_question("does training each teacher for its whole budget, on after it has memorized D, leave its "
-                     "students' held-out accuracy unchanged against stopping it at its first 100%?"),
-        budget[budget["temperature"] == t_max], early[early["temperature"] == t_max], expect="equivalent",
-        margin=Margin(margin, ACCURACY_REASON), what=f"held-out accuracy at T = {t_max:g}, budget against first-perfect teachers, margin ±{margin:.4f} (chance / 4)",
-        detail="claim tested: no change (equivalence); T fixed in advance: the largest of the grid")]
+    out = [
+        ch.claim_difference(
+            "q6_training_on_after_memorizing_changes_nothing",
+            own_question(
+                "does training each teacher for its whole budget, on after it has memorized D, leave its "
+                "students' held-out accuracy unchanged against stopping it at its first 100%?"
+            ),
+            budget[budget["temperature"] == t_max],
+            early[early["temperature"] == t_max],
+            expect="equivalent",
+            margin=Margin(margin, ACCURACY_REASON),
+            what=f"held-out accuracy at T = {t_max:g}, budget against first-perfect teachers, margin ±{margin:.4f} (chance / 4)",
+            detail="claim tested: no change (equivalence); T fixed in advance: the largest of the grid",
+        )
+    ]
     effect = temperature_effect(table)
-    out.append(ch.claim_difference(
-        "q6_temperature_effect_unchanged",
-        own_question("does the teacher protocol leave the effect of the temperature on held-out accuracy unchanged?"),
-        effect[effect["teacher_stop"] == "budget"], effect[effect["teacher_stop"] == "first_perfect"],
-        value="temperature_effect", expect="equivalent", margin=Margin(margin, ACCURACY_REASON),
-        what=f"held-out accuracy at T = {t_max:g} minus at T = {t_min:g}, budget against first-perfect teachers, "
-             f"margin ±{margin:.4f}",
-        detail="claim tested: no change of the temperature effect (equivalence)"))
+    out.append(
+        ch.claim_difference(
+            "q6_temperature_effect_unchanged",
+            own_question(
+                "does the teacher protocol leave the effect of the temperature on held-out accuracy unchanged?"
+            ),
+            effect[effect["teacher_stop"] == "budget"],
+            effect[effect["teacher_stop"] == "first_perfect"],
+            value="temperature_effect",
+            expect="equivalent",
+            margin=Margin(margin, ACCURACY_REASON),
+            what=f"held-out accuracy at T = {t_max:g} minus at T = {t_min:g}, budget against first-perfect teachers, "
+            f"margin ±{margin:.4f}",
+            detail="claim tested: no change of the temperature effect (equivalence)",
+        )
+    )
     ranks = temperature_ranking(table)
     same = len({tuple(v) for v in ranks.values()}) == 1
-    out.append("Temperatures from best to worst (mean over teachers): "
-               + "; ".join(f"{stop}: " + " > ".join(f"T = {t:g}" for t in order) for stop, order in ranks.items())
-               + (". The order is the same under both protocols." if same else
-                  ". **The order differs between the protocols** (how much that means is what the second claim tests)."))
+    out.append(
+        "Temperatures from best to worst (mean over teachers): "
+        + "; ".join(f"{stop}: " + " > ".join(f"T = {t:g}" for t in order) for stop, order in ranks.items())
+        + (
+            ". The order is the same under both protocols."
+            if same
+            else ". **The order differs between the protocols** (how much that means is what the second claim tests)."
+        )
+    )
     return out
 
 
@@ -360,17 +465,36 @@ def summary_markdown(claims: pd.DataFrame) -> str:
     for _, c in claims.iterrows():
         question = str(c["paper"]).split(": ", 1)[-1]
         margin = f" (margin ±{c['margin']:.3g})" if c["expect"] == "equivalent" else ""
-        lines.append(f"| `{c['claim']}` | {question} | **{c['verdict']}**{margin} | {units_text(c['n'], c['students'])} |")
+        lines.append(
+            f"| `{c['claim']}` | {question} | **{c['verdict']}**{margin} | {units_text(c['n'], c['students'])} |"
+        )
     counts = claims["verdict"].value_counts()
     head = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in ("holds", "inconclusive", "does not hold"))
     return f"Of {len(claims)} claims in this build: {head}.\n\n" + "\n".join(lines)
 
 
 __all__ = [
-    "ACCURACY_MARGIN", "PHI_MARGIN", "LEVEL", "accuracy_margin", "bars", "overlap_claims", "regularization_claims",
-    "architecture_claims", "variant_tests", "weakest_variant", "convention_claims", "probe_claims",
-    "protocol_summary", "temperature_ranking", "temperature_effect", "protocol_claims", "summary_markdown",
-    "paired_change", "change_text", "open_question", "own_question",
+    "ACCURACY_MARGIN",
+    "PHI_MARGIN",
+    "LEVEL",
+    "accuracy_margin",
+    "bars",
+    "overlap_claims",
+    "regularization_claims",
+    "architecture_claims",
+    "variant_tests",
+    "weakest_variant",
+    "convention_claims",
+    "probe_claims",
+    "protocol_summary",
+    "temperature_ranking",
+    "temperature_effect",
+    "protocol_claims",
+    "summary_markdown",
+    "paired_change",
+    "change_text",
+    "open_question",
+    "own_question",
 ]
 
 

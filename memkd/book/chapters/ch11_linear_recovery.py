@@ -29,12 +29,24 @@ LINEAR_RELEASED = {"teacher_epochs": 10_000, "teacher_lr": 1e-3, "epochs": 10_00
 
 def linear_same_threshold(value: float = 0.02) -> Margin:
     """Chapter 11: the soft-label student 'reaches the same threshold' as least squares."""
-    return Margin(value, f"{value:g} in held-out accuracy above the line: at most two held-out points in a hundred "
-                  "apart, paired on teachers, against a gap of 0.5 between recovery and chance")
+    return Margin(
+        value,
+        f"{value:g} in held-out accuracy above the line: at most two held-out points in a hundred "
+        "apart, paired on teachers, against a gap of 0.5 between recovery and chance",
+    )
 
 
-def recovery_claims(ch: "Chapter", table: pd.DataFrame, *, p_perfect: float, margin_chance: Any, margin_same: Any,
-                    capacity_low: float, capacity_high: float, p_capacity: float) -> list[str]:
+def recovery_claims(
+    ch: "Chapter",
+    table: pd.DataFrame,
+    *,
+    p_perfect: float,
+    margin_chance: Any,
+    margin_same: Any,
+    capacity_low: float,
+    capacity_high: float,
+    p_capacity: float,
+) -> list[str]:
     """Record chapter 11's claims on `ch` (a `memkd.book.chapter.Chapter`) and return their sentences (Markdown).
 
     Per student kind: every cell above the line perfect (an exact test on teachers against `p_perfect`), the
@@ -57,38 +69,113 @@ def recovery_claims(ch: "Chapter", table: pd.DataFrame, *, p_perfect: float, mar
 
     for student, words in [("least_squares", "least-squares"), ("soft_labels", "soft-label")]:
         s, n = perfect_teachers(teach, student)
-        out.append(ch.claim_count(f"{student}_perfect_above_line", f"Above the line rho N = d the {words} student's "
-            "held-out accuracy is exactly 1 (share of teachers whose every cell above the line is perfect).",
-            s, n, p_perfect, expect="above", teachers=n, what=f"{words}: teachers perfect above the line"))
+        out.append(
+            ch.claim_count(
+                f"{student}_perfect_above_line",
+                f"Above the line rho N = d the {words} student's "
+                "held-out accuracy is exactly 1 (share of teachers whose every cell above the line is perfect).",
+                s,
+                n,
+                p_perfect,
+                expect="above",
+                teachers=n,
+                what=f"{words}: teachers perfect above the line",
+            )
+        )
     part = kind("least_squares")
-    out.append(ch.claim("least_squares_partial_leak_below", "Below the line the least-squares student's held-out "
-        "accuracy is above chance.", part, value="acc_below", baseline=0.5, expect="above", unit="teacher",
-        what="least squares below the line, against chance"))
-    out.append(ch.claim("least_squares_not_perfect_below", "Below the line the least-squares student's held-out "
-        "accuracy stays below 1.", part, value="acc_below", baseline=1.0, expect="below", unit="teacher",
-        what="least squares below the line, against 1", check=True))  # cannot fail: fewer equations than unknowns
+    out.append(
+        ch.claim(
+            "least_squares_partial_leak_below",
+            "Below the line the least-squares student's held-out accuracy is above chance.",
+            part,
+            value="acc_below",
+            baseline=0.5,
+            expect="above",
+            unit="teacher",
+            what="least squares below the line, against chance",
+        )
+    )
+    out.append(
+        ch.claim(
+            "least_squares_not_perfect_below",
+            "Below the line the least-squares student's held-out accuracy stays below 1.",
+            part,
+            value="acc_below",
+            baseline=1.0,
+            expect="below",
+            unit="teacher",
+            what="least squares below the line, against 1",
+            check=True,
+        )
+    )  # cannot fail: fewer equations than unknowns
     for student, words in [("least_squares", "least-squares"), ("soft_labels", "soft-label")]:
-        out.append(ch.claim(f"{student}_leak_grows_below", f"Below the line the {words} student's held-out accuracy "
-            "grows with rho N / d (slope per teacher).", kind(student), value="slope_below", expect="above",
-            unit="teacher", what=f"{words}: slope of held-out accuracy in rho N / d"))
-        out.append(ch.claim(f"{student}_shuffled_at_chance", f"The within-class-shuffled {words} student sits at "
-            f"chance (within ±{margin_chance:g}).", kind(student, True), value="acc_all", baseline=0.5,
-            expect="equivalent", margin=margin_chance, unit="teacher", what=f"{words}, shuffled, against chance"))
+        out.append(
+            ch.claim(
+                f"{student}_leak_grows_below",
+                f"Below the line the {words} student's held-out accuracy grows with rho N / d (slope per teacher).",
+                kind(student),
+                value="slope_below",
+                expect="above",
+                unit="teacher",
+                what=f"{words}: slope of held-out accuracy in rho N / d",
+            )
+        )
+        out.append(
+            ch.claim(
+                f"{student}_shuffled_at_chance",
+                f"The within-class-shuffled {words} student sits at chance (within ±{margin_chance:g}).",
+                kind(student, True),
+                value="acc_all",
+                baseline=0.5,
+                expect="equivalent",
+                margin=margin_chance,
+                unit="teacher",
+                what=f"{words}, shuffled, against chance",
+            )
+        )
     if len(above("soft_labels")) and len(above("least_squares")):
-        out.append(ch.claim_difference("soft_labels_same_threshold", "Above the line the soft-label student does as "
-            f"well as the least-squares student (within ±{margin_same:g}, paired on teachers).", above("soft_labels"),
-            above("least_squares"), value="acc_above", expect="equivalent", margin=margin_same, unit="teacher",
-            what="soft labels minus least squares, above the line"))
+        out.append(
+            ch.claim_difference(
+                "soft_labels_same_threshold",
+                "Above the line the soft-label student does as "
+                f"well as the least-squares student (within ±{margin_same:g}, paired on teachers).",
+                above("soft_labels"),
+                above("least_squares"),
+                value="acc_above",
+                expect="equivalent",
+                margin=margin_same,
+                unit="teacher",
+                what="soft labels minus least squares, above the line",
+            )
+        )
     else:
         out.append("*Not tested: no teacher that memorized its data has a cell above the line in this run.*")
     low, high = cap[cap.n_over_d <= capacity_low], cap[cap.n_over_d >= capacity_high]
-    out.append(ch.claim_count("teacher_memorizes_below_capacity", f"Linear teachers memorize random labels at "
-        f"N/d <= {capacity_low:g}.", int(low.perfect.sum()), int(low.teachers.sum()), p_capacity, expect="above",
-        teachers=int(low.teachers.sum()), what=f"teachers at 100% for N/d <= {capacity_low:g}"))
-    out.append(ch.claim_count("teacher_fails_above_capacity", f"Linear teachers do not memorize random labels at "
-        f"N/d >= {capacity_high:g}.", int((high.teachers - high.perfect).sum()), int(high.teachers.sum()), p_capacity,
-        expect="above", teachers=int(high.teachers.sum()), what=f"teachers below 100% for N/d >= {capacity_high:g}",
-        check=True))  # cannot fail: few random labelings that far above 2 d are linearly separable
+    out.append(
+        ch.claim_count(
+            "teacher_memorizes_below_capacity",
+            f"Linear teachers memorize random labels at N/d <= {capacity_low:g}.",
+            int(low.perfect.sum()),
+            int(low.teachers.sum()),
+            p_capacity,
+            expect="above",
+            teachers=int(low.teachers.sum()),
+            what=f"teachers at 100% for N/d <= {capacity_low:g}",
+        )
+    )
+    out.append(
+        ch.claim_count(
+            "teacher_fails_above_capacity",
+            f"Linear teachers do not memorize random labels at N/d >= {capacity_high:g}.",
+            int((high.teachers - high.perfect).sum()),
+            int(high.teachers.sum()),
+            p_capacity,
+            expect="above",
+            teachers=int(high.teachers.sum()),
+            what=f"teachers below 100% for N/d >= {capacity_high:g}",
+            check=True,
+        )
+    )  # cannot fail: few random labelings that far above 2 d are linearly separable
     return out
 
 
@@ -96,19 +183,25 @@ def recovery_lines(summary: pd.DataFrame, verdict: dict[str, str]) -> list[str]:
     """Chapter 11: one Markdown bullet per student kind (least squares, soft labels): the share of
     perfect cells above and below the line (`summary`: student, shuffled, above, perfect, cells,
     teachers) and the verdicts of its claims (`verdict`: claim id -> verdict; "not run" if absent)."""
+
     def share(student: str, shuffled: bool, side: bool) -> str:
         r = summary[(summary.student == student) & (summary.shuffled == shuffled) & (summary.above == side)]
-        return (f"{r.perfect.iloc[0]:.1%} of {int(r.cells.iloc[0])} cells ({int(r.teachers.iloc[0])} teachers)"
-                if len(r) else "no cell")
+        return (
+            f"{r.perfect.iloc[0]:.1%} of {int(r.cells.iloc[0])} cells ({int(r.teachers.iloc[0])} teachers)"
+            if len(r)
+            else "no cell"
+        )
 
     lines = []
     for student, words in [("least_squares", "least-squares"), ("soft_labels", "soft-label")]:
         v = verdict.get(f"{student}_perfect_above_line", "not run")
-        lines.append(f"- **{words} student**: above the line {share(student, False, True)} are perfect, below it "
-                     f"{share(student, False, False)}; perfect recovery above the line **{v}**, the leak growing below "
-                     f"it **{verdict.get(f'{student}_leak_grows_below', 'not run')}**, its shuffled control at chance "
-                     f"**{verdict.get(f'{student}_shuffled_at_chance', 'not run')}** (shuffled, above the line: "
-                     f"{share(student, True, True)} perfect).")
+        lines.append(
+            f"- **{words} student**: above the line {share(student, False, True)} are perfect, below it "
+            f"{share(student, False, False)}; perfect recovery above the line **{v}**, the leak growing below "
+            f"it **{verdict.get(f'{student}_leak_grows_below', 'not run')}**, its shuffled control at chance "
+            f"**{verdict.get(f'{student}_shuffled_at_chance', 'not run')}** (shuffled, above the line: "
+            f"{share(student, True, True)} perfect)."
+        )
     return lines
 
 
@@ -119,9 +212,17 @@ def departures(table: pd.DataFrame) -> list[Departure]:
         out.append(departure_row("11_linear_recovery", "teacher budget", **cfg))
     out.append(departure_row("11_linear_recovery", "soft-label student", **cfg))
     if cfg["input_dim"] != released["input_dim"] or len(cfg["n_over_d"]) != 50:
-        out.append(departure_row("11_linear_recovery", "profile sizes", n_sizes=len(cfg["n_over_d"]),
-                                 smallest=min(cfg["n_over_d"]), largest=max(cfg["n_over_d"]),
-                                 n_rhos=len(cfg["rhos"]), **cfg))
+        out.append(
+            departure_row(
+                "11_linear_recovery",
+                "profile sizes",
+                n_sizes=len(cfg["n_over_d"]),
+                smallest=min(cfg["n_over_d"]),
+                largest=max(cfg["n_over_d"]),
+                n_rhos=len(cfg["rhos"]),
+                **cfg,
+            )
+        )
     if cfg.get("shuffle", True):
         out.append(departure_row("11_linear_recovery", "shuffle kind"))
     return out + [departure_row("11_linear_recovery", "functional recovery")]

@@ -53,8 +53,13 @@ def frontier_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean +- SEM over teachers of leak and fidelity per (setting, family, strength, defence), with n teachers."""
     per = per_teacher(table)
     g = per.groupby(["setting", "family", "strength", "defence"], sort=False)
-    out = g.agg(leak=("leak", "mean"), leak_sem=("leak", "sem"), fidelity=("fidelity", "mean"),
-                fidelity_sem=("fidelity", "sem"), n=("teacher_id", "nunique")).reset_index()
+    out = g.agg(
+        leak=("leak", "mean"),
+        leak_sem=("leak", "sem"),
+        fidelity=("fidelity", "mean"),
+        fidelity_sem=("fidelity", "sem"),
+        n=("teacher_id", "nunique"),
+    ).reset_index()
     return out
 
 
@@ -73,15 +78,33 @@ def frontier_figure(table: pd.DataFrame):
             curve = curve.sort_values("strength")
             style = dict(color="k", ms=10) if family in ("none", "label only") else dict(color=colours[family])
             marker = {"none": "*", "label only": "X"}.get(family, "o" if family not in TEACHER_SIDE else "s")
-            ax.errorbar(curve.fidelity, curve.leak, xerr=curve.fidelity_sem, yerr=curve.leak_sem, marker=marker,
-                        ls="-" if len(curve) > 1 and family != "combined" else "none", label=family, capsize=2,
-                        lw=1.2, **style)
+            ax.errorbar(
+                curve.fidelity,
+                curve.leak,
+                xerr=curve.fidelity_sem,
+                yerr=curve.leak_sem,
+                marker=marker,
+                ls="-" if len(curve) > 1 and family != "combined" else "none",
+                label=family,
+                capsize=2,
+                lw=1.2,
+                **style,
+            )
         ax.axhline(0, color="0.5", lw=0.8, ls=":")
-        ax.set(title=setting.replace("_", " "), xlabel="fidelity (agreement with the teacher on fresh inputs)",
-               ylabel="leak (held-out minus own fresh accuracy)")
+        ax.set(
+            title=setting.replace("_", " "),
+            xlabel="fidelity (agreement with the teacher on fresh inputs)",
+            ylabel="leak (held-out minus own fresh accuracy)",
+        )
     handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
-    fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=min(len(handles), 5), fontsize=7,
-               bbox_to_anchor=(0.5, 1.1))
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="upper center",
+        ncol=min(len(handles), 5),
+        fontsize=7,
+        bbox_to_anchor=(0.5, 1.1),
+    )
     fig.tight_layout()
     return fig
 
@@ -108,16 +131,28 @@ def decimals_check(table: pd.DataFrame, family: str = "round") -> pd.DataFrame:
         # a teacher that never recovers on the grid fails at least up to its top: consistent with any prediction
         # from the top minus one decimal on (a censored outcome)
         within = abs(measured - predicted) <= 1 or (not recovers and predicted >= measured - 1)
-        rows.append({"teacher_id": teacher, "temperature": t, "p_small": float(rows_t.p_small.iloc[0]),
-                     "margin_small": float(rows_t.margin_small.iloc[0]), "measured_decimal": measured,
-                     "predicted_decimal": predicted, "within_one": within, "recovers_at_grid_top": recovers})
+        rows.append(
+            {
+                "teacher_id": teacher,
+                "temperature": t,
+                "p_small": float(rows_t.p_small.iloc[0]),
+                "margin_small": float(rows_t.margin_small.iloc[0]),
+                "measured_decimal": measured,
+                "predicted_decimal": predicted,
+                "within_one": within,
+                "recovers_at_grid_top": recovers,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def decimals_per_teacher(check: pd.DataFrame) -> pd.DataFrame:
     """One outcome per teacher from `decimals_check`: within one decimal of the prediction at every temperature."""
-    return check.groupby("teacher_id").agg(within_one=("within_one", "all"), temperatures=("temperature", "size")
-                                           ).reset_index()
+    return (
+        check.groupby("teacher_id")
+        .agg(within_one=("within_one", "all"), temperatures=("temperature", "size"))
+        .reset_index()
+    )
 
 
 def leak_fidelity_correlation(table: pd.DataFrame, setting: str) -> pd.DataFrame:
@@ -127,8 +162,11 @@ def leak_fidelity_correlation(table: pd.DataFrame, setting: str) -> pd.DataFrame
     per = per_teacher(server_side(table, setting))
     rows = []
     for teacher, part in per.groupby("teacher_id"):
-        rho = spearmanr(part.leak, part.fidelity).statistic if part.leak.nunique() > 1 and part.fidelity.nunique() > 1 \
+        rho = (
+            spearmanr(part.leak, part.fidelity).statistic
+            if part.leak.nunique() > 1 and part.fidelity.nunique() > 1
             else math.nan
+        )
         rows.append({"teacher_id": teacher, "rank_correlation": float(rho), "defences": len(part)})
     return pd.DataFrame(rows)
 
@@ -148,9 +186,19 @@ def frontier_excess(table: pd.DataFrame, family: str) -> pd.DataFrame:
             continue
         kept = own[own.fidelity >= k.fidelity]
         best = kept.loc[kept.leak.idxmin()] if len(kept) else own.loc[own.fidelity.idxmax()]
-        rows.append({"teacher_id": k.teacher_id, "strength": k.strength, "leak": k.leak, "fidelity": k.fidelity,
-                     "server_leak": best.leak, "server_fidelity": best.fidelity, "server_defence": best.defence,
-                     "excess": k.leak - best.leak, "chance": k.chance})
+        rows.append(
+            {
+                "teacher_id": k.teacher_id,
+                "strength": k.strength,
+                "leak": k.leak,
+                "fidelity": k.fidelity,
+                "server_leak": best.leak,
+                "server_fidelity": best.fidelity,
+                "server_defence": best.defence,
+                "excess": k.leak - best.leak,
+                "chance": k.chance,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -175,42 +223,97 @@ def defence_claims(ch: Any, table: pd.DataFrame, *, margin_no_leak: Any, p_withi
     out: list[str] = []
     mlp = server_side(table, "mlp")
     if "top1" in set(mlp.defence):
-        out.append(ch.claim("top1_leaks", "The top-1 probability alone leaks: students of top-1 answers beat their own "
-                            "accuracy on fresh draws on the held-out memorized points.", mlp[mlp.defence == "top1"],
-                            value="test_acc", baseline="independent_acc", expect="above", unit="teacher_id",
-                            what="top-1 answers (MLP): held-out against own fresh accuracy"))
-        out.append(ch.claim("top1_no_leak", f"The top-1 probability alone leaks nothing (within ±{margin_no_leak:g}).",
-                            mlp[mlp.defence == "top1"], value="test_acc", baseline="independent_acc",
-                            expect="equivalent", margin=margin_no_leak, unit="teacher_id",
-                            supports=f"{ch.name}:top1_leaks",
-                            what="top-1 answers (MLP): held-out against own fresh, for equivalence"))
-    out.append(ch.claim("label_only_no_leak", f"Label-only answers leak nothing (within ±{margin_no_leak:g}).",
-                        mlp[mlp.defence == "label"], value="test_acc", baseline="independent_acc", expect="equivalent",
-                        margin=margin_no_leak, unit="teacher_id", what="label only (MLP): held-out against own fresh"))
+        out.append(
+            ch.claim(
+                "top1_leaks",
+                "The top-1 probability alone leaks: students of top-1 answers beat their own "
+                "accuracy on fresh draws on the held-out memorized points.",
+                mlp[mlp.defence == "top1"],
+                value="test_acc",
+                baseline="independent_acc",
+                expect="above",
+                unit="teacher_id",
+                what="top-1 answers (MLP): held-out against own fresh accuracy",
+            )
+        )
+        out.append(
+            ch.claim(
+                "top1_no_leak",
+                f"The top-1 probability alone leaks nothing (within ±{margin_no_leak:g}).",
+                mlp[mlp.defence == "top1"],
+                value="test_acc",
+                baseline="independent_acc",
+                expect="equivalent",
+                margin=margin_no_leak,
+                unit="teacher_id",
+                supports=f"{ch.name}:top1_leaks",
+                what="top-1 answers (MLP): held-out against own fresh, for equivalence",
+            )
+        )
+    out.append(
+        ch.claim(
+            "label_only_no_leak",
+            f"Label-only answers leak nothing (within ±{margin_no_leak:g}).",
+            mlp[mlp.defence == "label"],
+            value="test_acc",
+            baseline="independent_acc",
+            expect="equivalent",
+            margin=margin_no_leak,
+            unit="teacher_id",
+            what="label only (MLP): held-out against own fresh",
+        )
+    )
     check = decimals_check(table)
     if len(check):
         check = decimals_per_teacher(check)
-        out.append(ch.claim_count("rounding_fails_where_predicted", "Exact linear recovery fails at the number of "
-                                  "decimals the precision argument predicts (10^-r / p against the smallest held-out "
-                                  "margin), within one decimal at every server temperature.", int(check.within_one.sum()),
-                                  len(check), p_within,
-                                  expect="above", teachers=len(check),
-                                  what="linear teachers whose failing decimal is within one of the prediction"))
+        out.append(
+            ch.claim_count(
+                "rounding_fails_where_predicted",
+                "Exact linear recovery fails at the number of "
+                "decimals the precision argument predicts (10^-r / p against the smallest held-out "
+                "margin), within one decimal at every server temperature.",
+                int(check.within_one.sum()),
+                len(check),
+                p_within,
+                expect="above",
+                teachers=len(check),
+                what="linear teachers whose failing decimal is within one of the prediction",
+            )
+        )
     for family, name in (("label smoothing", "label_smoothing"), ("weight decay", "weight_decay")):
         excess = frontier_excess(table, family)
         if len(excess):
-            out.append(ch.claim(f"{name}_below_server_frontier", f"{family.capitalize()} at the teacher lowers the leak "
-                                "at equal fidelity: below the lowest leak of any server-side defence that keeps at "
-                                "least its fidelity.", excess, value="excess", baseline=0.0, expect="below",
-                                unit="teacher_id", what=f"{family}: leak minus the best server defence's at equal fidelity"))
+            out.append(
+                ch.claim(
+                    f"{name}_below_server_frontier",
+                    f"{family.capitalize()} at the teacher lowers the leak "
+                    "at equal fidelity: below the lowest leak of any server-side defence that keeps at "
+                    "least its fidelity.",
+                    excess,
+                    value="excess",
+                    baseline=0.0,
+                    expect="below",
+                    unit="teacher_id",
+                    what=f"{family}: leak minus the best server defence's at equal fidelity",
+                )
+            )
     for setting in dict.fromkeys(table.setting):
         corr = leak_fidelity_correlation(table, setting).dropna()
         if len(corr):  # a sign test: the correlations are ranks over a few defences, often all equal to 1
-            out.append(ch.claim_count(f"leak_comes_with_fidelity_{setting}", f"Over the defences ({setting}), the leak "
-                                      "falls with the fidelity: more than half of the teachers have a rank correlation "
-                                      "above 0.", int((corr.rank_correlation > 0).sum()), len(corr), 0.5,
-                                      expect="above", teachers=len(corr),
-                                      what=f"{setting.replace('_', ' ')}: teachers whose leak rises with fidelity"))
+            out.append(
+                ch.claim_count(
+                    f"leak_comes_with_fidelity_{setting}",
+                    f"Over the defences ({setting}), the leak "
+                    "falls with the fidelity: more than half of the teachers have a rank correlation "
+                    "above 0.",
+                    int((corr.rank_correlation > 0).sum()),
+                    len(corr),
+                    0.5,
+                    expect="above",
+                    teachers=len(corr),
+                    what=f"{setting.replace('_', ' ')}: teachers whose leak rises with fidelity",
+                )
+            )
     return out
 
 
@@ -226,38 +329,65 @@ def holm_block(ch: Any) -> pd.DataFrame:
 def closing_lines(summary: pd.DataFrame, check: pd.DataFrame, verdict: dict[str, str]) -> list[str]:
     """Chapter 14's closing sentences (Markdown), chosen by the claims' verdicts (`verdict`: claim -> verdict,
     after Holm's adjustment) and filled from `frontier_summary` and `decimals_check`."""
+
     def say(claim: str, yes: str, no: str, unsure: str) -> str:
         return {"holds": yes, "does not hold": no}.get(verdict.get(claim, ""), unsure)
 
     mlp = summary[summary.setting == "mlp"]
     family, by_spec = mlp.set_index("family"), mlp[~mlp.family.isin(TEACHER_SIDE)].set_index("defence")
     per = decimals_per_teacher(check) if len(check) else check
-    within = (f"{int(per.within_one.sum())} of {len(per)} teachers within one decimal at each of "
-              f"{check.temperature.nunique()} server temperatures" if len(check) else "no teacher")
+    within = (
+        f"{int(per.within_one.sum())} of {len(per)} teachers within one decimal at each of "
+        f"{check.temperature.nunique()} server temperatures"
+        if len(check)
+        else "no teacher"
+    )
     no_leak = verdict.get("top1_no_leak") == "holds"  # shown beside top1_leaks, not counted in the family
-    lines = [say("top1_leaks", "The top-1 probability alone **leaks** memorized points.",
-                 "The top-1 probability alone **does not leak** beyond the students' own fresh accuracy.",
-                 "The top-1 probability alone leaks **nothing measurable**: within the equivalence margin of the "
-                 "students' own fresh accuracy (a supporting claim, outside the family)." if no_leak else
-                 "Whether the top-1 probability alone leaks is **inconclusive** with these teachers."),
-             f"Undefended (mlp): leak {family.leak['none']:.3f} at fidelity {family.fidelity['none']:.3f}; label only: "
-             f"leak {family.leak['label only']:.3f} at fidelity {family.fidelity['label only']:.3f}.",
-             say("rounding_fails_where_predicted", f"Exact linear recovery fails where the precision argument predicts "
-                 f"({within}).", f"The precision argument misplaces the failing decimal ({within}).",
-                 f"Whether the precision argument places the failing decimal is inconclusive ({within}).")]
+    lines = [
+        say(
+            "top1_leaks",
+            "The top-1 probability alone **leaks** memorized points.",
+            "The top-1 probability alone **does not leak** beyond the students' own fresh accuracy.",
+            "The top-1 probability alone leaks **nothing measurable**: within the equivalence margin of the "
+            "students' own fresh accuracy (a supporting claim, outside the family)."
+            if no_leak
+            else "Whether the top-1 probability alone leaks is **inconclusive** with these teachers.",
+        ),
+        f"Undefended (mlp): leak {family.leak['none']:.3f} at fidelity {family.fidelity['none']:.3f}; label only: "
+        f"leak {family.leak['label only']:.3f} at fidelity {family.fidelity['label only']:.3f}.",
+        say(
+            "rounding_fails_where_predicted",
+            f"Exact linear recovery fails where the precision argument predicts ({within}).",
+            f"The precision argument misplaces the failing decimal ({within}).",
+            f"Whether the precision argument places the failing decimal is inconclusive ({within}).",
+        ),
+    ]
     for knob in ("label smoothing", "weight decay"):
-        lines.append(say(f"{knob.replace(' ', '_')}_below_server_frontier", f"{knob.capitalize()} at the teacher "
-                         "**lowers** the leak below what any server-side defence of equal fidelity leaves.",
-                         f"{knob.capitalize()} does **not** beat the server-side defences of equal fidelity.",
-                         f"Whether {knob} lowers the leak at equal fidelity is inconclusive."))
+        lines.append(
+            say(
+                f"{knob.replace(' ', '_')}_below_server_frontier",
+                f"{knob.capitalize()} at the teacher "
+                "**lowers** the leak below what any server-side defence of equal fidelity leaves.",
+                f"{knob.capitalize()} does **not** beat the server-side defences of equal fidelity.",
+                f"Whether {knob} lowers the leak at equal fidelity is inconclusive.",
+            )
+        )
     together = [s for s in summary.setting.unique() if verdict.get(f"leak_comes_with_fidelity_{s}") == "holds"]
-    lines.append((f"The leak comes with the fidelity in {', '.join(together)}: there, the defences that take the leak "
-                  "away take the service with it." if together else "In no setting is the link between leak and "
-                  "fidelity established at this profile.") + f" ({len(together)} of {summary.setting.nunique()} settings.)")
+    lines.append(
+        (
+            f"The leak comes with the fidelity in {', '.join(together)}: there, the defences that take the leak "
+            "away take the service with it."
+            if together
+            else "In no setting is the link between leak and fidelity established at this profile."
+        )
+        + f" ({len(together)} of {summary.setting.nunique()} settings.)"
+    )
     if {"top5", "top5|logprob_round2"} <= set(by_spec.index):
-        lines.append(f"How the student completes the withheld mass matters: top-5 alone leaks {by_spec.leak['top5']:.3f}, "
-                     f"top-5 log-probabilities to two decimals {by_spec.leak['top5|logprob_round2']:.3f} (rounding the "
-                     "top probability up to 1 leaves no mass to spread, so the withheld classes get none).")
+        lines.append(
+            f"How the student completes the withheld mass matters: top-5 alone leaks {by_spec.leak['top5']:.3f}, "
+            f"top-5 log-probabilities to two decimals {by_spec.leak['top5|logprob_round2']:.3f} (rounding the "
+            "top probability up to 1 leaves no mass to spread, so the withheld classes get none)."
+        )
     return lines
 
 
@@ -267,10 +397,25 @@ def spread(values: pd.Series) -> str:
     return f"{v.mean():.3f} ± {v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else math.nan:.3f} (n = {len(v)})"
 
 
-__all__ = ["FAMILY_ORDER", "TEACHER_SIDE", "closing_lines", "decimals_check", "decimals_per_teacher", "frontier_rows", "defence_claims", "frontier_figure", "frontier_summary",
-           "frontier_excess", "holm_block", "keeps_fidelity", "leak_fidelity_correlation", "per_teacher",
-           "predicted_failing_decimal", "server_side", "spread"]
-
+__all__ = [
+    "FAMILY_ORDER",
+    "TEACHER_SIDE",
+    "closing_lines",
+    "decimals_check",
+    "decimals_per_teacher",
+    "frontier_rows",
+    "defence_claims",
+    "frontier_figure",
+    "frontier_summary",
+    "frontier_excess",
+    "holm_block",
+    "keeps_fidelity",
+    "leak_fidelity_correlation",
+    "per_teacher",
+    "predicted_failing_decimal",
+    "server_side",
+    "spread",
+]
 
 
 def departures(table: pd.DataFrame) -> list[Departure]:
@@ -280,14 +425,30 @@ def departures(table: pd.DataFrame) -> list[Departure]:
 
     c = config_of(table)
     cell = RECOVERY_CELL.get(c.get("profile", "quick"), RECOVERY_CELL["quick"])
-    spread = {"uniform": "uniformly over the withheld classes", "renormalize": "nowhere: the k returned entries are "
-              "renormalized"}[c.get("withheld", "uniform")]
-    return [departure_row("14_defences", "settings", **c, cell_dim=cell["input_dim"], cell_classes=cell["classes"],
-                          cell_per_class=cell["per_class"], cell_teachers=cell["teachers"], cell_epochs=cell["epochs"],
-                          cell_lr=cell["lrs"][0]),
-            departure_row("14_defences", "server temperature", temperature=c["temperatures"][0]),
-            departure_row("14_defences", "withheld mass", withheld=spread),
-            departure_row("14_defences", "linear student", linear_temperature=c["linear_temperature"],
-                          probes=", ".join(f"{t:g}" for t in c.get("linear_probe_temperatures", [])) or "none"),
-            departure_row("14_defences", "linear leak baseline"),
-            departure_row("14_defences", "recovery cell split", cell_alpha=cell["alphas"][0])]
+    spread = {
+        "uniform": "uniformly over the withheld classes",
+        "renormalize": "nowhere: the k returned entries are renormalized",
+    }[c.get("withheld", "uniform")]
+    return [
+        departure_row(
+            "14_defences",
+            "settings",
+            **c,
+            cell_dim=cell["input_dim"],
+            cell_classes=cell["classes"],
+            cell_per_class=cell["per_class"],
+            cell_teachers=cell["teachers"],
+            cell_epochs=cell["epochs"],
+            cell_lr=cell["lrs"][0],
+        ),
+        departure_row("14_defences", "server temperature", temperature=c["temperatures"][0]),
+        departure_row("14_defences", "withheld mass", withheld=spread),
+        departure_row(
+            "14_defences",
+            "linear student",
+            linear_temperature=c["linear_temperature"],
+            probes=", ".join(f"{t:g}" for t in c.get("linear_probe_temperatures", [])) or "none",
+        ),
+        departure_row("14_defences", "linear leak baseline"),
+        departure_row("14_defences", "recovery cell split", cell_alpha=cell["alphas"][0]),
+    ]

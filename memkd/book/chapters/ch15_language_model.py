@@ -50,9 +50,16 @@ def leak_claim(ch: "Chapter", table: pd.DataFrame) -> str:
     beats their own accuracy on fresh triples (`independent_acc`; one-sided, teachers as the unit)."""
     cfg = table.attrs["config"]
     cell, start, rho = released_cell(cfg), released_start(cfg), max(cfg["rhos"])
-    return ch.claim("leak_beats_fresh", "Students distilled from a GPT-2 teacher's soft labels classify its "
-        "held-out random facts better than fresh ones.", student_rows(table, cell, start), baseline="independent_acc",
-        expect="above", unit="dataset", what=f"held-out accuracy ({cell}, {start}, rho = {rho:g})")
+    return ch.claim(
+        "leak_beats_fresh",
+        "Students distilled from a GPT-2 teacher's soft labels classify its "
+        "held-out random facts better than fresh ones.",
+        student_rows(table, cell, start),
+        baseline="independent_acc",
+        expect="above",
+        unit="dataset",
+        what=f"held-out accuracy ({cell}, {start}, rho = {rho:g})",
+    )
 
 
 def question_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
@@ -69,23 +76,45 @@ def question_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     with ch.section(beyond_paper=True):
         for cell in (cfg["student_start_cells"] or cfg["cells"]) if shared and base_start == "independent" else []:
             name = cell.replace("/", "")
-            out.append(ch.claim_difference(f"shared_start_leaks_more_{name}", f"In {cell}, students that start from "
-                f"their teacher's initial weights ({shared[0]}) leak more than independently started ones.",
-                student_rows(table, cell, shared[0]), student_rows(table, cell, "independent"), value="leak",
-                expect="above", what=f"leak, {shared[0]} against independent ({cell})"))
+            out.append(
+                ch.claim_difference(
+                    f"shared_start_leaks_more_{name}",
+                    f"In {cell}, students that start from "
+                    f"their teacher's initial weights ({shared[0]}) leak more than independently started ones.",
+                    student_rows(table, cell, shared[0]),
+                    student_rows(table, cell, "independent"),
+                    value="leak",
+                    expect="above",
+                    what=f"leak, {shared[0]} against independent ({cell})",
+                )
+            )
         for cell in [c for c in cfg["cells"] if c.startswith("digits/")]:
             twin = "number/" + cell.split("/")[1]
             if twin in cfg["cells"]:
-                out.append(ch.claim_difference(f"digits_leak_more_{cell.split('/')[1]}", "Numbers cut into digit "
-                    "pieces leak more than numbers that are one token each.", student_rows(table, cell, base_start),
-                    student_rows(table, twin, base_start), value="leak", expect="above",
-                    what=f"leak, {cell} against {twin}"))
+                out.append(
+                    ch.claim_difference(
+                        f"digits_leak_more_{cell.split('/')[1]}",
+                        "Numbers cut into digit pieces leak more than numbers that are one token each.",
+                        student_rows(table, cell, base_start),
+                        student_rows(table, twin, base_start),
+                        value="leak",
+                        expect="above",
+                        what=f"leak, {cell} against {twin}",
+                    )
+                )
         ranges = sorted((int(c.split("/")[1]), c) for c in cfg["cells"] if c.startswith("number/"))
         if len(ranges) >= 2:
-            out.append(ch.claim_difference("recurring_numbers_leak_more", "Facts whose numbers recur across "
-                "triples leak more than facts built from rarely repeated numbers.",
-                student_rows(table, ranges[0][1], base_start), student_rows(table, ranges[-1][1], base_start),
-                value="leak", expect="above", what=f"leak, {ranges[0][1]} against {ranges[-1][1]}"))
+            out.append(
+                ch.claim_difference(
+                    "recurring_numbers_leak_more",
+                    "Facts whose numbers recur across triples leak more than facts built from rarely repeated numbers.",
+                    student_rows(table, ranges[0][1], base_start),
+                    student_rows(table, ranges[-1][1], base_start),
+                    value="leak",
+                    expect="above",
+                    what=f"leak, {ranges[0][1]} against {ranges[-1][1]}",
+                )
+            )
     return out
 
 
@@ -96,27 +125,52 @@ def closing_note(ch: "Chapter", table: pd.DataFrame, claims: pd.DataFrame, secon
     and the shared start in `released_cell` say, and which undecided claims are underpowered here."""
     short = claims[(claims.planned_n > claims.n) & (claims.verdict != "holds")]
     paper_n = ex.language_model.config.PROFILE_VALUES["paper"]["teachers"]
-    lines = [f"- {c.paper} **{c.verdict}** (n = {c.n} teachers"
-             + (f"; planned {c.planned_n:.0f}" if c.planned_n > c.n else "") + ")" for c in claims.itertuples()]
+    lines = [
+        f"- {c.paper} **{c.verdict}** (n = {c.n} teachers"
+        + (f"; planned {c.planned_n:.0f}" if c.planned_n > c.n else "")
+        + ")"
+        for c in claims.itertuples()
+    ]
     cell = released_cell(table.attrs["config"])
-    notes = [outcome(ch, "leak_beats_fresh", "The released notebook's effect is there at this scale: the students "
-                     "classify held-out facts above what they score on fresh ones ({difference:+.3f}).",
-                     "At this scale the students do not leak beyond their fresh accuracy.",
-                     "At this scale the leak is not decided ({interval}).", missing="The leak was not tested."),
-             outcome(ch, "recurring_numbers_leak_more", "How often a number recurs across the facts matters: "
-                     "triples of recurring numbers leak more than triples of rare ones ({difference:+.3f} in leak).",
-                     "Recurring numbers do not leak more here ({difference:+.3f}).", "Whether recurring numbers leak "
-                     "more is not decided here ({interval}).", missing=""),
-             outcome(ch, f"shared_start_leaks_more_{cell.replace('/', '')}", "A shared start adds to the leak "
-                     "({difference:+.3f}).", "A shared start does not add to the leak here ({difference:+.3f}).",
-                     "Whether a shared start adds to the leak is not decided here ({interval}).", missing="")]
+    notes = [
+        outcome(
+            ch,
+            "leak_beats_fresh",
+            "The released notebook's effect is there at this scale: the students "
+            "classify held-out facts above what they score on fresh ones ({difference:+.3f}).",
+            "At this scale the students do not leak beyond their fresh accuracy.",
+            "At this scale the leak is not decided ({interval}).",
+            missing="The leak was not tested.",
+        ),
+        outcome(
+            ch,
+            "recurring_numbers_leak_more",
+            "How often a number recurs across the facts matters: "
+            "triples of recurring numbers leak more than triples of rare ones ({difference:+.3f} in leak).",
+            "Recurring numbers do not leak more here ({difference:+.3f}).",
+            "Whether recurring numbers leak more is not decided here ({interval}).",
+            missing="",
+        ),
+        outcome(
+            ch,
+            f"shared_start_leaks_more_{cell.replace('/', '')}",
+            "A shared start adds to the leak ({difference:+.3f}).",
+            "A shared start does not add to the leak here ({difference:+.3f}).",
+            "Whether a shared start adds to the leak is not decided here ({interval}).",
+            missing="",
+        ),
+    ]
     if len(short):
-        notes.append(f"Undecided and underpowered here ({', '.join(short.claim)}): the spread of this run asks for "
-                     f"more teachers than it has; the paper profile trains {paper_n} teachers at the released sizes "
-                     "(their own spread sets its plan), and `teachers` raises the number at any profile.")
+        notes.append(
+            f"Undecided and underpowered here ({', '.join(short.claim)}): the spread of this run asks for "
+            f"more teachers than it has; the paper profile trains {paper_n} teachers at the released sizes "
+            "(their own spread sets its plan), and `teachers` raises the number at any profile."
+        )
     students = table[table.student >= 0]
-    return (f"{len(students)} students of {table.dataset.nunique()} teachers, run time {seconds:.0f} s on "
-            f"{ch.device}.\n\n" + "\n".join(lines) + "\n\n" + " ".join(notes))
+    return (
+        f"{len(students)} students of {table.dataset.nunique()} teachers, run time {seconds:.0f} s on "
+        f"{ch.device}.\n\n" + "\n".join(lines) + "\n\n" + " ".join(notes)
+    )
 
 
 def departures(table: pd.DataFrame) -> list[Departure]:
@@ -127,14 +181,21 @@ def departures(table: pd.DataFrame) -> list[Departure]:
     r, c = GPT2_RELEASED, config_of(table)
     out = [departure_row("15_language_model", "teachers and split", teachers=c["teachers"])]
     if c["checkpoint"] != r["checkpoint"]:
-        out.append(departure_row("15_language_model", "model from scratch", **{**c, "cells": ", ".join(c["cells"]),
-                                 "widths": ", ".join(map(str, c["widths"]))}))
+        out.append(
+            departure_row(
+                "15_language_model",
+                "model from scratch",
+                **{**c, "cells": ", ".join(c["cells"]), "widths": ", ".join(map(str, c["widths"]))},
+            )
+        )
     if (c["triples"], c["classes"], c["balanced"]) != (r["triples"], r["classes"], r["balanced"]):
         out.append(departure_row("15_language_model", "task sizes", **c))
     if (c["teacher_lr"], c["teacher_epochs"]) != (r["teacher_lr"], r["teacher_epochs"]):
         out.append(departure_row("15_language_model", "teacher budget", **c))
     if (c["lr"], c["epochs"]) != (r["lr"], r["epochs"]) or tuple(c["rhos"]) != r["rhos"]:
         out.append(departure_row("15_language_model", "student budget", rho_list=", ".join(map(str, c["rhos"])), **c))
-    return out + [departure_row("15_language_model", "teacher bar", **c),
-                  departure_row("15_language_model", "fresh triples"),
-                  departure_row("15_language_model", "shared batches")]
+    return out + [
+        departure_row("15_language_model", "teacher bar", **c),
+        departure_row("15_language_model", "fresh triples"),
+        departure_row("15_language_model", "shared batches"),
+    ]
