@@ -85,23 +85,9 @@ class ToyConfig(RandomDataConfig):
             students=3,
             teachers=48,
         ),
-        "paper": dict(
-            input_dim=2,
-            classes=3,
-            per_class=10,
-            teacher_width=500,
-            hidden_layers=1,
-            teacher_lr=1e-2,
-            teacher_epochs=10000,
-            student_widths=(500,),
-            alphas=(0.6,),
-            temperatures=(5.0, 20.0),
-            lrs=(1e-2,),
-            epochs=5000,
-            students=20,
-            teachers=48,
-        ),
     }
+    # the paper's sizes: quick's, with the longer budgets and 20 students per teacher
+    PROFILE_VALUES["paper"] = {**PROFILE_VALUES["quick"], "teacher_epochs": 10000, "epochs": 5000, "students": 20}
 
 
 def _toy_setup(cfg: ToyConfig, datasets: list[int], require_memorization: bool = True):
