@@ -152,11 +152,14 @@ class TeacherClockConfig(ModularTransformerConfig):
             weight_decay=3.0,
             epochs=60,
         ),
-        # 10 teachers: the leak claims at the first stop need about 10 after Holm (pilot at seed 1, 2026-12-07)
+        # 20 teachers: a stop's claims need 11 teachers in their state after Holm (plans.yml, sd of the seed-1
+        # pilot); with 10 no state can hold 11. At 20, 20 / 11 / 7 teachers are memorized-only at the three stops
+        # and 0 / 9 / 13 generalized (seed 0, 2026-12-07): the first two stops' leak claims and the last stop's
+        # vanishing claims reach their plan.
         "quick": dict(
             modulus=23,
             memorized_fraction=0.5,
-            teachers=10,
+            teachers=20,
             d_model=64,
             heads=4,
             d_mlp=256,

@@ -18,6 +18,10 @@ benchmarks/transformer_ensemble.py (1 CPU thread, forward + backward, full batch
 call and `vmap` of the same function are within about 10% of each other (E=10, k=59: 454 vs 418 ms;
 E=20, k=23: 549 vs 592 ms), both about 2x a loop over plain members; `vmap` over the plain module
 (every position) is slower than the loop. The library calls the hand-batched path (no vmap needed).
+Keys and values come from one GEMM, and the attention over S = 3 positions is written as products and
+sums rather than einsums, which ran as batched GEMMs of 3 x 1 matrices: 14-20% less time per training
+step at the quick clock's shapes (2026-12-07, 2 threads: E = 90, N = 132: 92 -> 79 ms; E = 10, N = 264:
+19.7 -> 16.5 ms).
 
 `TransformerFamily` is the family `memkd.distillation.train_teacher` and `train_students` train: the
 one protocol of every model family, here with `memkd.models.family.ADAMW` (AdamW member by member: full
@@ -52,12 +56,15 @@ def functional_forward(p: dict[str, Tensor], tokens: Tensor) -> Tensor:
         embedded = p["embed"][..., tokens, :]
     resid = embedded + p["pos"].unsqueeze(-3)  # (E, N, S, Dm)
     last = resid[..., -1, :]  # (E, N, Dm)
-    q = torch.einsum("...nm,...mhd->...nhd", last, p["w_q"])  # (E, N, H, Dh)
-    k = torch.einsum("...nsm,...mhd->...nshd", resid, p["w_k"])  # (E, N, S, H, Dh)
-    v = torch.einsum("...nsm,...mhd->...nshd", resid, p["w_v"])  # (E, N, S, H, Dh)
-    scores = torch.einsum("...nhd,...nshd->...nhs", q, k) / math.sqrt(d_head)  # (E, N, H, S)
-    z = torch.einsum("...nhs,...nshd->...nhd", scores.softmax(dim=-1), v)  # (E, N, H, Dh)
-    z = z.reshape(*z.shape[:-2], heads * d_head)  # (E, N, H*Dh)
+    q = (last @ p["w_q"].flatten(-2)).unflatten(-1, (heads, d_head))  # (E, N, H, Dh)
+    # keys and values at every position in one GEMM over the N * S rows of each member
+    w_kv = torch.cat([p["w_k"].flatten(-2), p["w_v"].flatten(-2)], dim=-1)  # (E, Dm, 2 H Dh)
+    kv = (resid.flatten(-3, -2) @ w_kv).unflatten(-2, resid.shape[-3:-1])  # (E, N, S, 2 H Dh)
+    k, v = kv.unflatten(-1, (2, heads, d_head)).unbind(-3)  # (E, N, S, H, Dh) each
+    # S = 3 positions: products and sums, not batched GEMMs of 3 x 1 matrices
+    scores = (q.unsqueeze(-3) * k).sum(-1) / math.sqrt(d_head)  # (E, N, S, H)
+    z = (scores.softmax(dim=-2).unsqueeze(-1) * v).sum(-3)  # (E, N, H, Dh)
+    z = z.flatten(-2)  # (E, N, H*Dh)
     last = last + z @ p["w_o"]  # (E, N, Dm)
     hidden = torch.relu(last @ p["w_in"] + p["b_in"])  # (E, N, Dmlp)
     last = last + hidden @ p["w_out"] + p["b_out"]  # (E, N, Dm)
