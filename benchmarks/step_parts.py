@@ -1,8 +1,9 @@
-"""Parts of one training step, the old way against the library's: Adam and the transformer's attention.
+"""Parts of one training step, another way against the library's: Adam and the transformer's attention.
 
-- Adam: `BatchedAdam.apply` (nine element-wise passes over every tensor; what CUDA graphs use) against
-  `BatchedAdam.step` on a CPU (torch's fused Adam kernel, once per run of members sharing a learning rate),
-  on a flat (E, F) parameter as the fused MLP lays it out (quick: E = 20 students of chapter 02's width).
+- Adam: `BatchedAdam.apply` (the library's: about nine element-wise passes over every tensor) against
+  torch's fused Adam kernel (`torch._fused_adamw_`, called once per run of members sharing a learning
+  rate), on a flat (E, F) parameter as the fused MLP lays it out (E = 20: chapter 02's quick students).
+  The library does not use the kernel: see benchmarks/README.md.
 - The transformer: one full-batch forward + backward of E members (the teacher clock's quick shapes) through
   `memkd.models.transformer.functional_forward` against `einsum_forward`, the earlier version kept here
   (keys and values by two einsums, attention over the 3 positions by einsums, which run as batched
@@ -50,6 +51,32 @@ def einsum_forward(p: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Te
     return last @ p["unembed"]
 
 
+def fused_adam(opt: BatchedAdam, lrs: list[float]) -> None:
+    """One AdamW step of `opt`'s tensors through torch's fused kernel, once per run of equal learning rates."""
+    step = torch.tensor(1.0)
+    start = 0
+    for end in range(1, len(lrs) + 1):
+        if end < len(lrs) and lrs[end] == lrs[start]:
+            continue
+        part = slice(start, end)
+        torch._fused_adamw_(
+            [p[part] for p in opt.params],
+            [p.grad[part] for p in opt.params],
+            [m[part] for m in opt.exp_avg],
+            [v[part] for v in opt.exp_avg_sq],
+            [],
+            [step] * len(opt.params),
+            lr=lrs[start],
+            beta1=opt.betas[0],
+            beta2=opt.betas[1],
+            weight_decay=0.1,
+            eps=opt.eps,
+            amsgrad=False,
+            maximize=False,
+        )
+        start = end
+
+
 def adam_rows(repeats: int) -> list[str]:
     rows = []
     for members, size, rates in ((20, 37_550, 1), (100, 37_550, 2), (10, 200_000, 1)):
@@ -57,9 +84,9 @@ def adam_rows(repeats: int) -> list[str]:
         flat.grad = torch.randn(members, size)
         lrs = [1e-3 * (1 + i * rates // members) for i in range(members)]  # `rates` runs of members
         opt = BatchedAdam([flat], lr=lrs, weight_decay=0.1, decoupled=True)
-        old = timed(lambda: opt.apply(0.5, 0.5), repeats)
-        new = timed(opt.step, repeats)
-        rows.append(f"| Adam, E = {members}, F = {size}, {rates} lr | {old:.2f} | {new:.2f} | {old / new:.1f}x |")
+        nine = timed(lambda: opt.apply(0.5, 0.5), repeats)
+        fused = timed(lambda: fused_adam(opt, lrs), repeats)
+        rows.append(f"| Adam, E = {members}, F = {size}, {rates} lr | {nine:.2f} | {fused:.2f} | {nine / fused:.1f}x |")
     return rows
 
 
@@ -96,7 +123,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("| part | before (ms) | now (ms) | speed-up |\n|---|---|---|---|")
+    print("| part | library / before (ms) | fused kernel / now (ms) | speed-up |\n|---|---|---|---|")
     for row in adam_rows(args.repeats) + transformer_rows(args.repeats):
         print(row, flush=True)
 

@@ -56,44 +56,8 @@ class BatchedAdam:
     def step(self, active: Tensor | None = None) -> None:
         """One Adam step; members where `active` (bool, (E,)) is False keep their parameters."""
         self.step_count += 1
-        if self.params[0].device.type == "cpu":
-            self._step_fused_cpu(active)
-            return
         beta1, beta2 = self.betas
         self.apply(1 - beta1**self.step_count, (1 - beta2**self.step_count) ** 0.5, active)
-
-    def _step_fused_cpu(self, active: Tensor | None) -> None:
-        """The same step through torch's fused Adam kernel (one pass over each tensor instead of
-        about nine), once per run of consecutive members that share a learning rate and weight decay
-        (the kernel takes one of each). A frozen member's run has lr 0: its moments move, its
-        parameters do not, as in `apply`. Measured in benchmarks/README.md ("Adam")."""
-        lr = self.lr if active is None else self.lr * active.to(self.lr.dtype)
-        settings = list(zip(lr.tolist(), self.weight_decay.tolist()))
-        kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
-        step = torch.tensor(float(self.step_count))
-        live = [i for i, p in enumerate(self.params) if p.grad is not None]
-        start = 0
-        for end in range(1, len(settings) + 1):
-            if end < len(settings) and settings[end] == settings[start]:
-                continue
-            rate, decay = settings[start]
-            part = slice(start, end)
-            kernel(
-                [self.params[i][part] for i in live],
-                [self.params[i].grad[part] for i in live],
-                [self.exp_avg[i][part] for i in live],
-                [self.exp_avg_sq[i][part] for i in live],
-                [],
-                [step] * len(live),
-                lr=rate,
-                beta1=self.betas[0],
-                beta2=self.betas[1],
-                weight_decay=decay,
-                eps=self.eps,
-                amsgrad=False,
-                maximize=False,
-            )
-            start = end
 
     @torch.no_grad()
     def apply(self, bias1: float | Tensor, bias2_sqrt: float | Tensor, active: Tensor | None = None) -> None:
