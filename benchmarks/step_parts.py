@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
+import sys
+from pathlib import Path
 
 import torch
 
@@ -24,15 +25,8 @@ from memkd.data.tokens import make_modular_addition
 from memkd.models.transformer import EnsembleTransformer, functional_forward
 from memkd.train import BatchedAdam
 
-
-def timed(step, repeats: int) -> float:
-    """Milliseconds per call of `step`, after three warm-up calls."""
-    for _ in range(3):
-        step()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    return (time.perf_counter() - start) / repeats * 1e3
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from transformer_ensemble import timed  # noqa: E402  (a sibling script: ms per call after one warm-up)
 
 
 def einsum_forward(p: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:

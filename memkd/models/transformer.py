@@ -19,9 +19,8 @@ call and `vmap` of the same function are within about 10% of each other (E=10, k
 E=20, k=23: 549 vs 592 ms), both about 2x a loop over plain members; `vmap` over the plain module
 (every position) is slower than the loop. The library calls the hand-batched path (no vmap needed).
 Keys and values come from one GEMM, and the attention over S = 3 positions is written as products and
-sums rather than einsums, which ran as batched GEMMs of 3 x 1 matrices: 14-20% less time per training
-step at the quick clock's shapes (2026-12-07, 2 threads: E = 90, N = 132: 92 -> 79 ms; E = 10, N = 264:
-19.7 -> 16.5 ms).
+sums rather than einsums, which ran as batched GEMMs of 3 x 1 matrices (measured against the einsum
+version in benchmarks/step_parts.py).
 
 `TransformerFamily` is the family `memkd.distillation.train_teacher` and `train_students` train: the
 one protocol of every model family, here with `memkd.models.family.ADAMW` (AdamW member by member: full
