@@ -1,9 +1,12 @@
-"""The fused full-batch path against autograd, both through `train_students` (E=20, soft labels).
+"""The fused full-batch path against autograd, both through `train_students`.
 
 Times the marginal epoch like ensemble_speed.py, for fused=False (autograd through
-EnsembleMLP.forward) and fused=True (memkd.models.fused_mlp.FusedCrossEntropy), on the same data.
+EnsembleMLP.forward) and fused=True (memkd.models.fused_mlp), on the same data:
+- soft-label students (E=20, `FusedCrossEntropy`) at the smoke, quick and paper shapes;
+- similarity students (`FusedSimilarity`) at chapter 03's quick shape: one teacher's 2 students on
+  its largest part (alpha = 0.8 of N = 1250), D = 250, C = 50, width 125 ("similarity").
 
-Run:  .venv/bin/python benchmarks/fused_vs_autograd.py [smoke,quick,paper]
+Run:  .venv/bin/python benchmarks/fused_vs_autograd.py [smoke,quick,paper,similarity]
 """
 
 from __future__ import annotations
@@ -14,13 +17,50 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ensemble_speed import SHAPES, make_data, marginal_epoch_time  # noqa: E402
+from ensemble_speed import SHAPES, Shape, make_data, marginal_epoch_time  # noqa: E402
 
 from memkd.distillation import train_students  # noqa: E402
 
 
+SIMILARITY = Shape(input_dim=250, classes=50, samples=1000, width=125, epochs=20, warmup=2, repeats=3)
+
+
+def similarity_row() -> None:
+    """Similarity students at chapter 03's quick shape, autograd against fused."""
+    from memkd.losses import cosine_similarity_matrix
+
+    shape = SIMILARITY
+    x, probs = make_data(shape)
+    teacher = cosine_similarity_matrix(probs.log().unsqueeze(0))[0]  # any symmetric (N, N) target
+    per_epoch = {}
+    for fused in (False, True):
+
+        def train(epochs: int, fused: bool = fused) -> None:
+            train_students(
+                x,
+                teacher,
+                kind="similarity",
+                classes=shape.classes,
+                width=shape.width,
+                members=2,
+                lrs=1e-3,
+                epochs=epochs,
+                fused=fused,
+            )
+
+        per_epoch[fused] = marginal_epoch_time(train, shape.epochs, shape.repeats, shape.warmup)[0]
+    print(
+        f"similarity: autograd {per_epoch[False]:.4f} s/epoch, fused {per_epoch[True]:.4f} s/epoch, "
+        f"{per_epoch[False] / per_epoch[True]:.2f}x",
+        flush=True,
+    )
+
+
 def main(names: list[str]) -> None:
     for name in names:
+        if name == "similarity":
+            similarity_row()
+            continue
         shape = SHAPES[name]
         x, probs = make_data(shape)
         per_epoch = {}
@@ -51,4 +91,4 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main((sys.argv[1] if len(sys.argv) > 1 else "smoke,quick,paper").split(","))
+    main((sys.argv[1] if len(sys.argv) > 1 else "smoke,quick,paper,similarity").split(","))

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from memkd.models.family import STUDENT_KINDS, Family, MLPFamily
-from memkd.models.fused_mlp import FusedCrossEntropy
+from memkd.models.fused_mlp import FusedCrossEntropy, FusedSimilarity
 from memkd.losses import (
     cosine_similarity_matrix,
     hard_cross_entropy,
@@ -433,9 +433,10 @@ def train_students(
       "similarity"  the teacher's cosine-similarity matrix (N, N) or (E, N, N); students output
                     C-dimensional embeddings. Above `max_full_similarity` samples, each step
                     uses a random block of that many rows instead of the full matrix.
-    fused : full-batch "soft" and "hard" students of a fusable family train through
-        `memkd.models.fused_mlp.FusedCrossEntropy` (no autograd, the same numbers to float rounding,
-        1.2-1.3x faster on a CPU); False uses autograd.
+    fused : full-batch students of a fusable family train through `memkd.models.fused_mlp`
+        (no autograd, the same numbers to float rounding): "soft" and "hard" through
+        `FusedCrossEntropy` (1.2-1.3x faster on a CPU), "similarity" through `FusedSimilarity`;
+        False uses autograd.
     weight_decay : None: the family's optimizer's (0 for Adam, 1 for the transformer's AdamW).
     seed : one int for the whole ensemble, or one seed per student (see `memkd.seeds`).
     shuffle_seed : the mini-batch order; None: `seed` (its first entry).
@@ -511,9 +512,11 @@ def train_students(
         sim = targets if idx is None else targets[..., idx, :][..., idx]
         return similarity_mse(out, sim), None
 
-    if fused and family.fusable and kind != "similarity" and mask is None and (batch_size is None or batch_size >= n):
+    if fused and family.fusable and mask is None and (batch_size is None or batch_size >= n):
         if kind == "hard":  # hard labels ignore the temperature, as hard_cross_entropy does
             objective = FusedCrossEntropy(model, x, targets, targets)
+        elif kind == "similarity":
+            objective = FusedSimilarity(model, x, targets)
         else:
             objective = FusedCrossEntropy(model, x, targets, soft_labels, temperatures, soften_student)
 

@@ -74,7 +74,7 @@ class StaticEpoch:
     never waits for the device and reuses the same tensors every time: on CUDA it is captured
     in a CUDA graph after `warmup` eager epochs and then replayed, one launch per epoch.
 
-    objective : an objective that fills its gradients (`memkd.models.fused_mlp.FusedCrossEntropy`); opt : its BatchedAdam (state at step 0);
+    objective : an objective that fills its gradients (`memkd.models.fused_mlp`); opt : its BatchedAdam (state at step 0);
     tracker : the PerfectTracker of `fit`; track / freeze as `fit`'s record_first_perfect or
     freeze_when_perfect / freeze_when_perfect.
     capture : try to capture (CUDA only). If capture fails (an op that cannot be captured, an

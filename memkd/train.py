@@ -114,7 +114,7 @@ def fit(
     """Train all members of `model` together.
 
     objective(batch_idx) -> (loss (E,), train_acc (E,) or None); batch_idx is None for full batch.
-        An objective with `fills_gradients = True` (`memkd.models.fused_mlp.FusedCrossEntropy`) computes
+        An objective with `fills_gradients = True` (`memkd.models.fused_mlp.FusedMLPObjective`) computes
         the gradients itself, and its `parameters()` are what the optimizer updates.
     freeze_when_perfect: a member whose training accuracy reaches 1 stops moving (its learning
         rate is masked from that step on; with full batches the accuracy is the one computed

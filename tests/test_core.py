@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from memkd.data.random_vectors import make_memorization_data
 from memkd.device import resolve_device
-from memkd.models.fused_mlp import FusedCrossEntropy
+from memkd.models.fused_mlp import FusedCrossEntropy, FusedSimilarity
 from memkd.losses import (
     cosine_similarity_matrix,
     cut_tail,
@@ -247,6 +247,60 @@ def test_fused_training_follows_autograd_training():
         (m_fused, h_fused), (m_plain, h_plain) = runs
         torch.testing.assert_close(m_fused(x), m_plain(x), atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(torch.tensor(h_fused.loss.values), torch.tensor(h_plain.loss.values))
+
+
+@pytest.mark.parametrize(
+    "hidden_layers,activation,per_member",
+    [(1, "relu", False), (2, "relu", True), (3, "tanh", False), (2, "linear", True)],
+)
+def test_fused_similarity_step_gives_autograds_loss_and_gradients(hidden_layers, activation, per_member):
+    gen = torch.Generator().manual_seed(1)
+    e, n, d, c = 3, 12, 6, 4
+    x = torch.randn(e, n, d, generator=gen, dtype=torch.double) if per_member else torch.randn(n, d, dtype=torch.double)
+    teacher = cosine_similarity_matrix(torch.randn(e if per_member else 1, n, 5, generator=gen, dtype=torch.double))
+    teacher = teacher if per_member else teacher[0]  # (E, N, N) or shared (N, N)
+    fused_model = EnsembleMLP(e, d, 7, c, hidden_layers, activation, seed=3).double()
+    reference = EnsembleMLP(e, d, 7, c, hidden_layers, activation, seed=3).double()
+    with torch.no_grad():  # member 0's outputs have a norm below the normalize clamp's eps (1e-12)
+        for m in (fused_model, reference):
+            m.weights[-1][0].zero_()
+            m.biases[-1][0].fill_(1e-13)
+    step = FusedSimilarity(fused_model, x, teacher)
+    loss, acc = step()
+    ref_loss = similarity_mse(reference(x), teacher)
+    ref_loss.sum().backward()
+    assert acc is None
+    torch.testing.assert_close(loss, ref_loss.detach())
+    for got, want in zip(step.weight_grads + step.bias_grads, [p.grad for p in reference.parameters()]):
+        torch.testing.assert_close(got.transpose(1, 2), want)
+
+
+def test_similarity_students_train_the_same_fused_and_through_autograd():
+    x, _ = make_memorization_data(4, 6, 10, seed=0)
+    teacher = cosine_similarity_matrix(torch.randn(1, 24, 4, generator=torch.Generator().manual_seed(2)))[0]
+    (m_fused, h_fused), (m_plain, h_plain) = (
+        train_students(
+            x,
+            teacher,
+            kind="similarity",
+            classes=4,
+            width=16,
+            members=2,
+            lrs=[1e-3, 3e-3],
+            epochs=20,
+            fused=fused,
+            log_every=5,
+        )
+        for fused in (True, False)
+    )
+    assert h_fused.loss.iloc[-1] < h_fused.loss.iloc[0]  # it learns
+    torch.testing.assert_close(m_fused(x), m_plain(x), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(torch.tensor(h_fused.loss.values), torch.tensor(h_plain.loss.values))
+
+
+def test_fused_similarity_refuses_a_matrix_of_the_wrong_size():
+    with pytest.raises(ValueError, match="teacher_similarity.*N = 6"):
+        FusedSimilarity(EnsembleMLP(2, 3, 4, 2), torch.randn(6, 3), torch.eye(5))
 
 
 def test_fused_step_refuses_mini_batches_and_frozen_parameters():

@@ -168,6 +168,20 @@ def test_fused_step_equals_autograd_on_cuda(device, hidden_layers, activation, s
 
 
 @cuda
+def test_similarity_students_train_the_same_fused_on_cuda(device):
+    """The similarity students' fused step (through `StaticEpoch`, captured in a CUDA graph) gives
+    autograd's training on the GPU."""
+    from memkd.losses import cosine_similarity_matrix
+
+    x, _ = make_memorization_data(4, 6, 10, seed=0, device=device)
+    teacher = cosine_similarity_matrix(torch.randn(1, 24, 4, generator=torch.Generator().manual_seed(2)))[0].to(device)
+    kwargs = dict(kind="similarity", classes=4, width=16, members=2, lrs=[1e-3, 3e-3], epochs=20, log_every=5)
+    (m_fused, h_fused), (m_plain, h_plain) = (train_students(x, teacher, fused=f, **kwargs) for f in (True, False))
+    torch.testing.assert_close(m_fused(x), m_plain(x), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(torch.tensor(h_fused.loss.values), torch.tensor(h_plain.loss.values))
+
+
+@cuda
 def test_fused_training_follows_autograd_training_on_cuda(device):
     x, y = make_memorization_data(5, 8, 12, seed=0, device=device)
     kwargs = dict(classes=5, width=32, lr=1e-2, max_epochs=300, seed=0, stop="first_perfect")

@@ -58,16 +58,16 @@ def flatten_parameters(
     return flat, grad, views["w"], views["gw"], views["b"], views["gb"]
 
 
-class FusedCrossEntropy:
-    """Full-batch objective for `fit` that fills the gradients itself (`fills_gradients`).
+class FusedMLPObjective:
+    """What every full-batch objective of an `EnsembleMLP` without autograd shares: the flat
+    parameters, the activation buffers, the forward pass and the backward pass from the gradient
+    of the loss with respect to the logits. A subclass says what the loss is:
+    `_loss_and_logit_gradient(logits (E, C, N))` returns (loss (E,), train_acc (E,) or None) and
+    leaves d(loss_e)/d(logits) (E, C, N) in `self.logit_grad`.
 
     model : the EnsembleMLP to train (its parameters become views of `self.flat`).
     x : (N, D) shared by all members, or (E, N, D).
-    targets : probabilities (N, C) or (E, N, C) (soft labels, possibly not summing to one after
-        logit surgery), or integer labels (N,) or (E, N) (hard labels: one-hot targets).
-    labels : (N,) or (E, N), what `accuracy` compares the argmax with.
-    temperatures : (E,) or a float; used only with `soften_student` (q = softmax(z / T)).
-    Calling it returns (loss (E,), train_acc (E,)) and leaves d(sum of losses)/d(params) in
+    Calling it returns the subclass's (loss, acc) and leaves d(sum of losses)/d(params) in
     `self.flat.grad`.
 
     Activations are kept feature-major, (E, features, N), so that every matmul writes rows of
@@ -78,20 +78,12 @@ class FusedCrossEntropy:
 
     fills_gradients = True
 
-    def __init__(
-        self,
-        model: EnsembleMLP,
-        x: Tensor,
-        targets: Tensor,
-        labels: Tensor,
-        temperatures: Tensor | float = 1.0,
-        soften_student: bool = False,
-    ) -> None:
+    def __init__(self, model: EnsembleMLP, x: Tensor) -> None:
         if not all(p.requires_grad for p in model.parameters()):
             raise invalid(
                 "model",
-                "FusedCrossEntropy",
-                must="have every parameter trainable: FusedCrossEntropy trains every "
+                type(self).__name__,
+                must=f"have every parameter trainable: {type(self).__name__} trains every "
                 "parameter; a model with frozen parameters (requires_grad=False) "
                 "needs the autograd path (fit with a plain objective)",
                 shown="a model with frozen parameters",
@@ -104,23 +96,10 @@ class FusedCrossEntropy:
         dtype, device = self.flat.dtype, self.flat.device
         self.x = x  # (N, D) or (E, N, D)
         self.x_t = x.transpose(-1, -2).contiguous()  # (D, N) or (E, D, N)
-        self.labels = labels
-        if targets.dtype in (torch.int64, torch.int32):  # hard labels: one-hot targets
-            targets = torch.nn.functional.one_hot(targets.long(), c).to(dtype)
-        self.targets = targets.transpose(-1, -2).contiguous()  # (C, N) or (E, C, N)
-        self.target_mass = self.targets.sum(dim=-2, keepdim=True)  # (..., 1, N): 1 unless surgery
-        # (E, 1, 1): one T per member, dividing the student's logits (z' = z / T) only with soften_student
-        self.temperature = (
-            torch.as_tensor(temperatures, dtype=dtype, device=device).expand(e).view(e, 1, 1)
-            if soften_student
-            else None
-        )
-        # d loss_e / d z = (softmax(z') * mass - p) / (N T_e)  (T_e = 1 without soften_student)
-        self.scale = (1.0 / self.temperature if soften_student else torch.ones(e, 1, 1, dtype=dtype, device=device)) / n
         outs = [w.shape[1] for w in self.weights]
         new = lambda size: torch.empty(e, size, n, dtype=dtype, device=device)
         self.acts = [new(size) for size in outs]  # post-activation hidden layers, then logits
-        self.log_q = new(c)
+        self.logit_grad = new(c)  # d loss / d logits (E, C, N), filled by the subclass
         self.gradient_buffers = [new(outs[0]), new(outs[0])] if len(outs) > 1 else []
         # A shared x makes layer 1 one GEMM over all members: (E * out, D) @ (D, N)
         self.shared_input = x.dim() == 2
@@ -129,16 +108,19 @@ class FusedCrossEntropy:
             self.first_bias = torch.empty(e * outs[0], 1, dtype=dtype, device=device)
             self.first_weight_grad = torch.empty_like(self.first_weight)
 
+    def _loss_and_logit_gradient(self, logits: Tensor) -> tuple[Tensor, Tensor | None]:
+        raise NotImplementedError
+
     def parameters(self) -> list[Tensor]:
         """What the optimizer updates: the single flat (E, F) parameter tensor."""
         return [self.flat]
 
-    def __call__(self, idx: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def __call__(self, idx: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         if idx is not None:
             raise invalid(
                 "idx",
-                "FusedCrossEntropy",
-                "None: FusedCrossEntropy is full batch only (`fit` must get batch_size=None)",
+                type(self).__name__,
+                f"None: {type(self).__name__} is full batch only (`fit` must get batch_size=None)",
                 shown="a batch of indices",
             )
         with torch.no_grad():
@@ -178,20 +160,8 @@ class FusedCrossEntropy:
                     h.tanh_()
         return self.acts[last]
 
-    def _loss_and_logit_gradient(self, logits: Tensor) -> tuple[Tensor, Tensor]:
-        """loss (E,) and accuracy (E,); leaves d loss / d logits (E, C, N) in `self.log_q`."""
-        # max(...).indices is argmax (the first maximum on ties), 2-3x faster over dim 1 on a CPU
-        acc = (logits.max(dim=1).indices == self.labels).float().mean(dim=-1)
-        z = logits if self.temperature is None else torch.mul(logits, 1.0 / self.temperature, out=self.log_q)
-        torch.sub(z, torch.logsumexp(z, dim=1, keepdim=True), out=self.log_q)
-        n = logits.shape[-1]
-        loss = -(self.targets * self.log_q).sum(dim=(1, 2)) / n
-        g = self.log_q.exp_()  # softmax(z')
-        g.mul_(self.target_mass).sub_(self.targets).mul_(self.scale)
-        return loss, acc
-
     def _backward(self) -> None:
-        grad_out = self.log_q  # d loss / d (output of the current layer), (E, out, N)
+        grad_out = self.logit_grad  # d loss / d (output of the current layer), (E, out, N)
         for i in range(len(self.weights) - 1, -1, -1):
             if i == 0 and self.shared_input:
                 torch.mm(grad_out.view(-1, grad_out.shape[-1]), self.x, out=self.first_weight_grad)
@@ -215,4 +185,108 @@ class FusedCrossEntropy:
             grad.mul_(spare.neg_().add_(1.0))
 
 
-__all__ = ["FusedCrossEntropy", "flatten_parameters"]
+class FusedCrossEntropy(FusedMLPObjective):
+    """Full-batch cross-entropy on soft or hard targets (`soft_cross_entropy` / `hard_cross_entropy`).
+
+    model, x : as `FusedMLPObjective`.
+    targets : probabilities (N, C) or (E, N, C) (soft labels, possibly not summing to one after
+        logit surgery), or integer labels (N,) or (E, N) (hard labels: one-hot targets).
+    labels : (N,) or (E, N), what `accuracy` compares the argmax with.
+    temperatures : (E,) or a float; used only with `soften_student` (q = softmax(z / T)).
+    Calling it returns (loss (E,), train_acc (E,)).
+    """
+
+    def __init__(
+        self,
+        model: EnsembleMLP,
+        x: Tensor,
+        targets: Tensor,
+        labels: Tensor,
+        temperatures: Tensor | float = 1.0,
+        soften_student: bool = False,
+    ) -> None:
+        super().__init__(model, x)
+        e, n, c = model.members, x.shape[-2], model.classes
+        dtype, device = self.flat.dtype, self.flat.device
+        self.labels = labels
+        if targets.dtype in (torch.int64, torch.int32):  # hard labels: one-hot targets
+            targets = torch.nn.functional.one_hot(targets.long(), c).to(dtype)
+        self.targets = targets.transpose(-1, -2).contiguous()  # (C, N) or (E, C, N)
+        self.target_mass = self.targets.sum(dim=-2, keepdim=True)  # (..., 1, N): 1 unless surgery
+        # (E, 1, 1): one T per member, dividing the student's logits (z' = z / T) only with soften_student
+        self.temperature = (
+            torch.as_tensor(temperatures, dtype=dtype, device=device).expand(e).view(e, 1, 1)
+            if soften_student
+            else None
+        )
+        # d loss_e / d z = (softmax(z') * mass - p) / (N T_e)  (T_e = 1 without soften_student)
+        self.scale = (1.0 / self.temperature if soften_student else torch.ones(e, 1, 1, dtype=dtype, device=device)) / n
+        self.log_q = self.logit_grad  # log softmax(z'), then (in place) d loss / d logits
+
+    def _loss_and_logit_gradient(self, logits: Tensor) -> tuple[Tensor, Tensor]:
+        """loss (E,) and accuracy (E,); leaves d loss / d logits (E, C, N) in `self.log_q`."""
+        # max(...).indices is argmax (the first maximum on ties), 2-3x faster over dim 1 on a CPU
+        acc = (logits.max(dim=1).indices == self.labels).float().mean(dim=-1)
+        z = logits if self.temperature is None else torch.mul(logits, 1.0 / self.temperature, out=self.log_q)
+        torch.sub(z, torch.logsumexp(z, dim=1, keepdim=True), out=self.log_q)
+        n = logits.shape[-1]
+        loss = -(self.targets * self.log_q).sum(dim=(1, 2)) / n
+        g = self.log_q.exp_()  # softmax(z')
+        g.mul_(self.target_mass).sub_(self.targets).mul_(self.scale)
+        return loss, acc
+
+
+class FusedSimilarity(FusedMLPObjective):
+    """Full-batch similarity matching (`memkd.losses.similarity_mse`): the student's outputs are
+    C-dimensional embeddings whose pairwise cosine similarities should equal the teacher's.
+
+    model, x : as `FusedMLPObjective`.
+    teacher_similarity : (N, N) or (E, N, N), the teacher's cosine similarities on the N samples.
+    Calling it returns (loss (E,), None): the loss is the mean squared difference over the N x N
+    pairs, and there is no training accuracy.
+
+    The gradient, for unit outputs u_i = f_i / max(|f_i|, eps), S = U U^T and G = d loss / d S =
+    2 (S - R) / N^2: d loss / d u_j = sum_i (G_ij + G_ji) u_i = 2 sum_i G_ij u_i (S and R are
+    symmetric), and d loss / d f_j = (d u_j - u_j <u_j, d u_j>) / |f_j| (the projection drops where
+    |f_j| < eps, as `torch.nn.functional.normalize`'s clamp makes the norm a constant there).
+    Feature-major, U is (E, C, N) and S (E, N, N): one GEMM for S and one for U G (its speed against
+    autograd: benchmarks/fused_vs_autograd.py).
+    """
+
+    EPS = 1e-12  # `cosine_similarity_matrix`'s normalize eps
+
+    def __init__(self, model: EnsembleMLP, x: Tensor, teacher_similarity: Tensor) -> None:
+        super().__init__(model, x)
+        e, n = model.members, x.shape[-2]
+        if teacher_similarity.shape[-2:] != (n, n):
+            raise invalid(
+                "teacher_similarity",
+                "FusedSimilarity",
+                f"an (N, N) or (E, N, N) matrix with N = {n} (the number of training samples)",
+                shown=f"shape {tuple(teacher_similarity.shape)}",
+            )
+        dtype, device = self.flat.dtype, self.flat.device
+        self.teacher_similarity = teacher_similarity.to(dtype)
+        self.unit = torch.empty(e, model.classes, n, dtype=dtype, device=device)  # U, feature-major
+        self.residual = torch.empty(e, n, n, dtype=dtype, device=device)  # S - R
+        self.norm = torch.empty(e, 1, n, dtype=dtype, device=device)
+
+    def _loss_and_logit_gradient(self, logits: Tensor) -> tuple[Tensor, None]:
+        """loss (E,) and no accuracy; leaves d loss / d logits (E, C, N) in `self.logit_grad`."""
+        n = logits.shape[-1]
+        torch.linalg.vector_norm(logits, dim=1, keepdim=True, out=self.norm)
+        denominator = self.norm.clamp_min(self.EPS)
+        torch.div(logits, denominator, out=self.unit)
+        torch.bmm(self.unit.transpose(1, 2), self.unit, out=self.residual)  # S = U U^T, (E, N, N)
+        self.residual.sub_(self.teacher_similarity)
+        loss = self.residual.pow(2).mean(dim=(1, 2))
+        # S and R are symmetric, so G + G^T = 2 G (to float rounding) and d loss / d U = 2 U G: one GEMM
+        self.residual.mul_(4.0 / (n * n))
+        grad_unit = torch.bmm(self.unit, self.residual, out=self.logit_grad)
+        # d f_j = (d u_j - u_j <u_j, d u_j> [|f_j| >= eps]) / max(|f_j|, eps)
+        along = (self.unit * grad_unit).sum(dim=1, keepdim=True).mul_(self.norm >= self.EPS)
+        grad_unit.addcmul_(self.unit, along, value=-1.0).div_(denominator)
+        return loss, None
+
+
+__all__ = ["FusedCrossEntropy", "FusedMLPObjective", "FusedSimilarity", "flatten_parameters"]
