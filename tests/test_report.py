@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -628,14 +629,50 @@ def test_a_claim_short_of_teachers_names_the_profile_that_has_enough(tmp_path):
     paper = make_config(ToyConfig, "toy_2d", "paper", {}).teachers
     counts = mb.teachers_by_profile("01_toy_2d", nbs)
     assert counts["paper"] == paper and mb.TEACHER_KNOB == "teachers" and counts["smoke"] < counts["quick"]
+    assert mb.teachers_by_profile("01_toy_2d", nbs, experiment="toy_2d") == counts
     assert mb.profile_reaching("01_toy_2d", counts["quick"] + 1, nbs) == (
-        f"the paper profile trains {paper} per setting"
+        f"the paper profile trains {paper}"
         if paper > counts["quick"]
-        else f"no profile trains as many (paper: {paper} per setting): run with teachers={counts['quick'] + 1}"
+        else f"no profile trains as many (paper: {paper}): run with teachers={counts['quick'] + 1}"
     )
     assert (
-        mb.profile_reaching("01_toy_2d", 1000, nbs) == f"no profile trains as many (paper: {paper} per setting): "
-        "run with teachers=1000"
+        mb.profile_reaching("01_toy_2d", 1000, nbs)
+        == f"no profile trains as many (paper: {paper}): run with teachers=1000"
     )
     assert mb.profile_reaching("01_toy_2d", 2, nbs).startswith("the smoke profile trains")
     assert mb.teachers_by_profile("99_nowhere", nbs) == {} and mb.profile_reaching("99_nowhere", 5, nbs) == ""
+    assert mb.profile_reaching("01_toy_2d", math.nan, nbs) == ""
+
+
+def test_the_knob_a_claim_needs_scales_its_n_by_the_run_rate():
+    """A claim on the teachers in one state (4 of a run's 10) that needs 11 needs teachers=28, not 11."""
+    claim = SimpleNamespace(n=4, teachers_run=10.0)
+    assert mb.teachers_needed(claim, 11) == 28
+    assert mb.teachers_needed(SimpleNamespace(n=23, teachers_run=7.0), 53) == 17  # eligible teachers over sizes
+    assert mb.teachers_needed(SimpleNamespace(n=10, teachers_run=10.0), 19) == 19  # n is the knob
+    assert mb.teachers_needed(SimpleNamespace(n=5, teachers_run=5.0), math.inf) == math.inf
+    assert math.isnan(mb.teachers_needed(SimpleNamespace(n=5, teachers_run=math.nan), 9))
+    assert math.isnan(mb.teachers_needed(SimpleNamespace(n=5), 9))  # a claim recorded before the knob was kept
+
+
+def test_a_claim_records_the_experiment_and_teachers_of_its_table(tmp_path):
+    from memkd.book.chapter import Chapter
+
+    ch = Chapter("00_example", profile="smoke", results_dir=str(tmp_path), device="cpu")
+    table = pd.DataFrame({"dataset": [0, 1, 2, 3], "test_acc": [0.3, 0.4, 0.35, 0.45], "kind": ["soft"] * 4})
+    table.attrs["config"] = {"experiment": "toy_2d", "teachers": 4}
+    ch.claim("beats", "It beats 0.2.", table[table["kind"] == "soft"], baseline=0.2)  # a row selection keeps attrs
+    ch.claim_count("counted", "Most are right.", 9, 10, 0.5, teachers=4, source=table)
+    ch.claim("unknown", "It beats 0.2.", pd.DataFrame({"dataset": [0, 1], "test_acc": [0.3, 0.4]}), baseline=0.2)
+    merged = pd.concat([table, table], ignore_index=True)  # two runs of one experiment: a dict of configs
+    merged.attrs["config"] = {
+        "relu": {"experiment": "probe", "teachers": 3},
+        "tanh": {"experiment": "probe", "teachers": 3},
+    }
+    ch.claim("merged", "It beats 0.2.", merged, baseline=0.2)
+    ch.rest_on(table)  # a summary without attrs rests on the table it came from
+    ch.claim("summary", "It beats 0.2.", pd.DataFrame({"dataset": [0, 1], "test_acc": [0.3, 0.4]}), baseline=0.2)
+    got = [(c.experiment, c.teachers_run) for c in ch.claims]
+    assert got[:2] == [("toy_2d", 4.0), ("toy_2d", 4.0)]
+    assert got[2][0] == "" and math.isnan(got[2][1])
+    assert got[3:] == [("probe", 3.0), ("toy_2d", 4.0)]

@@ -102,6 +102,7 @@ class Chapter(ClaimTests):
     teacher_stop: str = ""  # set by `protocol`
     teacher_clock: dict | None = None  # teachers' training as a multiple of their first 100% (save_table)
     teacher_rule: str | None = None  # what ends the teachers' training, in words (save_table)
+    rests_on: dict | None = None  # the run the next claims rest on when their table has lost its config (`rest_on`)
 
     def __post_init__(self) -> None:
         from memkd.device import resolve_device

@@ -4,8 +4,8 @@
 pairs two tables on their teachers, and `claim_count` gives counts and outcomes without spread an
 exact binomial test. Each records a `memkd.book.claims.Claim` with its margin and the margin's
 reason, its baseline, and its power plan (`memkd.book.plan`), and returns the verdict as a Markdown
-sentence. The class holds no state of its own: it reads the chapter's `name`, `beyond_paper` and
-`published_version` and appends to its `claims`.
+sentence. The class holds no state of its own: it reads the chapter's `name`, `beyond_paper`,
+`published_version` and `rests_on` and appends to its `claims`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ class ClaimTests:
     beyond_paper: bool
     published_version: bool
     claims: list[Claim]
+    rests_on: dict | None
+
+    def rest_on(self, table: pd.DataFrame) -> None:
+        """Say which experiment's table the claims recorded from now on rest on, for those whose own table
+        no longer carries its configuration (a per-teacher summary, a count): its experiment and `teachers`
+        knob are recorded with each claim (`Claim.experiment`, `teachers_run`), from which the report says
+        what knob gives the n a claim needs. A claim whose table keeps `attrs["config"]` uses its own."""
+        self.rests_on = run_of(table) or None
 
     # ------------------------------------------------------------------------ claims, teachers as unit
 
@@ -162,6 +170,7 @@ class ClaimTests:
             margin_reason=margin_reason,
             plan=self._plan(claim_id, plan, r, _chance(table)),
             check=check,
+            source=table,
         )
         return self._sentence(
             what,
@@ -225,6 +234,7 @@ class ClaimTests:
             margin_reason=margin_reason,
             plan=self._plan(claim_id, plan, r, _chance(table_a)),
             check=check,
+            source=table_a,
         )
         return self._sentence(
             what, f"{pm_text(ma, sa)} against {pm_text(mb, sb)}", r, students, "difference", paired=True
@@ -248,6 +258,7 @@ class ClaimTests:
         supports: str = "",
         plan: Plan | None = None,
         check: bool = False,
+        source: pd.DataFrame | None = None,
     ) -> str:
         """Test a proportion with an exact binomial test, record it, and return the verdict as Markdown.
 
@@ -255,6 +266,9 @@ class ClaimTests:
         collapse: `successes` of `trials` independent outcomes (e.g. held-out points classified
         correctly, pooled over teachers; or perfect cells) against `p0` (e.g. 1/C, or 1.0).
         `teachers` is how many teachers the outcomes come from (shown beside the trials).
+        `source` is the experiment's table the outcomes were counted from (or a part of it that keeps its
+        `attrs`): its configuration names the experiment and its `teachers` knob, from which the report
+        says what knob value gives the n a claim needs; None: not known.
         See memkd.metrics.binomial_test for the verdict rules; a plan's effect in units of chance
         takes `p0` as the chance level, and its planned n counts outcomes, like `trials`.
 
@@ -284,6 +298,7 @@ class ClaimTests:
             margin_reason=margin_reason,
             plan=self._plan(claim_id, plan, r, chance=p0, p0=p0),
             check=check,
+            source=source,
         )
         self.claims[-1].students = float(teachers)  # shown as "of T teachers"
         interval = (
@@ -316,6 +331,7 @@ class ClaimTests:
         margin_reason: str = "",
         plan: dict | None = None,
         check: bool = False,
+        source: pd.DataFrame | None = None,
     ) -> Claim:
         if not isinstance(supports, str) or (supports and ":" not in supports):
             raise invalid("supports", "Chapter.claim", "'' or '<chapter>:<claim>'", supports)
@@ -349,6 +365,7 @@ class ClaimTests:
                 baseline_reason=baseline_for(self.name, claim_id),
                 kind="check" if check else "claim",
                 **(plan or {}),
+                **(run_of(source) or getattr(self, "rests_on", None) or {}),
             )
         )
 
@@ -371,6 +388,21 @@ class ClaimTests:
         """Record `entry`, replacing an earlier claim with the same id (a cell run twice)."""
         self.claims = [c for c in self.claims if c.claim != entry.claim] + [entry]
         return entry
+
+
+def run_of(table: pd.DataFrame | None) -> dict:
+    """{"experiment": name, "teachers_run": its `teachers` knob} from the configuration an experiment's table
+    carries (`table.attrs["config"]`, kept by pandas through row selections; for tables of several runs of
+    one experiment, a dict of their configurations that agree on both); {} when the table has none."""
+    config = getattr(table, "attrs", {}).get("config") if table is not None else None
+    if isinstance(config, dict) and not config.get("experiment") and config:
+        runs = {(c.get("experiment"), c.get("teachers")) for c in config.values() if isinstance(c, dict)}
+        config = dict(zip(("experiment", "teachers"), runs.pop())) if len(runs) == 1 else None
+    if not isinstance(config, dict) or not config.get("experiment"):
+        return {}
+    teachers = config.get("teachers")
+    ok = isinstance(teachers, (int, float)) and not isinstance(teachers, bool) and teachers > 0
+    return {"experiment": str(config["experiment"]), "teachers_run": float(teachers) if ok else math.nan}
 
 
 def _chance(table: pd.DataFrame) -> float:

@@ -41,6 +41,8 @@ CLAIM_COLUMNS = [
     "sd_source",
     "baseline_reason",
     "kind",
+    "experiment",
+    "teachers_run",
 ]
 CLAIM_KINDS = ("claim", "check")  # a claim can fail; a check cannot fail at this size (shown apart, never counted)
 DEPARTURE_COLUMNS = ["chapter", "topic", "paper", "book", "reason"]
@@ -85,6 +87,10 @@ class Claim:
     sd_source: str = ""  # the spread the plan assumes
     baseline_reason: str = ""  # what the claim is measured against, and why (memkd.book.plan.BASELINES)
     kind: str = "claim"  # CLAIM_KINDS: "check" for a statement that cannot fail at this size (not counted)
+    # the experiment whose table the claim rests on and its `teachers` knob in this run ("" / NaN: not known):
+    # n grows with that knob, so a claim that needs n' units needs the knob at teachers_run * n' / n
+    experiment: str = ""
+    teachers_run: float = math.nan
 
 
 def plural(count: Any, word: str) -> str:

@@ -112,6 +112,7 @@ def normalize_claims(
         ("sd_source", ""),
         ("baseline_reason", ""),
         ("kind", "claim"),
+        ("experiment", ""),
     ):
         out[column] = (
             out[column].astype(object).where(out[column].notna(), default).astype(str)
@@ -135,6 +136,7 @@ def normalize_claims(
         "p_value",
         "assumed_effect",
         "planned_n",
+        "teachers_run",
     ]
     out[numeric] = out[numeric].apply(pd.to_numeric, errors="coerce")
     return out[CLAIM_COLUMNS].reset_index(drop=True)
@@ -237,10 +239,11 @@ PROFILE_ORDER = ("smoke", "quick", "paper")
 TEACHER_KNOB = "teachers"  # the knob that counts a chapter's teachers (per setting), in every experiment
 
 
-def teachers_by_profile(chapter: str, nbs: Path | None = None) -> dict[str, Any]:
-    """How many teachers (per setting) the chapter's experiments train at each profile: the largest
-    `teachers` knob over the experiments its notebook declares (metadata entry "memkd"),
-    read from their configs, so that a claim short of teachers can name the profile that has enough.
+def teachers_by_profile(chapter: str, nbs: Path | None = None, experiment: str = "") -> dict[str, Any]:
+    """How many teachers (the `teachers` knob) the chapter's experiments train at each profile, read from
+    the configs of the experiments its notebook declares (metadata entry "memkd"), so that a claim short
+    of teachers can name the profile that has enough. `experiment`: that experiment's counts ("" or an
+    experiment the notebook does not declare: the largest over them).
     `nbs`: the folder of the chapters (default: `nbs/` of the book root, else of memkd's checkout).
     Returns {profile: count, ...}, or {} when the notebook or its configs cannot
     be read (an installed memkd without the book). Read once per notebook (the report asks per claim)."""
@@ -250,12 +253,22 @@ def teachers_by_profile(chapter: str, nbs: Path | None = None) -> dict[str, Any]
         [nbs] if nbs is not None else [f / "nbs" for f in (book_root(), Path(memkd.__file__).resolve().parents[1]) if f]
     )
     notebook = next((f / f"{chapter}.ipynb" for f in folders if (f / f"{chapter}.ipynb").is_file()), None)
-    return {} if notebook is None else dict(_teacher_counts(str(notebook.resolve())))
+    if notebook is None:
+        return {}
+    per_experiment = {name: dict(counts) for name, counts in _teacher_counts(str(notebook.resolve()))}
+    if experiment in per_experiment:
+        return per_experiment[experiment]
+    largest: dict[str, Any] = {}
+    for counts in per_experiment.values():
+        for profile, count in counts.items():
+            largest[profile] = max(largest.get(profile, 0), count)
+    return {p: largest[p] for p in PROFILE_ORDER if p in largest}
 
 
 @functools.lru_cache(maxsize=None)
-def _teacher_counts(notebook: str) -> tuple[tuple[str, Any], ...]:
-    """`teachers_by_profile` of one notebook file, as pairs (cached: the configs do not change in a build)."""
+def _teacher_counts(notebook: str) -> tuple[tuple[str, tuple[tuple[str, int], ...]], ...]:
+    """Each declared experiment's ((profile, teachers), ...) of one notebook file (cached: the configs
+    do not change in a build)."""
     import importlib
 
     from memkd.config import make_config
@@ -264,36 +277,46 @@ def _teacher_counts(notebook: str) -> tuple[tuple[str, Any], ...]:
         experiments = json.loads(Path(notebook).read_text())["metadata"]["memkd"]["experiments"]
     except (ValueError, KeyError, TypeError):
         return ()
-    counts: dict[str, Any] = {}
+    out = []
     for name, target in experiments.items():
         try:
             module, cls = str(target).split(":")
             config_class = getattr(importlib.import_module(module), cls)
+            counts = []
             for profile in PROFILE_ORDER:
-                cfg = make_config(config_class, name, profile, {})
-                count = getattr(cfg, TEACHER_KNOB, None)
-                if isinstance(count, int) and count > counts.get(profile, 0):
-                    counts[profile] = int(count)
+                count = getattr(make_config(config_class, name, profile, {}), TEACHER_KNOB, None)
+                if isinstance(count, int) and not isinstance(count, bool):
+                    counts.append((profile, int(count)))
         except (ImportError, AttributeError, ValueError, TypeError):
             continue
-    return tuple(counts.items())
+        if counts:
+            out.append((name, tuple(counts)))
+    return tuple(out)
 
 
-def profile_reaching(chapter: str, needed: float, nbs: Path | None = None) -> str:
-    """Words for the profile whose teacher count reaches `needed`, e.g. "the paper profile trains 32 per
-    setting", or "no profile trains as many (paper: 5 per setting): run with teachers=28"; "" when the
-    counts are unknown."""
-    counts = teachers_by_profile(chapter, nbs)
+def teachers_needed(claim: Any, needed_n: float) -> float:
+    """The `teachers` knob that gives a claim `needed_n` units (teachers, teachers in a state, outcomes),
+    at the rate this run gave: teachers_run * needed_n / n (the claim's n grows in proportion to the
+    knob: teachers that reach a state, eligible teachers over several sizes, outcomes per teacher). NaN
+    when the run's knob or n is not known."""
+    run, n = float(getattr(claim, "teachers_run", math.nan)), float(getattr(claim, "n", math.nan))
+    if not (run > 0 and n > 0) or not needed_n == needed_n:
+        return math.nan
+    return math.inf if math.isinf(needed_n) else math.ceil(run * needed_n / n - 1e-9)
+
+
+def profile_reaching(chapter: str, knob: float, nbs: Path | None = None, experiment: str = "") -> str:
+    """Words for the profile whose `teachers` knob reaches `knob` (`teachers_needed`) for `experiment` of the
+    chapter, e.g. "the paper profile trains 32", or "no profile trains as many (paper: 5): run with
+    teachers=28"; "" when the counts are unknown."""
+    counts = teachers_by_profile(chapter, nbs, experiment)
     profiles = [p for p in PROFILE_ORDER if p in counts]
-    if not profiles or not needed == needed or math.isinf(needed):
+    if not profiles or not knob == knob or math.isinf(knob):
         return ""
-    reaching = [p for p in profiles if counts[p] >= needed]
+    reaching = [p for p in profiles if counts[p] >= knob]
     if reaching:
-        return f"the {reaching[0]} profile trains {counts[reaching[0]]} per setting"
-    return (
-        f"no profile trains as many (paper: {counts.get('paper', '?')} per setting): run with "
-        f"{TEACHER_KNOB}={math.ceil(needed)}"
-    )
+        return f"the {reaching[0]} profile trains {counts[reaching[0]]}"
+    return f"no profile trains as many (paper: {counts.get('paper', '?')}): run with {TEACHER_KNOB}={math.ceil(knob)}"
 
 
 def holm_plan(claim: Any, level: float) -> float:

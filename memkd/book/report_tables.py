@@ -116,7 +116,7 @@ def _n_cell(r) -> str:
     """'12 teachers × 1 student', '120 outcomes of 12 teachers' for an exact test, and the plan:
     '(planned: 21; underpowered)'."""
     from memkd.book.claims import claim_units, power_status
-    from memkd.book.report import profile_reaching
+    from memkd.book.report import TEACHER_KNOB, profile_reaching, teachers_needed
 
     text = claim_units(r)
     status = power_status(r.planned_n, r.n)
@@ -126,10 +126,13 @@ def _n_cell(r) -> str:
         text += " (not plannable)"
     holm_n = float(getattr(r, "planned_n_holm", math.nan))
     if getattr(r, "counted", False) and holm_n == holm_n and str(getattr(r, "verdict_adjusted", "")) == "inconclusive":
-        reach = "" if math.isinf(holm_n) else profile_reaching(str(getattr(r, "chapter", "")), holm_n)
+        knob = teachers_needed(r, holm_n)
+        reach = profile_reaching(str(getattr(r, "chapter", "")), knob, experiment=str(getattr(r, "experiment", "")))
+        other_units = knob == knob and not math.isinf(knob) and knob != math.ceil(holm_n)  # n is not the knob
         text += (
             " (after Holm: "
             + ("no n suffices" if math.isinf(holm_n) else f"needs {holm_n:.0f}")
+            + (f", from {TEACHER_KNOB}={knob:.0f} at this run's rate" if other_units else "")
             + (f"; {reach}" if reach else "")
             + ")"
         )

@@ -44,6 +44,7 @@ def toy_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     unit); the soft-label students of each `setting` beat chance there (one-sided), one claim per setting
     (ids `toy_soft_T<T>_beats_chance`).
     """
+    ch.rest_on(table)
     chance = table["chance"].iloc[0]
     margin = toy_at_chance()  # fixed in advance: half the paper's Fig 1 effect
     out = [

@@ -70,6 +70,7 @@ def soft_label_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     `supports` the first). At the smallest alpha of the grid: the held-out accuracy beats chance.
     All one-sided, teachers as the unit.
     """
+    ch.rest_on(table)
     chance = table["chance"].iloc[0]
     widest = table[table.width == table.width.max()]
     at = widest[widest.alpha == main_alpha(widest)]
@@ -104,6 +105,7 @@ def capacity_claim(ch: "Chapter", table: pd.DataFrame) -> str:
     """Record on `ch` that the widest students of `table` get more held-out points right than the narrowest
     (paired on teachers, every alpha and seed averaged within a teacher) and return its sentence; with one
     student width in `table`, record nothing and say so."""
+    ch.rest_on(table)
     if table.width.nunique() < 2:
         return f"This profile trains one student width ({table.width.iloc[0]}): no capacity comparison."
     return ch.claim_difference(

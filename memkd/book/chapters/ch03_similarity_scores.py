@@ -27,6 +27,7 @@ def similarity_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     (the grid's alpha closest to 0.6, fixed in advance; one-sided); the soft-label students beat the
     similarity students over every alpha (paired on teachers, one-sided). Teachers are the unit.
     """
+    ch.rest_on(table)
     chance = table["chance"].iloc[0]
     sim, soft = table[table.kind == "similarity"], table[table.kind == "soft"]
     alpha = main_alpha(sim)  # fixed in advance

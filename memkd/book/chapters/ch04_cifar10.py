@@ -53,6 +53,7 @@ def setting_claims(ch: "Chapter", table: pd.DataFrame, data_kind: str) -> list[s
     sentences (Markdown): for each setting of `SETTING_CLAIMS` that `table` holds, the students' held-out
     accuracy at `top_alpha_rows` beats their teachers' trivial accuracy (`teacher_independent_acc`,
     one-sided, teachers as the unit). `data_kind`: "paper" on CIFAR-10, "stand-in" on the digits."""
+    ch.rest_on(table)
     top = top_alpha_rows(table)
     out = []
     for setting, paper in SETTING_CLAIMS.items():
@@ -77,6 +78,7 @@ def shuffle_claims(ch: "Chapter", table: pd.DataFrame, data_kind: str) -> list[s
     """Record on `ch` that shuffling labels and pixels gives students a higher held-out accuracy than shuffling
     labels alone (at `top_alpha_rows`, paired on the teacher index, one-sided) where `table` has both settings,
     and return its sentence (Markdown); none otherwise."""
+    ch.rest_on(table)
     top = top_alpha_rows(table)
     if not {"both", "labels"} <= set(top.setting):
         return []

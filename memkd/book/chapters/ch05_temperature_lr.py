@@ -105,6 +105,7 @@ def fixed_setting_claims(ch: "Chapter", table: pd.DataFrame, teacher_stop: str) 
     teachers, one-sided); at that cell the held-out accuracy beats the teachers' trivial accuracy
     (`teacher_independent_acc`; Fig 2's effect again: it `supports` chapter 02's claim).
     """
+    ch.rest_on(table)
     t_hi, lr0, t_lo = tested_setting(table.attrs["config"])
     return [
         ch.claim_difference(
@@ -133,6 +134,7 @@ def chosen_cell_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     with T above the grid's lowest against the lowest T at its own best learning rate (paired on the test
     teachers, one-sided; the same effect as `high_temperature_helps`, which it `supports`). Returns the
     sentence saying what was chosen on which teachers, then the claim's sentence (Markdown)."""
+    ch.rest_on(table)
     t_lo = tested_setting(table.attrs["config"])[2]
     choose, test = metrics.choose_and_test_units(table.dataset, seed=ch.seed)
     t_best, lr_best = an.best_cell(table[table.temperature > t_lo], ["temperature", "lr"], units=choose)
@@ -158,6 +160,7 @@ def second_clock_claim(ch: "Chapter", table: pd.DataFrame, second: pd.DataFrame,
     the other clock (`other_stop`), and return its sentence: the high temperature beats the lowest at the
     tested learning rate (paired on teachers, one-sided; it `supports` `high_temperature_helps`). `table`
     (the chapter's own run) gives the setting and its teachers' clock for the comparison."""
+    ch.rest_on(table)
     t_hi, lr0, t_lo = tested_setting(table.attrs["config"])
     clocks = an.teacher_clock(table), an.teacher_clock(second)
     return ch.claim_difference(

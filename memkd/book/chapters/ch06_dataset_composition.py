@@ -52,6 +52,7 @@ def nontrivial_cell_claim(ch: "Chapter", table: pd.DataFrame) -> str:
     held-out to trivial accuracy, chosen on one half of the teachers, `split_teachers` with `ch.seed`) has
     held-out accuracy above the teachers' trivial accuracy by more than `composition_far_above(1/C)` on the
     other half (one-sided, teachers as the unit), and return its sentence (Markdown)."""
+    ch.rest_on(table)
     ok = memorized_rows(table)
     choose, test = split_teachers(table, ch.seed)
     c, pc, d = an.best_cell(ok, an.GRID_KEYS, "ratio", units=choose)
@@ -76,6 +77,7 @@ def best_dimension_claim(ch: "Chapter", table: pd.DataFrame, best: pd.DataFrame)
     (`grid_analysis.dimension_slopes` of `best`, `grid_analysis.best_dimension_per_unit` of the memorized
     rows); the claim is an exact sign test, more than half of the teachers with a slope above 0 (p0 = 0.5).
     The teachers of `table` that did not memorize are named in its detail."""
+    ch.rest_on(table)
     slopes = an.dimension_slopes(best)
     failed = an.failed_cells(table)
     total = table.groupby(["classes", "per_class", "input_dim", "dataset"]).ngroups
@@ -89,6 +91,7 @@ def best_dimension_claim(ch: "Chapter", table: pd.DataFrame, best: pd.DataFrame)
         detail="per-teacher slopes: "
         + ", ".join(f"{s:.2f}" for s in slopes.slope)
         + f"; {len(failed)} of {total} teachers did not memorize and are left out",
+        source=table,
     )
 
 
@@ -97,6 +100,7 @@ def interior_claim(ch: "Chapter", table: pd.DataFrame) -> str:
     interior d chosen on one half of the teachers (`split_teachers` with `ch.seed`), the held-out accuracy there
     above the better of the two ends on the other half (one-sided, teachers as the unit). A grid with fewer
     than three input dimensions has no interior: nothing is recorded, and the sentence says so."""
+    ch.rest_on(table)
     if len(table.attrs["config"]["input_dims"]) < 3:
         return "*This grid has fewer than three input dimensions, so it has no interior: not tested.*"
     ok = memorized_rows(table)

@@ -60,6 +60,7 @@ def class_claims(ch: "Chapter", table: pd.DataFrame, surgery_class: int, class_m
     zeroed elsewhere, they fall below chance and (a check that follows from it) below plain distillation.
     Teachers are the unit; the exact sign test replaces the t interval where the differences have no spread.
     """
+    ch.rest_on(table)
     chance = table["chance"].iloc[0]
     plain, dropped, zeroed = (variant_rows(table, v) for v in ("plain", "drop_class", "zero_class"))
     c_acc = f"held-out class-{surgery_class} accuracy"
@@ -116,6 +117,7 @@ def overall_claims(ch: "Chapter", table: pd.DataFrame, overall_margin: float = 0
     `surgery_overall_kept` (a quarter of 1/C). Cutting the smallest tail of the grid (fixed in advance)
     lowers it below plain distillation's (one-sided, paired on teachers).
     """
+    ch.rest_on(table)
     chance = table["chance"].iloc[0]
     plain = variant_rows(table, "plain")
     margin_all = (

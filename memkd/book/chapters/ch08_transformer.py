@@ -63,6 +63,7 @@ def fit_and_transfer_claim(ch: "Chapter", table: pd.DataFrame) -> tuple[pd.DataF
     Bonferroni for "does not hold"); the claim is recorded at the decisive temperature and level.
     Returns (per_t, sentences): per_t one row per temperature (see `transfer_by_temperature`).
     """
+    ch.rest_on(table)
     margin = float(table.chance.iloc[0])  # 1/k, fixed in advance (transformer_trivial)
     per_t, decisive, level = transfer_by_temperature(table, margin=margin)
     tested = ", ".join(f"{t:g}" for t in per_t[per_t.fits].temperature) or "none fit: all"
@@ -117,6 +118,7 @@ def clock_claims(
 
 
 def _clock_claims(ch: "Chapter", table: pd.DataFrame, margin: Any, min_teachers: int) -> pd.DataFrame:
+    ch.rest_on(table)
     out = []
     leaked: set[float] = set()  # temperatures where an earlier stop showed the leak
     for (step, temp), part in table.sort_values("teacher_step").groupby(["teacher_step", "temperature"]):

@@ -109,6 +109,7 @@ def overlap_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     """Q1: (a) a similarity student's correct set overlaps the logit students' more than independence
     predicts (lift > 1, above); (b) it is as close to a logit student as a second logit student is
     (φ difference within ±PHI_MARGIN, equivalence)."""
+    ch.rest_on(table)
     lift = overlap_per_student(table, "soft-similarity", "lift")
     shared = ch.claim(
         "q1_shared_correct_set",
@@ -144,6 +145,7 @@ def overlap_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
 def regularization_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     """Q2: for every weight decay > 0, the students of its teachers beat their fresh-data accuracy
     (above). Also says how much the held-out accuracy moved against weight decay 0 (no claim)."""
+    ch.rest_on(table)
     out = []
     ok = table[table["teacher_memorized"].astype(bool)]
     for wd in sorted(w for w in table["weight_decay"].unique() if w > 0):
@@ -206,6 +208,7 @@ def architecture_claims(ch: "Chapter", table: pd.DataFrame) -> tuple[list[str], 
     and the claim records the weakest (it holds only if every variant holds; intersection-union);
     (b) tanh teachers and students leak more than ReLU ones (activation part, above).
     Returns the sentences and the table of per-variant tests."""
+    ch.rest_on(table)
     ok = table[table["teacher_memorized"].astype(bool)]
     tests = variant_tests(ok)
     worst = tests.loc[weakest_variant(tests)]
@@ -254,6 +257,7 @@ def blind_seed(seed: int) -> int:
 def blind_activation_claim(ch: "Chapter", table: pd.DataFrame, seed: int) -> str:
     """Q3 (b) on fresh seeds: tanh teachers and students leak more than ReLU ones.
     `table`: `architecture(..., parts=("activation",), seed=seed)` with seed = `blind_seed(ch.seed)`."""
+    ch.rest_on(table)
     ok = table[table["teacher_memorized"].astype(bool)]
     acts = ok[ok["part"] == "activation"]
     return ch.claim_difference(
@@ -277,6 +281,7 @@ def convention_claims(ch: "Chapter", table: pd.DataFrame, seed: int = 0) -> list
     """Q4: (a) at the largest T of the grid (fixed in advance) the text's convention transfers more
     than the code's (above); (b) under each convention the students beat their fresh-data accuracy
     at a T chosen on half of the teachers and tested on the other half (above)."""
+    ch.rest_on(table)
     t_max = float(table["temperature"].max())
     code, text = table[~table["soften_student"].astype(bool)], table[table["soften_student"].astype(bool)]
     out = [
@@ -318,6 +323,7 @@ def probe_claims(ch: "Chapter", table: pd.DataFrame, reference: str = "relu") ->
     accuracy (above). With tanh teachers too: (c) a linear fit explains more of a tanh teacher's
     logits on fresh data than of a ReLU teacher's (above); (d) on tanh teachers a linear student
     recovers as much as the trained tanh student (equivalence within ACCURACY_MARGIN)."""
+    ch.rest_on(table)
     ref = table[table["teacher_activation"] == reference]
     out = [
         ch.claim(
@@ -404,6 +410,7 @@ def protocol_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     100% changes the students' held-out accuracy at the largest T by less than ACCURACY_MARGIN
     (equivalence); (b) it leaves the effect of the temperature (largest minus smallest T) unchanged
     within ACCURACY_MARGIN (equivalence). Plus the ranking of temperatures under each protocol."""
+    ch.rest_on(table)
     margin = accuracy_margin(table)
     t_max, t_min = float(table["temperature"].max()), float(table["temperature"].min())
     budget, early = table[table["teacher_stop"] == "budget"], table[table["teacher_stop"] == "first_perfect"]

@@ -57,6 +57,7 @@ def architecture_claims(ch: "Chapter", table: pd.DataFrame, margin: float, data_
     (equivalence); the CNN pair's leak (`leak`) is below the MLP pair's (paired on teachers). Teachers are
     the unit; `data_kind` ("paper" on CIFAR-10, "stand-in" on digits) goes with every claim.
     """
+    ch.rest_on(table)
     no_leak = convolution_no_leak(margin)  # the margin with its reason
     out = []
     for setting in claim_settings(table):
@@ -106,6 +107,7 @@ def crossing_claims(ch: "Chapter", table: pd.DataFrame, data_kind: str) -> list[
     """Record chapter 10's claims on the mismatched pairs (CNN -> MLP, MLP -> CNN, where `table` has them)
     on `ch` and return their sentences: per setting of `claim_settings`, the students beat their own trivial
     accuracy (`independent_acc`, one-sided, teachers as the unit)."""
+    ch.rest_on(table)
     pairs = set(table.pair)
     out = []
     for setting in claim_settings(table):
@@ -136,6 +138,7 @@ def probe_claims(ch: "Chapter", table: pd.DataFrame, margin: float, data_kind: s
     (paired on teachers: the same images) and within `convolution_no_leak(margin)` of the per-image
     shuffle's (equivalence, paired).
     """
+    ch.rest_on(table)
     if not ({"fixed", "clean", "pixels"} <= set(table.setting) and "cnn->cnn" in set(table.pair)):
         return []
     no_leak = convolution_no_leak(margin)

@@ -57,6 +57,7 @@ def recovery_claims(
     are recorded as checks (shown apart, not counted): least squares below 1 under the line (fewer
     equations than unknowns) and teachers failing far above capacity. Margins may be `memkd.book.plan.Margin`s.
     """
+    ch.rest_on(table)
     out: list[str] = []
     teach = per_teacher(table)
     cap = teacher_capacity(table)

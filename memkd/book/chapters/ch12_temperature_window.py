@@ -54,6 +54,7 @@ def window_claims(
     at the largest T; the shuffled Adam student sits at chance within `margin_chance`. Margins may be
     `memkd.book.plan.Margin`s or bare numbers.
     """
+    ch.rest_on(table)
     temps = sorted(table.temperature.unique())
     dtypes = [d for d in ("float64", "float32", "bfloat16") if d in set(table.dtype)]
     classes = sorted(table.classes.unique())

@@ -62,6 +62,7 @@ def cell_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     accuracy above RECOVERY_CLAIM_P0) and recovery_agrees_on_fresh_inputs (agreement above
     `phases.RECOVERY_FRESH_MIN`) in the recovery cell; bound_not_sufficient (held-out accuracy below
     RECOVERY_CLAIM_P0) and partial_leak_beats_chance in the partial-leak cell above the counting bound."""
+    ch.rest_on(table)
     cfg, chosen = table.attrs["config"], table.attrs["chosen"]
     n_star = ph.counting_bound(cfg["input_dim"], cfg["width"], cfg["classes"])
     maps = table[(table.part == "map") & ~table.shuffled.astype(bool)]
@@ -137,6 +138,7 @@ def cell_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
 def shuffle_claim(ch: "Chapter", table: pd.DataFrame) -> str:
     """Record shuffled_at_chance (the map's within-class-shuffled students at 1/C within ±SHUFFLE_MARGIN,
     teachers as the unit) and return its sentence."""
+    ch.rest_on(table)
     cfg = table.attrs["config"]
     shuffled = table[(table.part == "map") & table.shuffled.astype(bool)]
     return ch.claim(

@@ -220,6 +220,7 @@ def defence_claims(ch: Any, table: pd.DataFrame, *, margin_no_leak: Any, p_withi
     label smoothing and weight decay lower the leak at equal fidelity (`frontier_excess`, per teacher); and in every
     setting the leak comes with the fidelity (a sign test on the teachers' rank correlations over the grid).
     """
+    ch.rest_on(table)
     out: list[str] = []
     mlp = server_side(table, "mlp")
     if "top1" in set(mlp.defence):

@@ -48,6 +48,7 @@ def leak_claim(ch: "Chapter", table: pd.DataFrame) -> str:
     """Record the released notebook's claim on `ch` (a `memkd.book.chapter.Chapter`) and return its sentence
     (Markdown): in `released_cell` with `released_start` at the largest rho, the students' held-out accuracy
     beats their own accuracy on fresh triples (`independent_acc`; one-sided, teachers as the unit)."""
+    ch.rest_on(table)
     cfg = table.attrs["config"]
     cell, start, rho = released_cell(cfg), released_start(cfg), max(cfg["rhos"])
     return ch.claim(
@@ -69,6 +70,7 @@ def question_claims(ch: "Chapter", table: pd.DataFrame) -> list[str]:
     the teacher's start leak more than independently started ones; (2) digit pieces leak more than one token
     a number in the same range; (3) the narrowest range (numbers recur) leaks more than the widest. (2) and
     (3) with the independently started students (else the run's last start)."""
+    ch.rest_on(table)
     cfg = table.attrs["config"]
     shared = [s for s in ("teacher_start", "teacher_body") if s in cfg["student_starts"]]
     base_start = "independent" if "independent" in cfg["student_starts"] else cfg["student_starts"][-1]

@@ -45,6 +45,7 @@ def scaling_claims(
     within `margin_chance` (per teacher, held-out accuracy minus 1/C), where they see at least two points of
     each class (with one, the derangement within a class cannot move it).
     """
+    ch.rest_on(table)
     out: list[str] = []
     adam = students_of(table, "adam")
     ok = adam[adam["teacher_perfect"]]
