@@ -470,7 +470,6 @@ def one_hidden_layer(profile: str = "quick", **overrides: Any) -> pd.DataFrame:
         r["half"] = "choose" if r["dataset"] in choose else "test"
         r["phase"] = classify_phase(r["teacher_train_acc"], r["train_acc"], r["test_acc"], r["agreement_fresh"])
     table = tidy(rows, cfg=cfg)
-    # teacher k of one size and class count is its own dataset: `dataset` alone repeats across them
     # teacher k of one size, class count and teacher width is its own dataset: `dataset` alone repeats
     table.insert(
         0,
