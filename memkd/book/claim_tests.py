@@ -365,7 +365,7 @@ class ClaimTests:
                 baseline_reason=baseline_for(self.name, claim_id),
                 kind="check" if check else "claim",
                 **(plan or {}),
-                **(run_of(source) or getattr(self, "rests_on", None) or {}),
+                **(run_of(source) or self.rests_on or {}),
             )
         )
 
