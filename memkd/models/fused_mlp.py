@@ -1,4 +1,5 @@
-"""Full-batch cross-entropy training of an `EnsembleMLP` without autograd: the fast path of `fit`.
+"""Full-batch training of an `EnsembleMLP` without autograd (cross-entropy, similarity matching): the fast
+path of `fit`.
 
 Shape letters (see `memkd`): E members, N samples, D input dimension, P hidden width, C classes.
 
@@ -10,8 +11,9 @@ keeps every activation and gradient in buffers allocated once, and lays all para
 their gradients) out in one flat (E, F) tensor, so that `BatchedAdam` updates every layer with a
 handful of ops. Activations are stored feature-major (E, features, N), and with a shared input
 layer 1 is a single GEMM over all members. It computes the same loss, accuracy and gradients as
-`soft_cross_entropy` / `hard_cross_entropy` + `loss.sum().backward()` (tested to float
-rounding), for any depth and for the relu, tanh and linear activations.
+`soft_cross_entropy` / `hard_cross_entropy` (`FusedCrossEntropy`) or `similarity_mse`
+(`FusedSimilarity`) + `loss.sum().backward()` (tested to float rounding), for any depth and for the
+relu, tanh and linear activations; `FusedMLPObjective` holds what they share.
 
 It lives beside `memkd.models.mlp` because it knows the MLP's layers; the model-free part of the
 fast path (the epoch without host synchronisation, its CUDA graph) is `memkd.fused`, which `fit`
