@@ -25,69 +25,37 @@ from memkd.distillation import train_students  # noqa: E402
 SIMILARITY = Shape(input_dim=250, classes=50, samples=1000, width=125, epochs=20, warmup=2, repeats=3)
 
 
-def similarity_row() -> None:
-    """Similarity students at chapter 03's quick shape, autograd against fused."""
-    from memkd.losses import cosine_similarity_matrix
-
-    shape = SIMILARITY
-    x, probs = make_data(shape)
-    teacher = cosine_similarity_matrix(probs.log().unsqueeze(0))[0]  # any symmetric (N, N) target
+def compare(name: str, shape: Shape, x: torch.Tensor, targets: torch.Tensor, **student_knobs) -> None:
+    """Print the marginal epoch of `train_students(x, targets, **student_knobs)` through autograd and fused."""
     per_epoch = {}
     for fused in (False, True):
 
         def train(epochs: int, fused: bool = fused) -> None:
-            train_students(
-                x,
-                teacher,
-                kind="similarity",
-                classes=shape.classes,
-                width=shape.width,
-                members=2,
-                lrs=1e-3,
-                epochs=epochs,
-                fused=fused,
+            model, _ = train_students(
+                x, targets, classes=shape.classes, width=shape.width, epochs=epochs, fused=fused, **student_knobs
             )
+            with torch.no_grad():
+                model(x)
 
         per_epoch[fused] = marginal_epoch_time(train, shape.epochs, shape.repeats, shape.warmup)[0]
     print(
-        f"similarity: autograd {per_epoch[False]:.4f} s/epoch, fused {per_epoch[True]:.4f} s/epoch, "
+        f"{name}: autograd {per_epoch[False]:.4f} s/epoch, fused {per_epoch[True]:.4f} s/epoch, "
         f"{per_epoch[False] / per_epoch[True]:.2f}x",
         flush=True,
     )
 
 
 def main(names: list[str]) -> None:
+    from memkd.losses import cosine_similarity_matrix
+
     for name in names:
-        if name == "similarity":
-            similarity_row()
-            continue
-        shape = SHAPES[name]
+        shape = SIMILARITY if name == "similarity" else SHAPES[name]
         x, probs = make_data(shape)
-        per_epoch = {}
-        for fused in (False, True):
-
-            def train(epochs: int, fused: bool = fused) -> None:
-                model, _ = train_students(
-                    x,
-                    probs,
-                    kind="soft",
-                    classes=shape.classes,
-                    width=shape.width,
-                    members=20,
-                    lrs=3e-3,
-                    epochs=epochs,
-                    temperatures=20.0,
-                    fused=fused,
-                )
-                with torch.no_grad():
-                    model(x)
-
-            per_epoch[fused] = marginal_epoch_time(train, shape.epochs, shape.repeats, shape.warmup)[0]
-        print(
-            f"{name}: autograd {per_epoch[False]:.4f} s/epoch, fused {per_epoch[True]:.4f} s/epoch, "
-            f"{per_epoch[False] / per_epoch[True]:.2f}x",
-            flush=True,
-        )
+        if name == "similarity":  # chapter 03's students: one teacher's 2, any symmetric (N, N) target
+            teacher = cosine_similarity_matrix(probs.log().unsqueeze(0))[0]
+            compare(name, shape, x, teacher, kind="similarity", members=2, lrs=1e-3)
+        else:
+            compare(name, shape, x, probs, kind="soft", members=20, lrs=3e-3, temperatures=20.0)
 
 
 if __name__ == "__main__":
