@@ -281,7 +281,7 @@ class FusedSimilarity(FusedMLPObjective):
         torch.div(logits, denominator, out=self.unit)
         torch.bmm(self.unit.transpose(1, 2), self.unit, out=self.residual)  # S = U U^T, (E, N, N)
         self.residual.sub_(self.teacher_similarity)
-        loss = self.residual.pow(2).mean(dim=(1, 2))
+        loss = torch.linalg.vector_norm(self.residual, dim=(1, 2)).square_().div_(n * n)  # no (E, N, N) temporary
         # S and R are symmetric, so G + G^T = 2 G (to float rounding) and d loss / d U = 2 U G: one GEMM
         self.residual.mul_(4.0 / (n * n))
         grad_unit = torch.bmm(self.unit, self.residual, out=self.logit_grad)
